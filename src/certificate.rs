@@ -1,0 +1,223 @@
+//! The TLS certificate and key: validation of an operator's pair (PEM,
+//! matching key, domain coverage, expiry) and self-signed generation.
+
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+/// Days of validity under which the operator is warned.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// What a valid pair looks like.
+#[derive(Debug, Clone)]
+pub struct CertificateInfo {
+    /// DNS names the certificate is for.
+    pub names: Vec<String>,
+    pub not_after: OffsetDateTime,
+    /// Whole days until it expires.
+    pub days_left: i64,
+}
+
+/// Why a certificate or key is not usable; each names what is wrong.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CertificateError {
+    #[error("the certificate is not PEM: no `BEGIN CERTIFICATE` block could be read")]
+    CertificateNotPem,
+    #[error("the certificate cannot be parsed: {0}")]
+    CertificateInvalid(String),
+    #[error("the key is not a PEM private key (PKCS#8, PKCS#1 or SEC1)")]
+    KeyNotPem,
+    #[error("the key is not one this tool can use: {0}")]
+    KeyUnsupported(String),
+    #[error("the key does not belong to the certificate")]
+    KeyMismatch,
+    #[error("the certificate does not cover `{domain}`; it is for: {names}")]
+    WrongDomain { domain: String, names: String },
+    #[error("the certificate expired on {0}")]
+    Expired(String),
+    #[error("the certificate is not valid before {0}")]
+    NotYetValid(String),
+}
+
+/// Checks that `certificate` (a PEM chain, leaf first) and `key` belong
+/// together, cover `domain` and are valid at `now`.
+pub fn check_pair(
+    certificate: &[u8],
+    key: &[u8],
+    domain: &str,
+    now: OffsetDateTime,
+) -> Result<CertificateInfo, CertificateError> {
+    let leaf = CertificateDer::pem_slice_iter(certificate)
+        .next()
+        .and_then(Result::ok)
+        .ok_or(CertificateError::CertificateNotPem)?;
+    let (_, parsed) = X509Certificate::from_der(leaf.as_ref())
+        .map_err(|e| CertificateError::CertificateInvalid(e.to_string()))?;
+    check_key(&parsed, key)?;
+    let names = dns_names(&parsed);
+    if !names.iter().any(|name| covers(name, domain)) {
+        return Err(CertificateError::WrongDomain {
+            domain: domain.into(),
+            names: if names.is_empty() { "no DNS names".into() } else { names.join(", ") },
+        });
+    }
+    let validity = parsed.validity();
+    let not_before = validity.not_before.to_datetime();
+    let not_after = validity.not_after.to_datetime();
+    if now < not_before {
+        return Err(CertificateError::NotYetValid(date(not_before)));
+    }
+    if now > not_after {
+        return Err(CertificateError::Expired(date(not_after)));
+    }
+    Ok(CertificateInfo {
+        names,
+        not_after,
+        days_left: (not_after - now).whole_days(),
+    })
+}
+
+fn check_key(certificate: &X509Certificate<'_>, key: &[u8]) -> Result<(), CertificateError> {
+    let key = PrivateKeyDer::from_pem_slice(key).map_err(|_| CertificateError::KeyNotPem)?;
+    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
+        .map_err(|e| CertificateError::KeyUnsupported(e.to_string()))?;
+    let public = signing_key
+        .public_key()
+        .ok_or_else(|| CertificateError::KeyUnsupported("its public half cannot be derived".into()))?;
+    if public.as_ref() == certificate.public_key().raw {
+        Ok(())
+    } else {
+        Err(CertificateError::KeyMismatch)
+    }
+}
+
+fn dns_names(certificate: &X509Certificate<'_>) -> Vec<String> {
+    let Ok(Some(extension)) = certificate.subject_alternative_name() else {
+        return Vec::new();
+    };
+    extension
+        .value
+        .general_names
+        .iter()
+        .filter_map(|name| match name {
+            GeneralName::DNSName(name) => Some(name.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether the certificate name `pattern` (maybe `*.example.com`) covers `domain`.
+pub fn covers(pattern: &str, domain: &str) -> bool {
+    let domain = domain.to_ascii_lowercase();
+    match pattern.strip_prefix("*.") {
+        Some(parent) => domain
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == parent),
+        None => pattern == domain,
+    }
+}
+
+fn date(moment: OffsetDateTime) -> String {
+    moment.date().to_string()
+}
+
+/// Checks that `domain` is a DNS name a certificate can be issued for.
+pub fn check_domain(domain: &str) -> Result<(), String> {
+    if domain.is_empty() {
+        return Err("it is empty".into());
+    }
+    if domain.len() > 253 {
+        return Err("it is longer than 253 characters".into());
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    if labels.len() < 2 {
+        return Err("it needs at least two labels, like `portal.example.com`".into());
+    }
+    for label in &labels {
+        if label.is_empty() || label.len() > 63 {
+            return Err("each label must be 1 to 63 characters".into());
+        }
+        if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(format!("`{label}` may only hold letters, digits and `-`"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("`{label}` may not start or end with `-`"));
+        }
+    }
+    if labels.last().is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit())) {
+        return Err("it looks like an IP address; give a DNS name".into());
+    }
+    Ok(())
+}
+
+/// A self-signed certificate and key (PEM) for `domain`, valid from
+/// `not_before` to `not_after`.
+pub fn self_signed(domain: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> (String, String) {
+    let key = rcgen::KeyPair::generate().expect("an ECDSA key can be generated");
+    let mut params = rcgen::CertificateParams::new(vec![domain.to_string()])
+        .expect("a checked domain is a valid subject name");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, domain);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "stackinstall self-signed");
+    params.not_before = not_before;
+    params.not_after = not_after;
+    let certificate = params.self_signed(&key).expect("a self-signed certificate can be made");
+    (certificate.pem(), key.serialize_pem())
+}
+
+/// A self-signed pair for `domain`, valid for a year from now.
+pub fn self_signed_for_a_year(domain: &str) -> (String, String) {
+    let now = OffsetDateTime::now_utc();
+    self_signed(domain, now - Duration::days(1), now + Duration::days(365))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+
+    #[test]
+    fn a_generated_pair_is_valid_for_its_domain() {
+        let (certificate, key) = self_signed_for_a_year("portal.example.com");
+        let info = check_pair(certificate.as_bytes(), key.as_bytes(), "portal.example.com", now()).unwrap();
+        assert_eq!(info.names, ["portal.example.com"]);
+        assert!(info.days_left >= 364);
+    }
+
+    #[test]
+    fn every_failure_is_named() {
+        let (certificate, key) = self_signed_for_a_year("portal.example.com");
+        let (_, other_key) = self_signed_for_a_year("portal.example.com");
+        let check = |c: &str, k: &str, d: &str| check_pair(c.as_bytes(), k.as_bytes(), d, now()).unwrap_err();
+        assert_eq!(check("hello", &key, "portal.example.com"), CertificateError::CertificateNotPem);
+        assert_eq!(check(&certificate, "hello", "portal.example.com"), CertificateError::KeyNotPem);
+        assert_eq!(check(&certificate, &other_key, "portal.example.com"), CertificateError::KeyMismatch);
+        assert!(matches!(check(&certificate, &key, "other.example.com"), CertificateError::WrongDomain { .. }));
+        let past = now() - Duration::days(400);
+        let (old, old_key) = self_signed("portal.example.com", past, past + Duration::days(90));
+        assert!(matches!(check(&old, &old_key, "portal.example.com"), CertificateError::Expired(_)));
+    }
+
+    #[test]
+    fn wildcards_cover_one_label() {
+        assert!(covers("*.example.com", "portal.example.com"));
+        assert!(!covers("*.example.com", "a.portal.example.com"));
+        assert!(!covers("*.example.com", "example.com"));
+        assert!(covers("portal.example.com", "PORTAL.example.com"));
+    }
+
+    #[test]
+    fn domains_are_checked() {
+        assert!(check_domain("stackbill.example.com").is_ok());
+        for bad in ["", "localhost", "exa mple.com", "-a.example.com", "a..com", "10.0.0.1", "a_b.example.com"] {
+            assert!(check_domain(bad).is_err(), "{bad} should be refused");
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! The command line: commands and flags, nothing else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Turns a fresh Ubuntu host into a running application platform: K3s, Helm
+/// and Istio, host databases, and the application's Helm release behind an
+/// Istio Gateway. Every step is checkpointed, so running it again is safe.
+#[derive(Debug, Parser)]
+#[command(name = "stackinstall", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Take every host path under DIR instead of `/` (for tests and image builds)
+    #[arg(long, global = true, value_name = "DIR", env = "STACKINSTALL_ROOT", default_value = "/")]
+    pub root: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Install the platform and the application, or show the plan
+    Install(InstallArgs),
+    /// Show every step's checkpoint and the live health of what it installed
+    Status(StatusArgs),
+    /// Write every manifest and config file the install would apply, for review or GitOps
+    Render(RenderArgs),
+    /// Show where the credentials are and which exist (with --reveal, what they are)
+    Credentials(CredentialsArgs),
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArgs {
+    /// Built-in profile name or profile file [default: stackbill-poc]
+    #[arg(long, value_name = "NAME|FILE", env = "STACKINSTALL_PROFILE")]
+    pub profile: Option<String>,
+
+    /// A TOML file overriding profile values and setting [install] options
+    #[arg(long, value_name = "FILE", env = "STACKINSTALL_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// The DNS name the application is reached at
+    #[arg(long, value_name = "NAME", env = "STACKINSTALL_DOMAIN")]
+    pub domain: Option<String>,
+
+    /// The TLS certificate (PEM, full chain, leaf first) for the domain
+    #[arg(long, value_name = "FILE", env = "STACKINSTALL_SSL_CERT", requires = "ssl_key", conflicts_with = "self_signed")]
+    pub ssl_cert: Option<PathBuf>,
+
+    /// The certificate's private key (PEM)
+    #[arg(long, value_name = "FILE", env = "STACKINSTALL_SSL_KEY", requires = "ssl_cert", conflicts_with = "self_signed")]
+    pub ssl_key: Option<PathBuf>,
+
+    /// Make a self-signed certificate for the domain (for tests and demos)
+    #[arg(long)]
+    pub self_signed: bool,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Skip K3s, Helm and Istio (they must already be installed)
+    #[arg(long)]
+    pub skip_infra: bool,
+
+    /// Skip MySQL, MongoDB, RabbitMQ and NFS (their passwords must be in the credentials file)
+    #[arg(long)]
+    pub skip_db: bool,
+
+    /// Print every step with its state and the actions it would take; change nothing
+    #[arg(long)]
+    pub plan: bool,
+
+    /// Output format of the plan or the run's result
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
+    /// Run only this step (repeatable); the others are left as they are
+    #[arg(long, value_name = "STEP", conflicts_with = "from")]
+    pub only: Vec<String>,
+
+    /// Start at this step; earlier steps are left as they are
+    #[arg(long, value_name = "STEP")]
+    pub from: Option<String>,
+
+    /// Run this step again even if its checkpoint says done (repeatable)
+    #[arg(long, value_name = "STEP")]
+    pub redo: Vec<String>,
+
+    /// Answer yes to every question
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The DNS name the application is reached at
+    #[arg(long, value_name = "NAME", env = "STACKINSTALL_DOMAIN")]
+    pub domain: String,
+
+    /// The directory to write the files into (created if missing)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CredentialsArgs {
+    /// Print the passwords themselves
+    #[arg(long)]
+    pub reveal: bool,
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}

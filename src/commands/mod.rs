@@ -1,0 +1,27 @@
+//! One file per subcommand.
+
+pub mod credentials;
+pub mod install;
+pub mod render;
+pub mod status;
+
+use std::path::PathBuf;
+
+use crate::cli::ConfigArgs;
+use crate::config::{Config, ConfigError, Sources};
+
+/// Loads the configuration from the profile, the config file, the
+/// environment and the `flags` table.
+pub fn load_config(args: &ConfigArgs, flags: toml::Table) -> Result<Config, ConfigError> {
+    Config::load(&Sources {
+        profile: args.profile.clone(),
+        config_file: args.config.clone(),
+        environment: std::env::vars().collect(),
+        flags,
+    })
+}
+
+/// The invoking user's home, where the bash installer kept its credentials.
+pub fn home_dir() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+}

@@ -1,0 +1,68 @@
+//! `stackinstall status`: each step's checkpoint and, for the done ones,
+//! whether their result is still there and working (their verification).
+
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::cli::{Output, StatusArgs};
+use crate::context::Context;
+use crate::host::Host;
+use crate::state::Status;
+use crate::steps;
+use crate::ui::Ui;
+
+#[derive(Debug, Serialize)]
+struct StepStatus {
+    id: &'static str,
+    title: &'static str,
+    /// `done`, `failed`, `interrupted` or `not-done`.
+    state: String,
+    finished_at: Option<String>,
+    tool_version: Option<String>,
+    /// `ok`, or what the live check found wrong; only for done steps.
+    health: Option<String>,
+}
+
+/// Runs `status`.
+pub fn run(root: &Path, args: StatusArgs) -> Result<()> {
+    let config = super::load_config(&args.config, toml::Table::new())?;
+    let json = args.output == Output::Json;
+    let context = Context::new(config, Host::new(root), Ui::detect(json), true, &super::home_dir())?;
+    let statuses: Vec<StepStatus> = steps::all()
+        .iter()
+        .map(|step| {
+            let checkpoint = context.state.steps.get(step.id());
+            let state = checkpoint.map_or("not-done".to_string(), |c| match c.status {
+                Status::Done => "done".into(),
+                Status::Failed => "failed".into(),
+                Status::Interrupted => "interrupted".into(),
+            });
+            let health = (state == "done" && !step.always_runs()).then(|| match step.verify(&context) {
+                Ok(()) => "ok".to_string(),
+                Err(error) => crate::secrets::redact(&error.to_string()),
+            });
+            StepStatus {
+                id: step.id(),
+                title: step.title(),
+                state,
+                finished_at: checkpoint.map(|c| c.finished_at.clone()),
+                tool_version: checkpoint.map(|c| c.tool_version.clone()),
+                health,
+            }
+        })
+        .collect();
+    if json {
+        let report = serde_json::json!({ "state_file": context.state_file().path(), "steps": statuses });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!("State: {}\n", context.shown(context.state_file().path()).display());
+    for status in &statuses {
+        let when = status.finished_at.as_deref().unwrap_or("");
+        let health = status.health.as_deref().map_or(String::new(), |h| format!("  health: {h}"));
+        println!("{:<12} {:<12} {when}{health}", status.id, status.state);
+    }
+    Ok(())
+}

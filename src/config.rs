@@ -1,0 +1,529 @@
+//! One typed configuration from five layers: built-in defaults < profile
+//! (embedded `profiles/*.toml` or a file) < `--config FILE` <
+//! `STACKINSTALL_<SECTION>__<KEY>` environment variables < flags.
+//!
+//! Every layer is checked on its own against the schema, so an unknown key
+//! or a wrong type is reported with the file (or variable) it came from.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use include_dir::{Dir, include_dir};
+use serde::{Deserialize, Serialize};
+
+static PROFILES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/profiles");
+
+/// The profile used when `--profile` is not given.
+pub const DEFAULT_PROFILE: &str = "stackbill-poc";
+
+/// Prefix of the environment variables that set configuration values.
+pub const ENV_PREFIX: &str = "STACKINSTALL_";
+
+/// Everything the install needs to know, merged from all layers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The profile's name.
+    pub name: String,
+    /// One line on what the profile installs.
+    pub description: String,
+    pub versions: Versions,
+    pub requirements: Requirements,
+    pub cluster: Cluster,
+    pub istio: Istio,
+    pub chart: Chart,
+    pub routes: Vec<Route>,
+    pub registry: Registry,
+    pub mysql: Mysql,
+    pub mongodb: Mongodb,
+    pub rabbitmq: Rabbitmq,
+    pub nfs: Nfs,
+    pub wait: Wait,
+    /// What this install is for: domain, certificate, what to skip.
+    pub install: Install,
+}
+
+/// Pinned versions of the infrastructure.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Versions {
+    pub k3s: String,
+    pub helm: String,
+    pub istio: String,
+}
+
+/// The smallest machine the profile runs on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Requirements {
+    pub cpus: u32,
+    pub memory_mib: u64,
+    pub disk_gib: u64,
+}
+
+impl Default for Requirements {
+    fn default() -> Self {
+        Self {
+            cpus: 2,
+            memory_mib: 3800,
+            disk_gib: 20,
+        }
+    }
+}
+
+/// The Kubernetes cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Cluster {
+    /// The application's namespace.
+    pub namespace: String,
+    /// The pod network, exported over NFS and allowed to reach the databases.
+    pub pod_cidr: String,
+    pub api_port: u16,
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Self {
+            namespace: String::new(),
+            pod_cidr: "10.42.0.0/16".into(),
+            api_port: 6443,
+        }
+    }
+}
+
+/// Istio and its ingress gateway.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Istio {
+    pub profile: String,
+    pub http_node_port: u16,
+    pub https_node_port: u16,
+    pub gateway: String,
+    pub virtual_service: String,
+    pub tls_secret: String,
+}
+
+impl Default for Istio {
+    fn default() -> Self {
+        Self {
+            profile: "demo".into(),
+            http_node_port: 31443,
+            https_node_port: 31882,
+            gateway: String::new(),
+            virtual_service: String::new(),
+            tls_secret: String::new(),
+        }
+    }
+}
+
+/// The application's Helm chart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Chart {
+    pub release: String,
+    /// An OCI reference (`oci://...`) or a repository chart.
+    pub reference: String,
+    /// Empty for the newest.
+    pub version: String,
+    pub timeout_seconds: u64,
+}
+
+impl Default for Chart {
+    fn default() -> Self {
+        Self {
+            release: String::new(),
+            reference: String::new(),
+            version: String::new(),
+            timeout_seconds: 900,
+        }
+    }
+}
+
+/// One path prefix routed to a Service port.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Route {
+    pub prefix: String,
+    pub service: String,
+    /// The Service's port (not the container's).
+    pub port: u16,
+}
+
+/// The image registry and its pull secret.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Registry {
+    pub server: String,
+    pub region: String,
+    pub secret: String,
+    pub refresh_hours: u32,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            server: String::new(),
+            region: String::new(),
+            secret: String::new(),
+            refresh_hours: 6,
+        }
+    }
+}
+
+/// MySQL (or MariaDB) on the host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Mysql {
+    pub port: u16,
+    pub username: String,
+    pub databases: Vec<String>,
+    /// `[mysqld]` settings; `true` writes a bare flag.
+    pub settings: BTreeMap<String, toml::Value>,
+}
+
+impl Default for Mysql {
+    fn default() -> Self {
+        Self {
+            port: 3306,
+            username: String::new(),
+            databases: Vec::new(),
+            settings: BTreeMap::new(),
+        }
+    }
+}
+
+/// MongoDB on the host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Mongodb {
+    pub port: u16,
+    pub username: String,
+    pub roles: Vec<MongodbRole>,
+}
+
+impl Default for Mongodb {
+    fn default() -> Self {
+        Self {
+            port: 27017,
+            username: String::new(),
+            roles: Vec::new(),
+        }
+    }
+}
+
+/// A MongoDB role grant.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MongodbRole {
+    pub role: String,
+    pub db: String,
+}
+
+/// RabbitMQ on the host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Rabbitmq {
+    pub port: u16,
+    pub management_port: u16,
+    pub username: String,
+    pub tags: Vec<String>,
+    pub vhost: String,
+}
+
+impl Default for Rabbitmq {
+    fn default() -> Self {
+        Self {
+            port: 5672,
+            management_port: 15672,
+            username: String::new(),
+            tags: vec!["administrator".into()],
+            vhost: "/".into(),
+        }
+    }
+}
+
+/// The NFS export for the cluster's volumes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Nfs {
+    pub path: String,
+    pub port: u16,
+    pub export_options: String,
+    pub storage_class: String,
+}
+
+impl Default for Nfs {
+    fn default() -> Self {
+        Self {
+            path: String::new(),
+            port: 2049,
+            export_options: "rw,sync,no_subtree_check,no_root_squash".into(),
+            storage_class: "nfs-client".into(),
+        }
+    }
+}
+
+/// Waiting for the application to come up.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Wait {
+    pub timeout_seconds: u64,
+}
+
+impl Default for Wait {
+    fn default() -> Self {
+        Self {
+            timeout_seconds: 600,
+        }
+    }
+}
+
+/// What this install is for (flags, their variables, or `[install]` in a
+/// config file).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Install {
+    pub domain: String,
+    pub ssl_cert: Option<PathBuf>,
+    pub ssl_key: Option<PathBuf>,
+    pub self_signed: bool,
+    pub skip_infra: bool,
+    pub skip_db: bool,
+}
+
+/// A configuration layer that does not fit the schema.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("unknown profile `{name}`; the built-in profiles are: {known}")]
+    UnknownProfile { name: String, known: String },
+    #[error("cannot read {source_name}: {error}")]
+    Unreadable { source_name: String, error: String },
+    #[error("{source_name} is not valid: {detail}")]
+    Invalid { source_name: String, detail: String },
+    #[error("the value `{key}` is missing: {source_name} must set it")]
+    Missing { key: String, source_name: String },
+}
+
+/// Where each layer comes from.
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    /// `--profile`: a built-in profile name or a file.
+    pub profile: Option<String>,
+    /// `--config FILE`.
+    pub config_file: Option<PathBuf>,
+    /// The environment (only `STACKINSTALL_<SECTION>__<KEY>` entries are used).
+    pub environment: Vec<(String, String)>,
+    /// Values set by flags, as a TOML table (e.g. `install.domain`).
+    pub flags: toml::Table,
+}
+
+impl Config {
+    /// Merges the layers of `sources` into one configuration.
+    pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
+        let mut merged = toml::Table::try_from(Config::default()).expect("defaults serialize");
+        let (profile_name, profile_text) = profile_text(sources.profile.as_deref())?;
+        merge(&mut merged, check_layer(&profile_name, &profile_text)?);
+        if let Some(path) = &sources.config_file {
+            let name = format!("config file `{}`", path.display());
+            let text = read_text(&name, path)?;
+            merge(&mut merged, check_layer(&name, &text)?);
+        }
+        for (variable, value) in &sources.environment {
+            if let Some(layer) = environment_layer(variable, value)? {
+                merge(&mut merged, layer);
+            }
+        }
+        merge(&mut merged, sources.flags.clone());
+        let config: Config = merged.try_into().map_err(|e: toml::de::Error| ConfigError::Invalid {
+            source_name: "the merged configuration".into(),
+            detail: e.message().to_string(),
+        })?;
+        config.check_complete(&profile_name)?;
+        Ok(config)
+    }
+
+    fn check_complete(&self, profile: &str) -> Result<(), ConfigError> {
+        let required = [
+            ("name", self.name.is_empty()),
+            ("versions.k3s", self.versions.k3s.is_empty()),
+            ("versions.helm", self.versions.helm.is_empty()),
+            ("versions.istio", self.versions.istio.is_empty()),
+            ("cluster.namespace", self.cluster.namespace.is_empty()),
+            ("istio.gateway", self.istio.gateway.is_empty()),
+            ("istio.virtual_service", self.istio.virtual_service.is_empty()),
+            ("istio.tls_secret", self.istio.tls_secret.is_empty()),
+            ("chart.release", self.chart.release.is_empty()),
+            ("chart.reference", self.chart.reference.is_empty()),
+            ("routes", self.routes.is_empty()),
+            ("registry.server", self.registry.server.is_empty()),
+            ("registry.region", self.registry.region.is_empty()),
+            ("registry.secret", self.registry.secret.is_empty()),
+            ("mysql.username", self.mysql.username.is_empty()),
+            ("mysql.databases", self.mysql.databases.is_empty()),
+            ("mongodb.username", self.mongodb.username.is_empty()),
+            ("rabbitmq.username", self.rabbitmq.username.is_empty()),
+            ("nfs.path", self.nfs.path.is_empty()),
+        ];
+        match required.iter().find(|(_, missing)| *missing) {
+            Some((key, _)) => Err(ConfigError::Missing {
+                key: (*key).into(),
+                source_name: profile.into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The user name of each service whose password the credentials file keeps.
+    pub fn service_usernames(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("mysql".to_string(), self.mysql.username.clone()),
+            ("mongodb".to_string(), self.mongodb.username.clone()),
+            ("rabbitmq".to_string(), self.rabbitmq.username.clone()),
+        ])
+    }
+}
+
+/// The names of the built-in profiles.
+pub fn builtin_profiles() -> Vec<String> {
+    let mut names: Vec<String> = PROFILES
+        .files()
+        .filter_map(|file| file.path().file_stem())
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn profile_text(profile: Option<&str>) -> Result<(String, String), ConfigError> {
+    let name = profile.unwrap_or(DEFAULT_PROFILE);
+    if let Some(file) = PROFILES.get_file(format!("{name}.toml")) {
+        let text = file.contents_utf8().expect("built-in profiles are UTF-8");
+        return Ok((format!("profile `{name}`"), text.to_string()));
+    }
+    let path = Path::new(name);
+    if name.ends_with(".toml") || name.contains('/') || path.exists() {
+        let source_name = format!("profile file `{}`", path.display());
+        let text = read_text(&source_name, path)?;
+        return Ok((source_name, text));
+    }
+    Err(ConfigError::UnknownProfile {
+        name: name.into(),
+        known: builtin_profiles().join(", "),
+    })
+}
+
+fn read_text(source_name: &str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Unreadable {
+        source_name: source_name.into(),
+        error: error.to_string(),
+    })
+}
+
+/// Parses one layer and checks it against the schema on its own.
+fn check_layer(source_name: &str, text: &str) -> Result<toml::Table, ConfigError> {
+    let invalid = |error: toml::de::Error| ConfigError::Invalid {
+        source_name: source_name.into(),
+        detail: error.to_string().trim_end().to_string(),
+    };
+    let table: toml::Table = toml::from_str(text).map_err(invalid)?;
+    toml::from_str::<Config>(text).map_err(invalid)?;
+    Ok(table)
+}
+
+/// `STACKINSTALL_WAIT__TIMEOUT_SECONDS=900` as `{ wait = { timeout_seconds = 900 } }`.
+fn environment_layer(variable: &str, value: &str) -> Result<Option<toml::Table>, ConfigError> {
+    let Some(rest) = variable.strip_prefix(ENV_PREFIX) else { return Ok(None) };
+    if !rest.contains("__") {
+        return Ok(None);
+    }
+    let keys: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+    let parsed = toml::from_str::<toml::Table>(&format!("value = {value}"))
+        .ok()
+        .and_then(|mut table| table.remove("value"))
+        .unwrap_or_else(|| toml::Value::String(value.to_string()));
+    let mut layer = parsed;
+    for key in keys.iter().rev() {
+        layer = toml::Value::Table(toml::Table::from_iter([(key.clone(), layer)]));
+    }
+    let toml::Value::Table(table) = layer else { unreachable!("built from keys") };
+    let source_name = format!("environment variable `{variable}`");
+    let text = toml::to_string(&table).map_err(|e| ConfigError::Invalid {
+        source_name: source_name.clone(),
+        detail: e.to_string(),
+    })?;
+    check_layer(&source_name, &text).map(Some)
+}
+
+/// Merges `layer` over `base`: tables key by key, anything else replaced.
+fn merge(base: &mut toml::Table, layer: toml::Table) {
+    for (key, value) in layer {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(layer_table)) => {
+                merge(base_table, layer_table);
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sources() -> Sources {
+        Sources::default()
+    }
+
+    #[test]
+    fn default_profile_loads_with_the_spec_values() {
+        let config = Config::load(&sources()).unwrap();
+        assert_eq!(config.versions.k3s, "v1.29.0+k3s1");
+        assert_eq!(config.versions.istio, "1.20.3");
+        assert_eq!(config.cluster.namespace, "sb-apps");
+        assert_eq!(config.istio.http_node_port, 31443);
+        assert_eq!(config.istio.https_node_port, 31882);
+        assert_eq!(config.mysql.databases, ["stackbill", "configuration"]);
+        assert_eq!(config.wait.timeout_seconds, 600);
+        let kong = config.routes.iter().find(|r| r.prefix == "/api").unwrap();
+        assert_eq!((kong.service.as_str(), kong.port), ("sb-kong", 8000));
+    }
+
+    #[test]
+    fn layers_override_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("site.toml");
+        std::fs::write(&file, "[wait]\ntimeout_seconds = 100\n[install]\ndomain = \"file.example.com\"\n").unwrap();
+        let mut sources = sources();
+        sources.config_file = Some(file);
+        sources.environment = vec![("STACKINSTALL_WAIT__TIMEOUT_SECONDS".into(), "200".into())];
+        let config = Config::load(&sources).unwrap();
+        assert_eq!(config.wait.timeout_seconds, 200, "environment beats the file");
+        assert_eq!(config.install.domain, "file.example.com");
+        sources.flags = toml::from_str("[install]\ndomain = \"flag.example.com\"").unwrap();
+        assert_eq!(Config::load(&sources).unwrap().install.domain, "flag.example.com");
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("site.toml");
+        std::fs::write(&file, "[wait]\ntimeout_secs = 100\n").unwrap();
+        let mut sources = sources();
+        sources.config_file = Some(file.clone());
+        let error = Config::load(&sources).unwrap_err().to_string();
+        assert!(error.contains(&file.display().to_string()), "{error}");
+        assert!(error.contains("unknown field `timeout_secs`"), "{error}");
+    }
+
+    #[test]
+    fn wrong_type_in_environment_names_the_variable() {
+        let mut sources = sources();
+        sources.environment = vec![("STACKINSTALL_WAIT__TIMEOUT_SECONDS".into(), "soon".into())];
+        let error = Config::load(&sources).unwrap_err().to_string();
+        assert!(error.contains("STACKINSTALL_WAIT__TIMEOUT_SECONDS"), "{error}");
+        assert!(error.contains("expected"), "{error}");
+    }
+}

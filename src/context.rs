@@ -1,0 +1,131 @@
+//! What a step sees: the configuration, the host, the state and the
+//! credentials, plus a place to tell the operator things.
+
+use std::cell::OnceCell;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::host::Host;
+use crate::secrets::{Credentials, CredentialsFile};
+use crate::state::{State, StateError, StateFile};
+use crate::steps::StepError;
+use crate::ui::Ui;
+
+/// Where a self-signed certificate and its key are kept.
+pub const SELF_SIGNED_DIR: &str = "/etc/stackinstall/tls";
+
+/// Everything a step works with during one run.
+pub struct Context {
+    pub config: Config,
+    pub host: Host,
+    pub ui: Ui,
+    /// Whether this is a plan: nothing may change.
+    pub plan: bool,
+    /// The run's log file, when there is one.
+    pub log_path: Option<PathBuf>,
+    pub state: State,
+    state_file: StateFile,
+    credentials_file: CredentialsFile,
+    credentials: OnceCell<Credentials>,
+    runtime: OnceCell<tokio::runtime::Runtime>,
+}
+
+impl Context {
+    /// A context for `config` on `host`; `home` is the invoking user's home.
+    pub fn new(config: Config, host: Host, ui: Ui, plan: bool, home: &Path) -> Result<Self, StateError> {
+        let state_file = StateFile::new(&host);
+        let state = state_file.load()?;
+        Ok(Self {
+            credentials_file: CredentialsFile::new(&host, home),
+            config,
+            host,
+            ui,
+            plan,
+            log_path: None,
+            state,
+            state_file,
+            credentials: OnceCell::new(),
+            runtime: OnceCell::new(),
+        })
+    }
+
+    /// The state file.
+    pub fn state_file(&self) -> &StateFile {
+        &self.state_file
+    }
+
+    /// The credentials file.
+    pub fn credentials_file(&self) -> &CredentialsFile {
+        &self.credentials_file
+    }
+
+    /// The credentials, loaded from the file on first use. Fails when the
+    /// file is missing (the `credentials` step has not run) or damaged.
+    pub fn credentials(&self) -> Result<&Credentials, StepError> {
+        if let Some(credentials) = self.credentials.get() {
+            return Ok(credentials);
+        }
+        let loaded = self.credentials_file.load()?.ok_or_else(|| {
+            StepError::failed(
+                format!(
+                    "there is no credentials file `{}` yet",
+                    self.credentials_file.path().display()
+                ),
+                "run the `credentials` step first: `stackinstall install --only credentials`",
+            )
+        })?;
+        Ok(self.credentials.get_or_init(|| loaded))
+    }
+
+    /// Replaces the cached credentials (after the `credentials` step wrote them).
+    pub fn set_credentials(&mut self, credentials: Credentials) {
+        self.credentials = OnceCell::from(credentials);
+    }
+
+    /// A fact recorded by an earlier run (e.g. `mysql.preexisting`).
+    pub fn fact(&self, key: &str) -> Option<&str> {
+        self.state.facts.get(key).map(String::as_str)
+    }
+
+    /// Records a fact about the host before the step changes it, and saves
+    /// the state at once; a fact already recorded is kept as it was.
+    pub fn record_fact(&mut self, key: &str, value: &str) -> Result<(), StepError> {
+        if self.state.facts.contains_key(key) {
+            return Ok(());
+        }
+        self.state.facts.insert(key.to_string(), value.to_string());
+        self.state_file.save(&self.state)?;
+        Ok(())
+    }
+
+    /// The certificate and key the install uses: the operator's, or the
+    /// self-signed pair kept under `/etc/stackinstall/tls/`.
+    pub fn tls_paths(&self) -> Option<(PathBuf, PathBuf)> {
+        let install = &self.config.install;
+        if install.self_signed {
+            let dir = self.host.path(SELF_SIGNED_DIR);
+            return Some((dir.join("tls.crt"), dir.join("tls.key")));
+        }
+        Some((install.ssl_cert.clone()?, install.ssl_key.clone()?))
+    }
+
+    /// Runs a future to completion (database clients are async).
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime
+            .get_or_init(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a tokio runtime can be built")
+            })
+            .block_on(future)
+    }
+
+    /// `path` as the operator knows it: without the `--root` prefix.
+    pub fn shown(&self, path: &Path) -> PathBuf {
+        match path.strip_prefix(self.host.root()) {
+            Ok(relative) if !self.host.is_real_root() => Path::new("/").join(relative),
+            _ => path.to_path_buf(),
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! External programs: found on `PATH`, always with a timeout, secrets only on
+//! stdin, output captured and kept for the error report.
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::secrets::{Secret, redact};
+
+/// Set by the signal handler: the running child is stopped and the run ends.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// How much of a failed command's stderr is kept for the report.
+const STDERR_TAIL_LINES: usize = 20;
+
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The default timeout of a command that does not set its own.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// One external program to run: program, arguments, optional stdin.
+#[derive(Clone)]
+pub struct Command {
+    program: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    stdin: Option<Stdin>,
+    timeout: Duration,
+}
+
+#[derive(Clone)]
+enum Stdin {
+    Text(String),
+    Secret(Secret),
+}
+
+/// What a command printed, and how it ended.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: Option<i32>,
+}
+
+impl Output {
+    /// Whether the program exited with status 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// A program that could not be run, failed or ran out of time.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("`{program}` was not found on PATH")]
+    NotFound { program: String },
+    #[error("could not start `{command}`: {source}")]
+    Spawn { command: String, source: io::Error },
+    #[error("`{command}` failed with {status}{}", tail_block(stderr_tail))]
+    Failed {
+        command: String,
+        status: String,
+        stderr_tail: String,
+    },
+    #[error("`{command}` did not finish within {}s and was stopped", timeout.as_secs())]
+    TimedOut { command: String, timeout: Duration },
+    #[error("`{command}` was interrupted")]
+    Interrupted { command: String },
+}
+
+fn tail_block(tail: &str) -> String {
+    if tail.trim().is_empty() {
+        String::new()
+    } else {
+        let indented: Vec<String> = tail.lines().map(|line| format!("  | {line}")).collect();
+        format!("; its stderr ends with:\n{}", indented.join("\n"))
+    }
+}
+
+impl Command {
+    /// A command running `program`, looked up on `PATH`.
+    pub fn new(program: impl Into<String>) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            stdin: None,
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Adds one argument. Arguments are shown in plans and logs: never a secret.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Adds arguments. Arguments are shown in plans and logs: never a secret.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets an environment variable that carries no secret.
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Feeds `text` (no secret in it) on stdin.
+    pub fn stdin_text(mut self, text: impl Into<String>) -> Self {
+        self.stdin = Some(Stdin::Text(text.into()));
+        self
+    }
+
+    /// Feeds a secret on stdin: the only way a secret reaches a child.
+    pub fn stdin_secret(mut self, secret: Secret) -> Self {
+        self.stdin = Some(Stdin::Secret(secret));
+        self
+    }
+
+    /// Stops the program after `timeout`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The program's name.
+    pub fn program(&self) -> &str {
+        &self.program
+    }
+
+    /// The arguments.
+    pub fn arguments(&self) -> &[String] {
+        &self.args
+    }
+
+    /// Runs the command and fails unless it exits with status 0.
+    pub fn run(&self) -> Result<Output, CommandError> {
+        let output = self.run_unchecked()?;
+        if output.success() {
+            Ok(output)
+        } else {
+            Err(self.failure(&output))
+        }
+    }
+
+    /// The error for `output`, a run of this command that did not succeed.
+    pub fn failure(&self, output: &Output) -> CommandError {
+        let status = match output.code {
+            Some(code) => format!("exit status {code}"),
+            None => "a signal".to_string(),
+        };
+        CommandError::Failed {
+            command: self.to_string(),
+            status,
+            stderr_tail: tail(&redact(&output.stderr), STDERR_TAIL_LINES),
+        }
+    }
+
+    /// Runs the command and returns its output whatever its exit status.
+    pub fn run_unchecked(&self) -> Result<Output, CommandError> {
+        let command = self.to_string();
+        tracing::info!(target: "command", "run: {command}");
+        let handle = self.expression().start().map_err(|source| {
+            if source.kind() == io::ErrorKind::NotFound {
+                CommandError::NotFound {
+                    program: self.program.clone(),
+                }
+            } else {
+                CommandError::Spawn {
+                    command: command.clone(),
+                    source,
+                }
+            }
+        })?;
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            if let Some(output) = handle.try_wait().map_err(|source| CommandError::Spawn {
+                command: command.clone(),
+                source,
+            })? {
+                let output = Output {
+                    stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                    stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+                    code: output.status.code(),
+                };
+                log_output(&command, &output);
+                return Ok(output);
+            }
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                let _ = handle.kill();
+                tracing::warn!(target: "command", "interrupted: {command}");
+                return Err(CommandError::Interrupted { command });
+            }
+            if Instant::now() >= deadline {
+                let _ = handle.kill();
+                tracing::warn!(target: "command", "timed out after {:?}: {command}", self.timeout);
+                return Err(CommandError::TimedOut {
+                    command,
+                    timeout: self.timeout,
+                });
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    fn expression(&self) -> duct::Expression {
+        let mut expression = duct::cmd(&self.program, &self.args)
+            .stdout_capture()
+            .stderr_capture()
+            .unchecked();
+        for (key, value) in &self.env {
+            expression = expression.env(key, value);
+        }
+        match &self.stdin {
+            Some(Stdin::Text(text)) => expression.stdin_bytes(text.as_bytes()),
+            Some(Stdin::Secret(secret)) => expression.stdin_bytes(secret.expose().as_bytes()),
+            None => expression.stdin_null(),
+        }
+    }
+}
+
+fn log_output(command: &str, output: &Output) {
+    tracing::info!(target: "command", "exit {:?}: {command}", output.code);
+    for line in output.stdout.lines() {
+        tracing::debug!(target: "command", "  stdout | {line}");
+    }
+    for line in output.stderr.lines() {
+        tracing::debug!(target: "command", "  stderr | {line}");
+    }
+}
+
+/// The last `lines` lines of `text`.
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Quotes an argument the way a shell would need it.
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+%".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut line = shell_quote(&self.program);
+        for arg in &self.args {
+            line.push(' ');
+            line.push_str(&shell_quote(arg));
+        }
+        match &self.stdin {
+            Some(Stdin::Secret(_)) => line.push_str(" <(secret on stdin)"),
+            Some(Stdin::Text(_)) => line.push_str(" <(stdin)"),
+            None => {}
+        }
+        f.write_str(&redact(&line))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_quotes_arguments_and_hides_stdin() {
+        let command = Command::new("kubectl")
+            .args(["apply", "-f", "-", "it's"])
+            .stdin_secret(Secret::new("hunter2-abcdefgh"));
+        assert_eq!(
+            command.to_string(),
+            r"kubectl apply -f - 'it'\''s' <(secret on stdin)"
+        );
+    }
+
+    #[test]
+    fn failure_keeps_status_and_stderr_tail() {
+        let command = Command::new("sh").args(["-c", "echo one >&2; echo two >&2; exit 3"]);
+        let error = command.run().unwrap_err().to_string();
+        assert!(error.contains("exit status 3"), "{error}");
+        assert!(error.contains("| two"), "{error}");
+    }
+
+    #[test]
+    fn missing_program_is_named() {
+        let error = Command::new("no-such-program-here").run().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "`no-such-program-here` was not found on PATH"
+        );
+    }
+
+    #[test]
+    fn hung_program_is_stopped_at_its_timeout() {
+        let command = Command::new("sleep")
+            .arg("30")
+            .timeout(Duration::from_millis(200));
+        let error = command.run().unwrap_err();
+        assert!(matches!(error, CommandError::TimedOut { .. }), "{error}");
+    }
+
+    #[test]
+    fn secret_reaches_stdin() {
+        let output = Command::new("cat")
+            .stdin_secret(Secret::new("s3cret-on-stdin-only"))
+            .run()
+            .unwrap();
+        assert_eq!(output.stdout, "s3cret-on-stdin-only");
+    }
+}

@@ -1,0 +1,64 @@
+//! The run log: everything the run did, one file per run, secrets redacted.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::fs::{FileError, ensure_dir};
+use crate::secrets::redact;
+
+/// Starts logging to a new file `<dir>/<command>-<timestamp>.log` (mode 0600).
+/// Returns the file's path. Only the first call in a process installs the log.
+pub fn start(dir: &Path, command: &str) -> Result<PathBuf, FileError> {
+    ensure_dir(dir, 0o700)?;
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_default();
+    let mut path = dir.join(format!("{command}-{stamp}.log"));
+    let mut suffix = 1;
+    while path.exists() {
+        suffix += 1;
+        path = dir.join(format!("{command}-{stamp}-{suffix}.log"));
+    }
+    let file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|source| FileError {
+            action: "create",
+            path: path.clone(),
+            source,
+        })?;
+    let writer = RedactingWriter(Arc::new(Mutex::new(file)));
+    let _ = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .try_init();
+    Ok(path)
+}
+
+/// Writes to the log file with every known secret masked.
+#[derive(Clone)]
+struct RedactingWriter(Arc<Mutex<File>>);
+
+impl Write for RedactingWriter {
+    fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
+        let text = redact(&String::from_utf8_lossy(buffer));
+        let mut file = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        file.write_all(text.as_bytes())?;
+        Ok(buffer.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .flush()
+    }
+}

@@ -1,0 +1,48 @@
+//! The only code that touches the machine: running programs, writing files,
+//! taking the run lock and keeping the run log.
+//!
+//! Every host path goes through [`Host::path`], so that `--root DIR` puts the
+//! whole world of the tool under `DIR` (for tests and image builds). Programs
+//! are found on `PATH`, so tests put fake ones first on it.
+#![allow(clippy::disallowed_methods)]
+
+pub mod command;
+pub mod fs;
+pub mod lock;
+pub mod log;
+pub mod system;
+
+use std::path::{Path, PathBuf};
+
+pub use command::{Command, CommandError, Output};
+pub use fs::FileError;
+
+/// The machine the tool works on, seen through its root directory.
+#[derive(Debug, Clone)]
+pub struct Host {
+    root: PathBuf,
+}
+
+impl Host {
+    /// A host whose paths all live under `root` (`/` for the real machine).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The root every host path is taken under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the absolute host path `path` is on this machine: under the root.
+    pub fn path(&self, path: impl AsRef<Path>) -> PathBuf {
+        let path = path.as_ref();
+        let relative = path.strip_prefix("/").unwrap_or(path);
+        self.root.join(relative)
+    }
+
+    /// Whether the tool is working on the real machine (root `/`).
+    pub fn is_real_root(&self) -> bool {
+        self.root == Path::new("/")
+    }
+}

@@ -1,0 +1,15 @@
+//! stackinstall: one binary that installs K3s, Helm and Istio, host
+//! databases and an application's Helm release, every step checkpointed.
+
+pub mod certificate;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod context;
+pub mod host;
+pub mod pipeline;
+pub mod render;
+pub mod secrets;
+pub mod state;
+pub mod steps;
+pub mod ui;

@@ -1,0 +1,127 @@
+//! Parses the command line, runs the command, prints the error chain with
+//! its hints, and exits with a documented code.
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+
+use clap::Parser;
+
+use stackinstall::cli::{Cli, Command};
+use stackinstall::config::ConfigError;
+use stackinstall::host::command::INTERRUPTED;
+use stackinstall::host::lock::LockError;
+use stackinstall::pipeline::PipelineError;
+use stackinstall::secrets::{CredentialsError, redact};
+use stackinstall::state::StateError;
+use stackinstall::commands;
+
+/// Exit codes, as documented in the README.
+mod exit {
+    pub const FAILED: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const LOCKED: u8 = 3;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    install_signal_handlers();
+    let root = cli.root.clone();
+    let result = match cli.command {
+        Command::Install(args) => commands::install::run(&root, args),
+        Command::Status(args) => commands::status::run(&root, args),
+        Command::Render(args) => commands::render::run(&root, args),
+        Command::Credentials(args) => commands::credentials::run(&root, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            report(&error);
+            ExitCode::from(exit_code(&error))
+        }
+    }
+}
+
+fn exit_code(error: &anyhow::Error) -> u8 {
+    if let Some(error) = error.downcast_ref::<PipelineError>() {
+        return match error {
+            PipelineError::UnknownStep { .. } => exit::USAGE,
+            PipelineError::Interrupted { .. } => exit::INTERRUPTED,
+            PipelineError::StepFailed { error, .. } if error.is_input() => exit::USAGE,
+            PipelineError::State(StateError::Lock(LockError::Held { .. })) => exit::LOCKED,
+            _ => exit::FAILED,
+        };
+    }
+    if let Some(StateError::Lock(LockError::Held { .. })) = error.downcast_ref::<StateError>() {
+        return exit::LOCKED;
+    }
+    if error.downcast_ref::<ConfigError>().is_some() {
+        return exit::USAGE;
+    }
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return exit::INTERRUPTED;
+    }
+    exit::FAILED
+}
+
+/// Prints `error: ...`, its causes, hints, the log and how to resume.
+fn report(error: &anyhow::Error) {
+    eprintln!("error: {}", redact(&error.to_string()));
+    for cause in error.chain().skip(1) {
+        eprintln!("  caused by: {}", redact(&cause.to_string()));
+    }
+    for hint in hints(error) {
+        eprintln!("hint: {}", redact(&hint));
+    }
+}
+
+fn hints(error: &anyhow::Error) -> Vec<String> {
+    let mut hints = Vec::new();
+    if let Some(error) = error.downcast_ref::<PipelineError>() {
+        match error {
+            PipelineError::StepFailed { step, error, log, .. } => {
+                hints.extend(error.hint());
+                if let Some(log) = log {
+                    hints.push(format!("the full log is `{}`", log.display()));
+                }
+                if !error.is_input() {
+                    hints.push(format!(
+                        "run the same command again to resume at `{step}`: finished steps are skipped"
+                    ));
+                }
+            }
+            PipelineError::Interrupted { step, log } => {
+                if let Some(log) = log {
+                    hints.push(format!("the full log is `{}`", log.display()));
+                }
+                hints.push(format!("run the same command again to resume at `{step}`"));
+            }
+            PipelineError::State(error) => hints.extend(error.hint()),
+            PipelineError::UnknownStep { .. } => {}
+        }
+    }
+    if let Some(error) = error.downcast_ref::<StateError>() {
+        hints.extend(error.hint());
+    }
+    if let Some(error) = error.downcast_ref::<CredentialsError>() {
+        hints.push(error.hint());
+    }
+    if let Some(ConfigError::Invalid { .. } | ConfigError::Missing { .. }) = error.downcast_ref::<ConfigError>() {
+        hints.push("`stackinstall render --domain D --out DIR` writes the effective configuration as a starting point".into());
+    }
+    hints
+}
+
+extern "C" fn on_signal(_signal: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Ctrl-C and SIGTERM stop the running child and end the run cleanly.
+fn install_signal_handlers() {
+    let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is signal-safe.
+    unsafe {
+        libc::signal(libc::SIGINT, handler);
+        libc::signal(libc::SIGTERM, handler);
+    }
+}

@@ -1,0 +1,326 @@
+//! Runs the steps in order: decides for each whether it is done, to do or
+//! skipped (checkpoints, fingerprints, `--only`/`--from`/`--redo`, the skip
+//! switches), shows progress, writes a checkpoint only after verification,
+//! and turns a failure into a report that says how to resume.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::host::command::INTERRUPTED;
+use crate::state::{Fingerprint, StateError, Status};
+use crate::steps::{ActionKind, Group, Step, StepError};
+
+/// Which steps the operator asked for.
+#[derive(Debug, Default, Clone)]
+pub struct Selection {
+    pub only: Vec<String>,
+    pub from: Option<String>,
+    pub redo: Vec<String>,
+    pub skip_infra: bool,
+    pub skip_db: bool,
+}
+
+impl Selection {
+    /// Fails on a step name that is not one of `steps`.
+    pub fn check(&self, steps: &[Box<dyn Step>]) -> Result<(), PipelineError> {
+        let known: Vec<&str> = steps.iter().map(|s| s.id()).collect();
+        let named = self.only.iter().chain(&self.redo).chain(&self.from);
+        match named.into_iter().find(|name| !known.contains(&name.as_str())) {
+            Some(name) => Err(PipelineError::UnknownStep {
+                name: name.clone(),
+                known: known.join(", "),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Why `step` (at `position` among `steps`) is left out, if it is.
+    fn skip_reason(&self, step: &dyn Step, position: usize, steps: &[Box<dyn Step>]) -> Option<String> {
+        if step.group() == Group::Infra && self.skip_infra {
+            return Some("--skip-infra".into());
+        }
+        if step.group() == Group::Database && self.skip_db {
+            return Some("--skip-db".into());
+        }
+        if step.id() == "preflight" {
+            return None;
+        }
+        if !self.only.is_empty() && !self.only.iter().any(|id| id == step.id()) {
+            return Some("not in --only".into());
+        }
+        if let Some(from) = &self.from {
+            let start = steps.iter().position(|s| s.id() == from).unwrap_or(0);
+            if position < start {
+                return Some(format!("before --from {from}"));
+            }
+        }
+        None
+    }
+}
+
+/// What a step's checkpoint and the selection say about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", content = "reason", rename_all = "kebab-case")]
+pub enum Decision {
+    /// Done earlier with the same inputs.
+    Done,
+    /// To run, and why.
+    ToDo(String),
+    /// Left out, and why.
+    Skipped(String),
+}
+
+/// Decides about every step; returns the decisions and the fingerprints.
+pub fn decide(
+    context: &Context,
+    steps: &[Box<dyn Step>],
+    selection: &Selection,
+) -> Result<Vec<(Decision, String)>, PipelineError> {
+    let mut fingerprints: BTreeMap<&str, String> = BTreeMap::new();
+    let mut decisions = Vec::new();
+    for (position, step) in steps.iter().enumerate() {
+        let fingerprint = fingerprint(context, step.as_ref(), &fingerprints)
+            .map_err(|error| PipelineError::step(step.as_ref(), error, context))?;
+        fingerprints.insert(step.id(), fingerprint.clone());
+        let decision = match selection.skip_reason(step.as_ref(), position, steps) {
+            Some(reason) => Decision::Skipped(reason),
+            None => todo_reason(context, step.as_ref(), selection, &fingerprint)
+                .map_or(Decision::Done, Decision::ToDo),
+        };
+        decisions.push((decision, fingerprint));
+    }
+    Ok(decisions)
+}
+
+fn fingerprint(
+    context: &Context,
+    step: &dyn Step,
+    earlier: &BTreeMap<&str, String>,
+) -> Result<String, StepError> {
+    let mut fingerprint = Fingerprint::default();
+    fingerprint.add("step", step.id());
+    step.inputs(context, &mut fingerprint)?;
+    for dependency in step.depends_on() {
+        fingerprint.add(dependency, earlier.get(dependency).map_or("", String::as_str));
+    }
+    Ok(fingerprint.finish())
+}
+
+fn todo_reason(context: &Context, step: &dyn Step, selection: &Selection, fingerprint: &str) -> Option<String> {
+    if selection.redo.iter().any(|id| id == step.id()) {
+        return Some("forced by --redo".into());
+    }
+    if step.always_runs() {
+        return Some("runs every time".into());
+    }
+    let Some(checkpoint) = context.state.steps.get(step.id()) else {
+        return Some("not done yet".into());
+    };
+    match checkpoint.status {
+        Status::Interrupted => Some("interrupted last time".into()),
+        Status::Failed => Some("failed last time".into()),
+        Status::Done if checkpoint.fingerprint != fingerprint => Some("its inputs changed".into()),
+        Status::Done => None,
+    }
+}
+
+/// One step of a plan, as printed and as JSON.
+#[derive(Debug, Serialize)]
+pub struct PlannedStep {
+    pub id: &'static str,
+    pub title: &'static str,
+    #[serde(flatten)]
+    pub decision: Decision,
+    pub actions: Vec<PlannedAction>,
+    /// Why the step could not look at the host yet (an earlier step must run first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One action of a plan.
+#[derive(Debug, Serialize)]
+pub struct PlannedAction {
+    pub kind: ActionKind,
+    pub detail: String,
+}
+
+/// What an install would do.
+#[derive(Debug, Serialize)]
+pub struct Plan {
+    pub profile: String,
+    pub domain: String,
+    pub steps: Vec<PlannedStep>,
+}
+
+/// Looks at every step that is to do, changing nothing.
+pub fn plan(context: &Context, steps: &[Box<dyn Step>], selection: &Selection) -> Result<Plan, PipelineError> {
+    let decisions = decide(context, steps, selection)?;
+    let mut planned = Vec::new();
+    for (step, (decision, _)) in steps.iter().zip(decisions) {
+        let (actions, note) = match &decision {
+            Decision::ToDo(_) => match step.look(context) {
+                Ok(actions) => (actions, None),
+                Err(error) if error.is_input() || step.id() == "preflight" => {
+                    return Err(PipelineError::step(step.as_ref(), error, context));
+                }
+                Err(error) => (Vec::new(), Some(crate::secrets::redact(&error.to_string()))),
+            },
+            _ => (Vec::new(), None),
+        };
+        planned.push(PlannedStep {
+            id: step.id(),
+            title: step.title(),
+            decision,
+            actions: actions
+                .into_iter()
+                .map(|action| PlannedAction {
+                    kind: action.kind,
+                    detail: crate::secrets::redact(&action.detail),
+                })
+                .collect(),
+            note,
+        });
+    }
+    Ok(Plan {
+        profile: context.config.name.clone(),
+        domain: context.config.install.domain.clone(),
+        steps: planned,
+    })
+}
+
+/// How one step of a run ended.
+#[derive(Debug, Serialize)]
+pub struct Outcome {
+    pub id: &'static str,
+    /// `changed`, `unchanged`, `already-done`, `skipped`.
+    pub result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub seconds: f64,
+}
+
+/// Runs every selected step that is to do.
+pub fn run(context: &mut Context, steps: &[Box<dyn Step>], selection: &Selection) -> Result<Vec<Outcome>, PipelineError> {
+    let decisions = decide(context, steps, selection)?;
+    let total = steps.len();
+    let mut outcomes = Vec::new();
+    for (position, (step, (decision, fingerprint))) in steps.iter().zip(decisions).enumerate() {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return Err(PipelineError::Interrupted {
+                step: step.id().into(),
+                log: context.log_path.clone(),
+            });
+        }
+        let line = context.ui.start_step(position + 1, total, step.id(), step.title());
+        let attempt = match decision {
+            Decision::Skipped(reason) => Ok(("skipped", Some(reason))),
+            Decision::Done => match step.verify(context) {
+                Ok(()) => Ok(("already-done", None)),
+                Err(drift) => {
+                    context.ui.note(&format!("done earlier, but {drift}: running it again"));
+                    run_step(context, step.as_ref(), &fingerprint).map(|result| (result, Some("drifted".into())))
+                }
+            },
+            Decision::ToDo(reason) => run_step(context, step.as_ref(), &fingerprint).map(|result| (result, Some(reason))),
+        };
+        let (result, reason) = match attempt {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                let shown = if matches!(error, PipelineError::Interrupted { .. }) { "interrupted" } else { "failed" };
+                line.finish(&context.ui, shown);
+                return Err(error);
+            }
+        };
+        let shown = match (&reason, result) {
+            (Some(reason), "skipped") => format!("skipped: {reason}"),
+            (_, "already-done") => "already done".into(),
+            (_, other) => other.into(),
+        };
+        let elapsed = line.finish(&context.ui, &shown);
+        outcomes.push(Outcome {
+            id: step.id(),
+            result,
+            reason,
+            seconds: round(elapsed),
+        });
+    }
+    Ok(outcomes)
+}
+
+fn round(elapsed: Duration) -> f64 {
+    (elapsed.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// Looks, applies, verifies and checkpoints one step.
+fn run_step(
+    context: &mut Context,
+    step: &dyn Step,
+    fingerprint: &str,
+) -> Result<&'static str, PipelineError> {
+    let attempt = |context: &mut Context| -> Result<bool, StepError> {
+        let actions = step.look(context)?;
+        let changed = if actions.iter().any(|a| a.changes_host()) {
+            step.apply(context, actions)?
+        } else {
+            false
+        };
+        step.verify(context)?;
+        Ok(changed)
+    };
+    match attempt(context) {
+        Ok(changed) => {
+            context.state.record(step.id(), Status::Done, fingerprint);
+            context.state_file().save(&context.state)?;
+            Ok(if changed { "changed" } else { "unchanged" })
+        }
+        Err(error) => {
+            let status = if error.is_interrupted() { Status::Interrupted } else { Status::Failed };
+            if !error.is_input() {
+                context.state.record(step.id(), status, fingerprint);
+                context.state_file().save(&context.state)?;
+            }
+            Err(PipelineError::step(step, error, context))
+        }
+    }
+}
+
+/// Why a run stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("unknown step `{name}`; the steps are: {known}")]
+    UnknownStep { name: String, known: String },
+    #[error("step `{step}` ({title}) failed")]
+    StepFailed {
+        step: String,
+        title: String,
+        #[source]
+        error: StepError,
+        log: Option<PathBuf>,
+    },
+    #[error("step `{step}` was interrupted")]
+    Interrupted { step: String, log: Option<PathBuf> },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl PipelineError {
+    fn step(step: &dyn Step, error: StepError, context: &Context) -> Self {
+        if error.is_interrupted() {
+            return Self::Interrupted {
+                step: step.id().into(),
+                log: context.log_path.clone(),
+            };
+        }
+        Self::StepFailed {
+            step: step.id().into(),
+            title: step.title().into(),
+            error,
+            log: context.log_path.clone(),
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! The files a run writes or applies, rendered from `templates/` (embedded
+//! in the binary) with minijinja.
+
+use include_dir::{Dir, include_dir};
+use minijinja::Environment;
+
+use crate::config::Config;
+
+static TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
+
+/// A template that failed to render.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot render template `{name}`: {source}")]
+pub struct RenderError {
+    pub name: String,
+    #[source]
+    pub source: minijinja::Error,
+}
+
+/// Renders `templates/<name>` with `values`.
+pub fn template(name: &str, values: impl serde::Serialize) -> Result<String, RenderError> {
+    let error = |source| RenderError {
+        name: name.into(),
+        source,
+    };
+    let mut environment = Environment::new();
+    environment.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    environment.set_keep_trailing_newline(true);
+    let text = TEMPLATES
+        .get_file(name)
+        .and_then(|file| file.contents_utf8())
+        .ok_or_else(|| error(minijinja::Error::new(minijinja::ErrorKind::TemplateNotFound, "not embedded")))?;
+    environment.add_template(name, text).map_err(error)?;
+    environment.get_template(name).and_then(|t| t.render(values)).map_err(error)
+}
+
+/// Every file `render` writes, by file name: the effective configuration,
+/// then each file the steps render.
+pub fn files(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
+    let effective = toml::to_string(config).expect("the configuration serializes");
+    Ok(vec![(
+        "stackinstall.toml".to_string(),
+        format!("# The effective configuration of this install (profile `{}`).\n{effective}", config.name),
+    )])
+}

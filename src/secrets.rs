@@ -1,0 +1,329 @@
+//! Secrets: a [`Secret`] type whose `Debug` and `Display` never show the
+//! value, a process-wide list of secret values that logs and errors are
+//! redacted against, and the credentials file that keeps generated passwords.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, RwLock};
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use serde::{Deserialize, Serialize};
+
+use crate::host::{self, FileError, Host};
+
+/// What a redacted secret looks like.
+pub const MASK: &str = "********";
+
+/// Length of a generated password (alphanumeric).
+pub const PASSWORD_LENGTH: usize = 32;
+
+/// Secrets shorter than this are not redacted: too likely to be ordinary text.
+const MIN_REDACTED_LENGTH: usize = 6;
+
+static KNOWN_SECRETS: LazyLock<RwLock<Vec<String>>> = LazyLock::new(|| RwLock::new(Vec::new()));
+
+/// A value that must never be shown: passwords, tokens, keys.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value` and adds it to the values every log line is redacted of.
+    pub fn new(value: impl Into<String>) -> Self {
+        let value = value.into();
+        if value.len() >= MIN_REDACTED_LENGTH {
+            let mut known = KNOWN_SECRETS.write().unwrap_or_else(|e| e.into_inner());
+            if !known.contains(&value) {
+                known.push(value.clone());
+                known.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+            }
+        }
+        Self(value)
+    }
+
+    /// A new random alphanumeric password.
+    pub fn generate() -> Self {
+        let password: String = rand::rng()
+            .sample_iter(&Alphanumeric)
+            .take(PASSWORD_LENGTH)
+            .map(char::from)
+            .collect();
+        Self::new(password)
+    }
+
+    /// The value itself: only for the code that hands it to its consumer.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret::new)
+    }
+}
+
+/// `text` with every known secret replaced by [`MASK`].
+pub fn redact(text: &str) -> String {
+    let known = KNOWN_SECRETS.read().unwrap_or_else(|e| e.into_inner());
+    let mut text = text.to_string();
+    for secret in known.iter() {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), MASK);
+        }
+    }
+    text
+}
+
+/// The services whose passwords the credentials file keeps, in file order.
+pub const SERVICES: [&str; 3] = ["mysql", "mongodb", "rabbitmq"];
+
+/// Version of the credentials file format.
+const CREDENTIALS_VERSION: u32 = 1;
+
+/// One service account: user name and password.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Account {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// The generated passwords, by service name (`mysql`, `mongodb`, `rabbitmq`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Credentials {
+    pub version: u32,
+    #[serde(flatten)]
+    pub accounts: BTreeMap<String, Account>,
+}
+
+impl Credentials {
+    /// The account of `service`, if the file has one.
+    pub fn account(&self, service: &str) -> Option<&Account> {
+        self.accounts.get(service)
+    }
+}
+
+/// A credentials file that cannot be used as it is.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("the credentials file `{}` cannot be read: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: FileError,
+    },
+    #[error("the credentials file `{}` is damaged: {detail}", path.display())]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("the credentials file `{}` has format version {found}; this stackinstall reads version {CREDENTIALS_VERSION}", path.display())]
+    WrongVersion { path: PathBuf, found: u32 },
+    #[error(transparent)]
+    Write(#[from] FileError),
+}
+
+impl CredentialsError {
+    /// What the operator can do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            Self::Write(_) => "check that the directory is writable by root".into(),
+            Self::Unreadable { path, .. }
+            | Self::Corrupt { path, .. }
+            | Self::WrongVersion { path, .. } => format!(
+                "the databases use the passwords in this file, so it is never replaced: restore it from a backup, or fix it by hand (`sudo stackinstall credentials` shows what it should hold); only if no database was set up yet, move it aside (`mv {0} {0}.bad`) and run again",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// The credentials file on the host.
+#[derive(Debug, Clone)]
+pub struct CredentialsFile {
+    path: PathBuf,
+    legacy_path: PathBuf,
+}
+
+/// Where the credentials file lives on the host.
+pub const CREDENTIALS_PATH: &str = "/etc/stackinstall/credentials.toml";
+
+impl CredentialsFile {
+    /// The credentials file of `host`; `home` is where the legacy
+    /// `stackbill-credentials.txt` of the bash installer may be.
+    pub fn new(host: &Host, home: &Path) -> Self {
+        Self {
+            path: host.path(CREDENTIALS_PATH),
+            legacy_path: host.path(home.join("stackbill-credentials.txt")),
+        }
+    }
+
+    /// The file's path on this machine.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The legacy bash installer's credentials file.
+    pub fn legacy_path(&self) -> &Path {
+        &self.legacy_path
+    }
+
+    /// Loads the file; `None` when there is none yet.
+    pub fn load(&self) -> Result<Option<Credentials>, CredentialsError> {
+        let text = host::fs::read_optional(&self.path).map_err(|source| {
+            CredentialsError::Unreadable {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
+        let Some(text) = text else { return Ok(None) };
+        let corrupt = |detail: String| CredentialsError::Corrupt {
+            path: self.path.clone(),
+            detail,
+        };
+        let table: toml::Table = toml::from_str(&text).map_err(|e| corrupt(e.message().into()))?;
+        match table.get("version").and_then(toml::Value::as_integer) {
+            Some(version) if version == i64::from(CREDENTIALS_VERSION) => {}
+            Some(version) => {
+                return Err(CredentialsError::WrongVersion {
+                    path: self.path.clone(),
+                    found: version.try_into().unwrap_or(u32::MAX),
+                });
+            }
+            None => return Err(corrupt("it has no `version`".into())),
+        }
+        let credentials: Credentials =
+            toml::from_str(&text).map_err(|e| corrupt(e.message().into()))?;
+        for (service, account) in &credentials.accounts {
+            if account.password.expose().is_empty() {
+                return Err(corrupt(format!("the password of `{service}` is empty")));
+            }
+        }
+        Ok(Some(credentials))
+    }
+
+    /// Passwords of the bash installer's `stackbill-credentials.txt`, by service.
+    pub fn load_legacy(&self) -> Result<BTreeMap<String, Secret>, CredentialsError> {
+        let text = host::fs::read_optional(&self.legacy_path).map_err(|source| {
+            CredentialsError::Unreadable {
+                path: self.legacy_path.clone(),
+                source,
+            }
+        })?;
+        Ok(text.map(|text| parse_legacy(&text)).unwrap_or_default())
+    }
+
+    /// Completes `existing` with generated (or legacy) passwords for the
+    /// missing `usernames` (service -> user name); returns the credentials
+    /// and whether anything was added.
+    pub fn complete(
+        existing: Option<Credentials>,
+        usernames: &BTreeMap<String, String>,
+        legacy: &BTreeMap<String, Secret>,
+    ) -> (Credentials, bool) {
+        let mut credentials = existing.unwrap_or(Credentials {
+            version: CREDENTIALS_VERSION,
+            accounts: BTreeMap::new(),
+        });
+        let mut added = false;
+        for (service, username) in usernames {
+            if credentials.accounts.contains_key(service) {
+                continue;
+            }
+            let password = legacy.get(service).cloned().unwrap_or_else(Secret::generate);
+            credentials.accounts.insert(
+                service.clone(),
+                Account {
+                    username: username.clone(),
+                    password,
+                },
+            );
+            added = true;
+        }
+        (credentials, added)
+    }
+
+    /// Writes `credentials` atomically, mode 0600, in a 0700 directory.
+    pub fn save(&self, credentials: &Credentials) -> Result<(), CredentialsError> {
+        if let Some(parent) = self.path.parent() {
+            host::fs::ensure_dir(parent, 0o700)?;
+        }
+        let body = toml::to_string(credentials).expect("credentials serialize to TOML");
+        let text = format!(
+            "# Generated by stackinstall: the passwords the databases were set up with.\n\
+             # Keep this file (mode 0600); `stackinstall uninstall --delete-db` removes it.\n{body}"
+        );
+        host::fs::write_atomic(&self.path, text.as_bytes(), 0o600)?;
+        Ok(())
+    }
+}
+
+/// Reads the bash installer's format: a `MYSQL:` (`MONGODB:`, `RABBITMQ:`)
+/// heading followed within five lines by `Password: VALUE`.
+fn parse_legacy(text: &str) -> BTreeMap<String, Secret> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut found = BTreeMap::new();
+    for (index, line) in lines.iter().enumerate() {
+        let heading = line.trim().trim_end_matches(':').to_ascii_lowercase();
+        if !line.trim().ends_with(':') || !SERVICES.contains(&heading.as_str()) {
+            continue;
+        }
+        let password = lines[index + 1..]
+            .iter()
+            .take(5)
+            .find_map(|line| line.trim().strip_prefix("Password:"))
+            .map(str::trim)
+            .filter(|password| !password.is_empty());
+        if let Some(password) = password {
+            found.insert(heading, Secret::new(password));
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_never_shows_itself() {
+        let secret = Secret::new("a-very-private-value");
+        assert_eq!(format!("{secret} {secret:?}"), "******** ********");
+        assert_eq!(redact("x=a-very-private-value;"), "x=********;");
+    }
+
+    #[test]
+    fn generated_passwords_are_long_alphanumeric_and_distinct() {
+        let first = Secret::generate();
+        let second = Secret::generate();
+        assert_eq!(first.expose().len(), PASSWORD_LENGTH);
+        assert!(first.expose().chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(first, second);
+    }
+
+    #[test]
+    fn legacy_file_passwords_are_imported() {
+        let text = "StackBill credentials\n\nMYSQL:\n  Host: 10.0.0.1\n  Username: stackbill\n  Password: OldMysqlPass1\n\nMONGODB:\n  Username: stackbill\n  Password: OldMongoPass2\n\nRABBITMQ:\n  Password:\n";
+        let found = parse_legacy(text);
+        assert_eq!(found["mysql"].expose(), "OldMysqlPass1");
+        assert_eq!(found["mongodb"].expose(), "OldMongoPass2");
+        assert!(!found.contains_key("rabbitmq"), "an empty password is not imported");
+    }
+}

@@ -1,0 +1,238 @@
+//! The checkpoint file `/var/lib/stackinstall/state.toml` and the run lock.
+//!
+//! A checkpoint says a step finished and verified, when, by which version of
+//! the tool, and with which inputs (a fingerprint). Facts are what the first
+//! install found on the host (a server that was already there, say), kept
+//! for uninstall and never overwritten.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::host::{self, FileError, Host};
+use crate::host::lock::{LockError, RunLock};
+
+/// Where the state lives on the host.
+pub const STATE_DIR: &str = "/var/lib/stackinstall";
+const STATE_VERSION: u32 = 1;
+
+/// All checkpoints and facts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct State {
+    pub version: u32,
+    #[serde(default)]
+    pub steps: BTreeMap<String, Checkpoint>,
+    #[serde(default)]
+    pub facts: BTreeMap<String, String>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            version: STATE_VERSION,
+            steps: BTreeMap::new(),
+            facts: BTreeMap::new(),
+        }
+    }
+}
+
+/// How a step last ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    /// Applied and verified.
+    Done,
+    /// Stopped by Ctrl-C or a signal while it ran.
+    Interrupted,
+    /// Failed; the run log says why.
+    Failed,
+}
+
+/// One step's checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    pub status: Status,
+    /// RFC 3339 time the step ended.
+    pub finished_at: String,
+    pub tool_version: String,
+    /// SHA-256 of the inputs the step depends on.
+    pub fingerprint: String,
+}
+
+impl State {
+    /// Whether `step` is done with exactly `fingerprint`.
+    pub fn is_done(&self, step: &str, fingerprint: &str) -> bool {
+        self.steps
+            .get(step)
+            .is_some_and(|c| c.status == Status::Done && c.fingerprint == fingerprint)
+    }
+
+    /// Records how `step` ended now.
+    pub fn record(&mut self, step: &str, status: Status, fingerprint: &str) {
+        self.steps.insert(
+            step.to_string(),
+            Checkpoint {
+                status,
+                finished_at: now_rfc3339(),
+                tool_version: env!("CARGO_PKG_VERSION").to_string(),
+                fingerprint: fingerprint.to_string(),
+            },
+        );
+    }
+}
+
+/// The current time as RFC 3339.
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// A state file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("the state file `{}` is damaged: {detail}", path.display())]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("the state file `{}` has format version {found}; this stackinstall reads version {STATE_VERSION}", path.display())]
+    WrongVersion { path: PathBuf, found: i64 },
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+}
+
+impl StateError {
+    /// What the operator can do about it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Corrupt { path, .. } | Self::WrongVersion { path, .. } => Some(format!(
+                "every step is safe to run again: move the file aside (`mv {0} {0}.bad`) and run again; the steps then check the host afresh",
+                path.display()
+            )),
+            Self::Lock(LockError::Held { .. }) => {
+                Some("wait for that run to finish; if it is stuck, stop it (`kill PID`)".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The state file on a host.
+#[derive(Debug, Clone)]
+pub struct StateFile {
+    path: PathBuf,
+    lock_path: PathBuf,
+}
+
+impl StateFile {
+    /// The state file of `host`.
+    pub fn new(host: &Host) -> Self {
+        let dir = host.path(STATE_DIR);
+        Self {
+            path: dir.join("state.toml"),
+            lock_path: dir.join("lock"),
+        }
+    }
+
+    /// The file's path on this machine.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Loads the state; an empty state when there is no file yet.
+    pub fn load(&self) -> Result<State, StateError> {
+        let Some(text) = host::fs::read_optional(&self.path)? else {
+            return Ok(State::default());
+        };
+        let corrupt = |detail: String| StateError::Corrupt {
+            path: self.path.clone(),
+            detail,
+        };
+        let table: toml::Table = toml::from_str(&text).map_err(|e| corrupt(e.message().into()))?;
+        match table.get("version").and_then(toml::Value::as_integer) {
+            Some(version) if version == i64::from(STATE_VERSION) => {}
+            Some(found) => {
+                return Err(StateError::WrongVersion {
+                    path: self.path.clone(),
+                    found,
+                });
+            }
+            None => return Err(corrupt("it has no `version`".into())),
+        }
+        toml::from_str(&text).map_err(|e| corrupt(e.message().into()))
+    }
+
+    /// Writes the state atomically.
+    pub fn save(&self, state: &State) -> Result<(), StateError> {
+        let body = toml::to_string(state).expect("state serializes to TOML");
+        let text = format!("# stackinstall checkpoints: safe to delete, every step then re-checks the host.\n{body}");
+        host::fs::write_atomic(&self.path, text.as_bytes(), 0o644)?;
+        Ok(())
+    }
+
+    /// Takes the run lock (one install or uninstall at a time).
+    pub fn lock(&self) -> Result<RunLock, StateError> {
+        Ok(RunLock::acquire(&self.lock_path)?)
+    }
+}
+
+/// Builds a step's input fingerprint from named values.
+#[derive(Debug, Default)]
+pub struct Fingerprint(Sha256);
+
+impl Fingerprint {
+    /// Adds one named input.
+    pub fn add(&mut self, name: &str, value: impl AsRef<[u8]>) -> &mut Self {
+        let value = value.as_ref();
+        self.0.update((name.len() as u64).to_le_bytes());
+        self.0.update(name.as_bytes());
+        self.0.update((value.len() as u64).to_le_bytes());
+        self.0.update(value);
+        self
+    }
+
+    /// The hex digest.
+    pub fn finish(self) -> String {
+        hex::encode(self.0.finalize())
+    }
+}
+
+/// The hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_done_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::new(&Host::new(dir.path()));
+        let mut state = file.load().unwrap();
+        state.record("preflight", Status::Done, "abc");
+        state.facts.insert("mysql.preexisting".into(), "true".into());
+        file.save(&state).unwrap();
+        let loaded = file.load().unwrap();
+        assert_eq!(loaded, state);
+        assert!(loaded.is_done("preflight", "abc"));
+        assert!(!loaded.is_done("preflight", "abd"));
+    }
+
+    #[test]
+    fn damaged_file_is_reported_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::new(&Host::new(dir.path()));
+        host::fs::write_atomic(file.path(), b"version = 1\n[steps.k3s\n", 0o644).unwrap();
+        let error = file.load().unwrap_err();
+        assert!(error.to_string().contains("is damaged"), "{error}");
+        assert!(error.hint().unwrap().contains("mv "));
+        host::fs::write_atomic(file.path(), b"version = 7\n", 0o644).unwrap();
+        assert!(file.load().unwrap_err().to_string().contains("version 7"));
+    }
+}

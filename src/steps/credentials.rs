@@ -1,0 +1,103 @@
+//! Credentials: loads `/etc/stackinstall/credentials.toml`, or generates the
+//! passwords that are missing (importing those of the bash installer's
+//! `~/stackbill-credentials.txt`), and writes the file atomically, mode
+//! 0600, before any step uses a password.
+//!
+//! Done when the file holds a password for every service and reads back
+//! intact. A damaged or unreadable file stops the install: it is never
+//! replaced. Uninstall removes it only with `--delete-db`.
+
+use std::collections::BTreeMap;
+
+use super::{Action, ActionKind, Step, StepError};
+use crate::context::Context;
+use crate::host;
+use crate::secrets::{CredentialsFile, Secret};
+use crate::state::Fingerprint;
+
+/// The credentials step.
+pub struct CredentialsStep;
+
+const WRITE: &str = "write-credentials";
+
+impl Step for CredentialsStep {
+    fn id(&self) -> &'static str {
+        "credentials"
+    }
+
+    fn title(&self) -> &'static str {
+        "Load or generate the service passwords"
+    }
+
+    fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
+        for (service, username) in context.config.service_usernames() {
+            fingerprint.add(&service, username);
+        }
+        Ok(())
+    }
+
+    fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let file = context.credentials_file();
+        let existing = file.load()?;
+        let wanted = context.config.service_usernames();
+        let missing: Vec<&String> = wanted
+            .keys()
+            .filter(|service| existing.as_ref().is_none_or(|c| c.account(service).is_none()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(Vec::new());
+        }
+        let legacy = file.load_legacy()?;
+        let described: Vec<String> = missing
+            .iter()
+            .map(|service| match legacy.contains_key(*service) {
+                true => format!("{service} (imported from {})", context.shown(file.legacy_path()).display()),
+                false => format!("{service} (generated)"),
+            })
+            .collect();
+        Ok(vec![Action::custom(
+            ActionKind::File,
+            WRITE,
+            format!(
+                "write {} (mode 0600) with passwords for {}",
+                context.shown(file.path()).display(),
+                described.join(", ")
+            ),
+        )])
+    }
+
+    fn apply(&self, context: &mut Context, _actions: Vec<Action>) -> Result<bool, StepError> {
+        let file = context.credentials_file().clone();
+        let legacy: BTreeMap<String, Secret> = file.load_legacy()?;
+        let (credentials, added) =
+            CredentialsFile::complete(file.load()?, &context.config.service_usernames(), &legacy);
+        if added {
+            file.save(&credentials)?;
+        }
+        context.set_credentials(credentials);
+        Ok(added)
+    }
+
+    fn verify(&self, context: &Context) -> Result<(), StepError> {
+        let file = context.credentials_file();
+        let loaded = file.load()?.ok_or_else(|| {
+            StepError::failed(
+                format!("the credentials file `{}` is missing", context.shown(file.path()).display()),
+                "run `stackinstall install` again to write it",
+            )
+        })?;
+        if let Some(service) = context.config.service_usernames().keys().find(|s| loaded.account(s).is_none()) {
+            return Err(StepError::failed(
+                format!("the credentials file has no password for `{service}`"),
+                "run `stackinstall install` again to add it",
+            ));
+        }
+        if host::fs::mode_of(file.path()) != Some(0o600) {
+            return Err(StepError::failed(
+                format!("the credentials file `{}` is not mode 0600", context.shown(file.path()).display()),
+                format!("run `chmod 600 {}`", context.shown(file.path()).display()),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,299 @@
+//! The install, one step per file, in order. [`all`] is the one list.
+//!
+//! A step looks at the host without changing it and says what is left to do
+//! (its actions, which are also its plan), applies those actions, verifies
+//! the result, and knows how to reverse itself for uninstall.
+
+pub mod credentials;
+pub mod preflight;
+pub mod summary;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::context::Context;
+use crate::host::{self, Command, CommandError, FileError};
+use crate::secrets::CredentialsError;
+use crate::state::{Fingerprint, StateError};
+
+/// Every step, in install order.
+pub fn all() -> Vec<Box<dyn Step>> {
+    vec![
+        Box::new(preflight::Preflight),
+        Box::new(credentials::CredentialsStep),
+        Box::new(summary::Summary),
+    ]
+}
+
+/// Which switch can skip a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// Always part of the install.
+    Core,
+    /// K3s, Helm, Istio: skipped by `--skip-infra`.
+    Infra,
+    /// Host databases and NFS: skipped by `--skip-db`.
+    Database,
+}
+
+/// One install step.
+pub trait Step {
+    /// The checkpoint key, equal to the file name under `src/steps/`.
+    fn id(&self) -> &'static str;
+
+    /// What the step does, in a few words.
+    fn title(&self) -> &'static str;
+
+    /// Which switch can skip it.
+    fn group(&self) -> Group {
+        Group::Core
+    }
+
+    /// Steps that run on every install, whatever their checkpoint says.
+    fn always_runs(&self) -> bool {
+        false
+    }
+
+    /// Steps whose inputs are also this step's inputs: when theirs change,
+    /// this step runs again too.
+    fn depends_on(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Adds the inputs this step depends on (versions, domain, certificate
+    /// hash, profile values) to its fingerprint.
+    fn inputs(&self, _context: &Context, _fingerprint: &mut Fingerprint) -> Result<(), StepError> {
+        Ok(())
+    }
+
+    /// Looks at the host without changing anything and returns what is left
+    /// to do: an empty list when the step's work is already there.
+    fn look(&self, context: &Context) -> Result<Vec<Action>, StepError>;
+
+    /// Carries out `actions` (from [`Step::look`]); returns whether anything
+    /// changed.
+    fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
+        perform_all(context, actions)
+    }
+
+    /// Checks, read-only, that the step's result is there and works.
+    fn verify(&self, context: &Context) -> Result<(), StepError>;
+
+    /// The actions that reverse the step, for uninstall; nothing by default.
+    fn undo(&self, _context: &Context) -> Result<Vec<Action>, StepError> {
+        Ok(Vec::new())
+    }
+}
+
+/// What sort of change an action is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ActionKind {
+    /// A check that was made; changes nothing.
+    Check,
+    /// An external program run.
+    Command,
+    /// A file written or removed.
+    File,
+    /// Packages installed or removed.
+    Package,
+    /// A service started, restarted or stopped.
+    Service,
+    /// SQL or database commands.
+    Database,
+    /// Objects created in Kubernetes.
+    Kubernetes,
+    /// Something printed for the operator.
+    Report,
+}
+
+/// One concrete change a step would make. Its `detail` is what a plan
+/// shows: commands with their arguments, files with their target paths,
+/// and never a secret.
+#[derive(Debug)]
+pub struct Action {
+    pub kind: ActionKind,
+    pub detail: String,
+    operation: Operation,
+}
+
+enum Operation {
+    Nothing,
+    Run(Command),
+    Write {
+        path: PathBuf,
+        contents: Vec<u8>,
+        mode: u32,
+    },
+    Remove(PathBuf),
+    Custom(&'static str),
+}
+
+impl std::fmt::Debug for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Nothing => f.write_str("Nothing"),
+            Self::Run(command) => write!(f, "Run({command})"),
+            Self::Write { path, mode, .. } => write!(f, "Write({}, {mode:o})", path.display()),
+            Self::Remove(path) => write!(f, "Remove({})", path.display()),
+            Self::Custom(tag) => write!(f, "Custom({tag})"),
+        }
+    }
+}
+
+impl Action {
+    /// A check already made while looking; applying it does nothing.
+    pub fn check(detail: impl Into<String>) -> Self {
+        Self {
+            kind: ActionKind::Check,
+            detail: detail.into(),
+            operation: Operation::Nothing,
+        }
+    }
+
+    /// Runs `command`.
+    pub fn run(command: Command) -> Self {
+        Self {
+            kind: ActionKind::Command,
+            detail: command.to_string(),
+            operation: Operation::Run(command),
+        }
+    }
+
+    /// Writes `contents` to the host file `path` (shown as `shown_path`).
+    pub fn write(path: PathBuf, shown_path: &Path, contents: Vec<u8>, mode: u32) -> Self {
+        Self {
+            kind: ActionKind::File,
+            detail: format!("write {} (mode {mode:04o})", shown_path.display()),
+            operation: Operation::Write {
+                path,
+                contents,
+                mode,
+            },
+        }
+    }
+
+    /// Removes the host file `path` (shown as `shown_path`).
+    pub fn remove(path: PathBuf, shown_path: &Path) -> Self {
+        Self {
+            kind: ActionKind::File,
+            detail: format!("remove {}", shown_path.display()),
+            operation: Operation::Remove(path),
+        }
+    }
+
+    /// A change the step's own `apply` carries out; `tag` tells it which.
+    pub fn custom(kind: ActionKind, tag: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+            operation: Operation::Custom(tag),
+        }
+    }
+
+    /// The tag of a custom action.
+    pub fn tag(&self) -> Option<&'static str> {
+        match self.operation {
+            Operation::Custom(tag) => Some(tag),
+            _ => None,
+        }
+    }
+
+    /// Whether carrying it out changes the host.
+    pub fn changes_host(&self) -> bool {
+        !matches!(self.operation, Operation::Nothing)
+    }
+
+    /// Carries out a generic action; a custom one is the step's business.
+    pub fn perform(&self) -> Result<bool, StepError> {
+        match &self.operation {
+            Operation::Nothing | Operation::Custom(_) => Ok(false),
+            Operation::Run(command) => command.run().map(|_| true).map_err(Into::into),
+            Operation::Write {
+                path,
+                contents,
+                mode,
+            } => {
+                let private = mode & 0o077 == 0;
+                if let Some(parent) = path.parent().filter(|p| private && !p.exists()) {
+                    host::fs::ensure_dir(parent, 0o700)?;
+                }
+                host::fs::ensure_file(path, contents, *mode).map_err(Into::into)
+            }
+            Operation::Remove(path) => host::fs::remove_file(path).map_err(Into::into),
+        }
+    }
+}
+
+/// Performs every generic action in order; returns whether any changed.
+pub fn perform_all(_context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
+    let mut changed = false;
+    for action in &actions {
+        changed |= action.perform()?;
+    }
+    Ok(changed)
+}
+
+/// Why a step could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The operator's input or the host does not fit: nothing was changed.
+    #[error("{message}")]
+    Input { message: String, hint: Option<String> },
+    /// The step's work went wrong.
+    #[error("{message}")]
+    Failed { message: String, hint: Option<String> },
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl StepError {
+    /// A bad input or unsuitable host, with what to do about it.
+    pub fn input(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::Input {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    /// A failure of the step's work, with what to do about it.
+    pub fn failed(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::Failed {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    /// What the operator can try next.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Input { hint, .. } | Self::Failed { hint, .. } => hint.clone(),
+            Self::Command(CommandError::NotFound { program }) => Some(format!(
+                "install `{program}` or put it on PATH, then run again"
+            )),
+            Self::Command(CommandError::TimedOut { .. }) => Some(
+                "the command hung or the host is very slow; look at the log, then run again".into(),
+            ),
+            Self::Command(_) | Self::File(_) => None,
+            Self::Credentials(error) => Some(error.hint()),
+            Self::State(error) => error.hint(),
+        }
+    }
+
+    /// Whether the run was stopped by Ctrl-C or a signal.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, Self::Command(CommandError::Interrupted { .. }))
+    }
+
+    /// Whether it is bad input (exit code 2) rather than a failed step.
+    pub fn is_input(&self) -> bool {
+        matches!(self, Self::Input { .. })
+    }
+}

@@ -1,0 +1,248 @@
+//! Preflight: checks the operator's input and the host before anything
+//! changes: root, operating system, CPU, memory and disk, ports, the domain,
+//! and the certificate and key (or, with `--self-signed`, makes a pair under
+//! `/etc/stackinstall/tls/`, kept and reused while it is valid).
+//!
+//! It runs on every install and in every plan, the same way; its only change
+//! to the host is the self-signed pair, which uninstall leaves in place.
+
+use std::path::Path;
+
+use time::OffsetDateTime;
+
+use super::{Action, Step, StepError};
+use crate::certificate::{self, EXPIRY_WARNING_DAYS};
+use crate::context::Context;
+use crate::host::system::{self, PortUse};
+use crate::host::{self};
+use crate::state::{Fingerprint, sha256_hex};
+
+/// The preflight step.
+pub struct Preflight;
+
+/// Supported systems: `ID` and `VERSION_ID` of os-release.
+const SUPPORTED_SYSTEMS: [(&str, &str); 4] =
+    [("ubuntu", "20.04"), ("ubuntu", "22.04"), ("ubuntu", "24.04"), ("debian", "12")];
+
+impl Step for Preflight {
+    fn id(&self) -> &'static str {
+        "preflight"
+    }
+
+    fn title(&self) -> &'static str {
+        "Check the host and the inputs"
+    }
+
+    fn always_runs(&self) -> bool {
+        true
+    }
+
+    fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
+        fingerprint.add("domain", &context.config.install.domain);
+        Ok(())
+    }
+
+    fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let mut actions = vec![check_user(context)?, check_system(context)?, check_resources(context)?];
+        actions.push(check_ports(context)?);
+        actions.push(check_domain(context)?);
+        actions.extend(check_certificate(context)?);
+        Ok(actions)
+    }
+
+    fn verify(&self, _context: &Context) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
+fn check_user(context: &Context) -> Result<Action, StepError> {
+    if context.plan {
+        return Ok(Action::check("a plan needs no root; the install will"));
+    }
+    if system::is_root() {
+        return Ok(Action::check("running as root"));
+    }
+    Err(StepError::input(
+        "stackinstall install must run as root",
+        "run it with sudo, or add --plan to see what it would do without root",
+    ))
+}
+
+fn check_system(context: &Context) -> Result<Action, StepError> {
+    let path = context.host.path("/etc/os-release");
+    let fields = system::os_release(&path).ok_or_else(|| {
+        StepError::input(
+            format!("cannot read `{}` to tell the operating system", context.shown(&path).display()),
+            "stackinstall supports Ubuntu 20.04, 22.04, 24.04 and Debian 12",
+        )
+    })?;
+    let id = fields.get("ID").map_or("", String::as_str);
+    let version = fields.get("VERSION_ID").map_or("", String::as_str);
+    let name = fields.get("PRETTY_NAME").cloned().unwrap_or_else(|| format!("{id} {version}"));
+    if SUPPORTED_SYSTEMS.contains(&(id, version)) {
+        Ok(Action::check(format!("operating system {name} is supported")))
+    } else {
+        Err(StepError::input(
+            format!("the operating system {name} is not supported"),
+            "use Ubuntu 20.04, 22.04 or 24.04 (or Debian 12)",
+        ))
+    }
+}
+
+fn check_resources(context: &Context) -> Result<Action, StepError> {
+    let needs = &context.config.requirements;
+    let cpus = system::cpu_count();
+    let memory = system::memory_mib().unwrap_or(0);
+    let disk = system::free_disk_gib(&context.host.path("/var/lib")).unwrap_or(0);
+    let short = [
+        (cpus as u64) < u64::from(needs.cpus),
+        memory < needs.memory_mib,
+        disk < needs.disk_gib,
+    ];
+    let summary = format!(
+        "{cpus} CPUs (needs {}), {memory} MiB memory (needs {}), {disk} GiB free disk (needs {})",
+        needs.cpus, needs.memory_mib, needs.disk_gib
+    );
+    if short.contains(&true) {
+        return Err(StepError::input(
+            format!("the host is too small for profile `{}`: {summary}", context.config.name),
+            "use a bigger machine, or lower `[requirements]` in a --config file if you know it is enough",
+        ));
+    }
+    Ok(Action::check(format!("resources: {summary}")))
+}
+
+/// A port the install needs, the step that serves it, and the programs
+/// that may already hold it.
+struct NeededPort {
+    port: u16,
+    step: &'static str,
+    programs: &'static [&'static str],
+}
+
+fn needed_ports(context: &Context) -> Vec<NeededPort> {
+    let config = &context.config;
+    let port = |port, step, programs| NeededPort { port, step, programs };
+    let mut ports = Vec::new();
+    if !config.install.skip_infra {
+        ports.push(port(config.cluster.api_port, "k3s", &["k3s", "k3s-server"][..]));
+        ports.push(port(config.istio.http_node_port, "istio", &["k3s", "k3s-server"][..]));
+        ports.push(port(config.istio.https_node_port, "istio", &["k3s", "k3s-server"][..]));
+    }
+    if !config.install.skip_db {
+        ports.push(port(config.mysql.port, "mysql", &["mysqld", "mariadbd"][..]));
+        ports.push(port(config.mongodb.port, "mongodb", &["mongod"][..]));
+        ports.push(port(config.rabbitmq.port, "rabbitmq", &["beam.smp"][..]));
+        ports.push(port(config.rabbitmq.management_port, "rabbitmq", &["beam.smp"][..]));
+        ports.push(port(config.nfs.port, "nfs", &[][..]));
+    }
+    ports
+}
+
+fn check_ports(context: &Context) -> Result<Action, StepError> {
+    let needed = needed_ports(context);
+    for NeededPort { port, step, programs } in &needed {
+        let PortUse::Taken(holder) = system::port_use(*port) else { continue };
+        let ours = match &holder {
+            Some(program) => programs.contains(&program.as_str()),
+            // A kernel service (nfsd) has no process; trust our checkpoint.
+            None => context.state.steps.contains_key(*step),
+        };
+        if !ours {
+            let holder = holder.map_or("another program".into(), |p| format!("`{p}`"));
+            return Err(StepError::input(
+                format!("port {port}, needed by the `{step}` step, is already in use by {holder}"),
+                format!("stop that program or move it to another port (`ss -ltnp 'sport = :{port}'` shows it), then run again"),
+            ));
+        }
+    }
+    let list: Vec<String> = needed.iter().map(|n| n.port.to_string()).collect();
+    Ok(Action::check(format!("ports {} are free or held by their own service", list.join(", "))))
+}
+
+fn check_domain(context: &Context) -> Result<Action, StepError> {
+    let domain = &context.config.install.domain;
+    if domain.is_empty() {
+        return Err(StepError::input(
+            "no domain given",
+            "pass --domain NAME (the DNS name the application is reached at)",
+        ));
+    }
+    certificate::check_domain(domain).map_err(|why| {
+        StepError::input(
+            format!("--domain `{domain}` is not a valid DNS name: {why}"),
+            "pass the DNS name the application is reached at, like `portal.example.com`",
+        )
+    })?;
+    Ok(Action::check(format!("domain {domain} is a valid DNS name")))
+}
+
+fn check_certificate(context: &Context) -> Result<Vec<Action>, StepError> {
+    let install = &context.config.install;
+    let domain = &install.domain;
+    if install.self_signed {
+        return self_signed(context, domain);
+    }
+    let (Some(certificate_path), Some(key_path)) = (&install.ssl_cert, &install.ssl_key) else {
+        return Err(StepError::input(
+            "no certificate given",
+            "pass --ssl-cert FILE and --ssl-key FILE, or --self-signed for a test install",
+        ));
+    };
+    let certificate = read_input(certificate_path, "--ssl-cert")?;
+    let key = read_input(key_path, "--ssl-key")?;
+    let info = certificate::check_pair(&certificate, &key, domain, OffsetDateTime::now_utc()).map_err(|error| {
+        StepError::input(
+            format!(
+                "--ssl-cert `{}` / --ssl-key `{}`: {error}",
+                certificate_path.display(),
+                key_path.display()
+            ),
+            "give a certificate for this domain (a full chain, leaf first) and its own private key, both PEM",
+        )
+    })?;
+    if info.days_left < EXPIRY_WARNING_DAYS {
+        context.ui.warn(&format!(
+            "the certificate `{}` expires in {} days ({}): renew it soon",
+            certificate_path.display(),
+            info.days_left,
+            info.not_after.date()
+        ));
+    }
+    Ok(vec![Action::check(format!(
+        "certificate {} covers {domain}, matches its key, valid until {}",
+        certificate_path.display(),
+        info.not_after.date()
+    ))])
+}
+
+fn read_input(path: &Path, flag: &str) -> Result<Vec<u8>, StepError> {
+    host::fs::read_bytes(path).map_err(|error| {
+        StepError::input(
+            format!("{flag} `{}` cannot be read: {}", path.display(), error.source),
+            format!("check the path given to {flag} and that root can read it"),
+        )
+    })
+}
+
+fn self_signed(context: &Context, domain: &str) -> Result<Vec<Action>, StepError> {
+    let (certificate_path, key_path) = context.tls_paths().expect("self-signed paths are fixed");
+    let current = (host::fs::read_bytes(&certificate_path), host::fs::read_bytes(&key_path));
+    if let (Ok(certificate), Ok(key)) = current {
+        let valid = certificate::check_pair(&certificate, &key, domain, OffsetDateTime::now_utc());
+        if valid.is_ok_and(|info| info.days_left >= EXPIRY_WARNING_DAYS) {
+            return Ok(vec![Action::check(format!(
+                "self-signed certificate {} for {domain} is in place (sha256 {})",
+                context.shown(&certificate_path).display(),
+                &sha256_hex(&certificate)[..16]
+            ))]);
+        }
+    }
+    let (certificate, key) = certificate::self_signed_for_a_year(domain);
+    let shown_certificate = context.shown(&certificate_path);
+    let shown_key = context.shown(&key_path);
+    Ok(vec![
+        Action::write(key_path, &shown_key, key.into_bytes(), 0o600),
+        Action::write(certificate_path, &shown_certificate, certificate.into_bytes(), 0o644),
+    ])
+}

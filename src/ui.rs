@@ -1,0 +1,163 @@
+//! What the operator sees while a run goes: one line per step with its
+//! elapsed time (a live spinner on a terminal, plain lines otherwise), notes
+//! and warnings. Progress goes to stderr; results (plans, JSON) to stdout.
+
+use std::cell::{Cell, RefCell};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::secrets::redact;
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Spinners and colour on a terminal.
+    Live,
+    /// Plain lines: not a terminal, `NO_COLOR`, or `--output json`.
+    Plain,
+}
+
+/// The operator's view of the run.
+pub struct Ui {
+    mode: Mode,
+    json: bool,
+    quiet: Cell<bool>,
+    current: RefCell<Option<ProgressBar>>,
+}
+
+impl Ui {
+    /// Picks live or plain output from the terminal and the environment.
+    pub fn detect(json: bool) -> Self {
+        let plain = json
+            || std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+            || !std::io::stderr().is_terminal();
+        Self::new(if plain { Mode::Plain } else { Mode::Live }, json)
+    }
+
+    /// A view with the given mode; `json` keeps stdout for the JSON result.
+    pub fn new(mode: Mode, json: bool) -> Self {
+        Self {
+            mode,
+            json,
+            quiet: Cell::new(false),
+            current: RefCell::new(None),
+        }
+    }
+
+    /// Whether output is live (a terminal).
+    pub fn is_live(&self) -> bool {
+        self.mode == Mode::Live
+    }
+
+    /// Announces a step; the returned handle ends its line.
+    pub fn start_step(&self, position: usize, total: usize, id: &str, title: &str) -> StepLine {
+        let label = format!("[{position:>2}/{total}] {id:<12} {title}");
+        if self.mode == Mode::Live {
+            let bar = ProgressBar::new_spinner();
+            bar.set_style(
+                ProgressStyle::with_template("{spinner:.cyan} {prefix} {wide_msg:.dim} {elapsed:>4}")
+                    .expect("valid template"),
+            );
+            bar.set_prefix(label.clone());
+            bar.enable_steady_tick(Duration::from_millis(100));
+            *self.current.borrow_mut() = Some(bar);
+        } else {
+            eprintln!("{label} ...");
+        }
+        tracing::info!("step {id}: started");
+        StepLine {
+            label,
+            id: id.to_string(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Updates the live status of the running step (e.g. `3/10 pods ready`).
+    pub fn status(&self, text: &str) {
+        let text = redact(text);
+        tracing::info!("status: {text}");
+        match &*self.current.borrow() {
+            Some(bar) => bar.set_message(text),
+            None => eprintln!("      {text}"),
+        }
+    }
+
+    /// A note for the operator.
+    pub fn note(&self, text: &str) {
+        self.print(&format!("      note: {}", redact(text)));
+        tracing::info!("note: {}", redact(text));
+    }
+
+    /// A warning for the operator.
+    pub fn warn(&self, text: &str) {
+        self.print(&format!("      warning: {}", redact(text)));
+        tracing::warn!("{}", redact(text));
+    }
+
+    /// A message for the operator: stdout, or stderr when stdout carries JSON.
+    pub fn message(&self, text: &str) {
+        let text = redact(text);
+        tracing::info!("message: {text}");
+        let print = || {
+            if self.json {
+                eprintln!("{text}");
+            } else {
+                println!("{text}");
+            }
+        };
+        match &*self.current.borrow() {
+            Some(bar) => bar.suspend(print),
+            None => print(),
+        }
+    }
+
+    /// Silences notes and warnings (while checking inputs ahead of a run).
+    pub fn set_quiet(&self, quiet: bool) {
+        self.quiet.set(quiet);
+    }
+
+    fn print(&self, line: &str) {
+        if self.quiet.get() {
+            return;
+        }
+        match &*self.current.borrow() {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn end_line(&self, line: &str) {
+        if let Some(bar) = self.current.borrow_mut().take() {
+            bar.finish_and_clear();
+        }
+        eprintln!("{line}");
+    }
+}
+
+/// The line of one running step.
+pub struct StepLine {
+    label: String,
+    id: String,
+    started: Instant,
+}
+
+impl StepLine {
+    /// Ends the line with `outcome` (`done`, `changed`, `failed`...).
+    pub fn finish(self, ui: &Ui, outcome: &str) -> Duration {
+        let elapsed = self.started.elapsed();
+        let mark = match outcome {
+            "failed" | "interrupted" => "✗",
+            "skipped" => "-",
+            _ => "✓",
+        };
+        ui.end_line(&format!(
+            "{mark} {} {outcome} ({:.1}s)",
+            self.label,
+            elapsed.as_secs_f64()
+        ));
+        tracing::info!("step {}: {outcome} in {:.1}s", self.id, elapsed.as_secs_f64());
+        elapsed
+    }
+}
