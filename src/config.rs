@@ -180,6 +180,8 @@ pub struct Mysql {
     pub databases: Vec<String>,
     /// `[mysqld]` settings; `true` writes a bare flag.
     pub settings: BTreeMap<String, toml::Value>,
+    /// Programs that may already listen on the port (a server we use).
+    pub server_programs: Vec<String>,
 }
 
 impl Default for Mysql {
@@ -189,6 +191,7 @@ impl Default for Mysql {
             username: String::new(),
             databases: Vec::new(),
             settings: BTreeMap::new(),
+            server_programs: vec!["mysqld".into(), "mariadbd".into()],
         }
     }
 }
@@ -200,6 +203,8 @@ pub struct Mongodb {
     pub port: u16,
     pub username: String,
     pub roles: Vec<MongodbRole>,
+    /// Programs that may already listen on the port (a server we use).
+    pub server_programs: Vec<String>,
 }
 
 impl Default for Mongodb {
@@ -208,6 +213,7 @@ impl Default for Mongodb {
             port: 27017,
             username: String::new(),
             roles: Vec::new(),
+            server_programs: vec!["mongod".into()],
         }
     }
 }
@@ -229,6 +235,8 @@ pub struct Rabbitmq {
     pub username: String,
     pub tags: Vec<String>,
     pub vhost: String,
+    /// Programs that may already listen on the ports (a server we use).
+    pub server_programs: Vec<String>,
 }
 
 impl Default for Rabbitmq {
@@ -239,6 +247,7 @@ impl Default for Rabbitmq {
             username: String::new(),
             tags: vec!["administrator".into()],
             vhost: "/".into(),
+            server_programs: vec!["beam.smp".into()],
         }
     }
 }

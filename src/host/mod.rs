@@ -8,8 +8,10 @@
 
 pub mod command;
 pub mod fs;
+pub mod kube;
 pub mod lock;
 pub mod log;
+pub mod service;
 pub mod system;
 
 use std::path::{Path, PathBuf};

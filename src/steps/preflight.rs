@@ -117,24 +117,25 @@ fn check_resources(context: &Context) -> Result<Action, StepError> {
 struct NeededPort {
     port: u16,
     step: &'static str,
-    programs: &'static [&'static str],
+    programs: Vec<String>,
 }
 
 fn needed_ports(context: &Context) -> Vec<NeededPort> {
     let config = &context.config;
-    let port = |port, step, programs| NeededPort { port, step, programs };
+    let port = |port, step, programs: &[String]| NeededPort { port, step, programs: programs.to_vec() };
+    let k3s = ["k3s".to_string(), "k3s-server".to_string()];
     let mut ports = Vec::new();
     if !config.install.skip_infra {
-        ports.push(port(config.cluster.api_port, "k3s", &["k3s", "k3s-server"][..]));
-        ports.push(port(config.istio.http_node_port, "istio", &["k3s", "k3s-server"][..]));
-        ports.push(port(config.istio.https_node_port, "istio", &["k3s", "k3s-server"][..]));
+        ports.push(port(config.cluster.api_port, "k3s", &k3s));
+        ports.push(port(config.istio.http_node_port, "istio", &k3s));
+        ports.push(port(config.istio.https_node_port, "istio", &k3s));
     }
     if !config.install.skip_db {
-        ports.push(port(config.mysql.port, "mysql", &["mysqld", "mariadbd"][..]));
-        ports.push(port(config.mongodb.port, "mongodb", &["mongod"][..]));
-        ports.push(port(config.rabbitmq.port, "rabbitmq", &["beam.smp"][..]));
-        ports.push(port(config.rabbitmq.management_port, "rabbitmq", &["beam.smp"][..]));
-        ports.push(port(config.nfs.port, "nfs", &[][..]));
+        ports.push(port(config.mysql.port, "mysql", &config.mysql.server_programs));
+        ports.push(port(config.mongodb.port, "mongodb", &config.mongodb.server_programs));
+        ports.push(port(config.rabbitmq.port, "rabbitmq", &config.rabbitmq.server_programs));
+        ports.push(port(config.rabbitmq.management_port, "rabbitmq", &config.rabbitmq.server_programs));
+        ports.push(port(config.nfs.port, "nfs", &[]));
     }
     ports
 }
@@ -144,7 +145,7 @@ fn check_ports(context: &Context) -> Result<Action, StepError> {
     for NeededPort { port, step, programs } in &needed {
         let PortUse::Taken(holder) = system::port_use(*port) else { continue };
         let ours = match &holder {
-            Some(program) => programs.contains(&program.as_str()),
+            Some(program) => programs.contains(program),
             // A kernel service (nfsd) has no process; trust our checkpoint.
             None => context.state.steps.contains_key(*step),
         };

@@ -1,0 +1,210 @@
+//! A temp-dir world per test: a root directory for `--root`, a `bin/` of
+//! fake programs first on PATH that record their argv and stdin, and the
+//! real binary run with assert_cmd.
+#![allow(dead_code, clippy::disallowed_methods)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use tempfile::TempDir;
+
+/// The os-release of the world's host: a supported Ubuntu.
+pub const UBUNTU_2204: &str = "PRETTY_NAME=\"Ubuntu 22.04.4 LTS\"\nNAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nID=ubuntu\nID_LIKE=debian\n";
+
+/// The demo domain of the tests.
+pub const DOMAIN: &str = "demo.example.com";
+
+/// One recorded call of a fake program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub program: String,
+    pub args: Vec<String>,
+    pub stdin: String,
+    /// The environment variables the fake saw whose names start with one of
+    /// the recorded prefixes (see `World::fake`).
+    pub env: Vec<(String, String)>,
+}
+
+impl Call {
+    /// `program arg arg ...`.
+    pub fn line(&self) -> String {
+        std::iter::once(self.program.clone()).chain(self.args.iter().cloned()).collect::<Vec<_>>().join(" ")
+    }
+}
+
+/// A test world.
+pub struct World {
+    pub dir: TempDir,
+    pub root: PathBuf,
+    pub bin: PathBuf,
+    pub record: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl World {
+    /// A world with a supported OS, small requirements, and no fakes yet.
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let root = dir.path().join("root");
+        let bin = dir.path().join("bin");
+        let record = dir.path().join("record");
+        for path in [&root, &bin, &record] {
+            fs::create_dir_all(path).unwrap();
+        }
+        let world = Self {
+            root,
+            bin,
+            record,
+            dir,
+            env: Vec::new(),
+        };
+        world.write("/etc/os-release", UBUNTU_2204);
+        fs::create_dir_all(world.root.join("root")).unwrap();
+        world
+    }
+
+    /// `path` (absolute host path) inside the world's root.
+    pub fn path(&self, path: &str) -> PathBuf {
+        self.root.join(path.trim_start_matches('/'))
+    }
+
+    /// Writes a host file in the world.
+    pub fn write(&self, path: &str, contents: &str) {
+        let path = self.path(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, contents).unwrap();
+    }
+
+    /// Reads a host file of the world.
+    pub fn read(&self, path: &str) -> String {
+        fs::read_to_string(self.path(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// Adds a fake program `name` that records its call and then runs the
+    /// bash `body` (with `$@` and the recorded stdin in `$STDIN`).
+    pub fn fake(&self, name: &str, body: &str) {
+        let script = format!(
+            r#"#!/bin/bash
+STDIN=""
+if [ ! -t 0 ]; then STDIN=$(cat; echo x); STDIN=${{STDIN%x}}; fi
+{{
+  printf 'CALL %s\n' "$(basename "$0")"
+  for a in "$@"; do printf 'ARG %s\n' "$(printf %s "$a" | base64 -w0)"; done
+  printf 'STDIN %s\n' "$(printf %s "$STDIN" | base64 -w0)"
+  env | grep -E '^(AWS_|KUBECONFIG|HELM_|STACKINSTALL_|DEBIAN_FRONTEND|INSTALL_K3S)' | while IFS= read -r line; do printf 'ENV %s\n' "$(printf %s "$line" | base64 -w0)"; done
+  printf 'END\n'
+}} >> "{record}/calls.log"
+STATE="{record}/state"
+mkdir -p "$STATE"
+{body}
+"#,
+            record = self.record.display()
+        );
+        let path = self.bin.join(name);
+        fs::write(&path, script).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    /// Every call the fakes recorded, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        let text = fs::read_to_string(self.record.join("calls.log")).unwrap_or_default();
+        let decode = |s: &str| {
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s.trim()).unwrap()).unwrap()
+        };
+        let mut calls = Vec::new();
+        let mut current: Option<Call> = None;
+        for line in text.lines() {
+            if let Some(program) = line.strip_prefix("CALL ") {
+                current = Some(Call { program: program.into(), args: vec![], stdin: String::new(), env: vec![] });
+            } else if let Some(arg) = line.strip_prefix("ARG ") {
+                current.as_mut().unwrap().args.push(decode(arg));
+            } else if let Some(stdin) = line.strip_prefix("STDIN ") {
+                current.as_mut().unwrap().stdin = decode(stdin);
+            } else if let Some(env) = line.strip_prefix("ENV ") {
+                let pair = decode(env);
+                let (key, value) = pair.split_once('=').unwrap();
+                current.as_mut().unwrap().env.push((key.into(), value.into()));
+            } else if line == "END" {
+                calls.extend(current.take());
+            }
+        }
+        calls
+    }
+
+    /// Forgets the recorded calls.
+    pub fn clear_calls(&self) {
+        let _ = fs::remove_file(self.record.join("calls.log"));
+    }
+
+    /// Sets an environment variable for every run of the binary.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.into(), value.into()));
+    }
+
+    /// The binary, set up for this world.
+    pub fn command(&self) -> assert_cmd::Command {
+        let mut command = assert_cmd::Command::cargo_bin("stackinstall").unwrap();
+        let path = format!("{}:{}", self.bin.display(), std::env::var("PATH").unwrap_or_default());
+        command
+            .env_clear()
+            .env("PATH", path)
+            .env("HOME", "/root")
+            .env("NO_COLOR", "1")
+            .env("STACKINSTALL_ROOT", &self.root)
+            .env("STACKINSTALL_TEST_RECORD", &self.record)
+            .env("STACKINSTALL_REQUIREMENTS__CPUS", "1")
+            .env("STACKINSTALL_REQUIREMENTS__MEMORY_MIB", "256")
+            .env("STACKINSTALL_REQUIREMENTS__DISK_GIB", "0")
+            .env("STACKINSTALL_MONGODB__SERVER_PROGRAMS", r#"["mongod", "secantusd-py", "python3"]"#)
+            .timeout(std::time::Duration::from_secs(120));
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        command
+    }
+
+    /// `install` with `args` after `--domain demo.example.com --self-signed`.
+    pub fn install(&self, args: &[&str]) -> assert_cmd::assert::Assert {
+        self.command()
+            .args(["install", "--domain", DOMAIN, "--self-signed"])
+            .args(args)
+            .assert()
+    }
+
+    /// Every file under the root with its bytes (the log directory left out
+    /// unless `with_logs`).
+    pub fn files(&self, with_logs: bool) -> BTreeMap<String, Vec<u8>> {
+        let mut files = BTreeMap::new();
+        collect(&self.root, &self.root, &mut files);
+        if !with_logs {
+            files.retain(|path, _| !path.starts_with("/var/log/stackinstall/"));
+        }
+        files
+    }
+}
+
+fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect(root, &path, files);
+        } else {
+            let shown = format!("/{}", path.strip_prefix(root).unwrap().display());
+            files.insert(shown, fs::read(&path).unwrap_or_default());
+        }
+    }
+}
+
+/// The stdout of an assertion as text.
+pub fn stdout(assert: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
+}
+
+/// The stderr of an assertion as text.
+pub fn stderr(assert: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
+}
