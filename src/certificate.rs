@@ -59,7 +59,11 @@ pub fn check_pair(
     if !names.iter().any(|name| covers(name, domain)) {
         return Err(CertificateError::WrongDomain {
             domain: domain.into(),
-            names: if names.is_empty() { "no DNS names".into() } else { names.join(", ") },
+            names: if names.is_empty() {
+                "no DNS names".into()
+            } else {
+                names.join(", ")
+            },
         });
     }
     let validity = parsed.validity();
@@ -82,9 +86,9 @@ fn check_key(certificate: &X509Certificate<'_>, key: &[u8]) -> Result<(), Certif
     let key = PrivateKeyDer::from_pem_slice(key).map_err(|_| CertificateError::KeyNotPem)?;
     let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| CertificateError::KeyUnsupported(e.to_string()))?;
-    let public = signing_key
-        .public_key()
-        .ok_or_else(|| CertificateError::KeyUnsupported("its public half cannot be derived".into()))?;
+    let public = signing_key.public_key().ok_or_else(|| {
+        CertificateError::KeyUnsupported("its public half cannot be derived".into())
+    })?;
     if public.as_ref() == certificate.public_key().raw {
         Ok(())
     } else {
@@ -145,7 +149,10 @@ pub fn check_domain(domain: &str) -> Result<(), String> {
             return Err(format!("`{label}` may not start or end with `-`"));
         }
     }
-    if labels.last().is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit())) {
+    if labels
+        .last()
+        .is_some_and(|tld| tld.chars().all(|c| c.is_ascii_digit()))
+    {
         return Err("it looks like an IP address; give a DNS name".into());
     }
     Ok(())
@@ -153,7 +160,11 @@ pub fn check_domain(domain: &str) -> Result<(), String> {
 
 /// A self-signed certificate and key (PEM) for `domain`, valid from
 /// `not_before` to `not_after`.
-pub fn self_signed(domain: &str, not_before: OffsetDateTime, not_after: OffsetDateTime) -> (String, String) {
+pub fn self_signed(
+    domain: &str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> (String, String) {
     let key = rcgen::KeyPair::generate().expect("an ECDSA key can be generated");
     let mut params = rcgen::CertificateParams::new(vec![domain.to_string()])
         .expect("a checked domain is a valid subject name");
@@ -165,7 +176,9 @@ pub fn self_signed(domain: &str, not_before: OffsetDateTime, not_after: OffsetDa
         .push(rcgen::DnType::OrganizationName, "stackinstall self-signed");
     params.not_before = not_before;
     params.not_after = not_after;
-    let certificate = params.self_signed(&key).expect("a self-signed certificate can be made");
+    let certificate = params
+        .self_signed(&key)
+        .expect("a self-signed certificate can be made");
     (certificate.pem(), key.serialize_pem())
 }
 
@@ -186,7 +199,13 @@ mod tests {
     #[test]
     fn a_generated_pair_is_valid_for_its_domain() {
         let (certificate, key) = self_signed_for_a_year("portal.example.com");
-        let info = check_pair(certificate.as_bytes(), key.as_bytes(), "portal.example.com", now()).unwrap();
+        let info = check_pair(
+            certificate.as_bytes(),
+            key.as_bytes(),
+            "portal.example.com",
+            now(),
+        )
+        .unwrap();
         assert_eq!(info.names, ["portal.example.com"]);
         assert!(info.days_left >= 364);
     }
@@ -195,14 +214,31 @@ mod tests {
     fn every_failure_is_named() {
         let (certificate, key) = self_signed_for_a_year("portal.example.com");
         let (_, other_key) = self_signed_for_a_year("portal.example.com");
-        let check = |c: &str, k: &str, d: &str| check_pair(c.as_bytes(), k.as_bytes(), d, now()).unwrap_err();
-        assert_eq!(check("hello", &key, "portal.example.com"), CertificateError::CertificateNotPem);
-        assert_eq!(check(&certificate, "hello", "portal.example.com"), CertificateError::KeyNotPem);
-        assert_eq!(check(&certificate, &other_key, "portal.example.com"), CertificateError::KeyMismatch);
-        assert!(matches!(check(&certificate, &key, "other.example.com"), CertificateError::WrongDomain { .. }));
+        let check = |c: &str, k: &str, d: &str| {
+            check_pair(c.as_bytes(), k.as_bytes(), d, now()).unwrap_err()
+        };
+        assert_eq!(
+            check("hello", &key, "portal.example.com"),
+            CertificateError::CertificateNotPem
+        );
+        assert_eq!(
+            check(&certificate, "hello", "portal.example.com"),
+            CertificateError::KeyNotPem
+        );
+        assert_eq!(
+            check(&certificate, &other_key, "portal.example.com"),
+            CertificateError::KeyMismatch
+        );
+        assert!(matches!(
+            check(&certificate, &key, "other.example.com"),
+            CertificateError::WrongDomain { .. }
+        ));
         let past = now() - Duration::days(400);
         let (old, old_key) = self_signed("portal.example.com", past, past + Duration::days(90));
-        assert!(matches!(check(&old, &old_key, "portal.example.com"), CertificateError::Expired(_)));
+        assert!(matches!(
+            check(&old, &old_key, "portal.example.com"),
+            CertificateError::Expired(_)
+        ));
     }
 
     #[test]
@@ -216,7 +252,15 @@ mod tests {
     #[test]
     fn domains_are_checked() {
         assert!(check_domain("stackbill.example.com").is_ok());
-        for bad in ["", "localhost", "exa mple.com", "-a.example.com", "a..com", "10.0.0.1", "a_b.example.com"] {
+        for bad in [
+            "",
+            "localhost",
+            "exa mple.com",
+            "-a.example.com",
+            "a..com",
+            "10.0.0.1",
+            "a_b.example.com",
+        ] {
             assert!(check_domain(bad).is_err(), "{bad} should be refused");
         }
     }

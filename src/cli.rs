@@ -8,10 +8,21 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// and Istio, host databases, and the application's Helm release behind an
 /// Istio Gateway. Every step is checkpointed, so running it again is safe.
 #[derive(Debug, Parser)]
-#[command(name = "stackinstall", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "stackinstall",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Take every host path under DIR instead of `/` (for tests and image builds)
-    #[arg(long, global = true, value_name = "DIR", env = "STACKINSTALL_ROOT", default_value = "/")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "STACKINSTALL_ROOT",
+        default_value = "/"
+    )]
     pub root: PathBuf,
 
     #[command(subcommand)]
@@ -49,11 +60,23 @@ pub struct InstallArgs {
     pub domain: Option<String>,
 
     /// The TLS certificate (PEM, full chain, leaf first) for the domain
-    #[arg(long, value_name = "FILE", env = "STACKINSTALL_SSL_CERT", requires = "ssl_key", conflicts_with = "self_signed")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "STACKINSTALL_SSL_CERT",
+        requires = "ssl_key",
+        conflicts_with = "self_signed"
+    )]
     pub ssl_cert: Option<PathBuf>,
 
     /// The certificate's private key (PEM)
-    #[arg(long, value_name = "FILE", env = "STACKINSTALL_SSL_KEY", requires = "ssl_cert", conflicts_with = "self_signed")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "STACKINSTALL_SSL_KEY",
+        requires = "ssl_cert",
+        conflicts_with = "self_signed"
+    )]
     pub ssl_key: Option<PathBuf>,
 
     /// Make a self-signed certificate for the domain (for tests and demos)

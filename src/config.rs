@@ -344,10 +344,13 @@ impl Config {
             }
         }
         merge(&mut merged, sources.flags.clone());
-        let config: Config = merged.try_into().map_err(|e: toml::de::Error| ConfigError::Invalid {
-            source_name: "the merged configuration".into(),
-            detail: e.message().to_string(),
-        })?;
+        let config: Config =
+            merged
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Invalid {
+                    source_name: "the merged configuration".into(),
+                    detail: e.message().to_string(),
+                })?;
         config.check_complete(&profile_name)?;
         Ok(config)
     }
@@ -360,7 +363,10 @@ impl Config {
             ("versions.istio", self.versions.istio.is_empty()),
             ("cluster.namespace", self.cluster.namespace.is_empty()),
             ("istio.gateway", self.istio.gateway.is_empty()),
-            ("istio.virtual_service", self.istio.virtual_service.is_empty()),
+            (
+                "istio.virtual_service",
+                self.istio.virtual_service.is_empty(),
+            ),
             ("istio.tls_secret", self.istio.tls_secret.is_empty()),
             ("chart.release", self.chart.release.is_empty()),
             ("chart.reference", self.chart.reference.is_empty()),
@@ -442,7 +448,9 @@ fn check_layer(source_name: &str, text: &str) -> Result<toml::Table, ConfigError
 
 /// `STACKINSTALL_WAIT__TIMEOUT_SECONDS=900` as `{ wait = { timeout_seconds = 900 } }`.
 fn environment_layer(variable: &str, value: &str) -> Result<Option<toml::Table>, ConfigError> {
-    let Some(rest) = variable.strip_prefix(ENV_PREFIX) else { return Ok(None) };
+    let Some(rest) = variable.strip_prefix(ENV_PREFIX) else {
+        return Ok(None);
+    };
     if !rest.contains("__") {
         return Ok(None);
     }
@@ -455,7 +463,9 @@ fn environment_layer(variable: &str, value: &str) -> Result<Option<toml::Table>,
     for key in keys.iter().rev() {
         layer = toml::Value::Table(toml::Table::from_iter([(key.clone(), layer)]));
     }
-    let toml::Value::Table(table) = layer else { unreachable!("built from keys") };
+    let toml::Value::Table(table) = layer else {
+        unreachable!("built from keys")
+    };
     let source_name = format!("environment variable `{variable}`");
     let text = toml::to_string(&table).map_err(|e| ConfigError::Invalid {
         source_name: source_name.clone(),
@@ -479,6 +489,7 @@ fn merge(base: &mut toml::Table, layer: toml::Table) {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)]
 mod tests {
     use super::*;
 
@@ -504,15 +515,25 @@ mod tests {
     fn layers_override_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("site.toml");
-        std::fs::write(&file, "[wait]\ntimeout_seconds = 100\n[install]\ndomain = \"file.example.com\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "[wait]\ntimeout_seconds = 100\n[install]\ndomain = \"file.example.com\"\n",
+        )
+        .unwrap();
         let mut sources = sources();
         sources.config_file = Some(file);
         sources.environment = vec![("STACKINSTALL_WAIT__TIMEOUT_SECONDS".into(), "200".into())];
         let config = Config::load(&sources).unwrap();
-        assert_eq!(config.wait.timeout_seconds, 200, "environment beats the file");
+        assert_eq!(
+            config.wait.timeout_seconds, 200,
+            "environment beats the file"
+        );
         assert_eq!(config.install.domain, "file.example.com");
         sources.flags = toml::from_str("[install]\ndomain = \"flag.example.com\"").unwrap();
-        assert_eq!(Config::load(&sources).unwrap().install.domain, "flag.example.com");
+        assert_eq!(
+            Config::load(&sources).unwrap().install.domain,
+            "flag.example.com"
+        );
     }
 
     #[test]
@@ -532,7 +553,10 @@ mod tests {
         let mut sources = sources();
         sources.environment = vec![("STACKINSTALL_WAIT__TIMEOUT_SECONDS".into(), "soon".into())];
         let error = Config::load(&sources).unwrap_err().to_string();
-        assert!(error.contains("STACKINSTALL_WAIT__TIMEOUT_SECONDS"), "{error}");
+        assert!(
+            error.contains("STACKINSTALL_WAIT__TIMEOUT_SECONDS"),
+            "{error}"
+        );
         assert!(error.contains("expected"), "{error}");
     }
 }

@@ -32,7 +32,13 @@ pub struct Context {
 
 impl Context {
     /// A context for `config` on `host`; `home` is the invoking user's home.
-    pub fn new(config: Config, host: Host, ui: Ui, plan: bool, home: &Path) -> Result<Self, StateError> {
+    pub fn new(
+        config: Config,
+        host: Host,
+        ui: Ui,
+        plan: bool,
+        home: &Path,
+    ) -> Result<Self, StateError> {
         let state_file = StateFile::new(&host);
         let state = state_file.load()?;
         Ok(Self {

@@ -7,13 +7,13 @@ use std::sync::atomic::Ordering;
 use clap::Parser;
 
 use stackinstall::cli::{Cli, Command};
+use stackinstall::commands;
 use stackinstall::config::ConfigError;
 use stackinstall::host::command::INTERRUPTED;
 use stackinstall::host::lock::LockError;
 use stackinstall::pipeline::PipelineError;
 use stackinstall::secrets::{CredentialsError, redact};
 use stackinstall::state::StateError;
-use stackinstall::commands;
 
 /// Exit codes, as documented in the README.
 mod exit {
@@ -79,7 +79,9 @@ fn hints(error: &anyhow::Error) -> Vec<String> {
     let mut hints = Vec::new();
     if let Some(error) = error.downcast_ref::<PipelineError>() {
         match error {
-            PipelineError::StepFailed { step, error, log, .. } => {
+            PipelineError::StepFailed {
+                step, error, log, ..
+            } => {
                 hints.extend(error.hint());
                 if let Some(log) = log {
                     hints.push(format!("the full log is `{}`", log.display()));
@@ -106,7 +108,9 @@ fn hints(error: &anyhow::Error) -> Vec<String> {
     if let Some(error) = error.downcast_ref::<CredentialsError>() {
         hints.push(error.hint());
     }
-    if let Some(ConfigError::Invalid { .. } | ConfigError::Missing { .. }) = error.downcast_ref::<ConfigError>() {
+    if let Some(ConfigError::Invalid { .. } | ConfigError::Missing { .. }) =
+        error.downcast_ref::<ConfigError>()
+    {
         hints.push("`stackinstall render --domain D --out DIR` writes the effective configuration as a starting point".into());
     }
     hints

@@ -30,7 +30,10 @@ impl Selection {
     pub fn check(&self, steps: &[Box<dyn Step>]) -> Result<(), PipelineError> {
         let known: Vec<&str> = steps.iter().map(|s| s.id()).collect();
         let named = self.only.iter().chain(&self.redo).chain(&self.from);
-        match named.into_iter().find(|name| !known.contains(&name.as_str())) {
+        match named
+            .into_iter()
+            .find(|name| !known.contains(&name.as_str()))
+        {
             Some(name) => Err(PipelineError::UnknownStep {
                 name: name.clone(),
                 known: known.join(", "),
@@ -40,7 +43,12 @@ impl Selection {
     }
 
     /// Why `step` (at `position` among `steps`) is left out, if it is.
-    fn skip_reason(&self, step: &dyn Step, position: usize, steps: &[Box<dyn Step>]) -> Option<String> {
+    fn skip_reason(
+        &self,
+        step: &dyn Step,
+        position: usize,
+        steps: &[Box<dyn Step>],
+    ) -> Option<String> {
         if step.group() == Group::Infra && self.skip_infra {
             return Some("--skip-infra".into());
         }
@@ -106,12 +114,20 @@ fn fingerprint(
     fingerprint.add("step", step.id());
     step.inputs(context, &mut fingerprint)?;
     for dependency in step.depends_on() {
-        fingerprint.add(dependency, earlier.get(dependency).map_or("", String::as_str));
+        fingerprint.add(
+            dependency,
+            earlier.get(dependency).map_or("", String::as_str),
+        );
     }
     Ok(fingerprint.finish())
 }
 
-fn todo_reason(context: &Context, step: &dyn Step, selection: &Selection, fingerprint: &str) -> Option<String> {
+fn todo_reason(
+    context: &Context,
+    step: &dyn Step,
+    selection: &Selection,
+    fingerprint: &str,
+) -> Option<String> {
     if selection.redo.iter().any(|id| id == step.id()) {
         return Some("forced by --redo".into());
     }
@@ -158,7 +174,11 @@ pub struct Plan {
 }
 
 /// Looks at every step that is to do, changing nothing.
-pub fn plan(context: &Context, steps: &[Box<dyn Step>], selection: &Selection) -> Result<Plan, PipelineError> {
+pub fn plan(
+    context: &Context,
+    steps: &[Box<dyn Step>],
+    selection: &Selection,
+) -> Result<Plan, PipelineError> {
     let decisions = decide(context, steps, selection)?;
     let mut planned = Vec::new();
     for (step, (decision, _)) in steps.iter().zip(decisions) {
@@ -205,7 +225,11 @@ pub struct Outcome {
 }
 
 /// Runs every selected step that is to do.
-pub fn run(context: &mut Context, steps: &[Box<dyn Step>], selection: &Selection) -> Result<Vec<Outcome>, PipelineError> {
+pub fn run(
+    context: &mut Context,
+    steps: &[Box<dyn Step>],
+    selection: &Selection,
+) -> Result<Vec<Outcome>, PipelineError> {
     let decisions = decide(context, steps, selection)?;
     let total = steps.len();
     let mut outcomes = Vec::new();
@@ -216,22 +240,33 @@ pub fn run(context: &mut Context, steps: &[Box<dyn Step>], selection: &Selection
                 log: context.log_path.clone(),
             });
         }
-        let line = context.ui.start_step(position + 1, total, step.id(), step.title());
+        let line = context
+            .ui
+            .start_step(position + 1, total, step.id(), step.title());
         let attempt = match decision {
             Decision::Skipped(reason) => Ok(("skipped", Some(reason))),
             Decision::Done => match step.verify(context) {
                 Ok(()) => Ok(("already-done", None)),
                 Err(drift) => {
-                    context.ui.note(&format!("done earlier, but {drift}: running it again"));
-                    run_step(context, step.as_ref(), &fingerprint).map(|result| (result, Some("drifted".into())))
+                    context
+                        .ui
+                        .note(&format!("done earlier, but {drift}: running it again"));
+                    run_step(context, step.as_ref(), &fingerprint)
+                        .map(|result| (result, Some("drifted".into())))
                 }
             },
-            Decision::ToDo(reason) => run_step(context, step.as_ref(), &fingerprint).map(|result| (result, Some(reason))),
+            Decision::ToDo(reason) => {
+                run_step(context, step.as_ref(), &fingerprint).map(|result| (result, Some(reason)))
+            }
         };
         let (result, reason) = match attempt {
             Ok(outcome) => outcome,
             Err(error) => {
-                let shown = if matches!(error, PipelineError::Interrupted { .. }) { "interrupted" } else { "failed" };
+                let shown = if matches!(error, PipelineError::Interrupted { .. }) {
+                    "interrupted"
+                } else {
+                    "failed"
+                };
                 line.finish(&context.ui, shown);
                 return Err(error);
             }
@@ -279,7 +314,11 @@ fn run_step(
             Ok(if changed { "changed" } else { "unchanged" })
         }
         Err(error) => {
-            let status = if error.is_interrupted() { Status::Interrupted } else { Status::Failed };
+            let status = if error.is_interrupted() {
+                Status::Interrupted
+            } else {
+                Status::Failed
+            };
             if !error.is_input() {
                 context.state.record(step.id(), status, fingerprint);
                 context.state_file().save(&context.state)?;
@@ -299,7 +338,7 @@ pub enum PipelineError {
         step: String,
         title: String,
         #[source]
-        error: StepError,
+        error: Box<StepError>,
         log: Option<PathBuf>,
     },
     #[error("step `{step}` was interrupted")]
@@ -319,7 +358,7 @@ impl PipelineError {
         Self::StepFailed {
             step: step.id().into(),
             title: step.title().into(),
-            error,
+            error: Box::new(error),
             log: context.log_path.clone(),
         }
     }

@@ -29,9 +29,17 @@ pub fn template(name: &str, values: impl serde::Serialize) -> Result<String, Ren
     let text = TEMPLATES
         .get_file(name)
         .and_then(|file| file.contents_utf8())
-        .ok_or_else(|| error(minijinja::Error::new(minijinja::ErrorKind::TemplateNotFound, "not embedded")))?;
+        .ok_or_else(|| {
+            error(minijinja::Error::new(
+                minijinja::ErrorKind::TemplateNotFound,
+                "not embedded",
+            ))
+        })?;
     environment.add_template(name, text).map_err(error)?;
-    environment.get_template(name).and_then(|t| t.render(values)).map_err(error)
+    environment
+        .get_template(name)
+        .and_then(|t| t.render(values))
+        .map_err(error)
 }
 
 /// Every file `render` writes, by file name: the effective configuration,
@@ -40,6 +48,9 @@ pub fn files(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
     let effective = toml::to_string(config).expect("the configuration serializes");
     Ok(vec![(
         "stackinstall.toml".to_string(),
-        format!("# The effective configuration of this install (profile `{}`).\n{effective}", config.name),
+        format!(
+            "# The effective configuration of this install (profile `{}`).\n{effective}",
+            config.name
+        ),
     )])
 }

@@ -187,12 +187,11 @@ impl CredentialsFile {
 
     /// Loads the file; `None` when there is none yet.
     pub fn load(&self) -> Result<Option<Credentials>, CredentialsError> {
-        let text = host::fs::read_optional(&self.path).map_err(|source| {
-            CredentialsError::Unreadable {
+        let text =
+            host::fs::read_optional(&self.path).map_err(|source| CredentialsError::Unreadable {
                 path: self.path.clone(),
                 source,
-            }
-        })?;
+            })?;
         let Some(text) = text else { return Ok(None) };
         let corrupt = |detail: String| CredentialsError::Corrupt {
             path: self.path.clone(),
@@ -247,7 +246,10 @@ impl CredentialsFile {
             if credentials.accounts.contains_key(service) {
                 continue;
             }
-            let password = legacy.get(service).cloned().unwrap_or_else(Secret::generate);
+            let password = legacy
+                .get(service)
+                .cloned()
+                .unwrap_or_else(Secret::generate);
             credentials.accounts.insert(
                 service.clone(),
                 Account {
@@ -324,6 +326,9 @@ mod tests {
         let found = parse_legacy(text);
         assert_eq!(found["mysql"].expose(), "OldMysqlPass1");
         assert_eq!(found["mongodb"].expose(), "OldMongoPass2");
-        assert!(!found.contains_key("rabbitmq"), "an empty password is not imported");
+        assert!(
+            !found.contains_key("rabbitmq"),
+            "an empty password is not imported"
+        );
     }
 }

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::host::{self, FileError, Host};
 use crate::host::lock::{LockError, RunLock};
+use crate::host::{self, FileError, Host};
 
 /// Where the state lives on the host.
 pub const STATE_DIR: &str = "/var/lib/stackinstall";
@@ -169,7 +169,9 @@ impl StateFile {
     /// Writes the state atomically.
     pub fn save(&self, state: &State) -> Result<(), StateError> {
         let body = toml::to_string(state).expect("state serializes to TOML");
-        let text = format!("# stackinstall checkpoints: safe to delete, every step then re-checks the host.\n{body}");
+        let text = format!(
+            "# stackinstall checkpoints: safe to delete, every step then re-checks the host.\n{body}"
+        );
         host::fs::write_atomic(&self.path, text.as_bytes(), 0o644)?;
         Ok(())
     }
@@ -216,7 +218,9 @@ mod tests {
         let file = StateFile::new(&Host::new(dir.path()));
         let mut state = file.load().unwrap();
         state.record("preflight", Status::Done, "abc");
-        state.facts.insert("mysql.preexisting".into(), "true".into());
+        state
+            .facts
+            .insert("mysql.preexisting".into(), "true".into());
         file.save(&state).unwrap();
         let loaded = file.load().unwrap();
         assert_eq!(loaded, state);

@@ -57,8 +57,10 @@ impl Ui {
         if self.mode == Mode::Live {
             let bar = ProgressBar::new_spinner();
             bar.set_style(
-                ProgressStyle::with_template("{spinner:.cyan} {prefix} {wide_msg:.dim} {elapsed:>4}")
-                    .expect("valid template"),
+                ProgressStyle::with_template(
+                    "{spinner:.cyan} {prefix} {wide_msg:.dim} {elapsed:>4}",
+                )
+                .expect("valid template"),
             );
             bar.set_prefix(label.clone());
             bar.enable_steady_tick(Duration::from_millis(100));
@@ -157,7 +159,11 @@ impl StepLine {
             self.label,
             elapsed.as_secs_f64()
         ));
-        tracing::info!("step {}: {outcome} in {:.1}s", self.id, elapsed.as_secs_f64());
+        tracing::info!(
+            "step {}: {outcome} in {:.1}s",
+            self.id,
+            elapsed.as_secs_f64()
+        );
         elapsed
     }
 }

@@ -18,10 +18,17 @@ pub fn run(root: &Path, args: CredentialsArgs) -> Result<()> {
             file.path().display()
         );
     };
-    println!("Credentials file: {} (mode 0600, root only)", file.path().display());
+    println!(
+        "Credentials file: {} (mode 0600, root only)",
+        file.path().display()
+    );
     for (service, account) in &credentials.accounts {
         if args.reveal {
-            println!("  {service:<10} user {:<12} password {}", account.username, account.password.expose());
+            println!(
+                "  {service:<10} user {:<12} password {}",
+                account.username,
+                account.password.expose()
+            );
         } else {
             println!("  {service:<10} user {:<12} password set", account.username);
         }

@@ -28,7 +28,13 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
     selection.check(&steps)?;
     let json = args.output == Output::Json;
     let host = Host::new(root);
-    let mut context = Context::new(config, host, Ui::detect(json), args.plan, &super::home_dir())?;
+    let mut context = Context::new(
+        config,
+        host,
+        Ui::detect(json),
+        args.plan,
+        &super::home_dir(),
+    )?;
     if args.plan {
         let plan = pipeline::plan(&context, &steps, &selection)?;
         print_plan(&plan, json);
@@ -38,7 +44,12 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
     let _lock = context.state_file().lock()?;
     context.state = context.state_file().load()?;
     context.log_path = Some(host::log::start(&context.host.path(LOG_DIR), "install")?);
-    tracing::info!("stackinstall {} install: profile {}, domain {}", env!("CARGO_PKG_VERSION"), context.config.name, context.config.install.domain);
+    tracing::info!(
+        "stackinstall {} install: profile {}, domain {}",
+        env!("CARGO_PKG_VERSION"),
+        context.config.name,
+        context.config.install.domain
+    );
     let outcomes = pipeline::run(&mut context, &steps, &selection)?;
     if json {
         let report = serde_json::json!({ "steps": outcomes, "log": context.log_path });
@@ -58,7 +69,11 @@ fn flags(args: &InstallArgs) -> toml::Table {
             install.insert(key.into(), path.display().to_string().into());
         }
     }
-    for (key, set) in [("self_signed", args.self_signed), ("skip_infra", args.skip_infra), ("skip_db", args.skip_db)] {
+    for (key, set) in [
+        ("self_signed", args.self_signed),
+        ("skip_infra", args.skip_infra),
+        ("skip_db", args.skip_db),
+    ] {
         if set {
             install.insert(key.into(), true.into());
         }
@@ -69,26 +84,36 @@ fn flags(args: &InstallArgs) -> toml::Table {
 /// Checks the operator's input before the run touches anything (lock, log,
 /// state): a bad input leaves the host exactly as it was.
 fn check_inputs(context: &Context, steps: &[Box<dyn Step>]) -> Result<(), pipeline::PipelineError> {
-    let preflight = steps.iter().find(|s| s.id() == "preflight").expect("preflight is a step");
+    let preflight = steps
+        .iter()
+        .find(|s| s.id() == "preflight")
+        .expect("preflight is a step");
     context.ui.set_quiet(true);
     let result = preflight.look(context).map(drop);
     context.ui.set_quiet(false);
     result.map_err(|error: StepError| pipeline::PipelineError::StepFailed {
         step: preflight.id().into(),
         title: preflight.title().into(),
-        error,
+        error: Box::new(error),
         log: None,
     })
 }
 
 fn print_plan(plan: &Plan, json: bool) {
     if json {
-        println!("{}", serde_json::to_string_pretty(plan).expect("plans serialize"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(plan).expect("plans serialize")
+        );
         return;
     }
     println!(
         "Plan for {} (profile {}); nothing has been changed.\n",
-        if plan.domain.is_empty() { "(no domain)" } else { &plan.domain },
+        if plan.domain.is_empty() {
+            "(no domain)"
+        } else {
+            &plan.domain
+        },
         plan.profile
     );
     for (index, step) in plan.steps.iter().enumerate() {
@@ -97,9 +122,18 @@ fn print_plan(plan: &Plan, json: bool) {
             Decision::ToDo(reason) => format!("to do: {reason}"),
             Decision::Skipped(reason) => format!("skipped: {reason}"),
         };
-        println!("{:>2}. {:<12} {:<42} {state}", index + 1, step.id, step.title);
+        println!(
+            "{:>2}. {:<12} {:<42} {state}",
+            index + 1,
+            step.id,
+            step.title
+        );
         for action in &step.actions {
-            println!("      {:<10} {}", format!("{:?}", action.kind).to_ascii_lowercase(), action.detail);
+            println!(
+                "      {:<10} {}",
+                format!("{:?}", action.kind).to_ascii_lowercase(),
+                action.detail
+            );
         }
         if let Some(note) = &step.note {
             println!("      (cannot look yet: {note})");

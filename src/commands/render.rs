@@ -10,10 +10,17 @@ use crate::host;
 
 /// Runs `render`.
 pub fn run(_root: &Path, args: RenderArgs) -> Result<()> {
-    let flags: toml::Table = toml::from_str(&format!("[install]\ndomain = {:?}", args.domain.to_ascii_lowercase()))?;
+    let flags: toml::Table = toml::from_str(&format!(
+        "[install]\ndomain = {:?}",
+        args.domain.to_ascii_lowercase()
+    ))?;
     let config = super::load_config(&args.config, flags)?;
-    crate::certificate::check_domain(&config.install.domain)
-        .map_err(|why| anyhow::anyhow!("--domain `{}` is not a valid DNS name: {why}", config.install.domain))?;
+    crate::certificate::check_domain(&config.install.domain).map_err(|why| {
+        anyhow::anyhow!(
+            "--domain `{}` is not a valid DNS name: {why}",
+            config.install.domain
+        )
+    })?;
     let files = crate::render::files(&config)?;
     host::fs::ensure_dir(&args.out, 0o755)?;
     for (name, contents) in &files {

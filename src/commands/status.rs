@@ -29,7 +29,13 @@ struct StepStatus {
 pub fn run(root: &Path, args: StatusArgs) -> Result<()> {
     let config = super::load_config(&args.config, toml::Table::new())?;
     let json = args.output == Output::Json;
-    let context = Context::new(config, Host::new(root), Ui::detect(json), true, &super::home_dir())?;
+    let context = Context::new(
+        config,
+        Host::new(root),
+        Ui::detect(json),
+        true,
+        &super::home_dir(),
+    )?;
     let statuses: Vec<StepStatus> = steps::all()
         .iter()
         .map(|step| {
@@ -39,10 +45,11 @@ pub fn run(root: &Path, args: StatusArgs) -> Result<()> {
                 Status::Failed => "failed".into(),
                 Status::Interrupted => "interrupted".into(),
             });
-            let health = (state == "done" && !step.always_runs()).then(|| match step.verify(&context) {
-                Ok(()) => "ok".to_string(),
-                Err(error) => crate::secrets::redact(&error.to_string()),
-            });
+            let health =
+                (state == "done" && !step.always_runs()).then(|| match step.verify(&context) {
+                    Ok(()) => "ok".to_string(),
+                    Err(error) => crate::secrets::redact(&error.to_string()),
+                });
             StepStatus {
                 id: step.id(),
                 title: step.title(),
@@ -54,14 +61,21 @@ pub fn run(root: &Path, args: StatusArgs) -> Result<()> {
         })
         .collect();
     if json {
-        let report = serde_json::json!({ "state_file": context.state_file().path(), "steps": statuses });
+        let report =
+            serde_json::json!({ "state_file": context.state_file().path(), "steps": statuses });
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    println!("State: {}\n", context.shown(context.state_file().path()).display());
+    println!(
+        "State: {}\n",
+        context.shown(context.state_file().path()).display()
+    );
     for status in &statuses {
         let when = status.finished_at.as_deref().unwrap_or("");
-        let health = status.health.as_deref().map_or(String::new(), |h| format!("  health: {h}"));
+        let health = status
+            .health
+            .as_deref()
+            .map_or(String::new(), |h| format!("  health: {h}"));
         println!("{:<12} {:<12} {when}{health}", status.id, status.state);
     }
     Ok(())

@@ -52,7 +52,10 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileE
     if !parent.exists() {
         ensure_dir(parent, 0o755)?;
     }
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let temporary = parent.join(format!(".{name}.{}.tmp", std::process::id()));
     let write = || -> io::Result<()> {
         let mut file = fs::OpenOptions::new()

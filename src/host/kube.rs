@@ -32,7 +32,11 @@ pub fn apply(manifest: &str) -> Command {
 }
 
 /// The object as JSON, or `None` when it does not exist.
-pub fn get_json(kind: &str, name: &str, namespace: Option<&str>) -> Result<Option<serde_json::Value>, CommandError> {
+pub fn get_json(
+    kind: &str,
+    name: &str,
+    namespace: Option<&str>,
+) -> Result<Option<serde_json::Value>, CommandError> {
     let mut args = vec!["get", kind, name, "-o", "json", "--ignore-not-found"];
     if let Some(namespace) = namespace {
         args.extend(["-n", namespace]);
@@ -42,9 +46,11 @@ pub fn get_json(kind: &str, name: &str, namespace: Option<&str>) -> Result<Optio
     if output.stdout.trim().is_empty() {
         return Ok(None);
     }
-    serde_json::from_str(&output.stdout).map(Some).map_err(|error| CommandError::Failed {
-        command: command.to_string(),
-        status: "output that is not JSON".into(),
-        stderr_tail: error.to_string(),
-    })
+    serde_json::from_str(&output.stdout)
+        .map(Some)
+        .map_err(|error| CommandError::Failed {
+            command: command.to_string(),
+            status: "output that is not JSON".into(),
+            stderr_tail: error.to_string(),
+        })
 }

@@ -53,7 +53,11 @@ impl RunLock {
                 let _ = file.read_to_string(&mut pid);
                 let pid = pid.trim();
                 return Err(LockError::Held {
-                    pid: if pid.is_empty() { "unknown".into() } else { pid.into() },
+                    pid: if pid.is_empty() {
+                        "unknown".into()
+                    } else {
+                        pid.into()
+                    },
                     path: path.to_path_buf(),
                 });
             }
@@ -89,7 +93,9 @@ mod tests {
         let first = RunLock::acquire(&path).unwrap();
         let error = RunLock::acquire(&path).unwrap_err();
         assert!(
-            error.to_string().contains(&format!("pid {}", std::process::id())),
+            error
+                .to_string()
+                .contains(&format!("pid {}", std::process::id())),
             "{error}"
         );
         drop(first);

@@ -50,7 +50,10 @@ struct RedactingWriter(Arc<Mutex<File>>);
 impl Write for RedactingWriter {
     fn write(&mut self, buffer: &[u8]) -> io::Result<usize> {
         let text = redact(&String::from_utf8_lossy(buffer));
-        let mut file = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut file = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         file.write_all(text.as_bytes())?;
         Ok(buffer.len())
     }

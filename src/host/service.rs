@@ -12,12 +12,16 @@ fn systemctl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
 
 /// Whether `unit` is active (running).
 pub fn is_active(unit: &str) -> Result<bool, CommandError> {
-    Ok(systemctl(["is-active", "--quiet", unit]).run_unchecked()?.success())
+    Ok(systemctl(["is-active", "--quiet", unit])
+        .run_unchecked()?
+        .success())
 }
 
 /// Whether `unit` is enabled.
 pub fn is_enabled(unit: &str) -> Result<bool, CommandError> {
-    Ok(systemctl(["is-enabled", "--quiet", unit]).run_unchecked()?.success())
+    Ok(systemctl(["is-enabled", "--quiet", unit])
+        .run_unchecked()?
+        .success())
 }
 
 /// The command that enables `unit` and starts it now.

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::TcpListener;
 use std::path::Path;
 
 /// Whether the process runs as root.
@@ -59,14 +58,12 @@ pub enum PortUse {
     Taken(Option<String>),
 }
 
-/// Whether `port` is free on all interfaces, and if not, which program has it.
+/// Whether a program listens on TCP `port`, and which. Read from the
+/// kernel's socket tables, so looking never holds the port itself.
 pub fn port_use(port: u16) -> PortUse {
-    if TcpListener::bind(("0.0.0.0", port)).is_ok() && TcpListener::bind(("::", port)).is_ok() {
-        return PortUse::Free;
-    }
     let inodes = listening_inodes(port);
     if inodes.is_empty() {
-        return PortUse::Taken(None);
+        return PortUse::Free;
     }
     PortUse::Taken(program_with_socket(&inodes))
 }
@@ -75,15 +72,19 @@ fn listening_inodes(port: u16) -> Vec<String> {
     const LISTEN: &str = "0A";
     let mut inodes = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = fs::read_to_string(table) else { continue };
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
         for line in text.lines().skip(1) {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let Some(local) = fields.get(1) else { continue };
-            let Some((_, hex_port)) = local.rsplit_once(':') else { continue };
-            if u16::from_str_radix(hex_port, 16) == Ok(port) && fields.get(3) == Some(&LISTEN) {
-                if let Some(inode) = fields.get(9) {
-                    inodes.push(format!("socket:[{inode}]"));
-                }
+            let Some((_, hex_port)) = local.rsplit_once(':') else {
+                continue;
+            };
+            let listening =
+                u16::from_str_radix(hex_port, 16) == Ok(port) && fields.get(3) == Some(&LISTEN);
+            if let Some(inode) = fields.get(9).filter(|_| listening) {
+                inodes.push(format!("socket:[{inode}]"));
             }
         }
     }
@@ -92,10 +93,17 @@ fn listening_inodes(port: u16) -> Vec<String> {
 
 fn program_with_socket(inodes: &[String]) -> Option<String> {
     for process in fs::read_dir("/proc").ok()?.flatten() {
-        let Ok(fds) = fs::read_dir(process.path().join("fd")) else { continue };
+        let Ok(fds) = fs::read_dir(process.path().join("fd")) else {
+            continue;
+        };
         for fd in fds.flatten() {
-            let Ok(target) = fs::read_link(fd.path()) else { continue };
-            if inodes.iter().any(|inode| target.as_os_str() == inode.as_str()) {
+            let Ok(target) = fs::read_link(fd.path()) else {
+                continue;
+            };
+            if inodes
+                .iter()
+                .any(|inode| target.as_os_str() == inode.as_str())
+            {
                 let name = fs::read_to_string(process.path().join("comm")).ok()?;
                 return Some(name.trim().to_string());
             }
@@ -110,6 +118,7 @@ mod tests {
 
     #[test]
     fn a_bound_port_is_taken_by_this_program() {
+        use std::net::TcpListener;
         let listener = TcpListener::bind(("0.0.0.0", 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let PortUse::Taken(Some(program)) = port_use(port) else {

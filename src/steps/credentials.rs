@@ -42,7 +42,11 @@ impl Step for CredentialsStep {
         let wanted = context.config.service_usernames();
         let missing: Vec<&String> = wanted
             .keys()
-            .filter(|service| existing.as_ref().is_none_or(|c| c.account(service).is_none()))
+            .filter(|service| {
+                existing
+                    .as_ref()
+                    .is_none_or(|c| c.account(service).is_none())
+            })
             .collect();
         if missing.is_empty() {
             return Ok(Vec::new());
@@ -51,7 +55,10 @@ impl Step for CredentialsStep {
         let described: Vec<String> = missing
             .iter()
             .map(|service| match legacy.contains_key(*service) {
-                true => format!("{service} (imported from {})", context.shown(file.legacy_path()).display()),
+                true => format!(
+                    "{service} (imported from {})",
+                    context.shown(file.legacy_path()).display()
+                ),
                 false => format!("{service} (generated)"),
             })
             .collect();
@@ -82,11 +89,19 @@ impl Step for CredentialsStep {
         let file = context.credentials_file();
         let loaded = file.load()?.ok_or_else(|| {
             StepError::failed(
-                format!("the credentials file `{}` is missing", context.shown(file.path()).display()),
+                format!(
+                    "the credentials file `{}` is missing",
+                    context.shown(file.path()).display()
+                ),
                 "run `stackinstall install` again to write it",
             )
         })?;
-        if let Some(service) = context.config.service_usernames().keys().find(|s| loaded.account(s).is_none()) {
+        if let Some(service) = context
+            .config
+            .service_usernames()
+            .keys()
+            .find(|s| loaded.account(s).is_none())
+        {
             return Err(StepError::failed(
                 format!("the credentials file has no password for `{service}`"),
                 "run `stackinstall install` again to add it",
@@ -94,7 +109,10 @@ impl Step for CredentialsStep {
         }
         if host::fs::mode_of(file.path()) != Some(0o600) {
             return Err(StepError::failed(
-                format!("the credentials file `{}` is not mode 0600", context.shown(file.path()).display()),
+                format!(
+                    "the credentials file `{}` is not mode 0600",
+                    context.shown(file.path()).display()
+                ),
                 format!("run `chmod 600 {}`", context.shown(file.path()).display()),
             ));
         }

@@ -240,10 +240,16 @@ pub fn perform_all(_context: &mut Context, actions: Vec<Action>) -> Result<bool,
 pub enum StepError {
     /// The operator's input or the host does not fit: nothing was changed.
     #[error("{message}")]
-    Input { message: String, hint: Option<String> },
+    Input {
+        message: String,
+        hint: Option<String>,
+    },
     /// The step's work went wrong.
     #[error("{message}")]
-    Failed { message: String, hint: Option<String> },
+    Failed {
+        message: String,
+        hint: Option<String>,
+    },
     #[error(transparent)]
     Command(#[from] CommandError),
     #[error(transparent)]

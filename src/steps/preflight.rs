@@ -21,8 +21,12 @@ use crate::state::{Fingerprint, sha256_hex};
 pub struct Preflight;
 
 /// Supported systems: `ID` and `VERSION_ID` of os-release.
-const SUPPORTED_SYSTEMS: [(&str, &str); 4] =
-    [("ubuntu", "20.04"), ("ubuntu", "22.04"), ("ubuntu", "24.04"), ("debian", "12")];
+const SUPPORTED_SYSTEMS: [(&str, &str); 4] = [
+    ("ubuntu", "20.04"),
+    ("ubuntu", "22.04"),
+    ("ubuntu", "24.04"),
+    ("debian", "12"),
+];
 
 impl Step for Preflight {
     fn id(&self) -> &'static str {
@@ -43,10 +47,15 @@ impl Step for Preflight {
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
-        let mut actions = vec![check_user(context)?, check_system(context)?, check_resources(context)?];
+        let mut actions = vec![check_domain(context)?];
+        let certificate = check_certificate(context)?;
+        actions.extend([
+            check_user(context)?,
+            check_system(context)?,
+            check_resources(context)?,
+        ]);
         actions.push(check_ports(context)?);
-        actions.push(check_domain(context)?);
-        actions.extend(check_certificate(context)?);
+        actions.extend(certificate);
         Ok(actions)
     }
 
@@ -72,15 +81,23 @@ fn check_system(context: &Context) -> Result<Action, StepError> {
     let path = context.host.path("/etc/os-release");
     let fields = system::os_release(&path).ok_or_else(|| {
         StepError::input(
-            format!("cannot read `{}` to tell the operating system", context.shown(&path).display()),
+            format!(
+                "cannot read `{}` to tell the operating system",
+                context.shown(&path).display()
+            ),
             "stackinstall supports Ubuntu 20.04, 22.04, 24.04 and Debian 12",
         )
     })?;
     let id = fields.get("ID").map_or("", String::as_str);
     let version = fields.get("VERSION_ID").map_or("", String::as_str);
-    let name = fields.get("PRETTY_NAME").cloned().unwrap_or_else(|| format!("{id} {version}"));
+    let name = fields
+        .get("PRETTY_NAME")
+        .cloned()
+        .unwrap_or_else(|| format!("{id} {version}"));
     if SUPPORTED_SYSTEMS.contains(&(id, version)) {
-        Ok(Action::check(format!("operating system {name} is supported")))
+        Ok(Action::check(format!(
+            "operating system {name} is supported"
+        )))
     } else {
         Err(StepError::input(
             format!("the operating system {name} is not supported"),
@@ -105,7 +122,10 @@ fn check_resources(context: &Context) -> Result<Action, StepError> {
     );
     if short.contains(&true) {
         return Err(StepError::input(
-            format!("the host is too small for profile `{}`: {summary}", context.config.name),
+            format!(
+                "the host is too small for profile `{}`: {summary}",
+                context.config.name
+            ),
             "use a bigger machine, or lower `[requirements]` in a --config file if you know it is enough",
         ));
     }
@@ -122,7 +142,11 @@ struct NeededPort {
 
 fn needed_ports(context: &Context) -> Vec<NeededPort> {
     let config = &context.config;
-    let port = |port, step, programs: &[String]| NeededPort { port, step, programs: programs.to_vec() };
+    let port = |port, step, programs: &[String]| NeededPort {
+        port,
+        step,
+        programs: programs.to_vec(),
+    };
     let k3s = ["k3s".to_string(), "k3s-server".to_string()];
     let mut ports = Vec::new();
     if !config.install.skip_infra {
@@ -131,10 +155,26 @@ fn needed_ports(context: &Context) -> Vec<NeededPort> {
         ports.push(port(config.istio.https_node_port, "istio", &k3s));
     }
     if !config.install.skip_db {
-        ports.push(port(config.mysql.port, "mysql", &config.mysql.server_programs));
-        ports.push(port(config.mongodb.port, "mongodb", &config.mongodb.server_programs));
-        ports.push(port(config.rabbitmq.port, "rabbitmq", &config.rabbitmq.server_programs));
-        ports.push(port(config.rabbitmq.management_port, "rabbitmq", &config.rabbitmq.server_programs));
+        ports.push(port(
+            config.mysql.port,
+            "mysql",
+            &config.mysql.server_programs,
+        ));
+        ports.push(port(
+            config.mongodb.port,
+            "mongodb",
+            &config.mongodb.server_programs,
+        ));
+        ports.push(port(
+            config.rabbitmq.port,
+            "rabbitmq",
+            &config.rabbitmq.server_programs,
+        ));
+        ports.push(port(
+            config.rabbitmq.management_port,
+            "rabbitmq",
+            &config.rabbitmq.server_programs,
+        ));
         ports.push(port(config.nfs.port, "nfs", &[]));
     }
     ports
@@ -142,8 +182,15 @@ fn needed_ports(context: &Context) -> Vec<NeededPort> {
 
 fn check_ports(context: &Context) -> Result<Action, StepError> {
     let needed = needed_ports(context);
-    for NeededPort { port, step, programs } in &needed {
-        let PortUse::Taken(holder) = system::port_use(*port) else { continue };
+    for NeededPort {
+        port,
+        step,
+        programs,
+    } in &needed
+    {
+        let PortUse::Taken(holder) = system::port_use(*port) else {
+            continue;
+        };
         let ours = match &holder {
             Some(program) => programs.contains(program),
             // A kernel service (nfsd) has no process; trust our checkpoint.
@@ -153,12 +200,17 @@ fn check_ports(context: &Context) -> Result<Action, StepError> {
             let holder = holder.map_or("another program".into(), |p| format!("`{p}`"));
             return Err(StepError::input(
                 format!("port {port}, needed by the `{step}` step, is already in use by {holder}"),
-                format!("stop that program or move it to another port (`ss -ltnp 'sport = :{port}'` shows it), then run again"),
+                format!(
+                    "stop that program or move it to another port (`ss -ltnp 'sport = :{port}'` shows it), then run again"
+                ),
             ));
         }
     }
     let list: Vec<String> = needed.iter().map(|n| n.port.to_string()).collect();
-    Ok(Action::check(format!("ports {} are free or held by their own service", list.join(", "))))
+    Ok(Action::check(format!(
+        "ports {} are free or held by their own service",
+        list.join(", ")
+    )))
 }
 
 fn check_domain(context: &Context) -> Result<Action, StepError> {
@@ -175,7 +227,9 @@ fn check_domain(context: &Context) -> Result<Action, StepError> {
             "pass the DNS name the application is reached at, like `portal.example.com`",
         )
     })?;
-    Ok(Action::check(format!("domain {domain} is a valid DNS name")))
+    Ok(Action::check(format!(
+        "domain {domain} is a valid DNS name"
+    )))
 }
 
 fn check_certificate(context: &Context) -> Result<Vec<Action>, StepError> {
@@ -220,7 +274,11 @@ fn check_certificate(context: &Context) -> Result<Vec<Action>, StepError> {
 fn read_input(path: &Path, flag: &str) -> Result<Vec<u8>, StepError> {
     host::fs::read_bytes(path).map_err(|error| {
         StepError::input(
-            format!("{flag} `{}` cannot be read: {}", path.display(), error.source),
+            format!(
+                "{flag} `{}` cannot be read: {}",
+                path.display(),
+                error.source
+            ),
             format!("check the path given to {flag} and that root can read it"),
         )
     })
@@ -228,7 +286,10 @@ fn read_input(path: &Path, flag: &str) -> Result<Vec<u8>, StepError> {
 
 fn self_signed(context: &Context, domain: &str) -> Result<Vec<Action>, StepError> {
     let (certificate_path, key_path) = context.tls_paths().expect("self-signed paths are fixed");
-    let current = (host::fs::read_bytes(&certificate_path), host::fs::read_bytes(&key_path));
+    let current = (
+        host::fs::read_bytes(&certificate_path),
+        host::fs::read_bytes(&key_path),
+    );
     if let (Ok(certificate), Ok(key)) = current {
         let valid = certificate::check_pair(&certificate, &key, domain, OffsetDateTime::now_utc());
         if valid.is_ok_and(|info| info.days_left >= EXPIRY_WARNING_DAYS) {
@@ -244,6 +305,11 @@ fn self_signed(context: &Context, domain: &str) -> Result<Vec<Action>, StepError
     let shown_key = context.shown(&key_path);
     Ok(vec![
         Action::write(key_path, &shown_key, key.into_bytes(), 0o600),
-        Action::write(certificate_path, &shown_certificate, certificate.into_bytes(), 0o644),
+        Action::write(
+            certificate_path,
+            &shown_certificate,
+            certificate.into_bytes(),
+            0o644,
+        ),
     ])
 }

@@ -44,17 +44,26 @@ impl Step for Summary {
 /// The text of the summary.
 pub fn summary_text(context: &Context) -> String {
     let config = &context.config;
-    let base = format!("https://{}:{}", config.install.domain, config.istio.https_node_port);
+    let base = format!(
+        "https://{}:{}",
+        config.install.domain, config.istio.https_node_port
+    );
     let mut lines = vec![format!("{} is installed. Open:", config.description)];
     for route in &config.routes {
         lines.push(format!("  {base}{}", route.prefix));
     }
     let credentials = context.shown(context.credentials_file().path());
-    lines.push(format!("Credentials: {} (`sudo stackinstall credentials --reveal`)", credentials.display()));
+    lines.push(format!(
+        "Credentials: {} (`sudo stackinstall credentials --reveal`)",
+        credentials.display()
+    ));
     if let Some(log) = &context.log_path {
         lines.push(format!("Log: {}", log.display()));
     }
     lines.push("Next: `stackinstall status` to see each step and its health;".into());
-    lines.push(format!("      `kubectl get pods -n {}` to see the application.", config.cluster.namespace));
+    lines.push(format!(
+        "      `kubectl get pods -n {}` to see the application.",
+        config.cluster.namespace
+    ));
     lines.join("\n")
 }

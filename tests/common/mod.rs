@@ -31,7 +31,10 @@ pub struct Call {
 impl Call {
     /// `program arg arg ...`.
     pub fn line(&self) -> String {
-        std::iter::once(self.program.clone()).chain(self.args.iter().cloned()).collect::<Vec<_>>().join(" ")
+        std::iter::once(self.program.clone())
+            .chain(self.args.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 }
 
@@ -112,13 +115,23 @@ mkdir -p "$STATE"
     pub fn calls(&self) -> Vec<Call> {
         let text = fs::read_to_string(self.record.join("calls.log")).unwrap_or_default();
         let decode = |s: &str| {
-            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s.trim()).unwrap()).unwrap()
+            String::from_utf8(
+                base64::engine::general_purpose::STANDARD
+                    .decode(s.trim())
+                    .unwrap(),
+            )
+            .unwrap()
         };
         let mut calls = Vec::new();
         let mut current: Option<Call> = None;
         for line in text.lines() {
             if let Some(program) = line.strip_prefix("CALL ") {
-                current = Some(Call { program: program.into(), args: vec![], stdin: String::new(), env: vec![] });
+                current = Some(Call {
+                    program: program.into(),
+                    args: vec![],
+                    stdin: String::new(),
+                    env: vec![],
+                });
             } else if let Some(arg) = line.strip_prefix("ARG ") {
                 current.as_mut().unwrap().args.push(decode(arg));
             } else if let Some(stdin) = line.strip_prefix("STDIN ") {
@@ -126,7 +139,11 @@ mkdir -p "$STATE"
             } else if let Some(env) = line.strip_prefix("ENV ") {
                 let pair = decode(env);
                 let (key, value) = pair.split_once('=').unwrap();
-                current.as_mut().unwrap().env.push((key.into(), value.into()));
+                current
+                    .as_mut()
+                    .unwrap()
+                    .env
+                    .push((key.into(), value.into()));
             } else if line == "END" {
                 calls.extend(current.take());
             }
@@ -147,7 +164,11 @@ mkdir -p "$STATE"
     /// The binary, set up for this world.
     pub fn command(&self) -> assert_cmd::Command {
         let mut command = assert_cmd::Command::cargo_bin("stackinstall").unwrap();
-        let path = format!("{}:{}", self.bin.display(), std::env::var("PATH").unwrap_or_default());
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         command
             .env_clear()
             .env("PATH", path)
@@ -158,7 +179,10 @@ mkdir -p "$STATE"
             .env("STACKINSTALL_REQUIREMENTS__CPUS", "1")
             .env("STACKINSTALL_REQUIREMENTS__MEMORY_MIB", "256")
             .env("STACKINSTALL_REQUIREMENTS__DISK_GIB", "0")
-            .env("STACKINSTALL_MONGODB__SERVER_PROGRAMS", r#"["mongod", "secantusd-py", "python3"]"#)
+            .env(
+                "STACKINSTALL_MONGODB__SERVER_PROGRAMS",
+                r#"["mongod", "secantusd-py", "python3"]"#,
+            )
             .timeout(std::time::Duration::from_secs(120));
         for (key, value) in &self.env {
             command.env(key, value);
@@ -187,7 +211,9 @@ mkdir -p "$STATE"
 }
 
 fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
