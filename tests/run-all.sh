@@ -148,7 +148,7 @@ wait_for() {
     done
     shift
     local start=$SECONDS
-    until "$@" >/dev/null 2>&1; do
+    until ("$@") >/dev/null 2>&1; do
         if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
             die_with_log "$what: the server process (pid $pid) exited before it was ready" "${logs[@]}"
         fi
@@ -248,8 +248,8 @@ trap 'exit 143' TERM
 # ------------------------------------------------------------ preflight --
 
 [[ $(id -u) == 0 ]] || die "must run as root (it installs packages and starts MariaDB/RabbitMQ)"
-if [[ -d $HOME/.cargo/bin ]]; then
-    PATH=$HOME/.cargo/bin:$PATH
+if [[ -d ${HOME:-/root}/.cargo/bin ]]; then
+    PATH=${HOME:-/root}/.cargo/bin:$PATH
 fi
 export PATH
 mkdir -p "$CACHE" "$LOGDIR"
@@ -313,7 +313,7 @@ section "starting MariaDB"
 mariadb_ping() {
     mariadb-admin --socket="$MYSQL_SOCKET" --connect-timeout=2 ping
 }
-if mariadb_ping >/dev/null 2>&1; then
+if (mariadb_ping) >/dev/null 2>&1; then
     info "a server already answers on $MYSQL_SOCKET: reusing it"
 else
     if port_open "$MYSQL_PORT"; then
@@ -370,6 +370,8 @@ loopback_users.guest = true
 EOF
 chmod 644 "$RABBITMQ_CONF_DIR/rabbitmq.conf"
 export RABBITMQ_CONFIG_FILE=$RABBITMQ_CONF_DIR/rabbitmq.conf
+runuser -u rabbitmq -- test -r "$RABBITMQ_CONFIG_FILE" ||
+    die "the rabbitmq user cannot read $RABBITMQ_CONFIG_FILE: set STACKINSTALL_TEST_CACHE to a directory every user can traverse"
 RABBITMQ_LOGS_TO_SHOW=(/var/log/rabbitmq/startup_err /var/log/rabbitmq/startup_log)
 rabbit_log_files() {
     local f
@@ -455,7 +457,7 @@ mongo_auth_ping() {
 MONGODB_ADMIN_PASSWORD=""
 if port_open "$MONGODB_PORT"; then
     for candidate in "${STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD:-}" "$(cat "$MONGO_PW_FILE" 2>/dev/null || true)"; do
-        if [[ -n $candidate ]] && mongo_auth_ping "$candidate" >/dev/null 2>&1; then
+        if [[ -n $candidate ]] && (mongo_auth_ping "$candidate") >/dev/null 2>&1; then
             MONGODB_ADMIN_PASSWORD=$candidate
             break
         fi
@@ -492,8 +494,8 @@ else
     info "pass 2 (--auth) pid $STARTED_SECANTUS_PID"
     wait_for 60 "$STARTED_SECANTUS_PID" "SecantusDB (--auth)" "$SECANTUS_LOG" -- mongo_auth_ping "$MONGODB_ADMIN_PASSWORD"
     # Check auth is really on: an unauthenticated listDatabases must fail.
-    if mongo_py "$MONGO_PING_NOAUTH"'
-c.admin.command("listDatabases")' >/dev/null 2>&1; then
+    if (mongo_py "$MONGO_PING_NOAUTH"'
+c.admin.command("listDatabases")') >/dev/null 2>&1; then
         die_with_log "SecantusDB was started with --auth but accepts unauthenticated commands" "$SECANTUS_LOG"
     fi
     (umask 077 && printf '%s\n' "$MONGODB_ADMIN_PASSWORD" >"$MONGO_PW_FILE")
@@ -527,7 +529,9 @@ if [[ -n $ENV_FILE ]]; then
                 STACKINSTALL_TEST_ECR_ENDPOINT STACKINSTALL_TEST_MONGODB_PORT \
                 STACKINSTALL_TEST_MONGODB_ADMIN_USER STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD \
                 RABBITMQ_NODENAME; do
-                [[ -n ${!v:-} ]] && printf 'export %s=%q\n' "$v" "${!v}"
+                if [[ -n ${!v:-} ]]; then
+                    printf 'export %s=%q\n' "$v" "${!v}"
+                fi
             done
         } >"$ENV_FILE"
     )

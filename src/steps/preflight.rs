@@ -120,6 +120,15 @@ fn check_resources(context: &Context) -> Result<Action, StepError> {
         "{cpus} CPUs (needs {}), {memory} MiB memory (needs {}), {disk} GiB free disk (needs {})",
         needs.cpus, needs.memory_mib, needs.disk_gib
     );
+    if short.contains(&true) && context.plan {
+        context.ui.warn(&format!(
+            "the host is too small for profile `{}`: the install will stop here",
+            context.config.name
+        ));
+        return Ok(Action::check(format!(
+            "resources: {summary}: TOO SMALL, the install will stop here"
+        )));
+    }
     if short.contains(&true) {
         return Err(StepError::input(
             format!(
@@ -191,6 +200,12 @@ fn check_ports(context: &Context) -> Result<Action, StepError> {
         let PortUse::Taken(holder) = system::port_use(*port) else {
             continue;
         };
+        if holder.is_none() && context.plan && !system::is_root() {
+            context.ui.warn(&format!(
+                "port {port} is in use by a program only root can see: the install will check it"
+            ));
+            continue;
+        }
         let ours = match &holder {
             Some(program) => programs.contains(program),
             // A kernel service (nfsd) has no process; trust our checkpoint.

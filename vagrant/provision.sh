@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs inside the VM as root: builds stackinstall from /stackinstall and runs
+# the real install, then checks that a second run changes nothing.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+domain="${STACKINSTALL_DOMAIN:-stackbill.local}"
+
+echo "==> build tools"
+apt-get update -q
+apt-get install -y -q build-essential curl ca-certificates pkg-config
+if ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+fi
+export PATH="$HOME/.cargo/bin:$PATH"
+
+echo "==> build stackinstall (release)"
+export CARGO_TARGET_DIR=/var/tmp/stackinstall-target
+(cd /stackinstall && cargo build --release --locked)
+install -m 0755 "$CARGO_TARGET_DIR/release/stackinstall" /usr/local/bin/stackinstall
+
+echo "==> plan"
+stackinstall install --domain "$domain" --self-signed --plan
+
+echo "==> install"
+stackinstall install --domain "$domain" --self-signed --yes
+
+echo "==> second run: every step must already be done"
+second=$(stackinstall install --domain "$domain" --self-signed --yes --output json)
+echo "$second"
+if echo "$second" | grep -q '"result": "changed"'; then
+  echo "a second install changed something" >&2
+  exit 1
+fi
+
+echo "==> status"
+stackinstall status
