@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -187,10 +188,10 @@ async fn fetch_async(config: &Config) -> Result<Token, StepError> {
     }
     let sdk_config = loader.load().await;
     let provider = sdk_config.credentials_provider().ok_or_else(|| no_credentials("no credential provider is configured", config))?;
-    provider
-        .provide_credentials()
-        .await
-        .map_err(|error| no_credentials(&DisplayErrorContext(&error).to_string(), config))?;
+    provider.provide_credentials().await.map_err(|error| match error {
+        CredentialsError::CredentialsNotLoaded(_) => no_credentials("", config),
+        other => no_credentials(&DisplayErrorContext(&other).to_string(), config),
+    })?;
     let mut builder = aws_sdk_ecr::config::Builder::from(&sdk_config);
     if !config.registry.endpoint_url.is_empty() {
         builder = builder.endpoint_url(&config.registry.endpoint_url);
@@ -222,8 +223,9 @@ fn token(authorization: &str, expires_at: Option<OffsetDateTime>) -> Option<Toke
 
 fn no_credentials(detail: &str, config: &Config) -> StepError {
     let profile = config.install.aws_profile.as_deref().map_or(String::new(), |p| format!(" (profile `{p}`)"));
+    let detail = if detail.trim().is_empty() { String::new() } else { format!(": {}", detail.trim()) };
     StepError::input(
-        format!("no AWS credentials were found{profile}; tried {CREDENTIAL_SOURCES}: {}", detail.trim()),
+        format!("no AWS credentials were found{profile}; tried {CREDENTIAL_SOURCES}{detail}"),
         "give the host an instance role allowed `ecr:GetAuthorizationToken`, or put a key in `/root/.aws/credentials` \
          (`aws configure`) and pass `--aws-profile NAME` if it is not the default, or export `AWS_ACCESS_KEY_ID` and \
          `AWS_SECRET_ACCESS_KEY` for the run (`sudo -E`)",

@@ -34,7 +34,10 @@ case "$1" in
     printf %s "$STDIN" > "$STATE/kube/$kind/$namespace/$name.json"
     echo "$kind/$name serverside-applied" ;;
   get)
-    if [ "$2" = pods ]; then cat "$STATE/pods.json" 2>/dev/null || echo '{"items": []}'; exit 0; fi
+    if [ "$2" = pods ]; then
+      if [ -f "$STATE/pods-first.json" ]; then cat "$STATE/pods-first.json"; rm "$STATE/pods-first.json"; exit 0; fi
+      cat "$STATE/pods.json" 2>/dev/null || echo '{"items": []}'; exit 0
+    fi
     file="$STATE/kube/$2/$namespace/$3.json"
     [ -f "$file" ] || exit 0
     case "$output" in
@@ -247,8 +250,12 @@ fn registry_without_aws_credentials_says_which_sources_were_tried() {
         assert!(text.contains(source), "{source} in:\n{text}");
     }
     assert!(calls_of(&world.calls(), "kubectl", "apply").is_empty(), "nothing applied");
-    let first = text.lines().find(|line| line.contains("no AWS credentials")).unwrap();
-    insta::assert_snapshot!(first.split(": the profile").next().unwrap());
+    let report: Vec<&str> = text
+        .lines()
+        .skip_while(|line| !line.starts_with("error:"))
+        .take_while(|line| !line.starts_with("hint: the full log"))
+        .collect();
+    insta::assert_snapshot!(report.join("\n"));
 }
 
 #[test]
@@ -394,6 +401,7 @@ fn wait_times_out_naming_each_pod_that_is_not_ready_and_why() {
 fn wait_is_done_when_every_pod_is_ready() {
     let world = world();
     ready_pods(&world);
+    std::fs::write(state(&world, "pods-first.json"), r#"{"items": []}"#).unwrap();
     let done = world.install(&["--only", "wait"]).success();
     assert!(stderr(&done).contains("2/2 pods ready"), "{}", stderr(&done));
 }
@@ -439,9 +447,12 @@ fn render_writes_the_units_and_the_values_without_secrets() {
         .args(["render", "--domain", "demo.example.com", "--out", &out.display().to_string()])
         .assert()
         .success();
-    let values = std::fs::read_to_string(out.join("release-values.yaml")).unwrap();
-    assert!(!values.contains("password"), "{values}");
-    assert!(values.contains(HOST_IP), "{values}");
+    let text = std::fs::read_to_string(out.join("release-values.yaml")).unwrap();
+    let values: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+    for service in ["mysql", "mongodb", "rabbitmq"] {
+        assert_eq!(values[service]["host"], HOST_IP, "{text}");
+        assert!(values[service].get("password").is_none(), "{text}");
+    }
     let timer = std::fs::read_to_string(out.join("stackinstall-ecr-refresh.timer")).unwrap();
     insta::assert_snapshot!(timer);
     assert!(out.join("stackinstall-ecr-refresh.service").exists());
