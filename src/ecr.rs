@@ -64,7 +64,10 @@ impl Stamp {
         let expires_at = reported_expiry
             .filter(|expiry| *expiry > fetched_at)
             .unwrap_or(fetched_at + TOKEN_VALIDITY);
-        Self { fetched_at, expires_at }
+        Self {
+            fetched_at,
+            expires_at,
+        }
     }
 
     /// When the token is due for renewal: half way through its validity,
@@ -87,7 +90,10 @@ impl Stamp {
 
     /// The stamp as the Secret's annotations.
     pub fn annotations(&self) -> BTreeMap<&'static str, String> {
-        BTreeMap::from([(FETCHED_AT, rfc3339(self.fetched_at)), (EXPIRES_AT, rfc3339(self.expires_at))])
+        BTreeMap::from([
+            (FETCHED_AT, rfc3339(self.fetched_at)),
+            (EXPIRES_AT, rfc3339(self.expires_at)),
+        ])
     }
 
     /// Parses the two annotation values; `None` unless both are timestamps.
@@ -101,13 +107,16 @@ impl Stamp {
 }
 
 fn rfc3339(time: OffsetDateTime) -> String {
-    time.format(&Rfc3339).expect("a UTC time formats as RFC 3339")
+    time.format(&Rfc3339)
+        .expect("a UTC time formats as RFC 3339")
 }
 
 /// The stamp of the pull Secret: `None` when the Secret is missing or has no
 /// (readable) stamp. Reads only the two annotations, never the Secret's data.
 pub fn read_stamp(config: &Config) -> Result<Option<Stamp>, CommandError> {
-    let template = format!("jsonpath={{.metadata.annotations.{FETCHED_AT}}} {{.metadata.annotations.{EXPIRES_AT}}}");
+    let template = format!(
+        "jsonpath={{.metadata.annotations.{FETCHED_AT}}} {{.metadata.annotations.{EXPIRES_AT}}}"
+    );
     let output = kube::kubectl([
         "get",
         "secret",
@@ -154,8 +163,15 @@ pub fn secret_manifest(config: &Config, token: &Token, stamp: &Stamp) -> Secret 
 /// The command that creates or replaces the pull Secret: server-side apply,
 /// so no copy of the data lands in a `last-applied-configuration` annotation.
 pub fn apply_command(manifest: Secret) -> crate::host::Command {
-    kube::kubectl(["apply", "--server-side", "--force-conflicts", "--field-manager=stackinstall", "-f", "-"])
-        .stdin_secret(manifest)
+    kube::kubectl([
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=stackinstall",
+        "-f",
+        "-",
+    ])
+    .stdin_secret(manifest)
 }
 
 /// Fetches a token and creates or replaces the pull Secret; returns its stamp.
@@ -163,7 +179,11 @@ pub fn renew(context: &Context, now: OffsetDateTime) -> Result<Stamp, StepError>
     let token = fetch(context)?;
     let stamp = Stamp::new(now, token.expires_at);
     apply_command(secret_manifest(&context.config, &token, &stamp)).run()?;
-    tracing::info!("pull secret `{}` renewed; valid until {}", context.config.registry.secret, rfc3339(stamp.expires_at));
+    tracing::info!(
+        "pull secret `{}` renewed; valid until {}",
+        context.config.registry.secret,
+        rfc3339(stamp.expires_at)
+    );
     Ok(stamp)
 }
 
@@ -182,16 +202,22 @@ pub fn fetch(context: &Context) -> Result<Token, StepError> {
 }
 
 async fn fetch_async(config: &Config) -> Result<Token, StepError> {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).region(Region::new(config.registry.region.clone()));
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(config.registry.region.clone()));
     if let Some(profile) = &config.install.aws_profile {
         loader = loader.profile_name(profile);
     }
     let sdk_config = loader.load().await;
-    let provider = sdk_config.credentials_provider().ok_or_else(|| no_credentials("no credential provider is configured", config))?;
-    provider.provide_credentials().await.map_err(|error| match error {
-        CredentialsError::CredentialsNotLoaded(_) => no_credentials("", config),
-        other => no_credentials(&DisplayErrorContext(&other).to_string(), config),
-    })?;
+    let provider = sdk_config
+        .credentials_provider()
+        .ok_or_else(|| no_credentials("no credential provider is configured", config))?;
+    provider
+        .provide_credentials()
+        .await
+        .map_err(|error| match error {
+            CredentialsError::CredentialsNotLoaded(_) => no_credentials("", config),
+            other => no_credentials(&DisplayErrorContext(&other).to_string(), config),
+        })?;
     let mut builder = aws_sdk_ecr::config::Builder::from(&sdk_config);
     if !config.registry.endpoint_url.is_empty() {
         builder = builder.endpoint_url(&config.registry.endpoint_url);
@@ -201,10 +227,23 @@ async fn fetch_async(config: &Config) -> Result<Token, StepError> {
         .get_authorization_token()
         .send()
         .await
-        .map_err(|error| request_failed(error.code(), &DisplayErrorContext(&error).to_string(), config))?;
-    let data = output.authorization_data().first().ok_or_else(|| empty_answer(config))?;
-    let authorization = data.authorization_token().ok_or_else(|| empty_answer(config))?;
-    let expires_at = data.expires_at().and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok());
+        .map_err(|error| {
+            request_failed(
+                error.code(),
+                &DisplayErrorContext(&error).to_string(),
+                config,
+            )
+        })?;
+    let data = output
+        .authorization_data()
+        .first()
+        .ok_or_else(|| empty_answer(config))?;
+    let authorization = data
+        .authorization_token()
+        .ok_or_else(|| empty_answer(config))?;
+    let expires_at = data
+        .expires_at()
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok());
     token(authorization, expires_at).ok_or_else(|| empty_answer(config))
 }
 
@@ -222,8 +261,16 @@ fn token(authorization: &str, expires_at: Option<OffsetDateTime>) -> Option<Toke
 }
 
 fn no_credentials(detail: &str, config: &Config) -> StepError {
-    let profile = config.install.aws_profile.as_deref().map_or(String::new(), |p| format!(" (profile `{p}`)"));
-    let detail = if detail.trim().is_empty() { String::new() } else { format!(": {}", detail.trim()) };
+    let profile = config
+        .install
+        .aws_profile
+        .as_deref()
+        .map_or(String::new(), |p| format!(" (profile `{p}`)"));
+    let detail = if detail.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": {}", detail.trim())
+    };
     StepError::input(
         format!("no AWS credentials were found{profile}; tried {CREDENTIAL_SOURCES}{detail}"),
         "give the host an instance role allowed `ecr:GetAuthorizationToken`, or put a key in `/root/.aws/credentials` \
@@ -247,12 +294,17 @@ fn request_failed(code: Option<&str>, detail: &str, config: &Config) -> StepErro
     let region = &config.registry.region;
     match code {
         Some(code) if REJECTED.contains(&code) => StepError::input(
-            format!("AWS rejected the credentials found in the credential chain ({CREDENTIAL_SOURCES}) with `{code}`"),
+            format!(
+                "AWS rejected the credentials found in the credential chain ({CREDENTIAL_SOURCES}) with `{code}`"
+            ),
             "check that the key is current and allowed `ecr:GetAuthorizationToken` (`aws sts get-caller-identity`), \
              or pick another with `--aws-profile NAME`",
         ),
         _ => StepError::failed(
-            format!("cannot get an ECR authorization token in `{region}`: {}", detail.trim()),
+            format!(
+                "cannot get an ECR authorization token in `{region}`: {}",
+                detail.trim()
+            ),
             "check the network to AWS (`curl -sI https://api.ecr.{region}.amazonaws.com`), then run again",
         ),
     }
@@ -260,7 +312,10 @@ fn request_failed(code: Option<&str>, detail: &str, config: &Config) -> StepErro
 
 fn empty_answer(config: &Config) -> StepError {
     StepError::failed(
-        format!("ECR in `{}` answered without a usable authorization token", config.registry.region),
+        format!(
+            "ECR in `{}` answered without a usable authorization token",
+            config.registry.region
+        ),
         "run again; if it persists, check the endpoint (`registry.endpoint_url`)",
     )
 }
@@ -302,7 +357,10 @@ mod tests {
         let stamp = Stamp::new(FETCHED, Some(FETCHED + Duration::hours(12)));
         let annotations = stamp.annotations();
         assert_eq!(annotations[FETCHED_AT], "2024-05-01T00:00:00Z");
-        assert_eq!(Stamp::parse(&annotations[FETCHED_AT], &annotations[EXPIRES_AT]), Some(stamp));
+        assert_eq!(
+            Stamp::parse(&annotations[FETCHED_AT], &annotations[EXPIRES_AT]),
+            Some(stamp)
+        );
         assert_eq!(Stamp::parse("yesterday", &annotations[EXPIRES_AT]), None);
     }
 
@@ -318,7 +376,10 @@ mod tests {
         let config = Config::default();
         let rejected = request_failed(Some("UnrecognizedClientException"), "", &config);
         assert!(rejected.is_input());
-        assert!(rejected.to_string().contains("instance metadata"), "{rejected}");
+        assert!(
+            rejected.to_string().contains("instance metadata"),
+            "{rejected}"
+        );
         let other = request_failed(Some("ServerException"), "boom", &config);
         assert!(!other.is_input());
     }

@@ -14,7 +14,16 @@ use common::{Call, World, stderr, stdout};
 const SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI-test-secret-access-key";
 const ACCESS_KEY_ID: &str = "AKIATESTSTACKINSTALL";
 const HOST_IP: &str = "10.1.2.3";
-const MY_STEPS: [&str; 8] = ["--only", "credentials", "--only", "registry", "--only", "release", "--only", "wait"];
+const MY_STEPS: [&str; 8] = [
+    "--only",
+    "credentials",
+    "--only",
+    "registry",
+    "--only",
+    "release",
+    "--only",
+    "wait",
+];
 
 /// kubectl: objects in `$STATE/kube/KIND/NAMESPACE/NAME.json`; pods from `$STATE/pods.json`.
 const KUBECTL: &str = r#"
@@ -127,7 +136,10 @@ fn moto_token(endpoint: &str) -> String {
         .send()
         .and_then(|response| response.json())
         .expect("moto answers GetAuthorizationToken");
-    answer["authorizationData"][0]["authorizationToken"].as_str().unwrap().to_string()
+    answer["authorizationData"][0]["authorizationToken"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 /// A world with the fakes, AWS credentials in the environment, and moto.
@@ -139,8 +151,19 @@ fn world() -> World {
     world.set_env("STACKINSTALL_REGISTRY__ENDPOINT_URL", &moto_endpoint());
     world.set_env("STACKINSTALL_CLUSTER__HOST_IP", HOST_IP);
     world.set_env("AWS_EC2_METADATA_DISABLED", "true");
-    world.set_env("AWS_SHARED_CREDENTIALS_FILE", &world.dir.path().join("no-aws-credentials").display().to_string());
-    world.set_env("AWS_CONFIG_FILE", &world.dir.path().join("no-aws-config").display().to_string());
+    world.set_env(
+        "AWS_SHARED_CREDENTIALS_FILE",
+        &world
+            .dir
+            .path()
+            .join("no-aws-credentials")
+            .display()
+            .to_string(),
+    );
+    world.set_env(
+        "AWS_CONFIG_FILE",
+        &world.dir.path().join("no-aws-config").display().to_string(),
+    );
     world
 }
 
@@ -165,7 +188,10 @@ fn ready_pods(world: &World) {
 }
 
 fn calls_of<'a>(calls: &'a [Call], program: &str, first_arg: &str) -> Vec<&'a Call> {
-    calls.iter().filter(|c| c.program == program && c.args.first().is_some_and(|a| a == first_arg)).collect()
+    calls
+        .iter()
+        .filter(|c| c.program == program && c.args.first().is_some_and(|a| a == first_arg))
+        .collect()
 }
 
 /// The `.dockerconfigjson` of the pull Secret as kubectl got it on stdin.
@@ -173,7 +199,9 @@ fn docker_config(call: &Call) -> serde_json::Value {
     let manifest: serde_json::Value = serde_json::from_str(&call.stdin).unwrap();
     assert_eq!(manifest["type"], "kubernetes.io/dockerconfigjson");
     assert_eq!(manifest["metadata"]["namespace"], "sb-apps");
-    let data = BASE64.decode(manifest["data"][".dockerconfigjson"].as_str().unwrap()).unwrap();
+    let data = BASE64
+        .decode(manifest["data"][".dockerconfigjson"].as_str().unwrap())
+        .unwrap();
     serde_json::from_slice(&data).unwrap()
 }
 
@@ -187,31 +215,53 @@ fn registry_stores_the_moto_token_and_installs_the_renewal_timer() {
     let applies = calls_of(&calls, "kubectl", "apply");
     assert_eq!(applies.len(), 1, "one Secret applied");
     assert!(applies[0].args.contains(&"--server-side".to_string()));
-    let auths = &docker_config(applies[0])["auths"]["730335576030.dkr.ecr.ap-south-1.amazonaws.com"];
+    let auths =
+        &docker_config(applies[0])["auths"]["730335576030.dkr.ecr.ap-south-1.amazonaws.com"];
     assert_eq!(auths["username"], "AWS");
     assert_eq!(auths["auth"], token.as_str(), "the token moto returned");
     let decoded = String::from_utf8(BASE64.decode(&token).unwrap()).unwrap();
     assert_eq!(auths["password"], decoded.strip_prefix("AWS:").unwrap());
     let env = &applies[0].env;
-    assert!(env.iter().any(|(k, v)| k == "KUBECONFIG" && v == "/etc/rancher/k3s/k3s.yaml"));
+    assert!(
+        env.iter()
+            .any(|(k, v)| k == "KUBECONFIG" && v == "/etc/rancher/k3s/k3s.yaml")
+    );
 
     let service = world.read("/etc/systemd/system/stackinstall-ecr-refresh.service");
-    assert!(service.contains(" ecr-refresh --config /etc/stackinstall/ecr-refresh.toml"), "{service}");
+    assert!(
+        service.contains(" ecr-refresh --config /etc/stackinstall/ecr-refresh.toml"),
+        "{service}"
+    );
     let timer = world.read("/etc/systemd/system/stackinstall-ecr-refresh.timer");
     assert!(timer.contains("OnUnitActiveSec=6h"), "{timer}");
-    let lines: Vec<String> = calls.iter().filter(|c| c.program == "systemctl").map(Call::line).collect();
-    assert!(lines.contains(&"systemctl daemon-reload".to_string()), "{lines:?}");
-    assert!(lines.contains(&"systemctl enable --now stackinstall-ecr-refresh.timer".to_string()), "{lines:?}");
+    let lines: Vec<String> = calls
+        .iter()
+        .filter(|c| c.program == "systemctl")
+        .map(Call::line)
+        .collect();
+    assert!(
+        lines.contains(&"systemctl daemon-reload".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"systemctl enable --now stackinstall-ecr-refresh.timer".to_string()),
+        "{lines:?}"
+    );
 
     world.clear_calls();
-    let again = world.install(&["--only", "registry", "--redo", "registry"]).success();
+    let again = world
+        .install(&["--only", "registry", "--redo", "registry"])
+        .success();
     let changing: Vec<String> = world
         .calls()
         .iter()
         .filter(|c| ["apply", "enable", "daemon-reload", "delete"].contains(&c.args[0].as_str()))
         .map(Call::line)
         .collect();
-    assert!(changing.is_empty(), "a second run changes nothing: {changing:?}");
+    assert!(
+        changing.is_empty(),
+        "a second run changes nothing: {changing:?}"
+    );
     assert!(stderr(&again).contains("registry"), "{}", stderr(&again));
 }
 
@@ -219,21 +269,39 @@ fn registry_stores_the_moto_token_and_installs_the_renewal_timer() {
 fn ecr_refresh_is_quiet_when_fresh_and_renews_a_missing_or_stale_secret() {
     let world = with_keys(world());
     world.install(&["--only", "registry"]).success();
-    let config = world.path("/etc/stackinstall/ecr-refresh.toml").display().to_string();
+    let config = world
+        .path("/etc/stackinstall/ecr-refresh.toml")
+        .display()
+        .to_string();
 
     world.clear_calls();
-    let quiet = world.command().args(["ecr-refresh", "--config", &config]).assert().success();
+    let quiet = world
+        .command()
+        .args(["ecr-refresh", "--config", &config])
+        .assert()
+        .success();
     assert_eq!(stdout(&quiet), "", "nothing to do, nothing said");
     assert_eq!(stderr(&quiet), "");
     assert!(calls_of(&world.calls(), "kubectl", "apply").is_empty());
 
     let secret = state(&world, "kube/secret/sb-apps/awscred.json");
-    let mut manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&secret).unwrap()).unwrap();
-    manifest["metadata"]["annotations"]["stackinstall/ecr-token-fetched-at"] = "2020-01-01T00:00:00Z".into();
-    manifest["metadata"]["annotations"]["stackinstall/ecr-token-expires-at"] = "2020-01-01T12:00:00Z".into();
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&secret).unwrap()).unwrap();
+    manifest["metadata"]["annotations"]["stackinstall/ecr-token-fetched-at"] =
+        "2020-01-01T00:00:00Z".into();
+    manifest["metadata"]["annotations"]["stackinstall/ecr-token-expires-at"] =
+        "2020-01-01T12:00:00Z".into();
     std::fs::write(&secret, manifest.to_string()).unwrap();
-    let renewed = world.command().args(["ecr-refresh", "--config", &config]).assert().success();
-    assert!(stdout(&renewed).starts_with("renewed the pull secret `awscred` in `sb-apps`"), "{}", stdout(&renewed));
+    let renewed = world
+        .command()
+        .args(["ecr-refresh", "--config", &config])
+        .assert()
+        .success();
+    assert!(
+        stdout(&renewed).starts_with("renewed the pull secret `awscred` in `sb-apps`"),
+        "{}",
+        stdout(&renewed)
+    );
     assert_eq!(calls_of(&world.calls(), "kubectl", "apply").len(), 1);
 
     std::fs::remove_file(&secret).unwrap();
@@ -246,10 +314,18 @@ fn registry_without_aws_credentials_says_which_sources_were_tried() {
     let world = world();
     let failed = world.install(&["--only", "registry"]).code(2);
     let text = stderr(&failed);
-    for source in ["AWS_ACCESS_KEY_ID", "~/.aws/credentials", "instance metadata", "hint:"] {
+    for source in [
+        "AWS_ACCESS_KEY_ID",
+        "~/.aws/credentials",
+        "instance metadata",
+        "hint:",
+    ] {
         assert!(text.contains(source), "{source} in:\n{text}");
     }
-    assert!(calls_of(&world.calls(), "kubectl", "apply").is_empty(), "nothing applied");
+    assert!(
+        calls_of(&world.calls(), "kubectl", "apply").is_empty(),
+        "nothing applied"
+    );
     let report: Vec<&str> = text
         .lines()
         .skip_while(|line| !line.starts_with("error:"))
@@ -262,13 +338,24 @@ fn registry_without_aws_credentials_says_which_sources_were_tried() {
 fn registry_uses_the_shared_profile_named_by_aws_profile() {
     let mut world = world();
     let credentials = world.dir.path().join("aws-credentials");
-    let body = format!("[stackbill]\naws_access_key_id = {ACCESS_KEY_ID}\naws_secret_access_key = {SECRET_ACCESS_KEY}\n");
+    let body = format!(
+        "[stackbill]\naws_access_key_id = {ACCESS_KEY_ID}\naws_secret_access_key = {SECRET_ACCESS_KEY}\n"
+    );
     std::fs::write(&credentials, body).unwrap();
-    world.set_env("AWS_SHARED_CREDENTIALS_FILE", &credentials.display().to_string());
+    world.set_env(
+        "AWS_SHARED_CREDENTIALS_FILE",
+        &credentials.display().to_string(),
+    );
     world.install(&["--only", "registry"]).code(2);
-    world.install(&["--only", "registry", "--aws-profile", "stackbill"]).success();
+    world
+        .install(&["--only", "registry", "--aws-profile", "stackbill"])
+        .success();
     assert_eq!(calls_of(&world.calls(), "kubectl", "apply").len(), 1);
-    assert!(world.read("/etc/stackinstall/ecr-refresh.toml").contains("aws_profile = \"stackbill\""));
+    assert!(
+        world
+            .read("/etc/stackinstall/ecr-refresh.toml")
+            .contains("aws_profile = \"stackbill\"")
+    );
 }
 
 fn passwords(world: &World) -> Vec<String> {
@@ -276,26 +363,54 @@ fn passwords(world: &World) -> Vec<String> {
     let credentials: toml::Table = toml::from_str(&text).unwrap();
     ["mysql", "mongodb", "rabbitmq"]
         .iter()
-        .map(|service| credentials[*service]["password"].as_str().unwrap().to_string())
+        .map(|service| {
+            credentials[*service]["password"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
 #[test]
 fn release_gets_credentials_in_a_private_values_file_and_runs_once() {
     let world = world();
-    world.install(&["--only", "credentials", "--only", "release"]).success();
+    world
+        .install(&["--only", "credentials", "--only", "release"])
+        .success();
     let calls = world.calls();
     let upgrades = calls_of(&calls, "helm", "upgrade");
     assert_eq!(upgrades.len(), 1);
     let args = &upgrades[0].args;
     assert!(!args.iter().any(|a| a.starts_with("--set")), "{args:?}");
-    assert_eq!(&args[..4], ["upgrade", "--install", "stackbill", "oci://public.ecr.aws/p0g2c5k8/stackbill"]);
+    assert_eq!(
+        &args[..4],
+        [
+            "upgrade",
+            "--install",
+            "stackbill",
+            "oci://public.ecr.aws/p0g2c5k8/stackbill"
+        ]
+    );
     let values_path = &args[args.iter().position(|a| a == "--values").unwrap() + 1];
-    assert!(values_path.ends_with("/var/lib/stackinstall/stackbill-values.yaml"), "{values_path}");
-    assert!(!std::path::Path::new(values_path).exists(), "the values file is removed afterwards");
-    assert_eq!(std::fs::read_to_string(state(&world, "helm/values-mode")).unwrap().trim(), "600");
-    let values: serde_json::Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(state(&world, "helm/values-seen.yaml")).unwrap()).unwrap();
+    assert!(
+        values_path.ends_with("/var/lib/stackinstall/stackbill-values.yaml"),
+        "{values_path}"
+    );
+    assert!(
+        !std::path::Path::new(values_path).exists(),
+        "the values file is removed afterwards"
+    );
+    assert_eq!(
+        std::fs::read_to_string(state(&world, "helm/values-mode"))
+            .unwrap()
+            .trim(),
+        "600"
+    );
+    let values: serde_json::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(state(&world, "helm/values-seen.yaml")).unwrap(),
+    )
+    .unwrap();
     let [mysql, mongodb, rabbitmq] = <[String; 3]>::try_from(passwords(&world)).unwrap();
     assert_eq!(values["mysql"]["password"], mysql.as_str());
     assert_eq!(values["mongodb"]["password"], mongodb.as_str());
@@ -304,14 +419,38 @@ fn release_gets_credentials_in_a_private_values_file_and_runs_once() {
     assert_eq!(values["imagePullSecrets"][0]["name"], "awscred");
 
     world.clear_calls();
-    world.install(&["--only", "credentials", "--only", "release", "--redo", "release"]).success();
-    assert!(calls_of(&world.calls(), "helm", "upgrade").is_empty(), "the deployed release is left alone");
+    world
+        .install(&[
+            "--only",
+            "credentials",
+            "--only",
+            "release",
+            "--redo",
+            "release",
+        ])
+        .success();
+    assert!(
+        calls_of(&world.calls(), "helm", "upgrade").is_empty(),
+        "the deployed release is left alone"
+    );
 
-    let file = world.read("/etc/stackinstall/credentials.toml").replace(&mysql, "AChangedMysqlPassword12345");
+    let file = world
+        .read("/etc/stackinstall/credentials.toml")
+        .replace(&mysql, "AChangedMysqlPassword12345");
     world.write("/etc/stackinstall/credentials.toml", &file);
-    std::fs::set_permissions(world.path("/etc/stackinstall/credentials.toml"), std::fs::Permissions::from_mode(0o600)).unwrap();
-    world.install(&["--only", "credentials", "--only", "release"]).success();
-    assert_eq!(calls_of(&world.calls(), "helm", "upgrade").len(), 1, "a changed password redeploys");
+    std::fs::set_permissions(
+        world.path("/etc/stackinstall/credentials.toml"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    world
+        .install(&["--only", "credentials", "--only", "release"])
+        .success();
+    assert_eq!(
+        calls_of(&world.calls(), "helm", "upgrade").len(),
+        1,
+        "a changed password redeploys"
+    );
 }
 
 #[test]
@@ -319,9 +458,19 @@ fn a_failed_helm_run_still_removes_the_values_file() {
     let world = world();
     std::fs::create_dir_all(state(&world, "")).unwrap();
     std::fs::write(state(&world, "helm-fails"), "").unwrap();
-    let failed = world.install(&["--only", "credentials", "--only", "release"]).code(1);
-    assert!(stderr(&failed).contains("chart not found"), "{}", stderr(&failed));
-    assert!(!world.path("/var/lib/stackinstall/stackbill-values.yaml").exists());
+    let failed = world
+        .install(&["--only", "credentials", "--only", "release"])
+        .code(1);
+    assert!(
+        stderr(&failed).contains("chart not found"),
+        "{}",
+        stderr(&failed)
+    );
+    assert!(
+        !world
+            .path("/var/lib/stackinstall/stackbill-values.yaml")
+            .exists()
+    );
 }
 
 fn seed_history(world: &World, revisions: serde_json::Value) {
@@ -341,10 +490,21 @@ fn helm_lines(world: &World) -> Vec<String> {
 #[test]
 fn a_release_left_pending_install_is_uninstalled_and_installed_again() {
     let world = world();
-    seed_history(&world, serde_json::json!([{ "revision": 1, "status": "pending-install", "description": "Initial install underway" }]));
-    world.install(&["--only", "credentials", "--only", "release"]).success();
-    assert_eq!(helm_lines(&world), ["uninstall stackbill -n", "upgrade --install stackbill"]);
-    let history: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(state(&world, "helm/stackbill.json")).unwrap()).unwrap();
+    seed_history(
+        &world,
+        serde_json::json!([{ "revision": 1, "status": "pending-install", "description": "Initial install underway" }]),
+    );
+    world
+        .install(&["--only", "credentials", "--only", "release"])
+        .success();
+    assert_eq!(
+        helm_lines(&world),
+        ["uninstall stackbill -n", "upgrade --install stackbill"]
+    );
+    let history: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(state(&world, "helm/stackbill.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(history[0]["status"], "deployed");
 }
 
@@ -359,8 +519,13 @@ fn a_release_left_pending_upgrade_is_rolled_back_then_upgraded() {
             { "revision": 3, "status": "pending-upgrade", "description": "Preparing upgrade" },
         ]),
     );
-    world.install(&["--only", "credentials", "--only", "release"]).success();
-    assert_eq!(helm_lines(&world), ["rollback stackbill 2", "upgrade --install stackbill"]);
+    world
+        .install(&["--only", "credentials", "--only", "release"])
+        .success();
+    assert_eq!(
+        helm_lines(&world),
+        ["rollback stackbill 2", "upgrade --install stackbill"]
+    );
 }
 
 fn stuck_pods(world: &World) {
@@ -403,7 +568,11 @@ fn wait_is_done_when_every_pod_is_ready() {
     ready_pods(&world);
     std::fs::write(state(&world, "pods-first.json"), r#"{"items": []}"#).unwrap();
     let done = world.install(&["--only", "wait"]).success();
-    assert!(stderr(&done).contains("2/2 pods ready"), "{}", stderr(&done));
+    assert!(
+        stderr(&done).contains("2/2 pods ready"),
+        "{}",
+        stderr(&done)
+    );
 }
 
 #[test]
@@ -416,14 +585,24 @@ fn no_password_token_or_aws_key_reaches_argv_logs_or_output() {
     let token = moto_token(&moto_endpoint());
     let decoded = String::from_utf8(BASE64.decode(&token).unwrap()).unwrap();
     let mut secrets = passwords(&world);
-    secrets.extend([token, decoded.clone(), decoded.trim_start_matches("AWS:").to_string(), SECRET_ACCESS_KEY.to_string()]);
+    secrets.extend([
+        token,
+        decoded.clone(),
+        decoded.trim_start_matches("AWS:").to_string(),
+        SECRET_ACCESS_KEY.to_string(),
+    ]);
 
-    let mut haystacks: Vec<(String, String)> = world.calls().iter().map(|c| (c.line(), c.line())).collect();
+    let mut haystacks: Vec<(String, String)> =
+        world.calls().iter().map(|c| (c.line(), c.line())).collect();
     for assert in [&first, &second, &renew] {
         haystacks.push(("stdout".into(), stdout(assert)));
         haystacks.push(("stderr".into(), stderr(assert)));
     }
-    let logs: Vec<_> = world.files(true).into_iter().filter(|(path, _)| path.starts_with("/var/log/stackinstall/")).collect();
+    let logs: Vec<_> = world
+        .files(true)
+        .into_iter()
+        .filter(|(path, _)| path.starts_with("/var/log/stackinstall/"))
+        .collect();
     assert!(!logs.is_empty(), "the runs wrote logs");
     for (path, bytes) in world.files(true) {
         if path != "/etc/stackinstall/credentials.toml" {
@@ -433,7 +612,11 @@ fn no_password_token_or_aws_key_reaches_argv_logs_or_output() {
     assert!(calls_of(&world.calls(), "helm", "upgrade").len() == 1);
     for secret in &secrets {
         for (name, text) in &haystacks {
-            assert!(!text.contains(secret.as_str()), "a secret ({} chars) appears in {name}", secret.len());
+            assert!(
+                !text.contains(secret.as_str()),
+                "a secret ({} chars) appears in {name}",
+                secret.len()
+            );
         }
     }
 }
@@ -444,7 +627,13 @@ fn render_writes_the_units_and_the_values_without_secrets() {
     let out = world.dir.path().join("rendered");
     world
         .command()
-        .args(["render", "--domain", "demo.example.com", "--out", &out.display().to_string()])
+        .args([
+            "render",
+            "--domain",
+            "demo.example.com",
+            "--out",
+            &out.display().to_string(),
+        ])
         .assert()
         .success();
     let text = std::fs::read_to_string(out.join("release-values.yaml")).unwrap();

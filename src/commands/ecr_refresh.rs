@@ -17,11 +17,20 @@ use crate::ui::Ui;
 pub fn run(root: &Path, args: EcrRefreshArgs) -> Result<()> {
     let mut flags = toml::Table::new();
     if let Some(profile) = &args.aws_profile {
-        let install = toml::Table::from_iter([("aws_profile".to_string(), toml::Value::from(profile.clone()))]);
+        let install = toml::Table::from_iter([(
+            "aws_profile".to_string(),
+            toml::Value::from(profile.clone()),
+        )]);
         flags.insert("install".into(), install.into());
     }
     let config = super::load_config(&args.config, flags)?;
-    let context = Context::new(config, Host::new(root), Ui::detect(false), false, &super::home_dir())?;
+    let context = Context::new(
+        config,
+        Host::new(root),
+        Ui::detect(false),
+        false,
+        &super::home_dir(),
+    )?;
     if let Some(stamp) = ecr::renew_if_due(&context, OffsetDateTime::now_utc())? {
         let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
         println!(

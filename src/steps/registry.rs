@@ -48,7 +48,10 @@ pub fn renewal_files(config: &Config, binary: &str) -> Result<Vec<(String, Strin
     let effective = toml::to_string(config).expect("the configuration serializes");
     let mut files = Vec::new();
     for name in ["stackinstall-ecr-refresh.service", TIMER] {
-        files.push((format!("{SYSTEMD_DIR}/{name}"), render::template(name, &values)?));
+        files.push((
+            format!("{SYSTEMD_DIR}/{name}"),
+            render::template(name, &values)?,
+        ));
     }
     files.push((
         REFRESH_CONFIG.to_string(),
@@ -61,7 +64,10 @@ pub fn renewal_files(config: &Config, binary: &str) -> Result<Vec<(String, Strin
 pub fn current_binary() -> String {
     std::env::current_exe()
         .and_then(|path| path.canonicalize())
-        .map_or_else(|_| "/usr/local/bin/stackinstall".into(), |path| path.display().to_string())
+        .map_or_else(
+            |_| "/usr/local/bin/stackinstall".into(),
+            |path| path.display().to_string(),
+        )
 }
 
 impl Step for Registry {
@@ -87,7 +93,10 @@ impl Step for Registry {
             .add("refresh_hours", registry.refresh_hours.to_string())
             .add("endpoint_url", &registry.endpoint_url)
             .add("namespace", &config.cluster.namespace)
-            .add("aws_profile", config.install.aws_profile.as_deref().unwrap_or(""));
+            .add(
+                "aws_profile",
+                config.install.aws_profile.as_deref().unwrap_or(""),
+            );
         Ok(())
     }
 
@@ -132,7 +141,9 @@ impl Step for Registry {
         let (secret, namespace) = (&config.registry.secret, &config.cluster.namespace);
         let stamp = ecr::read_stamp(config)?.ok_or_else(|| {
             StepError::failed(
-                format!("the pull secret `{secret}` in `{namespace}` is missing or has no token stamp"),
+                format!(
+                    "the pull secret `{secret}` in `{namespace}` is missing or has no token stamp"
+                ),
                 "run `sudo stackinstall ecr-refresh` to create it",
             )
         })?;
@@ -180,7 +191,12 @@ fn unit_actions(context: &Context) -> Result<Vec<Action>, StepError> {
     for (path, contents) in files {
         let host_path = context.host.path(&path);
         if host::fs::read_optional(&host_path)?.as_deref() != Some(contents.as_str()) {
-            actions.push(Action::write(host_path, &PathBuf::from(path), contents.into_bytes(), 0o644));
+            actions.push(Action::write(
+                host_path,
+                &PathBuf::from(path),
+                contents.into_bytes(),
+                0o644,
+            ));
         }
     }
     let written = !actions.is_empty();
@@ -194,5 +210,8 @@ fn unit_actions(context: &Context) -> Result<Vec<Action>, StepError> {
 }
 
 fn render_failed(error: RenderError) -> StepError {
-    StepError::failed(error.to_string(), "this is a bug in stackinstall's templates; please report it")
+    StepError::failed(
+        error.to_string(),
+        "this is a bug in stackinstall's templates; please report it",
+    )
 }

@@ -34,9 +34,15 @@ const UPGRADE: &str = "helm-upgrade";
 const VALUES_DIR: &str = "/var/lib/stackinstall";
 
 /// The release's values; passwords only when `credentials` are given.
-pub fn values(config: &Config, host_ip: &str, credentials: Option<&Credentials>) -> serde_json::Value {
+pub fn values(
+    config: &Config,
+    host_ip: &str,
+    credentials: Option<&Credentials>,
+) -> serde_json::Value {
     let password = |service: &str| {
-        credentials.and_then(|c| c.account(service)).map(|account| account.password.expose().to_string())
+        credentials
+            .and_then(|c| c.account(service))
+            .map(|account| account.password.expose().to_string())
     };
     let mut values = json!({
         "domain": config.install.domain,
@@ -59,7 +65,10 @@ pub fn values(config: &Config, host_ip: &str, credentials: Option<&Credentials>)
 pub fn values_for_review(config: &Config) -> String {
     let host_ip = host_ip(config).unwrap_or_else(|_| "HOST_IP".into());
     let yaml = serde_yaml_ng::to_string(&values(config, &host_ip, None)).expect("values serialize");
-    format!("# Helm values of the release `{}`; the install adds each service's `password`\n# from the credentials file.\n{yaml}", config.chart.release)
+    format!(
+        "# Helm values of the release `{}`; the install adds each service's `password`\n# from the credentials file.\n{yaml}",
+        config.chart.release
+    )
 }
 
 /// The address pods reach the host's databases at.
@@ -82,16 +91,24 @@ fn marker(context: &Context) -> Result<String, StepError> {
     fingerprint
         .add("reference", &config.chart.reference)
         .add("version", &config.chart.version)
-        .add("values", values(config, &host_ip(config)?, None).to_string())
+        .add(
+            "values",
+            values(config, &host_ip(config)?, None).to_string(),
+        )
         .add("credentials", credentials_hash(context.credentials().ok()));
     Ok(format!("stackinstall {}", &fingerprint.finish()[..16]))
 }
 
 fn credentials_hash(credentials: Option<&Credentials>) -> String {
-    let Some(credentials) = credentials else { return "none".into() };
+    let Some(credentials) = credentials else {
+        return "none".into();
+    };
     let mut fingerprint = Fingerprint::default();
     for (service, account) in &credentials.accounts {
-        fingerprint.add(service, format!("{}:{}", account.username, account.password.expose()));
+        fingerprint.add(
+            service,
+            format!("{}:{}", account.username, account.password.expose()),
+        );
     }
     fingerprint.finish()
 }
@@ -108,7 +125,10 @@ struct Revision {
 /// The release's revisions, oldest first; empty when there is no release.
 fn history(config: &Config) -> Result<Vec<Revision>, StepError> {
     let (release, namespace) = (&config.chart.release, &config.cluster.namespace);
-    let command = kube::helm(["history", release, "-n", namespace, "--max", "20", "-o", "json"]).timeout(Duration::from_secs(60));
+    let command = kube::helm([
+        "history", release, "-n", namespace, "--max", "20", "-o", "json",
+    ])
+    .timeout(Duration::from_secs(60));
     let output = command.run_unchecked()?;
     if !output.success() {
         if output.stderr.contains("not found") {
@@ -128,15 +148,26 @@ fn history(config: &Config) -> Result<Vec<Revision>, StepError> {
 
 /// What brings a release stuck `pending-*` back to a state Helm can upgrade.
 fn recovery(config: &Config, revisions: &[Revision]) -> Option<Command> {
-    let (release, namespace) = (config.chart.release.as_str(), config.cluster.namespace.as_str());
+    let (release, namespace) = (
+        config.chart.release.as_str(),
+        config.cluster.namespace.as_str(),
+    );
     let latest = revisions.last()?;
-    let last_good = revisions.iter().rev().find(|r| r.status == "deployed" || r.status == "superseded");
+    let last_good = revisions
+        .iter()
+        .rev()
+        .find(|r| r.status == "deployed" || r.status == "superseded");
     let uninstall = || kube::helm(["uninstall", release, "-n", namespace, "--wait"]);
     match (latest.status.as_str(), last_good) {
         ("pending-install", _) => Some(uninstall()),
-        ("pending-upgrade" | "pending-rollback", Some(good)) => {
-            Some(kube::helm(["rollback", release, &good.revision.to_string(), "-n", namespace, "--wait"]))
-        }
+        ("pending-upgrade" | "pending-rollback", Some(good)) => Some(kube::helm([
+            "rollback",
+            release,
+            &good.revision.to_string(),
+            "-n",
+            namespace,
+            "--wait",
+        ])),
         ("pending-upgrade" | "pending-rollback", None) => Some(uninstall()),
         _ => None,
     }
@@ -151,13 +182,21 @@ fn upgrade_command(context: &Context, values: &Path, description: &str) -> Comma
         args.extend(["--version", &chart.version]);
     }
     let values = values.display().to_string();
-    args.extend(["--namespace", &context.config.cluster.namespace, "--values", &values]);
+    args.extend([
+        "--namespace",
+        &context.config.cluster.namespace,
+        "--values",
+        &values,
+    ]);
     args.extend(["--description", description, "--timeout", &timeout]);
     kube::helm(args).timeout(Duration::from_secs(chart.timeout_seconds + 60))
 }
 
 fn values_path(context: &Context) -> PathBuf {
-    context.host.path(VALUES_DIR).join(format!("{}-values.yaml", context.config.chart.release))
+    context
+        .host
+        .path(VALUES_DIR)
+        .join(format!("{}-values.yaml", context.config.chart.release))
 }
 
 /// Writes the values file (0600), runs Helm, and removes the file whatever happened.
@@ -201,9 +240,14 @@ impl Step for Release {
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let revisions = history(&context.config)?;
-        let mut actions: Vec<Action> = recovery(&context.config, &revisions).into_iter().map(Action::run).collect();
+        let mut actions: Vec<Action> = recovery(&context.config, &revisions)
+            .into_iter()
+            .map(Action::run)
+            .collect();
         let marker = marker(context)?;
-        let current = revisions.last().is_some_and(|r| r.status == "deployed" && r.description == marker);
+        let current = revisions
+            .last()
+            .is_some_and(|r| r.status == "deployed" && r.description == marker);
         if current && actions.is_empty() {
             return Ok(actions);
         }
@@ -211,7 +255,10 @@ impl Step for Release {
         actions.push(Action::custom(
             ActionKind::Command,
             UPGRADE,
-            format!("{} (values file mode 0600 with the credentials, removed afterwards)", upgrade_command(context, &shown, &marker)),
+            format!(
+                "{} (values file mode 0600 with the credentials, removed afterwards)",
+                upgrade_command(context, &shown, &marker)
+            ),
         ));
         Ok(actions)
     }
@@ -228,14 +275,22 @@ impl Step for Release {
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
-        let (release, namespace) = (&context.config.chart.release, &context.config.cluster.namespace);
+        let (release, namespace) = (
+            &context.config.chart.release,
+            &context.config.cluster.namespace,
+        );
         let revisions = history(&context.config)?;
         let marker = marker(context)?;
         match revisions.last() {
             Some(latest) if latest.status == "deployed" && latest.description == marker => Ok(()),
             Some(latest) => Err(StepError::failed(
-                format!("the release `{release}` is at revision {} `{}`, not the one this install deployed", latest.revision, latest.status),
-                format!("look at `helm history {release} -n {namespace}`, then run `sudo stackinstall install --redo release`"),
+                format!(
+                    "the release `{release}` is at revision {} `{}`, not the one this install deployed",
+                    latest.revision, latest.status
+                ),
+                format!(
+                    "look at `helm history {release} -n {namespace}`, then run `sudo stackinstall install --redo release`"
+                ),
             )),
             None => Err(StepError::failed(
                 format!("there is no release `{release}` in `{namespace}`"),
@@ -249,7 +304,13 @@ impl Step for Release {
         if history(config)?.is_empty() {
             return Ok(Vec::new());
         }
-        let uninstall = kube::helm(["uninstall", &config.chart.release, "-n", &config.cluster.namespace, "--wait"]);
+        let uninstall = kube::helm([
+            "uninstall",
+            &config.chart.release,
+            "-n",
+            &config.cluster.namespace,
+            "--wait",
+        ]);
         Ok(vec![Action::run(uninstall)])
     }
 }
@@ -273,15 +334,28 @@ mod tests {
     #[test]
     fn pending_install_is_uninstalled() {
         let command = recovery(&config(), &[revision(1, "pending-install")]).unwrap();
-        assert_eq!(command.to_string(), "helm uninstall stackbill -n sb-apps --wait");
+        assert_eq!(
+            command.to_string(),
+            "helm uninstall stackbill -n sb-apps --wait"
+        );
     }
 
     #[test]
     fn pending_upgrade_rolls_back_to_the_last_deployed_revision() {
-        let revisions = [revision(1, "superseded"), revision(2, "deployed"), revision(3, "pending-upgrade")];
+        let revisions = [
+            revision(1, "superseded"),
+            revision(2, "deployed"),
+            revision(3, "pending-upgrade"),
+        ];
         let command = recovery(&config(), &revisions).unwrap();
-        assert_eq!(command.to_string(), "helm rollback stackbill 2 -n sb-apps --wait");
-        assert!(recovery(&config(), &revisions[..2]).is_none(), "a deployed release needs no recovery");
+        assert_eq!(
+            command.to_string(),
+            "helm rollback stackbill 2 -n sb-apps --wait"
+        );
+        assert!(
+            recovery(&config(), &revisions[..2]).is_none(),
+            "a deployed release needs no recovery"
+        );
     }
 
     #[test]

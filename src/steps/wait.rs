@@ -50,7 +50,10 @@ pub struct PodState {
 
 /// The pods of the namespace as `kubectl get pods -o json` lists them.
 pub fn pod_states(list: &Value) -> Vec<PodState> {
-    let items = list["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let items = list["items"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     items
         .iter()
         .filter(|pod| pod["status"]["phase"] != "Succeeded")
@@ -63,7 +66,10 @@ pub fn pod_states(list: &Value) -> Vec<PodState> {
 
 fn problem(pod: &Value) -> Option<String> {
     let status = &pod["status"];
-    let conditions = status["conditions"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let conditions = status["conditions"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
     let condition = |kind: &str| conditions.iter().find(|c| c["type"] == kind);
     if condition("Ready").is_some_and(|c| c["status"] == "True") {
         return None;
@@ -73,7 +79,10 @@ fn problem(pod: &Value) -> Option<String> {
         .flat_map(|key| status[*key].as_array().cloned().unwrap_or_default());
     for container in containers {
         for state in ["waiting", "terminated"] {
-            if let Some(reason) = container["state"][state]["reason"].as_str().filter(|r| *r != "Completed") {
+            if let Some(reason) = container["state"][state]["reason"]
+                .as_str()
+                .filter(|r| *r != "Completed")
+            {
                 return Some(reason.to_string());
             }
         }
@@ -83,7 +92,11 @@ fn problem(pod: &Value) -> Option<String> {
         return Some(format!("Pending ({why})"));
     }
     let phase = status["phase"].as_str().unwrap_or("Unknown");
-    Some(if phase == "Running" { "Running, not Ready (readiness probe failing)".into() } else { phase.to_string() })
+    Some(if phase == "Running" {
+        "Running, not Ready (readiness probe failing)".into()
+    } else {
+        phase.to_string()
+    })
 }
 
 /// What to try for a pod that is not Ready because of `problem`.
@@ -91,11 +104,18 @@ pub fn hint(problem: &str, pod: &str, config: &Config) -> String {
     let namespace = &config.cluster.namespace;
     let secret = &config.registry.secret;
     if problem.contains("ImagePull") || problem.contains("ErrImage") {
-        format!("check the pull secret (`kubectl get secret {secret} -n {namespace}`) and renew it: `sudo stackinstall ecr-refresh`")
-    } else if problem.contains("CrashLoopBackOff") || problem.contains("Error") && !problem.contains("Config") {
+        format!(
+            "check the pull secret (`kubectl get secret {secret} -n {namespace}`) and renew it: `sudo stackinstall ecr-refresh`"
+        )
+    } else if problem.contains("CrashLoopBackOff")
+        || problem.contains("Error") && !problem.contains("Config")
+    {
         format!("see why it stops: `kubectl logs -n {namespace} {pod} --previous`")
     } else if problem.starts_with("Pending") {
-        format!("`kubectl describe pod -n {namespace} {pod}`: not enough CPU or memory, or a volume that cannot bind (StorageClass `{}`)", config.nfs.storage_class)
+        format!(
+            "`kubectl describe pod -n {namespace} {pod}`: not enough CPU or memory, or a volume that cannot bind (StorageClass `{}`)",
+            config.nfs.storage_class
+        )
     } else {
         format!("`kubectl describe pod -n {namespace} {pod}`")
     }
@@ -115,7 +135,10 @@ fn poll(config: &Config) -> Result<Vec<PodState>, StepError> {
 }
 
 fn count(pods: &[PodState]) -> (usize, usize) {
-    (pods.iter().filter(|pod| pod.problem.is_none()).count(), pods.len())
+    (
+        pods.iter().filter(|pod| pod.problem.is_none()).count(),
+        pods.len(),
+    )
 }
 
 fn all_ready(pods: &[PodState]) -> bool {
@@ -143,7 +166,11 @@ pub fn wait_for(
         if clock.now() >= deadline {
             return Ok((pods, false));
         }
-        clock.sleep(interval.min(deadline.saturating_duration_since(clock.now())).max(Duration::from_millis(1)));
+        clock.sleep(
+            interval
+                .min(deadline.saturating_duration_since(clock.now()))
+                .max(Duration::from_millis(1)),
+        );
     }
 }
 
@@ -156,16 +183,24 @@ pub fn timed_out(pods: &[PodState], config: &Config) -> StepError {
         config.wait.timeout_seconds
     );
     if pods.is_empty() {
-        message.push_str(&format!("; there are no pods at all (did the release create any? `helm list -n {namespace}`)"));
+        message.push_str(&format!(
+            "; there are no pods at all (did the release create any? `helm list -n {namespace}`)"
+        ));
     }
     for pod in pods {
         if let Some(problem) = &pod.problem {
-            message.push_str(&format!("\n  {}: {problem}\n    -> {}", pod.name, hint(problem, &pod.name, config)));
+            message.push_str(&format!(
+                "\n  {}: {problem}\n    -> {}",
+                pod.name,
+                hint(problem, &pod.name, config)
+            ));
         }
     }
     StepError::failed(
         message,
-        format!("fix what the pods above need, then run the same install again to keep waiting; `kubectl get pods -n {namespace}` shows them"),
+        format!(
+            "fix what the pods above need, then run the same install again to keep waiting; `kubectl get pods -n {namespace}` shows them"
+        ),
     )
 }
 
@@ -210,7 +245,13 @@ impl Step for Wait {
         let config = &context.config;
         let timeout = Duration::from_secs(config.wait.timeout_seconds);
         let interval = Duration::from_millis(config.wait.poll_milliseconds.max(1));
-        let (pods, ready) = wait_for(|| poll(config), &SystemClock, timeout, interval, |s| context.ui.status(s))?;
+        let (pods, ready) = wait_for(
+            || poll(config),
+            &SystemClock,
+            timeout,
+            interval,
+            |s| context.ui.status(s),
+        )?;
         if !ready {
             return Err(timed_out(&pods, config));
         }
@@ -224,7 +265,10 @@ impl Step for Wait {
         }
         let (ready, total) = count(&pods);
         Err(StepError::failed(
-            format!("{ready}/{total} pods in `{}` are Ready", context.config.cluster.namespace),
+            format!(
+                "{ready}/{total} pods in `{}` are Ready",
+                context.config.cluster.namespace
+            ),
             format!("`kubectl get pods -n {}`", context.config.cluster.namespace),
         ))
     }
@@ -261,27 +305,53 @@ mod tests {
 
     #[test]
     fn times_out_after_the_timeout_on_the_clock_with_a_live_count() {
-        let clock = FakeClock { start: Instant::now(), elapsed: Cell::new(Duration::ZERO) };
+        let clock = FakeClock {
+            start: Instant::now(),
+            elapsed: Cell::new(Duration::ZERO),
+        };
         let seen = RefCell::new(Vec::new());
         let look = || Ok(vec![pod("a", None), pod("b", Some("ImagePullBackOff"))]);
-        let (pods, ready) =
-            wait_for(look, &clock, Duration::from_secs(600), Duration::from_secs(5), |s| seen.borrow_mut().push(s.to_string())).unwrap();
+        let (pods, ready) = wait_for(
+            look,
+            &clock,
+            Duration::from_secs(600),
+            Duration::from_secs(5),
+            |s| seen.borrow_mut().push(s.to_string()),
+        )
+        .unwrap();
         assert!(!ready);
         assert_eq!(pods.len(), 2);
         assert_eq!(clock.elapsed.get(), Duration::from_secs(600));
-        assert_eq!(seen.borrow().len(), 121, "one look every 5 s, and one at the deadline");
+        assert_eq!(
+            seen.borrow().len(),
+            121,
+            "one look every 5 s, and one at the deadline"
+        );
         assert_eq!(seen.borrow()[0], "1/2 pods ready");
     }
 
     #[test]
     fn returns_as_soon_as_every_pod_is_ready() {
-        let clock = FakeClock { start: Instant::now(), elapsed: Cell::new(Duration::ZERO) };
+        let clock = FakeClock {
+            start: Instant::now(),
+            elapsed: Cell::new(Duration::ZERO),
+        };
         let looks = Cell::new(0);
         let look = || {
             looks.set(looks.get() + 1);
-            Ok(vec![pod("a", (looks.get() < 3).then_some("ContainerCreating"))])
+            Ok(vec![pod(
+                "a",
+                (looks.get() < 3).then_some("ContainerCreating"),
+            )])
         };
-        let (_, ready) = wait_for(look, &clock, Duration::from_secs(600), Duration::from_secs(5), |_| {}).unwrap();
+        let (_, ready) = wait_for(
+            look,
+            &clock,
+            Duration::from_secs(600),
+            Duration::from_secs(5),
+            |_| {},
+        )
+        .unwrap();
         assert!(ready);
         assert_eq!(clock.elapsed.get(), Duration::from_secs(10));
     }
@@ -297,7 +367,8 @@ mod tests {
                 { "type": "Ready", "status": "False" }] } },
             { "metadata": { "name": "job" }, "status": { "phase": "Succeeded" } },
         ]});
-        let problems: Vec<Option<String>> = pod_states(&list).into_iter().map(|p| p.problem).collect();
+        let problems: Vec<Option<String>> =
+            pod_states(&list).into_iter().map(|p| p.problem).collect();
         assert_eq!(
             problems,
             [
