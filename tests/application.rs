@@ -646,3 +646,28 @@ fn render_writes_the_units_and_the_values_without_secrets() {
     insta::assert_snapshot!(timer);
     assert!(out.join("stackinstall-ecr-refresh.service").exists());
 }
+
+#[test]
+fn plan_shows_the_application_actions_and_changes_nothing() {
+    let world = world();
+    let mut args = vec!["--plan"];
+    args.extend(MY_STEPS);
+    let plan = world.install(&args).success();
+    let text = stdout(&plan);
+    for expected in [
+        "fetch an ECR token for `730335576030.dkr.ecr.ap-south-1.amazonaws.com`",
+        "write /etc/systemd/system/stackinstall-ecr-refresh.timer (mode 0644)",
+        "systemctl enable --now stackinstall-ecr-refresh.timer",
+        "helm upgrade --install stackbill oci://public.ecr.aws/p0g2c5k8/stackbill --namespace sb-apps --values /var/lib/stackinstall/stackbill-values.yaml",
+        "wait up to 600s for the pods in `sb-apps` to be Ready (now 0/0)",
+    ] {
+        assert!(text.contains(expected), "{expected} in:\n{text}");
+    }
+    let changing: Vec<String> = world
+        .calls()
+        .iter()
+        .filter(|c| !["get", "history", "is-enabled", "is-active"].contains(&c.args[0].as_str()))
+        .map(Call::line)
+        .collect();
+    assert!(changing.is_empty(), "a plan only looks: {changing:?}");
+}
