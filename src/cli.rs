@@ -39,6 +39,8 @@ pub enum Command {
     Render(RenderArgs),
     /// Show where the credentials are and which exist (with --reveal, what they are)
     Credentials(CredentialsArgs),
+    /// Renew the ECR pull secret when it is missing or half way to expiry (run by a timer)
+    EcrRefresh(EcrRefreshArgs),
 }
 
 /// Where the configuration comes from.
@@ -117,6 +119,20 @@ pub struct InstallArgs {
     /// Answer yes to every question
     #[arg(long, short = 'y')]
     pub yes: bool,
+
+    /// The AWS shared-config profile to fetch the ECR token with
+    #[arg(long, value_name = "NAME")]
+    pub aws_profile: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EcrRefreshArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// The AWS shared-config profile to fetch the ECR token with
+    #[arg(long, value_name = "NAME")]
+    pub aws_profile: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -80,6 +80,9 @@ pub struct Cluster {
     /// The pod network, exported over NFS and allowed to reach the databases.
     pub pod_cidr: String,
     pub api_port: u16,
+    /// The address pods reach the host's databases at; empty to use the
+    /// host's primary IPv4 address.
+    pub host_ip: String,
 }
 
 impl Default for Cluster {
@@ -88,6 +91,7 @@ impl Default for Cluster {
             namespace: String::new(),
             pod_cidr: "10.42.0.0/16".into(),
             api_port: 6443,
+            host_ip: String::new(),
         }
     }
 }
@@ -158,6 +162,8 @@ pub struct Registry {
     pub region: String,
     pub secret: String,
     pub refresh_hours: u32,
+    /// Another ECR endpoint (a test server); empty for AWS's own.
+    pub endpoint_url: String,
 }
 
 impl Default for Registry {
@@ -167,6 +173,7 @@ impl Default for Registry {
             region: String::new(),
             secret: String::new(),
             refresh_hours: 6,
+            endpoint_url: String::new(),
         }
     }
 }
@@ -278,12 +285,15 @@ impl Default for Nfs {
 #[serde(default, deny_unknown_fields)]
 pub struct Wait {
     pub timeout_seconds: u64,
+    /// How often the pods are looked at.
+    pub poll_milliseconds: u64,
 }
 
 impl Default for Wait {
     fn default() -> Self {
         Self {
             timeout_seconds: 600,
+            poll_milliseconds: 5000,
         }
     }
 }
@@ -299,6 +309,8 @@ pub struct Install {
     pub self_signed: bool,
     pub skip_infra: bool,
     pub skip_db: bool,
+    /// The AWS shared-config profile the ECR token is fetched with.
+    pub aws_profile: Option<String>,
 }
 
 /// A configuration layer that does not fit the schema.

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod context;
+pub mod ecr;
 pub mod host;
 pub mod pipeline;
 pub mod render;

@@ -14,6 +14,7 @@ use stackinstall::host::lock::LockError;
 use stackinstall::pipeline::PipelineError;
 use stackinstall::secrets::{CredentialsError, redact};
 use stackinstall::state::StateError;
+use stackinstall::steps::StepError;
 
 /// Exit codes, as documented in the README.
 mod exit {
@@ -32,6 +33,7 @@ fn main() -> ExitCode {
         Command::Status(args) => commands::status::run(&root, args),
         Command::Render(args) => commands::render::run(&root, args),
         Command::Credentials(args) => commands::credentials::run(&root, args),
+        Command::EcrRefresh(args) => commands::ecr_refresh::run(&root, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -57,6 +59,13 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     }
     if error.downcast_ref::<ConfigError>().is_some() {
         return exit::USAGE;
+    }
+    if let Some(error) = error.downcast_ref::<StepError>() {
+        return if error.is_input() {
+            exit::USAGE
+        } else {
+            exit::FAILED
+        };
     }
     if INTERRUPTED.load(Ordering::SeqCst) {
         return exit::INTERRUPTED;
@@ -107,6 +116,9 @@ fn hints(error: &anyhow::Error) -> Vec<String> {
     }
     if let Some(error) = error.downcast_ref::<CredentialsError>() {
         hints.push(error.hint());
+    }
+    if let Some(error) = error.downcast_ref::<StepError>() {
+        hints.extend(error.hint());
     }
     if let Some(ConfigError::Invalid { .. } | ConfigError::Missing { .. }) =
         error.downcast_ref::<ConfigError>()

@@ -46,11 +46,23 @@ pub fn template(name: &str, values: impl serde::Serialize) -> Result<String, Ren
 /// then each file the steps render.
 pub fn files(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
     let effective = toml::to_string(config).expect("the configuration serializes");
-    Ok(vec![(
+    let mut files = vec![(
         "stackinstall.toml".to_string(),
         format!(
             "# The effective configuration of this install (profile `{}`).\n{effective}",
             config.name
         ),
-    )])
+    )];
+    let binary = crate::steps::registry::current_binary();
+    for (path, contents) in crate::steps::registry::renewal_files(config, &binary)? {
+        let name = path.rsplit('/').next().unwrap_or(&path).to_string();
+        if name.ends_with(".service") || name.ends_with(".timer") {
+            files.push((name, contents));
+        }
+    }
+    files.push((
+        "release-values.yaml".into(),
+        crate::steps::release::values_for_review(config),
+    ));
+    Ok(files)
 }

@@ -69,6 +69,9 @@ fn flags(args: &InstallArgs) -> toml::Table {
             install.insert(key.into(), path.display().to_string().into());
         }
     }
+    if let Some(profile) = &args.aws_profile {
+        install.insert("aws_profile".into(), profile.clone().into());
+    }
     for (key, set) in [
         ("self_signed", args.self_signed),
         ("skip_infra", args.skip_infra),

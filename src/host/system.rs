@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::path::Path;
 
 /// Whether the process runs as root.
@@ -48,6 +49,17 @@ pub fn free_disk_gib(path: &Path) -> Option<u64> {
         return None;
     }
     Some(stat.f_bavail as u64 * stat.f_frsize as u64 / (1024 * 1024 * 1024))
+}
+
+/// The host's primary IPv4 address: the source address of its default
+/// route (found by connecting a UDP socket, which sends nothing).
+pub fn primary_ipv4() -> Option<Ipv4Addr> {
+    let socket = UdpSocket::bind(("0.0.0.0", 0)).ok()?;
+    socket.connect(("192.0.2.1", 53)).ok()?;
+    match socket.local_addr().ok()?.ip() {
+        IpAddr::V4(ip) if !ip.is_loopback() && !ip.is_unspecified() => Some(ip),
+        _ => None,
+    }
 }
 
 /// Who listens on a TCP port: `None` when it is free.

@@ -6,7 +6,10 @@
 
 pub mod credentials;
 pub mod preflight;
+pub mod registry;
+pub mod release;
 pub mod summary;
+pub mod wait;
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +25,9 @@ pub fn all() -> Vec<Box<dyn Step>> {
     vec![
         Box::new(preflight::Preflight),
         Box::new(credentials::CredentialsStep),
+        Box::new(registry::Registry),
+        Box::new(release::Release),
+        Box::new(wait::Wait),
         Box::new(summary::Summary),
     ]
 }

@@ -1,0 +1,44 @@
+//! `stackinstall ecr-refresh`: renews the ECR pull secret when it is missing
+//! or half way to expiry, and says nothing when there is nothing to do (the
+//! systemd timer the `registry` step installs runs it every few hours).
+
+use std::path::Path;
+
+use anyhow::Result;
+use time::OffsetDateTime;
+
+use crate::cli::EcrRefreshArgs;
+use crate::context::Context;
+use crate::ecr;
+use crate::host::Host;
+use crate::ui::Ui;
+
+/// Runs `ecr-refresh`.
+pub fn run(root: &Path, args: EcrRefreshArgs) -> Result<()> {
+    let mut flags = toml::Table::new();
+    if let Some(profile) = &args.aws_profile {
+        let install = toml::Table::from_iter([(
+            "aws_profile".to_string(),
+            toml::Value::from(profile.clone()),
+        )]);
+        flags.insert("install".into(), install.into());
+    }
+    let config = super::load_config(&args.config, flags)?;
+    let context = Context::new(
+        config,
+        Host::new(root),
+        Ui::detect(false),
+        false,
+        &super::home_dir(),
+    )?;
+    if let Some(stamp) = ecr::renew_if_due(&context, OffsetDateTime::now_utc())? {
+        let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+        println!(
+            "renewed the pull secret `{}` in `{}`; the token is valid until {}",
+            context.config.registry.secret,
+            context.config.cluster.namespace,
+            stamp.expires_at.format(&format).unwrap_or_default()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,386 @@
+//! ECR pull credentials: an authorization token fetched with aws-sdk-ecr
+//! through the standard AWS credential chain, kept in the cluster as a
+//! `kubernetes.io/dockerconfigjson` Secret stamped with when it was fetched
+//! and when it expires, and renewed once half of its validity has passed.
+//!
+//! The token goes to `kubectl` on stdin only; no AWS key or token is ever
+//! put in argv, a plan, a log line or an error. The time is always passed in
+//! (`now`), so the expiry rules are tested without waiting twelve hours.
+
+use std::collections::BTreeMap;
+
+use aws_config::{BehaviorVersion, Region};
+use aws_credential_types::provider::ProvideCredentials;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+use crate::config::Config;
+use crate::context::Context;
+use crate::host::{CommandError, kube};
+use crate::secrets::Secret;
+use crate::steps::StepError;
+
+/// How long an ECR token is valid (AWS documents 12 hours).
+pub const TOKEN_VALIDITY: Duration = Duration::hours(12);
+
+/// How much before half way through its validity a token is renewed.
+pub const RENEWAL_SLACK: Duration = Duration::minutes(30);
+
+/// The Secret annotations that record when its token was fetched and expires.
+pub const FETCHED_AT: &str = "stackinstall/ecr-token-fetched-at";
+pub const EXPIRES_AT: &str = "stackinstall/ecr-token-expires-at";
+
+/// Where the AWS SDK looked for credentials, for the error that says so.
+pub const CREDENTIAL_SOURCES: &str = "the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), \
+the shared files (`~/.aws/credentials`, `~/.aws/config`), web identity (`AWS_WEB_IDENTITY_TOKEN_FILE`), \
+the ECS container endpoint and the EC2 instance metadata (instance role)";
+
+/// An ECR authorization token.
+pub struct Token {
+    /// The docker password (the token decoded, without `AWS:`).
+    pub password: Secret,
+    /// The token as ECR returned it: base64 of `AWS:password`.
+    pub authorization: Secret,
+    /// The expiry ECR reported.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// When the token in the Secret was fetched and when it expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub fetched_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+impl Stamp {
+    /// The stamp of a token fetched at `fetched_at`; an expiry that is not
+    /// after the fetch (a test server's, or a skewed clock's) is replaced by
+    /// the documented validity.
+    pub fn new(fetched_at: OffsetDateTime, reported_expiry: Option<OffsetDateTime>) -> Self {
+        let expires_at = reported_expiry
+            .filter(|expiry| *expiry > fetched_at)
+            .unwrap_or(fetched_at + TOKEN_VALIDITY);
+        Self {
+            fetched_at,
+            expires_at,
+        }
+    }
+
+    /// When the token is due for renewal: half way through its validity,
+    /// less a little slack so that a timer running every half validity
+    /// never finds it a minute short of due (and lets it run on to expiry).
+    pub fn renewal_due(&self) -> OffsetDateTime {
+        self.fetched_at + (self.expires_at - self.fetched_at) / 2 - RENEWAL_SLACK
+    }
+
+    /// Whether the token should be renewed at `now` (also when the clock
+    /// says it was fetched in the future: the clock was wrong then or now).
+    pub fn needs_renewal(&self, now: OffsetDateTime) -> bool {
+        now >= self.renewal_due() || now < self.fetched_at - Duration::minutes(5)
+    }
+
+    /// Whether the token no longer works at `now`.
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        now >= self.expires_at
+    }
+
+    /// The stamp as the Secret's annotations.
+    pub fn annotations(&self) -> BTreeMap<&'static str, String> {
+        BTreeMap::from([
+            (FETCHED_AT, rfc3339(self.fetched_at)),
+            (EXPIRES_AT, rfc3339(self.expires_at)),
+        ])
+    }
+
+    /// Parses the two annotation values; `None` unless both are timestamps.
+    pub fn parse(fetched_at: &str, expires_at: &str) -> Option<Self> {
+        let parse = |text: &str| OffsetDateTime::parse(text.trim(), &Rfc3339).ok();
+        Some(Self {
+            fetched_at: parse(fetched_at)?,
+            expires_at: parse(expires_at)?,
+        })
+    }
+}
+
+fn rfc3339(time: OffsetDateTime) -> String {
+    time.format(&Rfc3339)
+        .expect("a UTC time formats as RFC 3339")
+}
+
+/// The stamp of the pull Secret: `None` when the Secret is missing or has no
+/// (readable) stamp. Reads only the two annotations, never the Secret's data.
+pub fn read_stamp(config: &Config) -> Result<Option<Stamp>, CommandError> {
+    let template = format!(
+        "jsonpath={{.metadata.annotations.{FETCHED_AT}}} {{.metadata.annotations.{EXPIRES_AT}}}"
+    );
+    let output = kube::kubectl([
+        "get",
+        "secret",
+        &config.registry.secret,
+        "-n",
+        &config.cluster.namespace,
+        "--ignore-not-found",
+        "-o",
+        &template,
+    ])
+    .run()?;
+    let mut fields = output.stdout.split_whitespace();
+    Ok(match (fields.next(), fields.next()) {
+        (Some(fetched_at), Some(expires_at)) => Stamp::parse(fetched_at, expires_at),
+        _ => None,
+    })
+}
+
+/// The pull Secret's manifest (JSON), whole, as a secret.
+pub fn secret_manifest(config: &Config, token: &Token, stamp: &Stamp) -> Secret {
+    let registry = &config.registry;
+    let docker_config = serde_json::json!({
+        "auths": { &registry.server: {
+            "username": "AWS",
+            "password": token.password.expose(),
+            "auth": token.authorization.expose(),
+        }}
+    });
+    let manifest = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {
+            "name": registry.secret,
+            "namespace": config.cluster.namespace,
+            "labels": { "app.kubernetes.io/managed-by": "stackinstall" },
+            "annotations": stamp.annotations(),
+        },
+        "data": { ".dockerconfigjson": BASE64.encode(docker_config.to_string()) },
+    });
+    Secret::new(manifest.to_string())
+}
+
+/// The command that creates or replaces the pull Secret: server-side apply,
+/// so no copy of the data lands in a `last-applied-configuration` annotation.
+pub fn apply_command(manifest: Secret) -> crate::host::Command {
+    kube::kubectl([
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=stackinstall",
+        "-f",
+        "-",
+    ])
+    .stdin_secret(manifest)
+}
+
+/// Fetches a token and creates or replaces the pull Secret; returns its stamp.
+pub fn renew(context: &Context, now: OffsetDateTime) -> Result<Stamp, StepError> {
+    let token = fetch(context)?;
+    let stamp = Stamp::new(now, token.expires_at);
+    apply_command(secret_manifest(&context.config, &token, &stamp)).run()?;
+    tracing::info!(
+        "pull secret `{}` renewed; valid until {}",
+        context.config.registry.secret,
+        rfc3339(stamp.expires_at)
+    );
+    Ok(stamp)
+}
+
+/// Renews the pull Secret when it is missing or due at `now`; returns the
+/// new stamp, or `None` when there was nothing to do.
+pub fn renew_if_due(context: &Context, now: OffsetDateTime) -> Result<Option<Stamp>, StepError> {
+    match read_stamp(&context.config)? {
+        Some(stamp) if !stamp.needs_renewal(now) => Ok(None),
+        _ => renew(context, now).map(Some),
+    }
+}
+
+/// Fetches an ECR authorization token through the AWS credential chain.
+pub fn fetch(context: &Context) -> Result<Token, StepError> {
+    context.block_on(fetch_async(&context.config))
+}
+
+async fn fetch_async(config: &Config) -> Result<Token, StepError> {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(config.registry.region.clone()));
+    if let Some(profile) = &config.install.aws_profile {
+        loader = loader.profile_name(profile);
+    }
+    let sdk_config = loader.load().await;
+    let provider = sdk_config
+        .credentials_provider()
+        .ok_or_else(|| no_credentials("no credential provider is configured", config))?;
+    provider
+        .provide_credentials()
+        .await
+        .map_err(|error| match error {
+            CredentialsError::CredentialsNotLoaded(_) => no_credentials("", config),
+            other => no_credentials(&DisplayErrorContext(&other).to_string(), config),
+        })?;
+    let mut builder = aws_sdk_ecr::config::Builder::from(&sdk_config);
+    if !config.registry.endpoint_url.is_empty() {
+        builder = builder.endpoint_url(&config.registry.endpoint_url);
+    }
+    let client = aws_sdk_ecr::Client::from_conf(builder.build());
+    let output = client
+        .get_authorization_token()
+        .send()
+        .await
+        .map_err(|error| {
+            request_failed(
+                error.code(),
+                &DisplayErrorContext(&error).to_string(),
+                config,
+            )
+        })?;
+    let data = output
+        .authorization_data()
+        .first()
+        .ok_or_else(|| empty_answer(config))?;
+    let authorization = data
+        .authorization_token()
+        .ok_or_else(|| empty_answer(config))?;
+    let expires_at = data
+        .expires_at()
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t.secs()).ok());
+    token(authorization, expires_at).ok_or_else(|| empty_answer(config))
+}
+
+/// The token from ECR's `authorizationToken` (base64 of `AWS:password`).
+fn token(authorization: &str, expires_at: Option<OffsetDateTime>) -> Option<Token> {
+    let authorization = Secret::new(authorization);
+    let decoded = BASE64.decode(authorization.expose()).ok()?;
+    let decoded = Secret::new(String::from_utf8(decoded).ok()?);
+    let password = Secret::new(decoded.expose().split_once(':')?.1);
+    Some(Token {
+        password,
+        authorization,
+        expires_at,
+    })
+}
+
+fn no_credentials(detail: &str, config: &Config) -> StepError {
+    let profile = config
+        .install
+        .aws_profile
+        .as_deref()
+        .map_or(String::new(), |p| format!(" (profile `{p}`)"));
+    let detail = if detail.trim().is_empty() {
+        String::new()
+    } else {
+        format!(": {}", detail.trim())
+    };
+    StepError::input(
+        format!("no AWS credentials were found{profile}; tried {CREDENTIAL_SOURCES}{detail}"),
+        "give the host an instance role allowed `ecr:GetAuthorizationToken`, or put a key in `/root/.aws/credentials` \
+         (`aws configure`) and pass `--aws-profile NAME` if it is not the default, or export `AWS_ACCESS_KEY_ID` and \
+         `AWS_SECRET_ACCESS_KEY` for the run (`sudo -E`)",
+    )
+}
+
+/// Error codes with which AWS rejects the credentials themselves.
+const REJECTED: [&str; 7] = [
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "AccessDeniedException",
+    "AccessDenied",
+];
+
+fn request_failed(code: Option<&str>, detail: &str, config: &Config) -> StepError {
+    let region = &config.registry.region;
+    match code {
+        Some(code) if REJECTED.contains(&code) => StepError::input(
+            format!(
+                "AWS rejected the credentials found in the credential chain ({CREDENTIAL_SOURCES}) with `{code}`"
+            ),
+            "check that the key is current and allowed `ecr:GetAuthorizationToken` (`aws sts get-caller-identity`), \
+             or pick another with `--aws-profile NAME`",
+        ),
+        _ => StepError::failed(
+            format!(
+                "cannot get an ECR authorization token in `{region}`: {}",
+                detail.trim()
+            ),
+            "check the network to AWS (`curl -sI https://api.ecr.{region}.amazonaws.com`), then run again",
+        ),
+    }
+}
+
+fn empty_answer(config: &Config) -> StepError {
+    StepError::failed(
+        format!(
+            "ECR in `{}` answered without a usable authorization token",
+            config.registry.region
+        ),
+        "run again; if it persists, check the endpoint (`registry.endpoint_url`)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    const FETCHED: OffsetDateTime = datetime!(2024-05-01 00:00 UTC);
+
+    #[test]
+    fn renewal_is_due_half_way_through_the_validity() {
+        let stamp = Stamp::new(FETCHED, Some(FETCHED + Duration::hours(12)));
+        assert!(!stamp.needs_renewal(FETCHED + Duration::hours(5)));
+        assert!(stamp.needs_renewal(FETCHED + Duration::minutes(5 * 60 + 30)));
+        assert!(stamp.needs_renewal(FETCHED + Duration::hours(6)));
+        assert!(!stamp.is_expired(FETCHED + Duration::hours(11)));
+        assert!(stamp.is_expired(FETCHED + Duration::hours(12)));
+    }
+
+    #[test]
+    fn an_expiry_before_the_fetch_falls_back_to_twelve_hours() {
+        let moto_expiry = datetime!(2015-01-01 00:00 UTC);
+        let stamp = Stamp::new(FETCHED, Some(moto_expiry));
+        assert_eq!(stamp.expires_at, FETCHED + Duration::hours(12));
+        assert!(!stamp.needs_renewal(FETCHED + Duration::minutes(1)));
+        assert_eq!(Stamp::new(FETCHED, None), stamp);
+    }
+
+    #[test]
+    fn a_token_from_the_future_is_renewed() {
+        let stamp = Stamp::new(FETCHED, None);
+        assert!(stamp.needs_renewal(FETCHED - Duration::hours(1)));
+    }
+
+    #[test]
+    fn stamp_round_trips_through_annotations() {
+        let stamp = Stamp::new(FETCHED, Some(FETCHED + Duration::hours(12)));
+        let annotations = stamp.annotations();
+        assert_eq!(annotations[FETCHED_AT], "2024-05-01T00:00:00Z");
+        assert_eq!(
+            Stamp::parse(&annotations[FETCHED_AT], &annotations[EXPIRES_AT]),
+            Some(stamp)
+        );
+        assert_eq!(Stamp::parse("yesterday", &annotations[EXPIRES_AT]), None);
+    }
+
+    #[test]
+    fn token_is_decoded_to_the_docker_password() {
+        let decoded = token("QVdTOnMzY3JldC1wYXNzd29yZA==", None).unwrap();
+        assert_eq!(decoded.password.expose(), "s3cret-password");
+        assert!(token("not base64!", None).is_none());
+    }
+
+    #[test]
+    fn rejected_credentials_are_told_apart_from_other_failures() {
+        let config = Config::default();
+        let rejected = request_failed(Some("UnrecognizedClientException"), "", &config);
+        assert!(rejected.is_input());
+        assert!(
+            rejected.to_string().contains("instance metadata"),
+            "{rejected}"
+        );
+        let other = request_failed(Some("ServerException"), "boom", &config);
+        assert!(!other.is_input());
+    }
+}

@@ -1,0 +1,217 @@
+//! Registry: fetches an ECR authorization token with aws-sdk-ecr through
+//! the standard AWS credential chain and creates or replaces the
+//! docker-registry Secret (`registry.secret`) in the application's
+//! namespace, through kubectl on stdin. Because ECR tokens expire after 12
+//! hours, it also installs a systemd timer running `stackinstall
+//! ecr-refresh` every `registry.refresh_hours`, with the effective
+//! configuration in `/etc/stackinstall/ecr-refresh.toml`.
+//!
+//! Done when the Secret carries a stamp (annotations) saying its token is
+//! not yet half way to expiry, and the unit files are as rendered with the
+//! timer enabled and active. Uninstall deletes the Secret, stops and
+//! disables the timer and removes the unit files.
+
+use std::path::PathBuf;
+
+use time::OffsetDateTime;
+
+use super::{Action, ActionKind, Step, StepError};
+use crate::config::Config;
+use crate::context::Context;
+use crate::ecr;
+use crate::host::{self, kube, service};
+use crate::render::{self, RenderError};
+use crate::state::Fingerprint;
+
+/// The registry step.
+pub struct Registry;
+
+/// The systemd timer that renews the pull Secret.
+pub const TIMER: &str = "stackinstall-ecr-refresh.timer";
+
+/// The effective configuration `ecr-refresh` runs with.
+pub const REFRESH_CONFIG: &str = "/etc/stackinstall/ecr-refresh.toml";
+
+const SYSTEMD_DIR: &str = "/etc/systemd/system";
+const RENEW: &str = "renew-pull-secret";
+
+/// The renewal's files, as (absolute host path, contents): the service, the
+/// timer and the configuration they run `binary` with.
+pub fn renewal_files(config: &Config, binary: &str) -> Result<Vec<(String, String)>, RenderError> {
+    let values = minijinja::context! {
+        secret => config.registry.secret,
+        namespace => config.cluster.namespace,
+        hours => config.registry.refresh_hours,
+        binary => binary,
+        config_file => REFRESH_CONFIG,
+    };
+    let effective = toml::to_string(config).expect("the configuration serializes");
+    let mut files = Vec::new();
+    for name in ["stackinstall-ecr-refresh.service", TIMER] {
+        files.push((
+            format!("{SYSTEMD_DIR}/{name}"),
+            render::template(name, &values)?,
+        ));
+    }
+    files.push((
+        REFRESH_CONFIG.to_string(),
+        format!("# Written by stackinstall: the configuration `stackinstall ecr-refresh` runs with.\n{effective}"),
+    ));
+    Ok(files)
+}
+
+/// The path of the running binary, which the timer runs.
+pub fn current_binary() -> String {
+    std::env::current_exe()
+        .and_then(|path| path.canonicalize())
+        .map_or_else(
+            |_| "/usr/local/bin/stackinstall".into(),
+            |path| path.display().to_string(),
+        )
+}
+
+impl Step for Registry {
+    fn id(&self) -> &'static str {
+        "registry"
+    }
+
+    fn title(&self) -> &'static str {
+        "Create the ECR pull secret and its renewal"
+    }
+
+    fn depends_on(&self) -> &'static [&'static str] {
+        &["namespace"]
+    }
+
+    fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
+        let config = &context.config;
+        let registry = &config.registry;
+        fingerprint
+            .add("server", &registry.server)
+            .add("region", &registry.region)
+            .add("secret", &registry.secret)
+            .add("refresh_hours", registry.refresh_hours.to_string())
+            .add("endpoint_url", &registry.endpoint_url)
+            .add("namespace", &config.cluster.namespace)
+            .add(
+                "aws_profile",
+                config.install.aws_profile.as_deref().unwrap_or(""),
+            );
+        Ok(())
+    }
+
+    fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let mut actions = Vec::new();
+        let config = &context.config;
+        match ecr::read_stamp(config)? {
+            Some(stamp) if !stamp.needs_renewal(OffsetDateTime::now_utc()) => {}
+            _ => actions.push(Action::custom(
+                ActionKind::Kubernetes,
+                RENEW,
+                format!(
+                    "fetch an ECR token for `{}` (region {}, AWS credential chain) and apply Secret `{}` in `{}` with kubectl on stdin",
+                    config.registry.server, config.registry.region, config.registry.secret, config.cluster.namespace
+                ),
+            )),
+        }
+        actions.extend(unit_actions(context)?);
+        Ok(actions)
+    }
+
+    fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
+        let mut changed = false;
+        for action in &actions {
+            if action.tag() == Some(RENEW) {
+                let stamp = ecr::renew(context, OffsetDateTime::now_utc())?;
+                context.ui.note(&format!(
+                    "pull secret `{}` renewed; `{TIMER}` renews it before it expires",
+                    context.config.registry.secret
+                ));
+                tracing::info!("token stamp: {:?}", stamp.annotations());
+                changed = true;
+            } else {
+                changed |= action.perform()?;
+            }
+        }
+        Ok(changed)
+    }
+
+    fn verify(&self, context: &Context) -> Result<(), StepError> {
+        let config = &context.config;
+        let (secret, namespace) = (&config.registry.secret, &config.cluster.namespace);
+        let stamp = ecr::read_stamp(config)?.ok_or_else(|| {
+            StepError::failed(
+                format!(
+                    "the pull secret `{secret}` in `{namespace}` is missing or has no token stamp"
+                ),
+                "run `sudo stackinstall ecr-refresh` to create it",
+            )
+        })?;
+        if stamp.is_expired(OffsetDateTime::now_utc()) {
+            return Err(StepError::failed(
+                format!("the ECR token in `{secret}` expired; pods cannot pull images"),
+                format!("run `sudo stackinstall ecr-refresh`; check `systemctl status {TIMER}`"),
+            ));
+        }
+        if !service::is_enabled(TIMER)? || !service::is_active(TIMER)? {
+            return Err(StepError::failed(
+                format!("the renewal timer `{TIMER}` is not enabled and running"),
+                format!("run `sudo systemctl enable --now {TIMER}`"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let config = &context.config;
+        let mut actions = vec![
+            Action::run(kube::kubectl([
+                "delete",
+                "secret",
+                &config.registry.secret,
+                "-n",
+                &config.cluster.namespace,
+                "--ignore-not-found",
+            ])),
+            Action::run(service::disable_now(TIMER)),
+        ];
+        for (path, _) in renewal_files(config, "").map_err(render_failed)? {
+            let host_path = context.host.path(&path);
+            actions.push(Action::remove(host_path, &PathBuf::from(path)));
+        }
+        actions.push(Action::run(service::daemon_reload()));
+        Ok(actions)
+    }
+}
+
+/// Writes of the unit files that differ, then reload and enable as needed.
+fn unit_actions(context: &Context) -> Result<Vec<Action>, StepError> {
+    let files = renewal_files(&context.config, &current_binary()).map_err(render_failed)?;
+    let mut actions = Vec::new();
+    for (path, contents) in files {
+        let host_path = context.host.path(&path);
+        if host::fs::read_optional(&host_path)?.as_deref() != Some(contents.as_str()) {
+            actions.push(Action::write(
+                host_path,
+                &PathBuf::from(path),
+                contents.into_bytes(),
+                0o644,
+            ));
+        }
+    }
+    let written = !actions.is_empty();
+    if written {
+        actions.push(Action::run(service::daemon_reload()));
+    }
+    if written || !service::is_enabled(TIMER)? || !service::is_active(TIMER)? {
+        actions.push(Action::run(service::enable_now(TIMER)));
+    }
+    Ok(actions)
+}
+
+fn render_failed(error: RenderError) -> StepError {
+    StepError::failed(
+        error.to_string(),
+        "this is a bug in stackinstall's templates; please report it",
+    )
+}

@@ -1,0 +1,368 @@
+//! Release: `helm upgrade --install` of the profile's chart into the
+//! application's namespace, with the pull secret's name, the host's
+//! database endpoints and the service credentials in a values file of mode
+//! 0600 under `/var/lib/stackinstall` that is removed as soon as Helm is done
+//! (also when it fails). No secret is ever passed with `--set`.
+//!
+//! Done when the newest revision in `helm history` is `deployed` with the
+//! description `stackinstall <fingerprint>`, the fingerprint covering the
+//! chart, the values and a hash of the credentials. A release left
+//! `pending-install` by an interrupted run is uninstalled and installed
+//! again; one left `pending-upgrade` or `pending-rollback` is rolled back to
+//! its last deployed revision, as Helm's documentation advises. Uninstall
+//! runs `helm uninstall`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Action, ActionKind, Step, StepError};
+use crate::config::Config;
+use crate::context::Context;
+use crate::host::{self, Command, kube};
+use crate::secrets::Credentials;
+use crate::state::Fingerprint;
+
+/// The release step.
+pub struct Release;
+
+const UPGRADE: &str = "helm-upgrade";
+
+/// Where the values file lives while Helm runs.
+const VALUES_DIR: &str = "/var/lib/stackinstall";
+
+/// The release's values; passwords only when `credentials` are given.
+pub fn values(
+    config: &Config,
+    host_ip: &str,
+    credentials: Option<&Credentials>,
+) -> serde_json::Value {
+    let password = |service: &str| {
+        credentials
+            .and_then(|c| c.account(service))
+            .map(|account| account.password.expose().to_string())
+    };
+    let mut values = json!({
+        "domain": config.install.domain,
+        "imagePullSecrets": [{ "name": config.registry.secret }],
+        "mysql": { "host": host_ip, "port": config.mysql.port, "username": config.mysql.username, "databases": config.mysql.databases },
+        "mongodb": { "host": host_ip, "port": config.mongodb.port, "username": config.mongodb.username },
+        "rabbitmq": { "host": host_ip, "port": config.rabbitmq.port, "managementPort": config.rabbitmq.management_port,
+                      "username": config.rabbitmq.username, "vhost": config.rabbitmq.vhost },
+        "nfs": { "server": host_ip, "path": config.nfs.path, "storageClass": config.nfs.storage_class },
+    });
+    for service in ["mysql", "mongodb", "rabbitmq"] {
+        if let Some(password) = password(service) {
+            values[service]["password"] = password.into();
+        }
+    }
+    values
+}
+
+/// The values without secrets, as `render` writes them for review.
+pub fn values_for_review(config: &Config) -> String {
+    let host_ip = host_ip(config).unwrap_or_else(|_| "HOST_IP".into());
+    let yaml = serde_yaml_ng::to_string(&values(config, &host_ip, None)).expect("values serialize");
+    format!(
+        "# Helm values of the release `{}`; the install adds each service's `password`\n# from the credentials file.\n{yaml}",
+        config.chart.release
+    )
+}
+
+/// The address pods reach the host's databases at.
+pub fn host_ip(config: &Config) -> Result<String, StepError> {
+    if !config.cluster.host_ip.is_empty() {
+        return Ok(config.cluster.host_ip.clone());
+    }
+    host::system::primary_ipv4().map(|ip| ip.to_string()).ok_or_else(|| {
+        StepError::input(
+            "cannot find the host's primary IPv4 address (it has no default route)",
+            "set it with `STACKINSTALL_CLUSTER__HOST_IP=ADDRESS` or `[cluster] host_ip` in `--config FILE`",
+        )
+    })
+}
+
+/// The description the release is deployed with: it says which inputs.
+fn marker(context: &Context) -> Result<String, StepError> {
+    let config = &context.config;
+    let mut fingerprint = Fingerprint::default();
+    fingerprint
+        .add("reference", &config.chart.reference)
+        .add("version", &config.chart.version)
+        .add(
+            "values",
+            values(config, &host_ip(config)?, None).to_string(),
+        )
+        .add("credentials", credentials_hash(context.credentials().ok()));
+    Ok(format!("stackinstall {}", &fingerprint.finish()[..16]))
+}
+
+fn credentials_hash(credentials: Option<&Credentials>) -> String {
+    let Some(credentials) = credentials else {
+        return "none".into();
+    };
+    let mut fingerprint = Fingerprint::default();
+    for (service, account) in &credentials.accounts {
+        fingerprint.add(
+            service,
+            format!("{}:{}", account.username, account.password.expose()),
+        );
+    }
+    fingerprint.finish()
+}
+
+/// One line of `helm history -o json`.
+#[derive(Debug, Clone, Deserialize)]
+struct Revision {
+    revision: u64,
+    status: String,
+    #[serde(default)]
+    description: String,
+}
+
+/// The release's revisions, oldest first; empty when there is no release.
+fn history(config: &Config) -> Result<Vec<Revision>, StepError> {
+    let (release, namespace) = (&config.chart.release, &config.cluster.namespace);
+    let command = kube::helm([
+        "history", release, "-n", namespace, "--max", "20", "-o", "json",
+    ])
+    .timeout(Duration::from_secs(60));
+    let output = command.run_unchecked()?;
+    if !output.success() {
+        if output.stderr.contains("not found") {
+            return Ok(Vec::new());
+        }
+        return Err(command.failure(&output).into());
+    }
+    let mut revisions: Vec<Revision> = serde_json::from_str(&output.stdout).map_err(|error| {
+        StepError::failed(
+            format!("`helm history {release}` printed something that is not its JSON: {error}"),
+            "check `helm version` (Helm 3 is needed)",
+        )
+    })?;
+    revisions.sort_by_key(|revision| revision.revision);
+    Ok(revisions)
+}
+
+/// What brings a release stuck `pending-*` back to a state Helm can upgrade.
+fn recovery(config: &Config, revisions: &[Revision]) -> Option<Command> {
+    let (release, namespace) = (
+        config.chart.release.as_str(),
+        config.cluster.namespace.as_str(),
+    );
+    let latest = revisions.last()?;
+    let last_good = revisions
+        .iter()
+        .rev()
+        .find(|r| r.status == "deployed" || r.status == "superseded");
+    let uninstall = || kube::helm(["uninstall", release, "-n", namespace, "--wait"]);
+    match (latest.status.as_str(), last_good) {
+        ("pending-install", _) => Some(uninstall()),
+        ("pending-upgrade" | "pending-rollback", Some(good)) => Some(kube::helm([
+            "rollback",
+            release,
+            &good.revision.to_string(),
+            "-n",
+            namespace,
+            "--wait",
+        ])),
+        ("pending-upgrade" | "pending-rollback", None) => Some(uninstall()),
+        _ => None,
+    }
+}
+
+/// The `helm upgrade --install` command with the values file at `values`.
+fn upgrade_command(context: &Context, values: &Path, description: &str) -> Command {
+    let chart = &context.config.chart;
+    let timeout = format!("{}s", chart.timeout_seconds);
+    let mut args = vec!["upgrade", "--install", &chart.release, &chart.reference];
+    if !chart.version.is_empty() {
+        args.extend(["--version", &chart.version]);
+    }
+    let values = values.display().to_string();
+    args.extend([
+        "--namespace",
+        &context.config.cluster.namespace,
+        "--values",
+        &values,
+    ]);
+    args.extend(["--description", description, "--timeout", &timeout]);
+    kube::helm(args).timeout(Duration::from_secs(chart.timeout_seconds + 60))
+}
+
+fn values_path(context: &Context) -> PathBuf {
+    context
+        .host
+        .path(VALUES_DIR)
+        .join(format!("{}-values.yaml", context.config.chart.release))
+}
+
+/// Writes the values file (0600), runs Helm, and removes the file whatever happened.
+fn upgrade(context: &Context) -> Result<bool, StepError> {
+    let config = &context.config;
+    let path = values_path(context);
+    if let Some(parent) = path.parent().filter(|parent| !parent.exists()) {
+        host::fs::ensure_dir(parent, 0o700)?;
+    }
+    let values = values(config, &host_ip(config)?, Some(context.credentials()?));
+    let yaml = serde_yaml_ng::to_string(&values).expect("values serialize");
+    host::fs::write_atomic(&path, yaml.as_bytes(), 0o600)?;
+    let result = upgrade_command(context, &path, &marker(context)?).run();
+    let removed = host::fs::remove_file(&path);
+    result?;
+    removed?;
+    Ok(true)
+}
+
+impl Step for Release {
+    fn id(&self) -> &'static str {
+        "release"
+    }
+
+    fn title(&self) -> &'static str {
+        "Install or upgrade the application's Helm release"
+    }
+
+    fn depends_on(&self) -> &'static [&'static str] {
+        &["credentials", "namespace", "registry"]
+    }
+
+    fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
+        let config = &context.config;
+        fingerprint
+            .add("release", &config.chart.release)
+            .add("namespace", &config.cluster.namespace)
+            .add("marker", marker(context).unwrap_or_default());
+        Ok(())
+    }
+
+    fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let revisions = history(&context.config)?;
+        let mut actions: Vec<Action> = recovery(&context.config, &revisions)
+            .into_iter()
+            .map(Action::run)
+            .collect();
+        let marker = marker(context)?;
+        let current = revisions
+            .last()
+            .is_some_and(|r| r.status == "deployed" && r.description == marker);
+        if current && actions.is_empty() {
+            return Ok(actions);
+        }
+        let shown = context.shown(&values_path(context));
+        actions.push(Action::custom(
+            ActionKind::Command,
+            UPGRADE,
+            format!(
+                "{} (values file mode 0600 with the credentials, removed afterwards)",
+                upgrade_command(context, &shown, &marker)
+            ),
+        ));
+        Ok(actions)
+    }
+
+    fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
+        let mut changed = false;
+        for action in &actions {
+            changed |= match action.tag() {
+                Some(UPGRADE) => upgrade(context)?,
+                _ => action.perform()?,
+            };
+        }
+        Ok(changed)
+    }
+
+    fn verify(&self, context: &Context) -> Result<(), StepError> {
+        let (release, namespace) = (
+            &context.config.chart.release,
+            &context.config.cluster.namespace,
+        );
+        let revisions = history(&context.config)?;
+        let marker = marker(context)?;
+        match revisions.last() {
+            Some(latest) if latest.status == "deployed" && latest.description == marker => Ok(()),
+            Some(latest) => Err(StepError::failed(
+                format!(
+                    "the release `{release}` is at revision {} `{}`, not the one this install deployed",
+                    latest.revision, latest.status
+                ),
+                format!(
+                    "look at `helm history {release} -n {namespace}`, then run `sudo stackinstall install --redo release`"
+                ),
+            )),
+            None => Err(StepError::failed(
+                format!("there is no release `{release}` in `{namespace}`"),
+                "run `sudo stackinstall install --redo release`",
+            )),
+        }
+    }
+
+    fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let config = &context.config;
+        if history(config)?.is_empty() {
+            return Ok(Vec::new());
+        }
+        let uninstall = kube::helm([
+            "uninstall",
+            &config.chart.release,
+            "-n",
+            &config.cluster.namespace,
+            "--wait",
+        ]);
+        Ok(vec![Action::run(uninstall)])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn revision(revision: u64, status: &str) -> Revision {
+        Revision {
+            revision,
+            status: status.into(),
+            description: String::new(),
+        }
+    }
+
+    fn config() -> Config {
+        Config::load(&crate::config::Sources::default()).unwrap()
+    }
+
+    #[test]
+    fn pending_install_is_uninstalled() {
+        let command = recovery(&config(), &[revision(1, "pending-install")]).unwrap();
+        assert_eq!(
+            command.to_string(),
+            "helm uninstall stackbill -n sb-apps --wait"
+        );
+    }
+
+    #[test]
+    fn pending_upgrade_rolls_back_to_the_last_deployed_revision() {
+        let revisions = [
+            revision(1, "superseded"),
+            revision(2, "deployed"),
+            revision(3, "pending-upgrade"),
+        ];
+        let command = recovery(&config(), &revisions).unwrap();
+        assert_eq!(
+            command.to_string(),
+            "helm rollback stackbill 2 -n sb-apps --wait"
+        );
+        assert!(
+            recovery(&config(), &revisions[..2]).is_none(),
+            "a deployed release needs no recovery"
+        );
+    }
+
+    #[test]
+    fn values_without_credentials_hold_no_password() {
+        let values = values(&config(), "10.0.0.5", None);
+        assert_eq!(values["mysql"]["host"], "10.0.0.5");
+        assert_eq!(values["imagePullSecrets"][0]["name"], "awscred");
+        assert!(!values.to_string().contains("password"));
+    }
+}

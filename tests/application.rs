@@ -1,0 +1,673 @@
+//! The application's steps (`registry`, `release`, `wait`) and `ecr-refresh`
+//! against fake `kubectl`, `helm` and `systemctl` that keep their state in
+//! `$STATE`, and moto's real ECR server for the token.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use common::{Call, World, stderr, stdout};
+
+const SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI-test-secret-access-key";
+const ACCESS_KEY_ID: &str = "AKIATESTSTACKINSTALL";
+const HOST_IP: &str = "10.1.2.3";
+const MY_STEPS: [&str; 8] = [
+    "--only",
+    "credentials",
+    "--only",
+    "registry",
+    "--only",
+    "release",
+    "--only",
+    "wait",
+];
+
+/// kubectl: objects in `$STATE/kube/KIND/NAMESPACE/NAME.json`; pods from `$STATE/pods.json`.
+const KUBECTL: &str = r#"
+namespace=default; output=""
+args=("$@")
+for i in "${!args[@]}"; do
+  case "${args[$i]}" in
+    -n|--namespace) namespace="${args[$((i+1))]}" ;;
+    -o) output="${args[$((i+1))]}" ;;
+  esac
+done
+case "$1" in
+  apply)
+    kind=$(jq -r '.kind | ascii_downcase' <<<"$STDIN"); name=$(jq -r .metadata.name <<<"$STDIN")
+    namespace=$(jq -r '.metadata.namespace // "default"' <<<"$STDIN")
+    mkdir -p "$STATE/kube/$kind/$namespace"
+    printf %s "$STDIN" > "$STATE/kube/$kind/$namespace/$name.json"
+    echo "$kind/$name serverside-applied" ;;
+  get)
+    if [ "$2" = pods ]; then
+      if [ -f "$STATE/pods-first.json" ]; then cat "$STATE/pods-first.json"; rm "$STATE/pods-first.json"; exit 0; fi
+      cat "$STATE/pods.json" 2>/dev/null || echo '{"items": []}'; exit 0
+    fi
+    file="$STATE/kube/$2/$namespace/$3.json"
+    [ -f "$file" ] || exit 0
+    case "$output" in
+      jsonpath=*)
+        for key in $(grep -o 'annotations\.[^}]*' <<<"$output" | sed 's/^annotations\.//'); do
+          printf '%s ' "$(jq -r --arg k "$key" '.metadata.annotations[$k] // ""' "$file")"
+        done ;;
+      *) cat "$file" ;;
+    esac ;;
+  delete) rm -f "$STATE/kube/$2/$namespace/$3.json" ;;
+esac
+"#;
+
+/// helm: each release's history in `$STATE/helm/RELEASE.json`; what the
+/// values file held, and its mode, in `$STATE/helm/values-*`.
+const HELM: &str = r#"
+mkdir -p "$STATE/helm"
+args=("$@")
+description=""; values=""
+for i in "${!args[@]}"; do
+  case "${args[$i]}" in
+    --description) description="${args[$((i+1))]}" ;;
+    --values) values="${args[$((i+1))]}" ;;
+  esac
+done
+add_revision() { # status description
+  local file="$STATE/helm/$release.json"
+  [ -f "$file" ] || echo '[]' > "$file"
+  jq --arg s "$1" --arg d "$2" 'map(if .status == "deployed" then .status = "superseded" else . end)
+     | . + [{revision: (length + 1), status: $s, description: $d, chart: "stackbill-1.0.0"}]' "$file" > "$file.new"
+  mv "$file.new" "$file"
+}
+release="$2"
+case "$1" in
+  history)
+    [ -f "$STATE/helm/$release.json" ] || { echo "Error: release: not found" >&2; exit 1; }
+    cat "$STATE/helm/$release.json" ;;
+  upgrade)
+    release="$3"
+    if [ -f "$STATE/helm/$release.json" ] && jq -e '.[-1].status | startswith("pending")' "$STATE/helm/$release.json" >/dev/null; then
+      echo "Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress" >&2; exit 1
+    fi
+    stat -c %a "$values" > "$STATE/helm/values-mode"
+    cp "$values" "$STATE/helm/values-seen.yaml"
+    [ -f "$STATE/helm-fails" ] && { echo "Error: INSTALLATION FAILED: chart not found" >&2; exit 1; }
+    add_revision deployed "$description"
+    echo "Release \"$release\" has been upgraded. Happy Helming!" ;;
+  rollback) add_revision deployed "Rollback to $3" ;;
+  uninstall) rm -f "$STATE/helm/$release.json"; echo "release \"$release\" uninstalled" ;;
+esac
+"#;
+
+/// systemctl: enabled and active units as files in `$STATE/systemd/`.
+const SYSTEMCTL: &str = r#"
+mkdir -p "$STATE/systemd"
+case "$1" in
+  daemon-reload) date +%s%N >> "$STATE/systemd/reloads" ;;
+  enable) touch "$STATE/systemd/$3.enabled" "$STATE/systemd/$3.active" ;;
+  disable) rm -f "$STATE/systemd/$3.enabled" "$STATE/systemd/$3.active" ;;
+  is-enabled) [ -f "$STATE/systemd/$3.enabled" ] ;;
+  is-active) [ -f "$STATE/systemd/$3.active" ] ;;
+esac
+"#;
+
+/// The ECR endpoint of moto; fails loudly when the test servers are not set up.
+fn moto_endpoint() -> String {
+    let configured = std::env::var("STACKINSTALL_TEST_SERVICES").is_ok_and(|v| v == "1");
+    match std::env::var("STACKINSTALL_TEST_ECR_ENDPOINT") {
+        Ok(endpoint) if configured => endpoint,
+        _ => panic!(
+            "this test needs moto's ECR server: STACKINSTALL_TEST_SERVICES=1 and STACKINSTALL_TEST_ECR_ENDPOINT are not set; run tests/run-all.sh"
+        ),
+    }
+}
+
+/// The token moto hands out, asked for directly.
+fn moto_token(endpoint: &str) -> String {
+    let answer: serde_json::Value = reqwest::blocking::Client::new()
+        .post(endpoint)
+        .header("X-Amz-Target", "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken")
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIATEST/20240101/ap-south-1/ecr/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .body("{}")
+        .send()
+        .and_then(|response| response.json())
+        .expect("moto answers GetAuthorizationToken");
+    answer["authorizationData"][0]["authorizationToken"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A world with the fakes, AWS credentials in the environment, and moto.
+fn world() -> World {
+    let mut world = World::new();
+    world.fake("kubectl", KUBECTL);
+    world.fake("helm", HELM);
+    world.fake("systemctl", SYSTEMCTL);
+    world.set_env("STACKINSTALL_REGISTRY__ENDPOINT_URL", &moto_endpoint());
+    world.set_env("STACKINSTALL_CLUSTER__HOST_IP", HOST_IP);
+    world.set_env("AWS_EC2_METADATA_DISABLED", "true");
+    world.set_env(
+        "AWS_SHARED_CREDENTIALS_FILE",
+        &world
+            .dir
+            .path()
+            .join("no-aws-credentials")
+            .display()
+            .to_string(),
+    );
+    world.set_env(
+        "AWS_CONFIG_FILE",
+        &world.dir.path().join("no-aws-config").display().to_string(),
+    );
+    world
+}
+
+fn with_keys(mut world: World) -> World {
+    world.set_env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID);
+    world.set_env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY);
+    world
+}
+
+fn state(world: &World, path: &str) -> std::path::PathBuf {
+    world.record.join("state").join(path)
+}
+
+fn ready_pods(world: &World) {
+    let pods = serde_json::json!({ "items": [
+        { "metadata": { "name": "sb-core-1" }, "status": { "phase": "Running", "conditions": [{ "type": "Ready", "status": "True" }] } },
+        { "metadata": { "name": "sb-ui-1" }, "status": { "phase": "Running", "conditions": [{ "type": "Ready", "status": "True" }] } },
+        { "metadata": { "name": "migrate-1" }, "status": { "phase": "Succeeded" } },
+    ]});
+    std::fs::create_dir_all(state(world, "")).unwrap();
+    std::fs::write(state(world, "pods.json"), pods.to_string()).unwrap();
+}
+
+fn calls_of<'a>(calls: &'a [Call], program: &str, first_arg: &str) -> Vec<&'a Call> {
+    calls
+        .iter()
+        .filter(|c| c.program == program && c.args.first().is_some_and(|a| a == first_arg))
+        .collect()
+}
+
+/// The `.dockerconfigjson` of the pull Secret as kubectl got it on stdin.
+fn docker_config(call: &Call) -> serde_json::Value {
+    let manifest: serde_json::Value = serde_json::from_str(&call.stdin).unwrap();
+    assert_eq!(manifest["type"], "kubernetes.io/dockerconfigjson");
+    assert_eq!(manifest["metadata"]["namespace"], "sb-apps");
+    let data = BASE64
+        .decode(manifest["data"][".dockerconfigjson"].as_str().unwrap())
+        .unwrap();
+    serde_json::from_slice(&data).unwrap()
+}
+
+#[test]
+fn registry_stores_the_moto_token_and_installs_the_renewal_timer() {
+    let world = with_keys(world());
+    let token = moto_token(&moto_endpoint());
+    world.install(&["--only", "registry"]).success();
+
+    let calls = world.calls();
+    let applies = calls_of(&calls, "kubectl", "apply");
+    assert_eq!(applies.len(), 1, "one Secret applied");
+    assert!(applies[0].args.contains(&"--server-side".to_string()));
+    let auths =
+        &docker_config(applies[0])["auths"]["730335576030.dkr.ecr.ap-south-1.amazonaws.com"];
+    assert_eq!(auths["username"], "AWS");
+    assert_eq!(auths["auth"], token.as_str(), "the token moto returned");
+    let decoded = String::from_utf8(BASE64.decode(&token).unwrap()).unwrap();
+    assert_eq!(auths["password"], decoded.strip_prefix("AWS:").unwrap());
+    let env = &applies[0].env;
+    assert!(
+        env.iter()
+            .any(|(k, v)| k == "KUBECONFIG" && v == "/etc/rancher/k3s/k3s.yaml")
+    );
+
+    let service = world.read("/etc/systemd/system/stackinstall-ecr-refresh.service");
+    assert!(
+        service.contains(" ecr-refresh --config /etc/stackinstall/ecr-refresh.toml"),
+        "{service}"
+    );
+    let timer = world.read("/etc/systemd/system/stackinstall-ecr-refresh.timer");
+    assert!(timer.contains("OnUnitActiveSec=6h"), "{timer}");
+    let lines: Vec<String> = calls
+        .iter()
+        .filter(|c| c.program == "systemctl")
+        .map(Call::line)
+        .collect();
+    assert!(
+        lines.contains(&"systemctl daemon-reload".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"systemctl enable --now stackinstall-ecr-refresh.timer".to_string()),
+        "{lines:?}"
+    );
+
+    world.clear_calls();
+    let again = world
+        .install(&["--only", "registry", "--redo", "registry"])
+        .success();
+    let changing: Vec<String> = world
+        .calls()
+        .iter()
+        .filter(|c| ["apply", "enable", "daemon-reload", "delete"].contains(&c.args[0].as_str()))
+        .map(Call::line)
+        .collect();
+    assert!(
+        changing.is_empty(),
+        "a second run changes nothing: {changing:?}"
+    );
+    assert!(stderr(&again).contains("registry"), "{}", stderr(&again));
+}
+
+#[test]
+fn ecr_refresh_is_quiet_when_fresh_and_renews_a_missing_or_stale_secret() {
+    let world = with_keys(world());
+    world.install(&["--only", "registry"]).success();
+    let config = world
+        .path("/etc/stackinstall/ecr-refresh.toml")
+        .display()
+        .to_string();
+
+    world.clear_calls();
+    let quiet = world
+        .command()
+        .args(["ecr-refresh", "--config", &config])
+        .assert()
+        .success();
+    assert_eq!(stdout(&quiet), "", "nothing to do, nothing said");
+    assert_eq!(stderr(&quiet), "");
+    assert!(calls_of(&world.calls(), "kubectl", "apply").is_empty());
+
+    let secret = state(&world, "kube/secret/sb-apps/awscred.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&secret).unwrap()).unwrap();
+    manifest["metadata"]["annotations"]["stackinstall/ecr-token-fetched-at"] =
+        "2020-01-01T00:00:00Z".into();
+    manifest["metadata"]["annotations"]["stackinstall/ecr-token-expires-at"] =
+        "2020-01-01T12:00:00Z".into();
+    std::fs::write(&secret, manifest.to_string()).unwrap();
+    let renewed = world
+        .command()
+        .args(["ecr-refresh", "--config", &config])
+        .assert()
+        .success();
+    assert!(
+        stdout(&renewed).starts_with("renewed the pull secret `awscred` in `sb-apps`"),
+        "{}",
+        stdout(&renewed)
+    );
+    assert_eq!(calls_of(&world.calls(), "kubectl", "apply").len(), 1);
+
+    std::fs::remove_file(&secret).unwrap();
+    world.command().args(["ecr-refresh"]).assert().success();
+    assert!(secret.exists(), "a missing Secret is created again");
+}
+
+#[test]
+fn registry_without_aws_credentials_says_which_sources_were_tried() {
+    let world = world();
+    let failed = world.install(&["--only", "registry"]).code(2);
+    let text = stderr(&failed);
+    for source in [
+        "AWS_ACCESS_KEY_ID",
+        "~/.aws/credentials",
+        "instance metadata",
+        "hint:",
+    ] {
+        assert!(text.contains(source), "{source} in:\n{text}");
+    }
+    assert!(
+        calls_of(&world.calls(), "kubectl", "apply").is_empty(),
+        "nothing applied"
+    );
+    let report: Vec<&str> = text
+        .lines()
+        .skip_while(|line| !line.starts_with("error:"))
+        .take_while(|line| !line.starts_with("hint: the full log"))
+        .collect();
+    insta::assert_snapshot!(report.join("\n"));
+}
+
+#[test]
+fn registry_uses_the_shared_profile_named_by_aws_profile() {
+    let mut world = world();
+    let credentials = world.dir.path().join("aws-credentials");
+    let body = format!(
+        "[stackbill]\naws_access_key_id = {ACCESS_KEY_ID}\naws_secret_access_key = {SECRET_ACCESS_KEY}\n"
+    );
+    std::fs::write(&credentials, body).unwrap();
+    world.set_env(
+        "AWS_SHARED_CREDENTIALS_FILE",
+        &credentials.display().to_string(),
+    );
+    world.install(&["--only", "registry"]).code(2);
+    world
+        .install(&["--only", "registry", "--aws-profile", "stackbill"])
+        .success();
+    assert_eq!(calls_of(&world.calls(), "kubectl", "apply").len(), 1);
+    assert!(
+        world
+            .read("/etc/stackinstall/ecr-refresh.toml")
+            .contains("aws_profile = \"stackbill\"")
+    );
+}
+
+fn passwords(world: &World) -> Vec<String> {
+    let text = world.read("/etc/stackinstall/credentials.toml");
+    let credentials: toml::Table = toml::from_str(&text).unwrap();
+    ["mysql", "mongodb", "rabbitmq"]
+        .iter()
+        .map(|service| {
+            credentials[*service]["password"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn release_gets_credentials_in_a_private_values_file_and_runs_once() {
+    let world = world();
+    world
+        .install(&["--only", "credentials", "--only", "release"])
+        .success();
+    let calls = world.calls();
+    let upgrades = calls_of(&calls, "helm", "upgrade");
+    assert_eq!(upgrades.len(), 1);
+    let args = &upgrades[0].args;
+    assert!(!args.iter().any(|a| a.starts_with("--set")), "{args:?}");
+    assert_eq!(
+        &args[..4],
+        [
+            "upgrade",
+            "--install",
+            "stackbill",
+            "oci://public.ecr.aws/p0g2c5k8/stackbill"
+        ]
+    );
+    let values_path = &args[args.iter().position(|a| a == "--values").unwrap() + 1];
+    assert!(
+        values_path.ends_with("/var/lib/stackinstall/stackbill-values.yaml"),
+        "{values_path}"
+    );
+    assert!(
+        !std::path::Path::new(values_path).exists(),
+        "the values file is removed afterwards"
+    );
+    assert_eq!(
+        std::fs::read_to_string(state(&world, "helm/values-mode"))
+            .unwrap()
+            .trim(),
+        "600"
+    );
+    let values: serde_json::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(state(&world, "helm/values-seen.yaml")).unwrap(),
+    )
+    .unwrap();
+    let [mysql, mongodb, rabbitmq] = <[String; 3]>::try_from(passwords(&world)).unwrap();
+    assert_eq!(values["mysql"]["password"], mysql.as_str());
+    assert_eq!(values["mongodb"]["password"], mongodb.as_str());
+    assert_eq!(values["rabbitmq"]["password"], rabbitmq.as_str());
+    assert_eq!(values["mysql"]["host"], HOST_IP);
+    assert_eq!(values["imagePullSecrets"][0]["name"], "awscred");
+
+    world.clear_calls();
+    world
+        .install(&[
+            "--only",
+            "credentials",
+            "--only",
+            "release",
+            "--redo",
+            "release",
+        ])
+        .success();
+    assert!(
+        calls_of(&world.calls(), "helm", "upgrade").is_empty(),
+        "the deployed release is left alone"
+    );
+
+    let file = world
+        .read("/etc/stackinstall/credentials.toml")
+        .replace(&mysql, "AChangedMysqlPassword12345");
+    world.write("/etc/stackinstall/credentials.toml", &file);
+    std::fs::set_permissions(
+        world.path("/etc/stackinstall/credentials.toml"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    world
+        .install(&["--only", "credentials", "--only", "release"])
+        .success();
+    assert_eq!(
+        calls_of(&world.calls(), "helm", "upgrade").len(),
+        1,
+        "a changed password redeploys"
+    );
+}
+
+#[test]
+fn a_failed_helm_run_still_removes_the_values_file() {
+    let world = world();
+    std::fs::create_dir_all(state(&world, "")).unwrap();
+    std::fs::write(state(&world, "helm-fails"), "").unwrap();
+    let failed = world
+        .install(&["--only", "credentials", "--only", "release"])
+        .code(1);
+    assert!(
+        stderr(&failed).contains("chart not found"),
+        "{}",
+        stderr(&failed)
+    );
+    assert!(
+        !world
+            .path("/var/lib/stackinstall/stackbill-values.yaml")
+            .exists()
+    );
+}
+
+fn seed_history(world: &World, revisions: serde_json::Value) {
+    std::fs::create_dir_all(state(world, "helm")).unwrap();
+    std::fs::write(state(world, "helm/stackbill.json"), revisions.to_string()).unwrap();
+}
+
+fn helm_lines(world: &World) -> Vec<String> {
+    world
+        .calls()
+        .iter()
+        .filter(|c| c.program == "helm" && c.args[0] != "history")
+        .map(|c| c.args[..3].join(" "))
+        .collect()
+}
+
+#[test]
+fn a_release_left_pending_install_is_uninstalled_and_installed_again() {
+    let world = world();
+    seed_history(
+        &world,
+        serde_json::json!([{ "revision": 1, "status": "pending-install", "description": "Initial install underway" }]),
+    );
+    world
+        .install(&["--only", "credentials", "--only", "release"])
+        .success();
+    assert_eq!(
+        helm_lines(&world),
+        ["uninstall stackbill -n", "upgrade --install stackbill"]
+    );
+    let history: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(state(&world, "helm/stackbill.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(history[0]["status"], "deployed");
+}
+
+#[test]
+fn a_release_left_pending_upgrade_is_rolled_back_then_upgraded() {
+    let world = world();
+    seed_history(
+        &world,
+        serde_json::json!([
+            { "revision": 1, "status": "superseded", "description": "Install complete" },
+            { "revision": 2, "status": "deployed", "description": "Upgrade complete" },
+            { "revision": 3, "status": "pending-upgrade", "description": "Preparing upgrade" },
+        ]),
+    );
+    world
+        .install(&["--only", "credentials", "--only", "release"])
+        .success();
+    assert_eq!(
+        helm_lines(&world),
+        ["rollback stackbill 2", "upgrade --install stackbill"]
+    );
+}
+
+fn stuck_pods(world: &World) {
+    let waiting = |name: &str, reason: &str| {
+        serde_json::json!({ "metadata": { "name": name }, "status": { "phase": "Pending",
+            "conditions": [{ "type": "Ready", "status": "False" }],
+            "containerStatuses": [{ "name": "app", "ready": false, "state": { "waiting": { "reason": reason } } }] } })
+    };
+    let pods = serde_json::json!({ "items": [
+        { "metadata": { "name": "sb-ui-1" }, "status": { "phase": "Running", "conditions": [{ "type": "Ready", "status": "True" }] } },
+        waiting("sb-core-7c9d", "ImagePullBackOff"),
+        waiting("sb-kong-5f2a", "CrashLoopBackOff"),
+        { "metadata": { "name": "sb-admin-0" }, "status": { "phase": "Pending", "conditions": [
+            { "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes are available: 1 Insufficient memory." }] } },
+    ]});
+    std::fs::create_dir_all(state(world, "")).unwrap();
+    std::fs::write(state(world, "pods.json"), pods.to_string()).unwrap();
+}
+
+#[test]
+fn wait_times_out_naming_each_pod_that_is_not_ready_and_why() {
+    let mut world = world();
+    world.set_env("STACKINSTALL_WAIT__TIMEOUT_SECONDS", "1");
+    world.set_env("STACKINSTALL_WAIT__POLL_MILLISECONDS", "100");
+    stuck_pods(&world);
+    let failed = world.install(&["--only", "wait"]).code(1);
+    let text = stderr(&failed);
+    assert!(text.contains("1/4 pods ready"), "the live count:\n{text}");
+    let report: Vec<&str> = text
+        .lines()
+        .skip_while(|line| !line.starts_with("error:"))
+        .take_while(|line| !line.starts_with("hint: the full log"))
+        .collect();
+    insta::assert_snapshot!(report.join("\n"));
+}
+
+#[test]
+fn wait_is_done_when_every_pod_is_ready() {
+    let world = world();
+    ready_pods(&world);
+    std::fs::write(state(&world, "pods-first.json"), r#"{"items": []}"#).unwrap();
+    let done = world.install(&["--only", "wait"]).success();
+    assert!(
+        stderr(&done).contains("2/2 pods ready"),
+        "{}",
+        stderr(&done)
+    );
+}
+
+#[test]
+fn no_password_token_or_aws_key_reaches_argv_logs_or_output() {
+    let world = with_keys(world());
+    ready_pods(&world);
+    let first = world.install(&MY_STEPS).success();
+    let second = world.install(&MY_STEPS).success();
+    let renew = world.command().arg("ecr-refresh").assert().success();
+    let token = moto_token(&moto_endpoint());
+    let decoded = String::from_utf8(BASE64.decode(&token).unwrap()).unwrap();
+    let mut secrets = passwords(&world);
+    secrets.extend([
+        token,
+        decoded.clone(),
+        decoded.trim_start_matches("AWS:").to_string(),
+        SECRET_ACCESS_KEY.to_string(),
+    ]);
+
+    let mut haystacks: Vec<(String, String)> =
+        world.calls().iter().map(|c| (c.line(), c.line())).collect();
+    for assert in [&first, &second, &renew] {
+        haystacks.push(("stdout".into(), stdout(assert)));
+        haystacks.push(("stderr".into(), stderr(assert)));
+    }
+    let logs: Vec<_> = world
+        .files(true)
+        .into_iter()
+        .filter(|(path, _)| path.starts_with("/var/log/stackinstall/"))
+        .collect();
+    assert!(!logs.is_empty(), "the runs wrote logs");
+    for (path, bytes) in world.files(true) {
+        if path != "/etc/stackinstall/credentials.toml" {
+            haystacks.push((path, String::from_utf8_lossy(&bytes).into_owned()));
+        }
+    }
+    assert!(calls_of(&world.calls(), "helm", "upgrade").len() == 1);
+    for secret in &secrets {
+        for (name, text) in &haystacks {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a secret ({} chars) appears in {name}",
+                secret.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn render_writes_the_units_and_the_values_without_secrets() {
+    let world = world();
+    let out = world.dir.path().join("rendered");
+    world
+        .command()
+        .args([
+            "render",
+            "--domain",
+            "demo.example.com",
+            "--out",
+            &out.display().to_string(),
+        ])
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(out.join("release-values.yaml")).unwrap();
+    let values: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+    for service in ["mysql", "mongodb", "rabbitmq"] {
+        assert_eq!(values[service]["host"], HOST_IP, "{text}");
+        assert!(values[service].get("password").is_none(), "{text}");
+    }
+    let timer = std::fs::read_to_string(out.join("stackinstall-ecr-refresh.timer")).unwrap();
+    insta::assert_snapshot!(timer);
+    assert!(out.join("stackinstall-ecr-refresh.service").exists());
+}
+
+#[test]
+fn plan_shows_the_application_actions_and_changes_nothing() {
+    let world = world();
+    let mut args = vec!["--plan"];
+    args.extend(MY_STEPS);
+    let plan = world.install(&args).success();
+    let text = stdout(&plan);
+    for expected in [
+        "fetch an ECR token for `730335576030.dkr.ecr.ap-south-1.amazonaws.com`",
+        "write /etc/systemd/system/stackinstall-ecr-refresh.timer (mode 0644)",
+        "systemctl enable --now stackinstall-ecr-refresh.timer",
+        "helm upgrade --install stackbill oci://public.ecr.aws/p0g2c5k8/stackbill --namespace sb-apps --values /var/lib/stackinstall/stackbill-values.yaml",
+        "wait up to 600s for the pods in `sb-apps` to be Ready (now 0/0)",
+    ] {
+        assert!(text.contains(expected), "{expected} in:\n{text}");
+    }
+    let changing: Vec<String> = world
+        .calls()
+        .iter()
+        .filter(|c| !["get", "history", "is-enabled", "is-active"].contains(&c.args[0].as_str()))
+        .map(Call::line)
+        .collect();
+    assert!(changing.is_empty(), "a plan only looks: {changing:?}");
+}
