@@ -51,6 +51,23 @@ pub fn free_disk_gib(path: &Path) -> Option<u64> {
     Some(stat.f_bavail as u64 * stat.f_frsize as u64 / (1024 * 1024 * 1024))
 }
 
+/// The host's own address on its default route (what pods reach it at);
+/// no packet is sent. `None` without a route.
+pub fn primary_address() -> Option<std::net::IpAddr> {
+    let socket = std::net::UdpSocket::bind(("0.0.0.0", 0)).ok()?;
+    socket.connect(("192.0.2.1", 9)).ok()?;
+    socket.local_addr().ok().map(|address| address.ip())
+}
+
+/// The numeric id of `name` in a passwd or group file (`name:x:ID:...`).
+pub fn id_in(file: &Path, name: &str) -> Option<u32> {
+    let text = fs::read_to_string(file).ok()?;
+    text.lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.first() == Some(&name))
+        .and_then(|fields| fields.get(2)?.parse().ok())
+}
+
 /// Who listens on a TCP port: `None` when it is free.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PortUse {

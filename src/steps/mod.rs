@@ -5,7 +5,11 @@
 //! the result, and knows how to reverse itself for uninstall.
 
 pub mod credentials;
+pub mod mysql;
+pub mod nfs;
 pub mod preflight;
+pub mod rabbitmq;
+pub mod services;
 pub mod summary;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +26,9 @@ pub fn all() -> Vec<Box<dyn Step>> {
     vec![
         Box::new(preflight::Preflight),
         Box::new(credentials::CredentialsStep),
+        Box::new(mysql::Mysql),
+        Box::new(rabbitmq::Rabbitmq),
+        Box::new(nfs::Nfs),
         Box::new(summary::Summary),
     ]
 }
