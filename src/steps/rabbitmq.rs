@@ -90,23 +90,38 @@ impl Step for Rabbitmq {
         Ok(changed)
     }
 
+    /// Checks as the application would, without `rabbitmqctl` (each of its
+    /// calls starts an Erlang VM): AMQP login, then the management API,
+    /// which answers only for a user with the right password and tag.
     fn verify(&self, context: &Context) -> Result<(), StepError> {
-        let left: Vec<String> = self
-            .look(context)?
-            .into_iter()
-            .filter(|action| action.changes_host())
-            .map(|action| action.detail)
-            .collect();
-        if !left.is_empty() {
+        let config = &context.config.rabbitmq;
+        let password = password(context)?;
+        amqp_login(context, &password)?;
+        let user = management_get(context, &password, &format!("users/{}", encode(&config.username)))?;
+        let tags: Vec<String> = match &user["tags"] {
+            serde_json::Value::String(text) => text.split(',').filter(|t| !t.is_empty()).map(String::from).collect(),
+            list => list.as_array().into_iter().flatten().filter_map(|t| t.as_str().map(String::from)).collect(),
+        };
+        let permissions = management_get(context, &password, &format!("permissions/{}/{}", encode(&config.vhost), encode(&config.username)))?;
+        let full = ["configure", "write", "read"].iter().all(|key| permissions[*key] == EVERYTHING);
+        if config.tags.iter().any(|tag| !tags.contains(tag)) || !full {
             return Err(StepError::failed(
-                format!("RabbitMQ is not as the step left it: still to do: {}", left.join("; ")),
+                format!("RabbitMQ user `{}` lacks its tags ({}) or its `.* .* .*` permissions on `{}`", config.username, config.tags.join(", "), config.vhost),
                 "run `stackinstall install --redo rabbitmq`",
             ));
         }
-        let password = password(context)?;
-        amqp_login(context, &password)?;
-        management_login(context, &password)
+        Ok(())
     }
+}
+
+/// `text` percent-encoded for a URL path segment (the vhost `/` is `%2F`).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
+            _ => format!("%{byte:02X}"),
+        })
+        .collect()
 }
 
 fn rabbitmqctl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
@@ -240,14 +255,15 @@ fn amqp_login(context: &Context, password: &Secret) -> Result<(), StepError> {
     })
 }
 
-/// Asks the management API who the user is, with the user's password.
-fn management_login(context: &Context, password: &Secret) -> Result<(), StepError> {
+/// GETs `/api/PATH` of the management API at the host's address as the
+/// application user.
+fn management_get(context: &Context, password: &Secret, path: &str) -> Result<serde_json::Value, StepError> {
     let config = &context.config.rabbitmq;
-    let url = format!("http://{}:{}/api/whoami", services::login_address(&config.host), config.management_port);
+    let url = format!("http://{}:{}/api/{path}", services::login_address(&config.host), config.management_port);
     let failed = |why: String| {
         StepError::failed(
-            format!("the management API at `{url}` does not accept `{}`: {why}", config.username),
-            "check `rabbitmq-plugins list` shows rabbitmq_management enabled, then `stackinstall install --redo rabbitmq`",
+            format!("the management API at `{url}` does not answer `{}`: {why}", config.username),
+            "check that `rabbitmq-plugins list` shows rabbitmq_management enabled, then `stackinstall install --redo rabbitmq`",
         )
     };
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(20)).build().map_err(|e| failed(e.to_string()))?;
@@ -259,5 +275,5 @@ fn management_login(context: &Context, password: &Secret) -> Result<(), StepErro
     if !response.status().is_success() {
         return Err(failed(format!("HTTP {}", response.status())));
     }
-    Ok(())
+    response.json().map_err(|e| failed(e.to_string()))
 }
