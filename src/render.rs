@@ -38,8 +38,10 @@ pub fn template(name: &str, values: impl serde::Serialize) -> Result<String, Ren
 /// then each file the steps render.
 pub fn files(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
     let effective = toml::to_string(config).expect("the configuration serializes");
-    Ok(vec![(
+    let mut files = vec![(
         "stackinstall.toml".to_string(),
         format!("# The effective configuration of this install (profile `{}`).\n{effective}", config.name),
-    )])
+    )];
+    files.extend(crate::steps::mysql::rendered_files(config)?);
+    Ok(files)
 }

@@ -38,7 +38,10 @@ pub fn missing(packages: &[&str]) -> Result<Vec<String>, CommandError> {
 fn apt_get<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
     Command::new("apt-get")
         .env("DEBIAN_FRONTEND", "noninteractive")
-        .args(["-o".to_string(), format!("DPkg::Lock::Timeout={LOCK_TIMEOUT_SECONDS}")])
+        .args([
+            "-o".to_string(),
+            format!("DPkg::Lock::Timeout={LOCK_TIMEOUT_SECONDS}"),
+        ])
         .args(args)
         .timeout(INSTALL_TIMEOUT)
 }
@@ -75,7 +78,9 @@ pub fn run_apt(command: &Command) -> Result<Output, CommandError> {
     let tail = lines[lines.len().saturating_sub(OUTPUT_TAIL_LINES)..].join("\n");
     Err(CommandError::Failed {
         command: command.to_string(),
-        status: output.code.map_or("a signal".into(), |code| format!("exit status {code}")),
+        status: output
+            .code
+            .map_or("a signal".into(), |code| format!("exit status {code}")),
         stderr_tail: crate::secrets::redact(&tail),
     })
 }

@@ -16,12 +16,15 @@ use std::time::Duration;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlSslMode};
 use sqlx::{ConnectOptions, Connection};
 
+mod sql;
+
+use self::sql::{Survey, User};
 use super::services;
 use super::{Action, ActionKind, Step, StepError};
 use crate::context::Context;
 use crate::host::{self, service};
 use crate::render;
-use crate::secrets::{MASK, Secret};
+use crate::secrets::Secret;
 use crate::state::Fingerprint;
 
 /// The mysql step.
@@ -79,22 +82,6 @@ impl Flavour {
     }
 }
 
-/// What the server holds now.
-struct Survey {
-    flavour: Flavour,
-    version: String,
-    missing_databases: Vec<String>,
-    user: User,
-    grants_complete: bool,
-}
-
-#[derive(PartialEq)]
-enum User {
-    Missing,
-    OtherPassword,
-    Current,
-}
-
 impl Step for Mysql {
     fn id(&self) -> &'static str {
         "mysql"
@@ -121,20 +108,37 @@ impl Step for Mysql {
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let package = package(context);
         let mut actions = services::package_actions(context, SERVICE, &[&package])?;
-        let installed = !actions.iter().any(|action| action.kind == ActionKind::Package);
-        let survey = if installed { survey_if_running(context)? } else { None };
-        let flavour = survey.as_ref().map_or(expected_flavour(&package), |survey| survey.flavour);
+        let installed = !actions
+            .iter()
+            .any(|action| action.kind == ActionKind::Package);
+        let survey = if installed {
+            survey_if_running(context)?
+        } else {
+            None
+        };
+        let flavour = survey
+            .as_ref()
+            .map_or(expected_flavour(&package), |survey| survey.flavour);
         let path = config_path(context, flavour);
         let text = config_text(context, flavour)?;
         let changed = host::fs::read_optional(&path)?.as_deref() != Some(text.as_str());
         if changed {
-            actions.push(Action::write(path.clone(), &context.shown(&path), text.into_bytes(), 0o644));
+            actions.push(Action::write(
+                path.clone(),
+                &context.shown(&path),
+                text.into_bytes(),
+                0o644,
+            ));
         }
         actions.extend(services::service_action(&unit(context, flavour), changed)?);
         if let Some(survey) = &survey {
-            actions.push(Action::check(format!("{} {} answers on the socket", survey.flavour.name(), survey.version)));
+            actions.push(Action::check(format!(
+                "{} {} answers on the socket",
+                survey.flavour.name(),
+                survey.version
+            )));
         }
-        for statement in statements(context, flavour, survey.as_ref(), None)? {
+        for statement in sql::statements(&context.config.mysql, flavour, survey.as_ref(), None) {
             actions.push(Action::custom(ActionKind::Database, RUN_SQL, statement));
         }
         Ok(actions)
@@ -165,7 +169,10 @@ impl Step for Mysql {
             .collect();
         if !left.is_empty() {
             return Err(StepError::failed(
-                format!("MySQL is not as the step left it: still to do: {}", left.join("; ")),
+                format!(
+                    "MySQL is not as the step left it: still to do: {}",
+                    left.join("; ")
+                ),
                 "run `stackinstall install --redo mysql`",
             ));
         }
@@ -206,7 +213,10 @@ pub fn config_text(context: &Context, flavour: Flavour) -> Result<String, StepEr
 }
 
 /// The settings file of `config` for `flavour`.
-pub fn render_config(config: &crate::config::Config, flavour: Flavour) -> Result<String, StepError> {
+pub fn render_config(
+    config: &crate::config::Config,
+    flavour: Flavour,
+) -> Result<String, StepError> {
     let settings: Vec<serde_json::Value> = config
         .mysql
         .settings
@@ -217,41 +227,42 @@ pub fn render_config(config: &crate::config::Config, flavour: Flavour) -> Result
                 serde_json::json!({ "name": "host_cache_size", "value": "0", "flag": false })
             }
             (_, _, toml::Value::Boolean(true)) => serde_json::json!({ "name": name, "flag": true }),
-            (_, _, toml::Value::String(text)) => serde_json::json!({ "name": name, "value": text, "flag": false }),
-            (_, _, other) => serde_json::json!({ "name": name, "value": other.to_string(), "flag": false }),
+            (_, _, toml::Value::String(text)) => {
+                serde_json::json!({ "name": name, "value": text, "flag": false })
+            }
+            (_, _, other) => {
+                serde_json::json!({ "name": name, "value": other.to_string(), "flag": false })
+            }
         })
         .collect();
     let values = serde_json::json!({ "profile": config.name, "flavour": flavour.name(), "settings": settings });
-    render::template("mysql-stackbill.cnf", values)
-        .map_err(|error| StepError::failed(error.to_string(), "fix `templates/mysql-stackbill.cnf`"))
+    render::template("mysql-stackbill.cnf", values).map_err(|error| {
+        StepError::failed(error.to_string(), "fix `templates/mysql-stackbill.cnf`")
+    })
 }
 
-/// The statements that bring the server to the profile; the password is
-/// masked unless `password` is given. Without a survey, all of them.
-fn statements(context: &Context, flavour: Flavour, survey: Option<&Survey>, password: Option<&Secret>) -> Result<Vec<String>, StepError> {
-    let config = &context.config.mysql;
-    let shown = password.map_or(MASK.to_string(), |secret| escape(secret.expose()));
-    let user = format!("'{}'@'%'", escape(&config.username));
-    let identified = format!("{} '{shown}'", flavour.identified_by());
-    let mut statements = Vec::new();
-    let missing_databases = survey.map_or(&config.databases, |survey| &survey.missing_databases);
-    for database in missing_databases {
-        statements.push(format!("CREATE DATABASE IF NOT EXISTS `{}`", database.replace('`', "``")));
+/// The settings file of each flavour, for `stackinstall render`.
+pub fn rendered_files(
+    config: &crate::config::Config,
+) -> Result<Vec<(String, String)>, render::RenderError> {
+    let mut files = Vec::new();
+    for flavour in [Flavour::Mysql, Flavour::Mariadb] {
+        let text = render_config(config, flavour).map_err(|error| render::RenderError {
+            name: "mysql-stackbill.cnf".into(),
+            source: minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                error.to_string(),
+            ),
+        })?;
+        files.push((
+            format!(
+                "{}/{CONFIG_FILE}",
+                flavour.config_dir().trim_start_matches("/etc/")
+            ),
+            text,
+        ));
     }
-    match survey.map_or(&User::Missing, |survey| &survey.user) {
-        User::Missing => statements.push(format!("CREATE USER {user} {identified}")),
-        User::OtherPassword => statements.push(format!("ALTER USER {user} {identified}")),
-        User::Current => {}
-    }
-    if survey.is_none_or(|survey| !survey.grants_complete || survey.user == User::Missing) {
-        statements.push(format!("GRANT ALL PRIVILEGES ON *.* TO {user} WITH GRANT OPTION"));
-    }
-    Ok(statements)
-}
-
-/// A string literal's content, for a session with backslash escapes on.
-fn escape(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('\'', "''").replace('\0', "\\0")
+    Ok(files)
 }
 
 fn password(context: &Context) -> Result<Secret, StepError> {
@@ -277,67 +288,26 @@ fn survey_if_running(context: &Context) -> Result<Option<Survey>, StepError> {
     let password = password(context).ok();
     let attempt = context.block_on(async {
         let mut connection = MySqlConnection::connect_with(&admin_options(context)).await?;
-        survey(&mut connection, context, password.as_ref()).await
+        sql::survey(&mut connection, &context.config.mysql, password.as_ref()).await
     });
     match attempt {
         Ok(survey) => Ok(Some(survey)),
         Err(_) if context.plan => Ok(None),
-        Err(_) if !service::is_active(&unit(context, expected_flavour(&package(context))))? => Ok(None),
+        Err(_) if !service::is_active(&unit(context, expected_flavour(&package(context))))? => {
+            Ok(None)
+        }
         Err(error) => Err(admin_error(context, &error)),
     }
 }
 
 fn admin_error(context: &Context, error: &sqlx::Error) -> StepError {
     StepError::failed(
-        format!("cannot administer MySQL through the socket `{}` as root: {error}", context.config.mysql.socket),
+        format!(
+            "cannot administer MySQL through the socket `{}` as root: {error}",
+            context.config.mysql.socket
+        ),
         "check that the server runs (`systemctl status mariadb` or `mysql`) and that root logs in with `sudo mysql`; set `[mysql] socket` if it lives elsewhere",
     )
-}
-
-async fn survey(connection: &mut MySqlConnection, context: &Context, password: Option<&Secret>) -> Result<Survey, sqlx::Error> {
-    let config = &context.config.mysql;
-    let version: String = sqlx::query_scalar("SELECT CAST(VERSION() AS CHAR)").fetch_one(&mut *connection).await?;
-    let existing: Vec<String> = sqlx::query_scalar("SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA")
-        .fetch_all(&mut *connection)
-        .await?;
-    let missing_databases = config.databases.iter().filter(|name| !existing.contains(name)).cloned().collect();
-    let row: Option<(String, String)> = sqlx::query_as(
-        "SELECT CAST(plugin AS CHAR), CAST(authentication_string AS CHAR) FROM mysql.user WHERE User = ? AND Host = '%'",
-    )
-    .bind(&config.username)
-    .fetch_optional(&mut *connection)
-    .await?;
-    let user = match (row, password) {
-        (None, _) => User::Missing,
-        (Some((plugin, hash)), Some(password)) => {
-            let expected: String = sqlx::query_scalar("SELECT CONCAT('*', UPPER(SHA1(UNHEX(SHA1(?)))))")
-                .bind(password.expose())
-                .fetch_one(&mut *connection)
-                .await?;
-            match plugin == "mysql_native_password" && hash == expected {
-                true => User::Current,
-                false => User::OtherPassword,
-            }
-        }
-        (Some(_), None) => User::OtherPassword,
-    };
-    let grants_complete = grants_complete(connection, &config.username).await?;
-    Ok(Survey { flavour: Flavour::from_version(&version), version, missing_databases, user, grants_complete })
-}
-
-/// Whether the user holds, with grant option, every privilege root holds.
-async fn grants_complete(connection: &mut MySqlConnection, username: &str) -> Result<bool, sqlx::Error> {
-    let grantee = format!("'{}'@'%'", username.replace('\'', "''"));
-    let lacking: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES WHERE GRANTEE = \
-         CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''') \
-         AND PRIVILEGE_TYPE NOT IN (SELECT PRIVILEGE_TYPE FROM information_schema.USER_PRIVILEGES \
-         WHERE GRANTEE = ? AND IS_GRANTABLE = 'YES')",
-    )
-    .bind(&grantee)
-    .fetch_one(&mut *connection)
-    .await?;
-    Ok(lacking == 0)
 }
 
 /// Connects as root (waiting for a server that was just restarted), looks
@@ -347,10 +317,17 @@ fn provision(context: &mut Context) -> Result<bool, StepError> {
     let context = &*context;
     let result = context.block_on(async {
         let mut connection = connect_with_retries(&admin_options(context), 60).await?;
-        sqlx::raw_sql("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'").execute(&mut connection).await?;
-        let survey = survey(&mut connection, context, Some(&password)).await?;
+        sqlx::raw_sql("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
+            .execute(&mut connection)
+            .await?;
+        let survey = sql::survey(&mut connection, &context.config.mysql, Some(&password)).await?;
         report_drift(context, &survey);
-        let statements = statements(context, survey.flavour, Some(&survey), Some(&password)).unwrap_or_default();
+        let statements = sql::statements(
+            &context.config.mysql,
+            survey.flavour,
+            Some(&survey),
+            Some(&password),
+        );
         for statement in &statements {
             sqlx::raw_sql(statement).execute(&mut connection).await?;
         }
@@ -365,11 +342,16 @@ fn report_drift(context: &Context, survey: &Survey) {
         context.ui.warn(&format!("the password of {user} was not the credentials file's (changed by hand?): setting it back"));
     }
     if survey.user != User::Missing && !survey.grants_complete {
-        context.ui.warn(&format!("{user} lacked some privileges: granting them again"));
+        context.ui.warn(&format!(
+            "{user} lacked some privileges: granting them again"
+        ));
     }
 }
 
-async fn connect_with_retries(options: &MySqlConnectOptions, seconds: u32) -> Result<MySqlConnection, sqlx::Error> {
+async fn connect_with_retries(
+    options: &MySqlConnectOptions,
+    seconds: u32,
+) -> Result<MySqlConnection, sqlx::Error> {
     let mut attempt = 0;
     loop {
         match MySqlConnection::connect_with(options).await {
@@ -396,7 +378,9 @@ fn login_over_tcp(context: &Context) -> Result<(), StepError> {
         .disable_statement_logging();
     let seen: Result<Vec<String>, sqlx::Error> = context.block_on(async {
         let mut connection = MySqlConnection::connect_with(&options).await?;
-        sqlx::query_scalar("SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA").fetch_all(&mut connection).await
+        sqlx::query_scalar("SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA")
+            .fetch_all(&mut connection)
+            .await
     });
     let who = format!("`{}` at {address}:{}", config.username, config.port);
     let seen = seen.map_err(|error| {
@@ -405,11 +389,28 @@ fn login_over_tcp(context: &Context) -> Result<(), StepError> {
             "check `bind-address` in the server's settings and the host firewall, then `stackinstall install --redo mysql`",
         )
     })?;
-    match config.databases.iter().find(|database| !seen.contains(database)) {
+    match config
+        .databases
+        .iter()
+        .find(|database| !seen.contains(database))
+    {
         Some(database) => Err(StepError::failed(
             format!("{who} logs in but does not see the database `{database}`"),
             "run `stackinstall install --redo mysql`",
         )),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_settings_file_replaces_skip_host_cache() {
+        let config = crate::config::Config::load(&Default::default()).unwrap();
+        insta::assert_snapshot!("mysql_cnf", render_config(&config, Flavour::Mysql).unwrap());
+        let mariadb = render_config(&config, Flavour::Mariadb).unwrap();
+        assert!(mariadb.contains("\nskip-host-cache\n"), "{mariadb}");
     }
 }

@@ -70,7 +70,12 @@ impl Step for Nfs {
         let wanted = with_block(&current, &export_line(context));
         let changed = wanted != current;
         if changed {
-            actions.push(Action::write(path.clone(), &context.shown(&path), wanted.into_bytes(), 0o644));
+            actions.push(Action::write(
+                path.clone(),
+                &context.shown(&path),
+                wanted.into_bytes(),
+                0o644,
+            ));
         }
         actions.extend(services::service_action(UNIT, false)?);
         if changed {
@@ -99,13 +104,19 @@ impl Step for Nfs {
             .collect();
         if !left.is_empty() {
             return Err(StepError::failed(
-                format!("the NFS export is not as the step left it: still to do: {}", left.join("; ")),
+                format!(
+                    "the NFS export is not as the step left it: still to do: {}",
+                    left.join("; ")
+                ),
                 "run `stackinstall install --redo nfs`",
             ));
         }
         let exported = exportfs(["-v"]).run()?.stdout;
         let path = &context.config.nfs.path;
-        if !exported.lines().any(|line| line.split_whitespace().next() == Some(path.as_str())) {
+        if !exported
+            .lines()
+            .any(|line| line.split_whitespace().next() == Some(path.as_str()))
+        {
             return Err(StepError::failed(
                 format!("`exportfs -v` does not list `{path}` although `/etc/exports` has it"),
                 "run `sudo exportfs -ra` and look at its errors (and `systemctl status nfs-kernel-server`)",
@@ -122,26 +133,39 @@ impl Step for Nfs {
             return Ok(Vec::new());
         }
         Ok(vec![
-            Action::write(path.clone(), &context.shown(&path), without.into_bytes(), 0o644),
+            Action::write(
+                path.clone(),
+                &context.shown(&path),
+                without.into_bytes(),
+                0o644,
+            ),
             Action::run(exportfs(["-ra"])),
         ])
     }
 }
 
 fn exportfs<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
-    Command::new("exportfs").args(args).timeout(Duration::from_secs(60))
+    Command::new("exportfs")
+        .args(args)
+        .timeout(Duration::from_secs(60))
 }
 
 /// The export line of the profile: `/data/stackbill 10.42.0.0/16(rw,...)`.
 fn export_line(context: &Context) -> String {
     let config = &context.config;
-    format!("{} {}({})", config.nfs.path, config.cluster.pod_cidr, config.nfs.export_options)
+    format!(
+        "{} {}({})",
+        config.nfs.path, config.cluster.pod_cidr, config.nfs.export_options
+    )
 }
 
 fn directory_ready(directory: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata(directory).is_ok_and(|metadata| {
-        metadata.is_dir() && metadata.mode() & 0o7777 == DIRECTORY_MODE && metadata.uid() == NOBODY && metadata.gid() == NOBODY
+        metadata.is_dir()
+            && metadata.mode() & 0o7777 == DIRECTORY_MODE
+            && metadata.uid() == NOBODY
+            && metadata.gid() == NOBODY
     })
 }
 
@@ -160,8 +184,14 @@ pub fn with_block(exports: &str, line: &str) -> String {
     let end = lines.iter().position(|l| l.trim() == END);
     match (begin, end) {
         (Some(begin), Some(end)) if begin < end => {
-            let before = lines[..begin].iter().map(|l| format!("{l}\n")).collect::<String>();
-            let after = lines[end + 1..].iter().map(|l| format!("{l}\n")).collect::<String>();
+            let before = lines[..begin]
+                .iter()
+                .map(|l| format!("{l}\n"))
+                .collect::<String>();
+            let after = lines[end + 1..]
+                .iter()
+                .map(|l| format!("{l}\n"))
+                .collect::<String>();
             format!("{before}{block}{after}")
         }
         _ if exports.is_empty() => block,
@@ -197,8 +227,17 @@ mod tests {
         let foreign = "/srv/backup 192.168.1.0/24(ro)\n";
         let first = with_block(foreign, "/data/x 10.42.0.0/16(rw)");
         assert!(first.starts_with(foreign));
-        let second = with_block(&format!("{first}/srv/other *(ro)\n"), "/data/x 10.50.0.0/16(rw)");
-        assert_eq!(second, format!("{foreign}{BEGIN}\n/data/x 10.50.0.0/16(rw)\n{END}\n/srv/other *(ro)\n"));
-        assert_eq!(without_block(&second), format!("{foreign}/srv/other *(ro)\n"));
+        let second = with_block(
+            &format!("{first}/srv/other *(ro)\n"),
+            "/data/x 10.50.0.0/16(rw)",
+        );
+        assert_eq!(
+            second,
+            format!("{foreign}{BEGIN}\n/data/x 10.50.0.0/16(rw)\n{END}\n/srv/other *(ro)\n")
+        );
+        assert_eq!(
+            without_block(&second),
+            format!("{foreign}/srv/other *(ro)\n")
+        );
     }
 }

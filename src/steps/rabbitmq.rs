@@ -49,14 +49,17 @@ impl Step for Rabbitmq {
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
-        let config = toml::to_string(&context.config.rabbitmq).expect("the rabbitmq section serializes");
+        let config =
+            toml::to_string(&context.config.rabbitmq).expect("the rabbitmq section serializes");
         fingerprint.add("rabbitmq", config);
         Ok(())
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let mut actions = services::package_actions(context, SERVICE, &[PACKAGE])?;
-        let installed = !actions.iter().any(|action| action.kind == ActionKind::Package);
+        let installed = !actions
+            .iter()
+            .any(|action| action.kind == ActionKind::Package);
         let running = installed && service::is_active(UNIT)?;
         actions.extend(services::service_action(UNIT, false)?);
         if !installed || !plugin_enabled()? {
@@ -70,7 +73,11 @@ impl Step for Rabbitmq {
             false => all_user_commands(context, &password),
         };
         for command in commands {
-            actions.push(Action::custom(ActionKind::Command, PROVISION, command.to_string()));
+            actions.push(Action::custom(
+                ActionKind::Command,
+                PROVISION,
+                command.to_string(),
+            ));
         }
         Ok(actions)
     }
@@ -97,16 +104,44 @@ impl Step for Rabbitmq {
         let config = &context.config.rabbitmq;
         let password = password(context)?;
         amqp_login(context, &password)?;
-        let user = management_get(context, &password, &format!("users/{}", encode(&config.username)))?;
+        let user = management_get(
+            context,
+            &password,
+            &format!("users/{}", encode(&config.username)),
+        )?;
         let tags: Vec<String> = match &user["tags"] {
-            serde_json::Value::String(text) => text.split(',').filter(|t| !t.is_empty()).map(String::from).collect(),
-            list => list.as_array().into_iter().flatten().filter_map(|t| t.as_str().map(String::from)).collect(),
+            serde_json::Value::String(text) => text
+                .split(',')
+                .filter(|t| !t.is_empty())
+                .map(String::from)
+                .collect(),
+            list => list
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect(),
         };
-        let permissions = management_get(context, &password, &format!("permissions/{}/{}", encode(&config.vhost), encode(&config.username)))?;
-        let full = ["configure", "write", "read"].iter().all(|key| permissions[*key] == EVERYTHING);
+        let permissions = management_get(
+            context,
+            &password,
+            &format!(
+                "permissions/{}/{}",
+                encode(&config.vhost),
+                encode(&config.username)
+            ),
+        )?;
+        let full = ["configure", "write", "read"]
+            .iter()
+            .all(|key| permissions[*key] == EVERYTHING);
         if config.tags.iter().any(|tag| !tags.contains(tag)) || !full {
             return Err(StepError::failed(
-                format!("RabbitMQ user `{}` lacks its tags ({}) or its `.* .* .*` permissions on `{}`", config.username, config.tags.join(", "), config.vhost),
+                format!(
+                    "RabbitMQ user `{}` lacks its tags ({}) or its `.* .* .*` permissions on `{}`",
+                    config.username,
+                    config.tags.join(", "),
+                    config.vhost
+                ),
                 "run `stackinstall install --redo rabbitmq`",
             ));
         }
@@ -118,18 +153,24 @@ impl Step for Rabbitmq {
 fn encode(text: &str) -> String {
     text.bytes()
         .map(|byte| match byte {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (byte as char).to_string()
+            }
             _ => format!("%{byte:02X}"),
         })
         .collect()
 }
 
 fn rabbitmqctl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
-    Command::new("rabbitmqctl").args(args).timeout(Duration::from_secs(120))
+    Command::new("rabbitmqctl")
+        .args(args)
+        .timeout(Duration::from_secs(120))
 }
 
 fn rabbitmq_plugins<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
-    Command::new("rabbitmq-plugins").args(args).timeout(Duration::from_secs(120))
+    Command::new("rabbitmq-plugins")
+        .args(args)
+        .timeout(Duration::from_secs(120))
 }
 
 fn password(context: &Context) -> Result<Secret, StepError> {
@@ -149,7 +190,11 @@ fn plugin_enabled() -> Result<bool, StepError> {
 
 /// `rabbitmqctl ... --formatter json` parsed.
 fn json(args: &[&str]) -> Result<serde_json::Value, StepError> {
-    let command = rabbitmqctl(args.iter().copied().chain(["--formatter", "json", "--silent"]));
+    let command = rabbitmqctl(
+        args.iter()
+            .copied()
+            .chain(["--formatter", "json", "--silent"]),
+    );
     let output = command.run()?;
     serde_json::from_str(&output.stdout).map_err(|error| {
         StepError::failed(
@@ -166,7 +211,8 @@ fn all_user_commands(context: &Context, password: &Secret) -> Vec<Command> {
     if config.vhost != "/" {
         commands.push(rabbitmqctl(["add_vhost", config.vhost.as_str()]));
     }
-    commands.push(rabbitmqctl(["add_user", config.username.as_str()]).stdin_secret(password.clone()));
+    commands
+        .push(rabbitmqctl(["add_user", config.username.as_str()]).stdin_secret(password.clone()));
     commands.push(tags_command(context));
     commands.push(permissions_command(context));
     commands
@@ -176,14 +222,29 @@ fn all_user_commands(context: &Context, password: &Secret) -> Vec<Command> {
 fn user_commands(context: &Context, password: &Secret) -> Result<Vec<Command>, StepError> {
     let config = &context.config.rabbitmq;
     let users = json(&["list_users"])?;
-    let user = users.as_array().into_iter().flatten().find(|user| user["user"] == config.username.as_str());
-    let Some(user) = user else { return Ok(all_user_commands(context, password)) };
+    let user = users
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|user| user["user"] == config.username.as_str());
+    let Some(user) = user else {
+        return Ok(all_user_commands(context, password));
+    };
     let mut commands = Vec::new();
-    let authenticate = rabbitmqctl(["authenticate_user", config.username.as_str()]).stdin_secret(password.clone());
+    let authenticate =
+        rabbitmqctl(["authenticate_user", config.username.as_str()]).stdin_secret(password.clone());
     if !authenticate.run_unchecked()?.success() {
-        commands.push(rabbitmqctl(["change_password", config.username.as_str()]).stdin_secret(password.clone()));
+        commands.push(
+            rabbitmqctl(["change_password", config.username.as_str()])
+                .stdin_secret(password.clone()),
+        );
     }
-    let mut tags: Vec<String> = user["tags"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(String::from)).collect();
+    let mut tags: Vec<String> = user["tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(String::from))
+        .collect();
     let mut wanted = config.tags.clone();
     tags.sort();
     wanted.sort();
@@ -191,12 +252,20 @@ fn user_commands(context: &Context, password: &Secret) -> Result<Vec<Command>, S
         commands.push(tags_command(context));
     }
     let vhosts = json(&["list_vhosts"])?;
-    if !vhosts.as_array().into_iter().flatten().any(|vhost| vhost["name"] == config.vhost.as_str()) {
+    if !vhosts
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|vhost| vhost["name"] == config.vhost.as_str())
+    {
         commands.push(rabbitmqctl(["add_vhost", config.vhost.as_str()]));
     }
     let permissions = json(&["list_user_permissions", config.username.as_str()])?;
     let full = permissions.as_array().into_iter().flatten().any(|entry| {
-        entry["vhost"] == config.vhost.as_str() && ["configure", "write", "read"].iter().all(|key| entry[*key] == EVERYTHING)
+        entry["vhost"] == config.vhost.as_str()
+            && ["configure", "write", "read"]
+                .iter()
+                .all(|key| entry[*key] == EVERYTHING)
     });
     if !full {
         commands.push(permissions_command(context));
@@ -211,16 +280,29 @@ fn tags_command(context: &Context) -> Command {
 
 fn permissions_command(context: &Context) -> Command {
     let config = &context.config.rabbitmq;
-    rabbitmqctl(["set_permissions", "-p", config.vhost.as_str(), config.username.as_str()]).args([EVERYTHING; 3])
+    rabbitmqctl([
+        "set_permissions",
+        "-p",
+        config.vhost.as_str(),
+        config.username.as_str(),
+    ])
+    .args([EVERYTHING; 3])
 }
 
 /// Waits for the node, looks again and runs what is missing; returns
 /// whether it ran anything.
 fn provision(context: &mut Context) -> Result<bool, StepError> {
     let password = password(context)?;
-    rabbitmqctl(["await_startup", "--timeout", "120"]).timeout(Duration::from_secs(150)).run()?;
+    rabbitmqctl(["await_startup", "--timeout", "120"])
+        .timeout(Duration::from_secs(150))
+        .run()?;
     let commands = user_commands(context, &password)?;
-    if commands.iter().any(|command| command.arguments().first().is_some_and(|a| a == "change_password")) {
+    if commands.iter().any(|command| {
+        command
+            .arguments()
+            .first()
+            .is_some_and(|a| a == "change_password")
+    }) {
         let user = &context.config.rabbitmq.username;
         context.ui.warn(&format!("the password of RabbitMQ user `{user}` was not the credentials file's (changed by hand?): setting it back"));
     }
@@ -236,7 +318,10 @@ fn amqp_login(context: &Context, password: &Secret) -> Result<(), StepError> {
     let host = services::login_address(&config.host);
     let uri = AMQPUri {
         authority: AMQPAuthority {
-            userinfo: AMQPUserInfo { username: config.username.clone(), password: password.expose().to_string() },
+            userinfo: AMQPUserInfo {
+                username: config.username.clone(),
+                password: password.expose().to_string(),
+            },
             host: host.clone(),
             port: config.port,
         },
@@ -244,8 +329,11 @@ fn amqp_login(context: &Context, password: &Secret) -> Result<(), StepError> {
         ..AMQPUri::default()
     };
     let result = context.block_on(async {
-        let connection = lapin::Connection::connect_uri(uri, lapin::ConnectionProperties::default()).await?;
-        connection.close(200, "stackinstall verified the login").await
+        let connection =
+            lapin::Connection::connect_uri(uri, lapin::ConnectionProperties::default()).await?;
+        connection
+            .close(200, "stackinstall verified the login")
+            .await
     });
     result.map_err(|error| {
         StepError::failed(
@@ -257,16 +345,30 @@ fn amqp_login(context: &Context, password: &Secret) -> Result<(), StepError> {
 
 /// GETs `/api/PATH` of the management API at the host's address as the
 /// application user.
-fn management_get(context: &Context, password: &Secret, path: &str) -> Result<serde_json::Value, StepError> {
+fn management_get(
+    context: &Context,
+    password: &Secret,
+    path: &str,
+) -> Result<serde_json::Value, StepError> {
     let config = &context.config.rabbitmq;
-    let url = format!("http://{}:{}/api/{path}", services::login_address(&config.host), config.management_port);
+    let url = format!(
+        "http://{}:{}/api/{path}",
+        services::login_address(&config.host),
+        config.management_port
+    );
     let failed = |why: String| {
         StepError::failed(
-            format!("the management API at `{url}` does not answer `{}`: {why}", config.username),
+            format!(
+                "the management API at `{url}` does not answer `{}`: {why}",
+                config.username
+            ),
             "check that `rabbitmq-plugins list` shows rabbitmq_management enabled, then `stackinstall install --redo rabbitmq`",
         )
     };
-    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(20)).build().map_err(|e| failed(e.to_string()))?;
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .map_err(|e| failed(e.to_string()))?;
     let response = client
         .get(&url)
         .basic_auth(&config.username, Some(password.expose()))

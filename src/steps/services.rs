@@ -18,12 +18,19 @@ pub fn preexisting_key(service: &str) -> String {
 /// The package actions for `packages`: nothing when all are installed.
 /// Also records, before anything changes, whether the server was already
 /// there (`preexisting`), once.
-pub fn package_actions(context: &Context, service: &str, packages: &[&str]) -> Result<Vec<Action>, StepError> {
+pub fn package_actions(
+    context: &Context,
+    service: &str,
+    packages: &[&str],
+) -> Result<Vec<Action>, StepError> {
     let missing = packages::missing(packages)?;
     let mut actions = Vec::new();
     if context.fact(&preexisting_key(service)).is_none() {
         let (tag, what) = match missing.is_empty() {
-            true => (RECORD_PREEXISTING, "was already on the host: uninstall keeps it"),
+            true => (
+                RECORD_PREEXISTING,
+                "was already on the host: uninstall keeps it",
+            ),
             false => (RECORD_NEW, "is new on this host: uninstall may remove it"),
         };
         let detail = format!("record in the state that {service} {what}");
@@ -35,7 +42,11 @@ pub fn package_actions(context: &Context, service: &str, packages: &[&str]) -> R
             packages::install_command(&missing),
             packages::update_command()
         );
-        actions.push(Action::custom(ActionKind::Package, INSTALL_PACKAGES, detail));
+        actions.push(Action::custom(
+            ActionKind::Package,
+            INSTALL_PACKAGES,
+            detail,
+        ));
     }
     Ok(actions)
 }
@@ -57,13 +68,24 @@ pub fn service_action(unit: &str, config_changed: bool) -> Result<Option<Action>
 
 /// Carries out a generic action or one of the shared custom ones for
 /// `service`; returns `None` for a custom action that is the step's own.
-pub fn perform(context: &mut Context, service: &str, action: &Action, packages: &[&str]) -> Result<Option<bool>, StepError> {
+pub fn perform(
+    context: &mut Context,
+    service: &str,
+    action: &Action,
+    packages: &[&str],
+) -> Result<Option<bool>, StepError> {
     match action.tag() {
-        Some(RECORD_PREEXISTING) => context.record_fact(&preexisting_key(service), "true").map(|()| Some(false)),
-        Some(RECORD_NEW) => context.record_fact(&preexisting_key(service), "false").map(|()| Some(false)),
+        Some(RECORD_PREEXISTING) => context
+            .record_fact(&preexisting_key(service), "true")
+            .map(|()| Some(false)),
+        Some(RECORD_NEW) => context
+            .record_fact(&preexisting_key(service), "false")
+            .map(|()| Some(false)),
         Some(INSTALL_PACKAGES) => {
             let missing = packages::missing(packages)?;
-            context.ui.status(&format!("installing {}", missing.join(" ")));
+            context
+                .ui
+                .status(&format!("installing {}", missing.join(" ")));
             packages::install(&missing)?;
             Ok(Some(true))
         }
@@ -78,7 +100,8 @@ pub fn login_address(configured: &str) -> String {
     if !configured.is_empty() {
         return configured.to_string();
     }
-    host::system::primary_address().map_or_else(|| "127.0.0.1".to_string(), |address| address.to_string())
+    host::system::primary_address()
+        .map_or_else(|| "127.0.0.1".to_string(), |address| address.to_string())
 }
 
 /// The OS `ID` of the host (`ubuntu`, `debian`), empty when unknown.
