@@ -189,6 +189,19 @@ pub struct Mysql {
     pub settings: BTreeMap<String, toml::Value>,
     /// Programs that may already listen on the port (a server we use).
     pub server_programs: Vec<String>,
+    /// The package to install; empty: `mysql-server` on Ubuntu,
+    /// `mariadb-server` on Debian.
+    pub package: String,
+    /// The socket root administers the server through (not under `--root`:
+    /// it is the running server's).
+    pub socket: String,
+    /// Where the settings file goes; empty: `/etc/mysql/mysql.conf.d` for
+    /// MySQL, `/etc/mysql/mariadb.conf.d` for MariaDB.
+    pub config_dir: String,
+    /// The systemd unit; empty: `mysql` for MySQL, `mariadb` for MariaDB.
+    pub service: String,
+    /// The address the verification logs in at; empty: the host's own.
+    pub host: String,
 }
 
 impl Default for Mysql {
@@ -199,6 +212,11 @@ impl Default for Mysql {
             databases: Vec::new(),
             settings: BTreeMap::new(),
             server_programs: vec!["mysqld".into(), "mariadbd".into()],
+            package: String::new(),
+            socket: "/run/mysqld/mysqld.sock".into(),
+            config_dir: String::new(),
+            service: String::new(),
+            host: String::new(),
         }
     }
 }
@@ -244,6 +262,8 @@ pub struct Rabbitmq {
     pub vhost: String,
     /// Programs that may already listen on the ports (a server we use).
     pub server_programs: Vec<String>,
+    /// The address the verification logs in at; empty: the host's own.
+    pub host: String,
 }
 
 impl Default for Rabbitmq {
@@ -255,6 +275,7 @@ impl Default for Rabbitmq {
             tags: vec!["administrator".into()],
             vhost: "/".into(),
             server_programs: vec!["beam.smp".into()],
+            host: String::new(),
         }
     }
 }

@@ -64,5 +64,6 @@ pub fn files(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
         "release-values.yaml".into(),
         crate::steps::release::values_for_review(config),
     ));
+    files.extend(crate::steps::mysql::rendered_files(config)?);
     Ok(files)
 }

@@ -108,6 +108,18 @@ pub fn ensure_dir(path: &Path, mode: u32) -> Result<bool, FileError> {
     Ok(true)
 }
 
+/// Makes `path` owned by `uid`:`gid`; returns whether it changed.
+pub fn ensure_owner(path: &Path, uid: u32, gid: u32) -> Result<bool, FileError> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = fs::metadata(path).map_err(FileError::new("look at", path))?;
+    if metadata.uid() == uid && metadata.gid() == gid {
+        return Ok(false);
+    }
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .map_err(FileError::new("change the owner of", path))?;
+    Ok(true)
+}
+
 /// Removes the file at `path`; returns whether there was one.
 pub fn remove_file(path: &Path) -> Result<bool, FileError> {
     match fs::remove_file(path) {

@@ -11,6 +11,7 @@ pub mod fs;
 pub mod kube;
 pub mod lock;
 pub mod log;
+pub mod packages;
 pub mod service;
 pub mod system;
 

@@ -62,6 +62,15 @@ pub fn primary_ipv4() -> Option<Ipv4Addr> {
     }
 }
 
+/// The numeric id of `name` in a passwd or group file (`name:x:ID:...`).
+pub fn id_in(file: &Path, name: &str) -> Option<u32> {
+    let text = fs::read_to_string(file).ok()?;
+    text.lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields.first() == Some(&name))
+        .and_then(|fields| fields.get(2)?.parse().ok())
+}
+
 /// Who listens on a TCP port: `None` when it is free.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PortUse {

@@ -5,9 +5,13 @@
 //! the result, and knows how to reverse itself for uninstall.
 
 pub mod credentials;
+pub mod mysql;
+pub mod nfs;
 pub mod preflight;
+pub mod rabbitmq;
 pub mod registry;
 pub mod release;
+pub mod services;
 pub mod summary;
 pub mod wait;
 
@@ -25,6 +29,9 @@ pub fn all() -> Vec<Box<dyn Step>> {
     vec![
         Box::new(preflight::Preflight),
         Box::new(credentials::CredentialsStep),
+        Box::new(mysql::Mysql),
+        Box::new(rabbitmq::Rabbitmq),
+        Box::new(nfs::Nfs),
         Box::new(registry::Registry),
         Box::new(release::Release),
         Box::new(wait::Wait),

@@ -1,0 +1,93 @@
+//! Debian packages: what is installed (`dpkg-query`), and installing what is
+//! missing with `apt-get`, non-interactively, waiting for the dpkg lock
+//! while another apt runs instead of failing at once.
+
+use std::time::Duration;
+
+use super::command::{Command, CommandError, Output};
+
+/// How long apt waits for another apt or unattended-upgrades to let go.
+const LOCK_TIMEOUT_SECONDS: u32 = 300;
+
+/// An install may download a lot on a slow link.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// How many lines of apt's output a failure keeps.
+const OUTPUT_TAIL_LINES: usize = 25;
+
+/// Whether `package` is installed (dpkg status `install ok installed`).
+pub fn is_installed(package: &str) -> Result<bool, CommandError> {
+    let output = Command::new("dpkg-query")
+        .args(["--show", "--showformat=${Status}", package])
+        .timeout(Duration::from_secs(30))
+        .run_unchecked()?;
+    Ok(output.success() && output.stdout.trim() == "install ok installed")
+}
+
+/// The packages of `packages` that are not installed, in the same order.
+pub fn missing(packages: &[&str]) -> Result<Vec<String>, CommandError> {
+    let mut missing = Vec::new();
+    for package in packages {
+        if !is_installed(package)? {
+            missing.push((*package).to_string());
+        }
+    }
+    Ok(missing)
+}
+
+fn apt_get<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
+    Command::new("apt-get")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args([
+            "-o".to_string(),
+            format!("DPkg::Lock::Timeout={LOCK_TIMEOUT_SECONDS}"),
+        ])
+        .args(args)
+        .timeout(INSTALL_TIMEOUT)
+}
+
+/// The command that refreshes the package lists.
+pub fn update_command() -> Command {
+    apt_get(["-q", "update"])
+}
+
+/// The command that installs `packages` without questions, keeping the
+/// configuration files already on the host.
+pub fn install_command(packages: &[String]) -> Command {
+    apt_get([
+        "-q",
+        "-y",
+        "-o",
+        "Dpkg::Options::=--force-confdef",
+        "-o",
+        "Dpkg::Options::=--force-confold",
+        "install",
+    ])
+    .args(packages.iter().cloned())
+}
+
+/// Runs an apt command; a failure shows the tail of apt's output (stdout
+/// and stderr, since apt reports on both).
+pub fn run_apt(command: &Command) -> Result<Output, CommandError> {
+    let output = command.run_unchecked()?;
+    if output.success() {
+        return Ok(output);
+    }
+    let combined = format!("{}{}", output.stdout, output.stderr);
+    let lines: Vec<&str> = combined.lines().collect();
+    let tail = lines[lines.len().saturating_sub(OUTPUT_TAIL_LINES)..].join("\n");
+    Err(CommandError::Failed {
+        command: command.to_string(),
+        status: output
+            .code
+            .map_or("a signal".into(), |code| format!("exit status {code}")),
+        stderr_tail: crate::secrets::redact(&tail),
+    })
+}
+
+/// Refreshes the package lists, then installs `packages`.
+pub fn install(packages: &[String]) -> Result<(), CommandError> {
+    run_apt(&update_command())?;
+    run_apt(&install_command(packages))?;
+    Ok(())
+}

@@ -1,0 +1,416 @@
+//! MySQL (MariaDB where the OS ships that): installs the server package when
+//! it is missing, writes `stackbill.cnf` into the server's conf.d directory
+//! (restarting the server only when that file changed), and creates the
+//! databases and the application user with the credentials file's password,
+//! administering through the local socket as the OS root (no root password).
+//!
+//! Done when the file matches, the databases exist, the user's password hash
+//! is the credentials file's and its grants are complete, and the user logs
+//! in over TCP at the host's address. A password changed behind our back is
+//! set back, and the run says so. Whether the server was on the host before
+//! is recorded (`mysql.preexisting`) so that uninstall knows whether to
+//! remove it or only drop what this step created.
+
+use std::time::Duration;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlSslMode};
+use sqlx::{ConnectOptions, Connection};
+
+mod sql;
+
+use self::sql::{Survey, User};
+use super::services;
+use super::{Action, ActionKind, Step, StepError};
+use crate::context::Context;
+use crate::host::{self, service};
+use crate::render;
+use crate::secrets::Secret;
+use crate::state::Fingerprint;
+
+/// The mysql step.
+pub struct Mysql;
+
+const SERVICE: &str = "mysql";
+const RUN_SQL: &str = "run-sql";
+const CONFIG_FILE: &str = "stackbill.cnf";
+
+/// Which server answers: the SQL and the file locations differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    Mysql,
+    Mariadb,
+}
+
+impl Flavour {
+    /// The flavour `SELECT VERSION()` reports (`10.11.6-MariaDB-0+deb12u1`).
+    pub fn from_version(version: &str) -> Self {
+        match version.to_ascii_lowercase().contains("mariadb") {
+            true => Self::Mariadb,
+            false => Self::Mysql,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Mysql => "MySQL",
+            Self::Mariadb => "MariaDB",
+        }
+    }
+
+    /// Where the distribution's server reads extra settings from.
+    pub fn config_dir(self) -> &'static str {
+        match self {
+            Self::Mysql => "/etc/mysql/mysql.conf.d",
+            Self::Mariadb => "/etc/mysql/mariadb.conf.d",
+        }
+    }
+
+    fn unit(self) -> &'static str {
+        match self {
+            Self::Mysql => "mysql",
+            Self::Mariadb => "mariadb",
+        }
+    }
+
+    /// MariaDB rejects MySQL 8's `IDENTIFIED WITH mysql_native_password BY`;
+    /// its `IDENTIFIED BY` gives mysql_native_password.
+    fn identified_by(self) -> &'static str {
+        match self {
+            Self::Mysql => "IDENTIFIED WITH mysql_native_password BY",
+            Self::Mariadb => "IDENTIFIED BY",
+        }
+    }
+}
+
+impl Step for Mysql {
+    fn id(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn title(&self) -> &'static str {
+        "MySQL server, databases and user"
+    }
+
+    fn group(&self) -> super::Group {
+        super::Group::Database
+    }
+
+    fn depends_on(&self) -> &'static [&'static str] {
+        &["credentials"]
+    }
+
+    fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
+        let config = toml::to_string(&context.config.mysql).expect("the mysql section serializes");
+        fingerprint.add("mysql", config);
+        Ok(())
+    }
+
+    fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let package = package(context);
+        let mut actions = services::package_actions(context, SERVICE, &[&package])?;
+        let installed = !actions
+            .iter()
+            .any(|action| action.kind == ActionKind::Package);
+        let survey = if installed {
+            survey_if_running(context)?
+        } else {
+            None
+        };
+        let flavour = survey
+            .as_ref()
+            .map_or(expected_flavour(&package), |survey| survey.flavour);
+        let path = config_path(context, flavour);
+        let text = config_text(context, flavour)?;
+        let changed = host::fs::read_optional(&path)?.as_deref() != Some(text.as_str());
+        if changed {
+            actions.push(Action::write(
+                path.clone(),
+                &context.shown(&path),
+                text.into_bytes(),
+                0o644,
+            ));
+        }
+        actions.extend(services::service_action(&unit(context, flavour), changed)?);
+        if let Some(survey) = &survey {
+            actions.push(Action::check(format!(
+                "{} {} answers on the socket",
+                survey.flavour.name(),
+                survey.version
+            )));
+        }
+        for statement in sql::statements(&context.config.mysql, flavour, survey.as_ref(), None) {
+            actions.push(Action::custom(ActionKind::Database, RUN_SQL, statement));
+        }
+        Ok(actions)
+    }
+
+    fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
+        let package = package(context);
+        let (mut changed, mut provisioned) = (false, false);
+        for action in &actions {
+            match services::perform(context, SERVICE, action, &[&package])? {
+                Some(result) => changed |= result,
+                None if !provisioned => {
+                    changed |= provision(context)?;
+                    provisioned = true;
+                }
+                None => {}
+            }
+        }
+        Ok(changed)
+    }
+
+    fn verify(&self, context: &Context) -> Result<(), StepError> {
+        let left: Vec<String> = self
+            .look(context)?
+            .into_iter()
+            .filter(|action| action.changes_host())
+            .map(|action| action.detail)
+            .collect();
+        if !left.is_empty() {
+            return Err(StepError::failed(
+                format!(
+                    "MySQL is not as the step left it: still to do: {}",
+                    left.join("; ")
+                ),
+                "run `stackinstall install --redo mysql`",
+            ));
+        }
+        login_over_tcp(context)
+    }
+}
+
+fn package(context: &Context) -> String {
+    match context.config.mysql.package.as_str() {
+        "" if services::os_id(context) == "debian" => "mariadb-server".into(),
+        "" => "mysql-server".into(),
+        package => package.into(),
+    }
+}
+
+fn expected_flavour(package: &str) -> Flavour {
+    Flavour::from_version(package)
+}
+
+fn unit(context: &Context, flavour: Flavour) -> String {
+    match context.config.mysql.service.as_str() {
+        "" => flavour.unit().into(),
+        unit => unit.into(),
+    }
+}
+
+fn config_path(context: &Context, flavour: Flavour) -> std::path::PathBuf {
+    let dir = match context.config.mysql.config_dir.as_str() {
+        "" => flavour.config_dir(),
+        dir => dir,
+    };
+    context.host.path(dir).join(CONFIG_FILE)
+}
+
+/// The settings file for `flavour`, from `templates/mysql-stackbill.cnf`.
+pub fn config_text(context: &Context, flavour: Flavour) -> Result<String, StepError> {
+    render_config(&context.config, flavour)
+}
+
+/// The settings file of `config` for `flavour`.
+pub fn render_config(
+    config: &crate::config::Config,
+    flavour: Flavour,
+) -> Result<String, StepError> {
+    let settings: Vec<serde_json::Value> = config
+        .mysql
+        .settings
+        .iter()
+        .map(|(name, value)| match (flavour, name.as_str(), value) {
+            // Deprecated in MySQL 8.0.30 and gone in 8.4; this is its replacement.
+            (Flavour::Mysql, "skip-host-cache", toml::Value::Boolean(true)) => {
+                serde_json::json!({ "name": "host_cache_size", "value": "0", "flag": false })
+            }
+            (_, _, toml::Value::Boolean(true)) => serde_json::json!({ "name": name, "flag": true }),
+            (_, _, toml::Value::String(text)) => {
+                serde_json::json!({ "name": name, "value": text, "flag": false })
+            }
+            (_, _, other) => {
+                serde_json::json!({ "name": name, "value": other.to_string(), "flag": false })
+            }
+        })
+        .collect();
+    let values = serde_json::json!({ "profile": config.name, "flavour": flavour.name(), "settings": settings });
+    render::template("mysql-stackbill.cnf", values).map_err(|error| {
+        StepError::failed(error.to_string(), "fix `templates/mysql-stackbill.cnf`")
+    })
+}
+
+/// The settings file of each flavour, for `stackinstall render`.
+pub fn rendered_files(
+    config: &crate::config::Config,
+) -> Result<Vec<(String, String)>, render::RenderError> {
+    let mut files = Vec::new();
+    for flavour in [Flavour::Mysql, Flavour::Mariadb] {
+        let text = render_config(config, flavour).map_err(|error| render::RenderError {
+            name: "mysql-stackbill.cnf".into(),
+            source: minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                error.to_string(),
+            ),
+        })?;
+        files.push((
+            format!(
+                "{}/{CONFIG_FILE}",
+                flavour.config_dir().trim_start_matches("/etc/")
+            ),
+            text,
+        ));
+    }
+    Ok(files)
+}
+
+fn password(context: &Context) -> Result<Secret, StepError> {
+    let account = context.credentials()?.account(SERVICE).ok_or_else(|| {
+        StepError::failed(
+            "the credentials file has no password for `mysql`",
+            "run `stackinstall install --only credentials` to add it",
+        )
+    })?;
+    Ok(account.password.clone())
+}
+
+fn admin_options(context: &Context) -> MySqlConnectOptions {
+    MySqlConnectOptions::new()
+        .socket(&context.config.mysql.socket)
+        .username("root")
+        .disable_statement_logging()
+}
+
+/// What the server holds, or `None` when it does not run yet (or, in a
+/// plan, cannot be looked into without root).
+fn survey_if_running(context: &Context) -> Result<Option<Survey>, StepError> {
+    let password = password(context).ok();
+    let attempt = context.block_on(async {
+        let mut connection = MySqlConnection::connect_with(&admin_options(context)).await?;
+        sql::survey(&mut connection, &context.config.mysql, password.as_ref()).await
+    });
+    match attempt {
+        Ok(survey) => Ok(Some(survey)),
+        Err(_) if context.plan => Ok(None),
+        Err(_) if !service::is_active(&unit(context, expected_flavour(&package(context))))? => {
+            Ok(None)
+        }
+        Err(error) => Err(admin_error(context, &error)),
+    }
+}
+
+fn admin_error(context: &Context, error: &sqlx::Error) -> StepError {
+    StepError::failed(
+        format!(
+            "cannot administer MySQL through the socket `{}` as root: {error}",
+            context.config.mysql.socket
+        ),
+        "check that the server runs (`systemctl status mariadb` or `mysql`) and that root logs in with `sudo mysql`; set `[mysql] socket` if it lives elsewhere",
+    )
+}
+
+/// Connects as root (waiting for a server that was just restarted), looks
+/// again and runs what is missing; returns whether it ran anything.
+fn provision(context: &mut Context) -> Result<bool, StepError> {
+    let password = password(context)?;
+    let context = &*context;
+    let result = context.block_on(async {
+        let mut connection = connect_with_retries(&admin_options(context), 60).await?;
+        sqlx::raw_sql("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
+            .execute(&mut connection)
+            .await?;
+        let survey = sql::survey(&mut connection, &context.config.mysql, Some(&password)).await?;
+        report_drift(context, &survey);
+        let statements = sql::statements(
+            &context.config.mysql,
+            survey.flavour,
+            Some(&survey),
+            Some(&password),
+        );
+        for statement in &statements {
+            sqlx::raw_sql(statement).execute(&mut connection).await?;
+        }
+        Ok::<bool, sqlx::Error>(!statements.is_empty())
+    });
+    result.map_err(|error| admin_error(context, &error))
+}
+
+fn report_drift(context: &Context, survey: &Survey) {
+    let user = format!("`{}`@`%`", context.config.mysql.username);
+    if survey.user == User::OtherPassword {
+        context.ui.warn(&format!("the password of {user} was not the credentials file's (changed by hand?): setting it back"));
+    }
+    if survey.user != User::Missing && !survey.grants_complete {
+        context.ui.warn(&format!(
+            "{user} lacked some privileges: granting them again"
+        ));
+    }
+}
+
+async fn connect_with_retries(
+    options: &MySqlConnectOptions,
+    seconds: u32,
+) -> Result<MySqlConnection, sqlx::Error> {
+    let mut attempt = 0;
+    loop {
+        match MySqlConnection::connect_with(options).await {
+            Ok(connection) => return Ok(connection),
+            Err(_) if attempt < seconds => attempt += 1,
+            Err(error) => return Err(error),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Logs in as the application will: over TCP at the host's address, with
+/// the credentials file's password, and sees every database.
+fn login_over_tcp(context: &Context) -> Result<(), StepError> {
+    let config = &context.config.mysql;
+    let address = services::login_address(&config.host);
+    let password = password(context)?;
+    let options = MySqlConnectOptions::new()
+        .host(&address)
+        .port(config.port)
+        .username(&config.username)
+        .password(password.expose())
+        .ssl_mode(MySqlSslMode::Preferred)
+        .disable_statement_logging();
+    let seen: Result<Vec<String>, sqlx::Error> = context.block_on(async {
+        let mut connection = MySqlConnection::connect_with(&options).await?;
+        sqlx::query_scalar("SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA")
+            .fetch_all(&mut connection)
+            .await
+    });
+    let who = format!("`{}` at {address}:{}", config.username, config.port);
+    let seen = seen.map_err(|error| {
+        StepError::failed(
+            format!("{who} cannot log in to MySQL over TCP with the credentials file's password: {error}"),
+            "check `bind-address` in the server's settings and the host firewall, then `stackinstall install --redo mysql`",
+        )
+    })?;
+    match config
+        .databases
+        .iter()
+        .find(|database| !seen.contains(database))
+    {
+        Some(database) => Err(StepError::failed(
+            format!("{who} logs in but does not see the database `{database}`"),
+            "run `stackinstall install --redo mysql`",
+        )),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mysql_settings_file_replaces_skip_host_cache() {
+        let config = crate::config::Config::load(&Default::default()).unwrap();
+        insta::assert_snapshot!("mysql_cnf", render_config(&config, Flavour::Mysql).unwrap());
+        let mariadb = render_config(&config, Flavour::Mariadb).unwrap();
+        assert!(mariadb.contains("\nskip-host-cache\n"), "{mariadb}");
+    }
+}

@@ -1,0 +1,243 @@
+//! NFS: installs nfs-kernel-server when it is missing, makes the export
+//! directory (`/data/stackbill`, owned by nobody:nogroup, mode 0777, so the
+//! provisioner's pods can make their volume directories), and keeps one
+//! marked block in `/etc/exports` that exports it to the pod network. Lines
+//! other software put in `/etc/exports` are kept as they are; `exportfs -ra`
+//! runs only when the block changed.
+//!
+//! Done when the block is as the profile says, the directory has its owner
+//! and mode, and `exportfs` lists the path. Whether the server was on the
+//! host before is recorded (`nfs.preexisting`); uninstall removes the block
+//! (and the package only when it was new). The nfs-subdir-external-provisioner
+//! chart (StorageClass `nfs-client`) is cluster work, not this step's.
+
+use std::path::Path;
+use std::time::Duration;
+
+use super::services;
+use super::{Action, ActionKind, Group, Step, StepError};
+use crate::context::Context;
+use crate::host::{self, Command};
+use crate::state::Fingerprint;
+
+/// The nfs step.
+pub struct Nfs;
+
+const SERVICE: &str = "nfs";
+const PACKAGE: &str = "nfs-kernel-server";
+const UNIT: &str = "nfs-kernel-server";
+const EXPORTS: &str = "/etc/exports";
+const BEGIN: &str = "# BEGIN stackinstall: managed block, change the profile's [nfs] instead";
+const END: &str = "# END stackinstall";
+const DIRECTORY_MODE: u32 = 0o777;
+/// `nobody` and `nogroup` on Debian and Ubuntu.
+const NOBODY: u32 = 65534;
+const MAKE_DIRECTORY: &str = "make-directory";
+
+impl Step for Nfs {
+    fn id(&self) -> &'static str {
+        "nfs"
+    }
+
+    fn title(&self) -> &'static str {
+        "NFS export for the cluster's volumes"
+    }
+
+    fn group(&self) -> Group {
+        Group::Database
+    }
+
+    fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
+        let config = &context.config;
+        fingerprint.add("path", &config.nfs.path);
+        fingerprint.add("options", &config.nfs.export_options);
+        fingerprint.add("pod_cidr", &config.cluster.pod_cidr);
+        Ok(())
+    }
+
+    fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let mut actions = services::package_actions(context, SERVICE, &[PACKAGE])?;
+        let directory = context.host.path(&context.config.nfs.path);
+        if !directory_ready(&directory) {
+            let detail = format!(
+                "make {} (owner nobody:nogroup, mode {DIRECTORY_MODE:04o})",
+                context.shown(&directory).display()
+            );
+            actions.push(Action::custom(ActionKind::File, MAKE_DIRECTORY, detail));
+        }
+        let path = context.host.path(EXPORTS);
+        let current = host::fs::read_optional(&path)?.unwrap_or_default();
+        let wanted = with_block(&current, &export_line(context));
+        let changed = wanted != current;
+        if changed {
+            actions.push(Action::write(
+                path.clone(),
+                &context.shown(&path),
+                wanted.into_bytes(),
+                0o644,
+            ));
+        }
+        actions.extend(services::service_action(UNIT, false)?);
+        if changed {
+            actions.push(Action::run(exportfs(["-ra"])));
+        }
+        Ok(actions)
+    }
+
+    fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
+        let mut changed = false;
+        for action in &actions {
+            changed |= match services::perform(context, SERVICE, action, &[PACKAGE])? {
+                Some(result) => result,
+                None => make_directory(&context.host.path(&context.config.nfs.path))?,
+            };
+        }
+        Ok(changed)
+    }
+
+    fn verify(&self, context: &Context) -> Result<(), StepError> {
+        let left: Vec<String> = self
+            .look(context)?
+            .into_iter()
+            .filter(|action| action.changes_host())
+            .map(|action| action.detail)
+            .collect();
+        if !left.is_empty() {
+            return Err(StepError::failed(
+                format!(
+                    "the NFS export is not as the step left it: still to do: {}",
+                    left.join("; ")
+                ),
+                "run `stackinstall install --redo nfs`",
+            ));
+        }
+        let exported = exportfs(["-v"]).run()?.stdout;
+        let path = &context.config.nfs.path;
+        if !exported
+            .lines()
+            .any(|line| line.split_whitespace().next() == Some(path.as_str()))
+        {
+            return Err(StepError::failed(
+                format!("`exportfs -v` does not list `{path}` although `/etc/exports` has it"),
+                "run `sudo exportfs -ra` and look at its errors (and `systemctl status nfs-kernel-server`)",
+            ));
+        }
+        Ok(())
+    }
+
+    fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let path = context.host.path(EXPORTS);
+        let current = host::fs::read_optional(&path)?.unwrap_or_default();
+        let without = without_block(&current);
+        if without == current {
+            return Ok(Vec::new());
+        }
+        Ok(vec![
+            Action::write(
+                path.clone(),
+                &context.shown(&path),
+                without.into_bytes(),
+                0o644,
+            ),
+            Action::run(exportfs(["-ra"])),
+        ])
+    }
+}
+
+fn exportfs<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
+    Command::new("exportfs")
+        .args(args)
+        .timeout(Duration::from_secs(60))
+}
+
+/// The export line of the profile: `/data/stackbill 10.42.0.0/16(rw,...)`.
+fn export_line(context: &Context) -> String {
+    let config = &context.config;
+    format!(
+        "{} {}({})",
+        config.nfs.path, config.cluster.pod_cidr, config.nfs.export_options
+    )
+}
+
+fn directory_ready(directory: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(directory).is_ok_and(|metadata| {
+        metadata.is_dir()
+            && metadata.mode() & 0o7777 == DIRECTORY_MODE
+            && metadata.uid() == NOBODY
+            && metadata.gid() == NOBODY
+    })
+}
+
+fn make_directory(directory: &Path) -> Result<bool, StepError> {
+    let created = host::fs::ensure_dir(directory, DIRECTORY_MODE)?;
+    let owned = host::fs::ensure_owner(directory, NOBODY, NOBODY)?;
+    Ok(created || owned)
+}
+
+/// `exports` with the managed block holding `line`: replaced where it is,
+/// appended when there is none; every other line kept.
+pub fn with_block(exports: &str, line: &str) -> String {
+    let block = format!("{BEGIN}\n{line}\n{END}\n");
+    let lines: Vec<&str> = exports.lines().collect();
+    let begin = lines.iter().position(|l| l.trim() == BEGIN);
+    let end = lines.iter().position(|l| l.trim() == END);
+    match (begin, end) {
+        (Some(begin), Some(end)) if begin < end => {
+            let before = lines[..begin]
+                .iter()
+                .map(|l| format!("{l}\n"))
+                .collect::<String>();
+            let after = lines[end + 1..]
+                .iter()
+                .map(|l| format!("{l}\n"))
+                .collect::<String>();
+            format!("{before}{block}{after}")
+        }
+        _ if exports.is_empty() => block,
+        _ if exports.ends_with('\n') => format!("{exports}{block}"),
+        _ => format!("{exports}\n{block}"),
+    }
+}
+
+/// `exports` without the managed block.
+pub fn without_block(exports: &str) -> String {
+    let mut inside = false;
+    let mut kept = String::new();
+    for line in exports.lines() {
+        match line.trim() {
+            BEGIN => inside = true,
+            END if inside => inside = false,
+            _ if inside => {}
+            _ => {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_is_appended_then_replaced_in_place() {
+        let foreign = "/srv/backup 192.168.1.0/24(ro)\n";
+        let first = with_block(foreign, "/data/x 10.42.0.0/16(rw)");
+        assert!(first.starts_with(foreign));
+        let second = with_block(
+            &format!("{first}/srv/other *(ro)\n"),
+            "/data/x 10.50.0.0/16(rw)",
+        );
+        assert_eq!(
+            second,
+            format!("{foreign}{BEGIN}\n/data/x 10.50.0.0/16(rw)\n{END}\n/srv/other *(ro)\n")
+        );
+        assert_eq!(
+            without_block(&second),
+            format!("{foreign}/srv/other *(ro)\n")
+        );
+    }
+}
