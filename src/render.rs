@@ -38,8 +38,69 @@ pub fn template(name: &str, values: impl serde::Serialize) -> Result<String, Ren
 /// then each file the steps render.
 pub fn files(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
     let effective = toml::to_string(config).expect("the configuration serializes");
-    Ok(vec![(
-        "stackinstall.toml".to_string(),
-        format!("# The effective configuration of this install (profile `{}`).\n{effective}", config.name),
-    )])
+    Ok(vec![
+        (
+            "stackinstall.toml".to_string(),
+            format!(
+                "# The effective configuration of this install (profile `{}`).\n{effective}",
+                config.name
+            ),
+        ),
+        ("istio-operator.yaml".to_string(), istio_operator(config)?),
+        ("namespace.yaml".to_string(), namespace(config)?),
+        ("gateway.yaml".to_string(), gateway(config, None)?),
+        ("virtual-service.yaml".to_string(), virtual_service(config)?),
+    ])
+}
+
+/// The IstioOperator overlay `istioctl install -f` takes: the profile and
+/// the ingress gateway's NodePorts.
+pub fn istio_operator(config: &Config) -> Result<String, RenderError> {
+    let istio = &config.istio;
+    template(
+        "istio-operator.yaml",
+        minijinja::context! {
+            version => config.versions.istio,
+            profile => istio.profile,
+            http_node_port => istio.http_node_port,
+            https_node_port => istio.https_node_port,
+        },
+    )
+}
+
+/// The application's namespace with sidecar injection and Helm ownership.
+pub fn namespace(config: &Config) -> Result<String, RenderError> {
+    template(
+        "namespace.yaml",
+        minijinja::context! { namespace => config.cluster.namespace, release => config.chart.release },
+    )
+}
+
+/// The Gateway; `certificate_sha256` (of the certificate it serves, when
+/// known) is recorded as an annotation.
+pub fn gateway(config: &Config, certificate_sha256: Option<&str>) -> Result<String, RenderError> {
+    template(
+        "gateway.yaml",
+        minijinja::context! {
+            name => config.istio.gateway,
+            namespace => config.cluster.namespace,
+            tls_secret => config.istio.tls_secret,
+            domain => config.install.domain,
+            certificate_sha256 => certificate_sha256.unwrap_or_default(),
+        },
+    )
+}
+
+/// The VirtualService routing the profile's prefixes to the Services' ports.
+pub fn virtual_service(config: &Config) -> Result<String, RenderError> {
+    template(
+        "virtual-service.yaml",
+        minijinja::context! {
+            name => config.istio.virtual_service,
+            namespace => config.cluster.namespace,
+            gateway => config.istio.gateway,
+            domain => config.install.domain,
+            routes => config.routes,
+        },
+    )
 }

@@ -5,14 +5,21 @@
 //! the result, and knows how to reverse itself for uninstall.
 
 pub mod credentials;
+pub mod gateway;
+pub mod helm;
+pub mod istio;
+pub mod k3s;
+pub mod namespace;
 pub mod preflight;
 pub mod summary;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::context::Context;
+use crate::host::download::DownloadError;
 use crate::host::{self, Command, CommandError, FileError};
 use crate::secrets::CredentialsError;
 use crate::state::{Fingerprint, StateError};
@@ -22,6 +29,12 @@ pub fn all() -> Vec<Box<dyn Step>> {
     vec![
         Box::new(preflight::Preflight),
         Box::new(credentials::CredentialsStep),
+        Box::new(k3s::K3s),
+        Box::new(helm::Helm),
+        Box::new(istio::Istio),
+        Box::new(namespace::Namespace),
+        Box::new(tls::Tls),
+        Box::new(gateway::Gateway),
         Box::new(summary::Summary),
     ]
 }
@@ -252,6 +265,10 @@ pub enum StepError {
     Credentials(#[from] CredentialsError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
 }
 
 impl StepError {
@@ -284,6 +301,15 @@ impl StepError {
             Self::Command(_) | Self::File(_) => None,
             Self::Credentials(error) => Some(error.hint()),
             Self::State(error) => error.hint(),
+            Self::Download(DownloadError::Mismatch { .. }) => Some(
+                "the file was damaged or changed on the way; run again, and check `[downloads]` in the profile if it keeps failing".into(),
+            ),
+            Self::Download(_) => Some(
+                "check the host's network access to the URL (or `[downloads]` in the profile), then run again".into(),
+            ),
+            Self::Render(_) => Some(
+                "check the profile's values that the template uses (`stackinstall render` shows the files)".into(),
+            ),
         }
     }
 
