@@ -91,9 +91,9 @@ impl Step for Istio {
             overlay.into_bytes(),
             0o644,
         ));
-        actions.push(Action::run(
-            istioctl(["install", "-y", "-f", OVERLAY]).timeout(Duration::from_secs(900)),
-        ));
+        let overlay_argument = context.host.path(OVERLAY).display().to_string();
+        let install = istioctl(["install", "-y", "-f", &overlay_argument]);
+        actions.push(Action::run(install.timeout(Duration::from_secs(900))));
         actions.push(Action::custom(
             ActionKind::Check,
             WAIT,
