@@ -125,3 +125,31 @@ pub fn manifest_objects(manifest: &str) -> Result<Vec<serde_json::Value>, serde_
         .filter(|object| !matches!(object, Ok(serde_json::Value::Null)))
         .collect()
 }
+
+/// An `istioctl` command with the cluster's kubeconfig.
+pub fn istioctl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
+    Command::new("istioctl").env("KUBECONFIG", KUBECONFIG).args(args)
+}
+
+/// How many nodes are Ready, of how many; `None` when the API does not
+/// answer or there is no node yet.
+pub fn nodes_ready() -> Result<Option<(usize, usize)>, CommandError> {
+    let output = kubectl(["get", "nodes", "-o", "json"]).run_unchecked()?;
+    if !output.success() {
+        return Ok(None);
+    }
+    let Ok(list) = serde_json::from_str::<serde_json::Value>(&output.stdout) else {
+        return Ok(None);
+    };
+    let nodes = list["items"].as_array().cloned().unwrap_or_default();
+    let ready = nodes.iter().filter(|node| is_ready(node)).count();
+    Ok((!nodes.is_empty()).then_some((ready, nodes.len())))
+}
+
+fn is_ready(node: &serde_json::Value) -> bool {
+    node["status"]["conditions"].as_array().is_some_and(|conditions| {
+        conditions
+            .iter()
+            .any(|condition| condition["type"] == "Ready" && condition["status"] == "True")
+    })
+}

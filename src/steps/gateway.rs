@@ -47,7 +47,9 @@ impl Step for Gateway {
                     "{kind} {name} in {namespace} is as rendered"
                 )));
             } else {
-                actions.push(Action::run(kube::apply(&manifest)));
+                let mut apply = Action::run(kube::apply(&manifest));
+                apply.detail = format!("{} ({kind} {name} in {namespace})", apply.detail);
+                actions.push(apply);
             }
         }
         Ok(actions)

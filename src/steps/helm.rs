@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
-use super::k3s::{DOWNLOADS, skipped_but_missing};
-use super::{Action, ActionKind, Group, Step, StepError};
+use super::k3s::{download_action, install_release, skipped_but_missing};
+use super::{Action, Group, Step, StepError};
 use crate::context::Context;
 use crate::host::download::{self, ReleaseBinary};
 use crate::host::{Command, kube};
@@ -47,28 +47,13 @@ impl Step for Helm {
                 "Helm {version} is installed at {BINARY}"
             ))]);
         }
-        let release = release(context);
-        Ok(vec![Action::custom(
-            ActionKind::File,
-            DOWNLOAD,
-            format!(
-                "download {}, check it against {}, install {BINARY} (mode 0755)",
-                release.url, release.sums_url
-            ),
-        )])
+        Ok(vec![download_action(DOWNLOAD, &release(context), BINARY)])
     }
 
     fn apply(&self, context: &mut Context, _actions: Vec<Action>) -> Result<bool, StepError> {
         let preexisting = context.host.path(BINARY).exists();
         context.record_fact(PREEXISTING, if preexisting { "true" } else { "false" })?;
-        let timeout = Duration::from_secs(context.config.downloads.timeout_seconds);
-        let work_dir = context.host.path(DOWNLOADS);
-        download::install_binary(
-            &release(context),
-            &context.host.path(BINARY),
-            &work_dir,
-            timeout,
-        )?;
+        install_release(context, &release(context), BINARY)?;
         Ok(true)
     }
 

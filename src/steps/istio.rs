@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::k3s::{DOWNLOADS, skipped_but_missing};
+use super::k3s::{download_action, install_release, skipped_but_missing};
 use super::{Action, ActionKind, Group, Step, StepError};
 use crate::context::Context;
 use crate::host::download::{self, ReleaseBinary};
@@ -64,15 +64,7 @@ impl Step for Istio {
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let mut actions = Vec::new();
         if installed_version(context)?.is_none() {
-            let release = release(context);
-            actions.push(Action::custom(
-                ActionKind::File,
-                DOWNLOAD,
-                format!(
-                    "download {}, check it against {}, install {BINARY} (mode 0755)",
-                    release.url, release.sums_url
-                ),
-            ));
+            actions.push(download_action(DOWNLOAD, &release(context), BINARY));
         }
         actions.push(check_support(context)?);
         let overlay = render::istio_operator(&context.config)?;
@@ -92,7 +84,7 @@ impl Step for Istio {
             0o644,
         ));
         let overlay_argument = context.host.path(OVERLAY).display().to_string();
-        let install = istioctl(["install", "-y", "-f", &overlay_argument]);
+        let install = kube::istioctl(["install", "-y", "-f", &overlay_argument]);
         actions.push(Action::run(install.timeout(Duration::from_secs(900))));
         actions.push(Action::custom(
             ActionKind::Check,
@@ -108,14 +100,7 @@ impl Step for Istio {
         let mut changed = false;
         for action in &actions {
             if action.tag() == Some(DOWNLOAD) {
-                let timeout = Duration::from_secs(context.config.downloads.timeout_seconds);
-                let work_dir = context.host.path(DOWNLOADS);
-                download::install_binary(
-                    &release(context),
-                    &context.host.path(BINARY),
-                    &work_dir,
-                    timeout,
-                )?;
+                install_release(context, &release(context), BINARY)?;
                 changed = true;
             } else if action.tag() == Some(WAIT) {
                 context.ui.status("waiting for istiod to be ready");
@@ -146,7 +131,9 @@ impl Step for Istio {
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let overlay = context.host.path(OVERLAY);
         let mut actions = vec![
-            Action::run(istioctl(["uninstall", "--purge", "-y"]).timeout(Duration::from_secs(600))),
+            Action::run(
+                kube::istioctl(["uninstall", "--purge", "-y"]).timeout(Duration::from_secs(600)),
+            ),
             Action::run(kube::delete("namespace", NAMESPACE, None)),
             Action::remove(overlay.clone(), &context.shown(&overlay)),
         ];
@@ -171,13 +158,6 @@ fn wait_command(context: &Context) -> Command {
         &timeout,
     ])
     .timeout(Duration::from_secs(seconds + 30))
-}
-
-/// `istioctl` on PATH with the cluster's kubeconfig.
-fn istioctl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
-    Command::new("istioctl")
-        .env("KUBECONFIG", kube::KUBECONFIG)
-        .args(args)
 }
 
 fn release(context: &Context) -> ReleaseBinary {

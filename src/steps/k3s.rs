@@ -61,15 +61,7 @@ impl Step for K3s {
         let installed = installed_version(context)?;
         let mut actions = Vec::new();
         if installed.is_none() {
-            let release = release(context);
-            actions.push(Action::custom(
-                ActionKind::File,
-                DOWNLOAD,
-                format!(
-                    "download {}, check it against {}, install {BINARY} (mode 0755)",
-                    release.url, release.sums_url
-                ),
-            ));
+            actions.push(download_action(DOWNLOAD, &release(context), BINARY));
         }
         if installed.is_none() || !service::is_active("k3s")? {
             actions.push(Action::custom(ActionKind::Command, INSTALL, format!(
@@ -77,7 +69,7 @@ impl Step for K3s {
                 install_script_url(context)
             )));
         }
-        if actions.is_empty() && nodes_ready()?.is_none_or(|(ready, total)| ready < total) {
+        if actions.is_empty() && kube::nodes_ready()?.is_none_or(|(ready, total)| ready < total) {
             actions.push(Action::custom(
                 ActionKind::Check,
                 WAIT,
@@ -100,13 +92,7 @@ impl Step for K3s {
         for action in &actions {
             match action.tag() {
                 Some(DOWNLOAD) => {
-                    let work_dir = context.host.path(DOWNLOADS);
-                    download::install_binary(
-                        &release(context),
-                        &context.host.path(BINARY),
-                        &work_dir,
-                        timeout,
-                    )?;
+                    install_release(context, &release(context), BINARY)?;
                     changed = true;
                 }
                 Some(INSTALL) => {
@@ -133,7 +119,7 @@ impl Step for K3s {
                 "look at `journalctl -u k3s`, then run `systemctl start k3s`",
             ));
         }
-        match nodes_ready()? {
+        match kube::nodes_ready()? {
             Some((ready, total)) if ready == total => Ok(()),
             found => Err(not_ready(found)),
         }
@@ -224,35 +210,11 @@ fn run_install_script(context: &Context, timeout: Duration) -> Result<(), StepEr
     Ok(())
 }
 
-/// How many nodes are Ready, of how many; `None` when the API does not answer.
-pub fn nodes_ready() -> Result<Option<(usize, usize)>, StepError> {
-    let output = kube::kubectl(["get", "nodes", "-o", "json"]).run_unchecked()?;
-    if !output.success() {
-        return Ok(None);
-    }
-    let Ok(list) = serde_json::from_str::<serde_json::Value>(&output.stdout) else {
-        return Ok(None);
-    };
-    let nodes = list["items"].as_array().cloned().unwrap_or_default();
-    let ready = nodes.iter().filter(|node| is_ready(node)).count();
-    Ok((!nodes.is_empty()).then_some((ready, nodes.len())))
-}
-
-fn is_ready(node: &serde_json::Value) -> bool {
-    node["status"]["conditions"]
-        .as_array()
-        .is_some_and(|conditions| {
-            conditions
-                .iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-}
-
 fn wait_until_ready(context: &Context) -> Result<(), StepError> {
     let deadline =
         Instant::now() + Duration::from_secs(context.config.downloads.ready_timeout_seconds);
     loop {
-        let found = nodes_ready()?;
+        let found = kube::nodes_ready()?;
         match found {
             Some((ready, total)) if ready == total => return Ok(()),
             Some((ready, total)) => context.ui.status(&format!("nodes Ready: {ready}/{total}")),
@@ -280,13 +242,34 @@ fn not_ready(found: Option<(usize, usize)>) -> StepError {
 
 /// For `--skip-infra`: K3s must already be running with a Ready node.
 pub fn check_present() -> Result<Action, StepError> {
-    match nodes_ready() {
+    match kube::nodes_ready() {
         Ok(Some((ready, total))) if ready == total => Ok(Action::check(format!(
             "--skip-infra: Kubernetes answers, {ready}/{total} nodes Ready"
         ))),
         Ok(found) => Err(skipped_but_missing("K3s", &not_ready(found).to_string())),
         Err(error) => Err(skipped_but_missing("K3s", &error.to_string())),
     }
+}
+
+/// The plan's line for downloading `release` and installing its binary.
+pub fn download_action(tag: &'static str, release: &ReleaseBinary, binary: &str) -> Action {
+    let detail = format!(
+        "download {}, check it against {}, install {binary} (mode 0755)",
+        release.url, release.sums_url
+    );
+    Action::custom(ActionKind::File, tag, detail)
+}
+
+/// Downloads `release`, checks its sum, and installs its binary at `binary`.
+pub fn install_release(
+    context: &Context,
+    release: &ReleaseBinary,
+    binary: &str,
+) -> Result<(), StepError> {
+    let timeout = Duration::from_secs(context.config.downloads.timeout_seconds);
+    let work_dir = context.host.path(DOWNLOADS);
+    download::install_binary(release, &context.host.path(binary), &work_dir, timeout)?;
+    Ok(())
 }
 
 /// The error for a `--skip-infra` component that is not actually there.

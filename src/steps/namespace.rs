@@ -37,7 +37,12 @@ impl Step for Namespace {
                 "namespace {name} has sidecar injection and the Helm ownership labels"
             ))]);
         }
-        Ok(vec![Action::run(kube::apply(&manifest))])
+        let mut apply = Action::run(kube::apply(&manifest));
+        apply.detail = format!(
+            "{} (namespace {name} with istio-injection=enabled and the Helm ownership labels)",
+            apply.detail
+        );
+        Ok(vec![apply])
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
