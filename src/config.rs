@@ -39,6 +39,7 @@ pub struct Config {
     pub rabbitmq: Rabbitmq,
     pub nfs: Nfs,
     pub wait: Wait,
+    pub downloads: Downloads,
     /// What this install is for: domain, certificate, what to skip.
     pub install: Install,
 }
@@ -315,6 +316,38 @@ impl Default for Wait {
         Self {
             timeout_seconds: 600,
             poll_milliseconds: 5000,
+        }
+    }
+}
+
+/// Where the pinned infrastructure binaries are downloaded from. `{version}`
+/// in a URL is replaced by the pinned version (`+` written as `%2B`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Downloads {
+    /// The K3s release: holds `k3s` and `sha256sum-amd64.txt`.
+    pub k3s: String,
+    /// The K3s install script of the pinned version.
+    pub k3s_install_script: String,
+    /// Helm releases: `helm-VERSION-linux-amd64.tar.gz` and its `.sha256sum`.
+    pub helm: String,
+    /// The Istio release: `istio-VERSION-linux-amd64.tar.gz` and its `.sha256`.
+    pub istio: String,
+    pub timeout_seconds: u64,
+    /// How long to wait for the node and for istiod to be Ready.
+    pub ready_timeout_seconds: u64,
+}
+
+impl Default for Downloads {
+    fn default() -> Self {
+        Self {
+            k3s: "https://github.com/k3s-io/k3s/releases/download/{version}".into(),
+            k3s_install_script: "https://raw.githubusercontent.com/k3s-io/k3s/{version}/install.sh"
+                .into(),
+            helm: "https://get.helm.sh".into(),
+            istio: "https://github.com/istio/istio/releases/download/{version}".into(),
+            timeout_seconds: 300,
+            ready_timeout_seconds: 300,
         }
     }
 }

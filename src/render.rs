@@ -65,5 +65,63 @@ pub fn files(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
         crate::steps::release::values_for_review(config),
     ));
     files.extend(crate::steps::mysql::rendered_files(config)?);
+    files.extend([
+        ("istio-operator.yaml".to_string(), istio_operator(config)?),
+        ("namespace.yaml".to_string(), namespace(config)?),
+        ("gateway.yaml".to_string(), gateway(config, None)?),
+        ("virtual-service.yaml".to_string(), virtual_service(config)?),
+    ]);
     Ok(files)
+}
+
+/// The IstioOperator overlay `istioctl install -f` takes: the profile and
+/// the ingress gateway's NodePorts.
+pub fn istio_operator(config: &Config) -> Result<String, RenderError> {
+    let istio = &config.istio;
+    template(
+        "istio-operator.yaml",
+        minijinja::context! {
+            version => config.versions.istio,
+            profile => istio.profile,
+            http_node_port => istio.http_node_port,
+            https_node_port => istio.https_node_port,
+        },
+    )
+}
+
+/// The application's namespace with sidecar injection and Helm ownership.
+pub fn namespace(config: &Config) -> Result<String, RenderError> {
+    template(
+        "namespace.yaml",
+        minijinja::context! { namespace => config.cluster.namespace, release => config.chart.release },
+    )
+}
+
+/// The Gateway; `certificate_sha256` (of the certificate it serves, when
+/// known) is recorded as an annotation.
+pub fn gateway(config: &Config, certificate_sha256: Option<&str>) -> Result<String, RenderError> {
+    template(
+        "gateway.yaml",
+        minijinja::context! {
+            name => config.istio.gateway,
+            namespace => config.cluster.namespace,
+            tls_secret => config.istio.tls_secret,
+            domain => config.install.domain,
+            certificate_sha256 => certificate_sha256.unwrap_or_default(),
+        },
+    )
+}
+
+/// The VirtualService routing the profile's prefixes to the Services' ports.
+pub fn virtual_service(config: &Config) -> Result<String, RenderError> {
+    template(
+        "virtual-service.yaml",
+        minijinja::context! {
+            name => config.istio.virtual_service,
+            namespace => config.cluster.namespace,
+            gateway => config.istio.gateway,
+            domain => config.install.domain,
+            routes => config.routes,
+        },
+    )
 }

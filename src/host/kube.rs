@@ -54,3 +54,112 @@ pub fn get_json(
             stderr_tail: error.to_string(),
         })
 }
+
+/// One field of an object (a `jsonpath` like `{.metadata.annotations.x}`);
+/// `None` when the object or the field is missing. Reads nothing else of
+/// the object, so a Secret's data never reaches this process.
+pub fn get_field(
+    kind: &str,
+    name: &str,
+    namespace: &str,
+    jsonpath: &str,
+) -> Result<Option<String>, CommandError> {
+    let template = format!("jsonpath={jsonpath}");
+    let output = kubectl([
+        "get",
+        kind,
+        name,
+        "-n",
+        namespace,
+        "-o",
+        &template,
+        "--ignore-not-found",
+    ])
+    .run()?;
+    let value = output.stdout.trim();
+    Ok((!value.is_empty()).then(|| value.to_string()))
+}
+
+/// `kubectl apply --server-side` of a manifest holding a secret, on stdin.
+/// Server-side apply keeps no `last-applied-configuration` annotation, so
+/// the secret is not copied into the object's metadata.
+pub fn apply_secret(manifest: crate::secrets::Secret) -> Command {
+    kubectl([
+        "apply",
+        "--server-side",
+        "--field-manager=stackinstall",
+        "--force-conflicts",
+        "-f",
+        "-",
+    ])
+    .stdin_secret(manifest)
+}
+
+/// `kubectl delete KIND NAME [-n NAMESPACE] --ignore-not-found`.
+pub fn delete(kind: &str, name: &str, namespace: Option<&str>) -> Command {
+    let mut args = vec!["delete", kind, name, "--ignore-not-found"];
+    if let Some(namespace) = namespace {
+        args.extend(["-n", namespace]);
+    }
+    kubectl(args)
+}
+
+/// Whether the live object has every field of `wanted` with the same value
+/// (fields the server adds are ignored; lists must have the same length).
+pub fn has_fields(live: &serde_json::Value, wanted: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match (live, wanted) {
+        (Value::Object(live), Value::Object(wanted)) => wanted
+            .iter()
+            .all(|(key, value)| live.get(key).is_some_and(|found| has_fields(found, value))),
+        (Value::Array(live), Value::Array(wanted)) => {
+            live.len() == wanted.len()
+                && live
+                    .iter()
+                    .zip(wanted)
+                    .all(|(found, value)| has_fields(found, value))
+        }
+        (live, wanted) => live == wanted,
+    }
+}
+
+/// The objects of a YAML manifest (one or more documents), as JSON values.
+pub fn manifest_objects(manifest: &str) -> Result<Vec<serde_json::Value>, serde_yaml_ng::Error> {
+    use serde::Deserialize;
+    serde_yaml_ng::Deserializer::from_str(manifest)
+        .map(serde_json::Value::deserialize)
+        .filter(|object| !matches!(object, Ok(serde_json::Value::Null)))
+        .collect()
+}
+
+/// An `istioctl` command with the cluster's kubeconfig.
+pub fn istioctl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
+    Command::new("istioctl")
+        .env("KUBECONFIG", KUBECONFIG)
+        .args(args)
+}
+
+/// How many nodes are Ready, of how many; `None` when the API does not
+/// answer or there is no node yet.
+pub fn nodes_ready() -> Result<Option<(usize, usize)>, CommandError> {
+    let output = kubectl(["get", "nodes", "-o", "json"]).run_unchecked()?;
+    if !output.success() {
+        return Ok(None);
+    }
+    let Ok(list) = serde_json::from_str::<serde_json::Value>(&output.stdout) else {
+        return Ok(None);
+    };
+    let nodes = list["items"].as_array().cloned().unwrap_or_default();
+    let ready = nodes.iter().filter(|node| is_ready(node)).count();
+    Ok((!nodes.is_empty()).then_some((ready, nodes.len())))
+}
+
+fn is_ready(node: &serde_json::Value) -> bool {
+    node["status"]["conditions"]
+        .as_array()
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|condition| condition["type"] == "Ready" && condition["status"] == "True")
+        })
+}

@@ -7,6 +7,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod command;
+pub mod download;
 pub mod fs;
 pub mod kube;
 pub mod lock;

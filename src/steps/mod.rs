@@ -5,7 +5,12 @@
 //! the result, and knows how to reverse itself for uninstall.
 
 pub mod credentials;
+pub mod gateway;
+pub mod helm;
+pub mod istio;
+pub mod k3s;
 pub mod mysql;
+pub mod namespace;
 pub mod nfs;
 pub mod preflight;
 pub mod rabbitmq;
@@ -13,6 +18,7 @@ pub mod registry;
 pub mod release;
 pub mod services;
 pub mod summary;
+pub mod tls;
 pub mod wait;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +26,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::context::Context;
+use crate::host::download::DownloadError;
 use crate::host::{self, Command, CommandError, FileError};
 use crate::secrets::CredentialsError;
 use crate::state::{Fingerprint, StateError};
@@ -29,11 +36,17 @@ pub fn all() -> Vec<Box<dyn Step>> {
     vec![
         Box::new(preflight::Preflight),
         Box::new(credentials::CredentialsStep),
+        Box::new(k3s::K3s),
+        Box::new(helm::Helm),
+        Box::new(istio::Istio),
         Box::new(mysql::Mysql),
         Box::new(rabbitmq::Rabbitmq),
         Box::new(nfs::Nfs),
+        Box::new(namespace::Namespace),
         Box::new(registry::Registry),
+        Box::new(tls::Tls),
         Box::new(release::Release),
+        Box::new(gateway::Gateway),
         Box::new(wait::Wait),
         Box::new(summary::Summary),
     ]
@@ -271,6 +284,10 @@ pub enum StepError {
     Credentials(#[from] CredentialsError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
 }
 
 impl StepError {
@@ -303,6 +320,15 @@ impl StepError {
             Self::Command(_) | Self::File(_) => None,
             Self::Credentials(error) => Some(error.hint()),
             Self::State(error) => error.hint(),
+            Self::Download(DownloadError::Mismatch { .. }) => Some(
+                "the file was damaged or changed on the way; run again, and check `[downloads]` in the profile if it keeps failing".into(),
+            ),
+            Self::Download(_) => Some(
+                "check the host's network access to the URL (or `[downloads]` in the profile), then run again".into(),
+            ),
+            Self::Render(_) => Some(
+                "check the profile's values that the template uses (`stackinstall render` shows the files)".into(),
+            ),
         }
     }
 

@@ -56,6 +56,11 @@ impl Step for Preflight {
         ]);
         actions.push(check_ports(context)?);
         actions.extend(certificate);
+        if context.config.install.skip_infra {
+            actions.push(super::k3s::check_present()?);
+            actions.push(super::helm::check_present()?);
+            actions.push(super::istio::check_present()?);
+        }
         Ok(actions)
     }
 

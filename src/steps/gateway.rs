@@ -1,0 +1,128 @@
+//! Gateway: the Istio Gateway (HTTPS on the ingress gateway's Service port
+//! 443 with `tls.mode: SIMPLE` and the TLS Secret as `credentialName`, HTTP
+//! on port 80 redirecting to HTTPS, hosts = the domain) and the
+//! VirtualService routing each profile prefix to its Service's own port,
+//! both rendered from `templates/` and applied with `kubectl apply` on
+//! stdin. The Gateway records the SHA-256 of the certificate it serves, so a
+//! new certificate applies it again. Done when both live objects carry every
+//! rendered field. Uninstall deletes both.
+
+use serde_json::Value;
+
+use super::{Action, Step, StepError};
+use crate::context::Context;
+use crate::host::{self, kube};
+use crate::render;
+use crate::state::{Fingerprint, sha256_hex};
+
+/// The gateway step.
+pub struct Gateway;
+
+impl Step for Gateway {
+    fn id(&self) -> &'static str {
+        "gateway"
+    }
+
+    fn title(&self) -> &'static str {
+        "Route the domain through the Istio Gateway"
+    }
+
+    fn depends_on(&self) -> &'static [&'static str] {
+        &["tls"]
+    }
+
+    fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
+        fingerprint.add("gateway", render::gateway(&context.config, None)?);
+        fingerprint.add("virtual-service", render::virtual_service(&context.config)?);
+        Ok(())
+    }
+
+    fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let mut actions = Vec::new();
+        for (manifest, object) in manifests(context)? {
+            let (kind, name, namespace) = identity(&object);
+            let live = kube::get_json(&kind, &name, Some(&namespace))?;
+            if live.is_some_and(|live| kube::has_fields(&live, &object)) {
+                actions.push(Action::check(format!(
+                    "{kind} {name} in {namespace} is as rendered"
+                )));
+            } else {
+                let mut apply = Action::run(kube::apply(&manifest));
+                apply.detail = format!("{} ({kind} {name} in {namespace})", apply.detail);
+                actions.push(apply);
+            }
+        }
+        Ok(actions)
+    }
+
+    fn verify(&self, context: &Context) -> Result<(), StepError> {
+        for (_, object) in manifests(context)? {
+            let (kind, name, namespace) = identity(&object);
+            let live = kube::get_json(&kind, &name, Some(&namespace))?;
+            if !live.is_some_and(|live| kube::has_fields(&live, &object)) {
+                return Err(StepError::failed(
+                    format!(
+                        "the {kind} `{name}` in `{namespace}` is missing or differs from the rendered one"
+                    ),
+                    "run `stackinstall install --redo gateway`",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let namespace = &context.config.cluster.namespace;
+        Ok(vec![
+            Action::run(kube::delete(
+                "virtualservice",
+                &context.config.istio.virtual_service,
+                Some(namespace),
+            )),
+            Action::run(kube::delete(
+                "gateway",
+                &context.config.istio.gateway,
+                Some(namespace),
+            )),
+        ])
+    }
+}
+
+/// The Gateway and the VirtualService: each manifest with its parsed object.
+fn manifests(context: &Context) -> Result<Vec<(String, Value)>, StepError> {
+    let certificate_hash = match context.tls_paths() {
+        Some((certificate, _)) => {
+            host::fs::read_optional(&certificate)?.map(|text| sha256_hex(text.as_bytes()))
+        }
+        None => None,
+    };
+    let rendered = [
+        render::gateway(&context.config, certificate_hash.as_deref())?,
+        render::virtual_service(&context.config)?,
+    ];
+    rendered
+        .into_iter()
+        .map(|manifest| {
+            let object = kube::manifest_objects(&manifest)
+                .ok()
+                .and_then(|objects| objects.into_iter().next())
+                .ok_or_else(|| {
+                    StepError::failed(
+                        "a rendered Istio manifest is not one YAML object",
+                        "check the profile's domain and routes; `stackinstall render` shows the files",
+                    )
+                })?;
+            Ok((manifest, object))
+        })
+        .collect()
+}
+
+/// `(kind, name, namespace)` of an object, as kubectl names them.
+fn identity(object: &Value) -> (String, String, String) {
+    let text = |value: &Value| value.as_str().unwrap_or_default().to_string();
+    (
+        text(&object["kind"]).to_ascii_lowercase(),
+        text(&object["metadata"]["name"]),
+        text(&object["metadata"]["namespace"]),
+    )
+}

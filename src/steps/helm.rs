@@ -1,0 +1,132 @@
+//! Helm: installs the profile's pinned Helm 3 the way Helm documents for
+//! binary releases: `helm-<version>-linux-<arch>.tar.gz` from get.helm.sh,
+//! checked against its published `.sha256sum`, its `helm` binary unpacked to
+//! `/usr/local/bin/helm`. Done when `helm version` there is the pinned one.
+//! Another version is reported, never replaced. Uninstall removes the binary
+//! unless Helm was there before us.
+
+use std::time::Duration;
+
+use super::k3s::{download_action, install_release, skipped_but_missing};
+use super::{Action, Group, Step, StepError};
+use crate::context::Context;
+use crate::host::download::{self, ReleaseBinary};
+use crate::host::{Command, kube};
+use crate::state::Fingerprint;
+
+/// The Helm step.
+pub struct Helm;
+
+/// Where the Helm binary goes.
+pub const BINARY: &str = "/usr/local/bin/helm";
+const PREEXISTING: &str = "helm.preexisting";
+const DOWNLOAD: &str = "download-helm";
+
+impl Step for Helm {
+    fn id(&self) -> &'static str {
+        "helm"
+    }
+
+    fn title(&self) -> &'static str {
+        "Install Helm"
+    }
+
+    fn group(&self) -> Group {
+        Group::Infra
+    }
+
+    fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
+        fingerprint.add("version", &context.config.versions.helm);
+        Ok(())
+    }
+
+    fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let version = &context.config.versions.helm;
+        if installed_version(context)?.is_some() {
+            return Ok(vec![Action::check(format!(
+                "Helm {version} is installed at {BINARY}"
+            ))]);
+        }
+        Ok(vec![download_action(DOWNLOAD, &release(context), BINARY)])
+    }
+
+    fn apply(&self, context: &mut Context, _actions: Vec<Action>) -> Result<bool, StepError> {
+        let preexisting = context.host.path(BINARY).exists();
+        context.record_fact(PREEXISTING, if preexisting { "true" } else { "false" })?;
+        install_release(context, &release(context), BINARY)?;
+        Ok(true)
+    }
+
+    fn verify(&self, context: &Context) -> Result<(), StepError> {
+        match installed_version(context)? {
+            Some(_) => Ok(()),
+            None => Err(StepError::failed(
+                format!("`{BINARY}` is missing"),
+                "run `stackinstall install --redo helm`",
+            )),
+        }
+    }
+
+    fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        if context.fact(PREEXISTING) != Some("false") {
+            return Ok(vec![Action::check(
+                "Helm was there before stackinstall: left in place",
+            )]);
+        }
+        let path = context.host.path(BINARY);
+        Ok(vec![Action::remove(path.clone(), &context.shown(&path))])
+    }
+}
+
+fn release(context: &Context) -> ReleaseBinary {
+    let arch = download::architecture();
+    let base = download::url_for(
+        &context.config.downloads.helm,
+        &context.config.versions.helm,
+    );
+    let file = format!("helm-{}-linux-{arch}.tar.gz", context.config.versions.helm);
+    ReleaseBinary {
+        url: format!("{base}/{file}"),
+        sums_url: format!("{base}/{file}.sha256sum"),
+        member: Some(format!("linux-{arch}/helm")),
+    }
+}
+
+/// The installed Helm's version; `None` when there is none. Another
+/// version than the pinned one is reported, not replaced.
+fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
+    let binary = context.host.path(BINARY);
+    if !binary.exists() {
+        return Ok(None);
+    }
+    let output = Command::new(binary.display().to_string())
+        .args(["version", "--template", "{{.Version}}"])
+        .run()?;
+    let found = output.stdout.trim().to_string();
+    let pinned = &context.config.versions.helm;
+    if &found != pinned {
+        return Err(StepError::input(
+            format!(
+                "Helm `{found}` is already installed at `{BINARY}`, but profile `{}` pins `{pinned}`",
+                context.config.name
+            ),
+            format!(
+                "stackinstall does not replace another Helm: install {pinned} yourself, or set `versions.helm = \"{found}\"` in a --config file if that version is fine"
+            ),
+        ));
+    }
+    Ok(Some(found))
+}
+
+/// For `--skip-infra`: `helm` must answer on PATH.
+pub fn check_present() -> Result<Action, StepError> {
+    let command =
+        kube::helm(["version", "--template", "{{.Version}}"]).timeout(Duration::from_secs(30));
+    match command.run() {
+        Ok(output) => Ok(Action::check(format!(
+            "--skip-infra: Helm {} is on PATH",
+            output.stdout.trim()
+        ))),
+        Err(error) => Err(skipped_but_missing("Helm", &error.to_string())),
+    }
+}

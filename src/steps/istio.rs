@@ -1,0 +1,287 @@
+//! Istio: installs the pinned `istioctl` (from the Istio release tarball,
+//! checked against its published `.sha256`) to `/usr/local/bin/istioctl`,
+//! refuses a Kubernetes version outside the pinned Istio's support matrix,
+//! writes the IstioOperator overlay rendered from `templates/` to
+//! `/etc/stackinstall/istio-operator.yaml` (profile, ingress gateway as a
+//! NodePort Service) and runs `istioctl install -y -f` with it. Done when the
+//! overlay on disk is the rendered one, istiod is ready and the ingress
+//! gateway Service has the profile's NodePorts. Uninstall runs `istioctl
+//! uninstall --purge` and removes the overlay (and the binary we put there).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::k3s::{download_action, install_release, skipped_but_missing};
+use super::{Action, ActionKind, Group, Step, StepError};
+use crate::context::Context;
+use crate::host::download::{self, ReleaseBinary};
+use crate::host::{Command, kube};
+use crate::render;
+use crate::state::Fingerprint;
+
+/// The Istio step.
+pub struct Istio;
+
+/// Where `istioctl` goes.
+pub const BINARY: &str = "/usr/local/bin/istioctl";
+/// Where the IstioOperator overlay is kept.
+pub const OVERLAY: &str = "/etc/stackinstall/istio-operator.yaml";
+const NAMESPACE: &str = "istio-system";
+const PREEXISTING: &str = "istioctl.preexisting";
+const DOWNLOAD: &str = "download-istioctl";
+const WAIT: &str = "wait-istiod";
+
+/// Kubernetes minor versions each Istio minor supports (istio.io "Supported
+/// Releases").
+const SUPPORT_MATRIX: [(&str, u32, u32); 5] = [
+    ("1.18", 24, 27),
+    ("1.19", 25, 28),
+    ("1.20", 25, 29),
+    ("1.21", 26, 29),
+    ("1.22", 27, 30),
+];
+
+impl Step for Istio {
+    fn id(&self) -> &'static str {
+        "istio"
+    }
+
+    fn title(&self) -> &'static str {
+        "Install Istio and its ingress gateway"
+    }
+
+    fn group(&self) -> Group {
+        Group::Infra
+    }
+
+    fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
+        fingerprint.add("version", &context.config.versions.istio);
+        fingerprint.add("overlay", render::istio_operator(&context.config)?);
+        Ok(())
+    }
+
+    fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let mut actions = Vec::new();
+        if installed_version(context)?.is_none() {
+            actions.push(download_action(DOWNLOAD, &release(context), BINARY));
+        }
+        actions.push(check_support(context)?);
+        let overlay = render::istio_operator(&context.config)?;
+        let overlay_path = context.host.path(OVERLAY);
+        let same_overlay =
+            crate::host::fs::read_optional(&overlay_path)?.as_deref() == Some(overlay.as_str());
+        if same_overlay && cluster_problem(context)?.is_none() {
+            actions.push(Action::check(
+                "istiod is ready; the ingress gateway has the profile's NodePorts",
+            ));
+            return Ok(actions);
+        }
+        actions.push(Action::write(
+            overlay_path,
+            &context.shown(&context.host.path(OVERLAY)),
+            overlay.into_bytes(),
+            0o644,
+        ));
+        let overlay_argument = context.host.path(OVERLAY).display().to_string();
+        let install = kube::istioctl(["install", "-y", "-f", &overlay_argument]);
+        actions.push(Action::run(install.timeout(Duration::from_secs(900))));
+        actions.push(Action::custom(
+            ActionKind::Check,
+            WAIT,
+            wait_command(context).to_string(),
+        ));
+        Ok(actions)
+    }
+
+    fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
+        let preexisting = context.host.path(BINARY).exists();
+        context.record_fact(PREEXISTING, if preexisting { "true" } else { "false" })?;
+        let mut changed = false;
+        for action in &actions {
+            if action.tag() == Some(DOWNLOAD) {
+                install_release(context, &release(context), BINARY)?;
+                changed = true;
+            } else if action.tag() == Some(WAIT) {
+                context.ui.status("waiting for istiod to be ready");
+                wait_command(context).run()?;
+            } else {
+                changed |= action.perform()?;
+            }
+        }
+        Ok(changed)
+    }
+
+    fn verify(&self, context: &Context) -> Result<(), StepError> {
+        if installed_version(context)?.is_none() {
+            return Err(StepError::failed(
+                format!("`{BINARY}` is missing"),
+                "run `stackinstall install --redo istio`",
+            ));
+        }
+        match cluster_problem(context)? {
+            None => Ok(()),
+            Some(problem) => Err(StepError::failed(
+                problem,
+                "look at `kubectl get pods -n istio-system`, then run `stackinstall install --redo istio`",
+            )),
+        }
+    }
+
+    fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let overlay = context.host.path(OVERLAY);
+        let mut actions = vec![
+            Action::run(
+                kube::istioctl(["uninstall", "--purge", "-y"]).timeout(Duration::from_secs(600)),
+            ),
+            Action::run(kube::delete("namespace", NAMESPACE, None)),
+            Action::remove(overlay.clone(), &context.shown(&overlay)),
+        ];
+        if context.fact(PREEXISTING) == Some("false") {
+            let binary = context.host.path(BINARY);
+            actions.push(Action::remove(binary.clone(), &context.shown(&binary)));
+        }
+        Ok(actions)
+    }
+}
+
+/// Waits, bounded by the profile, until istiod's rollout is complete.
+fn wait_command(context: &Context) -> Command {
+    let seconds = context.config.downloads.ready_timeout_seconds;
+    let timeout = format!("--timeout={seconds}s");
+    kube::kubectl([
+        "rollout",
+        "status",
+        "deployment/istiod",
+        "-n",
+        NAMESPACE,
+        &timeout,
+    ])
+    .timeout(Duration::from_secs(seconds + 30))
+}
+
+fn release(context: &Context) -> ReleaseBinary {
+    let version = &context.config.versions.istio;
+    let base = download::url_for(&context.config.downloads.istio, version);
+    let file = format!("istio-{version}-linux-{}.tar.gz", download::architecture());
+    ReleaseBinary {
+        url: format!("{base}/{file}"),
+        sums_url: format!("{base}/{file}.sha256"),
+        member: Some(format!("istio-{version}/bin/istioctl")),
+    }
+}
+
+/// The installed istioctl's version; `None` when there is none. Another
+/// version than the pinned one is reported, not replaced.
+fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
+    let binary = context.host.path(BINARY);
+    if !binary.exists() {
+        return Ok(None);
+    }
+    let output = Command::new(binary.display().to_string())
+        .args(["version", "--remote=false"])
+        .run()?;
+    let found = output
+        .stdout
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or("")
+        .to_string();
+    let pinned = &context.config.versions.istio;
+    if &found != pinned {
+        return Err(StepError::input(
+            format!(
+                "istioctl `{found}` is already installed at `{BINARY}`, but profile `{}` pins `{pinned}`",
+                context.config.name
+            ),
+            format!(
+                "stackinstall does not replace another istioctl: install {pinned} yourself, or remove `{BINARY}` and run again"
+            ),
+        ));
+    }
+    Ok(Some(found))
+}
+
+/// Refuses a Kubernetes server outside the pinned Istio's support matrix.
+fn check_support(context: &Context) -> Result<Action, StepError> {
+    let istio = &context.config.versions.istio;
+    let output = kube::kubectl(["version", "-o", "json"]).run()?;
+    let version: Value = serde_json::from_str(&output.stdout).unwrap_or(Value::Null);
+    let server = &version["serverVersion"];
+    let minor: Option<u32> = server["minor"]
+        .as_str()
+        .and_then(|m| m.trim_end_matches('+').parse().ok());
+    let shown = server["gitVersion"]
+        .as_str()
+        .unwrap_or("unknown")
+        .to_string();
+    let istio_minor: String = istio.split('.').take(2).collect::<Vec<_>>().join(".");
+    let Some((_, low, high)) = SUPPORT_MATRIX
+        .iter()
+        .find(|(release, ..)| *release == istio_minor)
+    else {
+        return Err(StepError::input(
+            format!("Istio {istio} is not in stackinstall's support matrix (Istio 1.18 to 1.22)"),
+            "pin an Istio version stackinstall knows in `versions.istio`",
+        ));
+    };
+    match minor {
+        Some(minor) if (*low..=*high).contains(&minor) => Ok(Action::check(format!(
+            "Kubernetes {shown} is supported by Istio {istio} (1.{low} to 1.{high})"
+        ))),
+        _ => Err(StepError::input(
+            format!(
+                "Istio {istio} does not support Kubernetes {shown}: it supports Kubernetes 1.{low} to 1.{high}"
+            ),
+            "pin a K3s in that range (`versions.k3s`) or an Istio that supports this Kubernetes (`versions.istio`)",
+        )),
+    }
+}
+
+/// What is wrong with Istio in the cluster, or `None` when it is as wanted.
+fn cluster_problem(context: &Context) -> Result<Option<String>, StepError> {
+    let Some(istiod) = kube::get_json("deployment", "istiod", Some(NAMESPACE))? else {
+        return Ok(Some("istiod is not installed".into()));
+    };
+    if istiod["status"]["readyReplicas"].as_u64().unwrap_or(0) == 0 {
+        return Ok(Some("istiod is not ready".into()));
+    }
+    let Some(service) = kube::get_json("service", "istio-ingressgateway", Some(NAMESPACE))? else {
+        return Ok(Some("the Service `istio-ingressgateway` is missing".into()));
+    };
+    let istio = &context.config.istio;
+    let wanted = [(80, istio.http_node_port), (443, istio.https_node_port)];
+    let ports = service["spec"]["ports"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let has = |port: u16, node_port: u16| {
+        ports
+            .iter()
+            .any(|p| p["port"] == u64::from(port) && p["nodePort"] == u64::from(node_port))
+    };
+    if service["spec"]["type"] != "NodePort" || !wanted.iter().all(|(port, node)| has(*port, *node))
+    {
+        return Ok(Some(format!(
+            "the ingress gateway is not a NodePort Service with 80 -> {} and 443 -> {}",
+            istio.http_node_port, istio.https_node_port
+        )));
+    }
+    Ok(None)
+}
+
+/// For `--skip-infra`: istiod must already be there and ready.
+pub fn check_present() -> Result<Action, StepError> {
+    match kube::get_json("deployment", "istiod", Some(NAMESPACE)) {
+        Ok(Some(istiod)) if istiod["status"]["readyReplicas"].as_u64().unwrap_or(0) > 0 => {
+            Ok(Action::check("--skip-infra: istiod is ready"))
+        }
+        Ok(Some(_)) => Err(skipped_but_missing("Istio", "istiod is not ready")),
+        Ok(None) => Err(skipped_but_missing(
+            "Istio",
+            "there is no deployment `istiod` in istio-system",
+        )),
+        Err(error) => Err(skipped_but_missing("Istio", &error.to_string())),
+    }
+}

@@ -1,0 +1,296 @@
+//! K3s: installs the profile's pinned K3s the way K3s documents for servers
+//! without internet access to its installer: the `k3s` binary from the
+//! release, checked against the release's `sha256sum-<arch>.txt`, goes to
+//! `/usr/local/bin/k3s`, then the pinned install script runs with
+//! `INSTALL_K3S_SKIP_DOWNLOAD=true` and `--disable traefik --disable
+//! servicelb --write-kubeconfig-mode 644` (so kubectl and helm can read
+//! `/etc/rancher/k3s/k3s.yaml`). Done when `k3s --version` is the pinned one,
+//! the `k3s` service is active and every node is Ready. A K3s of another
+//! version is reported, never replaced. Uninstall runs the
+//! `k3s-uninstall.sh` the script wrote, unless K3s was there before us.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use super::{Action, ActionKind, Group, Step, StepError};
+use crate::context::Context;
+use crate::host::download::{self, ReleaseBinary};
+use crate::host::{self, Command, kube, service};
+use crate::state::Fingerprint;
+
+/// The K3s step.
+pub struct K3s;
+
+/// Where K3s's binary goes (the install script's default `BIN_DIR`).
+pub const BINARY: &str = "/usr/local/bin/k3s";
+/// The script K3s's installer writes for uninstall.
+const UNINSTALL_SCRIPT: &str = "/usr/local/bin/k3s-uninstall.sh";
+/// Where downloads are kept while they are installed.
+pub const DOWNLOADS: &str = "/var/lib/stackinstall/downloads";
+/// The server flags of this install.
+const SERVER_FLAGS: &str =
+    "server --disable traefik --disable servicelb --write-kubeconfig-mode 644";
+const PREEXISTING: &str = "k3s.preexisting";
+
+const DOWNLOAD: &str = "download-k3s";
+const INSTALL: &str = "run-k3s-install";
+const WAIT: &str = "wait-node-ready";
+
+impl Step for K3s {
+    fn id(&self) -> &'static str {
+        "k3s"
+    }
+
+    fn title(&self) -> &'static str {
+        "Install K3s"
+    }
+
+    fn group(&self) -> Group {
+        Group::Infra
+    }
+
+    fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
+        fingerprint
+            .add("version", &context.config.versions.k3s)
+            .add("flags", SERVER_FLAGS);
+        Ok(())
+    }
+
+    fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let version = &context.config.versions.k3s;
+        let installed = installed_version(context)?;
+        let mut actions = Vec::new();
+        if installed.is_none() {
+            actions.push(download_action(DOWNLOAD, &release(context), BINARY));
+        }
+        if installed.is_none() || !service::is_active("k3s")? {
+            actions.push(Action::custom(ActionKind::Command, INSTALL, format!(
+                "run the K3s {version} install script ({}) with INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_EXEC='{SERVER_FLAGS}'",
+                install_script_url(context)
+            )));
+        }
+        if actions.is_empty() && kube::nodes_ready()?.is_none_or(|(ready, total)| ready < total) {
+            actions.push(Action::custom(
+                ActionKind::Check,
+                WAIT,
+                "wait for the node to be Ready",
+            ));
+        }
+        if actions.is_empty() {
+            actions.push(Action::check(format!(
+                "K3s {version} is installed and its node is Ready"
+            )));
+        }
+        Ok(actions)
+    }
+
+    fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
+        let preexisting = context.host.path(BINARY).exists();
+        context.record_fact(PREEXISTING, if preexisting { "true" } else { "false" })?;
+        let timeout = Duration::from_secs(context.config.downloads.timeout_seconds);
+        let mut changed = false;
+        for action in &actions {
+            match action.tag() {
+                Some(DOWNLOAD) => {
+                    install_release(context, &release(context), BINARY)?;
+                    changed = true;
+                }
+                Some(INSTALL) => {
+                    run_install_script(context, timeout)?;
+                    changed = true;
+                }
+                _ => {}
+            }
+        }
+        wait_until_ready(context)?;
+        Ok(changed)
+    }
+
+    fn verify(&self, context: &Context) -> Result<(), StepError> {
+        if installed_version(context)?.is_none() {
+            return Err(StepError::failed(
+                format!("`{BINARY}` is missing"),
+                "run `stackinstall install --redo k3s`",
+            ));
+        }
+        if !service::is_active("k3s")? {
+            return Err(StepError::failed(
+                "the `k3s` service is not active",
+                "look at `journalctl -u k3s`, then run `systemctl start k3s`",
+            ));
+        }
+        match kube::nodes_ready()? {
+            Some((ready, total)) if ready == total => Ok(()),
+            found => Err(not_ready(found)),
+        }
+    }
+
+    fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        if context.fact(PREEXISTING) != Some("false") {
+            return Ok(vec![Action::check(
+                "K3s was there before stackinstall: left in place",
+            )]);
+        }
+        let script = context.host.path(UNINSTALL_SCRIPT);
+        Ok(vec![Action::run(
+            Command::new(script.display().to_string()).timeout(Duration::from_secs(600)),
+        )])
+    }
+}
+
+/// The K3s release binary of this machine's architecture.
+fn release(context: &Context) -> ReleaseBinary {
+    let base = download::url_for(&context.config.downloads.k3s, &context.config.versions.k3s);
+    let (binary, sums) = match download::architecture() {
+        "amd64" => ("k3s".to_string(), "sha256sum-amd64.txt".to_string()),
+        arch => (format!("k3s-{arch}"), format!("sha256sum-{arch}.txt")),
+    };
+    ReleaseBinary {
+        url: format!("{base}/{binary}"),
+        sums_url: format!("{base}/{sums}"),
+        member: None,
+    }
+}
+
+fn install_script_url(context: &Context) -> String {
+    download::url_for(
+        &context.config.downloads.k3s_install_script,
+        &context.config.versions.k3s,
+    )
+}
+
+/// The version of the installed K3s; `None` when there is none. Another
+/// version than the pinned one is an error: it is reported, not replaced.
+fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
+    let binary = context.host.path(BINARY);
+    if !binary.exists() {
+        return Ok(None);
+    }
+    let output = Command::new(binary.display().to_string())
+        .arg("--version")
+        .run()?;
+    let found = parse_version(&output.stdout).unwrap_or_default();
+    let pinned = &context.config.versions.k3s;
+    if &found != pinned {
+        return Err(StepError::input(
+            format!(
+                "K3s `{found}` is already installed at `{BINARY}`, but profile `{}` pins `{pinned}`",
+                context.config.name
+            ),
+            format!(
+                "stackinstall does not replace another K3s: upgrade it to {pinned} yourself, or uninstall it (`{UNINSTALL_SCRIPT}`), or run with --skip-infra to use it as it is"
+            ),
+        ));
+    }
+    Ok(Some(found))
+}
+
+/// `k3s version v1.29.0+k3s1 (3190a5a7)` -> `v1.29.0+k3s1`.
+pub fn parse_version(output: &str) -> Option<String> {
+    let line = output
+        .lines()
+        .find(|line| line.starts_with("k3s version "))?;
+    line.split_whitespace().nth(2).map(str::to_string)
+}
+
+fn run_install_script(context: &Context, timeout: Duration) -> Result<(), StepError> {
+    let script_bytes = download::fetch(&install_script_url(context), timeout)?;
+    let script: PathBuf = context.host.path(DOWNLOADS).join("k3s-install.sh");
+    host::fs::ensure_dir(&context.host.path(DOWNLOADS), 0o700)?;
+    host::fs::write_atomic(&script, &script_bytes, 0o700)?;
+    let result = Command::new("sh")
+        .arg(script.display().to_string())
+        .env("INSTALL_K3S_SKIP_DOWNLOAD", "true")
+        .env("INSTALL_K3S_VERSION", &context.config.versions.k3s)
+        .env("INSTALL_K3S_EXEC", SERVER_FLAGS)
+        .timeout(Duration::from_secs(600))
+        .run();
+    host::fs::remove_file(&script)?;
+    result?;
+    Ok(())
+}
+
+fn wait_until_ready(context: &Context) -> Result<(), StepError> {
+    let deadline =
+        Instant::now() + Duration::from_secs(context.config.downloads.ready_timeout_seconds);
+    loop {
+        let found = kube::nodes_ready()?;
+        match found {
+            Some((ready, total)) if ready == total => return Ok(()),
+            Some((ready, total)) => context.ui.status(&format!("nodes Ready: {ready}/{total}")),
+            None => context
+                .ui
+                .status("waiting for the Kubernetes API to answer"),
+        }
+        if Instant::now() >= deadline {
+            return Err(not_ready(found));
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+fn not_ready(found: Option<(usize, usize)>) -> StepError {
+    let what = match found {
+        Some((ready, total)) => format!("only {ready} of {total} nodes are Ready"),
+        None => "the Kubernetes API does not answer (`kubectl get nodes` failed)".to_string(),
+    };
+    StepError::failed(
+        what,
+        "look at `journalctl -u k3s` and `kubectl get nodes`, then run again",
+    )
+}
+
+/// For `--skip-infra`: K3s must already be running with a Ready node.
+pub fn check_present() -> Result<Action, StepError> {
+    match kube::nodes_ready() {
+        Ok(Some((ready, total))) if ready == total => Ok(Action::check(format!(
+            "--skip-infra: Kubernetes answers, {ready}/{total} nodes Ready"
+        ))),
+        Ok(found) => Err(skipped_but_missing("K3s", &not_ready(found).to_string())),
+        Err(error) => Err(skipped_but_missing("K3s", &error.to_string())),
+    }
+}
+
+/// The plan's line for downloading `release` and installing its binary.
+pub fn download_action(tag: &'static str, release: &ReleaseBinary, binary: &str) -> Action {
+    let detail = format!(
+        "download {}, check it against {}, install {binary} (mode 0755)",
+        release.url, release.sums_url
+    );
+    Action::custom(ActionKind::File, tag, detail)
+}
+
+/// Downloads `release`, checks its sum, and installs its binary at `binary`.
+pub fn install_release(
+    context: &Context,
+    release: &ReleaseBinary,
+    binary: &str,
+) -> Result<(), StepError> {
+    let timeout = Duration::from_secs(context.config.downloads.timeout_seconds);
+    let work_dir = context.host.path(DOWNLOADS);
+    download::install_binary(release, &context.host.path(binary), &work_dir, timeout)?;
+    Ok(())
+}
+
+/// The error for a `--skip-infra` component that is not actually there.
+pub fn skipped_but_missing(component: &str, why: &str) -> StepError {
+    StepError::input(
+        format!("--skip-infra was given, but {component} is not there: {why}"),
+        format!(
+            "install {component} first (run without --skip-infra to let stackinstall do it), or check KUBECONFIG `{}`",
+            kube::KUBECONFIG
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_is_read_from_k3s_output() {
+        let output = "k3s version v1.29.0+k3s1 (3190a5a7)\ngo version go1.21.5\n";
+        assert_eq!(parse_version(output).as_deref(), Some("v1.29.0+k3s1"));
+        assert_eq!(parse_version("nonsense"), None);
+    }
+}

@@ -1,0 +1,728 @@
+//! The cluster steps (k3s, helm, istio, namespace, tls, gateway) against fake
+//! `kubectl`, `istioctl`, `helm`, `systemctl` and K3s install script on PATH
+//! that keep the cluster's objects in `$STATE`, with the release files
+//! served by a small HTTP server on 127.0.0.1 (SHA-256 sums and all).
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use common::{Call, DOMAIN, World, stderr, stdout};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// Release files by URL path, and the paths asked for.
+#[derive(Clone, Default)]
+struct Releases {
+    files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Releases {
+    /// Serves the files on 127.0.0.1; returns the base URL.
+    fn serve(&self) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let this = self.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(&stream);
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let path = request
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/")
+                    .replace("%2B", "+");
+                this.requests.lock().unwrap().push(path.clone());
+                let body = this.files.lock().unwrap().get(&path).cloned();
+                let mut stream = &stream;
+                let head = match &body {
+                    Some(body) => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    ),
+                    None => {
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_string()
+                    }
+                };
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(body.as_deref().unwrap_or_default());
+            }
+        });
+        base
+    }
+
+    fn put(&self, path: &str, bytes: Vec<u8>) {
+        self.files.lock().unwrap().insert(path.into(), bytes);
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex_string(&Sha256::digest(bytes))
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A `.tar.gz` holding `member` with `contents` (made with `tar`).
+fn tarball(member: &str, contents: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(member);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, contents).unwrap();
+    let archive = dir.path().join("out.tar.gz");
+    let top = member.split('/').next().unwrap();
+    let status = std::process::Command::new("tar")
+        .args([
+            "-czf",
+            archive.to_str().unwrap(),
+            "-C",
+            dir.path().to_str().unwrap(),
+            top,
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(archive).unwrap()
+}
+
+const K3S_BINARY: &str =
+    "#!/bin/sh\necho 'k3s version v1.29.0+k3s1 (3190a5a7)'\necho 'go version go1.21.5'\n";
+
+/// The pinned release files of the default profile, with their sums.
+fn publish(releases: &Releases) {
+    let k3s = K3S_BINARY.as_bytes().to_vec();
+    let sums = format!(
+        "{}  k3s-airgap-images-amd64.tar\n{}  k3s\n",
+        sha256(b"images"),
+        sha256(&k3s)
+    );
+    releases.put("/k3s/v1.29.0+k3s1/k3s", k3s);
+    releases.put("/k3s/v1.29.0+k3s1/sha256sum-amd64.txt", sums.into_bytes());
+    releases.put(
+        "/k3s-script/v1.29.0+k3s1/install.sh",
+        b"#!/bin/sh\nexec k3s-install \"$@\"\n".to_vec(),
+    );
+    let helm = tarball("linux-amd64/helm", "#!/bin/sh\nprintf v3.14.2\n");
+    let helm_file = "helm-v3.14.2-linux-amd64.tar.gz";
+    releases.put(
+        &format!("/helm/{helm_file}.sha256sum"),
+        format!("{}  {helm_file}\n", sha256(&helm)).into_bytes(),
+    );
+    releases.put(&format!("/helm/{helm_file}"), helm);
+    let istio = tarball("istio-1.20.3/bin/istioctl", "#!/bin/sh\necho 1.20.3\n");
+    let istio_file = "istio-1.20.3-linux-amd64.tar.gz";
+    releases.put(
+        &format!("/istio/1.20.3/{istio_file}.sha256"),
+        format!("{}  {istio_file}\n", sha256(&istio)).into_bytes(),
+    );
+    releases.put(&format!("/istio/1.20.3/{istio_file}"), istio);
+}
+
+fn python() -> String {
+    let output = std::process::Command::new("python3")
+        .args(["-c", "import sys, yaml; print(sys.executable)"])
+        .output()
+        .expect("python3 with PyYAML runs the fake kubectl");
+    assert!(
+        output.status.success(),
+        "python3 with PyYAML is needed by the fake kubectl"
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+/// A world with the fakes, the release files served, the profile pointed at them.
+fn cluster_world() -> (World, Releases) {
+    let mut world = World::new();
+    let releases = Releases::default();
+    publish(&releases);
+    let base = releases.serve();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes/cluster.py");
+    let python = python();
+    for program in ["kubectl", "istioctl"] {
+        let body = format!(
+            "printf '%s' \"$STDIN\" | {python} {} \"$STATE\" {program} \"$@\"",
+            script.display()
+        );
+        world.fake(program, &body);
+    }
+    world.fake("helm", "printf v3.14.2");
+    world.fake("k3s-install", "touch \"$STATE/k3s-running\"");
+    world.fake(
+        "systemctl",
+        "if [ \"$1\" = is-active ]; then [ -f \"$STATE/k3s-running\" ]; exit; fi; exit 0",
+    );
+    for (key, path) in [
+        ("K3S", "/k3s/{version}"),
+        ("K3S_INSTALL_SCRIPT", "/k3s-script/{version}/install.sh"),
+        ("HELM", "/helm"),
+        ("ISTIO", "/istio/{version}"),
+    ] {
+        world.set_env(
+            &format!("STACKINSTALL_DOWNLOADS__{key}"),
+            &format!("{base}{path}"),
+        );
+    }
+    (world, releases)
+}
+
+/// Calls that change the cluster or the host.
+fn mutating(calls: &[Call]) -> Vec<String> {
+    let changes = |call: &Call| match call.program.as_str() {
+        "kubectl" => ["apply", "delete", "create", "patch"]
+            .iter()
+            .any(|verb| call.args.first().is_some_and(|a| a == verb)),
+        "istioctl" => call
+            .args
+            .first()
+            .is_some_and(|a| a == "install" || a == "uninstall"),
+        "systemctl" => call
+            .args
+            .first()
+            .is_some_and(|a| a != "is-active" && a != "is-enabled"),
+        "helm" => call.args.first().is_some_and(|a| a != "version"),
+        _ => true,
+    };
+    calls
+        .iter()
+        .filter(|call| changes(call))
+        .map(Call::line)
+        .collect()
+}
+
+/// The objects a `kubectl apply` call sent, as `Kind/name`.
+fn applied(calls: &[Call]) -> Vec<String> {
+    let mut objects = Vec::new();
+    for call in calls
+        .iter()
+        .filter(|c| c.program == "kubectl" && c.args.first().is_some_and(|a| a == "apply"))
+    {
+        for document in serde_yaml_ng::Deserializer::from_str(&call.stdin) {
+            let object: Value = serde::Deserialize::deserialize(document).unwrap();
+            if object.is_null() {
+                continue;
+            }
+            let name = object["metadata"]["name"].as_str().unwrap();
+            let namespace = object["metadata"]["namespace"].as_str().unwrap_or("-");
+            objects.push(format!(
+                "{}/{namespace}/{name}",
+                object["kind"].as_str().unwrap()
+            ));
+        }
+    }
+    objects
+}
+
+fn outcomes(assert: &assert_cmd::assert::Assert) -> BTreeMap<String, String> {
+    let report: Value =
+        serde_json::from_str(&stdout(assert)).unwrap_or_else(|e| panic!("{e}: {}", stdout(assert)));
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| {
+            (
+                step["id"].as_str().unwrap().to_string(),
+                step["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn install_sets_up_the_cluster_and_a_second_run_changes_nothing() {
+    let (world, releases) = cluster_world();
+    let first = world.install(&["--output", "json"]).success();
+    let results = outcomes(&first);
+    for step in ["k3s", "helm", "istio", "namespace", "tls", "gateway"] {
+        assert_eq!(results[step], "changed", "{step}: {results:?}");
+    }
+    let calls = world.calls();
+    let install = calls
+        .iter()
+        .find(|c| c.program == "k3s-install")
+        .expect("the K3s install script ran");
+    let env: BTreeMap<_, _> = install.env.iter().cloned().collect();
+    assert_eq!(env["INSTALL_K3S_SKIP_DOWNLOAD"], "true");
+    assert_eq!(env["INSTALL_K3S_VERSION"], "v1.29.0+k3s1");
+    assert_eq!(
+        env["INSTALL_K3S_EXEC"],
+        "server --disable traefik --disable servicelb --write-kubeconfig-mode 644"
+    );
+    let istioctl = calls
+        .iter()
+        .find(|c| c.program == "istioctl" && c.args[0] == "install")
+        .unwrap();
+    assert_eq!(istioctl.args[..3], ["install", "-y", "-f"]);
+    assert!(
+        istioctl
+            .env
+            .contains(&("KUBECONFIG".into(), "/etc/rancher/k3s/k3s.yaml".into()))
+    );
+    assert_eq!(
+        applied(&calls),
+        [
+            "Namespace/-/sb-apps",
+            "Secret/istio-system/stackbill-tls-secret",
+            "Secret/sb-apps/stackbill-tls-secret",
+            "Gateway/sb-apps/stackbill-gateway",
+            "VirtualService/sb-apps/stackbill-vs",
+        ]
+    );
+    assert_eq!(
+        std::fs::read_to_string(world.path("/usr/local/bin/k3s")).unwrap(),
+        K3S_BINARY
+    );
+    for binary in ["k3s", "helm", "istioctl"] {
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(world.path(&format!("/usr/local/bin/{binary}")))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o755, "{binary}");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(world.path("/var/lib/stackinstall/downloads"))
+        .unwrap()
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "downloads are cleaned up: {leftovers:?}"
+    );
+
+    world.clear_calls();
+    let downloads = releases.requests().len();
+    let second = world.install(&["--output", "json"]).success();
+    assert_eq!(
+        mutating(&world.calls()),
+        Vec::<String>::new(),
+        "{}",
+        stderr(&second)
+    );
+    assert_eq!(
+        releases.requests().len(),
+        downloads,
+        "nothing is downloaded again"
+    );
+    let results = outcomes(&second);
+    for step in ["k3s", "helm", "istio", "namespace"] {
+        assert_eq!(results[step], "already-done", "{step}");
+    }
+    // The first run fingerprinted tls before preflight made the self-signed
+    // pair (fingerprints are taken before any step runs), so the second run
+    // looks again (and changes nothing); the third finds every step done.
+    assert_eq!(
+        (results["tls"].as_str(), results["gateway"].as_str()),
+        ("unchanged", "unchanged")
+    );
+    let third = outcomes(&world.install(&["--output", "json"]).success());
+    for step in ["k3s", "helm", "istio", "namespace", "tls", "gateway"] {
+        assert_eq!(third[step], "already-done", "{step}");
+    }
+}
+
+fn write_pair(world: &World, domain: &str) -> (String, String) {
+    let (certificate, key) = stackinstall::certificate::self_signed_for_a_year(domain);
+    world.write("/srv/tls.crt", &certificate);
+    world.write("/srv/tls.key", &key);
+    (certificate, key)
+}
+
+fn install_with_pair(world: &World, domain: &str) -> assert_cmd::assert::Assert {
+    let certificate = world.path("/srv/tls.crt");
+    let key = world.path("/srv/tls.key");
+    world
+        .command()
+        .args(["install", "--domain", domain, "--output", "json"])
+        .arg("--ssl-cert")
+        .arg(certificate)
+        .arg("--ssl-key")
+        .arg(key)
+        .assert()
+}
+
+#[test]
+fn a_new_certificate_applies_exactly_the_tls_secrets_and_the_gateway() {
+    let (world, _releases) = cluster_world();
+    write_pair(&world, DOMAIN);
+    install_with_pair(&world, DOMAIN).success();
+    world.clear_calls();
+    write_pair(&world, DOMAIN);
+    let run = install_with_pair(&world, DOMAIN).success();
+    let calls = world.calls();
+    assert_eq!(
+        applied(&calls),
+        [
+            "Secret/istio-system/stackbill-tls-secret",
+            "Secret/sb-apps/stackbill-tls-secret",
+            "Gateway/sb-apps/stackbill-gateway",
+        ]
+    );
+    assert_eq!(mutating(&calls).len(), 3, "{:?}", mutating(&calls));
+    let results = outcomes(&run);
+    assert_eq!(
+        (results["tls"].as_str(), results["gateway"].as_str()),
+        ("changed", "changed")
+    );
+    assert_eq!(results["namespace"], "already-done");
+}
+
+#[test]
+fn a_new_domain_applies_the_gateway_and_virtual_service_only() {
+    let (world, _releases) = cluster_world();
+    write_pair(&world, "*.example.com");
+    install_with_pair(&world, "one.example.com").success();
+    world.clear_calls();
+    install_with_pair(&world, "two.example.com").success();
+    let calls = world.calls();
+    assert_eq!(
+        applied(&calls),
+        [
+            "Gateway/sb-apps/stackbill-gateway",
+            "VirtualService/sb-apps/stackbill-vs"
+        ]
+    );
+    assert_eq!(mutating(&calls).len(), 2);
+    for call in calls
+        .iter()
+        .filter(|c| c.args.first().is_some_and(|a| a == "apply"))
+    {
+        assert!(
+            call.stdin.contains("\"two.example.com\"") && !call.stdin.contains("one.example.com"),
+            "{}",
+            call.stdin
+        );
+    }
+}
+
+#[test]
+fn the_tls_key_appears_in_no_argv_output_or_log() {
+    let (world, _releases) = cluster_world();
+    let (_, key) = write_pair(&world, DOMAIN);
+    let first = install_with_pair(&world, DOMAIN).success();
+    let plan = world
+        .command()
+        .args(["install", "--domain", DOMAIN, "--plan", "--redo", "tls"])
+        .arg("--ssl-cert")
+        .arg(world.path("/srv/tls.crt"))
+        .arg("--ssl-key")
+        .arg(world.path("/srv/tls.key"))
+        .assert()
+        .success();
+    let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let needles: Vec<String> = key
+        .lines()
+        .filter(|l| l.len() > 20 && !l.starts_with("-----"))
+        .map(String::from)
+        .chain([body.clone(), base64_of(&key)])
+        .collect();
+    let mut haystacks = vec![stdout(&first), stderr(&first), stdout(&plan), stderr(&plan)];
+    for call in world.calls() {
+        haystacks.extend(call.args.iter().cloned());
+        haystacks.extend(call.env.iter().map(|(k, v)| format!("{k}={v}")));
+    }
+    for (path, bytes) in world.files(true) {
+        if path.starts_with("/var/log/") || path.starts_with("/var/lib/stackinstall/") {
+            haystacks.push(String::from_utf8_lossy(&bytes).into_owned());
+        }
+    }
+    for needle in &needles {
+        assert!(
+            !haystacks.iter().any(|text| text.contains(needle.as_str())),
+            "the key leaked"
+        );
+    }
+    let secret_applies: Vec<Call> = world
+        .calls()
+        .into_iter()
+        .filter(|c| c.stdin.contains("tls.key"))
+        .collect();
+    assert_eq!(secret_applies.len(), 2);
+    for call in &secret_applies {
+        assert!(
+            call.args.contains(&"--server-side".to_string()),
+            "no last-applied copy of the key: {:?}",
+            call.args
+        );
+    }
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+#[test]
+fn a_tampered_download_is_refused() {
+    let (world, releases) = cluster_world();
+    releases.put("/k3s/v1.29.0+k3s1/k3s", b"#!/bin/sh\necho owned\n".to_vec());
+    let run = world.install(&[]).failure();
+    let error = stderr(&run);
+    assert!(
+        error.contains("does not match its published SHA-256 sum"),
+        "{error}"
+    );
+    assert!(
+        !world.path("/usr/local/bin/k3s").exists(),
+        "a file that fails its sum is not installed"
+    );
+    assert!(!world.calls().iter().any(|c| c.program == "k3s-install"));
+}
+
+#[test]
+fn another_k3s_version_is_reported_and_left_alone() {
+    let (world, releases) = cluster_world();
+    let other = "#!/bin/sh\necho 'k3s version v1.28.5+k3s1 (5b2d1271)'\n";
+    world.write("/usr/local/bin/k3s", other);
+    std::fs::set_permissions(
+        world.path("/usr/local/bin/k3s"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let run = world.install(&[]).code(2);
+    let error = stderr(&run);
+    assert!(
+        error.contains("K3s `v1.28.5+k3s1` is already installed"),
+        "{error}"
+    );
+    assert!(error.contains("pins `v1.29.0+k3s1`"), "{error}");
+    assert_eq!(world.read("/usr/local/bin/k3s"), other);
+    assert!(
+        !releases.requests().iter().any(|p| p.starts_with("/k3s")),
+        "nothing was downloaded"
+    );
+}
+
+#[test]
+fn kubernetes_outside_istio_support_is_refused() {
+    let (world, _releases) = cluster_world();
+    std::fs::create_dir_all(world.record.join("state")).unwrap();
+    std::fs::write(world.record.join("state/k8s-minor"), "30").unwrap();
+    let run = world.install(&[]).code(2);
+    let error = stderr(&run);
+    insta::assert_snapshot!("kubernetes_unsupported_error", error_report(&error));
+    assert!(
+        !world
+            .calls()
+            .iter()
+            .any(|c| c.program == "istioctl" && c.args[0] == "install")
+    );
+}
+
+#[test]
+fn skip_infra_fails_clearly_without_a_cluster_and_works_with_one() {
+    let (world, releases) = cluster_world();
+    let run = world.install(&["--skip-infra"]).code(2);
+    let error = stderr(&run);
+    insta::assert_snapshot!("skip_infra_without_k3s_error", error_report(&error));
+    assert!(mutating(&world.calls()).is_empty());
+
+    install_cluster_by_hand(&world);
+    world.clear_calls();
+    let run = world
+        .install(&["--skip-infra", "--output", "json"])
+        .success();
+    let results = outcomes(&run);
+    for step in ["k3s", "helm", "istio"] {
+        assert_eq!(results[step], "skipped", "{step}");
+    }
+    assert_eq!(results["gateway"], "changed");
+    assert!(
+        releases.requests().is_empty(),
+        "nothing downloaded with --skip-infra"
+    );
+}
+
+/// A cluster that someone else installed: K3s running, istiod ready.
+fn install_cluster_by_hand(world: &World) {
+    let state = world.record.join("state");
+    std::fs::create_dir_all(state.join("kube/deployment/istio-system")).unwrap();
+    std::fs::write(state.join("k3s-running"), "").unwrap();
+    let istiod = r#"{"kind": "Deployment", "metadata": {"name": "istiod", "namespace": "istio-system"}, "status": {"readyReplicas": 1}}"#;
+    std::fs::write(
+        state.join("kube/deployment/istio-system/istiod.json"),
+        istiod,
+    )
+    .unwrap();
+}
+
+#[test]
+fn skip_infra_without_istio_names_istio() {
+    let (world, _releases) = cluster_world();
+    std::fs::create_dir_all(world.record.join("state")).unwrap();
+    std::fs::write(world.record.join("state/k3s-running"), "").unwrap();
+    let error = stderr(&world.install(&["--skip-infra"]).code(2));
+    assert!(
+        error.contains("--skip-infra was given, but Istio is not there"),
+        "{error}"
+    );
+}
+
+/// The error and its hints, without the progress lines and the log path.
+fn error_report(stderr: &str) -> String {
+    let start = stderr
+        .find("error:")
+        .unwrap_or_else(|| panic!("no error in: {stderr}"));
+    let lines: Vec<&str> = stderr[start..]
+        .lines()
+        .filter(|l| !l.starts_with("hint: the full log"))
+        .collect();
+    lines.join("\n")
+}
+
+// The rendered files: what `render` writes and what the steps apply.
+
+fn render(domain: &str) -> BTreeMap<String, String> {
+    let world = World::new();
+    let out = world.dir.path().join("out");
+    world
+        .command()
+        .args(["render", "--domain", domain, "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    std::fs::read_dir(&out)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                std::fs::read_to_string(entry.path()).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn yaml(text: &str) -> Value {
+    serde_yaml_ng::from_str(text).unwrap_or_else(|e| panic!("{e}:\n{text}"))
+}
+
+#[test]
+fn render_writes_every_cluster_manifest() {
+    let files = render(DOMAIN);
+    let names: Vec<&str> = files.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "gateway.yaml",
+            "istio-operator.yaml",
+            "namespace.yaml",
+            "stackinstall.toml",
+            "virtual-service.yaml"
+        ]
+    );
+    for name in [
+        "gateway.yaml",
+        "istio-operator.yaml",
+        "namespace.yaml",
+        "virtual-service.yaml",
+    ] {
+        insta::assert_snapshot!(name, files[name]);
+    }
+}
+
+#[test]
+fn gateway_serves_https_on_443_and_redirects_80() {
+    let gateway = yaml(&render(DOMAIN)["gateway.yaml"]);
+    assert_eq!(gateway["spec"]["selector"]["istio"], "ingressgateway");
+    let servers = gateway["spec"]["servers"].as_array().unwrap();
+    let ports: Vec<u64> = servers
+        .iter()
+        .map(|s| s["port"]["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        ports,
+        [443, 80],
+        "the Service ports, never the containers' 8443/8080"
+    );
+    let https = &servers[0];
+    assert_eq!(https["port"]["protocol"], "HTTPS");
+    assert_eq!(https["tls"]["mode"], "SIMPLE");
+    assert_eq!(https["tls"]["credentialName"], "stackbill-tls-secret");
+    assert_eq!(servers[1]["tls"]["httpsRedirect"], true);
+    for server in servers {
+        assert_eq!(server["hosts"], serde_json::json!([DOMAIN]));
+    }
+}
+
+#[test]
+fn virtual_service_routes_to_service_ports_without_subsets() {
+    let service = yaml(&render(DOMAIN)["virtual-service.yaml"]);
+    assert_eq!(service["spec"]["hosts"], serde_json::json!([DOMAIN]));
+    assert_eq!(
+        service["spec"]["gateways"],
+        serde_json::json!(["stackbill-gateway"])
+    );
+    let expected = [
+        ("/admin", "sb-admin", 80),
+        ("/portal", "sb-ui", 80),
+        ("/api", "sb-kong", 8000),
+        ("/core", "sb-core", 8080),
+    ];
+    let routes = service["spec"]["http"].as_array().unwrap();
+    assert_eq!(routes.len(), expected.len());
+    for (route, (prefix, name, port)) in routes.iter().zip(expected) {
+        assert_eq!(route["match"][0]["uri"]["prefix"], prefix);
+        let destination = &route["route"][0]["destination"];
+        assert_eq!(
+            destination["host"],
+            format!("{name}.sb-apps.svc.cluster.local")
+        );
+        assert_eq!(
+            destination["port"]["number"], port,
+            "{prefix}: the Service's port from the profile"
+        );
+        assert!(
+            destination.get("subset").is_none(),
+            "{prefix}: no subset without a selecting label"
+        );
+    }
+}
+
+#[test]
+fn istio_overlay_maps_the_profile_node_ports() {
+    let overlay = yaml(&render(DOMAIN)["istio-operator.yaml"]);
+    assert_eq!(overlay["kind"], "IstioOperator");
+    assert_eq!(overlay["spec"]["profile"], "demo");
+    let service = &overlay["spec"]["components"]["ingressGateways"][0]["k8s"]["service"];
+    assert_eq!(service["type"], "NodePort");
+    let ports: Vec<(u64, u64)> = service["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| Some((p["port"].as_u64()?, p["nodePort"].as_u64()?)))
+        .collect();
+    assert_eq!(ports, [(80, 31443), (443, 31882)]);
+}
+
+#[test]
+fn namespace_has_injection_and_helm_ownership() {
+    let namespace = yaml(&render(DOMAIN)["namespace.yaml"]);
+    let metadata = &namespace["metadata"];
+    assert_eq!(metadata["name"], "sb-apps");
+    assert_eq!(metadata["labels"]["istio-injection"], "enabled");
+    assert_eq!(metadata["labels"]["app.kubernetes.io/managed-by"], "Helm");
+    assert_eq!(
+        metadata["annotations"]["meta.helm.sh/release-name"],
+        "stackbill"
+    );
+    assert_eq!(
+        metadata["annotations"]["meta.helm.sh/release-namespace"],
+        "sb-apps"
+    );
+}

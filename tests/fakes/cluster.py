@@ -1,0 +1,137 @@
+# Fake kubectl and istioctl for tests/cluster.rs. Objects live as JSON files
+# under $STATE/kube/<kind>/<namespace or _>/<name>.json, so a second run sees
+# what the first applied. Usage: cluster.py STATE (kubectl|istioctl) ARGS...
+import json
+import os
+import re
+import sys
+
+import yaml
+
+state, program, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+store = os.path.join(state, "kube")
+CLUSTER_SCOPED = {"namespace", "node"}
+
+
+def path(kind, namespace, name):
+    scope = "_" if kind in CLUSTER_SCOPED else (namespace or "default")
+    return os.path.join(store, kind, scope, name + ".json")
+
+
+def load(kind, namespace, name):
+    file = path(kind, namespace, name)
+    if not os.path.exists(file):
+        return None
+    with open(file) as handle:
+        return json.load(handle)
+
+
+def save(obj):
+    kind = obj["kind"].lower()
+    file = path(kind, obj["metadata"].get("namespace"), obj["metadata"]["name"])
+    os.makedirs(os.path.dirname(file), exist_ok=True)
+    before = load(kind, obj["metadata"].get("namespace"), obj["metadata"]["name"])
+    with open(file, "w") as handle:
+        json.dump(obj, handle)
+    return "unchanged" if before == obj else "configured"
+
+
+def option(flag):
+    for index, arg in enumerate(args):
+        if arg == flag and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith(flag + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def positional():
+    words = []
+    for index, arg in enumerate(args):
+        if arg.startswith("-"):
+            continue
+        if index > 0 and args[index - 1] in ("-n", "-o", "-f"):
+            continue
+        words.append(arg)
+    return words
+
+
+def cluster_up():
+    return os.path.exists(os.path.join(state, "k3s-running"))
+
+
+def refuse():
+    sys.stderr.write("The connection to the server 127.0.0.1:6443 was refused\n")
+    sys.exit(1)
+
+
+def jsonpath(obj, expression):
+    expression = expression.strip("{}").lstrip(".")
+    value = obj
+    for part in re.split(r"(?<!\\)\.", expression):
+        part = part.replace("\\.", ".")
+        value = value.get(part) if isinstance(value, dict) else None
+    return "" if value is None else str(value)
+
+
+def kubectl():
+    words = positional()
+    verb = words[0]
+    if verb == "version":
+        minor_file = os.path.join(state, "k8s-minor")
+        minor = open(minor_file).read().strip() if os.path.exists(minor_file) else "29"
+        if not cluster_up():
+            refuse()
+        print(json.dumps({"serverVersion": {"major": "1", "minor": minor, "gitVersion": "v1.%s.0+k3s1" % minor}}))
+    elif not cluster_up():
+        refuse()
+    elif verb == "get" and words[1] == "nodes":
+        ready = {"type": "Ready", "status": "True"}
+        print(json.dumps({"items": [{"metadata": {"name": "node1"}, "status": {"conditions": [ready]}}]}))
+    elif verb == "get":
+        obj = load(words[1], option("-n"), words[2])
+        if obj is None:
+            if "--ignore-not-found" in args:
+                return
+            sys.stderr.write('Error from server (NotFound): "%s" not found\n' % words[2])
+            sys.exit(1)
+        output = option("-o")
+        if output == "json":
+            print(json.dumps(obj))
+        elif output.startswith("jsonpath="):
+            sys.stdout.write(jsonpath(obj, output[len("jsonpath="):]))
+    elif verb == "apply":
+        for document in yaml.safe_load_all(sys.stdin.read()):
+            if document:
+                print("%s/%s %s" % (document["kind"].lower(), document["metadata"]["name"], save(document)))
+    elif verb == "rollout":
+        print('deployment "istiod" successfully rolled out')
+    elif verb == "delete":
+        file = path(words[1], option("-n"), words[2])
+        if os.path.exists(file):
+            os.remove(file)
+    else:
+        sys.stderr.write("fake kubectl: unknown call %r\n" % args)
+        sys.exit(1)
+
+
+def istioctl():
+    if args[0] == "version":
+        print("1.20.3")
+    elif args[0] == "install":
+        if not cluster_up():
+            refuse()
+        with open(option("-f")) as handle:
+            overlay = yaml.safe_load(handle)
+        gateway = overlay["spec"]["components"]["ingressGateways"][0]["k8s"]["service"]
+        metadata = {"name": "istiod", "namespace": "istio-system"}
+        save({"kind": "Deployment", "metadata": metadata, "status": {"readyReplicas": 1}})
+        metadata = {"name": "istio-ingressgateway", "namespace": "istio-system"}
+        save({"kind": "Service", "metadata": metadata, "spec": {"type": gateway["type"], "ports": gateway["ports"]}})
+        print("Installation complete")
+    else:
+        sys.stderr.write("fake istioctl: unknown call %r\n" % args)
+        sys.exit(1)
+
+
+kubectl() if program == "kubectl" else istioctl()
