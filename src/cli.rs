@@ -105,7 +105,13 @@ pub struct InstallArgs {
     pub output: Output,
 
     /// Run only this step (repeatable); the others are left as they are
-    #[arg(long, value_name = "STEP", conflicts_with = "from")]
+    #[arg(
+        long,
+        value_name = "STEP",
+        conflicts_with = "from",
+        env = "STACKINSTALL_ONLY",
+        value_delimiter = ','
+    )]
     pub only: Vec<String>,
 
     /// Start at this step; earlier steps are left as they are

@@ -255,10 +255,10 @@ pub fn rendered_files(
             ),
         })?;
         files.push((
-            format!(
-                "{}/{CONFIG_FILE}",
-                flavour.config_dir().trim_start_matches("/etc/")
-            ),
+            match flavour {
+                Flavour::Mysql => format!("mysql-{CONFIG_FILE}"),
+                Flavour::Mariadb => format!("mariadb-{CONFIG_FILE}"),
+            },
             text,
         ));
     }
