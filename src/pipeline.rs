@@ -89,20 +89,33 @@ pub fn decide(
     steps: &[Box<dyn Step>],
     selection: &Selection,
 ) -> Result<Vec<(Decision, String)>, PipelineError> {
-    let mut fingerprints: BTreeMap<&str, String> = BTreeMap::new();
-    let mut decisions = Vec::new();
-    for (position, step) in steps.iter().enumerate() {
-        let fingerprint = fingerprint(context, step.as_ref(), &fingerprints)
-            .map_err(|error| PipelineError::step(step.as_ref(), error, context))?;
-        fingerprints.insert(step.id(), fingerprint.clone());
-        let decision = match selection.skip_reason(step.as_ref(), position, steps) {
-            Some(reason) => Decision::Skipped(reason),
-            None => todo_reason(context, step.as_ref(), selection, &fingerprint)
-                .map_or(Decision::Done, Decision::ToDo),
-        };
-        decisions.push((decision, fingerprint));
-    }
-    Ok(decisions)
+    let mut fingerprints = BTreeMap::new();
+    (0..steps.len())
+        .map(|position| decide_step(context, steps, position, selection, &mut fingerprints))
+        .collect()
+}
+
+/// Decides about the step at `position`, with the fingerprints of the
+/// steps before it in `fingerprints` (its own is added). A run calls this
+/// just before the step, so inputs that earlier steps made (a self-signed
+/// certificate) are seen as they are then.
+fn decide_step(
+    context: &Context,
+    steps: &[Box<dyn Step>],
+    position: usize,
+    selection: &Selection,
+    fingerprints: &mut BTreeMap<&'static str, String>,
+) -> Result<(Decision, String), PipelineError> {
+    let step = steps[position].as_ref();
+    let fingerprint = fingerprint(context, step, fingerprints)
+        .map_err(|error| PipelineError::step(step, error, context))?;
+    fingerprints.insert(step.id(), fingerprint.clone());
+    let decision = match selection.skip_reason(step, position, steps) {
+        Some(reason) => Decision::Skipped(reason),
+        None => todo_reason(context, step, selection, &fingerprint)
+            .map_or(Decision::Done, Decision::ToDo),
+    };
+    Ok((decision, fingerprint))
 }
 
 fn fingerprint(
@@ -230,10 +243,12 @@ pub fn run(
     steps: &[Box<dyn Step>],
     selection: &Selection,
 ) -> Result<Vec<Outcome>, PipelineError> {
-    let decisions = decide(context, steps, selection)?;
     let total = steps.len();
     let mut outcomes = Vec::new();
-    for (position, (step, (decision, fingerprint))) in steps.iter().zip(decisions).enumerate() {
+    let mut fingerprints = BTreeMap::new();
+    for (position, step) in steps.iter().enumerate() {
+        let (decision, fingerprint) =
+            decide_step(context, steps, position, selection, &mut fingerprints)?;
         if INTERRUPTED.load(Ordering::SeqCst) {
             return Err(PipelineError::Interrupted {
                 step: step.id().into(),

@@ -43,6 +43,9 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
     check_inputs(&context, &steps)?;
     let _lock = context.state_file().lock()?;
     context.state = context.state_file().load()?;
+    // Loaded now so that every password is redacted from the log from the
+    // first line on; a damaged file is the credentials step's to report.
+    let _ = context.credentials();
     context.log_path = Some(host::log::start(&context.host.path(LOG_DIR), "install")?);
     tracing::info!(
         "stackinstall {} install: profile {}, domain {}",

@@ -6,6 +6,10 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
+
 use super::fs::{FileError, ensure_dir};
 use crate::secrets::redact;
 
@@ -35,11 +39,18 @@ pub fn start(dir: &Path, command: &str) -> Result<PathBuf, FileError> {
             source,
         })?;
     let writer = RedactingWriter(Arc::new(Mutex::new(file)));
-    let _ = tracing_subscriber::fmt()
+    // Everything of ours; only INFO and above from the libraries (the AWS
+    // SDK and HTTP stacks are chatty at DEBUG).
+    let filter = Targets::new()
+        .with_default(Level::INFO)
+        .with_target("stackinstall", Level::DEBUG)
+        .with_target("command", Level::DEBUG)
+        .with_target("file", Level::DEBUG);
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(move || writer.clone())
         .with_ansi(false)
-        .with_max_level(tracing::Level::DEBUG)
-        .try_init();
+        .with_filter(filter);
+    let _ = tracing_subscriber::registry().with(layer).try_init();
     Ok(path)
 }
 
