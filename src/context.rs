@@ -5,10 +5,10 @@ use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
+use crate::error::StepError;
 use crate::host::Host;
 use crate::secrets::{Credentials, CredentialsFile};
 use crate::state::{State, StateError, StateFile};
-use crate::steps::StepError;
 use crate::ui::Ui;
 
 /// Where a self-signed certificate and its key are kept.

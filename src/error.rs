@@ -1,0 +1,90 @@
+//! [`StepError`]: why a step could not do its work, with the hint that
+//! tells the operator what to try next.
+
+use crate::host::CommandError;
+use crate::host::FileError;
+use crate::host::download::DownloadError;
+use crate::secrets::CredentialsError;
+use crate::state::StateError;
+
+/// Why a step could not do its work.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The operator's input or the host does not fit: nothing was changed.
+    #[error("{message}")]
+    Input {
+        message: String,
+        hint: Option<String>,
+    },
+    /// The step's work went wrong.
+    #[error("{message}")]
+    Failed {
+        message: String,
+        hint: Option<String>,
+    },
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
+}
+
+impl StepError {
+    /// A bad input or unsuitable host, with what to do about it.
+    pub fn input(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::Input {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    /// A failure of the step's work, with what to do about it.
+    pub fn failed(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::Failed {
+            message: message.into(),
+            hint: Some(hint.into()),
+        }
+    }
+
+    /// What the operator can try next.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Input { hint, .. } | Self::Failed { hint, .. } => hint.clone(),
+            Self::Command(CommandError::NotFound { program }) => Some(format!(
+                "install `{program}` or put it on PATH, then run again"
+            )),
+            Self::Command(CommandError::TimedOut { .. }) => Some(
+                "the command hung or the host is very slow; look at the log, then run again".into(),
+            ),
+            Self::Command(_) | Self::File(_) => None,
+            Self::Credentials(error) => Some(error.hint()),
+            Self::State(error) => error.hint(),
+            Self::Download(DownloadError::Mismatch { .. }) => Some(
+                "the file was damaged or changed on the way; run again, and check `[downloads]` in the profile if it keeps failing".into(),
+            ),
+            Self::Download(_) => Some(
+                "check the host's network access to the URL (or `[downloads]` in the profile), then run again".into(),
+            ),
+            Self::Render(_) => Some(
+                "check the profile's values that the template uses (`stackinstall render` shows the files)".into(),
+            ),
+        }
+    }
+
+    /// Whether the run was stopped by Ctrl-C or a signal.
+    pub fn is_interrupted(&self) -> bool {
+        matches!(self, Self::Command(CommandError::Interrupted { .. }))
+    }
+
+    /// Whether it is bad input (exit code 2) rather than a failed step.
+    pub fn is_input(&self) -> bool {
+        matches!(self, Self::Input { .. })
+    }
+}
