@@ -42,38 +42,6 @@ pub fn template(name: &str, values: impl serde::Serialize) -> Result<String, Ren
         .map_err(error)
 }
 
-/// Every file `render` writes, by file name: the effective configuration,
-/// then each file the steps render.
-pub fn files(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
-    let effective = toml::to_string(config).expect("the configuration serializes");
-    let mut files = vec![(
-        "stackinstall.toml".to_string(),
-        format!(
-            "# The effective configuration of this install (profile `{}`).\n{effective}",
-            config.name
-        ),
-    )];
-    let binary = crate::steps::registry::current_binary();
-    for (path, contents) in crate::steps::registry::renewal_files(config, &binary)? {
-        let name = path.rsplit('/').next().unwrap_or(&path).to_string();
-        if name.ends_with(".service") || name.ends_with(".timer") {
-            files.push((name, contents));
-        }
-    }
-    files.push((
-        "release-values.yaml".into(),
-        crate::steps::release::values_for_review(config),
-    ));
-    files.extend(crate::steps::mysql::rendered_files(config)?);
-    files.extend([
-        ("istio-operator.yaml".to_string(), istio_operator(config)?),
-        ("namespace.yaml".to_string(), namespace(config)?),
-        ("gateway.yaml".to_string(), gateway(config, None)?),
-        ("virtual-service.yaml".to_string(), virtual_service(config)?),
-    ]);
-    Ok(files)
-}
-
 /// The IstioOperator overlay `istioctl install -f` takes: the profile and
 /// the ingress gateway's NodePorts.
 pub fn istio_operator(config: &Config) -> Result<String, RenderError> {

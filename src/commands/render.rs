@@ -6,7 +6,9 @@ use std::path::Path;
 use anyhow::{Context as _, Result};
 
 use crate::cli::RenderArgs;
+use crate::config::Config;
 use crate::host;
+use crate::render::{self, RenderError};
 
 /// Runs `render`.
 pub fn run(_root: &Path, args: RenderArgs) -> Result<()> {
@@ -21,7 +23,7 @@ pub fn run(_root: &Path, args: RenderArgs) -> Result<()> {
             config.install.domain
         )
     })?;
-    let files = crate::render::files(&config)?;
+    let files = files(&config)?;
     host::fs::ensure_dir(&args.out, 0o755)?;
     for (name, contents) in &files {
         let path = args.out.join(name);
@@ -30,4 +32,42 @@ pub fn run(_root: &Path, args: RenderArgs) -> Result<()> {
         println!("{}", path.display());
     }
     Ok(())
+}
+
+/// Every file `render` writes, by file name: the effective configuration,
+/// then each file the steps render.
+fn files(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
+    let effective = toml::to_string(config).expect("the configuration serializes");
+    let mut files = vec![(
+        "stackinstall.toml".to_string(),
+        format!(
+            "# The effective configuration of this install (profile `{}`).\n{effective}",
+            config.name
+        ),
+    )];
+    let binary = crate::steps::registry::current_binary();
+    for (path, contents) in crate::steps::registry::renewal_files(config, &binary)? {
+        let name = path.rsplit('/').next().unwrap_or(&path).to_string();
+        if name.ends_with(".service") || name.ends_with(".timer") {
+            files.push((name, contents));
+        }
+    }
+    files.push((
+        "release-values.yaml".into(),
+        crate::steps::release::values_for_review(config),
+    ));
+    files.extend(crate::steps::mysql::rendered_files(config)?);
+    files.extend([
+        (
+            "istio-operator.yaml".to_string(),
+            render::istio_operator(config)?,
+        ),
+        ("namespace.yaml".to_string(), render::namespace(config)?),
+        ("gateway.yaml".to_string(), render::gateway(config, None)?),
+        (
+            "virtual-service.yaml".to_string(),
+            render::virtual_service(config)?,
+        ),
+    ]);
+    Ok(files)
 }
