@@ -20,9 +20,9 @@ use time::{Duration, OffsetDateTime};
 
 use crate::config::Config;
 use crate::context::Context;
+use crate::error::StepError;
 use crate::host::{CommandError, kube};
 use crate::secrets::Secret;
-use crate::steps::StepError;
 
 /// How long an ECR token is valid (AWS documents 12 hours).
 pub const TOKEN_VALIDITY: Duration = Duration::hours(12);
