@@ -201,7 +201,20 @@ pub fn plan(
                 Err(error) if error.is_input() || step.id() == "preflight" => {
                     return Err(PipelineError::step(step.as_ref(), error, context));
                 }
-                Err(error) => (Vec::new(), Some(crate::secrets::redact(&error.to_string()))),
+                // Usually an earlier step must run first (no cluster yet):
+                // the first line says which; the log is not the place.
+                Err(error) => {
+                    let text = crate::secrets::redact(&error.to_string());
+                    let first = text.lines().next().unwrap_or_default();
+                    (
+                        Vec::new(),
+                        Some(
+                            first
+                                .trim_end_matches("; its stderr ends with:")
+                                .to_string(),
+                        ),
+                    )
+                }
             },
             _ => (Vec::new(), None),
         };

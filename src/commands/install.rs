@@ -142,7 +142,7 @@ fn print_plan(plan: &Plan, json: bool) {
             );
         }
         if let Some(note) = &step.note {
-            println!("      (cannot look yet: {note})");
+            println!("      (cannot look until the steps before it have run: {note})");
         }
     }
 }
