@@ -1,6 +1,6 @@
 //! Read-only facts about the machine: user, OS, CPUs, memory, disk, ports.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
 use std::path::Path;
@@ -82,38 +82,60 @@ pub enum PortUse {
 /// Whether a program listens on TCP `port`, and which. Read from the
 /// kernel's socket tables, so looking never holds the port itself.
 pub fn port_use(port: u16) -> PortUse {
-    let inodes = listening_inodes(port);
-    if inodes.is_empty() {
-        return PortUse::Free;
-    }
-    PortUse::Taken(program_with_socket(&inodes))
+    port_uses(&[port]).remove(&port).unwrap_or(PortUse::Free)
 }
 
-fn listening_inodes(port: u16) -> Vec<String> {
+/// [`port_use`] for several ports, with one pass over the processes.
+pub fn port_uses(ports: &[u16]) -> BTreeMap<u16, PortUse> {
+    let listening = listening_inodes(ports);
+    let mut programs = programs_with_sockets(listening.keys().cloned().collect());
+    let mut uses: BTreeMap<u16, PortUse> =
+        ports.iter().map(|&port| (port, PortUse::Free)).collect();
+    for (inode, port) in listening {
+        let program = programs.remove(&inode);
+        let entry = uses.entry(port).or_insert(PortUse::Free);
+        if !matches!(entry, PortUse::Taken(Some(_))) {
+            *entry = PortUse::Taken(program);
+        }
+    }
+    uses
+}
+
+/// `socket:[INODE]` of every listening TCP socket on one of `ports`.
+fn listening_inodes(ports: &[u16]) -> BTreeMap<String, u16> {
     const LISTEN: &str = "0A";
-    let mut inodes = Vec::new();
+    let mut inodes = BTreeMap::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = fs::read_to_string(table) else {
             continue;
         };
         for line in text.lines().skip(1) {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            let Some(local) = fields.get(1) else { continue };
-            let Some((_, hex_port)) = local.rsplit_once(':') else {
+            let port = fields
+                .get(1)
+                .and_then(|local| local.rsplit_once(':'))
+                .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok());
+            let Some(port) = port.filter(|port| ports.contains(port)) else {
                 continue;
             };
-            let listening =
-                u16::from_str_radix(hex_port, 16) == Ok(port) && fields.get(3) == Some(&LISTEN);
-            if let Some(inode) = fields.get(9).filter(|_| listening) {
-                inodes.push(format!("socket:[{inode}]"));
+            if let Some(inode) = fields.get(9).filter(|_| fields.get(3) == Some(&LISTEN)) {
+                inodes.insert(format!("socket:[{inode}]"), port);
             }
         }
     }
     inodes
 }
 
-fn program_with_socket(inodes: &[String]) -> Option<String> {
-    for process in fs::read_dir("/proc").ok()?.flatten() {
+/// The program name holding each of `inodes`, as far as this user can see.
+fn programs_with_sockets(mut wanted: BTreeSet<String>) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    let Ok(processes) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for process in processes.flatten() {
+        if wanted.is_empty() {
+            break;
+        }
         let Ok(fds) = fs::read_dir(process.path().join("fd")) else {
             continue;
         };
@@ -121,16 +143,14 @@ fn program_with_socket(inodes: &[String]) -> Option<String> {
             let Ok(target) = fs::read_link(fd.path()) else {
                 continue;
             };
-            if inodes
-                .iter()
-                .any(|inode| target.as_os_str() == inode.as_str())
-            {
-                let name = fs::read_to_string(process.path().join("comm")).ok()?;
-                return Some(name.trim().to_string());
+            let target = target.to_string_lossy().into_owned();
+            if wanted.remove(&target) {
+                let name = fs::read_to_string(process.path().join("comm")).unwrap_or_default();
+                found.insert(target, name.trim().to_string());
             }
         }
     }
-    None
+    found
 }
 
 #[cfg(test)]

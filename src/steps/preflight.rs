@@ -196,13 +196,15 @@ fn needed_ports(context: &Context) -> Vec<NeededPort> {
 
 fn check_ports(context: &Context) -> Result<Action, StepError> {
     let needed = needed_ports(context);
+    let ports: Vec<u16> = needed.iter().map(|n| n.port).collect();
+    let mut uses = system::port_uses(&ports);
     for NeededPort {
         port,
         step,
         programs,
     } in &needed
     {
-        let PortUse::Taken(holder) = system::port_use(*port) else {
+        let Some(PortUse::Taken(holder)) = uses.remove(port) else {
             continue;
         };
         if holder.is_none() && context.plan && !system::is_root() {
