@@ -252,6 +252,27 @@ impl Action {
     }
 }
 
+/// Fails when `step`'s look still finds changes to make: its result (`what`)
+/// is not, or no longer, as the step left it.
+pub fn check_nothing_left(step: &dyn Step, context: &Context, what: &str) -> Result<(), StepError> {
+    let left: Vec<String> = step
+        .look(context)?
+        .into_iter()
+        .filter(Action::changes_host)
+        .map(|action| action.detail)
+        .collect();
+    if left.is_empty() {
+        return Ok(());
+    }
+    Err(StepError::failed(
+        format!(
+            "{what} is not as the step left it: still to do: {}",
+            left.join("; ")
+        ),
+        format!("run `stackinstall install --redo {}`", step.id()),
+    ))
+}
+
 /// Performs every generic action in order; returns whether any changed.
 pub fn perform_all(_context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
     let mut changed = false;

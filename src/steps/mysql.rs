@@ -161,21 +161,7 @@ impl Step for Mysql {
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
-        let left: Vec<String> = self
-            .look(context)?
-            .into_iter()
-            .filter(|action| action.changes_host())
-            .map(|action| action.detail)
-            .collect();
-        if !left.is_empty() {
-            return Err(StepError::failed(
-                format!(
-                    "MySQL is not as the step left it: still to do: {}",
-                    left.join("; ")
-                ),
-                "run `stackinstall install --redo mysql`",
-            ));
-        }
+        super::check_nothing_left(self, context, "MySQL")?;
         login_over_tcp(context)
     }
 }

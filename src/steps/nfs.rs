@@ -96,21 +96,7 @@ impl Step for Nfs {
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
-        let left: Vec<String> = self
-            .look(context)?
-            .into_iter()
-            .filter(|action| action.changes_host())
-            .map(|action| action.detail)
-            .collect();
-        if !left.is_empty() {
-            return Err(StepError::failed(
-                format!(
-                    "the NFS export is not as the step left it: still to do: {}",
-                    left.join("; ")
-                ),
-                "run `stackinstall install --redo nfs`",
-            ));
-        }
+        super::check_nothing_left(self, context, "the NFS export")?;
         let exported = exportfs(["-v"]).run()?.stdout;
         let path = &context.config.nfs.path;
         if !exported
