@@ -245,8 +245,7 @@ fn administrator(
     if !config.admin_username.is_empty() {
         let admin_password = admin_password(context)?;
         let login = Some((config.admin_username.as_str(), &admin_password));
-        let client = users::client(ADMIN_ADDRESS, port, login, TIMEOUT)
-            .map_err(|e| server_error(context, "connect", &e))?;
+        let client = connect(context, ADMIN_ADDRESS, login, TIMEOUT)?;
         return match context.block_on(users::admin_command(&client, doc! { "ping": 1 })) {
             Ok(_) => Ok(Some((client, false))),
             Err(error) if users::is_login_refused(&error) => Err(StepError::input(
@@ -270,14 +269,24 @@ fn administrator(
     if !user_logs_in {
         return Ok(None);
     }
-    let client = users::client(
-        ADMIN_ADDRESS,
-        port,
-        Some((&config.username, password)),
-        TIMEOUT,
-    )
-    .map_err(|e| server_error(context, "connect", &e))?;
-    Ok(Some((client, true)))
+    let login = Some((config.username.as_str(), password));
+    Ok(Some((
+        connect(context, ADMIN_ADDRESS, login, TIMEOUT)?,
+        true,
+    )))
+}
+
+/// A client (made inside the runtime, which runs its monitors).
+fn connect(
+    context: &Context,
+    address: &str,
+    login: Option<(&str, &Secret)>,
+    timeout: std::time::Duration,
+) -> Result<Client, StepError> {
+    let port = context.config.mongodb.port;
+    context
+        .block_on(async { users::client(address, port, login, timeout) })
+        .map_err(|e| server_error(context, "connect", &e))
 }
 
 fn admin_password(context: &Context) -> Result<Secret, StepError> {
@@ -337,13 +346,8 @@ fn planned_changes(context: &Context) -> Result<Vec<Change>, StepError> {
 fn provision(context: &Context) -> Result<bool, StepError> {
     let config = &context.config.mongodb;
     let password = password(context)?;
-    let waiting = users::client(
-        ADMIN_ADDRESS,
-        config.port,
-        None,
-        std::time::Duration::from_secs(60),
-    )
-    .map_err(|e| server_error(context, "connect", &e))?;
+    let startup = std::time::Duration::from_secs(60);
+    let waiting = connect(context, ADMIN_ADDRESS, None, startup)?;
     context
         .block_on(users::admin_command(&waiting, doc! { "hello": 1 }))
         .map_err(|e| server_error(context, "reach mongod", &e))?;
@@ -408,13 +412,11 @@ fn login_at_host_address(context: &Context) -> Result<(), StepError> {
     let address = services::login_address(&config.host);
     let password = password(context)?;
     let who = format!("`{}` at {address}:{}", config.username, config.port);
-    let roles = users::client(
-        &address,
-        config.port,
-        Some((&config.username, &password)),
-        TIMEOUT,
-    )
-    .and_then(|client| context.block_on(users::roles(&client, &config.username)));
+    let login = Some((config.username.as_str(), &password));
+    let roles = context.block_on(async {
+        let client = users::client(&address, config.port, login, TIMEOUT)?;
+        users::roles(&client, &config.username).await
+    });
     let roles = roles.map_err(|error| {
         StepError::failed(
             format!("{who} cannot log in to MongoDB (SCRAM-SHA-256) with the credentials file's password: {error}"),
