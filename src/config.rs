@@ -226,20 +226,42 @@ impl Default for Mysql {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Mongodb {
+    /// The mongodb-org series, for the apt repository (`7.0`).
+    pub version: String,
     pub port: u16,
+    /// `net.bindIp` of `/etc/mongod.conf`.
+    pub bind_ip: String,
     pub username: String,
     pub roles: Vec<MongodbRole>,
     /// Programs that may already listen on the port (a server we use).
     pub server_programs: Vec<String>,
+    /// The systemd unit.
+    pub service: String,
+    /// The key file made once (mode 0600, owner mongodb).
+    pub key_file: String,
+    /// An existing account that may manage users (for a server that already
+    /// has users); empty: the localhost exception, then the user itself.
+    pub admin_username: String,
+    /// A file (mode 0600) holding that account's password.
+    pub admin_password_file: String,
+    /// The address the verification logs in at; empty: the host's own.
+    pub host: String,
 }
 
 impl Default for Mongodb {
     fn default() -> Self {
         Self {
+            version: "7.0".into(),
             port: 27017,
+            bind_ip: "0.0.0.0".into(),
             username: String::new(),
             roles: Vec::new(),
             server_programs: vec!["mongod".into()],
+            service: "mongod".into(),
+            key_file: "/var/lib/mongodb/encryption".into(),
+            admin_username: String::new(),
+            admin_password_file: String::new(),
+            host: String::new(),
         }
     }
 }

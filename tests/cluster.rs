@@ -614,6 +614,7 @@ fn render_writes_every_cluster_manifest() {
             "gateway.yaml",
             "istio-operator.yaml",
             "mariadb-stackbill.cnf",
+            "mongodb.conf",
             "mysql-stackbill.cnf",
             "namespace.yaml",
             "release-values.yaml",

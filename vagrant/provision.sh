@@ -24,6 +24,13 @@ stackinstall install --domain "$domain" --self-signed --plan
 echo "==> install"
 stackinstall install --domain "$domain" --self-signed --yes
 
+echo "==> mongodb: the key file and the localhost exception closed behind the first user"
+[ "$(stat -c '%a %U' /var/lib/mongodb/encryption)" = "600 mongodb" ]
+if mongosh --quiet --eval 'db.getSiblingDB("admin").runCommand({usersInfo: 1}).ok' | grep -qx 1; then
+  echo "mongod answers usersInfo without a login: authorization is off" >&2
+  exit 1
+fi
+
 echo "==> second run: every step must already be done"
 second=$(stackinstall install --domain "$domain" --self-signed --yes --output json)
 echo "$second"

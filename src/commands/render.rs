@@ -57,6 +57,10 @@ fn files(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
         crate::steps::release::values_for_review(config),
     ));
     files.extend(crate::steps::mysql::rendered_files(config)?);
+    files.push((
+        "mongodb.conf".to_string(),
+        crate::steps::mongodb::render_config(config)?,
+    ));
     files.extend([
         (
             "istio-operator.yaml".to_string(),

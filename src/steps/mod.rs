@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod helm;
 pub mod istio;
 pub mod k3s;
+pub mod mongodb;
 pub mod mysql;
 pub mod namespace;
 pub mod nfs;
@@ -40,6 +41,7 @@ pub fn all() -> Vec<Box<dyn Step>> {
         Box::new(helm::Helm),
         Box::new(istio::Istio),
         Box::new(mysql::Mysql),
+        Box::new(mongodb::Mongodb),
         Box::new(rabbitmq::Rabbitmq),
         Box::new(nfs::Nfs),
         Box::new(namespace::Namespace),

@@ -1,0 +1,378 @@
+//! The `mongodb` step against the SecantusDB that `tests/run-all.sh` starts
+//! on 127.0.0.1 (MongoDB wire protocol, `--auth`, SCRAM-SHA-256 users, an
+//! admin account), with the package reported installed and `systemctl`
+//! faked. SecantusDB has no localhost exception, so the step administers
+//! through the test's admin account (`[mongodb] admin_username`) or as the
+//! user itself; the localhost exception, the apt repository and mongod
+//! itself are exercised in `vagrant/`. Every test uses its own user name.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{World, stderr};
+use mongodb::Client;
+use mongodb::bson::{Document, doc};
+use mongodb::options::{AuthMechanism, ClientOptions, Credential, ServerAddress};
+
+const DEBIAN_12: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n";
+const ADMIN_PASSWORD_FILE: &str = "/etc/stackinstall/mongodb-admin-password";
+
+/// A test server's setting from the contract of `tests/run-all.sh`.
+fn setting(name: &str) -> String {
+    if std::env::var("STACKINSTALL_TEST_SERVICES").as_deref() != Ok("1") {
+        panic!(
+            "these tests need the test servers: run tests/run-all.sh (STACKINSTALL_TEST_SERVICES is not set)"
+        );
+    }
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run tests/run-all.sh"))
+}
+
+fn port() -> u16 {
+    setting("STACKINSTALL_TEST_MONGODB_PORT").parse().unwrap()
+}
+
+/// A user name no other test (or test run) uses.
+fn unique(label: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "si{}{}_{label}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+/// A Debian world whose packages are installed, with a recording
+/// `systemctl` that says mongod runs, an `apt-get` that must not run, a
+/// `mongodb` user that is the test's own, and the admin account configured.
+fn world(user: &str) -> World {
+    let mut world = World::new();
+    world.write("/etc/os-release", DEBIAN_12);
+    world.fake("dpkg-query", r#"printf 'install ok installed'"#);
+    world.fake(
+        "apt-get",
+        "echo 'apt-get must not run: the packages are installed' >&2; exit 1",
+    );
+    world.fake("systemctl", "exit 0");
+    let metadata = std::fs::metadata(&world.root).unwrap();
+    let (uid, gid) = (metadata.uid(), metadata.gid());
+    world.write(
+        "/etc/passwd",
+        &format!("mongodb:x:{uid}:{gid}::/var/lib/mongodb:/usr/sbin/nologin\n"),
+    );
+    world.write("/etc/group", &format!("mongodb:x:{gid}:\n"));
+    world.write(
+        ADMIN_PASSWORD_FILE,
+        &format!("{}\n", setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD")),
+    );
+    let file = world.path(ADMIN_PASSWORD_FILE);
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    world.set_env("STACKINSTALL_MONGODB__PORT", &port().to_string());
+    world.set_env("STACKINSTALL_MONGODB__HOST", "127.0.0.1");
+    world.set_env("STACKINSTALL_MONGODB__USERNAME", user);
+    world.set_env(
+        "STACKINSTALL_MONGODB__ADMIN_USERNAME",
+        &setting("STACKINSTALL_TEST_MONGODB_ADMIN_USER"),
+    );
+    world.set_env(
+        "STACKINSTALL_MONGODB__ADMIN_PASSWORD_FILE",
+        ADMIN_PASSWORD_FILE,
+    );
+    world
+}
+
+/// Runs `credentials` and `mongodb`; returns stderr and whether it succeeded.
+fn try_run(world: &World, extra: &[&str]) -> (String, bool) {
+    let mut args = vec!["--only", "credentials", "--only", "mongodb"];
+    args.extend(extra);
+    let assert = world.install(&args);
+    (stderr(&assert), assert.get_output().status.success())
+}
+
+fn run(world: &World, extra: &[&str]) -> String {
+    let (text, success) = try_run(world, extra);
+    assert!(success, "install failed:\n{text}");
+    text
+}
+
+fn password(world: &World) -> String {
+    let credentials: toml::Table =
+        toml::from_str(&world.read("/etc/stackinstall/credentials.toml")).unwrap();
+    credentials["mongodb"]["password"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn outcome(output: &str) -> String {
+    let line = output
+        .lines()
+        .rev()
+        .find(|line| line.contains("] mongodb ") && line.ends_with("s)"))
+        .unwrap_or_else(|| panic!("no finished line for mongodb:\n{output}"));
+    let head = line.rsplit_once(" (").unwrap().0;
+    ["already done", "unchanged", "changed", "failed"]
+        .iter()
+        .find(|word| head.ends_with(*word))
+        .map_or(head.to_string(), |word| word.to_string())
+}
+
+fn client(login: Option<(&str, &str)>) -> Client {
+    let credential = login.map(|(user, password)| {
+        Credential::builder()
+            .username(user.to_string())
+            .password(password.to_string())
+            .source("admin".to_string())
+            .mechanism(AuthMechanism::ScramSha256)
+            .build()
+    });
+    let options = ClientOptions::builder()
+        .hosts(vec![ServerAddress::Tcp {
+            host: "127.0.0.1".into(),
+            port: Some(port()),
+        }])
+        .direct_connection(true)
+        .server_selection_timeout(Duration::from_secs(5))
+        .credential(credential)
+        .build();
+    Client::with_options(options).unwrap()
+}
+
+fn admin(command: Document) -> Result<Document, mongodb::error::Error> {
+    let user = setting("STACKINSTALL_TEST_MONGODB_ADMIN_USER");
+    let password = setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD");
+    block_on(async {
+        let client = client(Some((&user, &password)));
+        client.database("admin").run_command(command).await
+    })
+}
+
+/// Logs in as `user` with SCRAM-SHA-256 and asks for its own roles.
+fn login(user: &str, password: &str) -> Result<Vec<String>, mongodb::error::Error> {
+    let command = doc! { "usersInfo": { "user": user, "db": "admin" } };
+    let reply = block_on(async {
+        let client = client(Some((user, password)));
+        client.database("admin").run_command(command).await
+    })?;
+    let users = reply.get_array("users").unwrap();
+    let roles = users[0].as_document().unwrap().get_array("roles").unwrap();
+    Ok(roles
+        .iter()
+        .map(|role| {
+            let role = role.as_document().unwrap();
+            format!(
+                "{}@{}",
+                role.get_str("role").unwrap(),
+                role.get_str("db").unwrap()
+            )
+        })
+        .collect())
+}
+
+fn drop_user(user: &str) {
+    let _ = admin(doc! { "dropUser": user });
+}
+
+fn restarts(world: &World) -> usize {
+    let calls = world.calls();
+    calls
+        .iter()
+        .filter(|c| c.line() == "systemctl restart mongod")
+        .count()
+}
+
+#[test]
+fn mongodb_creates_the_user_with_its_roles_and_a_second_run_changes_nothing() {
+    let user = unique("mg");
+    let bystander = unique("mgby");
+    let mut world = world(&user);
+    admin(doc! { "createUser": &bystander, "pwd": "BystanderPass1", "roles": [{ "role": "read", "db": "admin" }] }).unwrap();
+
+    let first = run(&world, &[]);
+    assert_eq!(outcome(&first), "changed", "{first}");
+    let password = password(&world);
+    let roles = login(&user, &password).expect("SCRAM-SHA-256 login with the file's password");
+    assert_eq!(roles, ["root@admin", "readWriteAnyDatabase@admin"]);
+    let refused = login(&user, "NotThePassword1").expect_err("a wrong password is refused");
+    assert!(refused.to_string().contains("uthentication"), "{refused}");
+    assert!(!first.contains(&password), "the password is never printed");
+    for (path, bytes) in world.files(true) {
+        if path.starts_with("/var/log/") {
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(!text.contains(&password), "{path} holds the password");
+        }
+    }
+
+    let conf = world.read("/etc/mongod.conf");
+    insta::assert_snapshot!("mongod_conf", conf);
+    assert_eq!(
+        restarts(&world),
+        1,
+        "the new mongod.conf restarts mongod once"
+    );
+    let key_path = world.path("/var/lib/mongodb/encryption");
+    let key = world.read("/var/lib/mongodb/encryption");
+    assert_eq!(key.trim_end().len(), 1008, "756 random bytes in base64");
+    assert_eq!(std::fs::metadata(&key_path).unwrap().mode() & 0o7777, 0o600);
+    assert!(
+        !conf.contains("keyFile"),
+        "the seed's conf does not use the key file"
+    );
+
+    world.clear_calls();
+    let second = run(&world, &["--redo", "mongodb"]);
+    assert_eq!(outcome(&second), "unchanged", "{second}");
+    assert_eq!(
+        restarts(&world),
+        0,
+        "an unchanged mongod.conf restarts nothing"
+    );
+    assert_eq!(world.read("/etc/mongod.conf"), conf);
+    assert_eq!(
+        world.read("/var/lib/mongodb/encryption"),
+        key,
+        "the key is made once"
+    );
+
+    world.set_env("STACKINSTALL_MONGODB__ADMIN_USERNAME", "");
+    let third = run(&world, &["--redo", "mongodb"]);
+    assert_eq!(
+        outcome(&third),
+        "unchanged",
+        "the user administers itself: {third}"
+    );
+
+    let seen = admin(doc! { "usersInfo": { "user": &bystander, "db": "admin" } }).unwrap();
+    let roles = seen.get_array("users").unwrap()[0]
+        .as_document()
+        .unwrap()
+        .get_array("roles");
+    assert_eq!(
+        roles.unwrap().len(),
+        1,
+        "the bystander keeps its one role: {seen}"
+    );
+    let ping = block_on(async {
+        let client = client(Some((&bystander, "BystanderPass1")));
+        client
+            .database("admin")
+            .run_command(doc! { "ping": 1 })
+            .await
+    });
+    ping.expect("the bystander's password is untouched");
+    drop_user(&bystander);
+    drop_user(&user);
+}
+
+#[test]
+fn mongodb_password_changed_behind_our_back_is_set_back() {
+    let user = unique("md");
+    let mut world = world(&user);
+    run(&world, &[]);
+    admin(doc! { "updateUser": &user, "pwd": "ChangedByHand99" }).unwrap();
+    let password = password(&world);
+    assert!(login(&user, &password).is_err(), "the drift is real");
+
+    world.set_env("STACKINSTALL_MONGODB__ADMIN_USERNAME", "");
+    let (refused, success) = try_run(&world, &[]);
+    assert!(
+        !success,
+        "without an account that logs in, nothing can repair it"
+    );
+    assert!(refused.contains("`[mongodb] admin_username`"), "{refused}");
+
+    world.set_env(
+        "STACKINSTALL_MONGODB__ADMIN_USERNAME",
+        &setting("STACKINSTALL_TEST_MONGODB_ADMIN_USER"),
+    );
+    let output = run(&world, &[]);
+    assert!(
+        output.contains(&format!(
+            "the password of MongoDB user `{user}` was not the credentials file's"
+        )),
+        "{output}"
+    );
+    assert_eq!(outcome(&output), "changed", "{output}");
+    assert!(!output.contains(&password), "the password is never printed");
+    login(&user, &password).expect("the file's password works again");
+    drop_user(&user);
+}
+
+fn plan(world: &World) -> assert_cmd::assert::Assert {
+    world
+        .command()
+        .args(["install", "--domain", common::DOMAIN, "--self-signed"])
+        .args(["--plan", "--output", "json", "--only", "mongodb"])
+        .assert()
+}
+
+#[test]
+fn mongodb_plan_adds_the_repository_and_masks_the_password() {
+    let user = unique("mp");
+    let world = world(&user);
+    world.write(
+        "/etc/os-release",
+        &format!("{}VERSION_CODENAME=jammy\n", common::UBUNTU_2204),
+    );
+    world.fake("dpkg-query", "exit 1");
+    let assert = plan(&world).success();
+    let plan: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
+    let step = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "mongodb")
+        .unwrap();
+    let actions: Vec<String> = step["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{:<9} {}",
+                a["kind"].as_str().unwrap(),
+                a["detail"].as_str().unwrap()
+            )
+        })
+        .collect();
+    insta::with_settings!({ filters => vec![(user.as_str(), "[user]")] }, {
+        insta::assert_snapshot!("mongodb_plan", actions.join("\n"));
+    });
+    assert!(
+        world
+            .calls()
+            .iter()
+            .all(|c| c.program != "apt-get"
+                && (c.program != "systemctl" || c.args[0] == "is-active")),
+        "a plan changes nothing"
+    );
+    assert!(!world.path("/etc/mongod.conf").exists());
+}
+
+#[test]
+fn mongodb_7_on_a_release_without_its_packages_says_which_have_them() {
+    let world = world(&unique("mn"));
+    world.write(
+        "/etc/os-release",
+        "ID=ubuntu\nVERSION_ID=\"24.04\"\nVERSION_CODENAME=noble\nPRETTY_NAME=\"Ubuntu 24.04 LTS\"\n",
+    );
+    world.fake("dpkg-query", "exit 1");
+    let assert = plan(&world).failure();
+    let text = stderr(&assert);
+    assert!(
+        text.contains("MongoDB publishes no mongodb-org 7.0 packages for ubuntu `noble`"),
+        "{text}"
+    );
+    assert!(text.contains("focal, jammy, bookworm"), "{text}");
+}
