@@ -98,7 +98,7 @@ fn describe(scope: &Scope) -> String {
     .collect();
     match flags.is_empty() {
         true => "default (keep data)".into(),
-        false => format!("default {}", flags.join(" ")),
+        false => flags.join(" "),
     }
 }
 
@@ -155,7 +155,11 @@ fn print_plan(plan: &UndoPlan, context: &Context, json: bool) {
     } else {
         println!("Uninstall ({scope}) will remove, in this order:\n");
     }
-    for step in &plan.steps {
+    for step in plan
+        .steps
+        .iter()
+        .filter(|s| s.actions.iter().any(|a| a.changes_host()))
+    {
         let checkpoint = match step.removed {
             true => "checkpoint removed: a later install redoes it",
             false => "checkpoint kept",
