@@ -33,6 +33,9 @@ pub struct Cli {
 pub enum Command {
     /// Install the platform and the application, or show the plan
     Install(InstallArgs),
+    /// Remove what the install made, in reverse: by default the release and its
+    /// cluster objects only; the --delete-* switches go further
+    Uninstall(UninstallArgs),
     /// Show every step's checkpoint and the live health of what it installed
     Status(StatusArgs),
     /// Write every manifest and config file the install would apply, for review or GitOps
@@ -129,6 +132,45 @@ pub struct InstallArgs {
     /// The AWS shared-config profile to fetch the ECR token with
     #[arg(long, value_name = "NAME")]
     pub aws_profile: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UninstallArgs {
+    /// Also delete the PersistentVolumeClaims in the namespace
+    #[arg(long)]
+    pub delete_pvc: bool,
+
+    /// Also delete the namespace (and everything in it)
+    #[arg(long)]
+    pub delete_namespace: bool,
+
+    /// Also drop our databases and users, remove their config files, the NFS
+    /// export and the credentials file (the next install makes new passwords)
+    #[arg(long)]
+    pub delete_db: bool,
+
+    /// Also remove Istio, Helm and K3s (with K3s's uninstall script)
+    #[arg(long)]
+    pub delete_infra: bool,
+
+    /// Every --delete-* switch
+    #[arg(long)]
+    pub all: bool,
+
+    /// Do not ask for confirmation (needed without a terminal)
+    #[arg(long, short = 'y', visible_alias = "force")]
+    pub yes: bool,
+
+    /// Print what would be removed and kept; change nothing
+    #[arg(long)]
+    pub plan: bool,
+
+    /// Output format of the plan or the run's result
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 #[derive(Debug, Args)]

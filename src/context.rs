@@ -14,6 +14,71 @@ use crate::ui::Ui;
 /// Where a self-signed certificate and its key are kept.
 pub const SELF_SIGNED_DIR: &str = "/etc/stackinstall/tls";
 
+/// What an uninstall removes beyond its default (the release, the Gateway
+/// and VirtualService, the `awscred` and TLS Secrets, the ECR timer).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Scope {
+    /// `--delete-pvc`: the PersistentVolumeClaims in the namespace.
+    pub pvc: bool,
+    /// `--delete-namespace`: the namespace itself.
+    pub namespace: bool,
+    /// `--delete-db`: our databases, users, config files, NFS export, credentials.
+    pub databases: bool,
+    /// `--delete-infra`: Istio, Helm and K3s.
+    pub infra: bool,
+}
+
+impl Scope {
+    /// The scope with every part.
+    pub fn all() -> Self {
+        Self {
+            pvc: true,
+            namespace: true,
+            databases: true,
+            infra: true,
+        }
+    }
+
+    /// Whether `removal` falls inside this scope.
+    pub fn covers(&self, removal: Removal) -> bool {
+        match removal {
+            Removal::Default => true,
+            Removal::Namespace => self.namespace,
+            Removal::Databases => self.databases,
+            Removal::Infra => self.infra,
+            Removal::Never => false,
+        }
+    }
+}
+
+/// Which uninstall switch takes a step's work (and its checkpoint) away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Every uninstall.
+    Default,
+    /// `--delete-namespace`.
+    Namespace,
+    /// `--delete-db`.
+    Databases,
+    /// `--delete-infra`.
+    Infra,
+    /// No uninstall: the step changes nothing that needs reversing.
+    Never,
+}
+
+impl Removal {
+    /// The switch that asks for it, for "kept on purpose" lines.
+    pub fn flag(self) -> &'static str {
+        match self {
+            Self::Default => "",
+            Self::Namespace => "--delete-namespace",
+            Self::Databases => "--delete-db",
+            Self::Infra => "--delete-infra",
+            Self::Never => "",
+        }
+    }
+}
+
 /// Everything a step works with during one run.
 pub struct Context {
     pub config: Config,
@@ -23,6 +88,8 @@ pub struct Context {
     pub plan: bool,
     /// The run's log file, when there is one.
     pub log_path: Option<PathBuf>,
+    /// What an uninstall removes; `None` during an install.
+    pub uninstall: Option<Scope>,
     pub state: State,
     state_file: StateFile,
     credentials_file: CredentialsFile,
@@ -48,6 +115,7 @@ impl Context {
             ui,
             plan,
             log_path: None,
+            uninstall: None,
             state,
             state_file,
             credentials: OnceCell::new(),

@@ -30,6 +30,7 @@ fn main() -> ExitCode {
     let root = cli.root.clone();
     let result = match cli.command {
         Command::Install(args) => commands::install::run(&root, args),
+        Command::Uninstall(args) => commands::uninstall::run(&root, args),
         Command::Status(args) => commands::status::run(&root, args),
         Command::Render(args) => commands::render::run(&root, args),
         Command::Credentials(args) => commands::credentials::run(&root, args),

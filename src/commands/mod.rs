@@ -5,6 +5,7 @@ pub mod ecr_refresh;
 pub mod install;
 pub mod render;
 pub mod status;
+pub mod uninstall;
 
 use std::path::PathBuf;
 

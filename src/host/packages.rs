@@ -66,6 +66,12 @@ pub fn install_command(packages: &[String]) -> Command {
     .args(packages.iter().cloned())
 }
 
+/// The command that purges `packages` (their files and configuration)
+/// without questions; their data directories are the packages' own business.
+pub fn purge_command(packages: &[String]) -> Command {
+    apt_get(["-q", "-y", "purge"]).args(packages.iter().cloned())
+}
+
 /// Runs an apt command; a failure shows the tail of apt's output (stdout
 /// and stderr, since apt reports on both).
 pub fn run_apt(command: &Command) -> Result<Output, CommandError> {

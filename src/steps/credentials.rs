@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::{Action, ActionKind, Step, StepError};
-use crate::context::Context;
+use crate::context::{Context, Removal};
 use crate::host;
 use crate::secrets::{CredentialsFile, Secret};
 use crate::state::Fingerprint;
@@ -117,5 +117,21 @@ impl Step for CredentialsStep {
             ));
         }
         Ok(())
+    }
+
+    fn removal(&self) -> Removal {
+        Removal::Databases
+    }
+
+    /// Removes the credentials file (and the bash installer's, which a
+    /// later install would import), so that the next install generates new
+    /// passwords.
+    fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let file = context.credentials_file();
+        Ok([file.path(), file.legacy_path()]
+            .into_iter()
+            .filter(|path| path.exists())
+            .map(|path| Action::remove(path.to_path_buf(), &context.shown(path)))
+            .collect())
     }
 }

@@ -132,6 +132,9 @@ impl Step for K3s {
             )]);
         }
         let script = context.host.path(UNINSTALL_SCRIPT);
+        if !script.exists() {
+            return Ok(Vec::new());
+        }
         Ok(vec![Action::run(
             Command::new(script.display().to_string()).timeout(Duration::from_secs(600)),
         )])

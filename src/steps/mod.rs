@@ -28,7 +28,7 @@ use serde::Serialize;
 
 pub use crate::error::StepError;
 
-use crate::context::Context;
+use crate::context::{Context, Removal};
 use crate::host::{self, Command};
 use crate::state::Fingerprint;
 
@@ -108,9 +108,32 @@ pub trait Step {
     /// Checks, read-only, that the step's result is there and works.
     fn verify(&self, context: &Context) -> Result<(), StepError>;
 
-    /// The actions that reverse the step, for uninstall; nothing by default.
+    /// The actions that reverse the step, for uninstall, within the scope
+    /// of `context.uninstall`; nothing by default. Read-only, like `look`.
     fn undo(&self, _context: &Context) -> Result<Vec<Action>, StepError> {
         Ok(Vec::new())
+    }
+
+    /// Which uninstall switch takes the step's work and its checkpoint
+    /// away; by default the one of its group.
+    fn removal(&self) -> Removal {
+        match self.group() {
+            Group::Core => Removal::Default,
+            Group::Infra => Removal::Infra,
+            Group::Database => Removal::Databases,
+        }
+    }
+
+    /// What an uninstall removes of a step whose work it keeps (the PVCs
+    /// of a namespace kept without `--delete-namespace`); nothing by default.
+    fn undo_kept(&self, _context: &Context) -> Result<Vec<Action>, StepError> {
+        Ok(Vec::new())
+    }
+
+    /// Carries out one action of [`Step::undo`]; returns whether it changed
+    /// anything. Generic actions by default.
+    fn apply_undo(&self, _context: &mut Context, action: &Action) -> Result<bool, StepError> {
+        action.perform()
     }
 }
 

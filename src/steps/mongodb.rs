@@ -127,21 +127,7 @@ impl Step for Mongodb {
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
-        let left: Vec<String> = self
-            .look(context)?
-            .into_iter()
-            .filter(|action| action.changes_host())
-            .map(|action| action.detail)
-            .collect();
-        if !left.is_empty() {
-            return Err(StepError::failed(
-                format!(
-                    "MongoDB is not as the step left it: still to do: {}",
-                    left.join("; ")
-                ),
-                "run `stackinstall install --redo mongodb`",
-            ));
-        }
+        super::check_nothing_left(self, context, "MongoDB")?;
         login_at_host_address(context)
     }
 
@@ -157,6 +143,13 @@ impl Step for Mongodb {
             }
         }
         Ok(actions)
+    }
+
+    fn apply_undo(&self, context: &mut Context, action: &Action) -> Result<bool, StepError> {
+        match action.tag() {
+            Some(DROP_USER) => drop_user(context),
+            _ => action.perform(),
+        }
     }
 }
 

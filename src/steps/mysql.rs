@@ -33,6 +33,7 @@ pub struct Mysql;
 const SERVICE: &str = "mysql";
 const RUN_SQL: &str = "run-sql";
 const CONFIG_FILE: &str = "stackbill.cnf";
+const DROP_SQL: &str = "drop-sql";
 
 /// Which server answers: the SQL and the file locations differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +164,47 @@ impl Step for Mysql {
     fn verify(&self, context: &Context) -> Result<(), StepError> {
         super::check_nothing_left(self, context, "MySQL")?;
         login_over_tcp(context)
+    }
+
+    /// Drops our databases and user, removes our settings file (restarting
+    /// a server that stays, so it forgets them) and, when the install put
+    /// the server there, purges its package.
+    fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let mut actions: Vec<Action> = sql::drop_statements(&context.config.mysql)
+            .into_iter()
+            .map(|statement| Action::custom(ActionKind::Database, DROP_SQL, statement))
+            .collect();
+        let new = context.fact(&services::preexisting_key(SERVICE)) == Some("false");
+        for flavour in [Flavour::Mysql, Flavour::Mariadb] {
+            let path = config_path(context, flavour);
+            if path.exists() {
+                actions.push(Action::remove(path.clone(), &context.shown(&path)));
+                if !new {
+                    let mut restart = Action::run(service::restart(&unit(context, flavour)));
+                    restart.kind = ActionKind::Service;
+                    actions.push(restart);
+                }
+            }
+        }
+        actions.extend(services::purge_actions(
+            context,
+            SERVICE,
+            &[&package(context)],
+        )?);
+        Ok(actions)
+    }
+
+    fn apply_undo(&self, context: &mut Context, action: &Action) -> Result<bool, StepError> {
+        if action.tag() != Some(DROP_SQL) {
+            return action.perform();
+        }
+        let result = context.block_on(async {
+            let mut connection = MySqlConnection::connect_with(&admin_options(context)).await?;
+            sqlx::raw_sql(&action.detail).execute(&mut connection).await
+        });
+        result
+            .map(|done| done.rows_affected() > 0)
+            .map_err(|error| admin_error(context, &error))
     }
 }
 

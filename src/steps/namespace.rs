@@ -4,10 +4,12 @@
 //! `meta.helm.sh/release-namespace`) so that the release can adopt it.
 //! Applied with `kubectl apply` on stdin from `templates/namespace.yaml`.
 //! Done when the live namespace carries those labels and annotations.
-//! Uninstall deletes the namespace (only with `--delete-namespace`).
+//! Uninstall deletes the namespace (only with `--delete-namespace`) and, with
+//! `--delete-pvc`, the PVCs in it, saying what the NFS provisioner does with
+//! their data (`archiveOnDelete` of the StorageClass).
 
 use super::{Action, Step, StepError};
-use crate::context::Context;
+use crate::context::{Context, Removal};
 use crate::host::kube;
 use crate::render;
 use crate::state::Fingerprint;
@@ -55,13 +57,61 @@ impl Step for Namespace {
         }
     }
 
-    fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
-        Ok(vec![Action::run(kube::delete(
-            "namespace",
-            &context.config.cluster.namespace,
-            None,
-        ))])
+    fn removal(&self) -> Removal {
+        Removal::Namespace
     }
+
+    /// The PVCs (with `--delete-pvc`), then the namespace and all it holds.
+    fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let name = &context.config.cluster.namespace;
+        let mut actions = self.undo_kept(context)?;
+        if kube::get_json("namespace", name, None)?.is_some() {
+            let mut delete = Action::run(kube::delete("namespace", name, None));
+            delete.detail = format!("{} (and everything in it, PVCs included)", delete.detail);
+            actions.push(delete);
+        }
+        Ok(actions)
+    }
+
+    /// With `--delete-pvc`, the namespace's PVCs, and what the NFS
+    /// provisioner does with their data.
+    fn undo_kept(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        if !context.uninstall.is_some_and(|scope| scope.pvc) {
+            return Ok(Vec::new());
+        }
+        let namespace = &context.config.cluster.namespace;
+        let output = kube::kubectl(["get", "pvc", "-n", namespace, "-o", "name"]).run()?;
+        let mut actions: Vec<Action> = output
+            .stdout
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix("persistentvolumeclaim/"))
+            .map(|claim| Action::run(kube::delete("pvc", claim, Some(namespace))))
+            .collect();
+        if !actions.is_empty() {
+            actions.push(Action::check(archive_note(context)?));
+        }
+        Ok(actions)
+    }
+}
+
+/// What the NFS provisioner does with the data of a deleted PVC: its
+/// StorageClass's `archiveOnDelete` (the chart's default is `true`).
+fn archive_note(context: &Context) -> Result<String, StepError> {
+    let class = &context.config.nfs.storage_class;
+    let export = &context.config.nfs.path;
+    let Some(live) = kube::get_json("storageclass", class, None)? else {
+        return Ok(format!(
+            "there is no StorageClass `{class}`: the PVs' reclaim policy decides what becomes of their data"
+        ));
+    };
+    Ok(match live["parameters"]["archiveOnDelete"].as_str() {
+        Some("false") => format!(
+            "the PVCs' data: StorageClass `{class}` has archiveOnDelete=false, so the NFS provisioner deletes their directories under `{export}`"
+        ),
+        _ => format!(
+            "the PVCs' data: StorageClass `{class}` archives it (archiveOnDelete, true by default): the NFS provisioner renames each directory to `archived-*` under `{export}`"
+        ),
+    })
 }
 
 /// What is missing from the live namespace, or `None` when it is as wanted.

@@ -115,18 +115,23 @@ impl Step for Nfs {
         let path = context.host.path(EXPORTS);
         let current = host::fs::read_optional(&path)?.unwrap_or_default();
         let without = without_block(&current);
-        if without == current {
-            return Ok(Vec::new());
-        }
-        Ok(vec![
-            Action::write(
+        let mut actions = Vec::new();
+        if without != current {
+            actions.push(Action::write(
                 path.clone(),
                 &context.shown(&path),
                 without.into_bytes(),
                 0o644,
-            ),
-            Action::run(exportfs(["-ra"])),
-        ])
+            ));
+            actions.push(Action::run(exportfs(["-ra"])));
+        }
+        let directory = context.host.path(&context.config.nfs.path);
+        actions.push(Action::check(format!(
+            "{} and the volume data in it: remove it by hand once you are sure",
+            context.shown(&directory).display()
+        )));
+        actions.extend(services::purge_actions(context, SERVICE, &[PACKAGE])?);
+        Ok(actions)
     }
 }
 

@@ -147,6 +147,39 @@ impl Step for Rabbitmq {
         }
         Ok(())
     }
+
+    fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        Self::removals(context)
+    }
+}
+
+impl Rabbitmq {
+    /// Deletes our user (and our vhost, when it is not `/`) if they are
+    /// there, and purges the package when the install put it on the host.
+    pub fn removals(context: &Context) -> Result<Vec<Action>, StepError> {
+        let config = &context.config.rabbitmq;
+        let named = |list: &serde_json::Value, key: &str, name: &str| {
+            list.as_array()
+                .into_iter()
+                .flatten()
+                .any(|entry| entry[key] == name)
+        };
+        let mut actions = Vec::new();
+        if named(&json(&["list_users"])?, "user", &config.username) {
+            actions.push(Action::run(rabbitmqctl([
+                "delete_user",
+                config.username.as_str(),
+            ])));
+        }
+        if config.vhost != "/" && named(&json(&["list_vhosts"])?, "name", &config.vhost) {
+            actions.push(Action::run(rabbitmqctl([
+                "delete_vhost",
+                config.vhost.as_str(),
+            ])));
+        }
+        actions.extend(services::purge_actions(context, SERVICE, &[PACKAGE])?);
+        Ok(actions)
+    }
 }
 
 /// `text` percent-encoded for a URL path segment (the vhost `/` is `%2F`).

@@ -164,18 +164,22 @@ impl Step for Registry {
 
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let config = &context.config;
-        let mut actions = vec![
-            Action::run(kube::kubectl([
-                "delete",
-                "secret",
-                &config.registry.secret,
-                "-n",
-                &config.cluster.namespace,
-                "--ignore-not-found",
-            ])),
-            Action::run(service::disable_now(TIMER)),
-        ];
-        for (path, _) in renewal_files(config, "").map_err(render_failed)? {
+        let mut actions = vec![Action::run(kube::kubectl([
+            "delete",
+            "secret",
+            &config.registry.secret,
+            "-n",
+            &config.cluster.namespace,
+            "--ignore-not-found",
+        ]))];
+        let files = renewal_files(config, "").map_err(render_failed)?;
+        if files
+            .iter()
+            .any(|(path, _)| path.ends_with(TIMER) && context.host.path(path).exists())
+        {
+            actions.push(Action::run(service::disable_now(TIMER)));
+        }
+        for (path, _) in files {
             let host_path = context.host.path(&path);
             actions.push(Action::remove(host_path, &PathBuf::from(path)));
         }

@@ -111,3 +111,31 @@ pub fn os_id(context: &Context) -> String {
         .and_then(|fields| fields.get("ID").cloned())
         .unwrap_or_default()
 }
+
+/// The purge of `packages` when the install put `service`'s server on the
+/// host (`SERVICE.preexisting` is `false`); a server that was there before
+/// keeps its packages, and the returned note says so.
+pub fn purge_actions(
+    context: &Context,
+    service: &str,
+    packages: &[&str],
+) -> Result<Vec<Action>, StepError> {
+    if context.fact(&preexisting_key(service)) != Some("false") {
+        return Ok(vec![Action::check(format!(
+            "the {service} server and its packages ({}): they were on the host before the install",
+            packages.join(" ")
+        ))]);
+    }
+    let mut installed = Vec::new();
+    for package in packages {
+        if packages::is_installed(package)? {
+            installed.push(package.to_string());
+        }
+    }
+    if installed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut action = Action::run(packages::purge_command(&installed));
+    action.kind = ActionKind::Package;
+    Ok(vec![action])
+}

@@ -10,10 +10,12 @@ import yaml
 
 state, program, args = sys.argv[1], sys.argv[2], sys.argv[3:]
 store = os.path.join(state, "kube")
-CLUSTER_SCOPED = {"namespace", "node"}
+CLUSTER_SCOPED = {"namespace", "node", "storageclass"}
+ALIASES = {"pvc": "persistentvolumeclaim"}
 
 
 def path(kind, namespace, name):
+    kind = ALIASES.get(kind, kind)
     scope = "_" if kind in CLUSTER_SCOPED else (namespace or "default")
     return os.path.join(store, kind, scope, name + ".json")
 
@@ -88,6 +90,12 @@ def kubectl():
     elif verb == "get" and words[1] == "nodes":
         ready = {"type": "Ready", "status": "True"}
         print(json.dumps({"items": [{"metadata": {"name": "node1"}, "status": {"conditions": [ready]}}]}))
+    elif verb == "get" and len(words) == 2:
+        kind = ALIASES.get(words[1], words[1])
+        folder = os.path.dirname(path(kind, option("-n"), "x"))
+        names = sorted(n[:-5] for n in os.listdir(folder)) if os.path.isdir(folder) else []
+        for name in names:
+            print("%s/%s" % (kind, name))
     elif verb == "get":
         obj = load(words[1], option("-n"), words[2])
         if obj is None:
@@ -107,6 +115,9 @@ def kubectl():
     elif verb == "rollout":
         print('deployment "istiod" successfully rolled out')
     elif verb == "delete":
+        if os.path.exists(os.path.join(state, "fail-delete-" + words[1])):
+            sys.stderr.write('Error from server (Forbidden): %s "%s" is forbidden\n' % (words[1], words[2]))
+            sys.exit(1)
         file = path(words[1], option("-n"), words[2])
         if os.path.exists(file):
             os.remove(file)
@@ -129,6 +140,12 @@ def istioctl():
         metadata = {"name": "istio-ingressgateway", "namespace": "istio-system"}
         save({"kind": "Service", "metadata": metadata, "spec": {"type": gateway["type"], "ports": gateway["ports"]}})
         print("Installation complete")
+    elif args[0] == "uninstall":
+        for kind in ("deployment", "service"):
+            folder = os.path.join(store, kind, "istio-system")
+            for name in os.listdir(folder) if os.path.isdir(folder) else []:
+                os.remove(os.path.join(folder, name))
+        print("Istio uninstalled")
     else:
         sys.stderr.write("fake istioctl: unknown call %r\n" % args)
         sys.exit(1)

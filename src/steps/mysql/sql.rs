@@ -55,6 +55,21 @@ pub fn statements(
     statements
 }
 
+/// The statements that drop the databases and the user the step created,
+/// with `IF EXISTS` so that running them again changes nothing.
+pub fn drop_statements(config: &Mysql) -> Vec<String> {
+    let mut statements: Vec<String> = config
+        .databases
+        .iter()
+        .map(|database| format!("DROP DATABASE IF EXISTS `{}`", database.replace('`', "``")))
+        .collect();
+    statements.push(format!(
+        "DROP USER IF EXISTS '{}'@'%'",
+        escape(&config.username)
+    ));
+    statements
+}
+
 /// A string literal's content, for a session with backslash escapes on.
 fn escape(text: &str) -> String {
     text.replace('\\', "\\\\")

@@ -1,0 +1,279 @@
+//! `stackinstall uninstall`: the installed steps in reverse, each through
+//! its undo, within the scope the switches ask for. Prints what will go
+//! before anything does, asks on a terminal (refuses without one unless
+//! `--yes`), and ends with what was removed, what failed and what was kept.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::cli::{Output, UninstallArgs};
+use crate::context::{Context, Scope};
+use crate::host::{self, Command, Host};
+use crate::pipeline::{self, UndoPlan, UndoReport};
+use crate::steps::{self, StepError};
+use crate::ui::Ui;
+
+/// Runs `uninstall`.
+pub fn run(root: &Path, args: UninstallArgs) -> Result<()> {
+    let config = super::load_config(&args.config, toml::Table::new())?;
+    let json = args.output == Output::Json;
+    let steps = steps::all();
+    let mut context = Context::new(
+        config,
+        Host::new(root),
+        Ui::detect(json),
+        args.plan,
+        &super::home_dir(),
+    )?;
+    context.uninstall = Some(scope(&args));
+    if args.plan {
+        let plan = pipeline::plan_undo(&context, &steps)?;
+        print_plan(&plan, &context, json);
+        return Ok(());
+    }
+    let _lock = context.state_file().lock()?;
+    context.state = context.state_file().load()?;
+    let plan = pipeline::plan_undo(&context, &steps)?;
+    if plan.is_empty() {
+        print_nothing(&plan, json);
+        return Ok(());
+    }
+    if !json {
+        print_plan(&plan, &context, false);
+    }
+    confirm(&args)?;
+    let _ = context.credentials();
+    context.log_path = Some(host::log::start(
+        &context.host.path(super::install::LOG_DIR),
+        "uninstall",
+    )?);
+    tracing::info!(
+        "stackinstall {} uninstall: scope {}",
+        env!("CARGO_PKG_VERSION"),
+        describe(&scope(&args))
+    );
+    let infra = plan
+        .steps
+        .iter()
+        .any(|step| step.id == "k3s" && step.removed);
+    let report = pipeline::undo(&mut context, &steps, plan)?;
+    let leftovers = match infra {
+        true => leftovers(&context),
+        false => Vec::new(),
+    };
+    print_report(&report, &leftovers, &context, json);
+    if report.failed.is_empty() {
+        return Ok(());
+    }
+    Err(StepError::failed(
+        format!("{} of the removals failed", report.failed.len()),
+        "fix what the errors above say, then run the same `stackinstall uninstall` again: it redoes only what is left",
+    )
+    .into())
+}
+
+fn scope(args: &UninstallArgs) -> Scope {
+    if args.all {
+        return Scope::all();
+    }
+    Scope {
+        pvc: args.delete_pvc,
+        namespace: args.delete_namespace,
+        databases: args.delete_db,
+        infra: args.delete_infra,
+    }
+}
+
+fn describe(scope: &Scope) -> String {
+    let flags: Vec<&str> = [
+        (scope.pvc, "--delete-pvc"),
+        (scope.namespace, "--delete-namespace"),
+        (scope.databases, "--delete-db"),
+        (scope.infra, "--delete-infra"),
+    ]
+    .into_iter()
+    .filter_map(|(set, flag)| set.then_some(flag))
+    .collect();
+    match flags.is_empty() {
+        true => "default (keep data)".into(),
+        false => flags.join(" "),
+    }
+}
+
+/// Asks on a terminal; without one, only `--yes` goes on.
+fn confirm(args: &UninstallArgs) -> Result<(), StepError> {
+    if args.yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() || !std::io::stderr().is_terminal() {
+        return Err(StepError::input(
+            "uninstall needs a confirmation, and there is no terminal to ask on: nothing was removed",
+            "run it again with --yes (or --force) once the list above is what you want removed",
+        ));
+    }
+    let answer = dialoguer::Confirm::new()
+        .with_prompt("Remove all of the above?")
+        .default(false)
+        .interact()
+        .map_err(|error| {
+            StepError::input(format!("no answer: {error}"), "run it again, or pass --yes")
+        })?;
+    match answer {
+        true => Ok(()),
+        false => Err(StepError::input(
+            "not confirmed: nothing was removed",
+            "`stackinstall uninstall --plan` shows the list again",
+        )),
+    }
+}
+
+fn print_nothing(plan: &UndoPlan, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "removed": [], "failed": [], "kept": plan.kept })
+        );
+        return;
+    }
+    println!("Nothing to remove: no installed step is within this uninstall's scope.");
+    print_kept(plan.kept.iter().map(|kept| (kept.id, kept.what.as_str())));
+}
+
+fn print_plan(plan: &UndoPlan, context: &Context, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&plan.to_json()).expect("plans serialize")
+        );
+        return;
+    }
+    let scope = describe(&context.uninstall.unwrap_or_default());
+    if plan.is_empty() {
+        println!("Uninstall ({scope}): nothing to remove.");
+    } else {
+        println!("Uninstall ({scope}) will remove, in this order:\n");
+    }
+    for step in plan
+        .steps
+        .iter()
+        .filter(|s| s.actions.iter().any(|a| a.changes_host()))
+    {
+        let checkpoint = match step.removed {
+            true => "checkpoint removed: a later install redoes it",
+            false => "checkpoint kept",
+        };
+        println!("  {:<12} {:<42} {checkpoint}", step.id, step.title);
+        for action in step.actions.iter().filter(|a| a.changes_host()) {
+            println!(
+                "      {:<10} {}",
+                format!("{:?}", action.kind).to_ascii_lowercase(),
+                crate::secrets::redact(&action.detail)
+            );
+        }
+    }
+    print_kept(plan.kept.iter().map(|kept| (kept.id, kept.what.as_str())));
+    println!();
+}
+
+fn print_kept<'a>(kept: impl Iterator<Item = (&'a str, &'a str)>) {
+    let mut first = true;
+    for (id, what) in kept {
+        if first {
+            println!("\nKept on purpose:");
+            first = false;
+        }
+        println!("  {id:<12} {what}");
+    }
+}
+
+fn print_report(report: &UndoReport, leftovers: &[String], context: &Context, json: bool) {
+    if json {
+        let mut value = serde_json::to_value(report).expect("reports serialize");
+        value["leftovers"] = serde_json::json!(leftovers);
+        value["log"] = serde_json::json!(context.log_path);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).expect("reports serialize")
+        );
+        return;
+    }
+    println!("\nRemoved ({}):", report.removed.len());
+    for removed in &report.removed {
+        println!("  {:<12} {}", removed.step, removed.detail);
+    }
+    if !report.failed.is_empty() {
+        println!("\nFailed ({}):", report.failed.len());
+        for failed in &report.failed {
+            println!(
+                "  {:<12} {}\n      {}",
+                failed.step,
+                failed.detail,
+                failed.error.replace('\n', "\n      ")
+            );
+        }
+    }
+    print_kept(report.kept.iter().map(|kept| (kept.id, kept.what.as_str())));
+    if !leftovers.is_empty() {
+        println!("\nLeft behind by K3s (remove by hand or reboot):");
+        for leftover in leftovers {
+            println!("  {leftover}");
+        }
+    }
+    if let Some(log) = &context.log_path {
+        println!("\nThe full log is `{}`.", log.display());
+    }
+}
+
+/// What K3s's uninstall script can leave: iptables chains, network links,
+/// kubelet mounts.
+fn leftovers(context: &Context) -> Vec<String> {
+    let mut found = Vec::new();
+    match Command::new("iptables-save").run() {
+        Ok(output) => found.extend(
+            output
+                .stdout
+                .lines()
+                .filter_map(|line| line.strip_prefix(':'))
+                .filter_map(|line| line.split_whitespace().next())
+                .filter(|chain| {
+                    ["KUBE-", "CNI-", "ISTIO"]
+                        .iter()
+                        .any(|p| chain.starts_with(p))
+                })
+                .map(|chain| format!("iptables chain {chain}")),
+        ),
+        Err(error) => found.push(format!("could not list iptables chains: {error}")),
+    }
+    match Command::new("ip").args(["-o", "link"]).run() {
+        Ok(output) => found.extend(
+            output
+                .stdout
+                .lines()
+                .filter_map(|line| line.split(':').nth(1))
+                .map(|name| {
+                    name.trim()
+                        .split('@')
+                        .next()
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .filter(|name| name == "cni0" || name == "flannel.1")
+                .map(|name| format!("network link {name}")),
+        ),
+        Err(error) => found.push(format!("could not list network links: {error}")),
+    }
+    let mounts = host::fs::read_optional(&context.host.path("/proc/mounts"))
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    found.extend(
+        mounts
+            .lines()
+            .filter_map(|line| line.split_whitespace().nth(1))
+            .filter(|point| point.contains("/var/lib/kubelet") || point.contains("/run/k3s"))
+            .map(|point| format!("mount {point}")),
+    );
+    found
+}

@@ -1,0 +1,182 @@
+//! The fake cluster world of `tests/cluster.rs` (fake `kubectl`/`istioctl`
+//! keeping objects in `$STATE`, release files served on 127.0.0.1), shared
+//! for tests that need an installed cluster first. Included with `#[path]`.
+#![allow(dead_code, clippy::disallowed_methods)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+use super::common::World;
+/// Release files by URL path, and the paths asked for.
+#[derive(Clone, Default)]
+pub struct Releases {
+    files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+impl Releases {
+    /// Serves the files on 127.0.0.1; returns the base URL.
+    fn serve(&self) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let this = self.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(&stream);
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let path = request
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/")
+                    .replace("%2B", "+");
+                this.requests.lock().unwrap().push(path.clone());
+                let body = this.files.lock().unwrap().get(&path).cloned();
+                let mut stream = &stream;
+                let head = match &body {
+                    Some(body) => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    ),
+                    None => {
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            .to_string()
+                    }
+                };
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(body.as_deref().unwrap_or_default());
+            }
+        });
+        base
+    }
+
+    fn put(&self, path: &str, bytes: Vec<u8>) {
+        self.files.lock().unwrap().insert(path.into(), bytes);
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex_string(&Sha256::digest(bytes))
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A `.tar.gz` holding `member` with `contents` (made with `tar`).
+fn tarball(member: &str, contents: &str) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join(member);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, contents).unwrap();
+    let archive = dir.path().join("out.tar.gz");
+    let top = member.split('/').next().unwrap();
+    let status = std::process::Command::new("tar")
+        .args([
+            "-czf",
+            archive.to_str().unwrap(),
+            "-C",
+            dir.path().to_str().unwrap(),
+            top,
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::read(archive).unwrap()
+}
+
+pub const K3S_BINARY: &str =
+    "#!/bin/sh\necho 'k3s version v1.29.0+k3s1 (3190a5a7)'\necho 'go version go1.21.5'\n";
+
+/// The pinned release files of the default profile, with their sums.
+fn publish(releases: &Releases) {
+    let k3s = K3S_BINARY.as_bytes().to_vec();
+    let sums = format!(
+        "{}  k3s-airgap-images-amd64.tar\n{}  k3s\n",
+        sha256(b"images"),
+        sha256(&k3s)
+    );
+    releases.put("/k3s/v1.29.0+k3s1/k3s", k3s);
+    releases.put("/k3s/v1.29.0+k3s1/sha256sum-amd64.txt", sums.into_bytes());
+    releases.put(
+        "/k3s-script/v1.29.0+k3s1/install.sh",
+        b"#!/bin/sh\nexec k3s-install \"$@\"\n".to_vec(),
+    );
+    let helm = tarball("linux-amd64/helm", "#!/bin/sh\nprintf v3.14.2\n");
+    let helm_file = "helm-v3.14.2-linux-amd64.tar.gz";
+    releases.put(
+        &format!("/helm/{helm_file}.sha256sum"),
+        format!("{}  {helm_file}\n", sha256(&helm)).into_bytes(),
+    );
+    releases.put(&format!("/helm/{helm_file}"), helm);
+    let istio = tarball("istio-1.20.3/bin/istioctl", "#!/bin/sh\necho 1.20.3\n");
+    let istio_file = "istio-1.20.3-linux-amd64.tar.gz";
+    releases.put(
+        &format!("/istio/1.20.3/{istio_file}.sha256"),
+        format!("{}  {istio_file}\n", sha256(&istio)).into_bytes(),
+    );
+    releases.put(&format!("/istio/1.20.3/{istio_file}"), istio);
+}
+
+fn python() -> String {
+    let output = std::process::Command::new("python3")
+        .args(["-c", "import sys, yaml; print(sys.executable)"])
+        .output()
+        .expect("python3 with PyYAML runs the fake kubectl");
+    assert!(
+        output.status.success(),
+        "python3 with PyYAML is needed by the fake kubectl"
+    );
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+/// A world with the fakes, the release files served, the profile pointed at them.
+pub fn cluster_world() -> (World, Releases) {
+    let mut world = World::new();
+    let releases = Releases::default();
+    publish(&releases);
+    let base = releases.serve();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes/cluster.py");
+    let python = python();
+    for program in ["kubectl", "istioctl"] {
+        let body = format!(
+            "printf '%s' \"$STDIN\" | {python} {} \"$STATE\" {program} \"$@\"",
+            script.display()
+        );
+        world.fake(program, &body);
+    }
+    world.fake("helm", "printf v3.14.2");
+    world.fake("k3s-install", "touch \"$STATE/k3s-running\"");
+    world.fake(
+        "systemctl",
+        "if [ \"$1\" = is-active ]; then [ -f \"$STATE/k3s-running\" ]; exit; fi; exit 0",
+    );
+    for (key, path) in [
+        ("K3S", "/k3s/{version}"),
+        ("K3S_INSTALL_SCRIPT", "/k3s-script/{version}/install.sh"),
+        ("HELM", "/helm"),
+        ("ISTIO", "/istio/{version}"),
+    ] {
+        world.set_env(
+            &format!("STACKINSTALL_DOWNLOADS__{key}"),
+            &format!("{base}{path}"),
+        );
+    }
+    // The cluster's steps only: the database and application steps have
+    // tests of their own (and a real apt-get must never run here).
+    world.set_env("STACKINSTALL_ONLY", "k3s,helm,istio,namespace,tls,gateway");
+    (world, releases)
+}

@@ -1,0 +1,575 @@
+//! `stackinstall uninstall`: install in the fake cluster world of
+//! `tests/cluster.rs`, uninstall with each scope, and check what the fakes
+//! were asked to delete, which files remain under the root, and what the
+//! state file says; `--delete-db` against the real MariaDB and RabbitMQ.
+#![allow(clippy::disallowed_methods)]
+
+#[path = "support/cluster.rs"]
+mod cluster;
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{Call, World, stderr, stdout};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::{ConnectOptions, Connection};
+
+const CLUSTER_STEPS: &str = "credentials,k3s,helm,istio,namespace,tls,gateway";
+
+/// The cluster world, with a K3s install script that also writes K3s's
+/// uninstall script (as the real one does), and `iptables-save` and `ip`
+/// that show what K3s leaves behind.
+fn world() -> World {
+    let (mut world, _releases) = cluster::cluster_world();
+    let script = world.path("/usr/local/bin/k3s-uninstall.sh");
+    let record = world.record.join("k3s-uninstalled");
+    world.fake(
+        "k3s-install",
+        &format!(
+            r#"touch "$STATE/k3s-running"
+printf '#!/bin/sh\ntouch {record}\nrm -f "%s/k3s-running" {script}\n' "$STATE" > {script}
+chmod +x {script}"#,
+            record = record.display(),
+            script = script.display()
+        ),
+    );
+    world.fake(
+        "iptables-save",
+        "printf '*filter\\n:INPUT ACCEPT [0:0]\\n:KUBE-FORWARD - [0:0]\\n:CNI-HOSTPORT-DNAT - [0:0]\\nCOMMIT\\n'",
+    );
+    world.fake(
+        "ip",
+        "printf '1: lo: <LOOPBACK> mtu 65536\\n5: cni0: <BROADCAST> mtu 1450\\n'",
+    );
+    world.set_env("STACKINSTALL_ONLY", CLUSTER_STEPS);
+    world
+}
+
+fn uninstall(world: &World, args: &[&str]) -> assert_cmd::assert::Assert {
+    world.command().arg("uninstall").args(args).assert()
+}
+
+/// The `kubectl delete`, `istioctl uninstall`, `helm uninstall` calls and
+/// the K3s uninstall script, as lines.
+fn deletions(world: &World) -> Vec<String> {
+    world
+        .calls()
+        .iter()
+        .filter(|call| {
+            matches!(
+                (call.program.as_str(), call.args.first().map(String::as_str)),
+                ("kubectl", Some("delete"))
+                    | ("istioctl", Some("uninstall"))
+                    | ("helm", Some("uninstall"))
+                    | ("apt-get", _)
+            )
+        })
+        .map(Call::line)
+        .collect()
+}
+
+/// The steps with a checkpoint in `state.toml`.
+fn checkpoints(world: &World) -> BTreeSet<String> {
+    let state: toml::Table =
+        toml::from_str(&world.read("/var/lib/stackinstall/state.toml")).unwrap();
+    state
+        .get("steps")
+        .and_then(toml::Value::as_table)
+        .map(|steps| steps.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn object_exists(world: &World, relative: &str) -> bool {
+    world.record.join("state/kube").join(relative).exists()
+}
+
+#[test]
+fn default_scope_removes_the_gateway_and_tls_secrets_and_keeps_the_rest() {
+    let world = world();
+    world.install(&[]).success();
+    let credentials = world.read("/etc/stackinstall/credentials.toml");
+    world.clear_calls();
+
+    let run = uninstall(&world, &["--yes"]).success();
+    let out = stdout(&run);
+    assert_eq!(
+        deletions(&world),
+        [
+            "kubectl delete virtualservice stackbill-vs --ignore-not-found -n sb-apps",
+            "kubectl delete gateway stackbill-gateway --ignore-not-found -n sb-apps",
+            "kubectl delete secret stackbill-tls-secret --ignore-not-found -n istio-system",
+            "kubectl delete secret stackbill-tls-secret --ignore-not-found -n sb-apps",
+        ],
+        "{out}"
+    );
+    assert!(!object_exists(
+        &world,
+        "gateway/sb-apps/stackbill-gateway.json"
+    ));
+    assert!(object_exists(&world, "namespace/_/sb-apps.json"));
+    assert_eq!(
+        checkpoints(&world),
+        set(&["credentials", "k3s", "helm", "istio", "namespace"])
+    );
+    assert_eq!(
+        world.read("/etc/stackinstall/credentials.toml"),
+        credentials
+    );
+    for binary in ["k3s", "helm", "istioctl", "k3s-uninstall.sh"] {
+        assert!(
+            world.path(&format!("/usr/local/bin/{binary}")).exists(),
+            "{binary}"
+        );
+    }
+    assert!(out.contains("Kept on purpose:"), "{out}");
+    assert!(out.contains("`--delete-namespace` removes it"), "{out}");
+    assert!(out.contains("`--delete-db` removes it"), "{out}");
+    let logs: Vec<String> = world
+        .files(true)
+        .into_keys()
+        .filter(|path| path.starts_with("/var/log/stackinstall/uninstall-"))
+        .collect();
+    assert_eq!(logs.len(), 1, "one uninstall log: {logs:?}");
+
+    world.clear_calls();
+    let second = uninstall(&world, &["--yes"]).success();
+    assert!(
+        stdout(&second).contains("Nothing to remove"),
+        "{}",
+        stdout(&second)
+    );
+    assert!(deletions(&world).is_empty());
+
+    world.clear_calls();
+    let again = world.install(&["--output", "json"]).success();
+    let report: serde_json::Value = serde_json::from_str(&stdout(&again)).unwrap();
+    let result = |id: &str| {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|step| step["id"] == id)
+            .unwrap()["result"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(result("tls"), "changed");
+    assert_eq!(result("gateway"), "changed");
+    assert_eq!(result("namespace"), "already-done");
+    assert_eq!(result("k3s"), "already-done");
+    assert_eq!(
+        world.read("/etc/stackinstall/credentials.toml"),
+        credentials
+    );
+}
+
+#[test]
+fn without_a_terminal_and_without_yes_nothing_is_removed() {
+    let world = world();
+    world.install(&[]).success();
+    let before = world.read("/var/lib/stackinstall/state.toml");
+    world.clear_calls();
+    let run = uninstall(&world, &["--all"]).code(2);
+    let error = stderr(&run);
+    assert!(error.contains("no terminal"), "{error}");
+    assert!(error.contains("--yes"), "{error}");
+    assert!(
+        stdout(&run).contains("kubectl delete namespace sb-apps"),
+        "the list is printed first: {}",
+        stdout(&run)
+    );
+    assert!(deletions(&world).is_empty());
+    assert!(!world.record.join("k3s-uninstalled").exists());
+    assert_eq!(world.read("/var/lib/stackinstall/state.toml"), before);
+}
+
+#[test]
+fn plan_shows_what_would_go_and_changes_nothing() {
+    let world = world();
+    world.install(&[]).success();
+    let before = world.files(false);
+    world.clear_calls();
+    let run = uninstall(&world, &["--plan", "--all"]).success();
+    let out = stdout(&run);
+    for expected in [
+        "kubectl delete gateway stackbill-gateway",
+        "kubectl delete namespace sb-apps --ignore-not-found (and everything in it, PVCs included)",
+        "istioctl uninstall --purge -y",
+        "k3s-uninstall.sh",
+        "remove /etc/stackinstall/credentials.toml",
+        "remove /usr/local/bin/helm",
+    ] {
+        assert!(out.contains(expected), "{expected}:\n{out}");
+    }
+    assert!(deletions(&world).is_empty());
+    assert_eq!(world.files(false), before);
+
+    let json = uninstall(&world, &["--plan", "--output", "json"]).success();
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let ids: Vec<&str> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gateway", "tls", "preflight"]);
+    assert!(
+        plan["kept"].to_string().contains("--delete-infra"),
+        "{plan}"
+    );
+}
+
+#[test]
+fn delete_pvc_then_delete_namespace() {
+    let world = world();
+    world.install(&[]).success();
+    let kube = world.record.join("state/kube");
+    for claim in ["data-mysql-0", "uploads"] {
+        let dir = kube.join("persistentvolumeclaim/sb-apps");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{claim}.json")), "{}").unwrap();
+    }
+    std::fs::create_dir_all(kube.join("storageclass/_")).unwrap();
+    std::fs::write(
+        kube.join("storageclass/_/nfs-client.json"),
+        r#"{"kind": "StorageClass", "metadata": {"name": "nfs-client"}, "parameters": {"archiveOnDelete": "true"}}"#,
+    )
+    .unwrap();
+    world.clear_calls();
+
+    let run = uninstall(&world, &["--delete-pvc", "--yes"]).success();
+    let deleted = deletions(&world);
+    for claim in ["data-mysql-0", "uploads"] {
+        let line = format!("kubectl delete pvc {claim} --ignore-not-found -n sb-apps");
+        assert!(deleted.contains(&line), "{line}: {deleted:?}");
+    }
+    assert!(stdout(&run).contains("archived-"), "{}", stdout(&run));
+    assert!(object_exists(&world, "namespace/_/sb-apps.json"));
+    assert!(checkpoints(&world).contains("namespace"));
+
+    world.clear_calls();
+    let again = uninstall(&world, &["--delete-pvc", "--yes"]).success();
+    assert!(
+        stdout(&again).contains("Nothing to remove"),
+        "{}",
+        stdout(&again)
+    );
+
+    uninstall(&world, &["--delete-namespace", "--yes"]).success();
+    assert_eq!(
+        deletions(&world),
+        ["kubectl delete namespace sb-apps --ignore-not-found"]
+    );
+    assert!(!object_exists(&world, "namespace/_/sb-apps.json"));
+    assert_eq!(
+        checkpoints(&world),
+        set(&["credentials", "k3s", "helm", "istio"])
+    );
+}
+
+#[test]
+fn all_removes_the_cluster_reports_leftovers_and_a_new_install_has_new_passwords() {
+    let world = world();
+    world.install(&[]).success();
+    let credentials = world.read("/etc/stackinstall/credentials.toml");
+    world.clear_calls();
+
+    let run = uninstall(&world, &["--all", "--yes"]).success();
+    let out = stdout(&run);
+    let deleted = deletions(&world);
+    assert!(
+        deleted.contains(&"istioctl uninstall --purge -y".to_string()),
+        "{deleted:?}"
+    );
+    assert!(
+        deleted.contains(&"kubectl delete namespace istio-system --ignore-not-found".to_string())
+    );
+    assert!(world.record.join("k3s-uninstalled").exists(), "{out}");
+    for binary in ["helm", "istioctl"] {
+        assert!(
+            !world.path(&format!("/usr/local/bin/{binary}")).exists(),
+            "{binary}"
+        );
+    }
+    assert!(!world.path("/etc/stackinstall/credentials.toml").exists());
+    assert_eq!(checkpoints(&world), BTreeSet::new());
+    for leftover in [
+        "iptables chain KUBE-FORWARD",
+        "iptables chain CNI-HOSTPORT-DNAT",
+        "network link cni0",
+    ] {
+        assert!(out.contains(leftover), "{leftover}:\n{out}");
+    }
+
+    let second = uninstall(&world, &["--all", "--yes"]).success();
+    assert!(stdout(&second).contains("Nothing to remove"));
+
+    world.install(&[]).success();
+    let fresh = world.read("/etc/stackinstall/credentials.toml");
+    assert_ne!(fresh, credentials, "new passwords after --delete-db");
+    assert!(world.record.join("state/k3s-running").exists());
+}
+
+#[test]
+fn a_failed_removal_does_not_stop_the_others_and_a_rerun_finishes() {
+    let world = world();
+    world.install(&[]).success();
+    std::fs::write(world.record.join("state/fail-delete-secret"), "").unwrap();
+    world.clear_calls();
+
+    let run = uninstall(&world, &["--yes"]).code(1);
+    let out = stdout(&run);
+    assert!(out.contains("Failed (2):"), "{out}");
+    assert!(
+        out.contains("is forbidden"),
+        "the stderr tail is shown: {out}"
+    );
+    assert!(
+        stderr(&run).contains("2 of the removals failed"),
+        "{}",
+        stderr(&run)
+    );
+    assert!(!object_exists(
+        &world,
+        "gateway/sb-apps/stackbill-gateway.json"
+    ));
+    let left = checkpoints(&world);
+    assert!(
+        left.contains("tls") && !left.contains("gateway"),
+        "{left:?}"
+    );
+
+    std::fs::remove_file(world.record.join("state/fail-delete-secret")).unwrap();
+    world.clear_calls();
+    uninstall(&world, &["--yes"]).success();
+    assert_eq!(
+        deletions(&world),
+        [
+            "kubectl delete secret stackbill-tls-secret --ignore-not-found -n istio-system",
+            "kubectl delete secret stackbill-tls-secret --ignore-not-found -n sb-apps",
+        ]
+    );
+    assert!(!checkpoints(&world).contains("tls"));
+}
+
+// ------------------------------------------- --delete-db on real servers --
+
+fn setting(name: &str) -> String {
+    if std::env::var("STACKINSTALL_TEST_SERVICES").as_deref() != Ok("1") {
+        panic!(
+            "this test needs the test servers: run tests/run-all.sh (STACKINSTALL_TEST_SERVICES is not set)"
+        );
+    }
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run tests/run-all.sh"))
+}
+
+fn unique(label: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "un{}{}_{label}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A world whose MySQL and RabbitMQ steps use the test servers, packages
+/// reported installed (so the servers count as pre-existing).
+fn database_world(user: &str) -> World {
+    let mut world = World::new();
+    world.fake("dpkg-query", "printf 'install ok installed'");
+    world.fake("apt-get", "echo 'apt-get must not run' >&2; exit 1");
+    world.fake("systemctl", "exit 0");
+    for (key, value) in [
+        ("MYSQL__SOCKET", setting("STACKINSTALL_TEST_MYSQL_SOCKET")),
+        ("MYSQL__PORT", setting("STACKINSTALL_TEST_MYSQL_PORT")),
+        ("MYSQL__HOST", "127.0.0.1".into()),
+        ("MYSQL__USERNAME", user.into()),
+        (
+            "MYSQL__DATABASES",
+            format!(r#"["{user}_app", "{user}_conf"]"#),
+        ),
+        ("RABBITMQ__PORT", setting("STACKINSTALL_TEST_RABBITMQ_PORT")),
+        (
+            "RABBITMQ__MANAGEMENT_PORT",
+            setting("STACKINSTALL_TEST_RABBITMQ_MANAGEMENT_PORT"),
+        ),
+        ("RABBITMQ__HOST", "127.0.0.1".into()),
+        ("RABBITMQ__USERNAME", user.into()),
+    ] {
+        world.set_env(&format!("STACKINSTALL_{key}"), &value);
+    }
+    if let Ok(node) = std::env::var("RABBITMQ_NODENAME") {
+        world.set_env("RABBITMQ_NODENAME", &node);
+    }
+    world.set_env("STACKINSTALL_ONLY", "credentials,mysql,rabbitmq");
+    world
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+fn mysql_root(statements: &[String]) -> Vec<String> {
+    block_on(async {
+        let options = MySqlConnectOptions::new()
+            .socket(setting("STACKINSTALL_TEST_MYSQL_SOCKET"))
+            .username("root")
+            .disable_statement_logging();
+        let mut connection = MySqlConnection::connect_with(&options).await.unwrap();
+        for statement in statements {
+            sqlx::raw_sql(statement)
+                .execute(&mut connection)
+                .await
+                .unwrap();
+        }
+        let mut names: Vec<String> =
+            sqlx::query_scalar("SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA")
+                .fetch_all(&mut connection)
+                .await
+                .unwrap();
+        let users: Vec<String> =
+            sqlx::query_scalar("SELECT CAST(CONCAT('user:', User) AS CHAR) FROM mysql.user")
+                .fetch_all(&mut connection)
+                .await
+                .unwrap();
+        names.extend(users);
+        names
+    })
+}
+
+fn rabbitmq_users() -> Vec<String> {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(["list_users", "--formatter", "json", "--silent"])
+        .output()
+        .unwrap();
+    let users: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    users
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|user| user["user"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn rabbitmqctl(args: &[&str], stdin: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "rabbitmqctl {args:?}");
+}
+
+#[test]
+fn delete_db_drops_our_databases_and_users_and_leaves_bystanders() {
+    let user = unique("db");
+    let bystander = unique("by");
+    let world = database_world(&user);
+    mysql_root(&[
+        format!("CREATE DATABASE `{bystander}`"),
+        format!("CREATE USER '{bystander}'@'%' IDENTIFIED BY 'Bystander1'"),
+    ]);
+    rabbitmqctl(&["add_user", &bystander], "Bystander1");
+    let installed = world.install(&[]);
+    assert!(
+        installed.get_output().status.success(),
+        "{}",
+        stderr(&installed)
+    );
+    let seen = mysql_root(&[]);
+    assert!(seen.contains(&format!("{user}_app")) && seen.contains(&format!("user:{user}")));
+    assert!(rabbitmq_users().contains(&user));
+    let credentials = world.read("/etc/stackinstall/credentials.toml");
+
+    let kept = uninstall(&world, &["--yes"]).success();
+    assert!(
+        stdout(&kept).contains("`--delete-db` removes it"),
+        "{}",
+        stdout(&kept)
+    );
+    assert!(
+        mysql_root(&[]).contains(&format!("{user}_app")),
+        "default keeps the databases"
+    );
+
+    let run = uninstall(&world, &["--delete-db", "--yes"]);
+    assert!(
+        run.get_output().status.success(),
+        "{}{}",
+        stdout(&run),
+        stderr(&run)
+    );
+    let out = stdout(&run);
+    assert!(
+        out.contains("they were on the host before the install"),
+        "{out}"
+    );
+    let seen = mysql_root(&[]);
+    for gone in [
+        format!("{user}_app"),
+        format!("{user}_conf"),
+        format!("user:{user}"),
+    ] {
+        assert!(!seen.contains(&gone), "{gone} is still there");
+    }
+    for kept in [bystander.clone(), format!("user:{bystander}")] {
+        assert!(seen.contains(&kept), "the bystander {kept} was removed");
+    }
+    let users = rabbitmq_users();
+    assert!(!users.contains(&user), "{users:?}");
+    assert!(users.contains(&bystander), "{users:?}");
+    assert!(!world.path("/etc/stackinstall/credentials.toml").exists());
+    assert!(
+        !world
+            .path("/etc/mysql/mariadb.conf.d/stackbill.cnf")
+            .exists()
+    );
+    assert!(
+        !world.calls().iter().any(|call| call.program == "apt-get"),
+        "pre-existing servers keep their packages"
+    );
+    assert!(!checkpoints(&world).contains("mysql"));
+
+    let again = uninstall(&world, &["--delete-db", "--yes"]).success();
+    assert!(
+        stdout(&again).contains("Nothing to remove"),
+        "{}",
+        stdout(&again)
+    );
+
+    let reinstalled = world.install(&[]);
+    assert!(
+        reinstalled.get_output().status.success(),
+        "{}",
+        stderr(&reinstalled)
+    );
+    assert_ne!(
+        world.read("/etc/stackinstall/credentials.toml"),
+        credentials
+    );
+
+    uninstall(&world, &["--delete-db", "--yes"]).success();
+    mysql_root(&[
+        format!("DROP DATABASE `{bystander}`"),
+        format!("DROP USER '{bystander}'@'%'"),
+    ]);
+    rabbitmqctl(&["delete_user", &bystander], "");
+}
