@@ -671,3 +671,86 @@ fn plan_shows_the_application_actions_and_changes_nothing() {
         .collect();
     assert!(changing.is_empty(), "a plan only looks: {changing:?}");
 }
+
+#[test]
+fn default_uninstall_removes_the_release_the_pull_secret_and_the_timer() {
+    let world = with_keys(world());
+    ready_pods(&world);
+    world.install(&MY_STEPS).success();
+    assert!(state(&world, "helm/stackbill.json").exists());
+    assert!(state(&world, "kube/secret/sb-apps/awscred.json").exists());
+    world.clear_calls();
+
+    let removal = world
+        .command()
+        .args(["uninstall", "--yes"])
+        .assert()
+        .success();
+    let calls = world.calls();
+    let lines: Vec<String> = calls.iter().map(Call::line).collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("helm uninstall stackbill")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("delete secret awscred -n sb-apps")),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "systemctl disable --now stackinstall-ecr-refresh.timer"),
+        "{lines:#?}"
+    );
+    assert!(
+        !state(&world, "helm/stackbill.json").exists(),
+        "the release is gone"
+    );
+    assert!(!state(&world, "kube/secret/sb-apps/awscred.json").exists());
+    for unit in ["service", "timer"] {
+        let path = format!("/etc/systemd/system/stackinstall-ecr-refresh.{unit}");
+        assert!(!world.path(&path).exists(), "{path} is removed");
+    }
+    let checkpoints: toml::Table =
+        toml::from_str(&world.read("/var/lib/stackinstall/state.toml")).unwrap();
+    for step in ["registry", "release", "wait"] {
+        assert!(checkpoints["steps"].get(step).is_none(), "{step} is undone");
+    }
+    assert!(
+        checkpoints["steps"].get("credentials").is_some(),
+        "the credentials are kept by default"
+    );
+    assert!(world.path("/etc/stackinstall/credentials.toml").exists());
+    let passwords = passwords(&world);
+    let output = format!("{}{}", stdout(&removal), stderr(&removal));
+    for password in &passwords {
+        assert!(
+            !output.contains(password.as_str()),
+            "no password is printed"
+        );
+    }
+
+    world.clear_calls();
+    let again = world
+        .command()
+        .args(["uninstall", "--yes"])
+        .assert()
+        .success();
+    assert!(
+        stdout(&again).contains("nothing to remove")
+            || stdout(&again).contains("Nothing to remove"),
+        "{}",
+        stdout(&again)
+    );
+    assert!(
+        !world.calls().iter().any(|c| c
+            .args
+            .first()
+            .is_some_and(|a| a == "delete" || a == "uninstall")),
+        "a second uninstall deletes nothing"
+    );
+}
