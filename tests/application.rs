@@ -60,56 +60,13 @@ case "$1" in
 esac
 "#;
 
-/// helm: each release's history in `$STATE/helm/RELEASE.json`; what the
-/// values file held, and its mode, in `$STATE/helm/values-*`.
-const HELM: &str = r#"
-mkdir -p "$STATE/helm"
-args=("$@")
-description=""; values=""
-for i in "${!args[@]}"; do
-  case "${args[$i]}" in
-    --description) description="${args[$((i+1))]}" ;;
-    --values) values="${args[$((i+1))]}" ;;
-  esac
-done
-add_revision() { # status description
-  local file="$STATE/helm/$release.json"
-  [ -f "$file" ] || echo '[]' > "$file"
-  jq --arg s "$1" --arg d "$2" 'map(if .status == "deployed" then .status = "superseded" else . end)
-     | . + [{revision: (length + 1), status: $s, description: $d, chart: "stackbill-1.0.0"}]' "$file" > "$file.new"
-  mv "$file.new" "$file"
-}
-release="$2"
-case "$1" in
-  history)
-    [ -f "$STATE/helm/$release.json" ] || { echo "Error: release: not found" >&2; exit 1; }
-    cat "$STATE/helm/$release.json" ;;
-  upgrade)
-    release="$3"
-    if [ -f "$STATE/helm/$release.json" ] && jq -e '.[-1].status | startswith("pending")' "$STATE/helm/$release.json" >/dev/null; then
-      echo "Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress" >&2; exit 1
-    fi
-    stat -c %a "$values" > "$STATE/helm/values-mode"
-    cp "$values" "$STATE/helm/values-seen.yaml"
-    [ -f "$STATE/helm-fails" ] && { echo "Error: INSTALLATION FAILED: chart not found" >&2; exit 1; }
-    add_revision deployed "$description"
-    echo "Release \"$release\" has been upgraded. Happy Helming!" ;;
-  rollback) add_revision deployed "Rollback to $3" ;;
-  uninstall) rm -f "$STATE/helm/$release.json"; echo "release \"$release\" uninstalled" ;;
-esac
-"#;
+/// helm: each release's history in `$STATE/helm/`.
+const HELM: &str = include_str!("fakes/helm.sh");
+
 
 /// systemctl: enabled and active units as files in `$STATE/systemd/`.
-const SYSTEMCTL: &str = r#"
-mkdir -p "$STATE/systemd"
-case "$1" in
-  daemon-reload) date +%s%N >> "$STATE/systemd/reloads" ;;
-  enable) touch "$STATE/systemd/$3.enabled" "$STATE/systemd/$3.active" ;;
-  disable) rm -f "$STATE/systemd/$3.enabled" "$STATE/systemd/$3.active" ;;
-  is-enabled) [ -f "$STATE/systemd/$3.enabled" ] ;;
-  is-active) [ -f "$STATE/systemd/$3.active" ] ;;
-esac
-"#;
+const SYSTEMCTL: &str = include_str!("fakes/systemctl.sh");
+
 
 /// The ECR endpoint of moto; fails loudly when the test servers are not set up.
 fn moto_endpoint() -> String {

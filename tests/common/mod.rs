@@ -102,6 +102,8 @@ if [ ! -t 0 ]; then STDIN=$(cat; echo x); STDIN=${{STDIN%x}}; fi
 }} >> "{record}/calls.log"
 STATE="{record}/state"
 mkdir -p "$STATE"
+# A world that wants its fakes slow (something to interrupt) says how slow.
+if [ -f "{record}/delay" ]; then sleep "$(cat "{record}/delay")"; fi
 {body}
 "#,
             record = self.record.display()
@@ -159,6 +161,11 @@ mkdir -p "$STATE"
     /// Sets an environment variable for every run of the binary.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.push((key.into(), value.into()));
+    }
+
+    /// Drops an environment variable set with `set_env`.
+    pub fn unset_env(&mut self, key: &str) {
+        self.env.retain(|(name, _)| name != key);
     }
 
     /// The binary, set up for this world.

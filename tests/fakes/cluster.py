@@ -67,13 +67,17 @@ def refuse():
     sys.exit(1)
 
 
-def jsonpath(obj, expression):
-    expression = expression.strip("{}").lstrip(".")
+def field(obj, expression):
     value = obj
-    for part in re.split(r"(?<!\\)\.", expression):
+    for part in re.split(r"(?<!\\)\.", expression.lstrip(".")):
         part = part.replace("\\.", ".")
         value = value.get(part) if isinstance(value, dict) else None
     return "" if value is None else str(value)
+
+
+def jsonpath(obj, template):
+    # Each {.a.b} replaced by its value; the text between is kept.
+    return re.sub(r"\{([^}]*)\}", lambda m: field(obj, m.group(1)), template)
 
 
 def kubectl():
@@ -90,6 +94,9 @@ def kubectl():
     elif verb == "get" and words[1] == "nodes":
         ready = {"type": "Ready", "status": "True"}
         print(json.dumps({"items": [{"metadata": {"name": "node1"}, "status": {"conditions": [ready]}}]}))
+    elif verb == "get" and words[1] == "pods" and option("-o") == "json":
+        pods = os.path.join(state, "pods.json")
+        print(open(pods).read() if os.path.exists(pods) else '{"items": []}')
     elif verb == "get" and len(words) == 2:
         kind = ALIASES.get(words[1], words[1])
         folder = os.path.dirname(path(kind, option("-n"), "x"))

@@ -1,0 +1,125 @@
+//! The whole install in one world: the fake cluster of `cluster.rs`, the
+//! fake `helm` and ECR timer's `systemctl`, moto for the registry token, and
+//! the real MariaDB, RabbitMQ and SecantusDB that `tests/run-all.sh` starts,
+//! under user and database names of the world's own. Every step runs.
+//! Included with `#[path]` next to `common`, `cluster` and `servers`.
+#![allow(dead_code, clippy::disallowed_methods)]
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use super::cluster;
+use super::common::World;
+use super::servers::setting;
+
+/// The AWS key the world's environment holds (a test value moto accepts).
+pub const SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI-full-world-secret-access-key";
+pub const ACCESS_KEY_ID: &str = "AKIAFULLWORLDTEST";
+/// The mongodb admin account's password file inside the root.
+pub const ADMIN_PASSWORD_FILE: &str = "/etc/stackinstall/mongodb-admin-password";
+
+const UBUNTU_2204: &str = "PRETTY_NAME=\"Ubuntu 22.04.4 LTS\"\nNAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nVERSION_CODENAME=jammy\nID=ubuntu\nID_LIKE=debian\n";
+
+/// `systemctl`: the ECR timer's units kept as files (`fakes/systemctl.sh`),
+/// K3s active once its install script ran, every other unit (the database
+/// servers the test command runs) active.
+fn systemctl() -> String {
+    format!(
+        r#"unit="${{@: -1}}"
+case "$unit" in
+  stackinstall-*|daemon-reload)
+{}
+    ;;
+  k3s) [ "$1" != is-active ] || [ -f "$STATE/k3s-running" ] ;;
+  *) exit 0 ;;
+esac"#,
+        include_str!("../fakes/systemctl.sh")
+    )
+}
+
+/// Every pod of the release Ready (what `wait` waits for).
+const PODS: &str = r#"{"items": [
+  {"metadata": {"name": "sb-core-1"}, "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}},
+  {"metadata": {"name": "sb-ui-1"}, "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
+]}"#;
+
+/// A world where a plain `install --domain demo.example.com --self-signed`
+/// runs every step; `user` names the world's database users and databases.
+pub fn full_world(user: &str) -> World {
+    let (mut world, _releases) = cluster::cluster_world();
+    world.write("/etc/os-release", UBUNTU_2204);
+    world.fake("helm", include_str!("../fakes/helm.sh"));
+    world.fake("systemctl", &systemctl());
+    world.fake("dpkg-query", "printf 'install ok installed'");
+    world.fake("apt-get", "echo 'apt-get must not run here' >&2; exit 1");
+    let exports = world.path("/etc/exports");
+    world.fake(
+        "exportfs",
+        &format!(
+            r#"[ "$1" = -v ] && grep -v '^#' {} ; exit 0"#,
+            exports.display()
+        ),
+    );
+    let state = world.record.join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("pods.json"), PODS).unwrap();
+
+    let metadata = std::fs::metadata(&world.root).unwrap();
+    let (uid, gid) = (metadata.uid(), metadata.gid());
+    world.write(
+        "/etc/passwd",
+        &format!("mongodb:x:{uid}:{gid}::/var/lib/mongodb:/usr/sbin/nologin\n"),
+    );
+    world.write("/etc/group", &format!("mongodb:x:{gid}:\n"));
+    world.write(
+        ADMIN_PASSWORD_FILE,
+        &format!("{}\n", setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD")),
+    );
+    std::fs::set_permissions(
+        world.path(ADMIN_PASSWORD_FILE),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+
+    world.unset_env("STACKINSTALL_ONLY");
+    let databases = format!(r#"["{user}_app", "{user}_conf"]"#);
+    for (key, value) in [
+        ("CLUSTER__HOST_IP", "127.0.0.1".into()),
+        ("MYSQL__SOCKET", setting("STACKINSTALL_TEST_MYSQL_SOCKET")),
+        ("MYSQL__PORT", setting("STACKINSTALL_TEST_MYSQL_PORT")),
+        ("MYSQL__HOST", "127.0.0.1".into()),
+        ("MYSQL__USERNAME", user.into()),
+        ("MYSQL__DATABASES", databases),
+        ("RABBITMQ__PORT", setting("STACKINSTALL_TEST_RABBITMQ_PORT")),
+        (
+            "RABBITMQ__MANAGEMENT_PORT",
+            setting("STACKINSTALL_TEST_RABBITMQ_MANAGEMENT_PORT"),
+        ),
+        ("RABBITMQ__HOST", "127.0.0.1".into()),
+        ("RABBITMQ__USERNAME", user.into()),
+        ("MONGODB__PORT", setting("STACKINSTALL_TEST_MONGODB_PORT")),
+        ("MONGODB__HOST", "127.0.0.1".into()),
+        ("MONGODB__USERNAME", user.into()),
+        (
+            "MONGODB__ADMIN_USERNAME",
+            setting("STACKINSTALL_TEST_MONGODB_ADMIN_USER"),
+        ),
+        ("MONGODB__ADMIN_PASSWORD_FILE", ADMIN_PASSWORD_FILE.into()),
+        (
+            "REGISTRY__ENDPOINT_URL",
+            setting("STACKINSTALL_TEST_ECR_ENDPOINT"),
+        ),
+    ] {
+        world.set_env(&format!("STACKINSTALL_{key}"), &value);
+    }
+    let no_file = |name: &str| world.dir.path().join(name).display().to_string();
+    let (credentials, config) = (no_file("no-aws-credentials"), no_file("no-aws-config"));
+    world.set_env("AWS_SHARED_CREDENTIALS_FILE", &credentials);
+    world.set_env("AWS_CONFIG_FILE", &config);
+    world.set_env("AWS_EC2_METADATA_DISABLED", "true");
+    world.set_env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID);
+    world.set_env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY);
+    if let Ok(node) = std::env::var("RABBITMQ_NODENAME") {
+        world.set_env("RABBITMQ_NODENAME", &node);
+    }
+    world
+}
