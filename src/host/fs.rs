@@ -47,16 +47,17 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, FileError> {
 
 /// Writes `contents` to `path` atomically with permission bits `mode`,
 /// creating missing parent directories (mode 0755).
+///
+/// The temporary file has a fixed name next to the target (runs hold the
+/// run lock, so there is one writer), so one left by a killed run is
+/// truncated and reused by the next write instead of piling up.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileError> {
     let parent = path.parent().unwrap_or(Path::new("/"));
     if !parent.exists() {
         ensure_dir(parent, 0o755)?;
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    let temporary = parent.join(format!(".{name}.{}.tmp", std::process::id()));
+    let temporary = temporary_path(path);
+    let crash = crash::armed(path);
     let write = || -> io::Result<()> {
         let mut file = fs::OpenOptions::new()
             .write(true)
@@ -65,9 +66,14 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileE
             .mode(mode)
             .open(&temporary)?;
         file.set_permissions(fs::Permissions::from_mode(mode))?;
-        file.write_all(contents)?;
+        let (head, tail) = contents.split_at(contents.len() / 2);
+        file.write_all(head)?;
+        crash::at(crash, crash::Phase::Torn, &file);
+        file.write_all(tail)?;
         file.sync_all()?;
+        crash::at(crash, crash::Phase::Unrenamed, &file);
         fs::rename(&temporary, path)?;
+        crash::at(crash, crash::Phase::Renamed, &file);
         fs::File::open(parent)?.sync_all()
     };
     write().map_err(|error| {
@@ -76,6 +82,67 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileE
     })?;
     tracing::info!(target: "file", "wrote {} (mode {mode:o})", path.display());
     Ok(())
+}
+
+/// The temporary file `write_atomic` writes before renaming it to `path`.
+pub fn temporary_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.stackinstall-tmp"))
+}
+
+/// Crash points for the kill tests (debug builds only): with
+/// `STACKINSTALL_TEST_CRASH_WRITE=NAME:N:PHASE`, the N-th atomic write of a
+/// file named NAME in this run sends this process SIGKILL at PHASE: `torn`
+/// (half the temporary file written), `unrenamed` (complete and synced, not
+/// renamed) or `renamed` (renamed, the directory not yet synced). Release
+/// builds read no such variable.
+mod crash {
+    use std::path::Path;
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub enum Phase {
+        Torn,
+        Unrenamed,
+        Renamed,
+    }
+
+    /// The phase to die at during this write, if this is the chosen write.
+    #[cfg(debug_assertions)]
+    pub fn armed(path: &Path) -> Option<Phase> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static WRITES: AtomicUsize = AtomicUsize::new(0);
+        let setting = std::env::var("STACKINSTALL_TEST_CRASH_WRITE").ok()?;
+        let mut fields = setting.split(':');
+        let (name, nth, phase) = (fields.next()?, fields.next()?, fields.next()?);
+        if path.file_name()?.to_str()? != name {
+            return None;
+        }
+        let count = WRITES.fetch_add(1, Ordering::SeqCst) + 1;
+        (nth.parse::<usize>().ok()? == count).then_some(match phase {
+            "torn" => Phase::Torn,
+            "unrenamed" => Phase::Unrenamed,
+            _ => Phase::Renamed,
+        })
+    }
+
+    #[cfg(not(debug_assertions))]
+    pub fn armed(_path: &Path) -> Option<Phase> {
+        None
+    }
+
+    /// Dies here when `armed` chose this phase (what is written is on disk).
+    pub fn at(armed: Option<Phase>, phase: Phase, file: &std::fs::File) {
+        if armed == Some(phase) {
+            let _ = file.sync_all();
+            // SAFETY: raising a signal in this process has no preconditions.
+            unsafe {
+                libc::raise(libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// Makes `path` hold exactly `contents` with `mode`; returns whether it changed.
@@ -155,5 +222,52 @@ mod tests {
         assert_eq!(fs::read_to_string(&path).unwrap(), "a = 2\n");
         let leftovers: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+    }
+
+    /// A reader racing a writer sees only whole contents, old or new.
+    #[test]
+    fn a_reader_never_sees_a_half_written_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.toml");
+        let versions: Vec<Vec<u8>> = (b'a'..=b'd').map(|byte| vec![byte; 256 * 1024]).collect();
+        write_atomic(&path, &versions[0], 0o644).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let (reads, writes) = std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                let mut reads = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let seen = fs::read(&path).unwrap();
+                    assert!(
+                        versions.contains(&seen),
+                        "a reader saw {} bytes that are no whole version",
+                        seen.len()
+                    );
+                    reads += 1;
+                }
+                reads
+            });
+            for round in 0..400 {
+                write_atomic(&path, &versions[round % versions.len()], 0o644).unwrap();
+            }
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            (reader.join().unwrap(), 400)
+        });
+        assert!(reads > 0 && writes == 400);
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("state.toml")]);
+    }
+
+    /// A temporary file left by a killed run is reused, not left beside it.
+    #[test]
+    fn a_temporary_file_left_by_a_killed_run_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("credentials.toml");
+        fs::write(temporary_path(&path), b"half of a").unwrap();
+        write_atomic(&path, b"whole = true\n", 0o600).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"whole = true\n");
+        assert!(!temporary_path(&path).exists());
     }
 }
