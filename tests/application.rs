@@ -63,10 +63,8 @@ esac
 /// helm: each release's history in `$STATE/helm/`.
 const HELM: &str = include_str!("fakes/helm.sh");
 
-
 /// systemctl: enabled and active units as files in `$STATE/systemd/`.
 const SYSTEMCTL: &str = include_str!("fakes/systemctl.sh");
-
 
 /// The ECR endpoint of moto; fails loudly when the test servers are not set up.
 fn moto_endpoint() -> String {

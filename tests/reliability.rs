@@ -19,10 +19,16 @@ fn a_full_install_runs_every_step_and_a_second_run_changes_nothing() {
     let world = full::full_world(&servers::unique("full"));
     let first = world.install(&[]);
     let text = stderr(&first);
-    assert!(first.get_output().status.success(), "install failed:\n{text}");
+    assert!(
+        first.get_output().status.success(),
+        "install failed:\n{text}"
+    );
     eprintln!("{text}");
     let second = world.install(&[]);
     let text = stderr(&second);
-    assert!(second.get_output().status.success(), "re-run failed:\n{text}");
+    assert!(
+        second.get_output().status.success(),
+        "re-run failed:\n{text}"
+    );
     eprintln!("{text}");
 }

@@ -104,6 +104,17 @@ STATE="{record}/state"
 mkdir -p "$STATE"
 # A world that wants its fakes slow (something to interrupt) says how slow.
 if [ -f "{record}/delay" ]; then sleep "$(cat "{record}/delay")"; fi
+# The kill tests: `record/kill-at` holding "N before" or "N after" sends the
+# calling stackinstall SIGKILL as the N-th recorded call starts (the call
+# has no effect) or once it has done its work (its effect is not recorded).
+if [ -f "{record}/kill-at" ]; then
+  read -r kill_at kill_when < "{record}/kill-at"
+  if [ "$(grep -c '^END$' "{record}/calls.log")" = "$kill_at" ]; then
+    rm -f "{record}/kill-at"
+    if [ "$kill_when" = before ]; then kill -KILL "$PPID"; exit 1; fi
+    trap 'kill -KILL "$PPID"' EXIT
+  fi
+fi
 {body}
 "#,
             record = self.record.display()
@@ -170,7 +181,15 @@ if [ -f "{record}/delay" ]; then sleep "$(cat "{record}/delay")"; fi
 
     /// The binary, set up for this world.
     pub fn command(&self) -> assert_cmd::Command {
-        let mut command = assert_cmd::Command::cargo_bin("stackinstall").unwrap();
+        let mut command = assert_cmd::Command::from_std(self.std_command());
+        command.timeout(std::time::Duration::from_secs(120));
+        command
+    }
+
+    /// The binary, set up for this world, as a plain `std` command (for
+    /// tests that signal it while it runs).
+    pub fn std_command(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackinstall"));
         let path = format!(
             "{}:{}",
             self.bin.display(),
@@ -189,8 +208,7 @@ if [ -f "{record}/delay" ]; then sleep "$(cat "{record}/delay")"; fi
             .env(
                 "STACKINSTALL_MONGODB__SERVER_PROGRAMS",
                 r#"["mongod", "secantusd-py", "python3"]"#,
-            )
-            .timeout(std::time::Duration::from_secs(120));
+            );
         for (key, value) in &self.env {
             command.env(key, value);
         }

@@ -6,6 +6,7 @@
 #![allow(dead_code, clippy::disallowed_methods)]
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 
 use super::cluster;
 use super::common::World;
@@ -121,5 +122,27 @@ pub fn full_world(user: &str) -> World {
     if let Ok(node) = std::env::var("RABBITMQ_NODENAME") {
         world.set_env("RABBITMQ_NODENAME", &node);
     }
+    world
+}
+
+/// `full_world` with a quick `rabbitmqctl` (`fakes/rabbitmqctl.py`) that
+/// does the step's commands through the real server's management API
+/// instead of starting an Erlang VM each time: for tests that install
+/// many times over.
+pub fn quick_full_world(user: &str) -> World {
+    let world = full_world(user);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes/rabbitmqctl.py");
+    let port = setting("STACKINSTALL_TEST_RABBITMQ_MANAGEMENT_PORT");
+    world.fake(
+        "rabbitmqctl",
+        &format!(
+            "printf '%s' \"$STDIN\" | python3 {} {port} \"$@\"",
+            script.display()
+        ),
+    );
+    world.fake(
+        "rabbitmq-plugins",
+        r#"[ "$1" = list ] && echo rabbitmq_management; exit 0"#,
+    );
     world
 }
