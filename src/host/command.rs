@@ -179,7 +179,8 @@ impl Command {
                 }
             }
         })?;
-        let deadline = Instant::now() + self.timeout;
+        let timeout = test_timeout_cap(self.timeout);
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(output) = handle.try_wait().map_err(|source| CommandError::Spawn {
                 command: command.clone(),
@@ -194,24 +195,29 @@ impl Command {
                 return Ok(output);
             }
             if INTERRUPTED.load(Ordering::SeqCst) {
-                let _ = handle.kill();
+                stop(&handle);
                 tracing::warn!(target: "command", "interrupted: {command}");
                 return Err(CommandError::Interrupted { command });
             }
             if Instant::now() >= deadline {
-                let _ = handle.kill();
-                tracing::warn!(target: "command", "timed out after {:?}: {command}", self.timeout);
-                return Err(CommandError::TimedOut {
-                    command,
-                    timeout: self.timeout,
-                });
+                stop(&handle);
+                tracing::warn!(target: "command", "timed out after {timeout:?}: {command}");
+                return Err(CommandError::TimedOut { command, timeout });
             }
             std::thread::sleep(POLL_INTERVAL);
         }
     }
 
     fn expression(&self) -> duct::Expression {
+        // A process group of its own: stopping the command stops whatever it
+        // started too (a shell's children would otherwise keep its output
+        // pipes open, and run on), and a Ctrl-C at the terminal reaches only
+        // stackinstall, which stops the command itself.
         let mut expression = duct::cmd(&self.program, &self.args)
+            .before_spawn(|command| {
+                std::os::unix::process::CommandExt::process_group(command, 0);
+                Ok(())
+            })
             .stdout_capture()
             .stderr_capture()
             .unchecked();
@@ -224,6 +230,47 @@ impl Command {
             None => expression.stdin_null(),
         }
     }
+}
+
+/// How long a stopped command gets to end on SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// Stops a running command and every process it started: SIGTERM to its
+/// process group, then SIGKILL to what is left after `STOP_GRACE`.
+fn stop(handle: &duct::Handle) {
+    let signal_group = |signal| {
+        for pid in handle.pids() {
+            // SAFETY: killpg has no memory preconditions; a group that is
+            // already gone gives ESRCH, which is ignored.
+            unsafe {
+                libc::killpg(pid as libc::pid_t, signal);
+            }
+        }
+    };
+    signal_group(libc::SIGTERM);
+    let grace = Instant::now() + STOP_GRACE;
+    while Instant::now() < grace {
+        if matches!(handle.try_wait(), Ok(Some(_))) {
+            break;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+    signal_group(libc::SIGKILL);
+    let _ = handle.kill();
+}
+
+/// Debug builds only: `STACKINSTALL_TEST_COMMAND_TIMEOUT_SECONDS` caps every
+/// command's timeout, so the hung-command tests need not wait minutes.
+/// Release builds read no such variable.
+fn test_timeout_cap(timeout: Duration) -> Duration {
+    #[cfg(debug_assertions)]
+    if let Some(cap) = std::env::var("STACKINSTALL_TEST_COMMAND_TIMEOUT_SECONDS")
+        .ok()
+        .and_then(|seconds| seconds.parse().ok())
+    {
+        return timeout.min(Duration::from_secs(cap));
+    }
+    timeout
 }
 
 fn log_output(command: &str, output: &Output) {

@@ -26,6 +26,8 @@ pub struct Call {
     /// The environment variables the fake saw whose names start with one of
     /// the recorded prefixes (see `World::fake`).
     pub env: Vec<(String, String)>,
+    /// Every environment variable the fake saw, as `env` printed them.
+    pub full_env: String,
 }
 
 impl Call {
@@ -98,6 +100,7 @@ if [ ! -t 0 ]; then STDIN=$(cat; echo x); STDIN=${{STDIN%x}}; fi
   for a in "$@"; do printf 'ARG %s\n' "$(printf %s "$a" | base64 -w0)"; done
   printf 'STDIN %s\n' "$(printf %s "$STDIN" | base64 -w0)"
   env | grep -E '^(AWS_|KUBECONFIG|HELM_|STACKINSTALL_|DEBIAN_FRONTEND|INSTALL_K3S)' | while IFS= read -r line; do printf 'ENV %s\n' "$(printf %s "$line" | base64 -w0)"; done
+  printf 'FULLENV %s\n' "$(env | base64 -w0)"
   printf 'END\n'
 }} >> "{record}/calls.log"
 STATE="{record}/state"
@@ -144,6 +147,7 @@ fi
                     args: vec![],
                     stdin: String::new(),
                     env: vec![],
+                    full_env: String::new(),
                 });
             } else if let Some(arg) = line.strip_prefix("ARG ") {
                 current.as_mut().unwrap().args.push(decode(arg));
@@ -157,6 +161,8 @@ fi
                     .unwrap()
                     .env
                     .push((key.into(), value.into()));
+            } else if let Some(env) = line.strip_prefix("FULLENV ") {
+                current.as_mut().unwrap().full_env = decode(env);
             } else if line == "END" {
                 calls.extend(current.take());
             }

@@ -131,7 +131,7 @@ fn publish(releases: &Releases) {
     releases.put(&format!("/istio/1.20.3/{istio_file}"), istio);
 }
 
-fn python() -> String {
+pub fn python() -> String {
     let output = std::process::Command::new("python3")
         .args(["-c", "import sys, yaml; print(sys.executable)"])
         .output()

@@ -136,7 +136,8 @@ pub fn quick_full_world(user: &str) -> World {
     world.fake(
         "rabbitmqctl",
         &format!(
-            "printf '%s' \"$STDIN\" | python3 {} {port} \"$@\"",
+            "printf '%s' \"$STDIN\" | {} {} {port} \"$@\"",
+            cluster::python(),
             script.display()
         ),
     );
