@@ -262,3 +262,229 @@ fn a_command_that_never_returns_is_stopped_at_its_timeout() {
     world.install(&[]).success();
     assert_eq!(checkpoint(&world, "release").as_deref(), Some("done"));
 }
+
+/// Files whose job is to hold a secret (each must be 0600).
+const SECRET_FILES: [&str; 4] = [
+    "/etc/stackinstall/credentials.toml",
+    "/etc/stackinstall/tls/tls.key",
+    "/var/lib/mongodb/encryption",
+    full::ADMIN_PASSWORD_FILE,
+];
+
+/// Every secret of a full install, by name: the generated passwords, the
+/// TLS key, the MongoDB key file, the ECR token, the AWS secret key and
+/// the MongoDB admin password the test gives.
+fn secrets_of(world: &World) -> Vec<(String, String)> {
+    let mut secrets = Vec::new();
+    let credentials: toml::Table =
+        toml::from_str(&world.read("/etc/stackinstall/credentials.toml")).unwrap();
+    for (service, table) in &credentials {
+        for (key, value) in table.as_table().into_iter().flatten() {
+            let text = value.as_str().filter(|_| key != "username");
+            if let Some(text) = text {
+                secrets.push((format!("{service}.{key}"), text.to_string()));
+            }
+        }
+    }
+    let key = world.read("/etc/stackinstall/tls/tls.key");
+    let body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    secrets.push(("TLS key".into(), body.clone()));
+    for (index, line) in key
+        .lines()
+        .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+        .enumerate()
+    {
+        secrets.push((format!("TLS key line {index}"), line.to_string()));
+    }
+    secrets.push((
+        "MongoDB key file".into(),
+        world.read("/var/lib/mongodb/encryption").trim().to_string(),
+    ));
+    let pull: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(state_file(world, "kube/secret/sb-apps/awscred.json")).unwrap(),
+    )
+    .unwrap();
+    let docker = base64::engine::general_purpose::STANDARD
+        .decode(pull["data"][".dockerconfigjson"].as_str().unwrap())
+        .unwrap();
+    let docker: serde_json::Value = serde_json::from_slice(&docker).unwrap();
+    for auth in docker["auths"].as_object().unwrap().values() {
+        secrets.push((
+            "ECR token".into(),
+            auth["password"].as_str().unwrap().to_string(),
+        ));
+        secrets.push((
+            "ECR auth".into(),
+            auth["auth"].as_str().unwrap().to_string(),
+        ));
+    }
+    secrets.push((
+        "AWS secret access key".into(),
+        full::SECRET_ACCESS_KEY.into(),
+    ));
+    secrets.push((
+        "MongoDB admin password".into(),
+        servers::setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD"),
+    ));
+    secrets
+}
+
+#[test]
+fn no_secret_reaches_argv_environment_logs_output_plan_or_render() {
+    let world = full::quick_full_world(&servers::unique("secrets"));
+    let mut sources: Vec<(String, String)> = Vec::new();
+    let mut run = |name: &str, args: &[&str]| {
+        let assert = world.command().args(args).assert().success();
+        sources.push((format!("stdout of {name}"), stdout(&assert)));
+        sources.push((format!("stderr of {name}"), stderr(&assert)));
+    };
+    let install = ["install", "--domain", DOMAIN, "--self-signed"];
+    run("install", &install);
+    run("a second install", &install);
+    run(
+        "install --redo",
+        &[
+            &install[..],
+            &[
+                "--redo", "mysql", "--redo", "rabbitmq", "--redo", "mongodb", "--redo", "registry",
+                "--redo", "release",
+            ],
+        ]
+        .concat(),
+    );
+    run("install --plan", &[&install[..], &["--plan"]].concat());
+    run(
+        "install --plan --output json",
+        &[&install[..], &["--plan", "--output", "json"]].concat(),
+    );
+    run("status", &["status"]);
+    run("credentials", &["credentials"]);
+    run("uninstall --plan", &["uninstall", "--all", "--plan"]);
+    let out = world.dir.path().join("rendered");
+    run(
+        "render",
+        &["render", "--domain", DOMAIN, "--out", out.to_str().unwrap()],
+    );
+    for path in walk(&out) {
+        sources.push((
+            format!("rendered {}", path.display()),
+            std::fs::read_to_string(&path).unwrap(),
+        ));
+    }
+    let calls = world.calls();
+    for call in &calls {
+        sources.push((format!("argv of `{}`", call.line()), call.line()));
+        let environment: Vec<&str> = call
+            .full_env
+            .lines()
+            .filter(|line| !line.starts_with("AWS_SECRET_ACCESS_KEY="))
+            .collect();
+        sources.push((
+            format!("environment of `{}`", call.line()),
+            environment.join("\n"),
+        ));
+    }
+    for (path, bytes) in world.files(true) {
+        if !SECRET_FILES.contains(&path.as_str()) {
+            sources.push((
+                format!("file {path}"),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            ));
+        }
+    }
+
+    let secrets = secrets_of(&world);
+    let mut leaks = Vec::new();
+    for (source, text) in &sources {
+        for (name, secret) in &secrets {
+            if text.contains(secret.as_str()) {
+                leaks.push(format!("{name} in {source}"));
+            }
+        }
+    }
+    let logs = sources
+        .iter()
+        .filter(|(s, _)| s.starts_with("file /var/log/"))
+        .count();
+    eprintln!(
+        "secret scan: {} sources checked ({} fake calls' argv and environment, {logs} log files), {} secrets looked for, {} leaks",
+        sources.len(),
+        calls.len(),
+        secrets.len(),
+        leaks.len()
+    );
+    assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
+    assert!(logs >= 3 && calls.len() > 50, "the scan saw too little");
+
+    // Files holding secrets are 0600, the directories holding them 0700.
+    for path in SECRET_FILES {
+        let mode = std::fs::metadata(world.path(path))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{path} has mode {mode:o}");
+    }
+    for dir in ["/etc/stackinstall", "/etc/stackinstall/tls"] {
+        let mode = std::fs::metadata(world.path(dir))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700, "{dir} has mode {mode:o}");
+    }
+    // The values file with the passwords went to helm as 0600 and is gone.
+    assert_eq!(
+        std::fs::read_to_string(state_file(&world, "helm/values-mode"))
+            .unwrap()
+            .trim(),
+        "600"
+    );
+    assert!(
+        !world
+            .files(false)
+            .keys()
+            .any(|p| p.ends_with("values.yaml")),
+        "the values file was left behind"
+    );
+}
+
+#[test]
+fn the_binary_holds_no_aws_credential() {
+    let binary = std::fs::read(assert_cmd::cargo::cargo_bin("stackinstall")).unwrap();
+    let mut found = Vec::new();
+    for start in 0..binary.len().saturating_sub(20) {
+        let window = &binary[start..start + 20];
+        let prefix = &window[..4];
+        if (prefix == b"AKIA" || prefix == b"ASIA")
+            && window[4..]
+                .iter()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        {
+            found.push(String::from_utf8_lossy(window).into_owned());
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "AWS access key ids in the binary: {found:?}"
+    );
+    for secret in [
+        full::SECRET_ACCESS_KEY.as_bytes(),
+        b"aws_secret_access_key = ",
+    ] {
+        assert!(!binary.windows(secret.len()).any(|w| w == secret));
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
