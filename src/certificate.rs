@@ -134,13 +134,22 @@ pub fn check_domain(domain: &str) -> Result<(), String> {
     if domain.len() > 253 {
         return Err("it is longer than 253 characters".into());
     }
+    if domain.ends_with('.') {
+        return Err("it ends with a dot; give the name without it".into());
+    }
     let labels: Vec<&str> = domain.split('.').collect();
     if labels.len() < 2 {
         return Err("it needs at least two labels, like `portal.example.com`".into());
     }
     for label in &labels {
-        if label.is_empty() || label.len() > 63 {
-            return Err("each label must be 1 to 63 characters".into());
+        if label.is_empty() {
+            return Err("it has an empty label (a dot at the start or two dots in a row)".into());
+        }
+        if label.len() > 63 {
+            return Err(format!(
+                "the label `{label}` is {} characters long; a label may have at most 63",
+                label.len()
+            ));
         }
         if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             return Err(format!("`{label}` may only hold letters, digits and `-`"));
@@ -258,6 +267,7 @@ mod tests {
             "exa mple.com",
             "-a.example.com",
             "a..com",
+            "portal.example.com.",
             "10.0.0.1",
             "a_b.example.com",
         ] {

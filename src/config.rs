@@ -420,18 +420,25 @@ impl Config {
     pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
         let mut merged = toml::Table::try_from(Config::default()).expect("defaults serialize");
         let (profile_name, profile_text) = profile_text(sources.profile.as_deref())?;
-        merge(&mut merged, check_layer(&profile_name, &profile_text)?);
+        let mut layers = vec![(
+            profile_name.clone(),
+            check_layer(&profile_name, &profile_text)?,
+        )];
         if let Some(path) = &sources.config_file {
             let name = format!("config file `{}`", path.display());
             let text = read_text(&name, path)?;
-            merge(&mut merged, check_layer(&name, &text)?);
+            let layer = check_layer(&name, &text)?;
+            layers.push((name, layer));
         }
         for (variable, value) in &sources.environment {
             if let Some(layer) = environment_layer(variable, value)? {
-                merge(&mut merged, layer);
+                layers.push((format!("environment variable `{variable}`"), layer));
             }
         }
-        merge(&mut merged, sources.flags.clone());
+        layers.push(("the command line".into(), sources.flags.clone()));
+        for (_, layer) in &layers {
+            merge(&mut merged, layer.clone());
+        }
         let config: Config =
             merged
                 .try_into()
@@ -439,11 +446,13 @@ impl Config {
                     source_name: "the merged configuration".into(),
                     detail: e.message().to_string(),
                 })?;
-        config.check_complete(&profile_name)?;
+        config.check_complete(&layers)?;
         Ok(config)
     }
 
-    fn check_complete(&self, profile: &str) -> Result<(), ConfigError> {
+    /// Fails on a required value that is empty, naming the last layer that
+    /// set it (a config file or variable that emptied it), else the profile.
+    fn check_complete(&self, layers: &[(String, toml::Table)]) -> Result<(), ConfigError> {
         let required = [
             ("name", self.name.is_empty()),
             ("versions.k3s", self.versions.k3s.is_empty()),
@@ -468,13 +477,18 @@ impl Config {
             ("rabbitmq.username", self.rabbitmq.username.is_empty()),
             ("nfs.path", self.nfs.path.is_empty()),
         ];
-        match required.iter().find(|(_, missing)| *missing) {
-            Some((key, _)) => Err(ConfigError::Missing {
-                key: (*key).into(),
-                source_name: profile.into(),
-            }),
-            None => Ok(()),
-        }
+        let Some((key, _)) = required.iter().find(|(_, missing)| *missing) else {
+            return Ok(());
+        };
+        let (source_name, _) = layers
+            .iter()
+            .rev()
+            .find(|(_, layer)| sets(layer, key))
+            .unwrap_or(&layers[0]);
+        Err(ConfigError::Missing {
+            key: (*key).into(),
+            source_name: source_name.clone(),
+        })
     }
 
     /// The user name of each service whose password the credentials file keeps.
@@ -562,6 +576,20 @@ fn environment_layer(variable: &str, value: &str) -> Result<Option<toml::Table>,
     check_layer(&source_name, &text).map(Some)
 }
 
+/// Whether `layer` sets the dotted `key` (`cluster.namespace`).
+fn sets(layer: &toml::Table, key: &str) -> bool {
+    let mut table = layer;
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        match (table.get(part), parts.peek()) {
+            (Some(_), None) => return true,
+            (Some(toml::Value::Table(inner)), Some(_)) => table = inner,
+            _ => return false,
+        }
+    }
+    false
+}
+
 /// Merges `layer` over `base`: tables key by key, anything else replaced.
 fn merge(base: &mut toml::Table, layer: toml::Table) {
     for (key, value) in layer {
@@ -634,6 +662,17 @@ mod tests {
         let error = Config::load(&sources).unwrap_err().to_string();
         assert!(error.contains(&file.display().to_string()), "{error}");
         assert!(error.contains("unknown field `timeout_secs`"), "{error}");
+    }
+
+    #[test]
+    fn an_emptied_value_names_the_layer_that_emptied_it() {
+        let mut sources = sources();
+        sources.environment = vec![("STACKINSTALL_CLUSTER__NAMESPACE".into(), "\"\"".into())];
+        let error = Config::load(&sources).unwrap_err().to_string();
+        assert!(
+            error.contains("`cluster.namespace` is missing: environment variable `STACKINSTALL_CLUSTER__NAMESPACE`"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -148,7 +148,7 @@ impl CredentialsError {
             Self::Unreadable { path, .. }
             | Self::Corrupt { path, .. }
             | Self::WrongVersion { path, .. } => format!(
-                "the databases use the passwords in this file, so it is never replaced: restore it from a backup, or fix it by hand (`sudo stackinstall credentials` shows what it should hold); only if no database was set up yet, move it aside (`mv {0} {0}.bad`) and run again",
+                "the databases use the passwords in this file, so it is never replaced: restore it from a backup, or fix it by hand (`version = 1`, then a `[mysql]`, `[mongodb]` and `[rabbitmq]` table, each with `username` and `password`); only if no database was set up yet, move it aside (`mv {0} {0}.bad`) and run again",
                 path.display()
             ),
         }
@@ -187,16 +187,23 @@ impl CredentialsFile {
 
     /// Loads the file; `None` when there is none yet.
     pub fn load(&self) -> Result<Option<Credentials>, CredentialsError> {
-        let text =
-            host::fs::read_optional(&self.path).map_err(|source| CredentialsError::Unreadable {
-                path: self.path.clone(),
-                source,
-            })?;
-        let Some(text) = text else { return Ok(None) };
         let corrupt = |detail: String| CredentialsError::Corrupt {
             path: self.path.clone(),
             detail,
         };
+        let text = match host::fs::read_optional(&self.path) {
+            Ok(text) => text,
+            Err(error) if error.source.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(corrupt(error.source.to_string()));
+            }
+            Err(source) => {
+                return Err(CredentialsError::Unreadable {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let Some(text) = text else { return Ok(None) };
         let table: toml::Table = toml::from_str(&text).map_err(|e| corrupt(e.message().into()))?;
         match table.get("version").and_then(toml::Value::as_integer) {
             Some(version) if version == i64::from(CREDENTIALS_VERSION) => {}

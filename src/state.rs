@@ -145,12 +145,19 @@ impl StateFile {
 
     /// Loads the state; an empty state when there is no file yet.
     pub fn load(&self) -> Result<State, StateError> {
-        let Some(text) = host::fs::read_optional(&self.path)? else {
-            return Ok(State::default());
-        };
         let corrupt = |detail: String| StateError::Corrupt {
             path: self.path.clone(),
             detail,
+        };
+        let text = match host::fs::read_optional(&self.path) {
+            Ok(text) => text,
+            Err(error) if error.source.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(corrupt(error.source.to_string()));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let Some(text) = text else {
+            return Ok(State::default());
         };
         let table: toml::Table = toml::from_str(&text).map_err(|e| corrupt(e.message().into()))?;
         match table.get("version").and_then(toml::Value::as_integer) {
@@ -236,6 +243,12 @@ mod tests {
         let error = file.load().unwrap_err();
         assert!(error.to_string().contains("is damaged"), "{error}");
         assert!(error.hint().unwrap().contains("mv "));
+        host::fs::write_atomic(file.path(), b"version = 1\n\xff\xfe", 0o644).unwrap();
+        let error = file.load().unwrap_err();
+        assert!(
+            error.to_string().contains("is damaged: not UTF-8 text"),
+            "{error}"
+        );
         host::fs::write_atomic(file.path(), b"version = 7\n", 0o644).unwrap();
         assert!(file.load().unwrap_err().to_string().contains("version 7"));
     }

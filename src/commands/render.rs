@@ -9,6 +9,7 @@ use crate::cli::RenderArgs;
 use crate::config::Config;
 use crate::host;
 use crate::render::{self, RenderError};
+use crate::steps::StepError;
 
 /// Runs `render`.
 pub fn run(_root: &Path, args: RenderArgs) -> Result<()> {
@@ -18,9 +19,12 @@ pub fn run(_root: &Path, args: RenderArgs) -> Result<()> {
     ))?;
     let config = super::load_config(&args.config, flags)?;
     crate::certificate::check_domain(&config.install.domain).map_err(|why| {
-        anyhow::anyhow!(
-            "--domain `{}` is not a valid DNS name: {why}",
-            config.install.domain
+        StepError::input(
+            format!(
+                "--domain `{}` is not a valid DNS name: {why}",
+                config.install.domain
+            ),
+            "pass the DNS name the application is reached at, like `portal.example.com`",
         )
     })?;
     let files = files(&config)?;

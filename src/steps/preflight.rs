@@ -257,12 +257,26 @@ fn check_domain(context: &Context) -> Result<Action, StepError> {
 fn check_certificate(context: &Context) -> Result<Vec<Action>, StepError> {
     let install = &context.config.install;
     let domain = &install.domain;
+    let given = (install.ssl_cert.is_some(), install.ssl_key.is_some());
+    // The flags cannot be given together, but a config file or the
+    // environment can set one and a flag the other.
+    if install.self_signed && given != (false, false) {
+        return Err(StepError::input(
+            "both a certificate (--ssl-cert, --ssl-key) and --self-signed are set",
+            "choose one: look at `[install]` in the --config file and the STACKINSTALL_INSTALL__* and STACKINSTALL_SSL_* variables",
+        ));
+    }
     if install.self_signed {
         return self_signed(context, domain);
     }
     let (Some(certificate_path), Some(key_path)) = (&install.ssl_cert, &install.ssl_key) else {
+        let message = match given {
+            (true, false) => "--ssl-cert is set but --ssl-key is not",
+            (false, true) => "--ssl-key is set but --ssl-cert is not",
+            _ => "no certificate given",
+        };
         return Err(StepError::input(
-            "no certificate given",
+            message,
             "pass --ssl-cert FILE and --ssl-key FILE, or --self-signed for a test install",
         ));
     };
