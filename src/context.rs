@@ -90,6 +90,8 @@ pub struct Context {
     pub log_path: Option<PathBuf>,
     /// What an uninstall removes; `None` during an install.
     pub uninstall: Option<Scope>,
+    /// The steps `--redo` names: run again on purpose.
+    pub redo: Vec<String>,
     pub state: State,
     state_file: StateFile,
     credentials_file: CredentialsFile,
@@ -116,6 +118,7 @@ impl Context {
             plan,
             log_path: None,
             uninstall: None,
+            redo: Vec::new(),
             state,
             state_file,
             credentials: OnceCell::new(),

@@ -578,3 +578,46 @@ fn every_command_has_help() {
         stderr(&assert)
     );
 }
+
+#[test]
+fn a_password_lost_from_the_file_is_not_silently_replaced() {
+    let world = engine_world();
+    world.install(&[]).success();
+    // As after a full install: the mysql step was done with the file's password.
+    let state = world.read("/var/lib/stackinstall/state.toml");
+    world.write(
+        "/var/lib/stackinstall/state.toml",
+        &format!(
+            "{state}\n[steps.mysql]\nstatus = \"done\"\nfinished_at = \"2026-11-01T00:00:00Z\"\ntool_version = \"0.1.0\"\nfingerprint = \"0\"\n"
+        ),
+    );
+    // The file loses the [mysql] entry (cut between two entries, or edited).
+    let mut credentials: toml::Table =
+        toml::from_str(&world.read("/etc/stackinstall/credentials.toml")).unwrap();
+    credentials.remove("mysql").unwrap();
+    let cut = toml::to_string(&credentials).unwrap();
+    world.write("/etc/stackinstall/credentials.toml", &cut);
+
+    let message = stderr(&world.install(&[]).code(1));
+    assert!(
+        message.contains("has no password for `mysql`, whose step is done"),
+        "{message}"
+    );
+    assert!(message.contains("--redo mysql"), "{message}");
+    assert_eq!(
+        world.read("/etc/stackinstall/credentials.toml"),
+        cut,
+        "left as it was"
+    );
+
+    // Asked for on purpose: a new mysql password, the others kept.
+    world.install(&["--redo", "mysql"]).success();
+    let now: toml::Table =
+        toml::from_str(&world.read("/etc/stackinstall/credentials.toml")).unwrap();
+    assert!(
+        now["mysql"]["password"]
+            .as_str()
+            .is_some_and(|p| p.len() >= 16)
+    );
+    assert_eq!(now["rabbitmq"], credentials["rabbitmq"]);
+}

@@ -35,6 +35,7 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         args.plan,
         &super::home_dir(),
     )?;
+    context.redo = selection.redo.clone();
     if args.plan {
         let plan = pipeline::plan(&context, &steps, &selection)?;
         print_plan(&plan, json);

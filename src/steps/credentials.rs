@@ -13,7 +13,7 @@ use super::{Action, ActionKind, Step, StepError};
 use crate::context::{Context, Removal};
 use crate::host;
 use crate::secrets::{CredentialsFile, Secret};
-use crate::state::Fingerprint;
+use crate::state::{Fingerprint, Status};
 
 /// The credentials step.
 pub struct CredentialsStep;
@@ -50,6 +50,9 @@ impl Step for CredentialsStep {
             .collect();
         if missing.is_empty() {
             return Ok(Vec::new());
+        }
+        if existing.is_some() {
+            refuse_lost_passwords(context, &missing)?;
         }
         let legacy = file.load_legacy()?;
         let described: Vec<String> = missing
@@ -134,4 +137,39 @@ impl Step for CredentialsStep {
             .map(|path| Action::remove(path.to_path_buf(), &context.shown(path)))
             .collect())
     }
+}
+
+/// A file that lacks the password of a service whose step is done has lost
+/// it (cut or edited): a new one would no longer be the one the server and
+/// the application hold. Refused, unless `--redo` names that step, which
+/// then sets the server to the new password.
+fn refuse_lost_passwords(context: &Context, missing: &[&String]) -> Result<(), StepError> {
+    let lost: Vec<&str> = missing
+        .iter()
+        .map(|service| service.as_str())
+        .filter(|service| {
+            context
+                .state
+                .steps
+                .get(*service)
+                .is_some_and(|checkpoint| checkpoint.status == Status::Done)
+                && !context.redo.iter().any(|step| step == service)
+        })
+        .collect();
+    let Some(first) = lost.first() else {
+        return Ok(());
+    };
+    Err(StepError::failed(
+        format!(
+            "the credentials file `{}` has no password for {}, whose step is done: it was lost from the file, and a new one would not be the one in use",
+            context.shown(context.credentials_file().path()).display(),
+            lost.iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        format!(
+            "put the entry back from a backup of the file; to give it a new password on purpose, run `stackinstall install --redo {first}`"
+        ),
+    ))
 }
