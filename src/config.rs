@@ -531,9 +531,16 @@ fn profile_text(profile: Option<&str>) -> Result<(String, String), ConfigError> 
 }
 
 fn read_text(source_name: &str, path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|error| ConfigError::Unreadable {
+    let unreadable = |error: std::io::Error| ConfigError::Unreadable {
         source_name: source_name.into(),
         error: error.to_string(),
+    };
+    let bytes = crate::host::fs::read_limited(path).map_err(unreadable)?;
+    String::from_utf8(bytes).map_err(|_| {
+        unreadable(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "stream did not contain valid UTF-8",
+        ))
     })
 }
 

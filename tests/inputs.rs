@@ -517,6 +517,16 @@ fn bad_inputs(fixtures: &Fixtures, taken: u16) -> Vec<BadInput> {
             ),
         ),
         BadInput::new(
+            "config file without end (/dev/zero)",
+            install(&["--config", "/dev/zero"]),
+            "/dev/zero`: larger than 16 MiB",
+        ),
+        BadInput::new(
+            "certificate file without end (/dev/zero)",
+            install_with(Path::new("/dev/zero"), &good.1),
+            "--ssl-cert `/dev/zero` cannot be read",
+        ),
+        BadInput::new(
             "config file not TOML",
             fixtures.config("not-toml.toml", "[wait\ntimeout_seconds = = 3\n"),
             "not-toml.toml` is not valid",

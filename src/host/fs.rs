@@ -27,9 +27,30 @@ impl FileError {
     }
 }
 
+/// The most this tool reads of any one input file: configuration,
+/// certificates, keys, its own state are all far smaller. A bigger one
+/// (`/dev/zero`, a log by mistake) is refused instead of filling memory.
+pub const MAX_READ: u64 = 16 * 1024 * 1024;
+
+/// Reads at most `MAX_READ` bytes of `path`; more is an error.
+pub fn read_limited(path: &Path) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    fs::File::open(path)?
+        .take(MAX_READ + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_READ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {} MiB", MAX_READ / 1024 / 1024),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Reads `path` as text; `None` when it does not exist.
 pub fn read_optional(path: &Path) -> Result<Option<String>, FileError> {
-    match fs::read(path) {
+    match read_limited(path) {
         Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| FileError {
             action: "read",
             path: path.to_path_buf(),
@@ -42,7 +63,7 @@ pub fn read_optional(path: &Path) -> Result<Option<String>, FileError> {
 
 /// Reads the bytes of `path`.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, FileError> {
-    fs::read(path).map_err(FileError::new("read", path))
+    read_limited(path).map_err(FileError::new("read", path))
 }
 
 /// Writes `contents` to `path` atomically with permission bits `mode`,
