@@ -33,7 +33,7 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{DOMAIN, World, stderr};
+use common::{DOMAIN, World, stderr, walk};
 
 /// Where the run was killed.
 #[derive(Debug, Clone)]
@@ -262,20 +262,6 @@ fn kube_object(text: &str) -> String {
         annotations.values_mut().for_each(|v| *v = "<stamp>".into());
     }
     object.to_string()
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files.sort();
-    files
 }
 
 fn read(path: &Path) -> String {

@@ -516,14 +516,7 @@ fn nfs_world() -> World {
     let world = World::new();
     world.fake("dpkg-query", r#"printf 'install ok installed'"#);
     world.fake("systemctl", "exit 0");
-    let exports = world.path("/etc/exports");
-    world.fake(
-        "exportfs",
-        &format!(
-            r#"[ "$1" = -v ] && grep -v '^#' {} ; exit 0"#,
-            exports.display()
-        ),
-    );
+    world.fake_exportfs();
     world.write(
         "/etc/exports",
         "# /etc/exports: the access control list\n/srv/backup 192.168.1.0/24(ro,sync)\n",

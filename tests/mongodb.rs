@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -65,19 +65,10 @@ fn world(user: &str) -> World {
         "echo 'apt-get must not run: the packages are installed' >&2; exit 1",
     );
     world.fake("systemctl", "exit 0");
-    let metadata = std::fs::metadata(&world.root).unwrap();
-    let (uid, gid) = (metadata.uid(), metadata.gid());
-    world.write(
-        "/etc/passwd",
-        &format!("mongodb:x:{uid}:{gid}::/var/lib/mongodb:/usr/sbin/nologin\n"),
-    );
-    world.write("/etc/group", &format!("mongodb:x:{gid}:\n"));
-    world.write(
+    world.mongodb_accounts(
         ADMIN_PASSWORD_FILE,
-        &format!("{}\n", setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD")),
+        &setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD"),
     );
-    let file = world.path(ADMIN_PASSWORD_FILE);
-    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).unwrap();
     world.set_env("STACKINSTALL_MONGODB__PORT", &port().to_string());
     world.set_env("STACKINSTALL_MONGODB__HOST", "127.0.0.1");
     world.set_env("STACKINSTALL_MONGODB__USERNAME", user);

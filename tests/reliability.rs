@@ -19,7 +19,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{DOMAIN, World, stderr, stdout};
+use common::{DOMAIN, World, stderr, stdout, walk};
 
 /// `helm upgrade` hangs while `$STATE/hang` exists: a shell that waits on a
 /// `sleep` child, as a real program with children of its own would. Their
@@ -474,17 +474,4 @@ fn the_binary_holds_no_aws_credential() {
     ] {
         assert!(!binary.windows(secret.len()).any(|w| w == secret));
     }
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            files.extend(walk(&path));
-        } else {
-            files.push(path);
-        }
-    }
-    files
 }

@@ -127,6 +127,34 @@ fi
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
     }
 
+    /// A fake `exportfs` whose `-v` lists the world's `/etc/exports` (the
+    /// kernel here has no NFS server: `exportfs` only keeps books).
+    pub fn fake_exportfs(&self) {
+        let exports = self.path("/etc/exports");
+        self.fake(
+            "exportfs",
+            &format!(
+                r#"[ "$1" = -v ] && grep -v '^#' {} ; exit 0"#,
+                exports.display()
+            ),
+        );
+    }
+
+    /// A `mongodb` system user that is the test's own uid, and the MongoDB
+    /// admin account's `password` in `file` (mode 0600) inside the root.
+    pub fn mongodb_accounts(&self, file: &str, password: &str) {
+        use std::os::unix::fs::MetadataExt;
+        let metadata = fs::metadata(&self.root).unwrap();
+        let (uid, gid) = (metadata.uid(), metadata.gid());
+        self.write(
+            "/etc/passwd",
+            &format!("mongodb:x:{uid}:{gid}::/var/lib/mongodb:/usr/sbin/nologin\n"),
+        );
+        self.write("/etc/group", &format!("mongodb:x:{gid}:\n"));
+        self.write(file, &format!("{password}\n"));
+        fs::set_permissions(self.path(file), fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
     /// Every call the fakes recorded, in order.
     pub fn calls(&self) -> Vec<Call> {
         let text = fs::read_to_string(self.record.join("calls.log")).unwrap_or_default();
@@ -239,6 +267,21 @@ fi
         }
         files
     }
+}
+
+/// Every file below `dir`, sorted.
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
 }
 
 fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {

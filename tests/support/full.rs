@@ -5,7 +5,6 @@
 //! Included with `#[path]` next to `common`, `cluster` and `servers`.
 #![allow(dead_code, clippy::disallowed_methods)]
 
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use super::cluster;
@@ -52,34 +51,15 @@ pub fn full_world(user: &str) -> World {
     world.fake("systemctl", &systemctl());
     world.fake("dpkg-query", "printf 'install ok installed'");
     world.fake("apt-get", "echo 'apt-get must not run here' >&2; exit 1");
-    let exports = world.path("/etc/exports");
-    world.fake(
-        "exportfs",
-        &format!(
-            r#"[ "$1" = -v ] && grep -v '^#' {} ; exit 0"#,
-            exports.display()
-        ),
-    );
+    world.fake_exportfs();
     let state = world.record.join("state");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(state.join("pods.json"), PODS).unwrap();
 
-    let metadata = std::fs::metadata(&world.root).unwrap();
-    let (uid, gid) = (metadata.uid(), metadata.gid());
-    world.write(
-        "/etc/passwd",
-        &format!("mongodb:x:{uid}:{gid}::/var/lib/mongodb:/usr/sbin/nologin\n"),
-    );
-    world.write("/etc/group", &format!("mongodb:x:{gid}:\n"));
-    world.write(
+    world.mongodb_accounts(
         ADMIN_PASSWORD_FILE,
-        &format!("{}\n", setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD")),
+        &setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD"),
     );
-    std::fs::set_permissions(
-        world.path(ADMIN_PASSWORD_FILE),
-        std::fs::Permissions::from_mode(0o600),
-    )
-    .unwrap();
 
     world.unset_env("STACKINSTALL_ONLY");
     let databases = format!(r#"["{user}_app", "{user}_conf"]"#);
