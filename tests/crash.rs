@@ -511,11 +511,11 @@ fn killed_anywhere_a_rerun_converges_to_the_uninterrupted_result() {
     }
     let tried = results.len() - not_reached.len();
     let converged = tried - failures.len();
-    eprintln!(
+    common::report(&format!(
         "kill points: {tried} tried, {converged} converged ({} never reached: {not_reached:?})",
         not_reached.len()
-    );
-    eprintln!("kill points per step: {per_step:?}");
+    ));
+    common::report(&format!("kill points per step: {per_step:?}"));
     assert!(
         failures.is_empty(),
         "{} kill points did not converge:\n{}",

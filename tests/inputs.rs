@@ -764,10 +764,10 @@ fn every_bad_input_is_refused_with_its_name_and_changes_nothing() {
         "a refused render writes nothing"
     );
     let rejected = inputs.len() - failures.len();
-    eprintln!(
+    common::report(&format!(
         "bad inputs: {} tried, {rejected} rejected cleanly",
         inputs.len()
-    );
+    ));
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert!(inputs.len() >= 30, "the table has {} rows", inputs.len());
     let names: BTreeSet<&str> = inputs.iter().map(|input| input.name).collect();
@@ -1032,7 +1032,7 @@ fn damaged_state_and_credentials_files_stop_the_run_and_are_kept() {
         }
     }
     let handled = cases - failures.len();
-    eprintln!("damaged files: {cases} cases, {handled} handled");
+    common::report(&format!("damaged files: {cases} cases, {handled} handled"));
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert_eq!(cases, 10);
 }

@@ -406,13 +406,13 @@ fn no_secret_reaches_argv_environment_logs_output_plan_or_render() {
         .iter()
         .filter(|(s, _)| s.starts_with("file /var/log/"))
         .count();
-    eprintln!(
+    common::report(&format!(
         "secret scan: {} sources checked ({} fake calls' argv and environment, {logs} log files), {} secrets looked for, {} leaks",
         sources.len(),
         calls.len(),
         secrets.len(),
         leaks.len()
-    );
+    ));
     assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
     assert!(logs >= 3 && calls.len() > 50, "the scan saw too little");
 

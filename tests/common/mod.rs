@@ -299,6 +299,13 @@ fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
     }
 }
 
+/// Prints a test's figures so that they show when it passes too (the test
+/// harness captures `eprintln!`, not writes to the stderr handle).
+pub fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// The stdout of an assertion as text.
 pub fn stdout(assert: &assert_cmd::assert::Assert) -> String {
     String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
