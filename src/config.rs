@@ -439,13 +439,15 @@ impl Config {
         for (_, layer) in &layers {
             merge(&mut merged, layer.clone());
         }
-        let config: Config =
+        let mut config: Config =
             merged
                 .try_into()
                 .map_err(|e: toml::de::Error| ConfigError::Invalid {
                     source_name: "the merged configuration".into(),
                     detail: e.message().to_string(),
                 })?;
+        // DNS names are case-insensitive: one spelling, from whichever layer.
+        config.install.domain = config.install.domain.to_ascii_lowercase();
         config.check_complete(&layers)?;
         Ok(config)
     }
@@ -656,6 +658,19 @@ mod tests {
         assert_eq!(
             Config::load(&sources).unwrap().install.domain,
             "flag.example.com"
+        );
+    }
+
+    #[test]
+    fn a_domain_from_any_layer_is_lower_cased() {
+        let mut sources = sources();
+        sources.environment = vec![(
+            "STACKINSTALL_INSTALL__DOMAIN".into(),
+            "Demo.Example.COM".into(),
+        )];
+        assert_eq!(
+            Config::load(&sources).unwrap().install.domain,
+            "demo.example.com"
         );
     }
 

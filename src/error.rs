@@ -83,6 +83,12 @@ impl StepError {
         matches!(self, Self::Command(CommandError::Interrupted { .. }))
     }
 
+    /// Whether running the same command again may get further: not for bad
+    /// input, nor for a damaged credentials file, which wait for the operator.
+    pub fn is_resumable(&self) -> bool {
+        !matches!(self, Self::Input { .. } | Self::Credentials(_))
+    }
+
     /// Whether it is bad input (exit code 2) rather than a failed step.
     pub fn is_input(&self) -> bool {
         matches!(self, Self::Input { .. })

@@ -96,7 +96,7 @@ fn hints(error: &anyhow::Error) -> Vec<String> {
                 if let Some(log) = log {
                     hints.push(format!("the full log is `{}`", log.display()));
                 }
-                if !error.is_input() {
+                if error.is_resumable() {
                     hints.push(format!(
                         "run the same command again to resume at `{step}`: finished steps are skipped"
                     ));

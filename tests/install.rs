@@ -195,6 +195,10 @@ fn damaged_credentials_stop_the_install_and_are_kept() {
         let message = stderr(&assert);
         assert!(message.contains("credentials.toml"), "{message}");
         assert!(message.contains("never replaced"), "{message}");
+        assert!(
+            !message.contains("again to resume"),
+            "a re-run would fail the same way: {message}"
+        );
         assert_eq!(
             world.read("/etc/stackinstall/credentials.toml"),
             damage,
