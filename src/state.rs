@@ -110,7 +110,7 @@ impl StateError {
     pub fn hint(&self) -> Option<String> {
         match self {
             Self::Corrupt { path, .. } | Self::WrongVersion { path, .. } => Some(format!(
-                "every step is safe to run again: move the file aside (`mv {0} {0}.bad`) and run again; the steps then check the host afresh",
+                "every step is safe to run again: move the file aside (`mv {0} {0}.bad`) and run again; the steps then check the host afresh (copy its `[facts]` lines over if they can still be read: without them the servers the install added count as there before, and `uninstall --delete-db` keeps their packages)",
                 path.display()
             )),
             Self::Lock(LockError::Held { .. }) => {
