@@ -92,10 +92,15 @@ impl Trial {
     /// Runs `install` and kills it at `kill`; the step it was in, or `None`
     /// when the run ended before reaching the kill point.
     fn install_killed(&self, kill: &Kill) -> Option<String> {
+        self.killed(&["install", "--domain", DOMAIN, "--self-signed"], kill)
+    }
+
+    /// Runs `stackinstall ARGS` and kills it at `kill`, as `install_killed`.
+    fn killed(&self, args: &[&str], kill: &Kill) -> Option<String> {
         let log = self.world.dir.path().join("killed-run.stderr");
         let mut command = self.world.std_command();
         command
-            .args(["install", "--domain", DOMAIN, "--self-signed"])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -228,6 +233,16 @@ impl Trial {
                 let history: serde_json::Value = serde_json::from_str(&text).unwrap();
                 let last = history.as_array().unwrap().last().unwrap().clone();
                 format!("last revision {} {}", last["status"], last["chart"])
+            } else if name == "helm/values-seen.yaml" {
+                // The values the release got: passwords masked whether or
+                // not a credentials file is left to say which they are.
+                text.lines()
+                    .map(|line| match line.split_once("password:") {
+                        Some((head, _)) => format!("{head}password: <password>"),
+                        None => self.normalize(line),
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
             } else {
                 self.normalize(&text)
             };
@@ -407,21 +422,46 @@ fn converge(kill: &Kill, reference: &BTreeMap<String, String>) -> Result<Option<
     }
     let snapshot = trial.snapshot();
     if &snapshot != reference {
-        let differences: Vec<String> = reference
-            .keys()
-            .chain(snapshot.keys())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .filter(|key| reference.get(*key) != snapshot.get(*key))
-            .map(|key| difference(key, reference.get(key), snapshot.get(key)))
-            .collect();
         return Err(format!(
             "the result differs from an uninterrupted run:\n{}",
-            differences.join("\n")
+            differences(reference, &snapshot)
         ));
     }
     mysql_login(&trial)?;
     Ok(Some(step))
+}
+
+/// Every key whose value differs between the two snapshots, with its lines.
+fn differences(reference: &BTreeMap<String, String>, found: &BTreeMap<String, String>) -> String {
+    reference
+        .keys()
+        .chain(found.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|key| reference.get(*key) != found.get(*key))
+        .map(|key| difference(key, reference.get(key), found.get(key)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs `check` on every kill point, two at a time; the results.
+fn in_parallel<T: Send>(kills: Vec<Kill>, check: impl Fn(&Kill) -> T + Sync) -> Vec<(Kill, T)> {
+    let queue = Mutex::new(kills);
+    let results = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                loop {
+                    let Some(kill) = queue.lock().unwrap().pop() else {
+                        break;
+                    };
+                    let result = check(&kill);
+                    results.lock().unwrap().push((kill, result));
+                }
+            });
+        }
+    });
+    results.into_inner().unwrap()
 }
 
 /// The lines of `key` that differ between the uninterrupted run and this one.
@@ -440,26 +480,28 @@ fn difference(key: &str, reference: Option<&String>, found: Option<&String>) -> 
 
 /// The world's MySQL user logs in over TCP with the credentials file's password.
 fn mysql_login(trial: &Trial) -> Result<(), String> {
-    use sqlx::{ConnectOptions, Connection};
     let credentials = trial.credentials().unwrap();
-    let password = credentials["mysql"]["password"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let password = credentials["mysql"]["password"].as_str().unwrap();
+    mysql_login_with(&trial.user, password)
+        .map_err(|e| format!("MySQL login with the file's password: {e}"))
+}
+
+/// A TCP login to the test MariaDB as `user`.
+fn mysql_login_with(user: &str, password: &str) -> Result<(), sqlx::Error> {
+    use sqlx::{ConnectOptions, Connection};
     let port: u16 = servers::setting("STACKINSTALL_TEST_MYSQL_PORT")
         .parse()
         .unwrap();
     let options = sqlx::mysql::MySqlConnectOptions::new()
         .host("127.0.0.1")
         .port(port)
-        .username(&trial.user)
-        .password(&password)
+        .username(user)
+        .password(password)
         .disable_statement_logging();
     servers::block_on(async {
-        let connection = sqlx::mysql::MySqlConnection::connect_with(&options).await;
-        connection
+        sqlx::mysql::MySqlConnection::connect_with(&options)
+            .await
             .map(|_| ())
-            .map_err(|e| format!("MySQL login with the file's password: {e}"))
     })
 }
 
@@ -482,22 +524,7 @@ fn killed_anywhere_a_rerun_converges_to_the_uninterrupted_result() {
         kills.retain(|kill| kill.to_string().contains(&filter));
     }
 
-    let queue = Mutex::new(kills.clone());
-    let results = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..2 {
-            scope.spawn(|| {
-                loop {
-                    let Some(kill) = queue.lock().unwrap().pop() else {
-                        break;
-                    };
-                    let result = converge(&kill, &expected);
-                    results.lock().unwrap().push((kill, result));
-                }
-            });
-        }
-    });
-    let results = results.into_inner().unwrap();
+    let results = in_parallel(kills, |kill| converge(kill, &expected));
 
     let mut per_step: BTreeMap<String, usize> = BTreeMap::new();
     let mut failures = Vec::new();
@@ -529,4 +556,103 @@ fn killed_anywhere_a_rerun_converges_to_the_uninterrupted_result() {
         .filter(|s| !per_step.contains_key(*s))
         .collect();
     assert!(missed.is_empty(), "no kill point landed in {missed:?}");
+}
+
+/// `uninstall --all --yes`, checked to succeed; its stdout.
+fn uninstall_all(trial: &Trial) -> String {
+    let assert = trial
+        .world
+        .command()
+        .args(["uninstall", "--all", "--yes"])
+        .assert();
+    let output = common::stdout(&assert);
+    assert!(
+        assert.get_output().status.success(),
+        "uninstall failed:\n{output}\n{}",
+        stderr(&assert)
+    );
+    output
+}
+
+/// Installs, kills `uninstall --all` at `kill`, runs it again and checks
+/// that it finished the job: the same files and cluster as an uninterrupted
+/// uninstall, our MySQL user gone, a second uninstall with nothing to do.
+fn uninstall_converges(kill: &Kill, reference: &BTreeMap<String, String>) -> Result<bool, String> {
+    let trial = Trial::new("unkill");
+    trial.install();
+    let password = trial.credentials().unwrap()["mysql"]["password"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = trial.world.calls().len();
+    let Kill::Call { nth, after } = kill else {
+        unreachable!("uninstall kill points are fake calls")
+    };
+    let shifted = Kill::Call {
+        nth: before + nth,
+        after: *after,
+    };
+    if trial
+        .killed(&["uninstall", "--all", "--yes"], &shifted)
+        .is_none()
+    {
+        return Ok(false);
+    }
+    uninstall_all(&trial);
+    let second = uninstall_all(&trial);
+    if !second.contains("Nothing to remove") {
+        return Err(format!(
+            "a second uninstall still removed things:\n{second}"
+        ));
+    }
+    let snapshot = trial.snapshot();
+    if &snapshot != reference {
+        return Err(format!(
+            "the result differs from an uninterrupted uninstall:\n{}",
+            differences(reference, &snapshot)
+        ));
+    }
+    if mysql_login_with(&trial.user, &password).is_ok() {
+        return Err("the MySQL user survived the uninstall".into());
+    }
+    Ok(true)
+}
+
+#[test]
+fn an_uninstall_killed_anywhere_finishes_when_run_again() {
+    let reference = Trial::new("unreference");
+    reference.install();
+    let installed = reference.world.calls().len();
+    uninstall_all(&reference);
+    let calls = reference.world.calls().len() - installed;
+    let expected = reference.snapshot();
+    let kills: Vec<Kill> = (1..=calls)
+        .step_by(2)
+        .map(|nth| Kill::Call {
+            nth,
+            after: nth % 4 == 3,
+        })
+        .collect();
+    let results = in_parallel(kills, |kill| uninstall_converges(kill, &expected));
+    let mut failures = Vec::new();
+    let mut reached = 0;
+    for (kill, result) in &results {
+        match result {
+            Ok(true) => reached += 1,
+            Ok(false) => {}
+            Err(why) => {
+                reached += 1;
+                failures.push(format!("killed {kill}: {why}"));
+            }
+        }
+    }
+    common::report(&format!(
+        "uninstall kill points: {reached} tried, {} finished when run again",
+        reached - failures.len()
+    ));
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(
+        reached >= 8,
+        "only {reached} uninstall kill points were reached"
+    );
 }

@@ -47,6 +47,19 @@ const PODS: &str = r#"{"items": [
 pub fn full_world(user: &str) -> World {
     let (mut world, _releases) = cluster::cluster_world();
     world.write("/etc/os-release", UBUNTU_2204);
+    // K3s's install script writes its uninstall script, as the real one does.
+    let script = world.path("/usr/local/bin/k3s-uninstall.sh");
+    world.fake(
+        "k3s-install",
+        &format!(
+            r#"touch "$STATE/k3s-running"
+printf '#!/bin/sh\nrm -f "%s/k3s-running" {script}\n' "$STATE" > {script}
+chmod +x {script}"#,
+            script = script.display()
+        ),
+    );
+    world.fake("iptables-save", "printf '*filter\\nCOMMIT\\n'");
+    world.fake("ip", "printf '1: lo: <LOOPBACK> mtu 65536\\n'");
     world.fake("helm", include_str!("../fakes/helm.sh"));
     world.fake("systemctl", &systemctl());
     world.fake("dpkg-query", "printf 'install ok installed'");
