@@ -6,43 +6,16 @@
 #![allow(clippy::disallowed_methods)]
 
 mod common;
-
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[path = "support/servers.rs"]
+mod servers;
 
 use common::{World, stderr};
+use servers::{block_on, setting, unique};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{ConnectOptions, Connection};
 
 const DEBIAN_12: &str =
     "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n";
-
-/// A test server's setting from the contract of `tests/run-all.sh`.
-fn setting(name: &str) -> String {
-    if std::env::var("STACKINSTALL_TEST_SERVICES").as_deref() != Ok("1") {
-        panic!(
-            "these tests need the test servers: run tests/run-all.sh (STACKINSTALL_TEST_SERVICES is not set)"
-        );
-    }
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run tests/run-all.sh"))
-}
-
-/// A name no other test (or test run) uses.
-fn unique(label: &str) -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "si{}{}_{label}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
-}
 
 /// A Debian world whose packages are all installed, with a recording
 /// `systemctl` that says every unit runs and an `apt-get` that must not run.

@@ -8,49 +8,23 @@
 #![allow(clippy::disallowed_methods)]
 
 mod common;
+#[path = "support/servers.rs"]
+mod servers;
 
 use std::os::unix::fs::MetadataExt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{World, stderr};
 use mongodb::Client;
 use mongodb::bson::{Document, doc};
 use mongodb::options::{AuthMechanism, ClientOptions, Credential, ServerAddress};
+use servers::{block_on, setting, unique};
 
 const DEBIAN_12: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n";
 const ADMIN_PASSWORD_FILE: &str = "/etc/stackinstall/mongodb-admin-password";
 
-/// A test server's setting from the contract of `tests/run-all.sh`.
-fn setting(name: &str) -> String {
-    if std::env::var("STACKINSTALL_TEST_SERVICES").as_deref() != Ok("1") {
-        panic!(
-            "these tests need the test servers: run tests/run-all.sh (STACKINSTALL_TEST_SERVICES is not set)"
-        );
-    }
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run tests/run-all.sh"))
-}
-
 fn port() -> u16 {
     setting("STACKINSTALL_TEST_MONGODB_PORT").parse().unwrap()
-}
-
-/// A user name no other test (or test run) uses.
-fn unique(label: &str) -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "si{}{}_{label}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
 }
 
 /// A Debian world whose packages are installed, with a recording

@@ -7,11 +7,13 @@
 #[path = "support/cluster.rs"]
 mod cluster;
 mod common;
+#[path = "support/servers.rs"]
+mod servers;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::{Call, World, stderr, stdout};
+use servers::{block_on, setting, unique};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{ConnectOptions, Connection};
 
@@ -360,24 +362,6 @@ fn a_failed_removal_does_not_stop_the_others_and_a_rerun_finishes() {
 
 // ------------------------------------------- --delete-db on real servers --
 
-fn setting(name: &str) -> String {
-    if std::env::var("STACKINSTALL_TEST_SERVICES").as_deref() != Ok("1") {
-        panic!(
-            "this test needs the test servers: run tests/run-all.sh (STACKINSTALL_TEST_SERVICES is not set)"
-        );
-    }
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run tests/run-all.sh"))
-}
-
-fn unique(label: &str) -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "un{}{}_{label}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
 /// A world whose MySQL and RabbitMQ steps use the test servers, packages
 /// reported installed (so the servers count as pre-existing).
 fn database_world(user: &str) -> World {
@@ -409,14 +393,6 @@ fn database_world(user: &str) -> World {
     }
     world.set_env("STACKINSTALL_ONLY", "credentials,mysql,rabbitmq");
     world
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
 }
 
 fn mysql_root(statements: &[String]) -> Vec<String> {

@@ -59,11 +59,11 @@ impl Releases {
         base
     }
 
-    fn put(&self, path: &str, bytes: Vec<u8>) {
+    pub fn put(&self, path: &str, bytes: Vec<u8>) {
         self.files.lock().unwrap().insert(path.into(), bytes);
     }
 
-    fn requests(&self) -> Vec<String> {
+    pub fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
     }
 }
