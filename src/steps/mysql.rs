@@ -147,18 +147,7 @@ impl Step for Mysql {
 
     fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
         let package = package(context);
-        let (mut changed, mut provisioned) = (false, false);
-        for action in &actions {
-            match services::perform(context, SERVICE, action, &[&package])? {
-                Some(result) => changed |= result,
-                None if !provisioned => {
-                    changed |= provision(context)?;
-                    provisioned = true;
-                }
-                None => {}
-            }
-        }
-        Ok(changed)
+        services::apply(context, SERVICE, &actions, &[&package], provision)
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {

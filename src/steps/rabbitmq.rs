@@ -83,18 +83,7 @@ impl Step for Rabbitmq {
     }
 
     fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
-        let (mut changed, mut provisioned) = (false, false);
-        for action in &actions {
-            match services::perform(context, SERVICE, action, &[PACKAGE])? {
-                Some(result) => changed |= result,
-                None if !provisioned => {
-                    changed |= provision(context)?;
-                    provisioned = true;
-                }
-                None => {}
-            }
-        }
-        Ok(changed)
+        services::apply(context, SERVICE, &actions, &[PACKAGE], provision)
     }
 
     /// Checks as the application would, without `rabbitmqctl` (each of its

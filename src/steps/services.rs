@@ -94,6 +94,31 @@ pub fn perform(
     }
 }
 
+/// Carries out a server step's `actions`: the shared ones through
+/// [`perform`], and the step's own (its provisioning, however many actions
+/// the plan lists for it) by one call of `provision`. Whether anything
+/// changed.
+pub fn apply(
+    context: &mut Context,
+    service: &str,
+    actions: &[Action],
+    packages: &[&str],
+    provision: fn(&mut Context) -> Result<bool, StepError>,
+) -> Result<bool, StepError> {
+    let (mut changed, mut provisioned) = (false, false);
+    for action in actions {
+        match perform(context, service, action, packages)? {
+            Some(result) => changed |= result,
+            None if !provisioned => {
+                changed |= provision(context)?;
+                provisioned = true;
+            }
+            None => {}
+        }
+    }
+    Ok(changed)
+}
+
 /// The address a verification logs in at: `configured`, or the host's own
 /// address (the one pods reach it at), or loopback without a route.
 pub fn login_address(configured: &str) -> String {
