@@ -19,6 +19,10 @@ pub const DEFAULT_PROFILE: &str = "stackbill-poc";
 /// Prefix of the environment variables that set configuration values.
 pub const ENV_PREFIX: &str = "STACKINSTALL_";
 
+/// The name of the flags' layer (flags and the variables clap reads for
+/// them, like `STACKINSTALL_DOMAIN`).
+const COMMAND_LINE: &str = "the command line";
+
 /// Everything the install needs to know, merged from all layers.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -380,6 +384,10 @@ impl Default for Downloads {
 #[serde(default, deny_unknown_fields)]
 pub struct Install {
     pub domain: String,
+    /// Where `domain` was set, for messages: `--domain`, or the config file
+    /// or variable that set `install.domain`.
+    #[serde(skip)]
+    pub domain_origin: String,
     pub ssl_cert: Option<PathBuf>,
     pub ssl_key: Option<PathBuf>,
     pub self_signed: bool,
@@ -435,7 +443,7 @@ impl Config {
                 layers.push((format!("environment variable `{variable}`"), layer));
             }
         }
-        layers.push(("the command line".into(), sources.flags.clone()));
+        layers.push((COMMAND_LINE.into(), sources.flags.clone()));
         for (_, layer) in &layers {
             merge(&mut merged, layer.clone());
         }
@@ -448,6 +456,10 @@ impl Config {
                 })?;
         // DNS names are case-insensitive: one spelling, from whichever layer.
         config.install.domain = config.install.domain.to_ascii_lowercase();
+        config.install.domain_origin = match last_setter(&layers, "install.domain") {
+            Some(name) if name != COMMAND_LINE => format!("`install.domain` in {name}"),
+            _ => "--domain".into(),
+        };
         config.check_complete(&layers)?;
         Ok(config)
     }
@@ -482,14 +494,9 @@ impl Config {
         let Some((key, _)) = required.iter().find(|(_, missing)| *missing) else {
             return Ok(());
         };
-        let (source_name, _) = layers
-            .iter()
-            .rev()
-            .find(|(_, layer)| sets(layer, key))
-            .unwrap_or(&layers[0]);
         Err(ConfigError::Missing {
             key: (*key).into(),
-            source_name: source_name.clone(),
+            source_name: last_setter(layers, key).unwrap_or(&layers[0].0).clone(),
         })
     }
 
@@ -586,6 +593,15 @@ fn environment_layer(variable: &str, value: &str) -> Result<Option<toml::Table>,
 }
 
 /// Whether `layer` sets the dotted `key` (`cluster.namespace`).
+/// The name of the last layer that sets the dotted `key`.
+fn last_setter<'a>(layers: &'a [(String, toml::Table)], key: &str) -> Option<&'a String> {
+    layers
+        .iter()
+        .rev()
+        .find(|(_, layer)| sets(layer, key))
+        .map(|(name, _)| name)
+}
+
 fn sets(layer: &toml::Table, key: &str) -> bool {
     let mut table = layer;
     let mut parts = key.split('.').peekable();
@@ -662,15 +678,22 @@ mod tests {
     }
 
     #[test]
-    fn a_domain_from_any_layer_is_lower_cased() {
+    fn a_domain_from_any_layer_is_lower_cased_and_its_origin_kept() {
         let mut sources = sources();
         sources.environment = vec![(
             "STACKINSTALL_INSTALL__DOMAIN".into(),
             "Demo.Example.COM".into(),
         )];
+        let install = Config::load(&sources).unwrap().install;
+        assert_eq!(install.domain, "demo.example.com");
         assert_eq!(
-            Config::load(&sources).unwrap().install.domain,
-            "demo.example.com"
+            install.domain_origin,
+            "`install.domain` in environment variable `STACKINSTALL_INSTALL__DOMAIN`"
+        );
+        sources.flags = toml::from_str("[install]\ndomain = \"flag.example.com\"").unwrap();
+        assert_eq!(
+            Config::load(&sources).unwrap().install.domain_origin,
+            "--domain"
         );
     }
 

@@ -213,6 +213,13 @@ fn bad_inputs(fixtures: &Fixtures, taken: u16) -> Vec<BadInput> {
     let now = OffsetDateTime::now_utc();
     let good = fixtures.pair("good", certificate::self_signed_for_a_year(DOMAIN));
     let (_, other_key) = fixtures.pair("other", certificate::self_signed_for_a_year(DOMAIN));
+    let domain_file = fixtures
+        .file(
+            "domain.toml",
+            "[install]\ndomain = \"demo example.com\"\nself_signed = true\n",
+        )
+        .display()
+        .to_string();
     let other_domain = fixtures.pair(
         "other-domain",
         certificate::self_signed_for_a_year("other.example.com"),
@@ -262,7 +269,7 @@ fn bad_inputs(fixtures: &Fixtures, taken: u16) -> Vec<BadInput> {
         BadInput::new(
             "domain with a space",
             install_for("demo example.com"),
-            "`demo example` may only hold letters, digits and `-`",
+            "--domain `demo example.com` is not a valid DNS name: `demo example` may only hold letters, digits and `-`",
         ),
         BadInput::new(
             "domain with an underscore",
@@ -323,18 +330,10 @@ fn bad_inputs(fixtures: &Fixtures, taken: u16) -> Vec<BadInput> {
         ),
         BadInput::new(
             "bad domain in the config file",
-            strings(&[
-                "install",
-                "--config",
-                fixtures
-                    .file(
-                        "domain.toml",
-                        "[install]\ndomain = \"demo example.com\"\nself_signed = true\n",
-                    )
-                    .to_str()
-                    .unwrap(),
-            ]),
-            "`demo example` may only hold letters, digits and `-`",
+            strings(&["install", "--config", &domain_file]),
+            format!(
+                "`install.domain` in config file `{domain_file}` `demo example.com` is not a valid DNS name: `demo example` may only hold"
+            ),
         ),
         BadInput::new(
             "bad domain for render",

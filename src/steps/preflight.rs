@@ -245,7 +245,10 @@ fn check_domain(context: &Context) -> Result<Action, StepError> {
     }
     certificate::check_domain(domain).map_err(|why| {
         StepError::input(
-            format!("--domain `{domain}` is not a valid DNS name: {why}"),
+            format!(
+                "{} `{domain}` is not a valid DNS name: {why}",
+                context.config.install.domain_origin
+            ),
             "pass the DNS name the application is reached at, like `portal.example.com`",
         )
     })?;
