@@ -5,9 +5,9 @@ use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
+use crate::credentials::{Credentials, CredentialsFile};
 use crate::error::StepError;
 use crate::host::Host;
-use crate::secrets::{Credentials, CredentialsFile};
 use crate::state::{State, StateError, StateFile};
 use crate::ui::Ui;
 

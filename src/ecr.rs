@@ -22,7 +22,7 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::error::StepError;
 use crate::host::{CommandError, kube};
-use crate::secrets::Secret;
+use crate::secret::Secret;
 
 /// How long an ECR token is valid (AWS documents 12 hours).
 pub const TOKEN_VALIDITY: Duration = Duration::hours(12);

@@ -1,10 +1,10 @@
 //! [`StepError`]: why a step could not do its work, with the hint that
 //! tells the operator what to try next.
 
+use crate::credentials::CredentialsError;
 use crate::host::CommandError;
 use crate::host::FileError;
 use crate::host::download::DownloadError;
-use crate::secrets::CredentialsError;
 use crate::state::StateError;
 
 /// Why a step could not do its work.

@@ -9,10 +9,11 @@ use clap::Parser;
 use stackinstall::cli::{Cli, Command};
 use stackinstall::commands;
 use stackinstall::config::ConfigError;
+use stackinstall::credentials::CredentialsError;
 use stackinstall::host::command::INTERRUPTED;
 use stackinstall::host::lock::LockError;
 use stackinstall::pipeline::PipelineError;
-use stackinstall::secrets::{CredentialsError, redact};
+use stackinstall::secret::redact;
 use stackinstall::state::StateError;
 use stackinstall::steps::StepError;
 

@@ -204,7 +204,7 @@ pub fn plan(
                 // Usually an earlier step must run first (no cluster yet):
                 // the first line says which; the log is not the place.
                 Err(error) => {
-                    let text = crate::secrets::redact(&error.to_string());
+                    let text = crate::secret::redact(&error.to_string());
                     let first = text.lines().next().unwrap_or_default();
                     (
                         Vec::new(),
@@ -226,7 +226,7 @@ pub fn plan(
                 .into_iter()
                 .map(|action| PlannedAction {
                     kind: action.kind,
-                    detail: crate::secrets::redact(&action.detail),
+                    detail: crate::secret::redact(&action.detail),
                 })
                 .collect(),
             note,
@@ -438,7 +438,7 @@ impl UndoPlan {
                     .filter(|action| action.changes_host())
                     .map(|action| PlannedAction {
                         kind: action.kind,
-                        detail: crate::secrets::redact(&action.detail),
+                        detail: crate::secret::redact(&action.detail),
                     })
                     .collect();
                 serde_json::json!({
@@ -553,7 +553,7 @@ pub fn undo(
                     log: context.log_path.clone(),
                 });
             }
-            let detail = crate::secrets::redact(&action.detail);
+            let detail = crate::secret::redact(&action.detail);
             tracing::info!("uninstall {}: {detail}", step.id());
             match step.apply_undo(context, action) {
                 Ok(_) => report.removed.push(Removed {
@@ -566,7 +566,7 @@ pub fn undo(
                 }
                 Err(error) => {
                     failures += 1;
-                    let error = crate::secrets::redact(&error.to_string());
+                    let error = crate::secret::redact(&error.to_string());
                     tracing::warn!("uninstall {}: `{detail}` failed: {error}", step.id());
                     report.failed.push(FailedRemoval {
                         step: step.id(),

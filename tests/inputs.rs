@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 
 use common::{DOMAIN, World, stderr, stdout};
 use stackinstall::certificate;
-use stackinstall::secrets::PASSWORD_LENGTH;
+use stackinstall::secret::PASSWORD_LENGTH;
 use time::{Duration, OffsetDateTime};
 
 const STATE: &str = "/var/lib/stackinstall/state.toml";

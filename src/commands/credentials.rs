@@ -6,8 +6,8 @@ use std::path::Path;
 use anyhow::{Result, bail};
 
 use crate::cli::CredentialsArgs;
+use crate::credentials::CredentialsFile;
 use crate::host::Host;
-use crate::secrets::CredentialsFile;
 
 /// Runs `credentials`.
 pub fn run(root: &Path, args: CredentialsArgs) -> Result<()> {

@@ -48,7 +48,7 @@ pub fn run(root: &Path, args: StatusArgs) -> Result<()> {
             let health =
                 (state == "done" && !step.always_runs()).then(|| match step.verify(&context) {
                     Ok(()) => "ok".to_string(),
-                    Err(error) => crate::secrets::redact(&error.to_string()),
+                    Err(error) => crate::secret::redact(&error.to_string()),
                 });
             StepStatus {
                 id: step.id(),

@@ -169,7 +169,7 @@ fn print_plan(plan: &UndoPlan, context: &Context, json: bool) {
             println!(
                 "      {:<10} {}",
                 format!("{:?}", action.kind).to_ascii_lowercase(),
-                crate::secrets::redact(&action.detail)
+                crate::secret::redact(&action.detail)
             );
         }
     }

@@ -6,7 +6,7 @@ use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::secrets::{Secret, redact};
+use crate::secret::{Secret, redact};
 
 /// Set by the signal handler: the running child is stopped and the run ends.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);

@@ -83,7 +83,7 @@ pub fn get_field(
 /// `kubectl apply --server-side` of a manifest holding a secret, on stdin.
 /// Server-side apply keeps no `last-applied-configuration` annotation, so
 /// the secret is not copied into the object's metadata.
-pub fn apply_secret(manifest: crate::secrets::Secret) -> Command {
+pub fn apply_secret(manifest: crate::secret::Secret) -> Command {
     kubectl([
         "apply",
         "--server-side",

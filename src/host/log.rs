@@ -11,7 +11,7 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
 use super::fs::{FileError, ensure_dir};
-use crate::secrets::redact;
+use crate::secret::redact;
 
 /// Starts logging to a new file `<dir>/<command>-<timestamp>.log` (mode 0600).
 /// Returns the file's path. Only the first call in a process installs the log.

@@ -87,7 +87,7 @@ pub fn run_apt(command: &Command) -> Result<Output, CommandError> {
         status: output
             .code
             .map_or("a signal".into(), |code| format!("exit status {code}")),
-        stderr_tail: crate::secrets::redact(&tail),
+        stderr_tail: crate::secret::redact(&tail),
     })
 }
 

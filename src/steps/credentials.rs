@@ -11,8 +11,9 @@ use std::collections::BTreeMap;
 
 use super::{Action, ActionKind, Step, StepError};
 use crate::context::{Context, Removal};
+use crate::credentials::CredentialsFile;
 use crate::host;
-use crate::secrets::{CredentialsFile, Secret};
+use crate::secret::Secret;
 use crate::state::{Fingerprint, Status};
 
 /// The credentials step.

@@ -24,7 +24,7 @@ use super::{Action, ActionKind, Step, StepError};
 use crate::context::Context;
 use crate::host::{self, service};
 use crate::render;
-use crate::secrets::Secret;
+use crate::secret::Secret;
 use crate::state::Fingerprint;
 
 /// The mysql step.

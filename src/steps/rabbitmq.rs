@@ -18,7 +18,7 @@ use super::services;
 use super::{Action, ActionKind, Group, Step, StepError};
 use crate::context::Context;
 use crate::host::{Command, service};
-use crate::secrets::Secret;
+use crate::secret::Secret;
 use crate::state::Fingerprint;
 
 /// The rabbitmq step.

@@ -21,8 +21,8 @@ use serde_json::json;
 use super::{Action, ActionKind, Step, StepError};
 use crate::config::Config;
 use crate::context::Context;
+use crate::credentials::Credentials;
 use crate::host::{self, Command, kube};
-use crate::secrets::Credentials;
 use crate::state::Fingerprint;
 
 /// The release step.

@@ -15,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use super::{Action, ActionKind, Step, StepError};
 use crate::context::Context;
 use crate::host::{self, kube};
-use crate::secrets::Secret;
+use crate::secret::Secret;
 use crate::state::{Fingerprint, sha256_hex};
 
 /// The TLS step.

@@ -9,7 +9,7 @@ use super::SERVICE;
 use super::users::{self, Change, TIMEOUT};
 use crate::context::Context;
 use crate::host;
-use crate::secrets::Secret;
+use crate::secret::Secret;
 use crate::steps::{StepError, services};
 
 /// The localhost exception only opens to a loopback connection.

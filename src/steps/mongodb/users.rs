@@ -12,7 +12,7 @@ use mongodb::error::{Error, ErrorKind};
 use mongodb::options::{AuthMechanism, ClientOptions, Credential, ServerAddress};
 
 use crate::config::Mongodb as Config;
-use crate::secrets::Secret;
+use crate::secret::Secret;
 
 /// `Unauthorized`: what a server with users answers an unauthenticated
 /// `createUser` (the localhost exception is closed).

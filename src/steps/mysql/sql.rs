@@ -5,7 +5,7 @@ use sqlx::mysql::MySqlConnection;
 
 use super::Flavour;
 use crate::config::Mysql;
-use crate::secrets::{MASK, Secret};
+use crate::secret::{MASK, Secret};
 
 /// What the server holds now.
 pub struct Survey {
