@@ -592,7 +592,6 @@ fn environment_layer(variable: &str, value: &str) -> Result<Option<toml::Table>,
     check_layer(&source_name, &text).map(Some)
 }
 
-/// Whether `layer` sets the dotted `key` (`cluster.namespace`).
 /// The name of the last layer that sets the dotted `key`.
 fn last_setter<'a>(layers: &'a [(String, toml::Table)], key: &str) -> Option<&'a String> {
     layers
@@ -602,6 +601,7 @@ fn last_setter<'a>(layers: &'a [(String, toml::Table)], key: &str) -> Option<&'a
         .map(|(name, _)| name)
 }
 
+/// Whether `layer` sets the dotted `key` (`cluster.namespace`).
 fn sets(layer: &toml::Table, key: &str) -> bool {
     let mut table = layer;
     let mut parts = key.split('.').peekable();
