@@ -93,6 +93,7 @@ pub fn redact(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
     #[test]
     fn secret_never_shows_itself() {
         let secret = Secret::new("a-very-private-value");
