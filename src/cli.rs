@@ -44,6 +44,9 @@ pub enum Command {
     Credentials(CredentialsArgs),
     /// Renew the ECR pull secret when it is missing or half way to expiry (run by a timer)
     EcrRefresh(EcrRefreshArgs),
+    /// Look for the known failure classes on the installed host, read-only:
+    /// host services, the cluster, the mesh, and an HTTPS request end to end
+    Doctor(DoctorArgs),
 }
 
 /// Where the configuration comes from.
@@ -191,6 +194,32 @@ pub struct StatusArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// The domain the application is reached at [default: the configuration's, else the live Gateway's]
+    #[arg(long, value_name = "NAME", env = "STACKINSTALL_DOMAIN")]
+    pub domain: Option<String>,
+
+    /// The installed certificate (PEM) [default: the self-signed one when there is one]
+    #[arg(long, value_name = "FILE", env = "STACKINSTALL_SSL_CERT")]
+    pub ssl_cert: Option<PathBuf>,
+
+    /// Output format of the report
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
+    /// Also write a support bundle (.tar.gz, secrets redacted) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub bundle: Option<PathBuf>,
+
+    /// How long each check may take
+    #[arg(long, value_name = "SECONDS", default_value_t = 20)]
+    pub timeout_seconds: u64,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 #[derive(Debug, Args)]

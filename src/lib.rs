@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod context;
 pub mod credentials;
+pub mod doctor;
 pub mod ecr;
 pub mod error;
 pub mod host;

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Command::Render(args) => commands::render::run(&root, args),
         Command::Credentials(args) => commands::credentials::run(&root, args),
         Command::EcrRefresh(args) => commands::ecr_refresh::run(&root, args),
+        Command::Doctor(args) => commands::doctor::run(&root, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,7 @@
 //! One file per subcommand.
 
 pub mod credentials;
+pub mod doctor;
 pub mod ecr_refresh;
 pub mod install;
 pub mod render;

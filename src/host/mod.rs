@@ -6,6 +6,7 @@
 //! are found on `PATH`, so tests put fake ones first on it.
 #![allow(clippy::disallowed_methods)]
 
+pub mod archive;
 pub mod command;
 pub mod download;
 pub mod fs;

@@ -20,7 +20,7 @@
 
 mod account;
 mod repository;
-mod users;
+pub(crate) mod users;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,266 @@
+//! `stackinstall doctor`: the failure classes of the runbooks, looked for
+//! read-only on the installed host, each finding with its evidence and fix.
+//!
+//! Checks run in parallel, each in a thread of its own with a time limit:
+//! one that does not finish in time, or cannot run at all (no cluster, no
+//! credentials file yet), says so and the others still report. The cluster
+//! is read once (`kubectl get ... -o json`, [`cluster::Snapshot`]) and the
+//! class checks of [`cluster`] and [`mesh`] are plain functions over it.
+
+pub mod bundle;
+pub mod cluster;
+pub mod host;
+pub mod mesh;
+pub mod mtls;
+pub mod platform;
+pub mod pods;
+pub mod probe;
+pub mod report;
+pub mod tls;
+
+use std::path::PathBuf;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::credentials::Credentials;
+use crate::host::Host;
+
+/// How bad a finding is: errors make `doctor` exit 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One thing found wrong, with what shows it and how to fix it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// The failure class (`route-port`, `subset-undefined`, ...), stable for scripts.
+    pub class: &'static str,
+    pub severity: Severity,
+    /// What is wrong, in one sentence.
+    pub what: String,
+    /// Object names and values that show it.
+    pub evidence: Vec<String>,
+    /// The command or manifest change that fixes it.
+    pub fix: String,
+}
+
+impl Finding {
+    /// An error of `class`.
+    pub fn error(class: &'static str, what: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            class,
+            severity: Severity::Error,
+            what: what.into(),
+            evidence: Vec::new(),
+            fix: fix.into(),
+        }
+    }
+
+    /// A warning of `class`.
+    pub fn warning(class: &'static str, what: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Warning,
+            ..Self::error(class, what, fix)
+        }
+    }
+
+    /// The same finding with one more line of evidence.
+    pub fn with(mut self, evidence: impl Into<String>) -> Self {
+        self.evidence.push(evidence.into());
+        self
+    }
+}
+
+/// What a check that ran found: findings, and notes on what it could not see.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub findings: Vec<Finding>,
+    pub notes: Vec<String>,
+}
+
+impl From<Vec<Finding>> for Found {
+    fn from(findings: Vec<Finding>) -> Self {
+        Self {
+            findings,
+            notes: Vec::new(),
+        }
+    }
+}
+
+/// A check's result: `Err` says why it could not run at all.
+pub type Checked = Result<Found, String>;
+
+/// How a check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Ok,
+    Findings,
+    Skipped,
+    TimedOut,
+}
+
+/// One check in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    /// `area.name`, e.g. `host.mysql`, `mesh.routes`.
+    pub check: &'static str,
+    pub outcome: Outcome,
+    /// Why it was skipped or what it could not see.
+    pub notes: Vec<String>,
+    pub milliseconds: u64,
+    pub findings: Vec<Finding>,
+}
+
+/// What every check may look at; shared read-only between their threads.
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub config: Config,
+    pub host: Host,
+    /// The credentials file, or why it cannot be used.
+    pub credentials: Result<Credentials, String>,
+    /// The steps that have a checkpoint (done or not).
+    pub installed_steps: Vec<String>,
+    /// The domain, when known (flag, configuration or the live Gateway).
+    pub domain: Option<String>,
+    /// The installed certificate file (PEM, leaf first), when known.
+    pub certificate: Option<PathBuf>,
+    /// How long each check may take.
+    pub limit: Duration,
+}
+
+/// A named check.
+pub struct Check {
+    pub name: &'static str,
+    pub run: Box<dyn FnOnce() -> Checked + Send>,
+}
+
+impl Check {
+    /// The check `name` running `run` on shared `inputs`.
+    pub fn on<T: Send + Sync + 'static>(
+        name: &'static str,
+        inputs: &Arc<T>,
+        run: fn(&T) -> Checked,
+    ) -> Self {
+        let inputs = Arc::clone(inputs);
+        Self {
+            name,
+            run: Box::new(move || run(&inputs)),
+        }
+    }
+}
+
+/// Runs `checks` in parallel, each for at most `limit`; a check still
+/// running then is reported as timed out (its thread is left behind).
+pub fn run_all(checks: Vec<Check>, limit: Duration) -> Vec<CheckResult> {
+    let started = Instant::now();
+    let running: Vec<_> = checks
+        .into_iter()
+        .map(|check| {
+            let (sender, receiver) = mpsc::channel();
+            let run = check.run;
+            std::thread::spawn(move || {
+                let result = run();
+                let _ = sender.send((result, started.elapsed()));
+            });
+            (check.name, receiver)
+        })
+        .collect();
+    running
+        .into_iter()
+        .map(|(name, receiver)| {
+            let left = limit.saturating_sub(started.elapsed());
+            let received = receiver.recv_timeout(left);
+            result(name, received, limit)
+        })
+        .collect()
+}
+
+fn result(
+    check: &'static str,
+    received: Result<(Checked, Duration), mpsc::RecvTimeoutError>,
+    limit: Duration,
+) -> CheckResult {
+    let (outcome, notes, findings, took) = match received {
+        Ok((Ok(found), took)) => {
+            let outcome = if found.findings.is_empty() {
+                Outcome::Ok
+            } else {
+                Outcome::Findings
+            };
+            (outcome, found.notes, found.findings, took)
+        }
+        Ok((Err(why), took)) => (Outcome::Skipped, vec![why], Vec::new(), took),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            let why = format!("did not finish within {}s", limit.as_secs());
+            (Outcome::TimedOut, vec![why], Vec::new(), limit)
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            let why = "stopped without an answer (a bug: please report it)".to_string();
+            (Outcome::Skipped, vec![why], Vec::new(), Duration::ZERO)
+        }
+    };
+    CheckResult {
+        check,
+        outcome,
+        notes,
+        milliseconds: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        findings,
+    }
+}
+
+/// Every check of the host, the cluster and end to end, run under the limit.
+pub fn diagnose(mut inputs: Inputs) -> report::Report {
+    let started = Instant::now();
+    let limit = inputs.limit;
+    let (snapshot, mut results) = cluster::fetch_checked(limit);
+    if inputs.domain.is_none() {
+        inputs.domain = snapshot
+            .as_ref()
+            .and_then(|snapshot| mesh::gateway_domain(snapshot, &inputs.config));
+    }
+    let inputs = Arc::new(inputs);
+    let mut checks = host::checks(&inputs);
+    checks.extend(probe::checks(&inputs));
+    if let Some(snapshot) = snapshot {
+        checks.extend(cluster_checks(&inputs, snapshot));
+    }
+    results.extend(run_all(checks, limit));
+    report::Report::new(inputs.domain.clone(), results, started.elapsed())
+}
+
+/// The cluster and mesh checks over one snapshot.
+fn cluster_checks(inputs: &Arc<Inputs>, snapshot: Arc<cluster::Snapshot>) -> Vec<Check> {
+    let scoped = Arc::new(cluster::Scoped {
+        inputs: Arc::clone(inputs),
+        snapshot,
+    });
+    let mut checks = cluster::checks(&scoped);
+    checks.extend(mesh::checks(&scoped));
+    checks
+}
+
+/// Only the cluster and mesh findings (for `wait`'s timeout): the checks
+/// that need no credentials and send no request to the application.
+pub fn cluster_findings(inputs: Inputs) -> Result<Vec<Finding>, String> {
+    let limit = inputs.limit;
+    let (snapshot, results) = cluster::fetch_checked(limit);
+    let Some(snapshot) = snapshot else {
+        let why = results
+            .into_iter()
+            .flat_map(|r| r.notes)
+            .collect::<Vec<_>>();
+        return Err(why.join("; "));
+    };
+    let checks = cluster_checks(&Arc::new(inputs), snapshot);
+    Ok(run_all(checks, limit)
+        .into_iter()
+        .flat_map(|result| result.findings)
+        .collect())
+}

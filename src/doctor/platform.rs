@@ -1,0 +1,109 @@
+//! The host's platform pieces: the NFS export for the pod network, free
+//! disk space, and the ECR pull token's age with its renewal timer.
+
+use time::OffsetDateTime;
+
+use super::{Checked, Finding, Found, Inputs};
+use crate::host::{self, CommandError, service};
+use crate::steps::registry::TIMER;
+
+/// Free space under which doctor warns, and errs, in GiB.
+const DISK_WARNING_GIB: u64 = 10;
+const DISK_ERROR_GIB: u64 = 2;
+
+fn installed(inputs: &Inputs, step: &str) -> bool {
+    inputs.installed_steps.iter().any(|done| done == step)
+}
+
+/// `/etc/exports` exports the data directory to the pod network.
+pub fn nfs(inputs: &Inputs) -> Checked {
+    let config = &inputs.config;
+    let path = inputs.host.path("/etc/exports");
+    let exports = host::fs::read_optional(&path)
+        .map_err(|error| error.to_string())?
+        .unwrap_or_default();
+    let line = exports
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#'))
+        .find(|line| line.split_whitespace().next() == Some(config.nfs.path.as_str()));
+    if line.is_none() && !installed(inputs, "nfs") {
+        return Err("the `nfs` step has not run (no checkpoint, no export)".into());
+    }
+    let fix = "write the export again and reload it: `sudo stackinstall install --redo nfs` (then `exportfs -v`)";
+    let pod_cidr = &config.cluster.pod_cidr;
+    let finding = match line {
+        None => Finding::error(
+            "nfs-export",
+            format!(
+                "`/etc/exports` does not export `{}`: volumes of StorageClass `{}` cannot mount",
+                config.nfs.path, config.nfs.storage_class
+            ),
+            fix,
+        ),
+        Some(line) if !line.contains(pod_cidr.as_str()) && !line.contains('*') => Finding::error(
+            "nfs-export",
+            format!(
+                "`{}` is exported, but not to the pod network `{pod_cidr}`: pods cannot mount it",
+                config.nfs.path
+            ),
+            fix,
+        )
+        .with(format!("/etc/exports: {line}")),
+        Some(_) => return Ok(Found::default()),
+    };
+    Ok(vec![finding].into())
+}
+
+/// Free space where the state and the NFS data live.
+pub fn disk(inputs: &Inputs) -> Checked {
+    let mut findings = Vec::new();
+    for place in ["/var/lib", inputs.config.nfs.path.as_str()] {
+        let Some(free) = host::system::free_disk_gib(&inputs.host.path(place)) else {
+            continue;
+        };
+        let what = format!("only {free} GiB are free on the file system of `{place}`");
+        let fix = "free space (`du -xh --max-depth=2 / | sort -h | tail`; old images: `k3s crictl rmi --prune`)";
+        if free < DISK_ERROR_GIB {
+            findings.push(
+                Finding::error("disk-space", what, fix).with(format!("{place}: {free} GiB free")),
+            );
+        } else if free < DISK_WARNING_GIB {
+            findings.push(
+                Finding::warning("disk-space", what, fix).with(format!("{place}: {free} GiB free")),
+            );
+        }
+    }
+    Ok(findings.into())
+}
+
+/// The pull Secret's token age and the renewal timer.
+pub fn registry(inputs: &Inputs) -> Checked {
+    if !installed(inputs, "registry") {
+        return Err("the `registry` step has not run".into());
+    }
+    let config = &inputs.config;
+    let secret = format!("{}/{}", config.cluster.namespace, config.registry.secret);
+    let refresh = "renew it now: `sudo stackinstall ecr-refresh`";
+    let mut found = Found::default();
+    match crate::ecr::read_stamp(config) {
+        Err(error) => found.notes.push(format!("the pull Secret was not read: {error}")),
+        Ok(None) => found.findings.push(Finding::error("registry-token", format!("the pull Secret `{secret}` is missing or has no token stamp: images cannot be pulled"), refresh)),
+        Ok(Some(stamp)) => {
+            let now = OffsetDateTime::now_utc();
+            let age = (now - stamp.fetched_at).whole_minutes();
+            let evidence = format!("Secret {secret}: token fetched {} ({}h{:02}m ago), expires {}", stamp.fetched_at, age / 60, age % 60, stamp.expires_at);
+            if stamp.is_expired(now) {
+                found.findings.push(Finding::error("registry-token", format!("the ECR token in `{secret}` has expired: new pods cannot pull (`no basic auth credentials`)"), refresh).with(evidence));
+            } else if stamp.needs_renewal(now) {
+                found.findings.push(Finding::warning("registry-token", format!("the ECR token in `{secret}` is past its renewal time: the timer has not renewed it"), refresh).with(evidence));
+            }
+        }
+    }
+    match service::is_active(TIMER) {
+        Ok(true) => {}
+        Ok(false) => found.findings.push(Finding::error("renewal-timer", format!("the timer `{TIMER}` is not active: the ECR token (12 h) will expire"), format!("`sudo systemctl enable --now {TIMER}`; its runs: `journalctl -u stackinstall-ecr-refresh`"))),
+        Err(CommandError::NotFound { .. }) => found.notes.push("no `systemctl` here: the renewal timer was not checked".into()),
+        Err(error) => found.notes.push(format!("the renewal timer was not checked: {error}")),
+    }
+    Ok(found)
+}
