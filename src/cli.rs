@@ -218,6 +218,10 @@ pub struct DoctorArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 20)]
     pub timeout_seconds: u64,
 
+    /// Check only these areas [default: all]
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "AREA")]
+    pub checks: Vec<DoctorArea>,
+
     #[command(flatten)]
     pub config: ConfigArgs,
 }
@@ -241,6 +245,31 @@ pub struct CredentialsArgs {
     /// Print the passwords themselves
     #[arg(long)]
     pub reveal: bool,
+}
+
+/// What `doctor` looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DoctorArea {
+    /// Database logins, NFS export, disk, certificate, registry token
+    Host,
+    /// Nodes, Istio, the gateway Service, storage, pods
+    Cluster,
+    /// Gateway servers, routes, subsets, sidecars, mTLS
+    Mesh,
+    /// HTTPS to the gateway's NodePort: certificate and routes
+    Probe,
+}
+
+impl DoctorArea {
+    /// The area's name, as check names start.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Host => "host",
+            Self::Cluster => "cluster",
+            Self::Mesh => "mesh",
+            Self::Probe => "probe",
+        }
+    }
 }
 
 /// Output formats.

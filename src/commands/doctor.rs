@@ -94,6 +94,7 @@ pub fn inputs(config: Config, host: Host, args: &DoctorArgs) -> Result<Inputs, S
         domain,
         certificate,
         limit: Duration::from_secs(args.timeout_seconds),
+        areas: args.checks.iter().map(|area| area.name()).collect(),
         host,
     })
 }

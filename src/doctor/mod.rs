@@ -133,6 +133,16 @@ pub struct Inputs {
     pub certificate: Option<PathBuf>,
     /// How long each check may take.
     pub limit: Duration,
+    /// The areas to check (`host`, `cluster`, `mesh`, `probe`); empty: all.
+    pub areas: Vec<&'static str>,
+}
+
+impl Inputs {
+    /// Whether the check `name` (`area.what`) is asked for.
+    pub fn wants(&self, name: &str) -> bool {
+        let area = name.split('.').next().unwrap_or(name);
+        self.areas.is_empty() || self.areas.contains(&area)
+    }
 }
 
 /// A named check.
@@ -219,7 +229,11 @@ fn result(
 pub fn diagnose(mut inputs: Inputs) -> report::Report {
     let started = Instant::now();
     let limit = inputs.limit;
-    let (snapshot, mut results) = cluster::fetch_checked(limit);
+    let (snapshot, mut results) = if inputs.wants("cluster") || inputs.wants("mesh") {
+        cluster::fetch_checked(limit)
+    } else {
+        (None, Vec::new())
+    };
     if inputs.domain.is_none() {
         inputs.domain = snapshot
             .as_ref()
@@ -231,6 +245,7 @@ pub fn diagnose(mut inputs: Inputs) -> report::Report {
     if let Some(snapshot) = snapshot {
         checks.extend(cluster_checks(&inputs, snapshot));
     }
+    checks.retain(|check| inputs.wants(check.name));
     results.extend(run_all(checks, limit));
     report::Report::new(inputs.domain.clone(), results, started.elapsed())
 }
