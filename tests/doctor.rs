@@ -16,7 +16,7 @@ use std::process::{Child, Stdio};
 use std::time::Instant;
 
 use base64::Engine;
-use common::{World, report};
+use common::World;
 use serde_json::{Value, json};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/doctor");
@@ -25,16 +25,21 @@ const FAKES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fakes");
 const DOMAIN: &str = "restaurant.corpv3.com";
 const NAMESPACE: &str = "restaurant-system";
 
-/// A world whose kubectl answers from `fixture` over the healthy fixture.
+/// A world whose kubectl answers from `fixture` over the healthy fixture
+/// and logs each call's arguments (one JSON line) to `record/kubectl.log`.
+/// Not `World::fake`: doctor runs kubectl in parallel, and one line per
+/// call keeps the log whole.
 fn world(fixture: &Path) -> World {
+    use std::os::unix::fs::PermissionsExt;
     let mut world = World::new();
-    world.fake(
-        "kubectl",
-        &format!(
-            r#"exec python3 {FAKES}/doctor_kubectl.py "{}" "{FIXTURES}/healthy" "$@""#,
-            fixture.display()
-        ),
+    let script = world.bin.join("kubectl");
+    let body = format!(
+        "#!/bin/bash\nexec python3 {FAKES}/doctor_kubectl.py \"{}\" \"{FIXTURES}/healthy\" \"{}\" \"$@\"\n",
+        fixture.display(),
+        world.record.join("kubectl.log").display()
     );
+    std::fs::write(&script, body).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     world.set_env("STACKINSTALL_CLUSTER__NAMESPACE", NAMESPACE);
     world.set_env("STACKINSTALL_ISTIO__TLS_SECRET", "restaurant-tls");
     world
@@ -148,11 +153,208 @@ fn every_runbook_class_has_a_fixture_and_is_named_with_its_fix() {
             covered.push(*class);
         }
     }
-    report(&format!(
+    common::report(&format!(
         "doctor: runbook cluster classes named with their fix: {}/{} ({})",
         covered.len(),
         CLASSES.len(),
         covered.join(", ")
     ));
     assert_eq!(covered.len(), CLASSES.len());
+}
+
+/// The local HTTPS server standing in for the gateway; stopped on drop.
+struct Gateway {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Serves `certificate`/`key` for the domain with `routes` (`PREFIX=STATUS[:BODY]`).
+fn gateway(dir: &Path, certificate: &str, key: &str, routes: &[&str]) -> Gateway {
+    let (cert_file, key_file) = (dir.join("served.crt"), dir.join("served.key"));
+    std::fs::write(&cert_file, certificate).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    let mut child = std::process::Command::new("python3")
+        .arg(format!("{FAKES}/tls_server.py"))
+        .args([&cert_file, &key_file])
+        .args(routes)
+        .env("TLS_SERVER_NAME", DOMAIN)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().parse().unwrap_or_else(|_| panic!("no port: {line:?}"));
+    Gateway { child, port }
+}
+
+/// A healthy installed host: the fixture's cluster, the installed (self-
+/// signed) certificate in the file and in the gateway's Secret, and the
+/// gateway answering every route with `routes`.
+struct Installed {
+    world: World,
+    _gateway: Gateway,
+    overrides: PathBuf,
+    config: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+const ROUTES: [&str; 2] = ["/api/v1/restaurants", "/api/v1/auth"];
+
+fn installed(served: Option<(&str, &str)>, routes: &[&str]) -> (Installed, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let overrides = dir.path().join("fixture");
+    std::fs::create_dir_all(&overrides).unwrap();
+    let (certificate, key) = stackinstall::certificate::self_signed_for_a_year(DOMAIN);
+    let secret = json!({ "items": [{ "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": { "name": "restaurant-tls", "namespace": "istio-system" },
+        "data": { "tls.crt": base64::engine::general_purpose::STANDARD.encode(&certificate) } }] });
+    std::fs::write(overrides.join("secrets.json"), secret.to_string()).unwrap();
+    let world = world(&overrides);
+    world.write("/etc/stackinstall/tls/tls.crt", &certificate);
+    let (served_certificate, served_key) = served.unwrap_or((&certificate, &key));
+    let gateway = gateway(dir.path(), served_certificate, served_key, routes);
+    // The gateway Service's HTTPS NodePort is where the local server listens.
+    let services = std::fs::read_to_string(format!("{FIXTURES}/healthy/services.json")).unwrap();
+    let mut services: Value = serde_json::from_str(&services).unwrap();
+    services["items"][0]["spec"]["ports"][2]["nodePort"] = json!(gateway.port);
+    std::fs::write(overrides.join("services.json"), services.to_string()).unwrap();
+    let config = dir.path().join("doctor.toml");
+    let mut text = format!(
+        "[istio]\nhttps_node_port = {}\ntls_secret = \"restaurant-tls\"\n[cluster]\nnamespace = \"{NAMESPACE}\"\n",
+        gateway.port
+    );
+    for (prefix, service) in ROUTES.iter().zip(["restaurant-service", "auth-service"]) {
+        text.push_str(&format!("[[routes]]\nprefix = \"{prefix}\"\nservice = \"{service}\"\nport = 8003\n"));
+    }
+    std::fs::write(&config, text).unwrap();
+    let installed = Installed { world, _gateway: gateway, overrides, config, _dir: dir };
+    (installed, certificate)
+}
+
+impl Installed {
+    fn doctor(&self, args: &[&str]) -> (Value, i32) {
+        let mut all = vec!["--config", self.config.to_str().unwrap()];
+        all.extend(args);
+        doctor(&self.world, &all)
+    }
+}
+
+/// The arguments of every kubectl call.
+fn kubectl_calls(world: &World) -> Vec<Vec<String>> {
+    let log = std::fs::read_to_string(world.record.join("kubectl.log")).unwrap_or_default();
+    log.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+}
+
+fn classes(report: &Value) -> Vec<String> {
+    findings(report)
+        .iter()
+        .map(|finding| finding["class"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn healthy_fixture_gives_no_finding_end_to_end_and_only_reads() {
+    let (installed, _) = installed(None, &["/=200:welcome"]);
+    let started = Instant::now();
+    let (report, code) = installed.doctor(&[]);
+    let wall = started.elapsed();
+    assert_eq!(findings(&report), Vec::<Value>::new(), "{report:#}");
+    assert_eq!(code, 0);
+    assert_eq!(report["domain"], DOMAIN, "the domain comes from the live Gateway");
+    for name in ["cluster.objects", "cluster.nodes", "mesh.gateway", "mesh.routes", "mesh.mtls", "host.certificate", "probe.https"] {
+        assert_eq!(check(&report, name)["outcome"], "ok", "{name}: {report:#}");
+    }
+    assert_eq!(check(&report, "host.mysql")["outcome"], "skipped", "no credentials file");
+    let calls = kubectl_calls(&installed.world);
+    let verbs = ["get", "logs", "describe", "version"];
+    assert!(calls.iter().all(|args| verbs.contains(&args[0].as_str())), "doctor only reads: {calls:?}");
+    let text = installed.world.command().args(["doctor", "--config", installed.config.to_str().unwrap()]).assert().success();
+    let text = common::stdout(&text);
+    assert!(text.contains("0 error(s), 0 warning(s)"), "{text}");
+    common::report(&format!(
+        "doctor: healthy fixture, every check, no finding: wall time {:.2}s (doctor's own figure {}s), {} kubectl calls, all reads",
+        wall.as_secs_f64(),
+        report["seconds"],
+        calls.len()
+    ));
+}
+
+#[test]
+fn probe_names_a_served_certificate_that_is_not_the_installed_one() {
+    let (other_certificate, other_key) = stackinstall::certificate::self_signed_for_a_year(DOMAIN);
+    let (installed, _) = installed(Some((&other_certificate, &other_key)), &["/=200"]);
+    let (report, code) = installed.doctor(&["--checks", "probe"]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(classes(&report), ["served-certificate"], "{report:#}");
+    let finding = &findings(&report)[0];
+    assert!(finding["fix"].as_str().unwrap().contains("--redo tls"), "{finding:#}");
+}
+
+#[test]
+fn probe_names_routes_answering_no_healthy_upstream_and_404() {
+    let (installed, _) = installed(None, &["/api/v1/restaurants=503:no healthy upstream", "/api/v1/other=200"]);
+    let (report, code) = installed.doctor(&["--checks", "probe"]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(classes(&report), ["route-unavailable", "route-not-found"], "{report:#}");
+    let all = findings(&report);
+    assert!(all[0]["evidence"][0].as_str().unwrap().contains("HTTP 503 no healthy upstream"), "{report:#}");
+    assert!(all[1]["what"].as_str().unwrap().contains("/api/v1/auth"), "{report:#}");
+    common::report(&format!("doctor probe: {} routes asked, 2 broken ones named", ROUTES.len()));
+}
+
+#[test]
+fn a_renewed_certificate_file_while_the_secret_holds_the_old_one_is_named() {
+    let (installed, old) = installed(None, &["/=200"]);
+    let (renewed, _) = stackinstall::certificate::self_signed_for_a_year(DOMAIN);
+    installed.world.write("/etc/stackinstall/tls/tls.crt", &renewed);
+    let (report, code) = installed.doctor(&["--checks", "host,probe"]);
+    assert_eq!(code, 1);
+    let found = classes(&report);
+    assert!(found.contains(&"certificate-secret-mismatch".to_string()), "{report:#}");
+    assert!(found.contains(&"served-certificate".to_string()), "the gateway serves the old one: {report:#}");
+    assert_ne!(old, renewed);
+}
+
+#[test]
+fn without_a_cluster_its_checks_say_so_and_the_others_still_run() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("down"), "").unwrap();
+    let world = world(dir.path());
+    let (report, code) = doctor(&world, &[]);
+    let objects = check(&report, "cluster.objects");
+    assert_eq!(objects["outcome"], "skipped");
+    assert!(objects["notes"][0].as_str().unwrap().contains("the cluster does not answer"), "{objects:#}");
+    assert_eq!(check(&report, "host.disk")["outcome"], "ok");
+    assert_eq!(check(&report, "probe.https")["outcome"], "skipped", "no domain is known");
+    assert_eq!(code, 0, "nothing that ran found an error: {report:#}");
+}
+
+#[test]
+fn a_check_that_hangs_is_cut_at_its_time_limit() {
+    let mut world = World::new();
+    world.fake("kubectl", "sleep 30");
+    world.set_env("STACKINSTALL_CLUSTER__NAMESPACE", NAMESPACE);
+    let (report, _) = doctor(&world, &["--timeout-seconds", "2", "--checks", "cluster,host"]);
+    let objects = check(&report, "cluster.objects");
+    assert_eq!(objects["outcome"], "timed-out", "{report:#}");
+    assert!(objects["notes"][0].as_str().unwrap().contains("within 2s"));
+    assert_eq!(check(&report, "host.disk")["outcome"], "ok");
+}
+
+#[test]
+fn bad_input_exits_2() {
+    let world = World::new();
+    for args in [vec!["--domain", "not a domain"], vec!["--checks", "everything"], vec!["--timeout-seconds", "0"]] {
+        let assert = world.command().arg("doctor").args(&args).assert().code(2);
+        assert!(!common::stderr(&assert).is_empty(), "{args:?}");
+    }
 }

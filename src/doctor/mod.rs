@@ -229,7 +229,8 @@ fn result(
 pub fn diagnose(mut inputs: Inputs) -> report::Report {
     let started = Instant::now();
     let limit = inputs.limit;
-    let (snapshot, mut results) = if inputs.wants("cluster") || inputs.wants("mesh") {
+    let domain_needed = inputs.domain.is_none() && inputs.wants("probe");
+    let (snapshot, mut results) = if inputs.wants("cluster") || inputs.wants("mesh") || domain_needed {
         cluster::fetch_checked(limit)
     } else {
         (None, Vec::new())
@@ -246,6 +247,7 @@ pub fn diagnose(mut inputs: Inputs) -> report::Report {
         checks.extend(cluster_checks(&inputs, snapshot));
     }
     checks.retain(|check| inputs.wants(check.name));
+    results.retain(|result| inputs.wants(result.check) || result.outcome != Outcome::Ok);
     results.extend(run_all(checks, limit));
     report::Report::new(inputs.domain.clone(), results, started.elapsed())
 }

@@ -2,15 +2,18 @@
 # directory of `kubectl get RESOURCE --all-namespaces -o json` lists
 # (RESOURCE.json, the first word of a dotted resource name), each file
 # looked for in the class's directory first, then in the healthy one.
-# `logs/POD.txt` answers `kubectl logs`; a file `down` in the class's
+# `logs/POD.txt` answers `kubectl logs`, `describe.txt` `kubectl describe`; a file `down` in the class's
 # directory makes the API refuse every call.
-# Usage: doctor_kubectl.py FIXTURE HEALTHY ARGS...
+# Each call's arguments are appended to LOG as one JSON line.
+# Usage: doctor_kubectl.py FIXTURE HEALTHY LOG ARGS...
 import json
 import os
 import re
 import sys
 
-fixture, healthy, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+fixture, healthy, log, args = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+with open(log, "a") as handle:
+    handle.write(json.dumps(args) + "\n")
 
 
 def find(name):
@@ -95,7 +98,8 @@ def main():
             sys.exit(1)
         sys.stdout.write(open(file).read())
     elif verb == "describe":
-        print("Name: (described by the fake kubectl from %s)" % os.path.basename(fixture))
+        file = find("describe.txt")
+        sys.stdout.write(open(file).read() if file else "Name: (described by the fake kubectl)\n")
     elif verb == "version":
         print(json.dumps({"clientVersion": {"gitVersion": "v1.29.0"}, "serverVersion": {"gitVersion": "v1.29.0+k3s1"}}))
     else:
