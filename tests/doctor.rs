@@ -358,3 +358,124 @@ fn bad_input_exits_2() {
         assert!(!common::stderr(&assert).is_empty(), "{args:?}");
     }
 }
+
+// ------------------------------------------------------------ host logins --
+
+/// Runs `rabbitmqctl ARGS` with `stdin` (a password) on its input.
+fn rabbitmqctl(args: &[&str], stdin: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success(), "rabbitmqctl {args:?}");
+}
+
+async fn mysql_root(statement: &str) {
+    use sqlx::{ConnectOptions, Connection};
+    let options = sqlx::mysql::MySqlConnectOptions::new()
+        .socket(servers::setting("STACKINSTALL_TEST_MYSQL_SOCKET"))
+        .username("root")
+        .disable_statement_logging();
+    let mut root = sqlx::mysql::MySqlConnection::connect_with(&options).await.unwrap();
+    sqlx::raw_sql(statement).execute(&mut root).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
+async fn mongodb_admin(command: mongodb::bson::Document) {
+    use mongodb::options::{AuthMechanism, ClientOptions, Credential, ServerAddress};
+    let credential = Credential::builder()
+        .username(servers::setting("STACKINSTALL_TEST_MONGODB_ADMIN_USER"))
+        .password(servers::setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD"))
+        .source("admin".to_string())
+        .mechanism(AuthMechanism::ScramSha256)
+        .build();
+    let port = servers::setting("STACKINSTALL_TEST_MONGODB_PORT").parse().unwrap();
+    let options = ClientOptions::builder()
+        .hosts(vec![ServerAddress::Tcp { host: "127.0.0.1".into(), port: Some(port) }])
+        .direct_connection(true)
+        .credential(credential)
+        .build();
+    let client = mongodb::Client::with_options(options).unwrap();
+    client.database("admin").run_command(command).await.unwrap();
+}
+
+/// The three service accounts `user` with `password`, on the real servers.
+fn create_accounts(user: &str, password: &str) {
+    servers::block_on(mysql_root(&format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")));
+    servers::block_on(mongodb_admin(mongodb::bson::doc! { "createUser": user, "pwd": password, "roles": [] }));
+    rabbitmqctl(&["add_user", user], password);
+    rabbitmqctl(&["set_user_tags", user, "management"], "");
+    rabbitmqctl(&["set_permissions", "-p", "/", user, ".*", ".*", ".*"], "");
+}
+
+fn change_passwords(user: &str, password: &str) {
+    servers::block_on(mysql_root(&format!("ALTER USER '{user}'@'%' IDENTIFIED BY '{password}'")));
+    servers::block_on(mongodb_admin(mongodb::bson::doc! { "updateUser": user, "pwd": password }));
+    rabbitmqctl(&["change_password", user], password);
+}
+
+fn drop_accounts(user: &str) {
+    servers::block_on(mysql_root(&format!("DROP USER IF EXISTS '{user}'@'%'")));
+    let _ = std::panic::catch_unwind(|| servers::block_on(mongodb_admin(mongodb::bson::doc! { "dropUser": user })));
+    rabbitmqctl(&["delete_user", user], "");
+}
+
+/// A world pointed at the test servers on 127.0.0.1, with a credentials
+/// file holding `password` for `user` in every service.
+fn host_world(user: &str, password: &str) -> World {
+    use std::os::unix::fs::PermissionsExt;
+    let mut world = World::new();
+    world.fake("kubectl", "echo 'The connection to the server 127.0.0.1:6443 was refused' >&2; exit 1");
+    for (key, value) in [
+        ("MYSQL__PORT", servers::setting("STACKINSTALL_TEST_MYSQL_PORT")),
+        ("MONGODB__PORT", servers::setting("STACKINSTALL_TEST_MONGODB_PORT")),
+        ("RABBITMQ__PORT", servers::setting("STACKINSTALL_TEST_RABBITMQ_PORT")),
+        ("RABBITMQ__MANAGEMENT_PORT", servers::setting("STACKINSTALL_TEST_RABBITMQ_MANAGEMENT_PORT")),
+    ] {
+        world.set_env(&format!("STACKINSTALL_{key}"), &value);
+    }
+    for service in ["MYSQL", "MONGODB", "RABBITMQ"] {
+        world.set_env(&format!("STACKINSTALL_{service}__HOST"), "127.0.0.1");
+    }
+    let mut file = String::from("version = 1\n");
+    for service in ["mysql", "mongodb", "rabbitmq"] {
+        file.push_str(&format!("[{service}]\nusername = \"{user}\"\npassword = \"{password}\"\n"));
+    }
+    world.write("/etc/stackinstall/credentials.toml", &file);
+    let path = world.path("/etc/stackinstall/credentials.toml");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    world
+}
+
+#[test]
+fn host_logins_pass_with_the_right_password_and_name_a_changed_one() {
+    let user = servers::unique("doctor");
+    let password = format!("Right{}", servers::unique("pw"));
+    let changed = format!("Changed{}", servers::unique("pw"));
+    create_accounts(&user, &password);
+    let world = host_world(&user, &password);
+    let services = ["host.mysql", "host.mongodb", "host.rabbitmq"];
+    let (right, right_code) = doctor(&world, &["--checks", "host"]);
+    change_passwords(&user, &changed);
+    let output = world.command().args(["doctor", "--output", "json", "--checks", "host"]).output().unwrap();
+    drop_accounts(&user);
+    for name in services {
+        assert_eq!(check(&right, name)["outcome"], "ok", "{name} with the right password: {right:#}");
+    }
+    assert_eq!(right_code, 0, "{right:#}");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    let wrong: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut named = 0;
+    for name in services {
+        let found = check(&wrong, name)["findings"].as_array().unwrap().clone();
+        assert!(found.iter().any(|f| f["class"] == "service-login"), "{name} after the change: {wrong:#}");
+        assert!(found.iter().all(|f| f["fix"].as_str().unwrap().contains("--redo")), "{found:#?}");
+        named += 1;
+    }
+    assert!(!text.contains(&password) && !text.contains(&changed), "no password in the report:\n{text}");
+    common::report(&format!("doctor host logins: 3 services pass with the file's password, {named}/3 name the changed one, 0 passwords shown"));
+}
