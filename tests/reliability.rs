@@ -1,7 +1,7 @@
 //! Reliability and security of the whole install (issue 5), in one world
 //! where every step runs (`support/full.rs`): Ctrl-C, two runs at once, a
 //! lock left by a dead run, a command that never returns, and a scan of
-//! everything a full install shows or hands to other programs for secrets.
+//! everything a full install (and `doctor --bundle`) shows or hands to other programs for secrets.
 //! The kill tests are in `crash.rs`, bad input and damaged files in
 //! `inputs.rs`.
 #![allow(clippy::disallowed_methods)]
@@ -329,6 +329,23 @@ fn secrets_of(world: &World) -> Vec<(String, String)> {
     secrets
 }
 
+/// The entries of a `.tar.gz` support bundle: name and text.
+fn bundle_entries(path: &std::path::Path) -> Vec<(String, String)> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let entries = archive.entries().unwrap();
+    entries
+        .map(|entry| {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().display().to_string();
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            (name, String::from_utf8_lossy(&bytes).into_owned())
+        })
+        .collect()
+}
+
 #[test]
 fn no_secret_reaches_argv_environment_logs_output_plan_or_render() {
     let world = full::quick_full_world(&servers::unique("secrets"));
@@ -384,6 +401,21 @@ fn no_secret_reaches_argv_environment_logs_output_plan_or_render() {
             environment.join("\n"),
         ));
     }
+    // Doctor last: it runs kubectl in parallel, which the call log above
+    // does not keep apart. Its report and every file of its bundle.
+    let bundle = world.dir.path().join("support.tar.gz");
+    let doctor = world
+        .command()
+        .args(["doctor", "--domain", DOMAIN, "--bundle"])
+        .arg(&bundle)
+        .assert();
+    sources.push(("stdout of doctor".into(), stdout(&doctor)));
+    sources.push(("stderr of doctor".into(), stderr(&doctor)));
+    let bundled = bundle_entries(&bundle);
+    assert!(bundled.len() >= 8, "the bundle is too small: {bundled:?}");
+    for (name, text) in bundled {
+        sources.push((format!("bundle entry {name}"), text));
+    }
     for (path, bytes) in world.files(true) {
         if !SECRET_FILES.contains(&path.as_str()) {
             sources.push((
@@ -407,9 +439,10 @@ fn no_secret_reaches_argv_environment_logs_output_plan_or_render() {
         .filter(|(s, _)| s.starts_with("file /var/log/"))
         .count();
     common::report(&format!(
-        "secret scan: {} sources checked ({} fake calls' argv and environment, {logs} log files), {} secrets looked for, {} leaks",
+        "secret scan: {} sources checked ({} fake calls' argv and environment, {logs} log files, {} support bundle entries), {} secrets looked for, {} leaks",
         sources.len(),
         calls.len(),
+        sources.iter().filter(|(s, _)| s.starts_with("bundle entry")).count(),
         secrets.len(),
         leaks.len()
     ));
