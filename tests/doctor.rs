@@ -88,7 +88,11 @@ fn named(class: &str, evidence: &str, fix: &str) -> bool {
     let (report, code) = doctor(&world, &["--checks", "cluster,mesh"]);
     let all = findings(&report);
     let text = |value: &Value| match value {
-        Value::Array(lines) => lines.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n"),
+        Value::Array(lines) => lines
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("\n"),
         other => other.as_str().unwrap_or("").to_string(),
     };
     let matches = |finding: &&Value| {
@@ -106,7 +110,11 @@ fn named(class: &str, evidence: &str, fix: &str) -> bool {
 
 /// The fixture directory of a class (one fixture shows two storage classes).
 fn fixture_of(class: &str) -> &str {
-    if class == "pvc-pending" { "storage-class-missing" } else { class }
+    if class == "pvc-pending" {
+        "storage-class-missing"
+    } else {
+        class
+    }
 }
 
 macro_rules! classes {
@@ -148,7 +156,10 @@ classes! {
 fn every_runbook_class_has_a_fixture_and_is_named_with_its_fix() {
     let mut covered = Vec::new();
     for (class, evidence, fix) in CLASSES {
-        assert!(Path::new(FIXTURES).join(fixture_of(class)).is_dir(), "no fixture for {class}");
+        assert!(
+            Path::new(FIXTURES).join(fixture_of(class)).is_dir(),
+            "no fixture for {class}"
+        );
         if named(class, evidence, fix) {
             covered.push(*class);
         }
@@ -192,7 +203,10 @@ fn gateway(dir: &Path, certificate: &str, key: &str, routes: &[&str]) -> Gateway
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let port = line.trim().parse().unwrap_or_else(|_| panic!("no port: {line:?}"));
+    let port = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no port: {line:?}"));
     Gateway { child, port }
 }
 
@@ -233,10 +247,18 @@ fn installed(served: Option<(&str, &str)>, routes: &[&str]) -> (Installed, Strin
         gateway.port
     );
     for (prefix, service) in ROUTES.iter().zip(["restaurant-service", "auth-service"]) {
-        text.push_str(&format!("[[routes]]\nprefix = \"{prefix}\"\nservice = \"{service}\"\nport = 8003\n"));
+        text.push_str(&format!(
+            "[[routes]]\nprefix = \"{prefix}\"\nservice = \"{service}\"\nport = 8003\n"
+        ));
     }
     std::fs::write(&config, text).unwrap();
-    let installed = Installed { world, _gateway: gateway, overrides, config, _dir: dir };
+    let installed = Installed {
+        world,
+        _gateway: gateway,
+        overrides,
+        config,
+        _dir: dir,
+    };
     (installed, certificate)
 }
 
@@ -251,7 +273,9 @@ impl Installed {
 /// The arguments of every kubectl call.
 fn kubectl_calls(world: &World) -> Vec<Vec<String>> {
     let log = std::fs::read_to_string(world.record.join("kubectl.log")).unwrap_or_default();
-    log.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+    log.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }
 
 fn classes(report: &Value) -> Vec<String> {
@@ -269,15 +293,38 @@ fn healthy_fixture_gives_no_finding_end_to_end_and_only_reads() {
     let wall = started.elapsed();
     assert_eq!(findings(&report), Vec::<Value>::new(), "{report:#}");
     assert_eq!(code, 0);
-    assert_eq!(report["domain"], DOMAIN, "the domain comes from the live Gateway");
-    for name in ["cluster.objects", "cluster.nodes", "mesh.gateway", "mesh.routes", "mesh.mtls", "host.certificate", "probe.https"] {
+    assert_eq!(
+        report["domain"], DOMAIN,
+        "the domain comes from the live Gateway"
+    );
+    for name in [
+        "cluster.objects",
+        "cluster.nodes",
+        "mesh.gateway",
+        "mesh.routes",
+        "mesh.mtls",
+        "host.certificate",
+        "probe.https",
+    ] {
         assert_eq!(check(&report, name)["outcome"], "ok", "{name}: {report:#}");
     }
-    assert_eq!(check(&report, "host.mysql")["outcome"], "skipped", "no credentials file");
+    assert_eq!(
+        check(&report, "host.mysql")["outcome"],
+        "skipped",
+        "no credentials file"
+    );
     let calls = kubectl_calls(&installed.world);
     let verbs = ["get", "logs", "describe", "version"];
-    assert!(calls.iter().all(|args| verbs.contains(&args[0].as_str())), "doctor only reads: {calls:?}");
-    let text = installed.world.command().args(["doctor", "--config", installed.config.to_str().unwrap()]).assert().success();
+    assert!(
+        calls.iter().all(|args| verbs.contains(&args[0].as_str())),
+        "doctor only reads: {calls:?}"
+    );
+    let text = installed
+        .world
+        .command()
+        .args(["doctor", "--config", installed.config.to_str().unwrap()])
+        .assert()
+        .success();
     let text = common::stdout(&text);
     assert!(text.contains("0 error(s), 0 warning(s)"), "{text}");
     common::report(&format!(
@@ -296,31 +343,64 @@ fn probe_names_a_served_certificate_that_is_not_the_installed_one() {
     assert_eq!(code, 1, "{report:#}");
     assert_eq!(classes(&report), ["served-certificate"], "{report:#}");
     let finding = &findings(&report)[0];
-    assert!(finding["fix"].as_str().unwrap().contains("--redo tls"), "{finding:#}");
+    assert!(
+        finding["fix"].as_str().unwrap().contains("--redo tls"),
+        "{finding:#}"
+    );
 }
 
 #[test]
 fn probe_names_routes_answering_no_healthy_upstream_and_404() {
-    let (installed, _) = installed(None, &["/api/v1/restaurants=503:no healthy upstream", "/api/v1/other=200"]);
+    let (installed, _) = installed(
+        None,
+        &[
+            "/api/v1/restaurants=503:no healthy upstream",
+            "/api/v1/other=200",
+        ],
+    );
     let (report, code) = installed.doctor(&["--checks", "probe"]);
     assert_eq!(code, 1, "{report:#}");
-    assert_eq!(classes(&report), ["route-unavailable", "route-not-found"], "{report:#}");
+    assert_eq!(
+        classes(&report),
+        ["route-unavailable", "route-not-found"],
+        "{report:#}"
+    );
     let all = findings(&report);
-    assert!(all[0]["evidence"][0].as_str().unwrap().contains("HTTP 503 no healthy upstream"), "{report:#}");
-    assert!(all[1]["what"].as_str().unwrap().contains("/api/v1/auth"), "{report:#}");
-    common::report(&format!("doctor probe: {} routes asked, 2 broken ones named", ROUTES.len()));
+    assert!(
+        all[0]["evidence"][0]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 503 no healthy upstream"),
+        "{report:#}"
+    );
+    assert!(
+        all[1]["what"].as_str().unwrap().contains("/api/v1/auth"),
+        "{report:#}"
+    );
+    common::report(&format!(
+        "doctor probe: {} routes asked, 2 broken ones named",
+        ROUTES.len()
+    ));
 }
 
 #[test]
 fn a_renewed_certificate_file_while_the_secret_holds_the_old_one_is_named() {
     let (installed, old) = installed(None, &["/=200"]);
     let (renewed, _) = stackinstall::certificate::self_signed_for_a_year(DOMAIN);
-    installed.world.write("/etc/stackinstall/tls/tls.crt", &renewed);
+    installed
+        .world
+        .write("/etc/stackinstall/tls/tls.crt", &renewed);
     let (report, code) = installed.doctor(&["--checks", "host,probe"]);
     assert_eq!(code, 1);
     let found = classes(&report);
-    assert!(found.contains(&"certificate-secret-mismatch".to_string()), "{report:#}");
-    assert!(found.contains(&"served-certificate".to_string()), "the gateway serves the old one: {report:#}");
+    assert!(
+        found.contains(&"certificate-secret-mismatch".to_string()),
+        "{report:#}"
+    );
+    assert!(
+        found.contains(&"served-certificate".to_string()),
+        "the gateway serves the old one: {report:#}"
+    );
     assert_ne!(old, renewed);
 }
 
@@ -332,9 +412,19 @@ fn without_a_cluster_its_checks_say_so_and_the_others_still_run() {
     let (report, code) = doctor(&world, &[]);
     let objects = check(&report, "cluster.objects");
     assert_eq!(objects["outcome"], "skipped");
-    assert!(objects["notes"][0].as_str().unwrap().contains("the cluster does not answer"), "{objects:#}");
+    assert!(
+        objects["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("the cluster does not answer"),
+        "{objects:#}"
+    );
     assert_eq!(check(&report, "host.disk")["outcome"], "ok");
-    assert_eq!(check(&report, "probe.https")["outcome"], "skipped", "no domain is known");
+    assert_eq!(
+        check(&report, "probe.https")["outcome"],
+        "skipped",
+        "no domain is known"
+    );
     assert_eq!(code, 0, "nothing that ran found an error: {report:#}");
 }
 
@@ -343,7 +433,10 @@ fn a_check_that_hangs_is_cut_at_its_time_limit() {
     let mut world = World::new();
     world.fake("kubectl", "sleep 30");
     world.set_env("STACKINSTALL_CLUSTER__NAMESPACE", NAMESPACE);
-    let (report, _) = doctor(&world, &["--timeout-seconds", "2", "--checks", "cluster,host"]);
+    let (report, _) = doctor(
+        &world,
+        &["--timeout-seconds", "2", "--checks", "cluster,host"],
+    );
     let objects = check(&report, "cluster.objects");
     assert_eq!(objects["outcome"], "timed-out", "{report:#}");
     assert!(objects["notes"][0].as_str().unwrap().contains("within 2s"));
@@ -353,7 +446,11 @@ fn a_check_that_hangs_is_cut_at_its_time_limit() {
 #[test]
 fn bad_input_exits_2() {
     let world = World::new();
-    for args in [vec!["--domain", "not a domain"], vec!["--checks", "everything"], vec!["--timeout-seconds", "0"]] {
+    for args in [
+        vec!["--domain", "not a domain"],
+        vec!["--checks", "everything"],
+        vec!["--timeout-seconds", "0"],
+    ] {
         let assert = world.command().arg("doctor").args(&args).assert().code(2);
         assert!(!common::stderr(&assert).is_empty(), "{args:?}");
     }
@@ -370,7 +467,12 @@ fn rabbitmqctl(args: &[&str], stdin: &str) {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     assert!(child.wait().unwrap().success(), "rabbitmqctl {args:?}");
 }
 
@@ -380,8 +482,13 @@ async fn mysql_root(statement: &str) {
         .socket(servers::setting("STACKINSTALL_TEST_MYSQL_SOCKET"))
         .username("root")
         .disable_statement_logging();
-    let mut root = sqlx::mysql::MySqlConnection::connect_with(&options).await.unwrap();
-    sqlx::raw_sql(statement).execute(&mut root).await.unwrap_or_else(|e| panic!("{statement}: {e}"));
+    let mut root = sqlx::mysql::MySqlConnection::connect_with(&options)
+        .await
+        .unwrap();
+    sqlx::raw_sql(statement)
+        .execute(&mut root)
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
 }
 
 async fn mongodb_admin(command: mongodb::bson::Document) {
@@ -392,9 +499,14 @@ async fn mongodb_admin(command: mongodb::bson::Document) {
         .source("admin".to_string())
         .mechanism(AuthMechanism::ScramSha256)
         .build();
-    let port = servers::setting("STACKINSTALL_TEST_MONGODB_PORT").parse().unwrap();
+    let port = servers::setting("STACKINSTALL_TEST_MONGODB_PORT")
+        .parse()
+        .unwrap();
     let options = ClientOptions::builder()
-        .hosts(vec![ServerAddress::Tcp { host: "127.0.0.1".into(), port: Some(port) }])
+        .hosts(vec![ServerAddress::Tcp {
+            host: "127.0.0.1".into(),
+            port: Some(port),
+        }])
         .direct_connection(true)
         .credential(credential)
         .build();
@@ -404,22 +516,32 @@ async fn mongodb_admin(command: mongodb::bson::Document) {
 
 /// The three service accounts `user` with `password`, on the real servers.
 fn create_accounts(user: &str, password: &str) {
-    servers::block_on(mysql_root(&format!("CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'")));
-    servers::block_on(mongodb_admin(mongodb::bson::doc! { "createUser": user, "pwd": password, "roles": [] }));
+    servers::block_on(mysql_root(&format!(
+        "CREATE USER '{user}'@'%' IDENTIFIED BY '{password}'"
+    )));
+    servers::block_on(mongodb_admin(
+        mongodb::bson::doc! { "createUser": user, "pwd": password, "roles": [] },
+    ));
     rabbitmqctl(&["add_user", user], password);
     rabbitmqctl(&["set_user_tags", user, "management"], "");
     rabbitmqctl(&["set_permissions", "-p", "/", user, ".*", ".*", ".*"], "");
 }
 
 fn change_passwords(user: &str, password: &str) {
-    servers::block_on(mysql_root(&format!("ALTER USER '{user}'@'%' IDENTIFIED BY '{password}'")));
-    servers::block_on(mongodb_admin(mongodb::bson::doc! { "updateUser": user, "pwd": password }));
+    servers::block_on(mysql_root(&format!(
+        "ALTER USER '{user}'@'%' IDENTIFIED BY '{password}'"
+    )));
+    servers::block_on(mongodb_admin(
+        mongodb::bson::doc! { "updateUser": user, "pwd": password },
+    ));
     rabbitmqctl(&["change_password", user], password);
 }
 
 fn drop_accounts(user: &str) {
     servers::block_on(mysql_root(&format!("DROP USER IF EXISTS '{user}'@'%'")));
-    let _ = std::panic::catch_unwind(|| servers::block_on(mongodb_admin(mongodb::bson::doc! { "dropUser": user })));
+    let _ = std::panic::catch_unwind(|| {
+        servers::block_on(mongodb_admin(mongodb::bson::doc! { "dropUser": user }))
+    });
     rabbitmqctl(&["delete_user", user], "");
 }
 
@@ -428,12 +550,27 @@ fn drop_accounts(user: &str) {
 fn host_world(user: &str, password: &str) -> World {
     use std::os::unix::fs::PermissionsExt;
     let mut world = World::new();
-    world.fake("kubectl", "echo 'The connection to the server 127.0.0.1:6443 was refused' >&2; exit 1");
+    world.fake(
+        "kubectl",
+        "echo 'The connection to the server 127.0.0.1:6443 was refused' >&2; exit 1",
+    );
     for (key, value) in [
-        ("MYSQL__PORT", servers::setting("STACKINSTALL_TEST_MYSQL_PORT")),
-        ("MONGODB__PORT", servers::setting("STACKINSTALL_TEST_MONGODB_PORT")),
-        ("RABBITMQ__PORT", servers::setting("STACKINSTALL_TEST_RABBITMQ_PORT")),
-        ("RABBITMQ__MANAGEMENT_PORT", servers::setting("STACKINSTALL_TEST_RABBITMQ_MANAGEMENT_PORT")),
+        (
+            "MYSQL__PORT",
+            servers::setting("STACKINSTALL_TEST_MYSQL_PORT"),
+        ),
+        (
+            "MONGODB__PORT",
+            servers::setting("STACKINSTALL_TEST_MONGODB_PORT"),
+        ),
+        (
+            "RABBITMQ__PORT",
+            servers::setting("STACKINSTALL_TEST_RABBITMQ_PORT"),
+        ),
+        (
+            "RABBITMQ__MANAGEMENT_PORT",
+            servers::setting("STACKINSTALL_TEST_RABBITMQ_MANAGEMENT_PORT"),
+        ),
     ] {
         world.set_env(&format!("STACKINSTALL_{key}"), &value);
     }
@@ -442,7 +579,9 @@ fn host_world(user: &str, password: &str) -> World {
     }
     let mut file = String::from("version = 1\n");
     for service in ["mysql", "mongodb", "rabbitmq"] {
-        file.push_str(&format!("[{service}]\nusername = \"{user}\"\npassword = \"{password}\"\n"));
+        file.push_str(&format!(
+            "[{service}]\nusername = \"{user}\"\npassword = \"{password}\"\n"
+        ));
     }
     world.write("/etc/stackinstall/credentials.toml", &file);
     let path = world.path("/etc/stackinstall/credentials.toml");
@@ -460,24 +599,46 @@ fn host_logins_pass_with_the_right_password_and_name_a_changed_one() {
     let services = ["host.mysql", "host.mongodb", "host.rabbitmq"];
     let (right, right_code) = doctor(&world, &["--checks", "host"]);
     change_passwords(&user, &changed);
-    let output = world.command().args(["doctor", "--output", "json", "--checks", "host"]).output().unwrap();
+    let output = world
+        .command()
+        .args(["doctor", "--output", "json", "--checks", "host"])
+        .output()
+        .unwrap();
     drop_accounts(&user);
     for name in services {
-        assert_eq!(check(&right, name)["outcome"], "ok", "{name} with the right password: {right:#}");
+        assert_eq!(
+            check(&right, name)["outcome"],
+            "ok",
+            "{name} with the right password: {right:#}"
+        );
     }
     assert_eq!(right_code, 0, "{right:#}");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{text}");
     let wrong: Value = serde_json::from_slice(&output.stdout).unwrap();
     let mut named = 0;
     for name in services {
         let found = check(&wrong, name)["findings"].as_array().unwrap().clone();
-        assert!(found.iter().any(|f| f["class"] == "service-login"), "{name} after the change: {wrong:#}");
-        assert!(found.iter().all(|f| f["fix"].as_str().unwrap().contains("--redo")), "{found:#?}");
+        assert!(
+            found.iter().any(|f| f["class"] == "service-login"),
+            "{name} after the change: {wrong:#}"
+        );
+        assert!(
+            found
+                .iter()
+                .all(|f| f["fix"].as_str().unwrap().contains("--redo")),
+            "{found:#?}"
+        );
         named += 1;
     }
-    assert!(!text.contains(&password) && !text.contains(&changed), "no password in the report:\n{text}");
-    common::report(&format!("doctor host logins: 3 services pass with the file's password, {named}/3 name the changed one, 0 passwords shown"));
+    assert!(
+        !text.contains(&password) && !text.contains(&changed),
+        "no password in the report:\n{text}"
+    );
+    common::report(&format!(
+        "doctor host logins: 3 services pass with the file's password, {named}/3 name the changed one, 0 passwords shown"
+    ));
 }
 
 // ----------------------------------------------------------------- bundle --
@@ -507,28 +668,95 @@ fn the_bundle_holds_report_state_configuration_logs_and_cluster_with_secrets_red
     let world = &installed.world;
     let mut credentials = String::from("version = 1\n");
     for service in ["mysql", "mongodb", "rabbitmq"] {
-        credentials.push_str(&format!("[{service}]\nusername = \"stackbill\"\npassword = \"{password}-{service}\"\n"));
+        credentials.push_str(&format!(
+            "[{service}]\nusername = \"stackbill\"\npassword = \"{password}-{service}\"\n"
+        ));
     }
     world.write("/etc/stackinstall/credentials.toml", &credentials);
     world.write("/var/lib/stackinstall/state.toml", "version = 1\n");
-    world.write("/var/log/stackinstall/install-1.log", &format!("a log line that leaked {password}-mysql\n"));
-    let describe = format!("Name: auth-service\n  Environment:\n    MYSQL_PASSWORD:  {password}-mysql\n    AMQP_URL: amqp://stackbill:{password}-rabbitmq@10.0.0.5:5672/\n");
+    world.write(
+        "/var/log/stackinstall/install-1.log",
+        &format!("a log line that leaked {password}-mysql\n"),
+    );
+    let describe = format!(
+        "Name: auth-service\n  Environment:\n    MYSQL_PASSWORD:  {password}-mysql\n    AMQP_URL: amqp://stackbill:{password}-rabbitmq@10.0.0.5:5672/\n"
+    );
     std::fs::write(installed.overrides.join("describe.txt"), describe).unwrap();
     let bundle = world.dir.path().join("support.tar.gz");
     // The logins would go to this machine's own address: left out here.
-    let args = ["--checks", "cluster,mesh,probe", "--bundle", bundle.to_str().unwrap()];
+    let args = [
+        "--checks",
+        "cluster,mesh,probe",
+        "--bundle",
+        bundle.to_str().unwrap(),
+    ];
     let (report, code) = installed.doctor(&args);
     assert_eq!(code, 0, "{report:#}");
     let entries = bundle_entries(&bundle);
     let names: Vec<&str> = entries.iter().map(|(name, _)| name.as_str()).collect();
-    for wanted in ["doctor.txt", "doctor.json", "configuration.toml", "state.toml", "logs/install-1.log", "cluster/restaurant-system/get.txt", "cluster/restaurant-system/describe.txt", "cluster/istio-system/describe.txt", "cluster/events.txt", "versions.txt"] {
+    for wanted in [
+        "doctor.txt",
+        "doctor.json",
+        "configuration.toml",
+        "state.toml",
+        "logs/install-1.log",
+        "cluster/restaurant-system/get.txt",
+        "cluster/restaurant-system/describe.txt",
+        "cluster/istio-system/describe.txt",
+        "cluster/events.txt",
+        "versions.txt",
+    ] {
         assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
     }
-    let describe = &entries.iter().find(|(name, _)| name == "cluster/restaurant-system/describe.txt").unwrap().1;
+    let describe = &entries
+        .iter()
+        .find(|(name, _)| name == "cluster/restaurant-system/describe.txt")
+        .unwrap()
+        .1;
     assert!(describe.contains("MYSQL_PASSWORD:  ********"), "{describe}");
-    let leaks: Vec<&str> = entries.iter().filter(|(_, text)| text.contains(&password)).map(|(name, _)| name.as_str()).collect();
+    let leaks: Vec<&str> = entries
+        .iter()
+        .filter(|(_, text)| text.contains(&password))
+        .map(|(name, _)| name.as_str())
+        .collect();
     assert_eq!(leaks, Vec::<&str>::new(), "a password in the bundle");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&bundle).unwrap().permissions().mode() & 0o777, 0o600);
-    common::report(&format!("doctor bundle: {} files, 3 planted passwords, 0 leaked", entries.len()));
+    assert_eq!(
+        std::fs::metadata(&bundle).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    common::report(&format!(
+        "doctor bundle: {} files, 3 planted passwords, 0 leaked",
+        entries.len()
+    ));
+}
+
+#[test]
+fn a_wait_that_times_out_includes_doctors_findings() {
+    let mut world = world(&Path::new(FIXTURES).join("crash-loop"));
+    world.set_env("STACKINSTALL_WAIT__TIMEOUT_SECONDS", "1");
+    world.set_env("STACKINSTALL_WAIT__POLL_MILLISECONDS", "100");
+    let install = [
+        "install",
+        "--domain",
+        DOMAIN,
+        "--self-signed",
+        "--only",
+        "wait",
+    ];
+    let failed = world.command().args(install).assert().code(1);
+    let text = common::stderr(&failed);
+    assert!(
+        text.contains("auth-service-6d9c7b8f5-p4tzw: CrashLoopBackOff"),
+        "{text}"
+    );
+    assert!(
+        text.contains("doctor's findings in the cluster and mesh (1):"),
+        "{text}"
+    );
+    assert!(text.contains("error [crash-loop]"), "{text}");
+    assert!(
+        text.contains("log: ERROR:    Application startup failed. Exiting."),
+        "{text}"
+    );
 }

@@ -442,7 +442,10 @@ fn no_secret_reaches_argv_environment_logs_output_plan_or_render() {
         "secret scan: {} sources checked ({} fake calls' argv and environment, {logs} log files, {} support bundle entries), {} secrets looked for, {} leaks",
         sources.len(),
         calls.len(),
-        sources.iter().filter(|(s, _)| s.starts_with("bundle entry")).count(),
+        sources
+            .iter()
+            .filter(|(s, _)| s.starts_with("bundle entry"))
+            .count(),
         secrets.len(),
         leaks.len()
     ));

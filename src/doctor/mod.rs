@@ -230,11 +230,12 @@ pub fn diagnose(mut inputs: Inputs) -> report::Report {
     let started = Instant::now();
     let limit = inputs.limit;
     let domain_needed = inputs.domain.is_none() && inputs.wants("probe");
-    let (snapshot, mut results) = if inputs.wants("cluster") || inputs.wants("mesh") || domain_needed {
-        cluster::fetch_checked(limit)
-    } else {
-        (None, Vec::new())
-    };
+    let (snapshot, mut results) =
+        if inputs.wants("cluster") || inputs.wants("mesh") || domain_needed {
+            cluster::fetch_checked(limit)
+        } else {
+            (None, Vec::new())
+        };
     if inputs.domain.is_none() {
         inputs.domain = snapshot
             .as_ref()
@@ -281,3 +282,49 @@ pub fn cluster_findings(inputs: Inputs) -> Result<Vec<Finding>, String> {
         .flat_map(|result| result.findings)
         .collect())
 }
+
+/// `error` (a `wait` that ran out of time) with doctor's cluster and mesh
+/// findings appended, each with its fix.
+pub fn explain_timeout(
+    error: crate::error::StepError,
+    context: &crate::context::Context,
+) -> crate::error::StepError {
+    use crate::error::StepError;
+    let StepError::Failed { mut message, hint } = error else {
+        return error;
+    };
+    let config = &context.config;
+    let inputs = Inputs {
+        config: config.clone(),
+        host: context.host.clone(),
+        credentials: Err("not needed".into()),
+        installed_steps: Vec::new(),
+        domain: (!config.install.domain.is_empty()).then(|| config.install.domain.clone()),
+        certificate: None,
+        limit: Duration::from_secs(WAIT_LIMIT_SECONDS),
+        areas: vec!["cluster", "mesh"],
+    };
+    match cluster_findings(inputs) {
+        Err(why) => message.push_str(&format!("\n  doctor could not look at the cluster: {why}")),
+        Ok(findings) if findings.is_empty() => {
+            message.push_str("\n  doctor found nothing else wrong in the cluster and mesh")
+        }
+        Ok(findings) => {
+            message.push_str(&format!(
+                "\n  doctor's findings in the cluster and mesh ({}):",
+                findings.len()
+            ));
+            for finding in findings {
+                let text = report::finding_text(&finding);
+                message.push_str(&format!(
+                    "\n    {}",
+                    text.trim_end().replace('\n', "\n    ")
+                ));
+            }
+        }
+    }
+    StepError::Failed { message, hint }
+}
+
+/// How long each of doctor's checks may take when `wait` asks.
+const WAIT_LIMIT_SECONDS: u64 = 15;

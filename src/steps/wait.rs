@@ -253,7 +253,10 @@ impl Step for Wait {
             |s| context.ui.status(s),
         )?;
         if !ready {
-            return Err(timed_out(&pods, config));
+            return Err(crate::doctor::explain_timeout(
+                timed_out(&pods, config),
+                context,
+            ));
         }
         Ok(false)
     }
