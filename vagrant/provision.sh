@@ -41,3 +41,7 @@ fi
 
 echo "==> status"
 stackinstall status
+
+echo "==> doctor: no error on a fresh install, and a support bundle"
+stackinstall doctor --domain "$domain" --bundle /var/tmp/stackinstall-support.tar.gz
+tar -tzf /var/tmp/stackinstall-support.tar.gz

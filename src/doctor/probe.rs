@@ -137,6 +137,10 @@ fn route_finding(
         }
     };
     let status = response.status().as_u16();
+    // Envoy stamps what an upstream answered; its own 404 (no route) has no stamp.
+    let from_application = response
+        .headers()
+        .contains_key("x-envoy-upstream-service-time");
     let body: String = response
         .text()
         .unwrap_or_default()
@@ -145,6 +149,10 @@ fn route_finding(
         .collect();
     let evidence = format!("{request}: HTTP {status} {}", body.trim());
     match status {
+        404 if from_application => Some(
+            Finding::warning("route-not-found", format!("`{prefix}` answers 404 from `{service}` itself: the route works, the application has nothing at the prefix"), "nothing to fix in the mesh when the application serves only deeper paths; otherwise check the application's base path")
+                .with(evidence),
+        ),
         404 => Some(
             Finding::error("route-not-found", format!("`{prefix}` answers 404: no VirtualService route for it on the domain, or the application does not serve it"), "compare the VirtualService's `match` prefixes and `hosts` with the domain: `kubectl get virtualservice -A -o yaml`; `sudo stackinstall install --redo gateway` restores the install's")
                 .with(evidence),
