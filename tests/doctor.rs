@@ -760,3 +760,58 @@ fn a_wait_that_times_out_includes_doctors_findings() {
         "{text}"
     );
 }
+
+#[test]
+fn nfs_export_registry_token_and_renewal_timer_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let fetched = "2025-12-30T00:00:00Z";
+    let secret = json!({ "items": [{ "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "awscred", "namespace": NAMESPACE, "annotations": {
+            "stackinstall/ecr-token-fetched-at": fetched,
+            "stackinstall/ecr-token-expires-at": "2025-12-30T12:00:00Z" } } }] });
+    std::fs::write(dir.path().join("secrets.json"), secret.to_string()).unwrap();
+    let world = world(dir.path());
+    world.fake("systemctl", r#"[ "$1" = is-active ] && exit 3; exit 0"#);
+    let mut state = String::from("version = 1\n");
+    for step in ["nfs", "registry"] {
+        state.push_str(&format!("[steps.{step}]\nstatus = \"done\"\nfinished_at = \"{fetched}\"\ntool_version = \"0.1.0\"\nfingerprint = \"x\"\n"));
+    }
+    world.write("/var/lib/stackinstall/state.toml", &state);
+    world.write(
+        "/etc/exports",
+        "/data/stackbill 192.168.0.0/16(rw,sync,no_subtree_check,no_root_squash)\n",
+    );
+    let (report, code) = doctor(&world, &["--checks", "host"]);
+    assert_eq!(code, 1, "{report:#}");
+    let nfs = &check(&report, "host.nfs")["findings"][0];
+    assert_eq!(nfs["class"], "nfs-export", "{report:#}");
+    assert!(
+        nfs["what"]
+            .as_str()
+            .unwrap()
+            .contains("not to the pod network `10.42.0.0/16`"),
+        "{nfs:#}"
+    );
+    let registry = check(&report, "host.registry")["findings"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let named: Vec<&str> = registry
+        .iter()
+        .map(|f| f["class"].as_str().unwrap())
+        .collect();
+    assert_eq!(named, ["registry-token", "renewal-timer"], "{report:#}");
+    assert!(
+        registry[0]["evidence"][0]
+            .as_str()
+            .unwrap()
+            .contains("expires 2025-12-30 12:00:00"),
+        "{report:#}"
+    );
+    assert!(
+        registry[0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("stackinstall ecr-refresh")
+    );
+}

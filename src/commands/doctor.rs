@@ -15,6 +15,7 @@ use crate::credentials::CredentialsFile;
 use crate::doctor::{self, Inputs};
 use crate::error::StepError;
 use crate::host::{self, Host};
+use crate::secret::redact;
 use crate::state::StateFile;
 
 /// Doctor found errors (the report says which).
@@ -39,9 +40,10 @@ pub fn run(root: &Path, args: DoctorArgs) -> Result<()> {
             names.len()
         );
     }
+    // Evidence quotes logs and messages: shown redacted of every password.
     match args.output {
-        Output::Json => println!("{}", report.json()),
-        Output::Text => print!("{}", report.text()),
+        Output::Json => println!("{}", redact(&report.json())),
+        Output::Text => print!("{}", redact(&report.text())),
     }
     if report.errors > 0 {
         return Err(Findings {

@@ -284,3 +284,24 @@ fn destination_findings(
     }
     findings
 }
+
+#[cfg(test)]
+mod tests {
+    use super::service_of;
+
+    #[test]
+    fn route_hosts_resolve_to_a_service_and_its_namespace() {
+        let service = |namespace: &str, name: &str| Some((namespace.to_string(), name.to_string()));
+        assert_eq!(
+            service_of("sb-core", "sb-apps"),
+            service("sb-apps", "sb-core")
+        );
+        assert_eq!(
+            service_of("sb-core.other", "sb-apps"),
+            service("other", "sb-core")
+        );
+        let full = "sb-core.sb-apps.svc.cluster.local";
+        assert_eq!(service_of(full, "elsewhere"), service("sb-apps", "sb-core"));
+        assert_eq!(service_of("api.example.com", "sb-apps"), None);
+    }
+}

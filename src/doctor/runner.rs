@@ -86,4 +86,3 @@ fn result(
         findings,
     }
 }
-
