@@ -248,7 +248,7 @@ fn destination_findings(
     let vs = format!("VirtualService {own_namespace}/{}", name(virtual_service));
     let patch = |op: &str| {
         format!(
-            "kubectl patch virtualservice {} -n {own_namespace} --type=json -p='[{op}]'",
+            "`kubectl patch virtualservice {} -n {own_namespace} --type=json -p='[{op}]'`",
             name(virtual_service)
         )
     };

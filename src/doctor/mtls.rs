@@ -141,7 +141,7 @@ pub fn mtls(scoped: &Scoped) -> Checked {
 fn rule_tls(namespace: &str, policy: &str, rule: &Value) -> Option<Finding> {
     let policy_of_rule = &rule["spec"]["trafficPolicy"];
     let fix = format!(
-        "kubectl patch destinationrule {} -n {namespace} --type=merge -p '{{\"spec\":{{\"trafficPolicy\":{{\"tls\":{{\"mode\":\"ISTIO_MUTUAL\"}}}}}}}}'",
+        "`kubectl patch destinationrule {} -n {namespace} --type=merge -p '{{\"spec\":{{\"trafficPolicy\":{{\"tls\":{{\"mode\":\"ISTIO_MUTUAL\"}}}}}}}}'`",
         name(rule)
     );
     let evidence = format!(
