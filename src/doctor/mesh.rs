@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine;
 use serde_json::Value;
 
 use super::cluster::{Scoped, Snapshot, name};
@@ -163,7 +162,7 @@ fn credential(scoped: &Scoped, where_: &str, server: &Value) -> Vec<Finding> {
                 .with(format!("{where_}: hosts {hosts:?}")),
         );
     }
-    let names = certificate_names(&certificate);
+    let names = super::tls::certificate_names(&certificate);
     if !names
         .iter()
         .any(|name| crate::certificate::covers(name, domain))
@@ -174,14 +173,6 @@ fn credential(scoped: &Scoped, where_: &str, server: &Value) -> Vec<Finding> {
         );
     }
     findings
-}
-
-/// The DNS names of the first certificate in base64 PEM `data` (a Secret's `tls.crt`).
-pub fn certificate_names(data: &str) -> Vec<String> {
-    let pem = base64::engine::general_purpose::STANDARD
-        .decode(data.trim())
-        .unwrap_or_default();
-    super::tls::leaf(&pem).map_or_else(Vec::new, |leaf| super::tls::dns_names(&leaf))
 }
 
 /// A route destination's Service: `(namespace, name)` for an in-cluster host.

@@ -39,6 +39,14 @@ pub fn dns_names(der: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// The DNS names of the first certificate in base64 PEM `data` (a Secret's `tls.crt`).
+pub fn certificate_names(data: &str) -> Vec<String> {
+    let pem = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .unwrap_or_default();
+    leaf(&pem).map_or_else(Vec::new, |leaf| dns_names(&leaf))
+}
+
 /// When a DER certificate expires.
 pub fn not_after(der: &[u8]) -> Option<OffsetDateTime> {
     let (_, parsed) = X509Certificate::from_der(der).ok()?;
