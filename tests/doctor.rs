@@ -708,6 +708,8 @@ fn the_bundle_holds_report_state_configuration_logs_and_cluster_with_secrets_red
         "cluster/restaurant-system/describe.txt",
         "cluster/istio-system/describe.txt",
         "cluster/events.txt",
+        "istio/analyze.txt",
+        "istio/proxy-status.txt",
         "versions.txt",
     ] {
         assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
