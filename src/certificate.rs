@@ -96,7 +96,8 @@ fn check_key(certificate: &X509Certificate<'_>, key: &[u8]) -> Result<(), Certif
     }
 }
 
-fn dns_names(certificate: &X509Certificate<'_>) -> Vec<String> {
+/// The DNS names in a certificate's subject alternative names, lower-cased.
+pub fn dns_names(certificate: &X509Certificate<'_>) -> Vec<String> {
     let Ok(Some(extension)) = certificate.subject_alternative_name() else {
         return Vec::new();
     };

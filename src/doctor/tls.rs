@@ -6,10 +6,10 @@ use base64::Engine;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use time::OffsetDateTime;
-use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::{Checked, Finding, Found, Inputs};
-use crate::certificate::EXPIRY_WARNING_DAYS;
+use crate::certificate::{self, EXPIRY_WARNING_DAYS};
 use crate::host::{self, kube};
 
 /// The first certificate (DER) of a PEM chain.
@@ -22,21 +22,10 @@ pub fn leaf(pem: &[u8]) -> Option<Vec<u8>> {
 
 /// The DNS names of a DER certificate.
 pub fn dns_names(der: &[u8]) -> Vec<String> {
-    let Ok((_, parsed)) = X509Certificate::from_der(der) else {
-        return Vec::new();
-    };
-    let Ok(Some(extension)) = parsed.subject_alternative_name() else {
-        return Vec::new();
-    };
-    extension
-        .value
-        .general_names
-        .iter()
-        .filter_map(|name| match name {
-            GeneralName::DNSName(name) => Some(name.to_ascii_lowercase()),
-            _ => None,
-        })
-        .collect()
+    X509Certificate::from_der(der).map_or_else(
+        |_| Vec::new(),
+        |(_, parsed)| certificate::dns_names(&parsed),
+    )
 }
 
 /// The DNS names of the first certificate in base64 PEM `data` (a Secret's `tls.crt`).
