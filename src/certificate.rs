@@ -48,14 +48,39 @@ pub fn check_pair(
     domain: &str,
     now: OffsetDateTime,
 ) -> Result<CertificateInfo, CertificateError> {
-    let leaf = CertificateDer::pem_slice_iter(certificate)
-        .next()
-        .and_then(Result::ok)
-        .ok_or(CertificateError::CertificateNotPem)?;
+    let leaf = leaf(certificate)?;
     let (_, parsed) = X509Certificate::from_der(leaf.as_ref())
         .map_err(|e| CertificateError::CertificateInvalid(e.to_string()))?;
     check_key(&parsed, key)?;
-    let names = dns_names(&parsed);
+    check_leaf(&parsed, domain, now)
+}
+
+/// Checks `certificate` alone (a PEM chain, leaf first): it parses, covers
+/// `domain` and is valid at `now`; its key is checked by [`check_pair`].
+pub fn check_certificate(
+    certificate: &[u8],
+    domain: &str,
+    now: OffsetDateTime,
+) -> Result<CertificateInfo, CertificateError> {
+    let leaf = leaf(certificate)?;
+    let (_, parsed) = X509Certificate::from_der(leaf.as_ref())
+        .map_err(|e| CertificateError::CertificateInvalid(e.to_string()))?;
+    check_leaf(&parsed, domain, now)
+}
+
+fn leaf(certificate: &[u8]) -> Result<CertificateDer<'static>, CertificateError> {
+    CertificateDer::pem_slice_iter(certificate)
+        .next()
+        .and_then(Result::ok)
+        .ok_or(CertificateError::CertificateNotPem)
+}
+
+fn check_leaf(
+    parsed: &X509Certificate<'_>,
+    domain: &str,
+    now: OffsetDateTime,
+) -> Result<CertificateInfo, CertificateError> {
+    let names = dns_names(parsed);
     if !names.iter().any(|name| covers(name, domain)) {
         return Err(CertificateError::WrongDomain {
             domain: domain.into(),

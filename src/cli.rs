@@ -7,12 +7,18 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// Turns a fresh Ubuntu host into a running application platform: K3s, Helm
 /// and Istio, host databases, and the application's Helm release behind an
 /// Istio Gateway. Every step is checkpointed, so running it again is safe.
+///
+/// Without a command it installs: `stackinstall --domain D --ssl-cert C
+/// --ssl-key K` is `stackinstall install --domain D --ssl-cert C --ssl-key K`.
 #[derive(Debug, Parser)]
 #[command(
     name = "stackinstall",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    override_usage = "stackinstall [--root DIR] --domain NAME (--ssl-cert FILE --ssl-key FILE | --self-signed) [OPTIONS]\n       stackinstall [--root DIR] COMMAND"
 )]
 pub struct Cli {
     /// Take every host path under DIR instead of `/` (for tests and image builds)
@@ -25,8 +31,12 @@ pub struct Cli {
     )]
     pub root: PathBuf,
 
+    /// The install's flags, when no command is given.
+    #[command(flatten)]
+    pub install: InstallArgs,
+
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,7 +50,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Write every manifest and config file the install would apply, for review or GitOps
     Render(RenderArgs),
-    /// Show where the credentials are and which exist (with --reveal, what they are)
+    /// Show where the credentials are and which exist (with --reveal, what they are);
+    /// `credentials set SERVICE` puts an existing password in
     Credentials(CredentialsArgs),
     /// Renew the ECR pull secret when it is missing or half way to expiry (run by a timer)
     EcrRefresh(EcrRefreshArgs),
@@ -128,7 +139,8 @@ pub struct InstallArgs {
     #[arg(long, value_name = "STEP")]
     pub redo: Vec<String>,
 
-    /// Answer yes to every question
+    /// Do not ask: go ahead without the `Proceed?` question, and fail on a
+    /// missing input instead of asking for it
     #[arg(long, short = 'y')]
     pub yes: bool,
 
@@ -241,10 +253,38 @@ pub struct RenderArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct CredentialsArgs {
     /// Print the passwords themselves
     #[arg(long)]
     pub reveal: bool,
+
+    #[command(subcommand)]
+    pub action: Option<CredentialsAction>,
+}
+
+/// What `credentials` can change.
+#[derive(Debug, Subcommand)]
+pub enum CredentialsAction {
+    /// Put an existing service password into the credentials file (for
+    /// `--skip-db`, where the databases exist already): read from standard
+    /// input (not echoed on a terminal) or from a 0600 file, never from the
+    /// command line
+    Set(CredentialsSetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CredentialsSetArgs {
+    /// The service whose password it is
+    #[arg(value_parser = ["mysql", "mongodb", "rabbitmq"])]
+    pub service: String,
+
+    /// Read the password from this file (mode 0600, owned by root) instead of standard input
+    #[arg(long, value_name = "FILE")]
+    pub from_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// What `doctor` looks at.

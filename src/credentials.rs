@@ -185,6 +185,22 @@ impl CredentialsFile {
         (credentials, added)
     }
 
+    /// Puts `account` as `service`'s into the file (made when there is
+    /// none; a damaged one is refused, never replaced); returns whether it
+    /// replaced a different password.
+    pub fn set(&self, service: &str, account: Account) -> Result<bool, CredentialsError> {
+        let mut credentials = self.load()?.unwrap_or(Credentials {
+            version: CREDENTIALS_VERSION,
+            accounts: BTreeMap::new(),
+        });
+        let replaced = credentials
+            .accounts
+            .insert(service.to_string(), account.clone())
+            .is_some_and(|old| old.password != account.password);
+        self.save(&credentials)?;
+        Ok(replaced)
+    }
+
     /// Writes `credentials` atomically, mode 0600, in a 0700 directory.
     pub fn save(&self, credentials: &Credentials) -> Result<(), CredentialsError> {
         if let Some(parent) = self.path.parent() {

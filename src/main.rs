@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use stackinstall::cli::{Cli, Command};
 use stackinstall::commands;
@@ -26,17 +26,23 @@ mod exit {
 }
 
 fn main() -> ExitCode {
+    if std::env::args_os().len() == 1 && !stackinstall::ask::can_ask() {
+        // Nothing asked and nobody to ask: the usage, on stderr, exit 2.
+        eprint!("{}", Cli::command().render_help());
+        return ExitCode::from(exit::USAGE);
+    }
     let cli = Cli::parse();
     install_signal_handlers();
     let root = cli.root.clone();
     let result = match cli.command {
-        Command::Install(args) => commands::install::run(&root, args),
-        Command::Uninstall(args) => commands::uninstall::run(&root, args),
-        Command::Status(args) => commands::status::run(&root, args),
-        Command::Render(args) => commands::render::run(&root, args),
-        Command::Credentials(args) => commands::credentials::run(&root, args),
-        Command::EcrRefresh(args) => commands::ecr_refresh::run(&root, args),
-        Command::Doctor(args) => commands::doctor::run(&root, args),
+        None => commands::install::run(&root, cli.install),
+        Some(Command::Install(args)) => commands::install::run(&root, args),
+        Some(Command::Uninstall(args)) => commands::uninstall::run(&root, args),
+        Some(Command::Status(args)) => commands::status::run(&root, args),
+        Some(Command::Render(args)) => commands::render::run(&root, args),
+        Some(Command::Credentials(args)) => commands::credentials::run(&root, args),
+        Some(Command::EcrRefresh(args)) => commands::ecr_refresh::run(&root, args),
+        Some(Command::Doctor(args)) => commands::doctor::run(&root, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,11 +1,15 @@
 //! `stackinstall install`: the plan, or the run.
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 
 use anyhow::Result;
 
+use crate::ask::{self, CertificateChoice};
 use crate::cli::{InstallArgs, Output};
+use crate::config::Config;
 use crate::context::Context;
+use crate::host::command::INTERRUPTED;
 use crate::host::{self, Host};
 use crate::pipeline::{self, Decision, Plan, Selection};
 use crate::steps::{self, Step, StepError};
@@ -16,7 +20,17 @@ pub const LOG_DIR: &str = "/var/log/stackinstall";
 
 /// Runs `install`.
 pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
-    let config = super::load_config(&args.config, flags(&args))?;
+    if !args.plan {
+        // Before anything is read: a state file only root can read would
+        // otherwise be the first thing to fail.
+        steps::preflight::check_root()?;
+    }
+    let json = args.output == Output::Json;
+    let asking = !args.yes && !json && ask::can_ask();
+    let mut config = super::load_config(&args.config, flags(&args))?;
+    if asking {
+        ask_missing(&mut config)?;
+    }
     let steps = steps::all();
     let selection = Selection {
         only: args.only.clone(),
@@ -26,7 +40,6 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         skip_db: config.install.skip_db,
     };
     selection.check(&steps)?;
-    let json = args.output == Output::Json;
     let host = Host::new(root);
     let mut context = Context::new(
         config,
@@ -42,6 +55,9 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         return Ok(());
     }
     check_inputs(&context, &steps)?;
+    if asking {
+        confirm(&context, &steps, &selection)?;
+    }
     let _lock = context.state_file().lock()?;
     context.state = context.state_file().load()?;
     // Loaded now so that every password is redacted from the log from the
@@ -60,6 +76,77 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(())
+}
+
+/// Asks on the terminal for the domain and the certificate when neither
+/// the flags nor the configuration give them.
+fn ask_missing(config: &mut Config) -> Result<()> {
+    let install = &mut config.install;
+    if install.domain.is_empty() {
+        install.domain = ask::domain().map_err(no_answer)?;
+        install.domain_origin = "the domain entered".into();
+    }
+    let no_certificate =
+        !install.self_signed && install.ssl_cert.is_none() && install.ssl_key.is_none();
+    if no_certificate && crate::certificate::check_domain(&install.domain).is_ok() {
+        match ask::certificate(&install.domain).map_err(no_answer)? {
+            CertificateChoice::Files { certificate, key } => {
+                install.ssl_cert = Some(certificate);
+                install.ssl_key = Some(key);
+            }
+            CertificateChoice::SelfSigned => install.self_signed = true,
+        }
+    }
+    Ok(())
+}
+
+/// Shows one line per step and asks `Proceed?`; a no changes nothing.
+fn confirm(context: &Context, steps: &[Box<dyn Step>], selection: &Selection) -> Result<()> {
+    let decisions = pipeline::decide(context, steps, selection)?;
+    eprintln!(
+        "Install for {} (profile {}):",
+        context.config.install.domain, context.config.name
+    );
+    for (index, (step, (decision, _))) in steps.iter().zip(&decisions).enumerate() {
+        eprintln!(
+            "{:>3}. {:<12} {:<42} {}",
+            index + 1,
+            step.id(),
+            step.title(),
+            decision_text(decision)
+        );
+    }
+    if ask::proceed().map_err(no_answer)? {
+        return Ok(());
+    }
+    Err(StepError::input(
+        "not confirmed: nothing was changed",
+        "`stackinstall install --plan` shows every action; --yes answers the question",
+    )
+    .into())
+}
+
+/// A question that got no answer: Ctrl-C (exit 130) or a closed terminal.
+fn no_answer(error: dialoguer::Error) -> anyhow::Error {
+    let dialoguer::Error::IO(error) = error;
+    if error.kind() == std::io::ErrorKind::Interrupted {
+        INTERRUPTED.store(true, Ordering::SeqCst);
+        return anyhow::anyhow!("interrupted while asking: nothing was changed");
+    }
+    StepError::input(
+        format!("no answer: {error}"),
+        "pass the inputs as flags (`stackinstall --help`)",
+    )
+    .into()
+}
+
+/// `done`, `to do: REASON` or `skipped (REASON)`.
+fn decision_text(decision: &Decision) -> String {
+    match decision {
+        Decision::Done => "done".to_string(),
+        Decision::ToDo(reason) => format!("to do: {reason}"),
+        Decision::Skipped(reason) => format!("skipped: {reason}"),
+    }
 }
 
 /// The flags as a configuration layer.
@@ -124,11 +211,7 @@ fn print_plan(plan: &Plan, json: bool) {
         plan.profile
     );
     for (index, step) in plan.steps.iter().enumerate() {
-        let state = match &step.decision {
-            Decision::Done => "done".to_string(),
-            Decision::ToDo(reason) => format!("to do: {reason}"),
-            Decision::Skipped(reason) => format!("skipped: {reason}"),
-        };
+        let state = decision_text(&step.decision);
         println!(
             "{:>2}. {:<12} {:<42} {state}",
             index + 1,

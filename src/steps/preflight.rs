@@ -73,8 +73,14 @@ fn check_user(context: &Context) -> Result<Action, StepError> {
     if context.plan {
         return Ok(Action::check("a plan needs no root; the install will"));
     }
+    check_root()?;
+    Ok(Action::check("running as root"))
+}
+
+/// Fails unless the install runs as root.
+pub fn check_root() -> Result<(), StepError> {
     if system::is_root() {
-        return Ok(Action::check("running as root"));
+        return Ok(());
     }
     Err(StepError::input(
         "stackinstall install must run as root",

@@ -1,0 +1,109 @@
+//! Questions on a terminal: the inputs an install misses (the domain, then
+//! a certificate and key or a self-signed certificate), `Proceed?` before
+//! an install changes anything, and a password for `credentials set`.
+//!
+//! Asked only when standard input and standard error are a terminal (the
+//! callers also never ask with `--yes` or `--output json`). Each answer is
+//! checked as it is given, with the same checks as the flags, and asked
+//! again when it does not pass.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use dialoguer::{Confirm, Input, Password, Select};
+use time::OffsetDateTime;
+
+use crate::certificate;
+use crate::host;
+use crate::secret::Secret;
+
+/// Whether someone can be asked: standard input and error are a terminal.
+pub fn can_ask() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// How the install gets its certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateChoice {
+    /// The operator's PEM files, checked to parse, to belong together, to
+    /// cover the domain and not to be expired.
+    Files { certificate: PathBuf, key: PathBuf },
+    /// A self-signed certificate made for the domain.
+    SelfSigned,
+}
+
+/// Asks for the domain until it is a valid DNS name; returns it lower-cased.
+pub fn domain() -> dialoguer::Result<String> {
+    let answer: String = Input::new()
+        .with_prompt("Domain the application is reached at (e.g. portal.example.com)")
+        .validate_with(|typed: &String| {
+            let domain = typed.trim().to_ascii_lowercase();
+            certificate::check_domain(&domain)
+                .map_err(|why| format!("`{domain}` is not a valid DNS name: {why}"))
+        })
+        .interact_text()?;
+    Ok(answer.trim().to_ascii_lowercase())
+}
+
+/// Asks whether to use certificate files or a self-signed certificate,
+/// then for the files, each checked as it is given.
+pub fn certificate(domain: &str) -> dialoguer::Result<CertificateChoice> {
+    let choice = Select::new()
+        .with_prompt(format!("TLS certificate for {domain}"))
+        .items([
+            "certificate and key files (PEM)",
+            "a self-signed certificate (for tests and demos)",
+        ])
+        .default(0)
+        .interact()?;
+    if choice == 1 {
+        return Ok(CertificateChoice::SelfSigned);
+    }
+    let now = OffsetDateTime::now_utc();
+    let certificate: String = Input::new()
+        .with_prompt("Certificate file (PEM, full chain, leaf first)")
+        .validate_with(|typed: &String| {
+            let bytes = read(typed)?;
+            certificate::check_certificate(&bytes, domain, now)
+                .map(drop)
+                .map_err(|error| format!("`{}`: {error}", typed.trim()))
+        })
+        .interact_text()?;
+    let certificate_bytes = read(&certificate).unwrap_or_default();
+    let key: String = Input::new()
+        .with_prompt("Its private key file (PEM)")
+        .validate_with(|typed: &String| {
+            let bytes = read(typed)?;
+            certificate::check_pair(&certificate_bytes, &bytes, domain, now)
+                .map(drop)
+                .map_err(|error| format!("`{}`: {error}", typed.trim()))
+        })
+        .interact_text()?;
+    Ok(CertificateChoice::Files {
+        certificate: PathBuf::from(certificate.trim()),
+        key: PathBuf::from(key.trim()),
+    })
+}
+
+fn read(typed: &str) -> Result<Vec<u8>, String> {
+    let path = Path::new(typed.trim());
+    host::fs::read_bytes(path)
+        .map_err(|error| format!("`{}` cannot be read: {}", path.display(), error.source))
+}
+
+/// Asks `Proceed? [Y/n]`.
+pub fn proceed() -> dialoguer::Result<bool> {
+    Confirm::new()
+        .with_prompt("Proceed?")
+        .default(true)
+        .interact()
+}
+
+/// Asks for `service`'s password, not echoed, twice.
+pub fn password(service: &str) -> dialoguer::Result<Secret> {
+    let password = Password::new()
+        .with_prompt(format!("Password of the existing {service} account"))
+        .with_confirmation("The same again", "the two passwords differ")
+        .interact()?;
+    Ok(Secret::new(password))
+}
