@@ -56,7 +56,9 @@ fn main() -> ExitCode {
 fn exit_code(error: &anyhow::Error) -> u8 {
     if let Some(error) = error.downcast_ref::<PipelineError>() {
         return match error {
-            PipelineError::UnknownStep { .. } => exit::USAGE,
+            PipelineError::UnknownStep { .. } | PipelineError::MissingPrerequisite { .. } => {
+                exit::USAGE
+            }
             PipelineError::Interrupted { .. } => exit::INTERRUPTED,
             PipelineError::StepFailed { error, .. } if error.is_input() => exit::USAGE,
             PipelineError::State(StateError::Lock(LockError::Held { .. })) => exit::LOCKED,
@@ -115,6 +117,15 @@ fn hints(error: &anyhow::Error) -> Vec<String> {
                     hints.push(format!("the full log is `{}`", log.display()));
                 }
                 hints.push(format!("run the same command again to resume at `{step}`"));
+            }
+            PipelineError::MissingPrerequisite { step, missing, log } => {
+                hints.push(PipelineError::prerequisite_hint(step, missing));
+                if let Some(log) = log {
+                    hints.push(format!(
+                        "the full log is `{}` (with the error the step ran into)",
+                        log.display()
+                    ));
+                }
             }
             PipelineError::State(error) => hints.extend(error.hint()),
             PipelineError::UnknownStep { .. } => {}

@@ -14,6 +14,7 @@ use crate::context::Context;
 use crate::host::command::INTERRUPTED;
 use crate::state::{Fingerprint, StateError, Status};
 use crate::steps::{ActionKind, Group, Step, StepError};
+use crate::ui::Mark;
 
 /// Which steps the operator asked for.
 #[derive(Debug, Default, Clone)]
@@ -204,7 +205,11 @@ pub fn plan(
                 // Usually an earlier step must run first (no cluster yet):
                 // the first line says which; the log is not the place.
                 Err(error) => {
-                    let text = crate::secret::redact(&error.to_string());
+                    let missing = missing_prerequisites(context, steps, step.as_ref(), selection);
+                    let text = match missing.is_empty() {
+                        true => crate::secret::redact(&error.to_string()),
+                        false => format!("it needs {} first", quoted(&missing)),
+                    };
                     let first = text.lines().next().unwrap_or_default();
                     (
                         Vec::new(),
@@ -239,12 +244,25 @@ pub fn plan(
     })
 }
 
+/// What a step of a run did (the `result` of `install --output json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepResult {
+    /// It ran and changed the host.
+    Changed,
+    /// It ran and found everything in place.
+    Unchanged,
+    /// Its checkpoint was done and its result verified.
+    AlreadyDone,
+    /// Left out (`--only`, `--from`, `--skip-*`).
+    Skipped,
+}
+
 /// How one step of a run ended.
 #[derive(Debug, Serialize)]
 pub struct Outcome {
     pub id: &'static str,
-    /// `changed`, `unchanged`, `already-done`, `skipped`.
-    pub result: &'static str,
+    pub result: StepResult,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub seconds: f64,
@@ -259,6 +277,7 @@ pub fn run(
     let total = steps.len();
     let mut outcomes = Vec::new();
     let mut fingerprints = BTreeMap::new();
+    let mut skips_shown = Vec::new();
     for (position, step) in steps.iter().enumerate() {
         let (decision, fingerprint) =
             decide_step(context, steps, position, selection, &mut fingerprints)?;
@@ -268,13 +287,27 @@ pub fn run(
                 log: context.log_path.clone(),
             });
         }
+        if let Decision::Skipped(reason) = decision {
+            show_skipped(context, steps, selection, &reason, &mut skips_shown);
+            outcomes.push(Outcome {
+                id: step.id(),
+                result: StepResult::Skipped,
+                reason: Some(reason),
+                seconds: 0.0,
+            });
+            continue;
+        }
+        let done_before = context
+            .state
+            .steps
+            .get(step.id())
+            .is_some_and(|checkpoint| checkpoint.status == Status::Done);
         let line = context
             .ui
             .start_step(position + 1, total, step.id(), step.title());
         let attempt = match decision {
-            Decision::Skipped(reason) => Ok(("skipped", Some(reason))),
             Decision::Done => match step.verify(context) {
-                Ok(()) => Ok(("already-done", None)),
+                Ok(()) => Ok((StepResult::AlreadyDone, None)),
                 Err(drift) => {
                     context
                         .ui
@@ -286,25 +319,19 @@ pub fn run(
             Decision::ToDo(reason) => {
                 run_step(context, step.as_ref(), &fingerprint).map(|result| (result, Some(reason)))
             }
+            Decision::Skipped(_) => unreachable!("skipped steps are shown above"),
         };
         let (result, reason) = match attempt {
             Ok(outcome) => outcome,
             Err(error) => {
-                let shown = if matches!(error, PipelineError::Interrupted { .. }) {
-                    "interrupted"
-                } else {
-                    "failed"
-                };
-                line.finish(&context.ui, shown);
-                return Err(error);
+                let interrupted = matches!(error, PipelineError::Interrupted { .. });
+                let shown = if interrupted { "interrupted" } else { "failed" };
+                line.finish(&context.ui, Mark::Failed, shown);
+                return Err(explain_failure(context, steps, step.as_ref(), selection, error));
             }
         };
-        let shown = match (&reason, result) {
-            (Some(reason), "skipped") => format!("skipped: {reason}"),
-            (_, "already-done") => "already done".into(),
-            (_, other) => other.into(),
-        };
-        let elapsed = line.finish(&context.ui, &shown);
+        let shown = result_text(result, done_before, step.always_runs());
+        let elapsed = line.finish(&context.ui, Mark::Success, shown);
         outcomes.push(Outcome {
             id: step.id(),
             result,
@@ -313,6 +340,108 @@ pub fn run(
         });
     }
     Ok(outcomes)
+}
+
+/// The words a finished step's line ends with (README, "What a run prints").
+fn result_text(result: StepResult, done_before: bool, always_runs: bool) -> &'static str {
+    match result {
+        StepResult::Changed if done_before => "updated",
+        StepResult::Changed => "done",
+        StepResult::Unchanged if always_runs => "ok",
+        StepResult::Unchanged => "already in place",
+        StepResult::AlreadyDone => "already done",
+        StepResult::Skipped => "skipped",
+    }
+}
+
+/// Shows the steps skipped for `reason`, all on one line, the first time
+/// that reason comes up.
+fn show_skipped(
+    context: &Context,
+    steps: &[Box<dyn Step>],
+    selection: &Selection,
+    reason: &str,
+    shown: &mut Vec<String>,
+) {
+    if shown.iter().any(|seen| seen == reason) {
+        return;
+    }
+    shown.push(reason.to_string());
+    let ids: Vec<&str> = steps
+        .iter()
+        .enumerate()
+        .filter(|(position, step)| {
+            selection.skip_reason(step.as_ref(), *position, steps).as_deref() == Some(reason)
+        })
+        .map(|(_, step)| step.id())
+        .collect();
+    context.ui.skipped(reason, &ids);
+}
+
+/// A failed step whose prerequisites never ran (`--only tls` on a host
+/// with no cluster) is reported as that, not as the error it ran into.
+fn explain_failure(
+    context: &Context,
+    steps: &[Box<dyn Step>],
+    step: &dyn Step,
+    selection: &Selection,
+    error: PipelineError,
+) -> PipelineError {
+    let PipelineError::StepFailed { error: cause, .. } = &error else {
+        return error;
+    };
+    if cause.is_input() {
+        return error;
+    }
+    let missing = missing_prerequisites(context, steps, step, selection);
+    if missing.is_empty() {
+        return error;
+    }
+    tracing::warn!(
+        "step {} failed: {}",
+        step.id(),
+        crate::secret::redact(&cause.to_string())
+    );
+    PipelineError::MissingPrerequisite {
+        step: step.id().into(),
+        missing,
+        log: context.log_path.clone(),
+    }
+}
+
+/// The steps `step` needs (its `depends_on`, and theirs) that have no
+/// done checkpoint on this host, in install order. Steps left out by
+/// `--skip-infra` or `--skip-db` count as there: the operator says so.
+pub fn missing_prerequisites(
+    context: &Context,
+    steps: &[Box<dyn Step>],
+    step: &dyn Step,
+    selection: &Selection,
+) -> Vec<String> {
+    let mut missing = Vec::new();
+    let mut pending: Vec<&str> = step.depends_on().to_vec();
+    while let Some(id) = pending.pop() {
+        let Some(dependency) = steps.iter().find(|s| s.id() == id) else {
+            continue;
+        };
+        let taken_as_there = match dependency.group() {
+            Group::Infra => selection.skip_infra,
+            Group::Database => selection.skip_db,
+            Group::Core => false,
+        };
+        let done = context
+            .state
+            .steps
+            .get(id)
+            .is_some_and(|checkpoint| checkpoint.status == Status::Done);
+        if taken_as_there || done || missing.iter().any(|seen| seen == id) {
+            continue;
+        }
+        missing.push(id.to_string());
+        pending.extend(dependency.depends_on());
+    }
+    missing.sort_by_key(|id| steps.iter().position(|s| s.id() == id));
+    missing
 }
 
 fn round(elapsed: Duration) -> f64 {
@@ -324,7 +453,7 @@ fn run_step(
     context: &mut Context,
     step: &dyn Step,
     fingerprint: &str,
-) -> Result<&'static str, PipelineError> {
+) -> Result<StepResult, PipelineError> {
     let attempt = |context: &mut Context| -> Result<bool, StepError> {
         let actions = step.look(context)?;
         let changed = if actions.iter().any(|a| a.changes_host()) {
@@ -339,7 +468,11 @@ fn run_step(
         Ok(changed) => {
             context.state.record(step.id(), Status::Done, fingerprint);
             context.state_file().save(&context.state)?;
-            Ok(if changed { "changed" } else { "unchanged" })
+            Ok(if changed {
+                StepResult::Changed
+            } else {
+                StepResult::Unchanged
+            })
         }
         Err(error) => {
             let status = if error.is_interrupted() {
@@ -371,11 +504,34 @@ pub enum PipelineError {
     },
     #[error("step `{step}` was interrupted")]
     Interrupted { step: String, log: Option<PathBuf> },
+    #[error("step `{step}` needs {} to have run first, and {} no checkpoint on this host", quoted(missing), if missing.len() == 1 { "it has" } else { "they have" })]
+    MissingPrerequisite {
+        step: String,
+        missing: Vec<String>,
+        log: Option<PathBuf>,
+    },
     #[error(transparent)]
     State(#[from] StateError),
 }
 
+/// `a`, `b` and `c`, each in backticks.
+fn quoted(ids: &[String]) -> String {
+    let quoted: Vec<String> = ids.iter().map(|id| format!("`{id}`")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+        _ => quoted.join(""),
+    }
+}
+
 impl PipelineError {
+    /// What the operator can do when `step` misses the steps `missing`.
+    pub fn prerequisite_hint(step: &str, missing: &[String]) -> String {
+        format!(
+            "run the install without --only and --from (steps already done are only checked), or with `--only {},{step}`",
+            missing.join(",")
+        )
+    }
+
     fn step(step: &dyn Step, error: StepError, context: &Context) -> Self {
         if error.is_interrupted() {
             return Self::Interrupted {
@@ -547,7 +703,7 @@ pub fn undo(
         let mut failures = 0;
         for action in &planned.actions {
             if INTERRUPTED.load(Ordering::SeqCst) {
-                line.finish(&context.ui, "interrupted");
+                line.finish(&context.ui, Mark::Failed, "interrupted");
                 return Err(PipelineError::Interrupted {
                     step: step.id().into(),
                     log: context.log_path.clone(),
@@ -561,7 +717,7 @@ pub fn undo(
                     detail,
                 }),
                 Err(error) if error.is_interrupted() => {
-                    line.finish(&context.ui, "interrupted");
+                    line.finish(&context.ui, Mark::Failed, "interrupted");
                     return Err(PipelineError::step(step, error, context));
                 }
                 Err(error) => {
@@ -576,17 +732,17 @@ pub fn undo(
                 }
             }
         }
-        let shown = match (failures, planned.removed) {
+        let (mark, shown) = match (failures, planned.removed) {
             (0, true) => {
                 context.state.steps.remove(step.id());
                 context.state_file().save(&context.state)?;
                 report.forgotten.push(step.id());
-                "removed"
+                (Mark::Success, "removed")
             }
-            (0, false) => "done",
-            _ => "failed",
+            (0, false) => (Mark::Success, "done"),
+            _ => (Mark::Failed, "failed"),
         };
-        line.finish(&context.ui, shown);
+        line.finish(&context.ui, mark, shown);
     }
     Ok(report)
 }

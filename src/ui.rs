@@ -10,6 +10,15 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::secret::redact;
 
+/// The mark a finished step's line starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// `✓`: the step did its work or found it done.
+    Success,
+    /// `✗`: the step failed or was interrupted.
+    Failed,
+}
+
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -74,6 +83,16 @@ impl Ui {
             id: id.to_string(),
             started: Instant::now(),
         }
+    }
+
+    /// One line for every step left out for the same `reason`.
+    pub fn skipped(&self, reason: &str, ids: &[&str]) {
+        let count = match ids.len() {
+            1 => "1 step".to_string(),
+            n => format!("{n} steps"),
+        };
+        self.end_line(&format!("- skipped ({reason}): {} [{count}]", ids.join(", ")));
+        tracing::info!("skipped ({reason}): {}", ids.join(", "));
     }
 
     /// Updates the live status of the running step (e.g. `3/10 pods ready`).
@@ -146,16 +165,15 @@ pub struct StepLine {
 }
 
 impl StepLine {
-    /// Ends the line with `outcome` (`done`, `changed`, `failed`...).
-    pub fn finish(self, ui: &Ui, outcome: &str) -> Duration {
+    /// Ends the line with `mark` and `outcome` (`done`, `failed`...).
+    pub fn finish(self, ui: &Ui, mark: Mark, outcome: &str) -> Duration {
         let elapsed = self.started.elapsed();
-        let mark = match outcome {
-            "failed" | "interrupted" => "✗",
-            "skipped" => "-",
-            _ => "✓",
+        let mark = match mark {
+            Mark::Success => "✓",
+            Mark::Failed => "✗",
         };
         ui.end_line(&format!(
-            "{mark} {} {outcome} ({:.1}s)",
+            "{mark} {}: {outcome} ({:.1}s)",
             self.label,
             elapsed.as_secs_f64()
         ));

@@ -145,7 +145,7 @@ fn decision_text(decision: &Decision) -> String {
     match decision {
         Decision::Done => "done".to_string(),
         Decision::ToDo(reason) => format!("to do: {reason}"),
-        Decision::Skipped(reason) => format!("skipped: {reason}"),
+        Decision::Skipped(reason) => format!("skipped ({reason})"),
     }
 }
 

@@ -140,6 +140,43 @@ impl Step for CredentialsStep {
     }
 }
 
+/// With `--skip-db` the databases exist already, so every password must
+/// come from the credentials file or the bash installer's: one made up now
+/// would not be the one they use. Checked by preflight, before anything
+/// changes.
+pub fn check_existing_passwords(context: &Context) -> Result<Option<Action>, StepError> {
+    if !context.config.install.skip_db {
+        return Ok(None);
+    }
+    let file = context.credentials_file();
+    let known = |service: &str| -> Result<bool, StepError> {
+        let in_file = file.load()?.is_some_and(|c| c.account(service).is_some());
+        Ok(in_file || file.load_legacy()?.contains_key(service))
+    };
+    let mut missing = Vec::new();
+    for service in context.config.service_usernames().keys() {
+        if !known(service)? {
+            missing.push(service.clone());
+        }
+    }
+    let Some(first) = missing.first() else {
+        return Ok(Some(Action::check(
+            "--skip-db: every service password is in the credentials file",
+        )));
+    };
+    Err(StepError::input(
+        format!(
+            "--skip-db: the databases exist already, but there is no password for {} in `{}` (nor in the bash installer's `{}`): a new one would not be the one they use",
+            missing.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+            context.shown(file.path()).display(),
+            context.shown(file.legacy_path()).display(),
+        ),
+        format!(
+            "put each existing password in with `stackinstall credentials set {first}` (it reads the password from standard input, or --from-file FILE with mode 0600), then run again; without --skip-db the install sets the databases up itself"
+        ),
+    ))
+}
+
 /// A file that lacks the password of a service whose step is done has lost
 /// it (cut or edited): a new one would no longer be the one the server and
 /// the application hold. Refused, unless `--redo` names that step, which

@@ -26,6 +26,10 @@ impl Step for Namespace {
         "Create the application namespace"
     }
 
+    fn depends_on(&self) -> &'static [&'static str] {
+        &["k3s"]
+    }
+
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
         fingerprint.add("manifest", render::namespace(&context.config)?);
         Ok(())

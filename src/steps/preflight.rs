@@ -56,6 +56,7 @@ impl Step for Preflight {
         ]);
         actions.push(check_ports(context)?);
         actions.extend(certificate);
+        actions.extend(super::credentials::check_existing_passwords(context)?);
         if context.config.install.skip_infra {
             actions.push(super::k3s::check_present()?);
             actions.push(super::helm::check_present()?);

@@ -226,7 +226,7 @@ impl Step for Release {
     }
 
     fn depends_on(&self) -> &'static [&'static str] {
-        &["credentials", "namespace", "registry"]
+        &["credentials", "helm", "namespace", "registry"]
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {

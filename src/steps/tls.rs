@@ -34,6 +34,10 @@ impl Step for Tls {
         "Store the TLS certificate as Secrets"
     }
 
+    fn depends_on(&self) -> &'static [&'static str] {
+        &["namespace", "istio"]
+    }
+
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
         // The self-signed pair may not exist before preflight makes it.
         let pair = read_pair(context).ok();
