@@ -327,7 +327,13 @@ pub fn run(
                 let interrupted = matches!(error, PipelineError::Interrupted { .. });
                 let shown = if interrupted { "interrupted" } else { "failed" };
                 line.finish(&context.ui, Mark::Failed, shown);
-                return Err(explain_failure(context, steps, step.as_ref(), selection, error));
+                return Err(explain_failure(
+                    context,
+                    steps,
+                    step.as_ref(),
+                    selection,
+                    error,
+                ));
             }
         };
         let shown = result_text(result, done_before, step.always_runs());
@@ -371,7 +377,10 @@ fn show_skipped(
         .iter()
         .enumerate()
         .filter(|(position, step)| {
-            selection.skip_reason(step.as_ref(), *position, steps).as_deref() == Some(reason)
+            selection
+                .skip_reason(step.as_ref(), *position, steps)
+                .as_deref()
+                == Some(reason)
         })
         .map(|(_, step)| step.id())
         .collect();

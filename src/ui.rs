@@ -91,7 +91,10 @@ impl Ui {
             1 => "1 step".to_string(),
             n => format!("{n} steps"),
         };
-        self.end_line(&format!("- skipped ({reason}): {} [{count}]", ids.join(", ")));
+        self.end_line(&format!(
+            "- skipped ({reason}): {} [{count}]",
+            ids.join(", ")
+        ));
         tracing::info!("skipped ({reason}): {}", ids.join(", "));
     }
 

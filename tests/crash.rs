@@ -297,18 +297,11 @@ fn started_steps(output: &str) -> Vec<String> {
 
 /// Each step's outcome in a run's output: `id -> changed|unchanged|...`.
 fn outcomes(output: &str) -> BTreeMap<String, String> {
-    let mut outcomes = BTreeMap::new();
-    for line in output.lines().filter(|l| l.starts_with("✓ [")) {
-        let (_, rest) = line.split_once("] ").unwrap();
-        let id = rest.split_whitespace().next().unwrap().to_string();
-        let head = line.rsplit_once(" (").unwrap().0;
-        let outcome = ["already done", "unchanged", "changed"]
-            .into_iter()
-            .find(|o| head.ends_with(o))
-            .unwrap_or("?");
-        outcomes.insert(id, outcome.to_string());
-    }
-    outcomes
+    output
+        .lines()
+        .filter_map(common::finished_step)
+        .map(|(id, result)| (id, result.to_string()))
+        .collect()
 }
 
 /// The atomic writes of a run, from its log: file name and how many times.

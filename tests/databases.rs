@@ -84,17 +84,13 @@ fn password(world: &World, service: &str) -> String {
 }
 
 fn outcome(output: &str, step: &str) -> String {
-    let line = output
+    output
         .lines()
         .rev()
-        .find(|line| line.contains(&format!("] {step} ")) && line.ends_with("s)"))
-        .unwrap_or_else(|| panic!("no finished line for {step}:\n{output}"));
-    let head = line.rsplit_once(" (").unwrap().0;
-    let known = ["already done", "unchanged", "changed", "failed"];
-    known
-        .iter()
-        .find(|word| head.ends_with(*word))
-        .map_or(head.to_string(), |word| word.to_string())
+        .filter_map(common::finished_step)
+        .find(|(id, _)| id == step)
+        .map(|(_, result)| result.to_string())
+        .unwrap_or_else(|| panic!("no finished line for {step}:\n{output}"))
 }
 
 // ------------------------------------------------------------------ MySQL --

@@ -99,9 +99,17 @@ fn second_install_changes_nothing_and_says_so() {
     assert_eq!(after, before, "no file changed but the checkpoint times");
     assert_eq!(world.calls().len(), calls, "no program was run");
     let progress = stderr(&again);
-    assert!(!progress.contains(" changed ("), "{progress}");
     assert!(
-        progress.contains("credentials  Load or generate the service passwords already done"),
+        progress
+            .lines()
+            .filter_map(common::finished_step)
+            .all(|(_, result)| result != "changed"),
+        "{progress}"
+    );
+    assert!(
+        progress.contains(
+            "✓ [ 2/16] credentials  Load or generate the service passwords: already done ("
+        ),
         "{progress}"
     );
     let plan = world.install(&["--plan", "--output", "json"]).success();
@@ -222,7 +230,8 @@ fn checkpoints_follow_only_redo_and_from() {
     let credentials = world.read("/etc/stackinstall/credentials.toml");
     let redo = world.install(&["--redo", "credentials"]).success();
     assert!(
-        stderr(&redo).contains("credentials  Load or generate the service passwords unchanged"),
+        stderr(&redo)
+            .contains("credentials  Load or generate the service passwords: already in place"),
         "{}",
         stderr(&redo)
     );
@@ -247,7 +256,7 @@ fn checkpoints_follow_only_redo_and_from() {
         .assert()
         .success();
     assert!(
-        stdout(&from).contains("skipped: before --from summary"),
+        stdout(&from).contains("skipped (before --from summary)"),
         "{}",
         stdout(&from)
     );

@@ -81,16 +81,13 @@ fn password(world: &World) -> String {
 }
 
 fn outcome(output: &str) -> String {
-    let line = output
+    output
         .lines()
         .rev()
-        .find(|line| line.contains("] mongodb ") && line.ends_with("s)"))
-        .unwrap_or_else(|| panic!("no finished line for mongodb:\n{output}"));
-    let head = line.rsplit_once(" (").unwrap().0;
-    ["already done", "unchanged", "changed", "failed"]
-        .iter()
-        .find(|word| head.ends_with(*word))
-        .map_or(head.to_string(), |word| word.to_string())
+        .filter_map(common::finished_step)
+        .find(|(id, _)| id == "mongodb")
+        .map(|(_, result)| result.to_string())
+        .unwrap_or_else(|| panic!("no finished line for mongodb:\n{output}"))
 }
 
 fn client(login: Option<(&str, &str)>) -> Client {

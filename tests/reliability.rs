@@ -183,22 +183,15 @@ fn ctrl_c_stops_the_command_records_the_step_interrupted_and_a_rerun_resumes_the
     world.clear_calls();
     let rerun = world.install(&[]).success();
     let text = stderr(&rerun);
-    let finished: Vec<&str> = text.lines().filter(|l| l.starts_with('✓')).collect();
-    let release = finished
-        .iter()
-        .position(|l| l.contains("] release "))
-        .unwrap();
+    let finished: Vec<(String, &str)> = text.lines().filter_map(common::finished_step).collect();
+    let release = finished.iter().position(|(id, _)| id == "release").unwrap();
     assert!(
         finished[..release]
             .iter()
-            .all(|l| !l.contains(" changed (")),
+            .all(|(_, result)| *result != "changed"),
         "the steps before the interrupted one are not run again:\n{text}"
     );
-    assert!(
-        text.lines()
-            .any(|l| l.contains("] release ") && l.contains(" changed (")),
-        "{text}"
-    );
+    assert_eq!(finished[release].1, "changed", "{text}");
     assert_eq!(checkpoint(&world, "release").as_deref(), Some("done"));
 }
 

@@ -107,9 +107,10 @@ fn confirm(context: &Context, steps: &[Box<dyn Step>], selection: &Selection) ->
         "Install for {} (profile {}):",
         context.config.install.domain, context.config.name
     );
+    let width = steps.iter().map(|s| s.title().len()).max().unwrap_or(0);
     for (index, (step, (decision, _))) in steps.iter().zip(&decisions).enumerate() {
         eprintln!(
-            "{:>3}. {:<12} {:<42} {}",
+            "{:>3}. {:<12} {:<width$}  {}",
             index + 1,
             step.id(),
             step.title(),
@@ -210,10 +211,11 @@ fn print_plan(plan: &Plan, json: bool) {
         },
         plan.profile
     );
+    let width = plan.steps.iter().map(|s| s.title.len()).max().unwrap_or(0);
     for (index, step) in plan.steps.iter().enumerate() {
         let state = decision_text(&step.decision);
         println!(
-            "{:>2}. {:<12} {:<42} {state}",
+            "{:>2}. {:<12} {:<width$}  {state}",
             index + 1,
             step.id,
             step.title

@@ -167,7 +167,11 @@ pub fn check_existing_passwords(context: &Context) -> Result<Option<Action>, Ste
     Err(StepError::input(
         format!(
             "--skip-db: the databases exist already, but there is no password for {} in `{}` (nor in the bash installer's `{}`): a new one would not be the one they use",
-            missing.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "),
+            missing
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
             context.shown(file.path()).display(),
             context.shown(file.legacy_path()).display(),
         ),

@@ -315,3 +315,25 @@ pub fn stdout(assert: &assert_cmd::assert::Assert) -> String {
 pub fn stderr(assert: &assert_cmd::assert::Assert) -> String {
     String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
 }
+
+/// A finished step's line (`✓ [ 3/16] k3s  Install K3s: done (1.2s)`) as
+/// the step id and its result in the words of `--output json`: `changed`
+/// (`done`, `updated`), `unchanged` (`already in place`, `ok`),
+/// `already-done`, `failed` (also `interrupted`); `None` for other lines.
+pub fn finished_step(line: &str) -> Option<(String, &'static str)> {
+    let rest = line
+        .strip_prefix("✓ [")
+        .or_else(|| line.strip_prefix("✗ ["))?;
+    let (_, rest) = rest.split_once("] ")?;
+    let id = rest.split_whitespace().next()?.to_string();
+    let head = line.rsplit_once(" (")?.0;
+    let (_, words) = head.rsplit_once(": ")?;
+    let result = match words {
+        "done" | "updated" => "changed",
+        "already in place" | "ok" => "unchanged",
+        "already done" => "already-done",
+        "failed" | "interrupted" => "failed",
+        _ => return None,
+    };
+    Some((id, result))
+}

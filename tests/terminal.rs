@@ -1,0 +1,205 @@
+//! The install on a terminal, in a real pseudo-terminal (rexpect): a
+//! missing domain and certificate are asked for and checked as they are
+//! typed, the plan's summary ends with `Proceed? [Y/n]`, a no changes
+//! nothing (exit 2, as the README says), a yes runs the install. With
+//! `--yes` or `--output json` nothing is ever asked.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::fs;
+
+use common::{DOMAIN, World, report};
+use rexpect::process::WaitStatus;
+use rexpect::session::PtySession;
+use stackinstall::certificate;
+use time::OffsetDateTime;
+
+/// How long one expected text may take to show.
+const TIMEOUT_MS: u64 = 60_000;
+
+/// The down arrow, as a terminal sends it.
+const DOWN: &str = "\x1b[B";
+
+/// A world where a real install is quick: the engine's own steps only.
+fn engine_world() -> World {
+    let mut world = World::new();
+    world.set_env("STACKINSTALL_ONLY", "credentials,summary");
+    world
+}
+
+/// The binary in a pseudo-terminal, with `args`.
+fn spawn(world: &World, args: &[&str]) -> PtySession {
+    let mut command = world.std_command();
+    command.args(args);
+    rexpect::session::spawn_command(command, Some(TIMEOUT_MS)).expect("a pty session")
+}
+
+/// Types `keys` (no line end) and sends them at once.
+fn press(session: &mut PtySession, keys: &str) {
+    session.send(keys).unwrap();
+    session.flush().unwrap();
+}
+
+/// Waits for the end of the output and returns the exit code.
+fn exit_code(mut session: PtySession) -> (i32, String) {
+    let rest = session.exp_eof().expect("the program ends");
+    match session.process().wait().expect("its status") {
+        WaitStatus::Exited(_, code) => (code, rest),
+        other => panic!("ended by {other:?}:\n{rest}"),
+    }
+}
+
+/// Writes a pair for `domain` under the world's dir; returns the paths.
+fn pair(world: &World, name: &str, domain: &str) -> (String, String) {
+    let now = OffsetDateTime::now_utc();
+    let (certificate, key) = certificate::self_signed(
+        domain,
+        now - time::Duration::days(1),
+        now + time::Duration::days(90),
+    );
+    let certificate_path = world.dir.path().join(format!("{name}.crt"));
+    let key_path = world.dir.path().join(format!("{name}.key"));
+    fs::write(&certificate_path, certificate).unwrap();
+    fs::write(&key_path, key).unwrap();
+    (
+        certificate_path.display().to_string(),
+        key_path.display().to_string(),
+    )
+}
+
+#[test]
+fn a_bad_domain_and_bad_files_are_asked_again_and_a_no_changes_nothing() {
+    let world = engine_world();
+    let (good_certificate, good_key) = pair(&world, "good", DOMAIN);
+    let (other_certificate, other_key) = pair(&world, "other", "other.example.com");
+    let missing = world.dir.path().join("missing.crt").display().to_string();
+    let before = world.files(true);
+
+    let mut session = spawn(&world, &[]);
+    let mut refused = 0;
+    session
+        .exp_string("Domain the application is reached at")
+        .unwrap();
+    session.send_line("not a domain!").unwrap();
+    session.exp_string("is not a valid DNS name").unwrap();
+    refused += 1;
+    session.send_line(DOMAIN).unwrap();
+    session
+        .exp_string(&format!("TLS certificate for {DOMAIN}"))
+        .unwrap();
+    press(&mut session, "\r");
+    session.exp_string("Certificate file").unwrap();
+    for (typed, refusal) in [
+        (missing.as_str(), "cannot be read"),
+        (other_key.as_str(), "is not PEM"),
+        (
+            other_certificate.as_str(),
+            "does not cover `demo.example.com`",
+        ),
+    ] {
+        session.send_line(typed).unwrap();
+        session.exp_string(refusal).unwrap();
+        refused += 1;
+    }
+    session.send_line(&good_certificate).unwrap();
+    session.exp_string("private key file").unwrap();
+    for (typed, refusal) in [
+        (
+            good_certificate.as_str(),
+            "the key is not a PEM private key",
+        ),
+        (
+            other_key.as_str(),
+            "the key does not belong to the certificate",
+        ),
+    ] {
+        session.send_line(typed).unwrap();
+        session.exp_string(refusal).unwrap();
+        refused += 1;
+    }
+    session.send_line(&good_key).unwrap();
+    session
+        .exp_string(&format!("Install for {DOMAIN}"))
+        .unwrap();
+    session.exp_string("credentials  Load or generate").unwrap();
+    session.exp_string("Proceed? [Y/n]").unwrap();
+    press(&mut session, "n");
+    let (code, rest) = exit_code(session);
+    assert_eq!(code, 2, "{rest}");
+    assert!(
+        rest.contains("not confirmed: nothing was changed"),
+        "{rest}"
+    );
+    assert_eq!(
+        world.files(true),
+        before,
+        "a no changes nothing under the root"
+    );
+    report(&format!(
+        "terminal: {refused} wrong answers asked again (1 domain, 3 certificates, 2 keys), then declined: exit {code}, root unchanged"
+    ));
+}
+
+#[test]
+fn choosing_self_signed_and_proceeding_runs_the_install() {
+    let world = engine_world();
+    let mut session = spawn(&world, &["--domain", DOMAIN]);
+    session
+        .exp_string(&format!("TLS certificate for {DOMAIN}"))
+        .unwrap();
+    press(&mut session, DOWN);
+    press(&mut session, "\r");
+    session.exp_string("Proceed? [Y/n]").unwrap();
+    press(&mut session, "y");
+    let (code, rest) = exit_code(session);
+    assert_eq!(code, 0, "{rest}");
+    assert!(
+        rest.contains("credentials  Load or generate the service passwords: done"),
+        "{rest}"
+    );
+    for file in [
+        "/etc/stackinstall/tls/tls.crt",
+        "/etc/stackinstall/tls/tls.key",
+        "/etc/stackinstall/credentials.toml",
+        "/var/lib/stackinstall/state.toml",
+    ] {
+        assert!(world.path(file).exists(), "{file} is written");
+    }
+    report("terminal: self-signed chosen, Proceed answered yes: the install ran (exit 0)");
+}
+
+#[test]
+fn nothing_is_asked_with_yes_or_json() {
+    let world = engine_world();
+    let before = world.files(true);
+    let mut cases = 0;
+    for args in [
+        &["--yes"][..],
+        &["--output", "json"],
+        &["-y", "--domain", DOMAIN],
+    ] {
+        let (code, output) = exit_code(spawn(&world, args));
+        assert_eq!(code, 2, "{args:?}: {output}");
+        assert!(
+            output.contains("error: step `preflight`"),
+            "{args:?}: {output}"
+        );
+        assert!(
+            !output.contains("Domain the application") && !output.contains("TLS certificate for"),
+            "{args:?} asks nothing: {output}"
+        );
+        assert_eq!(world.files(true), before, "{args:?}");
+        cases += 1;
+    }
+    let (code, output) = exit_code(spawn(
+        &world,
+        &["--domain", DOMAIN, "--self-signed", "--yes"],
+    ));
+    assert_eq!(code, 0, "{output}");
+    assert!(!output.contains("Proceed?"), "--yes answers it: {output}");
+    cases += 1;
+    report(&format!(
+        "terminal: {cases} runs with --yes or --output json, none asked anything"
+    ));
+}
