@@ -408,6 +408,71 @@ fn release_gets_credentials_in_a_private_values_file_and_runs_once() {
     );
 }
 
+/// `--skip-db`: the databases exist, so the release gets the passwords the
+/// operator put in with `credentials set` (standard input, a 0600 file)
+/// and the bash installer's file, never made-up ones, and none of them
+/// reaches an argument list or the output.
+#[test]
+fn skip_db_gives_the_release_the_passwords_set_by_the_operator() {
+    let world = world();
+    let given = ["Existing-Mysql-Pass1", "Existing-Mongo-Pass2", "Legacy-Rabbit-Pass3"];
+    let mut outputs = Vec::new();
+    let set = world
+        .command()
+        .args(["credentials", "set", "mysql"])
+        .write_stdin(format!("{}\n", given[0]))
+        .assert()
+        .success();
+    outputs.push(stdout(&set) + &stderr(&set));
+    let password_file = world.dir.path().join("mongodb-password");
+    std::fs::write(&password_file, given[1]).unwrap();
+    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let set = world
+        .command()
+        .args(["credentials", "set", "mongodb", "--from-file"])
+        .arg(&password_file)
+        .assert()
+        .success();
+    outputs.push(stdout(&set) + &stderr(&set));
+    world.write(
+        "/root/stackbill-credentials.txt",
+        &format!("RABBITMQ:\n  Username: stackbill\n  Password: {}\n", given[2]),
+    );
+    let steps = ["--skip-db", "--only", "credentials", "--only", "release"];
+    let plan = world.install(&[&steps[..], &["--plan"]].concat()).success();
+    outputs.push(stdout(&plan) + &stderr(&plan));
+    let run = world.install(&steps).success();
+    outputs.push(stdout(&run) + &stderr(&run));
+    assert!(
+        stderr(&run).contains("- skipped (--skip-db): mysql, mongodb, rabbitmq, nfs [4 steps]"),
+        "{}",
+        stderr(&run)
+    );
+    assert_eq!(passwords(&world), given, "the file holds what was given");
+    let values: serde_json::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(state(&world, "helm/values-seen.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(values["mysql"]["password"], given[0]);
+    assert_eq!(values["mongodb"]["password"], given[1]);
+    assert_eq!(values["rabbitmq"]["password"], given[2]);
+    let calls = world.calls();
+    let mut leaks = 0;
+    for password in given {
+        leaks += calls
+            .iter()
+            .filter(|call| call.args.iter().any(|arg| arg.contains(password)))
+            .count();
+        leaks += outputs.iter().filter(|output| output.contains(password)).count();
+    }
+    assert_eq!(leaks, 0, "no password in an argument list or the output");
+    println!(
+        "skip-db: 3 given passwords reached the release; {} child argument lists and {} outputs checked, {leaks} leaks",
+        calls.len(),
+        outputs.len()
+    );
+}
+
 #[test]
 fn a_failed_helm_run_still_removes_the_values_file() {
     let world = world();
