@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::context::Context;
+use crate::host::CommandError;
 use crate::host::command::INTERRUPTED;
 use crate::state::{Fingerprint, StateError, Status};
 use crate::steps::{ActionKind, Group, Step, StepError};
@@ -387,8 +388,29 @@ fn show_skipped(
     context.ui.skipped(reason, &ids);
 }
 
-/// A failed step whose prerequisites never ran (`--only tls` on a host
-/// with no cluster) is reported as that, not as the error it ran into.
+/// What a program's stderr says when the cluster is not there to answer.
+const CLUSTER_ABSENT: [&str; 4] = [
+    "The connection to the server",
+    "Unable to connect to the server",
+    "Kubernetes cluster unreachable",
+    "connection refused",
+];
+
+/// Whether `error` says that something an earlier step makes is not
+/// there: a program not installed, a cluster that does not answer.
+fn prerequisite_absent(error: &StepError) -> bool {
+    match error {
+        StepError::Command(CommandError::NotFound { .. }) => true,
+        StepError::Command(CommandError::Failed { stderr_tail, .. }) => {
+            CLUSTER_ABSENT.iter().any(|text| stderr_tail.contains(text))
+        }
+        _ => false,
+    }
+}
+
+/// A step that failed because what its prerequisites make is not there
+/// (`--only tls` on a host with no cluster), and that have no checkpoint,
+/// is reported as that, not as the error it ran into (which the log keeps).
 fn explain_failure(
     context: &Context,
     steps: &[Box<dyn Step>],
@@ -399,7 +421,7 @@ fn explain_failure(
     let PipelineError::StepFailed { error: cause, .. } = &error else {
         return error;
     };
-    if cause.is_input() {
+    if !prerequisite_absent(cause) {
         return error;
     }
     let missing = missing_prerequisites(context, steps, step, selection);

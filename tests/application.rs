@@ -415,7 +415,11 @@ fn release_gets_credentials_in_a_private_values_file_and_runs_once() {
 #[test]
 fn skip_db_gives_the_release_the_passwords_set_by_the_operator() {
     let world = world();
-    let given = ["Existing-Mysql-Pass1", "Existing-Mongo-Pass2", "Legacy-Rabbit-Pass3"];
+    let given = [
+        "Existing-Mysql-Pass1",
+        "Existing-Mongo-Pass2",
+        "Legacy-Rabbit-Pass3",
+    ];
     let mut outputs = Vec::new();
     let set = world
         .command()
@@ -436,7 +440,10 @@ fn skip_db_gives_the_release_the_passwords_set_by_the_operator() {
     outputs.push(stdout(&set) + &stderr(&set));
     world.write(
         "/root/stackbill-credentials.txt",
-        &format!("RABBITMQ:\n  Username: stackbill\n  Password: {}\n", given[2]),
+        &format!(
+            "RABBITMQ:\n  Username: stackbill\n  Password: {}\n",
+            given[2]
+        ),
     );
     let steps = ["--skip-db", "--only", "credentials", "--only", "release"];
     let plan = world.install(&[&steps[..], &["--plan"]].concat()).success();
@@ -463,7 +470,10 @@ fn skip_db_gives_the_release_the_passwords_set_by_the_operator() {
             .iter()
             .filter(|call| call.args.iter().any(|arg| arg.contains(password)))
             .count();
-        leaks += outputs.iter().filter(|output| output.contains(password)).count();
+        leaks += outputs
+            .iter()
+            .filter(|output| output.contains(password))
+            .count();
     }
     assert_eq!(leaks, 0, "no password in an argument list or the output");
     println!(
