@@ -18,11 +18,11 @@ export CARGO_TARGET_DIR=/var/tmp/stackinstall-target
 (cd /stackinstall && cargo build --release --locked)
 install -m 0755 "$CARGO_TARGET_DIR/release/stackinstall" /usr/local/bin/stackinstall
 
-echo "==> plan"
-stackinstall install --domain "$domain" --self-signed --plan
+echo "==> plan (the bare form is the install)"
+stackinstall --domain "$domain" --self-signed --plan
 
-echo "==> install"
-stackinstall install --domain "$domain" --self-signed --yes
+echo "==> install, in the bare form as operators type it"
+stackinstall --domain "$domain" --self-signed --yes
 
 echo "==> mongodb: the key file and the localhost exception closed behind the first user"
 [ "$(stat -c '%a %U' /var/lib/mongodb/encryption)" = "600 mongodb" ]
@@ -33,6 +33,8 @@ fi
 
 echo "==> second run: every step must already be done"
 second=$(stackinstall install --domain "$domain" --self-signed --yes --output json)
+echo "==> --skip-db takes the existing passwords from the credentials file"
+stackinstall --domain "$domain" --self-signed --skip-db --yes
 echo "$second"
 if echo "$second" | grep -q '"result": "changed"'; then
   echo "a second install changed something" >&2
