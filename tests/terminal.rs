@@ -203,3 +203,32 @@ fn nothing_is_asked_with_yes_or_json() {
         "terminal: {cases} runs with --yes or --output json, none asked anything"
     ));
 }
+
+#[test]
+fn credentials_set_asks_for_the_password_twice_on_a_terminal() {
+    let world = World::new();
+    let password = "Typed-Not-Shown-Pass4";
+    let mut session = spawn(&world, &["credentials", "set", "rabbitmq"]);
+    session
+        .exp_string("Password of the existing rabbitmq account")
+        .unwrap();
+    session.send_line("first-attempt").unwrap();
+    session.exp_string("The same again").unwrap();
+    session.send_line("does-not-match").unwrap();
+    session.exp_string("the two passwords differ").unwrap();
+    session
+        .exp_string("Password of the existing rabbitmq account")
+        .unwrap();
+    session.send_line(password).unwrap();
+    session.exp_string("The same again").unwrap();
+    session.send_line(password).unwrap();
+    let (code, rest) = exit_code(session);
+    assert_eq!(code, 0, "{rest}");
+    assert!(rest.contains("the rabbitmq password is in"), "{rest}");
+    let credentials = world.read("/etc/stackinstall/credentials.toml");
+    assert!(credentials.contains(password), "{credentials}");
+    assert!(!credentials.contains("first-attempt"));
+    report(
+        "terminal: credentials set asked for the password twice (dialoguer Password), a mismatch asked again",
+    );
+}
