@@ -206,7 +206,10 @@ pub fn plan(
                 // Usually an earlier step must run first (no cluster yet):
                 // the first line says which; the log is not the place.
                 Err(error) => {
-                    let missing = missing_prerequisites(context, steps, step.as_ref(), selection);
+                    let missing = match prerequisite_absent(&error) {
+                        true => missing_prerequisites(context, steps, step.as_ref(), selection),
+                        false => Vec::new(),
+                    };
                     let text = match missing.is_empty() {
                         true => crate::secret::redact(&error.to_string()),
                         false => format!("it needs {} first", quoted(&missing)),

@@ -28,9 +28,6 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
     let json = args.output == Output::Json;
     let asking = !args.yes && !json && ask::can_ask();
     let mut config = super::load_config(&args.config, flags(&args))?;
-    if asking {
-        ask_missing(&mut config)?;
-    }
     let steps = steps::all();
     let selection = Selection {
         only: args.only.clone(),
@@ -40,6 +37,9 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         skip_db: config.install.skip_db,
     };
     selection.check(&steps)?;
+    if asking {
+        ask_missing(&mut config)?;
+    }
     let host = Host::new(root);
     let mut context = Context::new(
         config,
