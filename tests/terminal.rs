@@ -232,3 +232,22 @@ fn credentials_set_asks_for_the_password_twice_on_a_terminal() {
         "terminal: credentials set asked for the password twice (dialoguer Password), a mismatch asked again",
     );
 }
+
+#[test]
+fn ctrl_c_at_a_question_exits_130_and_changes_nothing() {
+    let world = engine_world();
+    let before = world.files(true);
+    let mut session = spawn(&world, &[]);
+    session
+        .exp_string("Domain the application is reached at")
+        .unwrap();
+    session.send_control('c').unwrap();
+    let (code, rest) = exit_code(session);
+    assert_eq!(code, 130, "{rest}");
+    assert!(
+        rest.contains("interrupted while asking: nothing was changed"),
+        "{rest}"
+    );
+    assert_eq!(world.files(true), before);
+    report("terminal: Ctrl-C at the domain question: exit 130, root unchanged");
+}
