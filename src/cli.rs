@@ -16,8 +16,6 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     version,
     propagate_version = true,
     max_term_width = 100,
-    args_conflicts_with_subcommands = true,
-    subcommand_negates_reqs = true,
     override_usage = "stackinstall [--root DIR] --domain NAME (--ssl-cert FILE --ssl-key FILE | --self-signed) [OPTIONS]\n       stackinstall [--root DIR] COMMAND"
 )]
 pub struct Cli {
@@ -31,12 +29,41 @@ pub struct Cli {
     )]
     pub root: PathBuf,
 
-    /// The install's flags, when no command is given.
+    /// The install's flags, when no command is given (with a command, they
+    /// are refused: see [`Cli::parse_checked`]).
     #[command(flatten)]
     pub install: InstallArgs,
 
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// Parses the command line; exits with the usage error (code 2) when
+    /// an install flag comes before a command (`stackinstall --domain D
+    /// status`). `--root` is global and goes anywhere.
+    pub fn parse_checked() -> Self {
+        use clap::parser::ValueSource;
+        use clap::{CommandFactory, FromArgMatches};
+        let mut command = Self::command();
+        let matches = command.get_matches_mut();
+        if let Some(name) = matches.subcommand_name() {
+            let misplaced = command.get_arguments().find(|arg| {
+                arg.get_id() != "root"
+                    && matches.value_source(arg.get_id().as_str()) == Some(ValueSource::CommandLine)
+            });
+            if let Some(arg) = misplaced {
+                let flag = arg.get_long().unwrap_or(arg.get_id().as_str());
+                command
+                    .error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        format!("`--{flag}` is an install flag: it goes without a command, or after `install`, not before `{name}`"),
+                    )
+                    .exit();
+            }
+        }
+        Self::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 
 use stackinstall::cli::{Cli, Command};
 use stackinstall::commands;
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         eprint!("{}", Cli::command().render_help());
         return ExitCode::from(exit::USAGE);
     }
-    let cli = Cli::parse();
+    let cli = Cli::parse_checked();
     install_signal_handlers();
     let root = cli.root.clone();
     let result = match cli.command {

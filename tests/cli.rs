@@ -352,3 +352,31 @@ fn without_root_a_host_with_a_state_file_is_refused_as_such() {
     assert_eq!(world.files(true), before, "nothing changed");
     report("without root: refused with exit 2 before the root-only state file is read");
 }
+
+#[test]
+fn the_subcommands_stay_and_root_goes_anywhere() {
+    let world = engine_world();
+    let root = world.root.display().to_string();
+    for args in [
+        vec!["--root", root.as_str(), "status"],
+        vec!["status", "--root", root.as_str()],
+        vec!["--root", root.as_str(), "credentials"],
+    ] {
+        let assert = world.command().args(&args).assert();
+        let message = stderr(&assert);
+        assert!(
+            !message.contains("cannot be used with") && !message.contains("install flag"),
+            "{args:?}: {message}"
+        );
+    }
+    let misplaced = world
+        .command()
+        .args(["--domain", DOMAIN, "status"])
+        .assert()
+        .code(2);
+    assert!(
+        stderr(&misplaced).contains("`--domain` is an install flag: it goes without a command, or after `install`, not before `status`"),
+        "{}",
+        stderr(&misplaced)
+    );
+}
