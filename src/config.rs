@@ -315,6 +315,10 @@ pub struct Nfs {
     pub port: u16,
     pub export_options: String,
     pub storage_class: String,
+    /// Whether a directory at `path` that was there before, with another
+    /// mode or owner than 0777 nobody:nogroup, is changed to them (by
+    /// default it is left as it is and the plan says so).
+    pub fix_permissions: bool,
 }
 
 impl Default for Nfs {
@@ -324,6 +328,7 @@ impl Default for Nfs {
             port: 2049,
             export_options: "rw,sync,no_subtree_check,no_root_squash".into(),
             storage_class: "nfs-client".into(),
+            fix_permissions: false,
         }
     }
 }

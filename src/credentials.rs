@@ -60,6 +60,11 @@ impl CredentialsError {
     /// What the operator can do about it.
     pub fn hint(&self) -> String {
         match self {
+            Self::Write(error) | Self::Unreadable { source: error, .. }
+                if error.hint().is_some() =>
+            {
+                error.hint().unwrap_or_default()
+            }
             Self::Write(_) => "check that the directory is writable by root".into(),
             Self::Unreadable { path, .. }
             | Self::Corrupt { path, .. }
@@ -107,7 +112,7 @@ impl CredentialsFile {
             path: self.path.clone(),
             detail,
         };
-        let text = match host::fs::read_optional(&self.path) {
+        let text = match host::fs::read_own_optional(&self.path) {
             Ok(text) => text,
             Err(error) if error.source.kind() == std::io::ErrorKind::InvalidData => {
                 return Err(corrupt(error.source.to_string()));
@@ -204,7 +209,7 @@ impl CredentialsFile {
     /// Writes `credentials` atomically, mode 0600, in a 0700 directory.
     pub fn save(&self, credentials: &Credentials) -> Result<(), CredentialsError> {
         if let Some(parent) = self.path.parent() {
-            host::fs::ensure_dir(parent, 0o700)?;
+            host::fs::ensure_private_dir(parent)?;
         }
         let body = toml::to_string(credentials).expect("credentials serialize to TOML");
         let text = format!(

@@ -63,7 +63,8 @@ impl StepError {
             Self::Command(CommandError::TimedOut { .. }) => Some(
                 "the command hung or the host is very slow; look at the log, then run again".into(),
             ),
-            Self::Command(_) | Self::File(_) => None,
+            Self::File(error) => error.hint(),
+            Self::Command(_) => None,
             Self::Credentials(error) => Some(error.hint()),
             Self::State(error) => error.hint(),
             Self::Download(DownloadError::Mismatch { .. }) => Some(

@@ -10,6 +10,7 @@ use stackinstall::cli::{Cli, Command};
 use stackinstall::commands;
 use stackinstall::config::ConfigError;
 use stackinstall::credentials::CredentialsError;
+use stackinstall::host::FileError;
 use stackinstall::host::command::INTERRUPTED;
 use stackinstall::host::lock::LockError;
 use stackinstall::pipeline::PipelineError;
@@ -138,6 +139,9 @@ fn hints(error: &anyhow::Error) -> Vec<String> {
         hints.push(error.hint());
     }
     if let Some(error) = error.downcast_ref::<StepError>() {
+        hints.extend(error.hint());
+    }
+    if let Some(error) = error.downcast_ref::<FileError>() {
         hints.extend(error.hint());
     }
     if let Some(ConfigError::Invalid { .. } | ConfigError::Missing { .. }) =

@@ -116,6 +116,7 @@ impl StateError {
             Self::Lock(LockError::Held { .. }) => {
                 Some("wait for that run to finish; if it is stuck, stop it (`kill PID`)".into())
             }
+            Self::File(error) => error.hint(),
             _ => None,
         }
     }
@@ -149,7 +150,7 @@ impl StateFile {
             path: self.path.clone(),
             detail,
         };
-        let text = match host::fs::read_optional(&self.path) {
+        let text = match host::fs::read_own_optional(&self.path) {
             Ok(text) => text,
             Err(error) if error.source.kind() == std::io::ErrorKind::InvalidData => {
                 return Err(corrupt(error.source.to_string()));

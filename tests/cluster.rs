@@ -95,7 +95,7 @@ fn install_sets_up_the_cluster_and_a_second_run_changes_nothing() {
     assert_eq!(env["INSTALL_K3S_VERSION"], "v1.29.0+k3s1");
     assert_eq!(
         env["INSTALL_K3S_EXEC"],
-        "server --disable traefik --disable servicelb --write-kubeconfig-mode 644"
+        "server --disable traefik --disable servicelb --write-kubeconfig-mode 0600"
     );
     let istioctl = calls
         .iter()

@@ -31,9 +31,11 @@ fn world() -> World {
         &format!(
             r#"touch "$STATE/k3s-running"
 printf '#!/bin/sh\ntouch {record}\nrm -f "%s/k3s-running" {script}\n' "$STATE" > {script}
-chmod +x {script}"#,
+chmod +x {script}
+{kubeconfig}"#,
             record = record.display(),
-            script = script.display()
+            script = script.display(),
+            kubeconfig = cluster::k3s_writes_kubeconfig(&world),
         ),
     );
     world.fake(

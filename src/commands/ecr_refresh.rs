@@ -1,6 +1,9 @@
 //! `stackinstall ecr-refresh`: renews the ECR pull secret when it is missing
 //! or half way to expiry, and says nothing when there is nothing to do (the
 //! systemd timer the `registry` step installs runs it every few hours).
+//! It takes the run lock: while an install or uninstall holds it, it says
+//! so and ends with success without touching anything (an uninstall may be
+//! removing the Secret; the next timer run renews it if it is still wanted).
 
 use std::path::Path;
 
@@ -11,6 +14,8 @@ use crate::cli::EcrRefreshArgs;
 use crate::context::Context;
 use crate::ecr;
 use crate::host::Host;
+use crate::host::lock::LockError;
+use crate::state::StateError;
 use crate::ui::Ui;
 
 /// Runs `ecr-refresh`.
@@ -31,6 +36,17 @@ pub fn run(root: &Path, args: EcrRefreshArgs) -> Result<()> {
         false,
         &super::home_dir(),
     )?;
+    let _lock = match context.state_file().lock() {
+        Ok(lock) => lock,
+        Err(StateError::Lock(LockError::Held { pid, path })) => {
+            println!(
+                "another stackinstall run (pid {pid}) holds the lock `{}`: nothing renewed; the next timer run renews the pull secret if it is still due",
+                path.display()
+            );
+            return Ok(());
+        }
+        Err(error) => return Err(error.into()),
+    };
     if let Some(stamp) = ecr::renew_if_due(&context, OffsetDateTime::now_utc())? {
         let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
         println!(

@@ -49,8 +49,7 @@ fn files(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
             config.name
         ),
     )];
-    let binary = crate::steps::registry::current_binary();
-    for (path, contents) in crate::steps::registry::renewal_files(config, &binary)? {
+    for (path, contents) in crate::steps::registry::renewal_files(config)? {
         let name = path.rsplit('/').next().unwrap_or(&path).to_string();
         if name.ends_with(".service") || name.ends_with(".timer") {
             files.push((name, contents));

@@ -1,9 +1,17 @@
 //! Files: every write is atomic (temp file, fsync, rename, fsync of the
 //! directory), so a reader sees the old content or the new, never half.
+//!
+//! The tool runs as root and writes in directories other accounts can
+//! write (`/var/lib/mongodb` belongs to `mongodb`, `render --out` may name
+//! anyone's directory), so no write or read of its own files goes through a
+//! symbolic link: the temporary file is made with `O_CREAT|O_EXCL|O_NOFOLLOW`,
+//! its owner and mode are set on the open descriptor, a link planted at the
+//! temporary name or at the target is refused, and the tool's own files are
+//! read with `O_NOFOLLOW`.
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// A file operation that failed, with the path it was about.
@@ -25,20 +33,52 @@ impl FileError {
             source,
         }
     }
+
+    /// What the operator can do about it, when there is something to say.
+    pub fn hint(&self) -> Option<String> {
+        let refused = self.source.get_ref()?.downcast_ref::<Refused>()?;
+        Some(format!(
+            "stackinstall never writes or reads its files through a link: look at who made `{}` (`ls -l`, and who can write in its directory), remove it, then run again",
+            refused.path.display()
+        ))
+    }
 }
+
+/// A path that is not the plain file it should be (a symbolic link, a
+/// hard link to another file, a directory): refused, never followed.
+#[derive(Debug, thiserror::Error)]
+#[error("`{}` is {what}; refusing to follow it", path.display())]
+pub struct Refused {
+    pub path: PathBuf,
+    pub what: &'static str,
+}
+
+fn refused(path: &Path, what: &'static str) -> io::Error {
+    io::Error::other(Refused {
+        path: path.to_path_buf(),
+        what,
+    })
+}
+
+/// Who owns a file: user id and group id.
+pub type Owner = (u32, u32);
 
 /// The most this tool reads of any one input file: configuration,
 /// certificates, keys, its own state are all far smaller. A bigger one
 /// (`/dev/zero`, a log by mistake) is refused instead of filling memory.
 pub const MAX_READ: u64 = 16 * 1024 * 1024;
 
-/// Reads at most `MAX_READ` bytes of `path`; more is an error.
+/// Reads at most `MAX_READ` bytes of `path`; more is an error. Follows
+/// links: for the operator's own inputs (`--config`, `--ssl-cert`, which
+/// are often links, as Let's Encrypt's are).
 pub fn read_limited(path: &Path) -> io::Result<Vec<u8>> {
+    read_from(fs::File::open(path)?)
+}
+
+fn read_from(file: fs::File) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let mut bytes = Vec::new();
-    fs::File::open(path)?
-        .take(MAX_READ + 1)
-        .read_to_end(&mut bytes)?;
+    file.take(MAX_READ + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > MAX_READ {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
@@ -48,9 +88,43 @@ pub fn read_limited(path: &Path) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Reads `path` as text; `None` when it does not exist.
+/// Opens a file of the tool's own for reading without following a link at
+/// its name: a link there, a hard link to another file, or anything but a
+/// regular file is refused.
+fn open_own(path: &Path) -> io::Result<fs::File> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|error| match error.raw_os_error() {
+            Some(libc::ELOOP) => refused(path, "a symbolic link"),
+            _ => error,
+        })?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(refused(path, "not a regular file"));
+    }
+    if metadata.nlink() > 1 {
+        return Err(refused(path, "a hard link to another file"));
+    }
+    Ok(file)
+}
+
+/// Reads the text of `path` as `read_limited` does; `None` when it does not
+/// exist.
 pub fn read_optional(path: &Path) -> Result<Option<String>, FileError> {
-    match read_limited(path) {
+    text_or_none(path, read_limited(path))
+}
+
+/// Reads a file the tool writes itself (state, credentials, the MongoDB key
+/// file, rendered files) never through a link: see `open_own`; `None` when
+/// it does not exist.
+pub fn read_own_optional(path: &Path) -> Result<Option<String>, FileError> {
+    text_or_none(path, open_own(path).and_then(read_from))
+}
+
+fn text_or_none(path: &Path, read: io::Result<Vec<u8>>) -> Result<Option<String>, FileError> {
+    match read {
         Ok(bytes) => String::from_utf8(bytes).map(Some).map_err(|_| FileError {
             action: "read",
             path: path.to_path_buf(),
@@ -67,42 +141,115 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, FileError> {
 }
 
 /// Writes `contents` to `path` atomically with permission bits `mode`,
-/// creating missing parent directories (mode 0755).
+/// owned by the running user, creating missing parent directories (0755).
+pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileError> {
+    write_atomic_owned(path, contents, mode, None)
+}
+
+/// `write_atomic`, the file owned by `owner` when given.
 ///
 /// The temporary file has a fixed name next to the target (runs hold the
-/// run lock, so there is one writer), so one left by a killed run is
-/// truncated and reused by the next write instead of piling up.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileError> {
+/// run lock, so there is one writer). One left by a killed run is removed
+/// (unlinked, never opened) and made anew with `O_CREAT|O_EXCL|O_NOFOLLOW`;
+/// owner and mode are set on its descriptor before it is renamed. A link at
+/// the temporary name or at `path` is refused, and left as it is.
+pub fn write_atomic_owned(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    owner: Option<Owner>,
+) -> Result<(), FileError> {
+    let (head, tail) = contents.split_at(contents.len() / 2);
+    write_with(path, mode, owner, |file, crash| {
+        file.write_all(head)?;
+        crash::at(crash, crash::Phase::Torn, file);
+        file.write_all(tail)
+    })
+}
+
+/// The atomic write of `write_atomic_owned`, the contents written by `fill`
+/// (which calls `crash::at(.., Torn, ..)` half way).
+fn write_with(
+    path: &Path,
+    mode: u32,
+    owner: Option<Owner>,
+    fill: impl FnOnce(&mut fs::File, Option<crash::Phase>) -> io::Result<()>,
+) -> Result<(), FileError> {
     let parent = path.parent().unwrap_or(Path::new("/"));
     if !parent.exists() {
         ensure_dir(parent, 0o755)?;
     }
     let temporary = temporary_path(path);
     let crash = crash::armed(path);
+    let mut made = false;
     let write = || -> io::Result<()> {
+        refuse_link(path)?;
+        remove_leftover(&temporary)?;
         let mut file = fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&temporary)?;
+            .create_new(true)
+            .mode(mode & 0o700)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&temporary)
+            .map_err(|error| match error.kind() {
+                io::ErrorKind::AlreadyExists => {
+                    refused(&temporary, "made by someone else meanwhile")
+                }
+                _ => error,
+            })?;
+        made = true;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+        }
         file.set_permissions(fs::Permissions::from_mode(mode))?;
-        let (head, tail) = contents.split_at(contents.len() / 2);
-        file.write_all(head)?;
-        crash::at(crash, crash::Phase::Torn, &file);
-        file.write_all(tail)?;
+        fill(&mut file, crash)?;
         file.sync_all()?;
         crash::at(crash, crash::Phase::Unrenamed, &file);
         fs::rename(&temporary, path)?;
         crash::at(crash, crash::Phase::Renamed, &file);
-        fs::File::open(parent)?.sync_all()
+        sync_directory(parent)
     };
     write().map_err(|error| {
-        let _ = fs::remove_file(&temporary);
+        if made {
+            let _ = fs::remove_file(&temporary);
+        }
         FileError::new("write", path)(error)
     })?;
     tracing::info!(target: "file", "wrote {} (mode {mode:o})", path.display());
     Ok(())
+}
+
+/// Refuses a symbolic link (or a directory) at `path`, the target of a write.
+fn refuse_link(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(metadata) if metadata.file_type().is_symlink() => Err(refused(path, "a symbolic link")),
+        Ok(metadata) if metadata.is_dir() => Err(refused(path, "a directory")),
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Unlinks a temporary file a killed run left (never opening it); a link
+/// or anything but a plain file there is refused.
+fn remove_leftover(temporary: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(temporary) {
+        Ok(metadata) if metadata.file_type().is_symlink() => {
+            Err(refused(temporary, "a symbolic link"))
+        }
+        Ok(metadata) if !metadata.is_file() => Err(refused(temporary, "not a regular file")),
+        Ok(_) => fs::remove_file(temporary),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+fn sync_directory(directory: &Path) -> io::Result<()> {
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(directory)?
+        .sync_all()
 }
 
 /// The temporary file `write_atomic` writes before renaming it to `path`.
@@ -168,43 +315,168 @@ mod crash {
 
 /// Makes `path` hold exactly `contents` with `mode`; returns whether it changed.
 pub fn ensure_file(path: &Path, contents: &[u8], mode: u32) -> Result<bool, FileError> {
-    let same_content = fs::read(path).is_ok_and(|current| current == contents);
-    if same_content && mode_of(path) == Some(mode) {
+    ensure_file_owned(path, contents, mode, None)
+}
+
+/// `ensure_file`, the file also owned by `owner` when given. The current
+/// file is read without following a link (a link there is an error).
+pub fn ensure_file_owned(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    owner: Option<Owner>,
+) -> Result<bool, FileError> {
+    let current = open_own(path).and_then(|file| {
+        let metadata = file.metadata()?;
+        Ok((read_from(file)?, metadata))
+    });
+    let same = match current {
+        Ok((bytes, metadata)) => bytes == contents && fits(&metadata, mode, owner),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => false,
+        Err(error) => return Err(FileError::new("read", path)(error)),
+    };
+    if same {
         return Ok(false);
     }
-    write_atomic(path, contents, mode)?;
+    write_atomic_owned(path, contents, mode, owner)?;
     Ok(true)
 }
 
-/// Makes `path` a directory with `mode` (parents too); returns whether it changed.
-pub fn ensure_dir(path: &Path, mode: u32) -> Result<bool, FileError> {
-    if path.is_dir() {
-        if mode_of(path) == Some(mode) {
+/// Whether `target` is already a copy of `source` with `mode` and `owner`
+/// (compared in chunks: for files too big to hold in memory, like a
+/// binary). A link at `target` is an error.
+pub fn is_copy_of(
+    source: &Path,
+    target: &Path,
+    mode: u32,
+    owner: Owner,
+) -> Result<bool, FileError> {
+    let file = match open_own(target) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(FileError::new("read", target)(error)),
+    };
+    let metadata = file.metadata().map_err(FileError::new("read", target))?;
+    if !fits(&metadata, mode, Some(owner)) {
+        return Ok(false);
+    }
+    let source_file = fs::File::open(source).map_err(FileError::new("read", source))?;
+    same_bytes(source_file, file).map_err(FileError::new("compare", target))
+}
+
+/// Makes `target` a copy of `source` with `mode` and `owner`, written
+/// atomically only when it differs; returns whether it changed.
+pub fn ensure_copy(
+    source: &Path,
+    target: &Path,
+    mode: u32,
+    owner: Owner,
+) -> Result<bool, FileError> {
+    if is_copy_of(source, target, mode, owner)? {
+        return Ok(false);
+    }
+    let mut source_file = fs::File::open(source).map_err(FileError::new("read", source))?;
+    write_with(target, mode, Some(owner), |file, crash| {
+        io::copy(&mut source_file, file)?;
+        crash::at(crash, crash::Phase::Torn, file);
+        Ok(())
+    })?;
+    Ok(true)
+}
+
+fn fits(metadata: &fs::Metadata, mode: u32, owner: Option<Owner>) -> bool {
+    metadata.mode() & 0o7777 == mode
+        && owner.is_none_or(|(uid, gid)| metadata.uid() == uid && metadata.gid() == gid)
+}
+
+fn same_bytes(mut left: fs::File, mut right: fs::File) -> io::Result<bool> {
+    use std::io::Read;
+    if left.metadata()?.len() != right.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut a, mut b) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let read = left.read(&mut a)?;
+        if read == 0 {
+            return Ok(true);
+        }
+        right.read_exact(&mut b[..read])?;
+        if a[..read] != b[..read] {
             return Ok(false);
         }
-        fs::set_permissions(path, fs::Permissions::from_mode(mode))
-            .map_err(FileError::new("set permissions of", path))?;
-        return Ok(true);
     }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(path)
-        .map_err(FileError::new("create directory", path))?;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .map_err(FileError::new("set permissions of", path))?;
+}
+
+/// Makes `path` a directory; returns whether it made it. Only directories
+/// it makes get `mode` (the missing parents too, with at most 0755): an
+/// existing directory keeps its mode and owner (`/tmp` stays 1777).
+pub fn ensure_dir(path: &Path, mode: u32) -> Result<bool, FileError> {
+    if path.is_dir() {
+        return Ok(false);
+    }
+    let mut missing = Vec::new();
+    let mut current = Some(path);
+    while let Some(directory) = current.filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
+        missing.push(directory);
+        current = directory.parent();
+    }
+    for directory in missing.into_iter().rev() {
+        let wanted = if directory == path {
+            mode
+        } else {
+            mode & 0o755
+        };
+        match fs::DirBuilder::new().mode(wanted & 0o700).create(directory) {
+            Ok(()) => set_mode_and_owner(directory, wanted, None)?,
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists && directory.is_dir() => {}
+            Err(error) => return Err(FileError::new("create directory", directory)(error)),
+        }
+    }
     Ok(true)
 }
 
-/// Makes `path` owned by `uid`:`gid`; returns whether it changed.
+/// Makes `path` a directory for the tool's own secrets: made 0700, or
+/// narrowed to 0700 when it is there with more (only for directories that
+/// belong to stackinstall, like `/etc/stackinstall`); returns whether it
+/// changed anything.
+pub fn ensure_private_dir(path: &Path) -> Result<bool, FileError> {
+    if ensure_dir(path, 0o700)? {
+        return Ok(true);
+    }
+    match mode_of(path) {
+        Some(0o700) => Ok(false),
+        _ => set_mode_and_owner(path, 0o700, None).map(|()| true),
+    }
+}
+
+/// Sets `mode` (and `owner`, when given) of the file or directory at `path`
+/// through a descriptor opened without following a link.
+pub fn set_mode_and_owner(path: &Path, mode: u32, owner: Option<Owner>) -> Result<(), FileError> {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|error| match error.raw_os_error() {
+            Some(libc::ELOOP) => refused(path, "a symbolic link"),
+            _ => error,
+        })
+        .map_err(FileError::new("open", path))?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+            .map_err(FileError::new("change the owner of", path))?;
+    }
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(FileError::new("set permissions of", path))
+}
+
+/// Makes `path` owned by `uid`:`gid`, through a descriptor opened without
+/// following a link; returns whether it changed.
 pub fn ensure_owner(path: &Path, uid: u32, gid: u32) -> Result<bool, FileError> {
-    use std::os::unix::fs::MetadataExt;
-    let metadata = fs::metadata(path).map_err(FileError::new("look at", path))?;
+    let metadata = fs::symlink_metadata(path).map_err(FileError::new("look at", path))?;
     if metadata.uid() == uid && metadata.gid() == gid {
         return Ok(false);
     }
-    std::os::unix::fs::chown(path, Some(uid), Some(gid))
-        .map_err(FileError::new("change the owner of", path))?;
+    set_mode_and_owner(path, metadata.mode() & 0o7777, Some((uid, gid)))?;
     Ok(true)
 }
 
@@ -220,11 +492,24 @@ pub fn remove_file(path: &Path) -> Result<bool, FileError> {
     }
 }
 
-/// The permission bits of `path`, if it exists.
+/// The permission bits of `path` (not of what a link there points to), if
+/// it exists.
 pub fn mode_of(path: &Path) -> Option<u32> {
-    fs::metadata(path)
+    fs::symlink_metadata(path)
         .ok()
-        .map(|metadata| metadata.permissions().mode() & 0o7777)
+        .map(|metadata| metadata.mode() & 0o7777)
+}
+
+/// The owner of `path` (not of what a link there points to), if it exists.
+pub fn owner_of(path: &Path) -> Option<Owner> {
+    fs::symlink_metadata(path)
+        .ok()
+        .map(|metadata| (metadata.uid(), metadata.gid()))
+}
+
+/// Whether `path` is there (a link counts, whatever it points to).
+pub fn exists(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok()
 }
 
 #[cfg(test)]

@@ -10,13 +10,13 @@ use tracing::Level;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
-use super::fs::{FileError, ensure_dir};
+use super::fs::{FileError, ensure_private_dir};
 use crate::secret::redact;
 
 /// Starts logging to a new file `<dir>/<command>-<timestamp>.log` (mode 0600).
 /// Returns the file's path. Only the first call in a process installs the log.
 pub fn start(dir: &Path, command: &str) -> Result<PathBuf, FileError> {
-    ensure_dir(dir, 0o700)?;
+    ensure_private_dir(dir)?;
     let stamp = time::OffsetDateTime::now_utc()
         .format(time::macros::format_description!(
             "[year][month][day]T[hour][minute][second]Z"

@@ -10,6 +10,7 @@ pub mod archive;
 pub mod command;
 pub mod download;
 pub mod fs;
+pub mod installed;
 pub mod kube;
 pub mod lock;
 pub mod log;

@@ -3,11 +3,18 @@
 //! release, checked against the release's `sha256sum-<arch>.txt`, goes to
 //! `/usr/local/bin/k3s`, then the pinned install script runs with
 //! `INSTALL_K3S_SKIP_DOWNLOAD=true` and `--disable traefik --disable
-//! servicelb --write-kubeconfig-mode 644` (so kubectl and helm can read
-//! `/etc/rancher/k3s/k3s.yaml`). Done when `k3s --version` is the pinned one,
-//! the `k3s` service is active and every node is Ready. A K3s of another
+//! servicelb --write-kubeconfig-mode 0600` (only root reads
+//! `/etc/rancher/k3s/k3s.yaml`; root gets a copy as `/root/.kube/config`,
+//! see `kubeconfig.rs`). Done when `k3s --version` is the pinned one, the
+//! `k3s` service is active, every node is Ready and the kubeconfig is 0600
+//! (one left 0644 by an earlier install makes the script run again). A K3s of another
 //! version is reported, never replaced. Uninstall runs the
 //! `k3s-uninstall.sh` the script wrote, unless K3s was there before us.
+
+mod downloads;
+mod kubeconfig;
+
+pub use downloads::{download_action, install_release};
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -29,7 +36,7 @@ const UNINSTALL_SCRIPT: &str = "/usr/local/bin/k3s-uninstall.sh";
 pub const DOWNLOADS: &str = "/var/lib/stackinstall/downloads";
 /// The server flags of this install.
 const SERVER_FLAGS: &str =
-    "server --disable traefik --disable servicelb --write-kubeconfig-mode 644";
+    "server --disable traefik --disable servicelb --write-kubeconfig-mode 0600";
 const PREEXISTING: &str = "k3s.preexisting";
 
 const DOWNLOAD: &str = "download-k3s";
@@ -63,12 +70,13 @@ impl Step for K3s {
         if installed.is_none() {
             actions.push(download_action(DOWNLOAD, &release(context), BINARY));
         }
-        if installed.is_none() || !service::is_active("k3s")? {
+        if installed.is_none() || !service::is_active("k3s")? || kubeconfig::too_open(context) {
             actions.push(Action::custom(ActionKind::Command, INSTALL, format!(
                 "run the K3s {version} install script ({}) with INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_EXEC='{SERVER_FLAGS}'",
                 install_script_url(context)
             )));
         }
+        let copy = kubeconfig::copy_action(context)?;
         if actions.is_empty() && kube::nodes_ready()?.is_none_or(|(ready, total)| ready < total) {
             actions.push(Action::custom(
                 ActionKind::Check,
@@ -81,6 +89,7 @@ impl Step for K3s {
                 "K3s {version} is installed and its node is Ready"
             )));
         }
+        actions.extend(copy);
         Ok(actions)
     }
 
@@ -103,6 +112,12 @@ impl Step for K3s {
             }
         }
         wait_until_ready(context)?;
+        if actions
+            .iter()
+            .any(|action| action.tag() == Some(kubeconfig::COPY))
+        {
+            changed |= kubeconfig::copy(context)?;
+        }
         Ok(changed)
     }
 
@@ -120,9 +135,10 @@ impl Step for K3s {
             ));
         }
         match kube::nodes_ready()? {
-            Some((ready, total)) if ready == total => Ok(()),
-            found => Err(not_ready(found)),
+            Some((ready, total)) if ready == total => {}
+            found => return Err(not_ready(found)),
         }
+        kubeconfig::verify(context)
     }
 
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
@@ -252,27 +268,6 @@ pub fn check_present() -> Result<Action, StepError> {
         Ok(found) => Err(skipped_but_missing("K3s", &not_ready(found).to_string())),
         Err(error) => Err(skipped_but_missing("K3s", &error.to_string())),
     }
-}
-
-/// The plan's line for downloading `release` and installing its binary.
-pub fn download_action(tag: &'static str, release: &ReleaseBinary, binary: &str) -> Action {
-    let detail = format!(
-        "download {}, check it against {}, install {binary} (mode 0755)",
-        release.url, release.sums_url
-    );
-    Action::custom(ActionKind::File, tag, detail)
-}
-
-/// Downloads `release`, checks its sum, and installs its binary at `binary`.
-pub fn install_release(
-    context: &Context,
-    release: &ReleaseBinary,
-    binary: &str,
-) -> Result<(), StepError> {
-    let timeout = Duration::from_secs(context.config.downloads.timeout_seconds);
-    let work_dir = context.host.path(DOWNLOADS);
-    download::install_binary(release, &context.host.path(binary), &work_dir, timeout)?;
-    Ok(())
 }
 
 /// The error for a `--skip-infra` component that is not actually there.

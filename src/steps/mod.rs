@@ -178,6 +178,7 @@ enum Operation {
         mode: u32,
     },
     Remove(PathBuf),
+    InstallRunningBinary(PathBuf),
     Custom(&'static str),
 }
 
@@ -188,6 +189,9 @@ impl std::fmt::Debug for Operation {
             Self::Run(command) => write!(f, "Run({command})"),
             Self::Write { path, mode, .. } => write!(f, "Write({}, {mode:o})", path.display()),
             Self::Remove(path) => write!(f, "Remove({})", path.display()),
+            Self::InstallRunningBinary(path) => {
+                write!(f, "InstallRunningBinary({})", path.display())
+            }
             Self::Custom(tag) => write!(f, "Custom({tag})"),
         }
     }
@@ -234,6 +238,19 @@ impl Action {
         }
     }
 
+    /// Copies the running stackinstall to the host path `path` (shown as
+    /// `shown_path`), root:root 0755, for units that run it as root.
+    pub fn install_running_binary(path: PathBuf, shown_path: &Path) -> Self {
+        Self {
+            kind: ActionKind::File,
+            detail: format!(
+                "install this stackinstall as {} (root:root, mode 0755): what the units run",
+                shown_path.display()
+            ),
+            operation: Operation::InstallRunningBinary(path),
+        }
+    }
+
     /// A change the step's own `apply` carries out; `tag` tells it which.
     pub fn custom(kind: ActionKind, tag: &'static str, detail: impl Into<String>) -> Self {
         Self {
@@ -273,6 +290,9 @@ impl Action {
                 host::fs::ensure_file(path, contents, *mode).map_err(Into::into)
             }
             Operation::Remove(path) => host::fs::remove_file(path).map_err(Into::into),
+            Operation::InstallRunningBinary(path) => {
+                host::installed::ensure_installed(path).map_err(Into::into)
+            }
         }
     }
 }

@@ -173,15 +173,15 @@ fn owner(context: &Context) -> Option<(u32, u32)> {
 }
 
 fn key_file_ready(context: &Context) -> bool {
-    use std::os::unix::fs::MetadataExt;
     let path = key_file(context);
-    let owned = std::fs::metadata(&path)
-        .is_ok_and(|metadata| Some((metadata.uid(), metadata.gid())) == owner(context));
+    let owned = owner(context).is_some_and(|owner| host::fs::owner_of(&path) == Some(owner));
     owned && host::fs::mode_of(&path) == Some(KEY_FILE_MODE)
 }
 
 /// Makes the key file once, then keeps its mode and owner; returns whether
-/// it changed anything. An existing key is never replaced.
+/// it changed anything. An existing key is never replaced. Its directory
+/// belongs to `mongodb`, so the file is read without following a link and
+/// written with owner and mode set on the new file's descriptor.
 fn make_key_file(context: &Context) -> Result<bool, StepError> {
     let path = key_file(context);
     let (uid, gid) = owner(context).ok_or_else(|| {
@@ -190,7 +190,7 @@ fn make_key_file(context: &Context) -> Result<bool, StepError> {
             "the mongodb-org package creates them: check `dpkg -s mongodb-org` and `id mongodb`, then run again",
         )
     })?;
-    let contents = match host::fs::read_optional(&path)? {
+    let contents = match host::fs::read_own_optional(&path)? {
         Some(existing) => existing.into_bytes(),
         None => {
             let mut random = vec![0u8; KEY_FILE_BYTES];
@@ -199,6 +199,10 @@ fn make_key_file(context: &Context) -> Result<bool, StepError> {
             format!("{text}\n").into_bytes()
         }
     };
-    let written = host::fs::ensure_file(&path, &contents, KEY_FILE_MODE)?;
-    Ok(host::fs::ensure_owner(&path, uid, gid)? || written)
+    Ok(host::fs::ensure_file_owned(
+        &path,
+        &contents,
+        KEY_FILE_MODE,
+        Some((uid, gid)),
+    )?)
 }

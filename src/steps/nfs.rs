@@ -1,12 +1,14 @@
 //! NFS: installs nfs-kernel-server when it is missing, makes the export
 //! directory (`/data/stackbill`, owned by nobody:nogroup, mode 0777, so the
-//! provisioner's pods can make their volume directories), and keeps one
+//! provisioner's pods can make their volume directories; a directory that
+//! is already there keeps its mode and owner, which the plan reports, unless
+//! `[nfs] fix_permissions = true`), and keeps one
 //! marked block in `/etc/exports` that exports it to the pod network. Lines
 //! other software put in `/etc/exports` are kept as they are; `exportfs -ra`
 //! runs only when the block changed.
 //!
-//! Done when the block is as the profile says, the directory has its owner
-//! and mode, and `exportfs` lists the path. Whether the server was on the
+//! Done when the block is as the profile says, the directory is there (with
+//! its owner and mode when we made or fixed it), and `exportfs` lists the path. Whether the server was on the
 //! host before is recorded (`nfs.preexisting`); uninstall removes the block
 //! (and the package only when it was new). The nfs-subdir-external-provisioner
 //! chart (StorageClass `nfs-client`) is cluster work, not this step's.
@@ -31,8 +33,9 @@ const BEGIN: &str = "# BEGIN stackinstall: managed block, change the profile's [
 const END: &str = "# END stackinstall";
 const DIRECTORY_MODE: u32 = 0o777;
 /// `nobody` and `nogroup` on Debian and Ubuntu.
-const NOBODY: u32 = 65534;
+const NOBODY: (u32, u32) = (65534, 65534);
 const MAKE_DIRECTORY: &str = "make-directory";
+const FIX_DIRECTORY: &str = "fix-directory";
 
 impl Step for Nfs {
     fn id(&self) -> &'static str {
@@ -52,19 +55,13 @@ impl Step for Nfs {
         fingerprint.add("path", &config.nfs.path);
         fingerprint.add("options", &config.nfs.export_options);
         fingerprint.add("pod_cidr", &config.cluster.pod_cidr);
+        fingerprint.add("fix_permissions", config.nfs.fix_permissions.to_string());
         Ok(())
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let mut actions = services::package_actions(context, SERVICE, &[PACKAGE])?;
-        let directory = context.host.path(&context.config.nfs.path);
-        if !directory_ready(&directory) {
-            let detail = format!(
-                "make {} (owner nobody:nogroup, mode {DIRECTORY_MODE:04o})",
-                context.shown(&directory).display()
-            );
-            actions.push(Action::custom(ActionKind::File, MAKE_DIRECTORY, detail));
-        }
+        actions.extend(directory_action(context));
         let path = context.host.path(EXPORTS);
         let current = host::fs::read_optional(&path)?.unwrap_or_default();
         let wanted = with_block(&current, &export_line(context));
@@ -87,9 +84,14 @@ impl Step for Nfs {
     fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
         let mut changed = false;
         for action in &actions {
+            let directory = context.host.path(&context.config.nfs.path);
             changed |= match services::perform(context, SERVICE, action, &[PACKAGE])? {
                 Some(result) => result,
-                None => make_directory(&context.host.path(&context.config.nfs.path))?,
+                None if action.tag() == Some(FIX_DIRECTORY) => {
+                    host::fs::set_mode_and_owner(&directory, DIRECTORY_MODE, Some(NOBODY))?;
+                    true
+                }
+                None => make_directory(&directory)?,
             };
         }
         Ok(changed)
@@ -150,20 +152,47 @@ fn export_line(context: &Context) -> String {
     )
 }
 
-fn directory_ready(directory: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata(directory).is_ok_and(|metadata| {
-        metadata.is_dir()
-            && metadata.mode() & 0o7777 == DIRECTORY_MODE
-            && metadata.uid() == NOBODY
-            && metadata.gid() == NOBODY
+/// What the export directory needs: made when missing; when it is there
+/// with another mode or owner, changed only if the profile says so,
+/// otherwise reported and left as it is.
+fn directory_action(context: &Context) -> Option<Action> {
+    let directory = context.host.path(&context.config.nfs.path);
+    let shown = context.shown(&directory);
+    let wanted = format!("owner nobody:nogroup, mode {DIRECTORY_MODE:04o}");
+    let (Some(mode), Some((uid, gid))) = (
+        host::fs::mode_of(&directory),
+        host::fs::owner_of(&directory),
+    ) else {
+        let detail = format!("make {} ({wanted})", shown.display());
+        return Some(Action::custom(ActionKind::File, MAKE_DIRECTORY, detail));
+    };
+    if mode == DIRECTORY_MODE && (uid, gid) == NOBODY {
+        return None;
+    }
+    let found = format!("mode {mode:04o}, owner {uid}:{gid}");
+    Some(match context.config.nfs.fix_permissions {
+        true => Action::custom(
+            ActionKind::File,
+            FIX_DIRECTORY,
+            format!(
+                "change {} from {found} to {wanted} ([nfs] fix_permissions = true)",
+                shown.display()
+            ),
+        ),
+        false => Action::check(format!(
+            "{} was already there with {found} (not {wanted}): left as it is; set `[nfs] fix_permissions = true` in the profile to change it",
+            shown.display()
+        )),
     })
 }
 
+/// Makes the export directory 0777 nobody:nogroup; returns whether it did.
 fn make_directory(directory: &Path) -> Result<bool, StepError> {
     let created = host::fs::ensure_dir(directory, DIRECTORY_MODE)?;
-    let owned = host::fs::ensure_owner(directory, NOBODY, NOBODY)?;
-    Ok(created || owned)
+    if created {
+        host::fs::set_mode_and_owner(directory, DIRECTORY_MODE, Some(NOBODY))?;
+    }
+    Ok(created)
 }
 
 /// `exports` with the managed block holding `line`: replaced where it is,

@@ -4,12 +4,16 @@
 //! namespace, through kubectl on stdin. Because ECR tokens expire after 12
 //! hours, it also installs a systemd timer running `stackinstall
 //! ecr-refresh` every `registry.refresh_hours`, with the effective
-//! configuration in `/etc/stackinstall/ecr-refresh.toml`.
+//! configuration in `/etc/stackinstall/ecr-refresh.toml`. The timer runs
+//! `/usr/local/bin/stackinstall`, a root-owned copy of the running binary
+//! this step installs (replaced when the running one differs), never the
+//! path the installer was started from.
 //!
 //! Done when the Secret carries a stamp (annotations) saying its token is
 //! not yet half way to expiry, and the unit files are as rendered with the
-//! timer enabled and active. Uninstall deletes the Secret, stops and
-//! disables the timer and removes the unit files.
+//! timer enabled and active. Uninstall stops and disables the timer first
+//! (so a renewal cannot bring the Secret back), then deletes the Secret and
+//! removes the unit files; the installed binary is kept.
 
 use std::path::PathBuf;
 
@@ -19,6 +23,7 @@ use super::{Action, ActionKind, Step, StepError};
 use crate::config::Config;
 use crate::context::Context;
 use crate::ecr;
+use crate::host::installed::{self, INSTALLED_BINARY};
 use crate::host::{self, kube, service};
 use crate::render::{self, RenderError};
 use crate::state::Fingerprint;
@@ -36,13 +41,13 @@ const SYSTEMD_DIR: &str = "/etc/systemd/system";
 const RENEW: &str = "renew-pull-secret";
 
 /// The renewal's files, as (absolute host path, contents): the service, the
-/// timer and the configuration they run `binary` with.
-pub fn renewal_files(config: &Config, binary: &str) -> Result<Vec<(String, String)>, RenderError> {
+/// timer and the configuration they run the installed binary with.
+pub fn renewal_files(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
     let values = minijinja::context! {
         secret => config.registry.secret,
         namespace => config.cluster.namespace,
         hours => config.registry.refresh_hours,
-        binary => binary,
+        binary => INSTALLED_BINARY,
         config_file => REFRESH_CONFIG,
     };
     let effective = toml::to_string(config).expect("the configuration serializes");
@@ -58,16 +63,6 @@ pub fn renewal_files(config: &Config, binary: &str) -> Result<Vec<(String, Strin
         format!("# Written by stackinstall: the configuration `stackinstall ecr-refresh` runs with.\n{effective}"),
     ));
     Ok(files)
-}
-
-/// The path of the running binary, which the timer runs.
-pub fn current_binary() -> String {
-    std::env::current_exe()
-        .and_then(|path| path.canonicalize())
-        .map_or_else(
-            |_| "/usr/local/bin/stackinstall".into(),
-            |path| path.display().to_string(),
-        )
 }
 
 impl Step for Registry {
@@ -164,21 +159,22 @@ impl Step for Registry {
 
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let config = &context.config;
-        let mut actions = vec![Action::run(kube::kubectl([
-            "delete",
-            "secret",
-            &config.registry.secret,
-            "-n",
-            &config.cluster.namespace,
-            "--ignore-not-found",
-        ]))];
-        let files = renewal_files(config, "").map_err(render_failed)?;
+        let mut actions = Vec::new();
+        let files = renewal_files(config).map_err(render_failed)?;
         if files
             .iter()
             .any(|(path, _)| path.ends_with(TIMER) && context.host.path(path).exists())
         {
             actions.push(Action::run(service::disable_now(TIMER)));
         }
+        actions.push(Action::run(kube::kubectl([
+            "delete",
+            "secret",
+            &config.registry.secret,
+            "-n",
+            &config.cluster.namespace,
+            "--ignore-not-found",
+        ])));
         for (path, _) in files {
             let host_path = context.host.path(&path);
             actions.push(Action::remove(host_path, &PathBuf::from(path)));
@@ -190,8 +186,14 @@ impl Step for Registry {
 
 /// Writes of the unit files that differ, then reload and enable as needed.
 fn unit_actions(context: &Context) -> Result<Vec<Action>, StepError> {
-    let files = renewal_files(&context.config, &current_binary()).map_err(render_failed)?;
+    let files = renewal_files(&context.config).map_err(render_failed)?;
     let mut actions = Vec::new();
+    let binary = context.host.path(INSTALLED_BINARY);
+    let binary_changed = !installed::is_current(&binary)?;
+    if binary_changed {
+        let shown = context.shown(&binary);
+        actions.push(Action::install_running_binary(binary, &shown));
+    }
     for (path, contents) in files {
         let host_path = context.host.path(&path);
         if host::fs::read_optional(&host_path)?.as_deref() != Some(contents.as_str()) {
@@ -203,7 +205,7 @@ fn unit_actions(context: &Context) -> Result<Vec<Action>, StepError> {
             ));
         }
     }
-    let written = !actions.is_empty();
+    let written = actions.len() > usize::from(binary_changed);
     if written {
         actions.push(Action::run(service::daemon_reload()));
     }

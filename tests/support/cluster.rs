@@ -131,6 +131,35 @@ fn publish(releases: &Releases) {
     releases.put(&format!("/istio/1.20.3/{istio_file}"), istio);
 }
 
+/// The part of a fake K3s install script that does what K3s does when it
+/// starts: write its kubeconfig `/etc/rancher/k3s/k3s.yaml` (under the
+/// world's root) with the mode of `--write-kubeconfig-mode` in
+/// `INSTALL_K3S_EXEC`, 0600 without it (K3s's default).
+pub fn k3s_writes_kubeconfig(world: &World) -> String {
+    let file = world.path("/etc/rancher/k3s/k3s.yaml");
+    format!(
+        r#"mode=600; previous=""
+for word in $INSTALL_K3S_EXEC; do
+  [ "$previous" = --write-kubeconfig-mode ] && mode="$word"
+  previous="$word"
+done
+mkdir -p "{dir}"
+printf 'apiVersion: v1
+clusters:
+- cluster:
+    server: https://127.0.0.1:6443
+  name: default
+users:
+- name: default
+  user:
+    client-key-data: ZmFrZSBrZXk=
+' > "{file}"
+chmod "$mode" "{file}""#,
+        dir = file.parent().unwrap().display(),
+        file = file.display()
+    )
+}
+
 pub fn python() -> String {
     let output = std::process::Command::new("python3")
         .args(["-c", "import sys, yaml; print(sys.executable)"])
@@ -159,7 +188,13 @@ pub fn cluster_world() -> (World, Releases) {
         world.fake(program, &body);
     }
     world.fake("helm", "printf v3.14.2");
-    world.fake("k3s-install", "touch \"$STATE/k3s-running\"");
+    world.fake(
+        "k3s-install",
+        &format!(
+            "touch \"$STATE/k3s-running\"\n{}",
+            k3s_writes_kubeconfig(&world)
+        ),
+    );
     world.fake(
         "systemctl",
         "if [ \"$1\" = is-active ]; then [ -f \"$STATE/k3s-running\" ]; exit; fi; exit 0",

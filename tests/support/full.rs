@@ -54,8 +54,10 @@ pub fn full_world(user: &str) -> World {
         &format!(
             r#"touch "$STATE/k3s-running"
 printf '#!/bin/sh\nrm -f "%s/k3s-running" {script}\n' "$STATE" > {script}
-chmod +x {script}"#,
-            script = script.display()
+chmod +x {script}
+{kubeconfig}"#,
+            script = script.display(),
+            kubeconfig = cluster::k3s_writes_kubeconfig(&world),
         ),
     );
     world.fake("iptables-save", "printf '*filter\\nCOMMIT\\n'");
