@@ -408,7 +408,7 @@ fn same_bytes(mut left: fs::File, mut right: fs::File) -> io::Result<bool> {
 }
 
 /// Makes `path` a directory; returns whether it made it. Only directories
-/// it makes get `mode` (the missing parents too, with at most 0755): an
+/// it makes get a mode (`mode` for `path`, 0755 for missing parents): an
 /// existing directory keeps its mode and owner (`/tmp` stays 1777).
 pub fn ensure_dir(path: &Path, mode: u32) -> Result<bool, FileError> {
     if path.is_dir() {
@@ -421,11 +421,7 @@ pub fn ensure_dir(path: &Path, mode: u32) -> Result<bool, FileError> {
         current = directory.parent();
     }
     for directory in missing.into_iter().rev() {
-        let wanted = if directory == path {
-            mode
-        } else {
-            mode & 0o755
-        };
+        let wanted = if directory == path { mode } else { 0o755 };
         match fs::DirBuilder::new().mode(wanted & 0o700).create(directory) {
             Ok(()) => set_mode_and_owner(directory, wanted, None)?,
             Err(error) if error.kind() == io::ErrorKind::AlreadyExists && directory.is_dir() => {}
