@@ -784,3 +784,130 @@ fn default_uninstall_removes_the_release_the_pull_secret_and_the_timer() {
         "a second uninstall deletes nothing"
     );
 }
+
+// ------------------------------------------- security (issue 12, items 5, 9) --
+
+#[test]
+fn the_timer_runs_a_root_owned_copy_of_the_binary_installed_once() {
+    use std::os::unix::fs::MetadataExt;
+    let world = with_keys(world());
+    let plan = world.install(&["--only", "registry", "--plan"]).success();
+    assert!(
+        stdout(&plan).contains(
+            "install this stackinstall as /usr/local/bin/stackinstall (root:root, mode 0755)"
+        ),
+        "{}",
+        stdout(&plan)
+    );
+    world.install(&["--only", "registry"]).success();
+
+    let service = world.read("/etc/systemd/system/stackinstall-ecr-refresh.service");
+    let exec: Vec<&str> = service
+        .lines()
+        .filter(|l| l.starts_with("ExecStart="))
+        .collect();
+    assert_eq!(
+        exec,
+        [
+            "ExecStart=/usr/local/bin/stackinstall ecr-refresh --config /etc/stackinstall/ecr-refresh.toml"
+        ],
+        "{service}"
+    );
+    let installed = world.path("/usr/local/bin/stackinstall");
+    let running = assert_cmd::cargo::cargo_bin("stackinstall");
+    let metadata = std::fs::metadata(&installed).unwrap();
+    assert_eq!(
+        (metadata.mode() & 0o7777, metadata.uid(), metadata.gid()),
+        (0o755, 0, 0)
+    );
+    assert!(
+        std::fs::read(&installed).unwrap() == std::fs::read(&running).unwrap(),
+        "the installed copy has the running binary's bytes"
+    );
+
+    // A re-run finds it current: not written again, not in the plan.
+    let stamp = (metadata.ino(), metadata.mtime(), metadata.mtime_nsec());
+    world
+        .install(&["--only", "registry", "--redo", "registry"])
+        .success();
+    let again = std::fs::metadata(&installed).unwrap();
+    assert_eq!(stamp, (again.ino(), again.mtime(), again.mtime_nsec()));
+    let plan = world
+        .install(&["--only", "registry", "--redo", "registry", "--plan"])
+        .success();
+    assert!(!stdout(&plan).contains("install this stackinstall"));
+
+    // A different binary there (an older version) is replaced.
+    std::fs::write(&installed, b"#!/bin/sh\necho older\n").unwrap();
+    world
+        .install(&["--only", "registry", "--redo", "registry"])
+        .success();
+    assert!(std::fs::read(&installed).unwrap() == std::fs::read(&running).unwrap());
+    assert_eq!(
+        std::fs::metadata(&installed).unwrap().mode() & 0o7777,
+        0o755
+    );
+}
+
+#[test]
+fn ecr_refresh_leaves_everything_to_a_run_that_holds_the_lock() {
+    let world = with_keys(world());
+    world.install(&["--only", "registry"]).success();
+    let secret = state(&world, "kube/secret/sb-apps/awscred.json");
+    std::fs::remove_file(&secret).unwrap();
+    let files = world.files(true);
+
+    // An install or uninstall holds the run lock.
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(world.path("/var/lib/stackinstall/lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    std::fs::write(world.path("/var/lib/stackinstall/lock"), "4242\n").unwrap();
+    world.clear_calls();
+    let held = world.command().args(["ecr-refresh"]).assert().success();
+    assert!(
+        stdout(&held).contains("another stackinstall run (pid 4242) holds the lock"),
+        "{}",
+        stdout(&held)
+    );
+    assert!(world.calls().is_empty(), "{:?}", world.calls());
+    assert!(!secret.exists(), "the Secret was not brought back");
+    let mut after = world.files(true);
+    after.insert(
+        "/var/lib/stackinstall/lock".into(),
+        files["/var/lib/stackinstall/lock"].clone(),
+    );
+    assert_eq!(after, files, "no file changed");
+
+    // Once the lock is free, the missing Secret is renewed.
+    drop(lock);
+    world.command().args(["ecr-refresh"]).assert().success();
+    assert!(secret.exists());
+    common::report("ecr-refresh under a held lock: exit 0, 0 commands run, 0 files changed");
+}
+
+#[test]
+fn uninstall_stops_the_timer_before_it_deletes_the_pull_secret() {
+    let world = with_keys(world());
+    world.install(&["--only", "registry"]).success();
+    world.clear_calls();
+    world
+        .command()
+        .args(["uninstall", "--yes"])
+        .assert()
+        .success();
+    let lines: Vec<String> = world.calls().iter().map(Call::line).collect();
+    let position = |wanted: &str| {
+        lines
+            .iter()
+            .position(|line| line.contains(wanted))
+            .unwrap_or_else(|| panic!("no `{wanted}` in {lines:#?}"))
+    };
+    assert!(
+        position("systemctl disable --now stackinstall-ecr-refresh.timer")
+            < position("kubectl delete secret awscred -n sb-apps"),
+        "{lines:#?}"
+    );
+}

@@ -30,11 +30,12 @@ fn world() -> World {
         "k3s-install",
         &format!(
             r#"touch "$STATE/k3s-running"
-printf '#!/bin/sh\ntouch {record}\nrm -f "%s/k3s-running" {script}\n' "$STATE" > {script}
+printf '#!/bin/sh\ntouch {record}\nrm -f "%s/k3s-running" {script}\nrm -rf {rancher}\n' "$STATE" > {script}
 chmod +x {script}
 {kubeconfig}"#,
             record = record.display(),
             script = script.display(),
+            rancher = world.path("/etc/rancher/k3s").display(),
             kubeconfig = cluster::k3s_writes_kubeconfig(&world),
         ),
     );
@@ -302,6 +303,10 @@ fn all_removes_the_cluster_reports_leftovers_and_a_new_install_has_new_passwords
         );
     }
     assert!(!world.path("/etc/stackinstall/credentials.toml").exists());
+    assert!(
+        !world.path("/root/.kube/config").exists(),
+        "root's copy of the kubeconfig goes with K3s"
+    );
     assert_eq!(checkpoints(&world), BTreeSet::new());
     for leftover in [
         "iptables chain KUBE-FORWARD",

@@ -8,8 +8,9 @@
 //! see `kubeconfig.rs`). Done when `k3s --version` is the pinned one, the
 //! `k3s` service is active, every node is Ready and the kubeconfig is 0600
 //! (one left 0644 by an earlier install makes the script run again). A K3s of another
-//! version is reported, never replaced. Uninstall runs the
-//! `k3s-uninstall.sh` the script wrote, unless K3s was there before us.
+//! version is reported, never replaced. Uninstall removes root's copy of
+//! the kubeconfig (when it still is K3s's) and runs the `k3s-uninstall.sh`
+//! the script wrote, unless K3s was there before us.
 
 mod downloads;
 mod kubeconfig;
@@ -147,13 +148,14 @@ impl Step for K3s {
                 "K3s was there before stackinstall: left in place",
             )]);
         }
+        let mut actions: Vec<Action> = kubeconfig::undo_action(context)?.into_iter().collect();
         let script = context.host.path(UNINSTALL_SCRIPT);
-        if !script.exists() {
-            return Ok(Vec::new());
+        if script.exists() {
+            actions.push(Action::run(
+                Command::new(script.display().to_string()).timeout(Duration::from_secs(600)),
+            ));
         }
-        Ok(vec![Action::run(
-            Command::new(script.display().to_string()).timeout(Duration::from_secs(600)),
-        )])
+        Ok(actions)
     }
 }
 

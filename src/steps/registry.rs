@@ -180,6 +180,11 @@ impl Step for Registry {
             actions.push(Action::remove(host_path, &PathBuf::from(path)));
         }
         actions.push(Action::run(service::daemon_reload()));
+        if host::fs::exists(&context.host.path(INSTALLED_BINARY)) {
+            actions.push(Action::check(format!(
+                "{INSTALLED_BINARY}, the installed stackinstall: remove it by hand when you no longer need it"
+            )));
+        }
         Ok(actions)
     }
 }

@@ -47,16 +47,18 @@ const PODS: &str = r#"{"items": [
 pub fn full_world(user: &str) -> World {
     let (mut world, _releases) = cluster::cluster_world();
     world.write("/etc/os-release", UBUNTU_2204);
-    // K3s's install script writes its uninstall script, as the real one does.
+    // K3s's install script writes its kubeconfig and its uninstall script
+    // (which removes `/etc/rancher/k3s`), as the real one does.
     let script = world.path("/usr/local/bin/k3s-uninstall.sh");
     world.fake(
         "k3s-install",
         &format!(
             r#"touch "$STATE/k3s-running"
-printf '#!/bin/sh\nrm -f "%s/k3s-running" {script}\n' "$STATE" > {script}
+printf '#!/bin/sh\nrm -f "%s/k3s-running" {script}\nrm -rf {rancher}\n' "$STATE" > {script}
 chmod +x {script}
 {kubeconfig}"#,
             script = script.display(),
+            rancher = world.path("/etc/rancher/k3s").display(),
             kubeconfig = cluster::k3s_writes_kubeconfig(&world),
         ),
     );

@@ -60,6 +60,21 @@ pub fn copy(context: &Context) -> Result<bool, StepError> {
     Ok(host::fs::ensure_file(&target, text.as_bytes(), MODE)? || made)
 }
 
+/// For uninstall: removes root's copy while it is still K3s's (a file
+/// root changed or replaced since is left alone).
+pub fn undo_action(context: &Context) -> Result<Option<Action>, StepError> {
+    let target = context.host.path(ROOT_KUBECONFIG);
+    let copy = host::fs::read_own_optional(&target)?;
+    if copy.is_none() || copy != host::fs::read_own_optional(&context.host.path(kube::KUBECONFIG))?
+    {
+        return Ok(None);
+    }
+    Ok(Some(Action::remove(
+        target,
+        std::path::Path::new(ROOT_KUBECONFIG),
+    )))
+}
+
 /// Fails when K3s's kubeconfig is readable by others than root.
 pub fn verify(context: &Context) -> Result<(), StepError> {
     if too_open(context) {
