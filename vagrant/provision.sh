@@ -16,13 +16,29 @@ export PATH="$HOME/.cargo/bin:$PATH"
 echo "==> build stackinstall (release)"
 export CARGO_TARGET_DIR=/var/tmp/stackinstall-target
 (cd /stackinstall && cargo build --release --locked)
-install -m 0755 "$CARGO_TARGET_DIR/release/stackinstall" /usr/local/bin/stackinstall
+# Run from the build directory: the install copies itself to
+# /usr/local/bin/stackinstall (root:root 0755), which the timer runs.
+built="$CARGO_TARGET_DIR/release/stackinstall"
 
 echo "==> plan (the bare form is the install)"
-stackinstall --domain "$domain" --self-signed --plan
+"$built" --domain "$domain" --self-signed --plan
 
 echo "==> install, in the bare form as operators type it"
-stackinstall --domain "$domain" --self-signed --yes
+"$built" --domain "$domain" --self-signed --yes
+
+echo "==> security: kubeconfig for root only, the timer runs the root-owned copy"
+[ "$(stat -c '%a %U' /etc/rancher/k3s/k3s.yaml)" = "600 root" ]
+[ "$(stat -c '%a %U' /root/.kube/config)" = "600 root" ]
+[ "$(stat -c '%a %U' /root/.kube)" = "700 root" ]
+[ "$(stat -c '%a %U:%G' /usr/local/bin/stackinstall)" = "755 root:root" ]
+cmp "$built" /usr/local/bin/stackinstall
+grep -qx 'ExecStart=/usr/local/bin/stackinstall ecr-refresh --config /etc/stackinstall/ecr-refresh.toml' \
+  /etc/systemd/system/stackinstall-ecr-refresh.service
+(unset KUBECONFIG; kubectl get nodes)
+if sudo -u nobody cat /etc/rancher/k3s/k3s.yaml >/dev/null 2>&1; then
+  echo "another user can read the kubeconfig" >&2
+  exit 1
+fi
 
 echo "==> mongodb: the key file and the localhost exception closed behind the first user"
 [ "$(stat -c '%a %U' /var/lib/mongodb/encryption)" = "600 mongodb" ]

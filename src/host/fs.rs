@@ -572,4 +572,73 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"whole = true\n");
         assert!(!temporary_path(&path).exists());
     }
+
+    /// A link planted at the temporary name or at the target is refused,
+    /// left as it is, and what it points to is unchanged.
+    #[test]
+    fn planted_links_are_refused_and_never_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("passwd");
+        fs::write(&victim, b"root:x:0:0\n").unwrap();
+        let target = dir.path().join("encryption");
+        for link in [temporary_path(&target), target.clone()] {
+            std::os::unix::fs::symlink(&victim, &link).unwrap();
+            let refusals = [
+                write_atomic(&target, b"key\n", 0o600).unwrap_err(),
+                ensure_file(&target, b"key\n", 0o600).unwrap_err(),
+            ];
+            for error in refusals {
+                let text = error.to_string();
+                assert!(
+                    text.contains(&format!("`{}` is a symbolic link", link.display())),
+                    "{text}"
+                );
+                assert!(error.hint().is_some());
+            }
+            assert_eq!(fs::read(&victim).unwrap(), b"root:x:0:0\n");
+            assert!(
+                fs::symlink_metadata(&link)
+                    .unwrap()
+                    .file_type()
+                    .is_symlink()
+            );
+            fs::remove_file(&link).unwrap();
+        }
+        assert!(read_own_optional(&victim).unwrap().is_some());
+        std::os::unix::fs::symlink(&victim, &target).unwrap();
+        assert!(
+            read_own_optional(&target).is_err(),
+            "a link is not read through"
+        );
+        assert!(set_mode_and_owner(&target, 0o600, None).is_err());
+        assert_eq!(
+            mode_of(&victim),
+            Some(0o666 & !umask()),
+            "the link's target kept its mode"
+        );
+    }
+
+    fn umask() -> u32 {
+        // SAFETY: umask has no preconditions; it is set back at once.
+        unsafe {
+            let mask = libc::umask(0o022);
+            libc::umask(mask);
+            mask
+        }
+    }
+
+    /// Only directories `ensure_dir` makes get a mode.
+    #[test]
+    fn an_existing_directory_keeps_its_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("tmp");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(!ensure_dir(&shared, 0o755).unwrap());
+        assert_eq!(mode_of(&shared), Some(0o1777));
+        let made = dir.path().join("a/b/private");
+        assert!(ensure_dir(&made, 0o700).unwrap());
+        assert_eq!(mode_of(&made), Some(0o700));
+        assert_eq!(mode_of(&dir.path().join("a")), Some(0o755));
+    }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::command::{Command, CommandError};
 
-/// Where K3s writes its kubeconfig (readable thanks to `--write-kubeconfig-mode`).
+/// Where K3s writes its kubeconfig (mode 0600: the tool runs as root).
 pub const KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
 
 const TIMEOUT: Duration = Duration::from_secs(120);
