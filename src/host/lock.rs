@@ -44,6 +44,7 @@ impl RunLock {
             .create(true)
             .truncate(false)
             .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
             .map_err(file_error("open"))?;
         match file.try_lock() {
