@@ -23,13 +23,14 @@ pub fn too_open(context: &Context) -> bool {
     host::fs::mode_of(&context.host.path(kube::KUBECONFIG)).is_some_and(|mode| mode != MODE)
 }
 
-/// The copy for root, when it is missing or differs from K3s's file.
+/// The copy for root, when it is missing or differs from K3s's file (or
+/// when a plan without root cannot read them to tell).
 pub fn copy_action(context: &Context) -> Result<Option<Action>, StepError> {
     let source = context.host.path(kube::KUBECONFIG);
     let target = context.host.path(ROOT_KUBECONFIG);
-    let current = host::fs::read_own_optional(&source)?;
+    let current = readable(&source)?;
     if current.is_some()
-        && current == host::fs::read_own_optional(&target)?
+        && current == readable(&target)?
         && host::fs::mode_of(&target) == Some(MODE)
     {
         return Ok(None);
@@ -43,6 +44,14 @@ pub fn copy_action(context: &Context) -> Result<Option<Action>, StepError> {
             ROOT_KUBECONFIG
         ),
     )))
+}
+
+/// The file's text; `None` when it is missing or only root may read it.
+fn readable(path: &std::path::Path) -> Result<Option<String>, StepError> {
+    match host::fs::read_own_optional(path) {
+        Err(error) if error.source.kind() == std::io::ErrorKind::PermissionDenied => Ok(None),
+        read => Ok(read?),
+    }
 }
 
 /// Copies K3s's kubeconfig to root's; returns whether it changed anything.
