@@ -1,10 +1,15 @@
 //! Secrets: a [`Secret`] type whose `Debug` and `Display` never show the
 //! value, and a process-wide list of secret values that logs and errors are
-//! redacted against. Imports nothing of the crate: the host seam uses it.
+//! redacted against: each secret whatever its length (an imported legacy
+//! password can be short), as it is, JSON-escaped, and base64-encoded (alone
+//! or inside a longer base64 text such as a registry `auth`). Imports
+//! nothing of the crate: the host seam uses it.
 
 use std::fmt;
 use std::sync::{LazyLock, RwLock};
 
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use serde::{Deserialize, Serialize};
@@ -15,8 +20,9 @@ pub const MASK: &str = "********";
 /// Length of a generated password (alphanumeric).
 pub const PASSWORD_LENGTH: usize = 32;
 
-/// Secrets shorter than this are not redacted: too likely to be ordinary text.
-const MIN_REDACTED_LENGTH: usize = 6;
+/// Base64 of a secret that starts at another offset of a longer text is
+/// matched by its stable middle, when that middle is at least this long.
+const MIN_SHIFTED_BASE64: usize = 4;
 
 static KNOWN_SECRETS: LazyLock<RwLock<Vec<String>>> = LazyLock::new(|| RwLock::new(Vec::new()));
 
@@ -28,12 +34,14 @@ impl Secret {
     /// Wraps `value` and adds it to the values every log line is redacted of.
     pub fn new(value: impl Into<String>) -> Self {
         let value = value.into();
-        if value.len() >= MIN_REDACTED_LENGTH {
+        if !value.is_empty() {
             let mut known = KNOWN_SECRETS.write().unwrap_or_else(|e| e.into_inner());
-            if !known.contains(&value) {
-                known.push(value.clone());
-                known.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+            for form in forms(&value) {
+                if !known.contains(&form) {
+                    known.push(form);
+                }
             }
+            known.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
         }
         Self(value)
     }
@@ -78,6 +86,31 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// Every form `value` may be shown in: as it is, JSON-escaped, base64 (with
+/// and without padding), and the stable part of its base64 when it sits at
+/// any offset of a longer encoded text.
+fn forms(value: &str) -> Vec<String> {
+    let mut forms = vec![value.to_string(), STANDARD.encode(value)];
+    forms.push(STANDARD_NO_PAD.encode(value));
+    let json = serde_json::to_string(value).expect("strings serialize");
+    forms.push(json[1..json.len() - 1].to_string());
+    for shift in 0..=2usize {
+        let mut shifted = vec![0u8; shift];
+        shifted.extend_from_slice(value.as_bytes());
+        let encoded = STANDARD_NO_PAD.encode(&shifted);
+        // The characters that also depend on the bytes before or after the
+        // secret differ from text to text: only the middle is stable.
+        let start = (shift * 8).div_ceil(6);
+        let end = (shifted.len() * 8) / 6;
+        if end > start && end - start >= MIN_SHIFTED_BASE64 {
+            forms.push(encoded[start..end].to_string());
+        }
+    }
+    forms.retain(|form| !form.is_empty());
+    forms.dedup();
+    forms
+}
+
 /// `text` with every known secret replaced by [`MASK`].
 pub fn redact(text: &str) -> String {
     let known = KNOWN_SECRETS.read().unwrap_or_else(|e| e.into_inner());
@@ -99,6 +132,23 @@ mod tests {
         let secret = Secret::new("a-very-private-value");
         assert_eq!(format!("{secret} {secret:?}"), "******** ********");
         assert_eq!(redact("x=a-very-private-value;"), "x=********;");
+    }
+
+    #[test]
+    fn short_secrets_and_their_encodings_are_masked() {
+        let short = Secret::new("pw1");
+        assert_eq!(redact("password=pw1."), "password=********.");
+        let quoted = Secret::new("a\"b\\c-legacy");
+        let json = serde_json::json!({ "password": quoted.expose() }).to_string();
+        assert!(!redact(&json).contains(r#"a\"b"#), "{}", redact(&json));
+        let encoded = STANDARD.encode("kubernetes-secret-value");
+        Secret::new("kubernetes-secret-value");
+        assert_eq!(redact(&format!("data: {encoded}")), "data: ********");
+        for prefix in ["u:", "us:", "use:"] {
+            let auth = STANDARD.encode(format!("{prefix}kubernetes-secret-value"));
+            assert!(redact(&auth).contains(MASK), "{prefix}: {auth}");
+        }
+        assert_eq!(format!("{short}"), MASK);
     }
 
     #[test]

@@ -584,6 +584,20 @@ fn wait_times_out_naming_each_pod_that_is_not_ready_and_why() {
     let failed = world.install(&["--only", "wait"]).code(1);
     let text = stderr(&failed);
     assert!(text.contains("1/4 pods ready"), "the live count:\n{text}");
+    // The pod list (with the pods' environment) is not logged on each poll.
+    let log: String = world
+        .files(true)
+        .iter()
+        .filter(|(path, _)| path.starts_with("/var/log/stackinstall/"))
+        .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+        .collect();
+    let polls = log.matches("run: kubectl get pods").count();
+    assert!(polls >= 2, "polled more than once:\n{log}");
+    assert!(
+        !log.contains("containerStatuses"),
+        "pod JSON in the log:\n{log}"
+    );
+    common::report(&format!("wait: {polls} polls, pod JSON logged 0 times"));
     let report: Vec<&str> = text
         .lines()
         .skip_while(|line| !line.starts_with("error:"))

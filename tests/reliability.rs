@@ -382,17 +382,22 @@ fn no_secret_reaches_argv_environment_logs_output_plan_or_render() {
         ));
     }
     let calls = world.calls();
+    let mut aws_in_children = Vec::new();
     for call in &calls {
         sources.push((format!("argv of `{}`", call.line()), call.line()));
-        let environment: Vec<&str> = call
-            .full_env
-            .lines()
-            .filter(|line| !line.starts_with("AWS_SECRET_ACCESS_KEY="))
-            .collect();
+        // The whole environment each child started with (`env` in the fake).
         sources.push((
             format!("environment of `{}`", call.line()),
-            environment.join("\n"),
+            call.full_env.clone(),
         ));
+        for line in call
+            .full_env
+            .lines()
+            .filter(|line| line.starts_with("AWS_"))
+        {
+            let name = line.split('=').next().unwrap_or(line);
+            aws_in_children.push(format!("{name} in the environment of `{}`", call.line()));
+        }
     }
     // Doctor last: it runs kubectl in parallel, which the call log above
     // does not keep apart. Its report and every file of its bundle.
@@ -432,17 +437,31 @@ fn no_secret_reaches_argv_environment_logs_output_plan_or_render() {
         .filter(|(s, _)| s.starts_with("file /var/log/"))
         .count();
     common::report(&format!(
-        "secret scan: {} sources checked ({} fake calls' argv and environment, {logs} log files, {} support bundle entries), {} secrets looked for, {} leaks",
+        "secret scan: {} sources checked ({} fake calls' argv, {} child environments scanned in full, {logs} log files, {} support bundle entries), {} secrets looked for, {} leaks, {} AWS_* variables in children",
         sources.len(),
         calls.len(),
+        calls
+            .iter()
+            .filter(|call| !call.full_env.is_empty())
+            .count(),
         sources
             .iter()
             .filter(|(s, _)| s.starts_with("bundle entry"))
             .count(),
         secrets.len(),
-        leaks.len()
+        leaks.len(),
+        aws_in_children.len()
     ));
     assert!(leaks.is_empty(), "secrets leaked:\n{}", leaks.join("\n"));
+    assert!(
+        aws_in_children.is_empty(),
+        "AWS variables reached children (ECR goes through the SDK in-process):\n{}",
+        aws_in_children.join("\n")
+    );
+    assert!(
+        calls.iter().all(|call| call.full_env.contains("PATH=")),
+        "every fake recorded its full environment"
+    );
     assert!(logs >= 3 && calls.len() > 50, "the scan saw too little");
 
     // Files holding secrets are 0600, the directories holding them 0700.

@@ -1,6 +1,10 @@
 //! External programs: found on `PATH`, always with a timeout, secrets only on
-//! stdin, output captured and kept for the error report.
+//! stdin, output captured and kept for the error report. A child gets an
+//! allowlisted environment: [`INHERITED`] from ours, plus what the command
+//! itself sets (`KUBECONFIG`, `INSTALL_K3S_*`); never `AWS_*` or anything
+//! else stackinstall was started with.
 
+use std::ffi::OsString;
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +23,40 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// The default timeout of a command that does not set its own.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The variables a child inherits from stackinstall's environment (besides
+/// `LC_*`): what programs need to find things, speak the operator's
+/// language and reach the network through the host's proxy.
+pub const INHERITED: [&str; 12] = [
+    "PATH",
+    "HOME",
+    "LANG",
+    "LANGUAGE",
+    "TERM",
+    "TZ",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+];
+
+/// Whether a child inherits the variable `name` (an `AWS_*` never does).
+pub fn inherited(name: &str) -> bool {
+    (INHERITED.contains(&name) || name.starts_with("LC_")) && !name.starts_with("AWS_")
+}
+
+/// The environment a child starts with: the allowlisted part of ours, then
+/// the command's own variables.
+fn child_environment(own: &[(String, String)]) -> Vec<(OsString, OsString)> {
+    let mut environment: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(name, _)| name.to_str().is_some_and(inherited))
+        .filter(|(name, _)| !own.iter().any(|(key, _)| name == key.as_str()))
+        .collect();
+    environment.extend(own.iter().map(|(key, value)| (key.into(), value.into())));
+    environment
+}
+
 /// One external program to run: program, arguments, optional stdin.
 #[derive(Clone)]
 pub struct Command {
@@ -27,6 +65,7 @@ pub struct Command {
     env: Vec<(String, String)>,
     stdin: Option<Stdin>,
     timeout: Duration,
+    log_stdout: bool,
 }
 
 #[derive(Clone)]
@@ -87,6 +126,7 @@ impl Command {
             env: Vec::new(),
             stdin: None,
             timeout: DEFAULT_TIMEOUT,
+            log_stdout: true,
         }
     }
 
@@ -112,6 +152,15 @@ impl Command {
         self
     }
 
+    /// Passes our variable `name` on to this command, when it is set (an
+    /// operator's setting the program honours, like `RABBITMQ_NODENAME`).
+    pub fn inherit(self, name: &str) -> Self {
+        match std::env::var(name) {
+            Ok(value) if !name.starts_with("AWS_") => self.env(name, value),
+            _ => self,
+        }
+    }
+
     /// Feeds `text` (no secret in it) on stdin.
     pub fn stdin_text(mut self, text: impl Into<String>) -> Self {
         self.stdin = Some(Stdin::Text(text.into()));
@@ -121,6 +170,14 @@ impl Command {
     /// Feeds a secret on stdin: the only way a secret reaches a child.
     pub fn stdin_secret(mut self, secret: Secret) -> Self {
         self.stdin = Some(Stdin::Secret(secret));
+        self
+    }
+
+    /// Keeps the program's stdout out of the log (only its size is logged):
+    /// for output that is large, repeated on every poll, or may hold a
+    /// secret (a pod list with its environment).
+    pub fn unlogged_stdout(mut self) -> Self {
+        self.log_stdout = false;
         self
     }
 
@@ -191,7 +248,7 @@ impl Command {
                     stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
                     code: output.status.code(),
                 };
-                log_output(&command, &output);
+                log_output(&command, &output, self.log_stdout);
                 return Ok(output);
             }
             if INTERRUPTED.load(Ordering::SeqCst) {
@@ -213,17 +270,15 @@ impl Command {
         // started too (a shell's children would otherwise keep its output
         // pipes open, and run on), and a Ctrl-C at the terminal reaches only
         // stackinstall, which stops the command itself.
-        let mut expression = duct::cmd(&self.program, &self.args)
+        let expression = duct::cmd(&self.program, &self.args)
             .before_spawn(|command| {
                 std::os::unix::process::CommandExt::process_group(command, 0);
                 Ok(())
             })
             .stdout_capture()
             .stderr_capture()
-            .unchecked();
-        for (key, value) in &self.env {
-            expression = expression.env(key, value);
-        }
+            .unchecked()
+            .full_env(child_environment(&self.env));
         match &self.stdin {
             Some(Stdin::Text(text)) => expression.stdin_bytes(text.as_bytes()),
             Some(Stdin::Secret(secret)) => expression.stdin_bytes(secret.expose().as_bytes()),
@@ -273,10 +328,15 @@ fn test_timeout_cap(timeout: Duration) -> Duration {
     timeout
 }
 
-fn log_output(command: &str, output: &Output) {
+fn log_output(command: &str, output: &Output, log_stdout: bool) {
     tracing::info!(target: "command", "exit {:?}: {command}", output.code);
-    for line in output.stdout.lines() {
-        tracing::debug!(target: "command", "  stdout | {line}");
+    if !log_stdout {
+        let size = output.stdout.len();
+        tracing::debug!(target: "command", "  stdout: {size} bytes, not logged");
+    } else {
+        for line in output.stdout.lines() {
+            tracing::debug!(target: "command", "  stdout | {line}");
+        }
     }
     for line in output.stderr.lines() {
         tracing::debug!(target: "command", "  stderr | {line}");
@@ -357,6 +417,25 @@ mod tests {
             .timeout(Duration::from_millis(200));
         let error = command.run().unwrap_err();
         assert!(matches!(error, CommandError::TimedOut { .. }), "{error}");
+    }
+
+    #[test]
+    fn children_get_only_the_allowlisted_environment() {
+        assert!(inherited("PATH") && inherited("LC_ALL") && inherited("HTTPS_PROXY"));
+        assert!(!inherited("AWS_SECRET_ACCESS_KEY") && !inherited("STACKINSTALL_ROOT"));
+        let output = Command::new("env").env("KUBECONFIG", "/k").run().unwrap();
+        let names: Vec<&str> = output
+            .stdout
+            .lines()
+            .filter_map(|line| line.split('=').next())
+            .collect();
+        assert!(names.contains(&"KUBECONFIG"), "{names:?}");
+        assert!(
+            names
+                .iter()
+                .all(|name| inherited(name) || *name == "KUBECONFIG"),
+            "{names:?}"
+        );
     }
 
     #[test]

@@ -183,14 +183,17 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
+/// `rabbitmqctl`, told which node to manage when the operator set one.
 fn rabbitmqctl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
     Command::new("rabbitmqctl")
+        .inherit("RABBITMQ_NODENAME")
         .args(args)
         .timeout(Duration::from_secs(120))
 }
 
 fn rabbitmq_plugins<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
     Command::new("rabbitmq-plugins")
+        .inherit("RABBITMQ_NODENAME")
         .args(args)
         .timeout(Duration::from_secs(120))
 }

@@ -123,7 +123,10 @@ pub fn hint(problem: &str, pod: &str, config: &Config) -> String {
 
 /// The pods now.
 fn poll(config: &Config) -> Result<Vec<PodState>, StepError> {
-    let command = kube::kubectl(["get", "pods", "-n", &config.cluster.namespace, "-o", "json"]);
+    // The pod list is long, comes on every poll, and holds the pods'
+    // environment: the log gets its size, the operator the ready count.
+    let command = kube::kubectl(["get", "pods", "-n", &config.cluster.namespace, "-o", "json"])
+        .unlogged_stdout();
     let output = command.run()?;
     let list: Value = serde_json::from_str(&output.stdout).map_err(|error| {
         StepError::failed(
