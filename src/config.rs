@@ -11,6 +11,10 @@ use std::path::{Path, PathBuf};
 use include_dir::{Dir, include_dir};
 use serde::{Deserialize, Serialize};
 
+use crate::host::download::Pin;
+
+mod validate;
+
 static PROFILES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/profiles");
 
 /// The profile used when `--profile` is not given.
@@ -250,6 +254,18 @@ pub struct Mongodb {
     pub admin_password_file: String,
     /// The address the verification logs in at; empty: the host's own.
     pub host: String,
+    /// The fingerprint of the apt signing key of each series (`"7.0"`).
+    pub signing_keys: BTreeMap<String, SigningKey>,
+}
+
+/// The fingerprint an apt signing key must have, with where it is published.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SigningKey {
+    /// The OpenPGP v4 fingerprint (40 hex digits, spaces allowed).
+    pub fingerprint: String,
+    /// Where the value comes from.
+    pub source: String,
 }
 
 impl Default for Mongodb {
@@ -266,6 +282,7 @@ impl Default for Mongodb {
             admin_username: String::new(),
             admin_password_file: String::new(),
             host: String::new(),
+            signing_keys: BTreeMap::new(),
         }
     }
 }
@@ -367,6 +384,19 @@ pub struct Downloads {
     pub timeout_seconds: u64,
     /// How long to wait for the node and for istiod to be Ready.
     pub ready_timeout_seconds: u64,
+    /// Refuse (exit 2, before anything changes) to download a file that has
+    /// no pin, instead of checking it against its origin's own sum.
+    pub require_pins: bool,
+    /// SHA-256 pins by `component/version/file` (`k3s/v1.29.0+k3s1/k3s`),
+    /// each with the public source of its value.
+    pub pins: BTreeMap<String, Pin>,
+}
+
+impl Downloads {
+    /// The pin of the file `key` (`component/version/file`), if any.
+    pub fn pin(&self, key: &str) -> Option<Pin> {
+        self.pins.get(key).cloned()
+    }
 }
 
 impl Default for Downloads {
@@ -379,6 +409,8 @@ impl Default for Downloads {
             istio: "https://github.com/istio/istio/releases/download/{version}".into(),
             timeout_seconds: 300,
             ready_timeout_seconds: 300,
+            require_pins: false,
+            pins: BTreeMap::new(),
         }
     }
 }
@@ -413,6 +445,13 @@ pub enum ConfigError {
     Invalid { source_name: String, detail: String },
     #[error("the value `{key}` is missing: {source_name} must set it")]
     Missing { key: String, source_name: String },
+    #[error("`{key}` = {value:?} from {source_name} is refused: it {rule}")]
+    Refused {
+        key: String,
+        value: String,
+        source_name: String,
+        rule: String,
+    },
 }
 
 /// Where each layer comes from.
@@ -466,6 +505,15 @@ impl Config {
             _ => "--domain".into(),
         };
         config.check_complete(&layers)?;
+        let source_of = |key: &str| {
+            let top = key.split('.').take(2).collect::<Vec<_>>().join(".");
+            last_setter(&layers, key)
+                .or_else(|| last_setter(&layers, &top))
+                .or_else(|| last_setter(&layers, key.split('.').next().unwrap_or(key)))
+                .unwrap_or(&layers[0].0)
+                .clone()
+        };
+        validate::check(&config, &source_of)?;
         Ok(config)
     }
 

@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod ecr;
 pub mod error;
 pub mod host;
+pub mod pgp;
 pub mod pipeline;
 pub mod render;
 pub mod secret;

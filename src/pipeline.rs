@@ -45,7 +45,7 @@ impl Selection {
     }
 
     /// Why `step` (at `position` among `steps`) is left out, if it is.
-    fn skip_reason(
+    pub fn skip_reason(
         &self,
         step: &dyn Step,
         position: usize,

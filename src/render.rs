@@ -26,6 +26,11 @@ pub fn template(name: &str, values: impl serde::Serialize) -> Result<String, Ren
     let mut environment = Environment::new();
     environment.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     environment.set_keep_trailing_newline(true);
+    // `{{ value | quoted }}`: a YAML double-quoted scalar (JSON's string
+    // syntax is YAML's), so no value can end its line or start another key.
+    environment.add_filter("quoted", |value: String| {
+        serde_json::to_string(&value).expect("strings serialize")
+    });
     let text = TEMPLATES
         .get_file(name)
         .and_then(|file| file.contents_utf8())

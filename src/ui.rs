@@ -1,6 +1,8 @@
 //! What the operator sees while a run goes: one line per step with its
-//! elapsed time (a live spinner on a terminal, plain lines otherwise), notes
-//! and warnings. Progress goes to stderr; results (plans, JSON) to stdout.
+//! elapsed time (a live spinner on a terminal, plain lines otherwise), notes,
+//! warnings, and downloads (bytes, rate and time left on a terminal; a line
+//! at the start and one at the end otherwise). Progress goes to stderr;
+//! results (plans, JSON) to stdout.
 
 use std::cell::{Cell, RefCell};
 use std::io::IsTerminal;
@@ -65,12 +67,7 @@ impl Ui {
         let label = format!("[{position:>2}/{total}] {id:<12} {title}");
         if self.mode == Mode::Live {
             let bar = ProgressBar::new_spinner();
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner:.cyan} {prefix} {wide_msg:.dim} {elapsed:>4}",
-                )
-                .expect("valid template"),
-            );
+            bar.set_style(step_style());
             bar.set_prefix(label.clone());
             bar.enable_steady_tick(Duration::from_millis(100));
             *self.current.borrow_mut() = Some(bar);
@@ -105,6 +102,31 @@ impl Ui {
         match &*self.current.borrow() {
             Some(bar) => bar.set_message(text),
             None => eprintln!("      {text}"),
+        }
+    }
+
+    /// Shows the download of `file`: the step's line becomes a byte count
+    /// with rate and time left on a terminal; plain output gets a line as it
+    /// starts and one when it ends.
+    pub fn download(&self, file: &str) -> Download<'_> {
+        tracing::info!("download {file}: started");
+        match &*self.current.borrow() {
+            Some(bar) => {
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{spinner:.cyan} {prefix} downloading {msg} {bytes}/{total_bytes} at {binary_bytes_per_sec}, {eta} left",
+                    )
+                    .expect("valid template"),
+                );
+                bar.set_message(file.to_string());
+            }
+            None => eprintln!("      downloading {file} ..."),
+        }
+        Download {
+            ui: self,
+            file: file.to_string(),
+            started: Instant::now(),
+            bytes: Cell::new(0),
         }
     }
 
@@ -158,6 +180,51 @@ impl Ui {
         }
         eprintln!("{line}");
     }
+}
+
+/// One download in progress (see [`Ui::download`]).
+pub struct Download<'a> {
+    ui: &'a Ui,
+    file: String,
+    started: Instant,
+    bytes: Cell<u64>,
+}
+
+impl Download<'_> {
+    /// `done` bytes so far, of `total` when the server said.
+    pub fn update(&self, done: u64, total: Option<u64>) {
+        self.bytes.set(done);
+        if let Some(bar) = &*self.ui.current.borrow() {
+            if let Some(total) = total {
+                bar.set_length(total);
+            }
+            bar.set_position(done);
+        }
+    }
+
+    /// Ends the download: the step's line is a spinner again, and the size,
+    /// time and rate are noted.
+    pub fn finish(self) {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let megabytes = self.bytes.get() as f64 / (1024.0 * 1024.0);
+        let line = format!(
+            "downloaded {}: {megabytes:.1} MiB in {seconds:.1}s ({:.1} MiB/s)",
+            self.file,
+            megabytes / seconds.max(0.001)
+        );
+        tracing::info!("{line}");
+        if let Some(bar) = &*self.ui.current.borrow() {
+            bar.set_style(step_style());
+            bar.set_message(String::new());
+        }
+        self.ui.print(&format!("      {line}"));
+    }
+}
+
+/// The live line of a running step.
+fn step_style() -> ProgressStyle {
+    ProgressStyle::with_template("{spinner:.cyan} {prefix} {wide_msg:.dim} {elapsed:>4}")
+        .expect("valid template")
 }
 
 /// The line of one running step.

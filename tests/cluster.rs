@@ -295,7 +295,7 @@ fn a_tampered_download_is_refused() {
     let run = world.install(&[]).failure();
     let error = stderr(&run);
     assert!(
-        error.contains("does not match its published SHA-256 sum"),
+        error.contains("does not match its published SHA-256 sum") && error.contains("`k3s`"),
         "{error}"
     );
     assert!(
@@ -303,6 +303,97 @@ fn a_tampered_download_is_refused() {
         "a file that fails its sum is not installed"
     );
     assert!(!world.calls().iter().any(|c| c.program == "k3s-install"));
+}
+
+#[test]
+fn a_download_that_does_not_match_its_pin_is_refused() {
+    let (world, releases) = cluster_world();
+    // The origin serves another archive and a sum that agrees with it: only
+    // the pin tells them apart.
+    let tampered = b"not the helm the profile pinned".to_vec();
+    let tampered_sum = support::sha256(&tampered);
+    releases.put(
+        &format!("{}.sha256sum", support::HELM_FILE),
+        format!("{tampered_sum}  helm-v3.14.2-linux-amd64.tar.gz\n").into_bytes(),
+    );
+    releases.put(support::HELM_FILE, tampered);
+    let run = world.install(&["--only", "k3s", "--only", "helm"]).code(1);
+    let error = stderr(&run);
+    assert!(
+        error.contains("`helm-v3.14.2-linux-amd64.tar.gz`")
+            && error.contains("does not match its pinned SHA-256")
+            && error.contains(&format!("got {tampered_sum}"))
+            && error.contains("expected "),
+        "{error}"
+    );
+    assert!(
+        !world.path("/usr/local/bin/helm").exists(),
+        "nothing is installed from a file that fails its pin"
+    );
+    common::report("pins: 1 download that did not match its pin refused");
+}
+
+#[test]
+fn unpinned_files_are_named_loudly_in_the_plan_and_the_run() {
+    let (world, _releases) = cluster_world();
+    let plan = stdout(&world.install(&["--plan"]).success());
+    let unpinned: Vec<&str> = plan
+        .lines()
+        .filter(|line| line.contains("WARNING: not pinned"))
+        .collect();
+    assert_eq!(unpinned.len(), 2, "the K3s binary and its script:\n{plan}");
+    assert!(plan.contains("pin `k3s/v1.29.0+k3s1/install.sh`"), "{plan}");
+    assert!(
+        plan.contains("checked against pinned SHA-256")
+            && plan.contains("from the tests' release server"),
+        "the plan shows the pinned digest and its source:\n{plan}"
+    );
+    let run = stderr(&world.install(&["--only", "k3s"]).success());
+    let warnings = run
+        .lines()
+        .filter(|line| line.contains("warning:") && line.contains("not pinned"))
+        .count();
+    assert_eq!(warnings, 2, "{run}");
+    common::report(&format!(
+        "pins: {} unpinned files warned in the plan, {warnings} in the run",
+        unpinned.len()
+    ));
+}
+
+#[test]
+fn require_pins_refuses_unpinned_files_before_anything_changes() {
+    let (mut world, releases) = cluster_world();
+    world.set_env("STACKINSTALL_DOWNLOADS__REQUIRE_PINS", "true");
+    let before = world.files(true);
+    let run = world.install(&[]).code(2);
+    let error = stderr(&run);
+    assert!(
+        error.contains("require_pins")
+            && error.contains("`k3s/v1.29.0+k3s1/k3s`")
+            && error.contains("`k3s/v1.29.0+k3s1/install.sh`"),
+        "{error}"
+    );
+    assert_eq!(world.files(true), before, "nothing changed under the root");
+    assert!(releases.requests().is_empty(), "nothing was downloaded");
+    assert!(world.calls().is_empty(), "nothing was run");
+}
+
+#[test]
+fn an_http_download_url_is_refused() {
+    let (mut world, releases) = cluster_world();
+    world.set_env(
+        "STACKINSTALL_DOWNLOADS__K3S",
+        "http://releases.example.com/k3s/{version}",
+    );
+    let before = world.files(true);
+    let run = world.install(&[]).code(2);
+    let error = stderr(&run);
+    assert!(
+        error.contains("downloads.k3s") && error.contains("https://"),
+        "{error}"
+    );
+    assert_eq!(world.files(true), before, "nothing changed under the root");
+    assert!(releases.requests().is_empty());
 }
 
 #[test]

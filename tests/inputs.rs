@@ -208,8 +208,9 @@ fn builtin_profile(edit: impl Fn(&str) -> String) -> String {
     edit(&fs::read_to_string(path).unwrap())
 }
 
-/// Every bad input the tool must refuse; `taken` is a port the test holds.
-fn bad_inputs(fixtures: &Fixtures, taken: u16) -> Vec<BadInput> {
+/// Every bad input the tool must refuse; `taken` is a port the test holds,
+/// `taken_node_port` one in the NodePort range.
+fn bad_inputs(fixtures: &Fixtures, taken: u16, taken_node_port: u16) -> Vec<BadInput> {
     let now = OffsetDateTime::now_utc();
     let good = fixtures.pair("good", certificate::self_signed_for_a_year(DOMAIN));
     let (_, other_key) = fixtures.pair("other", certificate::self_signed_for_a_year(DOMAIN));
@@ -643,8 +644,15 @@ fn bad_inputs(fixtures: &Fixtures, taken: u16) -> Vec<BadInput> {
             in_use("k3s"),
         )
         .env("STACKINSTALL_CLUSTER__API_PORT", &port),
-        BadInput::new("HTTPS node port taken", install(&[]), in_use("istio"))
-            .env("STACKINSTALL_ISTIO__HTTPS_NODE_PORT", &port),
+        BadInput::new(
+            "HTTPS node port taken",
+            install(&[]),
+            format!("port {taken_node_port}, needed by the `istio` step, is already in use"),
+        )
+        .env(
+            "STACKINSTALL_ISTIO__HTTPS_NODE_PORT",
+            taken_node_port.to_string(),
+        ),
         BadInput::new("MySQL port taken", install(&[]), in_use("mysql"))
             .env("STACKINSTALL_MYSQL__PORT", &port),
         BadInput::new("MongoDB port taken", install(&[]), in_use("mongodb"))
@@ -734,8 +742,13 @@ fn every_bad_input_is_refused_with_its_name_and_changes_nothing() {
     fs::set_permissions(world.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
     let taken = listener.local_addr().unwrap().port();
+    // A NodePort must be in 30000-32767: hold a free one of those.
+    let node_listener = (30000..=32767)
+        .find_map(|port| TcpListener::bind(("127.0.0.1", port)).ok())
+        .expect("a free port in the NodePort range");
+    let taken_node_port = node_listener.local_addr().unwrap().port();
     let fixtures = Fixtures::new(&world);
-    let inputs = bad_inputs(&fixtures, taken);
+    let inputs = bad_inputs(&fixtures, taken, taken_node_port);
 
     world.install(&["--plan"]).success();
     // Accepted, not bad: upper case is folded (DNS names are case-blind).
@@ -774,6 +787,7 @@ fn every_bad_input_is_refused_with_its_name_and_changes_nothing() {
 
     // The same world takes the good input: the refusals were the inputs'.
     drop(listener);
+    drop(node_listener);
     let good = (fixtures.dir.join("good.crt"), fixtures.dir.join("good.key"));
     world
         .command()
@@ -1034,4 +1048,371 @@ fn damaged_state_and_credentials_files_stop_the_run_and_are_kept() {
     common::report(&format!("damaged files: {cases} cases, {handled} handled"));
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert_eq!(cases, 10);
+}
+
+/// One configuration value that breaks a rule of `src/config/validate.rs`.
+struct BadValue {
+    rule: &'static str,
+    key: &'static str,
+    value: String,
+    /// `Some(variable)`: set by that variable; `None`: by a config file.
+    variable: Option<&'static str>,
+    /// The config file's text when `variable` is `None`.
+    file: &'static str,
+    /// The start of the rule's wording in the refusal.
+    says: &'static str,
+}
+
+fn by_variable(
+    rule: &'static str,
+    key: &'static str,
+    variable: &'static str,
+    value: &str,
+    says: &'static str,
+) -> BadValue {
+    BadValue {
+        rule,
+        key,
+        value: value.into(),
+        variable: Some(variable),
+        file: "",
+        says,
+    }
+}
+
+fn by_file(
+    rule: &'static str,
+    key: &'static str,
+    value: &str,
+    file: &'static str,
+    says: &'static str,
+) -> BadValue {
+    BadValue {
+        rule,
+        key,
+        value: value.into(),
+        variable: None,
+        file,
+        says,
+    }
+}
+
+/// Every rule of the configuration's values, each fed a value that breaks it.
+fn bad_values() -> Vec<BadValue> {
+    const LABEL: &str = "must be an RFC 1123 label";
+    const SUBDOMAIN: &str = "must be an RFC 1123 subdomain";
+    const ARGUMENT: &str = "must not start with `-`";
+    const ABSOLUTE: &str = "must be an absolute path";
+    const SQL: &str = "must be letters, digits and `_` only";
+    const HTTPS: &str = "must be an https:// URL";
+    const CONTROL: &str = "must not hold a newline";
+    vec![
+        by_variable(
+            "namespace: upper case",
+            "cluster.namespace",
+            "STACKINSTALL_CLUSTER__NAMESPACE",
+            "Sb_Apps",
+            LABEL,
+        ),
+        by_variable(
+            "namespace: leading -",
+            "cluster.namespace",
+            "STACKINSTALL_CLUSTER__NAMESPACE",
+            "-n",
+            LABEL,
+        ),
+        by_variable(
+            "namespace: newline",
+            "cluster.namespace",
+            "STACKINSTALL_CLUSTER__NAMESPACE",
+            "sb-apps\nkind: ClusterRole",
+            CONTROL,
+        ),
+        by_variable(
+            "release: too long",
+            "chart.release",
+            "STACKINSTALL_CHART__RELEASE",
+            &"a".repeat(54),
+            "must be a Helm release name",
+        ),
+        by_variable(
+            "gateway: not a name",
+            "istio.gateway",
+            "STACKINSTALL_ISTIO__GATEWAY",
+            "gw;rm",
+            SUBDOMAIN,
+        ),
+        by_variable(
+            "virtual service: trailing dot",
+            "istio.virtual_service",
+            "STACKINSTALL_ISTIO__VIRTUAL_SERVICE",
+            "vs.",
+            SUBDOMAIN,
+        ),
+        by_variable(
+            "TLS secret: space",
+            "istio.tls_secret",
+            "STACKINSTALL_ISTIO__TLS_SECRET",
+            "tls secret",
+            SUBDOMAIN,
+        ),
+        by_variable(
+            "pull secret: slash",
+            "registry.secret",
+            "STACKINSTALL_REGISTRY__SECRET",
+            "aws/cred",
+            SUBDOMAIN,
+        ),
+        by_variable(
+            "storage class: upper case",
+            "nfs.storage_class",
+            "STACKINSTALL_NFS__STORAGE_CLASS",
+            "NFS_Client",
+            SUBDOMAIN,
+        ),
+        by_file(
+            "route prefix: no /",
+            "routes.prefix",
+            "admin",
+            "[[routes]]\nprefix = \"admin\"\nservice = \"sb-admin\"\nport = 80\n",
+            "must be a URL path starting with `/`",
+        ),
+        by_file(
+            "route prefix: quote",
+            "routes.prefix",
+            "/admin\"",
+            "[[routes]]\nprefix = '/admin\"'\nservice = \"sb-admin\"\nport = 80\n",
+            "must be a URL path starting with `/`",
+        ),
+        by_file(
+            "route service: not a label",
+            "routes.service",
+            "SB_UI",
+            "[[routes]]\nprefix = \"/portal\"\nservice = \"SB_UI\"\nport = 80\n",
+            LABEL,
+        ),
+        by_file(
+            "route port: 0",
+            "routes.port",
+            "0",
+            "[[routes]]\nprefix = \"/portal\"\nservice = \"sb-ui\"\nport = 0\n",
+            "must be a port from 1 to 65535",
+        ),
+        by_variable(
+            "node port: below range",
+            "istio.http_node_port",
+            "STACKINSTALL_ISTIO__HTTP_NODE_PORT",
+            "80",
+            "must be a NodePort from 30000 to 32767",
+        ),
+        by_variable(
+            "MySQL port: 0",
+            "mysql.port",
+            "STACKINSTALL_MYSQL__PORT",
+            "0",
+            "must be a port from 1 to 65535",
+        ),
+        by_variable(
+            "RabbitMQ port: 0",
+            "rabbitmq.port",
+            "STACKINSTALL_RABBITMQ__PORT",
+            "0",
+            "must be a port from 1 to 65535",
+        ),
+        by_variable(
+            "MySQL user: dash",
+            "mysql.username",
+            "STACKINSTALL_MYSQL__USERNAME",
+            "stack-bill",
+            SQL,
+        ),
+        by_file(
+            "MySQL database: SQL",
+            "mysql.databases",
+            "x; DROP DATABASE y",
+            "[mysql]\ndatabases = [\"stackbill\", \"x; DROP DATABASE y\"]\n",
+            SQL,
+        ),
+        by_variable(
+            "RabbitMQ user: option",
+            "rabbitmq.username",
+            "STACKINSTALL_RABBITMQ__USERNAME",
+            "--help",
+            ARGUMENT,
+        ),
+        by_variable(
+            "RabbitMQ vhost: space",
+            "rabbitmq.vhost",
+            "STACKINSTALL_RABBITMQ__VHOST",
+            "/ x",
+            ARGUMENT,
+        ),
+        by_file(
+            "RabbitMQ tag: option",
+            "rabbitmq.tags",
+            "-x",
+            "[rabbitmq]\ntags = [\"administrator\", \"-x\"]\n",
+            ARGUMENT,
+        ),
+        by_variable(
+            "MongoDB user: space",
+            "mongodb.username",
+            "STACKINSTALL_MONGODB__USERNAME",
+            "stack bill",
+            ARGUMENT,
+        ),
+        by_variable(
+            "chart reference: option",
+            "chart.reference",
+            "STACKINSTALL_CHART__REFERENCE",
+            "--post-renderer=/tmp/x",
+            ARGUMENT,
+        ),
+        by_variable(
+            "chart version: extra argument",
+            "chart.version",
+            "STACKINSTALL_CHART__VERSION",
+            "1.0 --set x=y",
+            "must be a version",
+        ),
+        by_variable(
+            "K3s version: shell",
+            "versions.k3s",
+            "STACKINSTALL_VERSIONS__K3S",
+            "v1.29.0;id",
+            "must be a version",
+        ),
+        by_variable(
+            "Istio profile: newline",
+            "istio.profile",
+            "STACKINSTALL_ISTIO__PROFILE",
+            "demo\n  hub: evil",
+            CONTROL,
+        ),
+        by_variable(
+            "export options: space",
+            "nfs.export_options",
+            "STACKINSTALL_NFS__EXPORT_OPTIONS",
+            "rw *(rw)",
+            ARGUMENT,
+        ),
+        by_variable(
+            "NFS path: relative",
+            "nfs.path",
+            "STACKINSTALL_NFS__PATH",
+            "data/stackbill",
+            ABSOLUTE,
+        ),
+        by_variable(
+            "NFS path: ..",
+            "nfs.path",
+            "STACKINSTALL_NFS__PATH",
+            "/data/../etc",
+            ABSOLUTE,
+        ),
+        by_variable(
+            "key file: space",
+            "mongodb.key_file",
+            "STACKINSTALL_MONGODB__KEY_FILE",
+            "/var/lib/mongodb/key file",
+            ABSOLUTE,
+        ),
+        by_variable(
+            "pod network: no prefix length",
+            "cluster.pod_cidr",
+            "STACKINSTALL_CLUSTER__POD_CIDR",
+            "10.42.0.0",
+            "must be an IPv4 or IPv6 network",
+        ),
+        by_variable(
+            "host address: a name",
+            "cluster.host_ip",
+            "STACKINSTALL_CLUSTER__HOST_IP",
+            "not-an-ip",
+            "must be empty or an IP address",
+        ),
+        by_variable(
+            "bind addresses: space",
+            "mongodb.bind_ip",
+            "STACKINSTALL_MONGODB__BIND_IP",
+            "0.0.0.0, 10.0.0.1",
+            "must be IP addresses or host names",
+        ),
+        by_variable(
+            "K3s download: http",
+            "downloads.k3s",
+            "STACKINSTALL_DOWNLOADS__K3S",
+            "http://releases.example.com/{version}",
+            HTTPS,
+        ),
+        by_file(
+            "Helm download: ftp",
+            "downloads.helm",
+            "ftp://get.helm.sh",
+            "[downloads]\nhelm = \"ftp://get.helm.sh\"\n",
+            HTTPS,
+        ),
+        by_file(
+            "pin: not a SHA-256",
+            "downloads.pins",
+            "abc",
+            "[downloads.pins.\"k3s/v1.29.0+k3s1/k3s\"]\nsha256 = \"abc\"\nsource = \"nowhere\"\n",
+            "must be a SHA-256",
+        ),
+        by_file(
+            "signing key: not a fingerprint",
+            "mongodb.signing_keys",
+            "1234",
+            "[mongodb.signing_keys.\"7.0\"]\nfingerprint = \"1234\"\nsource = \"nowhere\"\n",
+            "must be an OpenPGP fingerprint",
+        ),
+    ]
+}
+
+#[test]
+fn every_configuration_rule_refuses_a_bad_value_naming_source_key_and_rule() {
+    let world = engine_world();
+    let fixtures = Fixtures::new(&world);
+    let values = bad_values();
+    let inputs: Vec<BadInput> = values
+        .iter()
+        .enumerate()
+        .map(|(index, bad)| {
+            let (args, source) = match bad.variable {
+                Some(variable) => (install(&[]), format!("environment variable `{variable}`")),
+                None => {
+                    let path = fixtures.dir.join(format!("rule-{index}.toml"));
+                    (
+                        fixtures.config(&format!("rule-{index}.toml"), bad.file),
+                        format!("config file `{}`", path.display()),
+                    )
+                }
+            };
+            let value = format!("{:?}", bad.value);
+            let expected = format!(
+                "`{}` = {value} from {source} is refused: it {}",
+                bad.key, bad.says
+            );
+            let input = BadInput::new(bad.rule, args, expected);
+            match bad.variable {
+                Some(variable) => input.env(variable, bad.value.clone()),
+                None => input,
+            }
+        })
+        .collect();
+    let before = world.files(true);
+    let mut failures = Vec::new();
+    for input in &inputs {
+        if let Err(why) = refuse(&world, input, &before) {
+            failures.push(format!("{}: {why}", input.name));
+        }
+    }
+    let rules: BTreeSet<&str> = values.iter().map(|bad| bad.says).collect();
+    common::report(&format!(
+        "bad configuration values: {} tried against {} rules, {} refused (exit 2, naming the file or variable, the key and the rule)",
+        inputs.len(),
+        rules.len(),
+        inputs.len() - failures.len()
+    ));
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

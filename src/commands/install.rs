@@ -55,6 +55,7 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         return Ok(());
     }
     check_inputs(&context, &steps)?;
+    check_pins(&context, &steps, &selection)?;
     if asking {
         confirm(&context, &steps, &selection)?;
     }
@@ -192,6 +193,51 @@ fn check_inputs(context: &Context, steps: &[Box<dyn Step>]) -> Result<(), pipeli
         error: Box::new(error),
         log: None,
     })
+}
+
+/// With `[downloads] require_pins`, refuses a run whose steps would
+/// download a file that has no pin, before anything changes.
+fn check_pins(
+    context: &Context,
+    steps: &[Box<dyn Step>],
+    selection: &Selection,
+) -> Result<(), pipeline::PipelineError> {
+    if !context.config.downloads.require_pins {
+        return Ok(());
+    }
+    for (position, step) in steps.iter().enumerate() {
+        if selection
+            .skip_reason(step.as_ref(), position, steps)
+            .is_some()
+        {
+            continue;
+        }
+        let unpinned: Vec<String> = step
+            .downloads(context)
+            .iter()
+            .filter(|release| release.pin.is_none())
+            .map(|release| format!("`{}` ({})", release.key, release.url))
+            .collect();
+        if unpinned.is_empty() {
+            continue;
+        }
+        let error = StepError::input(
+            format!(
+                "`[downloads] require_pins` is set, but {} {} no pinned SHA-256: {}",
+                step.id(),
+                if unpinned.len() == 1 { "has" } else { "have" },
+                unpinned.join(", ")
+            ),
+            "add each to [downloads.pins] (`sha256` and the `source` that publishes it) in a --config file, or set `[downloads] require_pins = false` to check them against their origin's own sums",
+        );
+        return Err(pipeline::PipelineError::StepFailed {
+            step: step.id().into(),
+            title: step.title().into(),
+            error: Box::new(error),
+            log: None,
+        });
+    }
+    Ok(())
 }
 
 fn print_plan(plan: &Plan, json: bool) {

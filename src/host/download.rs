@@ -1,24 +1,35 @@
-//! Downloads of pinned release files, each checked against the SHA-256 sum
-//! its project publishes next to it, and installs of the binaries in them.
+//! Downloads of release files over HTTPS only, each checked against the
+//! SHA-256 pinned for its version in the profile (`[downloads.pins]`), or,
+//! for a file with no pin, against the sum its origin publishes next to it
+//! (which the plan and the run say loudly); and installs of the binaries in
+//! them.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::command::{Command, CommandError};
 use super::fs::{self, FileError};
 
-/// A download that failed or did not match its published sum.
+/// A download that failed or did not match its pin or published sum.
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
     #[error("cannot download `{url}`: {reason}")]
     Transfer { url: String, reason: String },
+    #[error("refusing to download `{url}`: only https:// URLs are fetched")]
+    NotHttps { url: String },
     #[error("`{sums_url}` lists no SHA-256 sum for `{file}`")]
     NoSum { sums_url: String, file: String },
-    #[error("`{url}` does not match its published SHA-256 sum: expected {expected}, got {actual}")]
+    #[error(
+        "`{file}` (from `{url}`) does not match its {against}: expected {expected}, got {actual}; nothing was installed"
+    )]
     Mismatch {
+        file: String,
         url: String,
+        against: String,
         expected: String,
         actual: String,
     },
@@ -28,22 +39,57 @@ pub enum DownloadError {
     Command(#[from] CommandError),
 }
 
-/// One binary of a release: where it is, where its sums are, and (for an
-/// archive) which member is the binary.
+/// A SHA-256 pinned in the profile for one file of one version, with where
+/// the value was published.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pin {
+    /// The file's SHA-256, 64 hex digits.
+    pub sha256: String,
+    /// Where the value comes from (a repository and file that publish it).
+    pub source: String,
+}
+
+/// One file of a release: where it is, what it is checked against, and (for
+/// an archive) which member is the binary.
 #[derive(Debug, Clone)]
 pub struct ReleaseBinary {
-    /// The file to download (the binary itself, or an archive holding it).
+    /// The key of its pin: `component/version/file`.
+    pub key: String,
+    /// The file to download (the binary itself, an archive holding it, or
+    /// a script).
     pub url: String,
-    /// The file listing the SHA-256 sum of `url`'s file.
-    pub sums_url: String,
+    /// The file listing the origin's SHA-256 sum of `url`'s file, when the
+    /// origin publishes one.
+    pub sums_url: Option<String>,
     /// For a `.tar.gz`: the member path of the binary inside it.
     pub member: Option<String>,
+    /// The profile's pin of this file, if it has one.
+    pub pin: Option<Pin>,
 }
 
 impl ReleaseBinary {
     /// The file name at the end of the URL (what the sums file names).
     pub fn file_name(&self) -> &str {
         self.url.rsplit('/').next().unwrap_or(&self.url)
+    }
+
+    /// What the file is checked against, for the plan and the run.
+    pub fn check(&self) -> String {
+        match (&self.pin, &self.sums_url) {
+            (Some(pin), _) => format!(
+                "checked against pinned SHA-256 {} from {}",
+                pin.sha256, pin.source
+            ),
+            (None, Some(sums)) => format!(
+                "WARNING: not pinned, checked against its origin's own sum alone (`{sums}`); pin `{}` in [downloads.pins]",
+                self.key
+            ),
+            (None, None) => format!(
+                "WARNING: not pinned and its origin publishes no sum, so checked against nothing; pin `{}` in [downloads.pins]",
+                self.key
+            ),
+        }
     }
 }
 
@@ -52,20 +98,60 @@ pub fn url_for(template: &str, version: &str) -> String {
     template.replace("{version}", &version.replace('+', "%2B"))
 }
 
+/// Whether `url` may be fetched: https, or (debug builds only, for the
+/// tests' release server) http to 127.0.0.1.
+pub fn allowed_url(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    match parsed.scheme() {
+        "https" => true,
+        "http" => cfg!(debug_assertions) && parsed.host_str() == Some("127.0.0.1"),
+        _ => false,
+    }
+}
+
+/// How a download is going: bytes so far and the total when known.
+pub type Progress<'a> = &'a dyn Fn(u64, Option<u64>);
+
 /// The bytes at `url`, within `timeout`.
 pub fn fetch(url: &str, timeout: Duration) -> Result<Vec<u8>, DownloadError> {
+    fetch_with_progress(url, timeout, &|_, _| {})
+}
+
+/// The bytes at `url`, within `timeout`, reporting progress as they come.
+pub fn fetch_with_progress(
+    url: &str,
+    timeout: Duration,
+    progress: Progress,
+) -> Result<Vec<u8>, DownloadError> {
     let transfer = |reason: String| DownloadError::Transfer {
         url: url.to_string(),
         reason,
     };
+    if !allowed_url(url) {
+        return Err(DownloadError::NotHttps { url: url.into() });
+    }
     tracing::info!(target: "download", "get {url}");
+    // A redirect may not leave https (GitHub's releases redirect to its
+    // object store, over https).
+    let redirects = reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() > 10 {
+            attempt.error("too many redirects")
+        } else if allowed_url(attempt.url().as_str()) {
+            attempt.follow()
+        } else {
+            attempt.error("a redirect to a URL that is not https")
+        }
+    });
     let client = reqwest::blocking::Client::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(30))
+        .redirect(redirects)
         .user_agent(concat!("stackinstall/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|error| transfer(error.to_string()))?;
-    let response = client
+    let mut response = client
         .get(url)
         .send()
         .map_err(|error| transfer(error.to_string()))?;
@@ -73,10 +159,21 @@ pub fn fetch(url: &str, timeout: Duration) -> Result<Vec<u8>, DownloadError> {
     if !status.is_success() {
         return Err(transfer(format!("the server answered {status}")));
     }
-    let bytes = response
-        .bytes()
-        .map_err(|error| transfer(error.to_string()))?;
-    Ok(bytes.to_vec())
+    let total = response.content_length();
+    let mut bytes = Vec::with_capacity(total.unwrap_or(0).min(1 << 30) as usize);
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let read = response
+            .read(&mut chunk)
+            .map_err(|error| transfer(error.to_string()))?;
+        if read == 0 {
+            break;
+        }
+        bytes.extend_from_slice(&chunk[..read]);
+        progress(bytes.len() as u64, total);
+    }
+    tracing::info!(target: "download", "got {} bytes from {url}", bytes.len());
+    Ok(bytes)
 }
 
 /// The sum of `file` in a sums file (`<hex>  <name>` lines, or one bare hex).
@@ -100,21 +197,38 @@ pub fn sum_for(sums: &str, file: &str) -> Option<String> {
     }
 }
 
-/// Downloads `release`'s file and checks it against its published sum.
-pub fn fetch_checked(release: &ReleaseBinary, timeout: Duration) -> Result<Vec<u8>, DownloadError> {
-    let sums = fetch(&release.sums_url, timeout)?;
-    let expected =
-        sum_for(&String::from_utf8_lossy(&sums), release.file_name()).ok_or_else(|| {
-            DownloadError::NoSum {
-                sums_url: release.sums_url.clone(),
-                file: release.file_name().to_string(),
+/// Downloads `release`'s file and checks it against its pin, else against
+/// the sum its origin publishes (a file with neither is returned as it is:
+/// [`ReleaseBinary::check`] says so in the plan and the run).
+pub fn fetch_checked(
+    release: &ReleaseBinary,
+    timeout: Duration,
+    progress: Progress,
+) -> Result<Vec<u8>, DownloadError> {
+    let (expected, against) =
+        match (&release.pin, &release.sums_url) {
+            (Some(pin), _) => (
+                pin.sha256.to_ascii_lowercase(),
+                format!("pinned SHA-256 (from {})", pin.source),
+            ),
+            (None, Some(sums_url)) => {
+                let sums = fetch(sums_url, timeout)?;
+                let sum = sum_for(&String::from_utf8_lossy(&sums), release.file_name())
+                    .ok_or_else(|| DownloadError::NoSum {
+                        sums_url: sums_url.clone(),
+                        file: release.file_name().to_string(),
+                    })?;
+                (sum, format!("published SHA-256 sum (`{sums_url}`)"))
             }
-        })?;
-    let bytes = fetch(&release.url, timeout)?;
+            (None, None) => return fetch_with_progress(&release.url, timeout, progress),
+        };
+    let bytes = fetch_with_progress(&release.url, timeout, progress)?;
     let actual = hex::encode(Sha256::digest(&bytes));
     if actual != expected {
         return Err(DownloadError::Mismatch {
+            file: release.file_name().to_string(),
             url: release.url.clone(),
+            against,
             expected,
             actual,
         });
@@ -129,8 +243,9 @@ pub fn install_binary(
     target: &Path,
     work_dir: &Path,
     timeout: Duration,
+    progress: Progress,
 ) -> Result<(), DownloadError> {
-    let bytes = fetch_checked(release, timeout)?;
+    let bytes = fetch_checked(release, timeout, progress)?;
     let binary = match &release.member {
         None => bytes,
         Some(member) => unpack_member(&bytes, release.file_name(), member, work_dir)?,
@@ -186,6 +301,16 @@ mod tests {
         assert_eq!(sum_for(sums, "k3s").as_deref(), Some("bbbb"));
         assert_eq!(sum_for("cccc\n", "helm.tar.gz").as_deref(), Some("cccc"));
         assert_eq!(sum_for(sums, "helm"), None);
+    }
+
+    #[test]
+    fn only_https_is_fetched() {
+        let error = fetch("http://example.invalid/k3s", Duration::from_secs(1)).unwrap_err();
+        assert!(matches!(error, DownloadError::NotHttps { .. }), "{error}");
+        assert!(error.to_string().contains("only https:// URLs"), "{error}");
+        assert!(!allowed_url("ftp://example.com/x") && allowed_url("https://get.helm.sh/x"));
+        assert!(!allowed_url("http://127.0.0.1.example.com/x"));
+        assert!(!allowed_url("http://127.0.0.1:80@example.com/x"));
     }
 
     #[test]

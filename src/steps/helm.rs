@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::k3s::{download_action, install_release, skipped_but_missing};
+use super::k3s::{download_action, install_release, release_file, skipped_but_missing};
 use super::{Action, Group, Step, StepError};
 use crate::context::Context;
 use crate::host::download::{self, ReleaseBinary};
@@ -33,6 +33,10 @@ impl Step for Helm {
 
     fn group(&self) -> Group {
         Group::Infra
+    }
+
+    fn downloads(&self, context: &Context) -> Vec<ReleaseBinary> {
+        downloads(context)
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
@@ -84,12 +88,20 @@ fn release(context: &Context) -> ReleaseBinary {
         &context.config.downloads.helm,
         &context.config.versions.helm,
     );
-    let file = format!("helm-{}-linux-{arch}.tar.gz", context.config.versions.helm);
-    ReleaseBinary {
-        url: format!("{base}/{file}"),
-        sums_url: format!("{base}/{file}.sha256sum"),
-        member: Some(format!("linux-{arch}/helm")),
-    }
+    let version = &context.config.versions.helm;
+    let file = format!("helm-{version}-linux-{arch}.tar.gz");
+    release_file(
+        context,
+        &format!("helm/{version}"),
+        format!("{base}/{file}"),
+        Some(format!("{base}/{file}.sha256sum")),
+        Some(format!("linux-{arch}/helm")),
+    )
+}
+
+/// The file Helm downloads: its release archive.
+pub fn downloads(context: &Context) -> Vec<ReleaseBinary> {
+    vec![release(context)]
 }
 
 /// The installed Helm's version; `None` when there is none. Another

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::k3s::{download_action, install_release, skipped_but_missing};
+use super::k3s::{download_action, install_release, release_file, skipped_but_missing};
 use super::{Action, ActionKind, Group, Step, StepError};
 use crate::context::Context;
 use crate::host::download::{self, ReleaseBinary};
@@ -53,6 +53,10 @@ impl Step for Istio {
 
     fn group(&self) -> Group {
         Group::Infra
+    }
+
+    fn downloads(&self, context: &Context) -> Vec<ReleaseBinary> {
+        downloads(context)
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
@@ -164,11 +168,18 @@ fn release(context: &Context) -> ReleaseBinary {
     let version = &context.config.versions.istio;
     let base = download::url_for(&context.config.downloads.istio, version);
     let file = format!("istio-{version}-linux-{}.tar.gz", download::architecture());
-    ReleaseBinary {
-        url: format!("{base}/{file}"),
-        sums_url: format!("{base}/{file}.sha256"),
-        member: Some(format!("istio-{version}/bin/istioctl")),
-    }
+    release_file(
+        context,
+        &format!("istio/{version}"),
+        format!("{base}/{file}"),
+        Some(format!("{base}/{file}.sha256")),
+        Some(format!("istio-{version}/bin/istioctl")),
+    )
+}
+
+/// The file Istio downloads: its release archive (istioctl is in it).
+pub fn downloads(context: &Context) -> Vec<ReleaseBinary> {
+    vec![release(context)]
 }
 
 /// The installed istioctl's version; `None` when there is none. Another

@@ -16,6 +16,7 @@ mod downloads;
 mod kubeconfig;
 
 pub use downloads::{download_action, install_release};
+use downloads::fetch_release;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -57,6 +58,10 @@ impl Step for K3s {
         Group::Infra
     }
 
+    fn downloads(&self, context: &Context) -> Vec<ReleaseBinary> {
+        downloads(context)
+    }
+
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
         fingerprint
             .add("version", &context.config.versions.k3s)
@@ -72,9 +77,10 @@ impl Step for K3s {
             actions.push(download_action(DOWNLOAD, &release(context), BINARY));
         }
         if installed.is_none() || !service::is_active("k3s")? || kubeconfig::too_open(context) {
+            let script = install_script(context);
             actions.push(Action::custom(ActionKind::Command, INSTALL, format!(
-                "run the K3s {version} install script ({}) with INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_EXEC='{SERVER_FLAGS}'",
-                install_script_url(context)
+                "run the K3s {version} install script ({}, {}) with INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_EXEC='{SERVER_FLAGS}'",
+                script.url, script.check()
             )));
         }
         let copy = kubeconfig::copy_action(context)?;
@@ -166,18 +172,46 @@ fn release(context: &Context) -> ReleaseBinary {
         "amd64" => ("k3s".to_string(), "sha256sum-amd64.txt".to_string()),
         arch => (format!("k3s-{arch}"), format!("sha256sum-{arch}.txt")),
     };
+    let version = &context.config.versions.k3s;
+    release_file(
+        context,
+        &format!("k3s/{version}"),
+        format!("{base}/{binary}"),
+        Some(format!("{base}/{sums}")),
+        None,
+    )
+}
+
+/// The pinned version's install script (K3s publishes no sum of it).
+fn install_script(context: &Context) -> ReleaseBinary {
+    let version = &context.config.versions.k3s;
+    let url = download::url_for(&context.config.downloads.k3s_install_script, version);
+    release_file(context, &format!("k3s/{version}"), url, None, None)
+}
+
+/// A release file of `component_version` (`helm/v3.14.2`) with its pin
+/// from the profile, if it has one.
+pub fn release_file(
+    context: &Context,
+    component_version: &str,
+    url: String,
+    sums_url: Option<String>,
+    member: Option<String>,
+) -> ReleaseBinary {
+    let file = url.rsplit('/').next().unwrap_or(&url);
+    let key = format!("{component_version}/{file}");
     ReleaseBinary {
-        url: format!("{base}/{binary}"),
-        sums_url: format!("{base}/{sums}"),
-        member: None,
+        pin: context.config.downloads.pin(&key),
+        key,
+        url,
+        sums_url,
+        member,
     }
 }
 
-fn install_script_url(context: &Context) -> String {
-    download::url_for(
-        &context.config.downloads.k3s_install_script,
-        &context.config.versions.k3s,
-    )
+/// The files K3s downloads: the binary and the install script.
+pub fn downloads(context: &Context) -> Vec<ReleaseBinary> {
+    vec![release(context), install_script(context)]
 }
 
 /// The version of the installed K3s; `None` when there is none. Another
@@ -215,7 +249,7 @@ pub fn parse_version(output: &str) -> Option<String> {
 }
 
 fn run_install_script(context: &Context, timeout: Duration) -> Result<(), StepError> {
-    let script_bytes = download::fetch(&install_script_url(context), timeout)?;
+    let script_bytes = fetch_release(context, &install_script(context), timeout)?;
     let script: PathBuf = context.host.path(DOWNLOADS).join("k3s-install.sh");
     host::fs::ensure_dir(&context.host.path(DOWNLOADS), 0o700)?;
     host::fs::write_atomic(&script, &script_bytes, 0o700)?;

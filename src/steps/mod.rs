@@ -89,6 +89,13 @@ pub trait Step {
         &[]
     }
 
+    /// The release files this step downloads and runs as root, each with
+    /// what it is checked against (`[downloads] require_pins` refuses the
+    /// run when one has no pin).
+    fn downloads(&self, _context: &Context) -> Vec<host::download::ReleaseBinary> {
+        Vec::new()
+    }
+
     /// Adds the inputs this step depends on (versions, domain, certificate
     /// hash, profile values) to its fingerprint.
     fn inputs(&self, _context: &Context, _fingerprint: &mut Fingerprint) -> Result<(), StepError> {

@@ -68,7 +68,7 @@ impl Releases {
     }
 }
 
-fn sha256(bytes: &[u8]) -> String {
+pub fn sha256(bytes: &[u8]) -> String {
     hex_string(&Sha256::digest(bytes))
 }
 
@@ -101,8 +101,15 @@ fn tarball(member: &str, contents: &str) -> Vec<u8> {
 pub const K3S_BINARY: &str =
     "#!/bin/sh\necho 'k3s version v1.29.0+k3s1 (3190a5a7)'\necho 'go version go1.21.5'\n";
 
-/// The pinned release files of the default profile, with their sums.
-fn publish(releases: &Releases) {
+/// The pin key and file of Helm's archive, which the tests pin to the fake.
+pub const HELM_PIN: &str = "helm/v3.14.2/helm-v3.14.2-linux-amd64.tar.gz";
+pub const HELM_FILE: &str = "/helm/helm-v3.14.2-linux-amd64.tar.gz";
+
+/// The pinned release files of the default profile, with their sums;
+/// returns the pins of the archives (as a `[downloads.pins]` TOML table),
+/// standing in for the profile's real ones. K3s stays unpinned, as in the
+/// profile.
+fn publish(releases: &Releases) -> String {
     let k3s = K3S_BINARY.as_bytes().to_vec();
     let sums = format!(
         "{}  k3s-airgap-images-amd64.tar\n{}  k3s\n",
@@ -121,6 +128,7 @@ fn publish(releases: &Releases) {
         &format!("/helm/{helm_file}.sha256sum"),
         format!("{}  {helm_file}\n", sha256(&helm)).into_bytes(),
     );
+    let helm_bytes = helm.clone();
     releases.put(&format!("/helm/{helm_file}"), helm);
     let istio = tarball("istio-1.20.3/bin/istioctl", "#!/bin/sh\necho 1.20.3\n");
     let istio_file = "istio-1.20.3-linux-amd64.tar.gz";
@@ -128,7 +136,13 @@ fn publish(releases: &Releases) {
         &format!("/istio/1.20.3/{istio_file}.sha256"),
         format!("{}  {istio_file}\n", sha256(&istio)).into_bytes(),
     );
+    let pins = format!(
+        "{{ \"{HELM_PIN}\" = {{ sha256 = \"{}\", source = \"the tests' release server\" }}, \"istio/1.20.3/{istio_file}\" = {{ sha256 = \"{}\", source = \"the tests' release server\" }} }}",
+        sha256(&helm_bytes),
+        sha256(&istio)
+    );
     releases.put(&format!("/istio/1.20.3/{istio_file}"), istio);
+    pins
 }
 
 /// The part of a fake K3s install script that does what K3s does when it
@@ -176,7 +190,8 @@ pub fn python() -> String {
 pub fn cluster_world() -> (World, Releases) {
     let mut world = World::new();
     let releases = Releases::default();
-    publish(&releases);
+    let pins = publish(&releases);
+    world.set_env("STACKINSTALL_DOWNLOADS__PINS", &pins);
     let base = releases.serve();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes/cluster.py");
     let python = python();

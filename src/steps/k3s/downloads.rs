@@ -11,13 +11,14 @@ use crate::steps::{Action, ActionKind, StepError};
 /// The plan's line for downloading `release` and installing its binary.
 pub fn download_action(tag: &'static str, release: &ReleaseBinary, binary: &str) -> Action {
     let detail = format!(
-        "download {}, check it against {}, install {binary} (mode 0755)",
-        release.url, release.sums_url
+        "download {} ({}), install {binary} (mode 0755)",
+        release.url,
+        release.check()
     );
     Action::custom(ActionKind::File, tag, detail)
 }
 
-/// Downloads `release`, checks its sum, and installs its binary at `binary`.
+/// Downloads `release`, checks it, and installs its binary at `binary`.
 pub fn install_release(
     context: &Context,
     release: &ReleaseBinary,
@@ -25,6 +26,36 @@ pub fn install_release(
 ) -> Result<(), StepError> {
     let timeout = Duration::from_secs(context.config.downloads.timeout_seconds);
     let work_dir = context.host.path(DOWNLOADS);
-    download::install_binary(release, &context.host.path(binary), &work_dir, timeout)?;
+    warn_unpinned(context, release);
+    let progress = context.ui.download(release.file_name());
+    let target = context.host.path(binary);
+    download::install_binary(release, &target, &work_dir, timeout, &|done, total| {
+        progress.update(done, total)
+    })?;
+    progress.finish();
     Ok(())
+}
+
+/// Downloads `release` and checks it, showing its progress.
+pub fn fetch_release(
+    context: &Context,
+    release: &ReleaseBinary,
+    timeout: Duration,
+) -> Result<Vec<u8>, StepError> {
+    warn_unpinned(context, release);
+    let progress = context.ui.download(release.file_name());
+    let bytes = download::fetch_checked(release, timeout, &|done, total| {
+        progress.update(done, total)
+    })?;
+    progress.finish();
+    Ok(bytes)
+}
+
+/// Says loudly, in the run, that `release` has no pin.
+fn warn_unpinned(context: &Context, release: &ReleaseBinary) {
+    if release.pin.is_none() {
+        context
+            .ui
+            .warn(&format!("{}: {}", release.url, release.check()));
+    }
 }

@@ -1,12 +1,14 @@
 //! MongoDB's own apt repository for the host's release: the signing key
 //! (ASCII-armoured, which apt reads from a `.asc` `signed-by` file, so no
-//! `gpg` is needed) and one source list. Both are only added when
-//! mongodb-org is still to be installed.
+//! `gpg` is needed), checked against the fingerprint the profile pins for
+//! the series (`[mongodb.signing_keys]`), and one source list. Both are only
+//! added when mongodb-org is still to be installed.
 
 use std::time::Duration;
 
 use crate::context::Context;
 use crate::host;
+use crate::pgp;
 use crate::steps::{Action, ActionKind, StepError};
 
 /// The custom action that downloads the signing key.
@@ -80,8 +82,18 @@ pub fn actions(context: &Context) -> Result<Vec<Action>, StepError> {
     let mut actions = Vec::new();
     let key = context.host.path(key_path(version));
     if !key.exists() {
+        let check = match context.config.mongodb.signing_keys.get(version) {
+            Some(pinned) => format!(
+                "check its fingerprint is {} (from {})",
+                pgp::normalize(&pinned.fingerprint),
+                pinned.source
+            ),
+            None => format!(
+                "NOT PINNED: no fingerprint for series {version} in [mongodb.signing_keys], the key is trusted as served"
+            ),
+        };
         let detail = format!(
-            "download {} to {}",
+            "download {}, {check}, write {}",
             key_url(version),
             context.shown(&key).display()
         );
@@ -113,11 +125,51 @@ pub fn add_key(context: &Context) -> Result<bool, StepError> {
             "check the host's network access to www.mongodb.org (a proxy or captive portal?), then run again",
         ));
     }
+    check_fingerprint(context, &url, &key)?;
     Ok(host::fs::ensure_file(
         &context.host.path(key_path(version)),
         &key,
         0o644,
     )?)
+}
+
+/// Refuses a key whose fingerprint is not the pinned one; warns when the
+/// series has no pin (refuses with `[downloads] require_pins`).
+fn check_fingerprint(context: &Context, url: &str, key: &[u8]) -> Result<(), StepError> {
+    let version = &context.config.mongodb.version;
+    let found = pgp::fingerprint(&String::from_utf8_lossy(key)).map_err(|error| {
+        StepError::failed(
+            format!("the signing key from `{url}` is unusable: {error}"),
+            "check the host's network access to www.mongodb.org, then run again",
+        )
+    })?;
+    let Some(pinned) = context.config.mongodb.signing_keys.get(version) else {
+        if context.config.downloads.require_pins {
+            return Err(StepError::input(
+                format!(
+                    "`[downloads] require_pins` is set, but MongoDB {version}'s signing key has no pinned fingerprint (it has {found})"
+                ),
+                format!(
+                    "add `[mongodb.signing_keys.\"{version}\"]` with the `fingerprint` MongoDB publishes and its `source`"
+                ),
+            ));
+        }
+        context.ui.warn(&format!(
+            "MongoDB {version}'s signing key is NOT PINNED: its fingerprint {found} is trusted as served by `{url}`"
+        ));
+        return Ok(());
+    };
+    let expected = pgp::normalize(&pinned.fingerprint);
+    if found != expected {
+        return Err(StepError::failed(
+            format!(
+                "the signing key from `{url}` has fingerprint {found}, but the profile pins {expected} (from {}); it was not installed",
+                pinned.source
+            ),
+            "something between this host and www.mongodb.org serves another key: do not install from it; check the network, then run again",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
