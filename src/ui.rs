@@ -114,7 +114,7 @@ impl Ui {
             Some(bar) => {
                 bar.set_style(
                     ProgressStyle::with_template(
-                        "{spinner:.cyan} {prefix} downloading {msg} {bytes}/{total_bytes} at {binary_bytes_per_sec}, {eta} left",
+                        "{spinner:.cyan} downloading {msg}: {bytes} of {total_bytes} at {binary_bytes_per_sec}, {eta} left",
                     )
                     .expect("valid template"),
                 );

@@ -396,6 +396,55 @@ fn an_http_download_url_is_refused() {
     assert!(releases.requests().is_empty());
 }
 
+/// A K3s "binary" of about 2 MiB: the fake's script, then comment lines.
+fn large_k3s() -> Vec<u8> {
+    let mut binary = format!("{K3S_BINARY}exit 0\n").into_bytes();
+    while binary.len() < 2 * 1024 * 1024 {
+        binary.extend_from_slice(b"# padding: a download large enough to show its progress\n");
+    }
+    binary
+}
+
+#[test]
+fn a_download_shows_bytes_rate_and_time_left_on_a_terminal_and_plain_lines_otherwise() {
+    let (world, releases) = cluster_world();
+    let binary = large_k3s();
+    let sums = format!("{}  k3s\n", support::sha256(&binary));
+    releases.put("/k3s/v1.29.0+k3s1/sha256sum-amd64.txt", sums.into_bytes());
+    releases.put("/k3s/v1.29.0+k3s1/k3s", binary);
+    releases.slow_down();
+
+    // A real pseudo-terminal: the step's line becomes the download's.
+    let mut command = world.std_command();
+    command.env_remove("NO_COLOR").env("TERM", "xterm").args([
+        "install",
+        "--domain",
+        DOMAIN,
+        "--self-signed",
+        "--only",
+        "k3s",
+    ]);
+    let mut session = rexpect::session::spawn_command(command, Some(60_000)).unwrap();
+    session.exp_string("downloading k3s: ").unwrap();
+    let (_, shown) = session
+        .exp_regex(r"MiB of [0-9.]+ MiB at [0-9.]+ [KMG]?i?B/s, [0-9]+s left")
+        .unwrap();
+    session.exp_string("downloaded k3s: 2.0 MiB in").unwrap();
+    session.exp_eof().unwrap();
+    assert!(world.path("/usr/local/bin/k3s").exists());
+
+    // No terminal: plain lines, no progress bar.
+    let plain_world = cluster_world();
+    let plain = stderr(&plain_world.0.install(&["--only", "k3s"]).success());
+    assert!(plain.contains("      downloading k3s ..."), "{plain}");
+    assert!(plain.contains("      downloaded k3s: "), "{plain}");
+    assert!(!plain.contains(" left"), "{plain}");
+    common::report(&format!(
+        "download progress on a terminal: `{}`",
+        shown.trim()
+    ));
+}
+
 #[test]
 fn another_k3s_version_is_reported_and_left_alone() {
     let (world, releases) = cluster_world();

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -17,6 +18,8 @@ use super::common::World;
 pub struct Releases {
     files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
     requests: Arc<Mutex<Vec<String>>>,
+    /// Serve bodies in small paced pieces, as a slow network would.
+    slow: Arc<AtomicBool>,
 }
 
 impl Releases {
@@ -53,7 +56,15 @@ impl Releases {
                     }
                 };
                 let _ = stream.write_all(head.as_bytes());
-                let _ = stream.write_all(body.as_deref().unwrap_or_default());
+                let body = body.unwrap_or_default();
+                if this.slow.load(Ordering::SeqCst) {
+                    for piece in body.chunks(32 * 1024) {
+                        let _ = stream.write_all(piece);
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                } else {
+                    let _ = stream.write_all(&body);
+                }
             }
         });
         base
@@ -61,6 +72,11 @@ impl Releases {
 
     pub fn put(&self, path: &str, bytes: Vec<u8>) {
         self.files.lock().unwrap().insert(path.into(), bytes);
+    }
+
+    /// Serves bodies slowly from now on (something for progress to show).
+    pub fn slow_down(&self) {
+        self.slow.store(true, Ordering::SeqCst);
     }
 
     pub fn requests(&self) -> Vec<String> {
