@@ -21,7 +21,10 @@ export CARGO_TARGET_DIR=/var/tmp/stackinstall-target
 built="$CARGO_TARGET_DIR/release/stackinstall"
 
 echo "==> plan (the bare form is the install)"
-"$built" --domain "$domain" --self-signed --plan
+plan=$("$built" --domain "$domain" --self-signed --plan)
+printf '%s\n' "$plan"
+# Helm's archive is pinned in the profile: the real download must match it.
+printf '%s\n' "$plan" | grep -q "helm-v3.14.2-linux-amd64.tar.gz (checked against pinned SHA-256"
 
 echo "==> install, in the bare form as operators type it"
 "$built" --domain "$domain" --self-signed --yes

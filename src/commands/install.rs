@@ -223,9 +223,13 @@ fn check_pins(
         }
         let error = StepError::input(
             format!(
-                "`[downloads] require_pins` is set, but {} {} no pinned SHA-256: {}",
+                "`[downloads] require_pins` is set, but step `{}` would download {} with no pinned SHA-256: {}",
                 step.id(),
-                if unpinned.len() == 1 { "has" } else { "have" },
+                if unpinned.len() == 1 {
+                    "a file"
+                } else {
+                    "files"
+                },
                 unpinned.join(", ")
             ),
             "add each to [downloads.pins] (`sha256` and the `source` that publishes it) in a --config file, or set `[downloads] require_pins = false` to check them against their origin's own sums",
