@@ -208,9 +208,8 @@ fn builtin_profile(edit: impl Fn(&str) -> String) -> String {
     edit(&fs::read_to_string(path).unwrap())
 }
 
-/// Every bad input the tool must refuse; `taken` is a port the test holds,
-/// `taken_node_port` one in the NodePort range.
-fn bad_inputs(fixtures: &Fixtures, taken: u16, taken_node_port: u16) -> Vec<BadInput> {
+/// Every bad input the tool must refuse; `taken` is a port the test holds.
+fn bad_inputs(fixtures: &Fixtures, taken: u16) -> Vec<BadInput> {
     let now = OffsetDateTime::now_utc();
     let good = fixtures.pair("good", certificate::self_signed_for_a_year(DOMAIN));
     let (_, other_key) = fixtures.pair("other", certificate::self_signed_for_a_year(DOMAIN));
@@ -644,15 +643,8 @@ fn bad_inputs(fixtures: &Fixtures, taken: u16, taken_node_port: u16) -> Vec<BadI
             in_use("k3s"),
         )
         .env("STACKINSTALL_CLUSTER__API_PORT", &port),
-        BadInput::new(
-            "HTTPS node port taken",
-            install(&[]),
-            format!("port {taken_node_port}, needed by the `istio` step, is already in use"),
-        )
-        .env(
-            "STACKINSTALL_ISTIO__HTTPS_NODE_PORT",
-            taken_node_port.to_string(),
-        ),
+        BadInput::new("HTTPS node port taken", install(&[]), in_use("istio"))
+            .env("STACKINSTALL_ISTIO__HTTPS_NODE_PORT", &port),
         BadInput::new("MySQL port taken", install(&[]), in_use("mysql"))
             .env("STACKINSTALL_MYSQL__PORT", &port),
         BadInput::new("MongoDB port taken", install(&[]), in_use("mongodb"))
@@ -742,13 +734,8 @@ fn every_bad_input_is_refused_with_its_name_and_changes_nothing() {
     fs::set_permissions(world.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
     let taken = listener.local_addr().unwrap().port();
-    // A NodePort must be in 30000-32767: hold a free one of those.
-    let node_listener = (30000..=32767)
-        .find_map(|port| TcpListener::bind(("127.0.0.1", port)).ok())
-        .expect("a free port in the NodePort range");
-    let taken_node_port = node_listener.local_addr().unwrap().port();
     let fixtures = Fixtures::new(&world);
-    let inputs = bad_inputs(&fixtures, taken, taken_node_port);
+    let inputs = bad_inputs(&fixtures, taken);
 
     world.install(&["--plan"]).success();
     // Accepted, not bad: upper case is folded (DNS names are case-blind).
@@ -787,7 +774,6 @@ fn every_bad_input_is_refused_with_its_name_and_changes_nothing() {
 
     // The same world takes the good input: the refusals were the inputs'.
     drop(listener);
-    drop(node_listener);
     let good = (fixtures.dir.join("good.crt"), fixtures.dir.join("good.key"));
     world
         .command()
@@ -1199,11 +1185,11 @@ fn bad_values() -> Vec<BadValue> {
             "must be a port from 1 to 65535",
         ),
         by_variable(
-            "node port: below range",
+            "node port: 0",
             "istio.http_node_port",
             "STACKINSTALL_ISTIO__HTTP_NODE_PORT",
-            "80",
-            "must be a NodePort from 30000 to 32767",
+            "0",
+            "must be a port from 1 to 65535",
         ),
         by_variable(
             "MySQL port: 0",

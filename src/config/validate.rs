@@ -25,7 +25,6 @@ const VERSION: &str =
     "must be a version: letters, digits, `.`, `+`, `_` and `-`, not starting with `-`";
 const SQL_NAME: &str = "must be letters, digits and `_` only (it becomes an SQL name)";
 const PORT: &str = "must be a port from 1 to 65535";
-const NODE_PORT: &str = "must be a NodePort from 30000 to 32767";
 const CIDR: &str = "must be an IPv4 or IPv6 network such as `10.42.0.0/16`";
 const ADDRESS: &str = "must be empty or an IP address";
 const ADDRESSES: &str = "must be IP addresses or host names separated by `,`, without spaces";
@@ -51,11 +50,9 @@ pub fn check(config: &Config, source_of: &dyn Fn(&str) -> String) -> Result<(), 
             return Err(refuse(&key, &value, broken));
         }
     }
-    for (key, port, node_port) in ports(config) {
-        let range = if node_port { 30000..=32767 } else { 1..=65535 };
-        if !range.contains(&port) {
-            let rule = if node_port { NODE_PORT } else { PORT };
-            return Err(refuse(&key, &port.to_string(), rule));
+    for (key, port) in ports(config) {
+        if port == 0 {
+            return Err(refuse(&key, &port.to_string(), PORT));
         }
     }
     Ok(())
@@ -155,40 +152,22 @@ fn add_arguments(config: &Config, add: &mut impl FnMut(&str, &str, Rule)) {
     }
 }
 
-/// Every port with whether it is a NodePort.
-fn ports(config: &Config) -> Vec<(String, u16, bool)> {
+/// Every port (a NodePort too: Kubernetes itself keeps those in its range).
+fn ports(config: &Config) -> Vec<(String, u16)> {
     let mut ports = vec![
-        (
-            "cluster.api_port".to_string(),
-            config.cluster.api_port,
-            false,
-        ),
-        ("mysql.port".into(), config.mysql.port, false),
-        ("mongodb.port".into(), config.mongodb.port, false),
-        ("rabbitmq.port".into(), config.rabbitmq.port, false),
+        ("cluster.api_port".to_string(), config.cluster.api_port),
+        ("mysql.port".into(), config.mysql.port),
+        ("mongodb.port".into(), config.mongodb.port),
+        ("rabbitmq.port".into(), config.rabbitmq.port),
         (
             "rabbitmq.management_port".into(),
             config.rabbitmq.management_port,
-            false,
         ),
-        ("nfs.port".into(), config.nfs.port, false),
-        (
-            "istio.http_node_port".into(),
-            config.istio.http_node_port,
-            true,
-        ),
-        (
-            "istio.https_node_port".into(),
-            config.istio.https_node_port,
-            true,
-        ),
+        ("nfs.port".into(), config.nfs.port),
+        ("istio.http_node_port".into(), config.istio.http_node_port),
+        ("istio.https_node_port".into(), config.istio.https_node_port),
     ];
-    ports.extend(
-        config
-            .routes
-            .iter()
-            .map(|r| ("routes.port".into(), r.port, false)),
-    );
+    ports.extend(config.routes.iter().map(|r| ("routes.port".into(), r.port)));
     ports
 }
 
