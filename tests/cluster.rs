@@ -423,6 +423,7 @@ fn a_download_shows_bytes_rate_and_time_left_on_a_terminal_and_plain_lines_other
         "--self-signed",
         "--only",
         "k3s",
+        "--yes",
     ]);
     let mut session = rexpect::session::spawn_command(command, Some(60_000)).unwrap();
     session.exp_string("downloading k3s: ").unwrap();
