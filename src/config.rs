@@ -234,7 +234,8 @@ impl Default for Mysql {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Mongodb {
-    /// The mongodb-org series, for the apt repository (`7.0`).
+    /// The mongodb-org series, for the apt repository (`7.0`); empty: the
+    /// series MongoDB publishes for the host's release (7.0, else 8.0).
     pub version: String,
     pub port: u16,
     /// `net.bindIp` of `/etc/mongod.conf`.
@@ -271,7 +272,7 @@ pub struct SigningKey {
 impl Default for Mongodb {
     fn default() -> Self {
         Self {
-            version: "7.0".into(),
+            version: String::new(),
             port: 27017,
             bind_ip: "0.0.0.0".into(),
             username: String::new(),

@@ -322,19 +322,102 @@ fn mongodb_plan_adds_the_repository_and_masks_the_password() {
     assert!(!world.path("/etc/mongod.conf").exists());
 }
 
-#[test]
-fn mongodb_7_on_a_release_without_its_packages_says_which_have_them() {
-    let world = world(&unique("mn"));
-    world.write(
-        "/etc/os-release",
+/// The os-release of each release MongoDB's series are looked up for.
+const RELEASES: [(&str, &str); 4] = [
+    (
+        "focal",
+        "ID=ubuntu\nVERSION_ID=\"20.04\"\nVERSION_CODENAME=focal\nPRETTY_NAME=\"Ubuntu 20.04.6 LTS\"\n",
+    ),
+    (
+        "jammy",
+        "ID=ubuntu\nVERSION_ID=\"22.04\"\nVERSION_CODENAME=jammy\nPRETTY_NAME=\"Ubuntu 22.04.4 LTS\"\n",
+    ),
+    (
+        "noble",
         "ID=ubuntu\nVERSION_ID=\"24.04\"\nVERSION_CODENAME=noble\nPRETTY_NAME=\"Ubuntu 24.04 LTS\"\n",
-    );
+    ),
+    ("bookworm", DEBIAN_12),
+];
+
+/// The source list a plan would write, or the exit code and error.
+fn planned_series(world: &World) -> Result<String, (i32, String)> {
+    let output = plan(world).get_output().clone();
+    if !output.status.success() {
+        let text = String::from_utf8_lossy(&output.stderr).into_owned();
+        return Err((output.status.code().unwrap_or(-1), text));
+    }
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let found = text
+        .split("/etc/apt/sources.list.d/mongodb-org-")
+        .nth(1)
+        .and_then(|rest| rest.split(".list").next())
+        .expect("the plan writes a source list");
+    Ok(found.to_string())
+}
+
+#[test]
+fn mongodb_series_fits_the_host_unless_pinned_and_a_bad_pin_stops_in_preflight() {
+    // (pinned, the series per release in RELEASES' order; None: refused)
+    let table: [(&str, [Option<&str>; 4]); 3] = [
+        ("", [Some("7.0"), Some("7.0"), Some("8.0"), Some("7.0")]),
+        ("7.0", [Some("7.0"), Some("7.0"), None, Some("7.0")]),
+        ("8.0", [Some("8.0"), Some("8.0"), Some("8.0"), Some("8.0")]),
+    ];
+    let (mut cases, mut refused) = (0, 0);
+    for (pinned, expected) in table {
+        for ((codename, os_release), wanted) in RELEASES.iter().zip(expected) {
+            let mut world = world(&unique("ms"));
+            world.write("/etc/os-release", os_release);
+            world.fake("dpkg-query", "exit 1");
+            world.set_env("STACKINSTALL_MONGODB__VERSION", &format!("\"{pinned}\""));
+            cases += 1;
+            match (planned_series(&world), wanted) {
+                (Ok(series), Some(wanted)) => assert_eq!(series, wanted, "{codename} {pinned:?}"),
+                (Err((code, text)), None) => {
+                    assert_eq!(code, 2, "{text}");
+                    assert!(text.contains(&format!("MongoDB publishes no mongodb-org {pinned} packages for ubuntu `{codename}`")), "{text}");
+                    assert!(
+                        text.contains("focal, jammy, bookworm")
+                            && text.contains("for this host: 8.0"),
+                        "{text}"
+                    );
+                    refused += 1;
+                }
+                (got, wanted) => {
+                    panic!("{codename} pinned {pinned:?}: got {got:?}, wanted {wanted:?}")
+                }
+            }
+        }
+    }
+    common::report(&format!(
+        "mongodb series: {cases} plans (4 releases x unpinned, 7.0, 8.0), {refused} refused with exit 2"
+    ));
+}
+
+#[test]
+fn a_pinned_series_without_packages_stops_the_install_before_apt_get() {
+    let mut world = world(&unique("mn"));
+    world.write("/etc/os-release", RELEASES[2].1);
     world.fake("dpkg-query", "exit 1");
-    let assert = plan(&world).failure();
+    world.set_env("STACKINSTALL_MONGODB__VERSION", "\"7.0\"");
+    let assert = world
+        .install(&["--only", "credentials", "--only", "mongodb"])
+        .code(2);
     let text = stderr(&assert);
     assert!(
         text.contains("MongoDB publishes no mongodb-org 7.0 packages for ubuntu `noble`"),
         "{text}"
     );
-    assert!(text.contains("focal, jammy, bookworm"), "{text}");
+    assert!(
+        world.calls().iter().all(|c| c.program != "apt-get"),
+        "apt-get never ran"
+    );
+    assert!(
+        !world.path("/etc/apt").exists(),
+        "no source list was written"
+    );
+    assert!(
+        !world.path("/etc/stackinstall/credentials.toml").exists(),
+        "nothing changed"
+    );
 }

@@ -19,7 +19,7 @@
 //! uninstall drops the user, and removes the two files only when it was not.
 
 mod account;
-mod repository;
+pub mod repository;
 pub(crate) mod users;
 
 use std::path::PathBuf;

@@ -55,6 +55,9 @@ impl Step for Preflight {
             check_resources(context)?,
         ]);
         actions.push(check_ports(context)?);
+        if !context.config.install.skip_db {
+            actions.push(check_mongodb_series(context)?);
+        }
         actions.extend(certificate);
         actions.extend(super::credentials::check_existing_passwords(context)?);
         if context.config.install.skip_infra {
@@ -116,6 +119,20 @@ fn check_system(context: &Context) -> Result<Action, StepError> {
             "use Ubuntu 20.04, 22.04 or 24.04 (or Debian 12)",
         ))
     }
+}
+
+/// A pinned MongoDB series without packages for the host stops here,
+/// before anything changes, rather than in `apt-get`.
+fn check_mongodb_series(context: &Context) -> Result<Action, StepError> {
+    let series = super::mongodb::repository::series(context)?;
+    let (os, codename) = super::mongodb::repository::host_release(context);
+    let how = match context.config.mongodb.version.is_empty() {
+        true => "chosen for the host",
+        false => "pinned by the profile",
+    };
+    Ok(Action::check(format!(
+        "MongoDB {series} ({how}) has packages for {os} `{codename}`"
+    )))
 }
 
 fn check_resources(context: &Context) -> Result<Action, StepError> {

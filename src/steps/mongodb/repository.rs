@@ -2,7 +2,9 @@
 //! (ASCII-armoured, which apt reads from a `.asc` `signed-by` file, so no
 //! `gpg` is needed), checked against the fingerprint the profile pins for
 //! the series (`[mongodb.signing_keys]`), and one source list. Both are only
-//! added when mongodb-org is still to be installed.
+//! added when mongodb-org is still to be installed. The series is the
+//! profile's `[mongodb] version`, or, when that is empty, the first of 7.0
+//! and 8.0 that MongoDB publishes packages of for the host's release.
 
 use std::time::Duration;
 
@@ -16,13 +18,84 @@ pub const ADD_KEY: &str = "add-repository-key";
 const REPOSITORY: &str = "https://repo.mongodb.org/apt";
 const KEY_BEGINNING: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
 
-/// The releases MongoDB publishes packages of each series for.
+/// The series chosen, in this order, when the profile pins none: the
+/// architecture document's 7.0, then 8.0 (the only one for Ubuntu 24.04).
+const SERIES: [&str; 2] = ["7.0", "8.0"];
+
+/// The releases MongoDB publishes packages of each series for, from its
+/// installation pages (Community Edition on Ubuntu and on Debian): 7.0 for
+/// Ubuntu 20.04 and 22.04 and Debian 12, 8.0 for Ubuntu 20.04, 22.04 and
+/// 24.04 and Debian 12.
 fn releases(version: &str) -> &'static [&'static str] {
     match version {
         "7.0" => &["focal", "jammy", "bookworm"],
         "8.0" => &["focal", "jammy", "noble", "bookworm"],
         _ => &[],
     }
+}
+
+/// The host's release: os-release `ID` and codename (from `VERSION_ID`
+/// for a supported release whose os-release names none).
+pub fn host_release(context: &Context) -> (String, String) {
+    let fields =
+        host::system::os_release(&context.host.path("/etc/os-release")).unwrap_or_default();
+    let field = |key: &str| fields.get(key).cloned().unwrap_or_default();
+    let (os, version) = (field("ID"), field("VERSION_ID"));
+    let known = match (os.as_str(), version.as_str()) {
+        ("ubuntu", "20.04") => "focal",
+        ("ubuntu", "22.04") => "jammy",
+        ("ubuntu", "24.04") => "noble",
+        ("debian", "12") => "bookworm",
+        _ => "",
+    };
+    let codename = [field("VERSION_CODENAME"), field("UBUNTU_CODENAME")]
+        .into_iter()
+        .find(|name| !name.is_empty())
+        .unwrap_or_else(|| known.to_string());
+    (os, codename)
+}
+
+/// The mongodb-org series for `os` `codename`: `pinned` when MongoDB
+/// publishes it there, the first of [`SERIES`] that it publishes when
+/// `pinned` is empty; otherwise an input error naming where it exists.
+pub fn series_for(os: &str, codename: &str, pinned: &str) -> Result<String, StepError> {
+    let available = |series: &str| source_list(os, codename, series).is_some();
+    if pinned.is_empty() {
+        return SERIES
+            .into_iter()
+            .find(|series| available(series))
+            .map(str::to_string)
+            .ok_or_else(|| {
+                StepError::input(
+                    format!("MongoDB publishes no mongodb-org packages for {os} `{codename}` (series {} looked at)", SERIES.join(", ")),
+                    "install mongodb-org yourself and run again, or use Ubuntu 20.04, 22.04, 24.04 or Debian 12",
+                )
+            });
+    }
+    if available(pinned) {
+        return Ok(pinned.to_string());
+    }
+    let fitting: Vec<&str> = SERIES.into_iter().filter(|s| available(s)).collect();
+    let advice = match fitting.as_slice() {
+        [] => String::new(),
+        series => format!(" (for this host: {})", series.join(" or ")),
+    };
+    Err(StepError::input(
+        format!("MongoDB publishes no mongodb-org {pinned} packages for {os} `{codename}`"),
+        format!(
+            "its {pinned} packages are for {}; set `[mongodb] version` to a series made for this release{advice}, or leave it empty to have one chosen",
+            match releases(pinned) {
+                [] => "no release stackinstall knows".to_string(),
+                names => names.join(", "),
+            }
+        ),
+    ))
+}
+
+/// The series this install uses on this host.
+pub fn series(context: &Context) -> Result<String, StepError> {
+    let (os, codename) = host_release(context);
+    series_for(&os, &codename, &context.config.mongodb.version)
 }
 
 fn key_url(version: &str) -> String {
@@ -61,24 +134,9 @@ pub fn source_list(os: &str, codename: &str, version: &str) -> Option<String> {
 
 /// The actions that add the repository, before the packages are installed.
 pub fn actions(context: &Context) -> Result<Vec<Action>, StepError> {
-    let version = &context.config.mongodb.version;
-    let fields =
-        host::system::os_release(&context.host.path("/etc/os-release")).unwrap_or_default();
-    let field = |key: &str| fields.get(key).cloned().unwrap_or_default();
-    let os = field("ID");
-    let codename = match field("VERSION_CODENAME") {
-        empty if empty.is_empty() => field("UBUNTU_CODENAME"),
-        codename => codename,
-    };
-    let text = source_list(&os, &codename, version).ok_or_else(|| {
-        StepError::input(
-            format!("MongoDB publishes no mongodb-org {version} packages for {os} `{codename}`"),
-            format!(
-                "its {version} packages are for {}; set `[mongodb] version` to a series made for this release, or install mongodb-org yourself and run again",
-                releases(version).join(", ")
-            ),
-        )
-    })?;
+    let (os, codename) = host_release(context);
+    let version = &series_for(&os, &codename, &context.config.mongodb.version)?;
+    let text = source_list(&os, &codename, version).expect("series_for checked the release");
     let mut actions = Vec::new();
     let key = context.host.path(key_path(version));
     if !key.exists() {
@@ -113,7 +171,7 @@ pub fn actions(context: &Context) -> Result<Vec<Action>, StepError> {
 
 /// Downloads the signing key; returns whether it wrote it.
 pub fn add_key(context: &Context) -> Result<bool, StepError> {
-    let version = &context.config.mongodb.version;
+    let version = &series(context)?;
     let url = key_url(version);
     let key = host::download::fetch(&url, Duration::from_secs(120))?;
     if !String::from_utf8_lossy(&key)
@@ -189,5 +247,49 @@ mod tests {
         );
         assert!(source_list("ubuntu", "noble", "8.0").is_some());
         assert_eq!(source_list("ubuntu", "bionic", "7.0"), None);
+    }
+
+    #[test]
+    fn the_series_fits_the_release_unless_pinned_where_it_has_no_packages() {
+        let releases = [
+            ("ubuntu", "focal"),
+            ("ubuntu", "jammy"),
+            ("ubuntu", "noble"),
+            ("debian", "bookworm"),
+        ];
+        // (pinned, the series chosen per release; None: refused in preflight)
+        let table: [(&str, [Option<&str>; 4]); 3] = [
+            ("", [Some("7.0"), Some("7.0"), Some("8.0"), Some("7.0")]),
+            ("7.0", [Some("7.0"), Some("7.0"), None, Some("7.0")]),
+            ("8.0", [Some("8.0"), Some("8.0"), Some("8.0"), Some("8.0")]),
+        ];
+        let mut refused = 0;
+        for (pinned, expected) in table {
+            for ((os, codename), wanted) in releases.iter().zip(expected) {
+                let chosen = series_for(os, codename, pinned);
+                match wanted {
+                    Some(series) => {
+                        assert_eq!(chosen.unwrap(), series, "{os} {codename} {pinned:?}")
+                    }
+                    None => {
+                        let error = chosen.unwrap_err();
+                        assert!(error.is_input(), "{error}");
+                        assert!(
+                            error.hint().unwrap().contains("for this host: 8.0"),
+                            "{error:?}"
+                        );
+                        refused += 1;
+                    }
+                }
+            }
+        }
+        let error = series_for("ubuntu", "jammy", "6.0").unwrap_err();
+        assert!(
+            error.to_string().contains("no mongodb-org 6.0 packages"),
+            "{error}"
+        );
+        eprintln!(
+            "series table: 12 cases (4 releases x unpinned, 7.0, 8.0), {refused} refused, plus an unknown series"
+        );
     }
 }
