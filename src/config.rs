@@ -112,6 +112,11 @@ pub struct Istio {
     pub profile: String,
     pub http_node_port: u16,
     pub https_node_port: u16,
+    /// The port clients reach HTTPS at, where HTTP redirects to and the
+    /// summary's URLs point: unset for the HTTPS NodePort, 443 when a load
+    /// balancer or port mapping serves 443.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_https_port: Option<u16>,
     pub gateway: String,
     pub virtual_service: String,
     pub tls_secret: String,
@@ -123,10 +128,19 @@ impl Default for Istio {
             profile: "demo".into(),
             http_node_port: 31443,
             https_node_port: 31882,
+            public_https_port: None,
             gateway: String::new(),
             virtual_service: String::new(),
             tls_secret: String::new(),
         }
+    }
+}
+
+impl Istio {
+    /// The port clients reach HTTPS at: `public_https_port`, else the
+    /// HTTPS NodePort.
+    pub fn https_port_for_clients(&self) -> u16 {
+        self.public_https_port.unwrap_or(self.https_node_port)
     }
 }
 

@@ -85,7 +85,8 @@ pub fn gateway(config: &Config, certificate_sha256: Option<&str>) -> Result<Stri
     )
 }
 
-/// The VirtualService routing the profile's prefixes to the Services' ports.
+/// The VirtualService: plain HTTP redirected to HTTPS at the port clients
+/// reach it at, then the profile's prefixes routed to the Services' ports.
 pub fn virtual_service(config: &Config) -> Result<String, RenderError> {
     template(
         "virtual-service.yaml",
@@ -95,6 +96,7 @@ pub fn virtual_service(config: &Config) -> Result<String, RenderError> {
             gateway => config.istio.gateway,
             domain => config.install.domain,
             routes => config.routes,
+            https_port => config.istio.https_port_for_clients(),
         },
     )
 }

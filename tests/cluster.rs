@@ -550,7 +550,15 @@ fn error_report(stderr: &str) -> String {
 // The rendered files: what `render` writes and what the steps apply.
 
 fn render(domain: &str) -> BTreeMap<String, String> {
-    let world = World::new();
+    render_with(domain, &[])
+}
+
+/// What `render` writes, with extra environment variables.
+fn render_with(domain: &str, environment: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut world = World::new();
+    for (key, value) in environment {
+        world.set_env(key, value);
+    }
     let out = world.dir.path().join("out");
     world
         .command()
@@ -606,7 +614,7 @@ fn render_writes_every_cluster_manifest() {
 }
 
 #[test]
-fn gateway_serves_https_on_443_and_redirects_80() {
+fn gateway_serves_https_on_443_and_plain_http_on_80() {
     let gateway = yaml(&render(DOMAIN)["gateway.yaml"]);
     assert_eq!(gateway["spec"]["selector"]["istio"], "ingressgateway");
     let servers = gateway["spec"]["servers"].as_array().unwrap();
@@ -623,9 +631,168 @@ fn gateway_serves_https_on_443_and_redirects_80() {
     assert_eq!(https["port"]["protocol"], "HTTPS");
     assert_eq!(https["tls"]["mode"], "SIMPLE");
     assert_eq!(https["tls"]["credentialName"], "stackbill-tls-secret");
-    assert_eq!(servers[1]["tls"]["httpsRedirect"], true);
+    assert!(
+        servers[1]["tls"].is_null(),
+        "no httpsRedirect: it would send clients to port 443"
+    );
     for server in servers {
         assert_eq!(server["hosts"], serde_json::json!([DOMAIN]));
+    }
+}
+
+/// The first rule of the VirtualService a request on the Gateway's
+/// `port` for `path` matches (Istio takes the first match, in order).
+fn first_rule<'a>(service: &'a Value, port: u64, path: &str) -> &'a Value {
+    let matches = |condition: &Value| {
+        condition["port"]
+            .as_u64()
+            .is_none_or(|wanted| wanted == port)
+            && condition["uri"]["prefix"]
+                .as_str()
+                .is_none_or(|prefix| path.starts_with(prefix))
+    };
+    service["spec"]["http"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|rule| {
+            rule["match"]
+                .as_array()
+                .is_none_or(|conditions| conditions.iter().any(matches))
+        })
+        .unwrap_or_else(|| panic!("no rule for port {port} {path}"))
+}
+
+/// Follows `http://DOMAIN:HTTP_NODE_PORT/portal` through the rendered
+/// objects: the ingress Service's NodePort to its port, the Gateway server on
+/// that port, the VirtualService's redirect; then the redirect's target to
+/// the Service port and the HTTPS server it reaches. Returns the redirect's
+/// port and the hops.
+fn follow_http_request(files: &BTreeMap<String, String>) -> (u64, Vec<String>) {
+    let overlay = yaml(&files["istio-operator.yaml"]);
+    let gateway = yaml(&files["gateway.yaml"]);
+    let service = yaml(&files["virtual-service.yaml"]);
+    let ports = overlay["spec"]["components"]["ingressGateways"][0]["k8s"]["service"]["ports"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let server_on = |port: u64| {
+        gateway["spec"]["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|server| server["port"]["number"] == port)
+            .unwrap_or_else(|| panic!("no Gateway server on Service port {port}"))
+            .clone()
+    };
+    let mut hops = Vec::new();
+    let http = ports.iter().find(|p| p["name"] == "http2").unwrap();
+    let (node_port, port) = (
+        http["nodePort"].as_u64().unwrap(),
+        http["port"].as_u64().unwrap(),
+    );
+    hops.push(format!(
+        "http://{DOMAIN}:{node_port}/portal -> Service port {port}"
+    ));
+    let server = server_on(port);
+    assert_eq!(server["port"]["protocol"], "HTTP");
+    assert!(
+        server["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h == DOMAIN)
+    );
+    assert_eq!(service["spec"]["gateways"][0], gateway["metadata"]["name"]);
+    assert_eq!(service["spec"]["hosts"], serde_json::json!([DOMAIN]));
+    let redirect = &first_rule(&service, port, "/portal")["redirect"];
+    assert_eq!(
+        redirect["scheme"], "https",
+        "the first rule on port 80 redirects"
+    );
+    assert!(redirect["authority"].is_null(), "the host stays the domain");
+    let target = redirect["port"]
+        .as_u64()
+        .expect("the redirect names its port");
+    hops.push(format!(
+        "Gateway server {port} HTTP -> redirect https://{DOMAIN}:{target}/portal"
+    ));
+    (target, hops)
+}
+
+/// The Gateway server and VirtualService rule an HTTPS request reaches on
+/// the ingress Service's `port`.
+fn https_lands(files: &BTreeMap<String, String>, port: u64) -> String {
+    let gateway = yaml(&files["gateway.yaml"]);
+    let service = yaml(&files["virtual-service.yaml"]);
+    let server = gateway["spec"]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|server| server["port"]["number"] == port)
+        .unwrap_or_else(|| panic!("no Gateway server on Service port {port}"));
+    assert_eq!(server["port"]["protocol"], "HTTPS");
+    assert_eq!(server["tls"]["mode"], "SIMPLE");
+    let rule = first_rule(&service, port, "/portal");
+    assert!(
+        rule["redirect"].is_null(),
+        "HTTPS is served, not redirected again"
+    );
+    let host = rule["route"][0]["destination"]["host"].as_str().unwrap();
+    format!("Gateway server {port} HTTPS -> {host}")
+}
+
+#[test]
+fn http_redirects_to_the_https_node_port_and_lands_on_the_https_server() {
+    let files = render(DOMAIN);
+    let (target, mut hops) = follow_http_request(&files);
+    let overlay = yaml(&files["istio-operator.yaml"]);
+    let ports = overlay["spec"]["components"]["ingressGateways"][0]["k8s"]["service"]["ports"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let https = ports
+        .iter()
+        .find(|p| p["nodePort"] == target)
+        .unwrap_or_else(|| panic!("the redirect's port {target} is no NodePort of the ingress"));
+    assert_eq!(target, 31882, "the profile's HTTPS NodePort");
+    let port = https["port"].as_u64().unwrap();
+    hops.push(format!("https://{DOMAIN}:{target} -> Service port {port}"));
+    hops.push(https_lands(&files, port));
+    common::report(&format!(
+        "redirect followed, {} hops:\n  {}",
+        hops.len(),
+        hops.join("\n  ")
+    ));
+}
+
+#[test]
+fn with_public_https_port_443_the_redirect_and_the_summary_use_it() {
+    let files = render_with(DOMAIN, &[("STACKINSTALL_ISTIO__PUBLIC_HTTPS_PORT", "443")]);
+    let (target, mut hops) = follow_http_request(&files);
+    assert_eq!(target, 443, "a load balancer or port mapping serves 443");
+    hops.push(https_lands(&files, 443));
+    common::report(&format!(
+        "redirect followed (public port 443), {} hops:\n  {}",
+        hops.len(),
+        hops.join("\n  ")
+    ));
+    assert!(files["stackinstall.toml"].contains("public_https_port = 443"));
+    for (port, url) in [
+        (None, format!("https://{DOMAIN}:31882/portal")),
+        (Some("443"), format!("https://{DOMAIN}/portal")),
+    ] {
+        let mut world = World::new();
+        world.set_env("STACKINSTALL_ONLY", "credentials,summary");
+        if let Some(port) = port {
+            world.set_env("STACKINSTALL_ISTIO__PUBLIC_HTTPS_PORT", port);
+        }
+        let done = world.install(&[]).success();
+        let text = format!("{}{}", stdout(&done), stderr(&done));
+        assert!(
+            text.contains(&format!("  {url}\n")),
+            "the summary's URL {url}:\n{text}"
+        );
     }
 }
 
@@ -643,8 +810,12 @@ fn virtual_service_routes_to_service_ports_without_subsets() {
         ("/api", "sb-kong", 8000),
         ("/core", "sb-core", 8080),
     ];
-    let routes = service["spec"]["http"].as_array().unwrap();
-    assert_eq!(routes.len(), expected.len());
+    let routes = &service["spec"]["http"].as_array().unwrap()[1..];
+    assert_eq!(
+        routes.len(),
+        expected.len(),
+        "the redirect, then the routes"
+    );
     for (route, (prefix, name, port)) in routes.iter().zip(expected) {
         assert_eq!(route["match"][0]["uri"]["prefix"], prefix);
         let destination = &route["route"][0]["destination"];

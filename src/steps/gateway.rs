@@ -1,7 +1,8 @@
 //! Gateway: the Istio Gateway (HTTPS on the ingress gateway's Service port
 //! 443 with `tls.mode: SIMPLE` and the TLS Secret as `credentialName`, HTTP
-//! on port 80 redirecting to HTTPS, hosts = the domain) and the
-//! VirtualService routing each profile prefix to its Service's own port,
+//! on port 80, hosts = the domain) and the VirtualService that redirects
+//! HTTP to `https://DOMAIN:PORT` (`[istio] public_https_port`, else the
+//! HTTPS NodePort) and routes each profile prefix to its Service's own port,
 //! both rendered from `templates/` and applied with `kubectl apply` on
 //! stdin. The Gateway records the SHA-256 of the certificate it serves, so a
 //! new certificate applies it again. Done when both live objects carry every

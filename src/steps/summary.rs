@@ -44,10 +44,10 @@ impl Step for Summary {
 /// The text of the summary.
 pub fn summary_text(context: &Context) -> String {
     let config = &context.config;
-    let base = format!(
-        "https://{}:{}",
-        config.install.domain, config.istio.https_node_port
-    );
+    let base = match config.istio.https_port_for_clients() {
+        443 => format!("https://{}", config.install.domain),
+        port => format!("https://{}:{port}", config.install.domain),
+    };
     let mut lines = vec![format!("{} is installed. Open:", config.description)];
     for route in &config.routes {
         lines.push(format!("  {base}{}", route.prefix));
