@@ -46,6 +46,7 @@ pub struct Config {
     pub mongodb: Mongodb,
     pub rabbitmq: Rabbitmq,
     pub nfs: Nfs,
+    pub storage: Storage,
     pub wait: Wait,
     pub downloads: Downloads,
     /// What this install is for: domain, certificate, what to skip.
@@ -365,6 +366,43 @@ impl Default for Nfs {
     }
 }
 
+/// The NFS provisioner that serves `nfs.storage_class` from the export
+/// (the nfs-subdir-external-provisioner Helm chart).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Storage {
+    /// The application chart brings its own provisioner: the `storage` step
+    /// installs nothing, and `wait` checks the StorageClass after the release.
+    pub provisioner_in_chart: bool,
+    /// The chart's `.tgz`; `{version}` is replaced by `version`.
+    pub chart_url: String,
+    pub version: String,
+    /// The chart's SHA-256 (its `digest` in the chart repository's
+    /// `index.yaml`); empty: not checked, and the plan and run say so.
+    pub sha256: String,
+    pub release: String,
+    pub namespace: String,
+    /// What the provisioner does with a deleted PVC's directory: `true`
+    /// renames it `archived-*`, `false` deletes it.
+    pub archive_on_delete: bool,
+    pub timeout_seconds: u64,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self {
+            provisioner_in_chart: false,
+            chart_url: String::new(),
+            version: String::new(),
+            sha256: String::new(),
+            release: "nfs-subdir-external-provisioner".into(),
+            namespace: "kube-system".into(),
+            archive_on_delete: true,
+            timeout_seconds: 300,
+        }
+    }
+}
+
 /// Waiting for the application to come up.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -558,6 +596,15 @@ impl Config {
             ("mongodb.username", self.mongodb.username.is_empty()),
             ("rabbitmq.username", self.rabbitmq.username.is_empty()),
             ("nfs.path", self.nfs.path.is_empty()),
+            ("nfs.storage_class", self.nfs.storage_class.is_empty()),
+            (
+                "storage.chart_url",
+                !self.storage.provisioner_in_chart && self.storage.chart_url.is_empty(),
+            ),
+            (
+                "storage.version",
+                !self.storage.provisioner_in_chart && self.storage.version.is_empty(),
+            ),
         ];
         let Some((key, _)) = required.iter().find(|(_, missing)| *missing) else {
             return Ok(());

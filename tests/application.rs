@@ -25,7 +25,8 @@ const MY_STEPS: [&str; 8] = [
     "wait",
 ];
 
-/// kubectl: objects in `$STATE/kube/KIND/NAMESPACE/NAME.json`; pods from `$STATE/pods.json`.
+/// kubectl: objects in `$STATE/kube/KIND/NAMESPACE/NAME.json`; pods from
+/// `$STATE/pods.json`; Jobs and PVCs listed as they are stored.
 const KUBECTL: &str = r#"
 namespace=default; output=""
 args=("$@")
@@ -46,6 +47,11 @@ case "$1" in
     if [ "$2" = pods ]; then
       if [ -f "$STATE/pods-first.json" ]; then cat "$STATE/pods-first.json"; rm "$STATE/pods-first.json"; exit 0; fi
       cat "$STATE/pods.json" 2>/dev/null || echo '{"items": []}'; exit 0
+    fi
+    if [ "$2" = jobs ] || [ "$2" = pvc ]; then
+      folder="$STATE/kube/$([ "$2" = pvc ] && echo persistentvolumeclaim || echo job)/$namespace"
+      if ls "$folder"/*.json >/dev/null 2>&1; then jq -s '{items: .}' "$folder"/*.json; else echo '{"items": []}'; fi
+      exit 0
     fi
     file="$STATE/kube/$2/$namespace/$3.json"
     [ -f "$file" ] || exit 0
@@ -703,7 +709,7 @@ fn plan_shows_the_application_actions_and_changes_nothing() {
         "write /etc/systemd/system/stackinstall-ecr-refresh.timer (mode 0644)",
         "systemctl enable --now stackinstall-ecr-refresh.timer",
         "helm upgrade --install stackbill oci://public.ecr.aws/p0g2c5k8/stackbill --namespace sb-apps --values /var/lib/stackinstall/stackbill-values.yaml",
-        "wait up to 600s for the pods in `sb-apps` to be Ready (now 0/0)",
+        "wait up to 600s for the pods in `sb-apps` to be Ready and its Jobs Complete (now 0/0 pods ready)",
     ] {
         assert!(text.contains(expected), "{expected} in:\n{text}");
     }

@@ -236,6 +236,25 @@ pub fn fetch_checked(
     Ok(bytes)
 }
 
+/// The bytes at `url`, checked against the pinned SHA-256 `expected` (an
+/// empty pin checks nothing: the caller says so to the operator).
+pub fn fetch_pinned(
+    url: &str,
+    expected: &str,
+    timeout: Duration,
+) -> Result<Vec<u8>, DownloadError> {
+    let bytes = fetch(url, timeout)?;
+    let actual = hex::encode(Sha256::digest(&bytes));
+    if !expected.is_empty() && !actual.eq_ignore_ascii_case(expected) {
+        return Err(DownloadError::Mismatch {
+            url: url.to_string(),
+            expected: expected.to_ascii_lowercase(),
+            actual,
+        });
+    }
+    Ok(bytes)
+}
+
 /// Downloads `release`, checks it, and installs its binary at `target`
 /// (mode 0755), unpacking archives in `work_dir` (left empty afterwards).
 pub fn install_binary(

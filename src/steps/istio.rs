@@ -3,8 +3,10 @@
 //! refuses a Kubernetes version outside the pinned Istio's support matrix,
 //! writes the IstioOperator overlay rendered from `templates/` to
 //! `/etc/stackinstall/istio-operator.yaml` (profile, ingress gateway as a
-//! NodePort Service) and runs `istioctl install -y -f` with it. Done when the
-//! overlay on disk is the rendered one, istiod is ready and the ingress
+//! NodePort Service, native sidecars so that Jobs' pods finish) and runs
+//! `istioctl install -y -f` with it. Done when the overlay on disk is the
+//! rendered one, istiod is ready and injects native sidecars
+//! (`ENABLE_NATIVE_SIDECARS=true` in its environment), and the ingress
 //! gateway Service has the profile's NodePorts. Uninstall runs `istioctl
 //! uninstall --purge` and removes the overlay (and the binary we put there).
 
@@ -258,6 +260,11 @@ fn cluster_problem(context: &Context) -> Result<Option<String>, StepError> {
     if istiod["status"]["readyReplicas"].as_u64().unwrap_or(0) == 0 {
         return Ok(Some("istiod is not ready".into()));
     }
+    if !injects_native_sidecars(&istiod) {
+        return Ok(Some(
+            "istiod does not inject native sidecars (`ENABLE_NATIVE_SIDECARS=true`): a Job's pod would never finish".into(),
+        ));
+    }
     let Some(service) = kube::get_json("service", "istio-ingressgateway", Some(NAMESPACE))? else {
         return Ok(Some("the Service `istio-ingressgateway` is missing".into()));
     };
@@ -280,6 +287,24 @@ fn cluster_problem(context: &Context) -> Result<Option<String>, StepError> {
         )));
     }
     Ok(None)
+}
+
+/// Whether istiod's `discovery` container has `ENABLE_NATIVE_SIDECARS=true`.
+pub fn injects_native_sidecars(istiod: &Value) -> bool {
+    let containers = &istiod["spec"]["template"]["spec"]["containers"];
+    containers
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|container| {
+            container["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|variable| {
+                    variable["name"] == "ENABLE_NATIVE_SIDECARS" && variable["value"] == "true"
+                })
+        })
 }
 
 /// For `--skip-infra`: istiod must already be there and ready.

@@ -18,6 +18,7 @@ pub mod rabbitmq;
 pub mod registry;
 pub mod release;
 pub mod services;
+pub mod storage;
 pub mod summary;
 pub mod tls;
 pub mod wait;
@@ -44,6 +45,7 @@ pub fn all() -> Vec<Box<dyn Step>> {
         Box::new(mongodb::Mongodb),
         Box::new(rabbitmq::Rabbitmq),
         Box::new(nfs::Nfs),
+        Box::new(storage::Storage),
         Box::new(namespace::Namespace),
         Box::new(registry::Registry),
         Box::new(tls::Tls),

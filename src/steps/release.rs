@@ -115,16 +115,16 @@ fn credentials_hash(credentials: Option<&Credentials>) -> String {
 
 /// One line of `helm history -o json`.
 #[derive(Debug, Clone, Deserialize)]
-struct Revision {
-    revision: u64,
-    status: String,
+pub struct Revision {
+    pub revision: u64,
+    pub status: String,
     #[serde(default)]
-    description: String,
+    pub description: String,
 }
 
-/// The release's revisions, oldest first; empty when there is no release.
-fn history(config: &Config) -> Result<Vec<Revision>, StepError> {
-    let (release, namespace) = (&config.chart.release, &config.cluster.namespace);
+/// The revisions of Helm release `release` in `namespace`, oldest first;
+/// empty when there is no such release.
+pub fn history(release: &str, namespace: &str) -> Result<Vec<Revision>, StepError> {
     let command = kube::helm([
         "history", release, "-n", namespace, "--max", "20", "-o", "json",
     ])
@@ -146,12 +146,14 @@ fn history(config: &Config) -> Result<Vec<Revision>, StepError> {
     Ok(revisions)
 }
 
-/// What brings a release stuck `pending-*` back to a state Helm can upgrade.
-fn recovery(config: &Config, revisions: &[Revision]) -> Option<Command> {
-    let (release, namespace) = (
-        config.chart.release.as_str(),
-        config.cluster.namespace.as_str(),
-    );
+/// The application release's revisions.
+fn application_history(config: &Config) -> Result<Vec<Revision>, StepError> {
+    history(&config.chart.release, &config.cluster.namespace)
+}
+
+/// What brings Helm release `release` in `namespace`, stuck `pending-*`,
+/// back to a state Helm can upgrade.
+pub fn recovery(release: &str, namespace: &str, revisions: &[Revision]) -> Option<Command> {
     let latest = revisions.last()?;
     let last_good = revisions
         .iter()
@@ -239,11 +241,10 @@ impl Step for Release {
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
-        let revisions = history(&context.config)?;
-        let mut actions: Vec<Action> = recovery(&context.config, &revisions)
-            .into_iter()
-            .map(Action::run)
-            .collect();
+        let config = &context.config;
+        let revisions = application_history(config)?;
+        let recovered = recovery(&config.chart.release, &config.cluster.namespace, &revisions);
+        let mut actions: Vec<Action> = recovered.into_iter().map(Action::run).collect();
         let marker = marker(context)?;
         let current = revisions
             .last()
@@ -279,7 +280,7 @@ impl Step for Release {
             &context.config.chart.release,
             &context.config.cluster.namespace,
         );
-        let revisions = history(&context.config)?;
+        let revisions = application_history(&context.config)?;
         let marker = marker(context)?;
         match revisions.last() {
             Some(latest) if latest.status == "deployed" && latest.description == marker => Ok(()),
@@ -301,7 +302,7 @@ impl Step for Release {
 
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let config = &context.config;
-        if history(config)?.is_empty() {
+        if application_history(config)?.is_empty() {
             return Ok(Vec::new());
         }
         let uninstall = kube::helm([
@@ -333,7 +334,7 @@ mod tests {
 
     #[test]
     fn pending_install_is_uninstalled() {
-        let command = recovery(&config(), &[revision(1, "pending-install")]).unwrap();
+        let command = recovery("stackbill", "sb-apps", &[revision(1, "pending-install")]).unwrap();
         assert_eq!(
             command.to_string(),
             "helm uninstall stackbill -n sb-apps --wait"
@@ -347,13 +348,13 @@ mod tests {
             revision(2, "deployed"),
             revision(3, "pending-upgrade"),
         ];
-        let command = recovery(&config(), &revisions).unwrap();
+        let command = recovery("stackbill", "sb-apps", &revisions).unwrap();
         assert_eq!(
             command.to_string(),
             "helm rollback stackbill 2 -n sb-apps --wait"
         );
         assert!(
-            recovery(&config(), &revisions[..2]).is_none(),
+            recovery("stackbill", "sb-apps", &revisions[..2]).is_none(),
             "a deployed release needs no recovery"
         );
     }

@@ -1,10 +1,18 @@
-//! Wait: polls `kubectl get pods` in the application's namespace until
-//! every pod is Ready, showing a live `ready/total` count, for up to
-//! `wait.timeout_seconds`. On timeout it names each pod that is not Ready,
-//! why (ImagePullBackOff, CrashLoopBackOff, Pending...) and what to try.
+//! Wait: polls the application's namespace until every pod is Ready, every
+//! Job is Complete (judged by the Job's own condition, not its pods') and
+//! every PVC is Bound, showing a live count, for up to
+//! `wait.timeout_seconds`. On timeout it names each pod, Job or PVC that is
+//! not there yet, why (ImagePullBackOff, CrashLoopBackOff, Pending, a PVC
+//! whose StorageClass does not exist, a Job held open by `istio-proxy`...)
+//! and what to try; a failed Job stops the wait at once, named with the end
+//! of its pod's log.
 //!
-//! It changes nothing on the host. Done when every pod (finished Job pods
-//! aside) is Ready; there is nothing to undo.
+//! It changes nothing on the host. Done when all of them are; with
+//! `[storage] provisioner_in_chart` also when the chart's StorageClass
+//! exists. There is nothing to undo.
+
+mod claims;
+mod jobs;
 
 use std::time::{Duration, Instant};
 
@@ -40,26 +48,46 @@ impl Clock for SystemClock {
     }
 }
 
-/// One pod and, when it is not Ready, why.
+/// What a [`PodState`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Pod,
+    /// A Job (named `job/NAME`): done when Complete.
+    Job,
+    /// A PersistentVolumeClaim (named `pvc/NAME`): listed only when not Bound.
+    Claim,
+}
+
+/// One pod, Job or PVC and, when it is not done, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PodState {
     pub name: String,
-    /// `None` when Ready (or finished, for a Job's pod).
+    /// `None` when Ready (a pod) or Complete (a Job).
     pub problem: Option<String>,
+    pub kind: Kind,
+    /// A Job that failed: waiting longer cannot help.
+    pub failed: bool,
 }
 
-/// The pods of the namespace as `kubectl get pods -o json` lists them.
-pub fn pod_states(list: &Value) -> Vec<PodState> {
-    let items = list["items"]
+/// The `items` of a `kubectl get ... -o json` list.
+fn items(list: &Value) -> &[Value] {
+    list["items"]
         .as_array()
         .map(Vec::as_slice)
-        .unwrap_or_default();
-    items
+        .unwrap_or_default()
+}
+
+/// The pods of the namespace as `kubectl get pods -o json` lists them,
+/// without the pods of Jobs (judged through their Job).
+pub fn pod_states(list: &Value) -> Vec<PodState> {
+    items(list)
         .iter()
-        .filter(|pod| pod["status"]["phase"] != "Succeeded")
+        .filter(|pod| pod["status"]["phase"] != "Succeeded" && jobs::owner(pod).is_none())
         .map(|pod| PodState {
             name: pod["metadata"]["name"].as_str().unwrap_or("?").to_string(),
             problem: problem(pod),
+            kind: Kind::Pod,
+            failed: false,
         })
         .collect()
 }
@@ -99,58 +127,113 @@ fn problem(pod: &Value) -> Option<String> {
     })
 }
 
-/// What to try for a pod that is not Ready because of `problem`.
-pub fn hint(problem: &str, pod: &str, config: &Config) -> String {
-    let namespace = &config.cluster.namespace;
-    let secret = &config.registry.secret;
-    if problem.contains("ImagePull") || problem.contains("ErrImage") {
-        format!(
+/// What to try for `state`, which is not Ready (or Complete, or Bound).
+pub fn hint(state: &PodState, config: &Config) -> String {
+    let (namespace, secret) = (&config.cluster.namespace, &config.registry.secret);
+    let (pod, problem) = (&state.name, state.problem.as_deref().unwrap_or_default());
+    let job = pod.trim_start_matches("job/");
+    match state.kind {
+        Kind::Claim if problem.contains("does not exist") => format!(
+            "the StorageClass comes from the `storage` step: `sudo stackinstall install --redo storage` (with `[storage] provisioner_in_chart`, from the application chart); `kubectl describe -n {namespace} {pod}`"
+        ),
+        Kind::Claim => format!("`kubectl describe -n {namespace} {pod}` and the provisioner's log"),
+        Kind::Job if state.failed => format!(
+            "`kubectl logs -n {namespace} {pod}` for its whole log, `kubectl describe job -n {namespace} {job}`"
+        ),
+        Kind::Job if problem.contains("istio-proxy") => {
+            "install Istio with native sidecars (`ENABLE_NATIVE_SIDECARS`): `sudo stackinstall install --redo istio`".into()
+        }
+        Kind::Job => format!("`kubectl describe job -n {namespace} {job}`"),
+        Kind::Pod if problem.contains("ImagePull") || problem.contains("ErrImage") => format!(
             "check the pull secret (`kubectl get secret {secret} -n {namespace}`) and renew it: `sudo stackinstall ecr-refresh`"
-        )
-    } else if problem.contains("CrashLoopBackOff")
-        || problem.contains("Error") && !problem.contains("Config")
-    {
-        format!("see why it stops: `kubectl logs -n {namespace} {pod} --previous`")
-    } else if problem.starts_with("Pending") {
-        format!(
+        ),
+        Kind::Pod
+            if problem.contains("CrashLoopBackOff")
+                || problem.contains("Error") && !problem.contains("Config") =>
+        {
+            format!("see why it stops: `kubectl logs -n {namespace} {pod} --previous`")
+        }
+        Kind::Pod if problem.starts_with("Pending") => format!(
             "`kubectl describe pod -n {namespace} {pod}`: not enough CPU or memory, or a volume that cannot bind (StorageClass `{}`)",
             config.nfs.storage_class
-        )
-    } else {
-        format!("`kubectl describe pod -n {namespace} {pod}`")
+        ),
+        Kind::Pod => format!("`kubectl describe pod -n {namespace} {pod}`"),
     }
 }
 
-/// The pods now.
-fn poll(config: &Config) -> Result<Vec<PodState>, StepError> {
-    // The pod list is long, comes on every poll, and holds the pods'
-    // environment: the log gets its size, the operator the ready count.
-    let command = kube::kubectl(["get", "pods", "-n", &config.cluster.namespace, "-o", "json"])
-        .unlogged_stdout();
+/// A `kubectl get KIND -n NAMESPACE -o json` list.
+fn list(namespace: &str, kind: &str) -> Result<Value, StepError> {
+    // Lists come on every poll and pods hold their environment: the log
+    // gets their size, the operator the counts.
+    let command = kube::kubectl(["get", kind, "-n", namespace, "-o", "json"]).unlogged_stdout();
     let output = command.run()?;
-    let list: Value = serde_json::from_str(&output.stdout).map_err(|error| {
+    serde_json::from_str(&output.stdout).map_err(|error| {
         StepError::failed(
             format!("`{command}` printed something that is not JSON: {error}"),
             "check that `kubectl` reaches the cluster: `kubectl get nodes`",
         )
-    })?;
-    Ok(pod_states(&list))
+    })
 }
 
-fn count(pods: &[PodState]) -> (usize, usize) {
+/// The end of `pod`'s log, redacted; what went wrong when it cannot be read.
+fn log_tail(namespace: &str, pod: &str) -> String {
+    let command = kube::kubectl(["logs", "-n", namespace, pod, "--tail=20"]);
+    let text = match command.run_unchecked() {
+        Ok(output) if output.success() => output.stdout,
+        Ok(output) => format!("(no log: {})", output.stderr.trim()),
+        Err(error) => format!("(no log: {error})"),
+    };
+    crate::secret::redact(text.trim_end())
+}
+
+/// The pods, Jobs and PVCs now.
+fn poll(config: &Config) -> Result<Vec<PodState>, StepError> {
+    let namespace = &config.cluster.namespace;
+    let pods = list(namespace, "pods")?;
+    let mut states = pod_states(&pods);
+    let job_list = list(namespace, "jobs")?;
+    states.extend(jobs::job_states(&job_list, &pods, |pod| {
+        log_tail(namespace, pod)
+    }));
+    let class_exists = |class: &str| Ok(kube::get_json("storageclass", class, None)?.is_some());
+    states.extend(claims::claim_states(
+        &list(namespace, "pvc")?,
+        class_exists,
+    )?);
+    Ok(states)
+}
+
+fn count(states: &[PodState], kind: Kind) -> (usize, usize) {
+    let of_kind = || states.iter().filter(move |state| state.kind == kind);
     (
-        pods.iter().filter(|pod| pod.problem.is_none()).count(),
-        pods.len(),
+        of_kind().filter(|state| state.problem.is_none()).count(),
+        of_kind().count(),
     )
+}
+
+/// `ready/total pods ready`, with the Jobs and unbound PVCs when there are.
+fn progress(states: &[PodState], ready_word: &str) -> String {
+    let (ready, total) = count(states, Kind::Pod);
+    let mut text = format!("{ready}/{total} pods {ready_word}");
+    let (complete, jobs) = count(states, Kind::Job);
+    if jobs > 0 {
+        text.push_str(&format!(", {complete}/{jobs} Jobs complete"));
+    }
+    let (_, claims) = count(states, Kind::Claim);
+    if claims > 0 {
+        text.push_str(&format!(", {claims} PVCs not bound"));
+    }
+    text
 }
 
 fn all_ready(pods: &[PodState]) -> bool {
     !pods.is_empty() && pods.iter().all(|pod| pod.problem.is_none())
 }
 
-/// Polls with `look` every `interval` until all pods are Ready or `timeout`
-/// passed on `clock`; reports `ready/total` through `status`. Returns the
-/// last pods seen and whether they were all Ready.
+/// Polls with `look` every `interval` until all pods are Ready (and Jobs
+/// Complete), a Job failed, or `timeout` passed on `clock`; reports the
+/// progress through `status`. Returns the last states seen and whether
+/// they were all done.
 pub fn wait_for(
     mut look: impl FnMut() -> Result<Vec<PodState>, StepError>,
     clock: &dyn Clock,
@@ -161,12 +244,11 @@ pub fn wait_for(
     let deadline = clock.now() + timeout;
     loop {
         let pods = look()?;
-        let (ready, total) = count(&pods);
-        status(&format!("{ready}/{total} pods ready"));
+        status(&progress(&pods, "ready"));
         if all_ready(&pods) {
             return Ok((pods, true));
         }
-        if clock.now() >= deadline {
+        if clock.now() >= deadline || pods.iter().any(|pod| pod.failed) {
             return Ok((pods, false));
         }
         clock.sleep(
@@ -177,15 +259,23 @@ pub fn wait_for(
     }
 }
 
-/// The error of a wait that ran out of time.
+/// The error of a wait that ran out of time or met a failed Job.
 pub fn timed_out(pods: &[PodState], config: &Config) -> StepError {
-    let (ready, total) = count(pods);
     let namespace = &config.cluster.namespace;
-    let mut message = format!(
-        "{ready}/{total} pods in `{namespace}` are Ready after {}s",
-        config.wait.timeout_seconds
-    );
-    if pods.is_empty() {
+    let failed: Vec<&str> = pods
+        .iter()
+        .filter(|pod| pod.failed)
+        .map(|pod| pod.name.as_str())
+        .collect();
+    let mut message = match failed.as_slice() {
+        [] => format!(
+            "{} in `{namespace}` after {}s",
+            progress(pods, "are Ready"),
+            config.wait.timeout_seconds
+        ),
+        jobs => format!("{} in `{namespace}` failed", jobs.join(", ")),
+    };
+    if pods.iter().all(|pod| pod.kind == Kind::Claim) {
         message.push_str(&format!(
             "; there are no pods at all (did the release create any? `helm list -n {namespace}`)"
         ));
@@ -195,7 +285,7 @@ pub fn timed_out(pods: &[PodState], config: &Config) -> StepError {
             message.push_str(&format!(
                 "\n  {}: {problem}\n    -> {}",
                 pod.name,
-                hint(problem, &pod.name, config)
+                hint(pod, config)
             ));
         }
     }
@@ -230,13 +320,14 @@ impl Step for Wait {
         if all_ready(&pods) {
             return Ok(Vec::new());
         }
-        let (ready, total) = count(&pods);
         Ok(vec![Action::custom(
             ActionKind::Check,
             WAIT,
             format!(
-                "wait up to {}s for the pods in `{}` to be Ready (now {ready}/{total})",
-                context.config.wait.timeout_seconds, context.config.cluster.namespace
+                "wait up to {}s for the pods in `{}` to be Ready and its Jobs Complete (now {})",
+                context.config.wait.timeout_seconds,
+                context.config.cluster.namespace,
+                progress(&pods, "ready")
             ),
         )])
     }
@@ -265,14 +356,17 @@ impl Step for Wait {
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
+        if context.config.storage.provisioner_in_chart {
+            super::storage::check_chart_class(context)?;
+        }
         let pods = poll(&context.config)?;
         if all_ready(&pods) {
             return Ok(());
         }
-        let (ready, total) = count(&pods);
         Err(StepError::failed(
             format!(
-                "{ready}/{total} pods in `{}` are Ready",
+                "{} in `{}`",
+                progress(&pods, "are Ready"),
                 context.config.cluster.namespace
             ),
             format!("`kubectl get pods -n {}`", context.config.cluster.namespace),
@@ -306,6 +400,8 @@ mod tests {
         PodState {
             name: name.into(),
             problem: problem.map(Into::into),
+            kind: Kind::Pod,
+            failed: false,
         }
     }
 
@@ -360,6 +456,44 @@ mod tests {
         .unwrap();
         assert!(ready);
         assert_eq!(clock.elapsed.get(), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_failed_job_stops_the_wait_at_once() {
+        let clock = FakeClock {
+            start: Instant::now(),
+            elapsed: Cell::new(Duration::ZERO),
+        };
+        let failed = PodState {
+            name: "job/migrate".into(),
+            problem: Some("Failed (BackoffLimitExceeded)".into()),
+            kind: Kind::Job,
+            failed: true,
+        };
+        let look = || Ok(vec![pod("a", None), failed.clone()]);
+        let (states, ready) = wait_for(
+            look,
+            &clock,
+            Duration::from_secs(600),
+            Duration::from_secs(5),
+            |_| {},
+        )
+        .unwrap();
+        assert!(!ready);
+        assert_eq!(
+            clock.elapsed.get(),
+            Duration::ZERO,
+            "no waiting for a failed Job"
+        );
+        let error = timed_out(&states, &config()).to_string();
+        assert!(
+            error.starts_with("job/migrate in `sb-apps` failed"),
+            "{error}"
+        );
+    }
+
+    fn config() -> Config {
+        Config::load(&crate::config::Sources::default()).unwrap()
     }
 
     #[test]

@@ -1,6 +1,18 @@
 # Fake kubectl and istioctl for tests/cluster.rs. Objects live as JSON files
 # under $STATE/kube/<kind>/<namespace or _>/<name>.json, so a second run sees
 # what the first applied. Usage: cluster.py STATE (kubectl|istioctl) ARGS...
+#
+# What the cluster does is computed when it is read:
+# - a PVC is Bound when its StorageClass exists, else Pending for ever;
+# - a pod of $STATE/pods.json that mounts a PVC that is not Bound is
+#   Pending, unschedulable, as the scheduler leaves it;
+# - a Job runs one pod whose container exits with the Job's annotation
+#   `fake.stackinstall/exit-code` (0 by default) and prints
+#   `fake.stackinstall/log`. In a namespace with sidecar injection,
+#   istio-proxy is a native sidecar when istiod's environment has
+#   ENABLE_NATIVE_SIDECARS=true (the pod finishes, the Job is Complete or
+#   Failed), else an ordinary container that keeps the pod Running and the
+#   Job active for ever.
 import json
 import os
 import re
@@ -11,7 +23,9 @@ import yaml
 state, program, args = sys.argv[1], sys.argv[2], sys.argv[3:]
 store = os.path.join(state, "kube")
 CLUSTER_SCOPED = {"namespace", "node", "storageclass"}
-ALIASES = {"pvc": "persistentvolumeclaim"}
+ALIASES = {"pvc": "persistentvolumeclaim", "jobs": "job", "pods": "pod", "storageclasses": "storageclass"}
+EXIT_CODE = "fake.stackinstall/exit-code"
+LOG = "fake.stackinstall/log"
 
 
 def path(kind, namespace, name):
@@ -58,6 +72,83 @@ def positional():
     return words
 
 
+def stored(kind, namespace):
+    folder = os.path.dirname(path(kind, namespace, "x"))
+    names = sorted(n[:-5] for n in os.listdir(folder)) if os.path.isdir(folder) else []
+    return [load(kind, namespace, name) for name in names]
+
+
+def claim_status(claim):
+    class_name = claim.get("spec", {}).get("storageClassName")
+    bound = bool(class_name) and load("storageclass", None, class_name) is not None
+    claim["status"] = {"phase": "Bound" if bound else "Pending"}
+    return claim
+
+
+def native_sidecars():
+    istiod = load("deployment", "istio-system", "istiod") or {}
+    containers = istiod.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+    return any(v.get("name") == "ENABLE_NATIVE_SIDECARS" and v.get("value") == "true"
+               for c in containers for v in c.get("env", []))
+
+
+def injected(namespace):
+    labels = (load("namespace", None, namespace) or {}).get("metadata", {}).get("labels", {})
+    return labels.get("istio-injection") == "enabled"
+
+
+def job_run(job):
+    """The Job with its status, and its one pod."""
+    name, namespace = job["metadata"]["name"], job["metadata"].get("namespace", "default")
+    code = int(job["metadata"].get("annotations", {}).get(EXIT_CODE, "0"))
+    app = {"name": name, "state": {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}}}
+    finished = not injected(namespace) or native_sidecars()
+    status = {"containerStatuses": [app]}
+    if injected(namespace) and finished:
+        status["initContainerStatuses"] = [{"name": "istio-proxy", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}]
+    elif injected(namespace):
+        status["containerStatuses"].append({"name": "istio-proxy", "state": {"running": {}}})
+    status["phase"] = ("Succeeded" if code == 0 else "Failed") if finished else "Running"
+    status["conditions"] = [{"type": "Ready", "status": "False"}]
+    metadata = {"name": name + "-fake0", "namespace": namespace, "creationTimestamp": "2026-01-01T00:00:00Z",
+                "labels": {"job-name": name}, "ownerReferences": [{"kind": "Job", "name": name}]}
+    pod = {"kind": "Pod", "metadata": metadata, "status": status}
+    if not finished:
+        job["status"] = {"active": 1}
+    elif code == 0:
+        job["status"] = {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+    else:
+        job["status"] = {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                                      "message": "Job has reached the specified backoff limit"}]}
+    return job, pod
+
+
+def pods(namespace):
+    file = os.path.join(state, "pods.json")
+    listed = json.load(open(file))["items"] if os.path.exists(file) else []
+    for pod in listed:
+        claims = [v["persistentVolumeClaim"]["claimName"] for v in pod.get("spec", {}).get("volumes", [])
+                  if "persistentVolumeClaim" in v]
+        unbound = [c for c in claims
+                   if load("persistentvolumeclaim", namespace, c) is None
+                   or claim_status(load("persistentvolumeclaim", namespace, c))["status"]["phase"] != "Bound"]
+        if unbound:
+            message = "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+            pod["status"] = {"phase": "Pending", "conditions": [
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}]}
+    return listed + [job_run(job)[1] for job in stored("job", namespace)]
+
+
+def listing(kind, namespace):
+    if kind == "pod":
+        return pods(namespace)
+    if kind == "job":
+        return [job_run(job)[0] for job in stored("job", namespace)]
+    if kind == "persistentvolumeclaim":
+        return [claim_status(claim) for claim in stored(kind, namespace)]
+    return stored(kind, namespace)
+
+
 def cluster_up():
     return os.path.exists(os.path.join(state, "k3s-running"))
 
@@ -94,9 +185,15 @@ def kubectl():
     elif verb == "get" and words[1] == "nodes":
         ready = {"type": "Ready", "status": "True"}
         print(json.dumps({"items": [{"metadata": {"name": "node1"}, "status": {"conditions": [ready]}}]}))
-    elif verb == "get" and words[1] == "pods" and option("-o") == "json":
-        pods = os.path.join(state, "pods.json")
-        print(open(pods).read() if os.path.exists(pods) else '{"items": []}')
+    elif verb == "get" and len(words) == 2 and option("-o") == "json":
+        kind = ALIASES.get(words[1], words[1])
+        print(json.dumps({"items": listing(kind, option("-n") or "default")}))
+    elif verb == "logs":
+        job = load("job", option("-n"), words[1][:-len("-fake0")]) if words[1].endswith("-fake0") else None
+        if job is None:
+            sys.stderr.write('Error from server (NotFound): pods "%s" not found\n' % words[1])
+            sys.exit(1)
+        print(job["metadata"].get("annotations", {}).get(LOG, ""))
     elif verb == "get" and len(words) == 2:
         kind = ALIASES.get(words[1], words[1])
         folder = os.path.dirname(path(kind, option("-n"), "x"))
@@ -105,6 +202,8 @@ def kubectl():
             print("%s/%s" % (kind, name))
     elif verb == "get":
         obj = load(words[1], option("-n"), words[2])
+        if obj is not None and ALIASES.get(words[1], words[1]) == "persistentvolumeclaim":
+            obj = claim_status(obj)
         if obj is None:
             if "--ignore-not-found" in args:
                 return
@@ -143,7 +242,10 @@ def istioctl():
             overlay = yaml.safe_load(handle)
         gateway = overlay["spec"]["components"]["ingressGateways"][0]["k8s"]["service"]
         metadata = {"name": "istiod", "namespace": "istio-system"}
-        save({"kind": "Deployment", "metadata": metadata, "status": {"readyReplicas": 1}})
+        pilot_env = ((overlay["spec"].get("values") or {}).get("pilot") or {}).get("env") or {}
+        env = [{"name": name, "value": str(value)} for name, value in sorted(pilot_env.items())]
+        template = {"spec": {"containers": [{"name": "discovery", "env": env}]}}
+        save({"kind": "Deployment", "metadata": metadata, "spec": {"template": template}, "status": {"readyReplicas": 1}})
         metadata = {"name": "istio-ingressgateway", "namespace": "istio-system"}
         save({"kind": "Service", "metadata": metadata, "spec": {"type": gateway["type"], "ports": gateway["ports"]}})
         print("Installation complete")

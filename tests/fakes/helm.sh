@@ -1,15 +1,52 @@
 # Fake helm: each release's history in $STATE/helm/RELEASE.json; what the
 # values file held, and its mode, in $STATE/helm/values-*. The body of a
 # `World::fake`: `$STATE` and `$STDIN` are set.
+#
+# A release puts its objects into the fake cluster's store ($STATE/kube, see
+# cluster.py) and `uninstall` takes them away: the NFS provisioner's chart
+# (a `nfs-subdir-external-provisioner-*.tgz` file) makes its StorageClass
+# (from `--set storageClass.*`) and an available Deployment; any other chart
+# makes the objects of $STATE/chart/*.json (what the test's application chart
+# holds) in the release's namespace.
 mkdir -p "$STATE/helm"
 args=("$@")
-description=""; values=""
+description=""; values=""; namespace=default; sets=()
 for i in "${!args[@]}"; do
   case "${args[$i]}" in
     --description) description="${args[$((i+1))]}" ;;
     --values) values="${args[$((i+1))]}" ;;
+    --namespace|-n) namespace="${args[$((i+1))]}" ;;
+    --set) sets+=("${args[$((i+1))]}") ;;
   esac
 done
+setting() { for s in "${sets[@]}"; do [ "${s%%=*}" = "$1" ] && printf %s "${s#*=}"; done; }
+put() { # kind namespace name json: one object of the release
+  mkdir -p "$STATE/kube/$1/$2"
+  printf %s "$4" > "$STATE/kube/$1/$2/$3.json"
+  grep -qxF "$STATE/kube/$1/$2/$3.json" "$STATE/helm/$release.objects" 2>/dev/null \
+    || echo "$STATE/kube/$1/$2/$3.json" >> "$STATE/helm/$release.objects"
+}
+provisioner_objects() {
+  [ -f "$chart" ] || { echo "Error: path \"$chart\" not found" >&2; exit 1; }
+  sha256sum "$chart" | cut -d' ' -f1 > "$STATE/helm/$release.chart-sha256"
+  class=$(setting storageClass.name)
+  put storageclass _ "$class" "$(jq -cn --arg n "$class" --arg a "$(setting storageClass.archiveOnDelete)" \
+    '{kind: "StorageClass", apiVersion: "storage.k8s.io/v1", metadata: {name: $n},
+      provisioner: "cluster.local/nfs-subdir-external-provisioner", parameters: {archiveOnDelete: $a}, reclaimPolicy: "Delete"}')"
+  put deployment "$namespace" "$release" "$(jq -cn --arg n "$release" --arg ns "$namespace" \
+    --arg server "$(setting nfs.server)" --arg path "$(setting nfs.path)" \
+    '{kind: "Deployment", metadata: {name: $n, namespace: $ns},
+      spec: {template: {spec: {containers: [{name: "nfs-subdir-external-provisioner",
+        env: [{name: "NFS_SERVER", value: $server}, {name: "NFS_PATH", value: $path}]}]}}},
+      status: {replicas: 1, availableReplicas: 1}}')"
+}
+chart_objects() {
+  for file in "$STATE"/chart/*.json; do
+    [ -f "$file" ] || continue
+    put "$(jq -r '.kind | ascii_downcase' "$file")" "$namespace" "$(jq -r .metadata.name "$file")" \
+      "$(jq -c --arg ns "$namespace" '.metadata.namespace = $ns' "$file")"
+  done
+}
 add_revision() { # status description
   local file="$STATE/helm/$release.json"
   [ -f "$file" ] || echo '[]' > "$file"
@@ -28,18 +65,28 @@ case "$1" in
     if [ -f "$STATE/helm/$release.json" ] && jq -e '.[-1].status | startswith("pending")' "$STATE/helm/$release.json" >/dev/null; then
       echo "Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress" >&2; exit 1
     fi
-    stat -c %a "$values" > "$STATE/helm/values-mode"
-    cp "$values" "$STATE/helm/values-seen.yaml"
+    chart="$4"
+    if [ -n "$values" ]; then
+      stat -c %a "$values" > "$STATE/helm/values-mode"
+      cp "$values" "$STATE/helm/values-seen.yaml"
+    fi
     [ -f "$STATE/helm-fails" ] && { echo "Error: INSTALLATION FAILED: chart not found" >&2; exit 1; }
     # Pending while it works, as Helm is: a run killed here leaves the
     # release pending-install or pending-upgrade.
     if [ -f "$STATE/helm/$release.json" ]; then pending=pending-upgrade; else pending=pending-install; fi
     add_revision "$pending" "$description"
     [ -f "$STATE/../delay" ] && sleep "$(cat "$STATE/../delay")"
+    case "$chart" in
+      *nfs-subdir-external-provisioner-*.tgz) provisioner_objects ;;
+      *) chart_objects ;;
+    esac
     jq 'map(if .status == "deployed" then .status = "superseded" else . end) | .[-1].status = "deployed"' \
       "$STATE/helm/$release.json" > "$STATE/helm/$release.json.new"
     mv "$STATE/helm/$release.json.new" "$STATE/helm/$release.json"
     echo "Release \"$release\" has been upgraded. Happy Helming!" ;;
   rollback) add_revision deployed "Rollback to $3" ;;
-  uninstall) rm -f "$STATE/helm/$release.json"; echo "release \"$release\" uninstalled" ;;
+  uninstall)
+    [ -f "$STATE/helm/$release.objects" ] && xargs rm -f < "$STATE/helm/$release.objects"
+    rm -f "$STATE/helm/$release.json" "$STATE/helm/$release.objects"
+    echo "release \"$release\" uninstalled" ;;
 esac

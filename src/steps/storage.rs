@@ -1,0 +1,268 @@
+//! Storage: the StorageClass `nfs-client` the application's PVCs ask for,
+//! served from the host's NFS export by nfs-subdir-external-provisioner.
+//! When the cluster has no such StorageClass, it downloads the provisioner's
+//! Helm chart (pinned by version and SHA-256 in `[storage]`) to
+//! `/var/lib/stackinstall/downloads` (mode 0600, removed once Helm is done)
+//! and runs `helm upgrade --install` with the host's address, the export path
+//! and `archive_on_delete`. A StorageClass of that name that someone else
+//! installed is left as it is.
+//!
+//! Done when the StorageClass exists and, when the provisioner is ours, its
+//! release carries this install's marker and its Deployment is available.
+//! With `[storage] provisioner_in_chart` the application chart brings the
+//! provisioner: this step installs nothing and `wait` checks the
+//! StorageClass after the release. Uninstall (`--delete-infra`) runs
+//! `helm uninstall` of our release, which removes the StorageClass too. It
+//! comes before `namespace` so that an uninstall deletes the PVCs while the
+//! provisioner still runs to archive (or delete) their directories.
+
+use std::time::Duration;
+
+use super::release::{history, host_ip, recovery};
+use super::{Action, ActionKind, Step, StepError};
+use crate::context::{Context, Removal};
+use crate::host::{self, download, kube};
+use crate::state::Fingerprint;
+
+/// The storage step.
+pub struct Storage;
+
+const INSTALL: &str = "install-provisioner";
+/// Where the chart waits for Helm.
+const DOWNLOADS: &str = "/var/lib/stackinstall/downloads";
+
+impl Step for Storage {
+    fn id(&self) -> &'static str {
+        "storage"
+    }
+
+    fn title(&self) -> &'static str {
+        "Provide the StorageClass the PVCs use (NFS provisioner)"
+    }
+
+    fn depends_on(&self) -> &'static [&'static str] {
+        &["nfs"]
+    }
+
+    fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
+        fingerprint.add("marker", marker(context).unwrap_or_default());
+        Ok(())
+    }
+
+    fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let (storage, class) = (&context.config.storage, &context.config.nfs.storage_class);
+        if storage.provisioner_in_chart {
+            return Ok(vec![Action::check(format!(
+                "StorageClass `{class}` comes with the application chart (`[storage] provisioner_in_chart`): `wait` checks it after the release"
+            ))]);
+        }
+        let revisions = history(&storage.release, &storage.namespace)?;
+        let ours = !revisions.is_empty();
+        if !ours && kube::get_json("storageclass", class, None)?.is_some() {
+            return Ok(vec![Action::check(format!(
+                "StorageClass `{class}` is already in the cluster, not installed by stackinstall: left as it is"
+            ))]);
+        }
+        let marker = marker(context)?;
+        let current = revisions
+            .last()
+            .is_some_and(|r| r.status == "deployed" && r.description == marker);
+        if current && problem(context)?.is_none() {
+            return Ok(vec![Action::check(format!(
+                "StorageClass `{class}` exists; the provisioner `{}` in `{}` is available",
+                storage.release, storage.namespace
+            ))]);
+        }
+        let mut actions: Vec<Action> = recovery(&storage.release, &storage.namespace, &revisions)
+            .into_iter()
+            .map(Action::run)
+            .collect();
+        actions.push(install_action(context)?);
+        Ok(actions)
+    }
+
+    fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
+        let mut changed = false;
+        for action in &actions {
+            changed |= match action.tag() {
+                Some(INSTALL) => install(context)?,
+                _ => action.perform()?,
+            };
+        }
+        Ok(changed)
+    }
+
+    fn verify(&self, context: &Context) -> Result<(), StepError> {
+        if context.config.storage.provisioner_in_chart {
+            return Ok(());
+        }
+        match problem(context)? {
+            None => Ok(()),
+            Some(problem) => Err(StepError::failed(
+                problem,
+                format!(
+                    "look at `kubectl get storageclass` and `kubectl get pods -n {}`, then run `sudo stackinstall install --redo storage`",
+                    context.config.storage.namespace
+                ),
+            )),
+        }
+    }
+
+    fn removal(&self) -> Removal {
+        Removal::Infra
+    }
+
+    /// Our provisioner's release (and with it the StorageClass); one that
+    /// someone else installed is kept.
+    fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let storage = &context.config.storage;
+        if history(&storage.release, &storage.namespace)?.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut uninstall = Action::run(kube::helm([
+            "uninstall",
+            &storage.release,
+            "-n",
+            &storage.namespace,
+            "--wait",
+        ]));
+        uninstall.detail = format!(
+            "{} (and the StorageClass `{}`; the data under `{}` stays)",
+            uninstall.detail, context.config.nfs.storage_class, context.config.nfs.path
+        );
+        Ok(vec![uninstall])
+    }
+}
+
+/// The description our release is deployed with: which chart, which values.
+fn marker(context: &Context) -> Result<String, StepError> {
+    let storage = &context.config.storage;
+    let mut fingerprint = Fingerprint::default();
+    fingerprint
+        .add("version", &storage.version)
+        .add("sha256", &storage.sha256)
+        .add("values", values(context)?.join(" "));
+    Ok(format!("stackinstall {}", &fingerprint.finish()[..16]))
+}
+
+/// The chart's values, as `--set` arguments: none is a secret.
+fn values(context: &Context) -> Result<Vec<String>, StepError> {
+    let config = &context.config;
+    Ok(vec![
+        format!("nfs.server={}", host_ip(config)?),
+        format!("nfs.path={}", config.nfs.path),
+        format!("storageClass.name={}", config.nfs.storage_class),
+        format!(
+            "storageClass.archiveOnDelete={}",
+            config.storage.archive_on_delete
+        ),
+    ])
+}
+
+fn chart_url(context: &Context) -> String {
+    let storage = &context.config.storage;
+    download::url_for(&storage.chart_url, &storage.version)
+}
+
+fn chart_path(context: &Context) -> std::path::PathBuf {
+    let name = chart_url(context)
+        .rsplit('/')
+        .next()
+        .unwrap_or("chart.tgz")
+        .to_string();
+    context.host.path(DOWNLOADS).join(name)
+}
+
+/// `helm upgrade --install` of the chart file at `chart`.
+fn helm_command(context: &Context, chart: &str) -> Result<host::Command, StepError> {
+    let storage = &context.config.storage;
+    let timeout = format!("{}s", storage.timeout_seconds);
+    let marker = marker(context)?;
+    let mut args = vec!["upgrade", "--install", &storage.release, chart];
+    args.extend(["--namespace", &storage.namespace]);
+    let values = values(context)?;
+    for value in &values {
+        args.extend(["--set", value]);
+    }
+    args.extend(["--description", &marker, "--wait", "--timeout", &timeout]);
+    Ok(kube::helm(args).timeout(Duration::from_secs(storage.timeout_seconds + 60)))
+}
+
+fn install_action(context: &Context) -> Result<Action, StepError> {
+    let storage = &context.config.storage;
+    let shown = context.shown(&chart_path(context));
+    let check = match storage.sha256.is_empty() {
+        true => "NOT CHECKED: `[storage] sha256` is empty".to_string(),
+        false => format!("SHA-256 {}", storage.sha256),
+    };
+    let command = helm_command(context, &shown.display().to_string())?;
+    Ok(Action::custom(
+        ActionKind::Command,
+        INSTALL,
+        format!(
+            "download {} ({check}) to {} (mode 0600, removed afterwards), then {command}",
+            chart_url(context),
+            shown.display()
+        ),
+    ))
+}
+
+/// Downloads and checks the chart, runs Helm with it, removes the file
+/// whatever happened.
+fn install(context: &Context) -> Result<bool, StepError> {
+    let storage = &context.config.storage;
+    if storage.sha256.is_empty() {
+        context.ui.warn(&format!(
+            "the provisioner chart `{}` is installed without a SHA-256 check: `[storage] sha256` is empty",
+            chart_url(context)
+        ));
+    }
+    let timeout = Duration::from_secs(context.config.downloads.timeout_seconds);
+    let chart = download::fetch_pinned(&chart_url(context), &storage.sha256, timeout)?;
+    let path = chart_path(context);
+    host::fs::ensure_dir(&context.host.path(DOWNLOADS), 0o700)?;
+    host::fs::write_atomic(&path, &chart, 0o600)?;
+    context.ui.status("installing the NFS provisioner");
+    let result = helm_command(context, &path.display().to_string())?.run();
+    let removed = host::fs::remove_file(&path);
+    result?;
+    removed?;
+    Ok(true)
+}
+
+/// What is missing: the StorageClass, or (for our release) an available
+/// provisioner Deployment; `None` when both are there.
+fn problem(context: &Context) -> Result<Option<String>, StepError> {
+    let (storage, class) = (&context.config.storage, &context.config.nfs.storage_class);
+    if kube::get_json("storageclass", class, None)?.is_none() {
+        return Ok(Some(format!("there is no StorageClass `{class}`")));
+    }
+    if history(&storage.release, &storage.namespace)?.is_empty() {
+        return Ok(None);
+    }
+    let deployment = kube::get_json("deployment", &storage.release, Some(&storage.namespace))?;
+    let available = deployment
+        .and_then(|d| d["status"]["availableReplicas"].as_u64())
+        .unwrap_or(0);
+    Ok((available == 0).then(|| {
+        format!(
+            "the provisioner Deployment `{}` in `{}` is not available",
+            storage.release, storage.namespace
+        )
+    }))
+}
+
+/// For `[storage] provisioner_in_chart`: after the release, the chart's
+/// StorageClass must exist.
+pub fn check_chart_class(context: &Context) -> Result<(), StepError> {
+    let class = &context.config.nfs.storage_class;
+    if kube::get_json("storageclass", class, None)?.is_some() {
+        return Ok(());
+    }
+    Err(StepError::failed(
+        format!(
+            "the application chart installed no StorageClass `{class}` (`[storage] provisioner_in_chart` is set)"
+        ),
+        "check the chart's provisioner values, or set `[storage] provisioner_in_chart = false` to have stackinstall install nfs-subdir-external-provisioner",
+    ))
+}
