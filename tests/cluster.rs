@@ -866,3 +866,247 @@ fn namespace_has_injection_and_helm_ownership() {
         "sb-apps"
     );
 }
+
+// The `storage` step and what `wait` makes of PVCs and Jobs, in the fake
+// cluster (`tests/fakes/cluster.py` computes PVC phases, Job runs and pods).
+
+/// A fake cluster object, as the chart or someone else left it.
+fn put_object(world: &World, kind: &str, namespace: &str, object: Value) {
+    let name = object["metadata"]["name"].as_str().unwrap().to_string();
+    let dir = world.record.join("state/kube").join(kind).join(namespace);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.json")), object.to_string()).unwrap();
+}
+
+fn object(world: &World, kind: &str, namespace: &str, name: &str) -> Option<Value> {
+    let file = world
+        .record
+        .join("state/kube")
+        .join(kind)
+        .join(namespace)
+        .join(format!("{name}.json"));
+    std::fs::read_to_string(file)
+        .ok()
+        .map(|text| serde_json::from_str(&text).unwrap())
+}
+
+fn helm_upgrades(world: &World) -> Vec<Call> {
+    world
+        .calls()
+        .into_iter()
+        .filter(|c| c.program == "helm" && c.args.first().is_some_and(|a| a == "upgrade"))
+        .collect()
+}
+
+/// A cluster world with K3s, Helm, Istio and the namespace installed.
+fn installed_cluster(host_ip: &str) -> World {
+    let (mut world, _releases) = cluster_world();
+    world.set_env("STACKINSTALL_CLUSTER__HOST_IP", host_ip);
+    world.set_env("STACKINSTALL_WAIT__POLL_MILLISECONDS", "100");
+    world
+        .install(&[
+            "--only",
+            "k3s",
+            "--only",
+            "helm",
+            "--only",
+            "istio",
+            "--only",
+            "namespace",
+        ])
+        .success();
+    world.clear_calls();
+    world
+}
+
+/// The application's PVC on the profile's StorageClass and a pod mounting it.
+fn application_with_a_claim(world: &World) {
+    let claim = serde_json::json!({ "kind": "PersistentVolumeClaim", "metadata": { "name": "sb-data", "namespace": "sb-apps" },
+        "spec": { "storageClassName": "nfs-client" } });
+    put_object(world, "persistentvolumeclaim", "sb-apps", claim);
+    let pods = serde_json::json!({ "items": [{ "metadata": { "name": "sb-core-1" },
+        "spec": { "volumes": [{ "name": "data", "persistentVolumeClaim": { "claimName": "sb-data" } }] },
+        "status": { "phase": "Running", "conditions": [{ "type": "Ready", "status": "True" }] } }] });
+    std::fs::write(world.record.join("state/pods.json"), pods.to_string()).unwrap();
+}
+
+#[test]
+fn storage_installs_the_pinned_provisioner_where_no_storage_class_is_and_then_changes_nothing() {
+    let world = installed_cluster("10.1.2.3");
+    let first = world
+        .install(&["--only", "storage", "--output", "json"])
+        .success();
+    assert_eq!(outcomes(&first)["storage"], "changed", "{}", stderr(&first));
+    let upgrades = helm_upgrades(&world);
+    assert_eq!(upgrades.len(), 1, "one helm upgrade");
+    let chart =
+        world.path("/var/lib/stackinstall/downloads/nfs-subdir-external-provisioner-4.0.18.tgz");
+    let args = upgrades[0].args.join(" ");
+    for expected in [
+        format!("upgrade --install nfs-subdir-external-provisioner {} --namespace kube-system", chart.display()),
+        "--set nfs.server=10.1.2.3 --set nfs.path=/data/stackbill --set storageClass.name=nfs-client --set storageClass.archiveOnDelete=true".into(),
+        "--wait --timeout 300s".into(),
+    ] {
+        assert!(args.contains(&expected), "{expected} in {args}");
+    }
+    let seen = std::fs::read_to_string(
+        world
+            .record
+            .join("state/helm/nfs-subdir-external-provisioner.chart-sha256"),
+    )
+    .unwrap();
+    assert_eq!(
+        seen.trim(),
+        support::provisioner_chart_sha256(),
+        "Helm got the checked chart"
+    );
+    assert!(
+        !chart.exists(),
+        "the chart file is removed once Helm is done"
+    );
+    let class = object(&world, "storageclass", "_", "nfs-client").expect("the StorageClass");
+    assert_eq!(class["parameters"]["archiveOnDelete"], "true");
+    let deployment = object(
+        &world,
+        "deployment",
+        "kube-system",
+        "nfs-subdir-external-provisioner",
+    );
+    assert_eq!(deployment.unwrap()["status"]["availableReplicas"], 1);
+
+    world.clear_calls();
+    let second = world
+        .install(&["--only", "storage", "--output", "json"])
+        .success();
+    assert_eq!(outcomes(&second)["storage"], "already-done");
+    assert!(helm_upgrades(&world).is_empty(), "nothing installed again");
+}
+
+#[test]
+fn a_tampered_provisioner_chart_is_refused_before_helm_runs() {
+    let mut world = installed_cluster("10.1.2.3");
+    world.set_env(
+        "STACKINSTALL_STORAGE__SHA256",
+        &format!("\"{}\"", "0".repeat(64)),
+    );
+    let failed = world.install(&["--only", "storage"]).code(1);
+    let text = stderr(&failed);
+    assert!(
+        text.contains("does not match its published SHA-256"),
+        "{text}"
+    );
+    assert!(helm_upgrades(&world).is_empty(), "helm never saw the chart");
+    assert!(object(&world, "storageclass", "_", "nfs-client").is_none());
+    assert!(
+        !world
+            .path("/var/lib/stackinstall/downloads/nfs-subdir-external-provisioner-4.0.18.tgz")
+            .exists()
+    );
+}
+
+#[test]
+fn a_storage_class_someone_else_installed_is_left_as_it_is() {
+    let world = installed_cluster("10.1.2.3");
+    let theirs = serde_json::json!({ "kind": "StorageClass", "metadata": { "name": "nfs-client" },
+        "provisioner": "example.com/their-nfs", "parameters": { "archiveOnDelete": "false" } });
+    put_object(&world, "storageclass", "_", theirs.clone());
+    let plan = world.install(&["--only", "storage", "--plan"]).success();
+    assert!(
+        stdout(&plan).contains("StorageClass `nfs-client` is already in the cluster, not installed by stackinstall: left as it is"),
+        "{}",
+        stdout(&plan)
+    );
+    world.install(&["--only", "storage"]).success();
+    assert!(helm_upgrades(&world).is_empty());
+    assert_eq!(
+        object(&world, "storageclass", "_", "nfs-client").unwrap(),
+        theirs
+    );
+}
+
+#[test]
+fn wait_names_the_missing_storage_class_of_a_pending_pvc_until_storage_provides_it() {
+    let mut world = installed_cluster("10.1.2.3");
+    world.set_env("STACKINSTALL_WAIT__TIMEOUT_SECONDS", "1");
+    application_with_a_claim(&world);
+    let stuck = world.install(&["--only", "wait"]).code(1);
+    let report = error_report(&stderr(&stuck));
+    for expected in [
+        "0/1 pods are Ready, 1 PVCs not bound in `sb-apps` after 1s",
+        "sb-core-1: Pending (0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims.)",
+        "pvc/sb-data: Pending: its StorageClass `nfs-client` does not exist, so no volume is ever made for it",
+        "-> the StorageClass comes from the `storage` step: `sudo stackinstall install --redo storage`",
+    ] {
+        assert!(report.contains(expected), "{expected} in:\n{report}");
+    }
+    world.install(&["--only", "storage"]).success();
+    world.install(&["--only", "wait"]).success();
+    common::report(
+        "pending PVC: the wait named StorageClass `nfs-client` as the cause; after `storage` the PVC bound and the wait passed",
+    );
+}
+
+/// A Job of the application that exits with `code` and logs `log`.
+fn job(world: &World, name: &str, code: u8, log: &str) {
+    let job = serde_json::json!({ "kind": "Job", "metadata": { "name": name, "namespace": "sb-apps",
+        "annotations": { "fake.stackinstall/exit-code": code.to_string(), "fake.stackinstall/log": log } },
+        "spec": { "backoffLimit": 0, "template": { "spec": { "containers": [{ "name": name }] } } } });
+    put_object(world, "job", "sb-apps", job);
+}
+
+#[test]
+fn wait_judges_jobs_by_their_condition_and_names_a_failed_one_with_its_log() {
+    let mut world = installed_cluster("10.1.2.3");
+    job(&world, "sb-migrate", 0, "schema up to date");
+    let plan = world.install(&["--only", "wait", "--plan"]).success();
+    assert!(
+        !stdout(&plan).contains("wait up to"),
+        "a Complete Job leaves nothing to wait for:\n{}",
+        stdout(&plan)
+    );
+    world.install(&["--only", "wait"]).success();
+
+    job(
+        &world,
+        "sb-seed",
+        1,
+        "seeding tenants\nerror: table `tenants` is missing\nseed aborted",
+    );
+    let failed = world.install(&["--only", "wait"]).code(1);
+    let report = error_report(&stderr(&failed));
+    for expected in [
+        "job/sb-seed in `sb-apps` failed",
+        "job/sb-seed: Failed (BackoffLimitExceeded: Job has reached the specified backoff limit); the end of pod sb-seed-fake0's log:",
+        "      | error: table `tenants` is missing\n      | seed aborted",
+        "-> `kubectl logs -n sb-apps job/sb-seed` for its whole log",
+    ] {
+        assert!(report.contains(expected), "{expected} in:\n{report}");
+    }
+    assert!(
+        !report.contains("sb-migrate"),
+        "a Complete Job is fine:\n{report}"
+    );
+
+    // Istio without native sidecars: the Job's pod never finishes.
+    std::fs::remove_file(world.record.join("state/kube/job/sb-apps/sb-seed.json")).unwrap();
+    let istiod = world
+        .record
+        .join("state/kube/deployment/istio-system/istiod.json");
+    let mut deployment: Value =
+        serde_json::from_str(&std::fs::read_to_string(&istiod).unwrap()).unwrap();
+    deployment["spec"]["template"]["spec"]["containers"][0]["env"] = serde_json::json!([]);
+    std::fs::write(&istiod, deployment.to_string()).unwrap();
+    world.set_env("STACKINSTALL_WAIT__TIMEOUT_SECONDS", "1");
+    let hangs = world.install(&["--only", "wait"]).code(1);
+    let report = error_report(&stderr(&hangs));
+    assert!(report.contains("job/sb-migrate: not finished: pod sb-migrate-fake0's container has exited but `istio-proxy` keeps the pod running"), "{report}");
+    assert!(
+        report.contains("`sudo stackinstall install --redo istio`"),
+        "{report}"
+    );
+    world.install(&["--only", "istio"]).success();
+    world.install(&["--only", "wait"]).success();
+    common::report(
+        "jobs: 3 variants (succeeding, failing with its log, held open by a classic istio-proxy until istio put native sidecars back)",
+    );
+}

@@ -158,6 +158,7 @@ fn publish(releases: &Releases) -> String {
         sha256(&istio)
     );
     releases.put(&format!("/istio/1.20.3/{istio_file}"), istio);
+    releases.put(PROVISIONER_CHART, provisioner_chart());
     pins
 }
 
@@ -190,6 +191,21 @@ chmod "$mode" "{file}""#,
     )
 }
 
+/// Where the provisioner's chart is served (the profile's version).
+pub const PROVISIONER_CHART: &str =
+    "/charts/nfs-subdir-external-provisioner-4.0.18/nfs-subdir-external-provisioner-4.0.18.tgz";
+
+/// A stand-in for the provisioner's chart `.tgz` (the fake `helm` only
+/// checks that the file is there, and records its SHA-256).
+pub fn provisioner_chart() -> Vec<u8> {
+    b"a stand-in for nfs-subdir-external-provisioner 4.0.18\n".to_vec()
+}
+
+/// The SHA-256 of `provisioner_chart()`, as the profile pins it.
+pub fn provisioner_chart_sha256() -> String {
+    sha256(&provisioner_chart())
+}
+
 pub fn python() -> String {
     let output = std::process::Command::new("python3")
         .args(["-c", "import sys, yaml; print(sys.executable)"])
@@ -218,7 +234,7 @@ pub fn cluster_world() -> (World, Releases) {
         );
         world.fake(program, &body);
     }
-    world.fake("helm", "printf v3.14.2");
+    world.fake("helm", include_str!("../fakes/helm.sh"));
     world.fake(
         "k3s-install",
         &format!(
@@ -241,6 +257,14 @@ pub fn cluster_world() -> (World, Releases) {
             &format!("{base}{path}"),
         );
     }
+    world.set_env(
+        "STACKINSTALL_STORAGE__CHART_URL",
+        &format!("{base}/charts/nfs-subdir-external-provisioner-{{version}}/nfs-subdir-external-provisioner-{{version}}.tgz"),
+    );
+    world.set_env(
+        "STACKINSTALL_STORAGE__SHA256",
+        &format!("\"{}\"", provisioner_chart_sha256()),
+    );
     // The cluster's steps only: the database and application steps have
     // tests of their own (and a real apt-get must never run here).
     world.set_env("STACKINSTALL_ONLY", "k3s,helm,istio,namespace,tls,gateway");

@@ -36,11 +36,30 @@ esac"#,
     )
 }
 
-/// Every pod of the release Ready (what `wait` waits for).
+/// Every pod of the release Ready (what `wait` waits for), `sb-core-1`
+/// only once its PVC is Bound (the fake cluster keeps it Pending before).
 const PODS: &str = r#"{"items": [
-  {"metadata": {"name": "sb-core-1"}, "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}},
+  {"metadata": {"name": "sb-core-1"}, "spec": {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "sb-data"}}]},
+   "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}},
   {"metadata": {"name": "sb-ui-1"}, "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}
 ]}"#;
+
+/// What the application chart creates besides its pods: a PVC on the
+/// profile's StorageClass and a Job that succeeds (once istiod injects
+/// native sidecars).
+const CHART_OBJECTS: [(&str, &str); 2] = [
+    (
+        "sb-data.json",
+        r#"{"kind": "PersistentVolumeClaim", "apiVersion": "v1", "metadata": {"name": "sb-data"},
+            "spec": {"storageClassName": "nfs-client", "accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}}"#,
+    ),
+    (
+        "sb-migrate.json",
+        r#"{"kind": "Job", "apiVersion": "batch/v1", "metadata": {"name": "sb-migrate",
+            "annotations": {"fake.stackinstall/exit-code": "0", "fake.stackinstall/log": "schema up to date"}},
+            "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "sb-migrate"}]}}}}"#,
+    ),
+];
 
 /// A world where a plain `install --domain demo.example.com --self-signed`
 /// runs every step; `user` names the world's database users and databases.
@@ -72,6 +91,10 @@ chmod +x {script}
     let state = world.record.join("state");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(state.join("pods.json"), PODS).unwrap();
+    std::fs::create_dir_all(state.join("chart")).unwrap();
+    for (name, object) in CHART_OBJECTS {
+        std::fs::write(state.join("chart").join(name), object).unwrap();
+    }
 
     world.mongodb_accounts(
         ADMIN_PASSWORD_FILE,
