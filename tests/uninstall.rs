@@ -17,7 +17,7 @@ use servers::{block_on, setting, unique};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{ConnectOptions, Connection};
 
-const CLUSTER_STEPS: &str = "credentials,k3s,helm,istio,namespace,tls,gateway";
+const CLUSTER_STEPS: &str = "credentials,k3s,helm,istio,storage,namespace,tls,gateway";
 
 /// The cluster world, with a K3s install script that also writes K3s's
 /// uninstall script (as the real one does), and `iptables-save` and `ip`
@@ -48,6 +48,7 @@ chmod +x {script}
         "printf '1: lo: <LOOPBACK> mtu 65536\\n5: cni0: <BROADCAST> mtu 1450\\n'",
     );
     world.set_env("STACKINSTALL_ONLY", CLUSTER_STEPS);
+    world.set_env("STACKINSTALL_CLUSTER__HOST_IP", "10.1.2.3");
     world
 }
 
@@ -119,7 +120,11 @@ fn default_scope_removes_the_gateway_and_tls_secrets_and_keeps_the_rest() {
     assert!(object_exists(&world, "namespace/_/sb-apps.json"));
     assert_eq!(
         checkpoints(&world),
-        set(&["credentials", "k3s", "helm", "istio", "namespace"])
+        set(&["credentials", "k3s", "helm", "istio", "storage", "namespace"])
+    );
+    assert!(
+        object_exists(&world, "storageclass/_/nfs-client.json"),
+        "the provisioner goes only with --delete-infra"
     );
     assert_eq!(
         world.read("/etc/stackinstall/credentials.toml"),
@@ -274,7 +279,7 @@ fn delete_pvc_then_delete_namespace() {
     assert!(!object_exists(&world, "namespace/_/sb-apps.json"));
     assert_eq!(
         checkpoints(&world),
-        set(&["credentials", "k3s", "helm", "istio"])
+        set(&["credentials", "k3s", "helm", "istio", "storage"])
     );
 }
 
@@ -296,6 +301,14 @@ fn all_removes_the_cluster_reports_leftovers_and_a_new_install_has_new_passwords
         deleted.contains(&"kubectl delete namespace istio-system --ignore-not-found".to_string())
     );
     assert!(world.record.join("k3s-uninstalled").exists(), "{out}");
+    let position = |line: &str| deleted.iter().position(|d| d == line);
+    let provisioner = position("helm uninstall nfs-subdir-external-provisioner -n kube-system --wait");
+    let namespace = position("kubectl delete namespace sb-apps --ignore-not-found");
+    assert!(
+        provisioner.is_some() && namespace < provisioner,
+        "the provisioner goes after the namespace's PVCs: {deleted:?}"
+    );
+    assert!(!object_exists(&world, "storageclass/_/nfs-client.json"));
     for binary in ["helm", "istioctl"] {
         assert!(
             !world.path(&format!("/usr/local/bin/{binary}")).exists(),

@@ -37,7 +37,7 @@ impl Step for Storage {
     }
 
     fn title(&self) -> &'static str {
-        "Provide the StorageClass the PVCs use (NFS provisioner)"
+        "Provide the StorageClass (NFS provisioner)"
     }
 
     fn depends_on(&self) -> &'static [&'static str] {
