@@ -1110,3 +1110,32 @@ fn wait_judges_jobs_by_their_condition_and_names_a_failed_one_with_its_log() {
         "jobs: 3 variants (succeeding, failing with its log, held open by a classic istio-proxy until istio put native sidecars back)",
     );
 }
+
+#[test]
+fn with_the_provisioner_in_the_chart_storage_only_defers_and_wait_checks_the_class() {
+    let mut world = installed_cluster("10.1.2.3");
+    world.set_env("STACKINSTALL_STORAGE__PROVISIONER_IN_CHART", "true");
+    world.set_env("STACKINSTALL_WAIT__TIMEOUT_SECONDS", "1");
+    let plan = world.install(&["--only", "storage", "--plan"]).success();
+    assert!(
+        stdout(&plan).contains("comes with the application chart (`[storage] provisioner_in_chart`): `wait` checks it after the release"),
+        "{}",
+        stdout(&plan)
+    );
+    world.install(&["--only", "storage"]).success();
+    assert!(helm_upgrades(&world).is_empty(), "no provisioner installed");
+
+    application_with_a_claim(&world);
+    let stuck = world.install(&["--only", "wait"]).code(1);
+    let report = error_report(&stderr(&stuck));
+    assert!(
+        report.contains("pvc/sb-data: Pending: its StorageClass `nfs-client` does not exist")
+            && report.contains("the application chart brings the provisioner"),
+        "{report}"
+    );
+    // What the chart's own provisioner makes.
+    let class = serde_json::json!({ "kind": "StorageClass", "metadata": { "name": "nfs-client" },
+        "provisioner": "cluster.local/the-charts-nfs" });
+    put_object(&world, "storageclass", "_", class);
+    world.install(&["--only", "wait"]).success();
+}

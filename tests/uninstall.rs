@@ -120,7 +120,14 @@ fn default_scope_removes_the_gateway_and_tls_secrets_and_keeps_the_rest() {
     assert!(object_exists(&world, "namespace/_/sb-apps.json"));
     assert_eq!(
         checkpoints(&world),
-        set(&["credentials", "k3s", "helm", "istio", "storage", "namespace"])
+        set(&[
+            "credentials",
+            "k3s",
+            "helm",
+            "istio",
+            "storage",
+            "namespace"
+        ])
     );
     assert!(
         object_exists(&world, "storageclass/_/nfs-client.json"),
@@ -302,7 +309,8 @@ fn all_removes_the_cluster_reports_leftovers_and_a_new_install_has_new_passwords
     );
     assert!(world.record.join("k3s-uninstalled").exists(), "{out}");
     let position = |line: &str| deleted.iter().position(|d| d == line);
-    let provisioner = position("helm uninstall nfs-subdir-external-provisioner -n kube-system --wait");
+    let provisioner =
+        position("helm uninstall nfs-subdir-external-provisioner -n kube-system --wait");
     let namespace = position("kubectl delete namespace sb-apps --ignore-not-found");
     assert!(
         provisioner.is_some() && namespace < provisioner,

@@ -13,6 +13,10 @@
 
 mod claims;
 mod jobs;
+mod report;
+
+use report::progress;
+pub use report::{hint, timed_out};
 
 use std::time::{Duration, Instant};
 
@@ -127,40 +131,6 @@ fn problem(pod: &Value) -> Option<String> {
     })
 }
 
-/// What to try for `state`, which is not Ready (or Complete, or Bound).
-pub fn hint(state: &PodState, config: &Config) -> String {
-    let (namespace, secret) = (&config.cluster.namespace, &config.registry.secret);
-    let (pod, problem) = (&state.name, state.problem.as_deref().unwrap_or_default());
-    let job = pod.trim_start_matches("job/");
-    match state.kind {
-        Kind::Claim if problem.contains("does not exist") => format!(
-            "the StorageClass comes from the `storage` step: `sudo stackinstall install --redo storage` (with `[storage] provisioner_in_chart`, from the application chart); `kubectl describe -n {namespace} {pod}`"
-        ),
-        Kind::Claim => format!("`kubectl describe -n {namespace} {pod}` and the provisioner's log"),
-        Kind::Job if state.failed => format!(
-            "`kubectl logs -n {namespace} {pod}` for its whole log, `kubectl describe job -n {namespace} {job}`"
-        ),
-        Kind::Job if problem.contains("istio-proxy") => {
-            "install Istio with native sidecars (`ENABLE_NATIVE_SIDECARS`): `sudo stackinstall install --redo istio`".into()
-        }
-        Kind::Job => format!("`kubectl describe job -n {namespace} {job}`"),
-        Kind::Pod if problem.contains("ImagePull") || problem.contains("ErrImage") => format!(
-            "check the pull secret (`kubectl get secret {secret} -n {namespace}`) and renew it: `sudo stackinstall ecr-refresh`"
-        ),
-        Kind::Pod
-            if problem.contains("CrashLoopBackOff")
-                || problem.contains("Error") && !problem.contains("Config") =>
-        {
-            format!("see why it stops: `kubectl logs -n {namespace} {pod} --previous`")
-        }
-        Kind::Pod if problem.starts_with("Pending") => format!(
-            "`kubectl describe pod -n {namespace} {pod}`: not enough CPU or memory, or a volume that cannot bind (StorageClass `{}`)",
-            config.nfs.storage_class
-        ),
-        Kind::Pod => format!("`kubectl describe pod -n {namespace} {pod}`"),
-    }
-}
-
 /// A `kubectl get KIND -n NAMESPACE -o json` list.
 fn list(namespace: &str, kind: &str) -> Result<Value, StepError> {
     // Lists come on every poll and pods hold their environment: the log
@@ -203,29 +173,6 @@ fn poll(config: &Config) -> Result<Vec<PodState>, StepError> {
     Ok(states)
 }
 
-fn count(states: &[PodState], kind: Kind) -> (usize, usize) {
-    let of_kind = || states.iter().filter(move |state| state.kind == kind);
-    (
-        of_kind().filter(|state| state.problem.is_none()).count(),
-        of_kind().count(),
-    )
-}
-
-/// `ready/total pods ready`, with the Jobs and unbound PVCs when there are.
-fn progress(states: &[PodState], ready_word: &str) -> String {
-    let (ready, total) = count(states, Kind::Pod);
-    let mut text = format!("{ready}/{total} pods {ready_word}");
-    let (complete, jobs) = count(states, Kind::Job);
-    if jobs > 0 {
-        text.push_str(&format!(", {complete}/{jobs} Jobs complete"));
-    }
-    let (_, claims) = count(states, Kind::Claim);
-    if claims > 0 {
-        text.push_str(&format!(", {claims} PVCs not bound"));
-    }
-    text
-}
-
 fn all_ready(pods: &[PodState]) -> bool {
     !pods.is_empty() && pods.iter().all(|pod| pod.problem.is_none())
 }
@@ -257,44 +204,6 @@ pub fn wait_for(
                 .max(Duration::from_millis(1)),
         );
     }
-}
-
-/// The error of a wait that ran out of time or met a failed Job.
-pub fn timed_out(pods: &[PodState], config: &Config) -> StepError {
-    let namespace = &config.cluster.namespace;
-    let failed: Vec<&str> = pods
-        .iter()
-        .filter(|pod| pod.failed)
-        .map(|pod| pod.name.as_str())
-        .collect();
-    let mut message = match failed.as_slice() {
-        [] => format!(
-            "{} in `{namespace}` after {}s",
-            progress(pods, "are Ready"),
-            config.wait.timeout_seconds
-        ),
-        jobs => format!("{} in `{namespace}` failed", jobs.join(", ")),
-    };
-    if pods.iter().all(|pod| pod.kind == Kind::Claim) {
-        message.push_str(&format!(
-            "; there are no pods at all (did the release create any? `helm list -n {namespace}`)"
-        ));
-    }
-    for pod in pods {
-        if let Some(problem) = &pod.problem {
-            message.push_str(&format!(
-                "\n  {}: {problem}\n    -> {}",
-                pod.name,
-                hint(pod, config)
-            ));
-        }
-    }
-    StepError::failed(
-        message,
-        format!(
-            "fix what the pods above need, then run the same install again to keep waiting; `kubectl get pods -n {namespace}` shows them"
-        ),
-    )
 }
 
 impl Step for Wait {
