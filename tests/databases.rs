@@ -482,7 +482,8 @@ fn rabbitmq_password_changed_behind_our_back_is_set_back() {
 // -------------------------------------------------------------------- NFS --
 
 fn nfs_world() -> World {
-    let world = World::new();
+    let mut world = World::new();
+    world.set_env("STACKINSTALL_CLUSTER__HOST_IP", "10.1.2.3");
     world.fake("dpkg-query", r#"printf 'install ok installed'"#);
     world.fake("systemctl", "exit 0");
     world.fake_exportfs();

@@ -21,14 +21,14 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use common::{DOMAIN, World, stderr, stdout, walk};
 
-/// `helm upgrade` hangs while `$STATE/hang` exists: a shell that waits on a
+/// `helm upgrade` of the application's release hangs while `$STATE/hang` exists: a shell that waits on a
 /// `sleep` child, as a real program with children of its own would. Their
 /// pids go to `$STATE/hung.pid` and `$STATE/sleep.pid`.
 fn hanging_helm(world: &World) {
     world.fake(
         "helm",
         &format!(
-            r#"if [ "$1" = upgrade ] && [ -f "$STATE/hang" ]; then
+            r#"if [ "$1" = upgrade ] && [ "$3" = stackbill ] && [ -f "$STATE/hang" ]; then
   echo $$ > "$STATE/hung.pid"
   sleep 3600 &
   echo $! > "$STATE/sleep.pid"

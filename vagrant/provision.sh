@@ -50,6 +50,65 @@ if mongosh --quiet --eval 'db.getSiblingDB("admin").runCommand({usersInfo: 1}).o
   exit 1
 fi
 
+export KUBECONFIG=/etc/rancher/k3s/k3s.yaml
+nfs_path=/data/stackbill
+
+echo "==> storage: the StorageClass nfs-client, its provisioner, and a PVC that binds"
+kubectl get storageclass nfs-client -o jsonpath='{.provisioner}' | grep -q nfs-subdir-external-provisioner
+kubectl -n kube-system rollout status deployment/nfs-subdir-external-provisioner --timeout=180s
+probe=stackinstall-probe
+kubectl apply -f - <<EOF
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: $probe
+  namespace: default
+spec:
+  storageClassName: nfs-client
+  accessModes: [ReadWriteMany]
+  resources:
+    requests:
+      storage: 1Mi
+EOF
+phase=""
+for _ in $(seq 90); do
+  phase=$(kubectl get pvc "$probe" -n default -o jsonpath='{.status.phase}')
+  [ "$phase" = Bound ] && break
+  sleep 2
+done
+if [ "$phase" != Bound ]; then
+  kubectl describe pvc "$probe" -n default >&2
+  echo "the probe PVC on nfs-client did not bind (phase: ${phase:-none})" >&2
+  exit 1
+fi
+# The provisioner makes ${namespace}-${pvc}-${pv} on the export and, with
+# archiveOnDelete (the profile's default), renames it archived-* on delete.
+ls -d "$nfs_path/default-$probe-"* >/dev/null
+kubectl delete pvc "$probe" -n default --wait=true
+archived=""
+for _ in $(seq 30); do
+  archived=$(ls -d "$nfs_path/archived-default-$probe-"* 2>/dev/null || true)
+  [ -n "$archived" ] && break
+  sleep 2
+done
+if [ -z "$archived" ]; then
+  echo "the deleted probe PVC's directory was not archived under $nfs_path" >&2
+  exit 1
+fi
+rm -rf -- "$archived"
+
+echo "==> jobs: istiod injects native sidecars, so a Job in the injected namespace completes"
+kubectl -n istio-system get deployment istiod -o jsonpath='{.spec.template.spec.containers[0].env}' \
+  | grep -q '"name":"ENABLE_NATIVE_SIDECARS","value":"true"'
+kubectl -n sb-apps delete job stackinstall-probe-job --ignore-not-found
+kubectl -n sb-apps create job stackinstall-probe-job --image=busybox:1.36 -- true
+if ! kubectl -n sb-apps wait --for=condition=complete job/stackinstall-probe-job --timeout=300s; then
+  kubectl -n sb-apps describe job stackinstall-probe-job >&2
+  echo "a Job in the injected namespace did not complete" >&2
+  exit 1
+fi
+kubectl -n sb-apps delete job stackinstall-probe-job --wait=true
+
 echo "==> second run: every step must already be done"
 second=$(stackinstall install --domain "$domain" --self-signed --yes --output json)
 echo "$second"

@@ -2,8 +2,9 @@
 //! directory (`/data/stackbill`, owned by nobody:nogroup, mode 0777, so the
 //! provisioner's pods can make their volume directories; a directory that
 //! is already there keeps its mode and owner, which the plan reports, unless
-//! `[nfs] fix_permissions = true`), and keeps one
-//! marked block in `/etc/exports` that exports it to the pod network. Lines
+//! `[nfs] fix_permissions = true`), and keeps one marked block in
+//! `/etc/exports` that exports it to the pod network and to the host's own
+//! address (kubelet mounts NFS volumes from the host). Lines
 //! other software put in `/etc/exports` are kept as they are; `exportfs -ra`
 //! runs only when the block changed.
 //!
@@ -56,6 +57,7 @@ impl Step for Nfs {
         fingerprint.add("options", &config.nfs.export_options);
         fingerprint.add("pod_cidr", &config.cluster.pod_cidr);
         fingerprint.add("fix_permissions", config.nfs.fix_permissions.to_string());
+        fingerprint.add("host_ip", &config.cluster.host_ip);
         Ok(())
     }
 
@@ -64,7 +66,7 @@ impl Step for Nfs {
         actions.extend(directory_action(context));
         let path = context.host.path(EXPORTS);
         let current = host::fs::read_optional(&path)?.unwrap_or_default();
-        let wanted = with_block(&current, &export_line(context));
+        let wanted = with_block(&current, &export_line(context)?);
         let changed = wanted != current;
         if changed {
             actions.push(Action::write(
@@ -143,13 +145,19 @@ fn exportfs<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
         .timeout(Duration::from_secs(60))
 }
 
-/// The export line of the profile: `/data/stackbill 10.42.0.0/16(rw,...)`.
-fn export_line(context: &Context) -> String {
+/// The export line of the profile: `/data/stackbill 10.42.0.0/16(rw,...)
+/// HOST_IP(rw,...)`. The host's own address is there because kubelet mounts
+/// a pod's NFS volume (the provisioner's, and every PVC's) from the host's
+/// network namespace, not the pod network.
+fn export_line(context: &Context) -> Result<String, StepError> {
     let config = &context.config;
-    format!(
-        "{} {}({})",
-        config.nfs.path, config.cluster.pod_cidr, config.nfs.export_options
-    )
+    let options = &config.nfs.export_options;
+    Ok(format!(
+        "{} {}({options}) {}({options})",
+        config.nfs.path,
+        config.cluster.pod_cidr,
+        super::release::host_ip(config)?
+    ))
 }
 
 /// What the export directory needs: made when missing; when it is there
