@@ -63,20 +63,25 @@ impl Step for Storage {
                 "StorageClass `{class}` is already in the cluster, not installed by stackinstall: left as it is"
             ))]);
         }
+        // A chart file left by a run killed while Helm had it goes.
+        let chart = chart_path(context);
+        let mut actions: Vec<Action> = host::fs::mode_of(&chart)
+            .map(|_| Action::remove(chart.clone(), &context.shown(&chart)))
+            .into_iter()
+            .collect();
         let marker = marker(context)?;
         let current = revisions
             .last()
             .is_some_and(|r| r.status == "deployed" && r.description == marker);
         if current && problem(context)?.is_none() {
-            return Ok(vec![Action::check(format!(
+            actions.push(Action::check(format!(
                 "StorageClass `{class}` exists; the provisioner `{}` in `{}` is available",
                 storage.release, storage.namespace
-            ))]);
+            )));
+            return Ok(actions);
         }
-        let mut actions: Vec<Action> = recovery(&storage.release, &storage.namespace, &revisions)
-            .into_iter()
-            .map(Action::run)
-            .collect();
+        let recovered = recovery(&storage.release, &storage.namespace, &revisions);
+        actions.extend(recovered.into_iter().map(Action::run));
         actions.push(install_action(context)?);
         Ok(actions)
     }
