@@ -284,7 +284,7 @@ fn skipped_steps_share_one_line_and_results_read_as_words() {
         .iter()
         .map(|step| step["result"].as_str().unwrap())
         .collect();
-    assert_eq!(results.iter().filter(|r| **r == "skipped").count(), 13);
+    assert_eq!(results.iter().filter(|r| **r == "skipped").count(), 14);
     assert_eq!(results[1], "already-done");
     assert_eq!(results[0], "unchanged");
 }
