@@ -991,10 +991,7 @@ fn a_tampered_provisioner_chart_is_refused_before_helm_runs() {
     );
     let failed = world.install(&["--only", "storage"]).code(1);
     let text = stderr(&failed);
-    assert!(
-        text.contains("does not match its published SHA-256"),
-        "{text}"
-    );
+    assert!(text.contains("does not match its pinned SHA-256"), "{text}");
     assert!(helm_upgrades(&world).is_empty(), "helm never saw the chart");
     assert!(object(&world, "storageclass", "_", "nfs-client").is_none());
     assert!(

@@ -247,7 +247,9 @@ pub fn fetch_pinned(
     let actual = hex::encode(Sha256::digest(&bytes));
     if !expected.is_empty() && !actual.eq_ignore_ascii_case(expected) {
         return Err(DownloadError::Mismatch {
+            file: url.rsplit('/').next().unwrap_or(url).to_string(),
             url: url.to_string(),
+            against: "pinned SHA-256 (the profile's `[storage] sha256`)".to_string(),
             expected: expected.to_ascii_lowercase(),
             actual,
         });

@@ -15,8 +15,8 @@
 mod downloads;
 mod kubeconfig;
 
-pub use downloads::{download_action, install_release};
 use downloads::fetch_release;
+pub use downloads::{download_action, install_release};
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
