@@ -3,11 +3,13 @@
 
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 
 use crate::config::Config;
 use crate::credentials::{Credentials, CredentialsFile};
 use crate::error::StepError;
 use crate::host::Host;
+use crate::host::command::INTERRUPTED;
 use crate::state::{State, StateError, StateFile};
 use crate::ui::Ui;
 
@@ -76,6 +78,39 @@ impl Removal {
             Self::Infra => "--delete-infra",
             Self::Never => "",
         }
+    }
+}
+
+/// Resolves once the run is interrupted (Ctrl-C or SIGTERM).
+async fn interruption() {
+    while !INTERRUPTED.load(Ordering::SeqCst) {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Who made an object the install uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The install made it (or was about to, when it recorded this):
+    /// `uninstall --delete-db` removes it.
+    Created,
+    /// It was there before the install: every uninstall keeps it.
+    Found,
+}
+
+const CREATED: &str = "created";
+const FOUND: &str = "found";
+
+/// What an uninstall does with an object, by its recorded origin: `None`
+/// to remove it, else the kept line (`database `configuration` (was there
+/// before the install)`).
+pub fn kept_because(origin: Option<Origin>, what: &str) -> Option<String> {
+    match origin {
+        Some(Origin::Created) => None,
+        Some(Origin::Found) => Some(format!("{what} (was there before the install)")),
+        None => Some(format!(
+            "{what} (the state does not say that the install made it: written by an older stackinstall, or not looked at; remove it by hand if it is ours)"
+        )),
     }
 }
 
@@ -175,6 +210,67 @@ impl Context {
         Ok(())
     }
 
+    /// Who made the object `key` names (`mysql.database.NAME`), as the
+    /// state records it; `None` when it does not say (a state written by an
+    /// older stackinstall, or an object the install never looked at).
+    pub fn origin(&self, key: &str) -> Option<Origin> {
+        match self.fact(key)? {
+            CREATED => Some(Origin::Created),
+            FOUND => Some(Origin::Found),
+            _ => None,
+        }
+    }
+
+    /// Records, before `step` changes anything, who made the object `key`
+    /// names: `present` is whether it was there when just looked at. An
+    /// absent object is recorded as created before it is made, so a run
+    /// killed between making and recording still owns it. A present object
+    /// counts as found only on the step's first run: on a step done
+    /// before, it was made by a run whose state did not record it (an older
+    /// stackinstall), and stays unattributed. A recorded origin is never
+    /// changed: a re-run does not turn found into created.
+    pub fn claim(&mut self, step: &str, key: &str, present: bool) -> Result<(), StepError> {
+        if !present {
+            return self.record_fact(key, CREATED);
+        }
+        if self.was_done(step) {
+            return Ok(());
+        }
+        self.record_fact(key, FOUND)
+    }
+
+    /// Whether `step` had a done checkpoint when this run started it.
+    pub fn was_done(&self, step: &str) -> bool {
+        self.state
+            .steps
+            .get(step)
+            .is_some_and(|checkpoint| checkpoint.status == crate::state::Status::Done)
+    }
+
+    /// Drops the fact `key` (an origin recorded before a change that turned
+    /// out not to happen); saved at once.
+    pub fn forget_fact(&mut self, key: &str) -> Result<(), StepError> {
+        if self.state.facts.remove(key).is_some() {
+            self.state_file.save(&self.state)?;
+        }
+        Ok(())
+    }
+
+    /// Drops the facts of the objects `step` created, once an uninstall
+    /// removed them all, so that the next install looks at the host
+    /// afresh; saved at once. What was found stays recorded as found.
+    pub fn forget_created(&mut self, step: &str) -> Result<(), StepError> {
+        let prefix = format!("{step}.");
+        let before = self.state.facts.len();
+        self.state
+            .facts
+            .retain(|key, value| !(key.starts_with(&prefix) && value == CREATED));
+        if self.state.facts.len() != before {
+            self.state_file.save(&self.state)?;
+        }
+        Ok(())
+    }
+
     /// The certificate and key the install uses: the operator's, or the
     /// self-signed pair kept under `/etc/stackinstall/tls/`.
     pub fn tls_paths(&self) -> Option<(PathBuf, PathBuf)> {
@@ -186,16 +282,25 @@ impl Context {
         Some((install.ssl_cert.clone()?, install.ssl_key.clone()?))
     }
 
-    /// Runs a future to completion (database clients are async).
-    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
-        self.runtime
-            .get_or_init(|| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("a tokio runtime can be built")
-            })
-            .block_on(future)
+    /// Runs a future to completion (database clients are async). Ctrl-C
+    /// (or SIGTERM) drops it within a tenth of a second, whatever it waits
+    /// for (a connect that never answers, a retry's pause), and the step
+    /// ends `interrupted`.
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> Result<F::Output, StepError> {
+        let runtime = self.runtime.get_or_init(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime can be built")
+        });
+        runtime.block_on(async {
+            tokio::select! {
+                output = future => Ok(output),
+                () = interruption() => Err(StepError::Interrupted {
+                    doing: "waiting for a server to answer".into(),
+                }),
+            }
+        })
     }
 
     /// `path` as the operator knows it: without the `--root` prefix.

@@ -198,7 +198,7 @@ pub fn renew_if_due(context: &Context, now: OffsetDateTime) -> Result<Option<Sta
 
 /// Fetches an ECR authorization token through the AWS credential chain.
 pub fn fetch(context: &Context) -> Result<Token, StepError> {
-    context.block_on(fetch_async(&context.config))
+    context.block_on(fetch_async(&context.config))?
 }
 
 async fn fetch_async(config: &Config) -> Result<Token, StepError> {

@@ -34,6 +34,9 @@ pub enum StepError {
     Download(#[from] DownloadError),
     #[error(transparent)]
     Render(#[from] crate::render::RenderError),
+    /// Stopped by Ctrl-C or a signal while not running a command.
+    #[error("interrupted while {doing}")]
+    Interrupted { doing: String },
 }
 
 impl StepError {
@@ -64,7 +67,7 @@ impl StepError {
                 "the command hung or the host is very slow; look at the log, then run again".into(),
             ),
             Self::File(error) => error.hint(),
-            Self::Command(_) => None,
+            Self::Command(_) | Self::Interrupted { .. } => None,
             Self::Credentials(error) => Some(error.hint()),
             Self::State(error) => error.hint(),
             Self::Download(DownloadError::Mismatch { .. }) => Some(
@@ -81,7 +84,10 @@ impl StepError {
 
     /// Whether the run was stopped by Ctrl-C or a signal.
     pub fn is_interrupted(&self) -> bool {
-        matches!(self, Self::Command(CommandError::Interrupted { .. }))
+        matches!(
+            self,
+            Self::Command(CommandError::Interrupted { .. }) | Self::Interrupted { .. }
+        )
     }
 
     /// Whether running the same command again may get further: not for bad

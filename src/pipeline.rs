@@ -592,6 +592,10 @@ pub struct UndoStep {
     /// Whether the scope takes the step's work, and its checkpoint, away.
     pub removed: bool,
     pub actions: Vec<crate::steps::Action>,
+    /// Why the step could not look at what to remove (an API that is
+    /// down, a server that does not answer): the step's failure, reported
+    /// with the others; its checkpoint stays.
+    pub look_failed: Option<String>,
 }
 
 /// What is kept on purpose, and which switch would remove it.
@@ -611,9 +615,11 @@ pub struct UndoPlan {
 impl UndoPlan {
     /// Whether the uninstall would change nothing at all.
     pub fn is_empty(&self) -> bool {
-        self.steps
-            .iter()
-            .all(|step| !step.removed && step.actions.iter().all(|a| !a.changes_host()))
+        self.steps.iter().all(|step| {
+            !step.removed
+                && step.look_failed.is_none()
+                && step.actions.iter().all(|a| !a.changes_host())
+        })
     }
 
     /// The plan as JSON: per step, the removals; then what is kept.
@@ -636,6 +642,7 @@ impl UndoPlan {
                     "title": step.title,
                     "checkpoint_removed": step.removed,
                     "actions": actions,
+                    "look_failed": step.look_failed,
                 })
             })
             .collect();
@@ -644,7 +651,9 @@ impl UndoPlan {
 }
 
 /// Looks, read-only, at what uninstalling with `context.uninstall` would
-/// remove: the steps with a checkpoint, in reverse install order.
+/// remove: the steps with a checkpoint, in reverse install order. A step
+/// that cannot look is planned as failed and the others go on; only an
+/// interruption stops the plan.
 pub fn plan_undo(context: &Context, steps: &[Box<dyn Step>]) -> Result<UndoPlan, PipelineError> {
     let scope = context.uninstall.unwrap_or_default();
     let mut plan = UndoPlan {
@@ -661,7 +670,19 @@ pub fn plan_undo(context: &Context, steps: &[Box<dyn Step>]) -> Result<UndoPlan,
             true => step.undo(context),
             false => step.undo_kept(context),
         };
-        let actions = looked.map_err(|error| PipelineError::step(step.as_ref(), error, context))?;
+        let (actions, look_failed) = match looked {
+            Ok(actions) => (actions, None),
+            Err(error) if error.is_interrupted() => {
+                return Err(PipelineError::step(step.as_ref(), error, context));
+            }
+            Err(error) => {
+                let mut text = crate::secret::redact(&error.to_string());
+                if let Some(hint) = error.hint() {
+                    text.push_str(&format!("\nhint: {hint}"));
+                }
+                (Vec::new(), Some(text))
+            }
+        };
         let (notes, actions): (Vec<_>, Vec<_>) = actions
             .into_iter()
             .partition(|action| !action.changes_host());
@@ -675,13 +696,14 @@ pub fn plan_undo(context: &Context, steps: &[Box<dyn Step>]) -> Result<UndoPlan,
                 what: format!("{} (`{}` removes it)", step.title(), removal.flag()),
             });
         }
-        if removed || !actions.is_empty() {
+        if removed || !actions.is_empty() || look_failed.is_some() {
             plan.steps.push(UndoStep {
                 position,
                 id: step.id(),
                 title: step.title(),
                 removed,
                 actions,
+                look_failed,
             });
         }
     }
@@ -735,6 +757,15 @@ pub fn undo(
             .ui
             .start_step(index + 1, total, step.id(), step.title());
         let mut failures = 0;
+        if let Some(error) = planned.look_failed {
+            failures += 1;
+            tracing::warn!("uninstall {}: could not look: {error}", step.id());
+            report.failed.push(FailedRemoval {
+                step: step.id(),
+                detail: "look at what to remove".into(),
+                error,
+            });
+        }
         for action in &planned.actions {
             if INTERRUPTED.load(Ordering::SeqCst) {
                 line.finish(&context.ui, Mark::Failed, "interrupted");
@@ -770,6 +801,9 @@ pub fn undo(
             (0, true) => {
                 context.state.steps.remove(step.id());
                 context.state_file().save(&context.state)?;
+                context
+                    .forget_created(step.id())
+                    .map_err(|error| PipelineError::step(step, error, context))?;
                 report.forgotten.push(step.id());
                 (Mark::Success, "removed")
             }

@@ -158,13 +158,20 @@ fn print_plan(plan: &UndoPlan, context: &Context, json: bool) {
     for step in plan
         .steps
         .iter()
-        .filter(|s| s.actions.iter().any(|a| a.changes_host()))
+        .filter(|s| s.look_failed.is_some() || s.actions.iter().any(|a| a.changes_host()))
     {
         let checkpoint = match step.removed {
             true => "checkpoint removed: a later install redoes it",
             false => "checkpoint kept",
         };
         println!("  {:<12} {:<42} {checkpoint}", step.id, step.title);
+        if let Some(error) = &step.look_failed {
+            println!(
+                "      {:<10} could not look at what to remove (reported as failed, the other steps go on): {}",
+                "failed",
+                error.replace('\n', "\n        ")
+            );
+        }
         for action in step.actions.iter().filter(|a| a.changes_host()) {
             println!(
                 "      {:<10} {}",

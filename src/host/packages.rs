@@ -35,6 +35,23 @@ pub fn missing(packages: &[&str]) -> Result<Vec<String>, CommandError> {
     Ok(missing)
 }
 
+/// The installed packages whose names start with one of `prefixes`
+/// (`mysql-server` gives `mysql-server-8.0` and `mysql-server-core-8.0`).
+pub fn installed_matching(prefixes: &[&str]) -> Result<Vec<String>, CommandError> {
+    let output = Command::new("dpkg-query")
+        .args(["--show", "--showformat=${Package}\t${Status}\n"])
+        .args(prefixes.iter().map(|prefix| format!("{prefix}*")))
+        .timeout(Duration::from_secs(30))
+        .run_unchecked()?;
+    Ok(output
+        .stdout
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .filter(|(_, status)| status.trim() == "install ok installed")
+        .map(|(package, _)| package.to_string())
+        .collect())
+}
+
 fn apt_get<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
     Command::new("apt-get")
         .env("DEBIAN_FRONTEND", "noninteractive")

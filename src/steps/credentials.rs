@@ -138,6 +138,28 @@ impl Step for CredentialsStep {
             .map(|path| Action::remove(path.to_path_buf(), &context.shown(path)))
             .collect())
     }
+
+    /// Removes the file only when no step whose undo logs in with one of
+    /// its passwords is left (one that failed keeps it, named).
+    fn apply_undo(&self, context: &mut Context, action: &Action) -> Result<bool, StepError> {
+        let waiting: Vec<&'static str> = super::all()
+            .iter()
+            .filter(|step| step.undo_needs_credentials())
+            .map(|step| step.id())
+            .filter(|id| context.state.steps.contains_key(*id))
+            .collect();
+        if waiting.is_empty() {
+            return action.perform();
+        }
+        Err(StepError::failed(
+            format!(
+                "kept: `{}`, since the removal of {} still needs its passwords",
+                context.shown(context.credentials_file().path()).display(),
+                waiting.join(", ")
+            ),
+            "fix what the errors above say, then run the same uninstall again: the file goes once those steps are removed",
+        ))
+    }
 }
 
 /// With `--skip-db` the databases exist already, so every password must

@@ -139,6 +139,12 @@ pub trait Step {
         Ok(Vec::new())
     }
 
+    /// Whether the step's undo logs in with a password of the credentials
+    /// file: the file stays until such a step is undone.
+    fn undo_needs_credentials(&self) -> bool {
+        false
+    }
+
     /// Carries out one action of [`Step::undo`]; returns whether it changed
     /// anything. Generic actions by default.
     fn apply_undo(&self, _context: &mut Context, action: &Action) -> Result<bool, StepError> {

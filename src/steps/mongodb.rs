@@ -15,8 +15,12 @@
 //! exception. Done when the file and key file are as they should be, the user
 //! has its roles and logs in with SCRAM-SHA-256 at the host's address. A
 //! password changed behind our back is set back, and the run says so.
-//! Whether the server was there before is recorded (`mongodb.preexisting`);
-//! uninstall drops the user, and removes the two files only when it was not.
+//! Whether the server was there before is recorded (`mongodb.preexisting`),
+//! and per object whether the install created it (`mongodb.user.NAME`,
+//! `mongodb.config`, `mongodb.key-file`): uninstall drops and removes only
+//! those, puts a settings file it found back from
+//! `/etc/mongod.conf.stackinstall-backup`, and stops and purges mongod
+//! (every `mongodb-org*` package) only when it installed it.
 
 mod account;
 pub mod repository;
@@ -27,11 +31,11 @@ use std::path::PathBuf;
 use base64::Engine;
 use rand::RngCore;
 
-use self::account::{drop_user, login_at_host_address, planned_changes, provision};
+use self::account::{drop_user, login_at_host_address, planned_changes, provision, user_key};
 use self::users::Change;
 use super::services;
 use super::{Action, ActionKind, Group, Step, StepError};
-use crate::context::Context;
+use crate::context::{Context, Origin, kept_because};
 use crate::host::{self, service};
 use crate::render;
 use crate::state::Fingerprint;
@@ -48,6 +52,11 @@ const OWNER: &str = "mongodb";
 const MAKE_KEY_FILE: &str = "make-key-file";
 const CHANGE_USER: &str = "change-user";
 const DROP_USER: &str = "drop-user";
+const WRITE_CONFIG: &str = "write-config";
+/// Where a `/etc/mongod.conf` that was there before the install is kept.
+const CONFIG_BACKUP: &str = "/etc/mongod.conf.stackinstall-backup";
+const CONFIG_KEY: &str = "mongodb.config";
+const KEY_FILE_KEY: &str = "mongodb.key-file";
 
 impl Step for Mongodb {
     fn id(&self) -> &'static str {
@@ -84,8 +93,11 @@ impl Step for Mongodb {
         let text = render_config(&context.config)?;
         let changed = host::fs::read_optional(&path)?.as_deref() != Some(text.as_str());
         if changed {
-            let shown = context.shown(&path);
-            actions.push(Action::write(path, &shown, text.into_bytes(), 0o644));
+            let detail = format!(
+                "write {} (mode 0644; one that was there before the install is first copied to {CONFIG_BACKUP}, and uninstall puts it back)",
+                context.shown(&path).display()
+            );
+            actions.push(Action::custom(ActionKind::File, WRITE_CONFIG, detail));
         }
         if !key_file_ready(context) {
             let detail = format!(
@@ -99,6 +111,10 @@ impl Step for Mongodb {
             true => planned_changes(context)?,
             false => vec![Change::Create],
         };
+        if changes.is_empty() && !context.was_done(SERVICE) && context.origin(&user_key(context)).is_none() {
+            let detail = format!("record in the state that the user `{}` was there before the install (uninstall keeps it)", config.username);
+            actions.push(Action::custom(ActionKind::Check, CHANGE_USER, detail));
+        }
         for change in changes {
             let detail = change.detail(config);
             actions.push(Action::custom(ActionKind::Database, CHANGE_USER, detail));
@@ -114,6 +130,7 @@ impl Step for Mongodb {
                 None => match action.tag() {
                     Some(repository::ADD_KEY) => repository::add_key(context)?,
                     Some(MAKE_KEY_FILE) => make_key_file(context)?,
+                    Some(WRITE_CONFIG) => write_config(context)?,
                     Some(DROP_USER) => drop_user(context)?,
                     _ if provisioned => false,
                     _ => {
@@ -131,17 +148,35 @@ impl Step for Mongodb {
         login_at_host_address(context)
     }
 
+    fn undo_needs_credentials(&self) -> bool {
+        true
+    }
+
+    /// Drops the user and removes the settings and key files the install
+    /// made; puts back a settings file that was there before; stops mongod
+    /// and purges its packages when the install put it there. What it found
+    /// is kept, and listed.
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let username = &context.config.mongodb.username;
-        let detail = format!("dropUser {username}");
-        let mut actions = vec![Action::custom(ActionKind::Database, DROP_USER, detail)];
-        if context.fact(&services::preexisting_key(SERVICE)) != Some("true") {
-            for path in [context.host.path(CONFIG_PATH), key_file(context)] {
-                if path.exists() {
-                    actions.push(Action::remove(path.clone(), &context.shown(&path)));
-                }
-            }
+        let user = format!("MongoDB user `{username}`");
+        let mut actions = match kept_because(context.origin(&user_key(context)), &user) {
+            Some(kept) => vec![Action::check(kept)],
+            None => vec![Action::custom(
+                ActionKind::Database,
+                DROP_USER,
+                format!("dropUser {username}"),
+            )],
+        };
+        actions.extend(config_removal(context)?);
+        let key_file = key_file(context);
+        let shown = context.shown(&key_file);
+        match kept_because(context.origin(KEY_FILE_KEY), &format!("`{}`", shown.display())) {
+            Some(kept) if key_file.exists() => actions.push(Action::check(kept)),
+            None if key_file.exists() => actions.push(Action::remove(key_file, &shown)),
+            _ => {}
         }
+        let unit = context.config.mongodb.service.clone();
+        actions.extend(services::purge_actions(context, SERVICE, &[PACKAGE], &unit)?);
         Ok(actions)
     }
 
@@ -150,6 +185,45 @@ impl Step for Mongodb {
             Some(DROP_USER) => drop_user(context),
             _ => action.perform(),
         }
+    }
+}
+
+/// Writes `/etc/mongod.conf`; one there before the install is first copied
+/// to the backup (once, before it is replaced, and recorded as found).
+fn write_config(context: &mut Context) -> Result<bool, StepError> {
+    let path = context.host.path(CONFIG_PATH);
+    let current = host::fs::read_optional(&path)?;
+    let first_look = context.origin(CONFIG_KEY).is_none() && !context.was_done(SERVICE);
+    if let Some(current) = current.as_ref().filter(|_| first_look) {
+        let mode = host::fs::mode_of(&path).unwrap_or(0o644);
+        host::fs::write_atomic(&context.host.path(CONFIG_BACKUP), current.as_bytes(), mode)?;
+    }
+    context.claim(SERVICE, CONFIG_KEY, current.is_some())?;
+    let text = render_config(&context.config)?;
+    Ok(host::fs::ensure_file(&path, text.as_bytes(), 0o644)?)
+}
+
+/// What uninstall does with `/etc/mongod.conf`: removes the one the install
+/// made, puts back the one it found (from the backup).
+fn config_removal(context: &Context) -> Result<Vec<Action>, StepError> {
+    let path = context.host.path(CONFIG_PATH);
+    let shown = context.shown(&path);
+    let backup = context.host.path(CONFIG_BACKUP);
+    let what = format!("`{}`", shown.display());
+    match context.origin(CONFIG_KEY) {
+        Some(Origin::Created) if path.exists() => Ok(vec![Action::remove(path, &shown)]),
+        Some(Origin::Created) => Ok(Vec::new()),
+        Some(Origin::Found) => match host::fs::read_optional(&backup)? {
+            Some(original) => {
+                let mode = host::fs::mode_of(&backup).unwrap_or(0o644);
+                let mut restore = Action::write(path, &shown, original.into_bytes(), mode);
+                restore.detail = format!("put back {} as it was before the install", shown.display());
+                let shown_backup = context.shown(&backup);
+                Ok(vec![restore, Action::remove(backup, &shown_backup)])
+            }
+            None => Ok(vec![Action::check(format!("{what} (was there before the install)"))]),
+        },
+        None => Ok(kept_because(None, &what).map(Action::check).into_iter().collect()),
     }
 }
 
@@ -182,7 +256,7 @@ fn key_file_ready(context: &Context) -> bool {
 /// it changed anything. An existing key is never replaced. Its directory
 /// belongs to `mongodb`, so the file is read without following a link and
 /// written with owner and mode set on the new file's descriptor.
-fn make_key_file(context: &Context) -> Result<bool, StepError> {
+fn make_key_file(context: &mut Context) -> Result<bool, StepError> {
     let path = key_file(context);
     let (uid, gid) = owner(context).ok_or_else(|| {
         StepError::failed(
@@ -190,7 +264,9 @@ fn make_key_file(context: &Context) -> Result<bool, StepError> {
             "the mongodb-org package creates them: check `dpkg -s mongodb-org` and `id mongodb`, then run again",
         )
     })?;
-    let contents = match host::fs::read_own_optional(&path)? {
+    let existing = host::fs::read_own_optional(&path)?;
+    context.claim(SERVICE, KEY_FILE_KEY, existing.is_some())?;
+    let contents = match existing {
         Some(existing) => existing.into_bytes(),
         None => {
             let mut random = vec![0u8; KEY_FILE_BYTES];

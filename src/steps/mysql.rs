@@ -21,7 +21,7 @@ mod sql;
 use self::sql::{Survey, User};
 use super::services;
 use super::{Action, ActionKind, Step, StepError};
-use crate::context::Context;
+use crate::context::{Context, kept_because};
 use crate::host::{self, service};
 use crate::render;
 use crate::secret::Secret;
@@ -139,7 +139,12 @@ impl Step for Mysql {
                 survey.version
             )));
         }
-        for statement in sql::statements(&context.config.mysql, flavour, survey.as_ref(), None) {
+        let statements = sql::statements(&context.config.mysql, flavour, survey.as_ref(), None);
+        if statements.is_empty() && unclaimed(context) {
+            let detail = "record in the state which databases and user were there before the install (uninstall keeps those)";
+            actions.push(Action::custom(ActionKind::Check, RUN_SQL, detail));
+        }
+        for statement in statements {
             actions.push(Action::custom(ActionKind::Database, RUN_SQL, statement));
         }
         Ok(actions)
@@ -155,14 +160,16 @@ impl Step for Mysql {
         login_over_tcp(context)
     }
 
-    /// Drops our databases and user, removes our settings file (restarting
+    /// Drops the databases and the user the install created (those it found
+    /// are kept, and listed), removes our settings file (restarting
     /// a server that stays, so it forgets them) and, when the install put
     /// the server there, purges its package.
+    fn undo_needs_credentials(&self) -> bool {
+        true
+    }
+
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
-        let mut actions: Vec<Action> = sql::drop_statements(&context.config.mysql)
-            .into_iter()
-            .map(|statement| Action::custom(ActionKind::Database, DROP_SQL, statement))
-            .collect();
+        let mut actions = drop_actions(context);
         let new = context.fact(&services::preexisting_key(SERVICE)) == Some("false");
         for flavour in [Flavour::Mysql, Flavour::Mariadb] {
             let path = config_path(context, flavour);
@@ -175,10 +182,13 @@ impl Step for Mysql {
                 }
             }
         }
+        let package = package(context);
+        let unit = unit(context, expected_flavour(&package));
         actions.extend(services::purge_actions(
             context,
             SERVICE,
-            &[&package(context)],
+            &[&package],
+            &unit,
         )?);
         Ok(actions)
     }
@@ -190,7 +200,7 @@ impl Step for Mysql {
         let result = context.block_on(async {
             let mut connection = MySqlConnection::connect_with(&admin_options(context)).await?;
             sqlx::raw_sql(&action.detail).execute(&mut connection).await
-        });
+        })?;
         result
             .map(|done| done.rows_affected() > 0)
             .map_err(|error| admin_error(context, &error))
@@ -306,7 +316,7 @@ fn survey_if_running(context: &Context) -> Result<Option<Survey>, StepError> {
     let attempt = context.block_on(async {
         let mut connection = MySqlConnection::connect_with(&admin_options(context)).await?;
         sql::survey(&mut connection, &context.config.mysql, password.as_ref()).await
-    });
+    })?;
     match attempt {
         Ok(survey) => Ok(Some(survey)),
         Err(_) if context.plan => Ok(None),
@@ -328,29 +338,100 @@ fn admin_error(context: &Context, error: &sqlx::Error) -> StepError {
 }
 
 /// Connects as root (waiting for a server that was just restarted), looks
-/// again and runs what is missing; returns whether it ran anything.
+/// again, records which databases and user were there before (and which it
+/// is about to create) and runs what is missing; returns whether it ran
+/// anything.
 fn provision(context: &mut Context) -> Result<bool, StepError> {
     let password = password(context)?;
-    let context = &*context;
-    let result = context.block_on(async {
+    let surveyed = context.block_on(async {
         let mut connection = connect_with_retries(&admin_options(context), 60).await?;
         sqlx::raw_sql("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
             .execute(&mut connection)
             .await?;
         let survey = sql::survey(&mut connection, &context.config.mysql, Some(&password)).await?;
-        report_drift(context, &survey);
-        let statements = sql::statements(
-            &context.config.mysql,
-            survey.flavour,
-            Some(&survey),
-            Some(&password),
-        );
+        Ok::<_, sqlx::Error>((connection, survey))
+    })?;
+    let (mut connection, survey) = surveyed.map_err(|error| admin_error(context, &error))?;
+    report_drift(context, &survey);
+    claim(context, &survey)?;
+    let statements = sql::statements(
+        &context.config.mysql,
+        survey.flavour,
+        Some(&survey),
+        Some(&password),
+    );
+    let result = context.block_on(async {
         for statement in &statements {
             sqlx::raw_sql(statement).execute(&mut connection).await?;
         }
         Ok::<bool, sqlx::Error>(!statements.is_empty())
-    });
+    })?;
     result.map_err(|error| admin_error(context, &error))
+}
+
+/// The state key of the database `name`.
+fn database_key(name: &str) -> String {
+    format!("{SERVICE}.database.{name}")
+}
+
+/// The state key of the user `name`.
+fn user_key(name: &str) -> String {
+    format!("{SERVICE}.user.{name}")
+}
+
+/// Records, before anything is created, which of the profile's databases
+/// and which user were there (found) and which this run creates.
+fn claim(context: &mut Context, survey: &Survey) -> Result<(), StepError> {
+    let config = context.config.mysql.clone();
+    for database in &config.databases {
+        let present = !survey.missing_databases.contains(database);
+        context.claim(SERVICE, &database_key(database), present)?;
+    }
+    let present = survey.user != User::Missing;
+    context.claim(SERVICE, &user_key(&config.username), present)
+}
+
+/// Whether some object of the profile has no recorded origin yet, on the
+/// step's first run (when a look must record them).
+fn unclaimed(context: &Context) -> bool {
+    let config = &context.config.mysql;
+    !context.was_done(SERVICE)
+        && (config.databases.iter().map(|name| database_key(name)))
+            .chain([user_key(&config.username)])
+            .any(|key| context.origin(&key).is_none())
+}
+
+/// The drops of the databases and the user the install created, and a
+/// kept line for each one it found (or cannot attribute).
+fn drop_actions(context: &Context) -> Vec<Action> {
+    let config = &context.config.mysql;
+    let objects = config
+        .databases
+        .iter()
+        .map(|name| (database_key(name), format!("database `{name}`")))
+        .chain([(
+            user_key(&config.username),
+            format!("MySQL user `{}`", config.username),
+        )]);
+    let mut actions = Vec::new();
+    let mut databases = Vec::new();
+    let mut user = false;
+    for (index, (key, what)) in objects.enumerate() {
+        match kept_because(context.origin(&key), &what) {
+            Some(kept) => actions.push(Action::check(kept)),
+            None if index < config.databases.len() => {
+                databases.push(config.databases[index].clone());
+            }
+            None => user = true,
+        }
+    }
+    let statements = sql::drop_statements(&databases, user.then_some(config.username.as_str()));
+    actions.extend(
+        statements
+            .into_iter()
+            .map(|statement| Action::custom(ActionKind::Database, DROP_SQL, statement)),
+    );
+    actions
 }
 
 fn report_drift(context: &Context, survey: &Survey) {
@@ -398,7 +479,7 @@ fn login_over_tcp(context: &Context) -> Result<(), StepError> {
         sqlx::query_scalar("SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA")
             .fetch_all(&mut connection)
             .await
-    });
+    })?;
     let who = format!("`{}` at {address}:{}", config.username, config.port);
     let seen = seen.map_err(|error| {
         StepError::failed(

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use super::services;
 use super::{Action, ActionKind, Group, Step, StepError};
-use crate::context::Context;
+use crate::context::{Context, kept_because};
 use crate::host::{self, Command};
 use crate::state::Fingerprint;
 
@@ -37,6 +37,8 @@ const DIRECTORY_MODE: u32 = 0o777;
 const NOBODY: (u32, u32) = (65534, 65534);
 const MAKE_DIRECTORY: &str = "make-directory";
 const FIX_DIRECTORY: &str = "fix-directory";
+/// The state key of the managed block's origin.
+const BLOCK: &str = "nfs.export-block";
 
 impl Step for Nfs {
     fn id(&self) -> &'static str {
@@ -66,7 +68,7 @@ impl Step for Nfs {
         actions.extend(directory_action(context));
         let path = context.host.path(EXPORTS);
         let current = host::fs::read_optional(&path)?.unwrap_or_default();
-        let wanted = with_block(&current, &export_line(context)?);
+        let wanted = with_block(&current, &export_line(context)?, &context.shown(&path))?;
         let changed = wanted != current;
         if changed {
             actions.push(Action::write(
@@ -84,6 +86,10 @@ impl Step for Nfs {
     }
 
     fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
+        let path = context.host.path(EXPORTS);
+        let current = host::fs::read_optional(&path)?.unwrap_or_default();
+        let present = block_lines(&current, &context.shown(&path))?.is_some();
+        context.claim(SERVICE, BLOCK, present)?;
         let mut changed = false;
         for action in &actions {
             let directory = context.host.path(&context.config.nfs.path);
@@ -118,9 +124,12 @@ impl Step for Nfs {
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let path = context.host.path(EXPORTS);
         let current = host::fs::read_optional(&path)?.unwrap_or_default();
-        let without = without_block(&current);
+        let without = without_block(&current, &context.shown(&path))?;
         let mut actions = Vec::new();
-        if without != current {
+        let kept = kept_because(context.origin(BLOCK), "the export block in `/etc/exports`");
+        if let Some(kept) = kept.filter(|_| without != current) {
+            actions.push(Action::check(kept));
+        } else if without != current {
             actions.push(Action::write(
                 path.clone(),
                 &context.shown(&path),
@@ -134,7 +143,7 @@ impl Step for Nfs {
             "{} and the volume data in it: remove it by hand once you are sure",
             context.shown(&directory).display()
         )));
-        actions.extend(services::purge_actions(context, SERVICE, &[PACKAGE])?);
+        actions.extend(services::purge_actions(context, SERVICE, &[PACKAGE], UNIT)?);
         Ok(actions)
     }
 }
@@ -203,47 +212,54 @@ fn make_directory(directory: &Path) -> Result<bool, StepError> {
     Ok(created)
 }
 
-/// `exports` with the managed block holding `line`: replaced where it is,
-/// appended when there is none; every other line kept.
-pub fn with_block(exports: &str, line: &str) -> String {
-    let block = format!("{BEGIN}\n{line}\n{END}\n");
+/// Where the managed block of `exports` starts and ends (line indexes),
+/// `None` when there is none. A start without its end (the file was cut or
+/// edited) is an error naming the line: everything after it could be
+/// someone else's.
+fn block_lines(exports: &str, path: &Path) -> Result<Option<(usize, usize)>, StepError> {
     let lines: Vec<&str> = exports.lines().collect();
-    let begin = lines.iter().position(|l| l.trim() == BEGIN);
-    let end = lines.iter().position(|l| l.trim() == END);
-    match (begin, end) {
-        (Some(begin), Some(end)) if begin < end => {
-            let before = lines[..begin]
-                .iter()
-                .map(|l| format!("{l}\n"))
-                .collect::<String>();
-            let after = lines[end + 1..]
-                .iter()
-                .map(|l| format!("{l}\n"))
-                .collect::<String>();
-            format!("{before}{block}{after}")
-        }
-        _ if exports.is_empty() => block,
-        _ if exports.ends_with('\n') => format!("{exports}{block}"),
-        _ => format!("{exports}\n{block}"),
+    let Some(begin) = lines.iter().position(|l| l.trim() == BEGIN) else {
+        return Ok(None);
+    };
+    match lines[begin + 1..].iter().position(|l| l.trim() == END) {
+        Some(offset) => Ok(Some((begin, begin + 1 + offset))),
+        None => Err(StepError::failed(
+            format!(
+                "`{}` line {}: the stackinstall block starts here but has no end marker (`{END}`): nothing was changed in the file",
+                path.display(),
+                begin + 1
+            ),
+            format!(
+                "put the line `{END}` back after the block's export line (or delete the block's lines), then run again"
+            ),
+        )),
     }
 }
 
-/// `exports` without the managed block.
-pub fn without_block(exports: &str) -> String {
-    let mut inside = false;
-    let mut kept = String::new();
-    for line in exports.lines() {
-        match line.trim() {
-            BEGIN => inside = true,
-            END if inside => inside = false,
-            _ if inside => {}
-            _ => {
-                kept.push_str(line);
-                kept.push('\n');
-            }
+/// `exports` with the managed block holding `line`: replaced where it is,
+/// appended when there is none; every other line kept.
+pub fn with_block(exports: &str, line: &str, path: &Path) -> Result<String, StepError> {
+    let block = format!("{BEGIN}\n{line}\n{END}\n");
+    let lines: Vec<&str> = exports.lines().collect();
+    let joined = |part: &[&str]| part.iter().map(|l| format!("{l}\n")).collect::<String>();
+    Ok(match block_lines(exports, path)? {
+        Some((begin, end)) => {
+            format!("{}{block}{}", joined(&lines[..begin]), joined(&lines[end + 1..]))
         }
-    }
-    kept
+        None if exports.is_empty() => block,
+        None if exports.ends_with('\n') => format!("{exports}{block}"),
+        None => format!("{exports}\n{block}"),
+    })
+}
+
+/// `exports` without the managed block.
+pub fn without_block(exports: &str, path: &Path) -> Result<String, StepError> {
+    let lines: Vec<&str> = exports.lines().collect();
+    let joined = |part: &[&str]| part.iter().map(|l| format!("{l}\n")).collect::<String>();
+    Ok(match block_lines(exports, path)? {
+        Some((begin, end)) => format!("{}{}", joined(&lines[..begin]), joined(&lines[end + 1..])),
+        None => exports.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -253,19 +269,36 @@ mod tests {
     #[test]
     fn block_is_appended_then_replaced_in_place() {
         let foreign = "/srv/backup 192.168.1.0/24(ro)\n";
-        let first = with_block(foreign, "/data/x 10.42.0.0/16(rw)");
+        let path = Path::new("/etc/exports");
+        let first = with_block(foreign, "/data/x 10.42.0.0/16(rw)", path).unwrap();
         assert!(first.starts_with(foreign));
         let second = with_block(
             &format!("{first}/srv/other *(ro)\n"),
             "/data/x 10.50.0.0/16(rw)",
-        );
+            path,
+        )
+        .unwrap();
         assert_eq!(
             second,
             format!("{foreign}{BEGIN}\n/data/x 10.50.0.0/16(rw)\n{END}\n/srv/other *(ro)\n")
         );
         assert_eq!(
-            without_block(&second),
+            without_block(&second, path).unwrap(),
             format!("{foreign}/srv/other *(ro)\n")
         );
+    }
+
+    #[test]
+    fn a_block_without_its_end_is_an_error_naming_the_line() {
+        let path = Path::new("/etc/exports");
+        let cut = format!("/srv/a *(ro)\n{BEGIN}\n/data/x 10.42.0.0/16(rw)\n/srv/b *(ro)\n");
+        for error in [
+            without_block(&cut, path).unwrap_err(),
+            with_block(&cut, "/data/x 10.42.0.0/16(rw)", path).unwrap_err(),
+        ] {
+            let text = error.to_string();
+            assert!(text.contains("`/etc/exports` line 2"), "{text}");
+            assert!(text.contains("no end marker"), "{text}");
+        }
     }
 }

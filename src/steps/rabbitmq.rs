@@ -16,7 +16,7 @@ use lapin::uri::{AMQPAuthority, AMQPUri, AMQPUserInfo};
 
 use super::services;
 use super::{Action, ActionKind, Group, Step, StepError};
-use crate::context::Context;
+use crate::context::{Context, kept_because};
 use crate::host::{Command, service};
 use crate::secret::Secret;
 use crate::state::Fingerprint;
@@ -69,9 +69,13 @@ impl Step for Rabbitmq {
         }
         let password = password(context).unwrap_or_else(|_| Secret::new(String::new()));
         let commands = match running {
-            true => user_commands(context, &password)?,
+            true => user_commands(context, &password)?.0,
             false => all_user_commands(context, &password),
         };
+        if commands.is_empty() && unclaimed(context) {
+            let detail = "record in the state that the user (and vhost) were there before the install (uninstall keeps them)";
+            actions.push(Action::custom(ActionKind::Check, PROVISION, detail));
+        }
         for command in commands {
             actions.push(Action::custom(
                 ActionKind::Command,
@@ -137,14 +141,19 @@ impl Step for Rabbitmq {
         Ok(())
     }
 
+    fn undo_needs_credentials(&self) -> bool {
+        true
+    }
+
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         Self::removals(context)
     }
 }
 
 impl Rabbitmq {
-    /// Deletes our user (and our vhost, when it is not `/`) if they are
-    /// there, and purges the package when the install put it on the host.
+    /// Deletes the user and the vhost (never `/`) the install created, if
+    /// they are there (those it found are kept, and listed), and purges the
+    /// package when the install put it on the host.
     pub fn removals(context: &Context) -> Result<Vec<Action>, StepError> {
         let config = &context.config.rabbitmq;
         let named = |list: &serde_json::Value, key: &str, name: &str| {
@@ -154,21 +163,59 @@ impl Rabbitmq {
                 .any(|entry| entry[key] == name)
         };
         let mut actions = Vec::new();
-        if named(&json(&["list_users"])?, "user", &config.username) {
-            actions.push(Action::run(rabbitmqctl([
-                "delete_user",
-                config.username.as_str(),
-            ])));
+        let user = format!("RabbitMQ user `{}`", config.username);
+        match kept_because(context.origin(&user_key(context)), &user) {
+            Some(kept) => actions.push(Action::check(kept)),
+            None if named(&json(&["list_users"])?, "user", &config.username) => {
+                actions.push(Action::run(rabbitmqctl([
+                    "delete_user",
+                    config.username.as_str(),
+                ])));
+            }
+            None => {}
         }
-        if config.vhost != "/" && named(&json(&["list_vhosts"])?, "name", &config.vhost) {
-            actions.push(Action::run(rabbitmqctl([
-                "delete_vhost",
-                config.vhost.as_str(),
-            ])));
+        if config.vhost != "/" {
+            let vhost = format!("RabbitMQ vhost `{}`", config.vhost);
+            match kept_because(context.origin(&vhost_key(context)), &vhost) {
+                Some(kept) => actions.push(Action::check(kept)),
+                None if named(&json(&["list_vhosts"])?, "name", &config.vhost) => {
+                    actions.push(Action::run(rabbitmqctl([
+                        "delete_vhost",
+                        config.vhost.as_str(),
+                    ])));
+                }
+                None => {}
+            }
         }
-        actions.extend(services::purge_actions(context, SERVICE, &[PACKAGE])?);
+        actions.extend(services::purge_actions(context, SERVICE, &[PACKAGE], UNIT)?);
         Ok(actions)
     }
+}
+
+/// The state key of the user's origin.
+fn user_key(context: &Context) -> String {
+    format!("{SERVICE}.user.{}", context.config.rabbitmq.username)
+}
+
+/// The state key of the vhost's origin.
+fn vhost_key(context: &Context) -> String {
+    format!("{SERVICE}.vhost.{}", context.config.rabbitmq.vhost)
+}
+
+/// Whether the user or vhost has no recorded origin yet, on the step's
+/// first run (when a look must record them).
+fn unclaimed(context: &Context) -> bool {
+    let vhost = context.config.rabbitmq.vhost != "/";
+    !context.was_done(SERVICE)
+        && (context.origin(&user_key(context)).is_none()
+            || (vhost && context.origin(&vhost_key(context)).is_none()))
+}
+
+/// Which of the user and the vhost the server has.
+#[derive(Debug, Clone, Copy, Default)]
+struct Present {
+    user: bool,
+    vhost: bool,
 }
 
 /// `text` percent-encoded for a URL path segment (the vhost `/` is `%2F`).
@@ -243,8 +290,12 @@ fn all_user_commands(context: &Context, password: &Secret) -> Vec<Command> {
     commands
 }
 
-/// The commands that bring the running server's user to the profile.
-fn user_commands(context: &Context, password: &Secret) -> Result<Vec<Command>, StepError> {
+/// The commands that bring the running server's user to the profile, and
+/// which of the user and vhost it has.
+fn user_commands(
+    context: &Context,
+    password: &Secret,
+) -> Result<(Vec<Command>, Present), StepError> {
     let config = &context.config.rabbitmq;
     let users = json(&["list_users"])?;
     let user = users
@@ -252,8 +303,22 @@ fn user_commands(context: &Context, password: &Secret) -> Result<Vec<Command>, S
         .into_iter()
         .flatten()
         .find(|user| user["user"] == config.username.as_str());
+    let vhosts = json(&["list_vhosts"])?;
+    let vhost_present = vhosts
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|vhost| vhost["name"] == config.vhost.as_str());
+    let present = Present {
+        user: user.is_some(),
+        vhost: vhost_present,
+    };
     let Some(user) = user else {
-        return Ok(all_user_commands(context, password));
+        let mut commands = all_user_commands(context, password);
+        if vhost_present && config.vhost != "/" {
+            commands.remove(0);
+        }
+        return Ok((commands, present));
     };
     let mut commands = Vec::new();
     let authenticate =
@@ -276,13 +341,7 @@ fn user_commands(context: &Context, password: &Secret) -> Result<Vec<Command>, S
     if tags != wanted {
         commands.push(tags_command(context));
     }
-    let vhosts = json(&["list_vhosts"])?;
-    if !vhosts
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|vhost| vhost["name"] == config.vhost.as_str())
-    {
+    if !vhost_present {
         commands.push(rabbitmqctl(["add_vhost", config.vhost.as_str()]));
     }
     let permissions = json(&["list_user_permissions", config.username.as_str()])?;
@@ -295,7 +354,7 @@ fn user_commands(context: &Context, password: &Secret) -> Result<Vec<Command>, S
     if !full {
         commands.push(permissions_command(context));
     }
-    Ok(commands)
+    Ok((commands, present))
 }
 
 fn tags_command(context: &Context) -> Command {
@@ -321,7 +380,11 @@ fn provision(context: &mut Context) -> Result<bool, StepError> {
     rabbitmqctl(["await_startup", "--timeout", "120"])
         .timeout(Duration::from_secs(150))
         .run()?;
-    let commands = user_commands(context, &password)?;
+    let (commands, present) = user_commands(context, &password)?;
+    context.claim(SERVICE, &user_key(context), present.user)?;
+    if context.config.rabbitmq.vhost != "/" {
+        context.claim(SERVICE, &vhost_key(context), present.vhost)?;
+    }
     if commands.iter().any(|command| {
         command
             .arguments()
@@ -359,7 +422,7 @@ fn amqp_login(context: &Context, password: &Secret) -> Result<(), StepError> {
         connection
             .close(200, "stackinstall verified the login")
             .await
-    });
+    })?;
     result.map_err(|error| {
         StepError::failed(
             format!("`{}` cannot log in over AMQP at {host}:{} (vhost `{}`): {error}", config.username, config.port, config.vhost),

@@ -83,6 +83,7 @@ pub fn perform(
             .map(|()| Some(false)),
         Some(INSTALL_PACKAGES) => {
             let missing = packages::missing(packages)?;
+            context.record_fact(&packages_key(service), &missing.join(" "))?;
             context
                 .ui
                 .status(&format!("installing {}", missing.join(" ")));
@@ -137,13 +138,22 @@ pub fn os_id(context: &Context) -> String {
         .unwrap_or_default()
 }
 
-/// The purge of `packages` when the install put `service`'s server on the
-/// host (`SERVICE.preexisting` is `false`); a server that was there before
-/// keeps its packages, and the returned note says so.
+/// The state key that lists the packages the install put on the host for
+/// `service` (recorded before it installs them).
+pub fn packages_key(service: &str) -> String {
+    format!("{service}.packages")
+}
+
+/// When the install put `service`'s server on the host (`SERVICE.preexisting`
+/// is `false`): stopping its `unit`, then purging its packages whole, the
+/// versioned ones too (`mysql-server-8.0`, `mariadb-server-10.11`,
+/// `mongodb-org-server`). A server that was there before keeps its packages,
+/// and the returned note says so.
 pub fn purge_actions(
     context: &Context,
     service: &str,
     packages: &[&str],
+    unit: &str,
 ) -> Result<Vec<Action>, StepError> {
     if context.fact(&preexisting_key(service)) != Some("false") {
         return Ok(vec![Action::check(format!(
@@ -151,16 +161,24 @@ pub fn purge_actions(
             packages.join(" ")
         ))]);
     }
-    let mut installed = Vec::new();
-    for package in packages {
-        if packages::is_installed(package)? {
+    let recorded = context.fact(&packages_key(service)).unwrap_or_default();
+    let mut installed: Vec<String> = Vec::new();
+    for package in packages.iter().copied().chain(recorded.split_whitespace()) {
+        if !installed.iter().any(|p| p == package) && packages::is_installed(package)? {
             installed.push(package.to_string());
+        }
+    }
+    for package in packages::installed_matching(packages)? {
+        if !installed.contains(&package) {
+            installed.push(package);
         }
     }
     if installed.is_empty() {
         return Ok(Vec::new());
     }
-    let mut action = Action::run(packages::purge_command(&installed));
-    action.kind = ActionKind::Package;
-    Ok(vec![action])
+    let mut stop = Action::run(service::disable_now(unit));
+    stop.kind = ActionKind::Service;
+    let mut purge = Action::run(packages::purge_command(&installed));
+    purge.kind = ActionKind::Package;
+    Ok(vec![stop, purge])
 }

@@ -48,7 +48,7 @@ fn administrator(
         let admin_password = admin_password(context)?;
         let login = Some((config.admin_username.as_str(), &admin_password));
         let client = connect(context, ADMIN_ADDRESS, login, TIMEOUT)?;
-        return match context.block_on(users::admin_command(&client, doc! { "ping": 1 })) {
+        return match context.block_on(users::admin_command(&client, doc! { "ping": 1 }))? {
             Ok(_) => Ok(Some((client, false))),
             Err(error) if users::is_login_refused(&error) => Err(StepError::input(
                 format!(
@@ -66,7 +66,7 @@ fn administrator(
             port,
             &config.username,
             password,
-        ))
+        ))?
         .map_err(|e| server_error(context, "log in", &e))?;
     if !user_logs_in {
         return Ok(None);
@@ -87,7 +87,7 @@ fn connect(
 ) -> Result<Client, StepError> {
     let port = context.config.mongodb.port;
     context
-        .block_on(async { users::client(address, port, login, timeout) })
+        .block_on(async { users::client(address, port, login, timeout) })?
         .map_err(|e| server_error(context, "connect", &e))
 }
 
@@ -129,7 +129,7 @@ fn survey_with(
             }
         };
         Ok(users::changes(config, roles.as_deref(), matches))
-    });
+    })?;
     result.map_err(|error| server_error(context, "look at the users", &error))
 }
 
@@ -145,25 +145,36 @@ pub(super) fn planned_changes(context: &Context) -> Result<Vec<Change>, StepErro
 
 /// Waits for mongod (just restarted?), looks again and makes the changes;
 /// returns whether it made any.
-pub(super) fn provision(context: &Context) -> Result<bool, StepError> {
-    let config = &context.config.mongodb;
+pub(super) fn provision(context: &mut Context) -> Result<bool, StepError> {
     let password = password(context)?;
     let startup = std::time::Duration::from_secs(60);
     let waiting = connect(context, ADMIN_ADDRESS, None, startup)?;
     context
-        .block_on(users::admin_command(&waiting, doc! { "hello": 1 }))
+        .block_on(users::admin_command(&waiting, doc! { "hello": 1 }))?
         .map_err(|e| server_error(context, "reach mongod", &e))?;
     let Some((client, is_user)) = administrator(context, &password)? else {
-        return create_through_localhost_exception(context, &waiting, &password);
+        // Only a server without users lets this create one: when it
+        // refuses, the user may be someone else's, and is not claimed.
+        let key = user_key(context);
+        let unrecorded = context.origin(&key).is_none();
+        context.claim(SERVICE, &key, false)?;
+        let created = create_through_localhost_exception(context, &waiting, &password);
+        if created.is_err() && unrecorded {
+            context.forget_fact(&key)?;
+        }
+        return created;
     };
     let changes = survey_with(context, &client, is_user, &password)?;
+    let present = !changes.contains(&Change::Create);
+    context.claim(SERVICE, &user_key(context), present)?;
+    let config = &context.config.mongodb;
     if changes.contains(&Change::SetPassword) {
         context.ui.warn(&format!("the password of MongoDB user `{}` was not the credentials file's (changed by hand?): setting it back", config.username));
     }
     for change in &changes {
         let command = change.command(config, &password);
         context
-            .block_on(users::admin_command(&client, command))
+            .block_on(users::admin_command(&client, command))?
             .map_err(|e| server_error(context, &change.detail(config), &e))?;
     }
     Ok(!changes.is_empty())
@@ -176,7 +187,7 @@ fn create_through_localhost_exception(
 ) -> Result<bool, StepError> {
     let config = &context.config.mongodb;
     let command = Change::Create.command(config, password);
-    match context.block_on(users::admin_command(client, command)) {
+    match context.block_on(users::admin_command(client, command))? {
         Ok(_) => Ok(true),
         Err(error) if users::code(&error) == Some(users::UNAUTHORIZED) => Err(StepError::failed(
             format!(
@@ -193,6 +204,11 @@ fn create_through_localhost_exception(
     }
 }
 
+/// The state key of the user's origin.
+pub(super) fn user_key(context: &Context) -> String {
+    format!("{SERVICE}.user.{}", context.config.mongodb.username)
+}
+
 pub(super) fn drop_user(context: &Context) -> Result<bool, StepError> {
     let config = &context.config.mongodb;
     let Some((client, _)) = administrator(context, &password(context)?)? else {
@@ -203,7 +219,7 @@ pub(super) fn drop_user(context: &Context) -> Result<bool, StepError> {
         return Ok(false);
     };
     context
-        .block_on(users::drop_user(&client, &config.username))
+        .block_on(users::drop_user(&client, &config.username))?
         .map_err(|e| server_error(context, "drop the user", &e))
 }
 
@@ -218,7 +234,7 @@ pub(super) fn login_at_host_address(context: &Context) -> Result<(), StepError> 
     let roles = context.block_on(async {
         let client = users::client(&address, config.port, login, TIMEOUT)?;
         users::roles(&client, &config.username).await
-    });
+    })?;
     let roles = roles.map_err(|error| {
         StepError::failed(
             format!("{who} cannot log in to MongoDB (SCRAM-SHA-256) with the credentials file's password: {error}"),

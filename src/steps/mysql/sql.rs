@@ -55,18 +55,14 @@ pub fn statements(
     statements
 }
 
-/// The statements that drop the databases and the user the step created,
-/// with `IF EXISTS` so that running them again changes nothing.
-pub fn drop_statements(config: &Mysql) -> Vec<String> {
-    let mut statements: Vec<String> = config
-        .databases
+/// The statements that drop `databases` and `user` (those the step
+/// created), with `IF EXISTS` so that running them again changes nothing.
+pub fn drop_statements(databases: &[String], user: Option<&str>) -> Vec<String> {
+    let mut statements: Vec<String> = databases
         .iter()
         .map(|database| format!("DROP DATABASE IF EXISTS `{}`", database.replace('`', "``")))
         .collect();
-    statements.push(format!(
-        "DROP USER IF EXISTS '{}'@'%'",
-        escape(&config.username)
-    ));
+    statements.extend(user.map(|user| format!("DROP USER IF EXISTS '{}'@'%'", escape(user))));
     statements
 }
 
