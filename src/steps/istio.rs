@@ -7,8 +7,10 @@
 //! `istioctl install -y -f` with it. Done when the overlay on disk is the
 //! rendered one, istiod is ready and injects native sidecars
 //! (`ENABLE_NATIVE_SIDECARS=true` in its environment), and the ingress
-//! gateway Service has the profile's NodePorts. Uninstall runs `istioctl
-//! uninstall --purge` and removes the overlay (and the binary we put there).
+//! gateway Service has the profile's NodePorts. Before it changes anything
+//! it records whether istio-system or istiod was already in the cluster
+//! (`istio.preexisting`); uninstall runs `istioctl uninstall --purge` only
+//! when it was not, and removes the overlay (and the binary we put there).
 
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use serde_json::Value;
 
 use super::k3s::{download_action, install_release, release_file, skipped_but_missing};
 use super::{Action, ActionKind, Group, Step, StepError};
-use crate::context::Context;
+use crate::context::{Context, Origin, kept_because};
 use crate::host::download::{self, ReleaseBinary};
 use crate::host::{Command, kube};
 use crate::render;
@@ -31,6 +33,8 @@ pub const BINARY: &str = "/usr/local/bin/istioctl";
 pub const OVERLAY: &str = "/etc/stackinstall/istio-operator.yaml";
 const NAMESPACE: &str = "istio-system";
 const PREEXISTING: &str = "istioctl.preexisting";
+/// Whether istio-system or istiod was in the cluster before the install.
+const CONTROL_PLANE: &str = "istio.preexisting";
 const DOWNLOAD: &str = "download-istioctl";
 const WAIT: &str = "wait-istiod";
 
@@ -103,6 +107,11 @@ impl Step for Istio {
     fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
         let preexisting = context.host.path(BINARY).exists();
         context.record_fact(PREEXISTING, if preexisting { "true" } else { "false" })?;
+        if context.fact(CONTROL_PLANE).is_none() && !context.was_done(self.id()) {
+            let present = kube::get_json("namespace", NAMESPACE, None)?.is_some()
+                || kube::get_json("deployment", "istiod", Some(NAMESPACE))?.is_some();
+            context.record_fact(CONTROL_PLANE, if present { "true" } else { "false" })?;
+        }
         let mut changed = false;
         for action in &actions {
             if action.tag() == Some(DOWNLOAD) {
@@ -136,13 +145,25 @@ impl Step for Istio {
 
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let overlay = context.host.path(OVERLAY);
-        let mut actions = vec![
-            Action::run(
-                kube::istioctl(["uninstall", "--purge", "-y"]).timeout(Duration::from_secs(600)),
-            ),
-            Action::run(kube::delete("namespace", NAMESPACE, None)),
-            Action::remove(overlay.clone(), &context.shown(&overlay)),
-        ];
+        let origin = match context.fact(CONTROL_PLANE) {
+            Some("false") => Some(Origin::Created),
+            Some(_) => Some(Origin::Found),
+            None => None,
+        };
+        let mut actions = match kept_because(origin, "Istio's control plane (istio-system, istiod)")
+        {
+            Some(kept) => vec![Action::check(kept)],
+            None => vec![
+                Action::run(
+                    kube::istioctl(["uninstall", "--purge", "-y"])
+                        .timeout(Duration::from_secs(600)),
+                ),
+                Action::run(kube::delete("namespace", NAMESPACE, None)),
+            ],
+        };
+        if overlay.exists() {
+            actions.push(Action::remove(overlay.clone(), &context.shown(&overlay)));
+        }
         if context.fact(PREEXISTING) == Some("false") {
             let binary = context.host.path(BINARY);
             actions.push(Action::remove(binary.clone(), &context.shown(&binary)));

@@ -7,10 +7,12 @@
 //! `/etc/rancher/k3s/k3s.yaml`; root gets a copy as `/root/.kube/config`,
 //! see `kubeconfig.rs`). Done when `k3s --version` is the pinned one, the
 //! `k3s` service is active, every node is Ready and the kubeconfig is 0600
-//! (one left 0644 by an earlier install makes the script run again). A K3s of another
-//! version is reported, never replaced. Uninstall removes root's copy of
-//! the kubeconfig (when it still is K3s's) and runs the `k3s-uninstall.sh`
-//! the script wrote, unless K3s was there before us.
+//! (one left 0644 by an earlier install makes the script run again). A K3s
+//! of another version is reported, never replaced. Before it changes
+//! anything it records whether a Kubernetes was there (`k3s.preexisting`:
+//! the binary, the `k3s` service, or a listener on the API port 6443);
+//! uninstall removes root's copy of the kubeconfig (when it still is K3s's)
+//! and runs the `k3s-uninstall.sh` the script wrote only when it was not.
 
 mod downloads;
 mod kubeconfig;
@@ -22,7 +24,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::{Action, ActionKind, Group, Step, StepError};
-use crate::context::Context;
+use crate::context::{Context, Origin, kept_because};
 use crate::host::download::{self, ReleaseBinary};
 use crate::host::{self, Command, kube, service};
 use crate::state::Fingerprint;
@@ -40,6 +42,8 @@ pub const DOWNLOADS: &str = "/var/lib/stackinstall/downloads";
 const SERVER_FLAGS: &str =
     "server --disable traefik --disable servicelb --write-kubeconfig-mode 0600";
 const PREEXISTING: &str = "k3s.preexisting";
+/// The Kubernetes API server's port.
+const API_PORT: u16 = 6443;
 
 const DOWNLOAD: &str = "download-k3s";
 const INSTALL: &str = "run-k3s-install";
@@ -101,8 +105,10 @@ impl Step for K3s {
     }
 
     fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
-        let preexisting = context.host.path(BINARY).exists();
-        context.record_fact(PREEXISTING, if preexisting { "true" } else { "false" })?;
+        if context.fact(PREEXISTING).is_none() && !context.was_done(self.id()) {
+            let preexisting = kubernetes_present(context)?;
+            context.record_fact(PREEXISTING, if preexisting { "true" } else { "false" })?;
+        }
         let timeout = Duration::from_secs(context.config.downloads.timeout_seconds);
         let mut changed = false;
         for action in &actions {
@@ -149,10 +155,13 @@ impl Step for K3s {
     }
 
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
-        if context.fact(PREEXISTING) != Some("false") {
-            return Ok(vec![Action::check(
-                "K3s was there before stackinstall: left in place",
-            )]);
+        let origin = match context.fact(PREEXISTING) {
+            Some("false") => Some(Origin::Created),
+            Some(_) => Some(Origin::Found),
+            None => None,
+        };
+        if let Some(kept) = kept_because(origin, "K3s") {
+            return Ok(vec![Action::check(kept)]);
         }
         let mut actions: Vec<Action> = kubeconfig::undo_action(context)?.into_iter().collect();
         let script = context.host.path(UNINSTALL_SCRIPT);
@@ -163,6 +172,14 @@ impl Step for K3s {
         }
         Ok(actions)
     }
+}
+
+/// Whether a K3s or another Kubernetes is on the host already: its binary,
+/// its service, or something listening on the API server's port.
+fn kubernetes_present(context: &Context) -> Result<bool, StepError> {
+    Ok(context.host.path(BINARY).exists()
+        || service::is_active("k3s")?
+        || host::system::port_use(API_PORT) != host::system::PortUse::Free)
 }
 
 /// The K3s release binary of this machine's architecture.

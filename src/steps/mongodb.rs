@@ -111,8 +111,14 @@ impl Step for Mongodb {
             true => planned_changes(context)?,
             false => vec![Change::Create],
         };
-        if changes.is_empty() && !context.was_done(SERVICE) && context.origin(&user_key(context)).is_none() {
-            let detail = format!("record in the state that the user `{}` was there before the install (uninstall keeps it)", config.username);
+        if changes.is_empty()
+            && !context.was_done(SERVICE)
+            && context.origin(&user_key(context)).is_none()
+        {
+            let detail = format!(
+                "record in the state that the user `{}` was there before the install (uninstall keeps it)",
+                config.username
+            );
             actions.push(Action::custom(ActionKind::Check, CHANGE_USER, detail));
         }
         for change in changes {
@@ -170,13 +176,21 @@ impl Step for Mongodb {
         actions.extend(config_removal(context)?);
         let key_file = key_file(context);
         let shown = context.shown(&key_file);
-        match kept_because(context.origin(KEY_FILE_KEY), &format!("`{}`", shown.display())) {
+        match kept_because(
+            context.origin(KEY_FILE_KEY),
+            &format!("`{}`", shown.display()),
+        ) {
             Some(kept) if key_file.exists() => actions.push(Action::check(kept)),
             None if key_file.exists() => actions.push(Action::remove(key_file, &shown)),
             _ => {}
         }
         let unit = context.config.mongodb.service.clone();
-        actions.extend(services::purge_actions(context, SERVICE, &[PACKAGE], &unit)?);
+        actions.extend(services::purge_actions(
+            context,
+            SERVICE,
+            &[PACKAGE],
+            &unit,
+        )?);
         Ok(actions)
     }
 
@@ -217,13 +231,19 @@ fn config_removal(context: &Context) -> Result<Vec<Action>, StepError> {
             Some(original) => {
                 let mode = host::fs::mode_of(&backup).unwrap_or(0o644);
                 let mut restore = Action::write(path, &shown, original.into_bytes(), mode);
-                restore.detail = format!("put back {} as it was before the install", shown.display());
+                restore.detail =
+                    format!("put back {} as it was before the install", shown.display());
                 let shown_backup = context.shown(&backup);
                 Ok(vec![restore, Action::remove(backup, &shown_backup)])
             }
-            None => Ok(vec![Action::check(format!("{what} (was there before the install)"))]),
+            None => Ok(vec![Action::check(format!(
+                "{what} (was there before the install)"
+            ))]),
         },
-        None => Ok(kept_because(None, &what).map(Action::check).into_iter().collect()),
+        None => Ok(kept_because(None, &what)
+            .map(Action::check)
+            .into_iter()
+            .collect()),
     }
 }
 

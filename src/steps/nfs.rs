@@ -244,7 +244,11 @@ pub fn with_block(exports: &str, line: &str, path: &Path) -> Result<String, Step
     let joined = |part: &[&str]| part.iter().map(|l| format!("{l}\n")).collect::<String>();
     Ok(match block_lines(exports, path)? {
         Some((begin, end)) => {
-            format!("{}{block}{}", joined(&lines[..begin]), joined(&lines[end + 1..]))
+            format!(
+                "{}{block}{}",
+                joined(&lines[..begin]),
+                joined(&lines[end + 1..])
+            )
         }
         None if exports.is_empty() => block,
         None if exports.ends_with('\n') => format!("{exports}{block}"),
