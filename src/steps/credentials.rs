@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::{Action, ActionKind, Step, StepError};
-use crate::context::{Context, Removal};
+use crate::context::{Context, Origin, Removal};
 use crate::credentials::CredentialsFile;
 use crate::host;
 use crate::secret::Secret;
@@ -130,8 +130,20 @@ impl Step for CredentialsStep {
     /// Removes the credentials file (and the bash installer's, which a
     /// later install would import), so that the next install generates new
     /// passwords.
+    /// Removes the file (and the bash installer's), unless a user the
+    /// uninstall keeps still logs in with one of its passwords: one that
+    /// was there before the install (its password was set to ours), or one
+    /// an older state does not attribute.
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let file = context.credentials_file();
+        let users_kept = users_kept(context);
+        if !users_kept.is_empty() && file.path().exists() {
+            return Ok(vec![Action::check(format!(
+                "`{}`: it holds the passwords of kept users ({})",
+                context.shown(file.path()).display(),
+                users_kept.join(", ")
+            ))]);
+        }
         Ok([file.path(), file.legacy_path()]
             .into_iter()
             .filter(|path| path.exists())
@@ -201,6 +213,26 @@ pub fn check_existing_passwords(context: &Context) -> Result<Option<Action>, Ste
             "put each existing password in with `stackinstall credentials set {first}` (it reads the password from standard input, or --from-file FILE with mode 0600), then run again; without --skip-db the install sets the databases up itself"
         ),
     ))
+}
+
+/// The services whose user an uninstall keeps: recorded as found, or, on
+/// a step done by a stackinstall that recorded no origin, not recorded.
+fn users_kept(context: &Context) -> Vec<String> {
+    let mut kept = Vec::new();
+    for step in super::all().iter().filter(|s| s.undo_needs_credentials()) {
+        let prefix = format!("{}.user.", step.id());
+        let mut users = context
+            .state
+            .facts
+            .iter()
+            .filter(|(key, _)| key.starts_with(&prefix));
+        let unattributed = context.state.steps.contains_key(step.id())
+            && !context.state.facts.keys().any(|key| key.starts_with(&prefix));
+        if unattributed || users.any(|(key, _)| context.origin(key) == Some(Origin::Found)) {
+            kept.push(step.id().to_string());
+        }
+    }
+    kept
 }
 
 /// A file that lacks the password of a service whose step is done has lost
