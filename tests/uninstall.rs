@@ -7,6 +7,8 @@
 #[path = "support/cluster.rs"]
 mod cluster;
 mod common;
+#[path = "support/full.rs"]
+mod full;
 #[path = "support/servers.rs"]
 mod servers;
 
@@ -576,4 +578,172 @@ fn delete_db_drops_our_databases_and_users_and_leaves_bystanders() {
         format!("DROP USER '{bystander}'@'%'"),
     ]);
     rabbitmqctl(&["delete_user", &bystander], "");
+}
+
+// ------------------------------- only what the install made, on real servers --
+
+/// Runs `command` as MongoDB's admin account (SecantusDB).
+fn mongodb_admin(command: mongodb::bson::Document) -> mongodb::bson::Document {
+    use mongodb::options::{AuthMechanism, ClientOptions, Credential, ServerAddress};
+    let credential = Credential::builder()
+        .username(setting("STACKINSTALL_TEST_MONGODB_ADMIN_USER"))
+        .password(setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD"))
+        .source("admin".to_string())
+        .mechanism(AuthMechanism::ScramSha256)
+        .build();
+    let options = ClientOptions::builder()
+        .hosts(vec![ServerAddress::Tcp {
+            host: "127.0.0.1".into(),
+            port: Some(setting("STACKINSTALL_TEST_MONGODB_PORT").parse().unwrap()),
+        }])
+        .direct_connection(true)
+        .server_selection_timeout(std::time::Duration::from_secs(5))
+        .credential(credential)
+        .build();
+    block_on(async {
+        let client = mongodb::Client::with_options(options).unwrap();
+        client.database("admin").run_command(command).await.unwrap()
+    })
+}
+
+fn mongodb_user_exists(user: &str) -> bool {
+    let reply = mongodb_admin(mongodb::bson::doc! { "usersInfo": { "user": user, "db": "admin" } });
+    !reply.get_array("users").unwrap().is_empty()
+}
+
+fn rabbitmq_vhosts() -> Vec<String> {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args(["list_vhosts", "--formatter", "json", "--silent"])
+        .output()
+        .unwrap();
+    let vhosts: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    vhosts
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|vhost| vhost["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `database_world` with the `mongodb` step too (SecantusDB, through its
+/// admin account) and a vhost of its own.
+fn servers_world(user: &str) -> World {
+    let mut world = database_world(user);
+    world.mongodb_accounts(
+        full::ADMIN_PASSWORD_FILE,
+        &setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD"),
+    );
+    for (key, value) in [
+        ("MONGODB__PORT", setting("STACKINSTALL_TEST_MONGODB_PORT")),
+        ("MONGODB__HOST", "127.0.0.1".into()),
+        ("MONGODB__USERNAME", user.into()),
+        (
+            "MONGODB__ADMIN_USERNAME",
+            setting("STACKINSTALL_TEST_MONGODB_ADMIN_USER"),
+        ),
+        (
+            "MONGODB__ADMIN_PASSWORD_FILE",
+            full::ADMIN_PASSWORD_FILE.into(),
+        ),
+        ("RABBITMQ__VHOST", format!("{user}_vhost")),
+    ] {
+        world.set_env(&format!("STACKINSTALL_{key}"), &value);
+    }
+    world.set_env("STACKINSTALL_ONLY", "credentials,mysql,mongodb,rabbitmq");
+    world
+}
+
+#[test]
+fn delete_db_keeps_the_databases_users_and_vhost_that_were_there_before() {
+    let user = unique("pre");
+    let world = servers_world(&user);
+    let (theirs, ours) = (format!("{user}_conf"), format!("{user}_app"));
+    // Left by an older installer: a database with data, the very user the
+    // profile names (another password), the RabbitMQ user and vhost, the
+    // MongoDB user, and a /etc/mongod.conf of its own.
+    mysql_root(&[
+        format!("CREATE DATABASE `{theirs}`"),
+        format!("CREATE TABLE `{theirs}`.`settings` (name VARCHAR(40), value VARCHAR(40))"),
+        format!("INSERT INTO `{theirs}`.`settings` VALUES ('theme', 'dark'), ('lang', 'de')"),
+        format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'OldScript1'"),
+    ]);
+    rabbitmqctl(&["add_vhost", &format!("{user}_vhost")], "");
+    rabbitmqctl(&["add_user", &user], "OldScript1");
+    mongodb_admin(mongodb::bson::doc! {
+        "createUser": &user, "pwd": "OldScript1", "roles": [{ "role": "read", "db": "admin" }]
+    });
+    world.write("/etc/mongod.conf", "# the operator's own settings\n");
+
+    let installed = world.install(&[]);
+    assert!(
+        installed.get_output().status.success(),
+        "{}",
+        stderr(&installed)
+    );
+    assert!(mysql_root(&[]).contains(&ours));
+    assert_ne!(
+        world.read("/etc/mongod.conf"),
+        "# the operator's own settings\n"
+    );
+
+    let run = uninstall(&world, &["--delete-db", "--yes"]);
+    let out = stdout(&run);
+    assert!(run.get_output().status.success(), "{out}{}", stderr(&run));
+    let kept_lines = [
+        format!("database `{theirs}` (was there before the install)"),
+        format!("MySQL user `{user}` (was there before the install)"),
+        format!("RabbitMQ user `{user}` (was there before the install)"),
+        format!("RabbitMQ vhost `{user}_vhost` (was there before the install)"),
+        format!("MongoDB user `{user}` (was there before the install)"),
+        "it holds the passwords of kept users (mysql, mongodb, rabbitmq)".to_string(),
+    ];
+    for line in &kept_lines {
+        assert!(out.contains(line.as_str()), "{line}:\n{out}");
+    }
+    let seen = mysql_root(&[]);
+    assert!(!seen.contains(&ours), "our database is gone");
+    assert!(seen.contains(&theirs) && seen.contains(&format!("user:{user}")));
+    let rows: Vec<String> = block_on(async {
+        let options = MySqlConnectOptions::new()
+            .socket(setting("STACKINSTALL_TEST_MYSQL_SOCKET"))
+            .username("root")
+            .disable_statement_logging();
+        let mut connection = MySqlConnection::connect_with(&options).await.unwrap();
+        sqlx::query_scalar(&format!(
+            "SELECT CAST(CONCAT(name, '=', value) AS CHAR) FROM `{theirs}`.`settings` ORDER BY name"
+        ))
+        .fetch_all(&mut connection)
+        .await
+        .unwrap()
+    });
+    assert_eq!(rows, ["lang=de", "theme=dark"], "their rows are intact");
+    assert!(rabbitmq_users().contains(&user));
+    assert!(rabbitmq_vhosts().contains(&format!("{user}_vhost")));
+    assert!(mongodb_user_exists(&user));
+    assert_eq!(
+        world.read("/etc/mongod.conf"),
+        "# the operator's own settings\n",
+        "their mongod.conf is put back"
+    );
+    assert!(!world.path("/etc/mongod.conf.stackinstall-backup").exists());
+    assert!(world.path("/etc/stackinstall/credentials.toml").exists());
+    println!(
+        "pre-existing objects tried and kept: {} (database with 2 rows, MySQL user, RabbitMQ user and vhost, MongoDB user, mongod.conf)",
+        6
+    );
+
+    let again = uninstall(&world, &["--delete-db", "--yes"]).success();
+    assert!(
+        stdout(&again).contains("Nothing to remove"),
+        "{}",
+        stdout(&again)
+    );
+
+    mysql_root(&[
+        format!("DROP DATABASE `{theirs}`"),
+        format!("DROP USER '{user}'@'%'"),
+    ]);
+    rabbitmqctl(&["delete_user", &user], "");
+    rabbitmqctl(&["delete_vhost", &format!("{user}_vhost")], "");
+    mongodb_admin(mongodb::bson::doc! { "dropUser": &user });
 }

@@ -227,7 +227,11 @@ fn users_kept(context: &Context) -> Vec<String> {
             .iter()
             .filter(|(key, _)| key.starts_with(&prefix));
         let unattributed = context.state.steps.contains_key(step.id())
-            && !context.state.facts.keys().any(|key| key.starts_with(&prefix));
+            && !context
+                .state
+                .facts
+                .keys()
+                .any(|key| key.starts_with(&prefix));
         if unattributed || users.any(|(key, _)| context.origin(key) == Some(Origin::Found)) {
             kept.push(step.id().to_string());
         }
