@@ -747,3 +747,59 @@ fn delete_db_keeps_the_databases_users_and_vhost_that_were_there_before() {
     rabbitmqctl(&["delete_vhost", &format!("{user}_vhost")], "");
     mongodb_admin(mongodb::bson::doc! { "dropUser": &user });
 }
+
+#[test]
+fn a_state_without_origins_keeps_and_lists_what_it_cannot_attribute() {
+    let user = unique("old");
+    let world = database_world(&user);
+    let installed = world.install(&[]);
+    assert!(
+        installed.get_output().status.success(),
+        "{}",
+        stderr(&installed)
+    );
+    // The same host as an older stackinstall leaves it: its state file
+    // (today's format before origins were recorded) says which steps are
+    // done and which servers were there, nothing about each object.
+    let fixture = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/state-before-origins.toml"),
+    )
+    .unwrap();
+    world.write("/var/lib/stackinstall/state.toml", &fixture);
+
+    let run = uninstall(&world, &["--delete-db", "--yes"]);
+    let out = stdout(&run);
+    assert!(run.get_output().status.success(), "{out}{}", stderr(&run));
+    let unattributed = [
+        format!("database `{user}_app`"),
+        format!("database `{user}_conf`"),
+        format!("MySQL user `{user}`"),
+        format!("RabbitMQ user `{user}`"),
+    ];
+    for what in &unattributed {
+        let line = format!("{what} (the state does not say that the install made it");
+        assert!(out.contains(&line), "{line}:\n{out}");
+    }
+    let seen = mysql_root(&[]);
+    for kept in [
+        format!("{user}_app"),
+        format!("{user}_conf"),
+        format!("user:{user}"),
+    ] {
+        assert!(seen.contains(&kept), "{kept} was removed on a guess");
+    }
+    assert!(rabbitmq_users().contains(&user));
+    assert!(world.path("/etc/stackinstall/credentials.toml").exists());
+    println!(
+        "objects an older state cannot attribute, kept and listed: {}",
+        unattributed.len()
+    );
+
+    mysql_root(&[
+        format!("DROP DATABASE `{user}_app`"),
+        format!("DROP DATABASE `{user}_conf`"),
+        format!("DROP USER '{user}'@'%'"),
+    ]);
+    rabbitmqctl(&["delete_user", &user], "");
+}
