@@ -803,3 +803,130 @@ fn a_state_without_origins_keeps_and_lists_what_it_cannot_attribute() {
     ]);
     rabbitmqctl(&["delete_user", &user], "");
 }
+
+/// The number in the report's `Failed (N):` line, 0 without one.
+fn failed_count(out: &str) -> usize {
+    out.lines()
+        .find_map(|line| line.strip_prefix("Failed ("))
+        .and_then(|rest| rest.split(')').next())
+        .map_or(0, |count| count.parse().unwrap())
+}
+
+#[test]
+fn the_api_going_down_fails_only_the_cluster_removals_and_a_later_uninstall_finishes() {
+    let user = unique("api");
+    let world = full::quick_full_world(&user);
+    let installed = world.install(&[]);
+    assert!(
+        installed.get_output().status.success(),
+        "{}",
+        stderr(&installed)
+    );
+    let state = world.record.join("state");
+    let scope = ["--delete-db", "--delete-namespace", "--yes"];
+
+    // K3s is gone (its API refuses): each step that must look at the
+    // cluster fails, and is listed; the databases' removals are done.
+    std::fs::remove_file(state.join("k3s-running")).unwrap();
+    let down = uninstall(&world, &scope).code(1);
+    let out = stdout(&down);
+    let failed_down = failed_count(&out);
+    assert!(failed_down > 0, "{out}");
+    assert!(out.contains("look at what to remove"), "{out}");
+    assert!(
+        out.contains("was refused"),
+        "the API's answer is shown: {out}"
+    );
+    assert!(
+        stderr(&down).contains("of the removals failed"),
+        "{}",
+        stderr(&down)
+    );
+    let seen = mysql_root(&[]);
+    assert!(
+        !seen.contains(&format!("user:{user}")),
+        "our MySQL user went anyway"
+    );
+    assert!(!seen.contains(&format!("{user}_app")));
+    assert!(!rabbitmq_users().contains(&user));
+    assert!(!mongodb_user_exists(&user));
+    assert!(!checkpoints(&world).contains("mysql"));
+
+    // The API is back, and goes down again after the first `kubectl delete`.
+    std::fs::write(state.join("k3s-running"), "").unwrap();
+    std::fs::write(state.join("down-after-delete"), "").unwrap();
+    let mid = uninstall(&world, &scope).code(1);
+    let out = stdout(&mid);
+    let failed_mid = failed_count(&out);
+    assert!(failed_mid > 0, "{out}");
+    assert!(out.contains("Removed ("), "{out}");
+
+    std::fs::write(state.join("k3s-running"), "").unwrap();
+    let finished = uninstall(&world, &scope);
+    assert!(
+        finished.get_output().status.success(),
+        "{}{}",
+        stdout(&finished),
+        stderr(&finished)
+    );
+    let again = uninstall(&world, &scope).success();
+    assert!(
+        stdout(&again).contains("Nothing to remove"),
+        "{}",
+        stdout(&again)
+    );
+    println!(
+        "removal failures injected and survived: {failed_down} with the API down from the start (the databases' removals done), {failed_mid} with it going down mid-uninstall; a third uninstall finished"
+    );
+}
+
+#[test]
+fn istio_that_was_there_before_is_kept_by_delete_infra() {
+    let world = world();
+    let kube = world.record.join("state/kube");
+    for (dir, name, body) in [
+        (
+            "namespace/_",
+            "istio-system",
+            r#"{"kind": "Namespace", "metadata": {"name": "istio-system"}}"#,
+        ),
+        (
+            "deployment/istio-system",
+            "istiod",
+            r#"{"kind": "Deployment", "metadata": {"name": "istiod", "namespace": "istio-system"}, "status": {"readyReplicas": 1}}"#,
+        ),
+    ] {
+        std::fs::create_dir_all(kube.join(dir)).unwrap();
+        std::fs::write(kube.join(dir).join(format!("{name}.json")), body).unwrap();
+    }
+    world.install(&[]).success();
+    world.clear_calls();
+
+    let run = uninstall(&world, &["--delete-infra", "--yes"]).success();
+    let out = stdout(&run);
+    let deleted = deletions(&world);
+    assert!(
+        !deleted
+            .iter()
+            .any(|line| line.starts_with("istioctl uninstall")),
+        "{deleted:?}"
+    );
+    assert!(
+        !deleted
+            .iter()
+            .any(|line| line.contains("namespace istio-system")),
+        "{deleted:?}"
+    );
+    assert!(object_exists(&world, "deployment/istio-system/istiod.json"));
+    assert!(object_exists(&world, "namespace/_/istio-system.json"));
+    assert!(
+        out.contains("Istio's control plane (istio-system, istiod) (was there before the install)"),
+        "{out}"
+    );
+    assert!(!world.path("/etc/stackinstall/istio-operator.yaml").exists());
+    assert!(
+        world.record.join("k3s-uninstalled").exists(),
+        "our K3s goes"
+    );
+    println!("pre-existing objects tried and kept: 1 (Istio's control plane)");
+}

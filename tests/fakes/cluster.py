@@ -227,6 +227,11 @@ def kubectl():
         file = path(words[1], option("-n"), words[2])
         if os.path.exists(file):
             os.remove(file)
+        # The API server goes down right after this delete (a test marker).
+        down = os.path.join(state, "down-after-delete")
+        if os.path.exists(down):
+            os.remove(down)
+            os.remove(os.path.join(state, "k3s-running"))
     else:
         sys.stderr.write("fake kubectl: unknown call %r\n" % args)
         sys.exit(1)
