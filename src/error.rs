@@ -86,7 +86,9 @@ impl StepError {
     pub fn is_interrupted(&self) -> bool {
         matches!(
             self,
-            Self::Command(CommandError::Interrupted { .. }) | Self::Interrupted { .. }
+            Self::Command(CommandError::Interrupted { .. })
+                | Self::Download(DownloadError::Command(CommandError::Interrupted { .. }))
+                | Self::Interrupted { .. }
         )
     }
 

@@ -523,3 +523,55 @@ fn the_binary_holds_no_aws_credential() {
         assert!(!binary.windows(secret.len()).any(|w| w == secret));
     }
 }
+
+/// Ctrl-C while the `mysql` step waits for a server: one whose socket
+/// takes the connection and never says a word (the connect hangs), and one
+/// that is not there yet (the step retries every second for a minute).
+/// Each run ends 130 at once, the step recorded `interrupted`.
+#[test]
+fn ctrl_c_during_a_database_connect_or_its_retries_stops_the_run() {
+    use std::os::unix::net::UnixListener;
+    for case in ["a socket that never answers", "a server that is not up yet"] {
+        let mut world = World::new();
+        world.fake("dpkg-query", "printf 'install ok installed'");
+        world.fake("apt-get", "echo 'apt-get must not run' >&2; exit 1");
+        world.fake(
+            "systemctl",
+            r#"[ "$1" = is-active ] && exit 3; touch "$STATE/systemctl-changed"; exit 0"#,
+        );
+        let socket = world.dir.path().join("mysqld.sock");
+        let listener = match case {
+            "a socket that never answers" => Some(UnixListener::bind(&socket).unwrap()),
+            _ => None,
+        };
+        world.set_env("STACKINSTALL_MYSQL__SOCKET", socket.to_str().unwrap());
+        world.set_env("STACKINSTALL_ONLY", "credentials,mysql");
+        let (mut run, log) = spawn_install(&world, &[]);
+        let _held = match &listener {
+            // The connection is taken and held open, silent.
+            Some(listener) => Some(listener.accept().unwrap()),
+            None => {
+                wait_for(&state_file(&world, "systemctl-changed"), &mut run);
+                std::thread::sleep(Duration::from_millis(1500));
+                None
+            }
+        };
+        let sent = Instant::now();
+        // SAFETY: signalling the child this test started.
+        unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
+        let status = wait_at_most(&mut run, Duration::from_secs(20));
+        let took = sent.elapsed();
+        let output = std::fs::read_to_string(&log).unwrap();
+        println!(
+            "Ctrl-C during the MySQL connect ({case}): exit {:?} after {took:?}",
+            status.code()
+        );
+        assert_eq!(status.code(), Some(130), "{output}");
+        assert_eq!(
+            checkpoint(&world, "mysql").as_deref(),
+            Some("interrupted"),
+            "{output}"
+        );
+        assert!(output.contains("again to resume at `mysql`"), "{output}");
+    }
+}

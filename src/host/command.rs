@@ -287,6 +287,24 @@ impl Command {
     }
 }
 
+/// Sleeps for `duration` (a wait loop's pause) in short slices, and ends
+/// early, with an error, once the run is interrupted.
+pub fn pause(duration: Duration) -> Result<(), CommandError> {
+    let deadline = Instant::now() + duration;
+    loop {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return Err(CommandError::Interrupted {
+                command: "a pause between two looks".into(),
+            });
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        std::thread::sleep(left.min(POLL_INTERVAL));
+    }
+}
+
 /// How long a stopped command gets to end on SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(3);
 

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::sync::atomic::Ordering;
 
-use super::command::{Command, CommandError};
+use super::command::{Command, CommandError, INTERRUPTED};
 use super::fs::{self, FileError};
 
 /// A download that failed or did not match its pin or published sum.
@@ -119,8 +120,51 @@ pub fn fetch(url: &str, timeout: Duration) -> Result<Vec<u8>, DownloadError> {
     fetch_with_progress(url, timeout, &|_, _| {})
 }
 
+/// What the transfer thread reports.
+enum Transfer {
+    Progress(u64, Option<u64>),
+    Done(Result<Vec<u8>, DownloadError>),
+}
+
 /// The bytes at `url`, within `timeout`, reporting progress as they come.
+/// The transfer runs on a thread of its own so that Ctrl-C ends the wait at
+/// once (the thread is left to the process's exit).
 pub fn fetch_with_progress(
+    url: &str,
+    timeout: Duration,
+    progress: Progress,
+) -> Result<Vec<u8>, DownloadError> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let owned = url.to_string();
+    std::thread::spawn(move || {
+        let report = sender.clone();
+        let result = fetch_blocking(&owned, timeout, &|done, total| {
+            let _ = report.send(Transfer::Progress(done, total));
+        });
+        let _ = sender.send(Transfer::Done(result));
+    });
+    loop {
+        match receiver.recv_timeout(Duration::from_millis(50)) {
+            Ok(Transfer::Progress(done, total)) => progress(done, total),
+            Ok(Transfer::Done(result)) => return result,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if INTERRUPTED.load(Ordering::SeqCst) {
+                    return Err(DownloadError::Command(CommandError::Interrupted {
+                        command: format!("download {url}"),
+                    }));
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(DownloadError::Transfer {
+                    url: url.to_string(),
+                    reason: "the transfer ended without an answer".into(),
+                });
+            }
+        }
+    }
+}
+
+fn fetch_blocking(
     url: &str,
     timeout: Duration,
     progress: Progress,

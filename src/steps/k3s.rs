@@ -297,7 +297,7 @@ fn wait_until_ready(context: &Context) -> Result<(), StepError> {
         if Instant::now() >= deadline {
             return Err(not_ready(found));
         }
-        std::thread::sleep(Duration::from_secs(2));
+        host::command::pause(Duration::from_secs(2))?;
     }
 }
 

@@ -48,7 +48,9 @@ impl Clock for SystemClock {
     }
 
     fn sleep(&self, duration: Duration) {
-        std::thread::sleep(duration);
+        // Ends early on Ctrl-C; the next look's `kubectl` then reports
+        // the interruption.
+        let _ = crate::host::command::pause(duration);
     }
 }
 
