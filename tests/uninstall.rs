@@ -930,3 +930,105 @@ fn istio_that_was_there_before_is_kept_by_delete_infra() {
     );
     println!("pre-existing objects tried and kept: 1 (Istio's control plane)");
 }
+
+/// A `dpkg-query` and `apt-get` that keep the installed packages as files
+/// under `$STATE/dpkg` (`apt-get install mariadb-server` brings its
+/// versioned packages along, as apt does); `installed` are there at first.
+fn fake_packages(world: &World, installed: &[&str]) {
+    let db = world.record.join("state/dpkg");
+    std::fs::create_dir_all(&db).unwrap();
+    for package in installed {
+        std::fs::write(db.join(package), "").unwrap();
+    }
+    world.fake(
+        "dpkg-query",
+        r#"db="$STATE/dpkg"; shift 2
+for p in "$@"; do
+  case "$p" in
+    *'*') for f in "$db/${p%\*}"*; do [ -e "$f" ] && printf '%s\tinstall ok installed\n' "$(basename "$f")"; done ;;
+    *) [ -e "$db/$p" ] && printf 'install ok installed' || exit 1 ;;
+  esac
+done; exit 0"#,
+    );
+    world.fake(
+        "apt-get",
+        r#"db="$STATE/dpkg"; verb=""
+for a in "$@"; do
+  case "$a" in
+    install|purge|update) verb="$a" ;;
+    -*|*=*) ;;
+    *) [ "$verb" = install ] && touch "$db/$a" && [ "$a" = mariadb-server ] && touch "$db/mariadb-server-10.11" "$db/mariadb-server-core-10.11"
+       [ "$verb" = purge ] && rm -f "$db/$a" ;;
+  esac
+done; exit 0"#,
+    );
+}
+
+#[test]
+fn a_server_the_install_put_there_is_stopped_and_its_versioned_packages_purged() {
+    let user = unique("pkg");
+    let mut world = servers_world(&user);
+    world.set_env("STACKINSTALL_MYSQL__PACKAGE", "mariadb-server");
+    world.set_env("STACKINSTALL_ONLY", "credentials,mysql,mongodb");
+    fake_packages(&world, &["mongodb-org"]);
+    let installed = world.install(&[]);
+    assert!(
+        installed.get_output().status.success(),
+        "{}",
+        stderr(&installed)
+    );
+    let state = world.read("/var/lib/stackinstall/state.toml");
+    assert!(
+        state.contains(r#""mysql.packages" = "mariadb-server""#),
+        "{state}"
+    );
+    // As an install that put mongodb-org there leaves the state and host.
+    world.write(
+        "/var/lib/stackinstall/state.toml",
+        &state.replace(
+            r#""mongodb.preexisting" = "true""#,
+            r#""mongodb.packages" = "mongodb-org"
+"mongodb.preexisting" = "false""#,
+        ),
+    );
+    for package in [
+        "mongodb-org-server",
+        "mongodb-org-mongos",
+        "mongodb-org-database",
+    ] {
+        std::fs::write(world.record.join("state/dpkg").join(package), "").unwrap();
+    }
+    world.clear_calls();
+
+    let run = uninstall(&world, &["--delete-db", "--yes"]);
+    assert!(
+        run.get_output().status.success(),
+        "{}{}",
+        stdout(&run),
+        stderr(&run)
+    );
+    let calls: Vec<String> = world
+        .calls()
+        .iter()
+        .filter(|call| {
+            call.program == "apt-get" || call.args.first().is_some_and(|a| a == "disable")
+        })
+        .map(Call::line)
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "systemctl disable --now mongod",
+            "apt-get -o DPkg::Lock::Timeout=300 -q -y purge mongodb-org mongodb-org-database mongodb-org-mongos mongodb-org-server",
+            "systemctl disable --now mariadb",
+            "apt-get -o DPkg::Lock::Timeout=300 -q -y purge mariadb-server mariadb-server-10.11 mariadb-server-core-10.11",
+        ]
+    );
+    let left: Vec<_> = std::fs::read_dir(world.record.join("state/dpkg"))
+        .unwrap()
+        .collect();
+    assert!(left.is_empty(), "every package went: {left:?}");
+    assert!(!mysql_root(&[]).contains(&format!("user:{user}")));
+    assert!(!mongodb_user_exists(&user));
+    assert!(!world.path("/etc/mongod.conf").exists());
+}
