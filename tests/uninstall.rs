@@ -1032,3 +1032,36 @@ fn a_server_the_install_put_there_is_stopped_and_its_versioned_packages_purged()
     assert!(!mongodb_user_exists(&user));
     assert!(!world.path("/etc/mongod.conf").exists());
 }
+
+#[test]
+fn an_export_block_without_its_end_marker_is_named_and_nothing_is_removed() {
+    let mut world = World::new();
+    world.fake("dpkg-query", "printf 'install ok installed'");
+    world.fake("apt-get", "echo 'apt-get must not run' >&2; exit 1");
+    world.fake("systemctl", "exit 0");
+    world.fake_exportfs();
+    world.set_env("STACKINSTALL_ONLY", "nfs");
+    world.write("/etc/exports", "/srv/backup 192.168.1.0/24(ro)\n");
+    let installed = world.install(&[]);
+    assert!(
+        installed.get_output().status.success(),
+        "{}",
+        stderr(&installed)
+    );
+    // Someone cut the end marker, and other software added a line after.
+    let cut: String = world
+        .read("/etc/exports")
+        .lines()
+        .filter(|line| !line.starts_with("# END stackinstall"))
+        .map(|line| format!("{line}\n"))
+        .chain(["/srv/media 10.0.0.0/8(ro)\n".to_string()])
+        .collect();
+    world.write("/etc/exports", &cut);
+
+    let run = uninstall(&world, &["--delete-db", "--yes"]).code(1);
+    let out = stdout(&run);
+    assert!(out.contains("`/etc/exports` line 2"), "{out}");
+    assert!(out.contains("no end marker"), "{out}");
+    assert_eq!(world.read("/etc/exports"), cut, "nothing was removed");
+    assert!(checkpoints(&world).contains("nfs"));
+}

@@ -405,27 +405,21 @@ fn unclaimed(context: &Context) -> bool {
 /// kept line for each one it found (or cannot attribute).
 fn drop_actions(context: &Context) -> Vec<Action> {
     let config = &context.config.mysql;
-    let objects = config
-        .databases
-        .iter()
-        .map(|name| (database_key(name), format!("database `{name}`")))
-        .chain([(
-            user_key(&config.username),
-            format!("MySQL user `{}`", config.username),
-        )]);
     let mut actions = Vec::new();
-    let mut databases = Vec::new();
-    let mut user = false;
-    for (index, (key, what)) in objects.enumerate() {
-        match kept_because(context.origin(&key), &what) {
-            Some(kept) => actions.push(Action::check(kept)),
-            None if index < config.databases.len() => {
-                databases.push(config.databases[index].clone());
-            }
-            None => user = true,
+    let mut ours = |key: String, what: String| match kept_because(context.origin(&key), &what) {
+        Some(kept) => {
+            actions.push(Action::check(kept));
+            false
         }
-    }
-    let statements = sql::drop_statements(&databases, user.then_some(config.username.as_str()));
+        None => true,
+    };
+    let databases: Vec<String> = (config.databases.iter())
+        .filter(|name| ours(database_key(name), format!("database `{name}`")))
+        .cloned()
+        .collect();
+    let user_what = format!("MySQL user `{}`", config.username);
+    let user = ours(user_key(&config.username), user_what).then_some(config.username.as_str());
+    let statements = sql::drop_statements(&databases, user);
     actions.extend(
         statements
             .into_iter()
