@@ -201,7 +201,7 @@ impl Trial {
                 .unwrap();
             let text = String::from_utf8_lossy(&bytes);
             let shown = match path.as_str() {
-                "/var/lib/stackinstall/state.toml" => checkpoints(&text),
+                "/var/lib/stackinstall/state.toml" => self.normalize(&checkpoints(&text)),
                 "/etc/stackinstall/credentials.toml" => {
                     let table = self.credentials().unwrap();
                     format!(
