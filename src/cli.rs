@@ -85,6 +85,9 @@ pub enum Command {
     /// Look for the known failure classes on the installed host, read-only:
     /// host services, the cluster, the mesh, and an HTTPS request end to end
     Doctor(DoctorArgs),
+    /// The kubelet's image credential provider: a CredentialProviderRequest on
+    /// stdin, a CredentialProviderResponse with an ECR token on stdout
+    EcrCredentialProvider(EcrCredentialProviderArgs),
 }
 
 /// Where the configuration comes from.
@@ -217,6 +220,16 @@ pub struct UninstallArgs {
 
 #[derive(Debug, Args)]
 pub struct EcrRefreshArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// The AWS shared-config profile to fetch the ECR token with
+    #[arg(long, value_name = "NAME")]
+    pub aws_profile: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EcrCredentialProviderArgs {
     #[command(flatten)]
     pub config: ConfigArgs,
 

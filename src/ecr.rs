@@ -201,6 +201,21 @@ pub fn fetch(context: &Context) -> Result<Token, StepError> {
     context.block_on(fetch_async(&context.config))?
 }
 
+/// `fetch` without a `Context`: for the credential provider, which needs
+/// no state and starts its runtime only once the request is read.
+pub fn fetch_once(config: &Config) -> Result<Token, StepError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| {
+            StepError::failed(
+                format!("cannot start the AWS client: {error}"),
+                "run again; the host may be out of memory or file descriptors",
+            )
+        })?
+        .block_on(fetch_async(config))
+}
+
 async fn fetch_async(config: &Config) -> Result<Token, StepError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(config.registry.region.clone()));

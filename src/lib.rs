@@ -14,6 +14,7 @@ pub mod error;
 pub mod host;
 pub mod pgp;
 pub mod pipeline;
+pub mod provider;
 pub mod render;
 pub mod secret;
 pub mod state;

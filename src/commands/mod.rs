@@ -2,6 +2,7 @@
 
 pub mod credentials;
 pub mod doctor;
+pub mod ecr_credential_provider;
 pub mod ecr_refresh;
 pub mod install;
 pub mod render;

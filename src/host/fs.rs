@@ -25,7 +25,7 @@ pub struct FileError {
 }
 
 impl FileError {
-    fn new(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Self {
+    pub(crate) fn new(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Self {
         let path = path.to_path_buf();
         move |source| Self {
             action,
@@ -474,6 +474,43 @@ pub fn ensure_owner(path: &Path, uid: u32, gid: u32) -> Result<bool, FileError> 
     }
     set_mode_and_owner(path, metadata.mode() & 0o7777, Some((uid, gid)))?;
     Ok(true)
+}
+
+/// Makes `link` a symbolic link to `target` (replacing a link or file
+/// there atomically); returns whether it changed.
+pub fn ensure_symlink(link: &Path, target: &Path) -> Result<bool, FileError> {
+    if link_target(link)?.as_deref() == Some(target) {
+        return Ok(false);
+    }
+    if let Some(parent) = link.parent().filter(|parent| !parent.is_dir()) {
+        ensure_dir(parent, 0o755)?;
+    }
+    let temporary = temporary_path(link);
+    let make = || -> io::Result<()> {
+        match fs::remove_file(&temporary) {
+            Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+            _ => {}
+        }
+        std::os::unix::fs::symlink(target, &temporary)?;
+        fs::rename(&temporary, link)
+    };
+    make().map_err(FileError::new("link", link))?;
+    tracing::info!(target: "file", "linked {} -> {}", link.display(), target.display());
+    Ok(true)
+}
+
+/// Where the symbolic link `link` points; `None` when there is no link.
+pub fn link_target(link: &Path) -> Result<Option<PathBuf>, FileError> {
+    match fs::read_link(link) {
+        Ok(target) => Ok(Some(target)),
+        Err(error)
+            if error.kind() == io::ErrorKind::NotFound
+                || error.kind() == io::ErrorKind::InvalidInput =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(FileError::new("read the link", link)(error)),
+    }
 }
 
 /// Removes the file at `path`; returns whether there was one.

@@ -13,7 +13,12 @@
 //! the binary, the `k3s` service, or a listener on the API port 6443);
 //! uninstall removes root's copy of the kubeconfig (when it still is K3s's)
 //! and runs the `k3s-uninstall.sh` the script wrote only when it was not.
+//!
+//! Before K3s starts, it also puts the kubelet's image credential provider
+//! in place (`credential_provider`): a K3s already running is restarted
+//! once when that changes.
 
+pub mod credential_provider;
 mod downloads;
 mod kubeconfig;
 
@@ -69,7 +74,11 @@ impl Step for K3s {
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
         fingerprint
             .add("version", &context.config.versions.k3s)
-            .add("flags", SERVER_FLAGS);
+            .add("flags", SERVER_FLAGS)
+            .add(
+                "credential_provider",
+                credential_provider::rendered_config(context)?,
+            );
         Ok(())
     }
 
@@ -101,7 +110,13 @@ impl Step for K3s {
             )));
         }
         actions.extend(copy);
-        Ok(actions)
+        let mut wiring = credential_provider::actions(context)?;
+        let starts = actions.iter().any(|action| action.tag() == Some(INSTALL));
+        if !wiring.is_empty() && !starts {
+            wiring.push(credential_provider::restart());
+        }
+        wiring.extend(actions);
+        Ok(wiring)
     }
 
     fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
@@ -121,7 +136,7 @@ impl Step for K3s {
                     run_install_script(context, timeout)?;
                     changed = true;
                 }
-                _ => {}
+                _ => changed |= action.perform()?,
             }
         }
         wait_until_ready(context)?;
@@ -151,7 +166,8 @@ impl Step for K3s {
             Some((ready, total)) if ready == total => {}
             found => return Err(not_ready(found)),
         }
-        kubeconfig::verify(context)
+        kubeconfig::verify(context)?;
+        credential_provider::check(context)
     }
 
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {

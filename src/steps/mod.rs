@@ -194,6 +194,10 @@ enum Operation {
     },
     Remove(PathBuf),
     InstallRunningBinary(PathBuf),
+    Symlink {
+        link: PathBuf,
+        target: PathBuf,
+    },
     Custom(&'static str),
 }
 
@@ -206,6 +210,9 @@ impl std::fmt::Debug for Operation {
             Self::Remove(path) => write!(f, "Remove({})", path.display()),
             Self::InstallRunningBinary(path) => {
                 write!(f, "InstallRunningBinary({})", path.display())
+            }
+            Self::Symlink { link, target } => {
+                write!(f, "Symlink({} -> {})", link.display(), target.display())
             }
             Self::Custom(tag) => write!(f, "Custom({tag})"),
         }
@@ -266,6 +273,16 @@ impl Action {
         }
     }
 
+    /// Makes the host path `link` (shown as `shown_link`) a symbolic link
+    /// to `target`.
+    pub fn symlink(link: PathBuf, shown_link: &Path, target: PathBuf) -> Self {
+        Self {
+            kind: ActionKind::File,
+            detail: format!("link {} -> {}", shown_link.display(), target.display()),
+            operation: Operation::Symlink { link, target },
+        }
+    }
+
     /// A change the step's own `apply` carries out; `tag` tells it which.
     pub fn custom(kind: ActionKind, tag: &'static str, detail: impl Into<String>) -> Self {
         Self {
@@ -307,6 +324,9 @@ impl Action {
             Operation::Remove(path) => host::fs::remove_file(path).map_err(Into::into),
             Operation::InstallRunningBinary(path) => {
                 host::installed::ensure_installed(path).map_err(Into::into)
+            }
+            Operation::Symlink { link, target } => {
+                host::fs::ensure_symlink(link, target).map_err(Into::into)
             }
         }
     }

@@ -9,16 +9,24 @@
 //! this step installs (replaced when the running one differs), never the
 //! path the installer was started from.
 //!
+//! Pulls themselves do not depend on that Secret: the `k3s` step wired the
+//! kubelet's credential provider (`stackinstall ecr-credential-provider`,
+//! which reads the same configuration file), and this step's verification
+//! asks it for a token exactly as the kubelet would.
+//!
 //! Done when the Secret carries a stamp (annotations) saying its token is
-//! not yet half way to expiry, and the unit files are as rendered with the
-//! timer enabled and active. Uninstall stops and disables the timer first
-//! (so a renewal cannot bring the Secret back), then deletes the Secret and
-//! removes the unit files; the installed binary is kept.
+//! not yet half way to expiry, the unit files are as rendered with the
+//! timer enabled and active, and the credential provider (when K3s is ours)
+//! answers with a token. Uninstall stops and disables the timer first (so a
+//! renewal cannot bring the Secret back), then deletes the Secret, removes
+//! the unit files and the credential provider's link and config (K3s starts
+//! without it from then on); the installed binary is kept.
 
 use std::path::PathBuf;
 
 use time::OffsetDateTime;
 
+use super::k3s::credential_provider;
 use super::{Action, ActionKind, Step, StepError};
 use crate::config::Config;
 use crate::context::Context;
@@ -154,6 +162,7 @@ impl Step for Registry {
                 format!("run `sudo systemctl enable --now {TIMER}`"),
             ));
         }
+        credential_provider::ask_as_kubelet(context)?;
         Ok(())
     }
 
@@ -180,6 +189,7 @@ impl Step for Registry {
             actions.push(Action::remove(host_path, &PathBuf::from(path)));
         }
         actions.push(Action::run(service::daemon_reload()));
+        actions.extend(credential_provider::removals(context));
         if host::fs::exists(&context.host.path(INSTALLED_BINARY)) {
             actions.push(Action::check(format!(
                 "{INSTALLED_BINARY}, the installed stackinstall: remove it by hand when you no longer need it"

@@ -206,6 +206,20 @@ pub fn provisioner_chart_sha256() -> String {
     sha256(&provisioner_chart())
 }
 
+/// The part of a fake K3s install script that records, in
+/// `$STATE/k3s-starts`, whether the kubelet's credential provider (its
+/// config file and the plugin in its bin dir, under the world's root) was in
+/// place when K3s started: K3s reads them only then.
+pub fn k3s_records_provider(world: &World) -> String {
+    let config = world.path("/var/lib/rancher/credentialprovider/config.yaml");
+    let plugin = world.path("/var/lib/rancher/credentialprovider/bin/stackinstall");
+    format!(
+        r#"if [ -f "{config}" ] && [ -x "{plugin}" ]; then echo "provider in place" >> "$STATE/k3s-starts"; else echo "no provider" >> "$STATE/k3s-starts"; fi"#,
+        config = config.display(),
+        plugin = plugin.display()
+    )
+}
+
 pub fn python() -> String {
     let output = std::process::Command::new("python3")
         .args(["-c", "import sys, yaml; print(sys.executable)"])
@@ -238,7 +252,8 @@ pub fn cluster_world() -> (World, Releases) {
     world.fake(
         "k3s-install",
         &format!(
-            "touch \"$STATE/k3s-running\"\n{}",
+            "{}\ntouch \"$STATE/k3s-running\"\n{}",
+            k3s_records_provider(&world),
             k3s_writes_kubeconfig(&world)
         ),
     );

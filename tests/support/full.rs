@@ -72,13 +72,15 @@ pub fn full_world(user: &str) -> World {
     world.fake(
         "k3s-install",
         &format!(
-            r#"touch "$STATE/k3s-running"
+            r#"{provider}
+touch "$STATE/k3s-running"
 printf '#!/bin/sh\nrm -f "%s/k3s-running" {script}\nrm -rf {rancher}\n' "$STATE" > {script}
 chmod +x {script}
 {kubeconfig}"#,
             script = script.display(),
             rancher = world.path("/etc/rancher/k3s").display(),
             kubeconfig = cluster::k3s_writes_kubeconfig(&world),
+            provider = cluster::k3s_records_provider(&world),
         ),
     );
     world.fake("iptables-save", "printf '*filter\\nCOMMIT\\n'");
