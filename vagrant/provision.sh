@@ -20,6 +20,22 @@ export CARGO_TARGET_DIR=/var/tmp/stackinstall-target
 # /usr/local/bin/stackinstall (root:root 0755), which the timer runs.
 built="$CARGO_TARGET_DIR/release/stackinstall"
 
+# The kubelet's credential provider and the renewal timer run without this
+# shell: they find the AWS key in root's shared credentials file, as an
+# operator's `aws configure` would write it (never in this repository).
+if [ -n "${AWS_ACCESS_KEY_ID:-}" ] && [ ! -f /root/.aws/credentials ]; then
+  echo "==> AWS key from the environment into /root/.aws/credentials (0600)"
+  install -d -m 0700 /root/.aws
+  umask 077
+  {
+    echo "[default]"
+    echo "aws_access_key_id = $AWS_ACCESS_KEY_ID"
+    echo "aws_secret_access_key = $AWS_SECRET_ACCESS_KEY"
+    if [ -n "${AWS_SESSION_TOKEN:-}" ]; then echo "aws_session_token = $AWS_SESSION_TOKEN"; fi
+  } > /root/.aws/credentials
+  umask 022
+fi
+
 echo "==> plan (the bare form is the install)"
 plan=$("$built" --domain "$domain" --self-signed --plan)
 printf '%s\n' "$plan"
@@ -126,3 +142,33 @@ stackinstall status
 echo "==> doctor: no error on a fresh install, and a support bundle"
 stackinstall doctor --domain "$domain" --bundle /var/tmp/stackinstall-support.tar.gz
 tar -tzf /var/tmp/stackinstall-support.tar.gz
+
+if [ -n "${AWS_ACCESS_KEY_ID:-}" ]; then
+  echo "==> credential provider: the plugin answers as the kubelet asks it"
+  server=$(sed -n 's/^server = "\(.*\)"$/\1/p' /etc/stackinstall/ecr-refresh.toml | head -n1)
+  image=$(kubectl get pods -n sb-apps -o jsonpath='{range .items[*]}{range .spec.containers[*]}{.image}{"\n"}{end}{end}' \
+    | grep -m1 "^$server/")
+  printf '{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":"%s"}' "$image" \
+    | env -i PATH=/usr/bin:/bin HOME=/root /var/lib/rancher/credentialprovider/bin/stackinstall \
+        ecr-credential-provider --config /etc/stackinstall/ecr-refresh.toml \
+    | python3 -c 'import json, sys; r = json.load(sys.stdin); sys.exit(0 if list(r["auth"]) == [sys.argv[1]] else 1)' "$server"
+
+  echo "==> a pod pulls $image with the awscred Secret deleted and no imagePullSecrets"
+  kubectl delete secret awscred -n sb-apps
+  k3s crictl rmi "$image" >/dev/null 2>&1 || true
+  kubectl create namespace provider-pull-test
+  kubectl run provider-pull -n provider-pull-test --image="$image" --restart=Never --command -- sleep 30
+  pulled=""
+  for _ in $(seq 1 90); do
+    pulled=$(kubectl get pod provider-pull -n provider-pull-test -o jsonpath='{.status.containerStatuses[0].imageID}')
+    [ -n "$pulled" ] && break
+    sleep 2
+  done
+  kubectl describe pod provider-pull -n provider-pull-test | tail -n 15
+  kubectl delete namespace provider-pull-test --wait=false
+  stackinstall ecr-refresh
+  if [ -z "$pulled" ]; then
+    echo "the kubelet could not pull $image through the credential provider" >&2
+    exit 1
+  fi
+fi
