@@ -335,6 +335,38 @@ fn empty_answer(config: &Config) -> StepError {
     )
 }
 
+/// Where the AWS credentials come from for what runs without the
+/// operator's shell (the kubelet's credential provider, the renewal timer):
+/// a profile in root's `~/.aws` (the `install.aws_profile`, else
+/// `default`), else the instance role if the host has one; and whether
+/// this shell's environment holds a key those never see.
+pub fn credential_source(config: &Config, host: &crate::host::Host) -> Result<String, StepError> {
+    let profile = config.install.aws_profile.as_deref().unwrap_or("default");
+    let credentials = host.path("/root/.aws/credentials");
+    let shared = host.path("/root/.aws/config");
+    let section = |text: Option<String>, header: &str| {
+        text.is_some_and(|text| text.lines().any(|line| line.trim() == header))
+    };
+    let config_header = match profile {
+        "default" => "[default]".to_string(),
+        name => format!("[profile {name}]"),
+    };
+    let in_profile = section(
+        crate::host::fs::read_optional(&credentials)?,
+        &format!("[{profile}]"),
+    ) || section(crate::host::fs::read_optional(&shared)?, &config_header);
+    let environment = std::env::var_os("AWS_ACCESS_KEY_ID").is_some_and(|value| !value.is_empty());
+    Ok(match (in_profile, environment) {
+        (true, _) => format!("shared profile `{profile}` in `/root/.aws`"),
+        (false, true) => {
+            "this shell's environment only (the kubelet and the timer do not see it)".into()
+        }
+        (false, false) => format!(
+            "no profile `{profile}` in `/root/.aws`: the instance role, if the host has one"
+        ),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

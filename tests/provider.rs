@@ -294,6 +294,29 @@ fn the_install_wires_the_provider_before_k3s_starts_and_uninstall_removes_it() {
     assert_eq!(check_shape(&response), [SERVER]);
     assert_eq!(response["auth"][SERVER]["password"], moto_password());
 
+    let status = world
+        .command()
+        .args(["status", "--output", "json"])
+        .assert()
+        .success();
+    let status: Value = serde_json::from_str(&stdout(&status)).unwrap();
+    let registry = &status["registry"];
+    assert_eq!(
+        registry["credential_source"],
+        "shared profile `default` in `/root/.aws`"
+    );
+    assert_eq!(registry["credential_provider"], true);
+    assert!(
+        registry["token_fetched_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{registry}"
+    );
+    assert!(
+        registry["token_expires_at"].as_str().is_some(),
+        "{registry}"
+    );
+
     world.clear_calls();
     let before = (
         world.read(CONFIG),

@@ -1,5 +1,8 @@
 //! `stackinstall status`: each step's checkpoint and, for the done ones,
-//! whether their result is still there and working (their verification).
+//! whether their result is still there and working (their verification);
+//! then the registry's pulls: where the AWS credentials come from, when the
+//! pull Secret's token was fetched and when it expires (its stamp), and
+//! whether the kubelet's credential provider is wired.
 
 use std::path::Path;
 
@@ -23,6 +26,28 @@ struct StepStatus {
     tool_version: Option<String>,
     /// `ok`, or what the live check found wrong; only for done steps.
     health: Option<String>,
+}
+
+/// The registry's pulls, as `status` shows them.
+#[derive(Debug, Serialize)]
+struct RegistryStatus {
+    credential_source: String,
+    token_fetched_at: Option<String>,
+    token_expires_at: Option<String>,
+    credential_provider: bool,
+}
+
+fn registry_status(context: &Context) -> Result<RegistryStatus> {
+    let stamp = crate::ecr::read_stamp(&context.config).ok().flatten();
+    let annotations = stamp.map(|stamp| stamp.annotations());
+    let field = |key: &str| annotations.as_ref().map(|map| map[key].clone());
+    let provider = context.host.path(crate::provider::KUBELET_CONFIG);
+    Ok(RegistryStatus {
+        credential_source: crate::ecr::credential_source(&context.config, &context.host)?,
+        token_fetched_at: field(crate::ecr::FETCHED_AT),
+        token_expires_at: field(crate::ecr::EXPIRES_AT),
+        credential_provider: crate::host::fs::read_optional(&provider)?.is_some(),
+    })
 }
 
 /// Runs `status`.
@@ -60,9 +85,13 @@ pub fn run(root: &Path, args: StatusArgs) -> Result<()> {
             }
         })
         .collect();
+    let registry = registry_status(&context)?;
     if json {
-        let report =
-            serde_json::json!({ "state_file": context.state_file().path(), "steps": statuses });
+        let report = serde_json::json!({
+            "state_file": context.state_file().path(),
+            "steps": statuses,
+            "registry": registry,
+        });
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
@@ -78,5 +107,17 @@ pub fn run(root: &Path, args: StatusArgs) -> Result<()> {
             .map_or(String::new(), |h| format!("  health: {h}"));
         println!("{:<12} {:<12} {when}{health}", status.id, status.state);
     }
+    let unknown = "unknown (no stamped pull Secret)";
+    println!(
+        "\nECR credentials: {}\nlast token fetched {}, expires {}\nkubelet credential provider: {}",
+        registry.credential_source,
+        registry.token_fetched_at.as_deref().unwrap_or(unknown),
+        registry.token_expires_at.as_deref().unwrap_or(unknown),
+        if registry.credential_provider {
+            "wired"
+        } else {
+            "not wired"
+        }
+    );
     Ok(())
 }
