@@ -257,8 +257,10 @@ fn a_command_that_never_returns_is_stopped_at_its_timeout() {
 }
 
 /// Files whose job is to hold a secret (each must be 0600).
-const SECRET_FILES: [&str; 4] = [
+const SECRET_FILES: [&str; 5] = [
     "/etc/stackinstall/credentials.toml",
+    // The operator's own AWS key, put there by the test as `aws configure` would.
+    "/root/.aws/credentials",
     "/etc/stackinstall/tls/tls.key",
     "/var/lib/mongodb/encryption",
     full::ADMIN_PASSWORD_FILE,

@@ -139,6 +139,14 @@ chmod +x {script}
     world.set_env("AWS_SHARED_CREDENTIALS_FILE", &credentials);
     world.set_env("AWS_CONFIG_FILE", &config);
     world.set_env("AWS_EC2_METADATA_DISABLED", "true");
+    // Where the kubelet's credential provider finds the key (it never sees
+    // the install's environment): root's shared credentials file.
+    world.write(
+        "/root/.aws/credentials",
+        &format!(
+            "[default]\naws_access_key_id = {ACCESS_KEY_ID}\naws_secret_access_key = {SECRET_ACCESS_KEY}\n"
+        ),
+    );
     world.set_env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID);
     world.set_env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY);
     if let Ok(node) = std::env::var("RABBITMQ_NODENAME") {
