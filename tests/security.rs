@@ -104,6 +104,24 @@ const TABLE: &[(&str, Holds, Owner, u32)] = &[
     ("/usr/local/bin/k3s-uninstall.sh", Public, Root, 0o755),
     ("/var", Directory, Root, 0o755),
     ("/var/lib", Directory, Root, 0o755),
+    ("/var/lib/rancher", Directory, Root, 0o755),
+    ("/var/lib/rancher/credentialprovider", Directory, Root, 0o755),
+    // The kubelet's image credential provider: its config names the
+    // registry and the plugin (no credential), the plugin is a link to the
+    // root-owned installed binary (a link's own mode is always 0777).
+    (
+        "/var/lib/rancher/credentialprovider/config.yaml",
+        Public,
+        Root,
+        0o644,
+    ),
+    ("/var/lib/rancher/credentialprovider/bin", Directory, Root, 0o755),
+    (
+        "/var/lib/rancher/credentialprovider/bin/stackinstall",
+        Public,
+        Root,
+        0o777,
+    ),
     ("/var/lib/stackinstall", Directory, Root, 0o755),
     ("/var/lib/stackinstall/state.toml", Public, Root, 0o644),
     ("/var/lib/stackinstall/lock", Public, Root, 0o644),

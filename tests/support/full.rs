@@ -147,6 +147,11 @@ chmod +x {script}
             "[default]\naws_access_key_id = {ACCESS_KEY_ID}\naws_secret_access_key = {SECRET_ACCESS_KEY}\n"
         ),
     );
+    // Private, as `aws configure` leaves it.
+    for (path, mode) in [("/root/.aws", 0o700), ("/root/.aws/credentials", 0o600)] {
+        let permissions = std::os::unix::fs::PermissionsExt::from_mode(mode);
+        std::fs::set_permissions(world.path(path), permissions).unwrap();
+    }
     world.set_env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID);
     world.set_env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY);
     if let Ok(node) = std::env::var("RABBITMQ_NODENAME") {
