@@ -99,6 +99,17 @@ pub fn proceed() -> dialoguer::Result<bool> {
         .interact()
 }
 
+/// Offers to write this shell's AWS key as `profile` in root's shared
+/// credentials file, where the kubelet's provider and the timer look.
+pub fn aws_profile(profile: &str) -> dialoguer::Result<bool> {
+    Confirm::new()
+        .with_prompt(format!(
+            "Write this shell's AWS key to /root/.aws/credentials (0600) as profile `{profile}`?"
+        ))
+        .default(true)
+        .interact()
+}
+
 /// Asks for `service`'s password, not echoed, twice.
 pub fn password(service: &str) -> dialoguer::Result<Secret> {
     let password = Password::new()

@@ -336,13 +336,48 @@ fn empty_answer(config: &Config) -> StepError {
 }
 
 /// Where the AWS credentials come from for what runs without the
-/// operator's shell (the kubelet's credential provider, the renewal timer):
-/// a profile in root's `~/.aws` (the `install.aws_profile`, else
-/// `default`), else the instance role if the host has one; and whether
-/// this shell's environment holds a key those never see.
-pub fn credential_source(config: &Config, host: &crate::host::Host) -> Result<String, StepError> {
-    let profile = config.install.aws_profile.as_deref().unwrap_or("default");
-    let credentials = host.path("/root/.aws/credentials");
+/// operator's shell (the kubelet's credential provider, the renewal timer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// A profile in root's `~/.aws` (the `install.aws_profile`, else
+    /// `default`).
+    Profile(String),
+    /// A key in this shell's environment only: the kubelet and the timer
+    /// never see it.
+    EnvironmentOnly,
+    /// No profile and no key: the instance role, if the host has one.
+    InstanceRole(String),
+}
+
+impl std::fmt::Display for CredentialSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Profile(profile) => write!(f, "shared profile `{profile}` in `/root/.aws`"),
+            Self::EnvironmentOnly => f.write_str(
+                "this shell's environment only (the kubelet and the timer do not see it)",
+            ),
+            Self::InstanceRole(profile) => write!(
+                f,
+                "no profile `{profile}` in `/root/.aws`: the instance role, if the host has one"
+            ),
+        }
+    }
+}
+
+/// The profile the kubelet's provider and the timer read.
+pub fn profile_name(config: &Config) -> &str {
+    config.install.aws_profile.as_deref().unwrap_or("default")
+}
+
+/// Where the AWS credentials come from for what runs without the
+/// operator's shell: a profile in root's `~/.aws`, else the instance role;
+/// and whether this shell's environment holds a key those never see.
+pub fn credential_source(
+    config: &Config,
+    host: &crate::host::Host,
+) -> Result<CredentialSource, StepError> {
+    let profile = profile_name(config);
+    let credentials = host.path(AWS_CREDENTIALS);
     let shared = host.path("/root/.aws/config");
     let section = |text: Option<String>, header: &str| {
         text.is_some_and(|text| text.lines().any(|line| line.trim() == header))
@@ -357,14 +392,48 @@ pub fn credential_source(config: &Config, host: &crate::host::Host) -> Result<St
     ) || section(crate::host::fs::read_optional(&shared)?, &config_header);
     let environment = std::env::var_os("AWS_ACCESS_KEY_ID").is_some_and(|value| !value.is_empty());
     Ok(match (in_profile, environment) {
-        (true, _) => format!("shared profile `{profile}` in `/root/.aws`"),
-        (false, true) => {
-            "this shell's environment only (the kubelet and the timer do not see it)".into()
-        }
-        (false, false) => format!(
-            "no profile `{profile}` in `/root/.aws`: the instance role, if the host has one"
-        ),
+        (true, _) => CredentialSource::Profile(profile.into()),
+        (false, true) => CredentialSource::EnvironmentOnly,
+        (false, false) => CredentialSource::InstanceRole(profile.into()),
     })
+}
+
+/// Root's shared credentials file, where the kubelet's provider and the
+/// timer look.
+pub const AWS_CREDENTIALS: &str = "/root/.aws/credentials";
+
+/// Root's shared credentials file with this shell's AWS key added as
+/// `profile` (a section appended to what the file holds), for the
+/// operator's yes on a terminal. The key never reaches argv or a
+/// stackinstall file.
+pub fn write_environment_profile(
+    host: &crate::host::Host,
+    profile: &str,
+) -> Result<std::path::PathBuf, StepError> {
+    let variable = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    let (Some(key_id), Some(secret)) = (
+        variable("AWS_ACCESS_KEY_ID"),
+        variable("AWS_SECRET_ACCESS_KEY"),
+    ) else {
+        return Err(StepError::input(
+            "AWS_ACCESS_KEY_ID is set but AWS_SECRET_ACCESS_KEY is not",
+            "export both, or write the profile with `aws configure`",
+        ));
+    };
+    let path = host.path(AWS_CREDENTIALS);
+    let mut text = crate::host::fs::read_optional(&path)?.unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&format!(
+        "[{profile}]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n"
+    ));
+    if let Some(token) = variable("AWS_SESSION_TOKEN") {
+        text.push_str(&format!("aws_session_token = {token}\n"));
+    }
+    crate::host::fs::ensure_dir(&host.path("/root/.aws"), 0o700)?;
+    crate::host::fs::write_atomic(&path, text.as_bytes(), 0o600)?;
+    Ok(path)
 }
 
 #[cfg(test)]

@@ -128,7 +128,14 @@ fn world() -> World {
     world
 }
 
+/// The AWS key in the install's environment and, as the install requires
+/// of a key the kubelet and the timer must see, in root's shared
+/// credentials file.
 fn with_keys(mut world: World) -> World {
+    world.write(
+        "/root/.aws/credentials",
+        &format!("[default]\naws_access_key_id = {ACCESS_KEY_ID}\naws_secret_access_key = {SECRET_ACCESS_KEY}\n"),
+    );
     world.set_env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID);
     world.set_env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY);
     world
@@ -655,7 +662,14 @@ fn no_password_token_or_aws_key_reaches_argv_logs_or_output() {
         .collect();
     assert!(!logs.is_empty(), "the runs wrote logs");
     for (path, bytes) in world.files(true) {
-        if path != "/etc/stackinstall/credentials.toml" {
+        // The files meant to hold them: the tool's own credentials, and
+        // the operator's AWS key where the kubelet reads it.
+        if ![
+            "/etc/stackinstall/credentials.toml",
+            "/root/.aws/credentials",
+        ]
+        .contains(&path.as_str())
+        {
             haystacks.push((path, String::from_utf8_lossy(&bytes).into_owned()));
         }
     }

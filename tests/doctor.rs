@@ -776,7 +776,7 @@ fn nfs_export_registry_token_and_renewal_timer_are_named() {
             "stackinstall/ecr-token-fetched-at": fetched,
             "stackinstall/ecr-token-expires-at": "2025-12-30T12:00:00Z" } } }] });
     std::fs::write(dir.path().join("secrets.json"), secret.to_string()).unwrap();
-    let world = world(dir.path());
+    let mut world = world(dir.path());
     world.fake("systemctl", r#"[ "$1" = is-active ] && exit 3; exit 0"#);
     let mut state = String::from("version = 1\n");
     for step in ["nfs", "registry"] {
@@ -820,4 +820,16 @@ fn nfs_export_registry_token_and_renewal_timer_are_named() {
             .unwrap()
             .contains("stackinstall ecr-refresh")
     );
+    // The credential source and the token's times, also when all is well.
+    let notes = check(&report, "host.registry")["notes"].to_string();
+    for needed in ["/root/.aws", "token fetched 2025-12-30", "expires 2025-12-30"] {
+        assert!(notes.contains(needed), "`{needed}` in {notes}");
+    }
+
+    // A key in doctor's own environment only is named, with the fix.
+    world.set_env("AWS_ACCESS_KEY_ID", "AKIADOCTORTEST");
+    let (report, _) = doctor(&world, &["--checks", "host"]);
+    let registry = check(&report, "host.registry").to_string();
+    assert!(registry.contains("registry-credentials"), "{registry}");
+    assert!(!registry.contains("AKIADOCTORTEST"), "{registry}");
 }

@@ -387,3 +387,56 @@ fn a_changed_registry_restarts_a_running_k3s_once() {
     assert_eq!(mutating(&world.calls()), Vec::<String>::new());
     report("provider: changed registry -> 1 restart, then 0 on the next run");
 }
+
+/// The full world with the AWS key in the install's environment only (no
+/// `/root/.aws`), as an operator's `export AWS_ACCESS_KEY_ID=...` leaves it.
+fn environment_only_world() -> World {
+    let mut world = wired_world();
+    std::fs::remove_file(world.path("/root/.aws/credentials")).unwrap();
+    world.set_env("AWS_ACCESS_KEY_ID", KEY_ID);
+    world.set_env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+    world
+}
+
+#[test]
+fn a_key_in_the_shells_environment_only_stops_the_install_without_a_terminal() {
+    let world = environment_only_world();
+    let before = world.files(true);
+    let refused = world.install(&[]).code(2);
+    let text = stderr(&refused);
+    for needed in [
+        "environment only",
+        "kubelet",
+        "renewal timer",
+        "/root/.aws/credentials",
+        "instance role",
+        "refresh_hours = 0",
+    ] {
+        assert!(text.contains(needed), "`{needed}` in:\n{text}");
+    }
+    assert!(
+        !text.contains(SECRET_KEY) && !text.contains(KEY_ID),
+        "{text}"
+    );
+    assert!(world.calls().is_empty(), "no program ran");
+    assert_eq!(world.files(true), before, "nothing changed");
+
+    // A profile that wants no renewal installs from the environment.
+    let mut world = environment_only_world();
+    world.set_env("STACKINSTALL_REGISTRY__REFRESH_HOURS", "0");
+    world.install(&[]).success();
+    let timer = "/etc/systemd/system/stackinstall-ecr-refresh.timer";
+    assert!(!world.path(timer).exists(), "no renewal timer");
+    assert!(
+        world.path(CONFIG).exists(),
+        "the provider is wired all the same"
+    );
+
+    // And more than 11 hours between renewals is refused where it is set.
+    world.set_env("STACKINSTALL_REGISTRY__REFRESH_HOURS", "12");
+    let text = stderr(&world.install(&["--plan"]).code(2));
+    assert!(text.contains("registry.refresh_hours"), "{text}");
+    report(
+        "provider: the key in the environment only: refused without a terminal (exit 2, 0 programs run, 0 files changed, 6 parts of the explanation); refresh_hours = 0 installs without a timer; 12 refused",
+    );
+}

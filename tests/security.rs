@@ -105,7 +105,12 @@ const TABLE: &[(&str, Holds, Owner, u32)] = &[
     ("/var", Directory, Root, 0o755),
     ("/var/lib", Directory, Root, 0o755),
     ("/var/lib/rancher", Directory, Root, 0o755),
-    ("/var/lib/rancher/credentialprovider", Directory, Root, 0o755),
+    (
+        "/var/lib/rancher/credentialprovider",
+        Directory,
+        Root,
+        0o755,
+    ),
     // The kubelet's image credential provider: its config names the
     // registry and the plugin (no credential), the plugin is a link to the
     // root-owned installed binary (a link's own mode is always 0777).
@@ -115,7 +120,12 @@ const TABLE: &[(&str, Holds, Owner, u32)] = &[
         Root,
         0o644,
     ),
-    ("/var/lib/rancher/credentialprovider/bin", Directory, Root, 0o755),
+    (
+        "/var/lib/rancher/credentialprovider/bin",
+        Directory,
+        Root,
+        0o755,
+    ),
     (
         "/var/lib/rancher/credentialprovider/bin/stackinstall",
         Public,

@@ -251,3 +251,39 @@ fn ctrl_c_at_a_question_exits_130_and_changes_nothing() {
     assert_eq!(world.files(true), before);
     report("terminal: Ctrl-C at the domain question: exit 130, root unchanged");
 }
+
+#[test]
+fn a_key_in_the_environment_only_is_offered_as_roots_profile() {
+    let mut world = World::new();
+    world.set_env("STACKINSTALL_ONLY", "credentials,registry");
+    world.set_env("AWS_ACCESS_KEY_ID", "AKIATERMINALTEST");
+    world.set_env(
+        "AWS_SECRET_ACCESS_KEY",
+        "terminal-test-secret-key-0123456789",
+    );
+    world.set_env("AWS_SESSION_TOKEN", "terminal-test-session-token");
+    world.write(
+        "/root/.aws/credentials",
+        "[other]\naws_access_key_id = AKIAOTHER\n",
+    );
+    let mut session = spawn(&world, &["--domain", DOMAIN, "--self-signed"]);
+    session.exp_string("this shell's environment only").unwrap();
+    session.exp_string("as profile `default`?").unwrap();
+    press(&mut session, "y");
+    session.exp_string("Proceed?").unwrap();
+    press(&mut session, "n");
+    let (code, rest) = exit_code(session);
+    assert_eq!(code, 2, "{rest}");
+    let path = world.path("/root/.aws/credentials");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&path).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(
+        fs::read_to_string(&path).unwrap(),
+        "[other]\naws_access_key_id = AKIAOTHER\n[default]\naws_access_key_id = AKIATERMINALTEST\naws_secret_access_key = terminal-test-secret-key-0123456789\naws_session_token = terminal-test-session-token\n",
+        "the operator's other profile kept, the key appended as `default`"
+    );
+    assert!(!rest.contains("terminal-test-secret-key"), "{rest}");
+    report(
+        "terminal: a key in the environment only: offered, written as profile `default` (0600, 1 other profile kept), not shown",
+    );
+}

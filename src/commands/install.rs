@@ -56,6 +56,7 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
     }
     check_inputs(&context, &steps)?;
     check_pins(&context, &steps, &selection)?;
+    check_aws_source(&context, &steps, &selection, asking)?;
     if asking {
         confirm(&context, &steps, &selection)?;
     }
@@ -77,6 +78,53 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(())
+}
+
+/// Before anything changes: AWS credentials found only in this shell's
+/// environment would be gone for the kubelet's provider and the renewal
+/// timer. On a terminal the operator may have them written as root's
+/// profile; otherwise the install stops (exit 2) with the explanation,
+/// unless the profile wants no renewal (`registry.refresh_hours = 0`).
+fn check_aws_source(
+    context: &Context,
+    steps: &[Box<dyn Step>],
+    selection: &Selection,
+    asking: bool,
+) -> Result<()> {
+    let registry_runs = steps.iter().enumerate().any(|(position, step)| {
+        step.id() == "registry"
+            && selection
+                .skip_reason(step.as_ref(), position, steps)
+                .is_none()
+    });
+    if !registry_runs || context.config.registry.refresh_hours == 0 {
+        return Ok(());
+    }
+    let source = crate::ecr::credential_source(&context.config, &context.host)?;
+    if source != crate::ecr::CredentialSource::EnvironmentOnly {
+        return Ok(());
+    }
+    let profile = crate::ecr::profile_name(&context.config);
+    if asking {
+        eprintln!(
+            "The AWS key is in this shell's environment only: the kubelet (pulling images) and the renewal timer will not see it."
+        );
+        if ask::aws_profile(profile).map_err(no_answer)? {
+            let path = crate::ecr::write_environment_profile(&context.host, profile)?;
+            context.ui.note(&format!(
+                "AWS key written to `{}` (0600) as profile `{profile}`",
+                context.shown(&path).display()
+            ));
+            return Ok(());
+        }
+    }
+    Err(StepError::input(
+        "the AWS credentials come from this shell's environment only: neither the kubelet's image credential provider nor the renewal timer will see them, and pulls fail once the first token expires (12 hours)",
+        format!(
+            "give the host an instance role, or write the key as profile `{profile}` in `/root/.aws/credentials` (`sudo aws configure --profile {profile}`) and name it with --aws-profile; on a terminal the install offers to write it; `registry.refresh_hours = 0` in the profile installs without renewal"
+        ),
+    )
+    .into())
 }
 
 /// Asks on the terminal for the domain and the certificate when neither

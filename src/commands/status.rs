@@ -43,7 +43,8 @@ fn registry_status(context: &Context) -> Result<RegistryStatus> {
     let field = |key: &str| annotations.as_ref().map(|map| map[key].clone());
     let provider = context.host.path(crate::provider::KUBELET_CONFIG);
     Ok(RegistryStatus {
-        credential_source: crate::ecr::credential_source(&context.config, &context.host)?,
+        credential_source: crate::ecr::credential_source(&context.config, &context.host)?
+            .to_string(),
         token_fetched_at: field(crate::ecr::FETCHED_AT),
         token_expires_at: field(crate::ecr::EXPIRES_AT),
         credential_provider: crate::host::fs::read_optional(&provider)?.is_some(),

@@ -32,6 +32,7 @@ const HTTPS: &str = "must be an https:// URL";
 const SHA256: &str = "must be a SHA-256: 64 hex digits";
 const FINGERPRINT: &str = "must be an OpenPGP fingerprint: 40 hex digits (spaces allowed)";
 const CONTROL: &str = "must not hold a newline or other control character";
+const REFRESH: &str = "must be from 0 (no renewal) to 11 hours (an ECR token lasts 12)";
 
 /// Checks every value of `config`; `source_of` names the layer that set a
 /// dotted key.
@@ -49,6 +50,14 @@ pub fn check(config: &Config, source_of: &dyn Fn(&str) -> String) -> Result<(), 
         if let Some(broken) = rule(&value) {
             return Err(refuse(&key, &value, broken));
         }
+    }
+    let hours = config.registry.refresh_hours;
+    if hours > 11 {
+        return Err(refuse(
+            "registry.refresh_hours",
+            &hours.to_string(),
+            REFRESH,
+        ));
     }
     for (key, port) in ports(config) {
         if port == 0 {

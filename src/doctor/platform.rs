@@ -85,6 +85,11 @@ pub fn registry(inputs: &Inputs) -> Checked {
     let secret = format!("{}/{}", config.cluster.namespace, config.registry.secret);
     let refresh = "renew it now: `sudo stackinstall ecr-refresh`";
     let mut found = Found::default();
+    match crate::ecr::credential_source(config, &inputs.host) {
+        Ok(source @ crate::ecr::CredentialSource::EnvironmentOnly) => found.findings.push(Finding::warning("registry-credentials", format!("the AWS credentials are in this shell's environment only: {source}"), format!("write them as profile `{}` in `/root/.aws/credentials` (0600) or give the host an instance role", crate::ecr::profile_name(config)))),
+        Ok(source) => found.notes.push(format!("AWS credentials for the kubelet's provider and the timer: {source}")),
+        Err(error) => found.notes.push(format!("the AWS credential source was not read: {error}")),
+    }
     match crate::ecr::read_stamp(config) {
         Err(error) => found.notes.push(format!("the pull Secret was not read: {error}")),
         Ok(None) => found.findings.push(Finding::error("registry-token", format!("the pull Secret `{secret}` is missing or has no token stamp: images cannot be pulled"), refresh)),
@@ -92,6 +97,7 @@ pub fn registry(inputs: &Inputs) -> Checked {
             let now = OffsetDateTime::now_utc();
             let age = (now - stamp.fetched_at).whole_minutes();
             let evidence = format!("Secret {secret}: token fetched {} ({}h{:02}m ago), expires {}", stamp.fetched_at, age / 60, age % 60, stamp.expires_at);
+            found.notes.push(evidence.clone());
             if stamp.is_expired(now) {
                 found.findings.push(Finding::error("registry-token", format!("the ECR token in `{secret}` has expired: new pods cannot pull (`no basic auth credentials`)"), refresh).with(evidence));
             } else if stamp.needs_renewal(now) {

@@ -156,6 +156,11 @@ impl Step for Registry {
                 format!("run `sudo stackinstall ecr-refresh`; check `systemctl status {TIMER}`"),
             ));
         }
+        if config.registry.refresh_hours == 0 {
+            // No renewal wanted: the token lasts its 12 hours, and the
+            // provider may have no credentials to ask with.
+            return Ok(());
+        }
         if !service::is_enabled(TIMER)? || !service::is_active(TIMER)? {
             return Err(StepError::failed(
                 format!("the renewal timer `{TIMER}` is not enabled and running"),
@@ -201,7 +206,13 @@ impl Step for Registry {
 
 /// Writes of the unit files that differ, then reload and enable as needed.
 fn unit_actions(context: &Context) -> Result<Vec<Action>, StepError> {
-    let files = renewal_files(&context.config).map_err(render_failed)?;
+    let mut files = renewal_files(&context.config).map_err(render_failed)?;
+    let renewal = context.config.registry.refresh_hours > 0;
+    if !renewal {
+        // `refresh_hours = 0`: no timer; the configuration file stays (the
+        // credential provider reads it).
+        files.retain(|(path, _)| !path.starts_with(SYSTEMD_DIR));
+    }
     let mut actions = Vec::new();
     let binary = context.host.path(INSTALLED_BINARY);
     let binary_changed = !installed::is_current(&binary)?;
@@ -221,10 +232,10 @@ fn unit_actions(context: &Context) -> Result<Vec<Action>, StepError> {
         }
     }
     let written = actions.len() > usize::from(binary_changed);
-    if written {
+    if written && renewal {
         actions.push(Action::run(service::daemon_reload()));
     }
-    if written || !service::is_enabled(TIMER)? || !service::is_active(TIMER)? {
+    if renewal && (written || !service::is_enabled(TIMER)? || !service::is_active(TIMER)?) {
         actions.push(Action::run(service::enable_now(TIMER)));
     }
     Ok(actions)
