@@ -425,11 +425,17 @@ pub fn write_environment_profile(
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
-    text.push_str(&format!(
-        "[{profile}]\naws_access_key_id = {key_id}\naws_secret_access_key = {secret}\n"
-    ));
-    if let Some(token) = variable("AWS_SESSION_TOKEN") {
-        text.push_str(&format!("aws_session_token = {token}\n"));
+    text.push_str(&format!("[{profile}]\n"));
+    let token = variable("AWS_SESSION_TOKEN");
+    let entries = [
+        ("aws_access_key_id", Some(key_id)),
+        ("aws_secret_access_key", Some(secret)),
+        ("aws_session_token", token),
+    ];
+    for (name, value) in entries {
+        if let Some(value) = value {
+            text.push_str(&format!("{name} = {value}\n"));
+        }
     }
     crate::host::fs::ensure_dir(&host.path("/root/.aws"), 0o700)?;
     crate::host::fs::write_atomic(&path, text.as_bytes(), 0o600)?;

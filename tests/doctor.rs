@@ -822,7 +822,11 @@ fn nfs_export_registry_token_and_renewal_timer_are_named() {
     );
     // The credential source and the token's times, also when all is well.
     let notes = check(&report, "host.registry")["notes"].to_string();
-    for needed in ["/root/.aws", "token fetched 2025-12-30", "expires 2025-12-30"] {
+    for needed in [
+        "/root/.aws",
+        "token fetched 2025-12-30",
+        "expires 2025-12-30",
+    ] {
         assert!(notes.contains(needed), "`{needed}` in {notes}");
     }
 
