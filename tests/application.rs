@@ -4,6 +4,8 @@
 #![allow(clippy::disallowed_methods)]
 
 mod common;
+#[path = "support/servers.rs"]
+mod servers;
 
 use std::os::unix::fs::PermissionsExt;
 
@@ -83,26 +85,6 @@ fn moto_endpoint() -> String {
     }
 }
 
-/// The token moto hands out, asked for directly.
-fn moto_token(endpoint: &str) -> String {
-    let answer: serde_json::Value = reqwest::blocking::Client::new()
-        .post(endpoint)
-        .header("X-Amz-Target", "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken")
-        .header("Content-Type", "application/x-amz-json-1.1")
-        .header(
-            "Authorization",
-            "AWS4-HMAC-SHA256 Credential=AKIATEST/20240101/ap-south-1/ecr/aws4_request, SignedHeaders=host, Signature=0",
-        )
-        .body("{}")
-        .send()
-        .and_then(|response| response.json())
-        .expect("moto answers GetAuthorizationToken");
-    answer["authorizationData"][0]["authorizationToken"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 /// A world with the fakes, AWS credentials in the environment, and moto.
 fn world() -> World {
     let mut world = World::new();
@@ -176,7 +158,7 @@ fn docker_config(call: &Call) -> serde_json::Value {
 #[test]
 fn registry_stores_the_moto_token_and_installs_the_renewal_timer() {
     let world = with_keys(world());
-    let token = moto_token(&moto_endpoint());
+    let token = servers::moto_token();
     world.install(&["--only", "registry"]).success();
 
     let calls = world.calls();
@@ -639,7 +621,7 @@ fn no_password_token_or_aws_key_reaches_argv_logs_or_output() {
     let first = world.install(&MY_STEPS).success();
     let second = world.install(&MY_STEPS).success();
     let renew = world.command().arg("ecr-refresh").assert().success();
-    let token = moto_token(&moto_endpoint());
+    let token = servers::moto_token();
     let decoded = String::from_utf8(BASE64.decode(&token).unwrap()).unwrap();
     let mut secrets = passwords(&world);
     secrets.extend([

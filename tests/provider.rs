@@ -39,23 +39,7 @@ fn request(image: &str) -> String {
 
 /// The password in moto's token (base64 of `AWS:password`).
 fn moto_password() -> String {
-    let endpoint = servers::setting("STACKINSTALL_TEST_ECR_ENDPOINT");
-    let answer: Value = reqwest::blocking::Client::new()
-        .post(&endpoint)
-        .header("X-Amz-Target", "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken")
-        .header("Content-Type", "application/x-amz-json-1.1")
-        .header(
-            "Authorization",
-            "AWS4-HMAC-SHA256 Credential=AKIATEST/20240101/ap-south-1/ecr/aws4_request, SignedHeaders=host, Signature=0",
-        )
-        .body("{}")
-        .send()
-        .and_then(|response| response.json())
-        .expect("moto answers GetAuthorizationToken");
-    let token = answer["authorizationData"][0]["authorizationToken"]
-        .as_str()
-        .unwrap();
-    let decoded = String::from_utf8(BASE64.decode(token).unwrap()).unwrap();
+    let decoded = String::from_utf8(BASE64.decode(servers::moto_token()).unwrap()).unwrap();
     decoded.split_once(':').unwrap().1.to_string()
 }
 

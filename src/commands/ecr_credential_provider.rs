@@ -26,14 +26,7 @@ pub fn run(args: EcrCredentialProviderArgs) -> Result<()> {
         .read_to_end(&mut text)
         .context("cannot read the request on stdin")?;
     let request = provider::parse_request(&text)?;
-    let mut flags = toml::Table::new();
-    if let Some(profile) = &args.aws_profile {
-        let install = toml::Table::from_iter([(
-            "aws_profile".to_string(),
-            toml::Value::from(profile.clone()),
-        )]);
-        flags.insert("install".into(), install.into());
-    }
+    let flags = super::aws_profile_flags(args.aws_profile.as_ref());
     let config = super::load_config(&args.config, flags)?;
     let server = &config.registry.server;
     let answer = if provider::serves(server, &request.image) {

@@ -20,14 +20,7 @@ use crate::ui::Ui;
 
 /// Runs `ecr-refresh`.
 pub fn run(root: &Path, args: EcrRefreshArgs) -> Result<()> {
-    let mut flags = toml::Table::new();
-    if let Some(profile) = &args.aws_profile {
-        let install = toml::Table::from_iter([(
-            "aws_profile".to_string(),
-            toml::Value::from(profile.clone()),
-        )]);
-        flags.insert("install".into(), install.into());
-    }
+    let flags = super::aws_profile_flags(args.aws_profile.as_ref());
     let config = super::load_config(&args.config, flags)?;
     let context = Context::new(
         config,

@@ -25,6 +25,19 @@ pub fn load_config(args: &ConfigArgs, flags: toml::Table) -> Result<Config, Conf
     })
 }
 
+/// The flags table for an `--aws-profile` given on the command line.
+pub fn aws_profile_flags(profile: Option<&String>) -> toml::Table {
+    let mut flags = toml::Table::new();
+    if let Some(profile) = profile {
+        let install = toml::Table::from_iter([(
+            "aws_profile".to_string(),
+            toml::Value::from(profile.clone()),
+        )]);
+        flags.insert("install".into(), install.into());
+    }
+    flags
+}
+
 /// The invoking user's home, where the bash installer kept its credentials.
 pub fn home_dir() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)

@@ -33,3 +33,26 @@ pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .unwrap()
         .block_on(future)
 }
+
+/// The authorization token moto's ECR hands out (base64 of
+/// `AWS:password`), asked for directly.
+#[allow(dead_code)]
+pub fn moto_token() -> String {
+    let endpoint = setting("STACKINSTALL_TEST_ECR_ENDPOINT");
+    let answer: serde_json::Value = reqwest::blocking::Client::new()
+        .post(&endpoint)
+        .header("X-Amz-Target", "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken")
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header(
+            "Authorization",
+            "AWS4-HMAC-SHA256 Credential=AKIATEST/20240101/ap-south-1/ecr/aws4_request, SignedHeaders=host, Signature=0",
+        )
+        .body("{}")
+        .send()
+        .and_then(|response| response.json())
+        .expect("moto answers GetAuthorizationToken");
+    answer["authorizationData"][0]["authorizationToken"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
