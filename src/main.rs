@@ -10,10 +10,10 @@ use stackinstall::cli::{Cli, Command};
 use stackinstall::commands;
 use stackinstall::config::ConfigError;
 use stackinstall::credentials::CredentialsError;
+use stackinstall::engine::EngineError;
 use stackinstall::host::FileError;
 use stackinstall::host::command::INTERRUPTED;
 use stackinstall::host::lock::LockError;
-use stackinstall::pipeline::PipelineError;
 use stackinstall::secret::redact;
 use stackinstall::state::StateError;
 use stackinstall::steps::StepError;
@@ -56,14 +56,14 @@ fn main() -> ExitCode {
 }
 
 fn exit_code(error: &anyhow::Error) -> u8 {
-    if let Some(error) = error.downcast_ref::<PipelineError>() {
+    if let Some(error) = error.downcast_ref::<EngineError>() {
         return match error {
-            PipelineError::UnknownStep { .. } | PipelineError::MissingPrerequisite { .. } => {
+            EngineError::UnknownStep { .. } | EngineError::MissingPrerequisite { .. } => {
                 exit::USAGE
             }
-            PipelineError::Interrupted { .. } => exit::INTERRUPTED,
-            PipelineError::StepFailed { error, .. } if error.is_input() => exit::USAGE,
-            PipelineError::State(StateError::Lock(LockError::Held { .. })) => exit::LOCKED,
+            EngineError::Interrupted { .. } => exit::INTERRUPTED,
+            EngineError::StepFailed { error, .. } if error.is_input() => exit::USAGE,
+            EngineError::State(StateError::Lock(LockError::Held { .. })) => exit::LOCKED,
             _ => exit::FAILED,
         };
     }
@@ -99,9 +99,9 @@ fn report(error: &anyhow::Error) {
 
 fn hints(error: &anyhow::Error) -> Vec<String> {
     let mut hints = Vec::new();
-    if let Some(error) = error.downcast_ref::<PipelineError>() {
+    if let Some(error) = error.downcast_ref::<EngineError>() {
         match error {
-            PipelineError::StepFailed {
+            EngineError::StepFailed {
                 step, error, log, ..
             } => {
                 hints.extend(error.hint());
@@ -114,14 +114,14 @@ fn hints(error: &anyhow::Error) -> Vec<String> {
                     ));
                 }
             }
-            PipelineError::Interrupted { step, log } => {
+            EngineError::Interrupted { step, log } => {
                 if let Some(log) = log {
                     hints.push(format!("the full log is `{}`", log.display()));
                 }
                 hints.push(format!("run the same command again to resume at `{step}`"));
             }
-            PipelineError::MissingPrerequisite { step, missing, log } => {
-                hints.push(PipelineError::prerequisite_hint(step, missing));
+            EngineError::MissingPrerequisite { step, missing, log } => {
+                hints.push(EngineError::prerequisite_hint(step, missing));
                 if let Some(log) = log {
                     hints.push(format!(
                         "the full log is `{}` (with the error the step ran into)",
@@ -129,8 +129,8 @@ fn hints(error: &anyhow::Error) -> Vec<String> {
                     ));
                 }
             }
-            PipelineError::State(error) => hints.extend(error.hint()),
-            PipelineError::UnknownStep { .. } => {}
+            EngineError::State(error) => hints.extend(error.hint()),
+            EngineError::UnknownStep { .. } => {}
         }
     }
     if let Some(error) = error.downcast_ref::<StateError>() {

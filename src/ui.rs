@@ -12,13 +12,50 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::secret::redact;
 
-/// The mark a finished step's line starts with.
+/// How a step's line ends: the words after its label (README, "What a
+/// run prints") and the mark before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mark {
-    /// `✓`: the step did its work or found it done.
-    Success,
-    /// `✗`: the step failed or was interrupted.
+pub enum Ending {
+    /// It ran and changed the host.
+    Done,
+    /// It had been done before and changed the host again.
+    Updated,
+    /// It ran and found nothing to change.
+    AlreadyInPlace,
+    /// A step that runs every time found nothing to change.
+    Ok,
+    /// Its checkpoint was done and its result verified.
+    AlreadyDone,
+    /// An uninstall removed its work and its checkpoint.
+    Removed,
+    /// It failed.
     Failed,
+    /// Ctrl-C or a signal stopped it.
+    Interrupted,
+}
+
+impl Ending {
+    /// The words the line ends with.
+    pub fn words(self) -> &'static str {
+        match self {
+            Self::Done => "done",
+            Self::Updated => "updated",
+            Self::AlreadyInPlace => "already in place",
+            Self::Ok => "ok",
+            Self::AlreadyDone => "already done",
+            Self::Removed => "removed",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    /// `✓` for work done or found done, `✗` for a failure or an interruption.
+    fn mark(self) -> &'static str {
+        match self {
+            Self::Failed | Self::Interrupted => "✗",
+            _ => "✓",
+        }
+    }
 }
 
 /// How progress is shown.
@@ -235,13 +272,10 @@ pub struct StepLine {
 }
 
 impl StepLine {
-    /// Ends the line with `mark` and `outcome` (`done`, `failed`...).
-    pub fn finish(self, ui: &Ui, mark: Mark, outcome: &str) -> Duration {
+    /// Ends the line with how the step ended.
+    pub fn finish(self, ui: &Ui, ending: Ending) -> Duration {
         let elapsed = self.started.elapsed();
-        let mark = match mark {
-            Mark::Success => "✓",
-            Mark::Failed => "✗",
-        };
+        let (mark, outcome) = (ending.mark(), ending.words());
         ui.end_line(&format!(
             "{mark} {}: {outcome} ({:.1}s)",
             self.label,

@@ -9,9 +9,10 @@ use crate::ask::{self, CertificateChoice};
 use crate::cli::{InstallArgs, Output};
 use crate::config::Config;
 use crate::context::Context;
+use crate::engine::install::{self as engine, Decision, Plan};
+use crate::engine::{EngineError, Selection};
 use crate::host::command::INTERRUPTED;
 use crate::host::{self, Host};
-use crate::pipeline::{self, Decision, Plan, Selection};
 use crate::steps::{self, Step, StepError};
 use crate::ui::Ui;
 
@@ -50,7 +51,7 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
     )?;
     context.redo = selection.redo.clone();
     if args.plan {
-        let plan = pipeline::plan(&context, &steps, &selection)?;
+        let plan = engine::plan(&context, &steps, &selection)?;
         print_plan(&plan, json);
         return Ok(());
     }
@@ -72,7 +73,7 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         context.config.name,
         context.config.install.domain
     );
-    let outcomes = pipeline::run(&mut context, &steps, &selection)?;
+    let outcomes = engine::run(&mut context, &steps, &selection)?;
     if json {
         let report = serde_json::json!({ "steps": outcomes, "log": context.log_path });
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -151,7 +152,7 @@ fn ask_missing(config: &mut Config) -> Result<()> {
 
 /// Shows one line per step and asks `Proceed?`; a no changes nothing.
 fn confirm(context: &Context, steps: &[Box<dyn Step>], selection: &Selection) -> Result<()> {
-    let decisions = pipeline::decide(context, steps, selection)?;
+    let decisions = engine::decide(context, steps, selection)?;
     eprintln!(
         "Install for {} (profile {}):",
         context.config.install.domain, context.config.name
@@ -227,15 +228,15 @@ fn flags(args: &InstallArgs) -> toml::Table {
 
 /// Checks the operator's input before the run touches anything (lock, log,
 /// state): a bad input leaves the host exactly as it was.
-fn check_inputs(context: &Context, steps: &[Box<dyn Step>]) -> Result<(), pipeline::PipelineError> {
+fn check_inputs(context: &Context, steps: &[Box<dyn Step>]) -> Result<(), EngineError> {
     let preflight = steps
         .iter()
-        .find(|s| s.id() == "preflight")
-        .expect("preflight is a step");
+        .find(|s| s.checks_inputs())
+        .expect("a step checks the inputs");
     context.ui.set_quiet(true);
     let result = preflight.look(context).map(drop);
     context.ui.set_quiet(false);
-    result.map_err(|error: StepError| pipeline::PipelineError::StepFailed {
+    result.map_err(|error: StepError| EngineError::StepFailed {
         step: preflight.id().into(),
         title: preflight.title().into(),
         error: Box::new(error),
@@ -249,7 +250,7 @@ fn check_pins(
     context: &Context,
     steps: &[Box<dyn Step>],
     selection: &Selection,
-) -> Result<(), pipeline::PipelineError> {
+) -> Result<(), EngineError> {
     if !context.config.downloads.require_pins {
         return Ok(());
     }
@@ -282,7 +283,7 @@ fn check_pins(
             ),
             "add each to [downloads.pins] (`sha256` and the `source` that publishes it) in a --config file, or set `[downloads] require_pins = false` to check them against their origin's own sums",
         );
-        return Err(pipeline::PipelineError::StepFailed {
+        return Err(EngineError::StepFailed {
             step: step.id().into(),
             title: step.title().into(),
             error: Box::new(error),

@@ -10,8 +10,8 @@ use anyhow::Result;
 
 use crate::cli::{Output, UninstallArgs};
 use crate::context::{Context, Scope};
-use crate::host::{self, Command, Host};
-use crate::pipeline::{self, UndoPlan, UndoReport};
+use crate::engine::uninstall::{self as engine, UndoPlan, UndoReport};
+use crate::host::{self, Host};
 use crate::steps::{self, StepError};
 use crate::ui::Ui;
 
@@ -29,13 +29,13 @@ pub fn run(root: &Path, args: UninstallArgs) -> Result<()> {
     )?;
     context.uninstall = Some(scope(&args));
     if args.plan {
-        let plan = pipeline::plan_undo(&context, &steps)?;
+        let plan = engine::plan_undo(&context, &steps)?;
         print_plan(&plan, &context, json);
         return Ok(());
     }
     let _lock = context.state_file().lock()?;
     context.state = context.state_file().load()?;
-    let plan = pipeline::plan_undo(&context, &steps)?;
+    let plan = engine::plan_undo(&context, &steps)?;
     if plan.is_empty() {
         print_nothing(&plan, json);
         return Ok(());
@@ -54,16 +54,8 @@ pub fn run(root: &Path, args: UninstallArgs) -> Result<()> {
         env!("CARGO_PKG_VERSION"),
         describe(&scope(&args))
     );
-    let infra = plan
-        .steps
-        .iter()
-        .any(|step| step.id == "k3s" && step.removed);
-    let report = pipeline::undo(&mut context, &steps, plan)?;
-    let leftovers = match infra {
-        true => leftovers(&context),
-        false => Vec::new(),
-    };
-    print_report(&report, &leftovers, &context, json);
+    let report = engine::undo(&mut context, &steps, plan)?;
+    print_report(&report, &context, json);
     if report.failed.is_empty() {
         return Ok(());
     }
@@ -195,7 +187,8 @@ fn print_kept<'a>(kept: impl Iterator<Item = (&'a str, &'a str)>) {
     }
 }
 
-fn print_report(report: &UndoReport, leftovers: &[String], context: &Context, json: bool) {
+fn print_report(report: &UndoReport, context: &Context, json: bool) {
+    let leftovers = &report.leftovers;
     if json {
         let mut value = serde_json::to_value(report).expect("reports serialize");
         value["leftovers"] = serde_json::json!(leftovers);
@@ -231,56 +224,4 @@ fn print_report(report: &UndoReport, leftovers: &[String], context: &Context, js
     if let Some(log) = &context.log_path {
         println!("\nThe full log is `{}`.", log.display());
     }
-}
-
-/// What K3s's uninstall script can leave: iptables chains, network links,
-/// kubelet mounts.
-fn leftovers(context: &Context) -> Vec<String> {
-    let mut found = Vec::new();
-    match Command::new("iptables-save").run() {
-        Ok(output) => found.extend(
-            output
-                .stdout
-                .lines()
-                .filter_map(|line| line.strip_prefix(':'))
-                .filter_map(|line| line.split_whitespace().next())
-                .filter(|chain| {
-                    ["KUBE-", "CNI-", "ISTIO"]
-                        .iter()
-                        .any(|p| chain.starts_with(p))
-                })
-                .map(|chain| format!("iptables chain {chain}")),
-        ),
-        Err(error) => found.push(format!("could not list iptables chains: {error}")),
-    }
-    match Command::new("ip").args(["-o", "link"]).run() {
-        Ok(output) => found.extend(
-            output
-                .stdout
-                .lines()
-                .filter_map(|line| line.split(':').nth(1))
-                .map(|name| {
-                    name.trim()
-                        .split('@')
-                        .next()
-                        .unwrap_or_default()
-                        .to_string()
-                })
-                .filter(|name| name == "cni0" || name == "flannel.1")
-                .map(|name| format!("network link {name}")),
-        ),
-        Err(error) => found.push(format!("could not list network links: {error}")),
-    }
-    let mounts = host::fs::read_optional(&context.host.path("/proc/mounts"))
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    found.extend(
-        mounts
-            .lines()
-            .filter_map(|line| line.split_whitespace().nth(1))
-            .filter(|point| point.contains("/var/lib/kubelet") || point.contains("/run/k3s"))
-            .map(|point| format!("mount {point}")),
-    );
-    found
 }

@@ -21,6 +21,7 @@
 pub mod credential_provider;
 mod downloads;
 mod kubeconfig;
+mod leftovers;
 
 use downloads::fetch_release;
 pub use downloads::{download_action, install_release};
@@ -168,6 +169,10 @@ impl Step for K3s {
         }
         kubeconfig::verify(context)?;
         credential_provider::check(context)
+    }
+
+    fn leftovers(&self, context: &Context) -> Vec<String> {
+        leftovers::leftovers(context)
     }
 
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {

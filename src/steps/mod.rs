@@ -80,6 +80,13 @@ pub trait Step {
         Group::Core
     }
 
+    /// Whether this is the step that checks the host and the inputs before
+    /// anything changes: `--only` and `--from` never leave it out, and a
+    /// look of it that fails stops the plan and the run.
+    fn checks_inputs(&self) -> bool {
+        false
+    }
+
     /// Steps that run on every install, whatever their checkpoint says.
     fn always_runs(&self) -> bool {
         false
@@ -143,6 +150,12 @@ pub trait Step {
     /// file: the file stays until such a step is undone.
     fn undo_needs_credentials(&self) -> bool {
         false
+    }
+
+    /// What the step's undo could not remove and the operator should know
+    /// of (what K3s's own uninstall leaves behind), once its work is gone.
+    fn leftovers(&self, _context: &Context) -> Vec<String> {
+        Vec::new()
     }
 
     /// Carries out one action of [`Step::undo`]; returns whether it changed

@@ -37,6 +37,10 @@ impl Step for Preflight {
         "Check the host and the inputs"
     }
 
+    fn checks_inputs(&self) -> bool {
+        true
+    }
+
     fn always_runs(&self) -> bool {
         true
     }
