@@ -164,11 +164,12 @@ fn print_plan(plan: &UndoPlan, context: &Context, json: bool) {
                 error.replace('\n', "\n        ")
             );
         }
-        for action in step.actions.iter().filter(|a| a.changes_host()) {
+        let changes = step.actions.iter().filter(|a| a.changes_host());
+        for line in changes.flat_map(crate::engine::PlannedAction::of) {
             println!(
                 "      {:<10} {}",
-                format!("{:?}", action.kind).to_ascii_lowercase(),
-                crate::secret::redact(&action.detail)
+                format!("{:?}", line.kind).to_ascii_lowercase(),
+                line.detail
             );
         }
     }

@@ -167,13 +167,7 @@ pub fn plan(
             id: step.id(),
             title: step.title(),
             decision,
-            actions: actions
-                .into_iter()
-                .map(|action| PlannedAction {
-                    kind: action.kind,
-                    detail: crate::secret::redact(&action.detail),
-                })
-                .collect(),
+            actions: actions.iter().flat_map(PlannedAction::of).collect(),
             note,
         });
     }
@@ -429,7 +423,8 @@ fn run_step(
     let attempt = |context: &mut Context| -> Result<bool, StepError> {
         let actions = step.look(context)?;
         let changed = if actions.iter().any(|a| a.changes_host()) {
-            step.apply(context, actions)?
+            step.before_changes(context)?;
+            crate::steps::perform_all(context, actions)?
         } else {
             false
         };

@@ -71,11 +71,21 @@ impl Selection {
     }
 }
 
-/// One action of a plan.
+/// One line of a plan: what an action shows (an action may show several).
 #[derive(Debug, Serialize)]
 pub struct PlannedAction {
     pub kind: ActionKind,
     pub detail: String,
+}
+
+impl PlannedAction {
+    /// The lines `action` shows, redacted.
+    pub fn of(action: &crate::steps::Action) -> impl Iterator<Item = PlannedAction> + '_ {
+        action.lines().iter().map(|line| PlannedAction {
+            kind: action.kind(),
+            detail: crate::secret::redact(line),
+        })
+    }
 }
 
 /// Why a run stopped.

@@ -63,10 +63,7 @@ impl UndoPlan {
                     .actions
                     .iter()
                     .filter(|action| action.changes_host())
-                    .map(|action| PlannedAction {
-                        kind: action.kind,
-                        detail: crate::secret::redact(&action.detail),
-                    })
+                    .flat_map(PlannedAction::of)
                     .collect();
                 serde_json::json!({
                     "id": step.id,
@@ -119,7 +116,7 @@ pub fn plan_undo(context: &Context, steps: &[Box<dyn Step>]) -> Result<UndoPlan,
             .partition(|action| !action.changes_host());
         plan.kept.extend(notes.into_iter().map(|note| Kept {
             id: step.id(),
-            what: note.detail,
+            what: note.detail(),
         }));
         if !removed && removal != crate::context::Removal::Never {
             plan.kept.push(Kept {
@@ -200,7 +197,7 @@ pub fn undo(
                 error,
             });
         }
-        for action in &planned.actions {
+        for action in planned.actions {
             if INTERRUPTED.load(Ordering::SeqCst) {
                 line.finish(&context.ui, Ending::Interrupted);
                 return Err(EngineError::Interrupted {
@@ -208,9 +205,9 @@ pub fn undo(
                     log: context.log_path.clone(),
                 });
             }
-            let detail = crate::secret::redact(&action.detail);
+            let detail = crate::secret::redact(&action.detail());
             tracing::info!("uninstall {}: {detail}", step.id());
-            match step.apply_undo(context, action) {
+            match action.perform(context) {
                 Ok(_) => report.removed.push(Removed {
                     step: step.id(),
                     detail,

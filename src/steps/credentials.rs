@@ -8,6 +8,7 @@
 //! replaced. Uninstall removes it only with `--delete-db`.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use super::{Action, ActionKind, Step, StepError};
 use crate::context::{Context, Origin, Removal};
@@ -18,8 +19,6 @@ use crate::state::{Fingerprint, Status};
 
 /// The credentials step.
 pub struct CredentialsStep;
-
-const WRITE: &str = "write-credentials";
 
 impl Step for CredentialsStep {
     fn id(&self) -> &'static str {
@@ -66,27 +65,15 @@ impl Step for CredentialsStep {
                 false => format!("{service} (generated)"),
             })
             .collect();
-        Ok(vec![Action::custom(
+        Ok(vec![Action::call(
             ActionKind::File,
-            WRITE,
             format!(
                 "write {} (mode 0600) with passwords for {}",
                 context.shown(file.path()).display(),
                 described.join(", ")
             ),
+            write_file,
         )])
-    }
-
-    fn apply(&self, context: &mut Context, _actions: Vec<Action>) -> Result<bool, StepError> {
-        let file = context.credentials_file().clone();
-        let legacy: BTreeMap<String, Secret> = file.load_legacy()?;
-        let (credentials, added) =
-            CredentialsFile::complete(file.load()?, &context.config.service_usernames(), &legacy);
-        if added {
-            file.save(&credentials)?;
-        }
-        context.set_credentials(credentials);
-        Ok(added)
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
@@ -147,31 +134,51 @@ impl Step for CredentialsStep {
         Ok([file.path(), file.legacy_path()]
             .into_iter()
             .filter(|path| path.exists())
-            .map(|path| Action::remove(path.to_path_buf(), &context.shown(path)))
+            .map(|path| {
+                let detail = format!("remove {}", context.shown(path).display());
+                let path = path.to_path_buf();
+                Action::call(ActionKind::File, detail, move |context| {
+                    remove_when_unneeded(context, &path)
+                })
+            })
             .collect())
     }
+}
 
-    /// Removes the file only when no step whose undo logs in with one of
-    /// its passwords is left (one that failed keeps it, named).
-    fn apply_undo(&self, context: &mut Context, action: &Action) -> Result<bool, StepError> {
-        let waiting: Vec<&'static str> = super::all()
-            .iter()
-            .filter(|step| step.undo_needs_credentials())
-            .map(|step| step.id())
-            .filter(|id| context.state.steps.contains_key(*id))
-            .collect();
-        if waiting.is_empty() {
-            return action.perform();
-        }
-        Err(StepError::failed(
-            format!(
-                "kept: `{}`, since the removal of {} still needs its passwords",
-                context.shown(context.credentials_file().path()).display(),
-                waiting.join(", ")
-            ),
-            "fix what the errors above say, then run the same uninstall again: the file goes once those steps are removed",
-        ))
+/// Writes the passwords that are missing (generated, or imported from the
+/// bash installer's file) and keeps them for the steps after it.
+fn write_file(context: &mut Context) -> Result<bool, StepError> {
+    let file = context.credentials_file().clone();
+    let legacy: BTreeMap<String, Secret> = file.load_legacy()?;
+    let (credentials, added) =
+        CredentialsFile::complete(file.load()?, &context.config.service_usernames(), &legacy);
+    if added {
+        file.save(&credentials)?;
     }
+    context.set_credentials(credentials);
+    Ok(added)
+}
+
+/// Removes `path` only when no step whose undo logs in with one of the
+/// file's passwords is left (one that failed keeps it, named).
+fn remove_when_unneeded(context: &mut Context, path: &Path) -> Result<bool, StepError> {
+    let waiting: Vec<&'static str> = super::all()
+        .iter()
+        .filter(|step| step.undo_needs_credentials())
+        .map(|step| step.id())
+        .filter(|id| context.state.steps.contains_key(*id))
+        .collect();
+    if waiting.is_empty() {
+        return Ok(host::fs::remove_file(path)?);
+    }
+    Err(StepError::failed(
+        format!(
+            "kept: `{}`, since the removal of {} still needs its passwords",
+            context.shown(context.credentials_file().path()).display(),
+            waiting.join(", ")
+        ),
+        "fix what the errors above say, then run the same uninstall again: the file goes once those steps are removed",
+    ))
 }
 
 /// With `--skip-db` the databases exist already, so every password must

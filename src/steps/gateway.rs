@@ -48,9 +48,8 @@ impl Step for Gateway {
                     "{kind} {name} in {namespace} is as rendered"
                 )));
             } else {
-                let mut apply = Action::run(kube::apply(&manifest));
-                apply.detail = format!("{} ({kind} {name} in {namespace})", apply.detail);
-                actions.push(apply);
+                let note = format!("{kind} {name} in {namespace}");
+                actions.push(Action::run_noting(kube::apply(&manifest), &note));
             }
         }
         Ok(actions)

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use super::k3s::{download_action, install_release, release_file, skipped_but_missing};
+use super::k3s::{download_action, release_file, skipped_but_missing};
 use super::{Action, Group, Step, StepError};
 use crate::context::Context;
 use crate::host::download::{self, ReleaseBinary};
@@ -20,7 +20,6 @@ pub struct Helm;
 /// Where the Helm binary goes.
 pub const BINARY: &str = "/usr/local/bin/helm";
 const PREEXISTING: &str = "helm.preexisting";
-const DOWNLOAD: &str = "download-helm";
 
 impl Step for Helm {
     fn id(&self) -> &'static str {
@@ -51,14 +50,13 @@ impl Step for Helm {
                 "Helm {version} is installed at {BINARY}"
             ))]);
         }
-        Ok(vec![download_action(DOWNLOAD, &release(context), BINARY)])
+        Ok(vec![download_action(release(context), BINARY)])
     }
 
-    fn apply(&self, context: &mut Context, _actions: Vec<Action>) -> Result<bool, StepError> {
+    /// Records, before anything changes, whether a Helm was there.
+    fn before_changes(&self, context: &mut Context) -> Result<(), StepError> {
         let preexisting = context.host.path(BINARY).exists();
-        context.record_fact(PREEXISTING, if preexisting { "true" } else { "false" })?;
-        install_release(context, &release(context), BINARY)?;
-        Ok(true)
+        context.record_fact(PREEXISTING, if preexisting { "true" } else { "false" })
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::k3s::{download_action, install_release, release_file, skipped_but_missing};
+use super::k3s::{download_action, release_file, skipped_but_missing};
 use super::{Action, ActionKind, Group, Step, StepError};
 use crate::context::{Context, Origin, kept_because};
 use crate::host::download::{self, ReleaseBinary};
@@ -35,8 +35,6 @@ const NAMESPACE: &str = "istio-system";
 const PREEXISTING: &str = "istioctl.preexisting";
 /// Whether istio-system or istiod was in the cluster before the install.
 const CONTROL_PLANE: &str = "istio.preexisting";
-const DOWNLOAD: &str = "download-istioctl";
-const WAIT: &str = "wait-istiod";
 
 /// Kubernetes minor versions each Istio minor supports (istio.io "Supported
 /// Releases").
@@ -74,7 +72,7 @@ impl Step for Istio {
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let mut actions = Vec::new();
         if installed_version(context)?.is_none() {
-            actions.push(download_action(DOWNLOAD, &release(context), BINARY));
+            actions.push(download_action(release(context), BINARY));
         }
         actions.push(check_support(context)?);
         let overlay = render::istio_operator(&context.config)?;
@@ -96,15 +94,19 @@ impl Step for Istio {
         let overlay_argument = context.host.path(OVERLAY).display().to_string();
         let install = kube::istioctl(["install", "-y", "-f", &overlay_argument]);
         actions.push(Action::run(install.timeout(Duration::from_secs(900))));
-        actions.push(Action::custom(
-            ActionKind::Check,
-            WAIT,
-            wait_command(context).to_string(),
-        ));
+        let wait = wait_command(context);
+        let detail = wait.to_string();
+        actions.push(Action::call(ActionKind::Check, detail, move |context| {
+            context.ui.status("waiting for istiod to be ready");
+            wait.run()?;
+            Ok(false)
+        }));
         Ok(actions)
     }
 
-    fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
+    /// Records, before anything changes, whether istioctl and Istio's
+    /// control plane were there.
+    fn before_changes(&self, context: &mut Context) -> Result<(), StepError> {
         let preexisting = context.host.path(BINARY).exists();
         context.record_fact(PREEXISTING, if preexisting { "true" } else { "false" })?;
         if context.fact(CONTROL_PLANE).is_none() && !context.was_done(self.id()) {
@@ -112,19 +114,7 @@ impl Step for Istio {
                 || kube::get_json("deployment", "istiod", Some(NAMESPACE))?.is_some();
             context.record_fact(CONTROL_PLANE, if present { "true" } else { "false" })?;
         }
-        let mut changed = false;
-        for action in &actions {
-            if action.tag() == Some(DOWNLOAD) {
-                install_release(context, &release(context), BINARY)?;
-                changed = true;
-            } else if action.tag() == Some(WAIT) {
-                context.ui.status("waiting for istiod to be ready");
-                wait_command(context).run()?;
-            } else {
-                changed |= action.perform()?;
-            }
-        }
-        Ok(changed)
+        Ok(())
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {

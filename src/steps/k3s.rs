@@ -51,10 +51,6 @@ const PREEXISTING: &str = "k3s.preexisting";
 /// The Kubernetes API server's port.
 const API_PORT: u16 = 6443;
 
-const DOWNLOAD: &str = "download-k3s";
-const INSTALL: &str = "run-k3s-install";
-const WAIT: &str = "wait-node-ready";
-
 impl Step for K3s {
     fn id(&self) -> &'static str {
         "k3s"
@@ -88,22 +84,29 @@ impl Step for K3s {
         let installed = installed_version(context)?;
         let mut actions = Vec::new();
         if installed.is_none() {
-            actions.push(download_action(DOWNLOAD, &release(context), BINARY));
+            actions.push(download_action(release(context), BINARY));
         }
-        if installed.is_none() || !service::is_active("k3s")? || kubeconfig::too_open(context) {
+        let starts =
+            installed.is_none() || !service::is_active("k3s")? || kubeconfig::too_open(context);
+        if starts {
             let script = install_script(context);
-            actions.push(Action::custom(ActionKind::Command, INSTALL, format!(
+            let detail = format!(
                 "run the K3s {version} install script ({}, {}) with INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_EXEC='{SERVER_FLAGS}'",
-                script.url, script.check()
-            )));
+                script.url,
+                script.check()
+            );
+            actions.push(Action::call(ActionKind::Command, detail, |context| {
+                run_install_script(context)?;
+                wait_until_ready(context)?;
+                Ok(true)
+            }));
         }
         let copy = kubeconfig::copy_action(context)?;
         if actions.is_empty() && kube::nodes_ready()?.is_none_or(|(ready, total)| ready < total) {
-            actions.push(Action::custom(
-                ActionKind::Check,
-                WAIT,
-                "wait for the node to be Ready",
-            ));
+            let detail = "wait for the node to be Ready";
+            actions.push(Action::call(ActionKind::Check, detail, |context| {
+                wait_until_ready(context).map(|()| false)
+            }));
         }
         if actions.is_empty() {
             actions.push(Action::check(format!(
@@ -112,7 +115,6 @@ impl Step for K3s {
         }
         actions.extend(copy);
         let mut wiring = credential_provider::actions(context)?;
-        let starts = actions.iter().any(|action| action.tag() == Some(INSTALL));
         if !wiring.is_empty() && !starts {
             wiring.push(credential_provider::restart());
         }
@@ -120,34 +122,13 @@ impl Step for K3s {
         Ok(wiring)
     }
 
-    fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
+    /// Records, before anything changes, whether a Kubernetes was there.
+    fn before_changes(&self, context: &mut Context) -> Result<(), StepError> {
         if context.fact(PREEXISTING).is_none() && !context.was_done(self.id()) {
             let preexisting = kubernetes_present(context)?;
             context.record_fact(PREEXISTING, if preexisting { "true" } else { "false" })?;
         }
-        let timeout = Duration::from_secs(context.config.downloads.timeout_seconds);
-        let mut changed = false;
-        for action in &actions {
-            match action.tag() {
-                Some(DOWNLOAD) => {
-                    install_release(context, &release(context), BINARY)?;
-                    changed = true;
-                }
-                Some(INSTALL) => {
-                    run_install_script(context, timeout)?;
-                    changed = true;
-                }
-                _ => changed |= action.perform()?,
-            }
-        }
-        wait_until_ready(context)?;
-        if actions
-            .iter()
-            .any(|action| action.tag() == Some(kubeconfig::COPY))
-        {
-            changed |= kubeconfig::copy(context)?;
-        }
-        Ok(changed)
+        Ok(())
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
@@ -286,7 +267,8 @@ pub fn parse_version(output: &str) -> Option<String> {
     line.split_whitespace().nth(2).map(str::to_string)
 }
 
-fn run_install_script(context: &Context, timeout: Duration) -> Result<(), StepError> {
+fn run_install_script(context: &Context) -> Result<(), StepError> {
+    let timeout = Duration::from_secs(context.config.downloads.timeout_seconds);
     let script_bytes = fetch_release(context, &install_script(context), timeout)?;
     let script: PathBuf = context.host.path(DOWNLOADS).join("k3s-install.sh");
     host::fs::ensure_dir(&context.host.path(DOWNLOADS), 0o700)?;
@@ -303,7 +285,7 @@ fn run_install_script(context: &Context, timeout: Duration) -> Result<(), StepEr
     Ok(())
 }
 
-fn wait_until_ready(context: &Context) -> Result<(), StepError> {
+pub(crate) fn wait_until_ready(context: &Context) -> Result<(), StepError> {
     let deadline =
         Instant::now() + Duration::from_secs(context.config.downloads.ready_timeout_seconds);
     loop {

@@ -115,10 +115,12 @@ pub trait Step {
     /// to do: an empty list when the step's work is already there.
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError>;
 
-    /// Carries out `actions` (from [`Step::look`]); returns whether anything
-    /// changed.
-    fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
-        perform_all(context, actions)
+    /// Records what the host was like before the step changes it (whether
+    /// a server or a binary was already there), for uninstall. Called once,
+    /// just before the actions of a look that changes something are
+    /// carried out; nothing by default.
+    fn before_changes(&self, _context: &mut Context) -> Result<(), StepError> {
+        Ok(())
     }
 
     /// Checks, read-only, that the step's result is there and works.
@@ -157,12 +159,6 @@ pub trait Step {
     fn leftovers(&self, _context: &Context) -> Vec<String> {
         Vec::new()
     }
-
-    /// Carries out one action of [`Step::undo`]; returns whether it changed
-    /// anything. Generic actions by default.
-    fn apply_undo(&self, _context: &mut Context, action: &Action) -> Result<bool, StepError> {
-        action.perform()
-    }
 }
 
 /// What sort of change an action is.
@@ -187,13 +183,18 @@ pub enum ActionKind {
     Report,
 }
 
-/// One concrete change a step would make. Its `detail` is what a plan
-/// shows: commands with their arguments, files with their target paths,
-/// and never a secret.
-#[derive(Debug)]
+/// What an action does when it is carried out: called once with the
+/// run's context; returns whether it changed anything.
+pub type Call = Box<dyn FnOnce(&mut Context) -> Result<bool, StepError>>;
+
+/// One concrete change a step would make, and the operation that makes it:
+/// the plan and the run are the same object. Its lines are what a plan
+/// shows (usually one: commands with their arguments, files with their
+/// target paths, never a secret); an action of several lines (the SQL
+/// statements of a provisioning) runs as one operation.
 pub struct Action {
-    pub kind: ActionKind,
-    pub detail: String,
+    kind: ActionKind,
+    lines: Vec<String>,
     operation: Operation,
 }
 
@@ -211,106 +212,128 @@ enum Operation {
         link: PathBuf,
         target: PathBuf,
     },
-    Custom(&'static str),
+    Call(Call),
 }
 
-impl std::fmt::Debug for Operation {
+impl std::fmt::Debug for Action {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Nothing => f.write_str("Nothing"),
-            Self::Run(command) => write!(f, "Run({command})"),
-            Self::Write { path, mode, .. } => write!(f, "Write({}, {mode:o})", path.display()),
-            Self::Remove(path) => write!(f, "Remove({})", path.display()),
-            Self::InstallRunningBinary(path) => {
-                write!(f, "InstallRunningBinary({})", path.display())
-            }
-            Self::Symlink { link, target } => {
-                write!(f, "Symlink({} -> {})", link.display(), target.display())
-            }
-            Self::Custom(tag) => write!(f, "Custom({tag})"),
-        }
+        f.debug_struct("Action")
+            .field("kind", &self.kind)
+            .field("lines", &self.lines)
+            .field("changes_host", &self.changes_host())
+            .finish()
     }
 }
 
 impl Action {
+    fn new(kind: ActionKind, detail: String, operation: Operation) -> Self {
+        Self {
+            kind,
+            lines: vec![detail],
+            operation,
+        }
+    }
+
     /// A check already made while looking; applying it does nothing.
     pub fn check(detail: impl Into<String>) -> Self {
-        Self {
-            kind: ActionKind::Check,
-            detail: detail.into(),
-            operation: Operation::Nothing,
-        }
+        Self::new(ActionKind::Check, detail.into(), Operation::Nothing)
     }
 
     /// Runs `command`.
     pub fn run(command: Command) -> Self {
-        Self {
-            kind: ActionKind::Command,
-            detail: command.to_string(),
-            operation: Operation::Run(command),
-        }
+        Self::run_as(ActionKind::Command, command)
+    }
+
+    /// Runs `command`, shown as a change of `kind` (a service started, a
+    /// package purged).
+    pub fn run_as(kind: ActionKind, command: Command) -> Self {
+        Self::new(kind, command.to_string(), Operation::Run(command))
+    }
+
+    /// Runs `command`, shown with `note` after it in brackets.
+    pub fn run_noting(command: Command, note: &str) -> Self {
+        let detail = format!("{command} ({note})");
+        Self::new(ActionKind::Command, detail, Operation::Run(command))
     }
 
     /// Writes `contents` to the host file `path` (shown as `shown_path`).
     pub fn write(path: PathBuf, shown_path: &Path, contents: Vec<u8>, mode: u32) -> Self {
-        Self {
-            kind: ActionKind::File,
-            detail: format!("write {} (mode {mode:04o})", shown_path.display()),
-            operation: Operation::Write {
-                path,
-                contents,
-                mode,
-            },
-        }
+        let detail = format!("write {} (mode {mode:04o})", shown_path.display());
+        let operation = Operation::Write {
+            path,
+            contents,
+            mode,
+        };
+        Self::new(ActionKind::File, detail, operation)
     }
 
     /// Removes the host file `path` (shown as `shown_path`).
     pub fn remove(path: PathBuf, shown_path: &Path) -> Self {
-        Self {
-            kind: ActionKind::File,
-            detail: format!("remove {}", shown_path.display()),
-            operation: Operation::Remove(path),
-        }
+        let detail = format!("remove {}", shown_path.display());
+        Self::new(ActionKind::File, detail, Operation::Remove(path))
     }
 
     /// Copies the running stackinstall to the host path `path` (shown as
     /// `shown_path`), root:root 0755, for units that run it as root.
     pub fn install_running_binary(path: PathBuf, shown_path: &Path) -> Self {
-        Self {
-            kind: ActionKind::File,
-            detail: format!(
-                "install this stackinstall as {} (root:root, mode 0755): what the units run",
-                shown_path.display()
-            ),
-            operation: Operation::InstallRunningBinary(path),
-        }
+        let detail = format!(
+            "install this stackinstall as {} (root:root, mode 0755): what the units run",
+            shown_path.display()
+        );
+        Self::new(
+            ActionKind::File,
+            detail,
+            Operation::InstallRunningBinary(path),
+        )
     }
 
     /// Makes the host path `link` (shown as `shown_link`) a symbolic link
     /// to `target`.
     pub fn symlink(link: PathBuf, shown_link: &Path, target: PathBuf) -> Self {
-        Self {
-            kind: ActionKind::File,
-            detail: format!("link {} -> {}", shown_link.display(), target.display()),
-            operation: Operation::Symlink { link, target },
-        }
+        let detail = format!("link {} -> {}", shown_link.display(), target.display());
+        Self::new(
+            ActionKind::File,
+            detail,
+            Operation::Symlink { link, target },
+        )
     }
 
-    /// A change the step's own `apply` carries out; `tag` tells it which.
-    pub fn custom(kind: ActionKind, tag: &'static str, detail: impl Into<String>) -> Self {
-        Self {
+    /// A change of `kind`, shown as `detail`, that `operation` makes.
+    pub fn call(
+        kind: ActionKind,
+        detail: impl Into<String>,
+        operation: impl FnOnce(&mut Context) -> Result<bool, StepError> + 'static,
+    ) -> Self {
+        Self::new(kind, detail.into(), Operation::Call(Box::new(operation)))
+    }
+
+    /// One operation shown as several plan lines (each a change of `kind`);
+    /// none when `lines` is empty.
+    pub fn call_lines(
+        kind: ActionKind,
+        lines: Vec<String>,
+        operation: impl FnOnce(&mut Context) -> Result<bool, StepError> + 'static,
+    ) -> Option<Self> {
+        (!lines.is_empty()).then(|| Self {
             kind,
-            detail: detail.into(),
-            operation: Operation::Custom(tag),
-        }
+            lines,
+            operation: Operation::Call(Box::new(operation)),
+        })
     }
 
-    /// The tag of a custom action.
-    pub fn tag(&self) -> Option<&'static str> {
-        match self.operation {
-            Operation::Custom(tag) => Some(tag),
-            _ => None,
-        }
+    /// What sort of change it is.
+    pub fn kind(&self) -> ActionKind {
+        self.kind
+    }
+
+    /// What a plan shows of it, one line each.
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+
+    /// Its lines as one text.
+    pub fn detail(&self) -> String {
+        self.lines.join("; ")
     }
 
     /// Whether carrying it out changes the host.
@@ -318,10 +341,11 @@ impl Action {
         !matches!(self.operation, Operation::Nothing)
     }
 
-    /// Carries out a generic action; a custom one is the step's business.
-    pub fn perform(&self) -> Result<bool, StepError> {
-        match &self.operation {
-            Operation::Nothing | Operation::Custom(_) => Ok(false),
+    /// Carries it out; returns whether it changed anything.
+    pub fn perform(self, context: &mut Context) -> Result<bool, StepError> {
+        match self.operation {
+            Operation::Nothing => Ok(false),
+            Operation::Call(operation) => operation(context),
             Operation::Run(command) => command.run().map(|_| true).map_err(Into::into),
             Operation::Write {
                 path,
@@ -332,45 +356,24 @@ impl Action {
                 if let Some(parent) = path.parent().filter(|p| private && !p.exists()) {
                     host::fs::ensure_dir(parent, 0o700)?;
                 }
-                host::fs::ensure_file(path, contents, *mode).map_err(Into::into)
+                host::fs::ensure_file(&path, &contents, mode).map_err(Into::into)
             }
-            Operation::Remove(path) => host::fs::remove_file(path).map_err(Into::into),
+            Operation::Remove(path) => host::fs::remove_file(&path).map_err(Into::into),
             Operation::InstallRunningBinary(path) => {
-                host::installed::ensure_installed(path).map_err(Into::into)
+                host::installed::ensure_installed(&path).map_err(Into::into)
             }
             Operation::Symlink { link, target } => {
-                host::fs::ensure_symlink(link, target).map_err(Into::into)
+                host::fs::ensure_symlink(&link, &target).map_err(Into::into)
             }
         }
     }
 }
 
-/// Fails when `step`'s look still finds changes to make: its result (`what`)
-/// is not, or no longer, as the step left it.
-pub fn check_nothing_left(step: &dyn Step, context: &Context, what: &str) -> Result<(), StepError> {
-    let left: Vec<String> = step
-        .look(context)?
-        .into_iter()
-        .filter(Action::changes_host)
-        .map(|action| action.detail)
-        .collect();
-    if left.is_empty() {
-        return Ok(());
-    }
-    Err(StepError::failed(
-        format!(
-            "{what} is not as the step left it: still to do: {}",
-            left.join("; ")
-        ),
-        format!("run `stackinstall install --redo {}`", step.id()),
-    ))
-}
-
-/// Performs every generic action in order; returns whether any changed.
-pub fn perform_all(_context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
+/// Carries out `actions` in order; returns whether any changed anything.
+pub fn perform_all(context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
     let mut changed = false;
-    for action in &actions {
-        changed |= action.perform()?;
+    for action in actions {
+        changed |= action.perform(context)?;
     }
     Ok(changed)
 }

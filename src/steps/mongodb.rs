@@ -49,10 +49,6 @@ const CONFIG_PATH: &str = "/etc/mongod.conf";
 const KEY_FILE_BYTES: usize = 756;
 const KEY_FILE_MODE: u32 = 0o600;
 const OWNER: &str = "mongodb";
-const MAKE_KEY_FILE: &str = "make-key-file";
-const CHANGE_USER: &str = "change-user";
-const DROP_USER: &str = "drop-user";
-const WRITE_CONFIG: &str = "write-config";
 /// Where a `/etc/mongod.conf` that was there before the install is kept.
 const CONFIG_BACKUP: &str = "/etc/mongod.conf.stackinstall-backup";
 const CONFIG_KEY: &str = "mongodb.config";
@@ -85,26 +81,25 @@ impl Step for Mongodb {
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let config = &context.config.mongodb;
         let mut actions = services::package_actions(context, SERVICE, &[PACKAGE])?;
-        let install = actions.iter().position(|a| a.kind == ActionKind::Package);
+        let install = actions.iter().position(|a| a.kind() == ActionKind::Package);
         if let Some(at) = install {
             actions.splice(at..at, repository::actions(context)?);
         }
         let path = context.host.path(CONFIG_PATH);
-        let text = render_config(&context.config)?;
-        let changed = host::fs::read_optional(&path)?.as_deref() != Some(text.as_str());
+        let changed = !config_in_place(context)?;
         if changed {
             let detail = format!(
                 "write {} (mode 0644; one that was there before the install is first copied to {CONFIG_BACKUP}, and uninstall puts it back)",
                 context.shown(&path).display()
             );
-            actions.push(Action::custom(ActionKind::File, WRITE_CONFIG, detail));
+            actions.push(Action::call(ActionKind::File, detail, write_config));
         }
         if !key_file_ready(context) {
             let detail = format!(
                 "make {} ({KEY_FILE_BYTES} random bytes in base64, mode 0600, owner {OWNER})",
                 context.shown(&key_file(context)).display()
             );
-            actions.push(Action::custom(ActionKind::File, MAKE_KEY_FILE, detail));
+            actions.push(Action::call(ActionKind::File, detail, make_key_file));
         }
         actions.extend(services::service_action(&config.service, changed)?);
         let changes = match install.is_none() && service::is_active(&config.service)? {
@@ -119,38 +114,25 @@ impl Step for Mongodb {
                 "record in the state that the user `{}` was there before the install (uninstall keeps it)",
                 config.username
             );
-            actions.push(Action::custom(ActionKind::Check, CHANGE_USER, detail));
+            actions.push(Action::call(ActionKind::Check, detail, provision));
         }
-        for change in changes {
-            let detail = change.detail(config);
-            actions.push(Action::custom(ActionKind::Database, CHANGE_USER, detail));
-        }
+        let lines = changes.iter().map(|change| change.detail(config)).collect();
+        actions.extend(Action::call_lines(ActionKind::Database, lines, provision));
         Ok(actions)
     }
 
-    fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
-        let (mut changed, mut provisioned) = (false, false);
-        for action in &actions {
-            changed |= match services::perform(context, SERVICE, action, &[PACKAGE])? {
-                Some(result) => result,
-                None => match action.tag() {
-                    Some(repository::ADD_KEY) => repository::add_key(context)?,
-                    Some(MAKE_KEY_FILE) => make_key_file(context)?,
-                    Some(WRITE_CONFIG) => write_config(context)?,
-                    Some(DROP_USER) => drop_user(context)?,
-                    _ if provisioned => false,
-                    _ => {
-                        provisioned = true;
-                        provision(context)?
-                    }
-                },
-            };
-        }
-        Ok(changed)
-    }
-
+    /// The settings and key files as the step leaves them, and the user's
+    /// own login with its roles (no survey through an admin account).
     fn verify(&self, context: &Context) -> Result<(), StepError> {
-        super::check_nothing_left(self, context, "MongoDB")?;
+        if !config_in_place(context)? || !key_file_ready(context) {
+            return Err(StepError::failed(
+                format!(
+                    "`{CONFIG_PATH}` or the key file `{}` is not as the step left it",
+                    context.config.mongodb.key_file
+                ),
+                "run `stackinstall install --redo mongodb`",
+            ));
+        }
         login_at_host_address(context)
     }
 
@@ -167,10 +149,10 @@ impl Step for Mongodb {
         let user = format!("MongoDB user `{username}`");
         let mut actions = match kept_because(context.origin(&user_key(context)), &user) {
             Some(kept) => vec![Action::check(kept)],
-            None => vec![Action::custom(
+            None => vec![Action::call(
                 ActionKind::Database,
-                DROP_USER,
                 format!("dropUser {username}"),
+                |context| drop_user(context),
             )],
         };
         actions.extend(config_removal(context)?);
@@ -193,13 +175,13 @@ impl Step for Mongodb {
         )?);
         Ok(actions)
     }
+}
 
-    fn apply_undo(&self, context: &mut Context, action: &Action) -> Result<bool, StepError> {
-        match action.tag() {
-            Some(DROP_USER) => drop_user(context),
-            _ => action.perform(),
-        }
-    }
+/// Whether `/etc/mongod.conf` is the one the profile renders.
+fn config_in_place(context: &Context) -> Result<bool, StepError> {
+    let text = render_config(&context.config)?;
+    let current = host::fs::read_optional(&context.host.path(CONFIG_PATH))?;
+    Ok(current.as_deref() == Some(text.as_str()))
 }
 
 /// Writes `/etc/mongod.conf`; one there before the install is first copied
@@ -230,9 +212,10 @@ fn config_removal(context: &Context) -> Result<Vec<Action>, StepError> {
         Some(Origin::Found) => match host::fs::read_optional(&backup)? {
             Some(original) => {
                 let mode = host::fs::mode_of(&backup).unwrap_or(0o644);
-                let mut restore = Action::write(path, &shown, original.into_bytes(), mode);
-                restore.detail =
-                    format!("put back {} as it was before the install", shown.display());
+                let detail = format!("put back {} as it was before the install", shown.display());
+                let restore = Action::call(ActionKind::File, detail, move |_| {
+                    Ok(host::fs::ensure_file(&path, original.as_bytes(), mode)?)
+                });
                 let shown_backup = context.shown(&backup);
                 Ok(vec![restore, Action::remove(backup, &shown_backup)])
             }

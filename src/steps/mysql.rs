@@ -31,9 +31,7 @@ use crate::state::Fingerprint;
 pub struct Mysql;
 
 const SERVICE: &str = "mysql";
-const RUN_SQL: &str = "run-sql";
 const CONFIG_FILE: &str = "stackbill.cnf";
-const DROP_SQL: &str = "drop-sql";
 
 /// Which server answers: the SQL and the file locations differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +109,7 @@ impl Step for Mysql {
         let mut actions = services::package_actions(context, SERVICE, &[&package])?;
         let installed = !actions
             .iter()
-            .any(|action| action.kind == ActionKind::Package);
+            .any(|action| action.kind() == ActionKind::Package);
         let survey = if installed {
             survey_if_running(context)?
         } else {
@@ -142,21 +140,30 @@ impl Step for Mysql {
         let statements = sql::statements(&context.config.mysql, flavour, survey.as_ref(), None);
         if statements.is_empty() && unclaimed(context) {
             let detail = "record in the state which databases and user were there before the install (uninstall keeps those)";
-            actions.push(Action::custom(ActionKind::Check, RUN_SQL, detail));
+            actions.push(Action::call(ActionKind::Check, detail, provision));
         }
-        for statement in statements {
-            actions.push(Action::custom(ActionKind::Database, RUN_SQL, statement));
-        }
+        actions.extend(Action::call_lines(
+            ActionKind::Database,
+            statements,
+            provision,
+        ));
         Ok(actions)
     }
 
-    fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
-        let package = package(context);
-        services::apply(context, SERVICE, &actions, &[&package], provision)
-    }
-
+    /// The settings file as the step leaves it, and the application's own
+    /// login over TCP (no survey as root).
     fn verify(&self, context: &Context) -> Result<(), StepError> {
-        super::check_nothing_left(self, context, "MySQL")?;
+        let mut in_place = false;
+        for flavour in [Flavour::Mysql, Flavour::Mariadb] {
+            let current = host::fs::read_optional(&config_path(context, flavour))?;
+            in_place |= current.as_deref() == Some(config_text(context, flavour)?.as_str());
+        }
+        if !in_place {
+            return Err(StepError::failed(
+                format!("the MySQL settings file `{CONFIG_FILE}` is not as the step left it"),
+                "run `stackinstall install --redo mysql`",
+            ));
+        }
         login_over_tcp(context)
     }
 
@@ -176,9 +183,8 @@ impl Step for Mysql {
             if path.exists() {
                 actions.push(Action::remove(path.clone(), &context.shown(&path)));
                 if !new {
-                    let mut restart = Action::run(service::restart(&unit(context, flavour)));
-                    restart.kind = ActionKind::Service;
-                    actions.push(restart);
+                    let restart = service::restart(&unit(context, flavour));
+                    actions.push(Action::run_as(ActionKind::Service, restart));
                 }
             }
         }
@@ -192,19 +198,17 @@ impl Step for Mysql {
         )?);
         Ok(actions)
     }
+}
 
-    fn apply_undo(&self, context: &mut Context, action: &Action) -> Result<bool, StepError> {
-        if action.tag() != Some(DROP_SQL) {
-            return action.perform();
-        }
-        let result = context.block_on(async {
-            let mut connection = MySqlConnection::connect_with(&admin_options(context)).await?;
-            sqlx::raw_sql(&action.detail).execute(&mut connection).await
-        })?;
-        result
-            .map(|done| done.rows_affected() > 0)
-            .map_err(|error| admin_error(context, &error))
-    }
+/// Runs one statement of the uninstall as root; whether it changed rows.
+fn run_as_root(context: &Context, statement: &str) -> Result<bool, StepError> {
+    let result = context.block_on(async {
+        let mut connection = MySqlConnection::connect_with(&admin_options(context)).await?;
+        sqlx::raw_sql(statement).execute(&mut connection).await
+    })?;
+    result
+        .map(|done| done.rows_affected() > 0)
+        .map_err(|error| admin_error(context, &error))
 }
 
 fn package(context: &Context) -> String {
@@ -420,11 +424,12 @@ fn drop_actions(context: &Context) -> Vec<Action> {
     let user_what = format!("MySQL user `{}`", config.username);
     let user = ours(user_key(&config.username), user_what).then_some(config.username.as_str());
     let statements = sql::drop_statements(&databases, user);
-    actions.extend(
-        statements
-            .into_iter()
-            .map(|statement| Action::custom(ActionKind::Database, DROP_SQL, statement)),
-    );
+    actions.extend(statements.into_iter().map(|statement| {
+        let detail = statement.clone();
+        Action::call(ActionKind::Database, detail, move |context| {
+            run_as_root(context, &statement)
+        })
+    }));
     actions
 }
 

@@ -43,12 +43,10 @@ impl Step for Namespace {
                 "namespace {name} has sidecar injection and the Helm ownership labels"
             ))]);
         }
-        let mut apply = Action::run(kube::apply(&manifest));
-        apply.detail = format!(
-            "{} (namespace {name} with istio-injection=enabled and the Helm ownership labels)",
-            apply.detail
-        );
-        Ok(vec![apply])
+        Ok(vec![Action::run_noting(
+            kube::apply(&manifest),
+            &format!("namespace {name} with istio-injection=enabled and the Helm ownership labels"),
+        )])
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
@@ -70,9 +68,10 @@ impl Step for Namespace {
         let name = &context.config.cluster.namespace;
         let mut actions = self.undo_kept(context)?;
         if kube::get_json("namespace", name, None)?.is_some() {
-            let mut delete = Action::run(kube::delete("namespace", name, None));
-            delete.detail = format!("{} (and everything in it, PVCs included)", delete.detail);
-            actions.push(delete);
+            actions.push(Action::run_noting(
+                kube::delete("namespace", name, None),
+                "and everything in it, PVCs included",
+            ));
         }
         Ok(actions)
     }

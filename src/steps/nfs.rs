@@ -35,8 +35,6 @@ const END: &str = "# END stackinstall";
 const DIRECTORY_MODE: u32 = 0o777;
 /// `nobody` and `nogroup` on Debian and Ubuntu.
 const NOBODY: (u32, u32) = (65534, 65534);
-const MAKE_DIRECTORY: &str = "make-directory";
-const FIX_DIRECTORY: &str = "fix-directory";
 /// The state key of the managed block's origin.
 const BLOCK: &str = "nfs.export-block";
 
@@ -85,28 +83,30 @@ impl Step for Nfs {
         Ok(actions)
     }
 
-    fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
+    /// Records, before anything changes, whether the export block was there.
+    fn before_changes(&self, context: &mut Context) -> Result<(), StepError> {
         let path = context.host.path(EXPORTS);
         let current = host::fs::read_optional(&path)?.unwrap_or_default();
         let present = block_lines(&current, &context.shown(&path))?.is_some();
-        context.claim(SERVICE, BLOCK, present)?;
-        let mut changed = false;
-        for action in &actions {
-            let directory = context.host.path(&context.config.nfs.path);
-            changed |= match services::perform(context, SERVICE, action, &[PACKAGE])? {
-                Some(result) => result,
-                None if action.tag() == Some(FIX_DIRECTORY) => {
-                    host::fs::set_mode_and_owner(&directory, DIRECTORY_MODE, Some(NOBODY))?;
-                    true
-                }
-                None => make_directory(&directory)?,
-            };
-        }
-        Ok(changed)
+        context.claim(SERVICE, BLOCK, present)
     }
 
+    /// The block in `/etc/exports`, the directory, and `exportfs` listing
+    /// the path (no package or service look).
     fn verify(&self, context: &Context) -> Result<(), StepError> {
-        super::check_nothing_left(self, context, "the NFS export")?;
+        let path = context.host.path(EXPORTS);
+        let current = host::fs::read_optional(&path)?.unwrap_or_default();
+        let wanted = with_block(&current, &export_line(context)?, &context.shown(&path))?;
+        let directory = context.host.path(&context.config.nfs.path);
+        if wanted != current || host::fs::mode_of(&directory).is_none() {
+            return Err(StepError::failed(
+                format!(
+                    "the export block in `{EXPORTS}` or the directory `{}` is not as the step left it",
+                    context.config.nfs.path
+                ),
+                "run `stackinstall install --redo nfs`",
+            ));
+        }
         let exported = exportfs(["-v"]).run()?.stdout;
         let path = &context.config.nfs.path;
         if !exported
@@ -181,20 +181,25 @@ fn directory_action(context: &Context) -> Option<Action> {
         host::fs::owner_of(&directory),
     ) else {
         let detail = format!("make {} ({wanted})", shown.display());
-        return Some(Action::custom(ActionKind::File, MAKE_DIRECTORY, detail));
+        return Some(Action::call(ActionKind::File, detail, move |_| {
+            make_directory(&directory)
+        }));
     };
     if mode == DIRECTORY_MODE && (uid, gid) == NOBODY {
         return None;
     }
     let found = format!("mode {mode:04o}, owner {uid}:{gid}");
     Some(match context.config.nfs.fix_permissions {
-        true => Action::custom(
+        true => Action::call(
             ActionKind::File,
-            FIX_DIRECTORY,
             format!(
                 "change {} from {found} to {wanted} ([nfs] fix_permissions = true)",
                 shown.display()
             ),
+            move |_| {
+                host::fs::set_mode_and_owner(&directory, DIRECTORY_MODE, Some(NOBODY))?;
+                Ok(true)
+            },
         ),
         false => Action::check(format!(
             "{} was already there with {found} (not {wanted}): left as it is; set `[nfs] fix_permissions = true` in the profile to change it",

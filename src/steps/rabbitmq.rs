@@ -28,7 +28,6 @@ const SERVICE: &str = "rabbitmq";
 const PACKAGE: &str = "rabbitmq-server";
 const UNIT: &str = "rabbitmq-server";
 const PLUGIN: &str = "rabbitmq_management";
-const PROVISION: &str = "provision-user";
 const EVERYTHING: &str = ".*";
 
 impl Step for Rabbitmq {
@@ -59,13 +58,12 @@ impl Step for Rabbitmq {
         let mut actions = services::package_actions(context, SERVICE, &[PACKAGE])?;
         let installed = !actions
             .iter()
-            .any(|action| action.kind == ActionKind::Package);
+            .any(|action| action.kind() == ActionKind::Package);
         let running = installed && service::is_active(UNIT)?;
         actions.extend(services::service_action(UNIT, false)?);
         if !installed || !plugin_enabled()? {
-            let mut action = Action::run(rabbitmq_plugins(["enable", PLUGIN]));
-            action.kind = ActionKind::Service;
-            actions.push(action);
+            let enable = rabbitmq_plugins(["enable", PLUGIN]);
+            actions.push(Action::run_as(ActionKind::Service, enable));
         }
         let password = password(context).unwrap_or_else(|_| Secret::new(String::new()));
         let commands = match running {
@@ -74,20 +72,11 @@ impl Step for Rabbitmq {
         };
         if commands.is_empty() && unclaimed(context) {
             let detail = "record in the state that the user (and vhost) were there before the install (uninstall keeps them)";
-            actions.push(Action::custom(ActionKind::Check, PROVISION, detail));
+            actions.push(Action::call(ActionKind::Check, detail, provision));
         }
-        for command in commands {
-            actions.push(Action::custom(
-                ActionKind::Command,
-                PROVISION,
-                command.to_string(),
-            ));
-        }
+        let lines = commands.iter().map(Command::to_string).collect();
+        actions.extend(Action::call_lines(ActionKind::Command, lines, provision));
         Ok(actions)
-    }
-
-    fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
-        services::apply(context, SERVICE, &actions, &[PACKAGE], provision)
     }
 
     /// Checks as the application would, without `rabbitmqctl` (each of its

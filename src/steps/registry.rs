@@ -46,7 +46,6 @@ pub const TIMER: &str = "stackinstall-ecr-refresh.timer";
 pub const REFRESH_CONFIG: &str = "/etc/stackinstall/ecr-refresh.toml";
 
 const SYSTEMD_DIR: &str = "/etc/systemd/system";
-const RENEW: &str = "renew-pull-secret";
 
 /// The renewal's files, as (absolute host path, contents): the service, the
 /// timer and the configuration they run the installed binary with.
@@ -108,35 +107,17 @@ impl Step for Registry {
         let config = &context.config;
         match ecr::read_stamp(config)? {
             Some(stamp) if !stamp.needs_renewal(OffsetDateTime::now_utc()) => {}
-            _ => actions.push(Action::custom(
+            _ => actions.push(Action::call(
                 ActionKind::Kubernetes,
-                RENEW,
                 format!(
                     "fetch an ECR token for `{}` (region {}, AWS credential chain) and apply Secret `{}` in `{}` with kubectl on stdin",
                     config.registry.server, config.registry.region, config.registry.secret, config.cluster.namespace
                 ),
+                renew,
             )),
         }
         actions.extend(unit_actions(context)?);
         Ok(actions)
-    }
-
-    fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
-        let mut changed = false;
-        for action in &actions {
-            if action.tag() == Some(RENEW) {
-                let stamp = ecr::renew(context, OffsetDateTime::now_utc())?;
-                context.ui.note(&format!(
-                    "pull secret `{}` renewed; `{TIMER}` renews it before it expires",
-                    context.config.registry.secret
-                ));
-                tracing::info!("token stamp: {:?}", stamp.annotations());
-                changed = true;
-            } else {
-                changed |= action.perform()?;
-            }
-        }
-        Ok(changed)
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
@@ -246,4 +227,15 @@ fn render_failed(error: RenderError) -> StepError {
         error.to_string(),
         "this is a bug in stackinstall's templates; please report it",
     )
+}
+
+/// Fetches a token and applies the pull Secret; the timer renews it later.
+fn renew(context: &mut Context) -> Result<bool, StepError> {
+    let stamp = ecr::renew(context, OffsetDateTime::now_utc())?;
+    context.ui.note(&format!(
+        "pull secret `{}` renewed; `{TIMER}` renews it before it expires",
+        context.config.registry.secret
+    ));
+    tracing::info!("token stamp: {:?}", stamp.annotations());
+    Ok(true)
 }

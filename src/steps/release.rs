@@ -28,8 +28,6 @@ use crate::state::Fingerprint;
 /// The release step.
 pub struct Release;
 
-const UPGRADE: &str = "helm-upgrade";
-
 /// Where the values file lives while Helm runs.
 const VALUES_DIR: &str = "/var/lib/stackinstall";
 
@@ -253,26 +251,15 @@ impl Step for Release {
             return Ok(actions);
         }
         let shown = context.shown(&values_path(context));
-        actions.push(Action::custom(
+        actions.push(Action::call(
             ActionKind::Command,
-            UPGRADE,
             format!(
                 "{} (values file mode 0600 with the credentials, removed afterwards)",
                 upgrade_command(context, &shown, &marker)
             ),
+            |context| upgrade(context),
         ));
         Ok(actions)
-    }
-
-    fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
-        let mut changed = false;
-        for action in &actions {
-            changed |= match action.tag() {
-                Some(UPGRADE) => upgrade(context)?,
-                _ => action.perform()?,
-            };
-        }
-        Ok(changed)
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {

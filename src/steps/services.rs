@@ -6,10 +6,6 @@ use super::{Action, ActionKind, StepError};
 use crate::context::Context;
 use crate::host::{self, packages, service};
 
-const INSTALL_PACKAGES: &str = "install-packages";
-const RECORD_PREEXISTING: &str = "record-preexisting";
-const RECORD_NEW: &str = "record-new";
-
 /// The state key that says whether `service`'s server was there before us.
 pub fn preexisting_key(service: &str) -> String {
     format!("{service}.preexisting")
@@ -26,15 +22,15 @@ pub fn package_actions(
     let missing = packages::missing(packages)?;
     let mut actions = Vec::new();
     if context.fact(&preexisting_key(service)).is_none() {
-        let (tag, what) = match missing.is_empty() {
-            true => (
-                RECORD_PREEXISTING,
-                "was already on the host: uninstall keeps it",
-            ),
-            false => (RECORD_NEW, "is new on this host: uninstall may remove it"),
+        let (preexisting, what) = match missing.is_empty() {
+            true => ("true", "was already on the host: uninstall keeps it"),
+            false => ("false", "is new on this host: uninstall may remove it"),
         };
         let detail = format!("record in the state that {service} {what}");
-        actions.push(Action::custom(ActionKind::Check, tag, detail));
+        let key = preexisting_key(service);
+        actions.push(Action::call(ActionKind::Check, detail, move |context| {
+            context.record_fact(&key, preexisting).map(|()| false)
+        }));
     }
     if !missing.is_empty() {
         let detail = format!(
@@ -42,11 +38,11 @@ pub fn package_actions(
             packages::install_command(&missing),
             packages::update_command()
         );
-        actions.push(Action::custom(
-            ActionKind::Package,
-            INSTALL_PACKAGES,
-            detail,
-        ));
+        let service = service.to_string();
+        let packages: Vec<String> = packages.iter().map(|p| p.to_string()).collect();
+        actions.push(Action::call(ActionKind::Package, detail, move |context| {
+            install_missing(context, &service, &packages)
+        }));
     }
     Ok(actions)
 }
@@ -61,63 +57,27 @@ pub fn service_action(unit: &str, config_changed: bool) -> Result<Option<Action>
     } else {
         return Ok(None);
     };
-    let mut action = Action::run(command);
-    action.kind = ActionKind::Service;
-    Ok(Some(action))
+    Ok(Some(Action::run_as(ActionKind::Service, command)))
 }
 
-/// Carries out a generic action or one of the shared custom ones for
-/// `service`; returns `None` for a custom action that is the step's own.
-pub fn perform(
+/// Installs those of `packages` that are missing, recording them first
+/// (`SERVICE.packages`) for uninstall.
+fn install_missing(
     context: &mut Context,
     service: &str,
-    action: &Action,
-    packages: &[&str],
-) -> Result<Option<bool>, StepError> {
-    match action.tag() {
-        Some(RECORD_PREEXISTING) => context
-            .record_fact(&preexisting_key(service), "true")
-            .map(|()| Some(false)),
-        Some(RECORD_NEW) => context
-            .record_fact(&preexisting_key(service), "false")
-            .map(|()| Some(false)),
-        Some(INSTALL_PACKAGES) => {
-            let missing = packages::missing(packages)?;
-            context.record_fact(&packages_key(service), &missing.join(" "))?;
-            context
-                .ui
-                .status(&format!("installing {}", missing.join(" ")));
-            packages::install(&missing)?;
-            Ok(Some(true))
-        }
-        Some(_) => Ok(None),
-        None => action.perform().map(Some),
-    }
-}
-
-/// Carries out a server step's `actions`: the shared ones through
-/// [`perform`], and the step's own (its provisioning, however many actions
-/// the plan lists for it) by one call of `provision`. Whether anything
-/// changed.
-pub fn apply(
-    context: &mut Context,
-    service: &str,
-    actions: &[Action],
-    packages: &[&str],
-    provision: fn(&mut Context) -> Result<bool, StepError>,
+    packages: &[String],
 ) -> Result<bool, StepError> {
-    let (mut changed, mut provisioned) = (false, false);
-    for action in actions {
-        match perform(context, service, action, packages)? {
-            Some(result) => changed |= result,
-            None if !provisioned => {
-                changed |= provision(context)?;
-                provisioned = true;
-            }
-            None => {}
-        }
+    let wanted: Vec<&str> = packages.iter().map(String::as_str).collect();
+    let missing = packages::missing(&wanted)?;
+    if missing.is_empty() {
+        return Ok(false);
     }
-    Ok(changed)
+    context.record_fact(&packages_key(service), &missing.join(" "))?;
+    context
+        .ui
+        .status(&format!("installing {}", missing.join(" ")));
+    packages::install(&missing)?;
+    Ok(true)
 }
 
 /// The address a verification logs in at: `configured`, or the host's own
@@ -176,9 +136,8 @@ pub fn purge_actions(
     if installed.is_empty() {
         return Ok(Vec::new());
     }
-    let mut stop = Action::run(service::disable_now(unit));
-    stop.kind = ActionKind::Service;
-    let mut purge = Action::run(packages::purge_command(&installed));
-    purge.kind = ActionKind::Package;
-    Ok(vec![stop, purge])
+    Ok(vec![
+        Action::run_as(ActionKind::Service, service::disable_now(unit)),
+        Action::run_as(ActionKind::Package, packages::purge_command(&installed)),
+    ])
 }

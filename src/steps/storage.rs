@@ -27,7 +27,6 @@ use crate::state::Fingerprint;
 /// The storage step.
 pub struct Storage;
 
-const INSTALL: &str = "install-provisioner";
 /// Where the chart waits for Helm.
 const DOWNLOADS: &str = "/var/lib/stackinstall/downloads";
 
@@ -86,17 +85,6 @@ impl Step for Storage {
         Ok(actions)
     }
 
-    fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
-        let mut changed = false;
-        for action in &actions {
-            changed |= match action.tag() {
-                Some(INSTALL) => install(context)?,
-                _ => action.perform()?,
-            };
-        }
-        Ok(changed)
-    }
-
     fn verify(&self, context: &Context) -> Result<(), StepError> {
         if context.config.storage.provisioner_in_chart {
             return Ok(());
@@ -124,18 +112,18 @@ impl Step for Storage {
         if history(&storage.release, &storage.namespace)?.is_empty() {
             return Ok(Vec::new());
         }
-        let mut uninstall = Action::run(kube::helm([
+        let uninstall = kube::helm([
             "uninstall",
             &storage.release,
             "-n",
             &storage.namespace,
             "--wait",
-        ]));
-        uninstall.detail = format!(
-            "{} (and the StorageClass `{}`; the data under `{}` stays)",
-            uninstall.detail, context.config.nfs.storage_class, context.config.nfs.path
+        ]);
+        let note = format!(
+            "and the StorageClass `{}`; the data under `{}` stays",
+            context.config.nfs.storage_class, context.config.nfs.path
         );
-        Ok(vec![uninstall])
+        Ok(vec![Action::run_noting(uninstall, &note)])
     }
 }
 
@@ -201,14 +189,14 @@ fn install_action(context: &Context) -> Result<Action, StepError> {
         false => format!("SHA-256 {}", storage.sha256),
     };
     let command = helm_command(context, &shown.display().to_string())?;
-    Ok(Action::custom(
+    Ok(Action::call(
         ActionKind::Command,
-        INSTALL,
         format!(
             "download {} ({check}) to {} (mode 0600, removed afterwards), then {command}",
             chart_url(context),
             shown.display()
         ),
+        |context| install(context),
     ))
 }
 

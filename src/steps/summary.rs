@@ -8,8 +8,6 @@ use crate::context::Context;
 /// The summary step.
 pub struct Summary;
 
-const PRINT: &str = "print-summary";
-
 impl Step for Summary {
     fn id(&self) -> &'static str {
         "summary"
@@ -24,16 +22,14 @@ impl Step for Summary {
     }
 
     fn look(&self, _context: &Context) -> Result<Vec<Action>, StepError> {
-        Ok(vec![Action::custom(
+        Ok(vec![Action::call(
             ActionKind::Report,
-            PRINT,
             "print the application URLs, where the credentials and the log are, and the next commands",
+            |context| {
+                context.ui.message(&summary_text(context));
+                Ok(false)
+            },
         )])
-    }
-
-    fn apply(&self, context: &mut Context, _actions: Vec<Action>) -> Result<bool, StepError> {
-        context.ui.message(&summary_text(context));
-        Ok(false)
     }
 
     fn verify(&self, _context: &Context) -> Result<(), StepError> {

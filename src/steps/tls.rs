@@ -23,7 +23,6 @@ pub struct Tls;
 
 /// The annotation holding the SHA-256 of the certificate and key.
 const ANNOTATION: &str = "stackinstall.io/tls-sha256";
-const APPLY: &str = "apply-tls-secret";
 
 impl Step for Tls {
     fn id(&self) -> &'static str {
@@ -63,30 +62,19 @@ impl Step for Tls {
                     "Secret {name} in {namespace} holds the current certificate"
                 )));
             } else {
-                actions.push(Action::custom(
+                let detail = format!(
+                    "{} (kubernetes.io/tls Secret {name} in {namespace}, certificate sha256 {})",
+                    apply_shown(),
+                    &hash[..16]
+                );
+                actions.push(Action::call(
                     ActionKind::Kubernetes,
-                    APPLY,
-                    format!("{} (kubernetes.io/tls Secret {name} in {namespace}, certificate sha256 {})", apply_shown(), &hash[..16]),
+                    detail,
+                    move |context| apply_secret(context, &namespace),
                 ));
             }
         }
         Ok(actions)
-    }
-
-    fn apply(&self, context: &mut Context, actions: Vec<Action>) -> Result<bool, StepError> {
-        let (certificate, key) = read_pair(context)?;
-        let hash = pair_hash(&certificate, &key);
-        let name = context.config.istio.tls_secret.clone();
-        let mut changed = false;
-        for (namespace, action) in namespaces(context).into_iter().zip(&actions) {
-            if action.tag() == Some(APPLY) {
-                let manifest =
-                    secret_manifest(&name, &namespace, &hash, &certificate, key.expose());
-                kube::apply_secret(manifest).run()?;
-                changed = true;
-            }
-        }
-        Ok(changed)
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
@@ -161,6 +149,17 @@ fn live_hash(name: &str, namespace: &str) -> Result<Option<String>, StepError> {
         ANNOTATION.replace('.', "\\.")
     );
     Ok(kube::get_field("secret", name, namespace, &path)?)
+}
+
+/// Applies the TLS Secret with the current pair in `namespace`, the key on
+/// kubectl's stdin.
+fn apply_secret(context: &mut Context, namespace: &str) -> Result<bool, StepError> {
+    let (certificate, key) = read_pair(context)?;
+    let hash = pair_hash(&certificate, &key);
+    let name = &context.config.istio.tls_secret;
+    let manifest = secret_manifest(name, namespace, &hash, &certificate, key.expose());
+    kube::apply_secret(manifest).run()?;
+    Ok(true)
 }
 
 fn apply_shown() -> String {

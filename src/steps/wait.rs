@@ -31,8 +31,6 @@ use crate::state::Fingerprint;
 /// The wait step.
 pub struct Wait;
 
-const WAIT: &str = "wait-for-pods";
-
 /// Time as the wait sees it, so tests can run a timeout without waiting.
 pub trait Clock {
     fn now(&self) -> Instant;
@@ -231,39 +229,16 @@ impl Step for Wait {
         if all_ready(&pods) {
             return Ok(Vec::new());
         }
-        Ok(vec![Action::custom(
+        Ok(vec![Action::call(
             ActionKind::Check,
-            WAIT,
             format!(
                 "wait up to {}s for the pods in `{}` to be Ready and its Jobs Complete (now {})",
                 context.config.wait.timeout_seconds,
                 context.config.cluster.namespace,
                 progress(&pods, "ready")
             ),
+            wait_for_pods,
         )])
-    }
-
-    fn apply(&self, context: &mut Context, _actions: Vec<Action>) -> Result<bool, StepError> {
-        // Pods may carry the passwords in their environment: loading the
-        // credentials registers them, so the logged pod lists are redacted.
-        let _ = context.credentials();
-        let config = &context.config;
-        let timeout = Duration::from_secs(config.wait.timeout_seconds);
-        let interval = Duration::from_millis(config.wait.poll_milliseconds.max(1));
-        let (pods, ready) = wait_for(
-            || poll(config),
-            &SystemClock,
-            timeout,
-            interval,
-            |s| context.ui.status(s),
-        )?;
-        if !ready {
-            return Err(crate::doctor::explain_timeout(
-                timed_out(&pods, config),
-                context,
-            ));
-        }
-        Ok(false)
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
@@ -283,6 +258,31 @@ impl Step for Wait {
             format!("`kubectl get pods -n {}`", context.config.cluster.namespace),
         ))
     }
+}
+
+/// Waits until every pod is Ready and every Job Complete; on timeout the
+/// error names what is not there and why.
+fn wait_for_pods(context: &mut Context) -> Result<bool, StepError> {
+    // Pods may carry the passwords in their environment: loading the
+    // credentials registers them, so the logged pod lists are redacted.
+    let _ = context.credentials();
+    let config = &context.config;
+    let timeout = Duration::from_secs(config.wait.timeout_seconds);
+    let interval = Duration::from_millis(config.wait.poll_milliseconds.max(1));
+    let (pods, ready) = wait_for(
+        || poll(config),
+        &SystemClock,
+        timeout,
+        interval,
+        |s| context.ui.status(s),
+    )?;
+    if !ready {
+        return Err(crate::doctor::explain_timeout(
+            timed_out(&pods, config),
+            context,
+        ));
+    }
+    Ok(false)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use crate::host::installed::{self, INSTALLED_BINARY};
 use crate::host::{self, service};
 use crate::provider::{self, BIN_DIR, KUBELET_CONFIG, PLUGIN};
 use crate::steps::registry::REFRESH_CONFIG;
-use crate::steps::{Action, StepError};
+use crate::steps::{Action, ActionKind, StepError};
 
 /// The plugin's path on the host (before `Host::path`).
 pub fn plugin_path() -> PathBuf {
@@ -59,16 +59,23 @@ pub fn actions(context: &Context) -> Result<Vec<Action>, StepError> {
     Ok(actions)
 }
 
-/// The restart that makes a running K3s read a changed provider config.
+/// The restart that makes a running K3s read a changed provider config;
+/// done once its node is Ready again.
 pub fn restart() -> Action {
-    Action::run(service::restart("k3s"))
+    let restart = service::restart("k3s");
+    let detail = restart.to_string();
+    Action::call(ActionKind::Command, detail, move |context| {
+        restart.run()?;
+        super::wait_until_ready(context)?;
+        Ok(true)
+    })
 }
 
 /// Fails when the provider is not (or no longer) as the step left it.
 pub fn check(context: &Context) -> Result<(), StepError> {
     let left: Vec<String> = actions(context)?
         .into_iter()
-        .map(|action| action.detail)
+        .map(|action| action.detail())
         .collect();
     if left.is_empty() {
         return Ok(());

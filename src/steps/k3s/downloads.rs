@@ -8,14 +8,16 @@ use crate::context::Context;
 use crate::host::download::{self, ReleaseBinary};
 use crate::steps::{Action, ActionKind, StepError};
 
-/// The plan's line for downloading `release` and installing its binary.
-pub fn download_action(tag: &'static str, release: &ReleaseBinary, binary: &str) -> Action {
+/// Downloads `release` and installs its binary at `binary`.
+pub fn download_action(release: ReleaseBinary, binary: &'static str) -> Action {
     let detail = format!(
         "download {} ({}), install {binary} (mode 0755)",
         release.url,
         release.check()
     );
-    Action::custom(ActionKind::File, tag, detail)
+    Action::call(ActionKind::File, detail, move |context| {
+        install_release(context, &release, binary).map(|()| true)
+    })
 }
 
 /// Downloads `release`, checks it, and installs its binary at `binary`.

@@ -13,8 +13,6 @@ use crate::host::{self, kube};
 pub const MODE: u32 = 0o600;
 /// root's own kubeconfig, which `kubectl` and `helm` read by default.
 pub const ROOT_KUBECONFIG: &str = "/root/.kube/config";
-/// The tag of the action that copies the kubeconfig for root.
-pub const COPY: &str = "copy-kubeconfig";
 
 /// Whether K3s's kubeconfig is there with a mode other than 0600 (written
 /// by an earlier install with `--write-kubeconfig-mode 644`): K3s must be
@@ -35,14 +33,14 @@ pub fn copy_action(context: &Context) -> Result<Option<Action>, StepError> {
     {
         return Ok(None);
     }
-    Ok(Some(Action::custom(
+    Ok(Some(Action::call(
         ActionKind::File,
-        COPY,
         format!(
             "copy {} to {} (mode 0600, directory 0700) for kubectl and helm by hand",
             kube::KUBECONFIG,
             ROOT_KUBECONFIG
         ),
+        |context| copy(context),
     )))
 }
 

@@ -13,8 +13,6 @@ use crate::host;
 use crate::pgp;
 use crate::steps::{Action, ActionKind, StepError};
 
-/// The custom action that downloads the signing key.
-pub const ADD_KEY: &str = "add-repository-key";
 const REPOSITORY: &str = "https://repo.mongodb.org/apt";
 const KEY_BEGINNING: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
 
@@ -155,7 +153,9 @@ pub fn actions(context: &Context) -> Result<Vec<Action>, StepError> {
             key_url(version),
             context.shown(&key).display()
         );
-        actions.push(Action::custom(ActionKind::File, ADD_KEY, detail));
+        actions.push(Action::call(ActionKind::File, detail, |context| {
+            add_key(context)
+        }));
     }
     let list = context.host.path(list_path(version));
     if host::fs::read_optional(&list)?.as_deref() != Some(text.as_str()) {
