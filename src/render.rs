@@ -1,10 +1,9 @@
-//! The files a run writes or applies, rendered from `templates/` (embedded
-//! in the binary) with minijinja.
+//! Templates (`templates/`, embedded in the binary) rendered with
+//! minijinja, and the one error of rendering. Each step renders its own
+//! files with them and lists them in `Step::rendered` (what `render` writes).
 
 use include_dir::{Dir, include_dir};
 use minijinja::Environment;
-
-use crate::config::Config;
 
 static TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
@@ -45,58 +44,4 @@ pub fn template(name: &str, values: impl serde::Serialize) -> Result<String, Ren
         .get_template(name)
         .and_then(|t| t.render(values))
         .map_err(error)
-}
-
-/// The IstioOperator overlay `istioctl install -f` takes: the profile and
-/// the ingress gateway's NodePorts.
-pub fn istio_operator(config: &Config) -> Result<String, RenderError> {
-    let istio = &config.istio;
-    template(
-        "istio-operator.yaml",
-        minijinja::context! {
-            version => config.versions.istio,
-            profile => istio.profile,
-            http_node_port => istio.http_node_port,
-            https_node_port => istio.https_node_port,
-        },
-    )
-}
-
-/// The application's namespace with sidecar injection and Helm ownership.
-pub fn namespace(config: &Config) -> Result<String, RenderError> {
-    template(
-        "namespace.yaml",
-        minijinja::context! { namespace => config.cluster.namespace, release => config.chart.release },
-    )
-}
-
-/// The Gateway; `certificate_sha256` (of the certificate it serves, when
-/// known) is recorded as an annotation.
-pub fn gateway(config: &Config, certificate_sha256: Option<&str>) -> Result<String, RenderError> {
-    template(
-        "gateway.yaml",
-        minijinja::context! {
-            name => config.istio.gateway,
-            namespace => config.cluster.namespace,
-            tls_secret => config.istio.tls_secret,
-            domain => config.install.domain,
-            certificate_sha256 => certificate_sha256.unwrap_or_default(),
-        },
-    )
-}
-
-/// The VirtualService: plain HTTP redirected to HTTPS at the port clients
-/// reach it at, then the profile's prefixes routed to the Services' ports.
-pub fn virtual_service(config: &Config) -> Result<String, RenderError> {
-    template(
-        "virtual-service.yaml",
-        minijinja::context! {
-            name => config.istio.virtual_service,
-            namespace => config.cluster.namespace,
-            gateway => config.istio.gateway,
-            domain => config.install.domain,
-            routes => config.routes,
-            https_port => config.istio.https_port_for_clients(),
-        },
-    )
 }

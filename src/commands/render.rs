@@ -8,7 +8,7 @@ use anyhow::{Context as _, Result};
 use crate::cli::RenderArgs;
 use crate::config::Config;
 use crate::host;
-use crate::render::{self, RenderError};
+use crate::render::RenderError;
 use crate::steps::StepError;
 
 /// Runs `render`.
@@ -39,7 +39,7 @@ pub fn run(_root: &Path, args: RenderArgs) -> Result<()> {
 }
 
 /// Every file `render` writes, by file name: the effective configuration,
-/// then each file the steps render.
+/// then each step's (`Step::rendered`), in install order.
 fn files(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
     let effective = toml::to_string(config).expect("the configuration serializes");
     let mut files = vec![(
@@ -49,32 +49,8 @@ fn files(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
             config.name
         ),
     )];
-    for (path, contents) in crate::steps::registry::renewal_files(config)? {
-        let name = path.rsplit('/').next().unwrap_or(&path).to_string();
-        if name.ends_with(".service") || name.ends_with(".timer") {
-            files.push((name, contents));
-        }
+    for step in crate::steps::all() {
+        files.extend(step.rendered(config)?);
     }
-    files.push((
-        "release-values.yaml".into(),
-        crate::steps::release::values_for_review(config),
-    ));
-    files.extend(crate::steps::mysql::rendered_files(config)?);
-    files.push((
-        "mongodb.conf".to_string(),
-        crate::steps::mongodb::render_config(config)?,
-    ));
-    files.extend([
-        (
-            "istio-operator.yaml".to_string(),
-            render::istio_operator(config)?,
-        ),
-        ("namespace.yaml".to_string(), render::namespace(config)?),
-        ("gateway.yaml".to_string(), render::gateway(config, None)?),
-        (
-            "virtual-service.yaml".to_string(),
-            render::virtual_service(config)?,
-        ),
-    ]);
     Ok(files)
 }

@@ -11,9 +11,10 @@
 use serde_json::Value;
 
 use super::{Action, Step, StepError};
+use crate::config::Config;
 use crate::context::Context;
 use crate::host::{self, kube};
-use crate::render;
+use crate::render::{self, RenderError};
 use crate::state::{Fingerprint, sha256_hex};
 
 /// The gateway step.
@@ -33,9 +34,22 @@ impl Step for Gateway {
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
-        fingerprint.add("gateway", render::gateway(&context.config, None)?);
-        fingerprint.add("virtual-service", render::virtual_service(&context.config)?);
+        fingerprint.add("gateway", gateway_manifest(&context.config, None)?);
+        fingerprint.add(
+            "virtual-service",
+            virtual_service_manifest(&context.config)?,
+        );
         Ok(())
+    }
+
+    fn rendered(&self, config: &Config) -> Result<Vec<(String, String)>, RenderError> {
+        Ok(vec![
+            ("gateway.yaml".into(), gateway_manifest(config, None)?),
+            (
+                "virtual-service.yaml".into(),
+                virtual_service_manifest(config)?,
+            ),
+        ])
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
@@ -97,8 +111,8 @@ fn manifests(context: &Context) -> Result<Vec<(String, Value)>, StepError> {
         None => None,
     };
     let rendered = [
-        render::gateway(&context.config, certificate_hash.as_deref())?,
-        render::virtual_service(&context.config)?,
+        gateway_manifest(&context.config, certificate_hash.as_deref())?,
+        virtual_service_manifest(&context.config)?,
     ];
     rendered
         .into_iter()
@@ -124,5 +138,39 @@ fn identity(object: &Value) -> (String, String, String) {
         text(&object["kind"]).to_ascii_lowercase(),
         text(&object["metadata"]["name"]),
         text(&object["metadata"]["namespace"]),
+    )
+}
+
+/// The Gateway; `certificate_sha256` (of the certificate it serves, when
+/// known) is recorded as an annotation.
+pub fn gateway_manifest(
+    config: &Config,
+    certificate_sha256: Option<&str>,
+) -> Result<String, RenderError> {
+    render::template(
+        "gateway.yaml",
+        minijinja::context! {
+            name => config.istio.gateway,
+            namespace => config.cluster.namespace,
+            tls_secret => config.istio.tls_secret,
+            domain => config.install.domain,
+            certificate_sha256 => certificate_sha256.unwrap_or_default(),
+        },
+    )
+}
+
+/// The VirtualService: plain HTTP redirected to HTTPS at the port clients
+/// reach it at, then the profile's prefixes routed to the Services' ports.
+pub fn virtual_service_manifest(config: &Config) -> Result<String, RenderError> {
+    render::template(
+        "virtual-service.yaml",
+        minijinja::context! {
+            name => config.istio.virtual_service,
+            namespace => config.cluster.namespace,
+            gateway => config.istio.gateway,
+            domain => config.install.domain,
+            routes => config.routes,
+            https_port => config.istio.https_port_for_clients(),
+        },
     )
 }

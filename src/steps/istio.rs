@@ -18,10 +18,11 @@ use serde_json::Value;
 
 use super::k3s::{download_action, release_file, skipped_but_missing};
 use super::{Action, ActionKind, Group, Step, StepError};
+use crate::config::Config;
 use crate::context::{Context, Origin, kept_because};
 use crate::host::download::{self, ReleaseBinary};
 use crate::host::{Command, kube};
-use crate::render;
+use crate::render::{self, RenderError};
 use crate::state::Fingerprint;
 
 /// The Istio step.
@@ -65,8 +66,12 @@ impl Step for Istio {
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
         fingerprint.add("version", &context.config.versions.istio);
-        fingerprint.add("overlay", render::istio_operator(&context.config)?);
+        fingerprint.add("overlay", overlay(&context.config)?);
         Ok(())
+    }
+
+    fn rendered(&self, config: &Config) -> Result<Vec<(String, String)>, RenderError> {
+        Ok(vec![("istio-operator.yaml".into(), overlay(config)?)])
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
@@ -75,7 +80,7 @@ impl Step for Istio {
             actions.push(download_action(release(context), BINARY));
         }
         actions.push(check_support(context)?);
-        let overlay = render::istio_operator(&context.config)?;
+        let overlay = overlay(&context.config)?;
         let overlay_path = context.host.path(OVERLAY);
         let same_overlay =
             crate::host::fs::read_optional(&overlay_path)?.as_deref() == Some(overlay.as_str());
@@ -331,4 +336,19 @@ pub fn check_present() -> Result<Action, StepError> {
         )),
         Err(error) => Err(skipped_but_missing("Istio", &error.to_string())),
     }
+}
+
+/// The IstioOperator overlay `istioctl install -f` takes: the profile and
+/// the ingress gateway's NodePorts.
+pub fn overlay(config: &Config) -> Result<String, RenderError> {
+    let istio = &config.istio;
+    render::template(
+        "istio-operator.yaml",
+        minijinja::context! {
+            version => config.versions.istio,
+            profile => istio.profile,
+            http_node_port => istio.http_node_port,
+            https_node_port => istio.https_node_port,
+        },
+    )
 }

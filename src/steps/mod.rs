@@ -111,6 +111,16 @@ pub trait Step {
         Ok(())
     }
 
+    /// The files the step writes or applies, rendered from `config` for
+    /// review (`stackinstall render`), as (file name, contents); never a
+    /// secret. None by default.
+    fn rendered(
+        &self,
+        _config: &crate::config::Config,
+    ) -> Result<Vec<(String, String)>, crate::render::RenderError> {
+        Ok(Vec::new())
+    }
+
     /// Looks at the host without changing anything and returns what is left
     /// to do: an empty list when the step's work is already there.
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError>;

@@ -78,6 +78,13 @@ impl Step for Mongodb {
         Ok(())
     }
 
+    fn rendered(
+        &self,
+        config: &crate::config::Config,
+    ) -> Result<Vec<(String, String)>, render::RenderError> {
+        Ok(vec![("mongodb.conf".into(), render_config(config)?)])
+    }
+
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let config = &context.config.mongodb;
         let mut actions = services::package_actions(context, SERVICE, &[PACKAGE])?;

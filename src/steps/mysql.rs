@@ -104,6 +104,13 @@ impl Step for Mysql {
         Ok(())
     }
 
+    fn rendered(
+        &self,
+        config: &crate::config::Config,
+    ) -> Result<Vec<(String, String)>, render::RenderError> {
+        rendered_files(config)
+    }
+
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let package = package(context);
         let mut actions = services::package_actions(context, SERVICE, &[&package])?;
@@ -240,14 +247,14 @@ fn config_path(context: &Context, flavour: Flavour) -> std::path::PathBuf {
 
 /// The settings file for `flavour`, from `templates/mysql-stackbill.cnf`.
 pub fn config_text(context: &Context, flavour: Flavour) -> Result<String, StepError> {
-    render_config(&context.config, flavour)
+    Ok(render_config(&context.config, flavour)?)
 }
 
 /// The settings file of `config` for `flavour`.
 pub fn render_config(
     config: &crate::config::Config,
     flavour: Flavour,
-) -> Result<String, StepError> {
+) -> Result<String, render::RenderError> {
     let settings: Vec<serde_json::Value> = config
         .mysql
         .settings
@@ -267,9 +274,7 @@ pub fn render_config(
         })
         .collect();
     let values = serde_json::json!({ "profile": config.name, "flavour": flavour.name(), "settings": settings });
-    render::template("mysql-stackbill.cnf", values).map_err(|error| {
-        StepError::failed(error.to_string(), "fix `templates/mysql-stackbill.cnf`")
-    })
+    render::template("mysql-stackbill.cnf", values)
 }
 
 /// The settings file of each flavour, for `stackinstall render`.
@@ -278,13 +283,7 @@ pub fn rendered_files(
 ) -> Result<Vec<(String, String)>, render::RenderError> {
     let mut files = Vec::new();
     for flavour in [Flavour::Mysql, Flavour::Mariadb] {
-        let text = render_config(config, flavour).map_err(|error| render::RenderError {
-            name: "mysql-stackbill.cnf".into(),
-            source: minijinja::Error::new(
-                minijinja::ErrorKind::InvalidOperation,
-                error.to_string(),
-            ),
-        })?;
+        let text = render_config(config, flavour)?;
         files.push((
             match flavour {
                 Flavour::Mysql => format!("mysql-{CONFIG_FILE}"),

@@ -9,9 +9,10 @@
 //! their data (`archiveOnDelete` of the StorageClass).
 
 use super::{Action, Step, StepError};
+use crate::config::Config;
 use crate::context::{Context, Removal};
 use crate::host::kube;
-use crate::render;
+use crate::render::{self, RenderError};
 use crate::state::Fingerprint;
 
 /// The namespace step.
@@ -31,12 +32,16 @@ impl Step for Namespace {
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
-        fingerprint.add("manifest", render::namespace(&context.config)?);
+        fingerprint.add("manifest", manifest(&context.config)?);
         Ok(())
     }
 
+    fn rendered(&self, config: &Config) -> Result<Vec<(String, String)>, RenderError> {
+        Ok(vec![("namespace.yaml".into(), manifest(config)?)])
+    }
+
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
-        let manifest = render::namespace(&context.config)?;
+        let manifest = manifest(&context.config)?;
         let name = &context.config.cluster.namespace;
         if problem(context)?.is_none() {
             return Ok(vec![Action::check(format!(
@@ -123,7 +128,7 @@ fn problem(context: &Context) -> Result<Option<String>, StepError> {
     let Some(live) = kube::get_json("namespace", name, None)? else {
         return Ok(Some(format!("namespace `{name}` does not exist")));
     };
-    let manifest = render::namespace(&context.config)?;
+    let manifest = manifest(&context.config)?;
     let wanted = kube::manifest_objects(&manifest).map_err(|error| {
         StepError::failed(
             format!("the rendered namespace is not YAML: {error}"),
@@ -141,4 +146,12 @@ fn problem(context: &Context) -> Result<Option<String>, StepError> {
             "namespace `{name}` lacks `istio-injection=enabled` or the Helm ownership labels and annotations"
         )))
     }
+}
+
+/// The application's namespace with sidecar injection and Helm ownership.
+pub fn manifest(config: &Config) -> Result<String, RenderError> {
+    render::template(
+        "namespace.yaml",
+        minijinja::context! { namespace => config.cluster.namespace, release => config.chart.release },
+    )
 }

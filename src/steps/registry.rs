@@ -102,6 +102,19 @@ impl Step for Registry {
         Ok(())
     }
 
+    /// The renewal's service and timer (its configuration is
+    /// `stackinstall.toml`, which `render` writes anyway).
+    fn rendered(&self, config: &Config) -> Result<Vec<(String, String)>, RenderError> {
+        let units = renewal_files(config)?
+            .into_iter()
+            .filter_map(|(path, contents)| {
+                let name = path.rsplit('/').next().unwrap_or(&path).to_string();
+                let unit = name.ends_with(".service") || name.ends_with(".timer");
+                unit.then_some((name, contents))
+            });
+        Ok(units.collect())
+    }
+
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let mut actions = Vec::new();
         let config = &context.config;

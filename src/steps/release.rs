@@ -238,6 +238,17 @@ impl Step for Release {
         Ok(())
     }
 
+    /// The values without the passwords, for review.
+    fn rendered(
+        &self,
+        config: &Config,
+    ) -> Result<Vec<(String, String)>, crate::render::RenderError> {
+        Ok(vec![(
+            "release-values.yaml".into(),
+            values_for_review(config),
+        )])
+    }
+
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let config = &context.config;
         let revisions = application_history(config)?;
