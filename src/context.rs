@@ -4,6 +4,7 @@
 use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use crate::config::Config;
 use crate::credentials::{Credentials, CredentialsFile};
@@ -128,6 +129,8 @@ pub struct Context {
     /// The steps `--redo` names: run again on purpose.
     pub redo: Vec<String>,
     pub state: State,
+    /// The state as every lane of the run changed it: what is saved.
+    shared_state: Arc<Mutex<State>>,
     state_file: StateFile,
     credentials_file: CredentialsFile,
     credentials: OnceCell<Credentials>,
@@ -146,6 +149,7 @@ impl Context {
         let state_file = StateFile::new(&host);
         let state = state_file.load()?;
         Ok(Self {
+            shared_state: Arc::new(Mutex::new(state.clone())),
             credentials_file: CredentialsFile::new(&host, home),
             config,
             host,
@@ -164,6 +168,60 @@ impl Context {
     /// The state file.
     pub fn state_file(&self) -> &StateFile {
         &self.state_file
+    }
+
+    /// Loads the state file again (once the run holds the lock).
+    pub fn reload_state(&mut self) -> Result<(), StateError> {
+        let state = self.state_file.load()?;
+        self.shared_state = Arc::new(Mutex::new(state.clone()));
+        self.state = state;
+        Ok(())
+    }
+
+    /// Applies `change` to the state, both this context's view and the one
+    /// the steps running beside it share, and saves the shared one at once.
+    pub fn change_state(&mut self, change: impl Fn(&mut State)) -> Result<(), StateError> {
+        change(&mut self.state);
+        let mut shared = self.lock_shared();
+        change(&mut shared);
+        self.state_file.save(&shared)
+    }
+
+    fn lock_shared(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared_state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A context for one step running beside others: the same
+    /// configuration, host, shared state and credentials, its own line on
+    /// the screen.
+    pub fn fork(&self) -> Context {
+        Context {
+            config: self.config.clone(),
+            host: self.host.clone(),
+            ui: self.ui.fork(),
+            plan: self.plan,
+            log_path: self.log_path.clone(),
+            uninstall: self.uninstall,
+            redo: self.redo.clone(),
+            state: self.state.clone(),
+            shared_state: Arc::clone(&self.shared_state),
+            state_file: self.state_file.clone(),
+            credentials_file: self.credentials_file.clone(),
+            credentials: self.credentials.clone(),
+            runtime: OnceCell::new(),
+        }
+    }
+
+    /// Takes back what a fork's step did: the shared state as it is now,
+    /// and the credentials it loaded or wrote.
+    pub fn absorb(&mut self, fork: Context) {
+        let shared = self.lock_shared().clone();
+        self.state = shared;
+        if let Some(credentials) = fork.credentials.into_inner() {
+            self.credentials = OnceCell::from(credentials);
+        }
     }
 
     /// The credentials file.
@@ -205,8 +263,9 @@ impl Context {
         if self.state.facts.contains_key(key) {
             return Ok(());
         }
-        self.state.facts.insert(key.to_string(), value.to_string());
-        self.state_file.save(&self.state)?;
+        self.change_state(|state| {
+            state.facts.insert(key.to_string(), value.to_string());
+        })?;
         Ok(())
     }
 
@@ -250,8 +309,10 @@ impl Context {
     /// Drops the fact `key` (an origin recorded before a change that turned
     /// out not to happen); saved at once.
     pub fn forget_fact(&mut self, key: &str) -> Result<(), StepError> {
-        if self.state.facts.remove(key).is_some() {
-            self.state_file.save(&self.state)?;
+        if self.state.facts.contains_key(key) {
+            self.change_state(|state| {
+                state.facts.remove(key);
+            })?;
         }
         Ok(())
     }
@@ -261,12 +322,9 @@ impl Context {
     /// afresh; saved at once. What was found stays recorded as found.
     pub fn forget_created(&mut self, step: &str) -> Result<(), StepError> {
         let prefix = format!("{step}.");
-        let before = self.state.facts.len();
-        self.state
-            .facts
-            .retain(|key, value| !(key.starts_with(&prefix) && value == CREATED));
-        if self.state.facts.len() != before {
-            self.state_file.save(&self.state)?;
+        let ours = |key: &String, value: &String| key.starts_with(&prefix) && value == CREATED;
+        if self.state.facts.iter().any(|(key, value)| ours(key, value)) {
+            self.change_state(|state| state.facts.retain(|key, value| !ours(key, value)))?;
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ use std::cell::{Cell, RefCell};
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use crate::secret::redact;
 
@@ -72,6 +72,8 @@ pub struct Ui {
     mode: Mode,
     json: bool,
     quiet: Cell<bool>,
+    /// The live lines of every running step (one each, on a terminal).
+    lines: MultiProgress,
     current: RefCell<Option<ProgressBar>>,
 }
 
@@ -90,8 +92,38 @@ impl Ui {
             mode,
             json,
             quiet: Cell::new(false),
+            lines: MultiProgress::new(),
             current: RefCell::new(None),
         }
+    }
+
+    /// The view of a step running beside others: its own live line among
+    /// the run's.
+    pub fn fork(&self) -> Self {
+        Self {
+            mode: self.mode,
+            json: self.json,
+            quiet: Cell::new(self.quiet.get()),
+            lines: self.lines.clone(),
+            current: RefCell::new(None),
+        }
+    }
+
+    /// Prints `line` on standard error above the live lines.
+    fn show(&self, line: &str) {
+        match self.mode {
+            Mode::Live => self.lines.suspend(|| eprintln!("{line}")),
+            Mode::Plain => eprintln!("{line}"),
+        }
+    }
+
+    /// The table of a finished run: each step's result and time.
+    pub fn table(&self, rows: &[(&str, &str, f64)]) {
+        let mut text = String::from("\nstep         result            seconds");
+        for (id, result, seconds) in rows {
+            text.push_str(&format!("\n{id:<12} {result:<16} {seconds:>8.1}"));
+        }
+        self.show(&text);
     }
 
     /// Whether output is live (a terminal).
@@ -103,13 +135,13 @@ impl Ui {
     pub fn start_step(&self, position: usize, total: usize, id: &str, title: &str) -> StepLine {
         let label = format!("[{position:>2}/{total}] {id:<12} {title}");
         if self.mode == Mode::Live {
-            let bar = ProgressBar::new_spinner();
+            let bar = self.lines.add(ProgressBar::new_spinner());
             bar.set_style(step_style());
             bar.set_prefix(label.clone());
             bar.enable_steady_tick(Duration::from_millis(100));
             *self.current.borrow_mut() = Some(bar);
         } else {
-            eprintln!("{label} ...");
+            self.show(&format!("{label} ..."));
         }
         tracing::info!("step {id}: started");
         StepLine {
@@ -190,9 +222,9 @@ impl Ui {
                 println!("{text}");
             }
         };
-        match &*self.current.borrow() {
-            Some(bar) => bar.suspend(print),
-            None => print(),
+        match self.mode {
+            Mode::Live => self.lines.suspend(print),
+            Mode::Plain => print(),
         }
     }
 
@@ -205,17 +237,15 @@ impl Ui {
         if self.quiet.get() {
             return;
         }
-        match &*self.current.borrow() {
-            Some(bar) => bar.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
-        }
+        self.show(line);
     }
 
     fn end_line(&self, line: &str) {
         if let Some(bar) = self.current.borrow_mut().take() {
             bar.finish_and_clear();
+            self.lines.remove(&bar);
         }
-        eprintln!("{line}");
+        self.show(line);
     }
 }
 

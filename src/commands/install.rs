@@ -62,7 +62,7 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         confirm(&context, &steps, &selection)?;
     }
     let _lock = context.state_file().lock()?;
-    context.state = context.state_file().load()?;
+    context.reload_state()?;
     // Loaded now so that every password is redacted from the log from the
     // first line on; a damaged file is the credentials step's to report.
     let _ = context.credentials();
@@ -73,7 +73,14 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         context.config.name,
         context.config.install.domain
     );
-    let outcomes = engine::run(&mut context, &steps, &selection)?;
+    let outcomes = engine::run(&mut context, &steps, &selection, args.jobs.into())?;
+    if context.ui.is_live() {
+        let rows: Vec<(&str, &str, f64)> = (outcomes.iter())
+            .filter(|outcome| outcome.result != engine::StepResult::Skipped)
+            .map(|outcome| (outcome.id, outcome.result.words(), outcome.seconds))
+            .collect();
+        context.ui.table(&rows);
+    }
     if json {
         let report = serde_json::json!({ "steps": outcomes, "log": context.log_path });
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -34,7 +34,7 @@ pub fn run(root: &Path, args: UninstallArgs) -> Result<()> {
         return Ok(());
     }
     let _lock = context.state_file().lock()?;
-    context.state = context.state_file().load()?;
+    context.reload_state()?;
     let plan = engine::plan_undo(&context, &steps)?;
     if plan.is_empty() {
         print_nothing(&plan, json);

@@ -192,6 +192,18 @@ pub enum StepResult {
     Skipped,
 }
 
+impl StepResult {
+    /// Its `result` word in `install --output json`.
+    pub fn words(self) -> &'static str {
+        match self {
+            Self::Changed => "changed",
+            Self::Unchanged => "unchanged",
+            Self::AlreadyDone => "already-done",
+            Self::Skipped => "skipped",
+        }
+    }
+}
+
 /// How one step of a run ended.
 #[derive(Debug, Serialize)]
 pub struct Outcome {
@@ -202,86 +214,197 @@ pub struct Outcome {
     pub seconds: f64,
 }
 
-/// Runs every selected step that is to do.
+/// What one step's run came to: its result and why it ran, and its time.
+type StepRun = Result<(StepResult, Option<String>, f64), EngineError>;
+
+/// Runs every selected step that is to do, each once the steps it needs
+/// have finished; up to `jobs` at once (1: one by one in the listed
+/// order). When a step fails or the run is interrupted, no step starts
+/// any more; the running ones finish (or stop, interrupted) and the first
+/// failure is returned.
 pub fn run(
     context: &mut Context,
     steps: &[Box<dyn Step>],
     selection: &Selection,
+    jobs: usize,
 ) -> Result<Vec<Outcome>, EngineError> {
-    let total = steps.len();
-    let mut outcomes = Vec::new();
-    let mut fingerprints = BTreeMap::new();
-    let mut skips_shown = Vec::new();
-    for (position, step) in steps.iter().enumerate() {
+    let mut board = Board {
+        outcomes: steps.iter().map(|_| None).collect(),
+        started: vec![false; steps.len()],
+        fingerprints: BTreeMap::new(),
+        skips_shown: Vec::new(),
+        failure: None,
+    };
+    std::thread::scope(|scope| -> Result<(), EngineError> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let mut running = 0;
+        loop {
+            while board.failure.is_none() && running < jobs.max(1) {
+                let Some(position) = board.next_ready(steps) else {
+                    break;
+                };
+                let Some((decision, fingerprint)) =
+                    board.decide(context, steps, position, selection)?
+                else {
+                    continue;
+                };
+                let step = steps[position].as_ref();
+                let total = steps.len();
+                if jobs <= 1 {
+                    let result = execute(context, step, position, total, decision, &fingerprint);
+                    board.settle(context, steps, selection, position, result);
+                    continue;
+                }
+                let mut fork = context.fork();
+                let sender = sender.clone();
+                scope.spawn(move || {
+                    let result = execute(&mut fork, step, position, total, decision, &fingerprint);
+                    let _ = sender.send((position, fork, result));
+                });
+                running += 1;
+            }
+            if running == 0 {
+                return Ok(());
+            }
+            let (position, fork, result) = receiver.recv().expect("a running step reports");
+            running -= 1;
+            context.absorb(fork);
+            board.settle(context, steps, selection, position, result);
+        }
+    })?;
+    match board.failure {
+        Some(error) => Err(error),
+        None => Ok(board.outcomes.into_iter().flatten().collect()),
+    }
+}
+
+/// Where a run stands: each step's outcome once finished, which started,
+/// the fingerprints so far, and the first failure.
+struct Board {
+    outcomes: Vec<Option<Outcome>>,
+    started: Vec<bool>,
+    fingerprints: BTreeMap<&'static str, String>,
+    skips_shown: Vec<String>,
+    failure: Option<EngineError>,
+}
+
+impl Board {
+    /// The first step in the listed order that has not started and whose
+    /// needs have all finished.
+    fn next_ready(&self, steps: &[Box<dyn Step>]) -> Option<usize> {
+        let finished = |id: &str| {
+            let position = steps.iter().position(|s| s.id() == id);
+            position.is_none_or(|at| self.outcomes[at].is_some())
+        };
+        (0..steps.len())
+            .find(|&at| !self.started[at] && steps[at].needs().iter().all(|id| finished(id)))
+    }
+
+    /// Decides about the step at `position` as it starts; a skipped step
+    /// is finished at once (`None`).
+    fn decide(
+        &mut self,
+        context: &Context,
+        steps: &[Box<dyn Step>],
+        position: usize,
+        selection: &Selection,
+    ) -> Result<Option<(Decision, String)>, EngineError> {
+        self.started[position] = true;
+        let step = steps[position].as_ref();
         let (decision, fingerprint) =
-            decide_step(context, steps, position, selection, &mut fingerprints)?;
+            decide_step(context, steps, position, selection, &mut self.fingerprints)?;
         if INTERRUPTED.load(Ordering::SeqCst) {
-            return Err(EngineError::Interrupted {
+            self.failure = Some(EngineError::Interrupted {
                 step: step.id().into(),
                 log: context.log_path.clone(),
             });
+            return Ok(None);
         }
-        if let Decision::Skipped(reason) = decision {
-            show_skipped(context, steps, selection, &reason, &mut skips_shown);
-            outcomes.push(Outcome {
-                id: step.id(),
-                result: StepResult::Skipped,
-                reason: Some(reason),
-                seconds: 0.0,
-            });
-            continue;
-        }
-        let done_before = context
-            .state
-            .steps
-            .get(step.id())
-            .is_some_and(|checkpoint| checkpoint.status == Status::Done);
-        let line = context
-            .ui
-            .start_step(position + 1, total, step.id(), step.title());
-        let attempt = match decision {
-            Decision::Done => match step.verify(context) {
-                Ok(()) => Ok((StepResult::AlreadyDone, None)),
-                Err(drift) => {
-                    context
-                        .ui
-                        .note(&format!("done earlier, but {drift}: running it again"));
-                    run_step(context, step.as_ref(), &fingerprint)
-                        .map(|result| (result, Some("drifted".into())))
-                }
-            },
-            Decision::ToDo(reason) => {
-                run_step(context, step.as_ref(), &fingerprint).map(|result| (result, Some(reason)))
-            }
-            Decision::Skipped(_) => unreachable!("skipped steps are shown above"),
+        let Decision::Skipped(reason) = decision else {
+            return Ok(Some((decision, fingerprint)));
         };
-        let (result, reason) = match attempt {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                let ending = match error {
-                    EngineError::Interrupted { .. } => Ending::Interrupted,
-                    _ => Ending::Failed,
-                };
-                line.finish(&context.ui, ending);
-                return Err(explain_failure(
-                    context,
-                    steps,
-                    step.as_ref(),
-                    selection,
-                    error,
-                ));
-            }
-        };
-        let ending = ending(result, done_before, step.always_runs());
-        let elapsed = line.finish(&context.ui, ending);
-        outcomes.push(Outcome {
+        show_skipped(context, steps, selection, &reason, &mut self.skips_shown);
+        self.outcomes[position] = Some(Outcome {
             id: step.id(),
-            result,
-            reason,
-            seconds: round(elapsed),
+            result: StepResult::Skipped,
+            reason: Some(reason),
+            seconds: 0.0,
         });
+        Ok(None)
     }
-    Ok(outcomes)
+
+    /// Records how the step at `position` ended; keeps the first failure.
+    fn settle(
+        &mut self,
+        context: &Context,
+        steps: &[Box<dyn Step>],
+        selection: &Selection,
+        position: usize,
+        result: StepRun,
+    ) {
+        let step = steps[position].as_ref();
+        match result {
+            Ok((result, reason, seconds)) => {
+                self.outcomes[position] = Some(Outcome {
+                    id: step.id(),
+                    result,
+                    reason,
+                    seconds,
+                });
+            }
+            Err(error) if self.failure.is_none() => {
+                self.failure = Some(explain_failure(context, steps, step, selection, error));
+            }
+            Err(error) => tracing::warn!("step {} also ended: {error}", step.id()),
+        }
+    }
+}
+
+/// Runs one step that is to do (or verifies one done before) on its own
+/// line, its log lines under its id.
+fn execute(
+    context: &mut Context,
+    step: &dyn Step,
+    position: usize,
+    total: usize,
+    decision: Decision,
+    fingerprint: &str,
+) -> StepRun {
+    let _span = tracing::info_span!("step", id = step.id()).entered();
+    let done_before = context.was_done(step.id());
+    let line = context
+        .ui
+        .start_step(position + 1, total, step.id(), step.title());
+    let attempt = match decision {
+        Decision::Done => match step.verify(context) {
+            Ok(()) => Ok((StepResult::AlreadyDone, None)),
+            Err(drift) => {
+                context
+                    .ui
+                    .note(&format!("done earlier, but {drift}: running it again"));
+                run_step(context, step, fingerprint).map(|result| (result, Some("drifted".into())))
+            }
+        },
+        Decision::ToDo(reason) => {
+            run_step(context, step, fingerprint).map(|result| (result, Some(reason)))
+        }
+        Decision::Skipped(_) => unreachable!("skipped steps do not run"),
+    };
+    match attempt {
+        Ok((result, reason)) => {
+            let ending = ending(result, done_before, step.always_runs());
+            let elapsed = line.finish(&context.ui, ending);
+            Ok((result, reason, round(elapsed)))
+        }
+        Err(error) => {
+            let ending = match error {
+                EngineError::Interrupted { .. } => Ending::Interrupted,
+                _ => Ending::Failed,
+            };
+            line.finish(&context.ui, ending);
+            Err(error)
+        }
+    }
 }
 
 /// How a finished step's line ends (README, "What a run prints"); skipped
@@ -433,8 +556,7 @@ fn run_step(
     };
     match attempt(context) {
         Ok(changed) => {
-            context.state.record(step.id(), Status::Done, fingerprint);
-            context.state_file().save(&context.state)?;
+            context.change_state(|state| state.record(step.id(), Status::Done, fingerprint))?;
             Ok(if changed {
                 StepResult::Changed
             } else {
@@ -448,8 +570,7 @@ fn run_step(
                 Status::Failed
             };
             if !error.is_input() {
-                context.state.record(step.id(), status, fingerprint);
-                context.state_file().save(&context.state)?;
+                context.change_state(|state| state.record(step.id(), status, fingerprint))?;
             }
             Err(EngineError::step(step, error, context))
         }

@@ -230,8 +230,9 @@ pub fn undo(
         }
         let ending = match (failures, planned.removed) {
             (0, true) => {
-                context.state.steps.remove(step.id());
-                context.state_file().save(&context.state)?;
+                context.change_state(|state| {
+                    state.steps.remove(step.id());
+                })?;
                 context
                     .forget_created(step.id())
                     .map_err(|error| EngineError::step(step, error, context))?;

@@ -29,6 +29,10 @@ impl Step for CredentialsStep {
         "Load or generate the service passwords"
     }
 
+    fn needs(&self) -> &'static [&'static str] {
+        &["preflight"]
+    }
+
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
         for (service, username) in context.config.service_usernames() {
             fingerprint.add(&service, username);

@@ -29,6 +29,10 @@ impl Step for Gateway {
         "Route the domain through the Istio Gateway"
     }
 
+    fn needs(&self) -> &'static [&'static str] {
+        &["release", "tls"]
+    }
+
     fn depends_on(&self) -> &'static [&'static str] {
         &["tls"]
     }

@@ -30,6 +30,10 @@ impl Step for Helm {
         "Install Helm"
     }
 
+    fn needs(&self) -> &'static [&'static str] {
+        &["preflight"]
+    }
+
     fn group(&self) -> Group {
         Group::Infra
     }

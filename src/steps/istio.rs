@@ -56,6 +56,10 @@ impl Step for Istio {
         "Install Istio and its ingress gateway"
     }
 
+    fn needs(&self) -> &'static [&'static str] {
+        &["k3s"]
+    }
+
     fn group(&self) -> Group {
         Group::Infra
     }

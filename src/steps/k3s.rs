@@ -60,6 +60,10 @@ impl Step for K3s {
         "Install K3s"
     }
 
+    fn needs(&self) -> &'static [&'static str] {
+        &["preflight"]
+    }
+
     fn group(&self) -> Group {
         Group::Infra
     }

@@ -67,8 +67,8 @@ pub enum Group {
     Database,
 }
 
-/// One install step.
-pub trait Step {
+/// One install step. Steps are shared by the lanes of a run, so `Sync`.
+pub trait Step: Sync {
     /// The checkpoint key, equal to the file name under `src/steps/`.
     fn id(&self) -> &'static str;
 
@@ -91,6 +91,13 @@ pub trait Step {
     fn always_runs(&self) -> bool {
         false
     }
+
+    /// The steps that must have finished (done, or left out) before this
+    /// one starts: the edges of the step graph. Steps that need nothing of
+    /// each other run side by side (`--jobs`). Each comes earlier in
+    /// [`all`], and the steps of [`Step::depends_on`] are among them or
+    /// theirs.
+    fn needs(&self) -> &'static [&'static str];
 
     /// Steps whose inputs are also this step's inputs: when theirs change,
     /// this step runs again too.
@@ -386,4 +393,44 @@ pub fn perform_all(context: &mut Context, actions: Vec<Action>) -> Result<bool, 
         changed |= action.perform(context)?;
     }
     Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The list is an order of the graph: every step a step needs, or
+    /// takes inputs from, comes before it.
+    #[test]
+    fn the_list_is_an_order_of_the_step_graph() {
+        let steps = all();
+        let position = |id: &str| steps.iter().position(|s| s.id() == id);
+        let mut edges = 0;
+        for (at, step) in steps.iter().enumerate() {
+            for need in step.needs() {
+                let before = position(need).unwrap_or_else(|| panic!("{need} is a step"));
+                assert!(before < at, "{} needs {need}, which comes later", step.id());
+                edges += 1;
+            }
+            let mut reached: Vec<&str> = step.needs().to_vec();
+            let mut index = 0;
+            while let Some(id) = reached.get(index).copied() {
+                let needed = &steps[position(id).unwrap()];
+                for need in needed.needs() {
+                    if !reached.contains(need) {
+                        reached.push(need);
+                    }
+                }
+                index += 1;
+            }
+            for input in step.depends_on() {
+                assert!(
+                    reached.contains(input),
+                    "{} takes inputs from {input} without needing it",
+                    step.id()
+                );
+            }
+        }
+        println!("{} steps, {edges} edges in the step graph", steps.len());
+    }
 }

@@ -63,6 +63,10 @@ impl Step for Mongodb {
         "MongoDB server and user"
     }
 
+    fn needs(&self) -> &'static [&'static str] {
+        &["credentials"]
+    }
+
     fn group(&self) -> Group {
         Group::Database
     }

@@ -90,6 +90,10 @@ impl Step for Mysql {
         "MySQL server, databases and user"
     }
 
+    fn needs(&self) -> &'static [&'static str] {
+        &["credentials"]
+    }
+
     fn group(&self) -> super::Group {
         super::Group::Database
     }

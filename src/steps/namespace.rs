@@ -27,6 +27,10 @@ impl Step for Namespace {
         "Create the application namespace"
     }
 
+    fn needs(&self) -> &'static [&'static str] {
+        &["istio"]
+    }
+
     fn depends_on(&self) -> &'static [&'static str] {
         &["k3s"]
     }

@@ -47,6 +47,10 @@ impl Step for Nfs {
         "NFS export for the cluster's volumes"
     }
 
+    fn needs(&self) -> &'static [&'static str] {
+        &["preflight"]
+    }
+
     fn group(&self) -> Group {
         Group::Database
     }

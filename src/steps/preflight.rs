@@ -37,6 +37,10 @@ impl Step for Preflight {
         "Check the host and the inputs"
     }
 
+    fn needs(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     fn checks_inputs(&self) -> bool {
         true
     }

@@ -39,6 +39,10 @@ impl Step for Rabbitmq {
         "RabbitMQ server and user"
     }
 
+    fn needs(&self) -> &'static [&'static str] {
+        &["credentials"]
+    }
+
     fn group(&self) -> Group {
         Group::Database
     }

@@ -81,6 +81,10 @@ impl Step for Registry {
         "Create the ECR pull secret and its renewal"
     }
 
+    fn needs(&self) -> &'static [&'static str] {
+        &["namespace"]
+    }
+
     fn depends_on(&self) -> &'static [&'static str] {
         &["namespace"]
     }

@@ -225,6 +225,20 @@ impl Step for Release {
         "Install or upgrade the application's Helm release"
     }
 
+    fn needs(&self) -> &'static [&'static str] {
+        &[
+            "credentials",
+            "mysql",
+            "mongodb",
+            "rabbitmq",
+            "storage",
+            "namespace",
+            "registry",
+            "tls",
+            "helm",
+        ]
+    }
+
     fn depends_on(&self) -> &'static [&'static str] {
         &["credentials", "helm", "namespace", "registry"]
     }

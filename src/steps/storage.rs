@@ -39,6 +39,10 @@ impl Step for Storage {
         "Provide the StorageClass (NFS provisioner)"
     }
 
+    fn needs(&self) -> &'static [&'static str] {
+        &["k3s", "helm", "nfs"]
+    }
+
     fn depends_on(&self) -> &'static [&'static str] {
         &["nfs"]
     }

@@ -17,6 +17,10 @@ impl Step for Summary {
         "Show where everything is"
     }
 
+    fn needs(&self) -> &'static [&'static str] {
+        &["wait"]
+    }
+
     fn always_runs(&self) -> bool {
         true
     }

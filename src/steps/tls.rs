@@ -33,6 +33,10 @@ impl Step for Tls {
         "Store the TLS certificate as Secrets"
     }
 
+    fn needs(&self) -> &'static [&'static str] {
+        &["istio", "namespace"]
+    }
+
     fn depends_on(&self) -> &'static [&'static str] {
         &["namespace", "istio"]
     }

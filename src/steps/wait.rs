@@ -215,6 +215,10 @@ impl Step for Wait {
         "Wait for the application's pods to be Ready"
     }
 
+    fn needs(&self) -> &'static [&'static str] {
+        &["gateway"]
+    }
+
     fn depends_on(&self) -> &'static [&'static str] {
         &["release"]
     }
