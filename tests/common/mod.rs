@@ -95,6 +95,9 @@ impl World {
             r#"#!/bin/bash
 STDIN=""
 if [ ! -t 0 ]; then STDIN=$(cat; echo x); STDIN=${{STDIN%x}}; fi
+# Steps run side by side: one call's record is written whole (under a lock).
+exec 9>>"{record}/calls.lock"
+flock 9
 {{
   printf 'CALL %s\n' "$(basename "$0")"
   for a in "$@"; do printf 'ARG %s\n' "$(printf %s "$a" | base64 -w0)"; done
@@ -103,6 +106,8 @@ if [ ! -t 0 ]; then STDIN=$(cat; echo x); STDIN=${{STDIN%x}}; fi
   printf 'FULLENV %s\n' "$(env | base64 -w0)"
   printf 'END\n'
 }} >> "{record}/calls.log"
+flock -u 9
+exec 9>&-
 STATE="{record}/state"
 mkdir -p "$STATE"
 # A world that wants its fakes slow (something to interrupt) says how slow.
