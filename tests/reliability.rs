@@ -577,3 +577,68 @@ fn ctrl_c_during_a_database_connect_or_its_retries_stops_the_run() {
         assert!(output.contains("again to resume at `mysql`"), "{output}");
     }
 }
+
+#[test]
+fn when_one_lane_fails_the_other_finishes_its_step_and_a_rerun_resumes_both() {
+    let world = full::quick_full_world(&servers::unique("lanes"));
+    // `istioctl install` fails while the flag file is there.
+    let istioctl = world.bin.join("istioctl");
+    let script = std::fs::read_to_string(&istioctl).unwrap();
+    let broken = script.replacen(
+        "mkdir -p \"$STATE\"\n",
+        "mkdir -p \"$STATE\"\ncase \"$*\" in install*) if [ -f \"$STATE/istio-broken\" ]; then echo 'Error: failed to install manifests' >&2; exit 1; fi ;; esac\n",
+        1,
+    );
+    assert_ne!(broken, script);
+    std::fs::write(&istioctl, broken).unwrap();
+    let flag = state_file(&world, "istio-broken");
+    std::fs::create_dir_all(flag.parent().unwrap()).unwrap();
+    std::fs::write(&flag, "").unwrap();
+
+    let failed = world.install(&["--jobs", "4"]).code(1);
+    let text = stderr(&failed);
+    assert!(
+        text.contains("step `istio`"),
+        "names the failed step:\n{text}"
+    );
+    assert_eq!(checkpoint(&world, "istio").as_deref(), Some("failed"));
+    // `nfs` started with `k3s`, before `istio` could: the host lane finished it.
+    assert_eq!(checkpoint(&world, "nfs").as_deref(), Some("done"), "{text}");
+    let mut finished_aside = Vec::new();
+    for step in [
+        "credentials",
+        "mysql",
+        "mongodb",
+        "rabbitmq",
+        "nfs",
+        "k3s",
+        "helm",
+    ] {
+        let status = checkpoint(&world, step);
+        assert!(
+            status.is_none() || status.as_deref() == Some("done"),
+            "{step} is {status:?}:\n{text}"
+        );
+        finished_aside.extend(status.map(|_| step));
+    }
+    for step in ["namespace", "tls", "registry", "release", "gateway", "wait"] {
+        assert_eq!(
+            checkpoint(&world, step),
+            None,
+            "{step} started after the failure"
+        );
+    }
+    println!("finished beside the failed `istio`: {finished_aside:?}");
+
+    std::fs::remove_file(&flag).unwrap();
+    let rerun = world.install(&[]).success();
+    let text = stderr(&rerun);
+    let finished: Vec<(String, &str)> = text.lines().filter_map(common::finished_step).collect();
+    for (id, result) in &finished {
+        if finished_aside.contains(&id.as_str()) {
+            assert_eq!(*result, "already-done", "{id} ran again:\n{text}");
+        }
+    }
+    assert_eq!(checkpoint(&world, "istio").as_deref(), Some("done"));
+    assert_eq!(checkpoint(&world, "release").as_deref(), Some("done"));
+}

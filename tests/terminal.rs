@@ -287,3 +287,23 @@ fn a_key_in_the_environment_only_is_offered_as_roots_profile() {
         "terminal: a key in the environment only: offered, written as profile `default` (0600, 1 other profile kept), not shown",
     );
 }
+
+#[test]
+fn on_a_terminal_the_run_ends_with_a_table_of_each_steps_time() {
+    let world = engine_world();
+    let mut command = world.std_command();
+    command
+        .env_remove("NO_COLOR")
+        .args(["--domain", DOMAIN, "--self-signed", "--yes"]);
+    let mut session = rexpect::session::spawn_command(command, Some(TIMEOUT_MS)).unwrap();
+    session.exp_string("step         result").unwrap();
+    let (_, row) = session
+        .exp_regex(r"credentials +changed +[0-9]+\.[0-9]")
+        .unwrap();
+    session
+        .exp_regex(r"summary +unchanged +[0-9]+\.[0-9]")
+        .unwrap();
+    let (code, rest) = exit_code(session);
+    assert_eq!(code, 0, "{rest}");
+    report(&format!("terminal: the live run's table has `{row}`"));
+}
