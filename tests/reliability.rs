@@ -642,3 +642,48 @@ fn when_one_lane_fails_the_other_finishes_its_step_and_a_rerun_resumes_both() {
     assert_eq!(checkpoint(&world, "istio").as_deref(), Some("done"));
     assert_eq!(checkpoint(&world, "release").as_deref(), Some("done"));
 }
+
+#[test]
+fn ctrl_c_stops_and_records_every_running_step_of_both_lanes() {
+    let world = full::quick_full_world(&servers::unique("sigint2"));
+    // K3s's install script (cluster lane) and MySQL's restart (host lane)
+    // hang while `$STATE/hang` exists.
+    for program in ["k3s-install", "systemctl"] {
+        let path = world.bin.join(program);
+        let script = std::fs::read_to_string(&path).unwrap();
+        let hanging = script.replacen(
+            "mkdir -p \"$STATE\"\n",
+            "mkdir -p \"$STATE\"\ncase \"$(basename \"$0\") $*\" in 'k3s-install'*|'systemctl restart mariadb'|'systemctl restart mysql') if [ -f \"$STATE/hang\" ]; then touch \"$STATE/$(basename \"$0\").hung\"; sleep 3600 & wait; fi ;; esac\n",
+            1,
+        );
+        assert_ne!(hanging, script, "{program} is a fake");
+        std::fs::write(&path, hanging).unwrap();
+    }
+    std::fs::create_dir_all(world.record.join("state")).unwrap();
+    std::fs::write(state_file(&world, "hang"), "").unwrap();
+    let (mut run, log) = spawn_install(&world, &[]);
+    wait_for(&state_file(&world, "k3s-install.hung"), &mut run);
+    wait_for(&state_file(&world, "systemctl.hung"), &mut run);
+
+    // SAFETY: signalling the child this test started.
+    unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
+    let status = wait_at_most(&mut run, Duration::from_secs(30));
+    let output = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(130), "{output}");
+    let mut interrupted = Vec::new();
+    for step in ["k3s", "mysql"] {
+        assert_eq!(
+            checkpoint(&world, step).as_deref(),
+            Some("interrupted"),
+            "{step}:\n{output}"
+        );
+        interrupted.push(step);
+    }
+    println!("interrupted side by side and recorded: {interrupted:?}");
+
+    std::fs::remove_file(state_file(&world, "hang")).unwrap();
+    world.install(&[]).success();
+    for step in ["k3s", "mysql", "release"] {
+        assert_eq!(checkpoint(&world, step).as_deref(), Some("done"), "{step}");
+    }
+}
