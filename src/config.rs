@@ -152,7 +152,8 @@ pub struct Chart {
     pub release: String,
     /// An OCI reference (`oci://...`) or a repository chart.
     pub reference: String,
-    /// Empty for the newest.
+    /// Empty for the newest (which cannot be pinned). The chart file's
+    /// pin is `[downloads.pins."NAME/VERSION/NAME-VERSION.tgz"]`.
     pub version: String,
     pub timeout_seconds: u64,
 }
@@ -376,10 +377,10 @@ pub struct Storage {
     pub provisioner_in_chart: bool,
     /// The chart's `.tgz`; `{version}` is replaced by `version`.
     pub chart_url: String,
+    /// The chart's SHA-256 is pinned in `[downloads.pins]` under
+    /// `NAME/VERSION/NAME-VERSION.tgz` (its `digest` in the chart
+    /// repository's `index.yaml`).
     pub version: String,
-    /// The chart's SHA-256 (its `digest` in the chart repository's
-    /// `index.yaml`); empty: not checked, and the plan and run say so.
-    pub sha256: String,
     pub release: String,
     pub namespace: String,
     /// What the provisioner does with a deleted PVC's directory: `true`
@@ -394,7 +395,6 @@ impl Default for Storage {
             provisioner_in_chart: false,
             chart_url: String::new(),
             version: String::new(),
-            sha256: String::new(),
             release: "nfs-subdir-external-provisioner".into(),
             namespace: "kube-system".into(),
             archive_on_delete: true,

@@ -333,14 +333,15 @@ fn release_gets_credentials_in_a_private_values_file_and_runs_once() {
     assert_eq!(upgrades.len(), 1);
     let args = &upgrades[0].args;
     assert!(!args.iter().any(|a| a.starts_with("--set")), "{args:?}");
+    assert_eq!(&args[..3], ["upgrade", "--install", "stackbill"]);
+    assert!(
+        args[3].ends_with("/var/lib/stackinstall/downloads/chart-stackbill/stackbill-1.0.0.tgz"),
+        "Helm installs the pulled file, not the reference: {args:?}"
+    );
+    let pulls = calls_of(&calls, "helm", "pull");
     assert_eq!(
-        &args[..4],
-        [
-            "upgrade",
-            "--install",
-            "stackbill",
-            "oci://public.ecr.aws/p0g2c5k8/stackbill"
-        ]
+        pulls[0].args[..2],
+        ["pull", "oci://public.ecr.aws/p0g2c5k8/stackbill"]
     );
     let values_path = &args[args.iter().position(|a| a == "--values").unwrap() + 1];
     assert!(
@@ -478,6 +479,144 @@ fn skip_db_gives_the_release_the_passwords_set_by_the_operator() {
     );
 }
 
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// The pin of the chart `stackbill` 1.2.0 as `STACKINSTALL_DOWNLOADS__PINS`.
+fn chart_pin(sha256: &str) -> String {
+    format!(
+        r#"{{ "stackbill/1.2.0/stackbill-1.2.0.tgz" = {{ sha256 = "{sha256}", source = "the test's registry" }} }}"#
+    )
+}
+
+#[test]
+fn a_chart_that_does_not_match_its_pin_is_not_installed() {
+    let mut world = world();
+    world.set_env("STACKINSTALL_CHART__VERSION", "1.2.0");
+    // What the fake registry serves for 1.2.0 unless a test puts a chart
+    // there, and the manifest digest the fake `helm pull` prints for it.
+    let good = b"a stand-in for the chart stackbill 1.2.0\n";
+    let file_digest = sha256_hex(good);
+    let manifest_digest = sha256_hex(format!("manifest of {file_digest}").as_bytes());
+    world.set_env("STACKINSTALL_DOWNLOADS__PINS", &chart_pin(&file_digest));
+    let plan = stdout(
+        &world
+            .install(&["--only", "credentials", "--only", "release", "--plan"])
+            .success(),
+    );
+    for expected in [
+        "helm pull oci://public.ecr.aws/p0g2c5k8/stackbill --version 1.2.0 --destination /var/lib/stackinstall/downloads/chart-stackbill".to_string(),
+        format!("checked against pinned SHA-256 {file_digest} from the test's registry"),
+        "then helm upgrade --install stackbill /var/lib/stackinstall/downloads/chart-stackbill/stackbill-1.2.0.tgz".into(),
+    ] {
+        assert!(plan.contains(&expected), "{expected} in:\n{plan}");
+    }
+
+    let tampered = b"stackbill 1.2.0 with a privileged DaemonSet added\n";
+    std::fs::create_dir_all(state(&world, "registry")).unwrap();
+    std::fs::write(state(&world, "registry/stackbill-1.2.0.tgz"), tampered).unwrap();
+    let failed = world
+        .install(&["--only", "credentials", "--only", "release"])
+        .code(1);
+    let error = stderr(&failed);
+    let tampered_digest = sha256_hex(tampered);
+    for expected in [
+        "the chart `oci://public.ecr.aws/p0g2c5k8/stackbill` version 1.2.0 does not match its pin `stackbill/1.2.0/stackbill-1.2.0.tgz`".to_string(),
+        format!("expected sha256 {file_digest} (from the test's registry)"),
+        format!("got {tampered_digest} (the chart file's SHA-256)"),
+        format!("{} (the OCI manifest digest `helm pull` reported)", sha256_hex(format!("manifest of {tampered_digest}").as_bytes())),
+        "nothing was installed".into(),
+    ] {
+        assert!(error.contains(&expected), "{expected} in:\n{error}");
+    }
+    assert!(
+        calls_of(&world.calls(), "helm", "upgrade").is_empty(),
+        "Helm installed nothing"
+    );
+    assert!(
+        !state(&world, "helm/stackbill.json").exists(),
+        "there is no release"
+    );
+    assert!(
+        !world
+            .path("/var/lib/stackinstall/downloads/chart-stackbill")
+            .exists(),
+        "the tampered chart is removed"
+    );
+
+    // The registry serves the pinned chart again: installed from the file.
+    std::fs::remove_file(state(&world, "registry/stackbill-1.2.0.tgz")).unwrap();
+    world
+        .install(&["--only", "credentials", "--only", "release"])
+        .success();
+    let seen = std::fs::read_to_string(state(&world, "helm/stackbill.chart-sha256")).unwrap();
+    assert_eq!(seen.trim(), file_digest, "Helm got the checked file");
+    assert!(
+        !world
+            .path("/var/lib/stackinstall/downloads/chart-stackbill")
+            .exists()
+    );
+
+    // The OCI manifest digest `helm pull` prints is a pin too.
+    world.set_env("STACKINSTALL_DOWNLOADS__PINS", &chart_pin(&manifest_digest));
+    world.clear_calls();
+    world
+        .install(&["--only", "credentials", "--only", "release"])
+        .success();
+    assert_eq!(calls_of(&world.calls(), "helm", "upgrade").len(), 1);
+    common::report(
+        "chart pins: 1 tampered chart refused (reference, pin, file and manifest digests named; no release), 2 pin forms accepted (file SHA-256, OCI manifest digest)",
+    );
+}
+
+#[test]
+fn an_unpinned_chart_is_named_loudly_and_refused_with_require_pins() {
+    let mut world = world();
+    let plan = stdout(
+        &world
+            .install(&["--only", "credentials", "--only", "release", "--plan"])
+            .success(),
+    );
+    assert!(
+        plan.contains("WARNING: not pinned: `[chart] version` is empty")
+            && plan.contains("pin `stackbill/VERSION/stackbill-VERSION.tgz`"),
+        "{plan}"
+    );
+    world.set_env("STACKINSTALL_CHART__VERSION", "1.3.0");
+    let run = stderr(
+        &world
+            .install(&["--only", "credentials", "--only", "release"])
+            .success(),
+    );
+    assert!(
+        run.contains("warning: oci://public.ecr.aws/p0g2c5k8/stackbill: WARNING: not pinned, so checked against nothing; pin `stackbill/1.3.0/stackbill-1.3.0.tgz`"),
+        "{run}"
+    );
+    world.set_env("STACKINSTALL_CHART__VERSION", "1.4.0");
+    world.set_env("STACKINSTALL_DOWNLOADS__REQUIRE_PINS", "true");
+    world.clear_calls();
+    let refused = stderr(
+        &world
+            .install(&["--only", "credentials", "--only", "release"])
+            .code(2),
+    );
+    assert!(
+        refused.contains("require_pins")
+            && refused.contains("`stackbill/1.4.0/stackbill-1.4.0.tgz`"),
+        "{refused}"
+    );
+    assert!(
+        world.calls().iter().all(|call| call.program != "helm"),
+        "nothing pulled or installed: {:?}",
+        world.calls().iter().map(Call::line).collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn a_failed_helm_run_still_removes_the_values_file() {
     let world = world();
@@ -524,7 +663,11 @@ fn a_release_left_pending_install_is_uninstalled_and_installed_again() {
         .success();
     assert_eq!(
         helm_lines(&world),
-        ["uninstall stackbill -n", "upgrade --install stackbill"]
+        [
+            "uninstall stackbill -n",
+            "pull oci://public.ecr.aws/p0g2c5k8/stackbill --destination",
+            "upgrade --install stackbill"
+        ]
     );
     let history: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(state(&world, "helm/stackbill.json")).unwrap(),
@@ -549,7 +692,11 @@ fn a_release_left_pending_upgrade_is_rolled_back_then_upgraded() {
         .success();
     assert_eq!(
         helm_lines(&world),
-        ["rollback stackbill 2", "upgrade --install stackbill"]
+        [
+            "rollback stackbill 2",
+            "pull oci://public.ecr.aws/p0g2c5k8/stackbill --destination",
+            "upgrade --install stackbill"
+        ]
     );
 }
 
@@ -704,7 +851,8 @@ fn plan_shows_the_application_actions_and_changes_nothing() {
         "fetch an ECR token for `730335576030.dkr.ecr.ap-south-1.amazonaws.com`",
         "write /etc/systemd/system/stackinstall-ecr-refresh.timer (mode 0644)",
         "systemctl enable --now stackinstall-ecr-refresh.timer",
-        "helm upgrade --install stackbill oci://public.ecr.aws/p0g2c5k8/stackbill --namespace sb-apps --values /var/lib/stackinstall/stackbill-values.yaml",
+        "helm pull oci://public.ecr.aws/p0g2c5k8/stackbill --destination /var/lib/stackinstall/downloads/chart-stackbill (into a directory only root reads; the chart WARNING: not pinned: `[chart] version` is empty",
+        "then helm upgrade --install stackbill /var/lib/stackinstall/downloads/chart-stackbill/stackbill-NEWEST.tgz --namespace sb-apps --values /var/lib/stackinstall/stackbill-values.yaml",
         "wait up to 600s for the pods in `sb-apps` to be Ready and its Jobs Complete (now 0/0 pods ready)",
     ] {
         assert!(text.contains(expected), "{expected} in:\n{text}");

@@ -900,7 +900,12 @@ fn helm_upgrades(world: &World) -> Vec<Call> {
 
 /// A cluster world with K3s, Helm, Istio and the namespace installed.
 fn installed_cluster(host_ip: &str) -> World {
-    let (mut world, _releases) = cluster_world();
+    installed_cluster_serving(host_ip).0
+}
+
+/// `installed_cluster`, with the server of its release files.
+fn installed_cluster_serving(host_ip: &str) -> (World, support::Releases) {
+    let (mut world, releases) = cluster_world();
     world.set_env("STACKINSTALL_CLUSTER__HOST_IP", host_ip);
     world.set_env("STACKINSTALL_WAIT__POLL_MILLISECONDS", "100");
     world
@@ -916,7 +921,7 @@ fn installed_cluster(host_ip: &str) -> World {
         ])
         .success();
     world.clear_calls();
-    world
+    (world, releases)
 }
 
 /// The application's PVC on the profile's StorageClass and a pod mounting it.
@@ -984,14 +989,29 @@ fn storage_installs_the_pinned_provisioner_where_no_storage_class_is_and_then_ch
 
 #[test]
 fn a_tampered_provisioner_chart_is_refused_before_helm_runs() {
-    let mut world = installed_cluster("10.1.2.3");
-    world.set_env(
-        "STACKINSTALL_STORAGE__SHA256",
-        &format!("\"{}\"", "0".repeat(64)),
+    let (world, releases) = installed_cluster_serving("10.1.2.3");
+    let plan = stdout(&world.install(&["--only", "storage", "--plan"]).success());
+    assert!(
+        plan.contains(&format!(
+            "checked against pinned SHA-256 {} from the tests' release server",
+            support::provisioner_chart_sha256()
+        )),
+        "the plan shows the chart's pin from [downloads.pins]:\n{plan}"
     );
+    let tampered = b"a provisioner chart with a root-owned DaemonSet added\n".to_vec();
+    let actual = support::sha256(&tampered);
+    releases.put(support::PROVISIONER_CHART, tampered);
     let failed = world.install(&["--only", "storage"]).code(1);
     let text = stderr(&failed);
-    assert!(text.contains("does not match its pinned SHA-256"), "{text}");
+    for expected in [
+        "`nfs-subdir-external-provisioner-4.0.18.tgz`".to_string(),
+        "does not match its pinned SHA-256".into(),
+        format!("expected {}", support::provisioner_chart_sha256()),
+        format!("got {actual}"),
+        "nothing was installed".into(),
+    ] {
+        assert!(text.contains(&expected), "{expected} in:\n{text}");
+    }
     assert!(helm_upgrades(&world).is_empty(), "helm never saw the chart");
     assert!(object(&world, "storageclass", "_", "nfs-client").is_none());
     assert!(
@@ -999,6 +1019,24 @@ fn a_tampered_provisioner_chart_is_refused_before_helm_runs() {
             .path("/var/lib/stackinstall/downloads/nfs-subdir-external-provisioner-4.0.18.tgz")
             .exists()
     );
+
+    // A version without a pin is named loudly; with `require_pins`, refused.
+    let mut world = world;
+    world.set_env("STACKINSTALL_STORAGE__VERSION", "4.0.17");
+    let unpinned =
+        "nfs-subdir-external-provisioner/4.0.17/nfs-subdir-external-provisioner-4.0.17.tgz";
+    let plan = stdout(&world.install(&["--only", "storage", "--plan"]).success());
+    assert!(
+        plan.contains("WARNING: not pinned") && plan.contains(&format!("pin `{unpinned}`")),
+        "{plan}"
+    );
+    world.set_env("STACKINSTALL_DOWNLOADS__REQUIRE_PINS", "true");
+    let refused = stderr(&world.install(&["--only", "storage"]).code(2));
+    assert!(
+        refused.contains("require_pins") && refused.contains(unpinned),
+        "{refused}"
+    );
+    assert!(helm_upgrades(&world).is_empty());
 }
 
 #[test]

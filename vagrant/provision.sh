@@ -41,11 +41,16 @@ plan=$("$built" --domain "$domain" --self-signed --plan)
 printf '%s\n' "$plan"
 # Helm's archive is pinned in the profile: the real download must match it.
 printf '%s\n' "$plan" | grep -q "helm-v3.14.2-linux-amd64.tar.gz (checked against pinned SHA-256"
+# So is the provisioner's chart ([downloads.pins] too); the application
+# chart is pulled into a root-only directory and installed from that file.
+printf '%s\n' "$plan" | grep -q "nfs-subdir-external-provisioner-4.0.18.tgz (checked against pinned SHA-256"
+printf '%s\n' "$plan" | grep -q "helm pull oci://"
 
 echo "==> install, in the bare form as operators type it"
 "$built" --domain "$domain" --self-signed --yes
 
 echo "==> security: kubeconfig for root only, the timer runs the root-owned copy"
+[ ! -e /var/lib/stackinstall/downloads/chart-stackbill ]   # the pulled chart is gone
 [ "$(stat -c '%a %U' /etc/rancher/k3s/k3s.yaml)" = "600 root" ]
 [ "$(stat -c '%a %U' /root/.kube/config)" = "600 root" ]
 [ "$(stat -c '%a %U' /root/.kube)" = "700 root" ]

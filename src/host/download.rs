@@ -280,25 +280,10 @@ pub fn fetch_checked(
     Ok(bytes)
 }
 
-/// The bytes at `url`, checked against the pinned SHA-256 `expected` (an
-/// empty pin checks nothing: the caller says so to the operator).
-pub fn fetch_pinned(
-    url: &str,
-    expected: &str,
-    timeout: Duration,
-) -> Result<Vec<u8>, DownloadError> {
-    let bytes = fetch(url, timeout)?;
-    let actual = hex::encode(Sha256::digest(&bytes));
-    if !expected.is_empty() && !actual.eq_ignore_ascii_case(expected) {
-        return Err(DownloadError::Mismatch {
-            file: url.rsplit('/').next().unwrap_or(url).to_string(),
-            url: url.to_string(),
-            against: "pinned SHA-256 (the profile's `[storage] sha256`)".to_string(),
-            expected: expected.to_ascii_lowercase(),
-            actual,
-        });
-    }
-    Ok(bytes)
+/// The pin key of the Helm chart `name` at `version`:
+/// `NAME/VERSION/NAME-VERSION.tgz`, the file `helm pull` makes.
+pub fn chart_key(name: &str, version: &str) -> String {
+    format!("{name}/{version}/{name}-{version}.tgz")
 }
 
 /// Downloads `release`, checks it, and installs its binary at `target`

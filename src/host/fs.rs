@@ -140,6 +140,39 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>, FileError> {
     read_limited(path).map_err(FileError::new("read", path))
 }
 
+/// Reads the bytes of a file the tool had written for itself (a pulled
+/// chart), never through a link: see `open_own`.
+pub fn read_own_bytes(path: &Path) -> Result<Vec<u8>, FileError> {
+    open_own(path)
+        .and_then(read_from)
+        .map_err(FileError::new("read", path))
+}
+
+/// The entries of the directory `path` (not followed into), sorted; empty
+/// when there is no such directory.
+pub fn entries_of(path: &Path) -> Result<Vec<PathBuf>, FileError> {
+    let listing = match fs::read_dir(path) {
+        Ok(listing) => listing,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(FileError::new("list", path)(error)),
+    };
+    let mut entries = listing
+        .map(|entry| entry.map(|entry| entry.path()))
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(FileError::new("list", path))?;
+    entries.sort();
+    Ok(entries)
+}
+
+/// Removes the empty directory at `path`; returns whether there was one.
+pub fn remove_empty_dir(path: &Path) -> Result<bool, FileError> {
+    match fs::remove_dir(path) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(FileError::new("remove the directory", path)(error)),
+    }
+}
+
 /// Writes `contents` to `path` atomically with permission bits `mode`,
 /// owned by the running user, creating missing parent directories (0755).
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<(), FileError> {

@@ -1,4 +1,6 @@
-//! Release: `helm upgrade --install` of the profile's chart into the
+//! Release: `helm pull` of the profile's chart into a root-only directory,
+//! checked against its pin in `[downloads.pins]` (see `release/chart.rs`),
+//! then `helm upgrade --install` of that file into the
 //! application's namespace, with the pull secret's name, the host's
 //! database endpoints and the service credentials in a values file of mode
 //! 0600 under `/var/lib/stackinstall` that is removed as soon as Helm is done
@@ -22,8 +24,11 @@ use super::{Action, ActionKind, Step, StepError};
 use crate::config::Config;
 use crate::context::Context;
 use crate::credentials::Credentials;
+use crate::host::download::ReleaseBinary;
 use crate::host::{self, Command, kube};
 use crate::state::Fingerprint;
+
+mod chart;
 
 /// The release step.
 pub struct Release;
@@ -88,7 +93,11 @@ fn marker(context: &Context) -> Result<String, StepError> {
     let mut fingerprint = Fingerprint::default();
     fingerprint
         .add("reference", &config.chart.reference)
-        .add("version", &config.chart.version)
+        .add("version", &config.chart.version);
+    if let Some(pin) = chart::download(config).pin {
+        fingerprint.add("pin", pin.sha256);
+    }
+    fingerprint
         .add(
             "values",
             values(config, &host_ip(config)?, None).to_string(),
@@ -173,14 +182,13 @@ pub fn recovery(release: &str, namespace: &str, revisions: &[Revision]) -> Optio
     }
 }
 
-/// The `helm upgrade --install` command with the values file at `values`.
-fn upgrade_command(context: &Context, values: &Path, description: &str) -> Command {
+/// The `helm upgrade --install` command of the chart file `file` with the
+/// values file at `values`.
+fn upgrade_command(context: &Context, file: &Path, values: &Path, description: &str) -> Command {
     let chart = &context.config.chart;
     let timeout = format!("{}s", chart.timeout_seconds);
-    let mut args = vec!["upgrade", "--install", &chart.release, &chart.reference];
-    if !chart.version.is_empty() {
-        args.extend(["--version", &chart.version]);
-    }
+    let file = file.display().to_string();
+    let mut args = vec!["upgrade", "--install", &chart.release, &file];
     let values = values.display().to_string();
     args.extend([
         "--namespace",
@@ -199,8 +207,20 @@ fn values_path(context: &Context) -> PathBuf {
         .join(format!("{}-values.yaml", context.config.chart.release))
 }
 
-/// Writes the values file (0600), runs Helm, and removes the file whatever happened.
+/// Pulls and checks the chart, writes the values file (0600), runs Helm,
+/// and removes both files whatever happened.
 fn upgrade(context: &Context) -> Result<bool, StepError> {
+    let file = chart::pull(context)?;
+    let result = upgrade_from(context, &file);
+    let removed = chart::remove(context);
+    result?;
+    removed?;
+    Ok(true)
+}
+
+/// Writes the values file (0600), runs Helm with the chart `file`, and
+/// removes the values file whatever happened.
+fn upgrade_from(context: &Context, file: &Path) -> Result<(), StepError> {
     let config = &context.config;
     let path = values_path(context);
     if let Some(parent) = path.parent().filter(|parent| !parent.exists()) {
@@ -209,11 +229,11 @@ fn upgrade(context: &Context) -> Result<bool, StepError> {
     let values = values(config, &host_ip(config)?, Some(context.credentials()?));
     let yaml = serde_yaml_ng::to_string(&values).expect("values serialize");
     host::fs::write_atomic(&path, yaml.as_bytes(), 0o600)?;
-    let result = upgrade_command(context, &path, &marker(context)?).run();
+    let result = upgrade_command(context, file, &path, &marker(context)?).run();
     let removed = host::fs::remove_file(&path);
     result?;
     removed?;
-    Ok(true)
+    Ok(())
 }
 
 impl Step for Release {
@@ -241,6 +261,10 @@ impl Step for Release {
 
     fn depends_on(&self) -> &'static [&'static str] {
         &["credentials", "helm", "namespace", "registry"]
+    }
+
+    fn downloads(&self, context: &Context) -> Vec<ReleaseBinary> {
+        vec![chart::download(&context.config)]
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
@@ -276,11 +300,14 @@ impl Step for Release {
             return Ok(actions);
         }
         let shown = context.shown(&values_path(context));
+        let file = chart::shown_file(context);
+        let pull = chart::pull_command(config, file.parent().unwrap_or(&file));
         actions.push(Action::call(
             ActionKind::Command,
             format!(
-                "{} (values file mode 0600 with the credentials, removed afterwards)",
-                upgrade_command(context, &shown, &marker)
+                "{pull} (into a directory only root reads; the chart {}), then {} (values file mode 0600 with the credentials; both files removed afterwards)",
+                chart::check(config),
+                upgrade_command(context, &file, &shown, &marker)
             ),
             |context| upgrade(context),
         ));

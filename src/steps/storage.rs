@@ -1,7 +1,8 @@
 //! Storage: the StorageClass `nfs-client` the application's PVCs ask for,
 //! served from the host's NFS export by nfs-subdir-external-provisioner.
 //! When the cluster has no such StorageClass, it downloads the provisioner's
-//! Helm chart (pinned by version and SHA-256 in `[storage]`) to
+//! Helm chart (pinned by version in `[storage]` and by SHA-256 in
+//! `[downloads.pins]`, like every other file that runs as root) to
 //! `/var/lib/stackinstall/downloads` (mode 0600, removed once Helm is done)
 //! and runs `helm upgrade --install` with the host's address, the export path
 //! and `archive_on_delete`. A StorageClass of that name that someone else
@@ -21,7 +22,8 @@ use std::time::Duration;
 use super::release::{history, host_ip, recovery};
 use super::{Action, ActionKind, Step, StepError};
 use crate::context::{Context, Removal};
-use crate::host::{self, download, kube};
+use crate::host::download::{self, ReleaseBinary};
+use crate::host::{self, kube};
 use crate::state::Fingerprint;
 
 /// The storage step.
@@ -45,6 +47,13 @@ impl Step for Storage {
 
     fn depends_on(&self) -> &'static [&'static str] {
         &["nfs"]
+    }
+
+    fn downloads(&self, context: &Context) -> Vec<ReleaseBinary> {
+        match context.config.storage.provisioner_in_chart {
+            true => Vec::new(),
+            false => vec![chart(context)],
+        }
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
@@ -135,9 +144,10 @@ impl Step for Storage {
 fn marker(context: &Context) -> Result<String, StepError> {
     let storage = &context.config.storage;
     let mut fingerprint = Fingerprint::default();
+    let pin = chart(context).pin.map(|pin| pin.sha256).unwrap_or_default();
     fingerprint
         .add("version", &storage.version)
-        .add("sha256", &storage.sha256)
+        .add("sha256", pin)
         .add("values", values(context)?.join(" "));
     Ok(format!("stackinstall {}", &fingerprint.finish()[..16]))
 }
@@ -156,18 +166,27 @@ fn values(context: &Context) -> Result<Vec<String>, StepError> {
     ])
 }
 
-fn chart_url(context: &Context) -> String {
+/// The chart file with its pin (`[downloads.pins]`, key
+/// `NAME/VERSION/NAME-VERSION.tgz`).
+fn chart(context: &Context) -> ReleaseBinary {
     let storage = &context.config.storage;
-    download::url_for(&storage.chart_url, &storage.version)
+    let url = download::url_for(&storage.chart_url, &storage.version);
+    let file = url.rsplit('/').next().unwrap_or_default();
+    let suffix = format!("-{}.tgz", storage.version);
+    let name = file.strip_suffix(&suffix).unwrap_or(&storage.release);
+    let key = download::chart_key(name, &storage.version);
+    ReleaseBinary {
+        pin: context.config.downloads.pin(&key),
+        key,
+        url,
+        sums_url: None,
+        member: None,
+    }
 }
 
 fn chart_path(context: &Context) -> std::path::PathBuf {
-    let name = chart_url(context)
-        .rsplit('/')
-        .next()
-        .unwrap_or("chart.tgz")
-        .to_string();
-    context.host.path(DOWNLOADS).join(name)
+    let chart = chart(context);
+    context.host.path(DOWNLOADS).join(chart.file_name())
 }
 
 /// `helm upgrade --install` of the chart file at `chart`.
@@ -186,18 +205,15 @@ fn helm_command(context: &Context, chart: &str) -> Result<host::Command, StepErr
 }
 
 fn install_action(context: &Context) -> Result<Action, StepError> {
-    let storage = &context.config.storage;
+    let chart = chart(context);
     let shown = context.shown(&chart_path(context));
-    let check = match storage.sha256.is_empty() {
-        true => "NOT CHECKED: `[storage] sha256` is empty".to_string(),
-        false => format!("SHA-256 {}", storage.sha256),
-    };
     let command = helm_command(context, &shown.display().to_string())?;
     Ok(Action::call(
         ActionKind::Command,
         format!(
-            "download {} ({check}) to {} (mode 0600, removed afterwards), then {command}",
-            chart_url(context),
+            "download {} ({}) to {} (mode 0600, removed afterwards), then {command}",
+            chart.url,
+            chart.check(),
             shown.display()
         ),
         |context| install(context),
@@ -207,18 +223,17 @@ fn install_action(context: &Context) -> Result<Action, StepError> {
 /// Downloads and checks the chart, runs Helm with it, removes the file
 /// whatever happened.
 fn install(context: &Context) -> Result<bool, StepError> {
-    let storage = &context.config.storage;
-    if storage.sha256.is_empty() {
-        context.ui.warn(&format!(
-            "the provisioner chart `{}` is installed without a SHA-256 check: `[storage] sha256` is empty",
-            chart_url(context)
-        ));
+    let chart = chart(context);
+    if chart.pin.is_none() {
+        context
+            .ui
+            .warn(&format!("{}: {}", chart.url, chart.check()));
     }
     let timeout = Duration::from_secs(context.config.downloads.timeout_seconds);
-    let chart = download::fetch_pinned(&chart_url(context), &storage.sha256, timeout)?;
+    let bytes = download::fetch_checked(&chart, timeout, &|_, _| {})?;
     let path = chart_path(context);
     host::fs::ensure_dir(&context.host.path(DOWNLOADS), 0o700)?;
-    host::fs::write_atomic(&path, &chart, 0o600)?;
+    host::fs::write_atomic(&path, &bytes, 0o600)?;
     context.ui.status("installing the NFS provisioner");
     let result = helm_command(context, &path.display().to_string())?.run();
     let removed = host::fs::remove_file(&path);

@@ -8,15 +8,25 @@
 # (from `--set storageClass.*`) and an available Deployment; any other chart
 # makes the objects of $STATE/chart/*.json (what the test's application chart
 # holds) in the release's namespace.
+#
+# `pull REF [--version V] --destination DIR` writes DIR/NAME-V.tgz (V is
+# 1.0.0, the "newest", without --version): the bytes of
+# $STATE/registry/NAME-V.tgz when the test put a chart there, else a
+# stand-in text; for an `oci://` reference it prints Helm's `Pulled:` and
+# `Digest:` lines (the manifest digest: the SHA-256 of `manifest of ` and
+# the file's SHA-256). `upgrade` of a chart file records its SHA-256 in
+# $STATE/helm/RELEASE.chart-sha256 (a missing file is Helm's error).
 mkdir -p "$STATE/helm"
 args=("$@")
-description=""; values=""; namespace=default; sets=()
+description=""; values=""; namespace=default; sets=(); version=""; destination=""
 for i in "${!args[@]}"; do
   case "${args[$i]}" in
     --description) description="${args[$((i+1))]}" ;;
     --values) values="${args[$((i+1))]}" ;;
     --namespace|-n) namespace="${args[$((i+1))]}" ;;
     --set) sets+=("${args[$((i+1))]}") ;;
+    --version) version="${args[$((i+1))]}" ;;
+    --destination) destination="${args[$((i+1))]}" ;;
   esac
 done
 setting() { for s in "${sets[@]}"; do [ "${s%%=*}" = "$1" ] && printf %s "${s#*=}"; done; }
@@ -26,9 +36,19 @@ put() { # kind namespace name json: one object of the release
   grep -qxF "$STATE/kube/$1/$2/$3.json" "$STATE/helm/$release.objects" 2>/dev/null \
     || echo "$STATE/kube/$1/$2/$3.json" >> "$STATE/helm/$release.objects"
 }
+pull() { # reference
+  local name="${1##*/}" file
+  [ -n "$version" ] || version=1.0.0
+  [ -d "$destination" ] || { echo "Error: failed to untar: mkdir $destination: no such file or directory" >&2; exit 1; }
+  file="$destination/$name-$version.tgz"
+  if [ -f "$STATE/registry/$name-$version.tgz" ]; then cp "$STATE/registry/$name-$version.tgz" "$file"
+  else printf 'a stand-in for the chart %s %s\n' "$name" "$version" > "$file"; fi
+  case "$1" in oci://*)
+    echo "Pulled: ${1#oci://}:$version"
+    echo "Digest: sha256:$(printf 'manifest of %s' "$(sha256sum "$file" | cut -d' ' -f1)" | sha256sum | cut -d' ' -f1)" ;;
+  esac
+}
 provisioner_objects() {
-  [ -f "$chart" ] || { echo "Error: path \"$chart\" not found" >&2; exit 1; }
-  sha256sum "$chart" | cut -d' ' -f1 > "$STATE/helm/$release.chart-sha256"
   class=$(setting storageClass.name)
   put storageclass _ "$class" "$(jq -cn --arg n "$class" --arg a "$(setting storageClass.archiveOnDelete)" \
     '{kind: "StorageClass", apiVersion: "storage.k8s.io/v1", metadata: {name: $n},
@@ -57,6 +77,7 @@ add_revision() { # status description
 release="$2"
 case "$1" in
   version) printf v3.14.2 ;;
+  pull) pull "$2" ;;
   history)
     [ -f "$STATE/helm/$release.json" ] || { echo "Error: release: not found" >&2; exit 1; }
     cat "$STATE/helm/$release.json" ;;
@@ -71,6 +92,10 @@ case "$1" in
       cp "$values" "$STATE/helm/values-seen.yaml"
     fi
     [ -f "$STATE/helm-fails" ] && { echo "Error: INSTALLATION FAILED: chart not found" >&2; exit 1; }
+    case "$chart" in
+      /*) [ -f "$chart" ] || { echo "Error: path \"$chart\" not found" >&2; exit 1; }
+          sha256sum "$chart" | cut -d' ' -f1 > "$STATE/helm/$release.chart-sha256" ;;
+    esac
     # Pending while it works, as Helm is: a run killed here leaves the
     # release pending-install or pending-upgrade.
     if [ -f "$STATE/helm/$release.json" ]; then pending=pending-upgrade; else pending=pending-install; fi

@@ -153,9 +153,10 @@ fn publish(releases: &Releases) -> String {
         format!("{}  {istio_file}\n", sha256(&istio)).into_bytes(),
     );
     let pins = format!(
-        "{{ \"{HELM_PIN}\" = {{ sha256 = \"{}\", source = \"the tests' release server\" }}, \"istio/1.20.3/{istio_file}\" = {{ sha256 = \"{}\", source = \"the tests' release server\" }} }}",
+        "{{ \"{HELM_PIN}\" = {{ sha256 = \"{}\", source = \"the tests' release server\" }}, \"istio/1.20.3/{istio_file}\" = {{ sha256 = \"{}\", source = \"the tests' release server\" }}, \"{PROVISIONER_PIN}\" = {{ sha256 = \"{}\", source = \"the tests' release server\" }} }}",
         sha256(&helm_bytes),
-        sha256(&istio)
+        sha256(&istio),
+        provisioner_chart_sha256()
     );
     releases.put(&format!("/istio/1.20.3/{istio_file}"), istio);
     releases.put(PROVISIONER_CHART, provisioner_chart());
@@ -194,6 +195,10 @@ chmod "$mode" "{file}""#,
 /// Where the provisioner's chart is served (the profile's version).
 pub const PROVISIONER_CHART: &str =
     "/charts/nfs-subdir-external-provisioner-4.0.18/nfs-subdir-external-provisioner-4.0.18.tgz";
+
+/// The pin key of the provisioner's chart (the profile's version).
+pub const PROVISIONER_PIN: &str =
+    "nfs-subdir-external-provisioner/4.0.18/nfs-subdir-external-provisioner-4.0.18.tgz";
 
 /// A stand-in for the provisioner's chart `.tgz` (the fake `helm` only
 /// checks that the file is there, and records its SHA-256).
@@ -275,10 +280,6 @@ pub fn cluster_world() -> (World, Releases) {
     world.set_env(
         "STACKINSTALL_STORAGE__CHART_URL",
         &format!("{base}/charts/nfs-subdir-external-provisioner-{{version}}/nfs-subdir-external-provisioner-{{version}}.tgz"),
-    );
-    world.set_env(
-        "STACKINSTALL_STORAGE__SHA256",
-        &format!("\"{}\"", provisioner_chart_sha256()),
     );
     // The cluster's steps only: the database and application steps have
     // tests of their own (and a real apt-get must never run here).
