@@ -316,6 +316,94 @@ fn a_kubeconfig_left_readable_by_an_earlier_install_is_made_0600() {
     );
 }
 
+/// The backups of root's kubeconfig under `/root/.kube`, with their text.
+fn kubeconfig_backups(world: &World) -> Vec<(PathBuf, String)> {
+    let mut backups: Vec<(PathBuf, String)> = fs::read_dir(world.path("/root/.kube"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("config.stackinstall-backup-")
+        })
+        .map(|path| {
+            let text = fs::read_to_string(&path).unwrap();
+            (path, text)
+        })
+        .collect();
+    backups.sort();
+    backups
+}
+
+#[test]
+fn an_operators_kubeconfig_is_kept_as_a_backup_before_the_copy_replaces_it() {
+    let (world, _releases) = cluster::cluster_world();
+    let theirs = "apiVersion: v1\nclusters:\n- cluster:\n    server: https://prod.example.com:6443\n  name: prod\n";
+    world.write("/root/.kube/config", theirs);
+    let copy = world.path("/root/.kube/config");
+    fs::set_permissions(&copy, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::set_permissions(copy.parent().unwrap(), fs::Permissions::from_mode(0o700)).unwrap();
+
+    world.install(&["--only", "k3s"]).success();
+    let k3s = world.read("/etc/rancher/k3s/k3s.yaml");
+    assert_eq!(
+        world.read("/root/.kube/config"),
+        k3s,
+        "root gets K3s's kubeconfig"
+    );
+    let backups = kubeconfig_backups(&world);
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert_eq!(
+        backups[0].1, theirs,
+        "the operator's file is kept byte for byte"
+    );
+    assert_eq!(fs::metadata(&backups[0].0).unwrap().mode() & 0o7777, 0o600);
+
+    // K3s's kubeconfig changes (new certificates; `--redo k3s` looks
+    // again): our older copy is replaced without another backup; someone's
+    // edit of it is kept.
+    let renewed = k3s.replace("ZmFrZSBrZXk=", "bmV3IGtleQ==");
+    world.write("/etc/rancher/k3s/k3s.yaml", &renewed);
+    let plan = stdout(
+        &world
+            .install(&["--only", "k3s", "--redo", "k3s", "--plan"])
+            .success(),
+    );
+    assert!(
+        plan.contains("copy /etc/rancher/k3s/k3s.yaml to /root/.kube/config")
+            && !plan.contains("backup"),
+        "our own older copy needs no backup:\n{plan}"
+    );
+    world.install(&["--only", "k3s", "--redo", "k3s"]).success();
+    assert_eq!(world.read("/root/.kube/config"), renewed);
+    assert_eq!(kubeconfig_backups(&world).len(), 1);
+
+    let edited = format!("{renewed}# the operator's context for prod\n");
+    world.write("/root/.kube/config", &edited);
+    let plan = stdout(
+        &world
+            .install(&["--only", "k3s", "--redo", "k3s", "--plan"])
+            .success(),
+    );
+    assert!(
+        plan.contains("the /root/.kube/config there differs from K3s's and was not written by stackinstall: it is kept as /root/.kube/config.stackinstall-backup-TIME (mode 0600)"),
+        "{plan}"
+    );
+    let run = stderr(&world.install(&["--only", "k3s", "--redo", "k3s"]).success());
+    assert!(
+        run.contains("kept as /root/.kube/config.stackinstall-backup-"),
+        "{run}"
+    );
+    let backups = kubeconfig_backups(&world);
+    assert_eq!(backups.len(), 2, "{backups:?}");
+    assert!(backups.iter().any(|(_, text)| *text == edited));
+    assert_eq!(world.read("/root/.kube/config"), renewed);
+    common::report(
+        "root's kubeconfig: 2 files not written by stackinstall kept as backups (0600), 1 older copy of ours replaced without one",
+    );
+}
+
 // ------------------------------------------------ planted links (item 2) --
 
 const PRECIOUS: &str = "root:x:0:0:root:/root:/bin/bash\n";

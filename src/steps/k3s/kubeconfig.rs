@@ -4,6 +4,15 @@
 //! (0600, directory 0700) so `kubectl` and `helm` by hand work after the
 //! install, as they did after the bash installer. The tool's own `kubectl`
 //! and `helm` calls name the K3s file in `KUBECONFIG` (`host::kube`).
+//!
+//! A `/root/.kube/config` that differs from K3s's and that stackinstall did
+//! not write (the operator's config for another cluster) is never lost: it
+//! is kept as `/root/.kube/config.stackinstall-backup-TIME` (0600) before
+//! the copy replaces it, and the plan says so. The state records the
+//! SHA-256 of the copy last written (`k3s.root_kubeconfig_sha256`), which
+//! is how a later run knows an older copy as its own.
+
+use sha2::{Digest, Sha256};
 
 use super::super::{Action, ActionKind, StepError};
 use crate::context::Context;
@@ -13,6 +22,39 @@ use crate::host::{self, kube};
 pub const MODE: u32 = 0o600;
 /// root's own kubeconfig, which `kubectl` and `helm` read by default.
 pub const ROOT_KUBECONFIG: &str = "/root/.kube/config";
+/// The fact holding the SHA-256 of the copy stackinstall last wrote.
+const WRITTEN: &str = "k3s.root_kubeconfig_sha256";
+
+/// What is at root's kubeconfig path before the copy.
+#[derive(Debug, PartialEq, Eq)]
+enum Existing {
+    /// Nothing, or K3s's own text, or a copy stackinstall wrote: replaced.
+    Replaceable,
+    /// Someone else's file: kept as a backup first.
+    Theirs,
+    /// It cannot be read (a plan without root).
+    Unknown,
+}
+
+fn sha256(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Whose the file at root's kubeconfig path is, given K3s's `current` text.
+fn existing(context: &Context, current: Option<&str>) -> Result<Existing, StepError> {
+    let target = context.host.path(ROOT_KUBECONFIG);
+    if !host::fs::exists(&target) {
+        return Ok(Existing::Replaceable);
+    }
+    let Some(text) = readable(&target)? else {
+        return Ok(Existing::Unknown);
+    };
+    let ours = context.fact(WRITTEN) == Some(sha256(&text).as_str());
+    Ok(match ours || Some(text.as_str()) == current {
+        true => Existing::Replaceable,
+        false => Existing::Theirs,
+    })
+}
 
 /// Whether K3s's kubeconfig is there with a mode other than 0600 (written
 /// by an earlier install with `--write-kubeconfig-mode 644`): K3s must be
@@ -33,10 +75,19 @@ pub fn copy_action(context: &Context) -> Result<Option<Action>, StepError> {
     {
         return Ok(None);
     }
+    let backup = match existing(context, current.as_deref())? {
+        Existing::Replaceable => String::new(),
+        Existing::Theirs => format!(
+            "; the {ROOT_KUBECONFIG} there differs from K3s's and was not written by stackinstall: it is kept as {ROOT_KUBECONFIG}.stackinstall-backup-TIME (mode 0600)"
+        ),
+        Existing::Unknown => format!(
+            "; a {ROOT_KUBECONFIG} there that stackinstall did not write is kept as {ROOT_KUBECONFIG}.stackinstall-backup-TIME (mode 0600)"
+        ),
+    };
     Ok(Some(Action::call(
         ActionKind::File,
         format!(
-            "copy {} to {} (mode 0600, directory 0700) for kubectl and helm by hand",
+            "copy {} to {} (mode 0600, directory 0700) for kubectl and helm by hand{backup}",
             kube::KUBECONFIG,
             ROOT_KUBECONFIG
         ),
@@ -52,8 +103,9 @@ fn readable(path: &std::path::Path) -> Result<Option<String>, StepError> {
     }
 }
 
-/// Copies K3s's kubeconfig to root's; returns whether it changed anything.
-pub fn copy(context: &Context) -> Result<bool, StepError> {
+/// Copies K3s's kubeconfig to root's, keeping someone else's file there
+/// as a backup first; returns whether it changed anything.
+pub fn copy(context: &mut Context) -> Result<bool, StepError> {
     let source = context.host.path(kube::KUBECONFIG);
     let text = host::fs::read_own_optional(&source)?.ok_or_else(|| {
         StepError::failed(
@@ -64,7 +116,37 @@ pub fn copy(context: &Context) -> Result<bool, StepError> {
     let target = context.host.path(ROOT_KUBECONFIG);
     let directory = target.parent().expect("the kubeconfig has a directory");
     let made = host::fs::ensure_private_dir(directory)?;
+    if existing(context, Some(&text))? == Existing::Theirs {
+        back_up(context, &target)?;
+    }
+    let written = sha256(&text);
+    if context.fact(WRITTEN) != Some(written.as_str()) {
+        context.forget_fact(WRITTEN)?;
+        context.record_fact(WRITTEN, &written)?;
+    }
     Ok(host::fs::ensure_file(&target, text.as_bytes(), MODE)? || made)
+}
+
+/// Keeps the file at `target` as `TARGET.stackinstall-backup-TIME` (0600).
+fn back_up(context: &Context, target: &std::path::Path) -> Result<(), StepError> {
+    let text = host::fs::read_own_optional(target)?.unwrap_or_default();
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_default();
+    let mut backup = target.with_file_name(format!("config.stackinstall-backup-{stamp}"));
+    let mut suffix = 1;
+    while host::fs::exists(&backup) {
+        suffix += 1;
+        backup = target.with_file_name(format!("config.stackinstall-backup-{stamp}-{suffix}"));
+    }
+    host::fs::write_atomic(&backup, text.as_bytes(), MODE)?;
+    context.ui.warn(&format!(
+        "{ROOT_KUBECONFIG} was not written by stackinstall and differs from K3s's: kept as {}",
+        context.shown(&backup).display()
+    ));
+    Ok(())
 }
 
 /// For uninstall: removes root's copy while it is still K3s's (a file
