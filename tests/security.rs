@@ -634,6 +634,82 @@ fn render_into_an_existing_directory_keeps_its_mode() {
     assert_eq!(fs::metadata(&fresh).unwrap().mode() & 0o7777, 0o755);
 }
 
+#[test]
+fn a_directory_link_planted_where_others_can_write_is_refused() {
+    let world = World::new();
+    let shared = world.dir.path().join("tmp");
+    let victim = world.dir.path().join("etc-standin");
+    fs::create_dir_all(&shared).unwrap();
+    fs::create_dir_all(&victim).unwrap();
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o755)).unwrap();
+    let link = shared.join("review");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let mut refused = 0;
+    for out in [link.clone(), link.join("deeper")] {
+        let failed = world
+            .command()
+            .args(["render", "--domain", DOMAIN, "--out", out.to_str().unwrap()])
+            .assert()
+            .code(1);
+        let error = stderr(&failed);
+        assert!(
+            error.contains(&format!(
+                "`{}` is a symbolic link in a directory other users can write; refusing to follow it",
+                link.display()
+            )),
+            "{error}"
+        );
+        refused += 1;
+    }
+    assert_eq!(
+        fs::read_dir(&victim).unwrap().count(),
+        0,
+        "nothing was written through the link"
+    );
+
+    // The NFS export path, with `/data` writable by everyone.
+    let nfs = nfs_world();
+    let data = nfs.path("/data");
+    fs::create_dir_all(&data).unwrap();
+    fs::set_permissions(&data, fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::symlink(&victim, data.join("stackbill")).unwrap();
+    let failed = nfs.install(&["--only", "nfs"]).code(1);
+    assert!(
+        stderr(&failed)
+            .contains("stackbill` is a symbolic link in a directory other users can write"),
+        "{}",
+        stderr(&failed)
+    );
+    assert_eq!(
+        fs::metadata(&victim).unwrap().mode() & 0o7777,
+        0o755,
+        "the target's mode is unchanged"
+    );
+    refused += 1;
+
+    // A link in a directory only root writes is root's own layout: followed.
+    let private = world.dir.path().join("private");
+    fs::create_dir_all(&private).unwrap();
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(&victim, private.join("out")).unwrap();
+    world
+        .command()
+        .args([
+            "render",
+            "--domain",
+            DOMAIN,
+            "--out",
+            private.join("out").to_str().unwrap(),
+        ])
+        .assert()
+        .success();
+    assert!(victim.join("gateway.yaml").exists());
+    common::report(&format!(
+        "directory links: {refused} planted links refused (render --out twice, the NFS path), 1 link in a root-only directory followed"
+    ));
+}
+
 fn nfs_world() -> World {
     let world = World::new();
     world.fake("dpkg-query", r#"printf 'install ok installed'"#);

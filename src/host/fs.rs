@@ -442,8 +442,11 @@ fn same_bytes(mut left: fs::File, mut right: fs::File) -> io::Result<bool> {
 
 /// Makes `path` a directory; returns whether it made it. Only directories
 /// it makes get a mode (`mode` for `path`, 0755 for missing parents): an
-/// existing directory keeps its mode and owner (`/tmp` stays 1777).
+/// existing directory keeps its mode and owner (`/tmp` stays 1777). A
+/// symbolic link on the way that someone else could have planted is
+/// refused (see `refuse_planted_links`).
 pub fn ensure_dir(path: &Path, mode: u32) -> Result<bool, FileError> {
+    check_directory_path(path)?;
     if path.is_dir() {
         return Ok(false);
     }
@@ -462,6 +465,53 @@ pub fn ensure_dir(path: &Path, mode: u32) -> Result<bool, FileError> {
         }
     }
     Ok(true)
+}
+
+/// Refuses `path` when one of its components that exists is a symbolic
+/// link in a directory that someone other than the running user can write
+/// (group or others may write it, or another user owns it; a sticky bit
+/// does not stop anyone from making a new name there): such a link may
+/// have been planted to turn the files root writes next into, say,
+/// `/etc`. This holds for paths the operator gave too (`render --out
+/// /tmp/review`, `[nfs] path`): the operator named a directory, not
+/// whatever link another account put there. A link in a directory only
+/// the running user writes (root's own layout, `/var/lib -> /data/lib`) is
+/// followed.
+/// Fails when `path` leads through a link someone else could have planted
+/// (see `refuse_planted_links`): for a directory the tool writes into or
+/// hands to another program (the NFS export), looked at before anything
+/// changes.
+pub fn check_directory_path(path: &Path) -> Result<(), FileError> {
+    refuse_planted_links(path).map_err(FileError::new("use the directory", path))
+}
+
+fn refuse_planted_links(path: &Path) -> io::Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let user = unsafe { libc::geteuid() };
+    let mut current = PathBuf::new();
+    for component in path.components() {
+        let parent = current.clone();
+        current.push(component);
+        let metadata = match fs::symlink_metadata(&current) {
+            Ok(metadata) => metadata,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        if !metadata.file_type().is_symlink() {
+            continue;
+        }
+        let directory = match parent.as_os_str().is_empty() {
+            true => fs::metadata("."),
+            false => fs::metadata(&parent),
+        }?;
+        if directory.uid() != user || directory.mode() & 0o022 != 0 {
+            return Err(refused(
+                &current,
+                "a symbolic link in a directory other users can write",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Makes `path` a directory for the tool's own secrets: made 0700, or
@@ -581,6 +631,36 @@ pub fn exists(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_planted_in_a_directory_others_can_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = dir.path().join("shared");
+        let victim = dir.path().join("victim");
+        let private = dir.path().join("private");
+        for directory in [&shared, &victim, &private] {
+            fs::create_dir(directory).unwrap();
+        }
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+        fs::set_permissions(&private, fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink(&victim, shared.join("out")).unwrap();
+        std::os::unix::fs::symlink(&victim, private.join("out")).unwrap();
+        for planted in [shared.join("out"), shared.join("out/deeper")] {
+            let error = ensure_dir(&planted, 0o755).unwrap_err();
+            assert!(
+                error.to_string().contains(&format!(
+                    "`{}` is a symbolic link in a directory other users can write",
+                    shared.join("out").display()
+                )),
+                "{error}"
+            );
+        }
+        assert!(!victim.join("deeper").exists());
+        assert!(
+            !ensure_dir(&private.join("out"), 0o700).unwrap(),
+            "root's own link is followed"
+        );
+    }
 
     #[test]
     fn ensure_file_writes_once_with_mode() {

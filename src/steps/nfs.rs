@@ -67,6 +67,7 @@ impl Step for Nfs {
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let mut actions = services::package_actions(context, SERVICE, &[PACKAGE])?;
+        host::fs::check_directory_path(&context.host.path(&context.config.nfs.path))?;
         actions.extend(directory_action(context));
         let path = context.host.path(EXPORTS);
         let current = host::fs::read_optional(&path)?.unwrap_or_default();
