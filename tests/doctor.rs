@@ -149,7 +149,24 @@ classes! {
     pvc_pending: "pvc-pending", "storageClassName: \"nfs-client\"", "kubectl describe pvc -n restaurant-system restaurant-data";
     pull_error_is_the_registry_token: "registry-token", "no basic auth credentials", "sudo stackinstall ecr-refresh";
     crash_loop_with_the_last_log_lines: "crash-loop", "log: ERROR:    Application startup failed", "--previous";
-    job_held_by_its_sidecar: "job-held-by-sidecar", "istio-proxy running", "sidecar.istio.io/inject";
+    job_held_by_its_sidecar: "job-held-by-sidecar", "istio-proxy running", "put them back with `sudo stackinstall install --redo istio`, then `kubectl delete job/db-migrate";
+}
+
+/// The install uses native sidecars: the advice for a Job held open by a
+/// classic one is to put them back, not to take the Job out of the mesh.
+#[test]
+fn a_job_held_by_its_sidecar_is_not_advised_out_of_the_mesh() {
+    let world = world(&Path::new(FIXTURES).join("job-held-by-sidecar"));
+    let (report, _) = doctor(&world, &["--checks", "cluster"]);
+    let finding = findings(&report)
+        .into_iter()
+        .find(|finding| finding["class"] == "job-held-by-sidecar")
+        .expect("the class is named");
+    let fix = finding["fix"].as_str().unwrap();
+    assert!(
+        !fix.contains("sidecar.istio.io/inject") && !fix.contains("quitquitquit"),
+        "{fix}"
+    );
 }
 
 #[test]

@@ -214,8 +214,8 @@ fn job_held(namespace: &str, pod: &Value, statuses: &[Value]) -> Option<Finding>
         let job = workload(pod);
         Finding::error(
             "job-held-by-sidecar",
-            format!("{job}'s work has ended but its pod `{}` stays up: the `{SIDECAR}` sidecar keeps running, so the Job never completes", name(pod)),
-            format!("in the Job's pod template add the annotation `sidecar.istio.io/inject: \"false\"` (or let the job end the sidecar: `curl -fsS -X POST http://127.0.0.1:15020/quitquitquit`), then `kubectl delete {job} -n {namespace}` and let the release recreate it"),
+            format!("{job}'s work has ended but its pod `{}` stays up: the `{SIDECAR}` sidecar is a classic container that keeps running, so the Job never completes", name(pod)),
+            format!("the install has istiod inject native sidecars (`ENABLE_NATIVE_SIDECARS`), which stop with the Job's own containers: put them back with `sudo stackinstall install --redo istio`, then `kubectl delete {job} -n {namespace}` and `sudo stackinstall install --redo release` so the Job is made again with a native sidecar"),
         )
         .with(format!("pod {namespace}/{}: containers {}", name(pod), statuses.iter().map(|s| format!("{} {}", s["name"].as_str().unwrap_or("?"), state_name(s))).collect::<Vec<_>>().join(", ")))
     })
