@@ -335,7 +335,7 @@ fn release_gets_credentials_in_a_private_values_file_and_runs_once() {
     assert!(!args.iter().any(|a| a.starts_with("--set")), "{args:?}");
     assert_eq!(&args[..3], ["upgrade", "--install", "stackbill"]);
     assert!(
-        args[3].ends_with("/var/lib/stackinstall/downloads/chart-stackbill/stackbill-1.0.0.tgz"),
+        args[3].ends_with("/var/lib/stackinstall/downloads/chart-stackbill.tgz"),
         "Helm installs the pulled file, not the reference: {args:?}"
     );
     let pulls = calls_of(&calls, "helm", "pull");
@@ -512,7 +512,7 @@ fn a_chart_that_does_not_match_its_pin_is_not_installed() {
     for expected in [
         "helm pull oci://public.ecr.aws/p0g2c5k8/stackbill --version 1.2.0 --destination /var/lib/stackinstall/downloads/chart-stackbill".to_string(),
         format!("checked against pinned SHA-256 {file_digest} from the test's registry"),
-        "then helm upgrade --install stackbill /var/lib/stackinstall/downloads/chart-stackbill/stackbill-1.2.0.tgz".into(),
+        "then helm upgrade --install stackbill /var/lib/stackinstall/downloads/chart-stackbill.tgz".into(),
     ] {
         assert!(plan.contains(&expected), "{expected} in:\n{plan}");
     }
@@ -571,6 +571,61 @@ fn a_chart_that_does_not_match_its_pin_is_not_installed() {
     assert_eq!(calls_of(&world.calls(), "helm", "upgrade").len(), 1);
     common::report(
         "chart pins: 1 tampered chart refused (reference, pin, file and manifest digests named; no release), 2 pin forms accepted (file SHA-256, OCI manifest digest)",
+    );
+}
+
+#[test]
+fn a_chart_and_values_file_left_by_a_killed_run_are_removed_without_a_new_upgrade() {
+    let world = world();
+    world
+        .install(&["--only", "credentials", "--only", "release"])
+        .success();
+    // A run killed once Helm was done, before it removed its files.
+    let chart = world.path("/var/lib/stackinstall/downloads/chart-stackbill.tgz");
+    let values = world.path("/var/lib/stackinstall/stackbill-values.yaml");
+    std::fs::write(&chart, "a stand-in for the chart stackbill 1.0.0\n").unwrap();
+    std::fs::write(&values, "mysql:\n  password: left-behind\n").unwrap();
+    world.clear_calls();
+    let plan = stdout(
+        &world
+            .install(&[
+                "--only",
+                "credentials",
+                "--only",
+                "release",
+                "--redo",
+                "release",
+                "--plan",
+            ])
+            .success(),
+    );
+    for expected in [
+        "remove /var/lib/stackinstall/downloads/chart-stackbill.tgz",
+        "remove /var/lib/stackinstall/stackbill-values.yaml",
+    ] {
+        assert!(plan.contains(expected), "{expected} in:\n{plan}");
+    }
+    assert!(
+        !plan.contains("helm pull"),
+        "the release is current:\n{plan}"
+    );
+    world
+        .install(&[
+            "--only",
+            "credentials",
+            "--only",
+            "release",
+            "--redo",
+            "release",
+        ])
+        .success();
+    assert!(!chart.exists() && !values.exists());
+    assert!(
+        world
+            .calls()
+            .iter()
+            .all(|call| call.program != "helm" || call.args[0] == "history"),
+        "no pull, no upgrade"
     );
 }
 
@@ -852,7 +907,7 @@ fn plan_shows_the_application_actions_and_changes_nothing() {
         "write /etc/systemd/system/stackinstall-ecr-refresh.timer (mode 0644)",
         "systemctl enable --now stackinstall-ecr-refresh.timer",
         "helm pull oci://public.ecr.aws/p0g2c5k8/stackbill --destination /var/lib/stackinstall/downloads/chart-stackbill (into a directory only root reads; the chart WARNING: not pinned: `[chart] version` is empty",
-        "then helm upgrade --install stackbill /var/lib/stackinstall/downloads/chart-stackbill/stackbill-NEWEST.tgz --namespace sb-apps --values /var/lib/stackinstall/stackbill-values.yaml",
+        "then helm upgrade --install stackbill /var/lib/stackinstall/downloads/chart-stackbill.tgz --namespace sb-apps --values /var/lib/stackinstall/stackbill-values.yaml",
         "wait up to 600s for the pods in `sb-apps` to be Ready and its Jobs Complete (now 0/0 pods ready)",
     ] {
         assert!(text.contains(expected), "{expected} in:\n{text}");

@@ -164,6 +164,14 @@ pub fn entries_of(path: &Path) -> Result<Vec<PathBuf>, FileError> {
     Ok(entries)
 }
 
+/// Renames `from` to `to` (in the same file system; a link at `to` is
+/// replaced, never followed).
+pub fn rename(from: &Path, to: &Path) -> Result<(), FileError> {
+    fs::rename(from, to).map_err(FileError::new("rename", from))?;
+    tracing::info!(target: "file", "renamed {} to {}", from.display(), to.display());
+    Ok(())
+}
+
 /// Removes the empty directory at `path`; returns whether there was one.
 pub fn remove_empty_dir(path: &Path) -> Result<bool, FileError> {
     match fs::remove_dir(path) {

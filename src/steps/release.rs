@@ -291,17 +291,27 @@ impl Step for Release {
         let config = &context.config;
         let revisions = application_history(config)?;
         let recovered = recovery(&config.chart.release, &config.cluster.namespace, &revisions);
-        let mut actions: Vec<Action> = recovered.into_iter().map(Action::run).collect();
+        // What a run killed while Helm had them left: the chart and the
+        // values file (which holds the passwords).
+        let mut actions: Vec<Action> = [chart::file(context), values_path(context)]
+            .into_iter()
+            .filter(|leftover| host::fs::exists(leftover))
+            .map(|leftover| {
+                let shown = context.shown(&leftover);
+                Action::remove(leftover, &shown)
+            })
+            .collect();
         let marker = marker(context)?;
         let current = revisions
             .last()
             .is_some_and(|r| r.status == "deployed" && r.description == marker);
-        if current && actions.is_empty() {
+        if current && recovered.is_none() {
             return Ok(actions);
         }
+        actions.extend(recovered.map(Action::run));
         let shown = context.shown(&values_path(context));
-        let file = chart::shown_file(context);
-        let pull = chart::pull_command(config, file.parent().unwrap_or(&file));
+        let file = context.shown(&chart::file(context));
+        let pull = chart::pull_command(config, &context.shown(&chart::directory(context)));
         actions.push(Action::call(
             ActionKind::Command,
             format!(

@@ -1,9 +1,10 @@
 //! The application's chart file: `helm pull` of `[chart] reference` at
 //! `[chart] version` into a directory only root can read
 //! (`/var/lib/stackinstall/downloads/chart-RELEASE`, 0700), checked against
-//! its pin in `[downloads.pins]` (key `NAME/VERSION/NAME-VERSION.tgz`)
-//! before Helm installs from the file, so Helm never fetches the chart
-//! itself. The pin is the chart file's SHA-256 (a repository's `index.yaml`
+//! its pin in `[downloads.pins]` (key `NAME/VERSION/NAME-VERSION.tgz`),
+//! moved to `/var/lib/stackinstall/downloads/chart-RELEASE.tgz` (a name a
+//! later run knows, to remove what a killed run left) and installed by
+//! Helm from that file, so Helm never fetches the chart itself. The pin is the chart file's SHA-256 (a repository's `index.yaml`
 //! `digest`) or, for an OCI chart, the manifest digest `helm pull` prints
 //! (`Digest: sha256:...`, verified by Helm against what it fetched); either
 //! binds the chart's content. The file and its directory go once Helm is
@@ -80,14 +81,11 @@ pub fn directory(context: &Context) -> PathBuf {
         .join(format!("chart-{}", context.config.chart.release))
 }
 
-/// The chart file as the plan shows it.
-pub fn shown_file(context: &Context) -> PathBuf {
-    let version = match context.config.chart.version.as_str() {
-        "" => "NEWEST",
-        version => version,
-    };
-    let file = format!("{}-{version}.tgz", name(&context.config));
-    context.shown(&directory(context)).join(file)
+/// The checked chart file Helm installs from.
+pub fn file(context: &Context) -> PathBuf {
+    let mut file = directory(context).into_os_string();
+    file.push(".tgz");
+    PathBuf::from(file)
 }
 
 /// `helm pull` of the chart into `destination`.
@@ -118,14 +116,14 @@ pub fn pull(context: &Context) -> Result<PathBuf, StepError> {
     remove(context)?;
     host::fs::ensure_private_dir(&directory)?;
     let output = pull_command(config, &directory).run()?;
-    let file = pulled_file(&directory)?;
+    let pulled = pulled_file(&directory)?;
     let Some(pin) = chart.pin else {
-        return Ok(file);
+        return keep(context, &pulled);
     };
-    let digests = digests(&host::fs::read_own_bytes(&file)?, &output);
+    let digests = digests(&host::fs::read_own_bytes(&pulled)?, &output);
     let expected = pin.sha256.to_ascii_lowercase();
     if digests.iter().any(|(digest, _)| *digest == expected) {
-        return Ok(file);
+        return keep(context, &pulled);
     }
     remove(context)?;
     let actual: Vec<String> = digests
@@ -143,6 +141,14 @@ pub fn pull(context: &Context) -> Result<PathBuf, StepError> {
         ),
         "the registry served another chart than the one pinned: do not install it; if that version was republished on purpose, check the new chart and change its pin in [downloads.pins] (a --config file)",
     ))
+}
+
+/// Moves the checked chart `pulled` to [`file`] and removes its directory.
+fn keep(context: &Context, pulled: &Path) -> Result<PathBuf, StepError> {
+    let file = file(context);
+    host::fs::rename(pulled, &file)?;
+    remove_directory(context)?;
+    Ok(file)
 }
 
 /// The one `.tgz` `helm pull` left in `directory`.
@@ -185,9 +191,14 @@ fn digests(bytes: &[u8], output: &host::command::Output) -> Vec<(String, &'stati
     digests
 }
 
-/// Removes the pulled chart and its directory (also what a killed run
+/// Removes the chart file and the pull directory (also what a killed run
 /// left there).
 pub fn remove(context: &Context) -> Result<(), StepError> {
+    host::fs::remove_file(&file(context))?;
+    remove_directory(context)
+}
+
+fn remove_directory(context: &Context) -> Result<(), StepError> {
     let directory = directory(context);
     for entry in host::fs::entries_of(&directory)? {
         host::fs::remove_file(&entry)?;
