@@ -115,8 +115,17 @@ pub fn pull(context: &Context) -> Result<PathBuf, StepError> {
     host::fs::ensure_private_dir(&context.host.path(DOWNLOADS))?;
     remove(context)?;
     host::fs::ensure_private_dir(&directory)?;
-    let output = pull_command(config, &directory).run()?;
-    let pulled = pulled_file(&directory)?;
+    let pulled = pull_command(config, &directory)
+        .run()
+        .map_err(StepError::from)
+        .and_then(|output| Ok((pulled_file(&directory)?, output)));
+    let (pulled, output) = match pulled {
+        Ok(pulled) => pulled,
+        Err(error) => {
+            remove(context)?;
+            return Err(error);
+        }
+    };
     let Some(pin) = chart.pin else {
         return keep(context, &pulled);
     };
