@@ -91,7 +91,7 @@ pub fn copy_action(context: &Context) -> Result<Option<Action>, StepError> {
             kube::KUBECONFIG,
             ROOT_KUBECONFIG
         ),
-        |context| copy(context),
+        copy,
     )))
 }
 
