@@ -55,6 +55,8 @@ fn world(user: &str) -> World {
     if let Ok(node) = std::env::var("RABBITMQ_NODENAME") {
         world.set_env("RABBITMQ_NODENAME", &node);
     }
+    // The test RabbitMQ runs with its management plugin on.
+    world.write("/etc/rabbitmq/enabled_plugins", "[rabbitmq_management].\n");
     world
 }
 
@@ -351,6 +353,23 @@ fn amqp_login(user: &str, password: &str) -> Result<(), lapin::Error> {
     })
 }
 
+/// Whether `stored` is RabbitMQ's SHA-256 hash of `password`: base64 of a
+/// 4-byte salt and SHA-256(salt + password).
+fn sha256_hash_matches(stored: &str, password: &str) -> bool {
+    use base64::Engine;
+    use sha2::Digest;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(stored)
+        .unwrap();
+    let (salt, digest) = bytes.split_at(4);
+    sha2::Sha256::new()
+        .chain_update(salt)
+        .chain_update(password)
+        .finalize()
+        .as_slice()
+        == digest
+}
+
 fn rabbitmqctl(args: &[&str], stdin: &str) {
     let mut child = std::process::Command::new("rabbitmqctl")
         .args(args)
@@ -374,6 +393,9 @@ fn rabbitmq_user_logs_in_over_amqp_and_the_api_and_a_second_run_changes_nothing(
     let bystander = unique("rbby");
     let world = world(&user);
     record_rabbitmqctl(&world);
+    record_rabbitmq_plugins(&world);
+    // As on a host whose running RabbitMQ never had the plugin enabled.
+    std::fs::remove_file(world.path("/etc/rabbitmq/enabled_plugins")).unwrap();
     rabbitmqctl(&["add_user", &bystander], "BystanderPass1");
     rabbitmqctl(&["add_vhost", &bystander], "");
 
@@ -397,35 +419,41 @@ fn rabbitmq_user_logs_in_over_amqp_and_the_api_and_a_second_run_changes_nothing(
         (&".*".into(), &".*".into(), &".*".into())
     );
     let calls = world.calls();
-    let add = calls
+    let lines: Vec<String> = calls.iter().map(|c| c.line()).collect();
+    assert!(
+        lines.contains(&"rabbitmq-plugins enable rabbitmq_management".to_string()),
+        "{lines:?}"
+    );
+    let import = calls
         .iter()
-        .find(|c| {
-            c.program == "rabbitmqctl" && c.args.first().map(String::as_str) == Some("add_user")
-        })
-        .expect("add_user ran");
+        .find(|c| c.line() == "rabbitmqctl import_definitions --format json")
+        .expect("import_definitions ran");
+    let definitions: serde_json::Value = serde_json::from_str(&import.stdin).unwrap();
+    let entry = &definitions["users"][0];
     assert_eq!(
-        (add.args.clone(), add.stdin.as_str()),
+        (&entry["name"], &entry["hashing_algorithm"], &entry["tags"]),
         (
-            vec!["add_user".to_string(), user.clone()],
-            password.as_str()
+            &user.as_str().into(),
+            &"rabbit_password_hashing_sha256".into(),
+            &"administrator".into()
         )
+    );
+    assert!(
+        sha256_hash_matches(entry["password_hash"].as_str().unwrap(), &password),
+        "{entry}"
     );
     assert!(
         calls
             .iter()
-            .all(|c| !c.args.iter().any(|a| a.contains(&password))),
-        "the password is never in argv"
+            .all(|c| !c.args.iter().any(|a| a.contains(&password)) && !c.stdin.contains(&password)),
+        "the password is never in argv, nor in clear on stdin"
     );
+    eprintln!("cold rabbitmq step with the plugin off: {lines:?}");
 
     world.clear_calls();
     let second = run(&world, &["rabbitmq"], &["--redo", "rabbitmq"]);
     assert_eq!(outcome(&second, "rabbitmq"), "unchanged", "{second}");
-    let changing = [
-        "add_user",
-        "change_password",
-        "set_user_tags",
-        "set_permissions",
-    ];
+    let changing = ["import_definitions", "enable"];
     assert!(
         world
             .calls()
@@ -477,6 +505,66 @@ fn rabbitmq_password_changed_behind_our_back_is_set_back() {
     );
     amqp_login(&user, &password).expect("the file's password works again");
     rabbitmqctl(&["delete_user", &user], "");
+}
+
+/// Wraps the real `rabbitmq-plugins` in a recording fake; what `enable`
+/// writes to the host's `enabled_plugins` is copied into the world's root.
+fn record_rabbitmq_plugins(world: &World) {
+    let real = which("rabbitmq-plugins");
+    let file = world.path("/etc/rabbitmq/enabled_plugins");
+    world.fake(
+        "rabbitmq-plugins",
+        &format!(
+            "{real} \"$@\" || exit $?\n[ \"$1\" != enable ] || {{ mkdir -p {dir}; cp /etc/rabbitmq/enabled_plugins {file}; }}",
+            dir = file.parent().unwrap().display(),
+            file = file.display()
+        ),
+    );
+}
+
+/// A cold mysql + rabbitmq provisioning against the real servers: each
+/// `rabbitmqctl` or `rabbitmq-plugins` boots an Erlang VM (0.25 to 1.2 s),
+/// so the step runs at most two of them, and a plain re-run none.
+#[test]
+fn rabbitmq_cold_provisioning_runs_at_most_two_erlang_programs_and_a_rerun_none() {
+    let user = unique("rc");
+    let world = world(&user);
+    record_rabbitmqctl(&world);
+    record_rabbitmq_plugins(&world);
+    let erlang = |world: &World| {
+        world
+            .calls()
+            .iter()
+            .filter(|c| c.program.starts_with("rabbitmq"))
+            .map(|c| c.line())
+            .collect::<Vec<_>>()
+    };
+    let started = std::time::Instant::now();
+    run(&world, &["mysql", "rabbitmq"], &[]);
+    let seconds = started.elapsed().as_secs_f64();
+    let cold = erlang(&world);
+    eprintln!(
+        "cold mysql + rabbitmq: {seconds:.2} s, {} programs spawned, {} of them Erlang: {cold:?}",
+        world.calls().len(),
+        cold.len()
+    );
+    amqp_login(&user, &password(&world, "rabbitmq")).expect("the file's password logs in");
+
+    world.clear_calls();
+    let started = std::time::Instant::now();
+    let again = run(&world, &["mysql", "rabbitmq"], &[]);
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(outcome(&again, "rabbitmq"), "already-done", "{again}");
+    let rerun = erlang(&world);
+    eprintln!(
+        "re-run: {seconds:.2} s, {} programs spawned, {} of them Erlang",
+        world.calls().len(),
+        rerun.len()
+    );
+    rabbitmqctl(&["delete_user", &user], "");
+    block_on(async { drop_user(&mut root().await, &user).await });
+    assert!(cold.len() <= 2, "cold run: {cold:?}");
+    assert!(rerun.is_empty(), "re-run: {rerun:?}");
 }
 
 // -------------------------------------------------------------------- NFS --

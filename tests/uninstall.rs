@@ -421,6 +421,8 @@ fn database_world(user: &str) -> World {
     if let Ok(node) = std::env::var("RABBITMQ_NODENAME") {
         world.set_env("RABBITMQ_NODENAME", &node);
     }
+    // The test RabbitMQ runs with its management plugin on.
+    world.write("/etc/rabbitmq/enabled_plugins", "[rabbitmq_management].\n");
     world.set_env("STACKINSTALL_ONLY", "credentials,mysql,rabbitmq");
     world
 }

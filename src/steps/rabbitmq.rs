@@ -1,23 +1,35 @@
 //! RabbitMQ: installs rabbitmq-server when it is missing, enables the
 //! management plugin, and keeps the application user with the credentials
-//! file's password (always on `rabbitmqctl`'s stdin, never in argv), its
-//! tags and its `.* .* .*` permissions on the vhost. The default `guest`
-//! user is left as the package set it (loopback only).
+//! file's password, its tags and its `.* .* .*` permissions on the vhost.
+//! The default `guest` user is left as the package set it (loopback only).
 //!
-//! Done when the user exists with those tags and permissions, its password
-//! authenticates, and it logs in over AMQP (lapin) and to the management API
-//! at the host's address. A password changed behind our back is set back,
-//! and the run says so. Whether the server was on the host before is
-//! recorded (`rabbitmq.preexisting`) for uninstall.
+//! Each `rabbitmqctl` or `rabbitmq-plugins` boots an Erlang VM (0.25 to
+//! 1.2 s), so the step runs few: the plugin is put in `enabled_plugins`
+//! before the server starts (`rabbitmq-plugins enable` only for a running
+//! server without it), the look reads the management API as the user (and
+//! one `export_definitions` when that does not show everything in place),
+//! and one `import_definitions` makes what is missing, the password's hash
+//! on its stdin (never in argv).
+//!
+//! Done when the user logs in over AMQP (lapin) and to the management API
+//! at the host's address with those tags and permissions. A password
+//! changed behind our back is set back, and the run says so. Whether the
+//! server was on the host before is recorded (`rabbitmq.preexisting`) for
+//! uninstall, which deletes the user and vhost the install created.
 
-use std::time::Duration;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use lapin::uri::{AMQPAuthority, AMQPUri, AMQPUserInfo};
 
+mod definitions;
+
+use self::definitions::{Change, EVERYTHING, Found, Wanted};
 use super::services;
 use super::{Action, ActionKind, Group, Step, StepError};
 use crate::context::{Context, kept_because};
-use crate::host::{Command, service};
+use crate::host::{self, Command, service};
 use crate::secret::Secret;
 use crate::state::Fingerprint;
 
@@ -28,7 +40,9 @@ const SERVICE: &str = "rabbitmq";
 const PACKAGE: &str = "rabbitmq-server";
 const UNIT: &str = "rabbitmq-server";
 const PLUGIN: &str = "rabbitmq_management";
-const EVERYTHING: &str = ".*";
+const PLUGINS_FILE: &str = "/etc/rabbitmq/enabled_plugins";
+/// How long a server started by this run may take to listen.
+const STARTUP: Duration = Duration::from_secs(150);
 
 impl Step for Rabbitmq {
     fn id(&self) -> &'static str {
@@ -64,22 +78,44 @@ impl Step for Rabbitmq {
             .iter()
             .any(|action| action.kind() == ActionKind::Package);
         let running = installed && service::is_active(UNIT)?;
+        let plugins = enabled_plugins(context)?;
+        let listed = plugins.iter().any(|plugin| plugin == PLUGIN);
+        if !listed && !running {
+            // Before the package's install or the start: the node boots with it.
+            let at = actions
+                .iter()
+                .position(|action| action.kind() == ActionKind::Package)
+                .unwrap_or(actions.len());
+            actions.insert(at, plugins_file_action(context, plugins));
+        }
         actions.extend(services::service_action(UNIT, false)?);
-        if !installed || !plugin_enabled()? {
+        if !listed && running {
             let enable = rabbitmq_plugins(["enable", PLUGIN]);
             actions.push(Action::run_as(ActionKind::Service, enable));
         }
         let password = password(context).unwrap_or_else(|_| Secret::new(String::new()));
-        let commands = match running {
-            true => user_commands(context, &password)?.0,
-            false => all_user_commands(context, &password),
+        let wanted = wanted(context, &password);
+        let found = match running {
+            true => Some(read(context, &wanted, listed)?),
+            false => None,
         };
-        if commands.is_empty() && unclaimed(context) {
+        let changes = found.as_ref().map_or_else(
+            || Found::default().changes(&wanted),
+            |found| found.changes(&wanted),
+        );
+        // What the look found goes with the provisioning (a second read
+        // would boot another VM); `None`: the server was not running yet.
+        let provisioning = move |context: &mut Context| provision(context, found);
+        if changes.is_empty() && unclaimed(context) {
             let detail = "record in the state that the user (and vhost) were there before the install (uninstall keeps them)";
-            actions.push(Action::call(ActionKind::Check, detail, provision));
+            actions.push(Action::call(ActionKind::Check, detail, provisioning));
+        } else {
+            let lines = changes
+                .iter()
+                .map(|change| change.describe(&wanted))
+                .collect();
+            actions.extend(Action::call_lines(ActionKind::Command, lines, provisioning));
         }
-        let lines = commands.iter().map(Command::to_string).collect();
-        actions.extend(Action::call_lines(ActionKind::Command, lines, provision));
         Ok(actions)
     }
 
@@ -90,36 +126,7 @@ impl Step for Rabbitmq {
         let config = &context.config.rabbitmq;
         let password = password(context)?;
         amqp_login(context, &password)?;
-        let user = management_get(
-            context,
-            &password,
-            &format!("users/{}", encode(&config.username)),
-        )?;
-        let tags: Vec<String> = match &user["tags"] {
-            serde_json::Value::String(text) => text
-                .split(',')
-                .filter(|t| !t.is_empty())
-                .map(String::from)
-                .collect(),
-            list => list
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|t| t.as_str().map(String::from))
-                .collect(),
-        };
-        let permissions = management_get(
-            context,
-            &password,
-            &format!(
-                "permissions/{}/{}",
-                encode(&config.vhost),
-                encode(&config.username)
-            ),
-        )?;
-        let full = ["configure", "write", "read"]
-            .iter()
-            .all(|key| permissions[*key] == EVERYTHING);
+        let (tags, full) = management_view(context, &password)?;
         if config.tags.iter().any(|tag| !tags.contains(tag)) || !full {
             return Err(StepError::failed(
                 format!(
@@ -155,11 +162,18 @@ impl Rabbitmq {
                 .flatten()
                 .any(|entry| entry[key] == name)
         };
+        let mut export = None;
+        let mut exported = || -> Result<serde_json::Value, StepError> {
+            match &export {
+                Some(export) => Ok(serde_json::Value::clone(export)),
+                None => Ok(export.insert(export_definitions()?).clone()),
+            }
+        };
         let mut actions = Vec::new();
         let user = format!("RabbitMQ user `{}`", config.username);
         match kept_because(context.origin(&user_key(context)), &user) {
             Some(kept) => actions.push(Action::check(kept)),
-            None if named(&json(&["list_users"])?, "user", &config.username) => {
+            None if named(&exported()?["users"], "name", &config.username) => {
                 actions.push(Action::run(rabbitmqctl([
                     "delete_user",
                     config.username.as_str(),
@@ -171,7 +185,7 @@ impl Rabbitmq {
             let vhost = format!("RabbitMQ vhost `{}`", config.vhost);
             match kept_because(context.origin(&vhost_key(context)), &vhost) {
                 Some(kept) => actions.push(Action::check(kept)),
-                None if named(&json(&["list_vhosts"])?, "name", &config.vhost) => {
+                None if named(&exported()?["vhosts"], "name", &config.vhost) => {
                     actions.push(Action::run(rabbitmqctl([
                         "delete_vhost",
                         config.vhost.as_str(),
@@ -202,13 +216,6 @@ fn unclaimed(context: &Context) -> bool {
     !context.was_done(SERVICE)
         && (context.origin(&user_key(context)).is_none()
             || (vhost && context.origin(&vhost_key(context)).is_none()))
-}
-
-/// Which of the user and the vhost the server has.
-#[derive(Debug, Clone, Copy, Default)]
-struct Present {
-    user: bool,
-    vhost: bool,
 }
 
 /// `text` percent-encoded for a URL path segment (the vhost `/` is `%2F`).
@@ -248,149 +255,178 @@ fn password(context: &Context) -> Result<Secret, StepError> {
     Ok(account.password.clone())
 }
 
-fn plugin_enabled() -> Result<bool, StepError> {
-    let output = rabbitmq_plugins(["list", "--enabled", "--minimal", "--silent"]).run()?;
-    Ok(output.stdout.lines().any(|line| line.trim() == PLUGIN))
+/// The user the profile wants, with the credentials file's `password`.
+fn wanted<'a>(context: &'a Context, password: &'a Secret) -> Wanted<'a> {
+    let config = &context.config.rabbitmq;
+    Wanted {
+        username: &config.username,
+        vhost: &config.vhost,
+        tags: &config.tags,
+        password,
+    }
 }
 
-/// `rabbitmqctl ... --formatter json` parsed.
-fn json(args: &[&str]) -> Result<serde_json::Value, StepError> {
-    let command = rabbitmqctl(
-        args.iter()
-            .copied()
-            .chain(["--formatter", "json", "--silent"]),
-    );
+/// The plugins `enabled_plugins` lists (an Erlang list, `[a,b].`); none
+/// when the file is not there.
+fn enabled_plugins(context: &Context) -> Result<Vec<String>, StepError> {
+    let Some(text) = host::fs::read_optional(&context.host.path(PLUGINS_FILE))? else {
+        return Ok(Vec::new());
+    };
+    let list = text
+        .trim()
+        .strip_suffix('.')
+        .map(str::trim_end)
+        .and_then(|list| list.strip_prefix('['))
+        .and_then(|list| list.strip_suffix(']'));
+    let Some(list) = list else {
+        return Err(StepError::failed(
+            format!("`{PLUGINS_FILE}` is not an Erlang list of plugins like `[{PLUGIN}].`"),
+            "fix the file (or remove it), then run `stackinstall install` again",
+        ));
+    };
+    Ok(list
+        .split(',')
+        .map(str::trim)
+        .filter(|plugin| !plugin.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+/// Writes `enabled_plugins` as `plugins` and the management plugin, for a
+/// server that starts after it (what `rabbitmq-plugins enable --offline`
+/// writes, without an Erlang VM).
+fn plugins_file_action(context: &Context, mut plugins: Vec<String>) -> Action {
+    plugins.push(PLUGIN.to_string());
+    let contents = format!("[{}].\n", plugins.join(","));
+    Action::write(
+        context.host.path(PLUGINS_FILE),
+        Path::new(PLUGINS_FILE),
+        contents.into_bytes(),
+        0o644,
+    )
+}
+
+/// What the running server has of the user: the management API as the
+/// user, when the plugin is on and it shows everything in place; else one
+/// `rabbitmqctl export_definitions`.
+fn read(context: &Context, wanted: &Wanted, management: bool) -> Result<Found, StepError> {
+    if management && let Ok((tags, true)) = management_view(context, wanted.password) {
+        let found = Found {
+            tags: Some(tags),
+            password_matches: true,
+            vhost: true,
+            permissions: true,
+        };
+        if found.changes(wanted).is_empty() {
+            return Ok(found);
+        }
+    }
+    Ok(Found::from_export(&export_definitions()?, wanted))
+}
+
+/// `rabbitmqctl export_definitions` parsed: users (their hashes too, so
+/// the output stays out of the log), vhosts and permissions.
+fn export_definitions() -> Result<serde_json::Value, StepError> {
+    let command =
+        rabbitmqctl(["export_definitions", "-", "--format", "json", "--silent"]).unlogged_stdout();
     let output = command.run()?;
     serde_json::from_str(&output.stdout).map_err(|error| {
         StepError::failed(
             format!("`{command}` printed something that is not JSON: {error}"),
-            "check the RabbitMQ version (3.8 or newer) and `rabbitmqctl status`",
+            "check the RabbitMQ version (3.8.2 or newer) and `rabbitmqctl status`",
         )
     })
 }
 
-/// Every command that makes the user (for a server not running yet).
-fn all_user_commands(context: &Context, password: &Secret) -> Vec<Command> {
-    let config = &context.config.rabbitmq;
-    let mut commands = Vec::new();
-    if config.vhost != "/" {
-        commands.push(rabbitmqctl(["add_vhost", config.vhost.as_str()]));
-    }
-    commands
-        .push(rabbitmqctl(["add_user", config.username.as_str()]).stdin_secret(password.clone()));
-    commands.push(tags_command(context));
-    commands.push(permissions_command(context));
-    commands
-}
-
-/// The commands that bring the running server's user to the profile, and
-/// which of the user and vhost it has.
-fn user_commands(
-    context: &Context,
-    password: &Secret,
-) -> Result<(Vec<Command>, Present), StepError> {
-    let config = &context.config.rabbitmq;
-    let users = json(&["list_users"])?;
-    let user = users
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|user| user["user"] == config.username.as_str());
-    let vhosts = json(&["list_vhosts"])?;
-    let vhost_present = vhosts
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|vhost| vhost["name"] == config.vhost.as_str());
-    let present = Present {
-        user: user.is_some(),
-        vhost: vhost_present,
-    };
-    let Some(user) = user else {
-        let mut commands = all_user_commands(context, password);
-        if vhost_present && config.vhost != "/" {
-            commands.remove(0);
-        }
-        return Ok((commands, present));
-    };
-    let mut commands = Vec::new();
-    let authenticate =
-        rabbitmqctl(["authenticate_user", config.username.as_str()]).stdin_secret(password.clone());
-    if !authenticate.run_unchecked()?.success() {
-        commands.push(
-            rabbitmqctl(["change_password", config.username.as_str()])
-                .stdin_secret(password.clone()),
-        );
-    }
-    let mut tags: Vec<String> = user["tags"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t.as_str().map(String::from))
-        .collect();
-    let mut wanted = config.tags.clone();
-    tags.sort();
-    wanted.sort();
-    if tags != wanted {
-        commands.push(tags_command(context));
-    }
-    if !vhost_present {
-        commands.push(rabbitmqctl(["add_vhost", config.vhost.as_str()]));
-    }
-    let permissions = json(&["list_user_permissions", config.username.as_str()])?;
-    let full = permissions.as_array().into_iter().flatten().any(|entry| {
-        entry["vhost"] == config.vhost.as_str()
-            && ["configure", "write", "read"]
-                .iter()
-                .all(|key| entry[*key] == EVERYTHING)
-    });
-    if !full {
-        commands.push(permissions_command(context));
-    }
-    Ok((commands, present))
-}
-
-fn tags_command(context: &Context) -> Command {
-    let config = &context.config.rabbitmq;
-    rabbitmqctl(["set_user_tags", config.username.as_str()]).args(config.tags.iter().cloned())
-}
-
-fn permissions_command(context: &Context) -> Command {
-    let config = &context.config.rabbitmq;
-    rabbitmqctl([
-        "set_permissions",
-        "-p",
-        config.vhost.as_str(),
-        config.username.as_str(),
-    ])
-    .args([EVERYTHING; 3])
-}
-
-/// Waits for the node, looks again and runs what is missing; returns
-/// whether it ran anything.
-fn provision(context: &mut Context) -> Result<bool, StepError> {
+/// Records whether the user and vhost were there, then makes what is
+/// missing with one `import_definitions` (the password's hash on stdin);
+/// returns whether it imported anything. Reads the server only when the
+/// look could not (it was not running then).
+fn provision(context: &mut Context, looked: Option<Found>) -> Result<bool, StepError> {
     let password = password(context)?;
-    rabbitmqctl(["await_startup", "--timeout", "120"])
-        .timeout(Duration::from_secs(150))
-        .run()?;
-    let (commands, present) = user_commands(context, &password)?;
-    context.claim(SERVICE, &user_key(context), present.user)?;
+    let found = match looked {
+        Some(found) => found,
+        None => {
+            await_node(context)?;
+            read(context, &wanted(context, &password), true)?
+        }
+    };
+    context.claim(SERVICE, &user_key(context), found.user())?;
     if context.config.rabbitmq.vhost != "/" {
-        context.claim(SERVICE, &vhost_key(context), present.vhost)?;
+        context.claim(SERVICE, &vhost_key(context), found.vhost)?;
     }
-    if commands.iter().any(|command| {
-        command
-            .arguments()
-            .first()
-            .is_some_and(|a| a == "change_password")
-    }) {
-        let user = &context.config.rabbitmq.username;
+    let wanted = wanted(context, &password);
+    let changes = found.changes(&wanted);
+    if changes.contains(&Change::SetPassword) {
+        let user = wanted.username;
         context.ui.warn(&format!("the password of RabbitMQ user `{user}` was not the credentials file's (changed by hand?): setting it back"));
     }
-    for command in &commands {
-        command.run()?;
+    if changes.is_empty() {
+        return Ok(false);
     }
-    Ok(!commands.is_empty())
+    rabbitmqctl(["import_definitions", "--format", "json"])
+        .stdin_secret(definitions::import(&wanted, &changes))
+        .run()?;
+    await_login(context, &password)?;
+    Ok(true)
+}
+
+/// Waits until a server this run started listens for AMQP and the
+/// management API.
+fn await_node(context: &Context) -> Result<(), StepError> {
+    let config = &context.config.rabbitmq;
+    let address = services::login_address(&config.host);
+    let deadline = Instant::now() + STARTUP;
+    for port in [config.port, config.management_port] {
+        while !listens(&address, port) {
+            if Instant::now() > deadline {
+                return Err(StepError::failed(
+                    format!(
+                        "RabbitMQ does not listen on {address}:{port} {} s after its start",
+                        STARTUP.as_secs()
+                    ),
+                    "look at `rabbitmq-diagnostics status` and the server's log, then run `stackinstall install` again",
+                ));
+            }
+            host::command::pause(Duration::from_millis(250))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether something accepts TCP connections at `address`:`port`.
+fn listens(address: &str, port: u16) -> bool {
+    (address, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .is_some_and(|socket| TcpStream::connect_timeout(&socket, Duration::from_secs(2)).is_ok())
+}
+
+/// Waits (up to 30 s) until the user logs in over AMQP: the server may
+/// apply an import after `import_definitions` returns.
+fn await_login(context: &Context, password: &Secret) -> Result<(), StepError> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match amqp_login(context, password) {
+            Ok(()) => return Ok(()),
+            Err(error) if Instant::now() > deadline => return Err(error),
+            Err(_) => host::command::pause(Duration::from_millis(200))?,
+        }
+    }
+}
+
+/// The user's tags and whether it has `.* .* .*` on the vhost, as the
+/// management API shows them to the user itself.
+fn management_view(context: &Context, password: &Secret) -> Result<(Vec<String>, bool), StepError> {
+    let config = &context.config.rabbitmq;
+    let (user, vhost) = (encode(&config.username), encode(&config.vhost));
+    let account = management_get(context, password, &format!("users/{user}"))?;
+    let permissions = management_get(context, password, &format!("permissions/{vhost}/{user}"))?;
+    let full = ["configure", "write", "read"]
+        .iter()
+        .all(|key| permissions[*key] == EVERYTHING);
+    Ok((definitions::tags(&account["tags"]), full))
 }
 
 /// Logs in over AMQP at the host's address, as the application will.

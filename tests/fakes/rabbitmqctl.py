@@ -2,7 +2,8 @@
 # uses, done through the management API of the real RabbitMQ the test
 # command runs (as `guest`, which may log in from loopback), so the
 # passwords land in the real server without starting an Erlang VM per call.
-# Usage: rabbitmqctl.py MANAGEMENT_PORT ARGS... (a password on stdin).
+# Usage: rabbitmqctl.py MANAGEMENT_PORT ARGS... (a password or definitions
+# on stdin).
 import base64
 import hashlib
 import json
@@ -92,6 +93,10 @@ elif command == "set_permissions":
     user, configure, write, read = rest
     api("PUT", "permissions/%s/%s" % (quoted(vhost), quoted(user)),
         {"configure": configure, "write": write, "read": read})
+elif command == "export_definitions":
+    print(json.dumps(api("GET", "definitions")))
+elif command == "import_definitions":
+    api("POST", "definitions", json.loads(sys.stdin.read()))
 elif command == "add_vhost":
     api("PUT", "vhosts/" + quoted(args[1]))
 else:
