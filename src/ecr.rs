@@ -13,6 +13,7 @@ use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use time::format_description::well_known::Rfc3339;
@@ -218,6 +219,13 @@ pub fn fetch_once(config: &Config) -> Result<Token, StepError> {
 
 async fn fetch_async(config: &Config) -> Result<Token, StepError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        // One HTTPS client for every AWS call (credentials, IMDS, ECR):
+        // hyper 1 and rustls on ring, the TLS stack of the rest of the binary.
+        .http_client(
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(Provider::Rustls(CryptoMode::Ring))
+                .build_https(),
+        )
         .region(Region::new(config.registry.region.clone()));
     if let Some(profile) = &config.install.aws_profile {
         loader = loader.profile_name(profile);
