@@ -1,15 +1,30 @@
 //! Times a no-op re-run: `install` in a world where every step it runs is
-//! done: the engine (config, state, lock, log, fingerprints, verification)
-//! with the engine's own steps; the cluster and database steps need fakes or
-//! servers and are timed by their tests.
+//! done. First the engine alone (config, state, lock, log, fingerprints,
+//! verification) with the engine's own steps; then the full world of the
+//! tests (`tests/support/full.rs`: every step, the fake cluster answering
+//! at once, the real MariaDB, RabbitMQ, SecantusDB and moto of
+//! `source /work/test-env.sh` or `tests/run-all.sh`), where it also counts
+//! the programs a re-run spawns, by program.
 //! Run with `cargo bench --bench rerun`; prints the median and the spread.
-#![allow(clippy::disallowed_methods)]
+#![allow(clippy::disallowed_methods, dead_code)]
+
+#[path = "../tests/support/cluster.rs"]
+mod cluster;
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../tests/support/full.rs"]
+mod full;
+#[path = "../tests/support/servers.rs"]
+mod servers;
+
+use std::collections::BTreeMap;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 const RUNS: usize = 30;
+const FULL_RUNS: usize = 10;
 
 fn install(root: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_stackinstall"));
@@ -27,6 +42,59 @@ fn install(root: &Path) -> Command {
             r#"["mongod", "secantusd-py", "python3"]"#,
         );
     command
+}
+
+/// The median, min and max of `times`, in milliseconds.
+fn spread(times: &mut [Duration]) -> (f64, f64, f64) {
+    times.sort();
+    let millis = |d: Duration| d.as_secs_f64() * 1000.0;
+    (
+        millis(times[times.len() / 2]),
+        millis(times[0]),
+        millis(times[times.len() - 1]),
+    )
+}
+
+/// No-op re-runs of the full world: wall time and programs spawned.
+fn full_world() {
+    let user = servers::unique("bench");
+    let world = full::quick_full_world(&user);
+    let first = world.install(&[]);
+    assert!(
+        first.get_output().status.success(),
+        "{}",
+        common::stderr(&first)
+    );
+    let mut spawned = BTreeMap::new();
+    let mut times: Vec<Duration> = (0..FULL_RUNS)
+        .map(|_| {
+            world.clear_calls();
+            let started = Instant::now();
+            let output = world.install(&[]);
+            let elapsed = started.elapsed();
+            assert!(output.get_output().status.success());
+            spawned.clear();
+            for call in world.calls() {
+                *spawned.entry(call.program).or_insert(0) += 1;
+            }
+            elapsed
+        })
+        .collect();
+    let (median, min, max) = spread(&mut times);
+    let total: usize = spawned.values().sum();
+    println!(
+        "full world no-op re-run over {FULL_RUNS} runs: median {median:.1} ms, min {min:.1} ms, max {max:.1} ms; {total} programs spawned per run: {spawned:?}"
+    );
+    let uninstall = world
+        .command()
+        .args(["uninstall", "--delete-db", "--yes"])
+        .output()
+        .expect("the binary runs");
+    assert!(
+        uninstall.status.success(),
+        "{}",
+        String::from_utf8_lossy(&uninstall.stderr)
+    );
 }
 
 fn main() {
@@ -52,12 +120,9 @@ fn main() {
             started.elapsed()
         })
         .collect();
-    times.sort();
-    let millis = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (median, min, max) = spread(&mut times);
     println!(
-        "no-op re-run over {RUNS} runs: median {:.1} ms, min {:.1} ms, max {:.1} ms",
-        millis(times[RUNS / 2]),
-        millis(times[0]),
-        millis(times[RUNS - 1])
+        "engine no-op re-run over {RUNS} runs: median {median:.1} ms, min {min:.1} ms, max {max:.1} ms"
     );
+    full_world();
 }
