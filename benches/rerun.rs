@@ -5,7 +5,9 @@
 //! at once, the real MariaDB, RabbitMQ, SecantusDB and moto of
 //! `source /work/test-env.sh` or `tests/run-all.sh`), where it also counts
 //! the programs a re-run spawns, by program.
-//! Run with `cargo bench --bench rerun`; prints the median and the spread.
+//! Run with `cargo bench --bench rerun --profile dev` (the full world's
+//! downloads are served over http from 127.0.0.1, which only debug builds
+//! accept); prints the median and the spread.
 #![allow(clippy::disallowed_methods, dead_code)]
 
 #[path = "../tests/support/cluster.rs"]
@@ -57,6 +59,11 @@ fn spread(times: &mut [Duration]) -> (f64, f64, f64) {
 
 /// No-op re-runs of the full world: wall time and programs spawned.
 fn full_world() {
+    if !cfg!(debug_assertions) {
+        // Its downloads come from 127.0.0.1 over http: debug builds only.
+        println!("full world: needs a debug build: `cargo bench --bench rerun --profile dev`");
+        return;
+    }
     let user = servers::unique("bench");
     let world = full::quick_full_world(&user);
     let first = world.install(&[]);
