@@ -3,7 +3,7 @@
 //! verification) with the engine's own steps; then the full world of the
 //! tests (`tests/support/full.rs`: every step, the fake cluster answering
 //! at once, the real MariaDB, RabbitMQ, SecantusDB and moto of
-//! `source /work/test-env.sh` or `tests/run-all.sh`), where it also counts
+//! the environment file `tests/run-all.sh` writes), where it also counts
 //! the programs a re-run spawns, by program.
 //! Run with `cargo bench --bench rerun --profile dev` (the full world's
 //! downloads are served over http from 127.0.0.1, which only debug builds
