@@ -235,6 +235,13 @@ pub fn run(
         skips_shown: Vec::new(),
         failure: None,
     };
+    // The left-out steps are known before any step starts: shown first,
+    // one line per reason, so that no running step's line races them.
+    for (position, step) in steps.iter().enumerate() {
+        if let Some(reason) = selection.skip_reason(step.as_ref(), position, steps) {
+            show_skipped(context, steps, selection, &reason, &mut board.skips_shown);
+        }
+    }
     std::thread::scope(|scope| -> Result<(), EngineError> {
         let (sender, receiver) = std::sync::mpsc::channel();
         let mut running = 0;
@@ -419,8 +426,7 @@ fn ending(result: StepResult, done_before: bool, always_runs: bool) -> Ending {
     }
 }
 
-/// Shows the steps skipped for `reason`, all on one line, the first time
-/// that reason comes up.
+/// Shows the steps skipped for `reason`, all on one line, once.
 fn show_skipped(
     context: &Context,
     steps: &[Box<dyn Step>],
