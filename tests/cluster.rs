@@ -1174,3 +1174,19 @@ fn with_the_provisioner_in_the_chart_storage_only_defers_and_wait_checks_the_cla
     put_object(&world, "storageclass", "_", class);
     world.install(&["--only", "wait"]).success();
 }
+
+#[test]
+fn an_install_script_left_by_a_killed_run_is_removed_by_the_next() {
+    let (world, _releases) = cluster_world();
+    world.install(&[]).success();
+    let leftover = "/var/lib/stackinstall/downloads/k3s-install.sh";
+    // Where a run killed between the script and its removal leaves it,
+    // before the step's checkpoint (`--redo`: the step looks again).
+    world.write(leftover, "#!/bin/sh\nexec k3s-install \"$@\"\n");
+    world.install(&["--redo", "k3s"]).success();
+    assert!(
+        !world.path(leftover).exists(),
+        "the leftover script is removed"
+    );
+    common::report("k3s: 1 install script left by a killed run removed by the next run");
+}

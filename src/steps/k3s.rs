@@ -42,6 +42,8 @@ pub struct K3s;
 pub const BINARY: &str = "/usr/local/bin/k3s";
 /// The script K3s's installer writes for uninstall.
 const UNINSTALL_SCRIPT: &str = "/usr/local/bin/k3s-uninstall.sh";
+/// The install script's name in the downloads directory, while it runs.
+const INSTALL_SCRIPT: &str = "k3s-install.sh";
 /// Where downloads are kept while they are installed.
 pub const DOWNLOADS: &str = "/var/lib/stackinstall/downloads";
 /// The server flags of this install.
@@ -116,6 +118,12 @@ impl Step for K3s {
             actions.push(Action::check(format!(
                 "K3s {version} is installed and its node is Ready"
             )));
+        }
+        // A run killed between the install script and its removal left it.
+        let script = context.host.path(DOWNLOADS).join(INSTALL_SCRIPT);
+        if !starts && script.exists() {
+            let shown = context.shown(&script);
+            actions.push(Action::remove(script, &shown));
         }
         actions.extend(copy);
         let mut wiring = credential_provider::actions(context)?;
@@ -274,7 +282,7 @@ pub fn parse_version(output: &str) -> Option<String> {
 fn run_install_script(context: &Context) -> Result<(), StepError> {
     let timeout = Duration::from_secs(context.config.downloads.timeout_seconds);
     let script_bytes = fetch_release(context, &install_script(context), timeout)?;
-    let script: PathBuf = context.host.path(DOWNLOADS).join("k3s-install.sh");
+    let script: PathBuf = context.host.path(DOWNLOADS).join(INSTALL_SCRIPT);
     host::fs::ensure_dir(&context.host.path(DOWNLOADS), 0o700)?;
     host::fs::write_atomic(&script, &script_bytes, 0o700)?;
     let result = Command::new("sh")
