@@ -181,7 +181,7 @@ pub struct InstallArgs {
     /// How many steps may run at once (steps that need nothing of each
     /// other: the cluster beside the host's servers); 1 runs them one by
     /// one in the listed order
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, env = "STACKINSTALL_JOBS", value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: u16,
 }
 
