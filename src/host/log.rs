@@ -17,11 +17,7 @@ use crate::secret::redact;
 /// Returns the file's path. Only the first call in a process installs the log.
 pub fn start(dir: &Path, command: &str) -> Result<PathBuf, FileError> {
     ensure_private_dir(dir)?;
-    let stamp = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .unwrap_or_default();
+    let stamp = file_stamp();
     let mut path = dir.join(format!("{command}-{stamp}.log"));
     let mut suffix = 1;
     while path.exists() {
@@ -75,4 +71,13 @@ impl Write for RedactingWriter {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .flush()
     }
+}
+
+/// The time now in UTC as it goes into a file name: `20260101T120000Z`.
+pub fn file_stamp() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_default()
 }

@@ -130,11 +130,7 @@ pub fn copy(context: &mut Context) -> Result<bool, StepError> {
 /// Keeps the file at `target` as `TARGET.stackinstall-backup-TIME` (0600).
 fn back_up(context: &Context, target: &std::path::Path) -> Result<(), StepError> {
     let text = host::fs::read_own_optional(target)?.unwrap_or_default();
-    let stamp = time::OffsetDateTime::now_utc()
-        .format(time::macros::format_description!(
-            "[year][month][day]T[hour][minute][second]Z"
-        ))
-        .unwrap_or_default();
+    let stamp = host::log::file_stamp();
     let mut backup = target.with_file_name(format!("config.stackinstall-backup-{stamp}"));
     let mut suffix = 1;
     while host::fs::exists(&backup) {
