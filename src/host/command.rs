@@ -8,12 +8,37 @@ use std::ffi::OsString;
 use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use crate::secret::{Secret, redact};
 
 /// Set by the signal handler: the running child is stopped and the run ends.
 pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Keeps a child from being started while an executable file is open for
+/// writing. A child is forked with a copy of every descriptor and holds it
+/// until its `exec`; a file still open for writing in any process cannot be
+/// executed (`ETXTBSY`, "Text file busy"). With steps running side by side,
+/// one step writing `helm` while another starts a program would make the
+/// first step's own run of `helm` fail at random. Starting a child takes the
+/// read side (children start at once, together); writing an executable takes
+/// the write side from its open to its close.
+static EXEC_GATE: RwLock<()> = RwLock::new(());
+
+/// Held while an executable file is open for writing: no child starts
+/// meanwhile (see [`EXEC_GATE`]).
+pub(crate) fn writing_executable() -> RwLockWriteGuard<'static, ()> {
+    EXEC_GATE
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn starting_child() -> RwLockReadGuard<'static, ()> {
+    EXEC_GATE
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// How much of a failed command's stderr is kept for the report.
 const STDERR_TAIL_LINES: usize = 20;
@@ -224,7 +249,10 @@ impl Command {
     pub fn run_unchecked(&self) -> Result<Output, CommandError> {
         let command = self.to_string();
         tracing::info!(target: "command", "run: {command}");
-        let handle = self.expression().start().map_err(|source| {
+        let gate = starting_child();
+        let started = self.expression().start();
+        drop(gate);
+        let handle = started.map_err(|source| {
             if source.kind() == io::ErrorKind::NotFound {
                 CommandError::NotFound {
                     program: self.program.clone(),
@@ -463,5 +491,54 @@ mod tests {
             .run()
             .unwrap();
         assert_eq!(output.stdout, "s3cret-on-stdin-only");
+    }
+}
+
+#[cfg(test)]
+mod exec_gate_tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Steps side by side: one writes a program and runs it while another
+    /// keeps starting children. Without the gate a forked child holds the
+    /// program's write descriptor until its exec, and the run fails with
+    /// "Text file busy" within a few hundred rounds.
+    #[test]
+    fn a_program_just_written_runs_while_other_children_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let starters: Vec<_> = (0..2)
+            .map(|_| {
+                let stop = Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::SeqCst) {
+                        Command::new("true").run().unwrap();
+                    }
+                })
+            })
+            .collect();
+        let mut busy = 0;
+        for round in 0..400 {
+            let program = dir.path().join(format!("program-{}", round % 4));
+            let script = format!("#!/bin/sh\necho {round}\n");
+            crate::host::fs::write_atomic(&program, script.as_bytes(), 0o755).unwrap();
+            match Command::new(program.display().to_string()).run() {
+                Ok(output) => assert_eq!(output.stdout.trim(), round.to_string()),
+                Err(CommandError::Spawn { source, .. })
+                    if source.raw_os_error() == Some(libc::ETXTBSY) =>
+                {
+                    busy += 1
+                }
+                Err(error) => panic!("round {round}: {error}"),
+            }
+        }
+        stop.store(true, Ordering::SeqCst);
+        for starter in starters {
+            starter.join().unwrap();
+        }
+        assert_eq!(
+            busy, 0,
+            "{busy} of 400 runs of a just-written program were refused as busy"
+        );
     }
 }

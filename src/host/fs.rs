@@ -226,6 +226,8 @@ fn write_with(
     let write = || -> io::Result<()> {
         refuse_link(path)?;
         remove_leftover(&temporary)?;
+        // Declared before the file, so dropped after it is closed.
+        let _no_child_starts = (mode & 0o111 != 0).then(super::command::writing_executable);
         let mut file = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
