@@ -75,6 +75,9 @@ pub struct Ui {
     /// The live lines of every running step (one each, on a terminal).
     lines: MultiProgress,
     current: RefCell<Option<ProgressBar>>,
+    /// The id of the step running in this view: plain lines carry it, so
+    /// the output of steps running side by side can be told apart.
+    step: RefCell<Option<String>>,
 }
 
 impl Ui {
@@ -94,6 +97,7 @@ impl Ui {
             quiet: Cell::new(false),
             lines: MultiProgress::new(),
             current: RefCell::new(None),
+            step: RefCell::new(None),
         }
     }
 
@@ -106,7 +110,23 @@ impl Ui {
             quiet: Cell::new(self.quiet.get()),
             lines: self.lines.clone(),
             current: RefCell::new(None),
+            step: RefCell::new(None),
         }
+    }
+
+    /// `text` under the running step's id in plain output (`      mysql:
+    /// note: ...`), each of its lines; as it is on a terminal, where the
+    /// step's live line stands for it, or outside a step.
+    fn lane(&self, text: &str) -> String {
+        let prefix = match (&*self.step.borrow(), self.mode) {
+            (Some(id), Mode::Plain) => format!("      {id}: "),
+            _ => "      ".to_string(),
+        };
+        let lines: Vec<String> = text
+            .split('\n')
+            .map(|line| format!("{prefix}{line}"))
+            .collect();
+        lines.join("\n")
     }
 
     /// Prints `line` on standard error above the live lines.
@@ -143,6 +163,7 @@ impl Ui {
         } else {
             self.show(&format!("{label} ..."));
         }
+        *self.step.borrow_mut() = Some(id.to_string());
         tracing::info!("step {id}: started");
         StepLine {
             label,
@@ -170,7 +191,7 @@ impl Ui {
         tracing::info!("status: {text}");
         match &*self.current.borrow() {
             Some(bar) => bar.set_message(text),
-            None => eprintln!("      {text}"),
+            None => eprintln!("{}", self.lane(&text)),
         }
     }
 
@@ -189,7 +210,7 @@ impl Ui {
                 );
                 bar.set_message(file.to_string());
             }
-            None => eprintln!("      downloading {file} ..."),
+            None => eprintln!("{}", self.lane(&format!("downloading {file} ..."))),
         }
         Download {
             ui: self,
@@ -201,13 +222,13 @@ impl Ui {
 
     /// A note for the operator.
     pub fn note(&self, text: &str) {
-        self.print(&format!("      note: {}", redact(text)));
+        self.print(&self.lane(&format!("note: {}", redact(text))));
         tracing::info!("note: {}", redact(text));
     }
 
     /// A warning for the operator.
     pub fn warn(&self, text: &str) {
-        self.print(&format!("      warning: {}", redact(text)));
+        self.print(&self.lane(&format!("warning: {}", redact(text))));
         tracing::warn!("{}", redact(text));
     }
 
@@ -245,6 +266,7 @@ impl Ui {
             bar.finish_and_clear();
             self.lines.remove(&bar);
         }
+        self.step.borrow_mut().take();
         self.show(line);
     }
 }
@@ -284,7 +306,7 @@ impl Download<'_> {
             bar.set_style(step_style());
             bar.set_message(String::new());
         }
-        self.ui.print(&format!("      {line}"));
+        self.ui.print(&self.ui.lane(&line));
     }
 }
 

@@ -437,8 +437,8 @@ fn a_download_shows_bytes_rate_and_time_left_on_a_terminal_and_plain_lines_other
     // No terminal: plain lines, no progress bar.
     let plain_world = cluster_world();
     let plain = stderr(&plain_world.0.install(&["--only", "k3s"]).success());
-    assert!(plain.contains("      downloading k3s ..."), "{plain}");
-    assert!(plain.contains("      downloaded k3s: "), "{plain}");
+    assert!(plain.contains("      k3s: downloading k3s ..."), "{plain}");
+    assert!(plain.contains("      k3s: downloaded k3s: "), "{plain}");
     assert!(!plain.contains(" left"), "{plain}");
     common::report(&format!(
         "download progress on a terminal: `{}`",

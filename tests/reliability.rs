@@ -687,3 +687,80 @@ fn ctrl_c_stops_and_records_every_running_step_of_both_lanes() {
         assert_eq!(checkpoint(&world, step).as_deref(), Some("done"), "{step}");
     }
 }
+
+/// The step id a plain step line names: `[ 5/17] mysql ... ...` as it
+/// starts, `✓ [ 5/17] mysql ...: done (0.1s)` as it ends.
+fn step_line_id(line: &str) -> Option<(String, bool)> {
+    let (ended, rest) = match line
+        .strip_prefix("✓ [")
+        .or_else(|| line.strip_prefix("✗ ["))
+    {
+        Some(rest) => (true, rest),
+        None => (false, line.strip_prefix('[')?),
+    };
+    let (_, rest) = rest.split_once("] ")?;
+    Some((rest.split_whitespace().next()?.to_string(), ended))
+}
+
+#[test]
+fn plain_output_of_steps_side_by_side_carries_each_lines_step_id() {
+    let world = full::quick_full_world(&servers::unique("plainlanes"));
+    let run = world.install(&["--jobs", "4"]).success();
+    let text = stderr(&run);
+    let mut running: Vec<String> = Vec::new();
+    let (mut lane_lines, mut side_by_side, mut most) = (0, 0, 0);
+    for line in text.lines() {
+        if let Some((id, ended)) = step_line_id(line) {
+            if ended {
+                assert!(
+                    running.contains(&id),
+                    "{id} ended before it started:\n{text}"
+                );
+                running.retain(|running| *running != id);
+            } else {
+                running.push(id);
+                most = most.max(running.len());
+            }
+            continue;
+        }
+        if line.is_empty() || line.starts_with("- skipped (") {
+            continue;
+        }
+        // Every other line a step prints is `      ID: ...`, ID a running step.
+        let id = line
+            .strip_prefix("      ")
+            .and_then(|rest| rest.split_once(": "))
+            .map(|(id, _)| id.to_string());
+        assert!(
+            id.as_ref().is_some_and(|id| running.contains(id)),
+            "a line without the id of a running step: {line:?}\nrunning: {running:?}\n{text}"
+        );
+        lane_lines += 1;
+        if running.len() > 1 {
+            side_by_side += 1;
+        }
+    }
+    assert!(running.is_empty(), "steps never ended: {running:?}\n{text}");
+    assert!(most > 1, "no two steps ran side by side:\n{text}");
+    assert!(side_by_side > 0, "no step printed beside another:\n{text}");
+    println!(
+        "plain output: {lane_lines} step lines carry their step's id, {side_by_side} printed while steps ran side by side (at most {most} at once)"
+    );
+
+    let sequential = world.install(&["--jobs", "1", "--redo", "k3s"]).success();
+    let text = stderr(&sequential);
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        match step_line_id(line) {
+            Some((id, false)) => current = Some(id),
+            Some((_, true)) => current = None,
+            None if line.starts_with("      ") => assert!(
+                current
+                    .as_ref()
+                    .is_some_and(|id| line.starts_with(&format!("      {id}: "))),
+                "--jobs 1: {line:?} under {current:?}\n{text}"
+            ),
+            None => {}
+        }
+    }
+}
