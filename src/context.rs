@@ -128,6 +128,9 @@ pub struct Context {
     pub uninstall: Option<Scope>,
     /// The steps `--redo` names: run again on purpose.
     pub redo: Vec<String>,
+    /// The steps that are part of this run (not left out by a switch): the
+    /// `packages` step installs what those need.
+    pub included: Vec<String>,
     pub state: State,
     /// The state as every lane of the run changed it: what is saved.
     shared_state: Arc<Mutex<State>>,
@@ -158,6 +161,7 @@ impl Context {
             log_path: None,
             uninstall: None,
             redo: Vec::new(),
+            included: Vec::new(),
             state,
             state_file,
             credentials: OnceCell::new(),
@@ -205,6 +209,7 @@ impl Context {
             log_path: self.log_path.clone(),
             uninstall: self.uninstall,
             redo: self.redo.clone(),
+            included: self.included.clone(),
             state: self.state.clone(),
             shared_state: Arc::clone(&self.shared_state),
             state_file: self.state_file.clone(),

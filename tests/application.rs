@@ -447,7 +447,8 @@ fn skip_db_gives_the_release_the_passwords_set_by_the_operator() {
     let run = world.install(&steps).success();
     outputs.push(stdout(&run) + &stderr(&run));
     assert!(
-        stderr(&run).contains("- skipped (--skip-db): mysql, mongodb, rabbitmq, nfs [4 steps]"),
+        stderr(&run)
+            .contains("- skipped (--skip-db): packages, mysql, mongodb, rabbitmq, nfs [5 steps]"),
         "{}",
         stderr(&run)
     );

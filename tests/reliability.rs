@@ -688,8 +688,8 @@ fn ctrl_c_stops_and_records_every_running_step_of_both_lanes() {
     }
 }
 
-/// The step id a plain step line names: `[ 5/17] mysql ... ...` as it
-/// starts, `✓ [ 5/17] mysql ...: done (0.1s)` as it ends.
+/// The step id a plain step line names: `[ 7/18] mysql ... ...` as it
+/// starts, `✓ [ 7/18] mysql ...: done (0.1s)` as it ends.
 fn step_line_id(line: &str) -> Option<(String, bool)> {
     let (ended, rest) = match line
         .strip_prefix("✓ [")

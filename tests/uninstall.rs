@@ -1067,3 +1067,104 @@ fn an_export_block_without_its_end_marker_is_named_and_nothing_is_removed() {
     assert_eq!(world.read("/etc/exports"), cut, "nothing was removed");
     assert!(checkpoints(&world).contains("nfs"));
 }
+
+#[test]
+fn a_full_install_installs_every_missing_package_in_one_apt_transaction() {
+    let user = unique("apt");
+    let world = full::quick_full_world(&user);
+    fake_packages(&world, &[]);
+    // MongoDB's signing key as a host that has it already: nothing to fetch.
+    world.write("/usr/share/keyrings/mongodb-server-7.0.asc", "key");
+    let apt_calls = |world: &World| -> Vec<String> {
+        (world.calls().iter())
+            .filter(|call| call.program == "apt-get")
+            .map(Call::line)
+            .collect()
+    };
+
+    let first = world.install(&[]);
+    assert!(first.get_output().status.success(), "{}", stderr(&first));
+    let calls = apt_calls(&world);
+    assert_eq!(
+        calls,
+        [
+            "apt-get -o DPkg::Lock::Timeout=300 -q update",
+            "apt-get -o DPkg::Lock::Timeout=300 -q -y -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install mysql-server mongodb-org rabbitmq-server nfs-kernel-server",
+        ],
+        "{}",
+        stderr(&first)
+    );
+    assert!(
+        world
+            .path("/etc/apt/sources.list.d/mongodb-org-7.0.list")
+            .exists()
+    );
+    let state = world.read("/var/lib/stackinstall/state.toml");
+    for (service, package) in [
+        ("mysql", "mysql-server"),
+        ("mongodb", "mongodb-org"),
+        ("rabbitmq", "rabbitmq-server"),
+        ("nfs", "nfs-kernel-server"),
+    ] {
+        assert!(
+            state.contains(&format!(r#""{service}.preexisting" = "false""#))
+                && state.contains(&format!(r#""{service}.packages" = "{package}""#)),
+            "{service} is recorded as put there by the install:\n{state}"
+        );
+    }
+
+    world.clear_calls();
+    let again = world.install(&[]);
+    assert!(again.get_output().status.success(), "{}", stderr(&again));
+    assert_eq!(
+        apt_calls(&world),
+        Vec::<String>::new(),
+        "a re-run installs nothing"
+    );
+    println!(
+        "apt: {} calls for 4 missing server packages ({}), 0 on a re-run",
+        calls.len(),
+        calls[1].rsplit(" install ").next().unwrap_or_default()
+    );
+}
+
+#[test]
+fn packages_of_steps_left_out_are_not_installed() {
+    let user = unique("aptskip");
+    let world = full::quick_full_world(&user);
+    fake_packages(&world, &[]);
+    let run = world.install(&["--only", "credentials,mysql,nfs"]);
+    assert!(run.get_output().status.success(), "{}", stderr(&run));
+    let installs: Vec<String> = (world.calls().iter())
+        .filter(|call| call.program == "apt-get" && call.args.contains(&"install".to_string()))
+        .map(Call::line)
+        .collect();
+    assert_eq!(installs.len(), 1, "{installs:?}");
+    assert!(
+        installs[0].ends_with(" install mysql-server nfs-kernel-server"),
+        "{installs:?}"
+    );
+    assert!(
+        !world
+            .path("/etc/apt/sources.list.d/mongodb-org-7.0.list")
+            .exists()
+    );
+
+    world.clear_calls();
+    let skipped = world.install(&["--skip-db"]);
+    assert!(
+        skipped.get_output().status.success(),
+        "{}",
+        stderr(&skipped)
+    );
+    let text = stderr(&skipped);
+    assert!(
+        text.contains("- skipped (--skip-db): packages, mysql, mongodb, rabbitmq, nfs"),
+        "{text}"
+    );
+    assert!(
+        !world.calls().iter().any(|call| call.program == "apt-get"),
+        "{text}"
+    );
+    println!("apt: packages of 2 steps left out not installed; --skip-db installs none");
+}

@@ -50,6 +50,7 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         &super::home_dir(),
     )?;
     context.redo = selection.redo.clone();
+    context.included = selection.included(&steps);
     if args.plan {
         let plan = engine::plan(&context, &steps, &selection)?;
         print_plan(&plan, json);

@@ -58,6 +58,9 @@ impl Selection {
         if step.checks_inputs() {
             return None;
         }
+        if step.serves_dependents() {
+            return self.served_reason(step, steps);
+        }
         if !self.only.is_empty() && !self.only.iter().any(|id| id == step.id()) {
             return Some("not in --only".into());
         }
@@ -68,6 +71,29 @@ impl Selection {
             }
         }
         None
+    }
+}
+
+impl Selection {
+    /// Why a step that serves the steps needing it is left out: the reason
+    /// of the first of them when none of them is part of the run.
+    fn served_reason(&self, step: &dyn Step, steps: &[Box<dyn Step>]) -> Option<String> {
+        let mut reasons = (steps.iter().enumerate())
+            .filter(|(_, served)| served.needs().contains(&step.id()))
+            .map(|(position, served)| self.skip_reason(served.as_ref(), position, steps));
+        let first = reasons.next()?;
+        match first.is_some() && reasons.all(|reason| reason.is_some()) {
+            true => first,
+            false => None,
+        }
+    }
+
+    /// The ids of the steps that are part of the run (not left out).
+    pub fn included(&self, steps: &[Box<dyn Step>]) -> Vec<String> {
+        (steps.iter().enumerate())
+            .filter(|(position, step)| self.skip_reason(step.as_ref(), *position, steps).is_none())
+            .map(|(_, step)| step.id().to_string())
+            .collect()
     }
 }
 
@@ -144,5 +170,43 @@ impl EngineError {
             error: Box::new(error),
             log: context.log_path.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `packages` is part of a run exactly when a step it installs for is.
+    #[test]
+    fn a_step_that_serves_others_goes_with_them() {
+        let steps = crate::steps::all();
+        let packages = steps.iter().position(|s| s.id() == "packages").unwrap();
+        let reason = |selection: Selection| {
+            selection.skip_reason(steps[packages].as_ref(), packages, &steps)
+        };
+        let only = |ids: &[&str]| Selection {
+            only: ids.iter().map(|id| id.to_string()).collect(),
+            ..Selection::default()
+        };
+        let from = |id: &str| Selection {
+            from: Some(id.into()),
+            ..Selection::default()
+        };
+        assert_eq!(reason(Selection::default()), None);
+        assert_eq!(reason(only(&["mysql"])), None);
+        assert_eq!(reason(only(&["nfs", "tls"])), None);
+        assert_eq!(reason(only(&["k3s"])), Some("not in --only".into()));
+        assert_eq!(reason(from("rabbitmq")), None);
+        assert_eq!(
+            reason(from("storage")),
+            Some("before --from storage".into())
+        );
+        let skip_db = Selection {
+            skip_db: true,
+            ..Selection::default()
+        };
+        assert_eq!(reason(skip_db), Some("--skip-db".into()));
+        println!("packages: 7 selections, included exactly with a step it serves");
     }
 }

@@ -108,14 +108,8 @@ pub fn run_apt(command: &Command) -> Result<Output, CommandError> {
     })
 }
 
-/// Held while apt runs: steps that run side by side take turns, so that
-/// their installs never fight over dpkg's lock.
-static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Refreshes the package lists, then installs `packages`; one install of
-/// this run at a time.
+/// Refreshes the package lists, then installs `packages`.
 pub fn install(packages: &[String]) -> Result<(), CommandError> {
-    let _turn = APT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     run_apt(&update_command())?;
     run_apt(&install_command(packages))?;
     Ok(())

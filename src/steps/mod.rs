@@ -13,6 +13,7 @@ pub mod mongodb;
 pub mod mysql;
 pub mod namespace;
 pub mod nfs;
+pub mod packages;
 pub mod preflight;
 pub mod rabbitmq;
 pub mod registry;
@@ -41,6 +42,7 @@ pub fn all() -> Vec<Box<dyn Step>> {
         Box::new(k3s::K3s),
         Box::new(helm::Helm),
         Box::new(istio::Istio),
+        Box::new(packages::Packages),
         Box::new(mysql::Mysql),
         Box::new(mongodb::Mongodb),
         Box::new(rabbitmq::Rabbitmq),
@@ -85,6 +87,20 @@ pub trait Step: Sync {
     /// look of it that fails stops the plan and the run.
     fn checks_inputs(&self) -> bool {
         false
+    }
+
+    /// Whether the step works for the steps that need it (`packages`), and
+    /// so is part of a run exactly when one of them is, whatever `--only`
+    /// and `--from` name.
+    fn serves_dependents(&self) -> bool {
+        false
+    }
+
+    /// The Debian packages the step's server comes in, and the apt sources
+    /// to add before they install; the `packages` step installs those of
+    /// every step of the run in one apt transaction. None by default.
+    fn packages(&self, _context: &Context) -> Result<Option<services::ServerPackages>, StepError> {
+        Ok(None)
     }
 
     /// Steps that run on every install, whatever their checkpoint says.

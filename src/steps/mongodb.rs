@@ -1,6 +1,6 @@
-//! MongoDB: installs mongodb-org from MongoDB's own apt repository (its
-//! signing key and a source list for the host's release, added only when
-//! the package is missing), writes `/etc/mongod.conf` from the template
+//! MongoDB: names mongodb-org and MongoDB's own apt repository (its signing
+//! key and a source list for the host's release, added only while the
+//! package is missing) to the `packages` step, which installs it; writes `/etc/mongod.conf` from the template
 //! (restarting mongod only when it changed), makes the key file once (756
 //! random bytes in base64, mode 0600, owner mongodb) and keeps the user
 //! `stackbill` with the profile's roles and the credentials file's password.
@@ -64,7 +64,7 @@ impl Step for Mongodb {
     }
 
     fn needs(&self) -> &'static [&'static str] {
-        &["credentials"]
+        &["credentials", "packages"]
     }
 
     fn group(&self) -> Group {
@@ -89,13 +89,23 @@ impl Step for Mongodb {
         Ok(vec![("mongodb.conf".into(), render_config(config)?)])
     }
 
+    /// mongodb-org, from MongoDB's repository (added while it is missing).
+    fn packages(&self, context: &Context) -> Result<Option<services::ServerPackages>, StepError> {
+        let sources = match services::installed(&[PACKAGE])? {
+            true => Vec::new(),
+            false => repository::actions(context)?,
+        };
+        Ok(Some(services::ServerPackages {
+            service: SERVICE,
+            names: vec![PACKAGE.into()],
+            sources,
+        }))
+    }
+
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let config = &context.config.mongodb;
-        let mut actions = services::package_actions(context, SERVICE, &[PACKAGE])?;
-        let install = actions.iter().position(|a| a.kind() == ActionKind::Package);
-        if let Some(at) = install {
-            actions.splice(at..at, repository::actions(context)?);
-        }
+        let mut actions = Vec::new();
+        let installed = services::installed(&[PACKAGE])?;
         let path = context.host.path(CONFIG_PATH);
         let changed = !config_in_place(context)?;
         if changed {
@@ -113,7 +123,7 @@ impl Step for Mongodb {
             actions.push(Action::call(ActionKind::File, detail, make_key_file));
         }
         actions.extend(services::service_action(&config.service, changed)?);
-        let changes = match install.is_none() && service::is_active(&config.service)? {
+        let changes = match installed && service::is_active(&config.service)? {
             true => planned_changes(context)?,
             false => vec![Change::Create],
         };

@@ -1,5 +1,5 @@
-//! MySQL (MariaDB where the OS ships that): installs the server package when
-//! it is missing, writes `stackbill.cnf` into the server's conf.d directory
+//! MySQL (MariaDB where the OS ships that): names the server package to the
+//! `packages` step (which installs it when it is missing), writes `stackbill.cnf` into the server's conf.d directory
 //! (restarting the server only when that file changed), and creates the
 //! databases and the application user with the credentials file's password,
 //! administering through the local socket as the OS root (no root password).
@@ -91,7 +91,7 @@ impl Step for Mysql {
     }
 
     fn needs(&self) -> &'static [&'static str] {
-        &["credentials"]
+        &["credentials", "packages"]
     }
 
     fn group(&self) -> super::Group {
@@ -115,12 +115,18 @@ impl Step for Mysql {
         rendered_files(config)
     }
 
+    fn packages(&self, context: &Context) -> Result<Option<services::ServerPackages>, StepError> {
+        Ok(Some(services::ServerPackages {
+            service: SERVICE,
+            names: vec![package(context)],
+            sources: Vec::new(),
+        }))
+    }
+
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let package = package(context);
-        let mut actions = services::package_actions(context, SERVICE, &[&package])?;
-        let installed = !actions
-            .iter()
-            .any(|action| action.kind() == ActionKind::Package);
+        let mut actions = Vec::new();
+        let installed = services::installed(&[&package])?;
         let survey = if installed {
             survey_if_running(context)?
         } else {

@@ -1,4 +1,4 @@
-//! NFS: installs nfs-kernel-server when it is missing, makes the export
+//! NFS: names nfs-kernel-server to the `packages` step, makes the export
 //! directory (`/data/stackbill`, owned by nobody:nogroup, mode 0777, so the
 //! provisioner's pods can make their volume directories; a directory that
 //! is already there keeps its mode and owner, which the plan reports, unless
@@ -48,7 +48,7 @@ impl Step for Nfs {
     }
 
     fn needs(&self) -> &'static [&'static str] {
-        &["preflight"]
+        &["preflight", "packages"]
     }
 
     fn group(&self) -> Group {
@@ -65,10 +65,17 @@ impl Step for Nfs {
         Ok(())
     }
 
+    fn packages(&self, _context: &Context) -> Result<Option<services::ServerPackages>, StepError> {
+        Ok(Some(services::ServerPackages {
+            service: SERVICE,
+            names: vec![PACKAGE.into()],
+            sources: Vec::new(),
+        }))
+    }
+
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
-        let mut actions = services::package_actions(context, SERVICE, &[PACKAGE])?;
         host::fs::check_directory_path(&context.host.path(&context.config.nfs.path))?;
-        actions.extend(directory_action(context));
+        let mut actions: Vec<Action> = directory_action(context).into_iter().collect();
         let path = context.host.path(EXPORTS);
         let current = host::fs::read_optional(&path)?.unwrap_or_default();
         let wanted = with_block(&current, &export_line(context)?, &context.shown(&path))?;

@@ -1,4 +1,4 @@
-//! RabbitMQ: installs rabbitmq-server when it is missing, enables the
+//! RabbitMQ: names rabbitmq-server to the `packages` step, enables the
 //! management plugin, and keeps the application user with the credentials
 //! file's password, its tags and its `.* .* .*` permissions on the vhost.
 //! The default `guest` user is left as the package set it (loopback only).
@@ -54,7 +54,7 @@ impl Step for Rabbitmq {
     }
 
     fn needs(&self) -> &'static [&'static str] {
-        &["credentials"]
+        &["credentials", "packages"]
     }
 
     fn group(&self) -> Group {
@@ -72,11 +72,17 @@ impl Step for Rabbitmq {
         Ok(())
     }
 
+    fn packages(&self, _context: &Context) -> Result<Option<services::ServerPackages>, StepError> {
+        Ok(Some(services::ServerPackages {
+            service: SERVICE,
+            names: vec![PACKAGE.into()],
+            sources: Vec::new(),
+        }))
+    }
+
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
-        let mut actions = services::package_actions(context, SERVICE, &[PACKAGE])?;
-        let installed = !actions
-            .iter()
-            .any(|action| action.kind() == ActionKind::Package);
+        let mut actions = Vec::new();
+        let installed = services::installed(&[PACKAGE])?;
         let running = installed && service::is_active(UNIT)?;
         let plugins = enabled_plugins(context)?;
         let listed = plugins.iter().any(|plugin| plugin == PLUGIN);

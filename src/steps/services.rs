@@ -1,6 +1,7 @@
 //! What the host server steps (`mysql`, `mongodb`, `rabbitmq`, `nfs`) share:
-//! installing missing packages, recording whether the server was on the
-//! host before the first install, and starting or restarting its unit.
+//! the packages they need (installed by the `packages` step, in one apt
+//! transaction), recording whether the server was on the host before the
+//! first install, and starting or restarting its unit.
 
 use super::{Action, ActionKind, StepError};
 use crate::context::Context;
@@ -11,40 +12,36 @@ pub fn preexisting_key(service: &str) -> String {
     format!("{service}.preexisting")
 }
 
-/// The package actions for `packages`: nothing when all are installed.
-/// Also records, before anything changes, whether the server was already
-/// there (`preexisting`), once.
-pub fn package_actions(
-    context: &Context,
-    service: &str,
-    packages: &[&str],
-) -> Result<Vec<Action>, StepError> {
-    let missing = packages::missing(packages)?;
-    let mut actions = Vec::new();
-    if context.fact(&preexisting_key(service)).is_none() {
-        let (preexisting, what) = match missing.is_empty() {
-            true => ("true", "was already on the host: uninstall keeps it"),
-            false => ("false", "is new on this host: uninstall may remove it"),
-        };
-        let detail = format!("record in the state that {service} {what}");
-        let key = preexisting_key(service);
-        actions.push(Action::call(ActionKind::Check, detail, move |context| {
-            context.record_fact(&key, preexisting).map(|()| false)
-        }));
+/// The Debian packages a server step needs, and the apt sources (files to
+/// write, keys to fetch) to add before they can install.
+pub struct ServerPackages {
+    /// The server's name in the state's facts (`mysql`, `mongodb`, ...).
+    pub service: &'static str,
+    pub names: Vec<String>,
+    /// Only looked for while a package is missing.
+    pub sources: Vec<Action>,
+}
+
+/// Whether every one of `packages` is installed.
+pub fn installed(packages: &[&str]) -> Result<bool, StepError> {
+    Ok(packages::missing(packages)?.is_empty())
+}
+
+/// The action that records, before anything changes, whether `service`'s
+/// server was already there (`preexisting`), once; `None` once recorded.
+pub fn preexisting_action(context: &Context, service: &str, present: bool) -> Option<Action> {
+    if context.fact(&preexisting_key(service)).is_some() {
+        return None;
     }
-    if !missing.is_empty() {
-        let detail = format!(
-            "{} (after {})",
-            packages::install_command(&missing),
-            packages::update_command()
-        );
-        let service = service.to_string();
-        let packages: Vec<String> = packages.iter().map(|p| p.to_string()).collect();
-        actions.push(Action::call(ActionKind::Package, detail, move |context| {
-            install_missing(context, &service, &packages)
-        }));
-    }
-    Ok(actions)
+    let (preexisting, what) = match present {
+        true => ("true", "was already on the host: uninstall keeps it"),
+        false => ("false", "is new on this host: uninstall may remove it"),
+    };
+    let detail = format!("record in the state that {service} {what}");
+    let key = preexisting_key(service);
+    Some(Action::call(ActionKind::Check, detail, move |context| {
+        context.record_fact(&key, preexisting).map(|()| false)
+    }))
 }
 
 /// The service action: a restart when its configuration changed, a start
@@ -60,23 +57,30 @@ pub fn service_action(unit: &str, config_changed: bool) -> Result<Option<Action>
     Ok(Some(Action::run_as(ActionKind::Service, command)))
 }
 
-/// Installs those of `packages` that are missing, recording them first
-/// (`SERVICE.packages`) for uninstall.
-fn install_missing(
+/// Installs those of each server's `packages` that are missing, in one
+/// `apt-get update` and one `apt-get install`, recording first what each
+/// server gets (`SERVICE.packages`) for uninstall.
+pub fn install_missing(
     context: &mut Context,
-    service: &str,
-    packages: &[String],
+    servers: &[(&'static str, Vec<String>)],
 ) -> Result<bool, StepError> {
-    let wanted: Vec<&str> = packages.iter().map(String::as_str).collect();
-    let missing = packages::missing(&wanted)?;
-    if missing.is_empty() {
+    let mut all = Vec::new();
+    for (service, names) in servers {
+        let wanted: Vec<&str> = names.iter().map(String::as_str).collect();
+        let missing = packages::missing(&wanted)?;
+        if !missing.is_empty() {
+            context.record_fact(&packages_key(service), &missing.join(" "))?;
+        }
+        let new: Vec<String> = (missing.into_iter())
+            .filter(|name| !all.contains(name))
+            .collect();
+        all.extend(new);
+    }
+    if all.is_empty() {
         return Ok(false);
     }
-    context.record_fact(&packages_key(service), &missing.join(" "))?;
-    context
-        .ui
-        .status(&format!("installing {}", missing.join(" ")));
-    packages::install(&missing)?;
+    context.ui.status(&format!("installing {}", all.join(" ")));
+    packages::install(&all)?;
     Ok(true)
 }
 

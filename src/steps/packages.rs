@@ -1,0 +1,110 @@
+//! One apt transaction for the host's servers. Before `mysql`, `mongodb`,
+//! `rabbitmq` and `nfs` configure their servers, this step asks each of them
+//! that is part of the run which Debian packages it needs and where they
+//! come from (MongoDB's own repository and signing key), records per server
+//! whether it was on the host already (`SERVICE.preexisting`; then
+//! `SERVICE.packages`, what the install put there, for uninstall's purge),
+//! adds the sources, and installs every missing package with one
+//! `apt-get update` and one `apt-get install`. The steps that then run side
+//! by side never wait on dpkg's lock for each other, and apt resolves all
+//! the packages at once. A step left out of the run (`--skip-db`, `--only`,
+//! `--from`) gets nothing installed; with none of them left, this step is
+//! left out too. Done when every package of the run's servers is installed.
+
+use super::services::{self, ServerPackages};
+use super::{Action, ActionKind, Group, Step, StepError};
+use crate::context::Context;
+use crate::host::packages;
+
+/// The packages step.
+pub struct Packages;
+
+impl Step for Packages {
+    fn id(&self) -> &'static str {
+        "packages"
+    }
+
+    fn title(&self) -> &'static str {
+        "Install the host servers' packages at once"
+    }
+
+    fn group(&self) -> Group {
+        Group::Database
+    }
+
+    fn needs(&self) -> &'static [&'static str] {
+        &["preflight"]
+    }
+
+    fn serves_dependents(&self) -> bool {
+        true
+    }
+
+    fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let mut actions = Vec::new();
+        let mut sources = Vec::new();
+        let mut installs: Vec<(&'static str, Vec<String>)> = Vec::new();
+        let mut missing = Vec::new();
+        for server in wanted(context)? {
+            let names: Vec<&str> = server.names.iter().map(String::as_str).collect();
+            let absent = packages::missing(&names)?;
+            actions.extend(services::preexisting_action(
+                context,
+                server.service,
+                absent.is_empty(),
+            ));
+            if absent.is_empty() {
+                continue;
+            }
+            sources.extend(server.sources);
+            missing.extend(
+                absent
+                    .into_iter()
+                    .filter(|name| !missing.contains(name))
+                    .collect::<Vec<_>>(),
+            );
+            installs.push((server.service, server.names));
+        }
+        if missing.is_empty() {
+            return Ok(actions);
+        }
+        actions.extend(sources);
+        let detail = format!(
+            "{} (after {})",
+            packages::install_command(&missing),
+            packages::update_command()
+        );
+        actions.push(Action::call(ActionKind::Package, detail, move |context| {
+            services::install_missing(context, &installs)
+        }));
+        Ok(actions)
+    }
+
+    /// Every package of the run's servers is installed.
+    fn verify(&self, context: &Context) -> Result<(), StepError> {
+        let mut missing = Vec::new();
+        for server in wanted(context)? {
+            let names: Vec<&str> = server.names.iter().map(String::as_str).collect();
+            missing.extend(packages::missing(&names)?);
+        }
+        match missing.is_empty() {
+            true => Ok(()),
+            false => Err(StepError::failed(
+                format!("`{}` not installed", missing.join("`, `")),
+                "run the install again; `apt-get install` says why a package does not install",
+            )),
+        }
+    }
+}
+
+/// What the steps of the run that need this one want installed.
+fn wanted(context: &Context) -> Result<Vec<ServerPackages>, StepError> {
+    let mut wanted = Vec::new();
+    for step in super::all() {
+        let included = context.included.iter().any(|id| id == step.id());
+        if included && step.needs().contains(&"packages") {
+            wanted.extend(step.packages(context)?);
+        }
+    }
+    Ok(wanted)
+}
