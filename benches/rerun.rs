@@ -73,6 +73,7 @@ fn full_world() {
         common::stderr(&first)
     );
     let mut spawned = BTreeMap::new();
+    let mut last = String::new();
     let mut times: Vec<Duration> = (0..FULL_RUNS)
         .map(|_| {
             world.clear_calls();
@@ -80,6 +81,7 @@ fn full_world() {
             let output = world.install(&[]);
             let elapsed = started.elapsed();
             assert!(output.get_output().status.success());
+            last = common::stderr(&output);
             spawned.clear();
             for call in world.calls() {
                 *spawned.entry(call.program).or_insert(0) += 1;
@@ -92,6 +94,15 @@ fn full_world() {
     println!(
         "full world no-op re-run over {FULL_RUNS} runs: median {median:.1} ms, min {min:.1} ms, max {max:.1} ms; {total} programs spawned per run: {spawned:?}"
     );
+    // Where the last run's time went: each step's own time, slowest first.
+    let mut steps: Vec<(f64, String)> = (last.lines())
+        .filter_map(common::finished_step_time)
+        .collect();
+    steps.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let slowest: Vec<String> = (steps.iter().take(6))
+        .map(|(seconds, id)| format!("{id} {seconds:.1} s"))
+        .collect();
+    println!("slowest steps of the last run: {}", slowest.join(", "));
     let uninstall = world
         .command()
         .args(["uninstall", "--delete-db", "--yes"])

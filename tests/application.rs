@@ -46,15 +46,35 @@ case "$1" in
     printf %s "$STDIN" > "$STATE/kube/$kind/$namespace/$name.json"
     echo "$kind/$name serverside-applied" ;;
   get)
-    if [ "$2" = pods ]; then
-      if [ -f "$STATE/pods-first.json" ]; then cat "$STATE/pods-first.json"; rm "$STATE/pods-first.json"; exit 0; fi
-      cat "$STATE/pods.json" 2>/dev/null || echo '{"items": []}'; exit 0
-    fi
-    if [ "$2" = jobs ] || [ "$2" = pvc ]; then
-      folder="$STATE/kube/$([ "$2" = pvc ] && echo persistentvolumeclaim || echo job)/$namespace"
-      if ls "$folder"/*.json >/dev/null 2>&1; then jq -s '{items: .}' "$folder"/*.json; else echo '{"items": []}'; fi
-      exit 0
-    fi
+    # KIND (pods, jobs or pvc): its objects as a JSON array, each with its kind.
+    items() {
+      case "$1" in
+        pods)
+          if [ -f "$STATE/pods-first.json" ]; then
+            jq '[.items[] | .kind = "Pod"]' "$STATE/pods-first.json"; rm "$STATE/pods-first.json"
+          elif [ -f "$STATE/pods.json" ]; then jq '[.items[] | .kind = "Pod"]' "$STATE/pods.json"
+          else echo '[]'; fi ;;
+        jobs|pvc)
+          folder="$STATE/kube/$([ "$1" = pvc ] && echo persistentvolumeclaim || echo job)/$namespace"
+          kind=$([ "$1" = pvc ] && echo PersistentVolumeClaim || echo Job)
+          if ls "$folder"/*.json >/dev/null 2>&1; then jq -s --arg k "$kind" 'map(.kind = $k)' "$folder"/*.json; else echo '[]'; fi ;;
+      esac
+    }
+    case "$2" in
+      pods|jobs|pvc|*,*)
+        IFS=, read -ra kinds <<<"$2"
+        for kind in "${kinds[@]}"; do items "$kind"; done | jq -s '{kind: "List", items: (add // [])}'
+        exit 0 ;;
+      */*)
+        for asked in "${@:2}"; do
+          case "$asked" in -*|*=*) continue ;; */*) ;; *) continue ;; esac
+          kind="${asked%%/*}"; scope="$namespace"
+          case "$kind" in storageclass|namespace) scope=default ;; esac
+          file="$STATE/kube/$kind/$scope/${asked#*/}.json"
+          [ -f "$file" ] && cat "$file"
+        done | jq -s '{kind: "List", items: .}'
+        exit 0 ;;
+    esac
     file="$STATE/kube/$2/$namespace/$3.json"
     [ -f "$file" ] || exit 0
     case "$output" in

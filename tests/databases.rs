@@ -22,7 +22,7 @@ const DEBIAN_12: &str =
 fn world(user: &str) -> World {
     let mut world = World::new();
     world.write("/etc/os-release", DEBIAN_12);
-    world.fake("dpkg-query", r#"printf 'install ok installed'"#);
+    world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
     world.fake(
         "apt-get",
         "echo 'apt-get must not run: the packages are installed' >&2; exit 1",
@@ -571,7 +571,7 @@ fn rabbitmq_cold_provisioning_runs_at_most_two_erlang_programs_and_a_rerun_none(
 fn nfs_world() -> World {
     let mut world = World::new();
     world.set_env("STACKINSTALL_CLUSTER__HOST_IP", "10.1.2.3");
-    world.fake("dpkg-query", r#"printf 'install ok installed'"#);
+    world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
     world.fake("systemctl", "exit 0");
     world.fake_exportfs();
     world.write(

@@ -33,7 +33,7 @@ fn port() -> u16 {
 fn world(user: &str) -> World {
     let mut world = World::new();
     world.write("/etc/os-release", DEBIAN_12);
-    world.fake("dpkg-query", r#"printf 'install ok installed'"#);
+    world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
     world.fake(
         "apt-get",
         "echo 'apt-get must not run: the packages are installed' >&2; exit 1",

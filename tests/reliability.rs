@@ -535,7 +535,7 @@ fn ctrl_c_during_a_database_connect_or_its_retries_stops_the_run() {
     use std::os::unix::net::UnixListener;
     for case in ["a socket that never answers", "a server that is not up yet"] {
         let mut world = World::new();
-        world.fake("dpkg-query", "printf 'install ok installed'");
+        world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
         world.fake("apt-get", "echo 'apt-get must not run' >&2; exit 1");
         world.fake(
             "systemctl",

@@ -474,7 +474,7 @@ fn attack(
 
 fn mongodb_world(user: &str) -> World {
     let mut world = World::new();
-    world.fake("dpkg-query", r#"printf 'install ok installed'"#);
+    world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
     world.fake("apt-get", "echo 'apt-get must not run' >&2; exit 1");
     world.fake("systemctl", "exit 0");
     world.mongodb_accounts(
@@ -712,7 +712,7 @@ fn a_directory_link_planted_where_others_can_write_is_refused() {
 
 fn nfs_world() -> World {
     let world = World::new();
-    world.fake("dpkg-query", r#"printf 'install ok installed'"#);
+    world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
     world.fake("systemctl", "exit 0");
     world.fake_exportfs();
     world

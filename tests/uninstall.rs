@@ -396,7 +396,7 @@ fn a_failed_removal_does_not_stop_the_others_and_a_rerun_finishes() {
 /// reported installed (so the servers count as pre-existing).
 fn database_world(user: &str) -> World {
     let mut world = World::new();
-    world.fake("dpkg-query", "printf 'install ok installed'");
+    world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
     world.fake("apt-get", "echo 'apt-get must not run' >&2; exit 1");
     world.fake("systemctl", "exit 0");
     for (key, value) in [
@@ -948,9 +948,9 @@ fn fake_packages(world: &World, installed: &[&str]) {
 for p in "$@"; do
   case "$p" in
     *'*') for f in "$db/${p%\*}"*; do [ -e "$f" ] && printf '%s\tinstall ok installed\n' "$(basename "$f")"; done ;;
-    *) [ -e "$db/$p" ] && printf 'install ok installed' || exit 1 ;;
+    *) [ -e "$db/$p" ] && printf '%s\tinstall ok installed\n' "$p" || unknown=1 ;;
   esac
-done; exit 0"#,
+done; exit ${unknown:-0}"#,
     );
     world.fake(
         "apt-get",
@@ -1038,7 +1038,7 @@ fn a_server_the_install_put_there_is_stopped_and_its_versioned_packages_purged()
 #[test]
 fn an_export_block_without_its_end_marker_is_named_and_nothing_is_removed() {
     let mut world = World::new();
-    world.fake("dpkg-query", "printf 'install ok installed'");
+    world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
     world.fake("apt-get", "echo 'apt-get must not run' >&2; exit 1");
     world.fake("systemctl", "exit 0");
     world.fake_exportfs();
@@ -1082,9 +1082,38 @@ fn a_full_install_installs_every_missing_package_in_one_apt_transaction() {
             .collect()
     };
 
+    // The package's install starts RabbitMQ: its plugin list is written
+    // before, so the node boots with the management plugin.
+    std::fs::remove_file(world.path("/etc/rabbitmq/enabled_plugins")).unwrap();
+    let plan = world.install(&["--plan", "--output", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&plan.get_output().stdout).unwrap();
+    let packages = (plan["steps"].as_array().unwrap().iter())
+        .find(|step| step["id"] == "packages")
+        .expect("the plan has the packages step");
+    let details: Vec<&str> = (packages["actions"].as_array().unwrap().iter())
+        .map(|action| action["detail"].as_str().unwrap())
+        .collect();
+    let plugins = details
+        .iter()
+        .position(|detail| detail.contains("/etc/rabbitmq/enabled_plugins"));
+    let install = details
+        .iter()
+        .position(|detail| detail.contains(" install "));
+    assert!(
+        matches!((plugins, install), (Some(plugins), Some(install)) if plugins < install),
+        "the plugin list comes before the apt install: {details:#?}"
+    );
+
     let first = world.install(&[]);
     assert!(first.get_output().status.success(), "{}", stderr(&first));
     let calls = apt_calls(&world);
+    assert!(
+        !world
+            .calls()
+            .iter()
+            .any(|call| call.program == "rabbitmq-plugins"),
+        "the node booted with its plugin"
+    );
     assert_eq!(
         calls,
         [

@@ -55,6 +55,80 @@ pub fn get_json(
         })
 }
 
+/// Several objects of one namespace (cluster-scoped ones too) in one
+/// `kubectl get KIND/NAME ...`: each as JSON, or `None` when it does not
+/// exist, in the order asked.
+pub fn get_each(
+    objects: &[(&str, &str)],
+    namespace: &str,
+) -> Result<Vec<Option<serde_json::Value>>, CommandError> {
+    let names: Vec<String> = (objects.iter())
+        .map(|(kind, name)| format!("{kind}/{name}"))
+        .collect();
+    let mut args: Vec<&str> = vec!["get"];
+    args.extend(names.iter().map(String::as_str));
+    args.extend(["-n", namespace, "-o", "json", "--ignore-not-found"]);
+    let command = kubectl(args);
+    let output = command.run()?;
+    let found = items(&command, &output.stdout)?;
+    Ok(objects
+        .iter()
+        .map(|(kind, name)| {
+            found
+                .iter()
+                .find(|object| {
+                    object["metadata"]["name"] == *name
+                        && object["kind"]
+                            .as_str()
+                            .is_some_and(|found| found.eq_ignore_ascii_case(kind))
+                })
+                .cloned()
+        })
+        .collect())
+}
+
+/// The objects of several kinds in `namespace`, in one `kubectl get
+/// KIND,KIND -o json`: per kind (as asked), a list `{"items": [...]}`. The
+/// output is not logged (pods hold their environment).
+pub fn list_kinds(
+    kinds: &[(&str, &str)],
+    namespace: &str,
+) -> Result<Vec<serde_json::Value>, CommandError> {
+    let asked: Vec<&str> = kinds.iter().map(|(asked, _)| *asked).collect();
+    let asked = asked.join(",");
+    let command = kubectl(["get", &asked, "-n", namespace, "-o", "json"]).unlogged_stdout();
+    let output = command.run()?;
+    let found = items(&command, &output.stdout)?;
+    Ok(kinds
+        .iter()
+        .map(|(_, kind)| {
+            let of_kind: Vec<_> = (found.iter())
+                .filter(|object| object["kind"] == *kind)
+                .cloned()
+                .collect();
+            serde_json::json!({ "items": of_kind })
+        })
+        .collect())
+}
+
+/// The objects of a `kubectl get ... -o json` output: a List's items, one
+/// object, or none (empty output).
+fn items(command: &Command, stdout: &str) -> Result<Vec<serde_json::Value>, CommandError> {
+    if stdout.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(stdout).map_err(|error| CommandError::Failed {
+            command: command.to_string(),
+            status: "output that is not JSON".into(),
+            stderr_tail: error.to_string(),
+        })?;
+    Ok(match value["items"].as_array() {
+        Some(items) => items.clone(),
+        None => vec![value],
+    })
+}
+
 /// One field of an object (a `jsonpath` like `{.metadata.annotations.x}`);
 /// `None` when the object or the field is missing. Reads nothing else of
 /// the object, so a Secret's data never reaches this process.

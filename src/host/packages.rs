@@ -17,22 +17,31 @@ const OUTPUT_TAIL_LINES: usize = 25;
 
 /// Whether `package` is installed (dpkg status `install ok installed`).
 pub fn is_installed(package: &str) -> Result<bool, CommandError> {
-    let output = Command::new("dpkg-query")
-        .args(["--show", "--showformat=${Status}", package])
-        .timeout(Duration::from_secs(30))
-        .run_unchecked()?;
-    Ok(output.success() && output.stdout.trim() == "install ok installed")
+    Ok(missing(&[package])?.is_empty())
 }
 
-/// The packages of `packages` that are not installed, in the same order.
+/// The packages of `packages` that are not installed, in the same order;
+/// one `dpkg-query` for them all (it names each package it knows, and
+/// exits 1 when one is unknown).
 pub fn missing(packages: &[&str]) -> Result<Vec<String>, CommandError> {
-    let mut missing = Vec::new();
-    for package in packages {
-        if !is_installed(package)? {
-            missing.push((*package).to_string());
-        }
+    if packages.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(missing)
+    let output = Command::new("dpkg-query")
+        .args(["--show", "--showformat=${Package}\t${Status}\n"])
+        .args(packages.iter().copied())
+        .timeout(Duration::from_secs(30))
+        .run_unchecked()?;
+    let installed: Vec<&str> = (output.stdout.lines())
+        .filter_map(|line| line.split_once('\t'))
+        .filter(|(_, status)| status.trim() == "install ok installed")
+        .map(|(package, _)| package)
+        .collect();
+    Ok(packages
+        .iter()
+        .filter(|package| !installed.contains(package))
+        .map(|package| package.to_string())
+        .collect())
 }
 
 /// The installed packages whose names start with one of `prefixes`

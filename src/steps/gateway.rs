@@ -58,9 +58,8 @@ impl Step for Gateway {
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let mut actions = Vec::new();
-        for (manifest, object) in manifests(context)? {
+        for (manifest, object, live) in with_live(context)? {
             let (kind, name, namespace) = identity(&object);
-            let live = kube::get_json(&kind, &name, Some(&namespace))?;
             if live.is_some_and(|live| kube::has_fields(&live, &object)) {
                 actions.push(Action::check(format!(
                     "{kind} {name} in {namespace} is as rendered"
@@ -74,9 +73,8 @@ impl Step for Gateway {
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
-        for (_, object) in manifests(context)? {
+        for (_, object, live) in with_live(context)? {
             let (kind, name, namespace) = identity(&object);
-            let live = kube::get_json(&kind, &name, Some(&namespace))?;
             if !live.is_some_and(|live| kube::has_fields(&live, &object)) {
                 return Err(StepError::failed(
                     format!(
@@ -107,6 +105,33 @@ impl Step for Gateway {
 }
 
 /// The Gateway and the VirtualService: each manifest with its parsed object.
+/// Each rendered manifest with its object and the live one (`None`: not in
+/// the cluster), read with one `kubectl get` per namespace.
+fn with_live(context: &Context) -> Result<Vec<(String, Value, Option<Value>)>, StepError> {
+    let manifests = manifests(context)?;
+    let mut live = vec![None; manifests.len()];
+    let identities: Vec<_> = manifests
+        .iter()
+        .map(|(_, object)| identity(object))
+        .collect();
+    let mut namespaces: Vec<&str> = identities.iter().map(|(_, _, ns)| ns.as_str()).collect();
+    namespaces.dedup();
+    for namespace in namespaces {
+        let at: Vec<usize> = (0..identities.len())
+            .filter(|&index| identities[index].2 == namespace)
+            .collect();
+        let asked: Vec<(&str, &str)> = (at.iter())
+            .map(|&index| (identities[index].0.as_str(), identities[index].1.as_str()))
+            .collect();
+        for (index, found) in at.into_iter().zip(kube::get_each(&asked, namespace)?) {
+            live[index] = found;
+        }
+    }
+    Ok((manifests.into_iter().zip(live))
+        .map(|((manifest, object), live)| (manifest, object, live))
+        .collect())
+}
+
 fn manifests(context: &Context) -> Result<Vec<(String, Value)>, StepError> {
     let certificate_hash = match context.tls_paths() {
         Some((certificate, _)) => {

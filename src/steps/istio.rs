@@ -274,7 +274,14 @@ fn check_support(context: &Context) -> Result<Action, StepError> {
 
 /// What is wrong with Istio in the cluster, or `None` when it is as wanted.
 fn cluster_problem(context: &Context) -> Result<Option<String>, StepError> {
-    let Some(istiod) = kube::get_json("deployment", "istiod", Some(NAMESPACE))? else {
+    let objects = [
+        ("deployment", "istiod"),
+        ("service", "istio-ingressgateway"),
+    ];
+    let Ok([istiod, service]) = <[_; 2]>::try_from(kube::get_each(&objects, NAMESPACE)?) else {
+        unreachable!("one answer per object asked")
+    };
+    let Some(istiod) = istiod else {
         return Ok(Some("istiod is not installed".into()));
     };
     if istiod["status"]["readyReplicas"].as_u64().unwrap_or(0) == 0 {
@@ -285,7 +292,7 @@ fn cluster_problem(context: &Context) -> Result<Option<String>, StepError> {
             "istiod does not inject native sidecars (`ENABLE_NATIVE_SIDECARS=true`): a Job's pod would never finish".into(),
         ));
     }
-    let Some(service) = kube::get_json("service", "istio-ingressgateway", Some(NAMESPACE))? else {
+    let Some(service) = service else {
         return Ok(Some("the Service `istio-ingressgateway` is missing".into()));
     };
     let istio = &context.config.istio;

@@ -96,11 +96,19 @@ pub trait Step: Sync {
         false
     }
 
-    /// The Debian packages the step's server comes in, and the apt sources
-    /// to add before they install; the `packages` step installs those of
-    /// every step of the run in one apt transaction. None by default.
+    /// The Debian packages the step's server comes in (found without
+    /// running anything); the `packages` step installs those of every step
+    /// of the run in one apt transaction. None by default.
     fn packages(&self, _context: &Context) -> Result<Option<services::ServerPackages>, StepError> {
         Ok(None)
+    }
+
+    /// What must be in place before the step's packages install, asked only
+    /// while one of them is missing: apt sources (MongoDB's repository and
+    /// key), or a file the server reads at the first start its package's
+    /// install gives it (RabbitMQ's plugins). None by default.
+    fn before_install(&self, _context: &Context) -> Result<Vec<Action>, StepError> {
+        Ok(Vec::new())
     }
 
     /// Steps that run on every install, whatever their checkpoint says.

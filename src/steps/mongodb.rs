@@ -89,17 +89,16 @@ impl Step for Mongodb {
         Ok(vec![("mongodb.conf".into(), render_config(config)?)])
     }
 
-    /// mongodb-org, from MongoDB's repository (added while it is missing).
-    fn packages(&self, context: &Context) -> Result<Option<services::ServerPackages>, StepError> {
-        let sources = match services::installed(&[PACKAGE])? {
-            true => Vec::new(),
-            false => repository::actions(context)?,
-        };
+    fn packages(&self, _context: &Context) -> Result<Option<services::ServerPackages>, StepError> {
         Ok(Some(services::ServerPackages {
             service: SERVICE,
             names: vec![PACKAGE.into()],
-            sources,
         }))
+    }
+
+    /// mongodb-org comes from MongoDB's repository: its key and source list.
+    fn before_install(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        repository::actions(context)
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {

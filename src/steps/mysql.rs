@@ -119,7 +119,6 @@ impl Step for Mysql {
         Ok(Some(services::ServerPackages {
             service: SERVICE,
             names: vec![package(context)],
-            sources: Vec::new(),
         }))
     }
 

@@ -69,7 +69,6 @@ impl Step for Nfs {
         Ok(Some(services::ServerPackages {
             service: SERVICE,
             names: vec![PACKAGE.into()],
-            sources: Vec::new(),
         }))
     }
 

@@ -41,34 +41,27 @@ impl Step for Packages {
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let wanted = wanted(context)?;
+        let missing = missing(&wanted)?;
         let mut actions = Vec::new();
-        let mut sources = Vec::new();
+        let mut before_install = Vec::new();
         let mut installs: Vec<(&'static str, Vec<String>)> = Vec::new();
-        let mut missing = Vec::new();
-        for server in wanted(context)? {
-            let names: Vec<&str> = server.names.iter().map(String::as_str).collect();
-            let absent = packages::missing(&names)?;
+        for (step, server) in wanted {
+            let complete = !server.names.iter().any(|name| missing.contains(name));
             actions.extend(services::preexisting_action(
                 context,
                 server.service,
-                absent.is_empty(),
+                complete,
             ));
-            if absent.is_empty() {
-                continue;
+            if !complete {
+                before_install.extend(step.before_install(context)?);
+                installs.push((server.service, server.names));
             }
-            sources.extend(server.sources);
-            missing.extend(
-                absent
-                    .into_iter()
-                    .filter(|name| !missing.contains(name))
-                    .collect::<Vec<_>>(),
-            );
-            installs.push((server.service, server.names));
         }
         if missing.is_empty() {
             return Ok(actions);
         }
-        actions.extend(sources);
+        actions.extend(before_install);
         let detail = format!(
             "{} (after {})",
             packages::install_command(&missing),
@@ -82,11 +75,7 @@ impl Step for Packages {
 
     /// Every package of the run's servers is installed.
     fn verify(&self, context: &Context) -> Result<(), StepError> {
-        let mut missing = Vec::new();
-        for server in wanted(context)? {
-            let names: Vec<&str> = server.names.iter().map(String::as_str).collect();
-            missing.extend(packages::missing(&names)?);
-        }
+        let missing = missing(&wanted(context)?)?;
         match missing.is_empty() {
             true => Ok(()),
             false => Err(StepError::failed(
@@ -97,13 +86,31 @@ impl Step for Packages {
     }
 }
 
+/// The packages of `wanted` that are not installed (one `dpkg-query`),
+/// each once.
+fn missing(wanted: &[Wanted]) -> Result<Vec<String>, StepError> {
+    let mut names: Vec<&str> = Vec::new();
+    for name in wanted.iter().flat_map(|(_, server)| &server.names) {
+        if !names.contains(&name.as_str()) {
+            names.push(name);
+        }
+    }
+    Ok(packages::missing(&names)?)
+}
+
+/// A step of the run that needs this one, with the packages it wants.
+type Wanted = (Box<dyn Step>, ServerPackages);
+
 /// What the steps of the run that need this one want installed.
-fn wanted(context: &Context) -> Result<Vec<ServerPackages>, StepError> {
+fn wanted(context: &Context) -> Result<Vec<Wanted>, StepError> {
     let mut wanted = Vec::new();
     for step in super::all() {
         let included = context.included.iter().any(|id| id == step.id());
-        if included && step.needs().contains(&"packages") {
-            wanted.extend(step.packages(context)?);
+        if included
+            && step.needs().contains(&"packages")
+            && let Some(server) = step.packages(context)?
+        {
+            wanted.push((step, server));
         }
     }
     Ok(wanted)

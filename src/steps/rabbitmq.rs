@@ -76,8 +76,18 @@ impl Step for Rabbitmq {
         Ok(Some(services::ServerPackages {
             service: SERVICE,
             names: vec![PACKAGE.into()],
-            sources: Vec::new(),
         }))
+    }
+
+    /// The package's install starts the node: the plugin goes in
+    /// `enabled_plugins` before it, so the node boots with it (a later
+    /// `rabbitmq-plugins enable` would start one more Erlang VM).
+    fn before_install(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let plugins = enabled_plugins(context)?;
+        Ok(match plugins.iter().any(|plugin| plugin == PLUGIN) {
+            true => Vec::new(),
+            false => vec![plugins_file_action(context, plugins)],
+        })
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
@@ -87,12 +97,8 @@ impl Step for Rabbitmq {
         let plugins = enabled_plugins(context)?;
         let listed = plugins.iter().any(|plugin| plugin == PLUGIN);
         if !listed && !running {
-            // Before the package's install or the start: the node boots with it.
-            let at = actions
-                .iter()
-                .position(|action| action.kind() == ActionKind::Package)
-                .unwrap_or(actions.len());
-            actions.insert(at, plugins_file_action(context, plugins));
+            // Before the start: the node boots with it.
+            actions.push(plugins_file_action(context, plugins));
         }
         actions.extend(services::service_action(UNIT, false)?);
         if !listed && running {

@@ -18,8 +18,6 @@ pub struct ServerPackages {
     /// The server's name in the state's facts (`mysql`, `mongodb`, ...).
     pub service: &'static str,
     pub names: Vec<String>,
-    /// Only looked for while a package is missing.
-    pub sources: Vec<Action>,
 }
 
 /// Whether every one of `packages` is installed.

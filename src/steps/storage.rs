@@ -246,13 +246,21 @@ fn install(context: &Context) -> Result<bool, StepError> {
 /// provisioner Deployment; `None` when both are there.
 fn problem(context: &Context) -> Result<Option<String>, StepError> {
     let (storage, class) = (&context.config.storage, &context.config.nfs.storage_class);
-    if kube::get_json("storageclass", class, None)?.is_none() {
+    let objects = [
+        ("storageclass", class.as_str()),
+        ("deployment", storage.release.as_str()),
+    ];
+    let Ok([class_found, deployment]) =
+        <[_; 2]>::try_from(kube::get_each(&objects, &storage.namespace)?)
+    else {
+        unreachable!("one answer per object asked")
+    };
+    if class_found.is_none() {
         return Ok(Some(format!("there is no StorageClass `{class}`")));
     }
     if history(&storage.release, &storage.namespace)?.is_empty() {
         return Ok(None);
     }
-    let deployment = kube::get_json("deployment", &storage.release, Some(&storage.namespace))?;
     let available = deployment
         .and_then(|d| d["status"]["availableReplicas"].as_u64())
         .unwrap_or(0);

@@ -131,20 +131,6 @@ fn problem(pod: &Value) -> Option<String> {
     })
 }
 
-/// A `kubectl get KIND -n NAMESPACE -o json` list.
-fn list(namespace: &str, kind: &str) -> Result<Value, StepError> {
-    // Lists come on every poll and pods hold their environment: the log
-    // gets their size, the operator the counts.
-    let command = kube::kubectl(["get", kind, "-n", namespace, "-o", "json"]).unlogged_stdout();
-    let output = command.run()?;
-    serde_json::from_str(&output.stdout).map_err(|error| {
-        StepError::failed(
-            format!("`{command}` printed something that is not JSON: {error}"),
-            "check that `kubectl` reaches the cluster: `kubectl get nodes`",
-        )
-    })
-}
-
 /// The end of `pod`'s log, redacted; what went wrong when it cannot be read.
 fn log_tail(namespace: &str, pod: &str) -> String {
     let command = kube::kubectl(["logs", "-n", namespace, pod, "--tail=20"]);
@@ -156,20 +142,25 @@ fn log_tail(namespace: &str, pod: &str) -> String {
     crate::secret::redact(text.trim_end())
 }
 
-/// The pods, Jobs and PVCs now.
+/// The pods, Jobs and PVCs now, in one `kubectl get`.
 fn poll(config: &Config) -> Result<Vec<PodState>, StepError> {
     let namespace = &config.cluster.namespace;
-    let pods = list(namespace, "pods")?;
+    let kinds = [
+        ("pods", "Pod"),
+        ("jobs", "Job"),
+        ("pvc", "PersistentVolumeClaim"),
+    ];
+    let Ok([pods, job_list, claim_list]) =
+        <[Value; 3]>::try_from(kube::list_kinds(&kinds, namespace)?)
+    else {
+        unreachable!("one list per kind asked")
+    };
     let mut states = pod_states(&pods);
-    let job_list = list(namespace, "jobs")?;
     states.extend(jobs::job_states(&job_list, &pods, |pod| {
         log_tail(namespace, pod)
     }));
     let class_exists = |class: &str| Ok(kube::get_json("storageclass", class, None)?.is_some());
-    states.extend(claims::claim_states(
-        &list(namespace, "pvc")?,
-        class_exists,
-    )?);
+    states.extend(claims::claim_states(&claim_list, class_exists)?);
     Ok(states)
 }
 

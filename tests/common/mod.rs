@@ -17,6 +17,9 @@ pub const UBUNTU_2204: &str = "PRETTY_NAME=\"Ubuntu 22.04.4 LTS\"\nNAME=\"Ubuntu
 /// The demo domain of the tests.
 pub const DOMAIN: &str = "demo.example.com";
 
+/// A `dpkg-query` that finds every package it is asked about installed.
+pub const DPKG_ALL_INSTALLED: &str = r#"for p in "$@"; do case "$p" in -*) ;; *) printf '%s\tinstall ok installed\n' "$p" ;; esac; done"#;
+
 /// One recorded call of a fake program.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
@@ -319,6 +322,13 @@ pub fn stdout(assert: &assert_cmd::assert::Assert) -> String {
 /// The stderr of an assertion as text.
 pub fn stderr(assert: &assert_cmd::assert::Assert) -> String {
     String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
+}
+
+/// A finished step's line as its time in seconds and its id.
+pub fn finished_step_time(line: &str) -> Option<(f64, String)> {
+    let (id, _) = finished_step(line)?;
+    let seconds = line.rsplit_once(" (")?.1.strip_suffix("s)")?.parse().ok()?;
+    Some((seconds, id))
 }
 
 /// A finished step's line (`✓ [ 3/16] k3s  Install K3s: done (1.2s)`) as

@@ -24,6 +24,7 @@ state, program, args = sys.argv[1], sys.argv[2], sys.argv[3:]
 store = os.path.join(state, "kube")
 CLUSTER_SCOPED = {"namespace", "node", "storageclass"}
 ALIASES = {"pvc": "persistentvolumeclaim", "jobs": "job", "pods": "pod", "storageclasses": "storageclass"}
+KINDS = {"pod": "Pod", "job": "Job", "persistentvolumeclaim": "PersistentVolumeClaim"}
 EXIT_CODE = "fake.stackinstall/exit-code"
 LOG = "fake.stackinstall/log"
 
@@ -185,9 +186,30 @@ def kubectl():
     elif verb == "get" and words[1] == "nodes":
         ready = {"type": "Ready", "status": "True"}
         print(json.dumps({"items": [{"metadata": {"name": "node1"}, "status": {"conditions": [ready]}}]}))
+    elif verb == "get" and len(words) == 2 and "," in words[1] and option("-o") == "json":
+        # Several kinds at once: one List, each item with its kind.
+        items = []
+        for asked in words[1].split(","):
+            kind = ALIASES.get(asked, asked)
+            for obj in listing(kind, option("-n") or "default"):
+                items.append(dict(obj, kind=obj.get("kind", KINDS.get(kind, kind))))
+        print(json.dumps({"kind": "List", "items": items}))
     elif verb == "get" and len(words) == 2 and option("-o") == "json":
         kind = ALIASES.get(words[1], words[1])
         print(json.dumps({"items": listing(kind, option("-n") or "default")}))
+    elif verb == "get" and "/" in words[1]:
+        # KIND/NAME ...: the ones found, as one List (kubectl prints a List
+        # for several names even when one or none is found).
+        items = []
+        for asked in words[1:]:
+            kind, name = asked.split("/", 1)
+            obj = load(kind, option("-n"), name)
+            if obj is None and "--ignore-not-found" not in args:
+                sys.stderr.write('Error from server (NotFound): "%s" not found\n' % name)
+                sys.exit(1)
+            if obj is not None:
+                items.append(obj)
+        print(json.dumps({"kind": "List", "items": items}))
     elif verb == "logs":
         job = load("job", option("-n"), words[1][:-len("-fake0")]) if words[1].endswith("-fake0") else None
         if job is None:

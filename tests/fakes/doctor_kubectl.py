@@ -61,6 +61,11 @@ def field(obj, expression):
 
 def get(words):
     resource = words[1]
+    if len(words) == 2 and "," in resource and option("-o") == "json":
+        # Several kinds in one call: one List of them all.
+        listed = [o for kind in resource.split(",") for o in items({"pvc": "persistentvolumeclaims"}.get(kind, kind))]
+        print(json.dumps({"apiVersion": "v1", "kind": "List", "items": listed}))
+        return
     if len(words) == 2:
         if option("-o") == "json":
             print(json.dumps({"apiVersion": "v1", "kind": "List", "items": items(resource)}))

@@ -87,7 +87,7 @@ chmod +x {script}
     world.fake("ip", "printf '1: lo: <LOOPBACK> mtu 65536\\n'");
     world.fake("helm", include_str!("../fakes/helm.sh"));
     world.fake("systemctl", &systemctl());
-    world.fake("dpkg-query", "printf 'install ok installed'");
+    world.fake("dpkg-query", super::common::DPKG_ALL_INSTALLED);
     world.fake("apt-get", "echo 'apt-get must not run here' >&2; exit 1");
     world.fake_exportfs();
     // The test RabbitMQ runs with its management plugin on.
