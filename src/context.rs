@@ -131,6 +131,10 @@ pub struct Context {
     /// The steps that are part of this run (not left out by a switch): the
     /// `packages` step installs what those need.
     pub included: Vec<String>,
+    /// What adds to the error of a wait for the application that gave up:
+    /// doctor's cluster and mesh findings, set by the install command (the
+    /// steps do not reach up to doctor); `None` keeps the error as it is.
+    pub explain_timeout: Option<fn(StepError, &Context) -> StepError>,
     pub state: State,
     /// The state as every lane of the run changed it: what is saved.
     shared_state: Arc<Mutex<State>>,
@@ -162,6 +166,7 @@ impl Context {
             uninstall: None,
             redo: Vec::new(),
             included: Vec::new(),
+            explain_timeout: None,
             state,
             state_file,
             credentials: OnceCell::new(),
@@ -210,6 +215,7 @@ impl Context {
             uninstall: self.uninstall,
             redo: self.redo.clone(),
             included: self.included.clone(),
+            explain_timeout: self.explain_timeout,
             state: self.state.clone(),
             shared_state: Arc::clone(&self.shared_state),
             state_file: self.state_file.clone(),

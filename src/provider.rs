@@ -22,6 +22,10 @@ use crate::host::Host;
 use crate::render::{self, RenderError};
 use crate::secret::Secret;
 
+/// The effective configuration `ecr-refresh` and the kubelet's provider
+/// run with (written by the `registry` step).
+pub const REFRESH_CONFIG: &str = "/etc/stackinstall/ecr-refresh.toml";
+
 /// K3s's default `--image-credential-provider-bin-dir`.
 pub const BIN_DIR: &str = "/var/lib/rancher/credentialprovider/bin";
 /// K3s's default `--image-credential-provider-config`.

@@ -51,6 +51,7 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
     )?;
     context.redo = selection.redo.clone();
     context.included = selection.included(&steps);
+    context.explain_timeout = Some(crate::doctor::explain_timeout);
     if args.plan {
         let plan = engine::plan(&context, &steps, &selection)?;
         print_plan(&plan, json);

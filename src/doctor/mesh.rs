@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::cluster::{Scoped, Snapshot, name};
+use super::snapshot::{Scoped, Snapshot, name};
 use super::{Check, Checked, Finding};
 use crate::config::Config;
 use crate::host::kube;
@@ -175,20 +175,6 @@ fn credential(scoped: &Scoped, where_: &str, server: &Value) -> Vec<Finding> {
     findings
 }
 
-/// A route destination's Service: `(namespace, name)` for an in-cluster host.
-pub(super) fn service_of(host: &str, namespace: &str) -> Option<(String, String)> {
-    let host = host.trim_end_matches('.');
-    let labels: Vec<&str> = host.split('.').collect();
-    match labels.as_slice() {
-        [service] => Some((namespace.to_string(), (*service).to_string())),
-        [service, in_namespace] => Some(((*in_namespace).to_string(), (*service).to_string())),
-        [service, in_namespace, "svc", ..] => {
-            Some(((*in_namespace).to_string(), (*service).to_string()))
-        }
-        _ => None,
-    }
-}
-
 fn routes(scoped: &Scoped) -> Checked {
     if !scoped
         .snapshot
@@ -233,7 +219,7 @@ fn destination_findings(
         .as_str()
         .unwrap_or("?");
     let host = destination["host"].as_str().unwrap_or("");
-    let Some((namespace, service_name)) = service_of(host, own_namespace) else {
+    let Some((namespace, service_name)) = super::mtls::service_of(host, own_namespace) else {
         return Vec::new();
     };
     let vs = format!("VirtualService {own_namespace}/{}", name(virtual_service));
@@ -278,7 +264,7 @@ fn destination_findings(
 
 #[cfg(test)]
 mod tests {
-    use super::service_of;
+    use super::super::mtls::service_of;
 
     #[test]
     fn route_hosts_resolve_to_a_service_and_its_namespace() {

@@ -4,7 +4,7 @@
 //! Checks run in parallel, each in a thread of its own with a time limit:
 //! one that does not finish in time, or cannot run at all (no cluster, no
 //! credentials file yet), says so and the others still report. The cluster
-//! is read once (`kubectl get ... -o json`, [`cluster::Snapshot`]) and the
+//! is read once (`kubectl get ... -o json`, [`snapshot::Snapshot`]) and the
 //! class checks of [`cluster`] and [`mesh`] are plain functions over it.
 
 pub mod bundle;
@@ -17,6 +17,7 @@ pub mod pods;
 pub mod probe;
 pub mod report;
 mod runner;
+pub mod snapshot;
 pub mod tls;
 
 pub use runner::{Check, run_all};
@@ -155,7 +156,7 @@ pub fn diagnose(mut inputs: Inputs) -> report::Report {
     let domain_needed = inputs.domain.is_none() && inputs.wants("probe");
     let (snapshot, mut results) =
         if inputs.wants("cluster") || inputs.wants("mesh") || domain_needed {
-            cluster::fetch_checked(limit)
+            snapshot::fetch_checked(limit)
         } else {
             (None, Vec::new())
         };
@@ -177,8 +178,8 @@ pub fn diagnose(mut inputs: Inputs) -> report::Report {
 }
 
 /// The cluster and mesh checks over one snapshot.
-fn cluster_checks(inputs: &Arc<Inputs>, snapshot: Arc<cluster::Snapshot>) -> Vec<Check> {
-    let scoped = Arc::new(cluster::Scoped {
+fn cluster_checks(inputs: &Arc<Inputs>, snapshot: Arc<snapshot::Snapshot>) -> Vec<Check> {
+    let scoped = Arc::new(snapshot::Scoped {
         inputs: Arc::clone(inputs),
         snapshot,
     });
@@ -191,7 +192,7 @@ fn cluster_checks(inputs: &Arc<Inputs>, snapshot: Arc<cluster::Snapshot>) -> Vec
 /// that need no credentials and send no request to the application.
 pub fn cluster_findings(inputs: Inputs) -> Result<Vec<Finding>, String> {
     let limit = inputs.limit;
-    let (snapshot, results) = cluster::fetch_checked(limit);
+    let (snapshot, results) = snapshot::fetch_checked(limit);
     let Some(snapshot) = snapshot else {
         let why = results
             .into_iter()

@@ -6,9 +6,8 @@
 
 use serde_json::Value;
 
-use super::cluster::{Scoped, name};
-use super::mesh::service_of;
 use super::pods::{has_ended, has_sidecar, ready_count, workload};
+use super::snapshot::{Scoped, name};
 use super::{Checked, Finding};
 
 const PEER_AUTHENTICATIONS: &str = "peerauthentications.security.istio.io";
@@ -241,4 +240,18 @@ pub fn subset_finding(
                 None => format!("no pod matches Service {service_name}'s selector {}", service["spec"]["selector"]),
             }),
     )
+}
+
+/// A route destination's Service: `(namespace, name)` for an in-cluster host.
+pub(super) fn service_of(host: &str, namespace: &str) -> Option<(String, String)> {
+    let host = host.trim_end_matches('.');
+    let labels: Vec<&str> = host.split('.').collect();
+    match labels.as_slice() {
+        [service] => Some((namespace.to_string(), (*service).to_string())),
+        [service, in_namespace] => Some(((*in_namespace).to_string(), (*service).to_string())),
+        [service, in_namespace, "svc", ..] => {
+            Some(((*in_namespace).to_string(), (*service).to_string()))
+        }
+        _ => None,
+    }
 }

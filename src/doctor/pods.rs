@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::cluster::{SIDECAR, Scoped, name};
+use super::snapshot::{SIDECAR, Scoped, name};
 use super::{Checked, Finding, Found};
 use crate::host::kube;
 use crate::secret::redact;

@@ -33,6 +33,7 @@ use crate::context::Context;
 use crate::ecr;
 use crate::host::installed::{self, INSTALLED_BINARY};
 use crate::host::{self, kube, service};
+use crate::provider;
 use crate::render::{self, RenderError};
 use crate::state::Fingerprint;
 
@@ -41,9 +42,6 @@ pub struct Registry;
 
 /// The systemd timer that renews the pull Secret.
 pub const TIMER: &str = "stackinstall-ecr-refresh.timer";
-
-/// The effective configuration `ecr-refresh` runs with.
-pub const REFRESH_CONFIG: &str = "/etc/stackinstall/ecr-refresh.toml";
 
 const SYSTEMD_DIR: &str = "/etc/systemd/system";
 
@@ -55,7 +53,7 @@ pub fn renewal_files(config: &Config) -> Result<Vec<(String, String)>, RenderErr
         namespace => config.cluster.namespace,
         hours => config.registry.refresh_hours,
         binary => INSTALLED_BINARY,
-        config_file => REFRESH_CONFIG,
+        config_file => provider::REFRESH_CONFIG,
     };
     let effective = toml::to_string(config).expect("the configuration serializes");
     let mut files = Vec::new();
@@ -66,7 +64,7 @@ pub fn renewal_files(config: &Config) -> Result<Vec<(String, String)>, RenderErr
         ));
     }
     files.push((
-        REFRESH_CONFIG.to_string(),
+        provider::REFRESH_CONFIG.to_string(),
         format!("# Written by stackinstall: the configuration `stackinstall ecr-refresh` runs with.\n{effective}"),
     ));
     Ok(files)

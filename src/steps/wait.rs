@@ -272,10 +272,11 @@ fn wait_for_pods(context: &mut Context) -> Result<bool, StepError> {
         |s| context.ui.status(s),
     )?;
     if !ready {
-        return Err(crate::doctor::explain_timeout(
-            timed_out(&pods, config),
-            context,
-        ));
+        let error = timed_out(&pods, config);
+        return Err(match context.explain_timeout {
+            Some(explain) => explain(error, context),
+            None => error,
+        });
     }
     Ok(false)
 }

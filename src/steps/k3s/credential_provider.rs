@@ -14,7 +14,6 @@ use crate::context::Context;
 use crate::host::installed::{self, INSTALLED_BINARY};
 use crate::host::{self, service};
 use crate::provider::{self, BIN_DIR, KUBELET_CONFIG, PLUGIN};
-use crate::steps::registry::REFRESH_CONFIG;
 use crate::steps::{Action, ActionKind, StepError};
 
 /// The plugin's path on the host (before `Host::path`).
@@ -24,12 +23,14 @@ pub fn plugin_path() -> PathBuf {
 
 /// The config file the kubelet reads, as this install renders it.
 pub fn rendered_config(context: &Context) -> Result<String, StepError> {
-    provider::kubelet_config(&context.config, &context.host, REFRESH_CONFIG).map_err(|error| {
-        StepError::failed(
-            error.to_string(),
-            "this is a bug in stackinstall's templates; please report it",
-        )
-    })
+    provider::kubelet_config(&context.config, &context.host, provider::REFRESH_CONFIG).map_err(
+        |error| {
+            StepError::failed(
+                error.to_string(),
+                "this is a bug in stackinstall's templates; please report it",
+            )
+        },
+    )
 }
 
 /// What is left to do for the provider: the installed binary, the plugin
