@@ -231,6 +231,13 @@ pub fn run(
     let mut board = Board {
         outcomes: steps.iter().map(|_| None).collect(),
         started: vec![false; steps.len()],
+        // Side by side, the step with the longest chain of steps waiting on
+        // it starts first (K3s before the databases): a free slot never
+        // holds up the path the run's end waits on.
+        chain: match jobs {
+            0 | 1 => vec![0; steps.len()],
+            _ => chains(steps),
+        },
         fingerprints: BTreeMap::new(),
         skips_shown: Vec::new(),
         failure: None,
@@ -285,26 +292,47 @@ pub fn run(
     }
 }
 
+/// Per step, the length of the longest chain of steps that need it, one
+/// after the other (`wait` needs `gateway`, which needs `release`, ...).
+fn chains(steps: &[Box<dyn Step>]) -> Vec<usize> {
+    let mut chain = vec![0; steps.len()];
+    // A step comes after every step it needs: from the end, each step's
+    // chain is known before those of the steps it needs.
+    for at in (0..steps.len()).rev() {
+        for need in steps[at].needs() {
+            if let Some(needed) = steps.iter().position(|s| s.id() == *need) {
+                chain[needed] = chain[needed].max(chain[at] + 1);
+            }
+        }
+    }
+    chain
+}
+
 /// Where a run stands: each step's outcome once finished, which started,
 /// the fingerprints so far, and the first failure.
 struct Board {
     outcomes: Vec<Option<Outcome>>,
     started: Vec<bool>,
+    /// Per step, the longest chain of steps that need it, one after the
+    /// other (all 0 with `--jobs 1`: the listed order).
+    chain: Vec<usize>,
     fingerprints: BTreeMap<&'static str, String>,
     skips_shown: Vec<String>,
     failure: Option<EngineError>,
 }
 
 impl Board {
-    /// The first step in the listed order that has not started and whose
-    /// needs have all finished.
+    /// Of the steps that have not started and whose needs have all
+    /// finished, the one with the longest chain after it; the first listed
+    /// among equals.
     fn next_ready(&self, steps: &[Box<dyn Step>]) -> Option<usize> {
         let finished = |id: &str| {
             let position = steps.iter().position(|s| s.id() == id);
             position.is_none_or(|at| self.outcomes[at].is_some())
         };
         (0..steps.len())
-            .find(|&at| !self.started[at] && steps[at].needs().iter().all(|id| finished(id)))
+            .filter(|&at| !self.started[at] && steps[at].needs().iter().all(|id| finished(id)))
+            .min_by_key(|&at| (std::cmp::Reverse(self.chain[at]), at))
     }
 
     /// Decides about the step at `position` as it starts; a skipped step
@@ -580,5 +608,64 @@ fn run_step(
             }
             Err(EngineError::step(step, error, context))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_step_with_the_longest_chain_after_it_starts_first() {
+        let steps = crate::steps::all();
+        let chain = chains(&steps);
+        let of = |id: &str| chain[steps.iter().position(|s| s.id() == id).unwrap()];
+        // k3s -> istio -> namespace -> registry|tls -> release -> gateway
+        // -> wait -> summary
+        assert_eq!((of("wait"), of("summary")), (1, 0));
+        assert!(of("k3s") > of("istio") && of("istio") > of("mysql"));
+        assert!(
+            of("packages") > of("mysql"),
+            "packages comes before its servers"
+        );
+        for database in ["mysql", "mongodb", "rabbitmq"] {
+            assert!(of("istio") > of(database), "istio before {database}");
+        }
+
+        // Everything up to istio and the host's servers done: `storage`
+        // (listed first) and `namespace` are ready; the namespace has the
+        // longer chain after it (registry, tls, release, gateway, ...).
+        let mut board = Board {
+            outcomes: steps.iter().map(|_| None).collect(),
+            started: vec![false; steps.len()],
+            chain,
+            fingerprints: BTreeMap::new(),
+            skips_shown: Vec::new(),
+            failure: None,
+        };
+        let finished = [
+            "preflight",
+            "credentials",
+            "k3s",
+            "helm",
+            "istio",
+            "packages",
+            "mysql",
+            "mongodb",
+            "rabbitmq",
+            "nfs",
+        ];
+        for id in finished {
+            let at = steps.iter().position(|s| s.id() == id).unwrap();
+            board.started[at] = true;
+            board.outcomes[at] = Some(Outcome {
+                id: steps[at].id(),
+                result: StepResult::Changed,
+                reason: None,
+                seconds: 0.0,
+            });
+        }
+        let next = board.next_ready(&steps).map(|at| steps[at].id());
+        assert_eq!(next, Some("namespace"));
     }
 }
