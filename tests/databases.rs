@@ -287,21 +287,7 @@ fn mysql_plan_shows_the_statements_with_the_password_masked() {
     let plan: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
     // The `packages` step installs the server (one apt transaction), then
     // `mysql` configures it.
-    let actions: Vec<String> = (plan["steps"].as_array().unwrap().iter())
-        .filter(|s| s["id"] == "packages" || s["id"] == "mysql")
-        .flat_map(|step| {
-            let id = step["id"].as_str().unwrap().to_string();
-            let actions = step["actions"].as_array().unwrap().clone();
-            actions.into_iter().map(move |a| {
-                format!(
-                    "{:<9} {:<9} {}",
-                    id,
-                    a["kind"].as_str().unwrap(),
-                    a["detail"].as_str().unwrap()
-                )
-            })
-        })
-        .collect();
+    let actions = common::plan_lines(&plan, &["packages", "mysql"]);
     insta::with_settings!({ filters => vec![(user.as_str(), "[user]"), (r"MariaDB \S+ answers", "MariaDB [version] answers")] }, {
         insta::assert_snapshot!("mysql_plan", actions.join("\n"));
     });

@@ -292,21 +292,7 @@ fn mongodb_plan_adds_the_repository_and_masks_the_password() {
     let plan: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
     // The `packages` step installs the server (one apt transaction), then
     // `mongodb` configures it.
-    let actions: Vec<String> = (plan["steps"].as_array().unwrap().iter())
-        .filter(|s| s["id"] == "packages" || s["id"] == "mongodb")
-        .flat_map(|step| {
-            let id = step["id"].as_str().unwrap().to_string();
-            let actions = step["actions"].as_array().unwrap().clone();
-            actions.into_iter().map(move |a| {
-                format!(
-                    "{:<9} {:<9} {}",
-                    id,
-                    a["kind"].as_str().unwrap(),
-                    a["detail"].as_str().unwrap()
-                )
-            })
-        })
-        .collect();
+    let actions = common::plan_lines(&plan, &["packages", "mongodb"]);
     insta::with_settings!({ filters => vec![(user.as_str(), "[user]")] }, {
         insta::assert_snapshot!("mongodb_plan", actions.join("\n"));
     });

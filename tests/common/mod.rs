@@ -352,3 +352,23 @@ pub fn finished_step(line: &str) -> Option<(String, &'static str)> {
     };
     Some((id, result))
 }
+
+/// The actions of the steps `ids` in a `--plan --output json` report, one
+/// line each: step id, kind, detail.
+pub fn plan_lines(plan: &serde_json::Value, ids: &[&str]) -> Vec<String> {
+    (plan["steps"].as_array().unwrap().iter())
+        .filter(|step| ids.iter().any(|id| step["id"] == *id))
+        .flat_map(|step| {
+            let id = step["id"].as_str().unwrap().to_string();
+            let actions = step["actions"].as_array().unwrap().clone();
+            actions.into_iter().map(move |action| {
+                format!(
+                    "{:<9} {:<9} {}",
+                    id,
+                    action["kind"].as_str().unwrap(),
+                    action["detail"].as_str().unwrap()
+                )
+            })
+        })
+        .collect()
+}
