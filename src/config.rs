@@ -675,6 +675,16 @@ fn check_layer(source_name: &str, text: &str) -> Result<toml::Table, ConfigError
         detail: error.to_string().trim_end().to_string(),
     };
     let table: toml::Table = toml::from_str(text).map_err(invalid)?;
+    if table
+        .get("storage")
+        .and_then(toml::Value::as_table)
+        .is_some_and(|storage| storage.contains_key("sha256"))
+    {
+        return Err(ConfigError::Invalid {
+            source_name: source_name.into(),
+            detail: "`[storage] sha256` is no longer read: the provisioner chart's pin moved to `[downloads.pins.\"nfs-subdir-external-provisioner/VERSION/nfs-subdir-external-provisioner-VERSION.tgz\"] sha256`, beside the other pins".into(),
+        });
+    }
     toml::from_str::<Config>(text).map_err(invalid)?;
     Ok(table)
 }

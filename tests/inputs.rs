@@ -541,6 +541,11 @@ fn bad_inputs(fixtures: &Fixtures, taken: u16) -> Vec<BadInput> {
             "unknown field `timeout_secs`",
         ),
         BadInput::new(
+            "config file with the storage pin where it used to be",
+            fixtures.config("old-pin.toml", "[storage]\nsha256 = \"00\"\n"),
+            "moved to `[downloads.pins.\"nfs-subdir-external-provisioner/VERSION/",
+        ),
+        BadInput::new(
             "config file with an unknown section",
             fixtures.config("unknown-section.toml", "[postgres]\nport = 5432\n"),
             "unknown field `postgres`",
