@@ -88,6 +88,20 @@ case "$1" in
 esac
 "#;
 
+/// `install --only credentials --only release --redo release`, with `more`.
+fn redo_release(world: &World, more: &[&str]) -> assert_cmd::assert::Assert {
+    let mut args = vec![
+        "--only",
+        "credentials",
+        "--only",
+        "release",
+        "--redo",
+        "release",
+    ];
+    args.extend(more);
+    world.install(&args)
+}
+
 /// helm: each release's history in `$STATE/helm/`.
 const HELM: &str = include_str!("fakes/helm.sh");
 
@@ -390,16 +404,7 @@ fn release_gets_credentials_in_a_private_values_file_and_runs_once() {
     assert_eq!(values["imagePullSecrets"][0]["name"], "awscred");
 
     world.clear_calls();
-    world
-        .install(&[
-            "--only",
-            "credentials",
-            "--only",
-            "release",
-            "--redo",
-            "release",
-        ])
-        .success();
+    redo_release(&world, &[]).success();
     assert!(
         calls_of(&world.calls(), "helm", "upgrade").is_empty(),
         "the deployed release is left alone"
@@ -607,19 +612,7 @@ fn a_chart_and_values_file_left_by_a_killed_run_are_removed_without_a_new_upgrad
     std::fs::write(&chart, "a stand-in for the chart stackbill 1.0.0\n").unwrap();
     std::fs::write(&values, "mysql:\n  password: left-behind\n").unwrap();
     world.clear_calls();
-    let plan = stdout(
-        &world
-            .install(&[
-                "--only",
-                "credentials",
-                "--only",
-                "release",
-                "--redo",
-                "release",
-                "--plan",
-            ])
-            .success(),
-    );
+    let plan = stdout(&redo_release(&world, &["--plan"]).success());
     for expected in [
         "remove /var/lib/stackinstall/downloads/chart-stackbill.tgz",
         "remove /var/lib/stackinstall/stackbill-values.yaml",
@@ -630,16 +623,7 @@ fn a_chart_and_values_file_left_by_a_killed_run_are_removed_without_a_new_upgrad
         !plan.contains("helm pull"),
         "the release is current:\n{plan}"
     );
-    world
-        .install(&[
-            "--only",
-            "credentials",
-            "--only",
-            "release",
-            "--redo",
-            "release",
-        ])
-        .success();
+    redo_release(&world, &[]).success();
     assert!(!chart.exists() && !values.exists());
     assert!(
         world

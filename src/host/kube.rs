@@ -58,57 +58,48 @@ pub fn get_json(
 /// Several objects of one namespace (cluster-scoped ones too) in one
 /// `kubectl get KIND/NAME ...`: each as JSON, or `None` when it does not
 /// exist, in the order asked.
-pub fn get_each(
-    objects: &[(&str, &str)],
+pub fn get_each<const N: usize>(
+    objects: [(&str, &str); N],
     namespace: &str,
-) -> Result<Vec<Option<serde_json::Value>>, CommandError> {
-    let names: Vec<String> = (objects.iter())
-        .map(|(kind, name)| format!("{kind}/{name}"))
-        .collect();
+) -> Result<[Option<serde_json::Value>; N], CommandError> {
+    let names = objects.map(|(kind, name)| format!("{kind}/{name}"));
     let mut args: Vec<&str> = vec!["get"];
     args.extend(names.iter().map(String::as_str));
     args.extend(["-n", namespace, "-o", "json", "--ignore-not-found"]);
     let command = kubectl(args);
     let output = command.run()?;
     let found = items(&command, &output.stdout)?;
-    Ok(objects
-        .iter()
-        .map(|(kind, name)| {
-            found
-                .iter()
-                .find(|object| {
-                    object["metadata"]["name"] == *name
-                        && object["kind"]
-                            .as_str()
-                            .is_some_and(|found| found.eq_ignore_ascii_case(kind))
-                })
-                .cloned()
-        })
-        .collect())
+    Ok(objects.map(|(kind, name)| {
+        (found.iter())
+            .find(|object| {
+                object["metadata"]["name"] == name
+                    && object["kind"]
+                        .as_str()
+                        .is_some_and(|found| found.eq_ignore_ascii_case(kind))
+            })
+            .cloned()
+    }))
 }
 
 /// The objects of several kinds in `namespace`, in one `kubectl get
-/// KIND,KIND -o json`: per kind (as asked), a list `{"items": [...]}`. The
-/// output is not logged (pods hold their environment).
-pub fn list_kinds(
-    kinds: &[(&str, &str)],
+/// KIND,KIND -o json`: per kind, as `(asked, kind)` (`("pvc",
+/// "PersistentVolumeClaim")`), a list `{"items": [...]}`. The output is not
+/// logged (pods hold their environment).
+pub fn list_kinds<const N: usize>(
+    kinds: [(&str, &str); N],
     namespace: &str,
-) -> Result<Vec<serde_json::Value>, CommandError> {
-    let asked: Vec<&str> = kinds.iter().map(|(asked, _)| *asked).collect();
-    let asked = asked.join(",");
+) -> Result<[serde_json::Value; N], CommandError> {
+    let asked = kinds.map(|(asked, _)| asked).join(",");
     let command = kubectl(["get", &asked, "-n", namespace, "-o", "json"]).unlogged_stdout();
     let output = command.run()?;
     let found = items(&command, &output.stdout)?;
-    Ok(kinds
-        .iter()
-        .map(|(_, kind)| {
-            let of_kind: Vec<_> = (found.iter())
-                .filter(|object| object["kind"] == *kind)
-                .cloned()
-                .collect();
-            serde_json::json!({ "items": of_kind })
-        })
-        .collect())
+    Ok(kinds.map(|(_, kind)| {
+        let of_kind: Vec<_> = (found.iter())
+            .filter(|object| object["kind"] == kind)
+            .cloned()
+            .collect();
+        serde_json::json!({ "items": of_kind })
+    }))
 }
 
 /// The objects of a `kubectl get ... -o json` output: a List's items, one

@@ -104,60 +104,46 @@ impl Step for Gateway {
     }
 }
 
-/// The Gateway and the VirtualService: each manifest with its parsed object.
-/// Each rendered manifest with its object and the live one (`None`: not in
-/// the cluster), read with one `kubectl get` per namespace.
+/// The Gateway and the VirtualService, each manifest with its object and
+/// the live one (`None`: not in the cluster), both read with one `kubectl
+/// get` in the application's namespace (where both are rendered).
 fn with_live(context: &Context) -> Result<Vec<(String, Value, Option<Value>)>, StepError> {
     let manifests = manifests(context)?;
-    let mut live = vec![None; manifests.len()];
-    let identities: Vec<_> = manifests
-        .iter()
-        .map(|(_, object)| identity(object))
-        .collect();
-    let mut namespaces: Vec<&str> = identities.iter().map(|(_, _, ns)| ns.as_str()).collect();
-    namespaces.dedup();
-    for namespace in namespaces {
-        let at: Vec<usize> = (0..identities.len())
-            .filter(|&index| identities[index].2 == namespace)
-            .collect();
-        let asked: Vec<(&str, &str)> = (at.iter())
-            .map(|&index| (identities[index].0.as_str(), identities[index].1.as_str()))
-            .collect();
-        for (index, found) in at.into_iter().zip(kube::get_each(&asked, namespace)?) {
-            live[index] = found;
-        }
-    }
+    let identities = manifests.each_ref().map(|(_, object)| identity(object));
+    let asked = identities
+        .each_ref()
+        .map(|(kind, name, _)| (kind.as_str(), name.as_str()));
+    let live = kube::get_each(asked, &context.config.cluster.namespace)?;
     Ok((manifests.into_iter().zip(live))
         .map(|((manifest, object), live)| (manifest, object, live))
         .collect())
 }
 
-fn manifests(context: &Context) -> Result<Vec<(String, Value)>, StepError> {
+/// The Gateway and the VirtualService: each manifest with its parsed object.
+fn manifests(context: &Context) -> Result<[(String, Value); 2], StepError> {
     let certificate_hash = match context.tls_paths() {
         Some((certificate, _)) => {
             host::fs::read_optional(&certificate)?.map(|text| sha256_hex(text.as_bytes()))
         }
         None => None,
     };
-    let rendered = [
-        gateway_manifest(&context.config, certificate_hash.as_deref())?,
-        virtual_service_manifest(&context.config)?,
-    ];
-    rendered
-        .into_iter()
-        .map(|manifest| {
-            let object = kube::manifest_objects(&manifest)
-                .ok()
-                .and_then(|objects| objects.into_iter().next())
-                .ok_or_else(|| {
-                    StepError::failed(
-                        "a rendered Istio manifest is not one YAML object",
-                        "check the profile's domain and routes; `stackinstall render` shows the files",
-                    )
-                })?;
-            Ok((manifest, object))
-        })
-        .collect()
+    let gateway = gateway_manifest(&context.config, certificate_hash.as_deref())?;
+    let virtual_service = virtual_service_manifest(&context.config)?;
+    Ok([parsed(gateway)?, parsed(virtual_service)?])
+}
+
+/// A rendered manifest with its one object.
+fn parsed(manifest: String) -> Result<(String, Value), StepError> {
+    let object = kube::manifest_objects(&manifest)
+        .ok()
+        .and_then(|objects| objects.into_iter().next())
+        .ok_or_else(|| {
+            StepError::failed(
+                "a rendered Istio manifest is not one YAML object",
+                "check the profile's domain and routes; `stackinstall render` shows the files",
+            )
+        })?;
+    Ok((manifest, object))
 }
 
 /// `(kind, name, namespace)` of an object, as kubectl names them.

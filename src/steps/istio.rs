@@ -278,9 +278,7 @@ fn cluster_problem(context: &Context) -> Result<Option<String>, StepError> {
         ("deployment", "istiod"),
         ("service", "istio-ingressgateway"),
     ];
-    let Ok([istiod, service]) = <[_; 2]>::try_from(kube::get_each(&objects, NAMESPACE)?) else {
-        unreachable!("one answer per object asked")
-    };
+    let [istiod, service] = kube::get_each(objects, NAMESPACE)?;
     let Some(istiod) = istiod else {
         return Ok(Some("istiod is not installed".into()));
     };

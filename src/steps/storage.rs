@@ -250,11 +250,7 @@ fn problem(context: &Context) -> Result<Option<String>, StepError> {
         ("storageclass", class.as_str()),
         ("deployment", storage.release.as_str()),
     ];
-    let Ok([class_found, deployment]) =
-        <[_; 2]>::try_from(kube::get_each(&objects, &storage.namespace)?)
-    else {
-        unreachable!("one answer per object asked")
-    };
+    let [class_found, deployment] = kube::get_each(objects, &storage.namespace)?;
     if class_found.is_none() {
         return Ok(Some(format!("there is no StorageClass `{class}`")));
     }

@@ -150,11 +150,7 @@ fn poll(config: &Config) -> Result<Vec<PodState>, StepError> {
         ("jobs", "Job"),
         ("pvc", "PersistentVolumeClaim"),
     ];
-    let Ok([pods, job_list, claim_list]) =
-        <[Value; 3]>::try_from(kube::list_kinds(&kinds, namespace)?)
-    else {
-        unreachable!("one list per kind asked")
-    };
+    let [pods, job_list, claim_list] = kube::list_kinds(kinds, namespace)?;
     let mut states = pod_states(&pods);
     states.extend(jobs::job_states(&job_list, &pods, |pod| {
         log_tail(namespace, pod)
