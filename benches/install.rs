@@ -35,6 +35,7 @@ mod full;
 #[path = "../tests/support/servers.rs"]
 mod servers;
 
+use stackinstall::steps::StepId;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -114,13 +115,13 @@ fn install(jobs: Option<&str>) -> (f64, BTreeMap<String, f64>) {
 
 /// The longest chain of the step graph, each step weighing `seconds`.
 fn critical_path(seconds: &BTreeMap<String, f64>) -> f64 {
-    let mut finish: BTreeMap<&str, f64> = BTreeMap::new();
-    for step in stackinstall::steps::all() {
-        let start = (step.needs().iter())
+    let mut finish: BTreeMap<StepId, f64> = BTreeMap::new();
+    for id in StepId::ALL {
+        let start = (id.info().needs.iter())
             .map(|need| finish.get(need).copied().unwrap_or(0.0))
             .fold(0.0, f64::max);
-        let own = seconds.get(step.id()).copied().unwrap_or(0.0);
-        finish.insert(step.id(), start + own);
+        let own = seconds.get(id.name()).copied().unwrap_or(0.0);
+        finish.insert(id, start + own);
     }
     finish.values().copied().fold(0.0, f64::max)
 }

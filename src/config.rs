@@ -445,10 +445,42 @@ pub struct Downloads {
     pub pins: BTreeMap<String, Pin>,
 }
 
+impl Config {
+    /// The address pods reach the host's databases and NFS export at:
+    /// `[cluster] host_ip`, else the host's primary IPv4 address; `None`
+    /// when there is neither.
+    pub fn host_ip(&self) -> Option<String> {
+        match self.cluster.host_ip.as_str() {
+            "" => crate::host::system::primary_ipv4().map(|ip| ip.to_string()),
+            configured => Some(configured.to_string()),
+        }
+    }
+}
+
 impl Downloads {
     /// The pin of the file `key` (`component/version/file`), if any.
     pub fn pin(&self, key: &str) -> Option<Pin> {
         self.pins.get(key).cloned()
+    }
+
+    /// A release file of `component_version` (`helm/v3.14.2`) at `url`,
+    /// with its pin, if it has one.
+    pub fn release(
+        &self,
+        component_version: &str,
+        url: String,
+        sums_url: Option<String>,
+        member: Option<String>,
+    ) -> crate::host::download::ReleaseBinary {
+        let file = url.rsplit('/').next().unwrap_or(&url);
+        let key = format!("{component_version}/{file}");
+        crate::host::download::ReleaseBinary {
+            pin: self.pin(&key),
+            key,
+            url,
+            sums_url,
+            member,
+        }
     }
 }
 

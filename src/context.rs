@@ -5,13 +5,17 @@ use std::cell::OnceCell;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::credentials::{Credentials, CredentialsFile};
 use crate::error::StepError;
 use crate::host::Host;
 use crate::host::command::INTERRUPTED;
-use crate::state::{State, StateError, StateFile};
+use crate::host::download::{self, ReleaseBinary};
+pub use crate::state::Origin;
+use crate::state::{Fact, Facts, Object, State, StateError, StateFile};
+use crate::steps::StepId;
 use crate::ui::Ui;
 
 /// Where a self-signed certificate and its key are kept.
@@ -89,19 +93,6 @@ async fn interruption() {
     }
 }
 
-/// Who made an object the install uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// The install made it (or was about to, when it recorded this):
-    /// `uninstall --delete-db` removes it.
-    Created,
-    /// It was there before the install: every uninstall keeps it.
-    Found,
-}
-
-const CREATED: &str = "created";
-const FOUND: &str = "found";
-
 /// What an uninstall does with an object, by its recorded origin: `None`
 /// to remove it, else the kept line (`database `configuration` (was there
 /// before the install)`).
@@ -127,10 +118,10 @@ pub struct Context {
     /// What an uninstall removes; `None` during an install.
     pub uninstall: Option<Scope>,
     /// The steps `--redo` names: run again on purpose.
-    pub redo: Vec<String>,
+    pub redo: Vec<StepId>,
     /// The steps that are part of this run (not left out by a switch): the
     /// `packages` step installs what those need.
-    pub included: Vec<String>,
+    pub included: Vec<StepId>,
     /// What adds to the error of a wait for the application that gave up:
     /// doctor's cluster and mesh findings, set by the install command (the
     /// steps do not reach up to doctor); `None` keeps the error as it is.
@@ -263,67 +254,66 @@ impl Context {
         self.credentials = OnceCell::from(credentials);
     }
 
-    /// A fact recorded by an earlier run (e.g. `mysql.preexisting`).
-    pub fn fact(&self, key: &str) -> Option<&str> {
-        self.state.facts.get(key).map(String::as_str)
+    /// What earlier runs recorded of the host.
+    pub fn facts(&self) -> &Facts {
+        &self.state.facts
     }
 
-    /// Records a fact about the host before the step changes it, and saves
-    /// the state at once; a fact already recorded is kept as it was.
-    pub fn record_fact(&mut self, key: &str, value: &str) -> Result<(), StepError> {
-        if self.state.facts.contains_key(key) {
-            return Ok(());
+    /// Records `fact` and saves the state at once; a fact already recorded
+    /// is kept as it was (see [`Facts::record`]).
+    pub fn record(&mut self, fact: &Fact) -> Result<(), StepError> {
+        if self.state.facts.clone().record(fact) {
+            self.change_state(|state| {
+                state.facts.record(fact);
+            })?;
         }
-        self.change_state(|state| {
-            state.facts.insert(key.to_string(), value.to_string());
-        })?;
         Ok(())
     }
 
-    /// Who made the object `key` names (`mysql.database.NAME`), as the
-    /// state records it; `None` when it does not say (a state written by an
-    /// older stackinstall, or an object the install never looked at).
-    pub fn origin(&self, key: &str) -> Option<Origin> {
-        match self.fact(key)? {
-            CREATED => Some(Origin::Created),
-            FOUND => Some(Origin::Found),
-            _ => None,
-        }
+    /// Who made `object`, as the state records it; `None` when it does not
+    /// say (a state written by an older stackinstall, or an object the
+    /// install never looked at).
+    pub fn origin(&self, object: &Object) -> Option<Origin> {
+        self.state.facts.origin(object)
     }
 
-    /// Records, before `step` changes anything, who made the object `key`
-    /// names: `present` is whether it was there when just looked at. An
+    /// The fact to record, before its step changes anything, of who made
+    /// `object`: `present` is whether it was there when just looked at. An
     /// absent object is recorded as created before it is made, so a run
     /// killed between making and recording still owns it. A present object
-    /// counts as found only on the step's first run: on a step done
-    /// before, it was made by a run whose state did not record it (an older
-    /// stackinstall), and stays unattributed. A recorded origin is never
-    /// changed: a re-run does not turn found into created.
-    pub fn claim(&mut self, step: &str, key: &str, present: bool) -> Result<(), StepError> {
+    /// counts as found only on the step's first run: on a step done before,
+    /// it was made by a run whose state did not record it (an older
+    /// stackinstall), and stays unattributed (`None`). A recorded origin is
+    /// never changed: a re-run does not turn found into created.
+    pub fn claim_of(&self, object: Object, present: bool) -> Option<Fact> {
+        if self.origin(&object).is_some() {
+            return None;
+        }
         if !present {
-            return self.record_fact(key, CREATED);
+            return Some(Fact::Origin(object, Origin::Created));
         }
-        if self.was_done(step) {
-            return Ok(());
+        let step = object.server().step();
+        (!self.was_done(step)).then_some(Fact::Origin(object, Origin::Found))
+    }
+
+    /// Records who made `object` (see [`Context::claim_of`]).
+    pub fn claim(&mut self, object: Object, present: bool) -> Result<(), StepError> {
+        match self.claim_of(object, present) {
+            Some(fact) => self.record(&fact),
+            None => Ok(()),
         }
-        self.record_fact(key, FOUND)
     }
 
     /// Whether `step` had a done checkpoint when this run started it.
-    pub fn was_done(&self, step: &str) -> bool {
-        self.state
-            .steps
-            .get(step)
-            .is_some_and(|checkpoint| checkpoint.status == crate::state::Status::Done)
+    pub fn was_done(&self, step: StepId) -> bool {
+        self.state.was_done(step)
     }
 
-    /// Drops the fact `key` (an origin recorded before a change that turned
+    /// Drops the origin of `object` (recorded before a change that turned
     /// out not to happen); saved at once.
-    pub fn forget_fact(&mut self, key: &str) -> Result<(), StepError> {
-        if self.state.facts.contains_key(key) {
-            self.change_state(|state| {
-                state.facts.remove(key);
-            })?;
+    pub fn forget(&mut self, object: &Object) -> Result<(), StepError> {
+        if self.origin(object).is_some() {
+            self.change_state(|state| state.facts.set_origin(object, None))?;
         }
         Ok(())
     }
@@ -331,11 +321,11 @@ impl Context {
     /// Drops the facts of the objects `step` created, once an uninstall
     /// removed them all, so that the next install looks at the host
     /// afresh; saved at once. What was found stays recorded as found.
-    pub fn forget_created(&mut self, step: &str) -> Result<(), StepError> {
-        let prefix = format!("{step}.");
-        let ours = |key: &String, value: &String| key.starts_with(&prefix) && value == CREATED;
-        if self.state.facts.iter().any(|(key, value)| ours(key, value)) {
-            self.change_state(|state| state.facts.retain(|key, value| !ours(key, value)))?;
+    pub fn forget_created(&mut self, step: StepId) -> Result<(), StepError> {
+        let mut facts = self.state.facts.clone();
+        facts.forget_created(step);
+        if facts != self.state.facts {
+            self.change_state(|state| state.facts.forget_created(step))?;
         }
         Ok(())
     }
@@ -369,6 +359,52 @@ impl Context {
                     doing: "waiting for a server to answer".into(),
                 }),
             }
+        })
+    }
+
+    /// Downloads `release`, checks it, and installs its binary at the host
+    /// path `binary`, showing its progress.
+    pub fn install_release(&self, release: &ReleaseBinary, binary: &str) -> Result<(), StepError> {
+        let timeout = Duration::from_secs(self.config.downloads.timeout_seconds);
+        let work_dir = self.host.path(download::DOWNLOADS);
+        self.warn_unpinned(release);
+        let progress = self.ui.download(release.file_name());
+        let target = self.host.path(binary);
+        download::install_binary(release, &target, &work_dir, timeout, &|done, total| {
+            progress.update(done, total)
+        })?;
+        progress.finish();
+        Ok(())
+    }
+
+    /// Downloads `release` and checks it, showing its progress.
+    pub fn fetch_release(&self, release: &ReleaseBinary) -> Result<Vec<u8>, StepError> {
+        let timeout = Duration::from_secs(self.config.downloads.timeout_seconds);
+        self.warn_unpinned(release);
+        let progress = self.ui.download(release.file_name());
+        let bytes = download::fetch_checked(release, timeout, &|done, total| {
+            progress.update(done, total)
+        })?;
+        progress.finish();
+        Ok(bytes)
+    }
+
+    /// Says loudly, in the run, that `release` has no pin.
+    fn warn_unpinned(&self, release: &ReleaseBinary) {
+        if release.pin.is_none() {
+            self.ui
+                .warn(&format!("{}: {}", release.url, release.check()));
+        }
+    }
+
+    /// The address pods reach the host's databases and NFS export at:
+    /// `[cluster] host_ip`, else the host's primary IPv4 address.
+    pub fn host_ip(&self) -> Result<String, StepError> {
+        self.config.host_ip().ok_or_else(|| {
+                StepError::input(
+                    "cannot find the host's primary IPv4 address (it has no default route)",
+                "set it with `STACKINSTALL_CLUSTER__HOST_IP=ADDRESS` or `[cluster] host_ip` in `--config FILE`",
+            )
         })
     }
 

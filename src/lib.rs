@@ -1,6 +1,7 @@
 //! stackinstall: one binary that installs K3s, Helm and Istio, host
 //! databases and an application's Helm release, every step checkpointed.
 
+pub mod action;
 pub mod ask;
 pub mod certificate;
 pub mod cli;

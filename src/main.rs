@@ -8,23 +8,9 @@ use clap::CommandFactory;
 
 use stackinstall::cli::{Cli, Command};
 use stackinstall::commands;
-use stackinstall::config::ConfigError;
-use stackinstall::credentials::CredentialsError;
-use stackinstall::engine::EngineError;
-use stackinstall::host::FileError;
+use stackinstall::error::{Error, exit};
 use stackinstall::host::command::INTERRUPTED;
-use stackinstall::host::lock::LockError;
 use stackinstall::secret::redact;
-use stackinstall::state::StateError;
-use stackinstall::steps::StepError;
-
-/// Exit codes, as documented in the README.
-mod exit {
-    pub const FAILED: u8 = 1;
-    pub const USAGE: u8 = 2;
-    pub const LOCKED: u8 = 3;
-    pub const INTERRUPTED: u8 = 130;
-}
 
 fn main() -> ExitCode {
     if std::env::args_os().len() == 1 && !stackinstall::ask::can_ask() {
@@ -50,107 +36,22 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             report(&error);
-            ExitCode::from(exit_code(&error))
+            ExitCode::from(error.exit_code())
         }
     }
 }
 
-fn exit_code(error: &anyhow::Error) -> u8 {
-    if let Some(error) = error.downcast_ref::<EngineError>() {
-        return match error {
-            EngineError::UnknownStep { .. } | EngineError::MissingPrerequisite { .. } => {
-                exit::USAGE
-            }
-            EngineError::Interrupted { .. } => exit::INTERRUPTED,
-            EngineError::StepFailed { error, .. } if error.is_input() => exit::USAGE,
-            EngineError::State(StateError::Lock(LockError::Held { .. })) => exit::LOCKED,
-            _ => exit::FAILED,
-        };
-    }
-    if let Some(StateError::Lock(LockError::Held { .. })) = error.downcast_ref::<StateError>() {
-        return exit::LOCKED;
-    }
-    if error.downcast_ref::<ConfigError>().is_some() {
-        return exit::USAGE;
-    }
-    if let Some(error) = error.downcast_ref::<StepError>() {
-        return if error.is_input() {
-            exit::USAGE
-        } else {
-            exit::FAILED
-        };
-    }
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        return exit::INTERRUPTED;
-    }
-    exit::FAILED
-}
-
-/// Prints `error: ...`, its causes, hints, the log and how to resume.
-fn report(error: &anyhow::Error) {
+/// Prints `error: ...`, its causes and its hints (the log, how to resume).
+fn report(error: &Error) {
     eprintln!("error: {}", redact(&error.to_string()));
-    for cause in error.chain().skip(1) {
-        eprintln!("  caused by: {}", redact(&cause.to_string()));
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        eprintln!("  caused by: {}", redact(&error.to_string()));
+        cause = error.source();
     }
-    for hint in hints(error) {
+    for hint in error.hints() {
         eprintln!("hint: {}", redact(&hint));
     }
-}
-
-fn hints(error: &anyhow::Error) -> Vec<String> {
-    let mut hints = Vec::new();
-    if let Some(error) = error.downcast_ref::<EngineError>() {
-        match error {
-            EngineError::StepFailed {
-                step, error, log, ..
-            } => {
-                hints.extend(error.hint());
-                if let Some(log) = log {
-                    hints.push(format!("the full log is `{}`", log.display()));
-                }
-                if error.is_resumable() {
-                    hints.push(format!(
-                        "run the same command again to resume at `{step}`: finished steps are skipped"
-                    ));
-                }
-            }
-            EngineError::Interrupted { step, log } => {
-                if let Some(log) = log {
-                    hints.push(format!("the full log is `{}`", log.display()));
-                }
-                hints.push(format!("run the same command again to resume at `{step}`"));
-            }
-            EngineError::MissingPrerequisite { step, missing, log } => {
-                hints.push(EngineError::prerequisite_hint(step, missing));
-                if let Some(log) = log {
-                    hints.push(format!(
-                        "the full log is `{}` (with the error the step ran into)",
-                        log.display()
-                    ));
-                }
-            }
-            EngineError::State(error) => hints.extend(error.hint()),
-            EngineError::UnknownStep { .. } => {}
-        }
-    }
-    if let Some(error) = error.downcast_ref::<StateError>() {
-        hints.extend(error.hint());
-    }
-    if let Some(error) = error.downcast_ref::<CredentialsError>() {
-        hints.push(error.hint());
-    }
-    if let Some(error) = error.downcast_ref::<StepError>() {
-        hints.extend(error.hint());
-    }
-    if let Some(error) = error.downcast_ref::<FileError>() {
-        hints.extend(error.hint());
-    }
-    if let Some(ConfigError::Invalid { .. } | ConfigError::Missing { .. }) =
-        error.downcast_ref::<ConfigError>()
-    {
-        hints.push("`stackinstall render --domain D --out DIR` writes the effective configuration as a starting point".into());
-    }
-    hints
 }
 
 extern "C" fn on_signal(_signal: libc::c_int) {

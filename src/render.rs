@@ -16,6 +16,14 @@ pub struct RenderError {
     pub source: minijinja::Error,
 }
 
+impl RenderError {
+    /// What the operator can do about it.
+    pub fn hint(&self) -> String {
+        "check the profile's values that the template uses (`stackinstall render` shows the files)"
+            .into()
+    }
+}
+
 /// Renders `templates/<name>` with `values`.
 pub fn template(name: &str, values: impl serde::Serialize) -> Result<String, RenderError> {
     let error = |source| RenderError {

@@ -3,7 +3,9 @@
 //! A checkpoint says a step finished and verified, when, by which version of
 //! the tool, and with which inputs (a fingerprint). Facts are what the first
 //! install found on the host (a server that was already there, say), kept
-//! for uninstall and never overwritten.
+//! for uninstall and never overwritten ([`facts`]).
+
+pub mod facts;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,12 +13,15 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use self::facts::{Fact, Facts, Object, Origin, Preexisting, Server};
 use crate::host::lock::{LockError, RunLock};
 use crate::host::{self, FileError, Host};
+use crate::steps::StepId;
 
 /// Where the state lives on the host.
 pub const STATE_DIR: &str = "/var/lib/stackinstall";
-const STATE_VERSION: u32 = 1;
+/// The format this stackinstall writes; it reads 1 too (facts as strings).
+const STATE_VERSION: u32 = 2;
 
 /// All checkpoints and facts.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -24,9 +29,21 @@ const STATE_VERSION: u32 = 1;
 pub struct State {
     pub version: u32,
     #[serde(default)]
-    pub steps: BTreeMap<String, Checkpoint>,
+    pub steps: BTreeMap<StepId, Checkpoint>,
     #[serde(default)]
-    pub facts: BTreeMap<String, String>,
+    pub facts: Facts,
+}
+
+/// A state file of format 1: the same checkpoints, facts as strings.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateVersion1 {
+    #[serde(default)]
+    steps: BTreeMap<StepId, Checkpoint>,
+    #[serde(default)]
+    facts: BTreeMap<String, String>,
+    #[allow(dead_code)]
+    version: u32,
 }
 
 impl Default for State {
@@ -34,7 +51,7 @@ impl Default for State {
         Self {
             version: STATE_VERSION,
             steps: BTreeMap::new(),
-            facts: BTreeMap::new(),
+            facts: Facts::default(),
         }
     }
 }
@@ -65,16 +82,23 @@ pub struct Checkpoint {
 
 impl State {
     /// Whether `step` is done with exactly `fingerprint`.
-    pub fn is_done(&self, step: &str, fingerprint: &str) -> bool {
+    pub fn is_done(&self, step: StepId, fingerprint: &str) -> bool {
         self.steps
-            .get(step)
+            .get(&step)
             .is_some_and(|c| c.status == Status::Done && c.fingerprint == fingerprint)
     }
 
+    /// Whether `step` has a done checkpoint, whatever its inputs.
+    pub fn was_done(&self, step: StepId) -> bool {
+        self.steps
+            .get(&step)
+            .is_some_and(|checkpoint| checkpoint.status == Status::Done)
+    }
+
     /// Records how `step` ended now.
-    pub fn record(&mut self, step: &str, status: Status, fingerprint: &str) {
+    pub fn record(&mut self, step: StepId, status: Status, fingerprint: &str) {
         self.steps.insert(
-            step.to_string(),
+            step,
             Checkpoint {
                 status,
                 finished_at: now_rfc3339(),
@@ -162,23 +186,35 @@ impl StateFile {
         };
         let table: toml::Table = toml::from_str(&text).map_err(|e| corrupt(e.message().into()))?;
         match table.get("version").and_then(toml::Value::as_integer) {
-            Some(version) if version == i64::from(STATE_VERSION) => {}
-            Some(found) => {
-                return Err(StateError::WrongVersion {
-                    path: self.path.clone(),
-                    found,
-                });
+            Some(1) => {
+                let old: StateVersion1 =
+                    toml::from_str(&text).map_err(|e| corrupt(e.message().into()))?;
+                let (facts, unknown) = Facts::from_version_1(&old.facts);
+                for key in unknown {
+                    tracing::warn!("state file: fact `{key}` of format 1 is not known: left out");
+                }
+                Ok(State {
+                    version: STATE_VERSION,
+                    steps: old.steps,
+                    facts,
+                })
             }
-            None => return Err(corrupt("it has no `version`".into())),
+            Some(version) if version == i64::from(STATE_VERSION) => {
+                toml::from_str(&text).map_err(|e| corrupt(e.message().into()))
+            }
+            Some(found) => Err(StateError::WrongVersion {
+                path: self.path.clone(),
+                found,
+            }),
+            None => Err(corrupt("it has no `version`".into())),
         }
-        toml::from_str(&text).map_err(|e| corrupt(e.message().into()))
     }
 
     /// Writes the state atomically.
     pub fn save(&self, state: &State) -> Result<(), StateError> {
         let body = toml::to_string(state).expect("state serializes to TOML");
         let text = format!(
-            "# stackinstall checkpoints: safe to delete, every step then re-checks the host.\n{body}"
+            "# stackinstall checkpoints, and what the install found on the host ([facts]):\n# uninstall reads the facts to keep what was there before; keep this file.\n{body}"
         );
         host::fs::write_atomic(&self.path, text.as_bytes(), 0o644)?;
         Ok(())
@@ -225,15 +261,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = StateFile::new(&Host::new(dir.path()));
         let mut state = file.load().unwrap();
-        state.record("preflight", Status::Done, "abc");
+        state.record(StepId::Preflight, Status::Done, "abc");
         state
             .facts
-            .insert("mysql.preexisting".into(), "true".into());
+            .record(&Fact::Preexisting(Preexisting::Server(Server::Mysql), true));
         file.save(&state).unwrap();
         let loaded = file.load().unwrap();
         assert_eq!(loaded, state);
-        assert!(loaded.is_done("preflight", "abc"));
-        assert!(!loaded.is_done("preflight", "abd"));
+        assert!(loaded.is_done(StepId::Preflight, "abc"));
+        assert!(!loaded.is_done(StepId::Preflight, "abd"));
+    }
+
+    /// A state file of format 1 loads, its facts typed.
+    #[test]
+    fn format_1_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = StateFile::new(&Host::new(dir.path()));
+        let old = include_str!("../tests/fixtures/state-before-origins.toml");
+        host::fs::write_atomic(file.path(), old.as_bytes(), 0o644).unwrap();
+        let state = file.load().unwrap();
+        assert_eq!(state.version, STATE_VERSION);
+        assert!(state.was_done(StepId::Mysql));
+        assert_eq!(state.facts.mysql.preexisting, Some(true));
+        assert_eq!(state.facts.rabbitmq.preexisting, Some(true));
     }
 
     #[test]

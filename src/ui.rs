@@ -341,3 +341,32 @@ impl StepLine {
         elapsed
     }
 }
+
+/// The lines of a step list (a plan, the question before an install): its
+/// number, id, title and state, the titles in one column.
+pub fn step_table<'a>(
+    rows: impl IntoIterator<Item = (&'a str, &'a str, String)>,
+    number_width: usize,
+) -> String {
+    let rows: Vec<_> = rows.into_iter().collect();
+    let width = rows
+        .iter()
+        .map(|(_, title, _)| title.len())
+        .max()
+        .unwrap_or(0);
+    let mut text = String::new();
+    for (index, (id, title, state)) in rows.iter().enumerate() {
+        let number = index + 1;
+        text.push_str(&format!(
+            "{number:>number_width$}. {id:<12} {title:<width$}  {state}\n"
+        ));
+    }
+    text
+}
+
+/// The lines a plan shows under a step: each action's kind and detail.
+pub fn action_lines<'a>(actions: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    (actions.into_iter())
+        .map(|(kind, detail)| format!("      {kind:<10} {detail}\n"))
+        .collect()
+}

@@ -266,7 +266,7 @@ fn skipped_steps_share_one_line_and_results_read_as_words() {
         "{first}"
     );
     assert!(
-        first.contains("✓ [ 1/18] preflight    Check the host and the inputs: done ("),
+        first.contains("✓ [ 1/18] preflight    Check the host and the inputs: ok ("),
         "{first}"
     );
     let skipped: Vec<&str> = first.lines().filter(|l| l.contains("skipped")).collect();

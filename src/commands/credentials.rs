@@ -7,7 +7,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use super::Result;
 
 use crate::ask;
 use crate::cli::{CredentialsAction, CredentialsArgs, CredentialsSetArgs};
@@ -26,10 +26,14 @@ pub fn run(root: &Path, args: CredentialsArgs) -> Result<()> {
     }
     let file = CredentialsFile::new(&Host::new(root), &super::home_dir());
     let Some(credentials) = file.load()? else {
-        bail!(
-            "there is no credentials file `{}` yet\nhint: `sudo stackinstall install` generates it",
-            file.path().display()
-        );
+        return Err(StepError::failed(
+            format!(
+                "there is no credentials file `{}` yet",
+                file.path().display()
+            ),
+            "`sudo stackinstall install` generates it",
+        )
+        .into());
     };
     println!(
         "Credentials file: {} (mode 0600, root only)",

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Result;
+use super::Result;
 
 use crate::certificate::check_domain;
 use crate::cli::{DoctorArgs, Output};
@@ -46,11 +46,11 @@ pub fn run(root: &Path, args: DoctorArgs) -> Result<()> {
         Output::Text => print!("{}", redact(&report.text())),
     }
     if report.errors > 0 {
-        return Err(Findings {
+        let findings = Findings {
             errors: report.errors,
             warnings: report.warnings,
-        }
-        .into());
+        };
+        return Err(anyhow::Error::from(findings).into());
     }
     Ok(())
 }

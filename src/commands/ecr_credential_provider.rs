@@ -11,7 +11,8 @@
 
 use std::io::{Read, Write};
 
-use anyhow::{Context as _, Result};
+use super::Result;
+use anyhow::Context as _;
 use time::OffsetDateTime;
 
 use crate::cli::EcrCredentialProviderArgs;
@@ -25,7 +26,7 @@ pub fn run(args: EcrCredentialProviderArgs) -> Result<()> {
         .take(provider::MAX_REQUEST)
         .read_to_end(&mut text)
         .context("cannot read the request on stdin")?;
-    let request = provider::parse_request(&text)?;
+    let request = provider::parse_request(&text).map_err(anyhow::Error::from)?;
     let flags = super::aws_profile_flags(args.aws_profile.as_ref());
     let config = super::load_config(&args.config, flags)?;
     let server = &config.registry.server;

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use super::Result;
 use time::OffsetDateTime;
 
 use crate::cli::EcrRefreshArgs;

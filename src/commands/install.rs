@@ -3,17 +3,17 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use anyhow::Result;
+use super::Result;
 
 use crate::ask::{self, CertificateChoice};
 use crate::cli::{InstallArgs, Output};
 use crate::config::Config;
 use crate::context::Context;
-use crate::engine::install::{self as engine, Decision, Plan};
-use crate::engine::{EngineError, Selection};
+use crate::engine::install::{self as engine, Plan};
+use crate::engine::{EngineError, Inclusion, Selection};
 use crate::host::command::INTERRUPTED;
 use crate::host::{self, Host};
-use crate::steps::{self, Step, StepError};
+use crate::steps::{self, StepError, StepId};
 use crate::ui::Ui;
 
 /// Where run logs go.
@@ -29,15 +29,14 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
     let json = args.output == Output::Json;
     let asking = !args.yes && !json && ask::can_ask();
     let mut config = super::load_config(&args.config, flags(&args))?;
-    let steps = steps::all();
-    let selection = Selection {
-        only: args.only.clone(),
-        from: args.from.clone(),
-        redo: args.redo.clone(),
-        skip_infra: config.install.skip_infra,
-        skip_db: config.install.skip_db,
-    };
-    selection.check(&steps)?;
+    let selection = Selection::parse(
+        &args.only,
+        args.from.as_deref(),
+        &args.redo,
+        config.install.skip_infra,
+        config.install.skip_db,
+    )?;
+    let inclusion = selection.resolve();
     if asking {
         ask_missing(&mut config)?;
     }
@@ -50,18 +49,18 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         &super::home_dir(),
     )?;
     context.redo = selection.redo.clone();
-    context.included = selection.included(&steps);
+    context.included = inclusion.included();
     context.explain_timeout = Some(crate::doctor::explain_timeout);
     if args.plan {
-        let plan = engine::plan(&context, &steps, &selection)?;
+        let plan = engine::plan(&context, &inclusion)?;
         print_plan(&plan, json);
         return Ok(());
     }
-    check_inputs(&context, &steps)?;
-    check_pins(&context, &steps, &selection)?;
-    check_aws_source(&context, &steps, &selection, asking)?;
+    check_inputs(&context)?;
+    check_pins(&context, &inclusion)?;
+    check_aws_source(&context, &inclusion, asking)?;
     if asking {
-        confirm(&context, &steps, &selection)?;
+        confirm(&context, &inclusion)?;
     }
     let _lock = context.state_file().lock()?;
     context.reload_state()?;
@@ -75,7 +74,7 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         context.config.name,
         context.config.install.domain
     );
-    let outcomes = engine::run(&mut context, &steps, &selection, args.jobs.into())?;
+    let outcomes = engine::run(&mut context, &inclusion, args.jobs.into())?;
     if context.ui.is_live() {
         let rows: Vec<(&str, &str, f64)> = (outcomes.iter())
             .filter(|outcome| outcome.result != engine::StepResult::Skipped)
@@ -85,7 +84,7 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
     }
     if json {
         let report = serde_json::json!({ "steps": outcomes, "log": context.log_path });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{report:#}");
     }
     Ok(())
 }
@@ -95,19 +94,8 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
 /// timer. On a terminal the operator may have them written as root's
 /// profile; otherwise the install stops (exit 2) with the explanation,
 /// unless the profile wants no renewal (`registry.refresh_hours = 0`).
-fn check_aws_source(
-    context: &Context,
-    steps: &[Box<dyn Step>],
-    selection: &Selection,
-    asking: bool,
-) -> Result<()> {
-    let registry_runs = steps.iter().enumerate().any(|(position, step)| {
-        step.id() == "registry"
-            && selection
-                .skip_reason(step.as_ref(), position, steps)
-                .is_none()
-    });
-    if !registry_runs || context.config.registry.refresh_hours == 0 {
+fn check_aws_source(context: &Context, inclusion: &Inclusion, asking: bool) -> Result<()> {
+    if !inclusion.includes(StepId::Registry) || context.config.registry.refresh_hours == 0 {
         return Ok(());
     }
     let source = crate::ecr::credential_source(&context.config, &context.host)?;
@@ -160,22 +148,15 @@ fn ask_missing(config: &mut Config) -> Result<()> {
 }
 
 /// Shows one line per step and asks `Proceed?`; a no changes nothing.
-fn confirm(context: &Context, steps: &[Box<dyn Step>], selection: &Selection) -> Result<()> {
-    let decisions = engine::decide(context, steps, selection)?;
+fn confirm(context: &Context, inclusion: &Inclusion) -> Result<()> {
+    let decisions = engine::decide(context, inclusion)?;
     eprintln!(
         "Install for {} (profile {}):",
         context.config.install.domain, context.config.name
     );
-    let width = steps.iter().map(|s| s.title().len()).max().unwrap_or(0);
-    for (index, (step, (decision, _))) in steps.iter().zip(&decisions).enumerate() {
-        eprintln!(
-            "{:>3}. {:<12} {:<width$}  {}",
-            index + 1,
-            step.id(),
-            step.title(),
-            decision_text(decision)
-        );
-    }
+    let rows = (StepId::ALL.iter().zip(&decisions))
+        .map(|(id, (decision, _))| (id.name(), id.info().title, decision.to_string()));
+    eprint!("{}", crate::ui::step_table(rows, 3));
     if ask::proceed().map_err(no_answer)? {
         return Ok(());
     }
@@ -198,15 +179,6 @@ fn no_answer(error: dialoguer::Error) -> anyhow::Error {
         "pass the inputs as flags (`stackinstall --help`)",
     )
     .into()
-}
-
-/// `done`, `to do: REASON` or `skipped (REASON)`.
-fn decision_text(decision: &Decision) -> String {
-    match decision {
-        Decision::Done => "done".to_string(),
-        Decision::ToDo(reason) => format!("to do: {reason}"),
-        Decision::Skipped(reason) => format!("skipped ({reason})"),
-    }
 }
 
 /// The flags as a configuration layer.
@@ -237,17 +209,13 @@ fn flags(args: &InstallArgs) -> toml::Table {
 
 /// Checks the operator's input before the run touches anything (lock, log,
 /// state): a bad input leaves the host exactly as it was.
-fn check_inputs(context: &Context, steps: &[Box<dyn Step>]) -> Result<(), EngineError> {
-    let preflight = steps
-        .iter()
-        .find(|s| s.checks_inputs())
-        .expect("a step checks the inputs");
+fn check_inputs(context: &Context) -> Result<(), EngineError> {
+    let preflight = StepId::Preflight;
     context.ui.set_quiet(true);
-    let result = preflight.look(context).map(drop);
+    let result = preflight.step().look(context).map(drop);
     context.ui.set_quiet(false);
     result.map_err(|error: StepError| EngineError::StepFailed {
-        step: preflight.id().into(),
-        title: preflight.title().into(),
+        step: preflight,
         error: Box::new(error),
         log: None,
     })
@@ -255,24 +223,15 @@ fn check_inputs(context: &Context, steps: &[Box<dyn Step>]) -> Result<(), Engine
 
 /// With `[downloads] require_pins`, refuses a run whose steps would
 /// download a file that has no pin, before anything changes.
-fn check_pins(
-    context: &Context,
-    steps: &[Box<dyn Step>],
-    selection: &Selection,
-) -> Result<(), EngineError> {
+fn check_pins(context: &Context, inclusion: &Inclusion) -> Result<(), EngineError> {
     if !context.config.downloads.require_pins {
         return Ok(());
     }
-    for (position, step) in steps.iter().enumerate() {
-        if selection
-            .skip_reason(step.as_ref(), position, steps)
-            .is_some()
-        {
+    for id in inclusion.included() {
+        let Some(downloads) = id.info().downloads else {
             continue;
-        }
-        let unpinned: Vec<String> = step
-            .downloads(context)
-            .iter()
+        };
+        let unpinned: Vec<String> = (downloads(context).iter())
             .filter(|release| release.pin.is_none())
             .map(|release| format!("`{}` ({})", release.key, release.url))
             .collect();
@@ -281,8 +240,7 @@ fn check_pins(
         }
         let error = StepError::input(
             format!(
-                "`[downloads] require_pins` is set, but step `{}` would download {} with no pinned SHA-256: {}",
-                step.id(),
+                "`[downloads] require_pins` is set, but step `{id}` would download {} with no pinned SHA-256: {}",
                 if unpinned.len() == 1 {
                     "a file"
                 } else {
@@ -293,8 +251,7 @@ fn check_pins(
             "add each to [downloads.pins] (`sha256` and the `source` that publishes it) in a --config file, or set `[downloads] require_pins = false` to check them against their origin's own sums",
         );
         return Err(EngineError::StepFailed {
-            step: step.id().into(),
-            title: step.title().into(),
+            step: id,
             error: Box::new(error),
             log: None,
         });
@@ -319,22 +276,15 @@ fn print_plan(plan: &Plan, json: bool) {
         },
         plan.profile
     );
-    let width = plan.steps.iter().map(|s| s.title.len()).max().unwrap_or(0);
-    for (index, step) in plan.steps.iter().enumerate() {
-        let state = decision_text(&step.decision);
-        println!(
-            "{:>2}. {:<12} {:<width$}  {state}",
-            index + 1,
-            step.id,
-            step.title
+    let rows = (plan.steps.iter()).map(|step| (step.id, step.title, step.decision.to_string()));
+    let table = crate::ui::step_table(rows, 2);
+    for (step, row) in plan.steps.iter().zip(table.lines()) {
+        println!("{row}");
+        let actions = step.actions.iter();
+        print!(
+            "{}",
+            crate::ui::action_lines(actions.map(|a| (a.kind.word(), a.detail.as_str())))
         );
-        for action in &step.actions {
-            println!(
-                "      {:<10} {}",
-                format!("{:?}", action.kind).to_ascii_lowercase(),
-                action.detail
-            );
-        }
         if let Some(note) = &step.note {
             println!("      (cannot look until the steps before it have run: {note})");
         }

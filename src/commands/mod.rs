@@ -11,6 +11,9 @@ pub mod uninstall;
 
 use std::path::PathBuf;
 
+/// What a command returns: its error carries the hints and exit code.
+pub type Result<T = (), E = crate::error::Error> = std::result::Result<T, E>;
+
 use crate::cli::ConfigArgs;
 use crate::config::{Config, ConfigError, Sources};
 

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use anyhow::{Context as _, Result};
+use super::Result;
+use anyhow::Context as _;
 
 use crate::cli::RenderArgs;
 use crate::config::Config;
@@ -16,7 +17,8 @@ pub fn run(_root: &Path, args: RenderArgs) -> Result<()> {
     let flags: toml::Table = toml::from_str(&format!(
         "[install]\ndomain = {:?}",
         args.domain.to_ascii_lowercase()
-    ))?;
+    ))
+    .map_err(anyhow::Error::from)?;
     let config = super::load_config(&args.config, flags)?;
     crate::certificate::check_domain(&config.install.domain).map_err(|why| {
         StepError::input(
@@ -39,7 +41,7 @@ pub fn run(_root: &Path, args: RenderArgs) -> Result<()> {
 }
 
 /// Every file `render` writes, by file name: the effective configuration,
-/// then each step's (`Step::rendered`), in install order.
+/// then each step's (`StepInfo::rendered`), in install order.
 fn files(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
     let effective = toml::to_string(config).expect("the configuration serializes");
     let mut files = vec![(
@@ -49,8 +51,10 @@ fn files(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
             config.name
         ),
     )];
-    for step in crate::steps::all() {
-        files.extend(step.rendered(config)?);
+    for id in crate::steps::StepId::ALL {
+        if let Some(rendered) = id.info().rendered {
+            files.extend(rendered(config)?);
+        }
     }
     Ok(files)
 }

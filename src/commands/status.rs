@@ -6,14 +6,14 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use super::Result;
 use serde::Serialize;
 
 use crate::cli::{Output, StatusArgs};
 use crate::context::Context;
 use crate::host::Host;
 use crate::state::Status;
-use crate::steps;
+use crate::steps::StepId;
 use crate::ui::Ui;
 
 #[derive(Debug, Serialize)]
@@ -62,23 +62,24 @@ pub fn run(root: &Path, args: StatusArgs) -> Result<()> {
         true,
         &super::home_dir(),
     )?;
-    let statuses: Vec<StepStatus> = steps::all()
+    let statuses: Vec<StepStatus> = StepId::ALL
         .iter()
-        .map(|step| {
-            let checkpoint = context.state.steps.get(step.id());
+        .map(|id| {
+            let (step, info) = (id.step(), id.info());
+            let checkpoint = context.state.steps.get(id);
             let state = checkpoint.map_or("not-done".to_string(), |c| match c.status {
                 Status::Done => "done".into(),
                 Status::Failed => "failed".into(),
                 Status::Interrupted => "interrupted".into(),
             });
             let health =
-                (state == "done" && !step.always_runs()).then(|| match step.verify(&context) {
+                (state == "done" && !info.always_runs()).then(|| match step.verify(&context) {
                     Ok(()) => "ok".to_string(),
                     Err(error) => crate::secret::redact(&error.to_string()),
                 });
             StepStatus {
-                id: step.id(),
-                title: step.title(),
+                id: id.name(),
+                title: info.title,
                 state,
                 finished_at: checkpoint.map(|c| c.finished_at.clone()),
                 tool_version: checkpoint.map(|c| c.tool_version.clone()),
@@ -93,7 +94,7 @@ pub fn run(root: &Path, args: StatusArgs) -> Result<()> {
             "steps": statuses,
             "registry": registry,
         });
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        println!("{report:#}");
         return Ok(());
     }
     println!(

@@ -6,20 +6,19 @@
 use std::io::IsTerminal;
 use std::path::Path;
 
-use anyhow::Result;
+use super::Result;
 
 use crate::cli::{Output, UninstallArgs};
 use crate::context::{Context, Scope};
 use crate::engine::uninstall::{self as engine, UndoPlan, UndoReport};
 use crate::host::{self, Host};
-use crate::steps::{self, StepError};
+use crate::steps::{StepError, StepId};
 use crate::ui::Ui;
 
 /// Runs `uninstall`.
 pub fn run(root: &Path, args: UninstallArgs) -> Result<()> {
     let config = super::load_config(&args.config, toml::Table::new())?;
     let json = args.output == Output::Json;
-    let steps = steps::all();
     let mut context = Context::new(
         config,
         Host::new(root),
@@ -29,13 +28,13 @@ pub fn run(root: &Path, args: UninstallArgs) -> Result<()> {
     )?;
     context.uninstall = Some(scope(&args));
     if args.plan {
-        let plan = engine::plan_undo(&context, &steps)?;
+        let plan = engine::plan_undo(&context)?;
         print_plan(&plan, &context, json);
         return Ok(());
     }
     let _lock = context.state_file().lock()?;
     context.reload_state()?;
-    let plan = engine::plan_undo(&context, &steps)?;
+    let plan = engine::plan_undo(&context)?;
     if plan.is_empty() {
         print_nothing(&plan, json);
         return Ok(());
@@ -54,7 +53,7 @@ pub fn run(root: &Path, args: UninstallArgs) -> Result<()> {
         env!("CARGO_PKG_VERSION"),
         describe(&scope(&args))
     );
-    let report = engine::undo(&mut context, &steps, plan)?;
+    let report = engine::undo(&mut context, plan)?;
     print_report(&report, &context, json);
     if report.failed.is_empty() {
         return Ok(());
@@ -156,7 +155,11 @@ fn print_plan(plan: &UndoPlan, context: &Context, json: bool) {
             true => "checkpoint removed: a later install redoes it",
             false => "checkpoint kept",
         };
-        println!("  {:<12} {:<42} {checkpoint}", step.id, step.title);
+        println!(
+            "  {:<12} {:<42} {checkpoint}",
+            step.id.name(),
+            step.id.info().title
+        );
         if let Some(error) = &step.look_failed {
             println!(
                 "      {:<10} could not look at what to remove (reported as failed, the other steps go on): {}",
@@ -165,26 +168,24 @@ fn print_plan(plan: &UndoPlan, context: &Context, json: bool) {
             );
         }
         let changes = step.actions.iter().filter(|a| a.changes_host());
-        for line in changes.flat_map(crate::engine::PlannedAction::of) {
-            println!(
-                "      {:<10} {}",
-                format!("{:?}", line.kind).to_ascii_lowercase(),
-                line.detail
-            );
-        }
+        let lines: Vec<_> = changes.flat_map(crate::engine::PlannedAction::of).collect();
+        print!(
+            "{}",
+            crate::ui::action_lines(lines.iter().map(|l| (l.kind.word(), l.detail.as_str())))
+        );
     }
     print_kept(plan.kept.iter().map(|kept| (kept.id, kept.what.as_str())));
     println!();
 }
 
-fn print_kept<'a>(kept: impl Iterator<Item = (&'a str, &'a str)>) {
+fn print_kept<'a>(kept: impl Iterator<Item = (StepId, &'a str)>) {
     let mut first = true;
     for (id, what) in kept {
         if first {
             println!("\nKept on purpose:");
             first = false;
         }
-        println!("  {id:<12} {what}");
+        println!("  {:<12} {what}", id.name());
     }
 }
 
@@ -202,14 +203,14 @@ fn print_report(report: &UndoReport, context: &Context, json: bool) {
     }
     println!("\nRemoved ({}):", report.removed.len());
     for removed in &report.removed {
-        println!("  {:<12} {}", removed.step, removed.detail);
+        println!("  {:<12} {}", removed.step.name(), removed.detail);
     }
     if !report.failed.is_empty() {
         println!("\nFailed ({}):", report.failed.len());
         for failed in &report.failed {
             println!(
                 "  {:<12} {}\n      {}",
-                failed.step,
+                failed.step.name(),
                 failed.detail,
                 failed.error.replace('\n', "\n      ")
             );

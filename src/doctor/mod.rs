@@ -130,7 +130,7 @@ pub struct Inputs {
     /// The credentials file, or why it cannot be used.
     pub credentials: Result<Credentials, String>,
     /// The steps that have a checkpoint (done or not).
-    pub installed_steps: Vec<String>,
+    pub installed_steps: Vec<crate::steps::StepId>,
     /// The domain, when known (flag, configuration or the live Gateway).
     pub domain: Option<String>,
     /// The installed certificate file (PEM, leaf first), when known.

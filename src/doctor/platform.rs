@@ -1,6 +1,7 @@
 //! The host's platform pieces: the NFS export for the pod network, free
 //! disk space, and the ECR pull token's age with its renewal timer.
 
+use crate::steps::StepId;
 use time::OffsetDateTime;
 
 use super::{Checked, Finding, Found, Inputs};
@@ -11,8 +12,8 @@ use crate::steps::registry::TIMER;
 const DISK_WARNING_GIB: u64 = 10;
 const DISK_ERROR_GIB: u64 = 2;
 
-fn installed(inputs: &Inputs, step: &str) -> bool {
-    inputs.installed_steps.iter().any(|done| done == step)
+fn installed(inputs: &Inputs, step: StepId) -> bool {
+    inputs.installed_steps.contains(&step)
 }
 
 /// `/etc/exports` exports the data directory to the pod network.
@@ -26,7 +27,7 @@ pub fn nfs(inputs: &Inputs) -> Checked {
         .lines()
         .filter(|line| !line.trim_start().starts_with('#'))
         .find(|line| line.split_whitespace().next() == Some(config.nfs.path.as_str()));
-    if line.is_none() && !installed(inputs, "nfs") {
+    if line.is_none() && !installed(inputs, StepId::Nfs) {
         return Err("the `nfs` step has not run (no checkpoint, no export)".into());
     }
     let fix = "write the export again and reload it: `sudo stackinstall install --redo nfs` (then `exportfs -v`)";
@@ -78,7 +79,7 @@ pub fn disk(inputs: &Inputs) -> Checked {
 
 /// The pull Secret's token age and the renewal timer.
 pub fn registry(inputs: &Inputs) -> Checked {
-    if !installed(inputs, "registry") {
+    if !installed(inputs, StepId::Registry) {
         return Err("the `registry` step has not run".into());
     }
     let config = &inputs.config;

@@ -8,12 +8,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{EngineError, PlannedAction, Selection, quoted};
+use super::{EngineError, Inclusion, PlannedAction, Selection, graph, quoted};
 use crate::context::Context;
-use crate::host::CommandError;
 use crate::host::command::INTERRUPTED;
 use crate::state::{Fingerprint, Status};
-use crate::steps::{Group, Step, StepError};
+use crate::steps::{Group, Role, StepError, StepId};
 use crate::ui::Ending;
 
 /// What a step's checkpoint and the selection say about it.
@@ -28,71 +27,74 @@ pub enum Decision {
     Skipped(String),
 }
 
-/// Decides about every step; returns the decisions and the fingerprints.
+impl std::fmt::Display for Decision {
+    /// `done`, `to do: REASON` or `skipped (REASON)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Done => f.write_str("done"),
+            Self::ToDo(reason) => write!(f, "to do: {reason}"),
+            Self::Skipped(reason) => write!(f, "skipped ({reason})"),
+        }
+    }
+}
+
+/// Decides about every step; returns the decisions and the fingerprints,
+/// in install order.
 pub fn decide(
     context: &Context,
-    steps: &[Box<dyn Step>],
-    selection: &Selection,
+    inclusion: &Inclusion,
 ) -> Result<Vec<(Decision, String)>, EngineError> {
     let mut fingerprints = BTreeMap::new();
-    (0..steps.len())
-        .map(|position| decide_step(context, steps, position, selection, &mut fingerprints))
+    (StepId::ALL.into_iter())
+        .map(|id| decide_step(context, id, inclusion, &mut fingerprints))
         .collect()
 }
 
-/// Decides about the step at `position`, with the fingerprints of the
-/// steps before it in `fingerprints` (its own is added). A run calls this
-/// just before the step, so inputs that earlier steps made (a self-signed
-/// certificate) are seen as they are then.
+/// Decides about the step `id`, with the fingerprints of the steps before
+/// it in `fingerprints` (its own is added). A run calls this just before
+/// the step, so inputs that earlier steps made (a self-signed certificate)
+/// are seen as they are then.
 fn decide_step(
     context: &Context,
-    steps: &[Box<dyn Step>],
-    position: usize,
-    selection: &Selection,
-    fingerprints: &mut BTreeMap<&'static str, String>,
+    id: StepId,
+    inclusion: &Inclusion,
+    fingerprints: &mut BTreeMap<StepId, String>,
 ) -> Result<(Decision, String), EngineError> {
-    let step = steps[position].as_ref();
-    let fingerprint = fingerprint(context, step, fingerprints)
-        .map_err(|error| EngineError::step(step, error, context))?;
-    fingerprints.insert(step.id(), fingerprint.clone());
-    let decision = match selection.skip_reason(step, position, steps) {
-        Some(reason) => Decision::Skipped(reason),
-        None => todo_reason(context, step, selection, &fingerprint)
-            .map_or(Decision::Done, Decision::ToDo),
+    let fingerprint = fingerprint(context, id, fingerprints)
+        .map_err(|error| EngineError::step(id, error, context))?;
+    fingerprints.insert(id, fingerprint.clone());
+    let decision = match inclusion.skip_reason(id) {
+        Some(reason) => Decision::Skipped(reason.to_string()),
+        None => todo_reason(context, id, &fingerprint).map_or(Decision::Done, Decision::ToDo),
     };
     Ok((decision, fingerprint))
 }
 
 fn fingerprint(
     context: &Context,
-    step: &dyn Step,
-    earlier: &BTreeMap<&str, String>,
+    id: StepId,
+    earlier: &BTreeMap<StepId, String>,
 ) -> Result<String, StepError> {
     let mut fingerprint = Fingerprint::default();
-    fingerprint.add("step", step.id());
-    step.inputs(context, &mut fingerprint)?;
-    for dependency in step.depends_on() {
+    fingerprint.add("step", id.name());
+    id.step().inputs(context, &mut fingerprint)?;
+    for dependency in id.info().inputs_from {
         fingerprint.add(
-            dependency,
+            dependency.name(),
             earlier.get(dependency).map_or("", String::as_str),
         );
     }
     Ok(fingerprint.finish())
 }
 
-fn todo_reason(
-    context: &Context,
-    step: &dyn Step,
-    selection: &Selection,
-    fingerprint: &str,
-) -> Option<String> {
-    if selection.redo.iter().any(|id| id == step.id()) {
+fn todo_reason(context: &Context, id: StepId, fingerprint: &str) -> Option<String> {
+    if context.redo.contains(&id) {
         return Some("forced by --redo".into());
     }
-    if step.always_runs() {
+    if id.info().always_runs() {
         return Some("runs every time".into());
     }
-    let Some(checkpoint) = context.state.steps.get(step.id()) else {
+    let Some(checkpoint) = context.state.steps.get(&id) else {
         return Some("not done yet".into());
     };
     match checkpoint.status {
@@ -125,47 +127,28 @@ pub struct Plan {
 }
 
 /// Looks at every step that is to do, changing nothing.
-pub fn plan(
-    context: &Context,
-    steps: &[Box<dyn Step>],
-    selection: &Selection,
-) -> Result<Plan, EngineError> {
-    let decisions = decide(context, steps, selection)?;
+pub fn plan(context: &Context, inclusion: &Inclusion) -> Result<Plan, EngineError> {
+    let decisions = decide(context, inclusion)?;
     let mut planned = Vec::new();
-    for (step, (decision, _)) in steps.iter().zip(decisions) {
+    for (id, (decision, _)) in StepId::ALL.into_iter().zip(decisions) {
         let (actions, note) = match &decision {
-            Decision::ToDo(_) => match step.look(context) {
+            Decision::ToDo(_) => match id.step().look(context) {
                 Ok(actions) => (actions, None),
-                Err(error) if error.is_input() || step.checks_inputs() => {
-                    return Err(EngineError::step(step.as_ref(), error, context));
+                Err(error) if error.is_input() || id.info().role == Role::ChecksInputs => {
+                    return Err(EngineError::step(id, error, context));
                 }
                 // Usually an earlier step must run first (no cluster yet):
                 // the first line says which; the log is not the place.
-                Err(error) => {
-                    let missing = match prerequisite_absent(&error) {
-                        true => missing_prerequisites(context, steps, step.as_ref(), selection),
-                        false => Vec::new(),
-                    };
-                    let text = match missing.is_empty() {
-                        true => crate::secret::redact(&error.to_string()),
-                        false => format!("it needs {} first", quoted(&missing)),
-                    };
-                    let first = text.lines().next().unwrap_or_default();
-                    (
-                        Vec::new(),
-                        Some(
-                            first
-                                .trim_end_matches("; its stderr ends with:")
-                                .to_string(),
-                        ),
-                    )
-                }
+                Err(error) => (
+                    Vec::new(),
+                    Some(cannot_look(context, id, inclusion, &error)),
+                ),
             },
             _ => (Vec::new(), None),
         };
         planned.push(PlannedStep {
-            id: step.id(),
-            title: step.title(),
+            id: id.name(),
+            title: id.info().title,
             decision,
             actions: actions.iter().flat_map(PlannedAction::of).collect(),
             note,
@@ -176,6 +159,20 @@ pub fn plan(
         domain: context.config.install.domain.clone(),
         steps: planned,
     })
+}
+
+/// Why a step to do could not look at the host: the steps it needs that
+/// have not run, or else the first line of its error.
+fn cannot_look(context: &Context, id: StepId, inclusion: &Inclusion, error: &StepError) -> String {
+    let missing = missing_prerequisites(context, id, &inclusion.selection);
+    if !missing.is_empty() {
+        return format!("it needs {} first", quoted(&missing));
+    }
+    let text = crate::secret::redact(&error.to_string());
+    let first = text.lines().next().unwrap_or_default();
+    first
+        .trim_end_matches("; its stderr ends with:")
+        .to_string()
 }
 
 /// What a step of a run did (the `result` of `install --output json`).
@@ -224,29 +221,22 @@ type StepRun = Result<(StepResult, Option<String>, f64), EngineError>;
 /// failure is returned.
 pub fn run(
     context: &mut Context,
-    steps: &[Box<dyn Step>],
-    selection: &Selection,
+    inclusion: &Inclusion,
     jobs: usize,
 ) -> Result<Vec<Outcome>, EngineError> {
     let mut board = Board {
-        outcomes: steps.iter().map(|_| None).collect(),
-        started: vec![false; steps.len()],
-        // Side by side, the step with the longest chain of steps waiting on
-        // it starts first (K3s before the databases): a free slot never
-        // holds up the path the run's end waits on.
-        chain: match jobs {
-            0 | 1 => vec![0; steps.len()],
-            _ => chains(steps),
-        },
+        outcomes: StepId::ALL.map(|_| None),
+        started: [false; STEPS],
+        sequential: jobs <= 1,
         fingerprints: BTreeMap::new(),
         skips_shown: Vec::new(),
         failure: None,
     };
     // The left-out steps are known before any step starts: shown first,
     // one line per reason, so that no running step's line races them.
-    for (position, step) in steps.iter().enumerate() {
-        if let Some(reason) = selection.skip_reason(step.as_ref(), position, steps) {
-            show_skipped(context, steps, selection, &reason, &mut board.skips_shown);
+    for id in StepId::ALL {
+        if let Some(reason) = inclusion.skip_reason(id) {
+            show_skipped(context, inclusion, reason, &mut board.skips_shown);
         }
     }
     std::thread::scope(|scope| -> Result<(), EngineError> {
@@ -254,36 +244,32 @@ pub fn run(
         let mut running = 0;
         loop {
             while board.failure.is_none() && running < jobs.max(1) {
-                let Some(position) = board.next_ready(steps) else {
+                let Some(id) = board.next_ready() else {
                     break;
                 };
-                let Some((decision, fingerprint)) =
-                    board.decide(context, steps, position, selection)?
-                else {
+                let Some((decision, fingerprint)) = board.decide(context, id, inclusion)? else {
                     continue;
                 };
-                let step = steps[position].as_ref();
-                let total = steps.len();
                 if jobs <= 1 {
-                    let result = execute(context, step, position, total, decision, &fingerprint);
-                    board.settle(context, steps, selection, position, result);
+                    let result = execute(context, id, decision, &fingerprint);
+                    board.settle(context, inclusion, id, result);
                     continue;
                 }
                 let mut fork = context.fork();
                 let sender = sender.clone();
                 scope.spawn(move || {
-                    let result = execute(&mut fork, step, position, total, decision, &fingerprint);
-                    let _ = sender.send((position, fork, result));
+                    let result = execute(&mut fork, id, decision, &fingerprint);
+                    let _ = sender.send((id, fork, result));
                 });
                 running += 1;
             }
             if running == 0 {
                 return Ok(());
             }
-            let (position, fork, result) = receiver.recv().expect("a running step reports");
+            let (id, fork, result) = receiver.recv().expect("a running step reports");
             running -= 1;
             context.absorb(fork);
-            board.settle(context, steps, selection, position, result);
+            board.settle(context, inclusion, id, result);
         }
     })?;
     match board.failure {
@@ -292,65 +278,47 @@ pub fn run(
     }
 }
 
-/// Per step, the length of the longest chain of steps that need it, one
-/// after the other (`wait` needs `gateway`, which needs `release`, ...).
-fn chains(steps: &[Box<dyn Step>]) -> Vec<usize> {
-    let mut chain = vec![0; steps.len()];
-    // A step comes after every step it needs: from the end, each step's
-    // chain is known before those of the steps it needs.
-    for at in (0..steps.len()).rev() {
-        for need in steps[at].needs() {
-            if let Some(needed) = steps.iter().position(|s| s.id() == *need) {
-                chain[needed] = chain[needed].max(chain[at] + 1);
-            }
-        }
-    }
-    chain
-}
+const STEPS: usize = StepId::ALL.len();
 
 /// Where a run stands: each step's outcome once finished, which started,
 /// the fingerprints so far, and the first failure.
 struct Board {
-    outcomes: Vec<Option<Outcome>>,
-    started: Vec<bool>,
-    /// Per step, the longest chain of steps that need it, one after the
-    /// other (all 0 with `--jobs 1`: the listed order).
-    chain: Vec<usize>,
-    fingerprints: BTreeMap<&'static str, String>,
+    outcomes: [Option<Outcome>; STEPS],
+    started: [bool; STEPS],
+    /// One step at a time, in the listed order (`--jobs 1`).
+    sequential: bool,
+    fingerprints: BTreeMap<StepId, String>,
     skips_shown: Vec<String>,
     failure: Option<EngineError>,
 }
 
 impl Board {
     /// Of the steps that have not started and whose needs have all
-    /// finished, the one with the longest chain after it; the first listed
-    /// among equals.
-    fn next_ready(&self, steps: &[Box<dyn Step>]) -> Option<usize> {
-        let finished = |id: &str| {
-            let position = steps.iter().position(|s| s.id() == id);
-            position.is_none_or(|at| self.outcomes[at].is_some())
-        };
-        (0..steps.len())
-            .filter(|&at| !self.started[at] && steps[at].needs().iter().all(|id| finished(id)))
-            .min_by_key(|&at| (std::cmp::Reverse(self.chain[at]), at))
+    /// finished, the one with the longest chain of steps waiting on it
+    /// (K3s before the databases: a free slot never holds up the path the
+    /// run's end waits on); the first listed among equals, and always the
+    /// first listed when one step runs at a time.
+    fn next_ready(&self) -> Option<StepId> {
+        let finished = |id: &StepId| self.outcomes[id.position()].is_some();
+        let chain = |id: StepId| if self.sequential { 0 } else { graph::chain(id) };
+        (StepId::ALL.into_iter())
+            .filter(|id| !self.started[id.position()] && id.info().needs.iter().all(finished))
+            .min_by_key(|id| (std::cmp::Reverse(chain(*id)), *id))
     }
 
-    /// Decides about the step at `position` as it starts; a skipped step
-    /// is finished at once (`None`).
+    /// Decides about the step `id` as it starts; a skipped step is
+    /// finished at once (`None`).
     fn decide(
         &mut self,
         context: &Context,
-        steps: &[Box<dyn Step>],
-        position: usize,
-        selection: &Selection,
+        id: StepId,
+        inclusion: &Inclusion,
     ) -> Result<Option<(Decision, String)>, EngineError> {
-        self.started[position] = true;
-        let step = steps[position].as_ref();
-        let (decision, fingerprint) =
-            decide_step(context, steps, position, selection, &mut self.fingerprints)?;
+        self.started[id.position()] = true;
+        let (decision, fingerprint) = decide_step(context, id, inclusion, &mut self.fingerprints)?;
         if INTERRUPTED.load(Ordering::SeqCst) {
             self.failure = Some(EngineError::Interrupted {
-                step: step.id().into(),
+                step: id,
                 log: context.log_path.clone(),
             });
             return Ok(None);
@@ -358,9 +326,9 @@ impl Board {
         let Decision::Skipped(reason) = decision else {
             return Ok(Some((decision, fingerprint)));
         };
-        show_skipped(context, steps, selection, &reason, &mut self.skips_shown);
-        self.outcomes[position] = Some(Outcome {
-            id: step.id(),
+        show_skipped(context, inclusion, &reason, &mut self.skips_shown);
+        self.outcomes[id.position()] = Some(Outcome {
+            id: id.name(),
             result: StepResult::Skipped,
             reason: Some(reason),
             seconds: 0.0,
@@ -368,66 +336,50 @@ impl Board {
         Ok(None)
     }
 
-    /// Records how the step at `position` ended; keeps the first failure.
-    fn settle(
-        &mut self,
-        context: &Context,
-        steps: &[Box<dyn Step>],
-        selection: &Selection,
-        position: usize,
-        result: StepRun,
-    ) {
-        let step = steps[position].as_ref();
+    /// Records how the step `id` ended; keeps the first failure.
+    fn settle(&mut self, context: &Context, inclusion: &Inclusion, id: StepId, result: StepRun) {
         match result {
             Ok((result, reason, seconds)) => {
-                self.outcomes[position] = Some(Outcome {
-                    id: step.id(),
+                self.outcomes[id.position()] = Some(Outcome {
+                    id: id.name(),
                     result,
                     reason,
                     seconds,
                 });
             }
             Err(error) if self.failure.is_none() => {
-                self.failure = Some(explain_failure(context, steps, step, selection, error));
+                self.failure = Some(explain_failure(context, inclusion, id, error));
             }
-            Err(error) => tracing::warn!("step {} also ended: {error}", step.id()),
+            Err(error) => tracing::warn!("step {id} also ended: {error}"),
         }
     }
 }
 
 /// Runs one step that is to do (or verifies one done before) on its own
 /// line, its log lines under its id.
-fn execute(
-    context: &mut Context,
-    step: &dyn Step,
-    position: usize,
-    total: usize,
-    decision: Decision,
-    fingerprint: &str,
-) -> StepRun {
-    let _span = tracing::info_span!("step", id = step.id()).entered();
-    let done_before = context.was_done(step.id());
-    let line = context
-        .ui
-        .start_step(position + 1, total, step.id(), step.title());
+fn execute(context: &mut Context, id: StepId, decision: Decision, fingerprint: &str) -> StepRun {
+    let _span = tracing::info_span!("step", id = id.name()).entered();
+    let done_before = context.was_done(id);
+    let info = id.info();
+    let line = (context.ui).start_step(id.position() + 1, STEPS, id.name(), info.title);
     let attempt = match decision {
-        Decision::Done => match step.verify(context) {
+        Decision::Done => match id.step().verify(context) {
             Ok(()) => Ok((StepResult::AlreadyDone, None)),
             Err(drift) => {
                 context
                     .ui
                     .note(&format!("done earlier, but {drift}: running it again"));
-                run_step(context, step, fingerprint).map(|result| (result, Some("drifted".into())))
+                run_step(context, id, fingerprint).map(|result| (result, Some("drifted".into())))
             }
         },
         Decision::ToDo(reason) => {
-            run_step(context, step, fingerprint).map(|result| (result, Some(reason)))
+            run_step(context, id, fingerprint).map(|result| (result, Some(reason)))
         }
         Decision::Skipped(_) => unreachable!("skipped steps do not run"),
     };
     match attempt {
         Ok((result, reason)) => {
-            let ending = ending(result, done_before, step.always_runs());
+            let ending = ending(result, done_before, info.always_runs());
             let elapsed = line.finish(&context.ui, ending);
             Ok((result, reason, round(elapsed)))
         }
@@ -455,115 +407,67 @@ fn ending(result: StepResult, done_before: bool, always_runs: bool) -> Ending {
 }
 
 /// Shows the steps skipped for `reason`, all on one line, once.
-fn show_skipped(
-    context: &Context,
-    steps: &[Box<dyn Step>],
-    selection: &Selection,
-    reason: &str,
-    shown: &mut Vec<String>,
-) {
+fn show_skipped(context: &Context, inclusion: &Inclusion, reason: &str, shown: &mut Vec<String>) {
     if shown.iter().any(|seen| seen == reason) {
         return;
     }
     shown.push(reason.to_string());
-    let ids: Vec<&str> = steps
-        .iter()
-        .enumerate()
-        .filter(|(position, step)| {
-            selection
-                .skip_reason(step.as_ref(), *position, steps)
-                .as_deref()
-                == Some(reason)
-        })
-        .map(|(_, step)| step.id())
+    let ids: Vec<&str> = (inclusion.skipped_for(reason).into_iter())
+        .map(StepId::name)
         .collect();
     context.ui.skipped(reason, &ids);
 }
 
-/// What a program's stderr says when the cluster is not there to answer.
-const CLUSTER_ABSENT: [&str; 4] = [
-    "The connection to the server",
-    "Unable to connect to the server",
-    "Kubernetes cluster unreachable",
-    "connection refused",
-];
-
-/// Whether `error` says that something an earlier step makes is not
-/// there: a program not installed, a cluster that does not answer.
-fn prerequisite_absent(error: &StepError) -> bool {
-    match error {
-        StepError::Command(CommandError::NotFound { .. }) => true,
-        StepError::Command(CommandError::Failed { stderr_tail, .. }) => {
-            CLUSTER_ABSENT.iter().any(|text| stderr_tail.contains(text))
-        }
-        _ => false,
-    }
-}
-
-/// A step that failed because what its prerequisites make is not there
-/// (`--only tls` on a host with no cluster), and that have no checkpoint,
-/// is reported as that, not as the error it ran into (which the log keeps).
+/// A step that failed while steps whose outputs it takes have no
+/// checkpoint on this host (`--only tls` on a host with no cluster) is
+/// reported as missing those, not as the error it ran into (which the log
+/// keeps): what they make is not there for it.
 fn explain_failure(
     context: &Context,
-    steps: &[Box<dyn Step>],
-    step: &dyn Step,
-    selection: &Selection,
+    inclusion: &Inclusion,
+    id: StepId,
     error: EngineError,
 ) -> EngineError {
     let EngineError::StepFailed { error: cause, .. } = &error else {
         return error;
     };
-    if !prerequisite_absent(cause) {
+    if cause.is_input() {
         return error;
     }
-    let missing = missing_prerequisites(context, steps, step, selection);
+    let missing = missing_prerequisites(context, id, &inclusion.selection);
     if missing.is_empty() {
         return error;
     }
     tracing::warn!(
-        "step {} failed: {}",
-        step.id(),
+        "step {id} failed: {}",
         crate::secret::redact(&cause.to_string())
     );
     EngineError::MissingPrerequisite {
-        step: step.id().into(),
+        step: id,
         missing,
         log: context.log_path.clone(),
     }
 }
 
-/// The steps `step` needs (its `depends_on`, and theirs) that have no
-/// done checkpoint on this host, in install order. Steps left out by
-/// `--skip-infra` or `--skip-db` count as there: the operator says so.
-pub fn missing_prerequisites(
-    context: &Context,
-    steps: &[Box<dyn Step>],
-    step: &dyn Step,
-    selection: &Selection,
-) -> Vec<String> {
+/// The steps whose outputs `id` takes (its `inputs_from`, and theirs) that
+/// have no done checkpoint on this host, in install order. Steps left out
+/// by `--skip-infra` or `--skip-db` count as there: the operator says so.
+pub fn missing_prerequisites(context: &Context, id: StepId, selection: &Selection) -> Vec<StepId> {
     let mut missing = Vec::new();
-    let mut pending: Vec<&str> = step.depends_on().to_vec();
-    while let Some(id) = pending.pop() {
-        let Some(dependency) = steps.iter().find(|s| s.id() == id) else {
-            continue;
-        };
-        let taken_as_there = match dependency.group() {
+    let mut pending: Vec<StepId> = id.info().inputs_from.to_vec();
+    while let Some(dependency) = pending.pop() {
+        let taken_as_there = match dependency.info().group {
             Group::Infra => selection.skip_infra,
             Group::Database => selection.skip_db,
             Group::Core => false,
         };
-        let done = context
-            .state
-            .steps
-            .get(id)
-            .is_some_and(|checkpoint| checkpoint.status == Status::Done);
-        if taken_as_there || done || missing.iter().any(|seen| seen == id) {
+        if taken_as_there || context.was_done(dependency) || missing.contains(&dependency) {
             continue;
         }
-        missing.push(id.to_string());
-        pending.extend(dependency.depends_on());
+        missing.push(dependency);
+        pending.extend(dependency.info().inputs_from);
     }
-    missing.sort_by_key(|id| steps.iter().position(|s| s.id() == id));
+    missing.sort();
     missing
 }
 
@@ -574,23 +478,19 @@ fn round(elapsed: Duration) -> f64 {
 /// Looks, applies, verifies and checkpoints one step.
 fn run_step(
     context: &mut Context,
-    step: &dyn Step,
+    id: StepId,
     fingerprint: &str,
 ) -> Result<StepResult, EngineError> {
+    let step = id.step();
     let attempt = |context: &mut Context| -> Result<bool, StepError> {
         let actions = step.look(context)?;
-        let changed = if actions.iter().any(|a| a.changes_host()) {
-            step.before_changes(context)?;
-            crate::steps::perform_all(context, actions)?
-        } else {
-            false
-        };
+        let changed = crate::action::perform_all(context, actions)?;
         step.verify(context)?;
         Ok(changed)
     };
     match attempt(context) {
         Ok(changed) => {
-            context.change_state(|state| state.record(step.id(), Status::Done, fingerprint))?;
+            context.change_state(|state| state.record(id, Status::Done, fingerprint))?;
             Ok(if changed {
                 StepResult::Changed
             } else {
@@ -604,9 +504,9 @@ fn run_step(
                 Status::Failed
             };
             if !error.is_input() {
-                context.change_state(|state| state.record(step.id(), status, fingerprint))?;
+                context.change_state(|state| state.record(id, status, fingerprint))?;
             }
-            Err(EngineError::step(step, error, context))
+            Err(EngineError::step(id, error, context))
         }
     }
 }
@@ -615,57 +515,42 @@ fn run_step(
 mod tests {
     use super::*;
 
+    /// Everything up to istio and the host's servers done: `storage`
+    /// (listed first) and `namespace` are ready; the namespace has the
+    /// longer chain after it (registry, tls, release, gateway, ...).
     #[test]
-    fn the_step_with_the_longest_chain_after_it_starts_first() {
-        let steps = crate::steps::all();
-        let chain = chains(&steps);
-        let of = |id: &str| chain[steps.iter().position(|s| s.id() == id).unwrap()];
-        // k3s -> istio -> namespace -> registry|tls -> release -> gateway
-        // -> wait -> summary
-        assert_eq!((of("wait"), of("summary")), (1, 0));
-        assert!(of("k3s") > of("istio") && of("istio") > of("mysql"));
-        assert!(
-            of("packages") > of("mysql"),
-            "packages comes before its servers"
-        );
-        for database in ["mysql", "mongodb", "rabbitmq"] {
-            assert!(of("istio") > of(database), "istio before {database}");
-        }
-
-        // Everything up to istio and the host's servers done: `storage`
-        // (listed first) and `namespace` are ready; the namespace has the
-        // longer chain after it (registry, tls, release, gateway, ...).
+    fn of_the_ready_steps_the_longest_chain_starts_first() {
         let mut board = Board {
-            outcomes: steps.iter().map(|_| None).collect(),
-            started: vec![false; steps.len()],
-            chain,
+            outcomes: StepId::ALL.map(|_| None),
+            started: [false; STEPS],
+            sequential: false,
             fingerprints: BTreeMap::new(),
             skips_shown: Vec::new(),
             failure: None,
         };
         let finished = [
-            "preflight",
-            "credentials",
-            "k3s",
-            "helm",
-            "istio",
-            "packages",
-            "mysql",
-            "mongodb",
-            "rabbitmq",
-            "nfs",
+            StepId::Preflight,
+            StepId::Credentials,
+            StepId::K3s,
+            StepId::Helm,
+            StepId::Istio,
+            StepId::Packages,
+            StepId::Mysql,
+            StepId::Mongodb,
+            StepId::Rabbitmq,
+            StepId::Nfs,
         ];
         for id in finished {
-            let at = steps.iter().position(|s| s.id() == id).unwrap();
-            board.started[at] = true;
-            board.outcomes[at] = Some(Outcome {
-                id: steps[at].id(),
+            board.started[id.position()] = true;
+            board.outcomes[id.position()] = Some(Outcome {
+                id: id.name(),
                 result: StepResult::Changed,
                 reason: None,
                 seconds: 0.0,
             });
         }
-        let next = board.next_ready(&steps).map(|at| steps[at].id());
-        assert_eq!(next, Some("namespace"));
+        assert_eq!(board.next_ready(), Some(StepId::Namespace));
+        board.sequential = true;
+        assert_eq!(board.next_ready(), Some(StepId::Storage));
     }
 }

@@ -4,6 +4,7 @@
 //! verification, failures that say how to resume); [`uninstall`] walks the
 //! installed ones back through their undo.
 
+pub mod graph;
 pub mod install;
 pub mod uninstall;
 
@@ -13,86 +14,122 @@ use serde::Serialize;
 
 use crate::context::Context;
 use crate::state::StateError;
-use crate::steps::{ActionKind, Group, Step, StepError};
+use crate::steps::{ActionKind, Group, Role, StepError, StepId};
 
-/// Which steps the operator asked for.
+/// Which steps the operator asked for, by id: parsed once from the flags.
 #[derive(Debug, Default, Clone)]
 pub struct Selection {
-    pub only: Vec<String>,
-    pub from: Option<String>,
-    pub redo: Vec<String>,
+    pub only: Vec<StepId>,
+    pub from: Option<StepId>,
+    pub redo: Vec<StepId>,
     pub skip_infra: bool,
     pub skip_db: bool,
 }
 
 impl Selection {
-    /// Fails on a step name that is not one of `steps`.
-    pub fn check(&self, steps: &[Box<dyn Step>]) -> Result<(), EngineError> {
-        let known: Vec<&str> = steps.iter().map(|s| s.id()).collect();
-        let named = self.only.iter().chain(&self.redo).chain(&self.from);
-        match named
-            .into_iter()
-            .find(|name| !known.contains(&name.as_str()))
-        {
-            Some(name) => Err(EngineError::UnknownStep {
-                name: name.clone(),
-                known: known.join(", "),
-            }),
-            None => Ok(()),
+    /// The selection the flags name; fails on a name that is no step.
+    pub fn parse(
+        only: &[String],
+        from: Option<&str>,
+        redo: &[String],
+        skip_infra: bool,
+        skip_db: bool,
+    ) -> Result<Self, EngineError> {
+        let ids = |names: &[String]| -> Result<Vec<StepId>, EngineError> {
+            names.iter().map(|name| step_named(name)).collect()
+        };
+        Ok(Self {
+            only: ids(only)?,
+            from: from.map(step_named).transpose()?,
+            redo: ids(redo)?,
+            skip_infra,
+            skip_db,
+        })
+    }
+
+    /// Why each step is left out (`None`: it is part of the run), in
+    /// install order: the selection resolved once.
+    pub fn resolve(&self) -> Inclusion {
+        let mut reasons: [Option<String>; StepId::ALL.len()] = Default::default();
+        // The steps that serve others come before those they serve: from
+        // the end, each one's dependents are decided before it.
+        for id in StepId::ALL.into_iter().rev() {
+            reasons[id.position()] = self.own_reason(id, &reasons);
+        }
+        Inclusion {
+            reasons,
+            selection: self.clone(),
         }
     }
 
-    /// Why `step` (at `position` among `steps`) is left out, if it is.
-    pub fn skip_reason(
-        &self,
-        step: &dyn Step,
-        position: usize,
-        steps: &[Box<dyn Step>],
-    ) -> Option<String> {
-        if step.group() == Group::Infra && self.skip_infra {
+    fn own_reason(&self, id: StepId, decided: &[Option<String>]) -> Option<String> {
+        let info = id.info();
+        if info.group == Group::Infra && self.skip_infra {
             return Some("--skip-infra".into());
         }
-        if step.group() == Group::Database && self.skip_db {
+        if info.group == Group::Database && self.skip_db {
             return Some("--skip-db".into());
         }
-        if step.checks_inputs() {
-            return None;
+        match info.role {
+            Role::ChecksInputs => return None,
+            Role::ServesDependents => return served_reason(id, decided),
+            Role::Ordinary | Role::EveryRun => {}
         }
-        if step.serves_dependents() {
-            return self.served_reason(step, steps);
-        }
-        if !self.only.is_empty() && !self.only.iter().any(|id| id == step.id()) {
+        if !self.only.is_empty() && !self.only.contains(&id) {
             return Some("not in --only".into());
         }
-        if let Some(from) = &self.from {
-            let start = steps.iter().position(|s| s.id() == from).unwrap_or(0);
-            if position < start {
-                return Some(format!("before --from {from}"));
-            }
+        match self.from {
+            Some(from) if id < from => Some(format!("before --from {from}")),
+            _ => None,
         }
-        None
     }
 }
 
-impl Selection {
-    /// Why a step that serves the steps needing it is left out: the reason
-    /// of the first of them when none of them is part of the run.
-    fn served_reason(&self, step: &dyn Step, steps: &[Box<dyn Step>]) -> Option<String> {
-        let mut reasons = (steps.iter().enumerate())
-            .filter(|(_, served)| served.needs().contains(&step.id()))
-            .map(|(position, served)| self.skip_reason(served.as_ref(), position, steps));
-        let first = reasons.next()?;
-        match first.is_some() && reasons.all(|reason| reason.is_some()) {
-            true => first,
-            false => None,
-        }
+/// Why a step that serves the steps needing it is left out: the reason of
+/// the first of them when none of them is part of the run.
+fn served_reason(id: StepId, decided: &[Option<String>]) -> Option<String> {
+    let mut reasons = graph::dependents(id).map(|served| decided[served.position()].clone());
+    let first = reasons.next()??;
+    reasons.all(|reason| reason.is_some()).then_some(first)
+}
+
+fn step_named(name: &str) -> Result<StepId, EngineError> {
+    StepId::parse(name).ok_or_else(|| EngineError::UnknownStep {
+        name: name.to_string(),
+        known: StepId::ALL.map(StepId::name).join(", "),
+    })
+}
+
+/// The selection resolved: per step, why it is left out of the run.
+#[derive(Debug, Clone)]
+pub struct Inclusion {
+    reasons: [Option<String>; StepId::ALL.len()],
+    /// What was asked for.
+    pub selection: Selection,
+}
+
+impl Inclusion {
+    /// Why `id` is left out; `None` when it is part of the run.
+    pub fn skip_reason(&self, id: StepId) -> Option<&str> {
+        self.reasons[id.position()].as_deref()
     }
 
-    /// The ids of the steps that are part of the run (not left out).
-    pub fn included(&self, steps: &[Box<dyn Step>]) -> Vec<String> {
-        (steps.iter().enumerate())
-            .filter(|(position, step)| self.skip_reason(step.as_ref(), *position, steps).is_none())
-            .map(|(_, step)| step.id().to_string())
+    /// Whether `id` is part of the run.
+    pub fn includes(&self, id: StepId) -> bool {
+        self.skip_reason(id).is_none()
+    }
+
+    /// The steps that are part of the run, in install order.
+    pub fn included(&self) -> Vec<StepId> {
+        (StepId::ALL.into_iter())
+            .filter(|id| self.includes(*id))
+            .collect()
+    }
+
+    /// The steps left out for `reason`, in install order.
+    pub fn skipped_for(&self, reason: &str) -> Vec<StepId> {
+        (StepId::ALL.into_iter())
+            .filter(|id| self.skip_reason(*id) == Some(reason))
             .collect()
     }
 }
@@ -119,20 +156,19 @@ impl PlannedAction {
 pub enum EngineError {
     #[error("unknown step `{name}`; the steps are: {known}")]
     UnknownStep { name: String, known: String },
-    #[error("step `{step}` ({title}) failed")]
+    #[error("step `{step}` ({}) failed", step.info().title)]
     StepFailed {
-        step: String,
-        title: String,
+        step: StepId,
         #[source]
         error: Box<StepError>,
         log: Option<PathBuf>,
     },
     #[error("step `{step}` was interrupted")]
-    Interrupted { step: String, log: Option<PathBuf> },
+    Interrupted { step: StepId, log: Option<PathBuf> },
     #[error("step `{step}` needs {} to have run first, and {} no checkpoint on this host", quoted(missing), if missing.len() == 1 { "it has" } else { "they have" })]
     MissingPrerequisite {
-        step: String,
-        missing: Vec<String>,
+        step: StepId,
+        missing: Vec<StepId>,
         log: Option<PathBuf>,
     },
     #[error(transparent)]
@@ -140,7 +176,7 @@ pub enum EngineError {
 }
 
 /// `a`, `b` and `c`, each in backticks.
-pub(crate) fn quoted(ids: &[String]) -> String {
+pub(crate) fn quoted(ids: &[StepId]) -> String {
     let quoted: Vec<String> = ids.iter().map(|id| format!("`{id}`")).collect();
     match quoted.split_last() {
         Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
@@ -149,24 +185,72 @@ pub(crate) fn quoted(ids: &[String]) -> String {
 }
 
 impl EngineError {
+    /// What the operator can try next: the step's own hint, the log, how
+    /// to resume.
+    pub fn hints(&self) -> Vec<String> {
+        let log_hint = |log: &Option<PathBuf>, note: &str| {
+            log.as_ref()
+                .map(|log| format!("the full log is `{}`{note}", log.display()))
+        };
+        let mut hints = Vec::new();
+        match self {
+            Self::StepFailed { step, error, log } => {
+                hints.extend(error.hint());
+                hints.extend(log_hint(log, ""));
+                if error.is_resumable() {
+                    hints.push(format!(
+                        "run the same command again to resume at `{step}`: finished steps are skipped"
+                    ));
+                }
+            }
+            Self::Interrupted { step, log } => {
+                hints.extend(log_hint(log, ""));
+                hints.push(format!("run the same command again to resume at `{step}`"));
+            }
+            Self::MissingPrerequisite { step, missing, log } => {
+                hints.push(Self::prerequisite_hint(*step, missing));
+                hints.extend(log_hint(log, " (with the error the step ran into)"));
+            }
+            Self::State(error) => hints.extend(error.hint()),
+            Self::UnknownStep { .. } => {}
+        }
+        hints
+    }
+
+    /// How the process exits (see [`crate::error::exit`]).
+    pub fn exit_code(&self) -> u8 {
+        use crate::error::exit;
+        use crate::host::lock::LockError;
+        match self {
+            Self::UnknownStep { .. } | Self::MissingPrerequisite { .. } => exit::USAGE,
+            Self::Interrupted { .. } => exit::INTERRUPTED,
+            Self::StepFailed { error, .. } if error.is_input() => exit::USAGE,
+            Self::State(StateError::Lock(LockError::Held { .. })) => exit::LOCKED,
+            _ => exit::FAILED,
+        }
+    }
+
     /// What the operator can do when `step` misses the steps `missing`.
-    pub fn prerequisite_hint(step: &str, missing: &[String]) -> String {
+    pub fn prerequisite_hint(step: StepId, missing: &[StepId]) -> String {
         format!(
             "run the install without --only and --from (steps already done are only checked), or with `--only {},{step}`",
-            missing.join(",")
+            missing
+                .iter()
+                .map(|id| id.name())
+                .collect::<Vec<_>>()
+                .join(",")
         )
     }
 
-    pub(crate) fn step(step: &dyn Step, error: StepError, context: &Context) -> Self {
+    pub(crate) fn step(step: StepId, error: StepError, context: &Context) -> Self {
         if error.is_interrupted() {
             return Self::Interrupted {
-                step: step.id().into(),
+                step,
                 log: context.log_path.clone(),
             };
         }
         Self::StepFailed {
-            step: step.id().into(),
-            title: step.title().into(),
+            step,
             error: Box::new(error),
             log: context.log_path.clone(),
         }
@@ -180,26 +264,24 @@ mod tests {
     /// `packages` is part of a run exactly when a step it installs for is.
     #[test]
     fn a_step_that_serves_others_goes_with_them() {
-        let steps = crate::steps::all();
-        let packages = steps.iter().position(|s| s.id() == "packages").unwrap();
         let reason = |selection: Selection| {
-            selection.skip_reason(steps[packages].as_ref(), packages, &steps)
+            (selection.resolve().skip_reason(StepId::Packages)).map(str::to_string)
         };
-        let only = |ids: &[&str]| Selection {
-            only: ids.iter().map(|id| id.to_string()).collect(),
+        let only = |ids: &[StepId]| Selection {
+            only: ids.to_vec(),
             ..Selection::default()
         };
-        let from = |id: &str| Selection {
-            from: Some(id.into()),
+        let from = |id: StepId| Selection {
+            from: Some(id),
             ..Selection::default()
         };
         assert_eq!(reason(Selection::default()), None);
-        assert_eq!(reason(only(&["mysql"])), None);
-        assert_eq!(reason(only(&["nfs", "tls"])), None);
-        assert_eq!(reason(only(&["k3s"])), Some("not in --only".into()));
-        assert_eq!(reason(from("rabbitmq")), None);
+        assert_eq!(reason(only(&[StepId::Mysql])), None);
+        assert_eq!(reason(only(&[StepId::Nfs, StepId::Tls])), None);
+        assert_eq!(reason(only(&[StepId::K3s])), Some("not in --only".into()));
+        assert_eq!(reason(from(StepId::Rabbitmq)), None);
         assert_eq!(
-            reason(from("storage")),
+            reason(from(StepId::Storage)),
             Some("before --from storage".into())
         );
         let skip_db = Selection {
@@ -208,5 +290,22 @@ mod tests {
         };
         assert_eq!(reason(skip_db), Some("--skip-db".into()));
         println!("packages: 7 selections, included exactly with a step it serves");
+    }
+
+    #[test]
+    fn names_that_are_no_step_are_refused() {
+        let error =
+            Selection::parse(&["k3s".into(), "mysq".into()], None, &[], false, false).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("unknown step `mysq`; the steps are: preflight, credentials, k3s")
+        );
+        let selection =
+            Selection::parse(&[], Some("tls"), &["mysql".into()], false, false).unwrap();
+        assert_eq!(
+            (selection.from, selection.redo),
+            (Some(StepId::Tls), vec![StepId::Mysql])
+        );
     }
 }

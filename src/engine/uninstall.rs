@@ -10,16 +10,14 @@ use serde::Serialize;
 use super::{EngineError, PlannedAction};
 use crate::context::Context;
 use crate::host::command::INTERRUPTED;
-use crate::steps::Step;
+use crate::steps::StepId;
 use crate::ui::Ending;
 
 /// One step an uninstall visits: its removal actions, and whether its
 /// checkpoint goes too (its work is inside the scope).
 #[derive(Debug)]
 pub struct UndoStep {
-    pub position: usize,
-    pub id: &'static str,
-    pub title: &'static str,
+    pub id: StepId,
     /// Whether the scope takes the step's work, and its checkpoint, away.
     pub removed: bool,
     pub actions: Vec<crate::steps::Action>,
@@ -32,7 +30,7 @@ pub struct UndoStep {
 /// What is kept on purpose, and which switch would remove it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Kept {
-    pub id: &'static str,
+    pub id: StepId,
     pub what: String,
 }
 
@@ -67,7 +65,7 @@ impl UndoPlan {
                     .collect();
                 serde_json::json!({
                     "id": step.id,
-                    "title": step.title,
+                    "title": step.id.info().title,
                     "checkpoint_removed": step.removed,
                     "actions": actions,
                     "look_failed": step.look_failed,
@@ -82,26 +80,27 @@ impl UndoPlan {
 /// remove: the steps with a checkpoint, in reverse install order. A step
 /// that cannot look is planned as failed and the others go on; only an
 /// interruption stops the plan.
-pub fn plan_undo(context: &Context, steps: &[Box<dyn Step>]) -> Result<UndoPlan, EngineError> {
+pub fn plan_undo(context: &Context) -> Result<UndoPlan, EngineError> {
     let scope = context.uninstall.unwrap_or_default();
     let mut plan = UndoPlan {
         steps: Vec::new(),
         kept: Vec::new(),
     };
-    for (position, step) in steps.iter().enumerate().rev() {
-        if !context.state.steps.contains_key(step.id()) {
+    for id in StepId::ALL.into_iter().rev() {
+        if !context.state.steps.contains_key(&id) {
             continue;
         }
-        let removal = step.removal();
-        let removed = scope.covers(removal);
-        let looked = match removed {
-            true => step.undo(context),
-            false => step.undo_kept(context),
+        let info = id.info();
+        let removed = scope.covers(info.removal);
+        let looked = match (removed, info.undo_kept) {
+            (true, _) => id.step().undo(context),
+            (false, Some(undo_kept)) => undo_kept(context),
+            (false, None) => Ok(Vec::new()),
         };
         let (actions, look_failed) = match looked {
             Ok(actions) => (actions, None),
             Err(error) if error.is_interrupted() => {
-                return Err(EngineError::step(step.as_ref(), error, context));
+                return Err(EngineError::step(id, error, context));
             }
             Err(error) => {
                 let mut text = crate::secret::redact(&error.to_string());
@@ -115,20 +114,18 @@ pub fn plan_undo(context: &Context, steps: &[Box<dyn Step>]) -> Result<UndoPlan,
             .into_iter()
             .partition(|action| !action.changes_host());
         plan.kept.extend(notes.into_iter().map(|note| Kept {
-            id: step.id(),
+            id,
             what: note.detail(),
         }));
-        if !removed && removal != crate::context::Removal::Never {
+        if !removed && info.removal != crate::context::Removal::Never {
             plan.kept.push(Kept {
-                id: step.id(),
-                what: format!("{} (`{}` removes it)", step.title(), removal.flag()),
+                id,
+                what: format!("{} (`{}` removes it)", info.title, info.removal.flag()),
             });
         }
         if removed || !actions.is_empty() || look_failed.is_some() {
             plan.steps.push(UndoStep {
-                position,
-                id: step.id(),
-                title: step.title(),
+                id,
                 removed,
                 actions,
                 look_failed,
@@ -146,7 +143,7 @@ pub struct UndoReport {
     pub failed: Vec<FailedRemoval>,
     pub kept: Vec<Kept>,
     /// Steps whose checkpoints were removed: a later install redoes them.
-    pub forgotten: Vec<&'static str>,
+    pub forgotten: Vec<StepId>,
     /// What the removed steps' undo left on the host (their `leftovers`).
     #[serde(skip)]
     pub leftovers: Vec<String>,
@@ -155,7 +152,7 @@ pub struct UndoReport {
 /// One removal that worked.
 #[derive(Debug, Serialize)]
 pub struct Removed {
-    pub step: &'static str,
+    pub step: StepId,
     pub detail: String,
 }
 
@@ -163,7 +160,7 @@ pub struct Removed {
 /// the tail of its stderr).
 #[derive(Debug, Serialize)]
 pub struct FailedRemoval {
-    pub step: &'static str,
+    pub step: StepId,
     pub detail: String,
     pub error: String,
 }
@@ -172,27 +169,21 @@ pub struct FailedRemoval {
 /// loses its checkpoint (saved at once) when all its removals worked, so
 /// that a re-run picks up exactly what is left. Stops only when
 /// interrupted.
-pub fn undo(
-    context: &mut Context,
-    steps: &[Box<dyn Step>],
-    plan: UndoPlan,
-) -> Result<UndoReport, EngineError> {
+pub fn undo(context: &mut Context, plan: UndoPlan) -> Result<UndoReport, EngineError> {
     let mut report = UndoReport {
         kept: plan.kept,
         ..UndoReport::default()
     };
     let total = plan.steps.len();
     for (index, planned) in plan.steps.into_iter().enumerate() {
-        let step = steps[planned.position].as_ref();
-        let line = context
-            .ui
-            .start_step(index + 1, total, step.id(), step.title());
+        let id = planned.id;
+        let line = (context.ui).start_step(index + 1, total, id.name(), id.info().title);
         let mut failures = 0;
         if let Some(error) = planned.look_failed {
             failures += 1;
-            tracing::warn!("uninstall {}: could not look: {error}", step.id());
+            tracing::warn!("uninstall {id}: could not look: {error}");
             report.failed.push(FailedRemoval {
-                step: step.id(),
+                step: id,
                 detail: "look at what to remove".into(),
                 error,
             });
@@ -201,27 +192,24 @@ pub fn undo(
             if INTERRUPTED.load(Ordering::SeqCst) {
                 line.finish(&context.ui, Ending::Interrupted);
                 return Err(EngineError::Interrupted {
-                    step: step.id().into(),
+                    step: id,
                     log: context.log_path.clone(),
                 });
             }
             let detail = crate::secret::redact(&action.detail());
-            tracing::info!("uninstall {}: {detail}", step.id());
+            tracing::info!("uninstall {id}: {detail}");
             match action.perform(context) {
-                Ok(_) => report.removed.push(Removed {
-                    step: step.id(),
-                    detail,
-                }),
+                Ok(_) => report.removed.push(Removed { step: id, detail }),
                 Err(error) if error.is_interrupted() => {
                     line.finish(&context.ui, Ending::Interrupted);
-                    return Err(EngineError::step(step, error, context));
+                    return Err(EngineError::step(id, error, context));
                 }
                 Err(error) => {
                     failures += 1;
                     let error = crate::secret::redact(&error.to_string());
-                    tracing::warn!("uninstall {}: `{detail}` failed: {error}", step.id());
+                    tracing::warn!("uninstall {id}: `{detail}` failed: {error}");
                     report.failed.push(FailedRemoval {
-                        step: step.id(),
+                        step: id,
                         detail,
                         error,
                     });
@@ -231,13 +219,15 @@ pub fn undo(
         let ending = match (failures, planned.removed) {
             (0, true) => {
                 context.change_state(|state| {
-                    state.steps.remove(step.id());
+                    state.steps.remove(&id);
                 })?;
                 context
-                    .forget_created(step.id())
-                    .map_err(|error| EngineError::step(step, error, context))?;
-                report.forgotten.push(step.id());
-                report.leftovers.extend(step.leftovers(context));
+                    .forget_created(id)
+                    .map_err(|error| EngineError::step(id, error, context))?;
+                report.forgotten.push(id);
+                if let Some(leftovers) = id.info().leftovers {
+                    report.leftovers.extend(leftovers(context));
+                }
                 Ending::Removed
             }
             (0, false) => Ending::Done,

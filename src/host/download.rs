@@ -15,6 +15,10 @@ use std::sync::atomic::Ordering;
 use super::command::{Command, CommandError, INTERRUPTED};
 use super::fs::{self, FileError};
 
+/// Where release files are kept while they are checked and installed
+/// (only root reads it).
+pub const DOWNLOADS: &str = "/var/lib/stackinstall/downloads";
+
 /// A download that failed or did not match its pin or published sum.
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {

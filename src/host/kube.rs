@@ -228,3 +228,100 @@ fn is_ready(node: &serde_json::Value) -> bool {
                 .any(|condition| condition["type"] == "Ready" && condition["status"] == "True")
         })
 }
+
+/// One line of `helm history -o json`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct Revision {
+    pub revision: u64,
+    pub status: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// The revisions of Helm release `release` in `namespace`, oldest first;
+/// empty when there is no such release.
+pub fn history(release: &str, namespace: &str) -> Result<Vec<Revision>, CommandError> {
+    let command = helm([
+        "history", release, "-n", namespace, "--max", "20", "-o", "json",
+    ])
+    .timeout(Duration::from_secs(60));
+    let output = command.run_unchecked()?;
+    if !output.success() {
+        if output.stderr.contains("not found") {
+            return Ok(Vec::new());
+        }
+        return Err(command.failure(&output));
+    }
+    let mut revisions: Vec<Revision> =
+        serde_json::from_str(&output.stdout).map_err(|error| CommandError::Failed {
+            command: command.to_string(),
+            status: format!("output that is not its JSON ({error}); Helm 3 is needed"),
+            stderr_tail: String::new(),
+        })?;
+    revisions.sort_by_key(|revision| revision.revision);
+    Ok(revisions)
+}
+
+/// What brings Helm release `release` in `namespace`, stuck `pending-*`,
+/// back to a state Helm can upgrade.
+pub fn recovery(release: &str, namespace: &str, revisions: &[Revision]) -> Option<Command> {
+    let latest = revisions.last()?;
+    let last_good = revisions
+        .iter()
+        .rev()
+        .find(|r| r.status == "deployed" || r.status == "superseded");
+    let uninstall = || helm(["uninstall", release, "-n", namespace, "--wait"]);
+    match (latest.status.as_str(), last_good) {
+        ("pending-install", _) => Some(uninstall()),
+        ("pending-upgrade" | "pending-rollback", Some(good)) => Some(helm([
+            "rollback",
+            release,
+            &good.revision.to_string(),
+            "-n",
+            namespace,
+            "--wait",
+        ])),
+        ("pending-upgrade" | "pending-rollback", None) => Some(uninstall()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn revision(revision: u64, status: &str) -> Revision {
+        Revision {
+            revision,
+            status: status.into(),
+            description: String::new(),
+        }
+    }
+
+    #[test]
+    fn pending_install_is_uninstalled() {
+        let command = recovery("stackbill", "sb-apps", &[revision(1, "pending-install")]).unwrap();
+        assert_eq!(
+            command.to_string(),
+            "helm uninstall stackbill -n sb-apps --wait"
+        );
+    }
+
+    #[test]
+    fn pending_upgrade_rolls_back_to_the_last_deployed_revision() {
+        let revisions = [
+            revision(1, "superseded"),
+            revision(2, "deployed"),
+            revision(3, "pending-upgrade"),
+        ];
+        let command = recovery("stackbill", "sb-apps", &revisions).unwrap();
+        assert_eq!(
+            command.to_string(),
+            "helm rollback stackbill 2 -n sb-apps --wait"
+        );
+        assert!(
+            recovery("stackbill", "sb-apps", &revisions[..2]).is_none(),
+            "a deployed release needs no recovery"
+        );
+    }
+}

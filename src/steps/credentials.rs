@@ -8,29 +8,32 @@
 //! replaced. Uninstall removes it only with `--delete-db`.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::PathBuf;
 
-use super::{Action, ActionKind, Step, StepError};
-use crate::context::{Context, Origin, Removal};
+use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
+use crate::context::{Context, Origin};
 use crate::credentials::CredentialsFile;
 use crate::host;
 use crate::secret::Secret;
-use crate::state::{Fingerprint, Status};
+use crate::state::{Fingerprint, Server};
 
 /// The credentials step.
 pub struct CredentialsStep;
 
+/// What the engine knows of the step.
+pub const INFO: StepInfo = StepInfo {
+    preflight: Some(check_existing_passwords),
+    needs: &[StepId::Preflight],
+    removal: crate::context::Removal::Databases,
+    ..StepInfo::new(
+        StepId::Credentials,
+        "Load or generate the service passwords",
+    )
+};
+
 impl Step for CredentialsStep {
-    fn id(&self) -> &'static str {
-        "credentials"
-    }
-
-    fn title(&self) -> &'static str {
-        "Load or generate the service passwords"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &["preflight"]
+    fn info(&self) -> &'static StepInfo {
+        &INFO
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
@@ -59,25 +62,18 @@ impl Step for CredentialsStep {
             refuse_lost_passwords(context, &missing)?;
         }
         let legacy = file.load_legacy()?;
-        let described: Vec<String> = missing
-            .iter()
-            .map(|service| match legacy.contains_key(*service) {
-                true => format!(
-                    "{service} (imported from {})",
-                    context.shown(file.legacy_path()).display()
-                ),
-                false => format!("{service} (generated)"),
+        let imported = context.shown(file.legacy_path());
+        let passwords = (missing.into_iter())
+            .map(|service| match legacy.contains_key(service) {
+                true => (service.clone(), Some(imported.clone())),
+                false => (service.clone(), None),
             })
             .collect();
-        Ok(vec![Action::call(
-            ActionKind::File,
-            format!(
-                "write {} (mode 0600) with passwords for {}",
-                context.shown(file.path()).display(),
-                described.join(", ")
-            ),
-            write_file,
-        )])
+        let write = WritePasswords {
+            shown: context.shown(file.path()),
+            passwords,
+        };
+        Ok(Action::change(write).into_iter().collect())
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
@@ -114,10 +110,6 @@ impl Step for CredentialsStep {
         Ok(())
     }
 
-    fn removal(&self) -> Removal {
-        Removal::Databases
-    }
-
     /// Removes the credentials file (and the bash installer's, which a
     /// later install would import), so that the next install generates new
     /// passwords.
@@ -138,58 +130,101 @@ impl Step for CredentialsStep {
         Ok([file.path(), file.legacy_path()]
             .into_iter()
             .filter(|path| path.exists())
-            .map(|path| {
-                let detail = format!("remove {}", context.shown(path).display());
-                let path = path.to_path_buf();
-                Action::call(ActionKind::File, detail, move |context| {
-                    remove_when_unneeded(context, &path)
+            .filter_map(|path| {
+                Action::change(RemoveWhenUnneeded {
+                    path: path.to_path_buf(),
+                    shown: context.shown(path),
                 })
             })
             .collect())
     }
 }
 
-/// Writes the passwords that are missing (generated, or imported from the
-/// bash installer's file) and keeps them for the steps after it.
-fn write_file(context: &mut Context) -> Result<bool, StepError> {
-    let file = context.credentials_file().clone();
-    let legacy: BTreeMap<String, Secret> = file.load_legacy()?;
-    let (credentials, added) =
-        CredentialsFile::complete(file.load()?, &context.config.service_usernames(), &legacy);
-    if added {
-        file.save(&credentials)?;
-    }
-    context.set_credentials(credentials);
-    Ok(added)
+/// Writes the passwords that are missing, generated or imported from the
+/// bash installer's file, and keeps them for the steps after it.
+struct WritePasswords {
+    /// The credentials file, as the operator knows it.
+    shown: PathBuf,
+    /// Each service that has no password yet, with the bash installer's
+    /// file when its password comes from there.
+    passwords: Vec<(String, Option<PathBuf>)>,
 }
 
-/// Removes `path` only when no step whose undo logs in with one of the
-/// file's passwords is left (one that failed keeps it, named).
-fn remove_when_unneeded(context: &mut Context, path: &Path) -> Result<bool, StepError> {
-    let waiting: Vec<&'static str> = super::all()
-        .iter()
-        .filter(|step| step.undo_needs_credentials())
-        .map(|step| step.id())
-        .filter(|id| context.state.steps.contains_key(*id))
-        .collect();
-    if waiting.is_empty() {
-        return Ok(host::fs::remove_file(path)?);
+impl Change for WritePasswords {
+    fn kind(&self) -> ActionKind {
+        ActionKind::File
     }
-    Err(StepError::failed(
-        format!(
-            "kept: `{}`, since the removal of {} still needs its passwords",
-            context.shown(context.credentials_file().path()).display(),
-            waiting.join(", ")
-        ),
-        "fix what the errors above say, then run the same uninstall again: the file goes once those steps are removed",
-    ))
+
+    fn lines(&self) -> Vec<String> {
+        let described: Vec<String> = (self.passwords.iter())
+            .map(|(service, source)| match source {
+                Some(legacy) => format!("{service} (imported from {})", legacy.display()),
+                None => format!("{service} (generated)"),
+            })
+            .collect();
+        vec![format!(
+            "write {} (mode 0600) with passwords for {}",
+            self.shown.display(),
+            described.join(", ")
+        )]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        let file = context.credentials_file().clone();
+        let legacy: BTreeMap<String, Secret> = file.load_legacy()?;
+        let wanted = context.config.service_usernames();
+        let (credentials, added) = CredentialsFile::complete(file.load()?, &wanted, &legacy);
+        if added {
+            file.save(&credentials)?;
+        }
+        context.set_credentials(credentials);
+        Ok(added)
+    }
+}
+
+/// Removes a file of passwords once no step whose undo logs in with one of
+/// them is left (one that failed keeps it, named).
+struct RemoveWhenUnneeded {
+    path: PathBuf,
+    shown: PathBuf,
+}
+
+impl Change for RemoveWhenUnneeded {
+    fn kind(&self) -> ActionKind {
+        ActionKind::File
+    }
+
+    fn lines(&self) -> Vec<String> {
+        vec![format!("remove {}", self.shown.display())]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        let waiting: Vec<StepId> = (StepId::ALL.into_iter())
+            .filter(|id| id.info().undo_logs_in && context.state.steps.contains_key(id))
+            .collect();
+        if waiting.is_empty() {
+            return Ok(host::fs::remove_file(&self.path)?);
+        }
+        Err(StepError::failed(
+            format!(
+                "kept: `{}`, since the removal of {} still needs its passwords",
+                context.shown(context.credentials_file().path()).display(),
+                waiting
+                    .iter()
+                    .map(|id| id.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "fix what the errors above say, then run the same uninstall again: the file goes once those steps are removed",
+        ))
+    }
 }
 
 /// With `--skip-db` the databases exist already, so every password must
 /// come from the credentials file or the bash installer's: one made up now
 /// would not be the one they use. Checked by preflight, before anything
 /// changes.
-pub fn check_existing_passwords(context: &Context) -> Result<Option<Action>, StepError> {
+fn check_existing_passwords(context: &Context) -> Result<Option<Action>, StepError> {
     if !context.config.install.skip_db {
         return Ok(None);
     }
@@ -230,21 +265,14 @@ pub fn check_existing_passwords(context: &Context) -> Result<Option<Action>, Ste
 /// a step done by a stackinstall that recorded no origin, not recorded.
 fn users_kept(context: &Context) -> Vec<String> {
     let mut kept = Vec::new();
-    for step in super::all().iter().filter(|s| s.undo_needs_credentials()) {
-        let prefix = format!("{}.user.", step.id());
-        let mut users = context
-            .state
-            .facts
-            .iter()
-            .filter(|(key, _)| key.starts_with(&prefix));
-        let unattributed = context.state.steps.contains_key(step.id())
-            && !context
-                .state
-                .facts
-                .keys()
-                .any(|key| key.starts_with(&prefix));
-        if unattributed || users.any(|(key, _)| context.origin(key) == Some(Origin::Found)) {
-            kept.push(step.id().to_string());
+    for id in StepId::ALL {
+        let Some(server) = Server::of(id).filter(|_| id.info().undo_logs_in) else {
+            continue;
+        };
+        let users = &context.facts().server(server).users;
+        let unattributed = context.state.steps.contains_key(&id) && users.is_empty();
+        if unattributed || users.values().any(|origin| *origin == Origin::Found) {
+            kept.push(id.name().to_string());
         }
     }
     kept
@@ -259,12 +287,8 @@ fn refuse_lost_passwords(context: &Context, missing: &[&String]) -> Result<(), S
         .iter()
         .map(|service| service.as_str())
         .filter(|service| {
-            context
-                .state
-                .steps
-                .get(*service)
-                .is_some_and(|checkpoint| checkpoint.status == Status::Done)
-                && !context.redo.iter().any(|step| step == service)
+            StepId::parse(service)
+                .is_some_and(|id| context.was_done(id) && !context.redo.contains(&id))
         })
         .collect();
     let Some(first) = lost.first() else {

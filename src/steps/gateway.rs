@@ -10,7 +10,7 @@
 
 use serde_json::Value;
 
-use super::{Action, Step, StepError};
+use super::{Action, Step, StepError, StepId, StepInfo};
 use crate::config::Config;
 use crate::context::Context;
 use crate::host::{self, kube};
@@ -20,21 +20,20 @@ use crate::state::{Fingerprint, sha256_hex};
 /// The gateway step.
 pub struct Gateway;
 
+/// What the engine knows of the step.
+pub const INFO: StepInfo = StepInfo {
+    rendered: Some(rendered),
+    needs: &[StepId::Release, StepId::Tls],
+    inputs_from: &[StepId::Tls],
+    ..StepInfo::new(
+        StepId::Gateway,
+        "Route the domain through the Istio Gateway",
+    )
+};
+
 impl Step for Gateway {
-    fn id(&self) -> &'static str {
-        "gateway"
-    }
-
-    fn title(&self) -> &'static str {
-        "Route the domain through the Istio Gateway"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &["release", "tls"]
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &["tls"]
+    fn info(&self) -> &'static StepInfo {
+        &INFO
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
@@ -44,16 +43,6 @@ impl Step for Gateway {
             virtual_service_manifest(&context.config)?,
         );
         Ok(())
-    }
-
-    fn rendered(&self, config: &Config) -> Result<Vec<(String, String)>, RenderError> {
-        Ok(vec![
-            ("gateway.yaml".into(), gateway_manifest(config, None)?),
-            (
-                "virtual-service.yaml".into(),
-                virtual_service_manifest(config)?,
-            ),
-        ])
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
@@ -102,6 +91,16 @@ impl Step for Gateway {
             )),
         ])
     }
+}
+
+fn rendered(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
+    Ok(vec![
+        ("gateway.yaml".into(), gateway_manifest(config, None)?),
+        (
+            "virtual-service.yaml".into(),
+            virtual_service_manifest(config)?,
+        ),
+    ])
 }
 
 /// The Gateway and the VirtualService, each manifest with its object and

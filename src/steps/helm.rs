@@ -7,39 +7,29 @@
 
 use std::time::Duration;
 
-use super::k3s::{download_action, release_file, skipped_but_missing};
-use super::{Action, Group, Step, StepError};
-use crate::context::Context;
+use super::{Action, Step, StepError, StepId, StepInfo};
+use crate::context::{Context, Origin, kept_because};
 use crate::host::download::{self, ReleaseBinary};
 use crate::host::{Command, kube};
-use crate::state::Fingerprint;
+use crate::state::{Fact, Fingerprint, Preexisting};
 
 /// The Helm step.
 pub struct Helm;
 
 /// Where the Helm binary goes.
 pub const BINARY: &str = "/usr/local/bin/helm";
-const PREEXISTING: &str = "helm.preexisting";
+
+/// What the engine knows of the step.
+pub const INFO: StepInfo = StepInfo {
+    preflight: Some(preflight),
+    downloads: Some(downloads),
+    needs: &[StepId::Preflight],
+    ..StepInfo::infra(StepId::Helm, "Install Helm")
+};
 
 impl Step for Helm {
-    fn id(&self) -> &'static str {
-        "helm"
-    }
-
-    fn title(&self) -> &'static str {
-        "Install Helm"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &["preflight"]
-    }
-
-    fn group(&self) -> Group {
-        Group::Infra
-    }
-
-    fn downloads(&self, context: &Context) -> Vec<ReleaseBinary> {
-        downloads(context)
+    fn info(&self) -> &'static StepInfo {
+        &INFO
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
@@ -54,13 +44,11 @@ impl Step for Helm {
                 "Helm {version} is installed at {BINARY}"
             ))]);
         }
-        Ok(vec![download_action(release(context), BINARY)])
-    }
-
-    /// Records, before anything changes, whether a Helm was there.
-    fn before_changes(&self, context: &mut Context) -> Result<(), StepError> {
-        let preexisting = context.host.path(BINARY).exists();
-        context.record_fact(PREEXISTING, if preexisting { "true" } else { "false" })
+        let mut actions = vec![Action::install_release(release(context), BINARY)];
+        let unrecorded = context.facts().helm.preexisting.is_none();
+        let record = Fact::Preexisting(Preexisting::Helm, false);
+        Action::record_first(&mut actions, unrecorded.then_some(record));
+        Ok(actions)
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
@@ -74,10 +62,13 @@ impl Step for Helm {
     }
 
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
-        if context.fact(PREEXISTING) != Some("false") {
-            return Ok(vec![Action::check(
-                "Helm was there before stackinstall: left in place",
-            )]);
+        let origin = context
+            .facts()
+            .helm
+            .preexisting
+            .map(Origin::from_preexisting);
+        if let Some(kept) = kept_because(origin, "Helm") {
+            return Ok(vec![Action::check(kept)]);
         }
         let path = context.host.path(BINARY);
         Ok(vec![Action::remove(path.clone(), &context.shown(&path))])
@@ -92,8 +83,7 @@ fn release(context: &Context) -> ReleaseBinary {
     );
     let version = &context.config.versions.helm;
     let file = format!("helm-{version}-linux-{arch}.tar.gz");
-    release_file(
-        context,
+    context.config.downloads.release(
         &format!("helm/{version}"),
         format!("{base}/{file}"),
         Some(format!("{base}/{file}.sha256sum")),
@@ -133,14 +123,17 @@ fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
 }
 
 /// For `--skip-infra`: `helm` must answer on PATH.
-pub fn check_present() -> Result<Action, StepError> {
+fn preflight(context: &Context) -> Result<Option<Action>, StepError> {
+    if !context.config.install.skip_infra {
+        return Ok(None);
+    }
     let command =
         kube::helm(["version", "--template", "{{.Version}}"]).timeout(Duration::from_secs(30));
     match command.run() {
-        Ok(output) => Ok(Action::check(format!(
+        Ok(output) => Ok(Some(Action::check(format!(
             "--skip-infra: Helm {} is on PATH",
             output.stdout.trim()
-        ))),
-        Err(error) => Err(skipped_but_missing("Helm", &error.to_string())),
+        )))),
+        Err(error) => Err(StepError::skipped_but_missing("Helm", &error.to_string())),
     }
 }

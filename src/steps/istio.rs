@@ -16,14 +16,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::k3s::{download_action, release_file, skipped_but_missing};
-use super::{Action, ActionKind, Group, Step, StepError};
+use super::{Action, ActionKind, Step, StepError, StepId, StepInfo};
 use crate::config::Config;
 use crate::context::{Context, Origin, kept_because};
 use crate::host::download::{self, ReleaseBinary};
 use crate::host::{Command, kube};
 use crate::render::{self, RenderError};
-use crate::state::Fingerprint;
+use crate::state::{Fact, Fingerprint, Preexisting};
 
 /// The Istio step.
 pub struct Istio;
@@ -33,9 +32,6 @@ pub const BINARY: &str = "/usr/local/bin/istioctl";
 /// Where the IstioOperator overlay is kept.
 pub const OVERLAY: &str = "/etc/stackinstall/istio-operator.yaml";
 const NAMESPACE: &str = "istio-system";
-const PREEXISTING: &str = "istioctl.preexisting";
-/// Whether istio-system or istiod was in the cluster before the install.
-const CONTROL_PLANE: &str = "istio.preexisting";
 
 /// Kubernetes minor versions each Istio minor supports (istio.io "Supported
 /// Releases").
@@ -47,25 +43,18 @@ const SUPPORT_MATRIX: [(&str, u32, u32); 5] = [
     ("1.22", 27, 30),
 ];
 
+/// What the engine knows of the step.
+pub const INFO: StepInfo = StepInfo {
+    preflight: Some(preflight),
+    rendered: Some(rendered),
+    downloads: Some(downloads),
+    needs: &[StepId::K3s],
+    ..StepInfo::infra(StepId::Istio, "Install Istio and its ingress gateway")
+};
+
 impl Step for Istio {
-    fn id(&self) -> &'static str {
-        "istio"
-    }
-
-    fn title(&self) -> &'static str {
-        "Install Istio and its ingress gateway"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &["k3s"]
-    }
-
-    fn group(&self) -> Group {
-        Group::Infra
-    }
-
-    fn downloads(&self, context: &Context) -> Vec<ReleaseBinary> {
-        downloads(context)
+    fn info(&self) -> &'static StepInfo {
+        &INFO
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
@@ -74,14 +63,10 @@ impl Step for Istio {
         Ok(())
     }
 
-    fn rendered(&self, config: &Config) -> Result<Vec<(String, String)>, RenderError> {
-        Ok(vec![("istio-operator.yaml".into(), overlay(config)?)])
-    }
-
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let mut actions = Vec::new();
         if installed_version(context)?.is_none() {
-            actions.push(download_action(release(context), BINARY));
+            actions.push(Action::install_release(release(context), BINARY));
         }
         actions.push(check_support(context)?);
         let overlay = overlay(&context.config)?;
@@ -103,27 +88,9 @@ impl Step for Istio {
         let overlay_argument = context.host.path(OVERLAY).display().to_string();
         let install = kube::istioctl(["install", "-y", "-f", &overlay_argument]);
         actions.push(Action::run(install.timeout(Duration::from_secs(900))));
-        let wait = wait_command(context);
-        let detail = wait.to_string();
-        actions.push(Action::call(ActionKind::Check, detail, move |context| {
-            context.ui.status("waiting for istiod to be ready");
-            wait.run()?;
-            Ok(false)
-        }));
+        actions.push(Action::run_as(ActionKind::Wait, wait_command(context)));
+        record_first(context, &mut actions)?;
         Ok(actions)
-    }
-
-    /// Records, before anything changes, whether istioctl and Istio's
-    /// control plane were there.
-    fn before_changes(&self, context: &mut Context) -> Result<(), StepError> {
-        let preexisting = context.host.path(BINARY).exists();
-        context.record_fact(PREEXISTING, if preexisting { "true" } else { "false" })?;
-        if context.fact(CONTROL_PLANE).is_none() && !context.was_done(self.id()) {
-            let present = kube::get_json("namespace", NAMESPACE, None)?.is_some()
-                || kube::get_json("deployment", "istiod", Some(NAMESPACE))?.is_some();
-            context.record_fact(CONTROL_PLANE, if present { "true" } else { "false" })?;
-        }
-        Ok(())
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
@@ -144,11 +111,10 @@ impl Step for Istio {
 
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let overlay = context.host.path(OVERLAY);
-        let origin = match context.fact(CONTROL_PLANE) {
-            Some("false") => Some(Origin::Created),
-            Some(_) => Some(Origin::Found),
-            None => None,
-        };
+        let facts = &context.facts().istio;
+        let origin = facts
+            .control_plane_preexisting
+            .map(Origin::from_preexisting);
         let mut actions = match kept_because(origin, "Istio's control plane (istio-system, istiod)")
         {
             Some(kept) => vec![Action::check(kept)],
@@ -163,12 +129,37 @@ impl Step for Istio {
         if overlay.exists() {
             actions.push(Action::remove(overlay.clone(), &context.shown(&overlay)));
         }
-        if context.fact(PREEXISTING) == Some("false") {
+        if facts.istioctl_preexisting == Some(false) {
             let binary = context.host.path(BINARY);
             actions.push(Action::remove(binary.clone(), &context.shown(&binary)));
         }
         Ok(actions)
     }
+}
+
+/// Writes down, before anything changes, whether istioctl and Istio's
+/// control plane were there.
+fn record_first(context: &Context, actions: &mut Vec<Action>) -> Result<(), StepError> {
+    if !actions.iter().any(Action::changes_host) {
+        return Ok(());
+    }
+    let facts = &context.facts().istio;
+    let mut records = Vec::new();
+    if facts.istioctl_preexisting.is_none() {
+        let present = context.host.path(BINARY).exists();
+        records.push(Fact::Preexisting(Preexisting::Istioctl, present));
+    }
+    if facts.control_plane_preexisting.is_none() && !context.was_done(StepId::Istio) {
+        let present = kube::get_json("namespace", NAMESPACE, None)?.is_some()
+            || kube::get_json("deployment", "istiod", Some(NAMESPACE))?.is_some();
+        records.push(Fact::Preexisting(Preexisting::IstioControlPlane, present));
+    }
+    actions.splice(0..0, records.into_iter().map(Action::record));
+    Ok(())
+}
+
+fn rendered(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
+    Ok(vec![("istio-operator.yaml".into(), overlay(config)?)])
 }
 
 /// Waits, bounded by the profile, until istiod's rollout is complete.
@@ -190,8 +181,7 @@ fn release(context: &Context) -> ReleaseBinary {
     let version = &context.config.versions.istio;
     let base = download::url_for(&context.config.downloads.istio, version);
     let file = format!("istio-{version}-linux-{}.tar.gz", download::architecture());
-    release_file(
-        context,
+    context.config.downloads.release(
         &format!("istio/{version}"),
         format!("{base}/{file}"),
         Some(format!("{base}/{file}.sha256")),
@@ -333,10 +323,14 @@ pub fn injects_native_sidecars(istiod: &Value) -> bool {
 }
 
 /// For `--skip-infra`: istiod must already be there and ready.
-pub fn check_present() -> Result<Action, StepError> {
+fn preflight(context: &Context) -> Result<Option<Action>, StepError> {
+    if !context.config.install.skip_infra {
+        return Ok(None);
+    }
+    let skipped_but_missing = StepError::skipped_but_missing;
     match kube::get_json("deployment", "istiod", Some(NAMESPACE)) {
         Ok(Some(istiod)) if istiod["status"]["readyReplicas"].as_u64().unwrap_or(0) > 0 => {
-            Ok(Action::check("--skip-infra: istiod is ready"))
+            Ok(Some(Action::check("--skip-infra: istiod is ready")))
         }
         Ok(Some(_)) => Err(skipped_but_missing("Istio", "istiod is not ready")),
         Ok(None) => Err(skipped_but_missing(

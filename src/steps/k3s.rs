@@ -19,21 +19,17 @@
 //! once when that changes.
 
 pub mod credential_provider;
-mod downloads;
 mod kubeconfig;
 mod leftovers;
-
-use downloads::fetch_release;
-pub use downloads::{download_action, install_release};
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::{Action, ActionKind, Group, Step, StepError};
+use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::context::{Context, Origin, kept_because};
-use crate::host::download::{self, ReleaseBinary};
+use crate::host::download::{self, DOWNLOADS, ReleaseBinary};
 use crate::host::{self, Command, kube, service};
-use crate::state::Fingerprint;
+use crate::state::{Fact, Fingerprint, Preexisting};
 
 /// The K3s step.
 pub struct K3s;
@@ -44,34 +40,24 @@ pub const BINARY: &str = "/usr/local/bin/k3s";
 const UNINSTALL_SCRIPT: &str = "/usr/local/bin/k3s-uninstall.sh";
 /// The install script's name in the downloads directory, while it runs.
 const INSTALL_SCRIPT: &str = "k3s-install.sh";
-/// Where downloads are kept while they are installed.
-pub const DOWNLOADS: &str = "/var/lib/stackinstall/downloads";
 /// The server flags of this install.
 const SERVER_FLAGS: &str =
     "server --disable traefik --disable servicelb --write-kubeconfig-mode 0600";
-const PREEXISTING: &str = "k3s.preexisting";
 /// The Kubernetes API server's port.
 const API_PORT: u16 = 6443;
 
+/// What the engine knows of the step.
+pub const INFO: StepInfo = StepInfo {
+    preflight: Some(preflight),
+    downloads: Some(downloads),
+    leftovers: Some(leftovers::leftovers),
+    needs: &[StepId::Preflight],
+    ..StepInfo::infra(StepId::K3s, "Install K3s")
+};
+
 impl Step for K3s {
-    fn id(&self) -> &'static str {
-        "k3s"
-    }
-
-    fn title(&self) -> &'static str {
-        "Install K3s"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &["preflight"]
-    }
-
-    fn group(&self) -> Group {
-        Group::Infra
-    }
-
-    fn downloads(&self, context: &Context) -> Vec<ReleaseBinary> {
-        downloads(context)
+    fn info(&self) -> &'static StepInfo {
+        &INFO
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
@@ -90,29 +76,20 @@ impl Step for K3s {
         let installed = installed_version(context)?;
         let mut actions = Vec::new();
         if installed.is_none() {
-            actions.push(download_action(release(context), BINARY));
+            actions.push(Action::install_release(release(context), BINARY));
         }
         let starts =
             installed.is_none() || !service::is_active("k3s")? || kubeconfig::too_open(context);
         if starts {
-            let script = install_script(context);
-            let detail = format!(
-                "run the K3s {version} install script ({}, {}) with INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_EXEC='{SERVER_FLAGS}'",
-                script.url,
-                script.check()
-            );
-            actions.push(Action::call(ActionKind::Command, detail, |context| {
-                run_install_script(context)?;
-                wait_until_ready(context)?;
-                Ok(true)
+            actions.extend(Action::change(RunInstallScript {
+                script: install_script(context),
+                version: version.clone(),
             }));
+            actions.push(wait_for_nodes(context));
         }
         let copy = kubeconfig::copy_action(context)?;
         if actions.is_empty() && kube::nodes_ready()?.is_none_or(|(ready, total)| ready < total) {
-            let detail = "wait for the node to be Ready";
-            actions.push(Action::call(ActionKind::Check, detail, |context| {
-                wait_until_ready(context).map(|()| false)
-            }));
+            actions.push(wait_for_nodes(context));
         }
         if actions.is_empty() {
             actions.push(Action::check(format!(
@@ -128,19 +105,21 @@ impl Step for K3s {
         actions.extend(copy);
         let mut wiring = credential_provider::actions(context)?;
         if !wiring.is_empty() && !starts {
-            wiring.push(credential_provider::restart());
+            wiring.extend(credential_provider::restart(context));
         }
         wiring.extend(actions);
+        // Whether a Kubernetes was there, written down before anything changes.
+        let unrecorded =
+            context.facts().k3s.preexisting.is_none() && !context.was_done(StepId::K3s);
+        let record = match unrecorded {
+            true => Some(Fact::Preexisting(
+                Preexisting::K3s,
+                kubernetes_present(context)?,
+            )),
+            false => None,
+        };
+        Action::record_first(&mut wiring, record);
         Ok(wiring)
-    }
-
-    /// Records, before anything changes, whether a Kubernetes was there.
-    fn before_changes(&self, context: &mut Context) -> Result<(), StepError> {
-        if context.fact(PREEXISTING).is_none() && !context.was_done(self.id()) {
-            let preexisting = kubernetes_present(context)?;
-            context.record_fact(PREEXISTING, if preexisting { "true" } else { "false" })?;
-        }
-        Ok(())
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
@@ -164,16 +143,12 @@ impl Step for K3s {
         credential_provider::check(context)
     }
 
-    fn leftovers(&self, context: &Context) -> Vec<String> {
-        leftovers::leftovers(context)
-    }
-
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
-        let origin = match context.fact(PREEXISTING) {
-            Some("false") => Some(Origin::Created),
-            Some(_) => Some(Origin::Found),
-            None => None,
-        };
+        let origin = context
+            .facts()
+            .k3s
+            .preexisting
+            .map(Origin::from_preexisting);
         if let Some(kept) = kept_because(origin, "K3s") {
             return Ok(vec![Action::check(kept)]);
         }
@@ -204,8 +179,7 @@ fn release(context: &Context) -> ReleaseBinary {
         arch => (format!("k3s-{arch}"), format!("sha256sum-{arch}.txt")),
     };
     let version = &context.config.versions.k3s;
-    release_file(
-        context,
+    context.config.downloads.release(
         &format!("k3s/{version}"),
         format!("{base}/{binary}"),
         Some(format!("{base}/{sums}")),
@@ -217,27 +191,7 @@ fn release(context: &Context) -> ReleaseBinary {
 fn install_script(context: &Context) -> ReleaseBinary {
     let version = &context.config.versions.k3s;
     let url = download::url_for(&context.config.downloads.k3s_install_script, version);
-    release_file(context, &format!("k3s/{version}"), url, None, None)
-}
-
-/// A release file of `component_version` (`helm/v3.14.2`) with its pin
-/// from the profile, if it has one.
-pub fn release_file(
-    context: &Context,
-    component_version: &str,
-    url: String,
-    sums_url: Option<String>,
-    member: Option<String>,
-) -> ReleaseBinary {
-    let file = url.rsplit('/').next().unwrap_or(&url);
-    let key = format!("{component_version}/{file}");
-    ReleaseBinary {
-        pin: context.config.downloads.pin(&key),
-        key,
-        url,
-        sums_url,
-        member,
-    }
+    (context.config.downloads).release(&format!("k3s/{version}"), url, None, None)
 }
 
 /// The files K3s downloads: the binary and the install script.
@@ -279,27 +233,54 @@ pub fn parse_version(output: &str) -> Option<String> {
     line.split_whitespace().nth(2).map(str::to_string)
 }
 
-fn run_install_script(context: &Context) -> Result<(), StepError> {
-    let timeout = Duration::from_secs(context.config.downloads.timeout_seconds);
-    let script_bytes = fetch_release(context, &install_script(context), timeout)?;
-    let script: PathBuf = context.host.path(DOWNLOADS).join(INSTALL_SCRIPT);
-    host::fs::ensure_dir(&context.host.path(DOWNLOADS), 0o700)?;
-    host::fs::write_atomic(&script, &script_bytes, 0o700)?;
-    let result = Command::new("sh")
-        .arg(script.display().to_string())
-        .env("INSTALL_K3S_SKIP_DOWNLOAD", "true")
-        .env("INSTALL_K3S_VERSION", &context.config.versions.k3s)
-        .env("INSTALL_K3S_EXEC", SERVER_FLAGS)
-        .timeout(Duration::from_secs(600))
-        .run();
-    host::fs::remove_file(&script)?;
-    result?;
-    Ok(())
+/// Runs the pinned version's install script with the binary already in
+/// place (`INSTALL_K3S_SKIP_DOWNLOAD`), starting K3s with this install's
+/// flags.
+struct RunInstallScript {
+    script: ReleaseBinary,
+    version: String,
 }
 
-pub(crate) fn wait_until_ready(context: &Context) -> Result<(), StepError> {
-    let deadline =
-        Instant::now() + Duration::from_secs(context.config.downloads.ready_timeout_seconds);
+impl Change for RunInstallScript {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Command
+    }
+
+    fn lines(&self) -> Vec<String> {
+        vec![format!(
+            "run the K3s {} install script ({}, {}) with INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_EXEC='{SERVER_FLAGS}'",
+            self.version,
+            self.script.url,
+            self.script.check()
+        )]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        let script_bytes = context.fetch_release(&self.script)?;
+        let script: PathBuf = context.host.path(DOWNLOADS).join(INSTALL_SCRIPT);
+        host::fs::ensure_dir(&context.host.path(DOWNLOADS), 0o700)?;
+        host::fs::write_atomic(&script, &script_bytes, 0o700)?;
+        let result = Command::new("sh")
+            .arg(script.display().to_string())
+            .env("INSTALL_K3S_SKIP_DOWNLOAD", "true")
+            .env("INSTALL_K3S_VERSION", &self.version)
+            .env("INSTALL_K3S_EXEC", SERVER_FLAGS)
+            .timeout(Duration::from_secs(600))
+            .run();
+        host::fs::remove_file(&script)?;
+        result?;
+        Ok(true)
+    }
+}
+
+/// The wait for every node to be Ready, within the profile's limit.
+pub(crate) fn wait_for_nodes(context: &Context) -> Action {
+    let limit = Duration::from_secs(context.config.downloads.ready_timeout_seconds);
+    Action::wait_until("every node is Ready", limit, wait_until_ready)
+}
+
+fn wait_until_ready(context: &Context, limit: Duration) -> Result<(), StepError> {
+    let deadline = Instant::now() + limit;
     loop {
         let found = kube::nodes_ready()?;
         match found {
@@ -328,25 +309,20 @@ fn not_ready(found: Option<(usize, usize)>) -> StepError {
 }
 
 /// For `--skip-infra`: K3s must already be running with a Ready node.
-pub fn check_present() -> Result<Action, StepError> {
-    match kube::nodes_ready() {
-        Ok(Some((ready, total))) if ready == total => Ok(Action::check(format!(
-            "--skip-infra: Kubernetes answers, {ready}/{total} nodes Ready"
-        ))),
-        Ok(found) => Err(skipped_but_missing("K3s", &not_ready(found).to_string())),
-        Err(error) => Err(skipped_but_missing("K3s", &error.to_string())),
+fn preflight(context: &Context) -> Result<Option<Action>, StepError> {
+    if !context.config.install.skip_infra {
+        return Ok(None);
     }
-}
-
-/// The error for a `--skip-infra` component that is not actually there.
-pub fn skipped_but_missing(component: &str, why: &str) -> StepError {
-    StepError::input(
-        format!("--skip-infra was given, but {component} is not there: {why}"),
-        format!(
-            "install {component} first (run without --skip-infra to let stackinstall do it), or check KUBECONFIG `{}`",
-            kube::KUBECONFIG
-        ),
-    )
+    match kube::nodes_ready() {
+        Ok(Some((ready, total))) if ready == total => Ok(Some(Action::check(format!(
+            "--skip-infra: Kubernetes answers, {ready}/{total} nodes Ready"
+        )))),
+        Ok(found) => Err(StepError::skipped_but_missing(
+            "K3s",
+            &not_ready(found).to_string(),
+        )),
+        Err(error) => Err(StepError::skipped_but_missing("K3s", &error.to_string())),
+    }
 }
 
 #[cfg(test)]

@@ -31,14 +31,14 @@ use std::path::PathBuf;
 use base64::Engine;
 use rand::RngCore;
 
-use self::account::{drop_user, login_at_host_address, planned_changes, provision, user_key};
-use self::users::Change;
+use self::account::{drop_user, login_at_host_address, planned_changes, provision, user};
+use self::users::Change as UserChange;
 use super::services;
-use super::{Action, ActionKind, Group, Step, StepError};
+use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::context::{Context, Origin, kept_because};
 use crate::host::{self, service};
 use crate::render;
-use crate::state::Fingerprint;
+use crate::state::{Fingerprint, Object, Server};
 
 /// The mongodb step.
 pub struct Mongodb;
@@ -51,28 +51,24 @@ const KEY_FILE_MODE: u32 = 0o600;
 const OWNER: &str = "mongodb";
 /// Where a `/etc/mongod.conf` that was there before the install is kept.
 const CONFIG_BACKUP: &str = "/etc/mongod.conf.stackinstall-backup";
-const CONFIG_KEY: &str = "mongodb.config";
-const KEY_FILE_KEY: &str = "mongodb.key-file";
+
+/// What the engine knows of the step.
+pub const INFO: StepInfo = StepInfo {
+    preflight: Some(check_series),
+    rendered: Some(rendered),
+    server: Some(super::services::ServerRole {
+        packages: server_packages,
+        before_install,
+    }),
+    needs: &[StepId::Credentials, StepId::Packages],
+    inputs_from: &[StepId::Credentials],
+    undo_logs_in: true,
+    ..StepInfo::database(StepId::Mongodb, "MongoDB server and user")
+};
 
 impl Step for Mongodb {
-    fn id(&self) -> &'static str {
-        "mongodb"
-    }
-
-    fn title(&self) -> &'static str {
-        "MongoDB server and user"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &["credentials", "packages"]
-    }
-
-    fn group(&self) -> Group {
-        Group::Database
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &["credentials"]
+    fn info(&self) -> &'static StepInfo {
+        &INFO
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
@@ -82,25 +78,6 @@ impl Step for Mongodb {
         Ok(())
     }
 
-    fn rendered(
-        &self,
-        config: &crate::config::Config,
-    ) -> Result<Vec<(String, String)>, render::RenderError> {
-        Ok(vec![("mongodb.conf".into(), render_config(config)?)])
-    }
-
-    fn packages(&self, _context: &Context) -> Result<Option<services::ServerPackages>, StepError> {
-        Ok(Some(services::ServerPackages {
-            service: SERVICE,
-            names: vec![PACKAGE.into()],
-        }))
-    }
-
-    /// mongodb-org comes from MongoDB's repository: its key and source list.
-    fn before_install(&self, context: &Context) -> Result<Vec<Action>, StepError> {
-        repository::actions(context)
-    }
-
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let config = &context.config.mongodb;
         let mut actions = Vec::new();
@@ -108,36 +85,28 @@ impl Step for Mongodb {
         let path = context.host.path(CONFIG_PATH);
         let changed = !config_in_place(context)?;
         if changed {
-            let detail = format!(
-                "write {} (mode 0644; one that was there before the install is first copied to {CONFIG_BACKUP}, and uninstall puts it back)",
-                context.shown(&path).display()
-            );
-            actions.push(Action::call(ActionKind::File, detail, write_config));
+            actions.extend(Action::change(WriteConfig {
+                shown: context.shown(&path),
+            }));
         }
         if !key_file_ready(context) {
-            let detail = format!(
-                "make {} ({KEY_FILE_BYTES} random bytes in base64, mode 0600, owner {OWNER})",
-                context.shown(&key_file(context)).display()
-            );
-            actions.push(Action::call(ActionKind::File, detail, make_key_file));
+            actions.extend(Action::change(MakeKeyFile {
+                shown: context.shown(&key_file(context)),
+            }));
         }
         actions.extend(services::service_action(&config.service, changed)?);
         let changes = match installed && service::is_active(&config.service)? {
             true => planned_changes(context)?,
-            false => vec![Change::Create],
+            false => vec![UserChange::Create],
         };
-        if changes.is_empty()
-            && !context.was_done(SERVICE)
-            && context.origin(&user_key(context)).is_none()
-        {
-            let detail = format!(
-                "record in the state that the user `{}` was there before the install (uninstall keeps it)",
-                config.username
-            );
-            actions.push(Action::call(ActionKind::Check, detail, provision));
+        if changes.is_empty() {
+            let fact = context.claim_of(user(context), true);
+            actions.extend(fact.map(Action::record));
         }
-        let lines = changes.iter().map(|change| change.detail(config)).collect();
-        actions.extend(Action::call_lines(ActionKind::Database, lines, provision));
+        actions.extend(Action::change(ProvisionUser {
+            planned: changes,
+            config: config.clone(),
+        }));
         Ok(actions)
     }
 
@@ -156,10 +125,6 @@ impl Step for Mongodb {
         login_at_host_address(context)
     }
 
-    fn undo_needs_credentials(&self) -> bool {
-        true
-    }
-
     /// Drops the user and removes the settings and key files the install
     /// made; puts back a settings file that was there before; stops mongod
     /// and purges its packages when the install put it there. What it found
@@ -167,19 +132,19 @@ impl Step for Mongodb {
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let username = &context.config.mongodb.username;
         let user = format!("MongoDB user `{username}`");
-        let mut actions = match kept_because(context.origin(&user_key(context)), &user) {
+        let mut actions = match kept_because(context.origin(&account::user(context)), &user) {
             Some(kept) => vec![Action::check(kept)],
-            None => vec![Action::call(
-                ActionKind::Database,
-                format!("dropUser {username}"),
-                |context| drop_user(context),
-            )],
+            None => Action::change(DropUser {
+                username: username.clone(),
+            })
+            .into_iter()
+            .collect(),
         };
         actions.extend(config_removal(context)?);
         let key_file = key_file(context);
         let shown = context.shown(&key_file);
         match kept_because(
-            context.origin(KEY_FILE_KEY),
+            context.origin(&Object::MongodbKeyFile),
             &format!("`{}`", shown.display()),
         ) {
             Some(kept) if key_file.exists() => actions.push(Action::check(kept)),
@@ -189,12 +154,28 @@ impl Step for Mongodb {
         let unit = context.config.mongodb.service.clone();
         actions.extend(services::purge_actions(
             context,
-            SERVICE,
+            Server::Mongodb,
             &[PACKAGE],
             &unit,
         )?);
         Ok(actions)
     }
+}
+
+fn rendered(config: &crate::config::Config) -> Result<Vec<(String, String)>, render::RenderError> {
+    Ok(vec![("mongodb.conf".into(), render_config(config)?)])
+}
+
+fn server_packages(_context: &Context) -> Result<services::ServerPackages, StepError> {
+    Ok(services::ServerPackages {
+        server: Server::Mongodb,
+        names: vec![PACKAGE.into()],
+    })
+}
+
+/// mongodb-org comes from MongoDB's repository: its key and source list.
+fn before_install(context: &Context) -> Result<Vec<Action>, StepError> {
+    repository::actions(context)
 }
 
 /// Whether `/etc/mongod.conf` is the one the profile renders.
@@ -206,17 +187,101 @@ fn config_in_place(context: &Context) -> Result<bool, StepError> {
 
 /// Writes `/etc/mongod.conf`; one there before the install is first copied
 /// to the backup (once, before it is replaced, and recorded as found).
-fn write_config(context: &mut Context) -> Result<bool, StepError> {
-    let path = context.host.path(CONFIG_PATH);
-    let current = host::fs::read_optional(&path)?;
-    let first_look = context.origin(CONFIG_KEY).is_none() && !context.was_done(SERVICE);
-    if let Some(current) = current.as_ref().filter(|_| first_look) {
-        let mode = host::fs::mode_of(&path).unwrap_or(0o644);
-        host::fs::write_atomic(&context.host.path(CONFIG_BACKUP), current.as_bytes(), mode)?;
+struct WriteConfig {
+    shown: PathBuf,
+}
+
+impl Change for WriteConfig {
+    fn kind(&self) -> ActionKind {
+        ActionKind::File
     }
-    context.claim(SERVICE, CONFIG_KEY, current.is_some())?;
-    let text = render_config(&context.config)?;
-    Ok(host::fs::ensure_file(&path, text.as_bytes(), 0o644)?)
+
+    fn lines(&self) -> Vec<String> {
+        vec![format!(
+            "write {} (mode 0644; one that was there before the install is first copied to {CONFIG_BACKUP}, and uninstall puts it back)",
+            self.shown.display()
+        )]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        let path = context.host.path(CONFIG_PATH);
+        let current = host::fs::read_optional(&path)?;
+        let first_look =
+            context.origin(&Object::MongodbConfig).is_none() && !context.was_done(StepId::Mongodb);
+        if let Some(current) = current.as_ref().filter(|_| first_look) {
+            let mode = host::fs::mode_of(&path).unwrap_or(0o644);
+            host::fs::write_atomic(&context.host.path(CONFIG_BACKUP), current.as_bytes(), mode)?;
+        }
+        context.claim(Object::MongodbConfig, current.is_some())?;
+        let text = render_config(&context.config)?;
+        Ok(host::fs::ensure_file(&path, text.as_bytes(), 0o644)?)
+    }
+}
+
+/// Makes the key file once, then keeps its mode and owner.
+struct MakeKeyFile {
+    shown: PathBuf,
+}
+
+impl Change for MakeKeyFile {
+    fn kind(&self) -> ActionKind {
+        ActionKind::File
+    }
+
+    fn lines(&self) -> Vec<String> {
+        vec![format!(
+            "make {} ({KEY_FILE_BYTES} random bytes in base64, mode {KEY_FILE_MODE:04o}, owner {OWNER})",
+            self.shown.display()
+        )]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        make_key_file(context)
+    }
+}
+
+/// Creates the user, sets its password back or grants the roles it lacks,
+/// through the account that may manage users. mongod may just have been
+/// started: the server is looked at again once it answers, and what that
+/// look finds is done (the plan shows what the first look found).
+struct ProvisionUser {
+    planned: Vec<UserChange>,
+    config: crate::config::Mongodb,
+}
+
+impl Change for ProvisionUser {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Database
+    }
+
+    fn lines(&self) -> Vec<String> {
+        (self.planned.iter())
+            .map(|change| change.detail(&self.config))
+            .collect()
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        provision(context)
+    }
+}
+
+/// Drops the user the install made.
+struct DropUser {
+    username: String,
+}
+
+impl Change for DropUser {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Database
+    }
+
+    fn lines(&self) -> Vec<String> {
+        vec![format!("dropUser {}", self.username)]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        drop_user(context)
+    }
 }
 
 /// What uninstall does with `/etc/mongod.conf`: removes the one the install
@@ -226,16 +291,13 @@ fn config_removal(context: &Context) -> Result<Vec<Action>, StepError> {
     let shown = context.shown(&path);
     let backup = context.host.path(CONFIG_BACKUP);
     let what = format!("`{}`", shown.display());
-    match context.origin(CONFIG_KEY) {
+    match context.origin(&Object::MongodbConfig) {
         Some(Origin::Created) if path.exists() => Ok(vec![Action::remove(path, &shown)]),
         Some(Origin::Created) => Ok(Vec::new()),
         Some(Origin::Found) => match host::fs::read_optional(&backup)? {
             Some(original) => {
                 let mode = host::fs::mode_of(&backup).unwrap_or(0o644);
-                let detail = format!("put back {} as it was before the install", shown.display());
-                let restore = Action::call(ActionKind::File, detail, move |_| {
-                    Ok(host::fs::ensure_file(&path, original.as_bytes(), mode)?)
-                });
+                let restore = Action::write(path, &shown, original.into_bytes(), mode);
                 let shown_backup = context.shown(&backup);
                 Ok(vec![restore, Action::remove(backup, &shown_backup)])
             }
@@ -248,6 +310,23 @@ fn config_removal(context: &Context) -> Result<Vec<Action>, StepError> {
             .into_iter()
             .collect()),
     }
+}
+
+/// A pinned MongoDB series without packages for the host stops here,
+/// before anything changes, rather than in `apt-get`.
+fn check_series(context: &Context) -> Result<Option<Action>, StepError> {
+    if context.config.install.skip_db {
+        return Ok(None);
+    }
+    let series = repository::series(context)?;
+    let (os, codename) = repository::host_release(context);
+    let how = match context.config.mongodb.version.is_empty() {
+        true => "chosen for the host",
+        false => "pinned by the profile",
+    };
+    Ok(Some(Action::check(format!(
+        "MongoDB {series} ({how}) has packages for {os} `{codename}`"
+    ))))
 }
 
 /// `/etc/mongod.conf` of `config`, from `templates/mongod.conf`.
@@ -288,7 +367,7 @@ fn make_key_file(context: &mut Context) -> Result<bool, StepError> {
         )
     })?;
     let existing = host::fs::read_own_optional(&path)?;
-    context.claim(SERVICE, KEY_FILE_KEY, existing.is_some())?;
+    context.claim(Object::MongodbKeyFile, existing.is_some())?;
     let contents = match existing {
         Some(existing) => existing.into_bytes(),
         None => {

@@ -18,14 +18,14 @@ use sqlx::{ConnectOptions, Connection};
 
 mod sql;
 
-use self::sql::{Survey, User};
+use self::sql::{Statement, Survey, User};
 use super::services;
-use super::{Action, ActionKind, Step, StepError};
+use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::context::{Context, kept_because};
 use crate::host::{self, service};
 use crate::render;
 use crate::secret::Secret;
-use crate::state::Fingerprint;
+use crate::state::{Fact, Fingerprint, Object, Server};
 
 /// The mysql step.
 pub struct Mysql;
@@ -81,45 +81,28 @@ impl Flavour {
     }
 }
 
+/// What the engine knows of the step.
+pub const INFO: StepInfo = StepInfo {
+    rendered: Some(rendered),
+    server: Some(super::services::ServerRole {
+        packages: server_packages,
+        before_install: super::nothing_before_install,
+    }),
+    needs: &[StepId::Credentials, StepId::Packages],
+    inputs_from: &[StepId::Credentials],
+    undo_logs_in: true,
+    ..StepInfo::database(StepId::Mysql, "MySQL server, databases and user")
+};
+
 impl Step for Mysql {
-    fn id(&self) -> &'static str {
-        "mysql"
-    }
-
-    fn title(&self) -> &'static str {
-        "MySQL server, databases and user"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &["credentials", "packages"]
-    }
-
-    fn group(&self) -> super::Group {
-        super::Group::Database
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &["credentials"]
+    fn info(&self) -> &'static StepInfo {
+        &INFO
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
         let config = toml::to_string(&context.config.mysql).expect("the mysql section serializes");
         fingerprint.add("mysql", config);
         Ok(())
-    }
-
-    fn rendered(
-        &self,
-        config: &crate::config::Config,
-    ) -> Result<Vec<(String, String)>, render::RenderError> {
-        rendered_files(config)
-    }
-
-    fn packages(&self, context: &Context) -> Result<Option<services::ServerPackages>, StepError> {
-        Ok(Some(services::ServerPackages {
-            service: SERVICE,
-            names: vec![package(context)],
-        }))
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
@@ -153,16 +136,17 @@ impl Step for Mysql {
                 survey.version
             )));
         }
-        let statements = sql::statements(&context.config.mysql, flavour, survey.as_ref(), None);
-        if statements.is_empty() && unclaimed(context) {
-            let detail = "record in the state which databases and user were there before the install (uninstall keeps those)";
-            actions.push(Action::call(ActionKind::Check, detail, provision));
+        let statements = sql::statements(&context.config.mysql, survey.as_ref());
+        if let Some(survey) = &survey {
+            let claims = claims(context, survey);
+            actions.extend(claims.into_iter().map(Action::record));
         }
-        actions.extend(Action::call_lines(
-            ActionKind::Database,
+        actions.extend(Action::change(Provision {
             statements,
-            provision,
-        ));
+            flavour,
+            survey,
+            config: context.config.mysql.clone(),
+        }));
         Ok(actions)
     }
 
@@ -183,17 +167,9 @@ impl Step for Mysql {
         login_over_tcp(context)
     }
 
-    /// Drops the databases and the user the install created (those it found
-    /// are kept, and listed), removes our settings file (restarting
-    /// a server that stays, so it forgets them) and, when the install put
-    /// the server there, purges its package.
-    fn undo_needs_credentials(&self) -> bool {
-        true
-    }
-
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let mut actions = drop_actions(context);
-        let new = context.fact(&services::preexisting_key(SERVICE)) == Some("false");
+        let new = context.facts().mysql.installed_by_us();
         for flavour in [Flavour::Mysql, Flavour::Mariadb] {
             let path = config_path(context, flavour);
             if path.exists() {
@@ -208,11 +184,43 @@ impl Step for Mysql {
         let unit = unit(context, expected_flavour(&package));
         actions.extend(services::purge_actions(
             context,
-            SERVICE,
+            Server::Mysql,
             &[&package],
             &unit,
         )?);
         Ok(actions)
+    }
+}
+
+fn rendered(config: &crate::config::Config) -> Result<Vec<(String, String)>, render::RenderError> {
+    rendered_files(config)
+}
+
+fn server_packages(context: &Context) -> Result<services::ServerPackages, StepError> {
+    Ok(services::ServerPackages {
+        server: Server::Mysql,
+        names: vec![package(context)],
+    })
+}
+
+/// Runs one statement of the uninstall as root.
+struct RunAsRoot {
+    statement: Statement,
+    config: crate::config::Mysql,
+}
+
+impl Change for RunAsRoot {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Database
+    }
+
+    fn lines(&self) -> Vec<String> {
+        vec![(self.statement).sql(&self.config, Flavour::Mariadb, None)]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        let statement = (self.statement).sql(&self.config, Flavour::Mariadb, None);
+        run_as_root(context, &statement)
     }
 }
 
@@ -349,68 +357,86 @@ fn admin_error(context: &Context, error: &sqlx::Error) -> StepError {
     )
 }
 
-/// Connects as root (waiting for a server that was just restarted), looks
-/// again, records which databases and user were there before (and which it
-/// is about to create) and runs what is missing; returns whether it ran
-/// anything.
-fn provision(context: &mut Context) -> Result<bool, StepError> {
-    let password = password(context)?;
-    let surveyed = context.block_on(async {
-        let mut connection = connect_with_retries(&admin_options(context), 60).await?;
-        sqlx::raw_sql("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
-            .execute(&mut connection)
-            .await?;
-        let survey = sql::survey(&mut connection, &context.config.mysql, Some(&password)).await?;
-        Ok::<_, sqlx::Error>((connection, survey))
-    })?;
-    let (mut connection, survey) = surveyed.map_err(|error| admin_error(context, &error))?;
-    report_drift(context, &survey);
-    claim(context, &survey)?;
-    let statements = sql::statements(
-        &context.config.mysql,
-        survey.flavour,
-        Some(&survey),
-        Some(&password),
-    );
-    let result = context.block_on(async {
-        for statement in &statements {
-            sqlx::raw_sql(statement).execute(&mut connection).await?;
-        }
-        Ok::<bool, sqlx::Error>(!statements.is_empty())
-    })?;
-    result.map_err(|error| admin_error(context, &error))
+/// Creates what the server lacks of the profile (databases, the user, its
+/// password, its privileges), connected as root through the socket. When
+/// the look could not survey the server (it did not run yet), the server
+/// is surveyed once it answers, what was there is recorded, and the
+/// statements follow that survey; else the statements are the planned ones.
+struct Provision {
+    statements: Vec<Statement>,
+    flavour: Flavour,
+    survey: Option<Survey>,
+    config: crate::config::Mysql,
 }
 
-/// The state key of the database `name`.
-fn database_key(name: &str) -> String {
-    format!("{SERVICE}.database.{name}")
-}
-
-/// The state key of the user `name`.
-fn user_key(name: &str) -> String {
-    format!("{SERVICE}.user.{name}")
-}
-
-/// Records, before anything is created, which of the profile's databases
-/// and which user were there (found) and which this run creates.
-fn claim(context: &mut Context, survey: &Survey) -> Result<(), StepError> {
-    let config = context.config.mysql.clone();
-    for database in &config.databases {
-        let present = !survey.missing_databases.contains(database);
-        context.claim(SERVICE, &database_key(database), present)?;
+impl Change for Provision {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Database
     }
-    let present = survey.user != User::Missing;
-    context.claim(SERVICE, &user_key(&config.username), present)
+
+    fn lines(&self) -> Vec<String> {
+        (self.statements.iter())
+            .map(|statement| statement.sql(&self.config, self.flavour, None))
+            .collect()
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        let password = password(context)?;
+        let Self {
+            statements,
+            survey,
+            config,
+            ..
+        } = *self;
+        let connected = context.block_on(async {
+            let mut connection = connect_with_retries(&admin_options(context), 60).await?;
+            sqlx::raw_sql("SET SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'")
+                .execute(&mut connection)
+                .await?;
+            let planned = match survey {
+                Some(survey) => (survey, Some(statements)),
+                None => (
+                    sql::survey(&mut connection, &config, Some(&password)).await?,
+                    None,
+                ),
+            };
+            Ok::<_, sqlx::Error>((connection, planned))
+        })?;
+        let (mut connection, (survey, planned)) =
+            connected.map_err(|error| admin_error(context, &error))?;
+        report_drift(context, &survey);
+        for fact in claims(context, &survey) {
+            context.record(&fact)?;
+        }
+        let planned = planned.unwrap_or_else(|| sql::statements(&config, Some(&survey)));
+        let statements: Vec<String> = (planned.iter())
+            .map(|statement| statement.sql(&config, survey.flavour, Some(&password)))
+            .collect();
+        let result = context.block_on(async {
+            for statement in &statements {
+                sqlx::raw_sql(statement).execute(&mut connection).await?;
+            }
+            Ok::<bool, sqlx::Error>(!statements.is_empty())
+        })?;
+        result.map_err(|error| admin_error(context, &error))
+    }
 }
 
-/// Whether some object of the profile has no recorded origin yet, on the
-/// step's first run (when a look must record them).
-fn unclaimed(context: &Context) -> bool {
+/// What to record, before anything is created, of which of the profile's
+/// databases and which user were there (found) and which this run creates.
+fn claims(context: &Context, survey: &Survey) -> Vec<Fact> {
     let config = &context.config.mysql;
-    !context.was_done(SERVICE)
-        && (config.databases.iter().map(|name| database_key(name)))
-            .chain([user_key(&config.username)])
-            .any(|key| context.origin(&key).is_none())
+    let databases = (config.databases.iter()).map(|database| {
+        let present = !survey.missing_databases.contains(database);
+        (Object::Database(database.clone()), present)
+    });
+    let user = (
+        Object::MysqlUser(config.username.clone()),
+        survey.user != User::Missing,
+    );
+    (databases.chain([user]))
+        .filter_map(|(object, present)| context.claim_of(object, present))
+        .collect()
 }
 
 /// The drops of the databases and the user the install created, and a
@@ -418,7 +444,8 @@ fn unclaimed(context: &Context) -> bool {
 fn drop_actions(context: &Context) -> Vec<Action> {
     let config = &context.config.mysql;
     let mut actions = Vec::new();
-    let mut ours = |key: String, what: String| match kept_because(context.origin(&key), &what) {
+    let mut ours = |object: Object, what: String| match kept_because(context.origin(&object), &what)
+    {
         Some(kept) => {
             actions.push(Action::check(kept));
             false
@@ -426,16 +453,22 @@ fn drop_actions(context: &Context) -> Vec<Action> {
         None => true,
     };
     let databases: Vec<String> = (config.databases.iter())
-        .filter(|name| ours(database_key(name), format!("database `{name}`")))
+        .filter(|name| {
+            ours(
+                Object::Database(name.to_string()),
+                format!("database `{name}`"),
+            )
+        })
         .cloned()
         .collect();
     let user_what = format!("MySQL user `{}`", config.username);
-    let user = ours(user_key(&config.username), user_what).then_some(config.username.as_str());
+    let user_object = Object::MysqlUser(config.username.clone());
+    let user = ours(user_object, user_what).then_some(config.username.as_str());
     let statements = sql::drop_statements(&databases, user);
-    actions.extend(statements.into_iter().map(|statement| {
-        let detail = statement.clone();
-        Action::call(ActionKind::Database, detail, move |context| {
-            run_as_root(context, &statement)
+    actions.extend(statements.into_iter().filter_map(|statement| {
+        Action::change(RunAsRoot {
+            statement,
+            config: config.clone(),
         })
     }));
     actions

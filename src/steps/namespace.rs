@@ -8,9 +8,9 @@
 //! `--delete-pvc`, the PVCs in it, saying what the NFS provisioner does with
 //! their data (`archiveOnDelete` of the StorageClass).
 
-use super::{Action, Step, StepError};
+use super::{Action, Step, StepError, StepId, StepInfo};
 use crate::config::Config;
-use crate::context::{Context, Removal};
+use crate::context::Context;
 use crate::host::kube;
 use crate::render::{self, RenderError};
 use crate::state::Fingerprint;
@@ -18,30 +18,24 @@ use crate::state::Fingerprint;
 /// The namespace step.
 pub struct Namespace;
 
+/// What the engine knows of the step.
+pub const INFO: StepInfo = StepInfo {
+    rendered: Some(rendered),
+    undo_kept: Some(undo_kept),
+    needs: &[StepId::Istio],
+    inputs_from: &[StepId::K3s],
+    removal: crate::context::Removal::Namespace,
+    ..StepInfo::new(StepId::Namespace, "Create the application namespace")
+};
+
 impl Step for Namespace {
-    fn id(&self) -> &'static str {
-        "namespace"
-    }
-
-    fn title(&self) -> &'static str {
-        "Create the application namespace"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &["istio"]
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &["k3s"]
+    fn info(&self) -> &'static StepInfo {
+        &INFO
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
         fingerprint.add("manifest", manifest(&context.config)?);
         Ok(())
-    }
-
-    fn rendered(&self, config: &Config) -> Result<Vec<(String, String)>, RenderError> {
-        Ok(vec![("namespace.yaml".into(), manifest(config)?)])
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
@@ -68,14 +62,10 @@ impl Step for Namespace {
         }
     }
 
-    fn removal(&self) -> Removal {
-        Removal::Namespace
-    }
-
     /// The PVCs (with `--delete-pvc`), then the namespace and all it holds.
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let name = &context.config.cluster.namespace;
-        let mut actions = self.undo_kept(context)?;
+        let mut actions = undo_kept(context)?;
         if kube::get_json("namespace", name, None)?.is_some() {
             actions.push(Action::run_noting(
                 kube::delete("namespace", name, None),
@@ -84,26 +74,30 @@ impl Step for Namespace {
         }
         Ok(actions)
     }
+}
 
-    /// With `--delete-pvc`, the namespace's PVCs, and what the NFS
-    /// provisioner does with their data.
-    fn undo_kept(&self, context: &Context) -> Result<Vec<Action>, StepError> {
-        if !context.uninstall.is_some_and(|scope| scope.pvc) {
-            return Ok(Vec::new());
-        }
-        let namespace = &context.config.cluster.namespace;
-        let output = kube::kubectl(["get", "pvc", "-n", namespace, "-o", "name"]).run()?;
-        let mut actions: Vec<Action> = output
-            .stdout
-            .lines()
-            .filter_map(|line| line.trim().strip_prefix("persistentvolumeclaim/"))
-            .map(|claim| Action::run(kube::delete("pvc", claim, Some(namespace))))
-            .collect();
-        if !actions.is_empty() {
-            actions.push(Action::check(archive_note(context)?));
-        }
-        Ok(actions)
+fn rendered(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
+    Ok(vec![("namespace.yaml".into(), manifest(config)?)])
+}
+
+/// With `--delete-pvc`, the namespace's PVCs, and what the NFS
+/// provisioner does with their data.
+fn undo_kept(context: &Context) -> Result<Vec<Action>, StepError> {
+    if !context.uninstall.is_some_and(|scope| scope.pvc) {
+        return Ok(Vec::new());
     }
+    let namespace = &context.config.cluster.namespace;
+    let output = kube::kubectl(["get", "pvc", "-n", namespace, "-o", "name"]).run()?;
+    let mut actions: Vec<Action> = output
+        .stdout
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("persistentvolumeclaim/"))
+        .map(|claim| Action::run(kube::delete("pvc", claim, Some(namespace))))
+        .collect();
+    if !actions.is_empty() {
+        actions.push(Action::check(archive_note(context)?));
+    }
+    Ok(actions)
 }
 
 /// What the NFS provisioner does with the data of a deleted PVC: its

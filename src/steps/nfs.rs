@@ -18,15 +18,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::services;
-use super::{Action, ActionKind, Group, Step, StepError};
+use super::{Action, Step, StepError, StepId, StepInfo};
+use crate::action::Owner;
 use crate::context::{Context, kept_because};
 use crate::host::{self, Command};
-use crate::state::Fingerprint;
+use crate::state::{Fingerprint, Object, Server};
 
 /// The nfs step.
 pub struct Nfs;
 
-const SERVICE: &str = "nfs";
 const PACKAGE: &str = "nfs-kernel-server";
 const UNIT: &str = "nfs-kernel-server";
 const EXPORTS: &str = "/etc/exports";
@@ -34,25 +34,24 @@ const BEGIN: &str = "# BEGIN stackinstall: managed block, change the profile's [
 const END: &str = "# END stackinstall";
 const DIRECTORY_MODE: u32 = 0o777;
 /// `nobody` and `nogroup` on Debian and Ubuntu.
-const NOBODY: (u32, u32) = (65534, 65534);
-/// The state key of the managed block's origin.
-const BLOCK: &str = "nfs.export-block";
+const NOBODY: Owner = Owner {
+    ids: (65534, 65534),
+    name: "nobody:nogroup",
+};
+
+/// What the engine knows of the step.
+pub const INFO: StepInfo = StepInfo {
+    server: Some(super::services::ServerRole {
+        packages: server_packages,
+        before_install: super::nothing_before_install,
+    }),
+    needs: &[StepId::Preflight, StepId::Packages],
+    ..StepInfo::database(StepId::Nfs, "NFS export for the cluster's volumes")
+};
 
 impl Step for Nfs {
-    fn id(&self) -> &'static str {
-        "nfs"
-    }
-
-    fn title(&self) -> &'static str {
-        "NFS export for the cluster's volumes"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &["preflight", "packages"]
-    }
-
-    fn group(&self) -> Group {
-        Group::Database
+    fn info(&self) -> &'static StepInfo {
+        &INFO
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
@@ -63,13 +62,6 @@ impl Step for Nfs {
         fingerprint.add("fix_permissions", config.nfs.fix_permissions.to_string());
         fingerprint.add("host_ip", &config.cluster.host_ip);
         Ok(())
-    }
-
-    fn packages(&self, _context: &Context) -> Result<Option<services::ServerPackages>, StepError> {
-        Ok(Some(services::ServerPackages {
-            service: SERVICE,
-            names: vec![PACKAGE.into()],
-        }))
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
@@ -91,15 +83,11 @@ impl Step for Nfs {
         if changed {
             actions.push(Action::run(exportfs(["-ra"])));
         }
-        Ok(actions)
-    }
-
-    /// Records, before anything changes, whether the export block was there.
-    fn before_changes(&self, context: &mut Context) -> Result<(), StepError> {
-        let path = context.host.path(EXPORTS);
-        let current = host::fs::read_optional(&path)?.unwrap_or_default();
+        // Whether the export block was there, written down before anything changes.
         let present = block_lines(&current, &context.shown(&path))?.is_some();
-        context.claim(SERVICE, BLOCK, present)
+        let record = context.claim_of(Object::ExportBlock, present);
+        Action::record_first(&mut actions, record);
+        Ok(actions)
     }
 
     /// The block in `/etc/exports`, the directory, and `exportfs` listing
@@ -137,7 +125,10 @@ impl Step for Nfs {
         let current = host::fs::read_optional(&path)?.unwrap_or_default();
         let without = without_block(&current, &context.shown(&path))?;
         let mut actions = Vec::new();
-        let kept = kept_because(context.origin(BLOCK), "the export block in `/etc/exports`");
+        let kept = kept_because(
+            context.origin(&Object::ExportBlock),
+            "the export block in `/etc/exports`",
+        );
         if let Some(kept) = kept.filter(|_| without != current) {
             actions.push(Action::check(kept));
         } else if without != current {
@@ -154,9 +145,21 @@ impl Step for Nfs {
             "{} and the volume data in it: remove it by hand once you are sure",
             context.shown(&directory).display()
         )));
-        actions.extend(services::purge_actions(context, SERVICE, &[PACKAGE], UNIT)?);
+        actions.extend(services::purge_actions(
+            context,
+            Server::Nfs,
+            &[PACKAGE],
+            UNIT,
+        )?);
         Ok(actions)
     }
+}
+
+fn server_packages(_context: &Context) -> Result<services::ServerPackages, StepError> {
+    Ok(services::ServerPackages {
+        server: Server::Nfs,
+        names: vec![PACKAGE.into()],
+    })
 }
 
 fn exportfs<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
@@ -176,7 +179,7 @@ fn export_line(context: &Context) -> Result<String, StepError> {
         "{} {}({options}) {}({options})",
         config.nfs.path,
         config.cluster.pod_cidr,
-        super::release::host_ip(config)?
+        context.host_ip()?
     ))
 }
 
@@ -186,46 +189,35 @@ fn export_line(context: &Context) -> Result<String, StepError> {
 fn directory_action(context: &Context) -> Option<Action> {
     let directory = context.host.path(&context.config.nfs.path);
     let shown = context.shown(&directory);
-    let wanted = format!("owner nobody:nogroup, mode {DIRECTORY_MODE:04o}");
     let (Some(mode), Some((uid, gid))) = (
         host::fs::mode_of(&directory),
         host::fs::owner_of(&directory),
     ) else {
-        let detail = format!("make {} ({wanted})", shown.display());
-        return Some(Action::call(ActionKind::File, detail, move |_| {
-            make_directory(&directory)
-        }));
+        return Some(Action::make_directory(
+            directory,
+            &shown,
+            DIRECTORY_MODE,
+            NOBODY,
+        ));
     };
-    if mode == DIRECTORY_MODE && (uid, gid) == NOBODY {
+    if mode == DIRECTORY_MODE && (uid, gid) == NOBODY.ids {
         return None;
     }
     let found = format!("mode {mode:04o}, owner {uid}:{gid}");
     Some(match context.config.nfs.fix_permissions {
-        true => Action::call(
-            ActionKind::File,
-            format!(
-                "change {} from {found} to {wanted} ([nfs] fix_permissions = true)",
-                shown.display()
-            ),
-            move |_| {
-                host::fs::set_mode_and_owner(&directory, DIRECTORY_MODE, Some(NOBODY))?;
-                Ok(true)
-            },
+        true => Action::set_mode_and_owner(
+            directory,
+            &shown,
+            &found,
+            (DIRECTORY_MODE, NOBODY),
+            "[nfs] fix_permissions = true",
         ),
         false => Action::check(format!(
-            "{} was already there with {found} (not {wanted}): left as it is; set `[nfs] fix_permissions = true` in the profile to change it",
-            shown.display()
+            "{} was already there with {found} (not owner {}, mode {DIRECTORY_MODE:04o}): left as it is; set `[nfs] fix_permissions = true` in the profile to change it",
+            shown.display(),
+            NOBODY.name
         )),
     })
-}
-
-/// Makes the export directory 0777 nobody:nogroup; returns whether it did.
-fn make_directory(directory: &Path) -> Result<bool, StepError> {
-    let created = host::fs::ensure_dir(directory, DIRECTORY_MODE)?;
-    if created {
-        host::fs::set_mode_and_owner(directory, DIRECTORY_MODE, Some(NOBODY))?;
-    }
-    Ok(created)
 }
 
 /// Where the managed block of `exports` starts and ends (line indexes),

@@ -11,33 +11,27 @@
 //! `--from`) gets nothing installed; with none of them left, this step is
 //! left out too. Done when every package of the run's servers is installed.
 
-use super::services::{self, ServerPackages};
-use super::{Action, ActionKind, Group, Step, StepError};
+use super::services::{self, InstallPackages, ServerPackages, ServerRole};
+use super::{Action, Step, StepError, StepId, StepInfo};
 use crate::context::Context;
 use crate::host::packages;
 
 /// The packages step.
 pub struct Packages;
 
+/// What the engine knows of the step.
+pub const INFO: StepInfo = StepInfo {
+    needs: &[StepId::Preflight],
+    role: super::Role::ServesDependents,
+    ..StepInfo::database(
+        StepId::Packages,
+        "Install the host servers' packages at once",
+    )
+};
+
 impl Step for Packages {
-    fn id(&self) -> &'static str {
-        "packages"
-    }
-
-    fn title(&self) -> &'static str {
-        "Install the host servers' packages at once"
-    }
-
-    fn group(&self) -> Group {
-        Group::Database
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &["preflight"]
-    }
-
-    fn serves_dependents(&self) -> bool {
-        true
+    fn info(&self) -> &'static StepInfo {
+        &INFO
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
@@ -45,31 +39,26 @@ impl Step for Packages {
         let missing = missing(&wanted)?;
         let mut actions = Vec::new();
         let mut before_install = Vec::new();
-        let mut installs: Vec<(&'static str, Vec<String>)> = Vec::new();
-        for (step, server) in wanted {
-            let complete = !server.names.iter().any(|name| missing.contains(name));
+        let mut install = InstallPackages {
+            servers: Vec::new(),
+        };
+        for (role, server) in wanted {
+            let absent: Vec<String> = (server.names.iter())
+                .filter(|name| missing.contains(name))
+                .cloned()
+                .collect();
             actions.extend(services::preexisting_action(
                 context,
-                server.service,
-                complete,
+                server.server,
+                absent.is_empty(),
             ));
-            if !complete {
-                before_install.extend(step.before_install(context)?);
-                installs.push((server.service, server.names));
+            if !absent.is_empty() {
+                before_install.extend((role.before_install)(context)?);
+                install.servers.push((server.server, absent));
             }
         }
-        if missing.is_empty() {
-            return Ok(actions);
-        }
         actions.extend(before_install);
-        let detail = format!(
-            "{} (after {})",
-            packages::install_command(&missing),
-            packages::update_command()
-        );
-        actions.push(Action::call(ActionKind::Package, detail, move |context| {
-            services::install_missing(context, &installs)
-        }));
+        actions.extend(Action::change(install));
         Ok(actions)
     }
 
@@ -98,19 +87,15 @@ fn missing(wanted: &[Wanted]) -> Result<Vec<String>, StepError> {
     Ok(packages::missing(&names)?)
 }
 
-/// A step of the run that needs this one, with the packages it wants.
-type Wanted = (Box<dyn Step>, ServerPackages);
+/// A server step of the run, with the packages it wants.
+type Wanted = (ServerRole, ServerPackages);
 
-/// What the steps of the run that need this one want installed.
+/// What the server steps of the run want installed.
 fn wanted(context: &Context) -> Result<Vec<Wanted>, StepError> {
     let mut wanted = Vec::new();
-    for step in super::all() {
-        let included = context.included.iter().any(|id| id == step.id());
-        if included
-            && step.needs().contains(&"packages")
-            && let Some(server) = step.packages(context)?
-        {
-            wanted.push((step, server));
+    for id in &context.included {
+        if let Some(role) = id.info().server {
+            wanted.push((role, (role.packages)(context)?));
         }
     }
     Ok(wanted)

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use time::OffsetDateTime;
 
-use super::{Action, Step, StepError};
+use super::{Action, Role, Step, StepError, StepId, StepInfo};
 use crate::certificate::{self, EXPIRY_WARNING_DAYS};
 use crate::context::Context;
 use crate::host::system::{self, PortUse};
@@ -19,6 +19,12 @@ use crate::state::{Fingerprint, sha256_hex};
 
 /// The preflight step.
 pub struct Preflight;
+
+/// It checks the inputs, so it runs on every install and every plan.
+pub const INFO: StepInfo = StepInfo {
+    role: Role::ChecksInputs,
+    ..StepInfo::new(StepId::Preflight, "Check the host and the inputs")
+};
 
 /// Supported systems: `ID` and `VERSION_ID` of os-release.
 const SUPPORTED_SYSTEMS: [(&str, &str); 4] = [
@@ -29,24 +35,8 @@ const SUPPORTED_SYSTEMS: [(&str, &str); 4] = [
 ];
 
 impl Step for Preflight {
-    fn id(&self) -> &'static str {
-        "preflight"
-    }
-
-    fn title(&self) -> &'static str {
-        "Check the host and the inputs"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &[]
-    }
-
-    fn checks_inputs(&self) -> bool {
-        true
-    }
-
-    fn always_runs(&self) -> bool {
-        true
+    fn info(&self) -> &'static StepInfo {
+        &INFO
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
@@ -63,15 +53,13 @@ impl Step for Preflight {
             check_resources(context)?,
         ]);
         actions.push(check_ports(context)?);
-        if !context.config.install.skip_db {
-            actions.push(check_mongodb_series(context)?);
-        }
         actions.extend(certificate);
-        actions.extend(super::credentials::check_existing_passwords(context)?);
-        if context.config.install.skip_infra {
-            actions.push(super::k3s::check_present()?);
-            actions.push(super::helm::check_present()?);
-            actions.push(super::istio::check_present()?);
+        // What each step checks of the inputs and the host (a `--skip-infra`
+        // component that must be there, a MongoDB series with packages).
+        for id in StepId::ALL {
+            if let Some(check) = id.info().preflight {
+                actions.extend(check(context)?);
+            }
         }
         Ok(actions)
     }
@@ -129,20 +117,6 @@ fn check_system(context: &Context) -> Result<Action, StepError> {
     }
 }
 
-/// A pinned MongoDB series without packages for the host stops here,
-/// before anything changes, rather than in `apt-get`.
-fn check_mongodb_series(context: &Context) -> Result<Action, StepError> {
-    let series = super::mongodb::repository::series(context)?;
-    let (os, codename) = super::mongodb::repository::host_release(context);
-    let how = match context.config.mongodb.version.is_empty() {
-        true => "chosen for the host",
-        false => "pinned by the profile",
-    };
-    Ok(Action::check(format!(
-        "MongoDB {series} ({how}) has packages for {os} `{codename}`"
-    )))
-}
-
 fn check_resources(context: &Context) -> Result<Action, StepError> {
     let needs = &context.config.requirements;
     let cpus = system::cpu_count();
@@ -182,7 +156,7 @@ fn check_resources(context: &Context) -> Result<Action, StepError> {
 /// that may already hold it.
 struct NeededPort {
     port: u16,
-    step: &'static str,
+    step: StepId,
     programs: Vec<String>,
 }
 
@@ -196,32 +170,32 @@ fn needed_ports(context: &Context) -> Vec<NeededPort> {
     let k3s = ["k3s".to_string(), "k3s-server".to_string()];
     let mut ports = Vec::new();
     if !config.install.skip_infra {
-        ports.push(port(config.cluster.api_port, "k3s", &k3s));
-        ports.push(port(config.istio.http_node_port, "istio", &k3s));
-        ports.push(port(config.istio.https_node_port, "istio", &k3s));
+        ports.push(port(config.cluster.api_port, StepId::K3s, &k3s));
+        ports.push(port(config.istio.http_node_port, StepId::Istio, &k3s));
+        ports.push(port(config.istio.https_node_port, StepId::Istio, &k3s));
     }
     if !config.install.skip_db {
         ports.push(port(
             config.mysql.port,
-            "mysql",
+            StepId::Mysql,
             &config.mysql.server_programs,
         ));
         ports.push(port(
             config.mongodb.port,
-            "mongodb",
+            StepId::Mongodb,
             &config.mongodb.server_programs,
         ));
         ports.push(port(
             config.rabbitmq.port,
-            "rabbitmq",
+            StepId::Rabbitmq,
             &config.rabbitmq.server_programs,
         ));
         ports.push(port(
             config.rabbitmq.management_port,
-            "rabbitmq",
+            StepId::Rabbitmq,
             &config.rabbitmq.server_programs,
         ));
-        ports.push(port(config.nfs.port, "nfs", &[]));
+        ports.push(port(config.nfs.port, StepId::Nfs, &[]));
     }
     ports
 }
@@ -248,7 +222,7 @@ fn check_ports(context: &Context) -> Result<Action, StepError> {
         let ours = match &holder {
             Some(program) => programs.contains(program),
             // A kernel service (nfsd) has no process; trust our checkpoint.
-            None => context.state.steps.contains_key(*step),
+            None => context.state.steps.contains_key(step),
         };
         if !ours {
             let holder = holder.map_or("another program".into(), |p| format!("`{p}`"));
@@ -355,6 +329,8 @@ fn read_input(path: &Path, flag: &str) -> Result<Vec<u8>, StepError> {
     })
 }
 
+/// With `--self-signed`: the pair kept from an earlier install, reused
+/// while valid; else the `tls` step makes one.
 fn self_signed(context: &Context, domain: &str) -> Result<Vec<Action>, StepError> {
     let (certificate_path, key_path) = context.tls_paths().expect("self-signed paths are fixed");
     let current = (
@@ -371,16 +347,8 @@ fn self_signed(context: &Context, domain: &str) -> Result<Vec<Action>, StepError
             ))]);
         }
     }
-    let (certificate, key) = certificate::self_signed_for_a_year(domain);
-    let shown_certificate = context.shown(&certificate_path);
-    let shown_key = context.shown(&key_path);
-    Ok(vec![
-        Action::write(key_path, &shown_key, key.into_bytes(), 0o600),
-        Action::write(
-            certificate_path,
-            &shown_certificate,
-            certificate.into_bytes(),
-            0o644,
-        ),
-    ])
+    Ok(vec![Action::check(format!(
+        "no valid self-signed certificate for {domain} in {}: the `tls` step makes one",
+        context.shown(&certificate_path).display()
+    ))])
 }

@@ -25,13 +25,13 @@ use lapin::uri::{AMQPAuthority, AMQPUri, AMQPUserInfo};
 
 mod definitions;
 
-use self::definitions::{Change, EVERYTHING, Found, Wanted};
+use self::definitions::{Change as Import, EVERYTHING, Found, Wanted};
 use super::services;
-use super::{Action, ActionKind, Group, Step, StepError};
+use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::context::{Context, kept_because};
 use crate::host::{self, Command, service};
 use crate::secret::Secret;
-use crate::state::Fingerprint;
+use crate::state::{Fact, Fingerprint, Object, Server};
 
 /// The rabbitmq step.
 pub struct Rabbitmq;
@@ -44,25 +44,21 @@ const PLUGINS_FILE: &str = "/etc/rabbitmq/enabled_plugins";
 /// How long a server started by this run may take to listen.
 const STARTUP: Duration = Duration::from_secs(150);
 
+/// What the engine knows of the step.
+pub const INFO: StepInfo = StepInfo {
+    server: Some(super::services::ServerRole {
+        packages: server_packages,
+        before_install,
+    }),
+    needs: &[StepId::Credentials, StepId::Packages],
+    inputs_from: &[StepId::Credentials],
+    undo_logs_in: true,
+    ..StepInfo::database(StepId::Rabbitmq, "RabbitMQ server and user")
+};
+
 impl Step for Rabbitmq {
-    fn id(&self) -> &'static str {
-        "rabbitmq"
-    }
-
-    fn title(&self) -> &'static str {
-        "RabbitMQ server and user"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &["credentials", "packages"]
-    }
-
-    fn group(&self) -> Group {
-        Group::Database
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &["credentials"]
+    fn info(&self) -> &'static StepInfo {
+        &INFO
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
@@ -70,24 +66,6 @@ impl Step for Rabbitmq {
             toml::to_string(&context.config.rabbitmq).expect("the rabbitmq section serializes");
         fingerprint.add("rabbitmq", config);
         Ok(())
-    }
-
-    fn packages(&self, _context: &Context) -> Result<Option<services::ServerPackages>, StepError> {
-        Ok(Some(services::ServerPackages {
-            service: SERVICE,
-            names: vec![PACKAGE.into()],
-        }))
-    }
-
-    /// The package's install starts the node: the plugin goes in
-    /// `enabled_plugins` before it, so the node boots with it (a later
-    /// `rabbitmq-plugins enable` would start one more Erlang VM).
-    fn before_install(&self, context: &Context) -> Result<Vec<Action>, StepError> {
-        let plugins = enabled_plugins(context)?;
-        Ok(match plugins.iter().any(|plugin| plugin == PLUGIN) {
-            true => Vec::new(),
-            false => vec![plugins_file_action(context, plugins)],
-        })
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
@@ -115,19 +93,16 @@ impl Step for Rabbitmq {
             || Found::default().changes(&wanted),
             |found| found.changes(&wanted),
         );
+        if let Some(found) = &found {
+            actions.extend(claims(context, found).into_iter().map(Action::record));
+        }
         // What the look found goes with the provisioning (a second read
         // would boot another VM); `None`: the server was not running yet.
-        let provisioning = move |context: &mut Context| provision(context, found);
-        if changes.is_empty() && unclaimed(context) {
-            let detail = "record in the state that the user (and vhost) were there before the install (uninstall keeps them)";
-            actions.push(Action::call(ActionKind::Check, detail, provisioning));
-        } else {
-            let lines = changes
-                .iter()
-                .map(|change| change.describe(&wanted))
-                .collect();
-            actions.extend(Action::call_lines(ActionKind::Command, lines, provisioning));
-        }
+        actions.extend(Action::change(Provision {
+            planned: changes,
+            looked: found,
+            config: context.config.rabbitmq.clone(),
+        }));
         Ok(actions)
     }
 
@@ -153,13 +128,27 @@ impl Step for Rabbitmq {
         Ok(())
     }
 
-    fn undo_needs_credentials(&self) -> bool {
-        true
-    }
-
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         Self::removals(context)
     }
+}
+
+fn server_packages(_context: &Context) -> Result<services::ServerPackages, StepError> {
+    Ok(services::ServerPackages {
+        server: Server::Rabbitmq,
+        names: vec![PACKAGE.into()],
+    })
+}
+
+/// The package's install starts the node: the plugin goes in
+/// `enabled_plugins` before it, so the node boots with it (a later
+/// `rabbitmq-plugins enable` would start one more Erlang VM).
+fn before_install(context: &Context) -> Result<Vec<Action>, StepError> {
+    let plugins = enabled_plugins(context)?;
+    Ok(match plugins.iter().any(|plugin| plugin == PLUGIN) {
+        true => Vec::new(),
+        false => vec![plugins_file_action(context, plugins)],
+    })
 }
 
 impl Rabbitmq {
@@ -183,7 +172,7 @@ impl Rabbitmq {
         };
         let mut actions = Vec::new();
         let user = format!("RabbitMQ user `{}`", config.username);
-        match kept_because(context.origin(&user_key(context)), &user) {
+        match kept_because(context.origin(&user_of(context)), &user) {
             Some(kept) => actions.push(Action::check(kept)),
             None if named(&exported()?["users"], "name", &config.username) => {
                 actions.push(Action::run(rabbitmqctl([
@@ -195,7 +184,7 @@ impl Rabbitmq {
         }
         if config.vhost != "/" {
             let vhost = format!("RabbitMQ vhost `{}`", config.vhost);
-            match kept_because(context.origin(&vhost_key(context)), &vhost) {
+            match kept_because(context.origin(&vhost_of(context)), &vhost) {
                 Some(kept) => actions.push(Action::check(kept)),
                 None if named(&exported()?["vhosts"], "name", &config.vhost) => {
                     actions.push(Action::run(rabbitmqctl([
@@ -206,28 +195,36 @@ impl Rabbitmq {
                 None => {}
             }
         }
-        actions.extend(services::purge_actions(context, SERVICE, &[PACKAGE], UNIT)?);
+        actions.extend(services::purge_actions(
+            context,
+            Server::Rabbitmq,
+            &[PACKAGE],
+            UNIT,
+        )?);
         Ok(actions)
     }
 }
 
-/// The state key of the user's origin.
-fn user_key(context: &Context) -> String {
-    format!("{SERVICE}.user.{}", context.config.rabbitmq.username)
+/// The user, as the state records its origin.
+fn user_of(context: &Context) -> Object {
+    Object::RabbitmqUser(context.config.rabbitmq.username.clone())
 }
 
-/// The state key of the vhost's origin.
-fn vhost_key(context: &Context) -> String {
-    format!("{SERVICE}.vhost.{}", context.config.rabbitmq.vhost)
+/// The vhost, as the state records its origin.
+fn vhost_of(context: &Context) -> Object {
+    Object::Vhost(context.config.rabbitmq.vhost.clone())
 }
 
-/// Whether the user or vhost has no recorded origin yet, on the step's
-/// first run (when a look must record them).
-fn unclaimed(context: &Context) -> bool {
-    let vhost = context.config.rabbitmq.vhost != "/";
-    !context.was_done(SERVICE)
-        && (context.origin(&user_key(context)).is_none()
-            || (vhost && context.origin(&vhost_key(context)).is_none()))
+/// What to record, before anything is made, of whether the user and the
+/// vhost (never `/`) were there.
+fn claims(context: &Context, found: &Found) -> Vec<Fact> {
+    let mut claims = vec![(user_of(context), found.user())];
+    if context.config.rabbitmq.vhost != "/" {
+        claims.push((vhost_of(context), found.vhost));
+    }
+    (claims.into_iter())
+        .filter_map(|(object, present)| context.claim_of(object, present))
+        .collect()
 }
 
 /// `text` percent-encoded for a URL path segment (the vhost `/` is `%2F`).
@@ -350,37 +347,62 @@ fn export_definitions() -> Result<serde_json::Value, StepError> {
     })
 }
 
-/// Records whether the user and vhost were there, then makes what is
-/// missing with one `import_definitions` (the password's hash on stdin);
-/// returns whether it imported anything. Reads the server only when the
-/// look could not (it was not running then).
-fn provision(context: &mut Context, looked: Option<Found>) -> Result<bool, StepError> {
-    let password = password(context)?;
-    let found = match looked {
-        Some(found) => found,
-        None => {
-            await_node(context)?;
-            read(context, &wanted(context, &password), true)?
+/// Makes what is missing of the user and its vhost with one
+/// `import_definitions` (the password's hash on stdin). Reads the server
+/// only when the look could not (it was not running then): it then records
+/// what was there and imports what that read finds missing.
+struct Provision {
+    planned: Vec<Import>,
+    looked: Option<Found>,
+    config: crate::config::Rabbitmq,
+}
+
+impl Change for Provision {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Command
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let no_password = Secret::new(String::new());
+        let wanted = Wanted {
+            username: &self.config.username,
+            vhost: &self.config.vhost,
+            tags: &self.config.tags,
+            password: &no_password,
+        };
+        (self.planned.iter())
+            .map(|change| change.describe(&wanted))
+            .collect()
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        let password = password(context)?;
+        let (found, planned) = match self.looked {
+            Some(found) => (found, Some(self.planned)),
+            None => {
+                await_node(context)?;
+                let found = read(context, &wanted(context, &password), true)?;
+                for fact in claims(context, &found) {
+                    context.record(&fact)?;
+                }
+                (found, None)
+            }
+        };
+        let wanted = wanted(context, &password);
+        let changes = planned.unwrap_or_else(|| found.changes(&wanted));
+        if changes.contains(&Import::SetPassword) {
+            let user = wanted.username;
+            context.ui.warn(&format!("the password of RabbitMQ user `{user}` was not the credentials file's (changed by hand?): setting it back"));
         }
-    };
-    context.claim(SERVICE, &user_key(context), found.user())?;
-    if context.config.rabbitmq.vhost != "/" {
-        context.claim(SERVICE, &vhost_key(context), found.vhost)?;
+        if changes.is_empty() {
+            return Ok(false);
+        }
+        rabbitmqctl(["import_definitions", "--format", "json"])
+            .stdin_secret(definitions::import(&wanted, &changes))
+            .run()?;
+        await_login(context, &password)?;
+        Ok(true)
     }
-    let wanted = wanted(context, &password);
-    let changes = found.changes(&wanted);
-    if changes.contains(&Change::SetPassword) {
-        let user = wanted.username;
-        context.ui.warn(&format!("the password of RabbitMQ user `{user}` was not the credentials file's (changed by hand?): setting it back"));
-    }
-    if changes.is_empty() {
-        return Ok(false);
-    }
-    rabbitmqctl(["import_definitions", "--format", "json"])
-        .stdin_secret(definitions::import(&wanted, &changes))
-        .run()?;
-    await_login(context, &password)?;
-    Ok(true)
 }
 
 /// Waits until a server this run started listens for AMQP and the

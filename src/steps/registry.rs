@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use time::OffsetDateTime;
 
 use super::k3s::credential_provider;
-use super::{Action, ActionKind, Step, StepError};
+use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::config::Config;
 use crate::context::Context;
 use crate::ecr;
@@ -70,21 +70,20 @@ pub fn renewal_files(config: &Config) -> Result<Vec<(String, String)>, RenderErr
     Ok(files)
 }
 
+/// What the engine knows of the step.
+pub const INFO: StepInfo = StepInfo {
+    rendered: Some(rendered),
+    needs: &[StepId::Namespace],
+    inputs_from: &[StepId::Namespace],
+    ..StepInfo::new(
+        StepId::Registry,
+        "Create the ECR pull secret and its renewal",
+    )
+};
+
 impl Step for Registry {
-    fn id(&self) -> &'static str {
-        "registry"
-    }
-
-    fn title(&self) -> &'static str {
-        "Create the ECR pull secret and its renewal"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &["namespace"]
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &["namespace"]
+    fn info(&self) -> &'static StepInfo {
+        &INFO
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
@@ -104,32 +103,15 @@ impl Step for Registry {
         Ok(())
     }
 
-    /// The renewal's service and timer (its configuration is
-    /// `stackinstall.toml`, which `render` writes anyway).
-    fn rendered(&self, config: &Config) -> Result<Vec<(String, String)>, RenderError> {
-        let units = renewal_files(config)?
-            .into_iter()
-            .filter_map(|(path, contents)| {
-                let name = path.rsplit('/').next().unwrap_or(&path).to_string();
-                let unit = name.ends_with(".service") || name.ends_with(".timer");
-                unit.then_some((name, contents))
-            });
-        Ok(units.collect())
-    }
-
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let mut actions = Vec::new();
         let config = &context.config;
         match ecr::read_stamp(config)? {
             Some(stamp) if !stamp.needs_renewal(OffsetDateTime::now_utc()) => {}
-            _ => actions.push(Action::call(
-                ActionKind::Kubernetes,
-                format!(
-                    "fetch an ECR token for `{}` (region {}, AWS credential chain) and apply Secret `{}` in `{}` with kubectl on stdin",
-                    config.registry.server, config.registry.region, config.registry.secret, config.cluster.namespace
-                ),
-                renew,
-            )),
+            _ => actions.extend(Action::change(Renew {
+                registry: config.registry.clone(),
+                namespace: config.cluster.namespace.clone(),
+            })),
         }
         actions.extend(unit_actions(context)?);
         Ok(actions)
@@ -200,6 +182,19 @@ impl Step for Registry {
     }
 }
 
+/// The renewal's service and timer (its configuration is
+/// `stackinstall.toml`, which `render` writes anyway).
+fn rendered(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
+    let units = renewal_files(config)?
+        .into_iter()
+        .filter_map(|(path, contents)| {
+            let name = path.rsplit('/').next().unwrap_or(&path).to_string();
+            let unit = name.ends_with(".service") || name.ends_with(".timer");
+            unit.then_some((name, contents))
+        });
+    Ok(units.collect())
+}
+
 /// Writes of the unit files that differ, then reload and enable as needed.
 fn unit_actions(context: &Context) -> Result<Vec<Action>, StepError> {
     let mut files = renewal_files(&context.config).map_err(render_failed)?;
@@ -245,12 +240,31 @@ fn render_failed(error: RenderError) -> StepError {
 }
 
 /// Fetches a token and applies the pull Secret; the timer renews it later.
-fn renew(context: &mut Context) -> Result<bool, StepError> {
-    let stamp = ecr::renew(context, OffsetDateTime::now_utc())?;
-    context.ui.note(&format!(
-        "pull secret `{}` renewed; `{TIMER}` renews it before it expires",
-        context.config.registry.secret
-    ));
-    tracing::info!("token stamp: {:?}", stamp.annotations());
-    Ok(true)
+struct Renew {
+    registry: crate::config::Registry,
+    namespace: String,
+}
+
+impl Change for Renew {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Kubernetes
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let registry = &self.registry;
+        vec![format!(
+            "fetch an ECR token for `{}` (region {}, AWS credential chain) and apply Secret `{}` in `{}` with kubectl on stdin",
+            registry.server, registry.region, registry.secret, self.namespace
+        )]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        let stamp = ecr::renew(context, OffsetDateTime::now_utc())?;
+        context.ui.note(&format!(
+            "pull secret `{}` renewed; `{TIMER}` renews it before it expires",
+            self.registry.secret
+        ));
+        tracing::info!("token stamp: {:?}", stamp.annotations());
+        Ok(true)
+    }
 }

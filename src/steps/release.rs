@@ -17,15 +17,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::json;
 
-use super::{Action, ActionKind, Step, StepError};
+use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::config::Config;
 use crate::context::Context;
 use crate::credentials::Credentials;
 use crate::host::download::ReleaseBinary;
-use crate::host::{self, Command, kube};
+use crate::host::kube::{self, Revision};
+use crate::host::{self, Command};
 use crate::state::Fingerprint;
 
 mod chart;
@@ -66,25 +66,12 @@ pub fn values(
 
 /// The values without secrets, as `render` writes them for review.
 pub fn values_for_review(config: &Config) -> String {
-    let host_ip = host_ip(config).unwrap_or_else(|_| "HOST_IP".into());
+    let host_ip = config.host_ip().unwrap_or_else(|| "HOST_IP".into());
     let yaml = serde_yaml_ng::to_string(&values(config, &host_ip, None)).expect("values serialize");
     format!(
         "# Helm values of the release `{}`; the install adds each service's `password`\n# from the credentials file.\n{yaml}",
         config.chart.release
     )
-}
-
-/// The address pods reach the host's databases at.
-pub fn host_ip(config: &Config) -> Result<String, StepError> {
-    if !config.cluster.host_ip.is_empty() {
-        return Ok(config.cluster.host_ip.clone());
-    }
-    host::system::primary_ipv4().map(|ip| ip.to_string()).ok_or_else(|| {
-        StepError::input(
-            "cannot find the host's primary IPv4 address (it has no default route)",
-            "set it with `STACKINSTALL_CLUSTER__HOST_IP=ADDRESS` or `[cluster] host_ip` in `--config FILE`",
-        )
-    })
 }
 
 /// The description the release is deployed with: it says which inputs.
@@ -100,7 +87,7 @@ fn marker(context: &Context) -> Result<String, StepError> {
     fingerprint
         .add(
             "values",
-            values(config, &host_ip(config)?, None).to_string(),
+            values(config, &context.host_ip()?, None).to_string(),
         )
         .add("credentials", credentials_hash(context.credentials().ok()));
     Ok(format!("stackinstall {}", &fingerprint.finish()[..16]))
@@ -120,66 +107,12 @@ fn credentials_hash(credentials: Option<&Credentials>) -> String {
     fingerprint.finish()
 }
 
-/// One line of `helm history -o json`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Revision {
-    pub revision: u64,
-    pub status: String,
-    #[serde(default)]
-    pub description: String,
-}
-
-/// The revisions of Helm release `release` in `namespace`, oldest first;
-/// empty when there is no such release.
-pub fn history(release: &str, namespace: &str) -> Result<Vec<Revision>, StepError> {
-    let command = kube::helm([
-        "history", release, "-n", namespace, "--max", "20", "-o", "json",
-    ])
-    .timeout(Duration::from_secs(60));
-    let output = command.run_unchecked()?;
-    if !output.success() {
-        if output.stderr.contains("not found") {
-            return Ok(Vec::new());
-        }
-        return Err(command.failure(&output).into());
-    }
-    let mut revisions: Vec<Revision> = serde_json::from_str(&output.stdout).map_err(|error| {
-        StepError::failed(
-            format!("`helm history {release}` printed something that is not its JSON: {error}"),
-            "check `helm version` (Helm 3 is needed)",
-        )
-    })?;
-    revisions.sort_by_key(|revision| revision.revision);
-    Ok(revisions)
-}
-
 /// The application release's revisions.
 fn application_history(config: &Config) -> Result<Vec<Revision>, StepError> {
-    history(&config.chart.release, &config.cluster.namespace)
-}
-
-/// What brings Helm release `release` in `namespace`, stuck `pending-*`,
-/// back to a state Helm can upgrade.
-pub fn recovery(release: &str, namespace: &str, revisions: &[Revision]) -> Option<Command> {
-    let latest = revisions.last()?;
-    let last_good = revisions
-        .iter()
-        .rev()
-        .find(|r| r.status == "deployed" || r.status == "superseded");
-    let uninstall = || kube::helm(["uninstall", release, "-n", namespace, "--wait"]);
-    match (latest.status.as_str(), last_good) {
-        ("pending-install", _) => Some(uninstall()),
-        ("pending-upgrade" | "pending-rollback", Some(good)) => Some(kube::helm([
-            "rollback",
-            release,
-            &good.revision.to_string(),
-            "-n",
-            namespace,
-            "--wait",
-        ])),
-        ("pending-upgrade" | "pending-rollback", None) => Some(uninstall()),
-        _ => None,
-    }
+    Ok(kube::history(
+        &config.chart.release,
+        &config.cluster.namespace,
+    )?)
 }
 
 /// The `helm upgrade --install` command of the chart file `file` with the
@@ -208,14 +141,35 @@ fn values_path(context: &Context) -> PathBuf {
 }
 
 /// Pulls and checks the chart, writes the values file (0600), runs Helm,
-/// and removes both files whatever happened.
-fn upgrade(context: &Context) -> Result<bool, StepError> {
-    let file = chart::pull(context)?;
-    let result = upgrade_from(context, &file);
-    let removed = chart::remove(context);
-    result?;
-    removed?;
-    Ok(true)
+/// and removes both files whatever happened. The plan shows the commands
+/// with the paths as the operator knows them.
+struct Upgrade {
+    pull: Command,
+    /// What the chart is checked against.
+    check: String,
+    upgrade: Command,
+}
+
+impl Change for Upgrade {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Command
+    }
+
+    fn lines(&self) -> Vec<String> {
+        vec![format!(
+            "{} (into a directory only root reads; the chart {}), then {} (values file mode 0600 with the credentials; both files removed afterwards)",
+            self.pull, self.check, self.upgrade
+        )]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        let file = chart::pull(context)?;
+        let result = upgrade_from(context, &file);
+        let removed = chart::remove(context);
+        result?;
+        removed?;
+        Ok(true)
+    }
 }
 
 /// Writes the values file (0600), runs Helm with the chart `file`, and
@@ -226,7 +180,7 @@ fn upgrade_from(context: &Context, file: &Path) -> Result<(), StepError> {
     if let Some(parent) = path.parent().filter(|parent| !parent.exists()) {
         host::fs::ensure_dir(parent, 0o700)?;
     }
-    let values = values(config, &host_ip(config)?, Some(context.credentials()?));
+    let values = values(config, &context.host_ip()?, Some(context.credentials()?));
     let yaml = serde_yaml_ng::to_string(&values).expect("values serialize");
     host::fs::write_atomic(&path, yaml.as_bytes(), 0o600)?;
     let result = upgrade_command(context, file, &path, &marker(context)?).run();
@@ -236,35 +190,36 @@ fn upgrade_from(context: &Context, file: &Path) -> Result<(), StepError> {
     Ok(())
 }
 
+/// What the engine knows of the step.
+pub const INFO: StepInfo = StepInfo {
+    rendered: Some(rendered),
+    downloads: Some(release_files),
+    needs: &[
+        StepId::Credentials,
+        StepId::Mysql,
+        StepId::Mongodb,
+        StepId::Rabbitmq,
+        StepId::Storage,
+        StepId::Namespace,
+        StepId::Registry,
+        StepId::Tls,
+        StepId::Helm,
+    ],
+    inputs_from: &[
+        StepId::Credentials,
+        StepId::Helm,
+        StepId::Namespace,
+        StepId::Registry,
+    ],
+    ..StepInfo::new(
+        StepId::Release,
+        "Install or upgrade the application's Helm release",
+    )
+};
+
 impl Step for Release {
-    fn id(&self) -> &'static str {
-        "release"
-    }
-
-    fn title(&self) -> &'static str {
-        "Install or upgrade the application's Helm release"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &[
-            "credentials",
-            "mysql",
-            "mongodb",
-            "rabbitmq",
-            "storage",
-            "namespace",
-            "registry",
-            "tls",
-            "helm",
-        ]
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &["credentials", "helm", "namespace", "registry"]
-    }
-
-    fn downloads(&self, context: &Context) -> Vec<ReleaseBinary> {
-        vec![chart::download(&context.config)]
+    fn info(&self) -> &'static StepInfo {
+        &INFO
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
@@ -276,21 +231,11 @@ impl Step for Release {
         Ok(())
     }
 
-    /// The values without the passwords, for review.
-    fn rendered(
-        &self,
-        config: &Config,
-    ) -> Result<Vec<(String, String)>, crate::render::RenderError> {
-        Ok(vec![(
-            "release-values.yaml".into(),
-            values_for_review(config),
-        )])
-    }
-
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let config = &context.config;
         let revisions = application_history(config)?;
-        let recovered = recovery(&config.chart.release, &config.cluster.namespace, &revisions);
+        let recovered =
+            kube::recovery(&config.chart.release, &config.cluster.namespace, &revisions);
         // What a run killed while Helm had them left: the chart and the
         // values file (which holds the passwords).
         let mut actions: Vec<Action> = [chart::file(context), values_path(context)]
@@ -311,16 +256,11 @@ impl Step for Release {
         actions.extend(recovered.map(Action::run));
         let shown = context.shown(&values_path(context));
         let file = context.shown(&chart::file(context));
-        let pull = chart::pull_command(config, &context.shown(&chart::directory(context)));
-        actions.push(Action::call(
-            ActionKind::Command,
-            format!(
-                "{pull} (into a directory only root reads; the chart {}), then {} (values file mode 0600 with the credentials; both files removed afterwards)",
-                chart::check(config),
-                upgrade_command(context, &file, &shown, &marker)
-            ),
-            |context| upgrade(context),
-        ));
+        actions.extend(Action::change(Upgrade {
+            pull: chart::pull_command(config, &context.shown(&chart::directory(context))),
+            check: chart::check(config),
+            upgrade: upgrade_command(context, &file, &shown, &marker),
+        }));
         Ok(actions)
     }
 
@@ -365,47 +305,24 @@ impl Step for Release {
     }
 }
 
+/// The values without the passwords, for review.
+fn rendered(config: &Config) -> Result<Vec<(String, String)>, crate::render::RenderError> {
+    Ok(vec![(
+        "release-values.yaml".into(),
+        values_for_review(config),
+    )])
+}
+
+fn release_files(context: &Context) -> Vec<ReleaseBinary> {
+    vec![chart::download(&context.config)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn revision(revision: u64, status: &str) -> Revision {
-        Revision {
-            revision,
-            status: status.into(),
-            description: String::new(),
-        }
-    }
-
     fn config() -> Config {
         Config::load(&crate::config::Sources::default()).unwrap()
-    }
-
-    #[test]
-    fn pending_install_is_uninstalled() {
-        let command = recovery("stackbill", "sb-apps", &[revision(1, "pending-install")]).unwrap();
-        assert_eq!(
-            command.to_string(),
-            "helm uninstall stackbill -n sb-apps --wait"
-        );
-    }
-
-    #[test]
-    fn pending_upgrade_rolls_back_to_the_last_deployed_revision() {
-        let revisions = [
-            revision(1, "superseded"),
-            revision(2, "deployed"),
-            revision(3, "pending-upgrade"),
-        ];
-        let command = recovery("stackbill", "sb-apps", &revisions).unwrap();
-        assert_eq!(
-            command.to_string(),
-            "helm rollback stackbill 2 -n sb-apps --wait"
-        );
-        assert!(
-            recovery("stackbill", "sb-apps", &revisions[..2]).is_none(),
-            "a deployed release needs no recovery"
-        );
     }
 
     #[test]

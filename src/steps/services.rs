@@ -3,20 +3,26 @@
 //! transaction), recording whether the server was on the host before the
 //! first install, and starting or restarting its unit.
 
-use super::{Action, ActionKind, StepError};
+use super::{Action, ActionKind, Change, StepError};
 use crate::context::Context;
 use crate::host::{self, packages, service};
+use crate::state::{Fact, Preexisting, Server};
 
-/// The state key that says whether `service`'s server was there before us.
-pub fn preexisting_key(service: &str) -> String {
-    format!("{service}.preexisting")
+/// What a host server step (`mysql`, `mongodb`, `rabbitmq`, `nfs`) tells
+/// the `packages` step, which installs the packages of every server of the
+/// run in one apt transaction: its packages, and what must be in place
+/// before they install: apt sources (MongoDB's repository and key), or a
+/// file the server reads at the first start its package's install gives it
+/// (RabbitMQ's plugins), asked only while one is missing.
+#[derive(Clone, Copy)]
+pub struct ServerRole {
+    pub packages: fn(&Context) -> Result<ServerPackages, StepError>,
+    pub before_install: fn(&Context) -> Result<Vec<Action>, StepError>,
 }
 
-/// The Debian packages a server step needs, and the apt sources (files to
-/// write, keys to fetch) to add before they can install.
+/// The Debian packages a server step needs.
 pub struct ServerPackages {
-    /// The server's name in the state's facts (`mysql`, `mongodb`, ...).
-    pub service: &'static str,
+    pub server: Server,
     pub names: Vec<String>,
 }
 
@@ -25,21 +31,12 @@ pub fn installed(packages: &[&str]) -> Result<bool, StepError> {
     Ok(packages::missing(packages)?.is_empty())
 }
 
-/// The action that records, before anything changes, whether `service`'s
-/// server was already there (`preexisting`), once; `None` once recorded.
-pub fn preexisting_action(context: &Context, service: &str, present: bool) -> Option<Action> {
-    if context.fact(&preexisting_key(service)).is_some() {
-        return None;
-    }
-    let (preexisting, what) = match present {
-        true => ("true", "was already on the host: uninstall keeps it"),
-        false => ("false", "is new on this host: uninstall may remove it"),
-    };
-    let detail = format!("record in the state that {service} {what}");
-    let key = preexisting_key(service);
-    Some(Action::call(ActionKind::Check, detail, move |context| {
-        context.record_fact(&key, preexisting).map(|()| false)
-    }))
+/// The action that records, before anything changes, whether `server`
+/// was already there (`present`), once; `None` once recorded.
+pub fn preexisting_action(context: &Context, server: Server, present: bool) -> Option<Action> {
+    let recorded = context.facts().server(server).preexisting.is_some();
+    let fact = Fact::Preexisting(Preexisting::Server(server), present);
+    (!recorded).then(|| Action::record(fact))
 }
 
 /// The service action: a restart when its configuration changed, a start
@@ -55,31 +52,53 @@ pub fn service_action(unit: &str, config_changed: bool) -> Result<Option<Action>
     Ok(Some(Action::run_as(ActionKind::Service, command)))
 }
 
-/// Installs those of each server's `packages` that are missing, in one
-/// `apt-get update` and one `apt-get install`, recording first what each
-/// server gets (`SERVICE.packages`) for uninstall.
-pub fn install_missing(
-    context: &mut Context,
-    servers: &[(&'static str, Vec<String>)],
-) -> Result<bool, StepError> {
-    let mut all = Vec::new();
-    for (service, names) in servers {
-        let wanted: Vec<&str> = names.iter().map(String::as_str).collect();
-        let missing = packages::missing(&wanted)?;
-        if !missing.is_empty() {
-            context.record_fact(&packages_key(service), &missing.join(" "))?;
+/// Installs the packages the servers of the run miss, in one `apt-get
+/// update` and one `apt-get install`, recording first what each server
+/// gets, for uninstall's purge.
+pub struct InstallPackages {
+    /// Per server, the packages it misses.
+    pub servers: Vec<(Server, Vec<String>)>,
+}
+
+impl InstallPackages {
+    /// Every missing package, each once.
+    fn all(&self) -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        for name in self.servers.iter().flat_map(|(_, names)| names) {
+            if !all.contains(name) {
+                all.push(name.clone());
+            }
         }
-        let new: Vec<String> = (missing.into_iter())
-            .filter(|name| !all.contains(name))
-            .collect();
-        all.extend(new);
+        all
     }
-    if all.is_empty() {
-        return Ok(false);
+}
+
+impl Change for InstallPackages {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Package
     }
-    context.ui.status(&format!("installing {}", all.join(" ")));
-    packages::install(&all)?;
-    Ok(true)
+
+    fn lines(&self) -> Vec<String> {
+        let all = self.all();
+        if all.is_empty() {
+            return Vec::new();
+        }
+        vec![format!(
+            "{} (after {})",
+            packages::install_command(&all),
+            packages::update_command()
+        )]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        for (server, names) in &self.servers {
+            context.record(&Fact::PackagesAdded(*server, names.clone()))?;
+        }
+        let all = self.all();
+        context.ui.status(&format!("installing {}", all.join(" ")));
+        packages::install(&all)?;
+        Ok(true)
+    }
 }
 
 /// The address a verification logs in at: `configured`, or the host's own
@@ -100,12 +119,6 @@ pub fn os_id(context: &Context) -> String {
         .unwrap_or_default()
 }
 
-/// The state key that lists the packages the install put on the host for
-/// `service` (recorded before it installs them).
-pub fn packages_key(service: &str) -> String {
-    format!("{service}.packages")
-}
-
 /// When the install put `service`'s server on the host (`SERVICE.preexisting`
 /// is `false`): stopping its `unit`, then purging its packages whole, the
 /// versioned ones too (`mysql-server-8.0`, `mariadb-server-10.11`,
@@ -113,19 +126,21 @@ pub fn packages_key(service: &str) -> String {
 /// and the returned note says so.
 pub fn purge_actions(
     context: &Context,
-    service: &str,
+    server: Server,
     packages: &[&str],
     unit: &str,
 ) -> Result<Vec<Action>, StepError> {
-    if context.fact(&preexisting_key(service)) != Some("false") {
+    let facts = context.facts().server(server);
+    if !facts.installed_by_us() {
         return Ok(vec![Action::check(format!(
-            "the {service} server and its packages ({}): they were on the host before the install",
+            "the {} server and its packages ({}): they were on the host before the install",
+            server.name(),
             packages.join(" ")
         ))]);
     }
-    let recorded = context.fact(&packages_key(service)).unwrap_or_default();
+    let recorded = facts.packages.iter().map(String::as_str);
     let mut installed: Vec<String> = Vec::new();
-    for package in packages.iter().copied().chain(recorded.split_whitespace()) {
+    for package in packages.iter().copied().chain(recorded) {
         if !installed.iter().any(|p| p == package) && packages::is_installed(package)? {
             installed.push(package.to_string());
         }

@@ -19,41 +19,33 @@
 
 use std::time::Duration;
 
-use super::release::{history, host_ip, recovery};
-use super::{Action, ActionKind, Step, StepError};
-use crate::context::{Context, Removal};
-use crate::host::download::{self, ReleaseBinary};
-use crate::host::{self, kube};
+use std::path::PathBuf;
+
+use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
+use crate::context::Context;
+use crate::host::download::{self, DOWNLOADS, ReleaseBinary};
+use crate::host::kube::{self, history, recovery};
+use crate::host::{self};
 use crate::state::Fingerprint;
 
 /// The storage step.
 pub struct Storage;
 
-/// Where the chart waits for Helm.
-const DOWNLOADS: &str = "/var/lib/stackinstall/downloads";
+/// What the engine knows of the step.
+pub const INFO: StepInfo = StepInfo {
+    downloads: Some(release_files),
+    needs: &[StepId::K3s, StepId::Helm, StepId::Nfs],
+    inputs_from: &[StepId::Nfs],
+    removal: crate::context::Removal::Infra,
+    ..StepInfo::new(
+        StepId::Storage,
+        "Provide the StorageClass (NFS provisioner)",
+    )
+};
 
 impl Step for Storage {
-    fn id(&self) -> &'static str {
-        "storage"
-    }
-
-    fn title(&self) -> &'static str {
-        "Provide the StorageClass (NFS provisioner)"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &["k3s", "helm", "nfs"]
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &["nfs"]
-    }
-
-    fn downloads(&self, context: &Context) -> Vec<ReleaseBinary> {
-        match context.config.storage.provisioner_in_chart {
-            true => Vec::new(),
-            false => vec![chart(context)],
-        }
+    fn info(&self) -> &'static StepInfo {
+        &INFO
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
@@ -94,7 +86,7 @@ impl Step for Storage {
         }
         let recovered = recovery(&storage.release, &storage.namespace, &revisions);
         actions.extend(recovered.into_iter().map(Action::run));
-        actions.push(install_action(context)?);
+        actions.extend(install_action(context)?);
         Ok(actions)
     }
 
@@ -112,10 +104,6 @@ impl Step for Storage {
                 ),
             )),
         }
-    }
-
-    fn removal(&self) -> Removal {
-        Removal::Infra
     }
 
     /// Our provisioner's release (and with it the StorageClass); one that
@@ -140,6 +128,13 @@ impl Step for Storage {
     }
 }
 
+fn release_files(context: &Context) -> Vec<ReleaseBinary> {
+    match context.config.storage.provisioner_in_chart {
+        true => Vec::new(),
+        false => vec![chart(context)],
+    }
+}
+
 /// The description our release is deployed with: which chart, which values.
 fn marker(context: &Context) -> Result<String, StepError> {
     let storage = &context.config.storage;
@@ -156,7 +151,7 @@ fn marker(context: &Context) -> Result<String, StepError> {
 fn values(context: &Context) -> Result<Vec<String>, StepError> {
     let config = &context.config;
     Ok(vec![
-        format!("nfs.server={}", host_ip(config)?),
+        format!("nfs.server={}", context.host_ip()?),
         format!("nfs.path={}", config.nfs.path),
         format!("storageClass.name={}", config.nfs.storage_class),
         format!(
@@ -204,42 +199,52 @@ fn helm_command(context: &Context, chart: &str) -> Result<host::Command, StepErr
     Ok(kube::helm(args).timeout(Duration::from_secs(storage.timeout_seconds + 60)))
 }
 
-fn install_action(context: &Context) -> Result<Action, StepError> {
-    let chart = chart(context);
+fn install_action(context: &Context) -> Result<Option<Action>, StepError> {
     let shown = context.shown(&chart_path(context));
     let command = helm_command(context, &shown.display().to_string())?;
-    Ok(Action::call(
-        ActionKind::Command,
-        format!(
-            "download {} ({}) to {} (mode 0600, removed afterwards), then {command}",
-            chart.url,
-            chart.check(),
-            shown.display()
-        ),
-        |context| install(context),
-    ))
+    Ok(Action::change(Install {
+        chart: chart(context),
+        shown,
+        command,
+    }))
 }
 
 /// Downloads and checks the chart, runs Helm with it, removes the file
-/// whatever happened.
-fn install(context: &Context) -> Result<bool, StepError> {
-    let chart = chart(context);
-    if chart.pin.is_none() {
-        context
-            .ui
-            .warn(&format!("{}: {}", chart.url, chart.check()));
+/// whatever happened. The plan shows the command with the chart's path as
+/// the operator knows it.
+struct Install {
+    chart: ReleaseBinary,
+    shown: PathBuf,
+    command: host::Command,
+}
+
+impl Change for Install {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Command
     }
-    let timeout = Duration::from_secs(context.config.downloads.timeout_seconds);
-    let bytes = download::fetch_checked(&chart, timeout, &|_, _| {})?;
-    let path = chart_path(context);
-    host::fs::ensure_dir(&context.host.path(DOWNLOADS), 0o700)?;
-    host::fs::write_atomic(&path, &bytes, 0o600)?;
-    context.ui.status("installing the NFS provisioner");
-    let result = helm_command(context, &path.display().to_string())?.run();
-    let removed = host::fs::remove_file(&path);
-    result?;
-    removed?;
-    Ok(true)
+
+    fn lines(&self) -> Vec<String> {
+        vec![format!(
+            "download {} ({}) to {} (mode 0600, removed afterwards), then {}",
+            self.chart.url,
+            self.chart.check(),
+            self.shown.display(),
+            self.command
+        )]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        let bytes = context.fetch_release(&self.chart)?;
+        let path = chart_path(context);
+        host::fs::ensure_dir(&context.host.path(DOWNLOADS), 0o700)?;
+        host::fs::write_atomic(&path, &bytes, 0o600)?;
+        context.ui.status("installing the NFS provisioner");
+        let result = helm_command(context, &path.display().to_string())?.run();
+        let removed = host::fs::remove_file(&path);
+        result?;
+        removed?;
+        Ok(true)
+    }
 }
 
 /// What is missing: the StorageClass, or (for our release) an available

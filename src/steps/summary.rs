@@ -2,42 +2,54 @@
 //! PORT/...` for every route), where the credentials and the log are, and
 //! what to run next. It prints no password and changes nothing on the host.
 
-use super::{Action, ActionKind, Step, StepError};
+use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::context::Context;
 
 /// The summary step.
 pub struct Summary;
 
+/// What the engine knows of the step.
+pub const INFO: StepInfo = StepInfo {
+    needs: &[StepId::Wait],
+    role: super::Role::EveryRun,
+    ..StepInfo::new(StepId::Summary, "Show where everything is")
+};
+
 impl Step for Summary {
-    fn id(&self) -> &'static str {
-        "summary"
+    fn info(&self) -> &'static StepInfo {
+        &INFO
     }
 
-    fn title(&self) -> &'static str {
-        "Show where everything is"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &["wait"]
-    }
-
-    fn always_runs(&self) -> bool {
-        true
-    }
-
-    fn look(&self, _context: &Context) -> Result<Vec<Action>, StepError> {
-        Ok(vec![Action::call(
-            ActionKind::Report,
-            "print the application URLs, where the credentials and the log are, and the next commands",
-            |context| {
-                context.ui.message(&summary_text(context));
-                Ok(false)
-            },
-        )])
+    fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        let text = summary_text(context);
+        Ok(Action::change(Report { text }).into_iter().collect())
     }
 
     fn verify(&self, _context: &Context) -> Result<(), StepError> {
         Ok(())
+    }
+}
+
+/// Prints a text for the operator; changes nothing on the host. A plan
+/// shows the text itself.
+pub struct Report {
+    pub text: String,
+}
+
+impl Change for Report {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Report
+    }
+
+    fn lines(&self) -> Vec<String> {
+        (self.text.lines())
+            .map(|line| format!("print: {line}"))
+            .collect()
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        context.ui.message(&self.text);
+        Ok(false)
     }
 }
 

@@ -8,11 +8,20 @@
 //! new certificate is applied again, the same one is left alone), read back
 //! with a jsonpath that never returns the Secret's data. Uninstall deletes
 //! both Secrets.
+//!
+//! With `--self-signed` it first makes the pair under
+//! `/etc/stackinstall/tls/` (a year's certificate for the domain), kept and
+//! reused while it is valid for more than 30 days; uninstall leaves it.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 
-use super::{Action, ActionKind, Step, StepError};
+use std::path::PathBuf;
+
+use time::OffsetDateTime;
+
+use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
+use crate::certificate::{self, EXPIRY_WARNING_DAYS};
 use crate::context::Context;
 use crate::host::{self, kube};
 use crate::secret::Secret;
@@ -24,64 +33,70 @@ pub struct Tls;
 /// The annotation holding the SHA-256 of the certificate and key.
 const ANNOTATION: &str = "stackinstall.io/tls-sha256";
 
+/// What the engine knows of the step.
+pub const INFO: StepInfo = StepInfo {
+    needs: &[StepId::Istio, StepId::Namespace],
+    inputs_from: &[StepId::Namespace, StepId::Istio],
+    ..StepInfo::new(StepId::Tls, "Store the TLS certificate as Secrets")
+};
+
 impl Step for Tls {
-    fn id(&self) -> &'static str {
-        "tls"
-    }
-
-    fn title(&self) -> &'static str {
-        "Store the TLS certificate as Secrets"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &["istio", "namespace"]
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &["namespace", "istio"]
+    fn info(&self) -> &'static StepInfo {
+        &INFO
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
-        // The self-signed pair may not exist before preflight makes it.
-        let pair = read_pair(context).ok();
-        fingerprint.add(
-            "pair",
-            pair.map_or_else(String::new, |(certificate, key)| {
-                pair_hash(&certificate, &key)
-            }),
-        );
+        // A self-signed pair is this step's own work (it is made again
+        // when it nears its end): the domain is the input, not the pair.
+        match context.config.install.self_signed {
+            true => fingerprint.add("self-signed", &context.config.install.domain),
+            false => {
+                let (certificate, key) = read_pair(context)?;
+                fingerprint.add("pair", pair_hash(&certificate, &key))
+            }
+        };
         fingerprint.add("secret", &context.config.istio.tls_secret);
         fingerprint.add("namespace", &context.config.cluster.namespace);
         Ok(())
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
-        let (certificate, key) = read_pair(context)?;
-        let hash = pair_hash(&certificate, &key);
-        let name = &context.config.istio.tls_secret;
         let mut actions = Vec::new();
+        let hash = match self_signed_to_make(context) {
+            Some(make) => {
+                actions.extend(Action::change(make));
+                None
+            }
+            None => {
+                let (certificate, key) = read_pair(context)?;
+                Some(pair_hash(&certificate, &key))
+            }
+        };
+        let name = &context.config.istio.tls_secret;
         for namespace in namespaces(context) {
-            if live_hash(name, &namespace)?.as_deref() == Some(hash.as_str()) {
+            let live = live_hash(name, &namespace)?;
+            if live.is_some() && live == hash {
                 actions.push(Action::check(format!(
                     "Secret {name} in {namespace} holds the current certificate"
                 )));
-            } else {
-                let detail = format!(
-                    "{} (kubernetes.io/tls Secret {name} in {namespace}, certificate sha256 {})",
-                    apply_shown(),
-                    &hash[..16]
-                );
-                actions.push(Action::call(
-                    ActionKind::Kubernetes,
-                    detail,
-                    move |context| apply_secret(context, &namespace),
-                ));
+                continue;
             }
+            actions.extend(Action::change(ApplySecret {
+                name: name.clone(),
+                namespace,
+                hash: hash.clone(),
+            }));
         }
         Ok(actions)
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
+        if self_signed_to_make(context).is_some() {
+            return Err(StepError::failed(
+                "the self-signed certificate is missing, not for the domain, or near its end",
+                "run `stackinstall install --redo tls` to make a new one",
+            ));
+        }
         let (certificate, key) = read_pair(context)?;
         let hash = pair_hash(&certificate, &key);
         let name = &context.config.istio.tls_secret;
@@ -127,7 +142,7 @@ fn read_pair(context: &Context) -> Result<(String, Secret), StepError> {
         host::fs::read_optional(path)?.ok_or_else(|| {
             StepError::failed(
                 format!("`{}` does not exist", context.shown(path).display()),
-                "run the `preflight` step first, or check --ssl-cert and --ssl-key",
+                "check --ssl-cert and --ssl-key (a self-signed pair is made by the `tls` step)",
             )
         })
     };
@@ -155,19 +170,107 @@ fn live_hash(name: &str, namespace: &str) -> Result<Option<String>, StepError> {
     Ok(kube::get_field("secret", name, namespace, &path)?)
 }
 
-/// Applies the TLS Secret with the current pair in `namespace`, the key on
-/// kubectl's stdin.
-fn apply_secret(context: &mut Context, namespace: &str) -> Result<bool, StepError> {
-    let (certificate, key) = read_pair(context)?;
-    let hash = pair_hash(&certificate, &key);
-    let name = &context.config.istio.tls_secret;
-    let manifest = secret_manifest(name, namespace, &hash, &certificate, key.expose());
-    kube::apply_secret(manifest).run()?;
-    Ok(true)
+/// With `--self-signed`, the pair to make when the one kept is missing,
+/// not for the domain, or within 30 days of its end; `None` when there is
+/// nothing to make.
+fn self_signed_to_make(context: &Context) -> Option<MakeSelfSigned> {
+    let install = &context.config.install;
+    if !install.self_signed {
+        return None;
+    }
+    let (certificate, key) = context.tls_paths()?;
+    let current = (host::fs::read_bytes(&certificate), host::fs::read_bytes(&key));
+    if let (Ok(certificate), Ok(key)) = current {
+        let now = OffsetDateTime::now_utc();
+        let valid = certificate::check_pair(&certificate, &key, &install.domain, now);
+        if valid.is_ok_and(|info| info.days_left >= EXPIRY_WARNING_DAYS) {
+            return None;
+        }
+    }
+    Some(MakeSelfSigned {
+        domain: install.domain.clone(),
+        shown: (context.shown(&certificate), context.shown(&key)),
+        paths: (certificate, key),
+    })
 }
 
-fn apply_shown() -> String {
-    kube::apply_secret(Secret::new(String::new())).to_string()
+/// Makes a self-signed certificate for the domain, valid for a year, and
+/// its key, and keeps them (the key 0600) for this and later installs.
+struct MakeSelfSigned {
+    domain: String,
+    /// The certificate's and the key's paths.
+    paths: (PathBuf, PathBuf),
+    shown: (PathBuf, PathBuf),
+}
+
+impl Change for MakeSelfSigned {
+    fn kind(&self) -> ActionKind {
+        ActionKind::File
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let (certificate, key) = &self.shown;
+        vec![format!(
+            "write {} (mode 0600) and {} (mode 0644): a new self-signed certificate for {}, valid for a year",
+            key.display(),
+            certificate.display(),
+            self.domain
+        )]
+    }
+
+    fn apply(self: Box<Self>, _context: &mut Context) -> Result<bool, StepError> {
+        let (certificate, key) = certificate::self_signed_for_a_year(&self.domain);
+        let (certificate_path, key_path) = &self.paths;
+        if let Some(parent) = key_path.parent().filter(|parent| !parent.exists()) {
+            host::fs::ensure_dir(parent, 0o700)?;
+        }
+        host::fs::ensure_file(key_path, key.as_bytes(), 0o600)?;
+        host::fs::ensure_file(certificate_path, certificate.as_bytes(), 0o644)?;
+        Ok(true)
+    }
+}
+
+/// Applies the TLS Secret with the pair in `namespace`, the key on
+/// kubectl's stdin.
+struct ApplySecret {
+    name: String,
+    namespace: String,
+    /// The pair's hash, as the look read it; `None` for a pair this step
+    /// makes before.
+    hash: Option<String>,
+}
+
+impl Change for ApplySecret {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Kubernetes
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let certificate = match &self.hash {
+            Some(hash) => format!("certificate sha256 {}", &hash[..16]),
+            None => "the new self-signed certificate".into(),
+        };
+        vec![format!(
+            "{} (kubernetes.io/tls Secret {} in {}, {certificate})",
+            kube::apply_secret(Secret::new(String::new())),
+            self.name,
+            self.namespace,
+        )]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        let (certificate, key) = read_pair(context)?;
+        let hash = pair_hash(&certificate, &key);
+        let manifest = secret_manifest(
+            &self.name,
+            &self.namespace,
+            &hash,
+            &certificate,
+            key.expose(),
+        );
+        kube::apply_secret(manifest).run()?;
+        Ok(true)
+    }
 }
 
 /// The Secret's manifest (JSON); it holds the key, so it is a secret itself.

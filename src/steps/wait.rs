@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Action, ActionKind, Step, StepError};
+use super::{Action, Step, StepError, StepId, StepInfo};
 use crate::config::Config;
 use crate::context::Context;
 use crate::host::kube;
@@ -193,21 +193,16 @@ pub fn wait_for(
     }
 }
 
+/// What the engine knows of the step.
+pub const INFO: StepInfo = StepInfo {
+    needs: &[StepId::Gateway],
+    inputs_from: &[StepId::Release],
+    ..StepInfo::new(StepId::Wait, "Wait for the application's pods to be Ready")
+};
+
 impl Step for Wait {
-    fn id(&self) -> &'static str {
-        "wait"
-    }
-
-    fn title(&self) -> &'static str {
-        "Wait for the application's pods to be Ready"
-    }
-
-    fn needs(&self) -> &'static [&'static str] {
-        &["gateway"]
-    }
-
-    fn depends_on(&self) -> &'static [&'static str] {
-        &["release"]
+    fn info(&self) -> &'static StepInfo {
+        &INFO
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
@@ -220,16 +215,13 @@ impl Step for Wait {
         if all_ready(&pods) {
             return Ok(Vec::new());
         }
-        Ok(vec![Action::call(
-            ActionKind::Check,
-            format!(
-                "wait up to {}s for the pods in `{}` to be Ready and its Jobs Complete (now {})",
-                context.config.wait.timeout_seconds,
-                context.config.cluster.namespace,
-                progress(&pods, "ready")
-            ),
-            wait_for_pods,
-        )])
+        let condition = format!(
+            "the pods in `{}` are Ready and its Jobs Complete (now {})",
+            context.config.cluster.namespace,
+            progress(&pods, "ready")
+        );
+        let limit = Duration::from_secs(context.config.wait.timeout_seconds);
+        Ok(vec![Action::wait_until(condition, limit, wait_for_pods)])
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
@@ -253,12 +245,11 @@ impl Step for Wait {
 
 /// Waits until every pod is Ready and every Job Complete; on timeout the
 /// error names what is not there and why.
-fn wait_for_pods(context: &mut Context) -> Result<bool, StepError> {
+fn wait_for_pods(context: &Context, timeout: Duration) -> Result<(), StepError> {
     // Pods may carry the passwords in their environment: loading the
     // credentials registers them, so the logged pod lists are redacted.
     let _ = context.credentials();
     let config = &context.config;
-    let timeout = Duration::from_secs(config.wait.timeout_seconds);
     let interval = Duration::from_millis(config.wait.poll_milliseconds.max(1));
     let (pods, ready) = wait_for(
         || poll(config),
@@ -274,7 +265,7 @@ fn wait_for_pods(context: &mut Context) -> Result<bool, StepError> {
             None => error,
         });
     }
-    Ok(false)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -62,14 +62,11 @@ pub fn actions(context: &Context) -> Result<Vec<Action>, StepError> {
 
 /// The restart that makes a running K3s read a changed provider config;
 /// done once its node is Ready again.
-pub fn restart() -> Action {
-    let restart = service::restart("k3s");
-    let detail = restart.to_string();
-    Action::call(ActionKind::Command, detail, move |context| {
-        restart.run()?;
-        super::wait_until_ready(context)?;
-        Ok(true)
-    })
+pub fn restart(context: &Context) -> [Action; 2] {
+    [
+        Action::run_as(ActionKind::Service, service::restart("k3s")),
+        super::wait_for_nodes(context),
+    ]
 }
 
 /// Fails when the provider is not (or no longer) as the step left it.

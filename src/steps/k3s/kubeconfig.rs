@@ -14,16 +14,16 @@
 
 use sha2::{Digest, Sha256};
 
-use super::super::{Action, ActionKind, StepError};
+use crate::action::{Action, ActionKind, Change};
 use crate::context::Context;
+use crate::error::StepError;
 use crate::host::{self, kube};
+use crate::state::Fact;
 
 /// The mode K3s writes its kubeconfig with (its `--write-kubeconfig-mode`).
 pub const MODE: u32 = 0o600;
 /// root's own kubeconfig, which `kubectl` and `helm` read by default.
 pub const ROOT_KUBECONFIG: &str = "/root/.kube/config";
-/// The fact holding the SHA-256 of the copy stackinstall last wrote.
-const WRITTEN: &str = "k3s.root_kubeconfig_sha256";
 
 /// What is at root's kubeconfig path before the copy.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,7 +49,8 @@ fn existing(context: &Context, current: Option<&str>) -> Result<Existing, StepEr
     let Some(text) = readable(&target)? else {
         return Ok(Existing::Unknown);
     };
-    let ours = context.fact(WRITTEN) == Some(sha256(&text).as_str());
+    let written = context.facts().k3s.root_kubeconfig_sha256.as_deref();
+    let ours = written == Some(sha256(&text).as_str());
     Ok(match ours || Some(text.as_str()) == current {
         true => Existing::Replaceable,
         false => Existing::Theirs,
@@ -75,24 +76,41 @@ pub fn copy_action(context: &Context) -> Result<Option<Action>, StepError> {
     {
         return Ok(None);
     }
-    let backup = match existing(context, current.as_deref())? {
-        Existing::Replaceable => String::new(),
-        Existing::Theirs => format!(
-            "; the {ROOT_KUBECONFIG} there differs from K3s's and was not written by stackinstall: it is kept as {ROOT_KUBECONFIG}.stackinstall-backup-TIME (mode 0600)"
-        ),
-        Existing::Unknown => format!(
-            "; a {ROOT_KUBECONFIG} there that stackinstall did not write is kept as {ROOT_KUBECONFIG}.stackinstall-backup-TIME (mode 0600)"
-        ),
-    };
-    Ok(Some(Action::call(
-        ActionKind::File,
-        format!(
-            "copy {} to {} (mode 0600, directory 0700) for kubectl and helm by hand{backup}",
+    let existing = existing(context, current.as_deref())?;
+    Ok(Action::change(CopyKubeconfig { existing }))
+}
+
+/// Copies K3s's kubeconfig to root's, keeping someone else's file there as
+/// a backup first.
+struct CopyKubeconfig {
+    /// What is at root's path now, as far as the look could tell.
+    existing: Existing,
+}
+
+impl Change for CopyKubeconfig {
+    fn kind(&self) -> ActionKind {
+        ActionKind::File
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let backup = match self.existing {
+            Existing::Replaceable => String::new(),
+            Existing::Theirs => format!(
+                "; the {ROOT_KUBECONFIG} there differs from K3s's and was not written by stackinstall: it is kept as {ROOT_KUBECONFIG}.stackinstall-backup-TIME (mode 0600)"
+            ),
+            Existing::Unknown => format!(
+                "; a {ROOT_KUBECONFIG} there that stackinstall did not write is kept as {ROOT_KUBECONFIG}.stackinstall-backup-TIME (mode 0600)"
+            ),
+        };
+        vec![format!(
+            "copy {} to {ROOT_KUBECONFIG} (mode 0600, directory 0700) for kubectl and helm by hand{backup}",
             kube::KUBECONFIG,
-            ROOT_KUBECONFIG
-        ),
-        copy,
-    )))
+        )]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        copy(context)
+    }
 }
 
 /// The file's text; `None` when it is missing or only root may read it.
@@ -119,11 +137,7 @@ pub fn copy(context: &mut Context) -> Result<bool, StepError> {
     if existing(context, Some(&text))? == Existing::Theirs {
         back_up(context, &target)?;
     }
-    let written = sha256(&text);
-    if context.fact(WRITTEN) != Some(written.as_str()) {
-        context.forget_fact(WRITTEN)?;
-        context.record_fact(WRITTEN, &written)?;
-    }
+    context.record(&Fact::RootKubeconfig(sha256(&text)))?;
     Ok(host::fs::ensure_file(&target, text.as_bytes(), MODE)? || made)
 }
 

@@ -10,6 +10,7 @@ use super::users::{self, Change, TIMEOUT};
 use crate::context::Context;
 use crate::host;
 use crate::secret::Secret;
+use crate::state::Object;
 use crate::steps::{StepError, services};
 
 /// The localhost exception only opens to a loopback connection.
@@ -155,18 +156,18 @@ pub(super) fn provision(context: &mut Context) -> Result<bool, StepError> {
     let Some((client, is_user)) = administrator(context, &password)? else {
         // Only a server without users lets this create one: when it
         // refuses, the user may be someone else's, and is not claimed.
-        let key = user_key(context);
-        let unrecorded = context.origin(&key).is_none();
-        context.claim(SERVICE, &key, false)?;
+        let user = user(context);
+        let unrecorded = context.origin(&user).is_none();
+        context.claim(user.clone(), false)?;
         let created = create_through_localhost_exception(context, &waiting, &password);
         if created.is_err() && unrecorded {
-            context.forget_fact(&key)?;
+            context.forget(&user)?;
         }
         return created;
     };
     let changes = survey_with(context, &client, is_user, &password)?;
     let present = !changes.contains(&Change::Create);
-    context.claim(SERVICE, &user_key(context), present)?;
+    context.claim(user(context), present)?;
     let config = &context.config.mongodb;
     if changes.contains(&Change::SetPassword) {
         context.ui.warn(&format!("the password of MongoDB user `{}` was not the credentials file's (changed by hand?): setting it back", config.username));
@@ -204,9 +205,9 @@ fn create_through_localhost_exception(
     }
 }
 
-/// The state key of the user's origin.
-pub(super) fn user_key(context: &Context) -> String {
-    format!("{SERVICE}.user.{}", context.config.mongodb.username)
+/// The user, as the state records its origin.
+pub(super) fn user(context: &Context) -> Object {
+    Object::MongodbUser(context.config.mongodb.username.clone())
 }
 
 pub(super) fn drop_user(context: &Context) -> Result<bool, StepError> {

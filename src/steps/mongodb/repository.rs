@@ -6,12 +6,14 @@
 //! profile's `[mongodb] version`, or, when that is empty, the first of 7.0
 //! and 8.0 that MongoDB publishes packages of for the host's release.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::SigningKey;
 use crate::context::Context;
 use crate::host;
 use crate::pgp;
-use crate::steps::{Action, ActionKind, StepError};
+use crate::steps::{Action, ActionKind, Change, StepError};
 
 const REPOSITORY: &str = "https://repo.mongodb.org/apt";
 const KEY_BEGINNING: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
@@ -138,23 +140,12 @@ pub fn actions(context: &Context) -> Result<Vec<Action>, StepError> {
     let mut actions = Vec::new();
     let key = context.host.path(key_path(version));
     if !key.exists() {
-        let check = match context.config.mongodb.signing_keys.get(version) {
-            Some(pinned) => format!(
-                "check its fingerprint is {} (from {})",
-                pgp::normalize(&pinned.fingerprint),
-                pinned.source
-            ),
-            None => format!(
-                "NOT PINNED: no fingerprint for series {version} in [mongodb.signing_keys], the key is trusted as served"
-            ),
-        };
-        let detail = format!(
-            "download {}, {check}, write {}",
-            key_url(version),
-            context.shown(&key).display()
-        );
-        actions.push(Action::call(ActionKind::File, detail, |context| {
-            add_key(context)
+        actions.extend(Action::change(AddSigningKey {
+            series: version.clone(),
+            url: key_url(version),
+            pin: context.config.mongodb.signing_keys.get(version).cloned(),
+            path: key.clone(),
+            shown: context.shown(&key),
         }));
     }
     let list = context.host.path(list_path(version));
@@ -169,65 +160,96 @@ pub fn actions(context: &Context) -> Result<Vec<Action>, StepError> {
     Ok(actions)
 }
 
-/// Downloads the signing key; returns whether it wrote it.
-pub fn add_key(context: &Context) -> Result<bool, StepError> {
-    let version = &series(context)?;
-    let url = key_url(version);
-    let key = host::download::fetch(&url, Duration::from_secs(120))?;
-    if !String::from_utf8_lossy(&key)
-        .trim_start()
-        .starts_with(KEY_BEGINNING)
-    {
-        return Err(StepError::failed(
-            format!("`{url}` did not answer with a PGP public key"),
-            "check the host's network access to www.mongodb.org (a proxy or captive portal?), then run again",
-        ));
-    }
-    check_fingerprint(context, &url, &key)?;
-    Ok(host::fs::ensure_file(
-        &context.host.path(key_path(version)),
-        &key,
-        0o644,
-    )?)
+/// Downloads the series' signing key, checks its fingerprint against the
+/// profile's pin (the one the plan names), and writes it for apt.
+struct AddSigningKey {
+    series: String,
+    url: String,
+    pin: Option<SigningKey>,
+    path: PathBuf,
+    shown: PathBuf,
 }
 
-/// Refuses a key whose fingerprint is not the pinned one; warns when the
-/// series has no pin (refuses with `[downloads] require_pins`).
-fn check_fingerprint(context: &Context, url: &str, key: &[u8]) -> Result<(), StepError> {
-    let version = &context.config.mongodb.version;
-    let found = pgp::fingerprint(&String::from_utf8_lossy(key)).map_err(|error| {
-        StepError::failed(
-            format!("the signing key from `{url}` is unusable: {error}"),
-            "check the host's network access to www.mongodb.org, then run again",
-        )
-    })?;
-    let Some(pinned) = context.config.mongodb.signing_keys.get(version) else {
-        if context.config.downloads.require_pins {
-            return Err(StepError::input(
-                format!(
-                    "`[downloads] require_pins` is set, but MongoDB {version}'s signing key has no pinned fingerprint (it has {found})"
-                ),
-                format!(
-                    "add `[mongodb.signing_keys.\"{version}\"]` with the `fingerprint` MongoDB publishes and its `source`"
-                ),
-            ));
-        }
-        context.ui.warn(&format!(
-            "MongoDB {version}'s signing key is NOT PINNED: its fingerprint {found} is trusted as served by `{url}`"
-        ));
-        return Ok(());
-    };
-    let expected = pgp::normalize(&pinned.fingerprint);
-    if found != expected {
-        return Err(StepError::failed(
-            format!(
-                "the signing key from `{url}` has fingerprint {found}, but the profile pins {expected} (from {}); it was not installed",
+impl Change for AddSigningKey {
+    fn kind(&self) -> ActionKind {
+        ActionKind::File
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let check = match &self.pin {
+            Some(pinned) => format!(
+                "check its fingerprint is {} (from {})",
+                pgp::normalize(&pinned.fingerprint),
                 pinned.source
             ),
-            "something between this host and www.mongodb.org serves another key: do not install from it; check the network, then run again",
-        ));
+            None => format!(
+                "NOT PINNED: no fingerprint for series {} in [mongodb.signing_keys], the key is trusted as served",
+                self.series
+            ),
+        };
+        vec![format!(
+            "download {}, {check}, write {}",
+            self.url,
+            self.shown.display()
+        )]
     }
-    Ok(())
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        let url = &self.url;
+        let key = host::download::fetch(url, Duration::from_secs(120))?;
+        if !String::from_utf8_lossy(&key)
+            .trim_start()
+            .starts_with(KEY_BEGINNING)
+        {
+            return Err(StepError::failed(
+                format!("`{url}` did not answer with a PGP public key"),
+                "check the host's network access to www.mongodb.org (a proxy or captive portal?), then run again",
+            ));
+        }
+        self.check_fingerprint(context, &key)?;
+        Ok(host::fs::ensure_file(&self.path, &key, 0o644)?)
+    }
+}
+
+impl AddSigningKey {
+    /// Refuses a key whose fingerprint is not the pinned one; warns when
+    /// the series has no pin (refuses with `[downloads] require_pins`).
+    fn check_fingerprint(&self, context: &Context, key: &[u8]) -> Result<(), StepError> {
+        let (url, series) = (&self.url, &self.series);
+        let found = pgp::fingerprint(&String::from_utf8_lossy(key)).map_err(|error| {
+            StepError::failed(
+                format!("the signing key from `{url}` is unusable: {error}"),
+                "check the host's network access to www.mongodb.org, then run again",
+            )
+        })?;
+        let Some(pinned) = &self.pin else {
+            if context.config.downloads.require_pins {
+                return Err(StepError::input(
+                    format!(
+                        "`[downloads] require_pins` is set, but MongoDB {series}'s signing key has no pinned fingerprint (it has {found})"
+                    ),
+                    format!(
+                        "add `[mongodb.signing_keys.\"{series}\"]` with the `fingerprint` MongoDB publishes and its `source`"
+                    ),
+                ));
+            }
+            context.ui.warn(&format!(
+                "MongoDB {series}'s signing key is NOT PINNED: its fingerprint {found} is trusted as served by `{url}`"
+            ));
+            return Ok(());
+        };
+        let expected = pgp::normalize(&pinned.fingerprint);
+        if found != expected {
+            return Err(StepError::failed(
+                format!(
+                    "the signing key from `{url}` has fingerprint {found}, but the profile pins {expected} (from {}); it was not installed",
+                    pinned.source
+                ),
+                "something between this host and www.mongodb.org serves another key: do not install from it; check the network, then run again",
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use crate::config::Mysql;
 use crate::secret::{MASK, Secret};
 
 /// What the server holds now.
+#[derive(Debug, Clone)]
 pub struct Survey {
     pub flavour: Flavour,
     pub version: String,
@@ -16,53 +17,79 @@ pub struct Survey {
     pub grants_complete: bool,
 }
 
-#[derive(PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum User {
     Missing,
     OtherPassword,
     Current,
 }
 
-/// The statements that bring the server to the profile; the password is
-/// masked unless `password` is given. Without a survey, all of them.
-pub fn statements(
-    config: &Mysql,
-    flavour: Flavour,
-    survey: Option<&Survey>,
-    password: Option<&Secret>,
-) -> Vec<String> {
-    let shown = password.map_or(MASK.to_string(), |secret| escape(secret.expose()));
-    let user = format!("'{}'@'%'", escape(&config.username));
-    let identified = format!("{} '{shown}'", flavour.identified_by());
+/// One statement of the step: what it does is what the plan shows (the
+/// password masked there, and only there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Statement {
+    CreateDatabase(String),
+    /// The profile's user, with the credentials file's password.
+    CreateUser,
+    /// The user's password set back to the credentials file's.
+    SetPassword,
+    /// Every privilege, with grant option, to the user.
+    GrantAll,
+    DropDatabase(String),
+    DropUser(String),
+}
+
+impl Statement {
+    /// The SQL for `flavour`, with `password` where it needs one (masked
+    /// when `None`).
+    pub fn sql(&self, config: &Mysql, flavour: Flavour, password: Option<&Secret>) -> String {
+        let shown = password.map_or(MASK.to_string(), |secret| escape(secret.expose()));
+        let user = format!("'{}'@'%'", escape(&config.username));
+        let identified = format!("{} '{shown}'", flavour.identified_by());
+        match self {
+            Self::CreateDatabase(name) => {
+                format!(
+                    "CREATE DATABASE IF NOT EXISTS `{}`",
+                    name.replace('`', "``")
+                )
+            }
+            Self::CreateUser => format!("CREATE USER {user} {identified}"),
+            Self::SetPassword => format!("ALTER USER {user} {identified}"),
+            Self::GrantAll => format!("GRANT ALL PRIVILEGES ON *.* TO {user} WITH GRANT OPTION"),
+            Self::DropDatabase(name) => {
+                format!("DROP DATABASE IF EXISTS `{}`", name.replace('`', "``"))
+            }
+            Self::DropUser(name) => format!("DROP USER IF EXISTS '{}'@'%'", escape(name)),
+        }
+    }
+}
+
+/// The statements that bring the server to the profile. Without a survey
+/// (the server does not run yet), all of them.
+pub fn statements(config: &Mysql, survey: Option<&Survey>) -> Vec<Statement> {
     let mut statements = Vec::new();
     let missing_databases = survey.map_or(&config.databases, |survey| &survey.missing_databases);
     for database in missing_databases {
-        statements.push(format!(
-            "CREATE DATABASE IF NOT EXISTS `{}`",
-            database.replace('`', "``")
-        ));
+        statements.push(Statement::CreateDatabase(database.clone()));
     }
     match survey.map_or(&User::Missing, |survey| &survey.user) {
-        User::Missing => statements.push(format!("CREATE USER {user} {identified}")),
-        User::OtherPassword => statements.push(format!("ALTER USER {user} {identified}")),
+        User::Missing => statements.push(Statement::CreateUser),
+        User::OtherPassword => statements.push(Statement::SetPassword),
         User::Current => {}
     }
     if survey.is_none_or(|survey| !survey.grants_complete || survey.user == User::Missing) {
-        statements.push(format!(
-            "GRANT ALL PRIVILEGES ON *.* TO {user} WITH GRANT OPTION"
-        ));
+        statements.push(Statement::GrantAll);
     }
     statements
 }
 
 /// The statements that drop `databases` and `user` (those the step
 /// created), with `IF EXISTS` so that running them again changes nothing.
-pub fn drop_statements(databases: &[String], user: Option<&str>) -> Vec<String> {
-    let mut statements: Vec<String> = databases
-        .iter()
-        .map(|database| format!("DROP DATABASE IF EXISTS `{}`", database.replace('`', "``")))
+pub fn drop_statements(databases: &[String], user: Option<&str>) -> Vec<Statement> {
+    let mut statements: Vec<Statement> = (databases.iter())
+        .map(|database| Statement::DropDatabase(database.clone()))
         .collect();
-    statements.extend(user.map(|user| format!("DROP USER IF EXISTS '{}'@'%'", escape(user))));
+    statements.extend(user.map(|user| Statement::DropUser(user.to_string())));
     statements
 }
 
@@ -152,10 +179,16 @@ mod tests {
         }
     }
 
+    fn sql(flavour: Flavour, survey: Option<&Survey>, password: Option<&Secret>) -> Vec<String> {
+        (statements(&config(), survey).iter())
+            .map(|statement| statement.sql(&config(), flavour, password))
+            .collect()
+    }
+
     #[test]
     fn each_flavour_gets_its_own_create_user() {
-        let mysql = statements(&config(), Flavour::Mysql, None, None);
-        let mariadb = statements(&config(), Flavour::Mariadb, None, None);
+        let mysql = sql(Flavour::Mysql, None, None);
+        let mariadb = sql(Flavour::Mariadb, None, None);
         assert_eq!(
             mysql[2],
             "CREATE USER 'stackbill'@'%' IDENTIFIED WITH mysql_native_password BY '********'"
@@ -180,7 +213,7 @@ mod tests {
             grants_complete: true,
         };
         let password = Secret::new(r"it's\here");
-        let statements = statements(&config(), Flavour::Mariadb, Some(&survey), Some(&password));
+        let statements = sql(Flavour::Mariadb, Some(&survey), Some(&password));
         assert_eq!(
             statements,
             [r"ALTER USER 'stackbill'@'%' IDENTIFIED BY 'it''s\\here'"]

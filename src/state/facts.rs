@@ -1,0 +1,541 @@
+//! What the install found or made on the host, kept in the state file for
+//! uninstall: per step, whether its program or server was there before the
+//! first install, which packages the install added, and who made each
+//! database, user, vhost and file it uses. A recorded fact is never
+//! overwritten by a later run (a re-run does not turn found into created);
+//! an uninstall forgets what it removed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::steps::StepId;
+
+/// Who made an object the install uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Origin {
+    /// The install made it (or was about to, when it recorded this):
+    /// `uninstall --delete-db` removes it.
+    Created,
+    /// It was there before the install: every uninstall keeps it.
+    Found,
+}
+
+impl Origin {
+    /// The origin of a program or server by whether it was there before
+    /// the first install.
+    pub fn from_preexisting(preexisting: bool) -> Self {
+        match preexisting {
+            true => Self::Found,
+            false => Self::Created,
+        }
+    }
+}
+
+/// Every fact, by step.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Facts {
+    #[serde(skip_serializing_if = "K3sFacts::is_empty")]
+    pub k3s: K3sFacts,
+    #[serde(skip_serializing_if = "ProgramFacts::is_empty")]
+    pub helm: ProgramFacts,
+    #[serde(skip_serializing_if = "IstioFacts::is_empty")]
+    pub istio: IstioFacts,
+    #[serde(skip_serializing_if = "ServerFacts::is_empty")]
+    pub mysql: ServerFacts,
+    #[serde(skip_serializing_if = "ServerFacts::is_empty")]
+    pub mongodb: ServerFacts,
+    #[serde(skip_serializing_if = "ServerFacts::is_empty")]
+    pub rabbitmq: ServerFacts,
+    #[serde(skip_serializing_if = "ServerFacts::is_empty")]
+    pub nfs: ServerFacts,
+}
+
+/// A program the install may have put on the host (Helm).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProgramFacts {
+    /// Whether it was there before the first install.
+    pub preexisting: Option<bool>,
+}
+
+impl ProgramFacts {
+    fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// K3s.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct K3sFacts {
+    /// Whether a Kubernetes was there before the first install.
+    pub preexisting: Option<bool>,
+    /// The SHA-256 of the copy of K3s's kubeconfig last written as root's
+    /// `/root/.kube/config`.
+    pub root_kubeconfig_sha256: Option<String>,
+}
+
+impl K3sFacts {
+    fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// Istio: its `istioctl` and its control plane.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IstioFacts {
+    /// Whether `istioctl` was there before the first install.
+    pub istioctl_preexisting: Option<bool>,
+    /// Whether Istio's control plane was there before the first install.
+    pub control_plane_preexisting: Option<bool>,
+}
+
+impl IstioFacts {
+    fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+}
+
+/// A host server (MySQL, MongoDB, RabbitMQ, NFS) and its objects.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerFacts {
+    /// Whether the server was there before the first install.
+    pub preexisting: Option<bool>,
+    /// The packages the install added for it (uninstall purges these).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub databases: BTreeMap<String, Origin>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub users: BTreeMap<String, Origin>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub vhosts: BTreeMap<String, Origin>,
+    /// Its settings file (`/etc/mongod.conf`).
+    pub config: Option<Origin>,
+    /// Its key file (MongoDB's).
+    pub key_file: Option<Origin>,
+    /// Its block in `/etc/exports` (NFS).
+    pub export_block: Option<Origin>,
+}
+
+impl ServerFacts {
+    fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// Whether the install put the server on the host.
+    pub fn installed_by_us(&self) -> bool {
+        self.preexisting == Some(false)
+    }
+}
+
+/// A host server step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    Mysql,
+    Mongodb,
+    Rabbitmq,
+    Nfs,
+}
+
+impl Server {
+    /// The step that sets it up.
+    pub fn step(self) -> StepId {
+        match self {
+            Self::Mysql => StepId::Mysql,
+            Self::Mongodb => StepId::Mongodb,
+            Self::Rabbitmq => StepId::Rabbitmq,
+            Self::Nfs => StepId::Nfs,
+        }
+    }
+
+    /// The server step `step` is, if it is one.
+    pub fn of(step: StepId) -> Option<Self> {
+        [Self::Mysql, Self::Mongodb, Self::Rabbitmq, Self::Nfs]
+            .into_iter()
+            .find(|server| server.step() == step)
+    }
+
+    /// Its name, as the plan says it.
+    pub fn name(self) -> &'static str {
+        self.step().name()
+    }
+}
+
+impl Facts {
+    /// The facts of `server`.
+    pub fn server(&self, server: Server) -> &ServerFacts {
+        match server {
+            Server::Mysql => &self.mysql,
+            Server::Mongodb => &self.mongodb,
+            Server::Rabbitmq => &self.rabbitmq,
+            Server::Nfs => &self.nfs,
+        }
+    }
+
+    fn server_mut(&mut self, server: Server) -> &mut ServerFacts {
+        match server {
+            Server::Mysql => &mut self.mysql,
+            Server::Mongodb => &mut self.mongodb,
+            Server::Rabbitmq => &mut self.rabbitmq,
+            Server::Nfs => &mut self.nfs,
+        }
+    }
+
+    /// Who made `object`, as recorded; `None` when the state does not say
+    /// (written by an older stackinstall, or an object never looked at).
+    pub fn origin(&self, object: &Object) -> Option<Origin> {
+        let facts = self.server(object.server());
+        match object {
+            Object::Database(name) => facts.databases.get(name).copied(),
+            Object::MysqlUser(name) | Object::MongodbUser(name) | Object::RabbitmqUser(name) => {
+                facts.users.get(name).copied()
+            }
+            Object::Vhost(name) => facts.vhosts.get(name).copied(),
+            Object::MongodbConfig => facts.config,
+            Object::MongodbKeyFile => facts.key_file,
+            Object::ExportBlock => facts.export_block,
+        }
+    }
+
+    /// Sets (or, with `None`, forgets) who made `object`.
+    pub fn set_origin(&mut self, object: &Object, origin: Option<Origin>) {
+        let facts = self.server_mut(object.server());
+        let slot = |map: &mut BTreeMap<String, Origin>, name: &str| match origin {
+            Some(origin) => {
+                map.insert(name.to_string(), origin);
+            }
+            None => {
+                map.remove(name);
+            }
+        };
+        match object {
+            Object::Database(name) => slot(&mut facts.databases, name),
+            Object::MysqlUser(name) | Object::MongodbUser(name) | Object::RabbitmqUser(name) => {
+                slot(&mut facts.users, name)
+            }
+            Object::Vhost(name) => slot(&mut facts.vhosts, name),
+            Object::MongodbConfig => facts.config = origin,
+            Object::MongodbKeyFile => facts.key_file = origin,
+            Object::ExportBlock => facts.export_block = origin,
+        }
+    }
+
+    /// Records `fact`, unless one of its kind is recorded already (a fact
+    /// is never overwritten, but the kubeconfig's digest, which follows each
+    /// copy written); returns whether it changed anything.
+    pub fn record(&mut self, fact: &Fact) -> bool {
+        let before = self.clone();
+        match fact {
+            Fact::Preexisting(program, present) => {
+                let slot = match program {
+                    Preexisting::K3s => &mut self.k3s.preexisting,
+                    Preexisting::Helm => &mut self.helm.preexisting,
+                    Preexisting::Istioctl => &mut self.istio.istioctl_preexisting,
+                    Preexisting::IstioControlPlane => &mut self.istio.control_plane_preexisting,
+                    Preexisting::Server(server) => &mut self.server_mut(*server).preexisting,
+                };
+                slot.get_or_insert(*present);
+            }
+            Fact::PackagesAdded(server, packages) => {
+                let recorded = &mut self.server_mut(*server).packages;
+                if recorded.is_empty() {
+                    recorded.clone_from(packages);
+                }
+            }
+            Fact::Origin(object, origin) => {
+                if self.origin(object).is_none() {
+                    self.set_origin(object, Some(*origin));
+                }
+            }
+            Fact::RootKubeconfig(digest) => {
+                self.k3s.root_kubeconfig_sha256 = Some(digest.clone());
+            }
+        }
+        *self != before
+    }
+
+    /// Forgets what `step` created, once an uninstall removed it all, so
+    /// that the next install looks at the host afresh; what was found stays
+    /// recorded as found.
+    pub fn forget_created(&mut self, step: StepId) {
+        let Some(server) = Server::of(step) else {
+            return;
+        };
+        let facts = self.server_mut(server);
+        let found = |origin: &Origin| *origin == Origin::Found;
+        facts.databases.retain(|_, origin| found(origin));
+        facts.users.retain(|_, origin| found(origin));
+        facts.vhosts.retain(|_, origin| found(origin));
+        for slot in [
+            &mut facts.config,
+            &mut facts.key_file,
+            &mut facts.export_block,
+        ] {
+            if *slot == Some(Origin::Created) {
+                *slot = None;
+            }
+        }
+    }
+
+    /// Reads the facts of a state file of format 1: `key = "value"` pairs
+    /// (`mysql.preexisting = "true"`, `mysql.database.NAME = "created"`).
+    /// A key it does not know is kept out, and named in the result.
+    pub fn from_version_1(pairs: &BTreeMap<String, String>) -> (Self, Vec<String>) {
+        let mut facts = Self::default();
+        let mut unknown = Vec::new();
+        for (key, value) in pairs {
+            if !facts.read_version_1(key, value) {
+                unknown.push(key.clone());
+            }
+        }
+        (facts, unknown)
+    }
+
+    fn read_version_1(&mut self, key: &str, value: &str) -> bool {
+        let flag = match value {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        };
+        let origin = match value {
+            "created" => Some(Origin::Created),
+            "found" => Some(Origin::Found),
+            _ => None,
+        };
+        let (program, rest) = key.split_once('.').unwrap_or((key, ""));
+        let server = match program {
+            "mysql" => Some(Server::Mysql),
+            "mongodb" => Some(Server::Mongodb),
+            "rabbitmq" => Some(Server::Rabbitmq),
+            "nfs" => Some(Server::Nfs),
+            _ => None,
+        };
+        match (program, rest, server) {
+            ("k3s", "preexisting", _) => self.k3s.preexisting = flag,
+            ("k3s", "root_kubeconfig_sha256", _) => {
+                self.k3s.root_kubeconfig_sha256 = Some(value.to_string())
+            }
+            ("helm", "preexisting", _) => self.helm.preexisting = flag,
+            ("istioctl", "preexisting", _) => self.istio.istioctl_preexisting = flag,
+            ("istio", "preexisting", _) => self.istio.control_plane_preexisting = flag,
+            (_, "preexisting", Some(server)) => self.server_mut(server).preexisting = flag,
+            (_, "packages", Some(server)) => {
+                self.server_mut(server).packages =
+                    value.split_whitespace().map(str::to_string).collect()
+            }
+            _ => {
+                let Some(object) = server.and_then(|server| Object::from_version_1(server, rest))
+                else {
+                    return false;
+                };
+                self.set_origin(&object, origin);
+                return origin.is_some();
+            }
+        }
+        true
+    }
+}
+
+/// An object a server step uses, whose origin the state records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    /// A MySQL database.
+    Database(String),
+    MysqlUser(String),
+    MongodbUser(String),
+    RabbitmqUser(String),
+    /// A RabbitMQ virtual host.
+    Vhost(String),
+    /// `/etc/mongod.conf`.
+    MongodbConfig,
+    /// MongoDB's key file.
+    MongodbKeyFile,
+    /// The managed block of `/etc/exports`.
+    ExportBlock,
+}
+
+impl Object {
+    /// The server whose step uses it.
+    pub fn server(&self) -> Server {
+        match self {
+            Self::Database(_) | Self::MysqlUser(_) => Server::Mysql,
+            Self::MongodbUser(_) | Self::MongodbConfig | Self::MongodbKeyFile => Server::Mongodb,
+            Self::RabbitmqUser(_) | Self::Vhost(_) => Server::Rabbitmq,
+            Self::ExportBlock => Server::Nfs,
+        }
+    }
+
+    fn from_version_1(server: Server, rest: &str) -> Option<Self> {
+        let (kind, name) = rest.split_once('.').unwrap_or((rest, ""));
+        let name = name.to_string();
+        Some(match (server, kind) {
+            (Server::Mysql, "database") => Self::Database(name),
+            (Server::Mysql, "user") => Self::MysqlUser(name),
+            (Server::Mongodb, "user") => Self::MongodbUser(name),
+            (Server::Mongodb, "config") => Self::MongodbConfig,
+            (Server::Mongodb, "key-file") => Self::MongodbKeyFile,
+            (Server::Rabbitmq, "user") => Self::RabbitmqUser(name),
+            (Server::Rabbitmq, "vhost") => Self::Vhost(name),
+            (Server::Nfs, "export-block") => Self::ExportBlock,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Database(name) => write!(f, "MySQL database `{name}`"),
+            Self::MysqlUser(name) => write!(f, "MySQL user `{name}`"),
+            Self::MongodbUser(name) => write!(f, "MongoDB user `{name}`"),
+            Self::RabbitmqUser(name) => write!(f, "RabbitMQ user `{name}`"),
+            Self::Vhost(name) => write!(f, "RabbitMQ vhost `{name}`"),
+            Self::MongodbConfig => f.write_str("`/etc/mongod.conf`"),
+            Self::MongodbKeyFile => f.write_str("MongoDB's key file"),
+            Self::ExportBlock => f.write_str("the export block in `/etc/exports`"),
+        }
+    }
+}
+
+/// What may have been on the host before the first install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preexisting {
+    /// K3s, or another Kubernetes.
+    K3s,
+    Helm,
+    Istioctl,
+    IstioControlPlane,
+    Server(Server),
+}
+
+impl Preexisting {
+    fn name(self) -> &'static str {
+        match self {
+            Self::K3s => "a Kubernetes",
+            Self::Helm => "Helm",
+            Self::Istioctl => "istioctl",
+            Self::IstioControlPlane => "Istio's control plane",
+            Self::Server(server) => server.name(),
+        }
+    }
+}
+
+/// One fact to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fact {
+    /// Whether it was there before the first install.
+    Preexisting(Preexisting, bool),
+    /// The packages the install is about to add for a server.
+    PackagesAdded(Server, Vec<String>),
+    /// Who made an object (recorded as created before it is made, so that
+    /// a run killed between making and recording still owns it).
+    Origin(Object, Origin),
+    /// The SHA-256 of the kubeconfig copy just written as root's.
+    RootKubeconfig(String),
+}
+
+impl std::fmt::Display for Fact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Preexisting(what, true) => write!(
+                f,
+                "{} was already on the host: uninstall keeps it",
+                what.name()
+            ),
+            Self::Preexisting(what, false) => write!(
+                f,
+                "{} is new on this host: uninstall may remove it",
+                what.name()
+            ),
+            Self::PackagesAdded(server, packages) => write!(
+                f,
+                "the install adds {} for {}: uninstall --delete-db purges them",
+                packages.join(" "),
+                server.name()
+            ),
+            Self::Origin(object, Origin::Created) => {
+                write!(
+                    f,
+                    "{object} is made by the install: uninstall may remove it"
+                )
+            }
+            Self::Origin(object, Origin::Found) => write!(
+                f,
+                "{object} was there before the install: uninstall keeps it"
+            ),
+            Self::RootKubeconfig(digest) => write!(
+                f,
+                "root's kubeconfig is the copy stackinstall wrote (sha256 {})",
+                &digest[..digest.len().min(16)]
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_of_format_1_are_read_whole() {
+        let pairs: BTreeMap<String, String> = [
+            ("k3s.preexisting", "false"),
+            ("k3s.root_kubeconfig_sha256", "abc"),
+            ("helm.preexisting", "true"),
+            ("istioctl.preexisting", "false"),
+            ("istio.preexisting", "false"),
+            ("mysql.preexisting", "false"),
+            ("mysql.packages", "mariadb-server galera-4"),
+            ("mysql.database.stackbill", "created"),
+            ("mysql.user.stackbill", "found"),
+            ("mongodb.config", "found"),
+            ("mongodb.key-file", "created"),
+            ("mongodb.user.stackbill", "created"),
+            ("rabbitmq.user.stackbill", "created"),
+            ("rabbitmq.vhost./", "found"),
+            ("nfs.export-block", "created"),
+            ("nfs.whatever", "created"),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+        let (facts, unknown) = Facts::from_version_1(&pairs);
+        assert_eq!(unknown, ["nfs.whatever"]);
+        assert_eq!(facts.k3s.preexisting, Some(false));
+        assert_eq!(facts.mysql.packages, ["mariadb-server", "galera-4"]);
+        assert_eq!(
+            facts.origin(&Object::MysqlUser("stackbill".into())),
+            Some(Origin::Found)
+        );
+        assert_eq!(
+            facts.origin(&Object::Vhost("/".into())),
+            Some(Origin::Found)
+        );
+        assert_eq!(facts.mongodb.key_file, Some(Origin::Created));
+        assert_eq!(facts.nfs.export_block, Some(Origin::Created));
+        assert_eq!(facts.istio.istioctl_preexisting, Some(false));
+    }
+
+    #[test]
+    fn a_recorded_fact_is_kept() {
+        let mut facts = Facts::default();
+        let user = Object::MysqlUser("stackbill".into());
+        assert!(facts.record(&Fact::Origin(user.clone(), Origin::Found)));
+        assert!(!facts.record(&Fact::Origin(user.clone(), Origin::Created)));
+        assert_eq!(facts.origin(&user), Some(Origin::Found));
+        let helm = Fact::Preexisting(Preexisting::Helm, false);
+        assert!(facts.record(&helm));
+        assert!(!facts.record(&Fact::Preexisting(Preexisting::Helm, true)));
+        assert_eq!(facts.helm.preexisting, Some(false));
+        facts.record(&Fact::Origin(Object::Database("x".into()), Origin::Created));
+        facts.forget_created(StepId::Mysql);
+        assert_eq!(facts.origin(&Object::Database("x".into())), None);
+        assert_eq!(facts.origin(&user), Some(Origin::Found));
+    }
+}
