@@ -238,13 +238,9 @@ impl Context {
             return Ok(credentials);
         }
         let loaded = self.credentials_file.load()?.ok_or_else(|| {
-            StepError::failed(
-                format!(
-                    "there is no credentials file `{}` yet",
-                    self.credentials_file.path().display()
-                ),
-                "run the `credentials` step first: `stackinstall install --only credentials`",
-            )
+            StepError::NoCredentials {
+                path: self.shown(self.credentials_file.path()),
+            }
         })?;
         Ok(self.credentials.get_or_init(|| loaded))
     }

@@ -34,6 +34,9 @@ pub enum StepError {
     Download(#[from] DownloadError),
     #[error(transparent)]
     Render(#[from] crate::render::RenderError),
+    /// The credentials file the step reads is not there yet.
+    #[error("there is no credentials file `{}` yet", path.display())]
+    NoCredentials { path: std::path::PathBuf },
     /// Stopped by Ctrl-C or a signal while not running a command.
     #[error("interrupted while {doing}")]
     Interrupted { doing: String },
@@ -78,6 +81,10 @@ impl StepError {
                 "the command hung or the host is very slow; look at the log, then run again".into(),
             ),
             Self::File(error) => error.hint(),
+            Self::NoCredentials { .. } => Some(
+                "run the `credentials` step first: `stackinstall install --only credentials`"
+                    .into(),
+            ),
             Self::Command(_) | Self::Interrupted { .. } => None,
             Self::Credentials(error) => Some(error.hint()),
             Self::State(error) => error.hint(),
@@ -88,6 +95,21 @@ impl StepError {
                 "check the host's network access to the URL (or `[downloads]` in the profile), then run again".into(),
             ),
             Self::Render(error) => Some(error.hint()),
+        }
+    }
+
+    /// Whether the error says that something an earlier step makes is not
+    /// there: a program not installed, the credentials file, a cluster that
+    /// does not answer (asked again, as `kubectl version -o json`, when a
+    /// cluster program failed).
+    pub fn prerequisite_absent(&self) -> bool {
+        match self {
+            Self::Command(CommandError::NotFound { .. }) | Self::NoCredentials { .. } => true,
+            Self::Command(error @ CommandError::Failed { .. }) => {
+                ["kubectl", "helm", "istioctl"].contains(&error.program())
+                    && !crate::host::kube::cluster_answers()
+            }
+            _ => false,
         }
     }
 

@@ -121,7 +121,7 @@ pub fn now_rfc3339() -> String {
 pub enum StateError {
     #[error("the state file `{}` is damaged: {detail}", path.display())]
     Corrupt { path: PathBuf, detail: String },
-    #[error("the state file `{}` has format version {found}; this stackinstall reads version {STATE_VERSION}", path.display())]
+    #[error("the state file `{}` has format version {found}; this stackinstall reads versions 1 and {STATE_VERSION}", path.display())]
     WrongVersion { path: PathBuf, found: i64 },
     #[error(transparent)]
     File(#[from] FileError),

@@ -136,6 +136,14 @@ fn install_sets_up_the_cluster_and_a_second_run_changes_nothing() {
         leftovers.is_empty(),
         "downloads are cleaned up: {leftovers:?}"
     );
+    // --self-signed: the tls step made the pair, the key for root alone.
+    let key = world.read("/etc/stackinstall/tls/tls.key");
+    let certificate = world.read("/etc/stackinstall/tls/tls.crt");
+    let now = time::OffsetDateTime::now_utc();
+    stackinstall::certificate::check_pair(certificate.as_bytes(), key.as_bytes(), DOMAIN, now)
+        .unwrap();
+    let mode = std::fs::metadata(world.path("/etc/stackinstall/tls/tls.key")).unwrap();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
 
     world.clear_calls();
     let downloads = releases.requests().len();
@@ -155,6 +163,11 @@ fn install_sets_up_the_cluster_and_a_second_run_changes_nothing() {
     for step in ["k3s", "helm", "istio", "namespace", "tls", "gateway"] {
         assert_eq!(results[step], "already-done", "{step}");
     }
+    assert_eq!(
+        world.read("/etc/stackinstall/tls/tls.key"),
+        key,
+        "the self-signed pair is kept while valid"
+    );
 }
 
 fn write_pair(world: &World, domain: &str) -> (String, String) {

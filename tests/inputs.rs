@@ -823,17 +823,20 @@ impl Damage {
             Damage::Empty => Vec::new(),
             Damage::BinaryGarbage => vec![0x7f, b'E', b'L', b'F', 0xff, 0xfe, 0x00, 0x93, 0xc3],
             Damage::TextGarbage => b"The quick brown fox = jumps [over the lazy dog\n".to_vec(),
-            Damage::WrongVersion => String::from_utf8(valid.to_vec())
-                .unwrap()
-                .replacen("version = 1\n", "version = 99\n", 1)
-                .into_bytes(),
+            Damage::WrongVersion => {
+                let text = String::from_utf8(valid.to_vec()).unwrap();
+                let line = (text.lines())
+                    .find(|line| line.starts_with("version = "))
+                    .unwrap();
+                text.replacen(line, "version = 99", 1).into_bytes()
+            }
         }
     }
 
     /// What the message says about the file.
     fn described(self) -> &'static str {
         match self {
-            Damage::WrongVersion => "has format version 99; this stackinstall reads version 1",
+            Damage::WrongVersion => "has format version 99; this stackinstall reads version",
             _ => "is damaged",
         }
     }

@@ -137,7 +137,6 @@ fn credentials_are_private_and_never_printed() {
     let mode = |path: &str| fs::metadata(world.path(path)).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode("/etc/stackinstall/credentials.toml"), 0o600);
     assert_eq!(mode("/etc/stackinstall"), 0o700);
-    assert_eq!(mode("/etc/stackinstall/tls/tls.key"), 0o600);
     let logs: Vec<String> = world
         .files(true)
         .into_iter()
@@ -457,27 +456,6 @@ fn a_certificate_close_to_expiry_is_a_warning() {
         stderr(&assert).contains("expires in 9 days"),
         "{}",
         stderr(&assert)
-    );
-}
-
-#[test]
-fn self_signed_pair_is_made_once_and_reused() {
-    let world = engine_world();
-    world.install(&[]).success();
-    let key = world.read("/etc/stackinstall/tls/tls.key");
-    let certificate = world.read("/etc/stackinstall/tls/tls.crt");
-    certificate::check_pair(
-        certificate.as_bytes(),
-        key.as_bytes(),
-        DOMAIN,
-        OffsetDateTime::now_utc(),
-    )
-    .unwrap();
-    world.install(&[]).success();
-    assert_eq!(
-        world.read("/etc/stackinstall/tls/tls.key"),
-        key,
-        "kept while valid"
     );
 }
 

@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use super::Result;
-use anyhow::Context as _;
 
 use crate::cli::RenderArgs;
 use crate::config::Config;
@@ -33,8 +32,7 @@ pub fn run(_root: &Path, args: RenderArgs) -> Result<()> {
     host::fs::ensure_dir(&args.out, 0o755)?;
     for (name, contents) in &files {
         let path = args.out.join(name);
-        host::fs::ensure_file(&path, contents.as_bytes(), 0o644)
-            .with_context(|| format!("writing `{name}`"))?;
+        host::fs::ensure_file(&path, contents.as_bytes(), 0o644)?;
         println!("{}", path.display());
     }
     Ok(())

@@ -165,7 +165,7 @@ pub fn plan(context: &Context, inclusion: &Inclusion) -> Result<Plan, EngineErro
 /// have not run, or else the first line of its error.
 fn cannot_look(context: &Context, id: StepId, inclusion: &Inclusion, error: &StepError) -> String {
     let missing = missing_prerequisites(context, id, &inclusion.selection);
-    if !missing.is_empty() {
+    if !missing.is_empty() && error.prerequisite_absent() {
         return format!("it needs {} first", quoted(&missing));
     }
     let text = crate::secret::redact(&error.to_string());
@@ -418,10 +418,10 @@ fn show_skipped(context: &Context, inclusion: &Inclusion, reason: &str, shown: &
     context.ui.skipped(reason, &ids);
 }
 
-/// A step that failed while steps whose outputs it takes have no
-/// checkpoint on this host (`--only tls` on a host with no cluster) is
-/// reported as missing those, not as the error it ran into (which the log
-/// keeps): what they make is not there for it.
+/// A step that failed because what its prerequisites make is not there
+/// (`--only tls` on a host with no cluster), and whose prerequisites have no
+/// checkpoint, is reported as missing those, not as the error it ran into
+/// (which the log keeps).
 fn explain_failure(
     context: &Context,
     inclusion: &Inclusion,
@@ -431,11 +431,8 @@ fn explain_failure(
     let EngineError::StepFailed { error: cause, .. } = &error else {
         return error;
     };
-    if cause.is_input() {
-        return error;
-    }
     let missing = missing_prerequisites(context, id, &inclusion.selection);
-    if missing.is_empty() {
+    if missing.is_empty() || !cause.prerequisite_absent() {
         return error;
     }
     tracing::warn!(

@@ -133,6 +133,20 @@ pub enum CommandError {
     Interrupted { command: String },
 }
 
+impl CommandError {
+    /// The program the command ran (its first word as shown).
+    pub fn program(&self) -> &str {
+        let shown = match self {
+            Self::NotFound { program } => program,
+            Self::Spawn { command, .. }
+            | Self::Failed { command, .. }
+            | Self::TimedOut { command, .. }
+            | Self::Interrupted { command } => command,
+        };
+        shown.split_whitespace().next().unwrap_or_default()
+    }
+}
+
 fn tail_block(tail: &str) -> String {
     if tail.trim().is_empty() {
         String::new()

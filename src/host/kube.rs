@@ -286,6 +286,18 @@ pub fn recovery(release: &str, namespace: &str, revisions: &[Revision]) -> Optio
     }
 }
 
+/// Whether the Kubernetes API answers: `kubectl version -o json` prints
+/// the server's version only when it does (the client's either way).
+pub fn cluster_answers() -> bool {
+    let command = kubectl(["version", "-o", "json", "--request-timeout=10s"])
+        .timeout(Duration::from_secs(30));
+    let Ok(output) = command.run_unchecked() else {
+        return false;
+    };
+    serde_json::from_str::<serde_json::Value>(&output.stdout)
+        .is_ok_and(|version| version.get("serverVersion").is_some_and(|v| v.is_object()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
