@@ -15,7 +15,7 @@ use crate::host::command::INTERRUPTED;
 use crate::host::download::{self, ReleaseBinary};
 pub use crate::state::Origin;
 use crate::state::{Fact, Facts, Object, State, StateError, StateFile};
-use crate::steps::StepId;
+use crate::step_id::StepId;
 use crate::ui::Ui;
 
 /// Where a self-signed certificate and its key are kept.
@@ -237,11 +237,12 @@ impl Context {
         if let Some(credentials) = self.credentials.get() {
             return Ok(credentials);
         }
-        let loaded = self.credentials_file.load()?.ok_or_else(|| {
-            StepError::NoCredentials {
+        let loaded = self
+            .credentials_file
+            .load()?
+            .ok_or_else(|| StepError::NoCredentials {
                 path: self.shown(self.credentials_file.path()),
-            }
-        })?;
+            })?;
         Ok(self.credentials.get_or_init(|| loaded))
     }
 

@@ -135,69 +135,10 @@ impl StepError {
     }
 }
 
-/// Why a command failed: the errors of the library's parts, each carrying
-/// its own hints and exit code, and anything else (`Other`), which has
-/// neither. What `main` prints and exits with.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Engine(#[from] crate::engine::EngineError),
-    #[error(transparent)]
-    Step(#[from] StepError),
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error(transparent)]
-    Credentials(#[from] CredentialsError),
-    #[error(transparent)]
-    File(#[from] FileError),
-    #[error(transparent)]
-    Render(#[from] crate::render::RenderError),
-    #[error(transparent)]
-    Other(#[from] anyhow::Error),
-}
-
 /// The exit codes, as the README documents them.
 pub mod exit {
     pub const FAILED: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const LOCKED: u8 = 3;
     pub const INTERRUPTED: u8 = 130;
-}
-
-impl Error {
-    /// What the operator can try next, in order.
-    pub fn hints(&self) -> Vec<String> {
-        match self {
-            Self::Engine(error) => error.hints(),
-            Self::Step(error) => error.hint().into_iter().collect(),
-            Self::Config(crate::config::ConfigError::Invalid { .. })
-            | Self::Config(crate::config::ConfigError::Missing { .. }) => vec![
-                "`stackinstall render --domain D --out DIR` writes the effective configuration as a starting point".into(),
-            ],
-            Self::Render(error) => vec![error.hint()],
-            Self::Config(_) | Self::Other(_) => Vec::new(),
-            Self::State(error) => error.hint().into_iter().collect(),
-            Self::Credentials(error) => vec![error.hint()],
-            Self::File(error) => error.hint().into_iter().collect(),
-        }
-    }
-
-    /// How the process exits: 2 for bad input, 3 when another run holds
-    /// the lock, 130 when interrupted, else 1.
-    pub fn exit_code(&self) -> u8 {
-        use crate::host::lock::LockError;
-        let locked = |error: &StateError| matches!(error, StateError::Lock(LockError::Held { .. }));
-        let interrupted =
-            crate::host::command::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
-        match self {
-            Self::Engine(error) => error.exit_code(),
-            Self::State(error) if locked(error) => exit::LOCKED,
-            Self::Config(_) => exit::USAGE,
-            Self::Step(error) if error.is_input() => exit::USAGE,
-            _ if interrupted => exit::INTERRUPTED,
-            _ => exit::FAILED,
-        }
-    }
 }

@@ -19,5 +19,6 @@ pub mod provider;
 pub mod render;
 pub mod secret;
 pub mod state;
+pub mod step_id;
 pub mod steps;
 pub mod ui;

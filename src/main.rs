@@ -8,7 +8,8 @@ use clap::CommandFactory;
 
 use stackinstall::cli::{Cli, Command};
 use stackinstall::commands;
-use stackinstall::error::{Error, exit};
+use stackinstall::commands::Error;
+use stackinstall::error::exit;
 use stackinstall::host::command::INTERRUPTED;
 use stackinstall::secret::redact;
 

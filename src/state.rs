@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 pub use self::facts::{Fact, Facts, Object, Origin, Preexisting, Server};
 use crate::host::lock::{LockError, RunLock};
 use crate::host::{self, FileError, Host};
-use crate::steps::StepId;
+use crate::step_id::StepId;
 
 /// Where the state lives on the host.
 pub const STATE_DIR: &str = "/var/lib/stackinstall";

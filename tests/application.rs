@@ -39,6 +39,10 @@ for i in "${!args[@]}"; do
   esac
 done
 case "$1" in
+  version)
+    # kubectl version -o json, the client talking to a running cluster:
+    # both versions (kubectl(1), `version`).
+    echo '{"clientVersion": {"gitVersion": "v1.29.0"}, "serverVersion": {"gitVersion": "v1.29.0+k3s1"}}' ;;
   apply)
     kind=$(jq -r '.kind | ascii_downcase' <<<"$STDIN"); name=$(jq -r .metadata.name <<<"$STDIN")
     namespace=$(jq -r '.metadata.namespace // "default"' <<<"$STDIN")
@@ -913,7 +917,7 @@ fn plan_shows_the_application_actions_and_changes_nothing() {
         "systemctl enable --now stackinstall-ecr-refresh.timer",
         "helm pull oci://public.ecr.aws/p0g2c5k8/stackbill --destination /var/lib/stackinstall/downloads/chart-stackbill (into a directory only root reads; the chart WARNING: not pinned: `[chart] version` is empty",
         "then helm upgrade --install stackbill /var/lib/stackinstall/downloads/chart-stackbill.tgz --namespace sb-apps --values /var/lib/stackinstall/stackbill-values.yaml",
-        "wait up to 600s for the pods in `sb-apps` to be Ready and its Jobs Complete (now 0/0 pods ready)",
+        "wait until the pods in `sb-apps` are Ready and its Jobs Complete (now 0/0 pods ready) (at most 10 min)",
     ] {
         assert!(text.contains(expected), "{expected} in:\n{text}");
     }

@@ -143,7 +143,10 @@ fn install_sets_up_the_cluster_and_a_second_run_changes_nothing() {
     stackinstall::certificate::check_pair(certificate.as_bytes(), key.as_bytes(), DOMAIN, now)
         .unwrap();
     let mode = std::fs::metadata(world.path("/etc/stackinstall/tls/tls.key")).unwrap();
-    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777, 0o600);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o600
+    );
 
     world.clear_calls();
     let downloads = releases.requests().len();
@@ -1108,7 +1111,7 @@ fn wait_judges_jobs_by_their_condition_and_names_a_failed_one_with_its_log() {
     job(&world, "sb-migrate", 0, "schema up to date");
     let plan = world.install(&["--only", "wait", "--plan"]).success();
     assert!(
-        !stdout(&plan).contains("wait up to"),
+        !stdout(&plan).contains("wait until the pods"),
         "a Complete Job leaves nothing to wait for:\n{}",
         stdout(&plan)
     );

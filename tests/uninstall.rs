@@ -12,6 +12,7 @@ mod full;
 #[path = "support/servers.rs"]
 mod servers;
 
+use stackinstall::state::Server;
 use std::collections::BTreeSet;
 
 use common::{Call, World, stderr, stdout};
@@ -75,6 +76,12 @@ fn deletions(world: &World) -> Vec<String> {
         })
         .map(Call::line)
         .collect()
+}
+
+/// The state file, as the library reads it.
+fn read_state(world: &World) -> stackinstall::state::State {
+    let file = stackinstall::state::StateFile::new(&stackinstall::host::Host::new(&world.root));
+    file.load().unwrap()
 }
 
 /// The steps with a checkpoint in `state.toml`.
@@ -979,19 +986,14 @@ fn a_server_the_install_put_there_is_stopped_and_its_versioned_packages_purged()
         "{}",
         stderr(&installed)
     );
-    let state = world.read("/var/lib/stackinstall/state.toml");
-    assert!(
-        state.contains(r#""mysql.packages" = "mariadb-server""#),
-        "{state}"
-    );
+    let mut state = read_state(&world);
+    assert_eq!(state.facts.mysql.packages, ["mariadb-server"], "{state:?}");
     // As an install that put mongodb-org there leaves the state and host.
+    state.facts.mongodb.preexisting = Some(false);
+    state.facts.mongodb.packages = vec!["mongodb-org".into()];
     world.write(
         "/var/lib/stackinstall/state.toml",
-        &state.replace(
-            r#""mongodb.preexisting" = "true""#,
-            r#""mongodb.packages" = "mongodb-org"
-"mongodb.preexisting" = "false""#,
-        ),
+        &toml::to_string(&state).unwrap(),
     );
     for package in [
         "mongodb-org-server",
@@ -1128,17 +1130,17 @@ fn a_full_install_installs_every_missing_package_in_one_apt_transaction() {
             .path("/etc/apt/sources.list.d/mongodb-org-7.0.list")
             .exists()
     );
-    let state = world.read("/var/lib/stackinstall/state.toml");
-    for (service, package) in [
-        ("mysql", "mysql-server"),
-        ("mongodb", "mongodb-org"),
-        ("rabbitmq", "rabbitmq-server"),
-        ("nfs", "nfs-kernel-server"),
+    let state = read_state(&world);
+    for (server, package) in [
+        (Server::Mysql, "mysql-server"),
+        (Server::Mongodb, "mongodb-org"),
+        (Server::Rabbitmq, "rabbitmq-server"),
+        (Server::Nfs, "nfs-kernel-server"),
     ] {
+        let facts = state.facts.server(server);
         assert!(
-            state.contains(&format!(r#""{service}.preexisting" = "false""#))
-                && state.contains(&format!(r#""{service}.packages" = "{package}""#)),
-            "{service} is recorded as put there by the install:\n{state}"
+            facts.installed_by_us() && facts.packages == [package],
+            "{server:?} is recorded as put there by the install:\n{state:?}"
         );
     }
 

@@ -12,7 +12,7 @@ pub mod uninstall;
 use std::path::PathBuf;
 
 /// What a command returns: its error carries the hints and exit code.
-pub type Result<T = (), E = crate::error::Error> = std::result::Result<T, E>;
+pub type Result<T = (), E = Error> = std::result::Result<T, E>;
 
 use crate::cli::ConfigArgs;
 use crate::config::{Config, ConfigError, Sources};
@@ -44,4 +44,68 @@ pub fn aws_profile_flags(profile: Option<&String>) -> toml::Table {
 /// The invoking user's home, where the bash installer kept its credentials.
 pub fn home_dir() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+}
+
+/// Why a command failed: the errors of the library's parts, each carrying
+/// its own hints and exit code, and anything else (`Other`), which has
+/// neither. What `main` prints and exits with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    #[error(transparent)]
+    Step(#[from] crate::error::StepError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::CredentialsError),
+    #[error(transparent)]
+    File(#[from] crate::host::FileError),
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl Error {
+    /// What the operator can try next, in order.
+    pub fn hints(&self) -> Vec<String> {
+        match self {
+            Self::Engine(error) => error.hints(),
+            Self::Step(error) => error.hint().into_iter().collect(),
+            Self::Config(crate::config::ConfigError::Invalid { .. })
+            | Self::Config(crate::config::ConfigError::Missing { .. }) => vec![
+                "`stackinstall render --domain D --out DIR` writes the effective configuration as a starting point".into(),
+            ],
+            Self::Render(error) => vec![error.hint()],
+            Self::Config(_) | Self::Other(_) => Vec::new(),
+            Self::State(error) => error.hint().into_iter().collect(),
+            Self::Credentials(error) => vec![error.hint()],
+            Self::File(error) => error.hint().into_iter().collect(),
+        }
+    }
+
+    /// How the process exits: 2 for bad input, 3 when another run holds
+    /// the lock, 130 when interrupted, else 1.
+    pub fn exit_code(&self) -> u8 {
+        use crate::host::lock::LockError;
+        let locked = |error: &crate::state::StateError| {
+            matches!(
+                error,
+                crate::state::StateError::Lock(LockError::Held { .. })
+            )
+        };
+        let interrupted =
+            crate::host::command::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
+        match self {
+            Self::Engine(error) => error.exit_code(),
+            Self::State(error) if locked(error) => crate::error::exit::LOCKED,
+            Self::Config(_) => crate::error::exit::USAGE,
+            Self::Step(error) if error.is_input() => crate::error::exit::USAGE,
+            _ if interrupted => crate::error::exit::INTERRUPTED,
+            _ => crate::error::exit::FAILED,
+        }
+    }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::OnceLock;
 
-use crate::steps::StepId;
+use crate::step_id::StepId;
 
 const STEPS: usize = StepId::ALL.len();
 

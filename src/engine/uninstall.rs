@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{EngineError, PlannedAction};
 use crate::context::Context;
 use crate::host::command::INTERRUPTED;
-use crate::steps::StepId;
+use crate::step_id::StepId;
 use crate::ui::Ending;
 
 /// One step an uninstall visits: its removal actions, and whether its

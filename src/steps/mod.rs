@@ -24,10 +24,9 @@ pub mod summary;
 pub mod tls;
 pub mod wait;
 
-use serde::Serialize;
-
 pub use crate::action::{Action, ActionKind, Change};
 pub use crate::error::StepError;
+pub use crate::step_id::StepId;
 
 use crate::config::Config;
 use crate::context::{Context, Removal};
@@ -35,56 +34,7 @@ use crate::host;
 use crate::render::RenderError;
 use crate::state::Fingerprint;
 
-/// Which step: the checkpoint key (`preflight`, `k3s`, ...), the file name
-/// under `src/steps/`, and the position in the install order.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum StepId {
-    Preflight,
-    Credentials,
-    K3s,
-    Helm,
-    Istio,
-    Packages,
-    Mysql,
-    Mongodb,
-    Rabbitmq,
-    Nfs,
-    Storage,
-    Namespace,
-    Registry,
-    Tls,
-    Release,
-    Gateway,
-    Wait,
-    Summary,
-}
-
 impl StepId {
-    /// Every step, in install order.
-    pub const ALL: [StepId; 18] = [
-        Self::Preflight,
-        Self::Credentials,
-        Self::K3s,
-        Self::Helm,
-        Self::Istio,
-        Self::Packages,
-        Self::Mysql,
-        Self::Mongodb,
-        Self::Rabbitmq,
-        Self::Nfs,
-        Self::Storage,
-        Self::Namespace,
-        Self::Registry,
-        Self::Tls,
-        Self::Release,
-        Self::Gateway,
-        Self::Wait,
-        Self::Summary,
-    ];
-
     /// The step itself.
     pub fn step(self) -> &'static dyn Step {
         match self {
@@ -113,46 +63,6 @@ impl StepId {
     pub fn info(self) -> &'static StepInfo {
         self.step().info()
     }
-
-    /// Its place in the install order, from 0.
-    pub fn position(self) -> usize {
-        self as usize
-    }
-
-    /// The checkpoint key: `preflight`, `k3s`, ...
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Preflight => "preflight",
-            Self::Credentials => "credentials",
-            Self::K3s => "k3s",
-            Self::Helm => "helm",
-            Self::Istio => "istio",
-            Self::Packages => "packages",
-            Self::Mysql => "mysql",
-            Self::Mongodb => "mongodb",
-            Self::Rabbitmq => "rabbitmq",
-            Self::Nfs => "nfs",
-            Self::Storage => "storage",
-            Self::Namespace => "namespace",
-            Self::Registry => "registry",
-            Self::Tls => "tls",
-            Self::Release => "release",
-            Self::Gateway => "gateway",
-            Self::Wait => "wait",
-            Self::Summary => "summary",
-        }
-    }
-
-    /// The step named `name`, if there is one.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|id| id.name() == name)
-    }
-}
-
-impl std::fmt::Display for StepId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
 }
 
 /// Which switch can skip a step.
@@ -180,6 +90,24 @@ pub enum Role {
     /// For the steps that need it (`packages`): part of a run exactly when
     /// one of them is, whatever `--only` and `--from` name.
     ServesDependents,
+}
+
+/// What a host server step (`mysql`, `mongodb`, `rabbitmq`, `nfs`) tells
+/// the `packages` step, which installs the packages of every server of the
+/// run in one apt transaction: its packages, and what must be in place
+/// before they install: apt sources (MongoDB's repository and key), or a
+/// file the server reads at the first start its package's install gives it
+/// (RabbitMQ's plugins), asked only while one is missing.
+#[derive(Clone, Copy)]
+pub struct ServerRole {
+    pub packages: fn(&Context) -> Result<ServerPackages, StepError>,
+    pub before_install: fn(&Context) -> Result<Vec<Action>, StepError>,
+}
+
+/// The Debian packages a server step needs.
+pub struct ServerPackages {
+    pub server: crate::state::Server,
+    pub names: Vec<String>,
 }
 
 /// Everything the engine knows of a step without running it: one constant
@@ -212,7 +140,7 @@ pub struct StepInfo {
     /// must have packages for the host.
     pub preflight: Option<fn(&Context) -> Result<Option<Action>, StepError>>,
     /// A host server's packages (`mysql`, `mongodb`, `rabbitmq`, `nfs`).
-    pub server: Option<services::ServerRole>,
+    pub server: Option<ServerRole>,
     /// The release files the step downloads and runs as root, each with
     /// what it is checked against (`[downloads] require_pins` refuses the
     /// run when one has no pin).

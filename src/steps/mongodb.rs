@@ -56,7 +56,7 @@ const CONFIG_BACKUP: &str = "/etc/mongod.conf.stackinstall-backup";
 pub const INFO: StepInfo = StepInfo {
     preflight: Some(check_series),
     rendered: Some(rendered),
-    server: Some(super::services::ServerRole {
+    server: Some(super::ServerRole {
         packages: server_packages,
         before_install,
     }),

@@ -84,7 +84,7 @@ impl Flavour {
 /// What the engine knows of the step.
 pub const INFO: StepInfo = StepInfo {
     rendered: Some(rendered),
-    server: Some(super::services::ServerRole {
+    server: Some(super::ServerRole {
         packages: server_packages,
         before_install: super::nothing_before_install,
     }),

@@ -41,7 +41,7 @@ const NOBODY: Owner = Owner {
 
 /// What the engine knows of the step.
 pub const INFO: StepInfo = StepInfo {
-    server: Some(super::services::ServerRole {
+    server: Some(super::ServerRole {
         packages: server_packages,
         before_install: super::nothing_before_install,
     }),

@@ -46,7 +46,7 @@ const STARTUP: Duration = Duration::from_secs(150);
 
 /// What the engine knows of the step.
 pub const INFO: StepInfo = StepInfo {
-    server: Some(super::services::ServerRole {
+    server: Some(super::ServerRole {
         packages: server_packages,
         before_install,
     }),

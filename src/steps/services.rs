@@ -4,27 +4,10 @@
 //! first install, and starting or restarting its unit.
 
 use super::{Action, ActionKind, Change, StepError};
+pub use super::{ServerPackages, ServerRole};
 use crate::context::Context;
 use crate::host::{self, packages, service};
 use crate::state::{Fact, Preexisting, Server};
-
-/// What a host server step (`mysql`, `mongodb`, `rabbitmq`, `nfs`) tells
-/// the `packages` step, which installs the packages of every server of the
-/// run in one apt transaction: its packages, and what must be in place
-/// before they install: apt sources (MongoDB's repository and key), or a
-/// file the server reads at the first start its package's install gives it
-/// (RabbitMQ's plugins), asked only while one is missing.
-#[derive(Clone, Copy)]
-pub struct ServerRole {
-    pub packages: fn(&Context) -> Result<ServerPackages, StepError>,
-    pub before_install: fn(&Context) -> Result<Vec<Action>, StepError>,
-}
-
-/// The Debian packages a server step needs.
-pub struct ServerPackages {
-    pub server: Server,
-    pub names: Vec<String>,
-}
 
 /// Whether every one of `packages` is installed.
 pub fn installed(packages: &[&str]) -> Result<bool, StepError> {

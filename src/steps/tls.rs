@@ -53,9 +53,10 @@ impl Step for Tls {
             // Preflight names a pair that cannot be read.
             false => fingerprint.add(
                 "pair",
-                read_pair(context).map_or_else(|_| String::new(), |(certificate, key)| {
-                    pair_hash(&certificate, &key)
-                }),
+                read_pair(context).map_or_else(
+                    |_| String::new(),
+                    |(certificate, key)| pair_hash(&certificate, &key),
+                ),
             ),
         };
         fingerprint.add("secret", &context.config.istio.tls_secret);
@@ -182,7 +183,10 @@ fn self_signed_to_make(context: &Context) -> Option<MakeSelfSigned> {
         return None;
     }
     let (certificate, key) = context.tls_paths()?;
-    let current = (host::fs::read_bytes(&certificate), host::fs::read_bytes(&key));
+    let current = (
+        host::fs::read_bytes(&certificate),
+        host::fs::read_bytes(&key),
+    );
     if let (Ok(certificate), Ok(key)) = current {
         let now = OffsetDateTime::now_utc();
         let valid = certificate::check_pair(&certificate, &key, &install.domain, now);
