@@ -145,10 +145,8 @@ fn hints(error: &anyhow::Error) -> Vec<String> {
     if let Some(error) = error.downcast_ref::<FileError>() {
         hints.extend(error.hint());
     }
-    if let Some(ConfigError::Invalid { .. } | ConfigError::Missing { .. }) =
-        error.downcast_ref::<ConfigError>()
-    {
-        hints.push("`stackinstall render --domain D --out DIR` writes the effective configuration as a starting point".into());
+    if let Some(error) = error.downcast_ref::<ConfigError>() {
+        hints.extend(error.hint());
     }
     hints
 }

@@ -120,7 +120,7 @@ pub struct PlannedStep {
 #[derive(Debug, Serialize)]
 pub struct Plan {
     pub profile: String,
-    pub domain: String,
+    pub domain: Option<crate::config::Domain>,
     pub steps: Vec<PlannedStep>,
 }
 

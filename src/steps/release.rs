@@ -76,8 +76,8 @@ pub fn values_for_review(config: &Config) -> String {
 
 /// The address pods reach the host's databases at.
 pub fn host_ip(config: &Config) -> Result<String, StepError> {
-    if !config.cluster.host_ip.is_empty() {
-        return Ok(config.cluster.host_ip.clone());
+    if let Some(address) = &config.cluster.host_ip {
+        return Ok(address.clone());
     }
     host::system::primary_ipv4().map(|ip| ip.to_string()).ok_or_else(|| {
         StepError::input(
@@ -91,9 +91,10 @@ pub fn host_ip(config: &Config) -> Result<String, StepError> {
 fn marker(context: &Context) -> Result<String, StepError> {
     let config = &context.config;
     let mut fingerprint = Fingerprint::default();
-    fingerprint
-        .add("reference", &config.chart.reference)
-        .add("version", &config.chart.version);
+    fingerprint.add("reference", &config.chart.reference).add(
+        "version",
+        config.chart.version.as_deref().unwrap_or_default(),
+    );
     if let Some(pin) = chart::download(config).pin {
         fingerprint.add("pin", pin.sha256);
     }
@@ -133,7 +134,15 @@ pub struct Revision {
 /// empty when there is no such release.
 pub fn history(release: &str, namespace: &str) -> Result<Vec<Revision>, StepError> {
     let command = kube::helm([
-        "history", release, "-n", namespace, "--max", "20", "-o", "json",
+        "history",
+        "--namespace",
+        namespace,
+        "--max",
+        "20",
+        "--output",
+        "json",
+        "--",
+        release,
     ])
     .timeout(Duration::from_secs(60));
     let output = command.run_unchecked()?;
@@ -166,16 +175,26 @@ pub fn recovery(release: &str, namespace: &str, revisions: &[Revision]) -> Optio
         .iter()
         .rev()
         .find(|r| r.status == "deployed" || r.status == "superseded");
-    let uninstall = || kube::helm(["uninstall", release, "-n", namespace, "--wait"]);
+    let uninstall = || {
+        kube::helm([
+            "uninstall",
+            "--namespace",
+            namespace,
+            "--wait",
+            "--",
+            release,
+        ])
+    };
     match (latest.status.as_str(), last_good) {
         ("pending-install", _) => Some(uninstall()),
         ("pending-upgrade" | "pending-rollback", Some(good)) => Some(kube::helm([
             "rollback",
-            release,
-            &good.revision.to_string(),
-            "-n",
+            "--namespace",
             namespace,
             "--wait",
+            "--",
+            release,
+            &good.revision.to_string(),
         ])),
         ("pending-upgrade" | "pending-rollback", None) => Some(uninstall()),
         _ => None,
@@ -188,8 +207,8 @@ fn upgrade_command(context: &Context, file: &Path, values: &Path, description: &
     let chart = &context.config.chart;
     let timeout = format!("{}s", chart.timeout_seconds);
     let file = file.display().to_string();
-    let mut args = vec!["upgrade", "--install", &chart.release, &file];
     let values = values.display().to_string();
+    let mut args = vec!["upgrade", "--install"];
     args.extend([
         "--namespace",
         &context.config.cluster.namespace,
@@ -197,6 +216,7 @@ fn upgrade_command(context: &Context, file: &Path, values: &Path, description: &
         &values,
     ]);
     args.extend(["--description", description, "--timeout", &timeout]);
+    args.extend(["--", &chart.release, &file]);
     kube::helm(args).timeout(Duration::from_secs(chart.timeout_seconds + 60))
 }
 
@@ -356,10 +376,11 @@ impl Step for Release {
         }
         let uninstall = kube::helm([
             "uninstall",
-            &config.chart.release,
-            "-n",
+            "--namespace",
             &config.cluster.namespace,
             "--wait",
+            "--",
+            &config.chart.release,
         ]);
         Ok(vec![Action::run(uninstall)])
     }
@@ -386,7 +407,7 @@ mod tests {
         let command = recovery("stackbill", "sb-apps", &[revision(1, "pending-install")]).unwrap();
         assert_eq!(
             command.to_string(),
-            "helm uninstall stackbill -n sb-apps --wait"
+            "helm uninstall --namespace sb-apps --wait -- stackbill"
         );
     }
 
@@ -400,7 +421,7 @@ mod tests {
         let command = recovery("stackbill", "sb-apps", &revisions).unwrap();
         assert_eq!(
             command.to_string(),
-            "helm rollback stackbill 2 -n sb-apps --wait"
+            "helm rollback --namespace sb-apps --wait -- stackbill 2"
         );
         assert!(
             recovery("stackbill", "sb-apps", &revisions[..2]).is_none(),
