@@ -28,7 +28,7 @@ fn hanging_helm(world: &World) {
     world.fake(
         "helm",
         &format!(
-            r#"if [ "$1" = upgrade ] && [ "${@: -2:1}" = stackbill ] && [ -f "$STATE/hang" ]; then
+            r#"if [ "$1" = upgrade ] && [ "${{@: -2:1}}" = stackbill ] && [ -f "$STATE/hang" ]; then
   echo $$ > "$STATE/hung.pid"
   sleep 3600 &
   echo $! > "$STATE/sleep.pid"
