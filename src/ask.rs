@@ -14,6 +14,7 @@ use dialoguer::{Confirm, Input, Password, Select};
 use time::OffsetDateTime;
 
 use crate::certificate;
+use crate::config::Domain;
 use crate::host;
 use crate::secret::Secret;
 
@@ -32,22 +33,24 @@ pub enum CertificateChoice {
     SelfSigned,
 }
 
-/// Asks for the domain until it is a valid DNS name; returns it lower-cased.
-pub fn domain() -> dialoguer::Result<String> {
+/// Asks for the domain until it parses as one.
+pub fn domain() -> dialoguer::Result<Domain> {
     let answer: String = Input::new()
         .with_prompt("Domain the application is reached at (e.g. portal.example.com)")
         .validate_with(|typed: &String| {
-            let domain = typed.trim().to_ascii_lowercase();
-            certificate::check_domain(&domain)
-                .map_err(|why| format!("`{domain}` is not a valid DNS name: {why}"))
+            Domain::parse(typed.trim())
+                .map(drop)
+                .map_err(|why| format!("`{}` is not a valid DNS name: {why}", typed.trim()))
         })
         .interact_text()?;
-    Ok(answer.trim().to_ascii_lowercase())
+    // Checked as it was typed: this parse cannot fail.
+    Domain::parse(answer.trim())
+        .map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidInput, why).into())
 }
 
 /// Asks whether to use certificate files or a self-signed certificate,
 /// then for the files, each checked as it is given.
-pub fn certificate(domain: &str) -> dialoguer::Result<CertificateChoice> {
+pub fn certificate(domain: &Domain) -> dialoguer::Result<CertificateChoice> {
     let choice = Select::new()
         .with_prompt(format!("TLS certificate for {domain}"))
         .items([

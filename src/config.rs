@@ -3,17 +3,29 @@
 //! `STACKINSTALL_<SECTION>__<KEY>` environment variables < flags.
 //!
 //! Every layer is checked on its own against the schema, so an unknown key
-//! or a wrong type is reported with the file (or variable) it came from.
+//! or a wrong type is reported with the file (or variable) it came from;
+//! the flags go over the layers as typed values (`Flags`); then every value
+//! is checked once against its rule (`validate`).
+//!
+//! A value that may be unset is an `Option`. In a file or a variable an
+//! empty string unsets it: the one way a later layer can take back what an
+//! earlier one set (`STACKINSTALL_CHART__VERSION=""` for the newest chart).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use include_dir::{Dir, include_dir};
-use serde::{Deserialize, Serialize};
+use serde::de::{DeserializeOwned, IntoDeserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::host::download::Pin;
 
+mod domain;
+mod layers;
 mod validate;
+
+pub use domain::{Domain, DomainError};
+pub use layers::{Flags, Layers, Sources};
 
 static PROFILES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/profiles");
 
@@ -23,9 +35,18 @@ pub const DEFAULT_PROFILE: &str = "stackbill-poc";
 /// Prefix of the environment variables that set configuration values.
 pub const ENV_PREFIX: &str = "STACKINSTALL_";
 
-/// The name of the flags' layer (flags and the variables clap reads for
-/// them, like `STACKINSTALL_DOMAIN`).
-const COMMAND_LINE: &str = "the command line";
+/// An optional value: an empty string is `None`, as if it were absent.
+fn unset_if_empty<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: DeserializeOwned,
+{
+    match Option::<String>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(text) if text.is_empty() => Ok(None),
+        Some(text) => T::deserialize(text.into_deserializer()).map(Some),
+    }
+}
 
 /// Everything the install needs to know, merged from all layers.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -90,9 +111,10 @@ pub struct Cluster {
     /// The pod network, exported over NFS and allowed to reach the databases.
     pub pod_cidr: String,
     pub api_port: u16,
-    /// The address pods reach the host's databases at; empty to use the
-    /// host's primary IPv4 address.
-    pub host_ip: String,
+    /// The address pods reach the host's databases at; unset: the host's
+    /// primary IPv4 address.
+    #[serde(deserialize_with = "unset_if_empty")]
+    pub host_ip: Option<String>,
 }
 
 impl Default for Cluster {
@@ -101,7 +123,7 @@ impl Default for Cluster {
             namespace: String::new(),
             pod_cidr: "10.42.0.0/16".into(),
             api_port: 6443,
-            host_ip: String::new(),
+            host_ip: None,
         }
     }
 }
@@ -116,7 +138,6 @@ pub struct Istio {
     /// The port clients reach HTTPS at, where HTTP redirects to and the
     /// summary's URLs point: unset for the HTTPS NodePort, 443 when a load
     /// balancer or port mapping serves 443.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_https_port: Option<u16>,
     pub gateway: String,
     pub virtual_service: String,
@@ -152,9 +173,10 @@ pub struct Chart {
     pub release: String,
     /// An OCI reference (`oci://...`) or a repository chart.
     pub reference: String,
-    /// Empty for the newest (which cannot be pinned). The chart file's
+    /// Unset for the newest (which cannot be pinned). The chart file's
     /// pin is `[downloads.pins."NAME/VERSION/NAME-VERSION.tgz"]`.
-    pub version: String,
+    #[serde(deserialize_with = "unset_if_empty")]
+    pub version: Option<String>,
     pub timeout_seconds: u64,
 }
 
@@ -163,7 +185,7 @@ impl Default for Chart {
         Self {
             release: String::new(),
             reference: String::new(),
-            version: String::new(),
+            version: None,
             timeout_seconds: 900,
         }
     }
@@ -187,8 +209,9 @@ pub struct Registry {
     pub region: String,
     pub secret: String,
     pub refresh_hours: u32,
-    /// Another ECR endpoint (a test server); empty for AWS's own.
-    pub endpoint_url: String,
+    /// Another ECR endpoint (a test server); unset for AWS's own.
+    #[serde(deserialize_with = "unset_if_empty")]
+    pub endpoint_url: Option<String>,
 }
 
 impl Default for Registry {
@@ -198,7 +221,7 @@ impl Default for Registry {
             region: String::new(),
             secret: String::new(),
             refresh_hours: 6,
-            endpoint_url: String::new(),
+            endpoint_url: None,
         }
     }
 }
@@ -214,19 +237,23 @@ pub struct Mysql {
     pub settings: BTreeMap<String, toml::Value>,
     /// Programs that may already listen on the port (a server we use).
     pub server_programs: Vec<String>,
-    /// The package to install; empty: `mysql-server` on Ubuntu,
+    /// The package to install; unset: `mysql-server` on Ubuntu,
     /// `mariadb-server` on Debian.
-    pub package: String,
+    #[serde(deserialize_with = "unset_if_empty")]
+    pub package: Option<String>,
     /// The socket root administers the server through (not under `--root`:
     /// it is the running server's).
     pub socket: String,
-    /// Where the settings file goes; empty: `/etc/mysql/mysql.conf.d` for
+    /// Where the settings file goes; unset: `/etc/mysql/mysql.conf.d` for
     /// MySQL, `/etc/mysql/mariadb.conf.d` for MariaDB.
-    pub config_dir: String,
-    /// The systemd unit; empty: `mysql` for MySQL, `mariadb` for MariaDB.
-    pub service: String,
-    /// The address the verification logs in at; empty: the host's own.
-    pub host: String,
+    #[serde(deserialize_with = "unset_if_empty")]
+    pub config_dir: Option<String>,
+    /// The systemd unit; unset: `mysql` for MySQL, `mariadb` for MariaDB.
+    #[serde(deserialize_with = "unset_if_empty")]
+    pub service: Option<String>,
+    /// The address the verification logs in at; unset: the host's own.
+    #[serde(deserialize_with = "unset_if_empty")]
+    pub host: Option<String>,
 }
 
 impl Default for Mysql {
@@ -237,11 +264,11 @@ impl Default for Mysql {
             databases: Vec::new(),
             settings: BTreeMap::new(),
             server_programs: vec!["mysqld".into(), "mariadbd".into()],
-            package: String::new(),
+            package: None,
             socket: "/run/mysqld/mysqld.sock".into(),
-            config_dir: String::new(),
-            service: String::new(),
-            host: String::new(),
+            config_dir: None,
+            service: None,
+            host: None,
         }
     }
 }
@@ -250,9 +277,10 @@ impl Default for Mysql {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Mongodb {
-    /// The mongodb-org series, for the apt repository (`7.0`); empty: the
+    /// The mongodb-org series, for the apt repository (`7.0`); unset: the
     /// series MongoDB publishes for the host's release (7.0, else 8.0).
-    pub version: String,
+    #[serde(deserialize_with = "unset_if_empty")]
+    pub version: Option<String>,
     pub port: u16,
     /// `net.bindIp` of `/etc/mongod.conf`.
     pub bind_ip: String,
@@ -265,12 +293,15 @@ pub struct Mongodb {
     /// The key file made once (mode 0600, owner mongodb).
     pub key_file: String,
     /// An existing account that may manage users (for a server that already
-    /// has users); empty: the localhost exception, then the user itself.
-    pub admin_username: String,
+    /// has users); unset: the localhost exception, then the user itself.
+    #[serde(deserialize_with = "unset_if_empty")]
+    pub admin_username: Option<String>,
     /// A file (mode 0600) holding that account's password.
-    pub admin_password_file: String,
-    /// The address the verification logs in at; empty: the host's own.
-    pub host: String,
+    #[serde(deserialize_with = "unset_if_empty")]
+    pub admin_password_file: Option<String>,
+    /// The address the verification logs in at; unset: the host's own.
+    #[serde(deserialize_with = "unset_if_empty")]
+    pub host: Option<String>,
     /// The fingerprint of the apt signing key of each series (`"7.0"`).
     pub signing_keys: BTreeMap<String, SigningKey>,
 }
@@ -288,7 +319,7 @@ pub struct SigningKey {
 impl Default for Mongodb {
     fn default() -> Self {
         Self {
-            version: String::new(),
+            version: None,
             port: 27017,
             bind_ip: "0.0.0.0".into(),
             username: String::new(),
@@ -296,9 +327,9 @@ impl Default for Mongodb {
             server_programs: vec!["mongod".into()],
             service: "mongod".into(),
             key_file: "/var/lib/mongodb/encryption".into(),
-            admin_username: String::new(),
-            admin_password_file: String::new(),
-            host: String::new(),
+            admin_username: None,
+            admin_password_file: None,
+            host: None,
             signing_keys: BTreeMap::new(),
         }
     }
@@ -323,8 +354,9 @@ pub struct Rabbitmq {
     pub vhost: String,
     /// Programs that may already listen on the ports (a server we use).
     pub server_programs: Vec<String>,
-    /// The address the verification logs in at; empty: the host's own.
-    pub host: String,
+    /// The address the verification logs in at; unset: the host's own.
+    #[serde(deserialize_with = "unset_if_empty")]
+    pub host: Option<String>,
 }
 
 impl Default for Rabbitmq {
@@ -336,7 +368,7 @@ impl Default for Rabbitmq {
             tags: vec!["administrator".into()],
             vhost: "/".into(),
             server_programs: vec!["beam.smp".into()],
-            host: String::new(),
+            host: None,
         }
     }
 }
@@ -450,9 +482,9 @@ impl Config {
     /// `[cluster] host_ip`, else the host's primary IPv4 address; `None`
     /// when there is neither.
     pub fn host_ip(&self) -> Option<String> {
-        match self.cluster.host_ip.as_str() {
-            "" => crate::host::system::primary_ipv4().map(|ip| ip.to_string()),
-            configured => Some(configured.to_string()),
+        match &self.cluster.host_ip {
+            None => crate::host::system::primary_ipv4().map(|ip| ip.to_string()),
+            Some(configured) => Some(configured.clone()),
         }
     }
 }
@@ -505,17 +537,18 @@ impl Default for Downloads {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Install {
-    pub domain: String,
-    /// Where `domain` was set, for messages: `--domain`, or the config file
-    /// or variable that set `install.domain`.
-    #[serde(skip)]
-    pub domain_origin: String,
+    /// Parsed where it is read (a layer, `--domain`, the question).
+    #[serde(deserialize_with = "unset_if_empty")]
+    pub domain: Option<Domain>,
+    #[serde(deserialize_with = "unset_if_empty")]
     pub ssl_cert: Option<PathBuf>,
+    #[serde(deserialize_with = "unset_if_empty")]
     pub ssl_key: Option<PathBuf>,
     pub self_signed: bool,
     pub skip_infra: bool,
     pub skip_db: bool,
     /// The AWS shared-config profile the ECR token is fetched with.
+    #[serde(deserialize_with = "unset_if_empty")]
     pub aws_profile: Option<String>,
 }
 
@@ -528,6 +561,12 @@ pub enum ConfigError {
     Unreadable { source_name: String, error: String },
     #[error("{source_name} is not valid: {detail}")]
     Invalid { source_name: String, detail: String },
+    #[error("{origin} `{value}` is not a valid DNS name: {why}")]
+    Domain {
+        origin: String,
+        value: String,
+        why: DomainError,
+    },
     #[error("the value `{key}` is missing: {source_name} must set it")]
     Missing { key: String, source_name: String },
     #[error("`{key}` = {value:?} from {source_name} is refused: it {rule}")]
@@ -539,72 +578,31 @@ pub enum ConfigError {
     },
 }
 
-/// Where each layer comes from.
-#[derive(Debug, Default, Clone)]
-pub struct Sources {
-    /// `--profile`: a built-in profile name or a file.
-    pub profile: Option<String>,
-    /// `--config FILE`.
-    pub config_file: Option<PathBuf>,
-    /// The environment (only `STACKINSTALL_<SECTION>__<KEY>` entries are used).
-    pub environment: Vec<(String, String)>,
-    /// Values set by flags, as a TOML table (e.g. `install.domain`).
-    pub flags: toml::Table,
+impl ConfigError {
+    /// The next thing to try, when the message alone does not say it.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Self::Domain { .. } => Some(
+                "pass the DNS name the application is reached at, like `portal.example.com`".into(),
+            ),
+            Self::Invalid { .. } | Self::Missing { .. } => Some(
+                "`stackinstall render --domain D --out DIR` writes the effective configuration as a starting point".into(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 impl Config {
-    /// Merges the layers of `sources` into one configuration.
+    /// Merges the layers of `sources` into one configuration, checked once.
     pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
-        let mut merged = toml::Table::try_from(Config::default()).expect("defaults serialize");
-        let (profile_name, profile_text) = profile_text(sources.profile.as_deref())?;
-        let mut layers = vec![(
-            profile_name.clone(),
-            check_layer(&profile_name, &profile_text)?,
-        )];
-        if let Some(path) = &sources.config_file {
-            let name = format!("config file `{}`", path.display());
-            let text = read_text(&name, path)?;
-            let layer = check_layer(&name, &text)?;
-            layers.push((name, layer));
-        }
-        for (variable, value) in &sources.environment {
-            if let Some(layer) = environment_layer(variable, value)? {
-                layers.push((format!("environment variable `{variable}`"), layer));
-            }
-        }
-        layers.push((COMMAND_LINE.into(), sources.flags.clone()));
-        for (_, layer) in &layers {
-            merge(&mut merged, layer.clone());
-        }
-        let mut config: Config =
-            merged
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Invalid {
-                    source_name: "the merged configuration".into(),
-                    detail: e.message().to_string(),
-                })?;
-        // DNS names are case-insensitive: one spelling, from whichever layer.
-        config.install.domain = config.install.domain.to_ascii_lowercase();
-        config.install.domain_origin = match last_setter(&layers, "install.domain") {
-            Some(name) if name != COMMAND_LINE => format!("`install.domain` in {name}"),
-            _ => "--domain".into(),
-        };
-        config.check_complete(&layers)?;
-        let source_of = |key: &str| {
-            let top = key.split('.').take(2).collect::<Vec<_>>().join(".");
-            last_setter(&layers, key)
-                .or_else(|| last_setter(&layers, &top))
-                .or_else(|| last_setter(&layers, key.split('.').next().unwrap_or(key)))
-                .unwrap_or(&layers[0].0)
-                .clone()
-        };
-        validate::check(&config, &source_of)?;
-        Ok(config)
+        Layers::read(sources)?.into_config(&sources.flags)
     }
 
     /// Fails on a required value that is empty, naming the last layer that
     /// set it (a config file or variable that emptied it), else the profile.
-    fn check_complete(&self, layers: &[(String, toml::Table)]) -> Result<(), ConfigError> {
+    fn check_complete(&self, setter_of: &dyn Fn(&[&str]) -> String) -> Result<(), ConfigError> {
+        let provisioner = !self.storage.provisioner_in_chart;
         let required = [
             ("name", self.name.is_empty()),
             ("versions.k3s", self.versions.k3s.is_empty()),
@@ -629,21 +627,24 @@ impl Config {
             ("rabbitmq.username", self.rabbitmq.username.is_empty()),
             ("nfs.path", self.nfs.path.is_empty()),
             ("nfs.storage_class", self.nfs.storage_class.is_empty()),
+            ("storage.release", self.storage.release.is_empty()),
+            ("storage.namespace", self.storage.namespace.is_empty()),
             (
                 "storage.chart_url",
-                !self.storage.provisioner_in_chart && self.storage.chart_url.is_empty(),
+                provisioner && self.storage.chart_url.is_empty(),
             ),
             (
                 "storage.version",
-                !self.storage.provisioner_in_chart && self.storage.version.is_empty(),
+                provisioner && self.storage.version.is_empty(),
             ),
         ];
         let Some((key, _)) = required.iter().find(|(_, missing)| *missing) else {
             return Ok(());
         };
+        let path: Vec<&str> = key.split('.').collect();
         Err(ConfigError::Missing {
             key: (*key).into(),
-            source_name: last_setter(layers, key).unwrap_or(&layers[0].0).clone(),
+            source_name: setter_of(&path),
         })
     }
 
@@ -666,124 +667,6 @@ pub fn builtin_profiles() -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-fn profile_text(profile: Option<&str>) -> Result<(String, String), ConfigError> {
-    let name = profile.unwrap_or(DEFAULT_PROFILE);
-    if let Some(file) = PROFILES.get_file(format!("{name}.toml")) {
-        let text = file.contents_utf8().expect("built-in profiles are UTF-8");
-        return Ok((format!("profile `{name}`"), text.to_string()));
-    }
-    let path = Path::new(name);
-    if name.ends_with(".toml") || name.contains('/') || path.exists() {
-        let source_name = format!("profile file `{}`", path.display());
-        let text = read_text(&source_name, path)?;
-        return Ok((source_name, text));
-    }
-    Err(ConfigError::UnknownProfile {
-        name: name.into(),
-        known: builtin_profiles().join(", "),
-    })
-}
-
-fn read_text(source_name: &str, path: &Path) -> Result<String, ConfigError> {
-    let unreadable = |error: std::io::Error| ConfigError::Unreadable {
-        source_name: source_name.into(),
-        error: error.to_string(),
-    };
-    let bytes = crate::host::fs::read_limited(path).map_err(unreadable)?;
-    String::from_utf8(bytes).map_err(|_| {
-        unreadable(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "stream did not contain valid UTF-8",
-        ))
-    })
-}
-
-/// Parses one layer and checks it against the schema on its own.
-fn check_layer(source_name: &str, text: &str) -> Result<toml::Table, ConfigError> {
-    let invalid = |error: toml::de::Error| ConfigError::Invalid {
-        source_name: source_name.into(),
-        detail: error.to_string().trim_end().to_string(),
-    };
-    let table: toml::Table = toml::from_str(text).map_err(invalid)?;
-    if table
-        .get("storage")
-        .and_then(toml::Value::as_table)
-        .is_some_and(|storage| storage.contains_key("sha256"))
-    {
-        return Err(ConfigError::Invalid {
-            source_name: source_name.into(),
-            detail: "`[storage] sha256` is no longer read: the provisioner chart's pin moved to `[downloads.pins.\"nfs-subdir-external-provisioner/VERSION/nfs-subdir-external-provisioner-VERSION.tgz\"] sha256`, beside the other pins".into(),
-        });
-    }
-    toml::from_str::<Config>(text).map_err(invalid)?;
-    Ok(table)
-}
-
-/// `STACKINSTALL_WAIT__TIMEOUT_SECONDS=900` as `{ wait = { timeout_seconds = 900 } }`.
-fn environment_layer(variable: &str, value: &str) -> Result<Option<toml::Table>, ConfigError> {
-    let Some(rest) = variable.strip_prefix(ENV_PREFIX) else {
-        return Ok(None);
-    };
-    if !rest.contains("__") {
-        return Ok(None);
-    }
-    let keys: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
-    let parsed = toml::from_str::<toml::Table>(&format!("value = {value}"))
-        .ok()
-        .and_then(|mut table| table.remove("value"))
-        .unwrap_or_else(|| toml::Value::String(value.to_string()));
-    let mut layer = parsed;
-    for key in keys.iter().rev() {
-        layer = toml::Value::Table(toml::Table::from_iter([(key.clone(), layer)]));
-    }
-    let toml::Value::Table(table) = layer else {
-        unreachable!("built from keys")
-    };
-    let source_name = format!("environment variable `{variable}`");
-    let text = toml::to_string(&table).map_err(|e| ConfigError::Invalid {
-        source_name: source_name.clone(),
-        detail: e.to_string(),
-    })?;
-    check_layer(&source_name, &text).map(Some)
-}
-
-/// The name of the last layer that sets the dotted `key`.
-fn last_setter<'a>(layers: &'a [(String, toml::Table)], key: &str) -> Option<&'a String> {
-    layers
-        .iter()
-        .rev()
-        .find(|(_, layer)| sets(layer, key))
-        .map(|(name, _)| name)
-}
-
-/// Whether `layer` sets the dotted `key` (`cluster.namespace`).
-fn sets(layer: &toml::Table, key: &str) -> bool {
-    let mut table = layer;
-    let mut parts = key.split('.').peekable();
-    while let Some(part) = parts.next() {
-        match (table.get(part), parts.peek()) {
-            (Some(_), None) => return true,
-            (Some(toml::Value::Table(inner)), Some(_)) => table = inner,
-            _ => return false,
-        }
-    }
-    false
-}
-
-/// Merges `layer` over `base`: tables key by key, anything else replaced.
-fn merge(base: &mut toml::Table, layer: toml::Table) {
-    for (key, value) in layer {
-        match (base.get_mut(&key), value) {
-            (Some(toml::Value::Table(base_table)), toml::Value::Table(layer_table)) => {
-                merge(base_table, layer_table);
-            }
-            (_, value) => {
-                base.insert(key, value);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -826,32 +709,101 @@ mod tests {
             config.wait.timeout_seconds, 200,
             "environment beats the file"
         );
-        assert_eq!(config.install.domain, "file.example.com");
-        sources.flags = toml::from_str("[install]\ndomain = \"flag.example.com\"").unwrap();
-        assert_eq!(
-            Config::load(&sources).unwrap().install.domain,
-            "flag.example.com"
-        );
+        assert_eq!(domain(&config), "file.example.com");
+        sources.flags.domain = Some("flag.example.com".into());
+        assert_eq!(domain(&Config::load(&sources).unwrap()), "flag.example.com");
+    }
+
+    fn domain(config: &Config) -> &str {
+        config.install.domain.as_deref().unwrap_or("(none)")
     }
 
     #[test]
-    fn a_domain_from_any_layer_is_lower_cased_and_its_origin_kept() {
+    fn a_domain_from_any_layer_is_parsed_there_and_a_bad_one_named_by_its_origin() {
         let mut sources = sources();
         sources.environment = vec![(
             "STACKINSTALL_INSTALL__DOMAIN".into(),
             "Demo.Example.COM".into(),
         )];
+        assert_eq!(domain(&Config::load(&sources).unwrap()), "demo.example.com");
+        sources.environment[0].1 = "demo_1.example.com".into();
+        let error = Config::load(&sources).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "`install.domain` in environment variable `STACKINSTALL_INSTALL__DOMAIN` `demo_1.example.com` is not a valid DNS name: `demo_1` may only hold letters, digits and `-`"
+        );
+        sources.flags.domain = Some("-x.example.com".into());
+        let error = Config::load(&sources).unwrap_err().to_string();
+        assert!(
+            error.starts_with("`install.domain` in environment"),
+            "layers are checked first: {error}"
+        );
+        sources.environment.clear();
+        let error = Config::load(&sources).unwrap_err().to_string();
+        assert!(
+            error.starts_with("--domain `-x.example.com` is not"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_empty_string_unsets_an_optional_value() {
+        let mut sources = sources();
+        sources.environment = vec![
+            ("STACKINSTALL_CHART__VERSION".into(), "1.2.3".into()),
+            (
+                "STACKINSTALL_MYSQL__PACKAGE".into(),
+                "mariadb-server".into(),
+            ),
+        ];
+        let config = Config::load(&sources).unwrap();
+        assert_eq!(config.chart.version.as_deref(), Some("1.2.3"));
+        assert_eq!(config.mysql.package.as_deref(), Some("mariadb-server"));
+        sources
+            .environment
+            .push(("STACKINSTALL_CHART__VERSION".into(), "".into()));
+        sources
+            .environment
+            .push(("STACKINSTALL_MYSQL__PACKAGE".into(), "\"\"".into()));
+        sources.flags.domain = Some(String::new());
+        let config = Config::load(&sources).unwrap();
+        assert_eq!(config.chart.version, None);
+        assert_eq!(config.mysql.package, None);
+        assert_eq!(config.install.domain, None);
+        assert_eq!(
+            config.cluster.host_ip, None,
+            "the profile's `host_ip = \"\"`"
+        );
+    }
+
+    #[test]
+    fn flags_go_over_the_layers_as_typed_values_and_are_named_in_refusals() {
+        let mut sources = sources();
+        sources.environment = vec![(
+            "STACKINSTALL_INSTALL__AWS_PROFILE".into(),
+            "from-env".into(),
+        )];
+        assert_eq!(
+            Config::load(&sources)
+                .unwrap()
+                .install
+                .aws_profile
+                .as_deref(),
+            Some("from-env")
+        );
+        sources.flags.aws_profile = Some("--from-flag".into());
+        let error = Config::load(&sources).unwrap_err().to_string();
+        assert!(
+            error.starts_with(
+                "`install.aws_profile` = \"--from-flag\" from --aws-profile is refused"
+            ),
+            "{error}"
+        );
+        sources.flags.aws_profile = Some("from-flag".into());
+        sources.flags.self_signed = true;
         let install = Config::load(&sources).unwrap().install;
-        assert_eq!(install.domain, "demo.example.com");
-        assert_eq!(
-            install.domain_origin,
-            "`install.domain` in environment variable `STACKINSTALL_INSTALL__DOMAIN`"
-        );
-        sources.flags = toml::from_str("[install]\ndomain = \"flag.example.com\"").unwrap();
-        assert_eq!(
-            Config::load(&sources).unwrap().install.domain_origin,
-            "--domain"
-        );
+        assert_eq!(install.aws_profile.as_deref(), Some("from-flag"));
+        assert!(install.self_signed);
     }
 
     #[test]

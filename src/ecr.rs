@@ -242,8 +242,8 @@ async fn fetch_async(config: &Config) -> Result<Token, StepError> {
             other => no_credentials(&DisplayErrorContext(&other).to_string(), config),
         })?;
     let mut builder = aws_sdk_ecr::config::Builder::from(&sdk_config);
-    if !config.registry.endpoint_url.is_empty() {
-        builder = builder.endpoint_url(&config.registry.endpoint_url);
+    if let Some(endpoint) = &config.registry.endpoint_url {
+        builder = builder.endpoint_url(endpoint);
     }
     let client = aws_sdk_ecr::Client::from_conf(builder.build());
     let output = client

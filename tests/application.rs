@@ -371,15 +371,21 @@ fn release_gets_credentials_in_a_private_values_file_and_runs_once() {
     assert_eq!(upgrades.len(), 1);
     let args = &upgrades[0].args;
     assert!(!args.iter().any(|a| a.starts_with("--set")), "{args:?}");
-    assert_eq!(&args[..3], ["upgrade", "--install", "stackbill"]);
+    assert_eq!(&args[..2], ["upgrade", "--install"]);
+    // Positional arguments after `--`, where Helm (cobra/pflag) stops
+    // reading flags: a release name can never be taken for one.
+    let [.., dashes, release, file] = args.as_slice() else {
+        panic!("{args:?}")
+    };
+    assert_eq!([dashes.as_str(), release.as_str()], ["--", "stackbill"]);
     assert!(
-        args[3].ends_with("/var/lib/stackinstall/downloads/chart-stackbill.tgz"),
+        file.ends_with("/var/lib/stackinstall/downloads/chart-stackbill.tgz"),
         "Helm installs the pulled file, not the reference: {args:?}"
     );
     let pulls = calls_of(&calls, "helm", "pull");
     assert_eq!(
-        pulls[0].args[..2],
-        ["pull", "oci://public.ecr.aws/p0g2c5k8/stackbill"]
+        pulls[0].args[pulls[0].args.len() - 2..],
+        ["--", "oci://public.ecr.aws/p0g2c5k8/stackbill"]
     );
     let values_path = &args[args.iter().position(|a| a == "--values").unwrap() + 1];
     assert!(
@@ -540,9 +546,9 @@ fn a_chart_that_does_not_match_its_pin_is_not_installed() {
             .success(),
     );
     for expected in [
-        "helm pull oci://public.ecr.aws/p0g2c5k8/stackbill --version 1.2.0 --destination /var/lib/stackinstall/downloads/chart-stackbill".to_string(),
+        "helm pull --version 1.2.0 --destination /var/lib/stackinstall/downloads/chart-stackbill -- oci://public.ecr.aws/p0g2c5k8/stackbill".to_string(),
         format!("checked against pinned SHA-256 {file_digest} from the test's registry"),
-        "then helm upgrade --install stackbill /var/lib/stackinstall/downloads/chart-stackbill.tgz".into(),
+        "-- stackbill /var/lib/stackinstall/downloads/chart-stackbill.tgz".into(),
     ] {
         assert!(plan.contains(&expected), "{expected} in:\n{plan}");
     }
@@ -711,7 +717,17 @@ fn helm_lines(world: &World) -> Vec<String> {
         .calls()
         .iter()
         .filter(|c| c.program == "helm" && c.args[0] != "history")
-        .map(|c| c.args[..3].join(" "))
+        .map(|c| {
+            // The subcommand and what follows `--` (Helm's positionals),
+            // less the chart file's temporary path.
+            let dashes = c.args.iter().position(|a| a == "--").unwrap();
+            let positional: Vec<&str> = c.args[dashes + 1..]
+                .iter()
+                .map(String::as_str)
+                .filter(|a| !a.starts_with('/'))
+                .collect();
+            format!("{} {}", c.args[0], positional.join(" "))
+        })
         .collect()
 }
 
@@ -728,9 +744,9 @@ fn a_release_left_pending_install_is_uninstalled_and_installed_again() {
     assert_eq!(
         helm_lines(&world),
         [
-            "uninstall stackbill -n",
-            "pull oci://public.ecr.aws/p0g2c5k8/stackbill --destination",
-            "upgrade --install stackbill"
+            "uninstall stackbill",
+            "pull oci://public.ecr.aws/p0g2c5k8/stackbill",
+            "upgrade stackbill"
         ]
     );
     let history: serde_json::Value = serde_json::from_str(
@@ -758,8 +774,8 @@ fn a_release_left_pending_upgrade_is_rolled_back_then_upgraded() {
         helm_lines(&world),
         [
             "rollback stackbill 2",
-            "pull oci://public.ecr.aws/p0g2c5k8/stackbill --destination",
-            "upgrade --install stackbill"
+            "pull oci://public.ecr.aws/p0g2c5k8/stackbill",
+            "upgrade stackbill"
         ]
     );
 }
@@ -915,8 +931,9 @@ fn plan_shows_the_application_actions_and_changes_nothing() {
         "fetch an ECR token for `730335576030.dkr.ecr.ap-south-1.amazonaws.com`",
         "write /etc/systemd/system/stackinstall-ecr-refresh.timer (mode 0644)",
         "systemctl enable --now stackinstall-ecr-refresh.timer",
-        "helm pull oci://public.ecr.aws/p0g2c5k8/stackbill --destination /var/lib/stackinstall/downloads/chart-stackbill (into a directory only root reads; the chart WARNING: not pinned: `[chart] version` is empty",
-        "then helm upgrade --install stackbill /var/lib/stackinstall/downloads/chart-stackbill.tgz --namespace sb-apps --values /var/lib/stackinstall/stackbill-values.yaml",
+        "helm pull --destination /var/lib/stackinstall/downloads/chart-stackbill -- oci://public.ecr.aws/p0g2c5k8/stackbill (into a directory only root reads; the chart WARNING: not pinned: `[chart] version` is empty",
+        "then helm upgrade --install --namespace sb-apps --values /var/lib/stackinstall/stackbill-values.yaml",
+        "-- stackbill /var/lib/stackinstall/downloads/chart-stackbill.tgz",
         "wait until the pods in `sb-apps` are Ready and its Jobs Complete (now 0/0 pods ready) (at most 10 min)",
     ] {
         assert!(text.contains(expected), "{expected} in:\n{text}");
@@ -949,7 +966,7 @@ fn default_uninstall_removes_the_release_the_pull_secret_and_the_timer() {
     assert!(
         lines
             .iter()
-            .any(|l| l.starts_with("helm uninstall stackbill")),
+            .any(|l| l.starts_with("helm uninstall") && l.ends_with("-- stackbill")),
         "{lines:#?}"
     );
     assert!(

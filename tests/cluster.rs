@@ -964,9 +964,9 @@ fn storage_installs_the_pinned_provisioner_where_no_storage_class_is_and_then_ch
         world.path("/var/lib/stackinstall/downloads/nfs-subdir-external-provisioner-4.0.18.tgz");
     let args = upgrades[0].args.join(" ");
     for expected in [
-        format!("upgrade --install nfs-subdir-external-provisioner {} --namespace kube-system", chart.display()),
-        "--set nfs.server=10.1.2.3 --set nfs.path=/data/stackbill --set storageClass.name=nfs-client --set storageClass.archiveOnDelete=true".into(),
-        "--wait --timeout 300s".into(),
+        "upgrade --install --namespace kube-system".into(),
+        "--set-string nfs.server=10.1.2.3 --set-string nfs.path=/data/stackbill --set-string storageClass.name=nfs-client --set storageClass.archiveOnDelete=true".into(),
+        format!("--wait --timeout 300s -- nfs-subdir-external-provisioner {}", chart.display()),
     ] {
         assert!(args.contains(&expected), "{expected} in {args}");
     }

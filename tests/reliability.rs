@@ -28,7 +28,7 @@ fn hanging_helm(world: &World) {
     world.fake(
         "helm",
         &format!(
-            r#"if [ "$1" = upgrade ] && [ "$3" = stackbill ] && [ -f "$STATE/hang" ]; then
+            r#"if [ "$1" = upgrade ] && [ "${{@: -2:1}}" = stackbill ] && [ -f "$STATE/hang" ]; then
   echo $$ > "$STATE/hung.pid"
   sleep 3600 &
   echo $! > "$STATE/sleep.pid"
@@ -236,7 +236,7 @@ fn a_command_that_never_returns_is_stopped_at_its_timeout() {
     let message = stderr(&assert);
     assert!(started.elapsed() < Duration::from_secs(100));
     assert!(
-        message.contains("`helm upgrade --install stackbill")
+        message.contains("`helm upgrade --install --namespace")
             && message.contains("did not finish within 3s"),
         "the message names the command and its timeout:\n{message}"
     );

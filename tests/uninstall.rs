@@ -318,8 +318,9 @@ fn all_removes_the_cluster_reports_leftovers_and_a_new_install_has_new_passwords
     );
     assert!(world.record.join("k3s-uninstalled").exists(), "{out}");
     let position = |line: &str| deleted.iter().position(|d| d == line);
-    let provisioner =
-        position("helm uninstall nfs-subdir-external-provisioner -n kube-system --wait");
+    let provisioner = position(
+        "helm uninstall --namespace kube-system --wait -- nfs-subdir-external-provisioner",
+    );
     let namespace = position("kubectl delete namespace sb-apps --ignore-not-found");
     assert!(
         provisioner.is_some() && namespace < provisioner,

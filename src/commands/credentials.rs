@@ -11,6 +11,7 @@ use super::Result;
 
 use crate::ask;
 use crate::cli::{CredentialsAction, CredentialsArgs, CredentialsSetArgs};
+use crate::config::Flags;
 use crate::credentials::{Account, CredentialsFile};
 use crate::host::{self, Host};
 use crate::secret::Secret;
@@ -59,7 +60,7 @@ pub fn run(root: &Path, args: CredentialsArgs) -> Result<()> {
 /// Runs `credentials set SERVICE`.
 fn set_password(root: &Path, args: CredentialsSetArgs) -> Result<()> {
     crate::steps::preflight::check_root()?;
-    let config = super::load_config(&args.config, toml::Table::new())?;
+    let config = super::load_config(&args.config, Flags::default())?;
     let service = args.service.as_str();
     let username = config.service_usernames()[service].clone();
     let password = match &args.from_file {

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use super::Result;
 
-use crate::certificate::check_domain;
 use crate::cli::{DoctorArgs, Output};
-use crate::config::Config;
+use crate::config::{Config, Flags};
 use crate::context::SELF_SIGNED_DIR;
 use crate::credentials::CredentialsFile;
 use crate::doctor::{self, Inputs};
@@ -28,7 +27,11 @@ pub struct Findings {
 
 /// Runs `doctor`.
 pub fn run(root: &Path, args: DoctorArgs) -> Result<()> {
-    let config = super::load_config(&args.config, toml::Table::new())?;
+    let flags = Flags {
+        domain: args.domain.clone(),
+        ..Flags::default()
+    };
+    let config = super::load_config(&args.config, flags)?;
     let host = Host::new(root);
     let inputs = inputs(config, host, &args)?;
     let report = doctor::diagnose(inputs.clone());
@@ -57,19 +60,7 @@ pub fn run(root: &Path, args: DoctorArgs) -> Result<()> {
 
 /// What the checks look at, from the flags, the configuration and the host.
 pub fn inputs(config: Config, host: Host, args: &DoctorArgs) -> Result<Inputs, StepError> {
-    let domain = args
-        .domain
-        .clone()
-        .or_else(|| (!config.install.domain.is_empty()).then(|| config.install.domain.clone()))
-        .map(|domain| domain.to_ascii_lowercase());
-    if let Some(domain) = &domain {
-        check_domain(domain).map_err(|why| {
-            StepError::input(
-                format!("`{domain}` is not a domain name: {why}"),
-                "pass the domain the application is reached at: `--domain portal.example.com`",
-            )
-        })?;
-    }
+    let domain = config.install.domain.clone();
     if args.timeout_seconds == 0 {
         return Err(StepError::input(
             "`--timeout-seconds` must be at least 1",

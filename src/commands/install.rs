@@ -7,7 +7,7 @@ use super::Result;
 
 use crate::ask::{self, CertificateChoice};
 use crate::cli::{InstallArgs, Output};
-use crate::config::Config;
+use crate::config::{Flags, Install, Layers};
 use crate::context::Context;
 use crate::engine::install::{self as engine, Plan};
 use crate::engine::{EngineError, Inclusion, Selection};
@@ -28,18 +28,21 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
     }
     let json = args.output == Output::Json;
     let asking = !args.yes && !json && ask::can_ask();
-    let mut config = super::load_config(&args.config, flags(&args))?;
+    let mut flags = flags(&args);
+    let layers = Layers::read(&super::sources(&args.config, flags.clone()))?;
+    let install = layers.install(&flags)?;
     let selection = Selection::parse(
         &args.only,
         args.from.as_deref(),
         &args.redo,
-        config.install.skip_infra,
-        config.install.skip_db,
+        install.skip_infra,
+        install.skip_db,
     )?;
     let inclusion = selection.resolve();
     if asking {
-        ask_missing(&mut config)?;
+        ask_missing(&install, &mut flags)?;
     }
+    let config = layers.into_config(&flags)?;
     let host = Host::new(root);
     let mut context = Context::new(
         config,
@@ -72,7 +75,7 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         "stackinstall {} install: profile {}, domain {}",
         env!("CARGO_PKG_VERSION"),
         context.config.name,
-        context.config.install.domain
+        context.config.install.domain.as_deref().unwrap_or("(none)")
     );
     let outcomes = engine::run(&mut context, &inclusion, args.jobs.into())?;
     if context.ui.is_live() {
@@ -126,22 +129,26 @@ fn check_aws_source(context: &Context, inclusion: &Inclusion, asking: bool) -> R
 }
 
 /// Asks on the terminal for the domain and the certificate when neither
-/// the flags nor the configuration give them.
-fn ask_missing(config: &mut Config) -> Result<()> {
-    let install = &mut config.install;
-    if install.domain.is_empty() {
-        install.domain = ask::domain().map_err(no_answer)?;
-        install.domain_origin = "the domain entered".into();
-    }
+/// the flags nor the layers give them; the answers go into `flags`, the
+/// last layer, before the configuration is checked.
+fn ask_missing(install: &Install, flags: &mut Flags) -> Result<()> {
+    let domain = match &install.domain {
+        Some(domain) => domain.clone(),
+        None => {
+            let domain = ask::domain().map_err(no_answer)?;
+            flags.domain = Some(domain.to_string());
+            domain
+        }
+    };
     let no_certificate =
         !install.self_signed && install.ssl_cert.is_none() && install.ssl_key.is_none();
-    if no_certificate && crate::certificate::check_domain(&install.domain).is_ok() {
-        match ask::certificate(&install.domain).map_err(no_answer)? {
+    if no_certificate {
+        match ask::certificate(&domain).map_err(no_answer)? {
             CertificateChoice::Files { certificate, key } => {
-                install.ssl_cert = Some(certificate);
-                install.ssl_key = Some(key);
+                flags.ssl_cert = Some(certificate);
+                flags.ssl_key = Some(key);
             }
-            CertificateChoice::SelfSigned => install.self_signed = true,
+            CertificateChoice::SelfSigned => flags.self_signed = true,
         }
     }
     Ok(())
@@ -152,7 +159,13 @@ fn confirm(context: &Context, inclusion: &Inclusion) -> Result<()> {
     let decisions = engine::decide(context, inclusion)?;
     eprintln!(
         "Install for {} (profile {}):",
-        context.config.install.domain, context.config.name
+        context
+            .config
+            .install
+            .domain
+            .as_deref()
+            .unwrap_or("(no domain)"),
+        context.config.name
     );
     let rows = (StepId::ALL.iter().zip(&decisions))
         .map(|(id, (decision, _))| (id.name(), id.info().title, decision.to_string()));
@@ -181,30 +194,17 @@ fn no_answer(error: dialoguer::Error) -> anyhow::Error {
     .into()
 }
 
-/// The flags as a configuration layer.
-fn flags(args: &InstallArgs) -> toml::Table {
-    let mut install = toml::Table::new();
-    if let Some(domain) = &args.domain {
-        install.insert("domain".into(), domain.to_ascii_lowercase().into());
+/// What the flags set: the last layer of the configuration.
+fn flags(args: &InstallArgs) -> Flags {
+    Flags {
+        domain: args.domain.clone(),
+        ssl_cert: args.ssl_cert.clone(),
+        ssl_key: args.ssl_key.clone(),
+        self_signed: args.self_signed,
+        skip_infra: args.skip_infra,
+        skip_db: args.skip_db,
+        aws_profile: args.aws_profile.clone(),
     }
-    for (key, path) in [("ssl_cert", &args.ssl_cert), ("ssl_key", &args.ssl_key)] {
-        if let Some(path) = path {
-            install.insert(key.into(), path.display().to_string().into());
-        }
-    }
-    if let Some(profile) = &args.aws_profile {
-        install.insert("aws_profile".into(), profile.clone().into());
-    }
-    for (key, set) in [
-        ("self_signed", args.self_signed),
-        ("skip_infra", args.skip_infra),
-        ("skip_db", args.skip_db),
-    ] {
-        if set {
-            install.insert(key.into(), true.into());
-        }
-    }
-    toml::Table::from_iter([("install".to_string(), toml::Value::Table(install))])
 }
 
 /// Checks the operator's input before the run touches anything (lock, log,
@@ -269,11 +269,7 @@ fn print_plan(plan: &Plan, json: bool) {
     }
     println!(
         "Plan for {} (profile {}); nothing has been changed.\n",
-        if plan.domain.is_empty() {
-            "(no domain)"
-        } else {
-            &plan.domain
-        },
+        plan.domain.as_deref().unwrap_or("(no domain)"),
         plan.profile
     );
     let rows = (plan.steps.iter()).map(|step| (step.id, step.title, step.decision.to_string()));

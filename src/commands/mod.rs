@@ -15,30 +15,30 @@ use std::path::PathBuf;
 pub type Result<T = (), E = Error> = std::result::Result<T, E>;
 
 use crate::cli::ConfigArgs;
-use crate::config::{Config, ConfigError, Sources};
+use crate::config::{Config, ConfigError, Flags, Sources};
 
-/// Loads the configuration from the profile, the config file, the
-/// environment and the `flags` table.
-pub fn load_config(args: &ConfigArgs, flags: toml::Table) -> Result<Config, ConfigError> {
-    Config::load(&Sources {
+/// The layers `args` names, the environment, and `flags`.
+pub fn sources(args: &ConfigArgs, flags: Flags) -> Sources {
+    Sources {
         profile: args.profile.clone(),
         config_file: args.config.clone(),
         environment: std::env::vars().collect(),
         flags,
-    })
+    }
 }
 
-/// The flags table for an `--aws-profile` given on the command line.
-pub fn aws_profile_flags(profile: Option<&String>) -> toml::Table {
-    let mut flags = toml::Table::new();
-    if let Some(profile) = profile {
-        let install = toml::Table::from_iter([(
-            "aws_profile".to_string(),
-            toml::Value::from(profile.clone()),
-        )]);
-        flags.insert("install".into(), install.into());
+/// Loads the configuration from the profile, the config file, the
+/// environment and `flags`.
+pub fn load_config(args: &ConfigArgs, flags: Flags) -> Result<Config, ConfigError> {
+    Config::load(&sources(args, flags))
+}
+
+/// The flags of a command whose only configuration flag is `--aws-profile`.
+pub fn aws_profile_flags(profile: Option<&String>) -> Flags {
+    Flags {
+        aws_profile: profile.cloned(),
+        ..Flags::default()
     }
-    flags
 }
 
 /// The invoking user's home, where the bash installer kept its credentials.

@@ -6,28 +6,25 @@ use std::path::Path;
 use super::Result;
 
 use crate::cli::RenderArgs;
-use crate::config::Config;
+use crate::config::{Config, Flags};
 use crate::host;
 use crate::render::RenderError;
 use crate::steps::StepError;
 
 /// Runs `render`.
 pub fn run(_root: &Path, args: RenderArgs) -> Result<()> {
-    let flags: toml::Table = toml::from_str(&format!(
-        "[install]\ndomain = {:?}",
-        args.domain.to_ascii_lowercase()
-    ))
-    .map_err(anyhow::Error::from)?;
+    let flags = Flags {
+        domain: Some(args.domain.clone()),
+        ..Flags::default()
+    };
     let config = super::load_config(&args.config, flags)?;
-    crate::certificate::check_domain(&config.install.domain).map_err(|why| {
-        StepError::input(
-            format!(
-                "--domain `{}` is not a valid DNS name: {why}",
-                config.install.domain
-            ),
+    if config.install.domain.is_none() {
+        return Err(StepError::input(
+            "no domain given: `--domain` is empty",
             "pass the DNS name the application is reached at, like `portal.example.com`",
         )
-    })?;
+        .into());
+    }
     let files = files(&config)?;
     host::fs::ensure_dir(&args.out, 0o755)?;
     for (name, contents) in &files {

@@ -10,6 +10,7 @@ use super::Result;
 use serde::Serialize;
 
 use crate::cli::{Output, StatusArgs};
+use crate::config::Flags;
 use crate::context::Context;
 use crate::host::Host;
 use crate::state::Status;
@@ -53,7 +54,7 @@ fn registry_status(context: &Context) -> Result<RegistryStatus> {
 
 /// Runs `status`.
 pub fn run(root: &Path, args: StatusArgs) -> Result<()> {
-    let config = super::load_config(&args.config, toml::Table::new())?;
+    let config = super::load_config(&args.config, Flags::default())?;
     let json = args.output == Output::Json;
     let context = Context::new(
         config,

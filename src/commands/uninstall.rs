@@ -9,6 +9,7 @@ use std::path::Path;
 use super::Result;
 
 use crate::cli::{Output, UninstallArgs};
+use crate::config::Flags;
 use crate::context::{Context, Scope};
 use crate::engine::uninstall::{self as engine, UndoPlan, UndoReport};
 use crate::host::{self, Host};
@@ -17,7 +18,7 @@ use crate::ui::Ui;
 
 /// Runs `uninstall`.
 pub fn run(root: &Path, args: UninstallArgs) -> Result<()> {
-    let config = super::load_config(&args.config, toml::Table::new())?;
+    let config = super::load_config(&args.config, Flags::default())?;
     let json = args.output == Output::Json;
     let mut context = Context::new(
         config,

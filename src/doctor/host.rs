@@ -69,7 +69,7 @@ fn login_failed(service: &str, who: &str, refused: bool, error: &str) -> Finding
 fn mysql(inputs: &Inputs) -> Checked {
     let account = account(inputs, "mysql")?;
     let config = &inputs.config.mysql;
-    let address = login_address(&config.host);
+    let address = login_address(config.host.as_deref());
     let options = MySqlConnectOptions::new()
         .host(&address)
         .port(config.port)
@@ -98,7 +98,7 @@ fn mysql(inputs: &Inputs) -> Checked {
 fn mongodb(inputs: &Inputs) -> Checked {
     let account = account(inputs, "mongodb")?;
     let config = &inputs.config.mongodb;
-    let address = login_address(&config.host);
+    let address = login_address(config.host.as_deref());
     let who = format!("`{}` at {address}:{}", account.username, config.port);
     let attempt = block_on(users::logs_in(
         &address,
@@ -122,7 +122,7 @@ fn mongodb(inputs: &Inputs) -> Checked {
 fn rabbitmq(inputs: &Inputs) -> Checked {
     let account = account(inputs, "rabbitmq")?;
     let config = &inputs.config.rabbitmq;
-    let address = login_address(&config.host);
+    let address = login_address(config.host.as_deref());
     let mut findings = Vec::new();
     let who = format!(
         "`{}` at {address}:{} (vhost `{}`)",

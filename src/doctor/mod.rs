@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::config::Config;
+use crate::config::{Config, Domain};
 use crate::credentials::Credentials;
 use crate::host::Host;
 
@@ -132,7 +132,7 @@ pub struct Inputs {
     /// The steps that have a checkpoint (done or not).
     pub installed_steps: Vec<crate::steps::StepId>,
     /// The domain, when known (flag, configuration or the live Gateway).
-    pub domain: Option<String>,
+    pub domain: Option<Domain>,
     /// The installed certificate file (PEM, leaf first), when known.
     pub certificate: Option<PathBuf>,
     /// How long each check may take.
@@ -163,7 +163,8 @@ pub fn diagnose(mut inputs: Inputs) -> report::Report {
     if inputs.domain.is_none() {
         inputs.domain = snapshot
             .as_ref()
-            .and_then(|snapshot| mesh::gateway_domain(snapshot, &inputs.config));
+            .and_then(|snapshot| mesh::gateway_domain(snapshot, &inputs.config))
+            .and_then(|host| Domain::parse(&host).ok());
     }
     let inputs = Arc::new(inputs);
     let mut checks = host::checks(&inputs);
@@ -174,7 +175,8 @@ pub fn diagnose(mut inputs: Inputs) -> report::Report {
     checks.retain(|check| inputs.wants(check.name));
     results.retain(|result| inputs.wants(result.check) || result.outcome != Outcome::Ok);
     results.extend(run_all(checks, limit));
-    report::Report::new(inputs.domain.clone(), results, started.elapsed())
+    let domain = inputs.domain.as_ref().map(Domain::to_string);
+    report::Report::new(domain, results, started.elapsed())
 }
 
 /// The cluster and mesh checks over one snapshot.
@@ -223,7 +225,7 @@ pub fn explain_timeout(
         host: context.host.clone(),
         credentials: Err("not needed".into()),
         installed_steps: Vec::new(),
-        domain: (!config.install.domain.is_empty()).then(|| config.install.domain.clone()),
+        domain: config.install.domain.clone(),
         certificate: None,
         limit: Duration::from_secs(WAIT_LIMIT_SECONDS),
         areas: vec!["cluster", "mesh"],

@@ -122,7 +122,7 @@ pub struct PlannedStep {
 #[derive(Debug, Serialize)]
 pub struct Plan {
     pub profile: String,
-    pub domain: String,
+    pub domain: Option<crate::config::Domain>,
     pub steps: Vec<PlannedStep>,
 }
 

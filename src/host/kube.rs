@@ -26,6 +26,21 @@ pub fn helm<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
         .timeout(Duration::from_secs(900))
 }
 
+/// `KEY=VALUE` for `helm --set-string`, the value escaped for Helm's
+/// parser (helm `pkg/strvals/parser.go`: `\\` takes the next character as
+/// it is, an unescaped `,` starts the next `KEY=VALUE` and a leading `{`
+/// a list), so that it arrives as one string whatever it holds.
+pub fn set_string(key: &str, value: &str) -> String {
+    let mut pair = format!("{key}=");
+    for character in value.chars() {
+        if matches!(character, '\\' | ',' | '{') {
+            pair.push('\\');
+        }
+        pair.push(character);
+    }
+    pair
+}
+
 /// `kubectl apply -f -` with `manifest` (no secret in it) on stdin.
 pub fn apply(manifest: &str) -> Command {
     kubectl(["apply", "-f", "-"]).stdin_text(manifest)
@@ -242,7 +257,15 @@ pub struct Revision {
 /// empty when there is no such release.
 pub fn history(release: &str, namespace: &str) -> Result<Vec<Revision>, CommandError> {
     let command = helm([
-        "history", release, "-n", namespace, "--max", "20", "-o", "json",
+        "history",
+        "--namespace",
+        namespace,
+        "--max",
+        "20",
+        "--output",
+        "json",
+        "--",
+        release,
     ])
     .timeout(Duration::from_secs(60));
     let output = command.run_unchecked()?;
@@ -270,16 +293,26 @@ pub fn recovery(release: &str, namespace: &str, revisions: &[Revision]) -> Optio
         .iter()
         .rev()
         .find(|r| r.status == "deployed" || r.status == "superseded");
-    let uninstall = || helm(["uninstall", release, "-n", namespace, "--wait"]);
+    let uninstall = || {
+        helm([
+            "uninstall",
+            "--namespace",
+            namespace,
+            "--wait",
+            "--",
+            release,
+        ])
+    };
     match (latest.status.as_str(), last_good) {
         ("pending-install", _) => Some(uninstall()),
         ("pending-upgrade" | "pending-rollback", Some(good)) => Some(helm([
             "rollback",
-            release,
-            &good.revision.to_string(),
-            "-n",
+            "--namespace",
             namespace,
             "--wait",
+            "--",
+            release,
+            &good.revision.to_string(),
         ])),
         ("pending-upgrade" | "pending-rollback", None) => Some(uninstall()),
         _ => None,
@@ -315,7 +348,7 @@ mod tests {
         let command = recovery("stackbill", "sb-apps", &[revision(1, "pending-install")]).unwrap();
         assert_eq!(
             command.to_string(),
-            "helm uninstall stackbill -n sb-apps --wait"
+            "helm uninstall --namespace sb-apps --wait -- stackbill"
         );
     }
 
@@ -329,11 +362,73 @@ mod tests {
         let command = recovery("stackbill", "sb-apps", &revisions).unwrap();
         assert_eq!(
             command.to_string(),
-            "helm rollback stackbill 2 -n sb-apps --wait"
+            "helm rollback --namespace sb-apps --wait -- stackbill 2"
         );
         assert!(
             recovery("stackbill", "sb-apps", &revisions[..2]).is_none(),
             "a deployed release needs no recovery"
         );
+    }
+}
+#[cfg(test)]
+mod set_string_tests {
+    use super::set_string;
+
+    /// Helm's reading of one `--set-string` argument (`parser.go`'s
+    /// `key`, `valList` and `val`, for flat keys): the values it sets.
+    fn helm_reads(argument: &str) -> Vec<(String, String)> {
+        let mut pairs = Vec::new();
+        let mut characters = argument.chars();
+        loop {
+            let key: String = characters.by_ref().take_while(|c| *c != '=').collect();
+            if key.is_empty() {
+                return pairs;
+            }
+            let mut value = String::new();
+            let mut list = false;
+            while let Some(character) = characters.next() {
+                match character {
+                    '{' if value.is_empty() && !list => list = true,
+                    ',' => break,
+                    '\\' => value.extend(characters.next()),
+                    other => value.push(other),
+                }
+            }
+            pairs.push((
+                key,
+                if list {
+                    format!("[list] {value}")
+                } else {
+                    value
+                },
+            ));
+        }
+    }
+
+    #[test]
+    fn a_value_with_commas_braces_or_backslashes_stays_one_string() {
+        let mut tried = 0;
+        for value in [
+            "/data/stackbill",
+            "/data/x,storageClass.name=evil",
+            "{a,b}",
+            "back\\slash,",
+            "a\\,b",
+        ] {
+            let argument = set_string("nfs.path", value);
+            assert_eq!(
+                helm_reads(&argument),
+                [("nfs.path".to_string(), value.to_string())],
+                "{argument}"
+            );
+            tried += 1;
+        }
+        let unescaped = "nfs.path=/data/x,storageClass.name=evil";
+        assert_eq!(
+            helm_reads(unescaped).len(),
+            2,
+            "the model splits as Helm does"
+        );
+        eprintln!("helm --set-string escaping: {tried} values, each read back as one string");
     }
 }

@@ -110,6 +110,12 @@ pub struct ServerPackages {
     pub names: Vec<String>,
 }
 
+/// A read-only look at the host by a step's role (`preflight`, `undo_kept`).
+pub type Look<T> = fn(&Context) -> Result<T, StepError>;
+
+/// A file `stackinstall render` writes: its name and its contents.
+pub type RenderedFile = (String, String);
+
 /// Everything the engine knows of a step without running it: one constant
 /// per step (`INFO` in its file). The rare roles are data here, `None` for
 /// most steps.
@@ -138,7 +144,7 @@ pub struct StepInfo {
     /// check for this run, an input error when the check fails): a
     /// `--skip-infra` component that must be there, a MongoDB series that
     /// must have packages for the host.
-    pub preflight: Option<fn(&Context) -> Result<Option<Action>, StepError>>,
+    pub preflight: Option<Look<Option<Action>>>,
     /// A host server's packages (`mysql`, `mongodb`, `rabbitmq`, `nfs`).
     pub server: Option<ServerRole>,
     /// The release files the step downloads and runs as root, each with
@@ -148,10 +154,10 @@ pub struct StepInfo {
     /// The files the step writes or applies, rendered from the
     /// configuration for review (`stackinstall render`), as (file name,
     /// contents); never a secret.
-    pub rendered: Option<fn(&Config) -> Result<Vec<(String, String)>, RenderError>>,
+    pub rendered: Option<fn(&Config) -> Result<Vec<RenderedFile>, RenderError>>,
     /// What an uninstall removes of the step when the scope keeps its work
     /// (the PVCs of a namespace kept without `--delete-namespace`).
-    pub undo_kept: Option<fn(&Context) -> Result<Vec<Action>, StepError>>,
+    pub undo_kept: Option<Look<Vec<Action>>>,
     /// What the step's undo could not remove and the operator should know
     /// of (what K3s's own uninstall leaves behind), once its work is gone.
     pub leftovers: Option<fn(&Context) -> Vec<String>>,

@@ -320,9 +320,9 @@ fn check_series(context: &Context) -> Result<Option<Action>, StepError> {
     }
     let series = repository::series(context)?;
     let (os, codename) = repository::host_release(context);
-    let how = match context.config.mongodb.version.is_empty() {
-        true => "chosen for the host",
-        false => "pinned by the profile",
+    let how = match context.config.mongodb.version {
+        None => "chosen for the host",
+        Some(_) => "pinned by the profile",
     };
     Ok(Some(Action::check(format!(
         "MongoDB {series} ({how}) has packages for {os} `{codename}`"

@@ -236,10 +236,10 @@ fn run_as_root(context: &Context, statement: &str) -> Result<bool, StepError> {
 }
 
 fn package(context: &Context) -> String {
-    match context.config.mysql.package.as_str() {
-        "" if services::os_id(context) == "debian" => "mariadb-server".into(),
-        "" => "mysql-server".into(),
-        package => package.into(),
+    match &context.config.mysql.package {
+        Some(package) => package.clone(),
+        None if services::os_id(context) == "debian" => "mariadb-server".into(),
+        None => "mysql-server".into(),
     }
 }
 
@@ -248,16 +248,16 @@ fn expected_flavour(package: &str) -> Flavour {
 }
 
 fn unit(context: &Context, flavour: Flavour) -> String {
-    match context.config.mysql.service.as_str() {
-        "" => flavour.unit().into(),
-        unit => unit.into(),
+    match &context.config.mysql.service {
+        Some(unit) => unit.clone(),
+        None => flavour.unit().into(),
     }
 }
 
 fn config_path(context: &Context, flavour: Flavour) -> std::path::PathBuf {
-    let dir = match context.config.mysql.config_dir.as_str() {
-        "" => flavour.config_dir(),
-        dir => dir,
+    let dir = match &context.config.mysql.config_dir {
+        Some(dir) => dir.as_str(),
+        None => flavour.config_dir(),
     };
     context.host.path(dir).join(CONFIG_FILE)
 }
@@ -505,7 +505,7 @@ async fn connect_with_retries(
 /// the credentials file's password, and sees every database.
 fn login_over_tcp(context: &Context) -> Result<(), StepError> {
     let config = &context.config.mysql;
-    let address = services::login_address(&config.host);
+    let address = services::login_address(config.host.as_deref());
     let password = password(context)?;
     let options = MySqlConnectOptions::new()
         .host(&address)

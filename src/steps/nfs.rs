@@ -60,7 +60,10 @@ impl Step for Nfs {
         fingerprint.add("options", &config.nfs.export_options);
         fingerprint.add("pod_cidr", &config.cluster.pod_cidr);
         fingerprint.add("fix_permissions", config.nfs.fix_permissions.to_string());
-        fingerprint.add("host_ip", &config.cluster.host_ip);
+        fingerprint.add(
+            "host_ip",
+            config.cluster.host_ip.as_deref().unwrap_or_default(),
+        );
         Ok(())
     }
 

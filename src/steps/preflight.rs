@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 
 use super::{Action, Role, Step, StepError, StepId, StepInfo};
 use crate::certificate::{self, EXPIRY_WARNING_DAYS};
+use crate::config::Domain;
 use crate::context::Context;
 use crate::host::system::{self, PortUse};
 use crate::host::{self};
@@ -40,13 +41,17 @@ impl Step for Preflight {
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
-        fingerprint.add("domain", &context.config.install.domain);
+        let domain = context.config.install.domain.as_deref();
+        fingerprint.add("domain", domain.unwrap_or_default());
         Ok(())
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
-        let mut actions = vec![check_domain(context)?];
-        let certificate = check_certificate(context)?;
+        let domain = check_domain(context)?;
+        let mut actions = vec![Action::check(format!(
+            "domain {domain} is a valid DNS name"
+        ))];
+        let certificate = check_certificate(context, domain)?;
         actions.extend([
             check_user(context)?,
             check_system(context)?,
@@ -241,31 +246,18 @@ fn check_ports(context: &Context) -> Result<Action, StepError> {
     )))
 }
 
-fn check_domain(context: &Context) -> Result<Action, StepError> {
-    let domain = &context.config.install.domain;
-    if domain.is_empty() {
-        return Err(StepError::input(
+/// The domain, parsed where it was read: here only whether there is one.
+fn check_domain(context: &Context) -> Result<&Domain, StepError> {
+    context.config.install.domain.as_ref().ok_or_else(|| {
+        StepError::input(
             "no domain given",
             "pass --domain NAME (the DNS name the application is reached at)",
-        ));
-    }
-    certificate::check_domain(domain).map_err(|why| {
-        StepError::input(
-            format!(
-                "{} `{domain}` is not a valid DNS name: {why}",
-                context.config.install.domain_origin
-            ),
-            "pass the DNS name the application is reached at, like `portal.example.com`",
         )
-    })?;
-    Ok(Action::check(format!(
-        "domain {domain} is a valid DNS name"
-    )))
+    })
 }
 
-fn check_certificate(context: &Context) -> Result<Vec<Action>, StepError> {
+fn check_certificate(context: &Context, domain: &Domain) -> Result<Vec<Action>, StepError> {
     let install = &context.config.install;
-    let domain = &install.domain;
     let given = (install.ssl_cert.is_some(), install.ssl_key.is_some());
     // The flags cannot be given together, but a config file or the
     // environment can set one and a flag the other.

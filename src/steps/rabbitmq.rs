@@ -409,7 +409,7 @@ impl Change for Provision {
 /// management API.
 fn await_node(context: &Context) -> Result<(), StepError> {
     let config = &context.config.rabbitmq;
-    let address = services::login_address(&config.host);
+    let address = services::login_address(config.host.as_deref());
     let deadline = Instant::now() + STARTUP;
     for port in [config.port, config.management_port] {
         while !listens(&address, port) {
@@ -466,7 +466,7 @@ fn management_view(context: &Context, password: &Secret) -> Result<(Vec<String>,
 /// Logs in over AMQP at the host's address, as the application will.
 fn amqp_login(context: &Context, password: &Secret) -> Result<(), StepError> {
     let config = &context.config.rabbitmq;
-    let host = services::login_address(&config.host);
+    let host = services::login_address(config.host.as_deref());
     let uri = AMQPUri {
         authority: AMQPAuthority {
             userinfo: AMQPUserInfo {
@@ -504,7 +504,7 @@ fn management_get(
     let config = &context.config.rabbitmq;
     let url = format!(
         "http://{}:{}/api/{path}",
-        services::login_address(&config.host),
+        services::login_address(config.host.as_deref()),
         config.management_port
     );
     let failed = |why: String| {

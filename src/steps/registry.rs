@@ -94,7 +94,10 @@ impl Step for Registry {
             .add("region", &registry.region)
             .add("secret", &registry.secret)
             .add("refresh_hours", registry.refresh_hours.to_string())
-            .add("endpoint_url", &registry.endpoint_url)
+            .add(
+                "endpoint_url",
+                registry.endpoint_url.as_deref().unwrap_or_default(),
+            )
             .add("namespace", &config.cluster.namespace)
             .add(
                 "aws_profile",

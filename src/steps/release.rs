@@ -78,9 +78,10 @@ pub fn values_for_review(config: &Config) -> String {
 fn marker(context: &Context) -> Result<String, StepError> {
     let config = &context.config;
     let mut fingerprint = Fingerprint::default();
-    fingerprint
-        .add("reference", &config.chart.reference)
-        .add("version", &config.chart.version);
+    fingerprint.add("reference", &config.chart.reference).add(
+        "version",
+        config.chart.version.as_deref().unwrap_or_default(),
+    );
     if let Some(pin) = chart::download(config).pin {
         fingerprint.add("pin", pin.sha256);
     }
@@ -121,8 +122,8 @@ fn upgrade_command(context: &Context, file: &Path, values: &Path, description: &
     let chart = &context.config.chart;
     let timeout = format!("{}s", chart.timeout_seconds);
     let file = file.display().to_string();
-    let mut args = vec!["upgrade", "--install", &chart.release, &file];
     let values = values.display().to_string();
+    let mut args = vec!["upgrade", "--install"];
     args.extend([
         "--namespace",
         &context.config.cluster.namespace,
@@ -130,6 +131,7 @@ fn upgrade_command(context: &Context, file: &Path, values: &Path, description: &
         &values,
     ]);
     args.extend(["--description", description, "--timeout", &timeout]);
+    args.extend(["--", &chart.release, &file]);
     kube::helm(args).timeout(Duration::from_secs(chart.timeout_seconds + 60))
 }
 
@@ -296,10 +298,11 @@ impl Step for Release {
         }
         let uninstall = kube::helm([
             "uninstall",
-            &config.chart.release,
-            "-n",
+            "--namespace",
             &config.cluster.namespace,
             "--wait",
+            "--",
+            &config.chart.release,
         ]);
         Ok(vec![Action::run(uninstall)])
     }

@@ -86,9 +86,9 @@ impl Change for InstallPackages {
 
 /// The address a verification logs in at: `configured`, or the host's own
 /// address (the one pods reach it at), or loopback without a route.
-pub fn login_address(configured: &str) -> String {
-    if !configured.is_empty() {
-        return configured.to_string();
+pub fn login_address(configured: Option<&str>) -> String {
+    if let Some(address) = configured {
+        return address.to_string();
     }
     host::system::primary_ipv4()
         .map(std::net::IpAddr::V4)

@@ -115,10 +115,11 @@ impl Step for Storage {
         }
         let uninstall = kube::helm([
             "uninstall",
-            &storage.release,
-            "-n",
+            "--namespace",
             &storage.namespace,
             "--wait",
+            "--",
+            &storage.release,
         ]);
         let note = format!(
             "and the StorageClass `{}`; the data under `{}` stays",
@@ -143,20 +144,33 @@ fn marker(context: &Context) -> Result<String, StepError> {
     fingerprint
         .add("version", &storage.version)
         .add("sha256", pin)
-        .add("values", values(context)?.join(" "));
+        .add("values", values(context)?.map(|(_, value)| value).join(" "));
     Ok(format!("stackinstall {}", &fingerprint.finish()[..16]))
 }
 
-/// The chart's values, as `--set` arguments: none is a secret.
-fn values(context: &Context) -> Result<Vec<String>, StepError> {
+/// The chart's values with their flag (none is a secret): text as
+/// `--set-string`, escaped, so that no value can add another.
+fn values(context: &Context) -> Result<[(&'static str, String); 4], StepError> {
     let config = &context.config;
-    Ok(vec![
-        format!("nfs.server={}", context.host_ip()?),
-        format!("nfs.path={}", config.nfs.path),
-        format!("storageClass.name={}", config.nfs.storage_class),
-        format!(
-            "storageClass.archiveOnDelete={}",
-            config.storage.archive_on_delete
+    Ok([
+        (
+            "--set-string",
+            kube::set_string("nfs.server", &context.host_ip()?),
+        ),
+        (
+            "--set-string",
+            kube::set_string("nfs.path", &config.nfs.path),
+        ),
+        (
+            "--set-string",
+            kube::set_string("storageClass.name", &config.nfs.storage_class),
+        ),
+        (
+            "--set",
+            format!(
+                "storageClass.archiveOnDelete={}",
+                config.storage.archive_on_delete
+            ),
         ),
     ])
 }
@@ -189,13 +203,13 @@ fn helm_command(context: &Context, chart: &str) -> Result<host::Command, StepErr
     let storage = &context.config.storage;
     let timeout = format!("{}s", storage.timeout_seconds);
     let marker = marker(context)?;
-    let mut args = vec!["upgrade", "--install", &storage.release, chart];
-    args.extend(["--namespace", &storage.namespace]);
+    let mut args = vec!["upgrade", "--install", "--namespace", &storage.namespace];
     let values = values(context)?;
-    for value in &values {
-        args.extend(["--set", value]);
+    for (flag, value) in &values {
+        args.extend([*flag, value.as_str()]);
     }
     args.extend(["--description", &marker, "--wait", "--timeout", &timeout]);
+    args.extend(["--", &storage.release, chart]);
     Ok(kube::helm(args).timeout(Duration::from_secs(storage.timeout_seconds + 60)))
 }
 

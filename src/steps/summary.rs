@@ -56,9 +56,10 @@ impl Change for Report {
 /// The text of the summary.
 pub fn summary_text(context: &Context) -> String {
     let config = &context.config;
+    let domain = config.install.domain.as_deref().unwrap_or("DOMAIN");
     let base = match config.istio.https_port_for_clients() {
-        443 => format!("https://{}", config.install.domain),
-        port => format!("https://{}:{port}", config.install.domain),
+        443 => format!("https://{domain}"),
+        port => format!("https://{domain}:{port}"),
     };
     let mut lines = vec![format!("{} is installed. Open:", config.description)];
     for route in &config.routes {

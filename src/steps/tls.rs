@@ -49,7 +49,10 @@ impl Step for Tls {
         // A self-signed pair is this step's own work (it is made again
         // when it nears its end): the domain is the input, not the pair.
         match context.config.install.self_signed {
-            true => fingerprint.add("self-signed", &context.config.install.domain),
+            true => fingerprint.add(
+                "self-signed",
+                context.config.install.domain.as_deref().unwrap_or_default(),
+            ),
             // Preflight names a pair that cannot be read.
             false => fingerprint.add(
                 "pair",
@@ -182,6 +185,7 @@ fn self_signed_to_make(context: &Context) -> Option<MakeSelfSigned> {
     if !install.self_signed {
         return None;
     }
+    let domain = install.domain.clone()?;
     let (certificate, key) = context.tls_paths()?;
     let current = (
         host::fs::read_bytes(&certificate),
@@ -189,13 +193,13 @@ fn self_signed_to_make(context: &Context) -> Option<MakeSelfSigned> {
     );
     if let (Ok(certificate), Ok(key)) = current {
         let now = OffsetDateTime::now_utc();
-        let valid = certificate::check_pair(&certificate, &key, &install.domain, now);
+        let valid = certificate::check_pair(&certificate, &key, &domain, now);
         if valid.is_ok_and(|info| info.days_left >= EXPIRY_WARNING_DAYS) {
             return None;
         }
     }
     Some(MakeSelfSigned {
-        domain: install.domain.clone(),
+        domain,
         shown: (context.shown(&certificate), context.shown(&key)),
         paths: (certificate, key),
     })
@@ -204,7 +208,7 @@ fn self_signed_to_make(context: &Context) -> Option<MakeSelfSigned> {
 /// Makes a self-signed certificate for the domain, valid for a year, and
 /// its key, and keeps them (the key 0600) for this and later installs.
 struct MakeSelfSigned {
-    domain: String,
+    domain: crate::config::Domain,
     /// The certificate's and the key's paths.
     paths: (PathBuf, PathBuf),
     shown: (PathBuf, PathBuf),

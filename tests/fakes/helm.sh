@@ -16,18 +16,43 @@
 # `Digest:` lines (the manifest digest: the SHA-256 of `manifest of ` and
 # the file's SHA-256). `upgrade` of a chart file records its SHA-256 in
 # $STATE/helm/RELEASE.chart-sha256 (a missing file is Helm's error).
+#
+# Arguments are read as Helm's cobra/pflag reads them: flags anywhere, the
+# values of the flags that take one, `--` ending the flags (what follows is
+# positional even if it starts with `-`). `--set-string KEY=VALUE` is read
+# as helm's pkg/strvals/parser.go reads it: `\` takes the next character as
+# it is and an unescaped `,` starts another KEY=VALUE.
 mkdir -p "$STATE/helm"
 args=("$@")
-description=""; values=""; namespace=default; sets=(); version=""; destination=""
-for i in "${!args[@]}"; do
+description=""; values=""; namespace=default; sets=(); version=""; destination=""; positional=()
+split_set() { # one --set(-string) argument: each unescaped-comma part
+  local text="$1" part="" c i
+  for ((i = 0; i < ${#text}; i++)); do
+    c="${text:i:1}"
+    case "$c" in
+      \\) i=$((i+1)); part+="${text:i:1}" ;;
+      ,) sets+=("$part"); part="" ;;
+      *) part+="$c" ;;
+    esac
+  done
+  sets+=("$part")
+}
+i=0
+while [ "$i" -lt "${#args[@]}" ]; do
+  value="${args[$((i+1))]:-}"
   case "${args[$i]}" in
-    --description) description="${args[$((i+1))]}" ;;
-    --values) values="${args[$((i+1))]}" ;;
-    --namespace|-n) namespace="${args[$((i+1))]}" ;;
-    --set) sets+=("${args[$((i+1))]}") ;;
-    --version) version="${args[$((i+1))]}" ;;
-    --destination) destination="${args[$((i+1))]}" ;;
+    --) positional+=("${args[@]:$((i+1))}"); break ;;
+    --description) description="$value" ;;
+    --values) values="$value" ;;
+    --namespace|-n) namespace="$value" ;;
+    --set|--set-string) split_set "$value" ;;
+    --version) version="$value" ;;
+    --destination) destination="$value" ;;
+    --timeout|--max|--output|-o|--template) ;;
+    -*) i=$((i+1)); continue ;;
+    *) positional+=("${args[$i]}"); i=$((i+1)); continue ;;
   esac
+  i=$((i+2))
 done
 setting() { for s in "${sets[@]}"; do [ "${s%%=*}" = "$1" ] && printf %s "${s#*=}"; done; }
 put() { # kind namespace name json: one object of the release
@@ -74,19 +99,18 @@ add_revision() { # status description
      | . + [{revision: (length + 1), status: $s, description: $d, chart: "stackbill-1.0.0"}]' "$file" > "$file.new"
   mv "$file.new" "$file"
 }
-release="$2"
-case "$1" in
+release="${positional[1]:-}"
+case "${positional[0]:-}" in
   version) printf v3.14.2 ;;
-  pull) pull "$2" ;;
+  pull) pull "${positional[1]}" ;;
   history)
     [ -f "$STATE/helm/$release.json" ] || { echo "Error: release: not found" >&2; exit 1; }
     cat "$STATE/helm/$release.json" ;;
   upgrade)
-    release="$3"
     if [ -f "$STATE/helm/$release.json" ] && jq -e '.[-1].status | startswith("pending")' "$STATE/helm/$release.json" >/dev/null; then
       echo "Error: UPGRADE FAILED: another operation (install/upgrade/rollback) is in progress" >&2; exit 1
     fi
-    chart="$4"
+    chart="${positional[2]}"
     if [ -n "$values" ]; then
       stat -c %a "$values" > "$STATE/helm/values-mode"
       cp "$values" "$STATE/helm/values-seen.yaml"
@@ -109,7 +133,7 @@ case "$1" in
       "$STATE/helm/$release.json" > "$STATE/helm/$release.json.new"
     mv "$STATE/helm/$release.json.new" "$STATE/helm/$release.json"
     echo "Release \"$release\" has been upgraded. Happy Helming!" ;;
-  rollback) add_revision deployed "Rollback to $3" ;;
+  rollback) add_revision deployed "Rollback to ${positional[2]}" ;;
   uninstall)
     [ -f "$STATE/helm/$release.objects" ] && xargs rm -f < "$STATE/helm/$release.objects"
     rm -f "$STATE/helm/$release.json" "$STATE/helm/$release.objects"

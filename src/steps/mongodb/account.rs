@@ -45,16 +45,15 @@ fn administrator(
 ) -> Result<Option<(Client, bool)>, StepError> {
     let config = &context.config.mongodb;
     let port = config.port;
-    if !config.admin_username.is_empty() {
-        let admin_password = admin_password(context)?;
-        let login = Some((config.admin_username.as_str(), &admin_password));
+    if let Some(admin_username) = &config.admin_username {
+        let (file, admin_password) = admin_password(context)?;
+        let login = Some((admin_username.as_str(), &admin_password));
         let client = connect(context, ADMIN_ADDRESS, login, TIMEOUT)?;
         return match context.block_on(users::admin_command(&client, doc! { "ping": 1 }))? {
             Ok(_) => Ok(Some((client, false))),
             Err(error) if users::is_login_refused(&error) => Err(StepError::input(
                 format!(
-                    "the MongoDB account `{}` (`[mongodb] admin_username`) cannot log in with the password in `{}`",
-                    config.admin_username, config.admin_password_file
+                    "the MongoDB account `{admin_username}` (`[mongodb] admin_username`) cannot log in with the password in `{file}`"
                 ),
                 "fix the account or the file (one line, the password), then run again",
             )),
@@ -92,15 +91,21 @@ fn connect(
         .map_err(|e| server_error(context, "connect", &e))
 }
 
-fn admin_password(context: &Context) -> Result<Secret, StepError> {
-    let file = &context.config.mongodb.admin_password_file;
-    let text = host::fs::read_optional(&context.host.path(file))?.ok_or_else(|| {
+/// The admin account's password file and the password in it.
+fn admin_password(context: &Context) -> Result<(String, Secret), StepError> {
+    let Some(file) = context.config.mongodb.admin_password_file.clone() else {
+        return Err(StepError::input(
+            "`[mongodb] admin_username` is set but `admin_password_file` is not",
+            "set `[mongodb] admin_password_file` to a file (mode 0600) holding the account's password",
+        ));
+    };
+    let text = host::fs::read_optional(&context.host.path(&file))?.ok_or_else(|| {
         StepError::input(
             format!("`[mongodb] admin_username` is set but its password file `{file}` does not exist"),
             "set `[mongodb] admin_password_file` to a file (mode 0600) holding the account's password",
         )
     })?;
-    Ok(Secret::new(text.trim().to_string()))
+    Ok((file, Secret::new(text.trim().to_string())))
 }
 
 /// What the user lacks, as far as the server lets us look: with no account
@@ -228,7 +233,7 @@ pub(super) fn drop_user(context: &Context) -> Result<bool, StepError> {
 /// with the credentials file's password, and sees its own roles.
 pub(super) fn login_at_host_address(context: &Context) -> Result<(), StepError> {
     let config = &context.config.mongodb;
-    let address = services::login_address(&config.host);
+    let address = services::login_address(config.host.as_deref());
     let password = password(context)?;
     let who = format!("`{}` at {address}:{}", config.username, config.port);
     let login = Some((config.username.as_str(), &password));

@@ -58,9 +58,9 @@ pub fn host_release(context: &Context) -> (String, String) {
 /// The mongodb-org series for `os` `codename`: `pinned` when MongoDB
 /// publishes it there, the first of [`SERIES`] that it publishes when
 /// `pinned` is empty; otherwise an input error naming where it exists.
-pub fn series_for(os: &str, codename: &str, pinned: &str) -> Result<String, StepError> {
+pub fn series_for(os: &str, codename: &str, pinned: Option<&str>) -> Result<String, StepError> {
     let available = |series: &str| source_list(os, codename, series).is_some();
-    if pinned.is_empty() {
+    let Some(pinned) = pinned else {
         return SERIES
             .into_iter()
             .find(|series| available(series))
@@ -71,7 +71,7 @@ pub fn series_for(os: &str, codename: &str, pinned: &str) -> Result<String, Step
                     "install mongodb-org yourself and run again, or use Ubuntu 20.04, 22.04, 24.04 or Debian 12",
                 )
             });
-    }
+    };
     if available(pinned) {
         return Ok(pinned.to_string());
     }
@@ -95,7 +95,7 @@ pub fn series_for(os: &str, codename: &str, pinned: &str) -> Result<String, Step
 /// The series this install uses on this host.
 pub fn series(context: &Context) -> Result<String, StepError> {
     let (os, codename) = host_release(context);
-    series_for(&os, &codename, &context.config.mongodb.version)
+    series_for(&os, &codename, context.config.mongodb.version.as_deref())
 }
 
 fn key_url(version: &str) -> String {
@@ -135,7 +135,7 @@ pub fn source_list(os: &str, codename: &str, version: &str) -> Option<String> {
 /// The actions that add the repository, before the packages are installed.
 pub fn actions(context: &Context) -> Result<Vec<Action>, StepError> {
     let (os, codename) = host_release(context);
-    let version = &series_for(&os, &codename, &context.config.mongodb.version)?;
+    let version = &series_for(&os, &codename, context.config.mongodb.version.as_deref())?;
     let text = source_list(&os, &codename, version).expect("series_for checked the release");
     let mut actions = Vec::new();
     let key = context.host.path(key_path(version));
@@ -280,10 +280,13 @@ mod tests {
             ("debian", "bookworm"),
         ];
         // (pinned, the series chosen per release; None: refused in preflight)
-        let table: [(&str, [Option<&str>; 4]); 3] = [
-            ("", [Some("7.0"), Some("7.0"), Some("8.0"), Some("7.0")]),
-            ("7.0", [Some("7.0"), Some("7.0"), None, Some("7.0")]),
-            ("8.0", [Some("8.0"), Some("8.0"), Some("8.0"), Some("8.0")]),
+        let table: [(Option<&str>, [Option<&str>; 4]); 3] = [
+            (None, [Some("7.0"), Some("7.0"), Some("8.0"), Some("7.0")]),
+            (Some("7.0"), [Some("7.0"), Some("7.0"), None, Some("7.0")]),
+            (
+                Some("8.0"),
+                [Some("8.0"), Some("8.0"), Some("8.0"), Some("8.0")],
+            ),
         ];
         let mut refused = 0;
         for (pinned, expected) in table {
@@ -305,7 +308,7 @@ mod tests {
                 }
             }
         }
-        let error = series_for("ubuntu", "jammy", "6.0").unwrap_err();
+        let error = series_for("ubuntu", "jammy", Some("6.0")).unwrap_err();
         assert!(
             error.to_string().contains("no mongodb-org 6.0 packages"),
             "{error}"

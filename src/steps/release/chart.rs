@@ -36,15 +36,9 @@ fn name(config: &Config) -> &str {
 /// `[chart] version` empty there is no one file to pin (`VERSION` in the
 /// key says what to set).
 pub fn download(config: &Config) -> ReleaseBinary {
-    let version = match config.chart.version.as_str() {
-        "" => "VERSION",
-        version => version,
-    };
-    let key = download::chart_key(name(config), version);
-    let pin = match config.chart.version.is_empty() {
-        true => None,
-        false => config.downloads.pin(&key),
-    };
+    let version = config.chart.version.as_deref();
+    let key = download::chart_key(name(config), version.unwrap_or("VERSION"));
+    let pin = version.and_then(|_| config.downloads.pin(&key));
     ReleaseBinary {
         pin,
         key,
@@ -57,7 +51,7 @@ pub fn download(config: &Config) -> ReleaseBinary {
 /// What the chart is checked against, for the plan and the run.
 pub fn check(config: &Config) -> String {
     let chart = download(config);
-    match (&chart.pin, config.chart.version.is_empty()) {
+    match (&chart.pin, config.chart.version.is_none()) {
         (Some(pin), _) => format!(
             "checked against pinned SHA-256 {} from {}",
             pin.sha256, pin.source
@@ -91,11 +85,11 @@ pub fn file(context: &Context) -> PathBuf {
 /// `helm pull` of the chart into `destination`.
 pub fn pull_command(config: &Config, destination: &Path) -> Command {
     let destination = destination.display().to_string();
-    let mut args = vec!["pull", &config.chart.reference];
-    if !config.chart.version.is_empty() {
-        args.extend(["--version", &config.chart.version]);
+    let mut args = vec!["pull"];
+    if let Some(version) = &config.chart.version {
+        args.extend(["--version", version]);
     }
-    args.extend(["--destination", &destination]);
+    args.extend(["--destination", &destination, "--", &config.chart.reference]);
     kube::helm(args).timeout(Duration::from_secs(config.downloads.timeout_seconds + 60))
 }
 
@@ -143,7 +137,7 @@ pub fn pull(context: &Context) -> Result<PathBuf, StepError> {
         format!(
             "the chart `{}` version {} does not match its pin `{}`: expected sha256 {expected} (from {}), got {}; nothing was installed",
             config.chart.reference,
-            config.chart.version,
+            config.chart.version.as_deref().unwrap_or("(the newest)"),
             chart.key,
             pin.source,
             actual.join(" and ")
@@ -223,7 +217,7 @@ mod tests {
     fn config(reference: &str, version: &str) -> Config {
         let mut config = Config::load(&crate::config::Sources::default()).unwrap();
         config.chart.reference = reference.into();
-        config.chart.version = version.into();
+        config.chart.version = Some(version.into()).filter(|v: &String| !v.is_empty());
         config
     }
 
