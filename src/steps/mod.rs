@@ -113,8 +113,9 @@ pub struct ServerPackages {
 /// A read-only look at the host by a step's role (`preflight`, `undo_kept`).
 pub type Look<T> = fn(&Context) -> Result<T, StepError>;
 
-/// A file `stackinstall render` writes: its name and its contents.
-pub type RenderedFile = (String, String);
+/// The files a step writes or applies, rendered from the configuration:
+/// each a name and its contents.
+pub type Render = fn(&Config) -> Result<Vec<(String, String)>, RenderError>;
 
 /// Everything the engine knows of a step without running it: one constant
 /// per step (`INFO` in its file). The rare roles are data here, `None` for
@@ -154,7 +155,7 @@ pub struct StepInfo {
     /// The files the step writes or applies, rendered from the
     /// configuration for review (`stackinstall render`), as (file name,
     /// contents); never a secret.
-    pub rendered: Option<fn(&Config) -> Result<Vec<RenderedFile>, RenderError>>,
+    pub rendered: Option<Render>,
     /// What an uninstall removes of the step when the scope keeps its work
     /// (the PVCs of a namespace kept without `--delete-namespace`).
     pub undo_kept: Option<Look<Vec<Action>>>,
