@@ -1,6 +1,6 @@
 //! Templates (`templates/`, embedded in the binary) rendered with
 //! minijinja, and the one error of rendering. Each step renders its own
-//! files with them and lists them in `Step::rendered` (what `render` writes).
+//! files with them and lists them in `StepInfo::rendered` (what `render` writes).
 
 use include_dir::{Dir, include_dir};
 use minijinja::Environment;
