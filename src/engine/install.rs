@@ -359,6 +359,8 @@ impl Board {
 /// line, its log lines under its id.
 fn execute(context: &mut Context, id: StepId, decision: Decision, fingerprint: &str) -> StepRun {
     let _span = tracing::info_span!("step", id = id.name()).entered();
+    // A lane of its own runs the step: its commands go where the host's do.
+    let _programs = context.host.enter();
     let done_before = context.was_done(id);
     let info = id.info();
     let line = (context.ui).start_step(id.position() + 1, STEPS, id.name(), info.title);

@@ -263,6 +263,9 @@ impl Command {
     pub fn run_unchecked(&self) -> Result<Output, CommandError> {
         let command = self.to_string();
         tracing::info!(target: "command", "run: {command}");
+        if let Some(programs) = super::process::entered() {
+            return self.run_in_process(&*programs, &command);
+        }
         let gate = starting_child();
         let started = self.expression().start();
         drop(gate);
@@ -305,6 +308,38 @@ impl Command {
             }
             std::thread::sleep(POLL_INTERVAL);
         }
+    }
+
+    /// Runs the command through a test's programs (see `host::process`).
+    fn run_in_process(
+        &self,
+        programs: &dyn super::process::Programs,
+        command: &str,
+    ) -> Result<Output, CommandError> {
+        let env: Vec<(String, String)> = (child_environment(&self.env).into_iter())
+            .map(|(key, value)| {
+                let text = |value: std::ffi::OsString| value.to_string_lossy().into_owned();
+                (text(key), text(value))
+            })
+            .collect();
+        let stdin = match &self.stdin {
+            Some(Stdin::Text(text)) => Some(text.as_bytes()),
+            Some(Stdin::Secret(secret)) => Some(secret.expose().as_bytes()),
+            None => None,
+        };
+        let invocation = super::process::Invocation {
+            program: &self.program,
+            args: &self.args,
+            env: &env,
+            stdin,
+        };
+        let output = programs
+            .run(&invocation)
+            .ok_or_else(|| CommandError::NotFound {
+                program: self.program.clone(),
+            })?;
+        log_output(command, &output, self.log_stdout);
+        Ok(output)
     }
 
     fn expression(&self) -> duct::Expression {

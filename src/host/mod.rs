@@ -15,6 +15,7 @@ pub mod kube;
 pub mod lock;
 pub mod log;
 pub mod packages;
+pub mod process;
 pub mod service;
 pub mod system;
 
@@ -23,16 +24,41 @@ use std::path::{Path, PathBuf};
 pub use command::{Command, CommandError, Output};
 pub use fs::FileError;
 
-/// The machine the tool works on, seen through its root directory.
+/// The machine the tool works on, seen through its root directory, and
+/// what runs its programs (the machine's, or a test's in-process).
 #[derive(Debug, Clone)]
 pub struct Host {
     root: PathBuf,
+    processes: process::Processes,
 }
 
 impl Host {
-    /// A host whose paths all live under `root` (`/` for the real machine).
+    /// A host whose paths all live under `root` (`/` for the real machine),
+    /// its programs the machine's.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            processes: process::Processes::Os,
+        }
+    }
+
+    /// A test's host: paths under `root`, programs run in-process by
+    /// `programs` on the threads that enter it.
+    pub fn with_programs(
+        root: impl Into<PathBuf>,
+        programs: std::sync::Arc<dyn process::Programs>,
+    ) -> Self {
+        Self {
+            root: root.into(),
+            processes: process::Processes::Test(programs),
+        }
+    }
+
+    /// Makes this thread's commands run through this host's programs until
+    /// the guard is dropped (for a test's host; the machine's changes
+    /// nothing).
+    pub fn enter(&self) -> process::Entered {
+        self.processes.enter()
     }
 
     /// The root every host path is taken under.
