@@ -217,8 +217,9 @@ type StepRun = Result<(StepResult, Option<String>, f64), EngineError>;
 /// Runs every selected step that is to do, each once the steps it needs
 /// have finished; up to `jobs` at once (1: one by one in the listed
 /// order). When a step fails or the run is interrupted, no step starts
-/// any more; the running ones finish (or stop, interrupted) and the first
-/// failure is returned.
+/// any more; the running ones finish (or stop, interrupted). Every failure
+/// is logged and shown with its causes; the one of the step listed first
+/// is returned (a re-run resumes there).
 pub fn run(
     context: &mut Context,
     inclusion: &Inclusion,
@@ -230,7 +231,7 @@ pub fn run(
         sequential: jobs <= 1,
         fingerprints: BTreeMap::new(),
         skips_shown: Vec::new(),
-        failure: None,
+        failures: Vec::new(),
     };
     // The left-out steps are known before any step starts: shown first,
     // one line per reason, so that no running step's line races them.
@@ -243,7 +244,7 @@ pub fn run(
         let (sender, receiver) = std::sync::mpsc::channel();
         let mut running = 0;
         loop {
-            while board.failure.is_none() && running < jobs.max(1) {
+            while board.failures.is_empty() && running < jobs.max(1) {
                 let Some(id) = board.next_ready() else {
                     break;
                 };
@@ -272,16 +273,22 @@ pub fn run(
             board.settle(context, inclusion, id, result);
         }
     })?;
-    match board.failure {
-        Some(error) => Err(error),
-        None => Ok(board.outcomes.into_iter().flatten().collect()),
+    let mut failures = board.failures;
+    failures.sort_by_key(|(id, _)| *id);
+    let mut failures = failures.into_iter().map(|(_, error)| error);
+    let Some(first) = failures.next() else {
+        return Ok(board.outcomes.into_iter().flatten().collect());
+    };
+    for other in failures {
+        context.ui.warn(&format!("also: {}", causes(&other)));
     }
+    Err(first)
 }
 
 const STEPS: usize = StepId::ALL.len();
 
 /// Where a run stands: each step's outcome once finished, which started,
-/// the fingerprints so far, and the first failure.
+/// the fingerprints so far, and the failures.
 struct Board {
     outcomes: [Option<Outcome>; STEPS],
     started: [bool; STEPS],
@@ -289,7 +296,8 @@ struct Board {
     sequential: bool,
     fingerprints: BTreeMap<StepId, String>,
     skips_shown: Vec<String>,
-    failure: Option<EngineError>,
+    /// Every step that failed, as it failed.
+    failures: Vec<(StepId, EngineError)>,
 }
 
 impl Board {
@@ -317,10 +325,11 @@ impl Board {
         self.started[id.position()] = true;
         let (decision, fingerprint) = decide_step(context, id, inclusion, &mut self.fingerprints)?;
         if INTERRUPTED.load(Ordering::SeqCst) {
-            self.failure = Some(EngineError::Interrupted {
+            let interrupted = EngineError::Interrupted {
                 step: id,
                 log: context.log_path.clone(),
-            });
+            };
+            self.failures.push((id, interrupted));
             return Ok(None);
         }
         let Decision::Skipped(reason) = decision else {
@@ -336,7 +345,7 @@ impl Board {
         Ok(None)
     }
 
-    /// Records how the step `id` ended; keeps the first failure.
+    /// Records how the step `id` ended; a failure is logged with its causes.
     fn settle(&mut self, context: &Context, inclusion: &Inclusion, id: StepId, result: StepRun) {
         match result {
             Ok((result, reason, seconds)) => {
@@ -347,10 +356,11 @@ impl Board {
                     seconds,
                 });
             }
-            Err(error) if self.failure.is_none() => {
-                self.failure = Some(explain_failure(context, inclusion, id, error));
+            Err(error) => {
+                let error = explain_failure(context, inclusion, id, error);
+                tracing::error!("step {id} ended: {}", causes(&error));
+                self.failures.push((id, error));
             }
-            Err(error) => tracing::warn!("step {id} also ended: {error}"),
         }
     }
 }
@@ -470,6 +480,17 @@ pub fn missing_prerequisites(context: &Context, id: StepId, selection: &Selectio
     missing
 }
 
+/// `error`, then each of its causes, on one line, redacted.
+fn causes(error: &EngineError) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        text.push_str(&format!(": {error}"));
+        cause = error.source();
+    }
+    crate::secret::redact(&text)
+}
+
 fn round(elapsed: Duration) -> f64 {
     (elapsed.as_secs_f64() * 1000.0).round() / 1000.0
 }
@@ -525,7 +546,7 @@ mod tests {
             sequential: false,
             fingerprints: BTreeMap::new(),
             skips_shown: Vec::new(),
-            failure: None,
+            failures: Vec::new(),
         };
         let finished = [
             StepId::Preflight,
