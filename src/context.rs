@@ -280,6 +280,18 @@ impl Context {
         Ok(())
     }
 
+    /// Records `value` as the fact `key`, replacing what was there (a list
+    /// that grows); saved at once.
+    pub fn set_fact(&mut self, key: &str, value: &str) -> Result<(), StepError> {
+        if self.fact(key) == Some(value) {
+            return Ok(());
+        }
+        self.change_state(|state| {
+            state.facts.insert(key.to_string(), value.to_string());
+        })?;
+        Ok(())
+    }
+
     /// Who made the object `key` names (`mysql.database.NAME`), as the
     /// state records it; `None` when it does not say (a state written by an
     /// older stackinstall, or an object the install never looked at).

@@ -93,3 +93,308 @@ fn a_failing_test_still_ends_its_box() {
     );
     assert!(!root.exists(), "{} is still there", root.display());
 }
+
+/// The profile's settings for the box: its two CPUs are enough, and
+/// MongoDB's repository and signing key are the stand-in's, pinned to the
+/// fingerprint of the box's test key.
+fn configure(host: &BoxHost) {
+    let fingerprint = host.ok("cat /srv/mongodb-repo/server-7.0.fingerprint");
+    host.write(
+        "/root/box.toml",
+        &format!(
+            r#"[requirements]
+cpus = 1
+memory_mib = 1024
+disk_gib = 1
+
+[downloads]
+mongodb_repository = "file:///srv/mongodb-repo"
+mongodb_key = "file:///srv/mongodb-repo/server-{{version}}.asc"
+
+[mongodb.signing_keys."7.0"]
+fingerprint = "{}"
+source = "the box's test key (tests/boxes/box.sh)"
+"#,
+            fingerprint.trim()
+        ),
+    );
+}
+
+/// The host lane as an operator runs it (the kernel's NFS server cannot
+/// run in a box: `nfs` runs on its own).
+const LANE: &str = "--only packages --only credentials --only mysql --only mongodb --only rabbitmq";
+
+fn install(host: &BoxHost, steps: &str) -> boxes::Output {
+    host.stackinstall(&format!(
+        "--config /root/box.toml --domain demo.example.com --self-signed --yes {steps}"
+    ))
+}
+
+/// The units the lane's servers run as.
+const UNITS: [&str; 3] = [
+    "mariadb.service",
+    "mongod.service",
+    "rabbitmq-server.service",
+];
+
+/// What uninstall must leave as it found: the packages and the enabled units.
+fn host_state(host: &BoxHost) -> (Vec<String>, Vec<String>) {
+    let packages = host.ok("dpkg-query -W -f '${Package} ${Version} ${Status}\\n'");
+    let units = host
+        .ok("systemctl list-unit-files --state=enabled --no-legend --no-pager | awk '{print $1}'");
+    (sorted_lines(&packages), sorted_lines(&units))
+}
+
+fn assert_every_step_already_done(output: &boxes::Output) {
+    assert!(output.success(), "{}", output.text());
+    for step in ["packages", "mysql", "mongodb", "rabbitmq"] {
+        let line = output
+            .stderr
+            .lines()
+            .find(|line| line.contains(&format!("] {step} ")) && line.starts_with('✓'))
+            .unwrap_or_else(|| panic!("no result line for {step}:\n{}", output.text()));
+        assert!(
+            line.contains("already done"),
+            "{step} changed something on a re-run: {line}\n{}",
+            output.text()
+        );
+    }
+}
+
+fn assert_servers_run(host: &BoxHost) {
+    for unit in UNITS {
+        assert_eq!(
+            host.sh(&format!("systemctl is-enabled {unit}"))
+                .stdout
+                .trim(),
+            "enabled",
+            "{unit}"
+        );
+        assert_eq!(
+            host.sh(&format!("systemctl is-active {unit}"))
+                .stdout
+                .trim(),
+            "active",
+            "{unit}"
+        );
+    }
+}
+
+/// Issue 22 items 2 to 5 and issue 23 item 1, for real: the lane installs
+/// (the stand-in mongodb-org from its signed repository, the key checked
+/// against its pin), every server is enabled and active with the
+/// profile's effective settings, a re-run changes nothing, the NFS server
+/// is said plainly not to run, a power cut and a boot bring every server
+/// back (mongod too: never enabled before) with the logins working, and
+/// `uninstall --delete-db` leaves the packages and enabled units as found.
+#[test]
+fn the_host_lane_survives_a_power_cut_and_uninstall_leaves_the_host_as_found() {
+    let mut host = BoxHost::boot(Release::Bookworm);
+    configure(&host);
+    let before = host_state(&host);
+
+    let first = install(&host, LANE);
+    assert!(first.success(), "{}", first.text());
+    assert!(
+        !first.stderr.contains("NOT PINNED"),
+        "the stand-in's key was not checked:\n{}",
+        first.text()
+    );
+    assert_servers_run(&host);
+    // The profile's settings are the server's: stackbill.cnf is read after
+    // the distribution's own files.
+    let settings = host.ok(
+        "mariadb -N -B -e 'SELECT @@bind_address, @@sql_mode, @@wait_timeout, @@interactive_timeout, @@connect_timeout, @@max_connections, @@max_connect_errors, @@skip_name_resolve, @@log_bin_trust_function_creators'",
+    );
+    assert_eq!(
+        settings.trim(),
+        "0.0.0.0\tSTRICT_TRANS_TABLES,NO_ENGINE_SUBSTITUTION\t28800\t230400\t36000\t1000\t100000\t1\t1"
+    );
+    // mongod listens on every address with authorization on.
+    let mongo = host.ok(&format!(
+        "/usr/lib/mongodb-org-standin/venv/bin/python3 -c \"import pymongo; c = pymongo.MongoClient('{}', 27017, directConnection=True, serverSelectionTimeoutMS=5000)
+try:
+    c.admin.command('listDatabases'); print('open')
+except pymongo.errors.OperationFailure: print('authorization required')\"",
+        boxes::ADDRESS
+    ));
+    assert_eq!(mongo.trim(), "authorization required");
+    let recorded =
+        host.ok("grep -E '^\"packages\\.(added|enabled-units)\"' /var/lib/stackinstall/state.toml");
+    eprintln!("box: the state records what the transaction added:\n{recorded}");
+
+    let rerun = install(&host, LANE);
+    assert_every_step_already_done(&rerun);
+
+    // The kernel's NFS server cannot run in a box: the step says so.
+    let nfs = install(&host, "--only nfs");
+    assert!(!nfs.success(), "{}", nfs.text());
+    assert!(
+        nfs.stderr
+            .contains("the kernel's NFS server cannot run in this container"),
+        "{}",
+        nfs.text()
+    );
+    let status = host.stackinstall("status");
+    for step in ["mysql", "mongodb", "rabbitmq"] {
+        let line = status.stdout.lines().find(|l| l.starts_with(step)).unwrap();
+        assert!(line.contains("health: ok"), "{}", status.text());
+    }
+    let nfs_line = status
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("nfs"))
+        .unwrap();
+    assert!(
+        nfs_line.contains("failed")
+            && nfs_line.contains("`nfs-server.service` is not enabled and does not run")
+            || nfs_line.contains("`nfs-server.service` is enabled but does not run"),
+        "{}",
+        status.text()
+    );
+    assert!(nfs_line.contains("container"), "{}", status.text());
+    let doctor = host.stackinstall("doctor --checks host --output json");
+    let report: serde_json::Value =
+        serde_json::from_str(&doctor.stdout).unwrap_or_else(|_| panic!("{}", doctor.text()));
+    let check = |name: &str| {
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .cloned()
+            .unwrap()
+    };
+    for name in ["host.mysql", "host.mongodb", "host.rabbitmq"] {
+        assert_eq!(check(name)["outcome"], "ok", "{name}: {}", doctor.stdout);
+    }
+    let services = check("host.services");
+    let findings = services["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{services}");
+    assert_eq!(findings[0]["class"], "service-not-running");
+    assert!(
+        findings[0]["what"]
+            .as_str()
+            .unwrap()
+            .contains("nfs-server.service"),
+        "{services}"
+    );
+
+    host.power_cut();
+    host.start();
+    assert_servers_run(&host);
+    let after_cut = install(&host, LANE);
+    assert_every_step_already_done(&after_cut);
+    let doctor = host.stackinstall("doctor --checks host --output json");
+    let report: serde_json::Value =
+        serde_json::from_str(&doctor.stdout).unwrap_or_else(|_| panic!("{}", doctor.text()));
+    for name in ["host.mysql", "host.mongodb", "host.rabbitmq"] {
+        let check = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == name)
+            .unwrap();
+        assert_eq!(
+            check["outcome"], "ok",
+            "{name} after the power cut: {}",
+            doctor.stdout
+        );
+    }
+
+    let uninstall = host.stackinstall("uninstall --delete-db --yes");
+    assert!(uninstall.success(), "{}", uninstall.text());
+    let after = host_state(&host);
+    assert_eq!(
+        (&after.0, &after.1),
+        (&before.0, &before.1),
+        "uninstall left the host otherwise than it found it:\npackages:\n{}units:\n{}",
+        boxes::difference(&before.0, &after.0),
+        boxes::difference(&before.1, &after.1)
+    );
+}
+
+/// Issue 22 item 7: the ECR renewal units as the `registry` step renders
+/// them, loaded by the box's systemd: `systemd-analyze verify` finds
+/// nothing, the timer is scheduled, and after a power cut it is again.
+#[test]
+fn the_renewal_timer_is_verified_scheduled_and_survives_a_power_cut() {
+    const TIMER: &str = "stackinstall-ecr-refresh.timer";
+    const SERVICE: &str = "stackinstall-ecr-refresh.service";
+    let mut host = BoxHost::boot(Release::Bookworm);
+    host.ok("/root/stackinstall render --domain demo.example.com --out /root/rendered </dev/null");
+    let rendered = host.ok("find /root/rendered -name 'stackinstall-ecr-refresh.*'");
+    assert_eq!(sorted_lines(&rendered).len(), 2, "{rendered}");
+    // Where the registry step puts them, with the binary the service runs.
+    host.ok(&format!(
+        "for f in {rendered}; do install -m 0644 $f /etc/systemd/system/; done && install -m 0755 /root/stackinstall /usr/local/bin/stackinstall",
+        rendered = rendered.split_whitespace().collect::<Vec<_>>().join(" ")
+    ));
+    let verify = host.sh(&format!(
+        "systemd-analyze verify /etc/systemd/system/{SERVICE} /etc/systemd/system/{TIMER}"
+    ));
+    assert!(verify.success(), "{}", verify.text());
+    let complaints: Vec<&str> = (verify.stderr.lines())
+        .filter(|line| line.contains("stackinstall-ecr-refresh"))
+        .collect();
+    assert!(complaints.is_empty(), "{}", verify.text());
+    host.ok(&format!(
+        "systemctl daemon-reload && systemctl enable --now {TIMER}"
+    ));
+    let scheduled = |host: &BoxHost| {
+        let timers = host.ok(&format!(
+            "systemctl list-timers --all --no-legend --no-pager {TIMER}"
+        ));
+        let line = timers
+            .lines()
+            .find(|line| line.contains(TIMER))
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            !line.is_empty() && !line.starts_with("n/a"),
+            "no next run: {timers}"
+        );
+        line
+    };
+    eprintln!("box: {}", scheduled(&host));
+    host.power_cut();
+    host.start();
+    assert_eq!(
+        host.sh(&format!("systemctl is-active {TIMER}"))
+            .stdout
+            .trim(),
+        "active"
+    );
+    assert_eq!(
+        host.sh(&format!("systemctl is-enabled {TIMER}"))
+            .stdout
+            .trim(),
+        "enabled"
+    );
+    eprintln!("box: after the power cut: {}", scheduled(&host));
+}
+
+/// Issue 22 fault 3: on a host whose name resolves only through a DNS
+/// server that does not answer (an air-gapped host; here the box's name is
+/// taken out of /etc/hosts after the install), a no-op re-run asks no name
+/// at all. RabbitMQ looked its host's name up for every AMQP connection
+/// (its default cluster name) and the verification's login waited for it.
+#[test]
+fn a_no_op_rerun_on_a_host_without_dns_looks_up_no_name() {
+    let mut host = BoxHost::boot(Release::Bookworm);
+    configure(&host);
+    let lane = "--only packages --only credentials --only mysql --only rabbitmq";
+    let first = install(&host, lane);
+    assert!(first.success(), "{}", first.text());
+    host.ok("sed -i '/box-host/d' /etc/hosts");
+    let queries = host.record_dns();
+    let rerun = install(&host, lane);
+    assert!(rerun.success(), "{}", rerun.text());
+    let asked = std::fs::read_to_string(&queries).unwrap();
+    assert_eq!(
+        asked,
+        "",
+        "a no-op re-run looked names up:\n{asked}\n{}",
+        rerun.text()
+    );
+}

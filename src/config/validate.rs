@@ -29,6 +29,7 @@ const CIDR: &str = "must be an IPv4 or IPv6 network such as `10.42.0.0/16`";
 const ADDRESS: &str = "must be empty or an IP address";
 const ADDRESSES: &str = "must be IP addresses or host names separated by `,`, without spaces";
 const HTTPS: &str = "must be an https:// URL";
+const HTTPS_OR_FILE: &str = "must be an https:// URL or a file:/// path";
 const SHA256: &str = "must be a SHA-256: 64 hex digits";
 const FINGERPRINT: &str = "must be an OpenPGP fingerprint: 40 hex digits (spaces allowed)";
 const CONTROL: &str = "must not hold a newline or other control character";
@@ -119,6 +120,15 @@ fn values(config: &Config) -> Vec<(String, String, Rule)> {
         ("downloads.istio", &config.downloads.istio),
     ] {
         add(key, url, https);
+    }
+    for (key, url) in [
+        (
+            "downloads.mongodb_repository",
+            &config.downloads.mongodb_repository,
+        ),
+        ("downloads.mongodb_key", &config.downloads.mongodb_key),
+    ] {
+        add(key, url, https_or_file);
     }
     for pin in config.downloads.pins.values() {
         add("downloads.pins", &pin.sha256, sha256);
@@ -298,6 +308,14 @@ fn addresses(value: &str) -> Option<&'static str> {
 
 fn https(value: &str) -> Option<&'static str> {
     (!download::allowed_url(&download::url_for(value, "v0"))).then_some(HTTPS)
+}
+
+/// An https:// URL, or a `file:///` path on the host (a local mirror).
+fn https_or_file(value: &str) -> Option<&'static str> {
+    match value.strip_prefix("file://") {
+        Some(path) => absolute(&path.replace("{version}", "v0")).map(|_| HTTPS_OR_FILE),
+        None => https(value).map(|_| HTTPS_OR_FILE),
+    }
 }
 
 fn sha256(value: &str) -> Option<&'static str> {

@@ -44,6 +44,22 @@ pub fn missing(packages: &[&str]) -> Result<Vec<String>, CommandError> {
         .collect())
 }
 
+/// Every installed package (`dpkg-query --show` of all), sorted.
+pub fn installed_list() -> Result<Vec<String>, CommandError> {
+    let output = Command::new("dpkg-query")
+        .args(["--show", "--showformat=${Package}\t${Status}\n"])
+        .timeout(Duration::from_secs(30))
+        .run_unchecked()?;
+    let mut installed: Vec<String> = (output.stdout.lines())
+        .filter_map(|line| line.split_once('\t'))
+        .filter(|(_, status)| status.trim() == "install ok installed")
+        .map(|(package, _)| package.to_string())
+        .collect();
+    installed.sort();
+    installed.dedup();
+    Ok(installed)
+}
+
 /// The installed packages whose names start with one of `prefixes`
 /// (`mysql-server` gives `mysql-server-8.0` and `mysql-server-core-8.0`).
 pub fn installed_matching(prefixes: &[&str]) -> Result<Vec<String>, CommandError> {

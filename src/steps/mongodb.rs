@@ -121,7 +121,7 @@ impl Step for Mongodb {
             );
             actions.push(Action::call(ActionKind::File, detail, make_key_file));
         }
-        actions.extend(services::service_action(&config.service, changed)?);
+        actions.extend(services::service_actions(&config.service, changed)?);
         let changes = match installed && service::is_active(&config.service)? {
             true => planned_changes(context)?,
             false => vec![Change::Create],
@@ -153,6 +153,7 @@ impl Step for Mongodb {
                 "run `stackinstall install --redo mongodb`",
             ));
         }
+        services::check_running(context, &context.config.mongodb.service)?;
         login_at_host_address(context)
     }
 
@@ -193,6 +194,9 @@ impl Step for Mongodb {
             &[PACKAGE],
             &unit,
         )?);
+        if context.fact(&services::preexisting_key(SERVICE)) == Some("false") {
+            actions.extend(repository::removals(context));
+        }
         Ok(actions)
     }
 }

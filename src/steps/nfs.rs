@@ -20,7 +20,7 @@ use std::time::Duration;
 use super::services;
 use super::{Action, ActionKind, Group, Step, StepError};
 use crate::context::{Context, kept_because};
-use crate::host::{self, Command};
+use crate::host::{self, Command, service};
 use crate::state::Fingerprint;
 
 /// The nfs step.
@@ -28,7 +28,9 @@ pub struct Nfs;
 
 const SERVICE: &str = "nfs";
 const PACKAGE: &str = "nfs-kernel-server";
-const UNIT: &str = "nfs-kernel-server";
+/// The server's own unit; `nfs-kernel-server.service` is an alias of it on
+/// Debian and Ubuntu, which `systemctl is-enabled` answers `alias` for.
+pub const UNIT: &str = "nfs-server.service";
 const EXPORTS: &str = "/etc/exports";
 const BEGIN: &str = "# BEGIN stackinstall: managed block, change the profile's [nfs] instead";
 const END: &str = "# END stackinstall";
@@ -87,7 +89,7 @@ impl Step for Nfs {
                 0o644,
             ));
         }
-        actions.extend(services::service_action(UNIT, false)?);
+        actions.extend(service_actions()?);
         if changed {
             actions.push(Action::run(exportfs(["-ra"])));
         }
@@ -118,6 +120,9 @@ impl Step for Nfs {
                 "run `stackinstall install --redo nfs`",
             ));
         }
+        // `exportfs` lists the exports from its table whether or not the
+        // kernel's server runs: ask systemd for that.
+        services::check_running(context, UNIT)?;
         let exported = exportfs(["-v"]).run()?.stdout;
         let path = &context.config.nfs.path;
         if !exported
@@ -126,7 +131,7 @@ impl Step for Nfs {
         {
             return Err(StepError::failed(
                 format!("`exportfs -v` does not list `{path}` although `/etc/exports` has it"),
-                "run `sudo exportfs -ra` and look at its errors (and `systemctl status nfs-kernel-server`)",
+                "run `sudo exportfs -ra` and look at its errors (and `systemctl status nfs-server`)",
             ));
         }
         Ok(())
@@ -157,6 +162,32 @@ impl Step for Nfs {
         actions.extend(services::purge_actions(context, SERVICE, &[PACKAGE], UNIT)?);
         Ok(actions)
     }
+}
+
+/// `nfs-server.service` enabled and started. The kernel's NFS server
+/// (nfsd) cannot run in every container: a start that fails in one says so.
+fn service_actions() -> Result<Vec<Action>, StepError> {
+    let mut actions = Vec::new();
+    if !service::is_enabled(UNIT)? {
+        actions.push(Action::run_as(ActionKind::Service, service::enable(UNIT)));
+    }
+    if service::is_active(UNIT)? {
+        return Ok(actions);
+    }
+    let detail = format!("systemctl start {UNIT}");
+    actions.push(Action::call(ActionKind::Service, detail, |context| {
+        match service::start(UNIT).run() {
+            Ok(_) => Ok(true),
+            Err(error) => Err(match services::container(context) {
+                Some(kind) => StepError::failed(
+                    format!("the kernel's NFS server cannot run in this container (`{kind}`, from `/run/systemd/container`): `systemctl start {UNIT}` failed: {error}"),
+                    "nfsd is part of the kernel of the machine the container runs on: export the directory from that machine, or install on a VM or the machine itself, and leave `nfs` out of this run (`--only` without it)",
+                ),
+                None => error.into(),
+            }),
+        }
+    }));
+    Ok(actions)
 }
 
 fn exportfs<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {

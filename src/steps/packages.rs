@@ -58,6 +58,12 @@ impl Step for Packages {
                 installs.push((server.service, server.names));
             }
         }
+        if services::transaction_unrecorded(context) {
+            let detail = "record what an interrupted apt transaction added (packages, enabled units), for uninstall";
+            actions.push(Action::call(ActionKind::Check, detail, |context| {
+                services::record_transaction(context).map(|()| false)
+            }));
+        }
         if missing.is_empty() {
             return Ok(actions);
         }
@@ -73,6 +79,10 @@ impl Step for Packages {
         Ok(actions)
     }
 
+    fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        Self::removals(context)
+    }
+
     /// Every package of the run's servers is installed.
     fn verify(&self, context: &Context) -> Result<(), StepError> {
         let missing = missing(&wanted(context)?)?;
@@ -83,6 +93,14 @@ impl Step for Packages {
                 "run the install again; `apt-get install` says why a package does not install",
             )),
         }
+    }
+}
+
+impl Packages {
+    /// Uninstall: purges exactly the packages the install's transactions
+    /// added and disables the units they enabled.
+    fn removals(context: &Context) -> Result<Vec<Action>, StepError> {
+        services::purge_transaction_actions(context)
     }
 }
 

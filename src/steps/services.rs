@@ -42,17 +42,63 @@ pub fn preexisting_action(context: &Context, service: &str, present: bool) -> Op
     }))
 }
 
-/// The service action: a restart when its configuration changed, a start
-/// when it is not running, else nothing.
-pub fn service_action(unit: &str, config_changed: bool) -> Result<Option<Action>, StepError> {
-    let command = if config_changed {
-        service::restart(unit)
-    } else if !service::is_active(unit)? {
-        service::enable_now(unit)
-    } else {
-        return Ok(None);
-    };
-    Ok(Some(Action::run_as(ActionKind::Service, command)))
+/// What makes `unit` enabled (started at every boot) and active, running
+/// with its current configuration: `systemctl enable` when it is not
+/// enabled (a package may install a unit without enabling it, as
+/// mongodb-org does), then a restart when its configuration changed while
+/// it ran, or a start when it does not run.
+pub fn service_actions(unit: &str, config_changed: bool) -> Result<Vec<Action>, StepError> {
+    let mut actions = Vec::new();
+    if !service::is_enabled(unit)? {
+        actions.push(Action::run_as(ActionKind::Service, service::enable(unit)));
+    }
+    let active = service::is_active(unit)?;
+    if config_changed && active {
+        actions.push(Action::run_as(ActionKind::Service, service::restart(unit)));
+    } else if !active {
+        actions.push(Action::run_as(ActionKind::Service, service::start(unit)));
+    }
+    Ok(actions)
+}
+
+/// Fails unless `unit` is enabled and active: what must hold for the
+/// server to be there after a reboot, checked by the step's verification
+/// (so by `status` too).
+pub fn check_running(context: &Context, unit: &str) -> Result<(), StepError> {
+    let enabled = service::is_enabled(unit)?;
+    let active = service::is_active(unit)?;
+    if enabled && active {
+        return Ok(());
+    }
+    let mut what = format!("`{unit}` {}", unit_state(enabled, active));
+    if let Some(container) = container(context).filter(|_| !active) {
+        what = format!(
+            "{what} (this host is a container, `{container}` in `/run/systemd/container`: a server that needs the kernel's own services, like the NFS server, cannot run in it)"
+        );
+    }
+    let hint =
+        format!("`sudo systemctl enable --now {unit}`; why it stopped: `journalctl -u {unit}`");
+    Err(StepError::failed(what, hint))
+}
+
+/// A unit's state in words.
+pub fn unit_state(enabled: bool, active: bool) -> &'static str {
+    match (enabled, active) {
+        (true, true) => "is enabled and runs",
+        (false, true) => "runs but is not enabled: it will not start after a reboot",
+        (true, false) => "is enabled but does not run",
+        (false, false) => "is not enabled and does not run",
+    }
+}
+
+/// The kind of container the host is, when systemd says it runs in one
+/// (`/run/systemd/container`, written by systemd as PID 1 from its
+/// `container` environment variable).
+pub fn container(context: &Context) -> Option<String> {
+    let path = context.host.path("/run/systemd/container");
+    let text = host::fs::read_optional(&path).ok()??;
+    let kind = text.trim();
+    (!kind.is_empty()).then(|| kind.to_string())
 }
 
 /// Installs those of each server's `packages` that are missing, in one
@@ -78,8 +124,126 @@ pub fn install_missing(
         return Ok(false);
     }
     context.ui.status(&format!("installing {}", all.join(" ")));
+    record_before_transaction(context)?;
     packages::install(&all)?;
+    record_transaction(context)?;
     Ok(true)
+}
+
+/// The state key of the packages the install's apt transactions added,
+/// space-separated: what `uninstall --delete-db` purges.
+pub const ADDED_PACKAGES: &str = "packages.added";
+/// The state key of the units the transactions enabled (their packages'
+/// maintainer scripts did): what uninstall disables, if a purge leaves them.
+pub const ENABLED_UNITS: &str = "packages.enabled-units";
+/// What the host had before the transaction, kept until it is compared.
+const PACKAGES_BEFORE: &str = "packages.installed-before";
+const UNITS_BEFORE: &str = "packages.units-before";
+
+/// Records the installed packages and enabled units before a transaction
+/// (a run killed during it compares them on its next run).
+fn record_before_transaction(context: &mut Context) -> Result<(), StepError> {
+    let packages = packages::installed_list()?;
+    if packages.is_empty() {
+        return Ok(());
+    }
+    let units = service::enabled_units().unwrap_or_default();
+    context.set_fact(PACKAGES_BEFORE, &packages.join(" "))?;
+    context.set_fact(UNITS_BEFORE, &units.join(" "))?;
+    Ok(())
+}
+
+/// Adds what the transaction added (packages, enabled units) to the
+/// state's lists, comparing the host with what it had before; once.
+pub fn record_transaction(context: &mut Context) -> Result<(), StepError> {
+    let Some(before) = context.fact(PACKAGES_BEFORE).map(str::to_string) else {
+        return Ok(());
+    };
+    let units_before = context.fact(UNITS_BEFORE).unwrap_or_default().to_string();
+    let new = |now: Vec<String>, before: &str, key: &str| {
+        let before: Vec<&str> = before.split_whitespace().collect();
+        let mut list: Vec<String> = context
+            .fact(key)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        for item in now
+            .into_iter()
+            .filter(|item| !before.contains(&item.as_str()))
+        {
+            if !list.contains(&item) {
+                list.push(item);
+            }
+        }
+        list.join(" ")
+    };
+    let packages = new(packages::installed_list()?, &before, ADDED_PACKAGES);
+    let units = new(
+        service::enabled_units().unwrap_or_default(),
+        &units_before,
+        ENABLED_UNITS,
+    );
+    context.set_fact(ADDED_PACKAGES, &packages)?;
+    context.set_fact(ENABLED_UNITS, &units)?;
+    context.forget_fact(PACKAGES_BEFORE)?;
+    context.forget_fact(UNITS_BEFORE)?;
+    Ok(())
+}
+
+/// Whether a transaction was started but not compared yet (the run that
+/// started it was killed).
+pub fn transaction_unrecorded(context: &Context) -> bool {
+    context.fact(PACKAGES_BEFORE).is_some()
+}
+
+/// What uninstall does with what the transactions added: purges the added
+/// packages still installed (in one `apt-get purge`), then disables the
+/// units they enabled that are still enabled. Nothing when the state
+/// lists none (an older state: each server step purges its own packages).
+pub fn purge_transaction_actions(context: &Context) -> Result<Vec<Action>, StepError> {
+    let added: Vec<&str> = context
+        .fact(ADDED_PACKAGES)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let mut actions = Vec::new();
+    let installed = packages::installed_list()?;
+    let purge: Vec<String> = (added.iter())
+        .filter(|package| installed.iter().any(|name| name == *package))
+        .map(|package| package.to_string())
+        .collect();
+    if !purge.is_empty() {
+        actions.push(Action::run_as(
+            ActionKind::Package,
+            packages::purge_command(&purge),
+        ));
+    }
+    let units: Vec<String> = context
+        .fact(ENABLED_UNITS)
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    if !units.is_empty() {
+        let detail = format!(
+            "systemctl disable those of {} still enabled after the purge",
+            units.join(" ")
+        );
+        actions.push(Action::call(ActionKind::Service, detail, move |_| {
+            let enabled = service::enabled_units()?;
+            let left: Vec<String> = units
+                .into_iter()
+                .filter(|unit| enabled.contains(unit))
+                .collect();
+            if left.is_empty() {
+                return Ok(false);
+            }
+            service::disable(&left).run()?;
+            Ok(true)
+        }));
+    }
+    Ok(actions)
 }
 
 /// The address a verification logs in at: `configured`, or the host's own
@@ -122,6 +286,20 @@ pub fn purge_actions(
             "the {service} server and its packages ({}): they were on the host before the install",
             packages.join(" ")
         ))]);
+    }
+    if context.fact(ADDED_PACKAGES).is_some() {
+        // The `packages` step purges exactly what its transactions added.
+        return Ok(
+            match service::exists(unit)?
+                && (service::is_enabled(unit)? || service::is_active(unit)?)
+            {
+                true => vec![Action::run_as(
+                    ActionKind::Service,
+                    service::disable_now(unit),
+                )],
+                false => Vec::new(),
+            },
+        );
     }
     let recorded = context.fact(&packages_key(service)).unwrap_or_default();
     let mut installed: Vec<String> = Vec::new();

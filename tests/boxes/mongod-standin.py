@@ -51,9 +51,14 @@ def settings(path):
 def start(s, host, auth):
     runtime = os.environ.get("RUNTIME_DIRECTORY", "/tmp")
     config = os.path.join(runtime, "secantusd.toml")
+    # The server's process is called `mongod`, as the real one is (the
+    # kernel names a process after the file it executes).
+    program = os.path.join(runtime, "mongod")
+    if not os.path.islink(program):
+        os.symlink(SECANTUSD, program)
     with open(config, "w") as f:
         f.write('[server]\nhost = "%s"\n' % host)
-    args = [SECANTUSD, "--config", config, "--host", host, "--port", str(s["port"]),
+    args = [program, "--config", config, "--host", host, "--port", str(s["port"]),
             "--storage-path", s["db"]]
     if auth:
         args.append("--auth")

@@ -13,7 +13,6 @@ use crate::host;
 use crate::pgp;
 use crate::steps::{Action, ActionKind, StepError};
 
-const REPOSITORY: &str = "https://repo.mongodb.org/apt";
 const KEY_BEGINNING: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
 
 /// The series chosen, in this order, when the profile pins none: the
@@ -96,8 +95,23 @@ pub fn series(context: &Context) -> Result<String, StepError> {
     series_for(&os, &codename, &context.config.mongodb.version)
 }
 
-fn key_url(version: &str) -> String {
-    format!("https://www.mongodb.org/static/pgp/server-{version}.asc")
+/// Where the signing key of `version` comes from (`[downloads]
+/// mongodb_key`).
+fn key_url(context: &Context, version: &str) -> String {
+    context
+        .config
+        .downloads
+        .mongodb_key
+        .replace("{version}", version)
+}
+
+/// The signing key at `url`: fetched, or read from the host for a
+/// `file://` path (a local mirror's copy).
+fn fetch_key(context: &Context, url: &str) -> Result<Vec<u8>, StepError> {
+    match url.strip_prefix("file://") {
+        Some(path) => Ok(host::fs::read_bytes(&context.host.path(path))?),
+        None => Ok(host::download::fetch(url, Duration::from_secs(120))?),
+    }
 }
 
 /// Where the signing key goes.
@@ -105,23 +119,35 @@ pub fn key_path(version: &str) -> String {
     format!("/usr/share/keyrings/mongodb-server-{version}.asc")
 }
 
-fn list_path(version: &str) -> String {
+pub fn list_path(version: &str) -> String {
     format!("/etc/apt/sources.list.d/mongodb-org-{version}.list")
 }
 
 /// The source list for `os` (os-release `ID`) `codename`, or `None` where
 /// MongoDB publishes no `version` packages.
 pub fn source_list(os: &str, codename: &str, version: &str) -> Option<String> {
+    source_list_from("https://repo.mongodb.org/apt", os, codename, version)
+}
+
+/// [`source_list`] for the repository at `repository` (`[downloads]
+/// mongodb_repository`).
+pub fn source_list_from(
+    repository: &str,
+    os: &str,
+    codename: &str,
+    version: &str,
+) -> Option<String> {
+    let repository = repository.trim_end_matches('/');
     if !releases(version).contains(&codename) {
         return None;
     }
     let key = key_path(version);
     let line = match (os, codename) {
         ("debian", "bookworm") => format!(
-            "deb [ signed-by={key} ] {REPOSITORY}/debian {codename}/mongodb-org/{version} main"
+            "deb [ signed-by={key} ] {repository}/debian {codename}/mongodb-org/{version} main"
         ),
         ("ubuntu", "focal" | "jammy" | "noble") => format!(
-            "deb [ arch=amd64,arm64 signed-by={key} ] {REPOSITORY}/ubuntu {codename}/mongodb-org/{version} multiverse"
+            "deb [ arch=amd64,arm64 signed-by={key} ] {repository}/ubuntu {codename}/mongodb-org/{version} multiverse"
         ),
         _ => return None,
     };
@@ -130,11 +156,28 @@ pub fn source_list(os: &str, codename: &str, version: &str) -> Option<String> {
     ))
 }
 
+/// Uninstall: removes the source lists and keys of every series that the
+/// install added (only a server the install put there gets them).
+pub fn removals(context: &Context) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for version in SERIES {
+        for path in [list_path(version), key_path(version)] {
+            let file = context.host.path(&path);
+            if file.exists() {
+                actions.push(Action::remove(file.clone(), &context.shown(&file)));
+            }
+        }
+    }
+    actions
+}
+
 /// The actions that add the repository, before the packages are installed.
 pub fn actions(context: &Context) -> Result<Vec<Action>, StepError> {
     let (os, codename) = host_release(context);
     let version = &series_for(&os, &codename, &context.config.mongodb.version)?;
-    let text = source_list(&os, &codename, version).expect("series_for checked the release");
+    let repository = &context.config.downloads.mongodb_repository;
+    let text = source_list_from(repository, &os, &codename, version)
+        .expect("series_for checked the release");
     let mut actions = Vec::new();
     let key = context.host.path(key_path(version));
     if !key.exists() {
@@ -150,7 +193,7 @@ pub fn actions(context: &Context) -> Result<Vec<Action>, StepError> {
         };
         let detail = format!(
             "download {}, {check}, write {}",
-            key_url(version),
+            key_url(context, version),
             context.shown(&key).display()
         );
         actions.push(Action::call(ActionKind::File, detail, |context| {
@@ -172,8 +215,8 @@ pub fn actions(context: &Context) -> Result<Vec<Action>, StepError> {
 /// Downloads the signing key; returns whether it wrote it.
 pub fn add_key(context: &Context) -> Result<bool, StepError> {
     let version = &series(context)?;
-    let url = key_url(version);
-    let key = host::download::fetch(&url, Duration::from_secs(120))?;
+    let url = key_url(context, version);
+    let key = fetch_key(context, &url)?;
     if !String::from_utf8_lossy(&key)
         .trim_start()
         .starts_with(KEY_BEGINNING)
@@ -191,10 +234,12 @@ pub fn add_key(context: &Context) -> Result<bool, StepError> {
     )?)
 }
 
-/// Refuses a key whose fingerprint is not the pinned one; warns when the
-/// series has no pin (refuses with `[downloads] require_pins`).
+/// Refuses a key whose fingerprint is not the pinned one for the series
+/// the step resolved (not `[mongodb] version`, which is empty unless the
+/// profile pins one); warns when the series has no pin (refuses with
+/// `[downloads] require_pins`).
 fn check_fingerprint(context: &Context, url: &str, key: &[u8]) -> Result<(), StepError> {
-    let version = &context.config.mongodb.version;
+    let version = &series(context)?;
     let found = pgp::fingerprint(&String::from_utf8_lossy(key)).map_err(|error| {
         StepError::failed(
             format!("the signing key from `{url}` is unusable: {error}"),
