@@ -398,3 +398,27 @@ fn a_no_op_rerun_on_a_host_without_dns_looks_up_no_name() {
         rerun.text()
     );
 }
+
+/// Debian 13 builds and boots as a box too; stackinstall supports Debian
+/// 12 only (and MongoDB publishes no packages for 13), and its preflight
+/// says so before anything changes.
+#[test]
+fn a_debian_13_box_boots_and_preflight_refuses_it_by_name() {
+    let host = BoxHost::boot(Release::Trixie);
+    assert_eq!(host.ok("cat /proc/1/comm").trim(), "systemd");
+    assert_eq!(
+        host.ok(". /etc/os-release && echo $VERSION_ID").trim(),
+        "13"
+    );
+    configure(&host);
+    let before = host_state(&host);
+    let run = install(&host, LANE);
+    assert_eq!(run.code, Some(2), "{}", run.text());
+    assert!(
+        run.stderr
+            .contains("Debian GNU/Linux 13 (trixie) is not supported"),
+        "{}",
+        run.text()
+    );
+    assert_eq!(host_state(&host), before, "preflight changed the host");
+}
