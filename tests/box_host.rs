@@ -422,3 +422,109 @@ fn a_debian_13_box_boots_and_preflight_refuses_it_by_name() {
     );
     assert_eq!(host_state(&host), before, "preflight changed the host");
 }
+
+/// The PIDs (in the box) of the processes named `name`.
+fn pids_of(host: &BoxHost, name: &str) -> Vec<String> {
+    let found = host.sh(&format!(
+        "for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = {name} ] && echo ${{p#/proc/}}; done"
+    ));
+    found
+        .stdout
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Polls `script` in the box until it succeeds (a test's own limit: the
+/// box's command timeout).
+fn wait_until(host: &BoxHost, script: &str) {
+    let deadline = std::time::Instant::now() + boxes::COMMAND_TIMEOUT;
+    while !host.sh(script).success() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never true in the box: {script}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// The lane's install command, for a run in the background.
+fn install_command() -> String {
+    format!(
+        "{} --config /root/box.toml --domain demo.example.com --self-signed --yes {LANE} </dev/null",
+        boxes::BINARY
+    )
+}
+
+/// Issue 22 item 6, first kind: stackinstall killed during the real
+/// `apt-get install` while dpkg works (apt and dpkg go on and hold dpkg's
+/// lock: the re-run waits for it) converges to the uninterrupted result,
+/// and the killed run's transaction is still recorded: uninstall leaves the
+/// host as found.
+#[test]
+fn stackinstall_killed_during_the_real_apt_install_converges() {
+    let mut host = BoxHost::boot(Release::Bookworm);
+    configure(&host);
+    let before = host_state(&host);
+    host.spawn(&install_command(), "/root/killed.log");
+    wait_until(
+        &host,
+        "for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = dpkg ] && exit 0; done; exit 1",
+    );
+    let killed = pids_of(&host, "stackinstall");
+    assert_eq!(killed.len(), 1, "{killed:?}");
+    host.ok(&format!("kill -9 {}", killed[0]));
+    let apt_left = !pids_of(&host, "apt-get").is_empty();
+    let rerun = install(&host, LANE);
+    assert!(
+        rerun.success(),
+        "apt still ran: {apt_left}\n{}",
+        rerun.text()
+    );
+    assert_servers_run(&host);
+    assert_every_step_already_done(&install(&host, LANE));
+    let uninstall = host.stackinstall("uninstall --delete-db --yes");
+    assert!(uninstall.success(), "{}", uninstall.text());
+    let after = host_state(&host);
+    assert_eq!(
+        after,
+        before,
+        "after a kill during apt, uninstall left:\npackages:\n{}units:\n{}",
+        boxes::difference(&before.0, &after.0),
+        boxes::difference(&before.1, &after.1)
+    );
+    eprintln!(
+        "box: stackinstall killed while dpkg ran (apt-get still running after the kill: {apt_left}): converged, uninstalled to the host as found"
+    );
+}
+
+/// Issue 22 item 6, second kind: a power cut while dpkg unpacks leaves it
+/// half done (`dpkg --audit` names packages); the re-run has it finish
+/// (`dpkg --configure -a`) and converges.
+#[test]
+fn a_power_cut_during_the_real_apt_install_is_repaired_by_the_next_run() {
+    let mut host = BoxHost::boot(Release::Bookworm);
+    configure(&host);
+    host.spawn(&install_command(), "/root/cut.log");
+    wait_until(
+        &host,
+        "grep -qE '^Status: install ok (unpacked|half-configured|half-installed)' /var/lib/dpkg/status",
+    );
+    host.power_cut();
+    host.start();
+    let audit = host.sh("dpkg --audit");
+    assert!(
+        !audit.stdout.trim().is_empty(),
+        "the power cut left dpkg whole: {}",
+        audit.text()
+    );
+    let repaired = install(&host, LANE);
+    assert!(repaired.success(), "{}", repaired.text());
+    assert_eq!(host.sh("dpkg --audit").stdout.trim(), "");
+    assert_servers_run(&host);
+    assert_every_step_already_done(&install(&host, LANE));
+    eprintln!(
+        "box: power cut while dpkg unpacked ({} lines of `dpkg --audit`): repaired and converged",
+        audit.stdout.lines().count()
+    );
+}

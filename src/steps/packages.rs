@@ -58,7 +58,7 @@ impl Step for Packages {
                 installs.push((server.service, server.names));
             }
         }
-        if services::transaction_unrecorded(context) {
+        if missing.is_empty() && services::transaction_unrecorded(context) {
             let detail = "record what an interrupted apt transaction added (packages, enabled units), for uninstall";
             actions.push(Action::call(ActionKind::Check, detail, |context| {
                 services::record_transaction(context).map(|()| false)

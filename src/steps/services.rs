@@ -148,8 +148,10 @@ fn record_before_transaction(context: &mut Context) -> Result<(), StepError> {
         return Ok(());
     }
     let units = service::enabled_units().unwrap_or_default();
-    context.set_fact(PACKAGES_BEFORE, &packages.join(" "))?;
-    context.set_fact(UNITS_BEFORE, &units.join(" "))?;
+    // A run killed during its transaction left the host's state before it:
+    // that one stays (the transaction may still be running).
+    context.record_fact(PACKAGES_BEFORE, &packages.join(" "))?;
+    context.record_fact(UNITS_BEFORE, &units.join(" "))?;
     Ok(())
 }
 
