@@ -528,3 +528,61 @@ fn a_power_cut_during_the_real_apt_install_is_repaired_by_the_next_run() {
         audit.stdout.lines().count()
     );
 }
+
+/// A test process killed without running its Drop (SIGKILL) takes its box
+/// along: the launcher dies with the test's thread (a parent-death signal),
+/// the box's PID 1 with the launcher.
+#[test]
+fn a_killed_test_process_takes_its_box_along() {
+    if let Ok(root) = std::env::var("STACKINSTALL_TEST_BOX_CHILD") {
+        let host = BoxHost::boot(Release::Bookworm);
+        std::fs::write(
+            &root,
+            format!("{} {}", host.pid().unwrap(), host.root.display()),
+        )
+        .unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(600));
+        unreachable!("the parent kills this process");
+    }
+    let report = tempfile::NamedTempFile::new().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_killed_test_process_takes_its_box_along",
+            "--nocapture",
+        ])
+        .env("STACKINSTALL_TEST_BOX_CHILD", report.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + boxes::COMMAND_TIMEOUT;
+    let written = loop {
+        let text = std::fs::read_to_string(report.path()).unwrap_or_default();
+        if !text.is_empty() {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never booted its box"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let (pid, root) = written.split_once(' ').unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let proc = format!("/proc/{pid}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while Path::new(&proc).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        !Path::new(&proc).exists(),
+        "the box's PID 1 {pid} outlived its killed test"
+    );
+    // What Drop would have removed is left; a later box does not need it.
+    let _ = std::process::Command::new("rm")
+        .args(["-rf", root])
+        .status();
+    let _ = std::fs::remove_file(Path::new(root).with_extension("log"));
+}

@@ -201,51 +201,50 @@ pub fn transaction_unrecorded(context: &Context) -> bool {
 
 /// What uninstall does with what the transactions added: purges the added
 /// packages still installed (in one `apt-get purge`), then disables the
-/// units they enabled that are still enabled. Nothing when the state
-/// lists none (an older state: each server step purges its own packages).
+/// units they enabled that are still enabled, then forgets both lists (a
+/// later install records its own). Nothing when the state lists none (an
+/// older state: each server step purges its own packages).
 pub fn purge_transaction_actions(context: &Context) -> Result<Vec<Action>, StepError> {
-    let added: Vec<&str> = context
-        .fact(ADDED_PACKAGES)
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    let mut actions = Vec::new();
+    let listed = |key: &str| -> Vec<String> {
+        let list = context.fact(key).unwrap_or_default();
+        list.split_whitespace().map(str::to_string).collect()
+    };
+    let (added, units) = (listed(ADDED_PACKAGES), listed(ENABLED_UNITS));
+    if context.fact(ADDED_PACKAGES).is_none() && context.fact(ENABLED_UNITS).is_none() {
+        return Ok(Vec::new());
+    }
     let installed = packages::installed_list()?;
-    let purge: Vec<String> = (added.iter())
-        .filter(|package| installed.iter().any(|name| name == *package))
-        .map(|package| package.to_string())
+    let purge: Vec<String> = (added.into_iter())
+        .filter(|package| installed.contains(package))
         .collect();
-    if !purge.is_empty() {
-        actions.push(Action::run_as(
-            ActionKind::Package,
-            packages::purge_command(&purge),
+    let command = (!purge.is_empty()).then(|| packages::purge_command(&purge));
+    let mut detail = match &command {
+        Some(command) => format!("{command}, then "),
+        None => String::new(),
+    };
+    if !units.is_empty() {
+        detail.push_str(&format!(
+            "systemctl disable those of {} still enabled, then ",
+            units.join(" ")
         ));
     }
-    let units: Vec<String> = context
-        .fact(ENABLED_UNITS)
-        .unwrap_or_default()
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    if !units.is_empty() {
-        let detail = format!(
-            "systemctl disable those of {} still enabled after the purge",
-            units.join(" ")
-        );
-        actions.push(Action::call(ActionKind::Service, detail, move |_| {
-            let enabled = service::enabled_units()?;
-            let left: Vec<String> = units
-                .into_iter()
-                .filter(|unit| enabled.contains(unit))
-                .collect();
-            if left.is_empty() {
-                return Ok(false);
-            }
+    detail.push_str("forget the state's list of what the apt transactions added");
+    let undo = move |context: &mut Context| -> Result<bool, StepError> {
+        if let Some(command) = &command {
+            packages::run_apt(command)?;
+        }
+        let enabled = service::enabled_units()?;
+        let left: Vec<String> = (units.into_iter())
+            .filter(|unit| enabled.contains(unit))
+            .collect();
+        if !left.is_empty() {
             service::disable(&left).run()?;
-            Ok(true)
-        }));
-    }
-    Ok(actions)
+        }
+        context.forget_fact(ADDED_PACKAGES)?;
+        context.forget_fact(ENABLED_UNITS)?;
+        Ok(true)
+    };
+    Ok(vec![Action::call(ActionKind::Package, detail, undo)])
 }
 
 /// The address a verification logs in at: `configured`, or the host's own

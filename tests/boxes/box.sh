@@ -21,7 +21,8 @@
 #       zero, random, urandom, tty, console (bound to /dev/null), ptmx and
 #       pts), /sys and /proc/sys read-only. Prints `box PID` (the box's
 #       PID 1 seen from here) once the network is in place, then waits for
-#       it: killing that PID is the power cut.
+#       it: killing that PID is the power cut. Should the launcher die, the
+#       box dies with it (the caller gives it a parent-death signal).
 #   box.sh inner ROOT FIFO         (boot's child, inside the new namespaces)
 #
 # Nothing here touches the machine's own network, devices or services: the
@@ -321,8 +322,10 @@ boot() {
     fifo=$(mktemp -u /tmp/stackinstall-box.XXXXXX)
     mkfifo -m 600 "$fifo"
     echo $$ >"$cgroup/cgroup.procs"
-    unshare --pid --fork --mount --net --uts --ipc --cgroup --propagation private \
-        "$BOX_DIR/box.sh" inner "$root" "$fifo" </dev/null &
+    # Should this launcher die (the test process was killed), its unshare
+    # gets SIGKILL, and with it the box's PID 1 (--kill-child).
+    setpriv --pdeathsig KILL unshare --pid --fork --kill-child=SIGKILL --mount --net --uts --ipc \
+        --cgroup --propagation private "$BOX_DIR/box.sh" inner "$root" "$fifo" </dev/null &
     local launcher=$! box=""
     for _ in $(seq 200); do
         box=$(cat "/proc/$launcher/task/$launcher/children" 2>/dev/null | awk '{print $1}')

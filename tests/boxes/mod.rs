@@ -207,6 +207,7 @@ impl BoxHost {
     /// A fresh copy of the cached root of `release`, with the binary under
     /// test as [`BINARY`], booted.
     pub fn boot(release: Release) -> BoxHost {
+        remove_stale_boxes();
         let tarball = root_tarball(release);
         let number = BOXES.fetch_add(1, Ordering::SeqCst);
         let name = format!("stackinstall-box-{}-{number}", std::process::id());
@@ -273,7 +274,8 @@ impl BoxHost {
     pub fn start(&mut self) {
         assert!(self.pid.is_none(), "the box is running");
         fs::create_dir_all(&self.cgroup).expect("a cgroup for the box");
-        let mut launcher = Command::new("unshare")
+        let mut launcher = Command::new("unshare");
+        launcher
             .args(["--net", "--", "bash"])
             .arg(box_dir().join("box.sh"))
             .arg("boot")
@@ -282,9 +284,18 @@ impl BoxHost {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(fs::File::create(self.log()).unwrap())
-            .process_group(0)
-            .spawn()
-            .expect("unshare runs");
+            .process_group(0);
+        // SAFETY: prctl only, between fork and exec. Should this test
+        // process die without its Drop (SIGKILL), the launcher gets SIGKILL;
+        // box.sh passes that on to the box's PID 1 (`setpriv --pdeathsig`,
+        // `unshare --kill-child`).
+        unsafe {
+            launcher.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut launcher = launcher.spawn().expect("unshare runs");
         let stdout = launcher.stdout.take().unwrap();
         self.launcher = Some(launcher);
         let mut line = String::new();
@@ -562,6 +573,30 @@ fn await_gone(pid: u32) {
 impl Drop for BoxHost {
     fn drop(&mut self) {
         self.end();
+    }
+}
+
+/// Removes what boxes of test processes that are gone left (a test process
+/// killed without its Drop: its boxes died with it, see `start`): their
+/// roots and cgroups.
+pub fn remove_stale_boxes() {
+    let gone = |name: &str| {
+        let pid = name
+            .strip_prefix("stackinstall-box-")
+            .and_then(|rest| rest.split('-').next());
+        pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+    };
+    let run = cache_dir().join("run");
+    for entry in fs::read_dir(&run).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if gone(&name) {
+            let _ = Command::new("rm").arg("-rf").arg(entry.path()).status();
+        }
+    }
+    for entry in fs::read_dir(own_cgroup()).into_iter().flatten().flatten() {
+        if gone(&entry.file_name().to_string_lossy()) {
+            remove_cgroup(&entry.path());
+        }
     }
 }
 
