@@ -561,9 +561,12 @@ cargo --version
 cargo build --locked --all-targets
 
 # Every test target but the box's, which runs in a phase of its own.
+# (tests/NAME.rs and tests/NAME/main.rs are cargo's test targets.)
 TEST_TARGETS=()
-for file in tests/*.rs; do
+for file in tests/*.rs tests/*/main.rs; do
+    [[ -f $file ]] || continue
     name=$(basename "$file" .rs)
+    [[ $name == main ]] && name=$(basename "$(dirname "$file")")
     [[ $name == box_host ]] && continue
     TEST_TARGETS+=(--test "$name")
 done
