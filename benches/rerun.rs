@@ -119,6 +119,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let root = dir.path();
     std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::create_dir_all(root.join("run/systemd/system")).unwrap();
     std::fs::write(
         root.join("etc/os-release"),
         "ID=ubuntu\nVERSION_ID=\"22.04\"\n",

@@ -466,6 +466,12 @@ pub struct Downloads {
     pub helm: String,
     /// The Istio release: `istio-VERSION-linux-amd64.tar.gz` and its `.sha256`.
     pub istio: String,
+    /// MongoDB's apt repository (`{repository}/debian CODENAME/mongodb-org/
+    /// SERIES main`): `https://`, or a `file:` mirror on the host.
+    pub mongodb_repository: String,
+    /// MongoDB's signing key of a series (`{version}` is the series):
+    /// `https://`, or a `file:` path on the host.
+    pub mongodb_key: String,
     pub timeout_seconds: u64,
     /// How long to wait for the node and for istiod to be Ready.
     pub ready_timeout_seconds: u64,
@@ -524,6 +530,8 @@ impl Default for Downloads {
                 .into(),
             helm: "https://get.helm.sh".into(),
             istio: "https://github.com/istio/istio/releases/download/{version}".into(),
+            mongodb_repository: "https://repo.mongodb.org/apt".into(),
+            mongodb_key: "https://www.mongodb.org/static/pgp/server-{version}.asc".into(),
             timeout_seconds: 300,
             ready_timeout_seconds: 300,
             require_pins: false,

@@ -27,7 +27,7 @@ fn world(user: &str) -> World {
         "apt-get",
         "echo 'apt-get must not run: the packages are installed' >&2; exit 1",
     );
-    world.fake("systemctl", "exit 0");
+    world.fake("systemctl", common::SYSTEMCTL_ALL_RUNNING);
     world.set_env(
         "STACKINSTALL_MYSQL__SOCKET",
         &setting("STACKINSTALL_TEST_MYSQL_SOCKET"),
@@ -187,7 +187,7 @@ fn mysql_creates_databases_and_user_and_a_second_run_changes_nothing() {
         world
             .calls()
             .iter()
-            .filter(|c| c.line() == "systemctl restart mariadb")
+            .filter(|c| c.line() == "systemctl restart mariadb.service")
             .count()
     };
     assert_eq!(
@@ -292,10 +292,8 @@ fn mysql_plan_shows_the_statements_with_the_password_masked() {
         insta::assert_snapshot!("mysql_plan", actions.join("\n"));
     });
     assert!(
-        world
-            .calls()
-            .iter()
-            .all(|c| c.program != "systemctl" || c.args[0] == "is-active"),
+        world.calls().iter().all(|c| c.program != "systemctl"
+            || ["is-active", "is-enabled"].contains(&c.args[0].as_str())),
         "a plan changes nothing"
     );
 }
@@ -558,7 +556,7 @@ fn nfs_world() -> World {
     let mut world = World::new();
     world.set_env("STACKINSTALL_CLUSTER__HOST_IP", "10.1.2.3");
     world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
-    world.fake("systemctl", "exit 0");
+    world.fake("systemctl", common::SYSTEMCTL_ALL_RUNNING);
     world.fake_exportfs();
     world.write(
         "/etc/exports",

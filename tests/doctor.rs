@@ -794,7 +794,10 @@ fn nfs_export_registry_token_and_renewal_timer_are_named() {
             "stackinstall/ecr-token-expires-at": "2025-12-30T12:00:00Z" } } }] });
     std::fs::write(dir.path().join("secrets.json"), secret.to_string()).unwrap();
     let mut world = world(dir.path());
-    world.fake("systemctl", r#"[ "$1" = is-active ] && exit 3; exit 0"#);
+    world.fake(
+        "systemctl",
+        r#"[ "$1" = is-active ] && exit 3; [ "$1" = is-enabled ] && echo enabled; exit 0"#,
+    );
     let mut state = String::from("version = 1\n");
     for step in ["nfs", "registry"] {
         state.push_str(&format!("[steps.{step}]\nstatus = \"done\"\nfinished_at = \"{fetched}\"\ntool_version = \"0.1.0\"\nfingerprint = \"x\"\n"));

@@ -38,7 +38,7 @@ fn world(user: &str) -> World {
         "apt-get",
         "echo 'apt-get must not run: the packages are installed' >&2; exit 1",
     );
-    world.fake("systemctl", "exit 0");
+    world.fake("systemctl", common::SYSTEMCTL_ALL_RUNNING);
     world.mongodb_accounts(
         ADMIN_PASSWORD_FILE,
         &setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD"),
@@ -297,11 +297,9 @@ fn mongodb_plan_adds_the_repository_and_masks_the_password() {
         insta::assert_snapshot!("mongodb_plan", actions.join("\n"));
     });
     assert!(
-        world
-            .calls()
-            .iter()
-            .all(|c| c.program != "apt-get"
-                && (c.program != "systemctl" || c.args[0] == "is-active")),
+        world.calls().iter().all(|c| c.program != "apt-get"
+            && (c.program != "systemctl"
+                || ["is-active", "is-enabled"].contains(&c.args[0].as_str()))),
         "a plan changes nothing"
     );
     assert!(!world.path("/etc/mongod.conf").exists());

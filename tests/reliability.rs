@@ -539,7 +539,7 @@ fn ctrl_c_during_a_database_connect_or_its_retries_stops_the_run() {
         world.fake("apt-get", "echo 'apt-get must not run' >&2; exit 1");
         world.fake(
             "systemctl",
-            r#"[ "$1" = is-active ] && exit 3; touch "$STATE/systemctl-changed"; exit 0"#,
+            r#"[ "$1" = is-active ] && exit 3; [ "$1" = is-enabled ] && echo enabled && exit 0; touch "$STATE/systemctl-changed"; exit 0"#,
         );
         let socket = world.dir.path().join("mysqld.sock");
         let listener = match case {
@@ -653,7 +653,7 @@ fn ctrl_c_stops_and_records_every_running_step_of_both_lanes() {
         let script = std::fs::read_to_string(&path).unwrap();
         let hanging = script.replacen(
             "mkdir -p \"$STATE\"\n",
-            "mkdir -p \"$STATE\"\ncase \"$(basename \"$0\") $*\" in 'k3s-install'*|'systemctl restart mariadb'|'systemctl restart mysql') if [ -f \"$STATE/hang\" ]; then touch \"$STATE/$(basename \"$0\").hung\"; sleep 3600 & wait; fi ;; esac\n",
+            "mkdir -p \"$STATE\"\ncase \"$(basename \"$0\") $*\" in 'k3s-install'*|'systemctl restart mariadb.service'|'systemctl restart mysql.service') if [ -f \"$STATE/hang\" ]; then touch \"$STATE/$(basename \"$0\").hung\"; sleep 3600 & wait; fi ;; esac\n",
             1,
         );
         assert_ne!(hanging, script, "{program} is a fake");

@@ -24,8 +24,13 @@
 #        STACKINSTALL_TEST_MONGODB_PORT, STACKINSTALL_TEST_MONGODB_ADMIN_USER,
 #        STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD
 #   4. runs `cargo build --locked --all-targets`, then
-#      `cargo test --locked --lib --bins --tests -- --test-threads=N "$@"`
-#      (benches are built, never run) and exits with cargo's status.
+#      `cargo test --locked --lib --bins --test ... -- --test-threads=N "$@"`
+#      for every test target but the box's (benches are built, never run);
+#   5. runs the box tests (`tests/box_host.rs`: a Debian 12 host with systemd
+#      as PID 1, tests/boxes/) as a phase of their own, timed apart: their
+#      root is built once per machine with debootstrap (about 4 to 11
+#      minutes on a cold cache) and cached in $STACKINSTALL_TEST_CACHE/box;
+#      and exits non-zero when either cargo test failed.
 #   An EXIT trap stops exactly the servers this script started (by pid, or
 #   `rabbitmqctl stop` for a RabbitMQ node it started).
 #
@@ -44,6 +49,7 @@
 #                                      contract (incl. the MongoDB admin
 #                                      password) to FILE, mode 0600
 #   STACKINSTALL_TEST_THREADS=N        --test-threads for cargo test (default 2)
+#   STACKINSTALL_TEST_BOX=0            leave the box tests out (default 1: run them)
 #
 # A SecantusDB already listening on 27017 is reused only if its admin password
 # is known: from STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD in the environment or
@@ -62,8 +68,10 @@ SKIP_CARGO=${STACKINSTALL_TEST_SKIP_CARGO:-0}
 KEEP_SERVICES=${STACKINSTALL_TEST_KEEP_SERVICES:-0}
 ENV_FILE=${STACKINSTALL_TEST_ENV_FILE:-}
 TEST_THREADS=${STACKINSTALL_TEST_THREADS:-2}
+RUN_BOX=${STACKINSTALL_TEST_BOX:-1}
 
-APT_PACKAGES=(mariadb-server rabbitmq-server python3-venv curl)
+# debootstrap, iproute2 (ip) and util-linux (unshare, nsenter): the box tests.
+APT_PACKAGES=(mariadb-server rabbitmq-server python3-venv curl debootstrap iproute2 util-linux)
 PIP_PACKAGES=('moto[server]==5.2.5' 'SecantusDB==0.7.0b3' 'pymongo==4.20.0')
 
 MYSQL_SOCKET=/run/mysqld/mysqld.sock
@@ -552,12 +560,37 @@ section "cargo build --locked --all-targets"
 cargo --version
 cargo build --locked --all-targets
 
-section "cargo test --locked --lib --bins --tests"
+# Every test target but the box's, which runs in a phase of its own.
+# (tests/NAME.rs and tests/NAME/main.rs are cargo's test targets.)
+TEST_TARGETS=()
+for file in tests/*.rs tests/*/main.rs; do
+    [[ -f $file ]] || continue
+    name=$(basename "$file" .rs)
+    [[ $name == main ]] && name=$(basename "$(dirname "$file")")
+    [[ $name == box_host ]] && continue
+    TEST_TARGETS+=(--test "$name")
+done
+
+section "cargo test --locked --lib --bins (every test target but the box's)"
 set +e
-cargo test --locked --lib --bins --tests -- --test-threads="$TEST_THREADS" "$@"
+cargo test --locked --lib --bins "${TEST_TARGETS[@]}" -- --test-threads="$TEST_THREADS" "$@"
 test_rc=$?
 set -e
+
+box_rc=0
+if [[ $RUN_BOX == 1 ]]; then
+    section "box tests: a Debian host with systemd as PID 1 (tests/box_host.rs)"
+    set +e
+    cargo test --locked --test box_host -- --test-threads="$TEST_THREADS" "$@"
+    box_rc=$?
+    set -e
+else
+    info "left out (STACKINSTALL_TEST_BOX=0): the box tests"
+fi
 finish_phase
 echo
-echo "==> cargo test exited with status $test_rc [t=$((SECONDS - T0))s]"
-exit "$test_rc"
+echo "==> cargo test exited with status $test_rc, the box tests with $box_rc [t=$((SECONDS - T0))s]"
+if ((test_rc != 0)); then
+    exit "$test_rc"
+fi
+exit "$box_rc"

@@ -476,7 +476,7 @@ fn mongodb_world(user: &str) -> World {
     let mut world = World::new();
     world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
     world.fake("apt-get", "echo 'apt-get must not run' >&2; exit 1");
-    world.fake("systemctl", "exit 0");
+    world.fake("systemctl", common::SYSTEMCTL_ALL_RUNNING);
     world.mongodb_accounts(
         full::ADMIN_PASSWORD_FILE,
         &servers::setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD"),
@@ -713,7 +713,7 @@ fn a_directory_link_planted_where_others_can_write_is_refused() {
 fn nfs_world() -> World {
     let world = World::new();
     world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
-    world.fake("systemctl", "exit 0");
+    world.fake("systemctl", common::SYSTEMCTL_ALL_RUNNING);
     world.fake_exportfs();
     world
 }

@@ -406,7 +406,7 @@ fn database_world(user: &str) -> World {
     let mut world = World::new();
     world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
     world.fake("apt-get", "echo 'apt-get must not run' >&2; exit 1");
-    world.fake("systemctl", "exit 0");
+    world.fake("systemctl", common::SYSTEMCTL_ALL_RUNNING);
     for (key, value) in [
         ("MYSQL__SOCKET", setting("STACKINSTALL_TEST_MYSQL_SOCKET")),
         ("MYSQL__PORT", setting("STACKINSTALL_TEST_MYSQL_PORT")),
@@ -1025,7 +1025,7 @@ fn a_server_the_install_put_there_is_stopped_and_its_versioned_packages_purged()
         [
             "systemctl disable --now mongod",
             "apt-get -o DPkg::Lock::Timeout=300 -q -y purge mongodb-org mongodb-org-database mongodb-org-mongos mongodb-org-server",
-            "systemctl disable --now mariadb",
+            "systemctl disable --now mariadb.service",
             "apt-get -o DPkg::Lock::Timeout=300 -q -y purge mariadb-server mariadb-server-10.11 mariadb-server-core-10.11",
         ]
     );
@@ -1043,7 +1043,7 @@ fn an_export_block_without_its_end_marker_is_named_and_nothing_is_removed() {
     let mut world = World::new();
     world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
     world.fake("apt-get", "echo 'apt-get must not run' >&2; exit 1");
-    world.fake("systemctl", "exit 0");
+    world.fake("systemctl", common::SYSTEMCTL_ALL_RUNNING);
     world.fake_exportfs();
     world.set_env("STACKINSTALL_ONLY", "nfs");
     world.write("/etc/exports", "/srv/backup 192.168.1.0/24(ro)\n");

@@ -73,11 +73,12 @@ pub fn run(root: &Path, args: StatusArgs) -> Result<()> {
                 Status::Failed => "failed".into(),
                 Status::Interrupted => "interrupted".into(),
             });
-            let health =
-                (state == "done" && !info.always_runs()).then(|| match step.verify(&context) {
-                    Ok(()) => "ok".to_string(),
-                    Err(error) => crate::secret::redact(&error.to_string()),
-                });
+            // A failed step is verified too: its health says what is wrong.
+            let looked = state == "done" || state == "failed";
+            let health = (looked && !info.always_runs()).then(|| match step.verify(&context) {
+                Ok(()) => "ok".to_string(),
+                Err(error) => crate::secret::redact(&error.to_string()),
+            });
             StepStatus {
                 id: id.name(),
                 title: info.title,

@@ -130,6 +130,8 @@ const RULES: &[(&str, Check)] = &[
     ("downloads.k3s_install_script", Text(https)),
     ("downloads.helm", Text(https)),
     ("downloads.istio", Text(https)),
+    ("downloads.mongodb_repository", Text(https_or_file)),
+    ("downloads.mongodb_key", Text(https_or_file)),
     ("downloads.timeout_seconds", Number),
     ("downloads.ready_timeout_seconds", Number),
     ("downloads.require_pins", Switch),
@@ -170,6 +172,7 @@ const ADDRESS: &str = "must be empty or an IP address";
 const ADDRESSES: &str = "must be IP addresses or host names separated by `,`, without spaces";
 const HOST: &str = "must be an IP address or a host name";
 const HTTPS: &str = "must be an https:// URL";
+const HTTPS_OR_FILE: &str = "must be an https:// URL or a file:/// path";
 const ENDPOINT: &str = "must be an http:// or https:// URL without spaces or quotes";
 const SHA256: &str = "must be a SHA-256: 64 hex digits";
 const FINGERPRINT: &str = "must be an OpenPGP fingerprint: 40 hex digits (spaces allowed)";
@@ -476,6 +479,14 @@ fn endpoint(value: &str) -> Option<&'static str> {
     let scheme = reqwest::Url::parse(value).map(|url| url.scheme().to_string());
     let valid = plain(value) && scheme.is_ok_and(|scheme| scheme == "http" || scheme == "https");
     (!valid).then_some(ENDPOINT)
+}
+
+/// An https:// URL, or a `file:///` path on the host (a local mirror).
+fn https_or_file(value: &str) -> Option<&'static str> {
+    match value.strip_prefix("file://") {
+        Some(path) => absolute(&path.replace("{version}", "v0")).map(|_| HTTPS_OR_FILE),
+        None => https(value).map(|_| HTTPS_OR_FILE),
+    }
 }
 
 fn sha256(value: &str) -> Option<&'static str> {

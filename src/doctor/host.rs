@@ -5,16 +5,19 @@
 //! The NFS export, disk space, certificate and registry token are in
 //! [`super::platform`] and [`super::tls`].
 
+use crate::steps::StepId;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlSslMode};
 use sqlx::{ConnectOptions, Connection};
 
-use super::{Check, Checked, Finding, Inputs};
+use super::{Check, Checked, Finding, Found, Inputs};
 use crate::credentials::Account;
+use crate::host::service;
 use crate::steps::mongodb::users;
 use crate::steps::services::login_address;
+use crate::steps::{self, services};
 
 /// The host checks.
 pub fn checks(inputs: &Arc<Inputs>) -> Vec<Check> {
@@ -22,11 +25,70 @@ pub fn checks(inputs: &Arc<Inputs>) -> Vec<Check> {
         Check::on("host.mysql", inputs, mysql),
         Check::on("host.mongodb", inputs, mongodb),
         Check::on("host.rabbitmq", inputs, rabbitmq),
+        Check::on("host.services", inputs, services),
         Check::on("host.nfs", inputs, super::platform::nfs),
         Check::on("host.disk", inputs, super::platform::disk),
         Check::on("host.certificate", inputs, super::tls::certificate),
         Check::on("host.registry", inputs, super::platform::registry),
     ]
+}
+
+/// The units of the host's servers that the install set up (each step
+/// with a checkpoint): enabled (they come back after a reboot) and active.
+fn services(inputs: &Inputs) -> Checked {
+    let os = crate::host::system::os_release(&inputs.host.path("/etc/os-release"))
+        .and_then(|fields| fields.get("ID").cloned())
+        .unwrap_or_default();
+    let config = &inputs.config;
+    let units = [
+        (StepId::Mysql, steps::mysql::server_unit(config, &os)),
+        (StepId::Mongodb, config.mongodb.service.clone()),
+        (StepId::Rabbitmq, steps::rabbitmq::UNIT.to_string()),
+        (StepId::Nfs, steps::nfs::UNIT.to_string()),
+    ];
+    let installed: Vec<_> = (units.into_iter())
+        .filter(|(step, _)| inputs.installed_steps.contains(step))
+        .collect();
+    if installed.is_empty() {
+        return Err("no host server step has run (mysql, mongodb, rabbitmq, nfs)".into());
+    }
+    let container = crate::host::fs::read_optional(&inputs.host.path("/run/systemd/container"))
+        .ok()
+        .flatten()
+        .map(|kind| kind.trim().to_string())
+        .filter(|kind| !kind.is_empty());
+    let mut found = Found::default();
+    for (step, unit) in installed {
+        let enabled = service::is_enabled(&unit).map_err(|e| e.to_string())?;
+        let active = service::is_active(&unit).map_err(|e| e.to_string())?;
+        let state = format!("{unit}: {}", services::unit_state(enabled, active));
+        if enabled && active {
+            found.notes.push(state);
+            continue;
+        }
+        let (class, fix) = match active {
+            false => (
+                "service-not-running",
+                format!(
+                    "`sudo systemctl enable --now {unit}`; why it stopped: `journalctl -u {unit}`"
+                ),
+            ),
+            true => (
+                "service-not-enabled",
+                format!("`sudo systemctl enable {unit}`"),
+            ),
+        };
+        let what = format!(
+            "the `{step}` server `{unit}` {}",
+            services::unit_state(enabled, active)
+        );
+        let mut finding = Finding::error(class, what, fix).with(state);
+        if let Some(kind) = container.as_ref().filter(|_| !active) {
+            finding = finding.with(format!("this host is a container (`{kind}` in `/run/systemd/container`): a server that needs the kernel's own services, like the NFS server, cannot run in it"));
+        }
+        found.findings.push(finding);
+    }
+    Ok(found)
 }
 
 /// The service's account from the credentials file, or why there is none.

@@ -44,6 +44,22 @@ pub fn missing(packages: &[&str]) -> Result<Vec<String>, CommandError> {
         .collect())
 }
 
+/// Every installed package (`dpkg-query --show` of all), sorted.
+pub fn installed_list() -> Result<Vec<String>, CommandError> {
+    let output = Command::new("dpkg-query")
+        .args(["--show", "--showformat=${Package}\t${Status}\n"])
+        .timeout(Duration::from_secs(30))
+        .run_unchecked()?;
+    let mut installed: Vec<String> = (output.stdout.lines())
+        .filter_map(|line| line.split_once('\t'))
+        .filter(|(_, status)| status.trim() == "install ok installed")
+        .map(|(package, _)| package.to_string())
+        .collect();
+    installed.sort();
+    installed.dedup();
+    Ok(installed)
+}
+
 /// The installed packages whose names start with one of `prefixes`
 /// (`mysql-server` gives `mysql-server-8.0` and `mysql-server-core-8.0`).
 pub fn installed_matching(prefixes: &[&str]) -> Result<Vec<String>, CommandError> {
@@ -117,8 +133,63 @@ pub fn run_apt(command: &Command) -> Result<Output, CommandError> {
     })
 }
 
-/// Refreshes the package lists, then installs `packages`.
+/// Whether dpkg was interrupted (a power cut during an install): `dpkg
+/// --audit` (read-only) names half-installed or unconfigured packages, and
+/// apt refuses to install until `dpkg --configure -a` has finished the job.
+pub fn interrupted() -> Result<bool, CommandError> {
+    let audit = Command::new("dpkg")
+        .args(["--audit"])
+        .timeout(Duration::from_secs(60))
+        .run_unchecked();
+    match audit {
+        Ok(output) => Ok(!output.stdout.trim().is_empty()),
+        // No dpkg: no Debian package database to repair.
+        Err(CommandError::NotFound { .. }) => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+/// The command that finishes what an interrupted dpkg left half done.
+pub fn configure_pending_command() -> Command {
+    Command::new("dpkg")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["--force-confdef", "--force-confold", "--configure", "-a"])
+        .timeout(INSTALL_TIMEOUT)
+}
+
+/// Runs `dpkg --configure -a` while dpkg says it was interrupted. While
+/// another dpkg holds the lock (an apt of a killed run still working), it
+/// waits for it as apt would (`DPkg::Lock::Timeout`): that one may finish
+/// the job itself.
+pub fn finish_interrupted() -> Result<(), CommandError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(LOCK_TIMEOUT_SECONDS.into());
+    while interrupted()? {
+        let command = configure_pending_command();
+        let output = command.run_unchecked()?;
+        if output.success() {
+            return Ok(());
+        }
+        let locked = output.stderr.contains("lock");
+        if locked && std::time::Instant::now() < deadline {
+            super::command::pause(Duration::from_secs(2))?;
+            continue;
+        }
+        return Err(CommandError::Failed {
+            command: command.to_string(),
+            status: output
+                .code
+                .map_or("a signal".into(), |code| format!("exit status {code}")),
+            stderr_tail: crate::secret::redact(&output.stderr),
+        });
+    }
+    Ok(())
+}
+
+/// Refreshes the package lists, then installs `packages`; first finishes
+/// what an interrupted dpkg left (a dpkg still running holds its lock: the
+/// install then waits for it, `DPkg::Lock::Timeout`).
 pub fn install(packages: &[String]) -> Result<(), CommandError> {
+    finish_interrupted()?;
     run_apt(&update_command())?;
     run_apt(&install_command(packages))?;
     Ok(())

@@ -127,7 +127,11 @@ fn listening_inodes(ports: &[u16]) -> BTreeMap<String, u16> {
 }
 
 /// The program name holding each of `inodes`, as far as this user can see.
+/// A socket that systemd listens on for a socket unit is also held by the
+/// service it started: that service is named, systemd only when it is the
+/// one holder.
 fn programs_with_sockets(mut wanted: BTreeSet<String>) -> BTreeMap<String, String> {
+    const SYSTEMD: &str = "systemd";
     let mut found = BTreeMap::new();
     let Ok(processes) = fs::read_dir("/proc") else {
         return found;
@@ -144,10 +148,15 @@ fn programs_with_sockets(mut wanted: BTreeSet<String>) -> BTreeMap<String, Strin
                 continue;
             };
             let target = target.to_string_lossy().into_owned();
-            if wanted.remove(&target) {
-                let name = fs::read_to_string(process.path().join("comm")).unwrap_or_default();
-                found.insert(target, name.trim().to_string());
+            if !wanted.contains(&target) {
+                continue;
             }
+            let name = fs::read_to_string(process.path().join("comm")).unwrap_or_default();
+            let name = name.trim().to_string();
+            if name != SYSTEMD {
+                wanted.remove(&target);
+            }
+            found.insert(target, name);
         }
     }
     found

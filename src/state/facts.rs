@@ -51,6 +51,45 @@ pub struct Facts {
     pub rabbitmq: ServerFacts,
     #[serde(skip_serializing_if = "ServerFacts::is_empty")]
     pub nfs: ServerFacts,
+    #[serde(skip_serializing_if = "Transactions::is_empty")]
+    pub packages: Transactions,
+}
+
+/// What the `packages` step's apt transactions added to the host, found by
+/// comparing the host before and after each: exactly what `uninstall
+/// --delete-db` purges and disables.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Transactions {
+    /// The host before a transaction that has not been compared yet (the
+    /// run that started it may have been killed during it).
+    pub before: Option<HostPackages>,
+    /// The packages the transactions added.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub added_packages: Vec<String>,
+    /// The units their maintainer scripts enabled.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub enabled_units: Vec<String>,
+}
+
+impl Transactions {
+    fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// Whether the state lists what the transactions added (an older state
+    /// does not: each server step then purges its own packages).
+    pub fn listed(&self) -> bool {
+        !self.added_packages.is_empty() || !self.enabled_units.is_empty()
+    }
+}
+
+/// The installed packages and the enabled units of the host.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostPackages {
+    pub packages: Vec<String>,
+    pub units: Vec<String>,
 }
 
 /// A program the install may have put on the host (Helm).
@@ -230,7 +269,7 @@ impl Facts {
     /// is never overwritten, but the kubeconfig's digest, which follows each
     /// copy written); returns whether it changed anything.
     pub fn record(&mut self, fact: &Fact) -> bool {
-        let before = self.clone();
+        let before_record = self.clone();
         match fact {
             Fact::Preexisting(program, present) => {
                 let slot = match program {
@@ -256,8 +295,30 @@ impl Facts {
             Fact::RootKubeconfig(digest) => {
                 self.k3s.root_kubeconfig_sha256 = Some(digest.clone());
             }
+            Fact::BeforeTransaction(host) => {
+                self.packages.before.get_or_insert_with(|| host.clone());
+            }
+            Fact::AfterTransaction(host) => {
+                let Some(before) = self.packages.before.take() else {
+                    return *self != before_record;
+                };
+                let added = |now: &[String], before: &[String], list: &mut Vec<String>| {
+                    for item in now.iter().filter(|item| !before.contains(item)) {
+                        if !list.contains(item) {
+                            list.push(item.clone());
+                        }
+                    }
+                };
+                let transactions = &mut self.packages;
+                added(
+                    &host.packages,
+                    &before.packages,
+                    &mut transactions.added_packages,
+                );
+                added(&host.units, &before.units, &mut transactions.enabled_units);
+            }
         }
-        *self != before
+        *self != before_record
     }
 
     /// Forgets what `step` created, once an uninstall removed it all, so
@@ -281,6 +342,13 @@ impl Facts {
                 *slot = None;
             }
         }
+    }
+
+    /// Forgets what the apt transactions added, once uninstall purged it
+    /// (a later install records its own).
+    pub fn forget_transactions(&mut self) {
+        self.packages.added_packages.clear();
+        self.packages.enabled_units.clear();
     }
 
     /// Reads the facts of a state file of format 1: `key = "value"` pairs
@@ -438,6 +506,11 @@ pub enum Fact {
     Origin(Object, Origin),
     /// The SHA-256 of the kubeconfig copy just written as root's.
     RootKubeconfig(String),
+    /// The host just before an apt transaction (kept until compared; the
+    /// first one stays when a killed run left it).
+    BeforeTransaction(HostPackages),
+    /// The host after the transaction: what it added joins the lists.
+    AfterTransaction(HostPackages),
 }
 
 impl std::fmt::Display for Fact {
@@ -473,6 +546,15 @@ impl std::fmt::Display for Fact {
                 f,
                 "root's kubeconfig is the copy stackinstall wrote (sha256 {})",
                 &digest[..digest.len().min(16)]
+            ),
+            Self::BeforeTransaction(host) => write!(
+                f,
+                "the host has {} packages and {} enabled units before the apt transaction",
+                host.packages.len(),
+                host.units.len()
+            ),
+            Self::AfterTransaction(_) => f.write_str(
+                "the apt transaction added what the host has now and did not have before (uninstall --delete-db purges it)",
             ),
         }
     }

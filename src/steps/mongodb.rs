@@ -94,7 +94,7 @@ impl Step for Mongodb {
                 shown: context.shown(&key_file(context)),
             }));
         }
-        actions.extend(services::service_action(&config.service, changed)?);
+        actions.extend(services::service_actions(&config.service, changed)?);
         let changes = match installed && service::is_active(&config.service)? {
             true => planned_changes(context)?,
             false => vec![UserChange::Create],
@@ -122,6 +122,7 @@ impl Step for Mongodb {
                 "run `stackinstall install --redo mongodb`",
             ));
         }
+        services::check_running(context, &context.config.mongodb.service)?;
         login_at_host_address(context)
     }
 
@@ -158,6 +159,9 @@ impl Step for Mongodb {
             &[PACKAGE],
             &unit,
         )?);
+        if context.facts().mongodb.installed_by_us() {
+            actions.extend(repository::removals(context));
+        }
         Ok(actions)
     }
 }

@@ -64,10 +64,12 @@ impl Flavour {
         }
     }
 
+    /// The unit the package installs (its own name, not an alias:
+    /// `mysql.service` is one of MariaDB's).
     fn unit(self) -> &'static str {
         match self {
-            Self::Mysql => "mysql",
-            Self::Mariadb => "mariadb",
+            Self::Mysql => "mysql.service",
+            Self::Mariadb => "mariadb.service",
         }
     }
 
@@ -128,7 +130,7 @@ impl Step for Mysql {
                 0o644,
             ));
         }
-        actions.extend(services::service_action(&unit(context, flavour), changed)?);
+        actions.extend(services::service_actions(&unit(context, flavour), changed)?);
         if let Some(survey) = &survey {
             actions.push(Action::check(format!(
                 "{} {} answers on the socket",
@@ -164,6 +166,8 @@ impl Step for Mysql {
                 "run `stackinstall install --redo mysql`",
             ));
         }
+        let unit = unit(context, expected_flavour(&package(context)));
+        services::check_running(context, &unit)?;
         login_over_tcp(context)
     }
 
@@ -245,6 +249,25 @@ fn package(context: &Context) -> String {
 
 fn expected_flavour(package: &str) -> Flavour {
     Flavour::from_version(package)
+}
+
+/// The unit of the server the step installs on this host.
+pub fn unit_for(context: &Context) -> String {
+    unit(context, expected_flavour(&package(context)))
+}
+
+/// The unit of the server the step installs on a host whose os-release
+/// `ID` is `os` (for `doctor`, which has no step context).
+pub fn server_unit(config: &crate::config::Config, os: &str) -> String {
+    let package = match config.mysql.package.as_deref() {
+        None if os == "debian" => "mariadb-server",
+        None => "mysql-server",
+        Some(package) => package,
+    };
+    match &config.mysql.service {
+        None => Flavour::from_version(package).unit().into(),
+        Some(unit) => unit.clone(),
+    }
 }
 
 fn unit(context: &Context, flavour: Flavour) -> String {

@@ -18,17 +18,19 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::services;
-use super::{Action, Step, StepError, StepId, StepInfo};
+use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::action::Owner;
 use crate::context::{Context, kept_because};
-use crate::host::{self, Command};
+use crate::host::{self, Command, service};
 use crate::state::{Fingerprint, Object, Server};
 
 /// The nfs step.
 pub struct Nfs;
 
 const PACKAGE: &str = "nfs-kernel-server";
-const UNIT: &str = "nfs-kernel-server";
+/// The server's own unit; `nfs-kernel-server.service` is an alias of it on
+/// Debian and Ubuntu, which `systemctl is-enabled` answers `alias` for.
+pub const UNIT: &str = "nfs-server.service";
 const EXPORTS: &str = "/etc/exports";
 const BEGIN: &str = "# BEGIN stackinstall: managed block, change the profile's [nfs] instead";
 const END: &str = "# END stackinstall";
@@ -82,7 +84,7 @@ impl Step for Nfs {
                 0o644,
             ));
         }
-        actions.extend(services::service_action(UNIT, false)?);
+        actions.extend(service_actions()?);
         if changed {
             actions.push(Action::run(exportfs(["-ra"])));
         }
@@ -109,6 +111,9 @@ impl Step for Nfs {
                 "run `stackinstall install --redo nfs`",
             ));
         }
+        // `exportfs` lists the exports from its table whether or not the
+        // kernel's server runs: ask systemd for that.
+        services::check_running(context, UNIT)?;
         let exported = exportfs(["-v"]).run()?.stdout;
         let path = &context.config.nfs.path;
         if !exported
@@ -117,7 +122,7 @@ impl Step for Nfs {
         {
             return Err(StepError::failed(
                 format!("`exportfs -v` does not list `{path}` although `/etc/exports` has it"),
-                "run `sudo exportfs -ra` and look at its errors (and `systemctl status nfs-kernel-server`)",
+                "run `sudo exportfs -ra` and look at its errors (and `systemctl status nfs-server`)",
             ));
         }
         Ok(())
@@ -163,6 +168,48 @@ fn server_packages(_context: &Context) -> Result<services::ServerPackages, StepE
         server: Server::Nfs,
         names: vec![PACKAGE.into()],
     })
+}
+
+/// `nfs-server.service` enabled and started. The kernel's NFS server
+/// (nfsd) cannot run in every container: a start that fails in one says so.
+fn service_actions() -> Result<Vec<Action>, StepError> {
+    let mut actions = Vec::new();
+    if !service::is_enabled(UNIT)? {
+        actions.push(Action::run_as(ActionKind::Service, service::enable(UNIT)));
+    }
+    if !service::is_active(UNIT)? {
+        actions.extend(Action::change(StartServer));
+    }
+    Ok(actions)
+}
+
+/// Starts `nfs-server.service`; in a container, a start that fails says
+/// that the kernel's NFS server cannot run there.
+struct StartServer;
+
+impl Change for StartServer {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Service
+    }
+
+    fn lines(&self) -> Vec<String> {
+        vec![service::start(UNIT).to_string()]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        match service::start(UNIT).run() {
+            Ok(_) => Ok(true),
+            Err(error) => Err(match services::container(context) {
+                Some(kind) => StepError::failed(
+                    format!(
+                        "the kernel's NFS server cannot run in this container (`{kind}`, from `/run/systemd/container`): `systemctl start {UNIT}` failed: {error}"
+                    ),
+                    "nfsd is part of the kernel of the machine the container runs on: export the directory from that machine, or install on a VM or the machine itself, and leave `nfs` out of this run (`--only` without it)",
+                ),
+                None => error.into(),
+            }),
+        }
+    }
 }
 
 fn exportfs<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {

@@ -2,10 +2,11 @@
 //! `rabbitmq` and `nfs` configure their servers, this step asks each of them
 //! that is part of the run which Debian packages it needs and where they
 //! come from (MongoDB's own repository and signing key), records per server
-//! whether it was on the host already (`SERVICE.preexisting`; then
-//! `SERVICE.packages`, what the install put there, for uninstall's purge),
-//! adds the sources, and installs every missing package with one
-//! `apt-get update` and one `apt-get install`. The steps that then run side
+//! whether it was on the host already and which packages it misses, adds
+//! the sources, and installs every missing package with one `apt-get
+//! update` and one `apt-get install`, recording exactly what that
+//! transaction added (dpkg's list and the enabled units, before and after),
+//! which `uninstall --delete-db` purges and disables. The steps that then run side
 //! by side never wait on dpkg's lock for each other, and apt resolves all
 //! the packages at once. A step left out of the run (`--skip-db`, `--only`,
 //! `--from`) gets nothing installed; with none of them left, this step is
@@ -57,9 +58,17 @@ impl Step for Packages {
                 install.servers.push((server.server, absent));
             }
         }
+        let interrupted = context.facts().packages.before.is_some();
+        if missing.is_empty() && interrupted {
+            actions.extend(Action::change(services::RecordTransaction));
+        }
         actions.extend(before_install);
         actions.extend(Action::change(install));
         Ok(actions)
+    }
+
+    fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        Self::removals(context)
     }
 
     /// Every package of the run's servers is installed.
@@ -72,6 +81,14 @@ impl Step for Packages {
                 "run the install again; `apt-get install` says why a package does not install",
             )),
         }
+    }
+}
+
+impl Packages {
+    /// Uninstall: purges exactly the packages the install's transactions
+    /// added and disables the units they enabled.
+    fn removals(context: &Context) -> Result<Vec<Action>, StepError> {
+        services::purge_transaction_actions(context)
     }
 }
 

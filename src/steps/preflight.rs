@@ -1,5 +1,6 @@
 //! Preflight: checks the operator's input and the host before anything
-//! changes: root, operating system, CPU, memory and disk, ports, the domain,
+//! changes: root, operating system, systemd as the init, CPU, memory and
+//! disk, ports, the domain,
 //! and the certificate and key (or, with `--self-signed`, makes a pair under
 //! `/etc/stackinstall/tls/`, kept and reused while it is valid).
 //!
@@ -55,6 +56,7 @@ impl Step for Preflight {
         actions.extend([
             check_user(context)?,
             check_system(context)?,
+            check_systemd(context)?,
             check_resources(context)?,
         ]);
         actions.push(check_ports(context)?);
@@ -122,6 +124,37 @@ fn check_system(context: &Context) -> Result<Action, StepError> {
     }
 }
 
+/// The rule of systemd's `sd_booted()`: the host runs systemd as its init
+/// when `/run/systemd/system` exists. Every server and K3s run as its
+/// units: on a host without it nothing would start them, or start them
+/// again after a reboot. A plan says so and goes on.
+fn check_systemd(context: &Context) -> Result<Action, StepError> {
+    let path = context.host.path("/run/systemd/system");
+    let shown = context.shown(&path);
+    if path.is_dir() {
+        return Ok(Action::check(format!(
+            "booted with systemd (`{}` exists)",
+            shown.display()
+        )));
+    }
+    let message = format!(
+        "this host was not booted with systemd (`{}` does not exist)",
+        shown.display()
+    );
+    if context.plan {
+        context
+            .ui
+            .warn(&format!("{message}: the install will stop here"));
+        return Ok(Action::check(format!(
+            "{message}: NOT BOOTED WITH SYSTEMD, the install will stop here"
+        )));
+    }
+    Err(StepError::input(
+        message,
+        "the servers and K3s run as systemd units, started at every boot: install on a host (a VM or a machine, or a container whose PID 1 is systemd) booted with systemd",
+    ))
+}
+
 fn check_resources(context: &Context) -> Result<Action, StepError> {
     let needs = &context.config.requirements;
     let cpus = system::cpu_count();
@@ -163,6 +196,9 @@ struct NeededPort {
     port: u16,
     step: StepId,
     programs: Vec<String>,
+    /// The step's service: a port systemd holds for a socket unit that
+    /// starts it is held by its own service.
+    unit: String,
 }
 
 fn needed_ports(context: &Context) -> Vec<NeededPort> {
@@ -171,6 +207,13 @@ fn needed_ports(context: &Context) -> Vec<NeededPort> {
         port,
         step,
         programs: programs.to_vec(),
+        unit: String::new(),
+    };
+    let served = |port: u16, step, programs: &[String], unit: String| NeededPort {
+        port,
+        step,
+        programs: programs.to_vec(),
+        unit,
     };
     let k3s = ["k3s".to_string(), "k3s-server".to_string()];
     let mut ports = Vec::new();
@@ -180,15 +223,18 @@ fn needed_ports(context: &Context) -> Vec<NeededPort> {
         ports.push(port(config.istio.https_node_port, StepId::Istio, &k3s));
     }
     if !config.install.skip_db {
-        ports.push(port(
+        let mysql_unit = super::mysql::unit_for(context);
+        ports.push(served(
             config.mysql.port,
             StepId::Mysql,
             &config.mysql.server_programs,
+            mysql_unit,
         ));
-        ports.push(port(
+        ports.push(served(
             config.mongodb.port,
             StepId::Mongodb,
             &config.mongodb.server_programs,
+            config.mongodb.service.clone(),
         ));
         ports.push(port(
             config.rabbitmq.port,
@@ -213,6 +259,7 @@ fn check_ports(context: &Context) -> Result<Action, StepError> {
         port,
         step,
         programs,
+        unit,
     } in &needed
     {
         let Some(PortUse::Taken(holder)) = uses.remove(port) else {
@@ -225,6 +272,9 @@ fn check_ports(context: &Context) -> Result<Action, StepError> {
             continue;
         }
         let ours = match &holder {
+            Some(program) if program == "systemd" && !unit.is_empty() => {
+                own_socket_unit(*port, unit)?
+            }
             Some(program) => programs.contains(program),
             // A kernel service (nfsd) has no process; trust our checkpoint.
             None => context.state.steps.contains_key(step),
@@ -244,6 +294,16 @@ fn check_ports(context: &Context) -> Result<Action, StepError> {
         "ports {} are free or held by their own service",
         list.join(", ")
     )))
+}
+
+/// Whether systemd holds `port` for a socket unit that starts `unit` (an
+/// enabled `mariadb.socket`): the port is then its own service's.
+fn own_socket_unit(port: u16, unit: &str) -> Result<bool, StepError> {
+    let unit = unit.strip_suffix(".service").unwrap_or(unit);
+    let activated = host::service::activated_by_port(port)?;
+    Ok(activated
+        .iter()
+        .any(|name| name.strip_suffix(".service").unwrap_or(name) == unit))
 }
 
 /// The domain, parsed where it was read: here only whether there is one.

@@ -38,7 +38,8 @@ pub struct Rabbitmq;
 
 const SERVICE: &str = "rabbitmq";
 const PACKAGE: &str = "rabbitmq-server";
-const UNIT: &str = "rabbitmq-server";
+/// The server's unit.
+pub const UNIT: &str = "rabbitmq-server.service";
 const PLUGIN: &str = "rabbitmq_management";
 const PLUGINS_FILE: &str = "/etc/rabbitmq/enabled_plugins";
 /// How long a server started by this run may take to listen.
@@ -78,7 +79,7 @@ impl Step for Rabbitmq {
             // Before the start: the node boots with it.
             actions.push(plugins_file_action(context, plugins));
         }
-        actions.extend(services::service_action(UNIT, false)?);
+        actions.extend(services::service_actions(UNIT, false)?);
         if !listed && running {
             let enable = rabbitmq_plugins(["enable", PLUGIN]);
             actions.push(Action::run_as(ActionKind::Service, enable));
@@ -103,6 +104,12 @@ impl Step for Rabbitmq {
             looked: found,
             config: context.config.rabbitmq.clone(),
         }));
+        let ours = context.facts().rabbitmq.installed_by_us();
+        if ours && !(running && cluster_name_set(context, &password)) {
+            actions.extend(Action::change(SetClusterName {
+                name: cluster_name(),
+            }));
+        }
         Ok(actions)
     }
 
@@ -111,6 +118,7 @@ impl Step for Rabbitmq {
     /// which answers only for a user with the right password and tag.
     fn verify(&self, context: &Context) -> Result<(), StepError> {
         let config = &context.config.rabbitmq;
+        services::check_running(context, UNIT)?;
         let password = password(context)?;
         amqp_login(context, &password)?;
         let (tags, full) = management_view(context, &password)?;
@@ -463,6 +471,58 @@ fn management_view(context: &Context, password: &Secret) -> Result<(Vec<String>,
     Ok((definitions::tags(&account["tags"]), full))
 }
 
+/// The cluster name RabbitMQ would compute itself, `rabbit@` and the
+/// host's short name (its default node name).
+fn cluster_name() -> String {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let short = hostname.trim().split('.').next().unwrap_or_default();
+    format!(
+        "rabbit@{}",
+        if short.is_empty() { "localhost" } else { short }
+    )
+}
+
+/// Whether the server has a cluster name of its own (the global parameter
+/// `cluster_name`). Unset, RabbitMQ 3.x computes its default from the host's
+/// fully qualified name (`rabbit_nodes:cluster_name_default/0`, through
+/// `rabbit_net:hostname/0`) for every AMQP connection's `connection.start`:
+/// where the host's name resolves only through a DNS server that does not
+/// answer, each connection waits for that lookup (6 s in the box).
+fn cluster_name_set(context: &Context, password: &Secret) -> bool {
+    management_get(context, password, "global-parameters/cluster_name").is_ok()
+}
+
+/// Sets the cluster name when the server has none; returns whether it did.
+/// Sets RabbitMQ's cluster name through the management API: unset, the
+/// server looks the host's name up at every AMQP connection (a host
+/// without DNS waits for it each time).
+struct SetClusterName {
+    name: String,
+}
+
+impl Change for SetClusterName {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Service
+    }
+
+    fn lines(&self) -> Vec<String> {
+        vec![format!(
+            "set RabbitMQ's cluster name to `{}` through the management API (unset, the server looks the host's name up at every AMQP connection: a host without DNS waits for it each time)",
+            self.name
+        )]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        let password = password(context)?;
+        if cluster_name_set(context, &password) {
+            return Ok(false);
+        }
+        let body = serde_json::json!({ "name": self.name });
+        management_put(context, &password, "cluster-name", &body)?;
+        Ok(true)
+    }
+}
+
 /// Logs in over AMQP at the host's address, as the application will.
 fn amqp_login(context: &Context, password: &Secret) -> Result<(), StepError> {
     let config = &context.config.rabbitmq;
@@ -492,6 +552,45 @@ fn amqp_login(context: &Context, password: &Secret) -> Result<(), StepError> {
             "check that RabbitMQ listens on the host's address (`rabbitmq-diagnostics listeners`) and the firewall, then `stackinstall install --redo rabbitmq`",
         )
     })
+}
+
+/// PUTs `body` to `/api/PATH` of the management API at the host's address
+/// as the application user (an administrator).
+fn management_put(
+    context: &Context,
+    password: &Secret,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<(), StepError> {
+    let config = &context.config.rabbitmq;
+    let url = format!(
+        "http://{}:{}/api/{path}",
+        services::login_address(config.host.as_deref()),
+        config.management_port
+    );
+    let failed = |why: String| {
+        StepError::failed(
+            format!(
+                "the management API at `{url}` refused a change by `{}`: {why}",
+                config.username
+            ),
+            "check that the user has the `administrator` tag (`[rabbitmq] tags`), then `stackinstall install --redo rabbitmq`",
+        )
+    };
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .map_err(|e| failed(e.to_string()))?;
+    let response = client
+        .put(&url)
+        .basic_auth(&config.username, Some(password.expose()))
+        .json(body)
+        .send()
+        .map_err(|e| failed(e.to_string()))?;
+    match response.status().is_success() {
+        true => Ok(()),
+        false => Err(failed(format!("HTTP {}", response.status()))),
+    }
 }
 
 /// GETs `/api/PATH` of the management API at the host's address as the

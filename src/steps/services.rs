@@ -6,8 +6,8 @@
 use super::{Action, ActionKind, Change, StepError};
 pub use super::{ServerPackages, ServerRole};
 use crate::context::Context;
-use crate::host::{self, packages, service};
-use crate::state::{Fact, Preexisting, Server};
+use crate::host::{self, Command, packages, service};
+use crate::state::{Fact, HostPackages, Preexisting, Server};
 
 /// Whether every one of `packages` is installed.
 pub fn installed(packages: &[&str]) -> Result<bool, StepError> {
@@ -22,17 +22,63 @@ pub fn preexisting_action(context: &Context, server: Server, present: bool) -> O
     (!recorded).then(|| Action::record(fact))
 }
 
-/// The service action: a restart when its configuration changed, a start
-/// when it is not running, else nothing.
-pub fn service_action(unit: &str, config_changed: bool) -> Result<Option<Action>, StepError> {
-    let command = if config_changed {
-        service::restart(unit)
-    } else if !service::is_active(unit)? {
-        service::enable_now(unit)
-    } else {
-        return Ok(None);
-    };
-    Ok(Some(Action::run_as(ActionKind::Service, command)))
+/// What makes `unit` enabled (started at every boot) and active, running
+/// with its current configuration: `systemctl enable` when it is not
+/// enabled (a package may install a unit without enabling it, as
+/// mongodb-org does), then a restart when its configuration changed while
+/// it ran, or a start when it does not run.
+pub fn service_actions(unit: &str, config_changed: bool) -> Result<Vec<Action>, StepError> {
+    let mut actions = Vec::new();
+    if !service::is_enabled(unit)? {
+        actions.push(Action::run_as(ActionKind::Service, service::enable(unit)));
+    }
+    let active = service::is_active(unit)?;
+    if config_changed && active {
+        actions.push(Action::run_as(ActionKind::Service, service::restart(unit)));
+    } else if !active {
+        actions.push(Action::run_as(ActionKind::Service, service::start(unit)));
+    }
+    Ok(actions)
+}
+
+/// Fails unless `unit` is enabled and active: what must hold for the
+/// server to be there after a reboot, checked by the step's verification
+/// (so by `status` too).
+pub fn check_running(context: &Context, unit: &str) -> Result<(), StepError> {
+    let enabled = service::is_enabled(unit)?;
+    let active = service::is_active(unit)?;
+    if enabled && active {
+        return Ok(());
+    }
+    let mut what = format!("`{unit}` {}", unit_state(enabled, active));
+    if let Some(container) = container(context).filter(|_| !active) {
+        what = format!(
+            "{what} (this host is a container, `{container}` in `/run/systemd/container`: a server that needs the kernel's own services, like the NFS server, cannot run in it)"
+        );
+    }
+    let hint =
+        format!("`sudo systemctl enable --now {unit}`; why it stopped: `journalctl -u {unit}`");
+    Err(StepError::failed(what, hint))
+}
+
+/// A unit's state in words.
+pub fn unit_state(enabled: bool, active: bool) -> &'static str {
+    match (enabled, active) {
+        (true, true) => "is enabled and runs",
+        (false, true) => "runs but is not enabled: it will not start after a reboot",
+        (true, false) => "is enabled but does not run",
+        (false, false) => "is not enabled and does not run",
+    }
+}
+
+/// The kind of container the host is, when systemd says it runs in one
+/// (`/run/systemd/container`, written by systemd as PID 1 from its
+/// `container` environment variable).
+pub fn container(context: &Context) -> Option<String> {
+    let path = context.host.path("/run/systemd/container");
+    let text = host::fs::read_optional(&path).ok()??;
+    let kind = text.trim();
+    (!kind.is_empty()).then(|| kind.to_string())
 }
 
 /// Installs the packages the servers of the run miss, in one `apt-get
@@ -79,7 +125,105 @@ impl Change for InstallPackages {
         }
         let all = self.all();
         context.ui.status(&format!("installing {}", all.join(" ")));
+        // What the transaction adds is what the host has after it and did
+        // not have before; a run killed during it keeps its `before`, which
+        // the next run compares (`RecordTransaction`).
+        context.record(&Fact::BeforeTransaction(host_packages()?))?;
         packages::install(&all)?;
+        context.record(&Fact::AfterTransaction(host_packages()?))?;
+        Ok(true)
+    }
+}
+
+/// The host's installed packages and enabled units, as dpkg and systemd list
+/// them now.
+fn host_packages() -> Result<HostPackages, StepError> {
+    Ok(HostPackages {
+        packages: packages::installed_list()?,
+        units: service::enabled_units().unwrap_or_default(),
+    })
+}
+
+/// Compares the host with what it had before a transaction that a killed
+/// run left uncompared: what it added joins the state's lists.
+pub struct RecordTransaction;
+
+impl Change for RecordTransaction {
+    fn kind(&self) -> ActionKind {
+        ActionKind::State
+    }
+
+    fn lines(&self) -> Vec<String> {
+        vec!["record in the state what an interrupted apt transaction added (packages, enabled units), for uninstall".into()]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        context.record(&Fact::AfterTransaction(host_packages()?))?;
+        Ok(false)
+    }
+}
+
+/// What uninstall does with what the transactions added: purges the added
+/// packages still installed (in one `apt-get purge`), then disables the
+/// units they enabled that are still enabled, then forgets both lists (a
+/// later install records its own). Nothing when the state lists none (an
+/// older state: each server step purges its own packages).
+pub fn purge_transaction_actions(context: &Context) -> Result<Vec<Action>, StepError> {
+    let transactions = &context.facts().packages;
+    if !transactions.listed() {
+        return Ok(Vec::new());
+    }
+    let installed = packages::installed_list()?;
+    let purge: Vec<String> = (transactions.added_packages.iter())
+        .filter(|package| installed.contains(package))
+        .cloned()
+        .collect();
+    Ok(Action::change(PurgeTransactions {
+        purge: (!purge.is_empty()).then(|| packages::purge_command(&purge)),
+        units: transactions.enabled_units.clone(),
+    })
+    .into_iter()
+    .collect())
+}
+
+/// Purges what the transactions added and disables the units they enabled.
+struct PurgeTransactions {
+    purge: Option<Command>,
+    units: Vec<String>,
+}
+
+impl Change for PurgeTransactions {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Package
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let mut detail = match &self.purge {
+            Some(command) => format!("{command}, then "),
+            None => String::new(),
+        };
+        if !self.units.is_empty() {
+            detail.push_str(&format!(
+                "systemctl disable those of {} still enabled, then ",
+                self.units.join(" ")
+            ));
+        }
+        detail.push_str("forget the state's list of what the apt transactions added");
+        vec![detail]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        if let Some(command) = &self.purge {
+            packages::run_apt(command)?;
+        }
+        let enabled = service::enabled_units()?;
+        let left: Vec<String> = (self.units.into_iter())
+            .filter(|unit| enabled.contains(unit))
+            .collect();
+        if !left.is_empty() {
+            service::disable(&left).run()?;
+        }
+        context.change_state(|state| state.facts.forget_transactions())?;
         Ok(true)
     }
 }
@@ -120,6 +264,20 @@ pub fn purge_actions(
             server.name(),
             packages.join(" ")
         ))]);
+    }
+    if context.facts().packages.listed() {
+        // The `packages` step purges exactly what its transactions added.
+        return Ok(
+            match service::exists(unit)?
+                && (service::is_enabled(unit)? || service::is_active(unit)?)
+            {
+                true => vec![Action::run_as(
+                    ActionKind::Service,
+                    service::disable_now(unit),
+                )],
+                false => Vec::new(),
+            },
+        );
     }
     let recorded = facts.packages.iter().map(String::as_str);
     let mut installed: Vec<String> = Vec::new();

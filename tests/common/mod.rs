@@ -20,6 +20,10 @@ pub const DOMAIN: &str = "demo.example.com";
 /// A `dpkg-query` that finds every package it is asked about installed.
 pub const DPKG_ALL_INSTALLED: &str = r#"for p in "$@"; do case "$p" in -*) ;; *) printf '%s\tinstall ok installed\n' "$p" ;; esac; done"#;
 
+/// A `systemctl` for which every unit is enabled and active: `is-enabled`
+/// prints `enabled` as systemctl(1) does, everything else succeeds.
+pub const SYSTEMCTL_ALL_RUNNING: &str = r#"[ "$1" = is-enabled ] && echo enabled; exit 0"#;
+
 /// One recorded call of a fake program.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
@@ -71,6 +75,8 @@ impl World {
         };
         world.write("/etc/os-release", UBUNTU_2204);
         fs::create_dir_all(world.root.join("root")).unwrap();
+        // Booted with systemd (`sd_booted()`), as preflight requires.
+        fs::create_dir_all(world.root.join("run/systemd/system")).unwrap();
         world
     }
 

@@ -264,7 +264,7 @@ pub fn cluster_world() -> (World, Releases) {
     );
     world.fake(
         "systemctl",
-        "if [ \"$1\" = is-active ]; then [ -f \"$STATE/k3s-running\" ]; exit; fi; exit 0",
+        "if [ \"$1\" = is-active ]; then [ -f \"$STATE/k3s-running\" ]; exit; fi; [ \"$1\" != is-enabled ] || echo enabled; exit 0",
     );
     for (key, path) in [
         ("K3S", "/k3s/{version}"),

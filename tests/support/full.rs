@@ -30,7 +30,7 @@ case "$unit" in
 {}
     ;;
   k3s) [ "$1" != is-active ] || [ -f "$STATE/k3s-running" ] ;;
-  *) exit 0 ;;
+  *) [ "$1" != is-enabled ] || echo enabled; exit 0 ;;
 esac"#,
         include_str!("../fakes/systemctl.sh")
     )

@@ -168,6 +168,9 @@ pub(super) fn provision(context: &mut Context) -> Result<bool, StepError> {
         if created.is_err() && unrecorded {
             context.forget(&user)?;
         }
+        if created.is_ok() {
+            await_first_login(context)?;
+        }
         return created;
     };
     let changes = survey_with(context, &client, is_user, &password)?;
@@ -184,6 +187,21 @@ pub(super) fn provision(context: &mut Context) -> Result<bool, StepError> {
             .map_err(|e| server_error(context, &change.detail(config), &e))?;
     }
     Ok(!changes.is_empty())
+}
+
+/// Waits (up to 60 s) until the user just created through the localhost
+/// exception logs in at the host's address: the exception closes with the
+/// first user, and a server that serves it apart (the tests' stand-in
+/// restarts with authorization then) may take a moment to answer again.
+fn await_first_login(context: &Context) -> Result<(), StepError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        match login_at_host_address(context) {
+            Ok(()) => return Ok(()),
+            Err(error) if std::time::Instant::now() > deadline => return Err(error),
+            Err(_) => host::command::pause(std::time::Duration::from_millis(500))?,
+        }
+    }
 }
 
 fn create_through_localhost_exception(

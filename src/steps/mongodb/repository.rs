@@ -15,7 +15,6 @@ use crate::host;
 use crate::pgp;
 use crate::steps::{Action, ActionKind, Change, StepError};
 
-const REPOSITORY: &str = "https://repo.mongodb.org/apt";
 const KEY_BEGINNING: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
 
 /// The series chosen, in this order, when the profile pins none: the
@@ -98,8 +97,23 @@ pub fn series(context: &Context) -> Result<String, StepError> {
     series_for(&os, &codename, context.config.mongodb.version.as_deref())
 }
 
-fn key_url(version: &str) -> String {
-    format!("https://www.mongodb.org/static/pgp/server-{version}.asc")
+/// Where the signing key of `version` comes from (`[downloads]
+/// mongodb_key`).
+fn key_url(context: &Context, version: &str) -> String {
+    context
+        .config
+        .downloads
+        .mongodb_key
+        .replace("{version}", version)
+}
+
+/// The signing key at `url`: fetched, or read from the host for a
+/// `file://` path (a local mirror's copy).
+fn fetch_key(context: &Context, url: &str) -> Result<Vec<u8>, StepError> {
+    match url.strip_prefix("file://") {
+        Some(path) => Ok(host::fs::read_bytes(&context.host.path(path))?),
+        None => Ok(host::download::fetch(url, Duration::from_secs(120))?),
+    }
 }
 
 /// Where the signing key goes.
@@ -107,23 +121,35 @@ pub fn key_path(version: &str) -> String {
     format!("/usr/share/keyrings/mongodb-server-{version}.asc")
 }
 
-fn list_path(version: &str) -> String {
+pub fn list_path(version: &str) -> String {
     format!("/etc/apt/sources.list.d/mongodb-org-{version}.list")
 }
 
 /// The source list for `os` (os-release `ID`) `codename`, or `None` where
 /// MongoDB publishes no `version` packages.
 pub fn source_list(os: &str, codename: &str, version: &str) -> Option<String> {
+    source_list_from("https://repo.mongodb.org/apt", os, codename, version)
+}
+
+/// [`source_list`] for the repository at `repository` (`[downloads]
+/// mongodb_repository`).
+pub fn source_list_from(
+    repository: &str,
+    os: &str,
+    codename: &str,
+    version: &str,
+) -> Option<String> {
+    let repository = repository.trim_end_matches('/');
     if !releases(version).contains(&codename) {
         return None;
     }
     let key = key_path(version);
     let line = match (os, codename) {
         ("debian", "bookworm") => format!(
-            "deb [ signed-by={key} ] {REPOSITORY}/debian {codename}/mongodb-org/{version} main"
+            "deb [ signed-by={key} ] {repository}/debian {codename}/mongodb-org/{version} main"
         ),
         ("ubuntu", "focal" | "jammy" | "noble") => format!(
-            "deb [ arch=amd64,arm64 signed-by={key} ] {REPOSITORY}/ubuntu {codename}/mongodb-org/{version} multiverse"
+            "deb [ arch=amd64,arm64 signed-by={key} ] {repository}/ubuntu {codename}/mongodb-org/{version} multiverse"
         ),
         _ => return None,
     };
@@ -132,17 +158,34 @@ pub fn source_list(os: &str, codename: &str, version: &str) -> Option<String> {
     ))
 }
 
+/// Uninstall: removes the source lists and keys of every series that the
+/// install added (only a server the install put there gets them).
+pub fn removals(context: &Context) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for version in SERIES {
+        for path in [list_path(version), key_path(version)] {
+            let file = context.host.path(&path);
+            if file.exists() {
+                actions.push(Action::remove(file.clone(), &context.shown(&file)));
+            }
+        }
+    }
+    actions
+}
+
 /// The actions that add the repository, before the packages are installed.
 pub fn actions(context: &Context) -> Result<Vec<Action>, StepError> {
     let (os, codename) = host_release(context);
     let version = &series_for(&os, &codename, context.config.mongodb.version.as_deref())?;
-    let text = source_list(&os, &codename, version).expect("series_for checked the release");
+    let repository = &context.config.downloads.mongodb_repository;
+    let text = source_list_from(repository, &os, &codename, version)
+        .expect("series_for checked the release");
     let mut actions = Vec::new();
     let key = context.host.path(key_path(version));
     if !key.exists() {
         actions.extend(Action::change(AddSigningKey {
             series: version.clone(),
-            url: key_url(version),
+            url: key_url(context, version),
             pin: context.config.mongodb.signing_keys.get(version).cloned(),
             path: key.clone(),
             shown: context.shown(&key),
@@ -196,7 +239,7 @@ impl Change for AddSigningKey {
 
     fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
         let url = &self.url;
-        let key = host::download::fetch(url, Duration::from_secs(120))?;
+        let key = fetch_key(context, url)?;
         if !String::from_utf8_lossy(&key)
             .trim_start()
             .starts_with(KEY_BEGINNING)
