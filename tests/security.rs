@@ -675,9 +675,9 @@ fn a_directory_link_planted_where_others_can_write_is_refused() {
     fs::set_permissions(&data, fs::Permissions::from_mode(0o777)).unwrap();
     std::os::unix::fs::symlink(&victim, data.join("stackbill")).unwrap();
     let failed = nfs.install(&["--only", "nfs"]).code(1);
+    // `/data` itself is refused first: everyone may write it (issue 21).
     assert!(
-        stderr(&failed)
-            .contains("stackbill` is a symbolic link in a directory other users can write"),
+        stderr(&failed).contains("data` can be written by everyone (mode 0777)"),
         "{}",
         stderr(&failed)
     );
@@ -756,4 +756,309 @@ fn an_existing_nfs_directory_is_reported_and_left_alone_unless_the_profile_says(
         (0o777, 65534, 65534)
     );
     common::report("nfs: an existing directory reported and kept, then fixed on request");
+}
+
+// ------------------------ directories swapped during a run (issue 21, 1) --
+
+/// Makes `path` and every directory above it traversable by others (0755
+/// at least, as `/` is): `tempdir()` makes them 0700, and an attack by
+/// `nobody` must not fail for that reason alone.
+fn traversable(path: &Path) {
+    for ancestor in path.ancestors() {
+        let Ok(metadata) = fs::metadata(ancestor) else {
+            continue;
+        };
+        let mode = metadata.mode() & 0o7777;
+        if mode & 0o055 != 0o055 {
+            fs::set_permissions(ancestor, fs::Permissions::from_mode(mode | 0o755)).unwrap();
+        }
+    }
+}
+
+/// Runs `script` with `sh` as `nobody` (group `nogroup`, and `groups` as
+/// supplementary groups); returns whether it succeeded and its stderr.
+fn as_nobody(script: &str, groups: &[u32]) -> (bool, String) {
+    let mut command = std::process::Command::new("setpriv");
+    command.args(["--reuid=nobody", "--regid=nogroup"]);
+    match groups.is_empty() {
+        true => command.arg("--clear-groups"),
+        false => command.arg(format!(
+            "--groups={}",
+            groups
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )),
+    };
+    let output = command.args(["sh", "-c", script]).output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// How a run with a pause point went.
+struct Paused {
+    /// It stopped at the point (the attack ran then).
+    paused: bool,
+    code: Option<i32>,
+    stderr: String,
+}
+
+/// Runs `command` with `STACKINSTALL_TEST_PAUSE_AT=point`: it stops
+/// itself (SIGSTOP) there, `attack` runs, then it goes on (SIGCONT). A run
+/// that ends before the point (refused earlier) is reported as such.
+fn run_with_pause(
+    mut command: std::process::Command,
+    point: &str,
+    attack: impl FnOnce(),
+) -> Paused {
+    let stderr = tempfile::NamedTempFile::new().unwrap();
+    command
+        .env("STACKINSTALL_TEST_PAUSE_AT", point)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr.reopen().unwrap());
+    // Reaped by the `waitpid` calls below (std's `wait` cannot see a stop).
+    #[allow(clippy::zombie_processes)]
+    let child = command.spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: waiting for and signalling our own child.
+    let paused = unsafe {
+        libc::waitpid(pid, &mut status, libc::WUNTRACED);
+        libc::WIFSTOPPED(status)
+    };
+    if paused {
+        attack();
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(pid, libc::SIGCONT);
+            libc::waitpid(pid, &mut status, 0);
+        }
+    }
+    Paused {
+        paused,
+        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        stderr: fs::read_to_string(stderr.path()).unwrap(),
+    }
+}
+
+/// A root-only directory: what the attacker wants root's files in (or
+/// exported), standing in for `/etc` or `/`.
+fn root_only_victim(world: &World) -> PathBuf {
+    let victim = world.dir.path().join("root-only");
+    fs::create_dir_all(&victim).unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o700)).unwrap();
+    victim
+}
+
+/// A system group that `nobody` is given in the attacks on a directory
+/// such a group may write (`/var/log` is `root:syslog 0775` on Ubuntu):
+/// `adm`'s gid on Debian and Ubuntu.
+const SYSTEM_GROUP: u32 = 4;
+
+/// One swap race: what it was and whether root's write followed the link.
+struct Race {
+    name: String,
+    followed: bool,
+    detail: String,
+}
+
+/// `render --out PARENT/review` while `nobody`, at the pause between the
+/// check and the writes, renames `review` away and puts a link to a
+/// root-only directory in its place.
+fn render_swap_race(parent_mode: u32, parent_group: u32, groups: &[u32]) -> Race {
+    let world = World::new();
+    traversable(world.dir.path());
+    let victim = root_only_victim(&world);
+    let parent = world.dir.path().join("shared");
+    let review = parent.join("review");
+    fs::create_dir_all(&review).unwrap();
+    std::os::unix::fs::chown(&parent, Some(0), Some(parent_group)).unwrap();
+    fs::set_permissions(&parent, fs::Permissions::from_mode(parent_mode)).unwrap();
+    let mut command = world.std_command();
+    command.args([
+        "render",
+        "--domain",
+        DOMAIN,
+        "--out",
+        review.to_str().unwrap(),
+    ]);
+    let swap = format!(
+        "cd '{}' && mv review review.old && ln -s '{}' review",
+        parent.display(),
+        victim.display()
+    );
+    let mut swapped = (false, String::new());
+    let run = run_with_pause(command, "review", || swapped = as_nobody(&swap, groups));
+    let landed = fs::read_dir(&victim).unwrap().count();
+    Race {
+        name: format!("render --out, parent {parent_mode:04o} group {parent_group}"),
+        followed: landed > 0,
+        detail: format!(
+            "paused {}, swap done {} ({}), exit {:?}, {landed} files in the root-only directory\n{}",
+            run.paused,
+            swapped.0,
+            swapped.1.trim(),
+            run.code,
+            run.stderr
+        ),
+    }
+}
+
+/// The `nfs` step while `nobody`, at the pause between the check of the
+/// export path and the making of the directory, puts a link to a
+/// root-only directory at `/data/stackbill`.
+fn nfs_swap_race(data_mode: u32, data_group: u32, groups: &[u32]) -> Race {
+    let world = nfs_world();
+    traversable(world.dir.path());
+    let victim = root_only_victim(&world);
+    let data = world.path("/data");
+    fs::create_dir_all(&data).unwrap();
+    std::os::unix::fs::chown(&data, Some(0), Some(data_group)).unwrap();
+    fs::set_permissions(&data, fs::Permissions::from_mode(data_mode)).unwrap();
+    let mut command = world.std_command();
+    command.args([
+        "install",
+        "--domain",
+        DOMAIN,
+        "--self-signed",
+        "--only",
+        "nfs",
+    ]);
+    let plant = format!(
+        "ln -s '{}' '{}'",
+        victim.display(),
+        data.join("stackbill").display()
+    );
+    let mut planted = (false, String::new());
+    let run = run_with_pause(command, "stackbill", || planted = as_nobody(&plant, groups));
+    let exports = fs::read_to_string(world.path("/etc/exports")).unwrap_or_default();
+    let victim_mode = fs::metadata(&victim).unwrap().mode() & 0o7777;
+    let is_link = fs::symlink_metadata(data.join("stackbill"))
+        .is_ok_and(|metadata| metadata.file_type().is_symlink());
+    Race {
+        name: format!("nfs path, /data {data_mode:04o} group {data_group}"),
+        // The run succeeded exporting a path that is a link to the victim,
+        // or the victim was made everyone's.
+        followed: (run.code == Some(0) && is_link && exports.contains("/data/stackbill "))
+            || victim_mode != 0o700,
+        detail: format!(
+            "paused {}, link planted {} ({}), exit {:?}, victim mode {victim_mode:04o}\n{}",
+            run.paused,
+            planted.0,
+            planted.1.trim(),
+            run.code,
+            run.stderr
+        ),
+    }
+}
+
+#[test]
+fn a_directory_swapped_by_another_user_between_check_and_write_is_not_followed() {
+    let races = vec![
+        // The issue's reproduction: a non-sticky 0777 parent.
+        render_swap_race(0o777, 0, &[]),
+        // A parent a system group may write (accepted): the swap happens,
+        // the files go to the directory that was checked.
+        render_swap_race(0o775, SYSTEM_GROUP, &[SYSTEM_GROUP]),
+        nfs_swap_race(0o777, 0, &[]),
+        nfs_swap_race(0o775, SYSTEM_GROUP, &[SYSTEM_GROUP]),
+    ];
+    let followed: Vec<&Race> = races.iter().filter(|race| race.followed).collect();
+    common::report(&format!(
+        "swap races: {} tried, {} followed",
+        races.len(),
+        followed.len()
+    ));
+    for race in &races {
+        eprintln!("{}: {}", race.name, race.detail);
+    }
+    assert!(
+        followed.is_empty(),
+        "{}",
+        followed
+            .iter()
+            .map(|race| format!("{}: {}", race.name, race.detail))
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    );
+}
+
+/// The `host.nfs` findings of `doctor --checks host --output json`.
+fn doctor_nfs_findings(world: &World) -> Vec<String> {
+    let output = world
+        .command()
+        .args(["doctor", "--output", "json", "--checks", "host"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&output.stderr));
+    });
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|check| check["check"] == "host.nfs")
+        .flat_map(|check| check["findings"].as_array().cloned().unwrap_or_default())
+        .map(|finding| format!("{} {}", finding["class"], finding["what"]))
+        .collect()
+}
+
+/// The `nfs` step's health as `status --output json` shows it.
+fn status_nfs_health(world: &World) -> String {
+    let output = world
+        .command()
+        .args(["status", "--output", "json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&output.stderr));
+    });
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|step| step["id"] == "nfs")
+        .map(|step| step["health"].as_str().unwrap_or("").to_string())
+        .unwrap()
+}
+
+#[test]
+fn an_export_directory_swapped_after_the_install_is_an_error_in_status_and_doctor() {
+    let mut detected = 0;
+    // `/data` made writable by everyone after the install, then by a
+    // system group `nobody` is in: either way `nobody` swaps the export.
+    for (mode, group) in [(0o777, 0), (0o775, SYSTEM_GROUP)] {
+        let world = nfs_world();
+        traversable(world.dir.path());
+        world.install(&["--only", "nfs"]).success();
+        assert_eq!(status_nfs_health(&world), "ok");
+        assert!(doctor_nfs_findings(&world).is_empty());
+        let data = world.path("/data");
+        std::os::unix::fs::chown(&data, Some(0), Some(group)).unwrap();
+        fs::set_permissions(&data, fs::Permissions::from_mode(mode)).unwrap();
+        let swap = format!(
+            "cd '{}' && mv stackbill stackbill.old && ln -s / stackbill",
+            data.display()
+        );
+        let (swapped, why) = as_nobody(&swap, &[group]);
+        assert!(swapped, "the swap itself: {why}");
+        let health = status_nfs_health(&world);
+        assert!(
+            health.contains("/data/stackbill") && health != "ok",
+            "status says {health}"
+        );
+        let findings = doctor_nfs_findings(&world);
+        assert!(
+            findings.iter().any(|f| f.contains("nfs-export")),
+            "doctor found {findings:?}"
+        );
+        detected += 1;
+    }
+    common::report(&format!(
+        "export directory swapped after the install: {detected} swaps, each an error in status and doctor"
+    ));
 }

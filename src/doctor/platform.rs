@@ -30,6 +30,19 @@ pub fn nfs(inputs: &Inputs) -> Checked {
         return Err("the `nfs` step has not run (no checkpoint, no export)".into());
     }
     let fix = "write the export again and reload it: `sudo stackinstall install --redo nfs` (then `exportfs -v`)";
+    if let Some(line) = line {
+        let state = crate::state::StateFile::new(&inputs.host).load().ok();
+        let recorded = state
+            .as_ref()
+            .and_then(crate::steps::nfs::recorded_identity);
+        if let Some(problem) =
+            crate::steps::nfs::directory_problem(&inputs.host, &config.nfs.path, recorded)
+        {
+            let finding = Finding::error("nfs-export", problem, "stop exporting it now (`sudo exportfs -ua`), look at the path (`ls -ld` of it and each directory above it), make it the right directory again, then `sudo stackinstall install --redo nfs`")
+                .with(format!("/etc/exports: {line}"));
+            return Ok(vec![finding].into());
+        }
+    }
     let pod_cidr = &config.cluster.pod_cidr;
     let finding = match line {
         None => Finding::error(

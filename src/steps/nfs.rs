@@ -37,6 +37,9 @@ const DIRECTORY_MODE: u32 = 0o777;
 const NOBODY: (u32, u32) = (65534, 65534);
 /// The state key of the managed block's origin.
 const BLOCK: &str = "nfs.export-block";
+/// The state key of the export directory's `device:inode`: a path swapped
+/// after the install (a link to `/` in its place) is told by it.
+const IDENTITY: &str = "nfs.directory";
 
 impl Step for Nfs {
     fn id(&self) -> &'static str {
@@ -99,7 +102,13 @@ impl Step for Nfs {
         let path = context.host.path(EXPORTS);
         let current = host::fs::read_optional(&path)?.unwrap_or_default();
         let present = block_lines(&current, &context.shown(&path))?.is_some();
-        context.claim(SERVICE, BLOCK, present)
+        context.claim(SERVICE, BLOCK, present)?;
+        let directory = context.host.path(&context.config.nfs.path);
+        match host::fs::open_shared_dir(&directory) {
+            Ok(held) => record_identity(context, &held),
+            Err(error) if error.source.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// The block in `/etc/exports`, the directory, and `exportfs` listing
@@ -108,13 +117,19 @@ impl Step for Nfs {
         let path = context.host.path(EXPORTS);
         let current = host::fs::read_optional(&path)?.unwrap_or_default();
         let wanted = with_block(&current, &export_line(context)?, &context.shown(&path))?;
-        let directory = context.host.path(&context.config.nfs.path);
-        if wanted != current || host::fs::mode_of(&directory).is_none() {
+        if let Some(problem) = directory_problem(
+            &context.host,
+            &context.config.nfs.path,
+            context.fact(IDENTITY),
+        ) {
             return Err(StepError::failed(
-                format!(
-                    "the export block in `{EXPORTS}` or the directory `{}` is not as the step left it",
-                    context.config.nfs.path
-                ),
+                problem,
+                "look at it (`ls -ld` of it and of each directory above it); once it is the directory you want exported, run `stackinstall install --redo nfs`",
+            ));
+        }
+        if wanted != current {
+            return Err(StepError::failed(
+                format!("the export block in `{EXPORTS}` is not as the step left it"),
                 "run `stackinstall install --redo nfs`",
             ));
         }
@@ -192,8 +207,8 @@ fn directory_action(context: &Context) -> Option<Action> {
         host::fs::owner_of(&directory),
     ) else {
         let detail = format!("make {} ({wanted})", shown.display());
-        return Some(Action::call(ActionKind::File, detail, move |_| {
-            make_directory(&directory)
+        return Some(Action::call(ActionKind::File, detail, move |context| {
+            make_directory(&directory, context)
         }));
     };
     if mode == DIRECTORY_MODE && (uid, gid) == NOBODY {
@@ -219,13 +234,49 @@ fn directory_action(context: &Context) -> Option<Action> {
     })
 }
 
-/// Makes the export directory 0777 nobody:nogroup; returns whether it did.
-fn make_directory(directory: &Path) -> Result<bool, StepError> {
-    let created = host::fs::ensure_dir(directory, DIRECTORY_MODE)?;
-    if created {
-        host::fs::set_mode_and_owner(directory, DIRECTORY_MODE, Some(NOBODY))?;
-    }
+/// Makes the export directory 0777 nobody:nogroup (its parents checked,
+/// see `host::fs::ensure_shared_dir`) and records its identity; returns
+/// whether it made it.
+fn make_directory(directory: &Path, context: &mut Context) -> Result<bool, StepError> {
+    let (held, created) = host::fs::ensure_shared_dir(directory, DIRECTORY_MODE, Some(NOBODY))?;
+    record_identity(context, &held)?;
     Ok(created)
+}
+
+fn record_identity(context: &mut Context, held: &host::fs::Directory) -> Result<(), StepError> {
+    let (device, inode) = held.identity();
+    let value = format!("{device}:{inode}");
+    context.change_state(|state| {
+        state.facts.insert(IDENTITY.into(), value.clone());
+    })?;
+    Ok(())
+}
+
+/// What is wrong with the export directory at `path`: a directory on its
+/// way that others can write, a link in its place, or another directory
+/// than the `device:inode` the install `recorded`; `None` when it is fine.
+pub fn directory_problem(host: &host::Host, path: &str, recorded: Option<&str>) -> Option<String> {
+    let held = match host::fs::open_shared_dir(&host.path(path)) {
+        Ok(held) => held,
+        Err(error) => {
+            return Some(format!(
+                "the export directory `{path}` cannot be used: {error}"
+            ));
+        }
+    };
+    let (device, inode) = held.identity();
+    let found = format!("{device}:{inode}");
+    match recorded {
+        Some(recorded) if recorded != found => Some(format!(
+            "`{path}` is not the directory the export was made for (device:inode {found}, the install recorded {recorded}): it was replaced, and `/etc/exports` exports whatever is there now"
+        )),
+        _ => None,
+    }
+}
+
+/// The recorded identity of the export directory, for `doctor`.
+pub fn recorded_identity(state: &crate::state::State) -> Option<&str> {
+    state.facts.get(IDENTITY).map(String::as_str)
 }
 
 /// Where the managed block of `exports` starts and ends (line indexes),
