@@ -590,6 +590,27 @@ pub fn ensure_shared_dir(
     make().map_err(FileError::new("use the directory", path))
 }
 
+/// `check_directory_path` for a directory handed to others: its parents
+/// are checked, and the directory itself, when there, must not be a link.
+pub fn check_shared_dir(path: &Path) -> Result<(), FileError> {
+    let check = || -> io::Result<()> {
+        let (parent, name) = split(path)?;
+        Directory::check(parent)?;
+        let parent = match Directory::open(parent) {
+            Ok(parent) => parent,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        match parent.entry(name)? {
+            Some(stat) if stat.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                Err(refused(path, "a symbolic link in place of the directory"))
+            }
+            _ => Ok(()),
+        }
+    };
+    check().map_err(FileError::new("use the directory", path))
+}
+
 /// Opens the existing directory `path` as `ensure_shared_dir` does.
 pub fn open_shared_dir(path: &Path) -> Result<Directory, FileError> {
     let open = || -> io::Result<Directory> {

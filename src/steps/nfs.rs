@@ -76,7 +76,7 @@ impl Step for Nfs {
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
-        host::fs::check_directory_path(&context.host.path(&context.config.nfs.path))?;
+        host::fs::check_shared_dir(&context.host.path(&context.config.nfs.path))?;
         let mut actions: Vec<Action> = directory_action(context).into_iter().collect();
         let path = context.host.path(EXPORTS);
         let current = host::fs::read_optional(&path)?.unwrap_or_default();
