@@ -221,6 +221,29 @@ impl CredentialsFile {
     }
 }
 
+/// The values of secret-named keys (`password = "..."`) in the text of a
+/// credentials file, whether or not it parses: what a support bundle is
+/// redacted of when the file is damaged.
+pub fn raw_secrets(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .filter(|(key, _)| crate::secret::is_secret_name(key.trim().trim_matches('"')))
+        .map(|(_, value)| {
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            value
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .unwrap_or(value)
+                .to_string()
+        })
+        .filter(|value| !value.is_empty())
+        .collect()
+}
+
 /// Reads the bash installer's format: a `MYSQL:` (`MONGODB:`, `RABBITMQ:`)
 /// heading followed within five lines by `Password: VALUE`.
 fn parse_legacy(text: &str) -> BTreeMap<String, Secret> {
