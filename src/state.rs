@@ -113,11 +113,8 @@ impl StateError {
                 "every step is safe to run again: move the file aside (`mv {0} {0}.bad`) and run again; the steps then check the host afresh (copy its `[facts]` lines over if they can still be read: without them the servers the install added count as there before, and `uninstall --delete-db` keeps their packages)",
                 path.display()
             )),
-            Self::Lock(LockError::Held { .. }) => {
-                Some("wait for that run to finish; if it is stuck, stop it (`kill PID`)".into())
-            }
+            Self::Lock(error) => error.hint(),
             Self::File(error) => error.hint(),
-            _ => None,
         }
     }
 }

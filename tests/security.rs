@@ -134,7 +134,8 @@ const TABLE: &[(&str, Holds, Owner, u32)] = &[
     ),
     ("/var/lib/stackinstall", Directory, Root, 0o755),
     ("/var/lib/stackinstall/state.toml", Public, Root, 0o644),
-    ("/var/lib/stackinstall/lock", Public, Root, 0o644),
+    // Root's alone: `flock` works on a read-only descriptor (issue 21).
+    ("/var/lib/stackinstall/lock", Public, Root, 0o600),
     ("/var/lib/stackinstall/downloads", Directory, Root, 0o700),
     ("/var/log", Directory, Root, 0o755),
     ("/var/log/stackinstall", Directory, Root, 0o700),
@@ -1060,5 +1061,61 @@ fn an_export_directory_swapped_after_the_install_is_an_error_in_status_and_docto
     }
     common::report(&format!(
         "export directory swapped after the install: {detected} swaps, each an error in status and doctor"
+    ));
+}
+
+// ------------------------------ the run lock held by another user (21, 3) --
+
+#[test]
+fn the_run_lock_cannot_be_held_by_another_user_to_stop_the_renewal() {
+    let world = World::new();
+    traversable(world.dir.path());
+    // A kubectl that cannot tell the token's age: the renewal counts as due.
+    world.fake("kubectl", "echo 'kubectl: no cluster here' >&2; exit 1");
+    // The lock file an earlier stackinstall left, 0644 as it made them.
+    let lock = world.path("/var/lib/stackinstall/lock");
+    world.write("/var/lib/stackinstall/lock", "4242\n");
+    fs::set_permissions(&lock, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut holder = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .args(["flock", "-s", lock.to_str().unwrap(), "sh", "-c"])
+        .arg("echo held; exec sleep 600")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "held\n", "nobody holds the 0644 lock");
+    let refresh = world.command().arg("ecr-refresh").output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&refresh.stdout),
+        String::from_utf8_lossy(&refresh.stderr)
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_ne!(
+        refresh.status.code(),
+        Some(0),
+        "a due renewal blocked by nobody's lock is a failure the timer shows:\n{said}"
+    );
+    assert!(said.contains("which is not a stackinstall run"), "{said}");
+    assert!(!said.contains("4242"), "a dead pid is never named: {said}");
+    let metadata = fs::metadata(&lock).unwrap();
+    assert_eq!(
+        (metadata.mode() & 0o7777, metadata.uid()),
+        (0o600, 0),
+        "the lock file is made root's 0600"
+    );
+    let (held_again, why) = as_nobody(&format!("flock -n -s '{}' true", lock.display()), &[]);
+    assert!(!held_again, "nobody cannot open the lock now");
+    common::report(&format!(
+        "run lock: nobody's hold of a 0644 lock makes ecr-refresh fail (exit {:?}); the file made 0600 root, nobody's next hold refused ({})",
+        refresh.status.code(),
+        why.trim()
     ));
 }
