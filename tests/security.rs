@@ -1119,3 +1119,82 @@ fn the_run_lock_cannot_be_held_by_another_user_to_stop_the_renewal() {
         why.trim()
     ));
 }
+
+// ------------------------ the old installer's password file (issue 21, 5) --
+
+#[test]
+fn the_old_installers_password_file_is_read_only_from_root_and_only_when_root_owns_it() {
+    let legacy = "MYSQL:\n  Username: stackbill\n  Password: ChosenByAnother1\n";
+    // (where, owner, mode, HOME of the run, what the refusal says)
+    let cases = [
+        (
+            "/home/alice/stackbill-credentials.txt",
+            65534,
+            0o644,
+            "/home/alice",
+            "it is in the invoking user's home",
+        ),
+        (
+            "/root/stackbill-credentials.txt",
+            65534,
+            0o600,
+            "/root",
+            "it belongs to uid 65534, not root",
+        ),
+        (
+            "/root/stackbill-credentials.txt",
+            0,
+            0o666,
+            "/root",
+            "group or others may write it (mode 0666)",
+        ),
+    ];
+    let mut refused = 0;
+    for (place, owner, mode, home, why) in cases {
+        let world = World::new();
+        world.write(place, legacy);
+        let file = world.path(place);
+        std::os::unix::fs::chown(&file, Some(owner), Some(owner)).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(mode)).unwrap();
+        let run = world
+            .command()
+            .env("HOME", home)
+            .args([
+                "install",
+                "--domain",
+                DOMAIN,
+                "--self-signed",
+                "--only",
+                "credentials",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&run.stderr);
+        let credentials = fs::read_to_string(world.path("/etc/stackinstall/credentials.toml"))
+            .unwrap_or_default();
+        assert!(
+            !credentials.contains("ChosenByAnother1"),
+            "{place} ({owner}, {mode:o}) became the MySQL password:\n{text}"
+        );
+        assert!(!run.status.success(), "{text}");
+        assert!(
+            text.contains(&format!("`{}` is not read: {why}", file.display())),
+            "{text}"
+        );
+        refused += 1;
+    }
+    // Root's own, 0600: imported.
+    let world = World::new();
+    world.write("/root/stackbill-credentials.txt", legacy);
+    let file = world.path("/root/stackbill-credentials.txt");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    world.install(&["--only", "credentials"]).success();
+    assert!(
+        world
+            .read("/etc/stackinstall/credentials.toml")
+            .contains("ChosenByAnother1")
+    );
+    common::report(&format!(
+        "old installer's password file: {refused} files refused (a user's home, another owner, writable by others), root's 0600 imported"
+    ));
+}

@@ -159,6 +159,46 @@ fn text_or_none(path: &Path, read: io::Result<Vec<u8>>) -> Result<Option<String>
     }
 }
 
+/// Why `read_root_only` did not read a file.
+#[derive(Debug)]
+pub enum RootOnlyError {
+    /// It is there but not root's alone (a link, another owner, writable
+    /// by group or others, a hard link): the reason.
+    Unsafe(String),
+    File(FileError),
+}
+
+/// Reads a file whose contents root will trust (the bash installer's
+/// passwords): only when it is a regular file owned by root, not a link
+/// (at its name or on its directory's path), not hard-linked, and not
+/// writable by group or others; `None` when it does not exist.
+pub fn read_root_only(path: &Path) -> Result<Option<String>, RootOnlyError> {
+    let file = match open_own(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) if super::directory::is_refusal(&error) => {
+            return Err(RootOnlyError::Unsafe(error.to_string()));
+        }
+        Err(error) => return Err(RootOnlyError::File(FileError::new("read", path)(error))),
+    };
+    let metadata = file
+        .metadata()
+        .map_err(|error| RootOnlyError::File(FileError::new("read", path)(error)))?;
+    let mode = metadata.mode() & 0o7777;
+    if metadata.uid() != 0 {
+        return Err(RootOnlyError::Unsafe(format!(
+            "it belongs to uid {}, not root",
+            metadata.uid()
+        )));
+    }
+    if mode & 0o022 != 0 {
+        return Err(RootOnlyError::Unsafe(format!(
+            "group or others may write it (mode {mode:04o})"
+        )));
+    }
+    text_or_none(path, read_from(file)).map_err(RootOnlyError::File)
+}
+
 /// Reads the bytes of `path`.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, FileError> {
     read_limited(path).map_err(FileError::new("read", path))
