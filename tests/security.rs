@@ -17,6 +17,7 @@ mod servers;
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -1197,4 +1198,80 @@ fn the_old_installers_password_file_is_read_only_from_root_and_only_when_root_ow
     common::report(&format!(
         "old installer's password file: {refused} files refused (a user's home, another owner, writable by others), root's 0600 imported"
     ));
+}
+
+// ----------------------- private directories and the bundle's logs (21, 6) --
+
+#[test]
+fn a_log_directory_another_account_made_is_refused_and_the_bundle_follows_no_log_link() {
+    // `/var/log` as Ubuntu has it, `root:syslog 0775`: a member of that
+    // group (here `nobody`, given the system group) makes the tool's log
+    // directory first.
+    let world = World::new();
+    traversable(world.dir.path());
+    let log = world.path("/var/log");
+    fs::create_dir_all(&log).unwrap();
+    std::os::unix::fs::chown(&log, Some(0), Some(SYSTEM_GROUP)).unwrap();
+    fs::set_permissions(&log, fs::Permissions::from_mode(0o775)).unwrap();
+    let ours = log.join("stackinstall");
+    let (made, why) = as_nobody(
+        &format!("mkdir -m 0777 '{}'", ours.display()),
+        &[SYSTEM_GROUP],
+    );
+    assert!(made, "{why}");
+    let run = world.install(&["--only", "credentials"]);
+    let text = stderr(&run);
+    assert!(!run.get_output().status.success(), "{text}");
+    assert!(text.contains(&format!("`{}`", ours.display())), "{text}");
+    assert_eq!(
+        fs::read_dir(&ours).unwrap().count(),
+        0,
+        "no log written in another account's directory"
+    );
+    assert_eq!(fs::metadata(&ours).unwrap().uid(), 65534, "left as it is");
+
+    // The bundle reads the logs: at the pause after the listing, `nobody`
+    // (who owns the directory) swaps a log for a link to a root-only file.
+    let victim = root_only_victim(&world).join("shadow");
+    fs::write(&victim, "root:TopSecretHash42:19000:0:99999:7:::\n").unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+    let (wrote, why) = as_nobody(
+        &format!("echo 'a log line' > '{}/install-1.log'", ours.display()),
+        &[],
+    );
+    assert!(wrote, "{why}");
+    let bundle = world.dir.path().join("support.tar.gz");
+    let mut command = world.std_command();
+    command.args([
+        "doctor",
+        "--checks",
+        "host",
+        "--bundle",
+        bundle.to_str().unwrap(),
+    ]);
+    let swap = format!(
+        "cd '{}' && rm install-1.log && ln -s '{}' install-1.log",
+        ours.display(),
+        victim.display()
+    );
+    let mut swapped = (false, String::new());
+    let doctor = run_with_pause(command, "bundle-logs", || swapped = as_nobody(&swap, &[]));
+    assert!(
+        doctor.paused && swapped.0,
+        "{}: {}",
+        swapped.1,
+        doctor.stderr
+    );
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(fs::File::open(&bundle).unwrap())
+        .read_to_end(&mut bytes)
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&bytes).contains("TopSecretHash42"),
+        "the bundle read a root-only file through a log link: {}",
+        doctor.stderr
+    );
+    common::report(
+        "private directories: a log directory nobody made refused (nothing written in it); a log swapped for a link during the bundle not read through",
+    );
 }

@@ -73,15 +73,13 @@ pub fn collect(inputs: &Inputs, report: &Report) -> Vec<(String, Vec<u8>)> {
             Err(error) => format!("(unreadable: {error})\n"),
         },
     ));
-    for file in host::archive::files_in(&inputs.host.path(LOG_DIR)) {
-        let text = host::fs::read_bytes(&file).map_or_else(
-            |e| e.to_string(),
-            |b| String::from_utf8_lossy(&b).into_owned(),
-        );
-        let name = file
-            .file_name()
-            .map_or("log".into(), |n| n.to_string_lossy().into_owned());
-        entries.push((format!("logs/{name}"), text));
+    match host::archive::read_files_in(&inputs.host.path(LOG_DIR)) {
+        Ok(files) => entries.extend(
+            files
+                .into_iter()
+                .map(|(name, text)| (format!("logs/{name}"), text)),
+        ),
+        Err(error) => entries.push(("logs/not-read.txt".into(), format!("{error}\n"))),
     }
     entries.extend(cluster_entries(inputs));
     entries.push(("versions.txt".into(), versions(inputs)));

@@ -87,6 +87,11 @@ pub fn read_limited(path: &Path) -> io::Result<Vec<u8>> {
     read_from(fs::File::open(path)?)
 }
 
+/// Reads at most `MAX_READ` bytes of an open file; more is an error.
+pub fn read_open_file(file: fs::File) -> io::Result<Vec<u8>> {
+    read_from(file)
+}
+
 fn read_from(file: fs::File) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let mut bytes = Vec::new();
