@@ -175,6 +175,7 @@ impl CredentialsFile {
                 return Err(corrupt(format!("the password of `{service}` is empty")));
             }
         }
+        host::fs::pause_point("credentials-loaded");
         Ok(Some(credentials))
     }
 

@@ -1275,3 +1275,92 @@ fn a_log_directory_another_account_made_is_refused_and_the_bundle_follows_no_log
         "private directories: a log directory nobody made refused (nothing written in it); a log swapped for a link during the bundle not read through",
     );
 }
+
+// --------------------------------------------- no core file (issue 21, 8) --
+
+#[test]
+fn a_crash_while_holding_passwords_leaves_no_core_file() {
+    use std::os::unix::process::CommandExt;
+    let world = World::new();
+    let canary = "CoreDumpCanaryPassword0123456789";
+    let mut credentials = String::from("version = 1\n");
+    for service in ["mysql", "mongodb", "rabbitmq"] {
+        credentials.push_str(&format!(
+            "[{service}]\nusername = \"stackbill\"\npassword = \"{canary}{service}\"\n"
+        ));
+    }
+    world.write("/etc/stackinstall/credentials.toml", &credentials);
+    fs::set_permissions(
+        world.path("/etc/stackinstall/credentials.toml"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    // The core pattern here is `core` (in the crashing process's working
+    // directory); the limit is lifted for the child, as a shell's
+    // `ulimit -c unlimited` would.
+    let pattern = fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    assert!(
+        !pattern.starts_with('|'),
+        "core files go to a program here: {pattern}"
+    );
+    let cores = world.dir.path().join("cores");
+    fs::create_dir_all(&cores).unwrap();
+    // At the pause point the passwords are loaded; SIGQUIT (whose default
+    // action dumps core) then ends it.
+    let mut command = world.std_command();
+    command
+        .current_dir(&cores)
+        .env("STACKINSTALL_TEST_PAUSE_AT", "credentials-loaded")
+        .args([
+            "install",
+            "--domain",
+            DOMAIN,
+            "--self-signed",
+            "--only",
+            "credentials",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            let unlimited = libc::rlimit {
+                rlim_cur: libc::RLIM_INFINITY,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &unlimited);
+            Ok(())
+        });
+    }
+    #[allow(clippy::zombie_processes)]
+    let child = command.spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: waiting for and signalling our own child.
+    unsafe {
+        libc::waitpid(pid, &mut status, libc::WUNTRACED);
+        assert!(libc::WIFSTOPPED(status), "it did not reach the point");
+        libc::kill(pid, libc::SIGQUIT);
+        libc::kill(pid, libc::SIGCONT);
+        libc::waitpid(pid, &mut status, 0);
+    }
+    assert!(libc::WIFSIGNALED(status), "it was not killed by SIGQUIT");
+    let dumped = libc::WCOREDUMP(status);
+    let leaked: Vec<String> = fs::read_dir(&cores)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            fs::read(path).is_ok_and(|bytes| {
+                bytes
+                    .windows(canary.len())
+                    .any(|window| window == canary.as_bytes())
+            })
+        })
+        .map(|path| path.display().to_string())
+        .collect();
+    common::report(&format!(
+        "core files: a crash while holding the passwords: core dumped {dumped}, {} files with a password",
+        leaked.len()
+    ));
+    assert!(!dumped && leaked.is_empty(), "core dumped: {leaked:?}");
+}
