@@ -905,6 +905,7 @@ fn a_bundle_made_with_a_damaged_or_missing_credentials_file_carries_no_password(
                 .filter(|(_, text)| text.contains(&password))
                 .map(|(name, _)| format!("{name} (credentials file damaged: {damaged})")),
         );
+        assert!(leaks.is_empty(), "a password in the bundle: {leaks:?}");
         let describe = &entries
             .iter()
             .find(|(name, _)| name == "cluster/restaurant-system/describe.txt")
