@@ -157,24 +157,13 @@ impl CredentialsFile {
             }
         };
         let Some(text) = text else { return Ok(None) };
-        let table: toml::Table = toml::from_str(&text).map_err(|e| corrupt(e.message().into()))?;
-        match table.get("version").and_then(toml::Value::as_integer) {
-            Some(version) if version == i64::from(CREDENTIALS_VERSION) => {}
-            Some(version) => {
-                return Err(CredentialsError::WrongVersion {
-                    path: self.path.clone(),
-                    found: version.try_into().unwrap_or(u32::MAX),
-                });
-            }
-            None => return Err(corrupt("it has no `version`".into())),
-        }
-        let credentials: Credentials =
-            toml::from_str(&text).map_err(|e| corrupt(e.message().into()))?;
-        for (service, account) in &credentials.accounts {
-            if account.password.expose().is_empty() {
-                return Err(corrupt(format!("the password of `{service}` is empty")));
-            }
-        }
+        let credentials = parse(&text).map_err(|problem| match problem {
+            crate::state::Unparsed::Corrupt(detail) => corrupt(detail),
+            crate::state::Unparsed::WrongVersion(found) => CredentialsError::WrongVersion {
+                path: self.path.clone(),
+                found: found.try_into().unwrap_or(u32::MAX),
+            },
+        })?;
         host::fs::pause_point("credentials-loaded");
         Ok(Some(credentials))
     }
@@ -278,6 +267,29 @@ impl CredentialsFile {
     }
 }
 
+/// The credentials in the text of a credentials file (its version
+/// checked, no password empty): a pure function, fuzzed
+/// (`fuzz/fuzz_targets/credentials.rs`).
+pub fn parse(text: &str) -> Result<Credentials, crate::state::Unparsed> {
+    use crate::state::Unparsed;
+    let corrupt = |error: toml::de::Error| Unparsed::Corrupt(error.message().into());
+    let table: toml::Table = toml::from_str(text).map_err(corrupt)?;
+    match table.get("version").and_then(toml::Value::as_integer) {
+        Some(version) if version == i64::from(CREDENTIALS_VERSION) => {}
+        Some(version) => return Err(Unparsed::WrongVersion(version)),
+        None => return Err(Unparsed::Corrupt("it has no `version`".into())),
+    }
+    let credentials: Credentials = toml::from_str(text).map_err(corrupt)?;
+    for (service, account) in &credentials.accounts {
+        if account.password.expose().is_empty() {
+            return Err(Unparsed::Corrupt(format!(
+                "the password of `{service}` is empty"
+            )));
+        }
+    }
+    Ok(credentials)
+}
+
 /// The values of secret-named keys (`password = "..."`) in the text of a
 /// credentials file, whether or not it parses: what a support bundle is
 /// redacted of when the file is damaged.
@@ -303,7 +315,7 @@ pub fn raw_secrets(text: &str) -> Vec<String> {
 
 /// Reads the bash installer's format: a `MYSQL:` (`MONGODB:`, `RABBITMQ:`)
 /// heading followed within five lines by `Password: VALUE`.
-fn parse_legacy(text: &str) -> BTreeMap<String, Secret> {
+pub fn parse_legacy(text: &str) -> BTreeMap<String, Secret> {
     let lines: Vec<&str> = text.lines().collect();
     let mut found = BTreeMap::new();
     for (index, line) in lines.iter().enumerate() {

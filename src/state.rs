@@ -119,6 +119,26 @@ impl StateError {
     }
 }
 
+/// Why a state file's text is not a state.
+#[derive(Debug)]
+pub enum Unparsed {
+    Corrupt(String),
+    WrongVersion(i64),
+}
+
+/// The state in the text of a state file (its version checked): a pure
+/// function, fuzzed (`fuzz/fuzz_targets/state.rs`).
+pub fn parse(text: &str) -> Result<State, Unparsed> {
+    let corrupt = |error: toml::de::Error| Unparsed::Corrupt(error.message().into());
+    let table: toml::Table = toml::from_str(text).map_err(corrupt)?;
+    match table.get("version").and_then(toml::Value::as_integer) {
+        Some(version) if version == i64::from(STATE_VERSION) => {}
+        Some(found) => return Err(Unparsed::WrongVersion(found)),
+        None => return Err(Unparsed::Corrupt("it has no `version`".into())),
+    }
+    toml::from_str(text).map_err(corrupt)
+}
+
 /// The state file on a host.
 #[derive(Debug, Clone)]
 pub struct StateFile {
@@ -157,18 +177,13 @@ impl StateFile {
         let Some(text) = text else {
             return Ok(State::default());
         };
-        let table: toml::Table = toml::from_str(&text).map_err(|e| corrupt(e.message().into()))?;
-        match table.get("version").and_then(toml::Value::as_integer) {
-            Some(version) if version == i64::from(STATE_VERSION) => {}
-            Some(found) => {
-                return Err(StateError::WrongVersion {
-                    path: self.path.clone(),
-                    found,
-                });
-            }
-            None => return Err(corrupt("it has no `version`".into())),
-        }
-        toml::from_str(&text).map_err(|e| corrupt(e.message().into()))
+        parse(&text).map_err(|problem| match problem {
+            Unparsed::Corrupt(detail) => corrupt(detail),
+            Unparsed::WrongVersion(found) => StateError::WrongVersion {
+                path: self.path.clone(),
+                found,
+            },
+        })
     }
 
     /// Writes the state atomically.
