@@ -52,6 +52,8 @@ pub enum CredentialsError {
     Corrupt { path: PathBuf, detail: String },
     #[error("the credentials file `{}` has format version {found}; this stackinstall reads version {CREDENTIALS_VERSION}", path.display())]
     WrongVersion { path: PathBuf, found: u32 },
+    #[error("the bash installer's password file `{}` is not read: {why}", path.display())]
+    LegacyRefused { path: PathBuf, why: String },
     #[error(transparent)]
     Write(#[from] FileError),
 }
@@ -66,6 +68,10 @@ impl CredentialsError {
                 error.hint().unwrap_or_default()
             }
             Self::Write(_) => "check that the directory is writable by root".into(),
+            Self::LegacyRefused { path, .. } => format!(
+                "its passwords would become the databases' admin passwords, so it is read only from root's home, owned by root and writable by no one else: if you trust what it holds, `sudo install -o root -g root -m 0600 {} /root/`, or put each password in with `sudo stackinstall credentials set SERVICE`; otherwise remove it",
+                path.display()
+            ),
             Self::Unreadable { path, .. }
             | Self::Corrupt { path, .. }
             | Self::WrongVersion { path, .. } => format!(
@@ -81,18 +87,44 @@ impl CredentialsError {
 pub struct CredentialsFile {
     path: PathBuf,
     legacy_path: PathBuf,
+    /// The bash installer's file in the invoking user's home (`$HOME`,
+    /// which `sudo -E` keeps): named, never read.
+    user_legacy_path: PathBuf,
+}
+
+/// The bash installer's password file, in its user's home.
+const LEGACY_NAME: &str = "stackbill-credentials.txt";
+
+/// Root's home in the host's password database (`/root` when it does not
+/// say).
+fn root_home(host: &Host) -> PathBuf {
+    host::fs::read_optional(&host.path("/etc/passwd"))
+        .ok()
+        .flatten()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let fields: Vec<&str> = line.split(':').collect();
+                (fields.get(2) == Some(&"0"))
+                    .then(|| fields.get(5).map(PathBuf::from))
+                    .flatten()
+            })
+        })
+        .filter(|home| home.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("/root"))
 }
 
 /// Where the credentials file lives on the host.
 pub const CREDENTIALS_PATH: &str = "/etc/stackinstall/credentials.toml";
 
 impl CredentialsFile {
-    /// The credentials file of `host`; `home` is where the legacy
-    /// `stackbill-credentials.txt` of the bash installer may be.
+    /// The credentials file of `host`. The bash installer's
+    /// `stackbill-credentials.txt` is read from root's home (the password
+    /// database's); one in `home` (the invoking user's) is only named.
     pub fn new(host: &Host, home: &Path) -> Self {
         Self {
             path: host.path(CREDENTIALS_PATH),
-            legacy_path: host.path(home.join("stackbill-credentials.txt")),
+            legacy_path: host.path(root_home(host).join(LEGACY_NAME)),
+            user_legacy_path: host.path(home.join(LEGACY_NAME)),
         }
     }
 
@@ -125,36 +157,50 @@ impl CredentialsFile {
             }
         };
         let Some(text) = text else { return Ok(None) };
-        let table: toml::Table = toml::from_str(&text).map_err(|e| corrupt(e.message().into()))?;
-        match table.get("version").and_then(toml::Value::as_integer) {
-            Some(version) if version == i64::from(CREDENTIALS_VERSION) => {}
-            Some(version) => {
-                return Err(CredentialsError::WrongVersion {
-                    path: self.path.clone(),
-                    found: version.try_into().unwrap_or(u32::MAX),
-                });
-            }
-            None => return Err(corrupt("it has no `version`".into())),
-        }
-        let credentials: Credentials =
-            toml::from_str(&text).map_err(|e| corrupt(e.message().into()))?;
-        for (service, account) in &credentials.accounts {
-            if account.password.expose().is_empty() {
-                return Err(corrupt(format!("the password of `{service}` is empty")));
-            }
-        }
+        let credentials = parse(&text).map_err(|problem| match problem {
+            crate::state::Unparsed::Corrupt(detail) => corrupt(detail),
+            crate::state::Unparsed::WrongVersion(found) => CredentialsError::WrongVersion {
+                path: self.path.clone(),
+                found: found.try_into().unwrap_or(u32::MAX),
+            },
+        })?;
+        host::fs::pause_point("credentials-loaded");
         Ok(Some(credentials))
     }
 
     /// Passwords of the bash installer's `stackbill-credentials.txt`, by service.
+    /// Only root's, and only when root owns it, it is no link and no one
+    /// else may write it: otherwise refused, naming why. One only in the
+    /// invoking user's home is refused, never read.
     pub fn load_legacy(&self) -> Result<BTreeMap<String, Secret>, CredentialsError> {
-        let text = host::fs::read_optional(&self.legacy_path).map_err(|source| {
-            CredentialsError::Unreadable {
-                path: self.legacy_path.clone(),
-                source,
+        let refused = |path: &Path, why: String| CredentialsError::LegacyRefused {
+            path: path.to_path_buf(),
+            why,
+        };
+        let text = match host::fs::read_root_only(&self.legacy_path) {
+            Ok(text) => text,
+            Err(host::fs::RootOnlyError::Unsafe(why)) => {
+                return Err(refused(&self.legacy_path, why));
             }
-        })?;
-        Ok(text.map(|text| parse_legacy(&text)).unwrap_or_default())
+            Err(host::fs::RootOnlyError::File(source)) => {
+                return Err(CredentialsError::Unreadable {
+                    path: self.legacy_path.clone(),
+                    source,
+                });
+            }
+        };
+        match text {
+            Some(text) => Ok(parse_legacy(&text)),
+            None if self.user_legacy_path != self.legacy_path
+                && host::fs::exists(&self.user_legacy_path) =>
+            {
+                Err(refused(
+                    &self.user_legacy_path,
+                    "it is in the invoking user's home (`$HOME`), not root's: it is never read from there".into(),
+                ))
+            }
+            None => Ok(BTreeMap::new()),
+        }
     }
 
     /// Completes `existing` with generated (or legacy) passwords for the
@@ -221,9 +267,55 @@ impl CredentialsFile {
     }
 }
 
+/// The credentials in the text of a credentials file (its version
+/// checked, no password empty): a pure function, fuzzed
+/// (`fuzz/fuzz_targets/credentials.rs`).
+pub fn parse(text: &str) -> Result<Credentials, crate::state::Unparsed> {
+    use crate::state::Unparsed;
+    let corrupt = |error: toml::de::Error| Unparsed::Corrupt(error.message().into());
+    let table: toml::Table = toml::from_str(text).map_err(corrupt)?;
+    match table.get("version").and_then(toml::Value::as_integer) {
+        Some(version) if version == i64::from(CREDENTIALS_VERSION) => {}
+        Some(version) => return Err(Unparsed::WrongVersion(version)),
+        None => return Err(Unparsed::Corrupt("it has no `version`".into())),
+    }
+    let credentials: Credentials = toml::from_str(text).map_err(corrupt)?;
+    for (service, account) in &credentials.accounts {
+        if account.password.expose().is_empty() {
+            return Err(Unparsed::Corrupt(format!(
+                "the password of `{service}` is empty"
+            )));
+        }
+    }
+    Ok(credentials)
+}
+
+/// The values of secret-named keys (`password = "..."`) in the text of a
+/// credentials file, whether or not it parses: what a support bundle is
+/// redacted of when the file is damaged.
+pub fn raw_secrets(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|line| line.split_once('='))
+        .filter(|(key, _)| crate::secret::is_secret_name(key.trim().trim_matches('"')))
+        .map(|(_, value)| {
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            value
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .unwrap_or(value)
+                .to_string()
+        })
+        .filter(|value| !value.is_empty())
+        .collect()
+}
+
 /// Reads the bash installer's format: a `MYSQL:` (`MONGODB:`, `RABBITMQ:`)
 /// heading followed within five lines by `Password: VALUE`.
-fn parse_legacy(text: &str) -> BTreeMap<String, Secret> {
+pub fn parse_legacy(text: &str) -> BTreeMap<String, Secret> {
     let lines: Vec<&str> = text.lines().collect();
     let mut found = BTreeMap::new();
     for (index, line) in lines.iter().enumerate() {

@@ -428,13 +428,30 @@ pub fn write_environment_profile(
             "export both, or write the profile with `aws configure`",
         ));
     };
+    let token = variable("AWS_SESSION_TOKEN");
+    // One line each: a line break in a value would add lines root then
+    // obeys (`credential_process = ...` runs a program as root).
+    for (name, value) in [
+        ("AWS_ACCESS_KEY_ID", Some(&key_id)),
+        ("AWS_SECRET_ACCESS_KEY", Some(&secret)),
+        ("AWS_SESSION_TOKEN", token.as_ref()),
+    ] {
+        if value.is_some_and(|value| value.chars().any(char::is_control)) {
+            return Err(StepError::input(
+                format!(
+                    "`{name}` holds a control character (a line break?): written to `{AWS_CREDENTIALS}` it would add lines root then obeys; nothing was written"
+                ),
+                format!("export `{name}` again as the one line AWS gave you, then run again"),
+            ));
+        }
+    }
     let path = host.path(AWS_CREDENTIALS);
-    let mut text = crate::host::fs::read_optional(&path)?.unwrap_or_default();
+    // Root's own file: never read through a link.
+    let mut text = crate::host::fs::read_own_optional(&path)?.unwrap_or_default();
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
     text.push_str(&format!("[{profile}]\n"));
-    let token = variable("AWS_SESSION_TOKEN");
     let entries = [
         ("aws_access_key_id", Some(key_id)),
         ("aws_secret_access_key", Some(secret)),

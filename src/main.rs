@@ -14,6 +14,12 @@ use stackinstall::host::command::INTERRUPTED;
 use stackinstall::secret::redact;
 
 fn main() -> ExitCode {
+    // Every command may hold passwords (the credentials file, a token, a
+    // key on stdin): none may end up in a core file.
+    if let Err(error) = stackinstall::host::system::forbid_core_dumps() {
+        eprintln!("error: cannot turn core dumps off: {error}");
+        return ExitCode::from(exit::FAILED);
+    }
     if std::env::args_os().len() == 1 && !stackinstall::ask::can_ask() {
         // Nothing asked and nobody to ask: the usage, on stderr, exit 2.
         eprint!("{}", Cli::command().render_help());

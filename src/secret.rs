@@ -123,6 +123,145 @@ pub fn redact(text: &str) -> String {
     text
 }
 
+/// How many forms of known secrets redaction masks (0: none is known).
+pub fn known_count() -> usize {
+    KNOWN_SECRETS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .len()
+}
+
+/// Whether `name` (a key or an environment variable) names a secret:
+/// `(?i)(pass(word|wd)?|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|credential)`.
+/// A name that refers to one (`secretName`, `credentialName`,
+/// `PASSWORD_FILE`, `tokenRef`) is not one.
+pub fn is_secret_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let squeezed: String = lower.chars().filter(|c| !matches!(c, '_' | '-')).collect();
+    let references = ["name", "ref", "file", "path"]
+        .iter()
+        .any(|suffix| lower.ends_with(suffix));
+    !references
+        && (["pass", "secret", "token", "credential"]
+            .iter()
+            .any(|word| lower.contains(word))
+            || ["apikey", "accesskey", "privatekey"]
+                .iter()
+                .any(|word| squeezed.contains(word)))
+}
+
+/// `text` with the values of secret-named keys and variables masked
+/// (`DB_PASSWORD: x`, `password = "x"`, `"apiKey": "x"`, `TOKEN=x`, and a
+/// Kubernetes `- name: DB_PASSWORD` whose `value:` is on the next line),
+/// and the user-info of every URL or connection string
+/// (`amqp://user:x@host` -> `amqp://********@host`): for what no list of
+/// known secrets can cover (a support bundle made without the
+/// credentials file).
+pub fn redact_by_name(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut previous_named_secret = false;
+    for line in text.split_inclusive('\n') {
+        let (body, end) = match line.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (line, ""),
+        };
+        let mut masked = mask_assignment(body, previous_named_secret);
+        masked = mask_user_info(&masked);
+        previous_named_secret = names_secret_entry(body);
+        out.push_str(&masked);
+        out.push_str(end);
+    }
+    out
+}
+
+/// `- name: DB_PASSWORD` (a Kubernetes env entry; its value follows).
+fn names_secret_entry(line: &str) -> bool {
+    let trimmed = line.trim_start().trim_start_matches("- ").trim_start();
+    trimmed
+        .strip_prefix("name:")
+        .map(|name| name.trim().trim_matches('"'))
+        .is_some_and(is_secret_name)
+}
+
+/// Masks the value after the first `key:` / `key=` / `"key":` of `line`
+/// whose key names a secret (or any `value:` when `value_is_secret`).
+fn mask_assignment(line: &str, value_is_secret: bool) -> String {
+    let bytes = line.as_bytes();
+    let mut start = 0;
+    while start < bytes.len() {
+        let Some(offset) = line[start..].find([':', '=']) else {
+            break;
+        };
+        let separator = start + offset;
+        let key_part = line[..separator].trim_end().trim_end_matches('"');
+        let key_start = key_part
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'))
+            .map_or(0, |i| i + 1);
+        let key = &key_part[key_start..];
+        let secret = is_secret_name(key) || (value_is_secret && key == "value");
+        // `://` is a URL, not an assignment.
+        let is_url = line[separator..].starts_with("://");
+        if secret && !is_url && !key.is_empty() {
+            let value_start = separator
+                + 1
+                + line[separator + 1..]
+                    .find(|c: char| !c.is_whitespace())
+                    .unwrap_or(line.len() - separator - 1);
+            let (from, to) = value_span(line, value_start);
+            if to > from {
+                return format!("{}{MASK}{}", &line[..from], &line[to..]);
+            }
+        }
+        start = separator + 1;
+    }
+    line.to_string()
+}
+
+/// The span of the value starting at `start`: inside its quotes, or up to
+/// whitespace or a separator.
+fn value_span(line: &str, start: usize) -> (usize, usize) {
+    let rest = &line[start..];
+    match rest.chars().next() {
+        Some(quote @ ('"' | '\'')) => {
+            let inner = start + 1;
+            let end = line[inner..].find(quote).map_or(line.len(), |i| inner + i);
+            (inner, end)
+        }
+        Some('<' | '|' | '>') | None => (start, start),
+        Some(_) => {
+            let end = rest
+                .find(|c: char| c.is_whitespace() || matches!(c, ',' | ';' | '&' | '}' | '"'))
+                .map_or(line.len(), |i| start + i);
+            (start, end)
+        }
+    }
+}
+
+/// Masks the user-info (`user:password@`) of each URL in `line`.
+fn mask_user_info(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(index) = rest.find("://") {
+        let authority_start = index + 3;
+        out.push_str(&rest[..authority_start]);
+        let after = &rest[authority_start..];
+        let authority_end = after
+            .find(|c: char| c.is_whitespace() || matches!(c, '/' | '?' | '#' | '"' | '\'' | '>'))
+            .unwrap_or(after.len());
+        let authority = &after[..authority_end];
+        match authority.rfind('@') {
+            Some(at) if at > 0 => {
+                out.push_str(MASK);
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &after[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +288,25 @@ mod tests {
             assert!(redact(&auth).contains(MASK), "{prefix}: {auth}");
         }
         assert_eq!(format!("{short}"), MASK);
+    }
+
+    #[test]
+    fn values_of_secret_names_and_url_user_info_are_masked() {
+        let text = "    DB_PASSWORD:  hunter2x\n    Image: 7303.dkr.ecr.ap-south-1.amazonaws.com/sb-core:1.4.2\n    Port: 8080/TCP\n    AMQP_URL: amqp://stackbill:Rabbit9@10.0.0.5:5672/\n- name: MONGO_PASS\n  value: \"M0ngo\"\npassword = \"Toml1\"\n{\"apiKey\": \"K3y\", \"host\": \"db\"}\nAWS_SECRET_ACCESS_KEY=Aws5 next\nsecretName: tls-cert\n";
+        let masked = redact_by_name(text);
+        for leaked in ["hunter2x", "Rabbit9", "M0ngo", "Toml1", "K3y", "Aws5"] {
+            assert!(!masked.contains(leaked), "{leaked} in {masked}");
+        }
+        for kept in [
+            "7303.dkr.ecr.ap-south-1.amazonaws.com/sb-core:1.4.2",
+            "Port: 8080/TCP",
+            "@10.0.0.5:5672/",
+            "\"host\": \"db\"",
+            "secretName: tls-cert",
+            " next",
+        ] {
+            assert!(masked.contains(kept), "{kept} lost from {masked}");
+        }
     }
 
     #[test]

@@ -137,12 +137,42 @@ impl StateError {
                 "every step is safe to run again: move the file aside (`mv {0} {0}.bad`) and run again; the steps then check the host afresh (copy its `[facts]` lines over if they can still be read: without them the servers the install added count as there before, and `uninstall --delete-db` keeps their packages)",
                 path.display()
             )),
-            Self::Lock(LockError::Held { .. }) => {
-                Some("wait for that run to finish; if it is stuck, stop it (`kill PID`)".into())
-            }
+            Self::Lock(error) => error.hint(),
             Self::File(error) => error.hint(),
-            _ => None,
         }
+    }
+}
+
+/// Why a state file's text is not a state.
+#[derive(Debug)]
+pub enum Unparsed {
+    Corrupt(String),
+    WrongVersion(i64),
+}
+
+/// The state in the text of a state file (its version checked): a pure
+/// function, fuzzed (`fuzz/fuzz_targets/state.rs`).
+pub fn parse(text: &str) -> Result<State, Unparsed> {
+    let corrupt = |error: toml::de::Error| Unparsed::Corrupt(error.message().into());
+    let table: toml::Table = toml::from_str(text).map_err(corrupt)?;
+    match table.get("version").and_then(toml::Value::as_integer) {
+        Some(1) => {
+            let old: StateVersion1 = toml::from_str(text).map_err(corrupt)?;
+            let (facts, unknown) = Facts::from_version_1(&old.facts);
+            for key in unknown {
+                tracing::warn!("state file: fact `{key}` of format 1 is not known: left out");
+            }
+            Ok(State {
+                version: STATE_VERSION,
+                steps: old.steps,
+                facts,
+            })
+        }
+        Some(version) if version == i64::from(STATE_VERSION) => {
+            toml::from_str(text).map_err(corrupt)
+        }
+        Some(found) => Err(Unparsed::WrongVersion(found)),
+        None => Err(Unparsed::Corrupt("it has no `version`".into())),
     }
 }
 
@@ -184,30 +214,13 @@ impl StateFile {
         let Some(text) = text else {
             return Ok(State::default());
         };
-        let table: toml::Table = toml::from_str(&text).map_err(|e| corrupt(e.message().into()))?;
-        match table.get("version").and_then(toml::Value::as_integer) {
-            Some(1) => {
-                let old: StateVersion1 =
-                    toml::from_str(&text).map_err(|e| corrupt(e.message().into()))?;
-                let (facts, unknown) = Facts::from_version_1(&old.facts);
-                for key in unknown {
-                    tracing::warn!("state file: fact `{key}` of format 1 is not known: left out");
-                }
-                Ok(State {
-                    version: STATE_VERSION,
-                    steps: old.steps,
-                    facts,
-                })
-            }
-            Some(version) if version == i64::from(STATE_VERSION) => {
-                toml::from_str(&text).map_err(|e| corrupt(e.message().into()))
-            }
-            Some(found) => Err(StateError::WrongVersion {
+        parse(&text).map_err(|problem| match problem {
+            Unparsed::Corrupt(detail) => corrupt(detail),
+            Unparsed::WrongVersion(found) => StateError::WrongVersion {
                 path: self.path.clone(),
                 found,
-            }),
-            None => Err(corrupt("it has no `version`".into())),
-        }
+            },
+        })
     }
 
     /// Writes the state atomically.

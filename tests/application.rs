@@ -1109,11 +1109,15 @@ fn ecr_refresh_leaves_everything_to_a_run_that_holds_the_lock() {
         .open(world.path("/var/lib/stackinstall/lock"))
         .unwrap();
     lock.try_lock().unwrap();
-    std::fs::write(world.path("/var/lib/stackinstall/lock"), "4242\n").unwrap();
+    // A run writes its pid into the root-only file: this test is that run.
+    let pid = std::process::id();
+    std::fs::write(world.path("/var/lib/stackinstall/lock"), format!("{pid}\n")).unwrap();
     world.clear_calls();
     let held = world.command().args(["ecr-refresh"]).assert().success();
     assert!(
-        stdout(&held).contains("another stackinstall run (pid 4242) holds the lock"),
+        stdout(&held).contains(&format!(
+            "another stackinstall run (pid {pid}) holds the lock"
+        )),
         "{}",
         stdout(&held)
     );

@@ -219,9 +219,8 @@ except pymongo.errors.OperationFailure: print('authorization required')\"",
         boxes::ADDRESS
     ));
     assert_eq!(mongo.trim(), "authorization required");
-    let recorded = host.ok(
-        "grep -A3 -E '^(added_packages|enabled_units) = ' /var/lib/stackinstall/state.toml",
-    );
+    let recorded = host
+        .ok("grep -A3 -E '^(added_packages|enabled_units) = ' /var/lib/stackinstall/state.toml");
     eprintln!("box: the state records what the transaction added:\n{recorded}");
 
     let rerun = install(&host, LANE);

@@ -857,3 +857,79 @@ fn nfs_export_registry_token_and_renewal_timer_are_named() {
     assert!(registry.contains("registry-credentials"), "{registry}");
     assert!(!registry.contains("AKIADOCTORTEST"), "{registry}");
 }
+
+/// `doctor --checks cluster --bundle`: the bundle's entries and stderr.
+fn bundle_of(world: &World) -> (Vec<(String, String)>, String) {
+    let bundle = world.dir.path().join("support.tar.gz");
+    let output = world
+        .command()
+        .args(["doctor", "--output", "json", "--checks", "cluster"])
+        .args(["--bundle", bundle.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(bundle.exists(), "no bundle: {stderr}");
+    (bundle_entries(&bundle), stderr)
+}
+
+#[test]
+fn a_bundle_made_with_a_damaged_or_missing_credentials_file_carries_no_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let password = format!("Damaged{}", servers::unique("pw"));
+    let describe = format!(
+        "Name: auth-service\n  Containers:\n   auth:\n    Image: 730335576030.dkr.ecr.ap-south-1.amazonaws.com/sb-auth:1.4.2\n    Port: 8080/TCP\n    Environment:\n      DB_PASSWORD:  {password}-mysql\n      DB_HOST: 10.0.0.5\n      AMQP_URL: amqp://stackbill:{password}-rabbitmq@10.0.0.5:5672/\n      MONGO_URI: mongodb://stackbill:{password}-mongodb@10.0.0.5:27017/admin\n"
+    );
+    std::fs::write(dir.path().join("describe.txt"), describe).unwrap();
+    let world = world(dir.path());
+    // A file a later stackinstall wrote: it does not load here.
+    let mut credentials = String::from("version = 2\n");
+    for service in ["mysql", "mongodb", "rabbitmq"] {
+        credentials.push_str(&format!(
+            "[{service}]\nusername = \"stackbill\"\npassword = \"{password}-{service}\"\n"
+        ));
+    }
+    world.write("/etc/stackinstall/credentials.toml", &credentials);
+    world.write(
+        "/var/log/stackinstall/install-1.log",
+        &format!("a log line that leaked {password}-mongodb alone\n"),
+    );
+    let mut leaks = Vec::new();
+    let mut bundles = 0;
+    for damaged in [true, false] {
+        if !damaged {
+            std::fs::remove_file(world.path("/etc/stackinstall/credentials.toml")).unwrap();
+            std::fs::remove_file(world.path("/var/log/stackinstall/install-1.log")).unwrap();
+        }
+        let (entries, stderr) = bundle_of(&world);
+        bundles += 1;
+        leaks.extend(
+            entries
+                .iter()
+                .filter(|(_, text)| text.contains(&password))
+                .map(|(name, _)| format!("{name} (credentials file damaged: {damaged})")),
+        );
+        assert!(leaks.is_empty(), "a password in the bundle: {leaks:?}");
+        let describe = &entries
+            .iter()
+            .find(|(name, _)| name == "cluster/restaurant-system/describe.txt")
+            .unwrap()
+            .1;
+        for kept in [
+            "730335576030.dkr.ecr.ap-south-1.amazonaws.com/sb-auth:1.4.2",
+            "Port: 8080/TCP",
+            "DB_HOST: 10.0.0.5",
+            "@10.0.0.5:5672/",
+        ] {
+            assert!(describe.contains(kept), "{kept} lost:\n{describe}");
+        }
+        match damaged {
+            true => assert!(stderr.contains("secrets redacted"), "{stderr}"),
+            false => assert!(stderr.contains("no known secret to redact"), "{stderr}"),
+        }
+    }
+    common::report(&format!(
+        "bundle without a loadable credentials file: {bundles} bundles, {} leaks",
+        leaks.len()
+    ));
+    assert!(leaks.is_empty(), "{leaks:?}");
+}

@@ -1563,3 +1563,52 @@ fn every_configuration_rule_refuses_a_bad_value_naming_source_key_and_rule() {
     ));
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+// ------------------------------------------- fuzz corpora replayed (21, 9) --
+
+#[path = "../fuzz/src/lib.rs"]
+#[allow(dead_code)]
+mod fuzzing;
+
+/// Every file of every fuzz target's corpus (`fuzz/corpus/TARGET/`, crash
+/// inputs included once fixed) through that target's parser, as the fuzzer
+/// feeds it: none may panic. No fuzzing here; `README.md` says how to fuzz.
+#[test]
+fn every_fuzz_corpus_file_goes_through_its_parser_without_a_panic() {
+    type Parser = fn(&[u8]);
+    let targets: [(&str, Parser); 9] = [
+        ("config", fuzzing::config),
+        ("certificate", fuzzing::certificate),
+        ("state", fuzzing::state),
+        ("credentials", fuzzing::credentials),
+        ("legacy_passwords", fuzzing::legacy_passwords),
+        ("pgp", fuzzing::pgp),
+        ("exports", fuzzing::exports),
+        ("kubectl_json", fuzzing::kubectl_json),
+        ("provider_request", fuzzing::provider_request),
+    ];
+    let corpora = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
+    let mut replayed = Vec::new();
+    for (target, parse) in targets {
+        let mut files: Vec<_> = std::fs::read_dir(corpora.join(target))
+            .unwrap_or_else(|e| panic!("fuzz/corpus/{target}: {e}"))
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "fuzz/corpus/{target} is empty");
+        for file in &files {
+            let data = std::fs::read(file).unwrap();
+            let outcome = std::panic::catch_unwind(|| parse(&data));
+            assert!(
+                outcome.is_ok(),
+                "{} panicked {target}'s parser",
+                file.display()
+            );
+        }
+        replayed.push(format!("{target} {}", files.len()));
+    }
+    common::report(&format!(
+        "fuzz corpora replayed without a panic: {}",
+        replayed.join(", ")
+    ));
+}

@@ -17,6 +17,7 @@ mod servers;
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -134,7 +135,8 @@ const TABLE: &[(&str, Holds, Owner, u32)] = &[
     ),
     ("/var/lib/stackinstall", Directory, Root, 0o755),
     ("/var/lib/stackinstall/state.toml", Public, Root, 0o644),
-    ("/var/lib/stackinstall/lock", Public, Root, 0o644),
+    // Root's alone: `flock` works on a read-only descriptor (issue 21).
+    ("/var/lib/stackinstall/lock", Public, Root, 0o600),
     ("/var/lib/stackinstall/downloads", Directory, Root, 0o700),
     ("/var/log", Directory, Root, 0o755),
     ("/var/log/stackinstall", Directory, Root, 0o700),
@@ -675,9 +677,9 @@ fn a_directory_link_planted_where_others_can_write_is_refused() {
     fs::set_permissions(&data, fs::Permissions::from_mode(0o777)).unwrap();
     std::os::unix::fs::symlink(&victim, data.join("stackbill")).unwrap();
     let failed = nfs.install(&["--only", "nfs"]).code(1);
+    // `/data` itself is refused first: everyone may write it (issue 21).
     assert!(
-        stderr(&failed)
-            .contains("stackbill` is a symbolic link in a directory other users can write"),
+        stderr(&failed).contains("data` can be written by everyone (mode 0777)"),
         "{}",
         stderr(&failed)
     );
@@ -756,4 +758,609 @@ fn an_existing_nfs_directory_is_reported_and_left_alone_unless_the_profile_says(
         (0o777, 65534, 65534)
     );
     common::report("nfs: an existing directory reported and kept, then fixed on request");
+}
+
+// ------------------------ directories swapped during a run (issue 21, 1) --
+
+/// Makes `path` and every directory above it traversable by others (0755
+/// at least, as `/` is): `tempdir()` makes them 0700, and an attack by
+/// `nobody` must not fail for that reason alone.
+fn traversable(path: &Path) {
+    for ancestor in path.ancestors() {
+        let Ok(metadata) = fs::metadata(ancestor) else {
+            continue;
+        };
+        let mode = metadata.mode() & 0o7777;
+        if mode & 0o055 != 0o055 {
+            fs::set_permissions(ancestor, fs::Permissions::from_mode(mode | 0o755)).unwrap();
+        }
+    }
+}
+
+/// Runs `script` with `sh` as `nobody` (group `nogroup`, and `groups` as
+/// supplementary groups); returns whether it succeeded and its stderr.
+fn as_nobody(script: &str, groups: &[u32]) -> (bool, String) {
+    let mut command = std::process::Command::new("setpriv");
+    command.args(["--reuid=nobody", "--regid=nogroup"]);
+    match groups.is_empty() {
+        true => command.arg("--clear-groups"),
+        false => command.arg(format!(
+            "--groups={}",
+            groups
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        )),
+    };
+    let output = command.args(["sh", "-c", script]).output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// How a run with a pause point went.
+struct Paused {
+    /// It stopped at the point (the attack ran then).
+    paused: bool,
+    code: Option<i32>,
+    stderr: String,
+}
+
+/// Runs `command` with `STACKINSTALL_TEST_PAUSE_AT=point`: it stops
+/// itself (SIGSTOP) there, `attack` runs, then it goes on (SIGCONT). A run
+/// that ends before the point (refused earlier) is reported as such.
+fn run_with_pause(
+    mut command: std::process::Command,
+    point: &str,
+    attack: impl FnOnce(),
+) -> Paused {
+    let stderr = tempfile::NamedTempFile::new().unwrap();
+    command
+        .env("STACKINSTALL_TEST_PAUSE_AT", point)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr.reopen().unwrap());
+    // Reaped by the `waitpid` calls below (std's `wait` cannot see a stop).
+    #[allow(clippy::zombie_processes)]
+    let child = command.spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: waiting for and signalling our own child.
+    let paused = unsafe {
+        libc::waitpid(pid, &mut status, libc::WUNTRACED);
+        libc::WIFSTOPPED(status)
+    };
+    if paused {
+        attack();
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(pid, libc::SIGCONT);
+            libc::waitpid(pid, &mut status, 0);
+        }
+    }
+    Paused {
+        paused,
+        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
+        stderr: fs::read_to_string(stderr.path()).unwrap(),
+    }
+}
+
+/// A root-only directory: what the attacker wants root's files in (or
+/// exported), standing in for `/etc` or `/`.
+fn root_only_victim(world: &World) -> PathBuf {
+    let victim = world.dir.path().join("root-only");
+    fs::create_dir_all(&victim).unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o700)).unwrap();
+    victim
+}
+
+/// A system group that `nobody` is given in the attacks on a directory
+/// such a group may write (`/var/log` is `root:syslog 0775` on Ubuntu):
+/// `adm`'s gid on Debian and Ubuntu.
+const SYSTEM_GROUP: u32 = 4;
+
+/// One swap race: what it was and whether root's write followed the link.
+struct Race {
+    name: String,
+    followed: bool,
+    detail: String,
+}
+
+/// `render --out PARENT/review` while `nobody`, at the pause between the
+/// check and the writes, renames `review` away and puts a link to a
+/// root-only directory in its place.
+fn render_swap_race(parent_mode: u32, parent_group: u32, groups: &[u32]) -> Race {
+    let world = World::new();
+    traversable(world.dir.path());
+    let victim = root_only_victim(&world);
+    let parent = world.dir.path().join("shared");
+    let review = parent.join("review");
+    fs::create_dir_all(&review).unwrap();
+    std::os::unix::fs::chown(&parent, Some(0), Some(parent_group)).unwrap();
+    fs::set_permissions(&parent, fs::Permissions::from_mode(parent_mode)).unwrap();
+    let mut command = world.std_command();
+    command.args([
+        "render",
+        "--domain",
+        DOMAIN,
+        "--out",
+        review.to_str().unwrap(),
+    ]);
+    let swap = format!(
+        "cd '{}' && mv review review.old && ln -s '{}' review",
+        parent.display(),
+        victim.display()
+    );
+    let mut swapped = (false, String::new());
+    let run = run_with_pause(command, "review", || swapped = as_nobody(&swap, groups));
+    let landed = fs::read_dir(&victim).unwrap().count();
+    Race {
+        name: format!("render --out, parent {parent_mode:04o} group {parent_group}"),
+        followed: landed > 0,
+        detail: format!(
+            "paused {}, swap done {} ({}), exit {:?}, {landed} files in the root-only directory\n{}",
+            run.paused,
+            swapped.0,
+            swapped.1.trim(),
+            run.code,
+            run.stderr
+        ),
+    }
+}
+
+/// The `nfs` step while `nobody`, at the pause between the check of the
+/// export path and the making of the directory, puts a link to a
+/// root-only directory at `/data/stackbill`.
+fn nfs_swap_race(data_mode: u32, data_group: u32, groups: &[u32]) -> Race {
+    let world = nfs_world();
+    traversable(world.dir.path());
+    let victim = root_only_victim(&world);
+    let data = world.path("/data");
+    fs::create_dir_all(&data).unwrap();
+    std::os::unix::fs::chown(&data, Some(0), Some(data_group)).unwrap();
+    fs::set_permissions(&data, fs::Permissions::from_mode(data_mode)).unwrap();
+    let mut command = world.std_command();
+    command.args([
+        "install",
+        "--domain",
+        DOMAIN,
+        "--self-signed",
+        "--only",
+        "nfs",
+    ]);
+    let plant = format!(
+        "ln -s '{}' '{}'",
+        victim.display(),
+        data.join("stackbill").display()
+    );
+    let mut planted = (false, String::new());
+    let run = run_with_pause(command, "stackbill", || planted = as_nobody(&plant, groups));
+    let exports = fs::read_to_string(world.path("/etc/exports")).unwrap_or_default();
+    let victim_mode = fs::metadata(&victim).unwrap().mode() & 0o7777;
+    let is_link = fs::symlink_metadata(data.join("stackbill"))
+        .is_ok_and(|metadata| metadata.file_type().is_symlink());
+    Race {
+        name: format!("nfs path, /data {data_mode:04o} group {data_group}"),
+        // The run succeeded exporting a path that is a link to the victim,
+        // or the victim was made everyone's.
+        followed: (run.code == Some(0) && is_link && exports.contains("/data/stackbill "))
+            || victim_mode != 0o700,
+        detail: format!(
+            "paused {}, link planted {} ({}), exit {:?}, victim mode {victim_mode:04o}\n{}",
+            run.paused,
+            planted.0,
+            planted.1.trim(),
+            run.code,
+            run.stderr
+        ),
+    }
+}
+
+#[test]
+fn a_directory_swapped_by_another_user_between_check_and_write_is_not_followed() {
+    let races = vec![
+        // The issue's reproduction: a non-sticky 0777 parent.
+        render_swap_race(0o777, 0, &[]),
+        // A parent a system group may write (accepted): the swap happens,
+        // the files go to the directory that was checked.
+        render_swap_race(0o775, SYSTEM_GROUP, &[SYSTEM_GROUP]),
+        nfs_swap_race(0o777, 0, &[]),
+        nfs_swap_race(0o775, SYSTEM_GROUP, &[SYSTEM_GROUP]),
+    ];
+    let followed: Vec<&Race> = races.iter().filter(|race| race.followed).collect();
+    common::report(&format!(
+        "swap races: {} tried, {} followed",
+        races.len(),
+        followed.len()
+    ));
+    for race in &races {
+        eprintln!("{}: {}", race.name, race.detail);
+    }
+    assert!(
+        followed.is_empty(),
+        "{}",
+        followed
+            .iter()
+            .map(|race| format!("{}: {}", race.name, race.detail))
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    );
+}
+
+/// The `host.nfs` findings of `doctor --checks host --output json`.
+fn doctor_nfs_findings(world: &World) -> Vec<String> {
+    let output = world
+        .command()
+        .args(["doctor", "--output", "json", "--checks", "host"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&output.stderr));
+    });
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|check| check["check"] == "host.nfs")
+        .flat_map(|check| check["findings"].as_array().cloned().unwrap_or_default())
+        .map(|finding| format!("{} {}", finding["class"], finding["what"]))
+        .collect()
+}
+
+/// The `nfs` step's health as `status --output json` shows it.
+fn status_nfs_health(world: &World) -> String {
+    let output = world
+        .command()
+        .args(["status", "--output", "json"])
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&output.stderr));
+    });
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|step| step["id"] == "nfs")
+        .map(|step| step["health"].as_str().unwrap_or("").to_string())
+        .unwrap()
+}
+
+#[test]
+fn an_export_directory_swapped_after_the_install_is_an_error_in_status_and_doctor() {
+    let mut detected = 0;
+    // `/data` made writable by everyone after the install, then by a
+    // system group `nobody` is in: either way `nobody` swaps the export.
+    for (mode, group) in [(0o777, 0), (0o775, SYSTEM_GROUP)] {
+        let world = nfs_world();
+        traversable(world.dir.path());
+        world.install(&["--only", "nfs"]).success();
+        assert_eq!(status_nfs_health(&world), "ok");
+        assert!(doctor_nfs_findings(&world).is_empty());
+        let data = world.path("/data");
+        std::os::unix::fs::chown(&data, Some(0), Some(group)).unwrap();
+        fs::set_permissions(&data, fs::Permissions::from_mode(mode)).unwrap();
+        let swap = format!(
+            "cd '{}' && mv stackbill stackbill.old && ln -s / stackbill",
+            data.display()
+        );
+        let (swapped, why) = as_nobody(&swap, &[group]);
+        assert!(swapped, "the swap itself: {why}");
+        let health = status_nfs_health(&world);
+        assert!(
+            health.contains("/data/stackbill") && health != "ok",
+            "status says {health}"
+        );
+        let findings = doctor_nfs_findings(&world);
+        assert!(
+            findings.iter().any(|f| f.contains("nfs-export")),
+            "doctor found {findings:?}"
+        );
+        detected += 1;
+    }
+    common::report(&format!(
+        "export directory swapped after the install: {detected} swaps, each an error in status and doctor"
+    ));
+}
+
+// ------------------------------ the run lock held by another user (21, 3) --
+
+#[test]
+fn the_run_lock_cannot_be_held_by_another_user_to_stop_the_renewal() {
+    let world = World::new();
+    traversable(world.dir.path());
+    // A kubectl that cannot tell the token's age: the renewal counts as due.
+    world.fake("kubectl", "echo 'kubectl: no cluster here' >&2; exit 1");
+    // The lock file an earlier stackinstall left, 0644 as it made them.
+    let lock = world.path("/var/lib/stackinstall/lock");
+    world.write("/var/lib/stackinstall/lock", "4242\n");
+    fs::set_permissions(&lock, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut holder = std::process::Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .args(["flock", "-s", lock.to_str().unwrap(), "sh", "-c"])
+        .arg("echo held; exec sleep 600")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line, "held\n", "nobody holds the 0644 lock");
+    let refresh = world.command().arg("ecr-refresh").output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&refresh.stdout),
+        String::from_utf8_lossy(&refresh.stderr)
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_ne!(
+        refresh.status.code(),
+        Some(0),
+        "a due renewal blocked by nobody's lock is a failure the timer shows:\n{said}"
+    );
+    assert!(said.contains("which is not a stackinstall run"), "{said}");
+    assert!(!said.contains("4242"), "a dead pid is never named: {said}");
+    let metadata = fs::metadata(&lock).unwrap();
+    assert_eq!(
+        (metadata.mode() & 0o7777, metadata.uid()),
+        (0o600, 0),
+        "the lock file is made root's 0600"
+    );
+    let (held_again, why) = as_nobody(&format!("flock -n -s '{}' true", lock.display()), &[]);
+    assert!(!held_again, "nobody cannot open the lock now");
+    common::report(&format!(
+        "run lock: nobody's hold of a 0644 lock makes ecr-refresh fail (exit {:?}); the file made 0600 root, nobody's next hold refused ({})",
+        refresh.status.code(),
+        why.trim()
+    ));
+}
+
+// ------------------------ the old installer's password file (issue 21, 5) --
+
+#[test]
+fn the_old_installers_password_file_is_read_only_from_root_and_only_when_root_owns_it() {
+    let legacy = "MYSQL:\n  Username: stackbill\n  Password: ChosenByAnother1\n";
+    // (where, owner, mode, HOME of the run, what the refusal says)
+    let cases = [
+        (
+            "/home/alice/stackbill-credentials.txt",
+            65534,
+            0o644,
+            "/home/alice",
+            "it is in the invoking user's home",
+        ),
+        (
+            "/root/stackbill-credentials.txt",
+            65534,
+            0o600,
+            "/root",
+            "it belongs to uid 65534, not root",
+        ),
+        (
+            "/root/stackbill-credentials.txt",
+            0,
+            0o666,
+            "/root",
+            "group or others may write it (mode 0666)",
+        ),
+    ];
+    let mut refused = 0;
+    for (place, owner, mode, home, why) in cases {
+        let world = World::new();
+        world.write(place, legacy);
+        let file = world.path(place);
+        std::os::unix::fs::chown(&file, Some(owner), Some(owner)).unwrap();
+        fs::set_permissions(&file, fs::Permissions::from_mode(mode)).unwrap();
+        let run = world
+            .command()
+            .env("HOME", home)
+            .args([
+                "install",
+                "--domain",
+                DOMAIN,
+                "--self-signed",
+                "--only",
+                "credentials",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&run.stderr);
+        let credentials = fs::read_to_string(world.path("/etc/stackinstall/credentials.toml"))
+            .unwrap_or_default();
+        assert!(
+            !credentials.contains("ChosenByAnother1"),
+            "{place} ({owner}, {mode:o}) became the MySQL password:\n{text}"
+        );
+        assert!(!run.status.success(), "{text}");
+        assert!(
+            text.contains(&format!("`{}` is not read: {why}", file.display())),
+            "{text}"
+        );
+        refused += 1;
+    }
+    // Root's own, 0600: imported.
+    let world = World::new();
+    world.write("/root/stackbill-credentials.txt", legacy);
+    let file = world.path("/root/stackbill-credentials.txt");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).unwrap();
+    world.install(&["--only", "credentials"]).success();
+    assert!(
+        world
+            .read("/etc/stackinstall/credentials.toml")
+            .contains("ChosenByAnother1")
+    );
+    common::report(&format!(
+        "old installer's password file: {refused} files refused (a user's home, another owner, writable by others), root's 0600 imported"
+    ));
+}
+
+// ----------------------- private directories and the bundle's logs (21, 6) --
+
+#[test]
+fn a_log_directory_another_account_made_is_refused_and_the_bundle_follows_no_log_link() {
+    // `/var/log` as Ubuntu has it, `root:syslog 0775`: a member of that
+    // group (here `nobody`, given the system group) makes the tool's log
+    // directory first.
+    let world = World::new();
+    traversable(world.dir.path());
+    let log = world.path("/var/log");
+    fs::create_dir_all(&log).unwrap();
+    std::os::unix::fs::chown(&log, Some(0), Some(SYSTEM_GROUP)).unwrap();
+    fs::set_permissions(&log, fs::Permissions::from_mode(0o775)).unwrap();
+    let ours = log.join("stackinstall");
+    let (made, why) = as_nobody(
+        &format!("mkdir -m 0777 '{}'", ours.display()),
+        &[SYSTEM_GROUP],
+    );
+    assert!(made, "{why}");
+    let run = world.install(&["--only", "credentials"]);
+    let text = stderr(&run);
+    assert!(!run.get_output().status.success(), "{text}");
+    assert!(text.contains(&format!("`{}`", ours.display())), "{text}");
+    assert_eq!(
+        fs::read_dir(&ours).unwrap().count(),
+        0,
+        "no log written in another account's directory"
+    );
+    assert_eq!(fs::metadata(&ours).unwrap().uid(), 65534, "left as it is");
+
+    // The bundle reads the logs: at the pause after the listing, `nobody`
+    // (who owns the directory) swaps a log for a link to a root-only file.
+    let victim = root_only_victim(&world).join("shadow");
+    fs::write(&victim, "root:TopSecretHash42:19000:0:99999:7:::\n").unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+    let (wrote, why) = as_nobody(
+        &format!("echo 'a log line' > '{}/install-1.log'", ours.display()),
+        &[],
+    );
+    assert!(wrote, "{why}");
+    let bundle = world.dir.path().join("support.tar.gz");
+    let mut command = world.std_command();
+    command.args([
+        "doctor",
+        "--checks",
+        "host",
+        "--bundle",
+        bundle.to_str().unwrap(),
+    ]);
+    let swap = format!(
+        "cd '{}' && rm install-1.log && ln -s '{}' install-1.log",
+        ours.display(),
+        victim.display()
+    );
+    let mut swapped = (false, String::new());
+    let doctor = run_with_pause(command, "bundle-logs", || swapped = as_nobody(&swap, &[]));
+    assert!(
+        doctor.paused && swapped.0,
+        "{}: {}",
+        swapped.1,
+        doctor.stderr
+    );
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(fs::File::open(&bundle).unwrap())
+        .read_to_end(&mut bytes)
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&bytes).contains("TopSecretHash42"),
+        "the bundle read a root-only file through a log link: {}",
+        doctor.stderr
+    );
+    common::report(
+        "private directories: a log directory nobody made refused (nothing written in it); a log swapped for a link during the bundle not read through",
+    );
+}
+
+// --------------------------------------------- no core file (issue 21, 8) --
+
+#[test]
+fn a_crash_while_holding_passwords_leaves_no_core_file() {
+    use std::os::unix::process::CommandExt;
+    let world = World::new();
+    let canary = "CoreDumpCanaryPassword0123456789";
+    let mut credentials = String::from("version = 1\n");
+    for service in ["mysql", "mongodb", "rabbitmq"] {
+        credentials.push_str(&format!(
+            "[{service}]\nusername = \"stackbill\"\npassword = \"{canary}{service}\"\n"
+        ));
+    }
+    world.write("/etc/stackinstall/credentials.toml", &credentials);
+    fs::set_permissions(
+        world.path("/etc/stackinstall/credentials.toml"),
+        fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    // The core pattern here is `core` (in the crashing process's working
+    // directory); the limit is lifted for the child, as a shell's
+    // `ulimit -c unlimited` would.
+    let pattern = fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    assert!(
+        !pattern.starts_with('|'),
+        "core files go to a program here: {pattern}"
+    );
+    let cores = world.dir.path().join("cores");
+    fs::create_dir_all(&cores).unwrap();
+    // At the pause point the passwords are loaded; SIGQUIT (whose default
+    // action dumps core) then ends it.
+    let mut command = world.std_command();
+    command
+        .current_dir(&cores)
+        .env("STACKINSTALL_TEST_PAUSE_AT", "credentials-loaded")
+        .args([
+            "install",
+            "--domain",
+            DOMAIN,
+            "--self-signed",
+            "--only",
+            "credentials",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            let unlimited = libc::rlimit {
+                rlim_cur: libc::RLIM_INFINITY,
+                rlim_max: libc::RLIM_INFINITY,
+            };
+            libc::setrlimit(libc::RLIMIT_CORE, &unlimited);
+            Ok(())
+        });
+    }
+    #[allow(clippy::zombie_processes)]
+    let child = command.spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: waiting for and signalling our own child.
+    unsafe {
+        libc::waitpid(pid, &mut status, libc::WUNTRACED);
+        assert!(libc::WIFSTOPPED(status), "it did not reach the point");
+        libc::kill(pid, libc::SIGQUIT);
+        libc::kill(pid, libc::SIGCONT);
+        libc::waitpid(pid, &mut status, 0);
+    }
+    assert!(libc::WIFSIGNALED(status), "it was not killed by SIGQUIT");
+    let dumped = libc::WCOREDUMP(status);
+    let leaked: Vec<String> = fs::read_dir(&cores)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            fs::read(path).is_ok_and(|bytes| {
+                bytes
+                    .windows(canary.len())
+                    .any(|window| window == canary.as_bytes())
+            })
+        })
+        .map(|path| path.display().to_string())
+        .collect();
+    common::report(&format!(
+        "core files: a crash while holding the passwords: core dumped {dumped}, {} files with a password",
+        leaked.len()
+    ));
+    assert!(!dumped && leaked.is_empty(), "core dumped: {leaked:?}");
 }

@@ -306,3 +306,31 @@ fn on_a_terminal_the_run_ends_with_a_table_of_each_steps_time() {
     assert_eq!(code, 0, "{rest}");
     report(&format!("terminal: the live run's table has `{row}`"));
 }
+
+#[test]
+fn a_key_with_a_line_break_is_never_written_for_root() {
+    let mut world = World::new();
+    world.set_env("STACKINSTALL_ONLY", "credentials,registry");
+    world.set_env("AWS_ACCESS_KEY_ID", "AKIATERMINALTEST");
+    // What an attacker who controls the operator's environment would set:
+    // a second line that root's AWS SDK runs.
+    world.set_env(
+        "AWS_SECRET_ACCESS_KEY",
+        "terminal-test-secret\ncredential_process = /tmp/evil-as-root",
+    );
+    let before = "[other]\naws_access_key_id = AKIAOTHER\n";
+    world.write("/root/.aws/credentials", before);
+    let mut session = spawn(&world, &["--domain", DOMAIN, "--self-signed"]);
+    session.exp_string("as profile `default`?").unwrap();
+    press(&mut session, "y");
+    let (code, rest) = exit_code(session);
+    let written = fs::read_to_string(world.path("/root/.aws/credentials")).unwrap();
+    assert!(
+        !written.contains("credential_process"),
+        "a line was added to root's AWS file:\n{written}"
+    );
+    assert_eq!(written, before);
+    assert_eq!(code, 2, "{rest}");
+    assert!(rest.contains("holds a control character"), "{rest}");
+    report("terminal: an AWS key with a line break refused, root's AWS file unchanged");
+}

@@ -36,11 +36,17 @@ pub fn run(root: &Path, args: DoctorArgs) -> Result<()> {
     let inputs = inputs(config, host, &args)?;
     let report = doctor::diagnose(inputs.clone());
     if let Some(path) = &args.bundle {
-        let names = doctor::bundle::write(path, &inputs, &report)?;
+        let written = doctor::bundle::write(path, &inputs, &report)?;
+        let redacted = match written.knew_secrets {
+            true => "secrets redacted",
+            false => {
+                "no known secret to redact (no readable credentials file): only values of password, secret, token and key names and URL user-info were masked; read it before you send it"
+            }
+        };
         eprintln!(
-            "support bundle `{}`: {} files, secrets redacted",
+            "support bundle `{}`: {} files, {redacted}",
             path.display(),
-            names.len()
+            written.names.len()
         );
     }
     // Evidence quotes logs and messages: shown redacted of every password.

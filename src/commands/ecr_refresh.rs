@@ -4,6 +4,8 @@
 //! It takes the run lock: while an install or uninstall holds it, it says
 //! so and ends with success without touching anything (an uninstall may be
 //! removing the Secret; the next timer run renews it if it is still wanted).
+//! A lock held by anything but a stackinstall run is an error when the
+//! token is due: the timer then shows the run failed.
 
 use std::path::Path;
 
@@ -37,6 +39,19 @@ pub fn run(root: &Path, args: EcrRefreshArgs) -> Result<()> {
                 path.display()
             );
             return Ok(());
+        }
+        Err(StateError::Lock(error @ LockError::Foreign { .. })) => {
+            // Not a run of ours: nobody renews meanwhile. Due (or not known
+            // to be fresh) is a failure the timer shows.
+            let fresh = ecr::read_stamp(&context.config)
+                .ok()
+                .flatten()
+                .is_some_and(|stamp| !stamp.needs_renewal(OffsetDateTime::now_utc()));
+            if fresh {
+                println!("{error}: nothing renewed; the pull secret is not due yet");
+                return Ok(());
+            }
+            return Err(StateError::Lock(error).into());
         }
         Err(error) => return Err(error.into()),
     };

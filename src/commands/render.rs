@@ -26,10 +26,18 @@ pub fn run(_root: &Path, args: RenderArgs) -> Result<()> {
         .into());
     }
     let files = files(&config)?;
-    host::fs::ensure_dir(&args.out, 0o755)?;
+    // Held open from its check to the last file: every file lands in the
+    // directory that was checked, whoever renames its path meanwhile.
+    let directory = host::fs::ensure_held_dir(&args.out, 0o755)?;
     for (name, contents) in &files {
         let path = args.out.join(name);
-        host::fs::ensure_file(&path, contents.as_bytes(), 0o644)?;
+        host::fs::ensure_file_in(
+            &directory,
+            std::ffi::OsStr::new(name),
+            contents.as_bytes(),
+            0o644,
+            None,
+        )?;
         println!("{}", path.display());
     }
     Ok(())

@@ -1,6 +1,8 @@
 //! `doctor --bundle FILE.tar.gz`: what a person helping from afar needs,
 //! every text redacted of the known secrets (the credentials file's
-//! passwords): the report, the state, the effective configuration, the run
+//! passwords, taken from its raw text when it does not parse) and of the
+//! values of secret-named keys and URL user-info whatever the source
+//! (`crate::secret::redact_by_name`): the report, the state, the effective configuration, the run
 //! logs, `kubectl get`/`describe` of the namespaces, the events, `istioctl
 //! analyze` and `proxy-status` when istioctl is there, and the versions.
 //! Secrets' data is never asked for.
@@ -10,7 +12,7 @@ use std::path::Path;
 use super::Inputs;
 use super::report::Report;
 use crate::host::{self, Command, CommandError, FileError, kube};
-use crate::secret::redact;
+use crate::secret::{Secret, redact, redact_by_name};
 
 /// Where the runs' logs are.
 const LOG_DIR: &str = "/var/log/stackinstall";
@@ -18,11 +20,37 @@ const LOG_DIR: &str = "/var/log/stackinstall";
 /// The resources `get` lists per namespace.
 const LISTED: &str = "all,pvc,gateways.networking.istio.io,virtualservices.networking.istio.io,destinationrules.networking.istio.io,peerauthentications.security.istio.io";
 
-/// Collects the bundle and writes it to `path`; returns the entry names.
-pub fn write(path: &Path, inputs: &Inputs, report: &Report) -> Result<Vec<String>, FileError> {
+/// What a written bundle holds.
+pub struct Written {
+    pub names: Vec<String>,
+    /// Whether any secret was known to redact (else only the name
+    /// patterns and URL user-info were masked).
+    pub knew_secrets: bool,
+}
+
+/// Collects the bundle and writes it to `path`.
+pub fn write(path: &Path, inputs: &Inputs, report: &Report) -> Result<Written, FileError> {
+    let knew_secrets = learn_raw_secrets(inputs) || crate::secret::known_count() > 0;
     let entries = collect(inputs, report);
     host::archive::write_tar_gz(path, &entries)?;
-    Ok(entries.into_iter().map(|(name, _)| name).collect())
+    Ok(Written {
+        names: entries.into_iter().map(|(name, _)| name).collect(),
+        knew_secrets,
+    })
+}
+
+/// Adds the passwords of the credentials file's raw text to the known
+/// secrets, also when it does not parse; returns whether it found any.
+fn learn_raw_secrets(inputs: &Inputs) -> bool {
+    let path = inputs.host.path(crate::credentials::CREDENTIALS_PATH);
+    let Ok(Some(text)) = host::fs::read_own_optional(&path) else {
+        return false;
+    };
+    let secrets = crate::credentials::raw_secrets(&text);
+    for secret in &secrets {
+        Secret::new(secret.clone());
+    }
+    !secrets.is_empty()
 }
 
 /// Every entry of the bundle, redacted.
@@ -45,21 +73,19 @@ pub fn collect(inputs: &Inputs, report: &Report) -> Vec<(String, Vec<u8>)> {
             Err(error) => format!("(unreadable: {error})\n"),
         },
     ));
-    for file in host::archive::files_in(&inputs.host.path(LOG_DIR)) {
-        let text = host::fs::read_bytes(&file).map_or_else(
-            |e| e.to_string(),
-            |b| String::from_utf8_lossy(&b).into_owned(),
-        );
-        let name = file
-            .file_name()
-            .map_or("log".into(), |n| n.to_string_lossy().into_owned());
-        entries.push((format!("logs/{name}"), text));
+    match host::archive::read_files_in(&inputs.host.path(LOG_DIR)) {
+        Ok(files) => entries.extend(
+            files
+                .into_iter()
+                .map(|(name, text)| (format!("logs/{name}"), text)),
+        ),
+        Err(error) => entries.push(("logs/not-read.txt".into(), format!("{error}\n"))),
     }
     entries.extend(cluster_entries(inputs));
     entries.push(("versions.txt".into(), versions(inputs)));
     entries
         .into_iter()
-        .map(|(name, text)| (name, redact(&text).into_bytes()))
+        .map(|(name, text)| (name, redact(&redact_by_name(&text)).into_bytes()))
         .collect()
 }
 

@@ -190,6 +190,34 @@ fn cluster_checks(inputs: &Arc<Inputs>, snapshot: Arc<snapshot::Snapshot>) -> Ve
     checks
 }
 
+/// The cluster and mesh checks of the default profile over `lists` (what
+/// `kubectl get -o json` printed, per resource), one after the other, and
+/// their findings: the pure part of doctor, for the fuzz targets.
+pub fn run_on_snapshot(
+    lists: std::collections::BTreeMap<&'static str, Vec<serde_json::Value>>,
+) -> Vec<Finding> {
+    static CONFIG: std::sync::OnceLock<Config> = std::sync::OnceLock::new();
+    let config = CONFIG.get_or_init(|| {
+        Config::load(&crate::config::Sources::default()).expect("the default profile loads")
+    });
+    let snapshot = Arc::new(snapshot::Snapshot::from_lists(lists));
+    let inputs = Arc::new(Inputs {
+        config: config.clone(),
+        host: Host::new("/nonexistent"),
+        credentials: Err("not needed".into()),
+        installed_steps: Vec::new(),
+        domain: mesh::gateway_domain(&snapshot, config).and_then(|host| Domain::parse(&host).ok()),
+        certificate: None,
+        limit: Duration::from_secs(1),
+        areas: vec!["cluster", "mesh"],
+    });
+    cluster_checks(&inputs, snapshot)
+        .into_iter()
+        .filter_map(|check| (check.run)().ok())
+        .flat_map(|found| found.findings)
+        .collect()
+}
+
 /// Only the cluster and mesh findings (for `wait`'s timeout): the checks
 /// that need no credentials and send no request to the application.
 pub fn cluster_findings(inputs: Inputs) -> Result<Vec<Finding>, String> {

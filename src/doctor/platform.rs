@@ -31,28 +31,47 @@ pub fn nfs(inputs: &Inputs) -> Checked {
         return Err("the `nfs` step has not run (no checkpoint, no export)".into());
     }
     let fix = "write the export again and reload it: `sudo stackinstall install --redo nfs` (then `exportfs -v`)";
+    // A directory swapped after the install (a link to `/` in its place)
+    // is exported all the same: the state's device:inode tells it.
+    let state = crate::state::StateFile::new(&inputs.host).load().ok();
+    let recorded = state
+        .as_ref()
+        .and_then(crate::steps::nfs::recorded_identity);
+    let swapped = line
+        .filter(|_| recorded.is_some() || host::fs::exists(&inputs.host.path(&config.nfs.path)))
+        .and_then(|line| {
+            let problem = crate::steps::nfs::directory_problem(&inputs.host, &config.nfs.path, recorded)?;
+            Some(Finding::error("nfs-export", problem, "stop exporting it now (`sudo exportfs -ua`), look at the path (`ls -ld` of it and each directory above it), make it the right directory again, then `sudo stackinstall install --redo nfs`")
+                .with(format!("/etc/exports: {line}")))
+        });
     let pod_cidr = &config.cluster.pod_cidr;
     let finding = match line {
-        None => Finding::error(
+        None => Some(Finding::error(
             "nfs-export",
             format!(
                 "`/etc/exports` does not export `{}`: volumes of StorageClass `{}` cannot mount",
                 config.nfs.path, config.nfs.storage_class
             ),
             fix,
+        )),
+        Some(line) if !line.contains(pod_cidr.as_str()) && !line.contains('*') => Some(
+            Finding::error(
+                "nfs-export",
+                format!(
+                    "`{}` is exported, but not to the pod network `{pod_cidr}`: pods cannot mount it",
+                    config.nfs.path
+                ),
+                fix,
+            )
+            .with(format!("/etc/exports: {line}")),
         ),
-        Some(line) if !line.contains(pod_cidr.as_str()) && !line.contains('*') => Finding::error(
-            "nfs-export",
-            format!(
-                "`{}` is exported, but not to the pod network `{pod_cidr}`: pods cannot mount it",
-                config.nfs.path
-            ),
-            fix,
-        )
-        .with(format!("/etc/exports: {line}")),
-        Some(_) => return Ok(Found::default()),
+        Some(_) => None,
     };
-    Ok(vec![finding].into())
+    Ok(finding
+        .into_iter()
+        .chain(swapped)
+        .collect::<Vec<_>>()
+        .into())
 }
 
 /// Free space where the state and the NFS data live.

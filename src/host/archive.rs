@@ -1,23 +1,40 @@
 //! Support bundles: a `.tar.gz` written atomically (mode 0600), and the
 //! listing of a directory's files to put in it.
 
-use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use super::fs::{FileError, write_atomic};
+use super::fs::{Directory, FileError, write_atomic};
 
-/// The regular files directly in `dir`, sorted; none when it is missing.
-pub fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
-        .map(|entry| entry.path())
-        .collect();
-    files.sort();
-    files
+/// The regular files directly in `dir` with their text (or why it could
+/// not be read), sorted by name; none when it is missing. The directory
+/// is held by handle (checked as every directory the tool uses is) and
+/// each file opened without following a link: a link swapped in after
+/// the listing is not read through.
+pub fn read_files_in(dir: &Path) -> Result<Vec<(String, String)>, FileError> {
+    super::fs::pause_point("bundle-logs");
+    let directory = match Directory::open(dir) {
+        Ok(directory) => directory,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(FileError::new("read the directory", dir)(error)),
+    };
+    let names = directory.names().map_err(FileError::new("list", dir))?;
+    let mut files = Vec::new();
+    for name in names {
+        let read = directory.open_file(&name).and_then(|file| {
+            if !file.metadata()?.is_file() {
+                return Ok(None);
+            }
+            super::fs::read_open_file(file).map(Some)
+        });
+        let text = match read {
+            Ok(None) => continue,
+            Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(error) => format!("(not read: {error})\n"),
+        };
+        files.push((name.to_string_lossy().into_owned(), text));
+    }
+    Ok(files)
 }
 
 /// `entries` (name inside the archive, contents) as a gzip-compressed tar.

@@ -9,10 +9,15 @@
 //! temporary name or at the target is refused, and the tool's own files are
 //! read with `O_NOFOLLOW`.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, Mode, OFlags};
+
+pub use super::directory::{Directory, Exposed};
 
 /// A file operation that failed, with the path it was about.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +41,14 @@ impl FileError {
 
     /// What the operator can do about it, when there is something to say.
     pub fn hint(&self) -> Option<String> {
-        let refused = self.source.get_ref()?.downcast_ref::<Refused>()?;
+        let inner = self.source.get_ref()?;
+        if let Some(exposed) = inner.downcast_ref::<Exposed>() {
+            return Some(exposed.hint());
+        }
+        if let Some(foreign) = inner.downcast_ref::<NotRoots>() {
+            return Some(foreign.hint());
+        }
+        let refused = inner.downcast_ref::<Refused>()?;
         Some(format!(
             "stackinstall never writes or reads its files through a link: look at who made `{}` (`ls -l`, and who can write in its directory), remove it, then run again",
             refused.path.display()
@@ -53,7 +65,7 @@ pub struct Refused {
     pub what: &'static str,
 }
 
-fn refused(path: &Path, what: &'static str) -> io::Error {
+pub(crate) fn refused(path: &Path, what: &'static str) -> io::Error {
     io::Error::other(Refused {
         path: path.to_path_buf(),
         what,
@@ -75,6 +87,11 @@ pub fn read_limited(path: &Path) -> io::Result<Vec<u8>> {
     read_from(fs::File::open(path)?)
 }
 
+/// Reads at most `MAX_READ` bytes of an open file; more is an error.
+pub fn read_open_file(file: fs::File) -> io::Result<Vec<u8>> {
+    read_from(file)
+}
+
 fn read_from(file: fs::File) -> io::Result<Vec<u8>> {
     use std::io::Read;
     let mut bytes = Vec::new();
@@ -89,17 +106,11 @@ fn read_from(file: fs::File) -> io::Result<Vec<u8>> {
 }
 
 /// Opens a file of the tool's own for reading without following a link at
-/// its name: a link there, a hard link to another file, or anything but a
-/// regular file is refused.
+/// its name or on its directory's path (see [`Directory`]): a link there,
+/// a hard link to another file, or anything but a regular file is refused.
 fn open_own(path: &Path) -> io::Result<fs::File> {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|error| match error.raw_os_error() {
-            Some(libc::ELOOP) => refused(path, "a symbolic link"),
-            _ => error,
-        })?;
+    let (parent, name) = split(path)?;
+    let file = Directory::open(parent)?.open_file(name)?;
     let metadata = file.metadata()?;
     if !metadata.is_file() {
         return Err(refused(path, "not a regular file"));
@@ -108,6 +119,24 @@ fn open_own(path: &Path) -> io::Result<fs::File> {
         return Err(refused(path, "a hard link to another file"));
     }
     Ok(file)
+}
+
+/// The directory `path` is in, and its name there.
+fn split(path: &Path) -> io::Result<(&Path, &OsStr)> {
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => Ok((
+            if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            },
+            name,
+        )),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not the path of a file in a directory",
+        )),
+    }
 }
 
 /// Reads the text of `path` as `read_limited` does; `None` when it does not
@@ -133,6 +162,46 @@ fn text_or_none(path: &Path, read: io::Result<Vec<u8>>) -> Result<Option<String>
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(error) => Err(FileError::new("read", path)(error)),
     }
+}
+
+/// Why `read_root_only` did not read a file.
+#[derive(Debug)]
+pub enum RootOnlyError {
+    /// It is there but not root's alone (a link, another owner, writable
+    /// by group or others, a hard link): the reason.
+    Unsafe(String),
+    File(FileError),
+}
+
+/// Reads a file whose contents root will trust (the bash installer's
+/// passwords): only when it is a regular file owned by root, not a link
+/// (at its name or on its directory's path), not hard-linked, and not
+/// writable by group or others; `None` when it does not exist.
+pub fn read_root_only(path: &Path) -> Result<Option<String>, RootOnlyError> {
+    let file = match open_own(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) if super::directory::is_refusal(&error) => {
+            return Err(RootOnlyError::Unsafe(error.to_string()));
+        }
+        Err(error) => return Err(RootOnlyError::File(FileError::new("read", path)(error))),
+    };
+    let metadata = file
+        .metadata()
+        .map_err(|error| RootOnlyError::File(FileError::new("read", path)(error)))?;
+    let mode = metadata.mode() & 0o7777;
+    if metadata.uid() != 0 {
+        return Err(RootOnlyError::Unsafe(format!(
+            "it belongs to uid {}, not root",
+            metadata.uid()
+        )));
+    }
+    if mode & 0o022 != 0 {
+        return Err(RootOnlyError::Unsafe(format!(
+            "group or others may write it (mode {mode:04o})"
+        )));
+    }
+    text_or_none(path, read_from(file)).map_err(RootOnlyError::File)
 }
 
 /// Reads the bytes of `path`.
@@ -165,16 +234,30 @@ pub fn entries_of(path: &Path) -> Result<Vec<PathBuf>, FileError> {
 }
 
 /// Renames `from` to `to` (in the same file system; a link at `to` is
-/// replaced, never followed).
+/// replaced, never followed), each directory held by handle.
 pub fn rename(from: &Path, to: &Path) -> Result<(), FileError> {
-    fs::rename(from, to).map_err(FileError::new("rename", from))?;
+    let rename = || -> io::Result<()> {
+        let (from_parent, from_name) = split(from)?;
+        let (to_parent, to_name) = split(to)?;
+        let source = Directory::open(from_parent)?;
+        let target = Directory::open(to_parent)?;
+        rustix::fs::renameat(source.fd(), from_name, target.fd(), to_name)?;
+        target.sync()
+    };
+    rename().map_err(FileError::new("rename", from))?;
     tracing::info!(target: "file", "renamed {} to {}", from.display(), to.display());
     Ok(())
 }
 
 /// Removes the empty directory at `path`; returns whether there was one.
 pub fn remove_empty_dir(path: &Path) -> Result<bool, FileError> {
-    match fs::remove_dir(path) {
+    let remove = || -> io::Result<()> {
+        let (parent, name) = split(path)?;
+        let directory = Directory::open(parent)?;
+        rustix::fs::unlinkat(directory.fd(), name, AtFlags::REMOVEDIR)?;
+        Ok(())
+    };
+    match remove() {
         Ok(()) => Ok(true),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(error) => Err(FileError::new("remove the directory", path)(error)),
@@ -209,90 +292,105 @@ pub fn write_atomic_owned(
 }
 
 /// The atomic write of `write_atomic_owned`, the contents written by `fill`
-/// (which calls `crash::at(.., Torn, ..)` half way).
+/// (which calls `crash::at(.., Torn, ..)` half way), in the directory held
+/// by handle from the check to the sync.
 fn write_with(
     path: &Path,
     mode: u32,
     owner: Option<Owner>,
     fill: impl FnOnce(&mut fs::File, Option<crash::Phase>) -> io::Result<()>,
 ) -> Result<(), FileError> {
-    let parent = path.parent().unwrap_or(Path::new("/"));
-    if !parent.exists() {
-        ensure_dir(parent, 0o755)?;
-    }
-    let temporary = temporary_path(path);
-    let crash = crash::armed(path);
-    let mut made = false;
     let write = || -> io::Result<()> {
-        refuse_link(path)?;
-        remove_leftover(&temporary)?;
-        // Declared before the file, so dropped after it is closed.
-        let _no_child_starts = (mode & 0o111 != 0).then(super::command::writing_executable);
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode & 0o700)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&temporary)
-            .map_err(|error| match error.kind() {
-                io::ErrorKind::AlreadyExists => {
-                    refused(&temporary, "made by someone else meanwhile")
-                }
-                _ => error,
-            })?;
-        made = true;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
-        }
-        file.set_permissions(fs::Permissions::from_mode(mode))?;
-        fill(&mut file, crash)?;
-        file.sync_all()?;
-        crash::at(crash, crash::Phase::Unrenamed, &file);
-        fs::rename(&temporary, path)?;
-        crash::at(crash, crash::Phase::Renamed, &file);
-        sync_directory(parent)
+        let (parent, name) = split(path)?;
+        let (directory, _) = Directory::ensure(parent, 0o755)?;
+        write_in(&directory, name, mode, owner, fill)
     };
-    write().map_err(|error| {
-        if made {
-            let _ = fs::remove_file(&temporary);
-        }
-        FileError::new("write", path)(error)
-    })?;
+    write().map_err(FileError::new("write", path))?;
     tracing::info!(target: "file", "wrote {} (mode {mode:o})", path.display());
     Ok(())
 }
 
-/// Refuses a symbolic link (or a directory) at `path`, the target of a write.
-fn refuse_link(path: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(metadata) if metadata.file_type().is_symlink() => Err(refused(path, "a symbolic link")),
-        Ok(metadata) if metadata.is_dir() => Err(refused(path, "a directory")),
-        Ok(_) => Ok(()),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(error),
+/// Writes the file `name` of `directory` atomically: a temporary file made
+/// `O_CREAT|O_EXCL|O_NOFOLLOW` beside it, owner and mode set on its
+/// descriptor, filled, synced, renamed over `name`, the directory synced.
+fn write_in(
+    directory: &Directory,
+    name: &OsStr,
+    mode: u32,
+    owner: Option<Owner>,
+    fill: impl FnOnce(&mut fs::File, Option<crash::Phase>) -> io::Result<()>,
+) -> io::Result<()> {
+    let path = directory.path().join(name);
+    let temporary_name = temporary_path(&path)
+        .file_name()
+        .expect("a temporary name")
+        .to_os_string();
+    let crash = crash::armed(&path);
+    refuse_link(directory, name, &path)?;
+    remove_leftover(directory, &temporary_name, &temporary_path(&path))?;
+    // Declared before the file, so dropped after it is closed.
+    let _no_child_starts = (mode & 0o111 != 0).then(super::command::writing_executable);
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut file = rustix::fs::openat(
+        directory.fd(),
+        &temporary_name,
+        flags,
+        Mode::from_raw_mode(mode & 0o700),
+    )
+    .map(fs::File::from)
+    .map_err(|error| match error {
+        rustix::io::Errno::EXIST => {
+            refused(&temporary_path(&path), "made by someone else meanwhile")
+        }
+        error => error.into(),
+    })?;
+    let fill_and_rename = || -> io::Result<()> {
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+        }
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
+        fill(&mut file, crash)?;
+        file.sync_all()?;
+        crash::at(crash, crash::Phase::Unrenamed, &file);
+        rustix::fs::renameat(directory.fd(), &temporary_name, directory.fd(), name)?;
+        crash::at(crash, crash::Phase::Renamed, &file);
+        directory.sync()
+    };
+    fill_and_rename().inspect_err(|_| {
+        let _ = rustix::fs::unlinkat(directory.fd(), &temporary_name, AtFlags::empty());
+    })
+}
+
+/// Refuses a symbolic link (or a directory) at `name`, the target of a write.
+fn refuse_link(directory: &Directory, name: &OsStr, path: &Path) -> io::Result<()> {
+    match directory.entry(name)? {
+        Some(stat) if stat.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+            Err(refused(path, "a symbolic link"))
+        }
+        Some(stat) if stat.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+            Err(refused(path, "a directory"))
+        }
+        _ => Ok(()),
     }
 }
 
 /// Unlinks a temporary file a killed run left (never opening it); a link
 /// or anything but a plain file there is refused.
-fn remove_leftover(temporary: &Path) -> io::Result<()> {
-    match fs::symlink_metadata(temporary) {
-        Ok(metadata) if metadata.file_type().is_symlink() => {
-            Err(refused(temporary, "a symbolic link"))
+fn remove_leftover(directory: &Directory, name: &OsStr, path: &Path) -> io::Result<()> {
+    match directory.entry(name)? {
+        Some(stat) if stat.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+            Err(refused(path, "a symbolic link"))
         }
-        Ok(metadata) if !metadata.is_file() => Err(refused(temporary, "not a regular file")),
-        Ok(_) => fs::remove_file(temporary),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(error),
+        Some(stat) if stat.st_mode & libc::S_IFMT != libc::S_IFREG => {
+            Err(refused(path, "not a regular file"))
+        }
+        Some(_) => Ok(rustix::fs::unlinkat(
+            directory.fd(),
+            name,
+            AtFlags::empty(),
+        )?),
+        None => Ok(()),
     }
-}
-
-fn sync_directory(directory: &Path) -> io::Result<()> {
-    fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
-        .open(directory)?
-        .sync_all()
 }
 
 /// The temporary file `write_atomic` writes before renaming it to `path`.
@@ -369,19 +467,47 @@ pub fn ensure_file_owned(
     mode: u32,
     owner: Option<Owner>,
 ) -> Result<bool, FileError> {
-    let current = open_own(path).and_then(|file| {
+    let (parent, name) = split(path).map_err(FileError::new("write", path))?;
+    let (directory, _) = Directory::ensure(parent, 0o755).map_err(FileError::new("write", path))?;
+    ensure_file_in(&directory, name, contents, mode, owner)
+}
+
+/// `ensure_file_owned` of the file `name` in the held `directory`: for a
+/// command that writes several files in one directory (`render --out`).
+pub fn ensure_file_in(
+    directory: &Directory,
+    name: &OsStr,
+    contents: &[u8],
+    mode: u32,
+    owner: Option<Owner>,
+) -> Result<bool, FileError> {
+    let path = directory.path().join(name);
+    let current = directory.open_file(name).and_then(|file| {
         let metadata = file.metadata()?;
+        if !metadata.is_file() {
+            return Err(refused(&path, "not a regular file"));
+        }
+        if metadata.nlink() > 1 {
+            return Err(refused(&path, "a hard link to another file"));
+        }
         Ok((read_from(file)?, metadata))
     });
     let same = match current {
         Ok((bytes, metadata)) => bytes == contents && fits(&metadata, mode, owner),
         Err(error) if error.kind() == io::ErrorKind::NotFound => false,
-        Err(error) => return Err(FileError::new("read", path)(error)),
+        Err(error) => return Err(FileError::new("read", &path)(error)),
     };
     if same {
         return Ok(false);
     }
-    write_atomic_owned(path, contents, mode, owner)?;
+    let (head, tail) = contents.split_at(contents.len() / 2);
+    write_in(directory, name, mode, owner, |file, crash| {
+        file.write_all(head)?;
+        crash::at(crash, crash::Phase::Torn, file);
+        file.write_all(tail)
+    })
+    .map_err(FileError::new("write", &path))?;
+    tracing::info!(target: "file", "wrote {} (mode {mode:o})", path.display());
     Ok(true)
 }
 
@@ -452,110 +578,178 @@ fn same_bytes(mut left: fs::File, mut right: fs::File) -> io::Result<bool> {
 
 /// Makes `path` a directory; returns whether it made it. Only directories
 /// it makes get a mode (`mode` for `path`, 0755 for missing parents): an
-/// existing directory keeps its mode and owner (`/tmp` stays 1777). A
-/// symbolic link on the way that someone else could have planted is
-/// refused (see `refuse_planted_links`).
+/// existing directory keeps its mode and owner (`/tmp` stays 1777). Each
+/// part of the path is checked as [`Directory`] says: a directory an
+/// ordinary user owns or can write, or a link someone else could have
+/// planted, is refused.
 pub fn ensure_dir(path: &Path, mode: u32) -> Result<bool, FileError> {
-    check_directory_path(path)?;
-    if path.is_dir() {
-        return Ok(false);
-    }
-    let mut missing = Vec::new();
-    let mut current = Some(path);
-    while let Some(directory) = current.filter(|d| !d.as_os_str().is_empty() && !d.is_dir()) {
-        missing.push(directory);
-        current = directory.parent();
-    }
-    for directory in missing.into_iter().rev() {
-        let wanted = if directory == path { mode } else { 0o755 };
-        match fs::DirBuilder::new().mode(wanted & 0o700).create(directory) {
-            Ok(()) => set_mode_and_owner(directory, wanted, None)?,
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists && directory.is_dir() => {}
-            Err(error) => return Err(FileError::new("create directory", directory)(error)),
-        }
-    }
-    Ok(true)
+    Directory::ensure(path, mode)
+        .map(|(_, made)| made)
+        .map_err(FileError::new("use the directory", path))
 }
 
-/// Refuses `path` when one of its components that exists is a symbolic
-/// link in a directory that someone other than the running user can write
-/// (group or others may write it, or another user owns it; a sticky bit
-/// does not stop anyone from making a new name there): such a link may
-/// have been planted to turn the files root writes next into, say,
-/// `/etc`. This holds for paths the operator gave too (`render --out
-/// /tmp/review`, `[nfs] path`): the operator named a directory, not
-/// whatever link another account put there. A link in a directory only
-/// the running user writes (root's own layout, `/var/lib -> /data/lib`) is
-/// followed.
-/// Fails when `path` leads through a link someone else could have planted
-/// (see `refuse_planted_links`): for a directory the tool writes into or
-/// hands to another program (the NFS export), looked at before anything
-/// changes.
+/// `ensure_dir`, keeping the directory open: what is written in it goes
+/// to the directory that was checked, whatever happens to its path.
+pub fn ensure_held_dir(path: &Path, mode: u32) -> Result<Directory, FileError> {
+    Directory::ensure(path, mode)
+        .map(|(directory, _)| directory)
+        .map_err(FileError::new("use the directory", path))
+}
+
+/// Opens the existing directory `path`, checked part by part.
+pub fn open_dir(path: &Path) -> Result<Directory, FileError> {
+    Directory::open(path).map_err(FileError::new("open the directory", path))
+}
+
+/// Fails when the part of `path` that exists leads through a link someone
+/// else could have planted or a directory an ordinary user owns or can
+/// write (see [`Directory`]): for a directory the tool writes into or hands
+/// to another program (the NFS export), looked at before anything changes.
 pub fn check_directory_path(path: &Path) -> Result<(), FileError> {
-    refuse_planted_links(path).map_err(FileError::new("use the directory", path))
+    Directory::check(path).map_err(FileError::new("use the directory", path))
 }
 
-fn refuse_planted_links(path: &Path) -> io::Result<()> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let user = unsafe { libc::geteuid() };
-    let mut current = PathBuf::new();
-    for component in path.components() {
-        let parent = current.clone();
-        current.push(component);
-        let metadata = match fs::symlink_metadata(&current) {
-            Ok(metadata) => metadata,
+/// Makes `path` a directory handed to other accounts (the NFS export,
+/// `nobody`'s 0777): its parents are checked as for a write (see
+/// [`Directory`]), the directory itself is made with `mode` and `owner`
+/// on its handle, or opened when it is there (never through a link), and
+/// not judged. Returns it and whether it was made.
+pub fn ensure_shared_dir(
+    path: &Path,
+    mode: u32,
+    owner: Option<Owner>,
+) -> Result<(Directory, bool), FileError> {
+    let make = || -> io::Result<(Directory, bool)> {
+        let (parent, name) = split(path)?;
+        let (parent, _) = Directory::ensure(parent, 0o755)?;
+        pause_point(&name.to_string_lossy());
+        parent
+            .ensure_child(name, mode, owner)
+            .map_err(|error| match error.raw_os_error() {
+                Some(libc::ELOOP | libc::ENOTDIR) => {
+                    refused(path, "not a directory (a symbolic link?)")
+                }
+                _ => error,
+            })
+    };
+    make().map_err(FileError::new("use the directory", path))
+}
+
+/// `check_directory_path` for a directory handed to others: its parents
+/// are checked, and the directory itself, when there, must not be a link.
+pub fn check_shared_dir(path: &Path) -> Result<(), FileError> {
+    let check = || -> io::Result<()> {
+        let (parent, name) = split(path)?;
+        Directory::check(parent)?;
+        let parent = match Directory::open(parent) {
+            Ok(parent) => parent,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(error) => return Err(error),
         };
-        if !metadata.file_type().is_symlink() {
-            continue;
+        match parent.entry(name)? {
+            Some(stat) if stat.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                Err(refused(path, "a symbolic link in place of the directory"))
+            }
+            _ => Ok(()),
         }
-        let directory = match parent.as_os_str().is_empty() {
-            true => fs::metadata("."),
-            false => fs::metadata(&parent),
-        }?;
-        if directory.uid() != user || directory.mode() & 0o022 != 0 {
-            return Err(refused(
-                &current,
-                "a symbolic link in a directory other users can write",
-            ));
-        }
+    };
+    check().map_err(FileError::new("use the directory", path))
+}
+
+/// Opens the existing directory `path` as `ensure_shared_dir` does.
+pub fn open_shared_dir(path: &Path) -> Result<Directory, FileError> {
+    let open = || -> io::Result<Directory> {
+        let (parent, name) = split(path)?;
+        Directory::open(parent)?
+            .open_child(name)
+            .map_err(|error| match error.raw_os_error() {
+                Some(libc::ELOOP | libc::ENOTDIR) => {
+                    refused(path, "not a directory (a symbolic link?)")
+                }
+                _ => error,
+            })
+    };
+    open().map_err(FileError::new("open the directory", path))
+}
+
+/// A private directory of the tool's that belongs to another account
+/// (`/var/log` is `root:syslog 0775` on Ubuntu, so that group could make
+/// `/var/log/stackinstall` first): refused, never narrowed and used.
+#[derive(Debug, thiserror::Error)]
+#[error("`{}` belongs to {uid}:{gid}, not root: another account made it and could read or swap what stackinstall keeps there; refusing to use it", path.display())]
+pub struct NotRoots {
+    pub path: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl NotRoots {
+    /// The commands that make it root's.
+    pub fn hint(&self) -> String {
+        format!(
+            "look at what is in it (`sudo ls -la {0}`), then make it root's: `sudo chown -R root:root {0} && sudo chmod 0700 {0}` (or remove it and run again)",
+            self.path.display()
+        )
     }
-    Ok(())
 }
 
 /// Makes `path` a directory for the tool's own secrets: made 0700, or
 /// narrowed to 0700 when it is there with more (only for directories that
-/// belong to stackinstall, like `/etc/stackinstall`); returns whether it
-/// changed anything.
+/// belong to stackinstall, like `/etc/stackinstall`); one that another
+/// account owns is refused ([`NotRoots`]). Returns whether it changed
+/// anything.
 pub fn ensure_private_dir(path: &Path) -> Result<bool, FileError> {
-    if ensure_dir(path, 0o700)? {
-        return Ok(true);
+    ensure_private_held_dir(path).map(|(_, changed)| changed)
+}
+
+/// `ensure_private_dir`, keeping the directory open.
+pub fn ensure_private_held_dir(path: &Path) -> Result<(Directory, bool), FileError> {
+    let error = FileError::new("use the directory", path);
+    let (directory, made) = Directory::ensure(path, 0o700).map_err(error)?;
+    if made {
+        return Ok((directory, true));
     }
-    match mode_of(path) {
-        Some(0o700) => Ok(false),
-        _ => set_mode_and_owner(path, 0o700, None).map(|()| true),
+    let (mode, uid, gid) = directory.mode_and_owner();
+    if uid != rustix::process::geteuid().as_raw() {
+        let foreign = NotRoots {
+            path: path.to_path_buf(),
+            uid,
+            gid,
+        };
+        return Err(FileError::new("use the directory", path)(io::Error::other(
+            foreign,
+        )));
     }
+    if mode == 0o700 {
+        return Ok((directory, false));
+    }
+    rustix::fs::fchmod(directory.fd(), Mode::from_raw_mode(0o700))
+        .map_err(|error| FileError::new("set permissions of", path)(error.into()))?;
+    Ok((directory, true))
 }
 
 /// Sets `mode` (and `owner`, when given) of the file or directory at `path`
-/// through a descriptor opened without following a link.
+/// through a descriptor opened without following a link, in its directory
+/// held by handle.
 pub fn set_mode_and_owner(path: &Path, mode: u32, owner: Option<Owner>) -> Result<(), FileError> {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|error| match error.raw_os_error() {
-            Some(libc::ELOOP) => refused(path, "a symbolic link"),
-            _ => error,
+    let file = split(path)
+        .and_then(|(parent, name)| {
+            let directory = Directory::open(parent)?;
+            let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+            rustix::fs::openat(directory.fd(), name, flags, Mode::empty()).map_err(|error| {
+                match error {
+                    rustix::io::Errno::LOOP => refused(path, "a symbolic link"),
+                    error => error.into(),
+                }
+            })
         })
         .map_err(FileError::new("open", path))?;
     if let Some((uid, gid)) = owner {
         std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
             .map_err(FileError::new("change the owner of", path))?;
     }
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(FileError::new("set permissions of", path))
+    rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))
+        .map_err(|error| FileError::new("set permissions of", path)(error.into()))
 }
 
 /// Makes `path` owned by `uid`:`gid`, through a descriptor opened without
@@ -570,22 +764,24 @@ pub fn ensure_owner(path: &Path, uid: u32, gid: u32) -> Result<bool, FileError> 
 }
 
 /// Makes `link` a symbolic link to `target` (replacing a link or file
-/// there atomically); returns whether it changed.
+/// there atomically, in its directory held by handle); returns whether it
+/// changed.
 pub fn ensure_symlink(link: &Path, target: &Path) -> Result<bool, FileError> {
     if link_target(link)?.as_deref() == Some(target) {
         return Ok(false);
     }
-    if let Some(parent) = link.parent().filter(|parent| !parent.is_dir()) {
-        ensure_dir(parent, 0o755)?;
-    }
-    let temporary = temporary_path(link);
     let make = || -> io::Result<()> {
-        match fs::remove_file(&temporary) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-            _ => {}
+        let (parent, name) = split(link)?;
+        let (directory, _) = Directory::ensure(parent, 0o755)?;
+        let temporary = temporary_path(link);
+        let temporary = temporary.file_name().expect("a temporary name");
+        match rustix::fs::unlinkat(directory.fd(), temporary, AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => {}
+            Err(error) => return Err(error.into()),
         }
-        std::os::unix::fs::symlink(target, &temporary)?;
-        fs::rename(&temporary, link)
+        rustix::fs::symlinkat(target, directory.fd(), temporary)?;
+        rustix::fs::renameat(directory.fd(), temporary, directory.fd(), name)?;
+        directory.sync()
     };
     make().map_err(FileError::new("link", link))?;
     tracing::info!(target: "file", "linked {} -> {}", link.display(), target.display());
@@ -606,9 +802,16 @@ pub fn link_target(link: &Path) -> Result<Option<PathBuf>, FileError> {
     }
 }
 
-/// Removes the file at `path`; returns whether there was one.
+/// Removes the file at `path` (in its directory held by handle); returns
+/// whether there was one.
 pub fn remove_file(path: &Path) -> Result<bool, FileError> {
-    match fs::remove_file(path) {
+    let remove = || -> io::Result<()> {
+        let (parent, name) = split(path)?;
+        let directory = Directory::open(parent)?;
+        rustix::fs::unlinkat(directory.fd(), name, AtFlags::empty())?;
+        Ok(())
+    };
+    match remove() {
         Ok(()) => {
             tracing::info!(target: "file", "removed {}", path.display());
             Ok(true)
@@ -617,6 +820,31 @@ pub fn remove_file(path: &Path) -> Result<bool, FileError> {
         Err(error) => Err(FileError::new("remove", path)(error)),
     }
 }
+
+/// Test hook (debug builds only): with `STACKINSTALL_TEST_PAUSE_AT=NAME`,
+/// the first time this process reaches the point `name` (a directory
+/// named NAME opened and checked, before anything is written in it; or a
+/// named point like `credentials-loaded`) it stops itself with SIGSTOP,
+/// so that a test can act at that moment (swap the directory as another
+/// user) and then let it go on with SIGCONT. Release builds read no such
+/// variable.
+#[cfg(debug_assertions)]
+pub fn pause_point(name: &str) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static PAUSED: AtomicBool = AtomicBool::new(false);
+    if std::env::var("STACKINSTALL_TEST_PAUSE_AT").is_ok_and(|point| point == name)
+        && !PAUSED.swap(true, Ordering::SeqCst)
+    {
+        // SAFETY: raising a signal in this process has no preconditions.
+        unsafe {
+            libc::raise(libc::SIGSTOP);
+        }
+    }
+}
+
+/// Release builds have no pause points.
+#[cfg(not(debug_assertions))]
+pub fn pause_point(_name: &str) {}
 
 /// The permission bits of `path` (not of what a link there points to), if
 /// it exists.
@@ -641,6 +869,7 @@ pub fn exists(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn a_link_planted_in_a_directory_others_can_write_is_refused() {

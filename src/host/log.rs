@@ -1,8 +1,9 @@
 //! The run log: everything the run did, one file per run, secrets redacted.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+
+use rustix::fs::{Mode, OFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -10,30 +11,47 @@ use tracing::Level;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
-use super::fs::{FileError, ensure_private_dir};
+use super::fs::{FileError, ensure_private_held_dir};
 use crate::secret::redact;
 
 /// Starts logging to a new file `<dir>/<command>-<timestamp>.log` (mode 0600).
 /// Returns the file's path. Only the first call in a process installs the log.
 pub fn start(dir: &Path, command: &str) -> Result<PathBuf, FileError> {
-    ensure_private_dir(dir)?;
+    // A directory another account owns is refused (`/var/log` is
+    // `root:syslog 0775` on Ubuntu: that group could make it first); the
+    // file is made in the directory held by handle, never through a link.
+    let (directory, _) = ensure_private_held_dir(dir)?;
     let stamp = file_stamp();
-    let mut path = dir.join(format!("{command}-{stamp}.log"));
+    let mut name = format!("{command}-{stamp}.log");
     let mut suffix = 1;
-    while path.exists() {
-        suffix += 1;
-        path = dir.join(format!("{command}-{stamp}-{suffix}.log"));
-    }
-    let file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|source| FileError {
-            action: "create",
-            path: path.clone(),
-            source,
-        })?;
+    let file = loop {
+        let flags = OFlags::WRONLY
+            | OFlags::APPEND
+            | OFlags::CREATE
+            | OFlags::EXCL
+            | OFlags::NOFOLLOW
+            | OFlags::CLOEXEC;
+        match rustix::fs::openat(
+            directory.fd(),
+            name.as_str(),
+            flags,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => break File::from(fd),
+            Err(rustix::io::Errno::EXIST) => {
+                suffix += 1;
+                name = format!("{command}-{stamp}-{suffix}.log");
+            }
+            Err(error) => {
+                return Err(FileError {
+                    action: "create",
+                    path: dir.join(&name),
+                    source: error.into(),
+                });
+            }
+        }
+    };
+    let path = dir.join(name);
     let writer = RedactingWriter(Arc::new(Mutex::new(file)));
     // Everything of ours; only INFO and above from the libraries (the AWS
     // SDK and HTTP stacks are chatty at DEBUG).

@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod command;
+pub mod directory;
 pub mod download;
 pub mod fs;
 pub mod installed;

@@ -162,6 +162,23 @@ fn programs_with_sockets(mut wanted: BTreeSet<String>) -> BTreeMap<String, Strin
     found
 }
 
+/// Keeps the passwords this process holds out of core files and out of
+/// reach of a same-user debugger: no core file (`RLIMIT_CORE` 0, also for
+/// the children it starts) and not dumpable (`PR_SET_DUMPABLE` 0, which
+/// also makes `/proc/PID/mem` and `environ` root's). Called first thing.
+pub fn forbid_core_dumps() -> std::io::Result<()> {
+    use rustix::process::{Resource, Rlimit, setrlimit};
+    setrlimit(
+        Resource::Core,
+        Rlimit {
+            current: Some(0),
+            maximum: Some(0),
+        },
+    )?;
+    rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -160,6 +160,9 @@ pub struct ServerFacts {
     pub key_file: Option<Origin>,
     /// Its block in `/etc/exports` (NFS).
     pub export_block: Option<Origin>,
+    /// The export directory's `device:inode` (NFS): a path swapped after
+    /// the install (a link to `/` in its place) is told by it.
+    pub export_directory: Option<String>,
 }
 
 impl ServerFacts {
@@ -294,6 +297,9 @@ impl Facts {
             }
             Fact::RootKubeconfig(digest) => {
                 self.k3s.root_kubeconfig_sha256 = Some(digest.clone());
+            }
+            Fact::ExportDirectory(identity) => {
+                self.nfs.export_directory = Some(identity.clone());
             }
             Fact::BeforeTransaction(host) => {
                 self.packages.before.get_or_insert_with(|| host.clone());
@@ -506,6 +512,8 @@ pub enum Fact {
     Origin(Object, Origin),
     /// The SHA-256 of the kubeconfig copy just written as root's.
     RootKubeconfig(String),
+    /// The export directory's `device:inode`, as it was made or found.
+    ExportDirectory(String),
     /// The host just before an apt transaction (kept until compared; the
     /// first one stays when a killed run left it).
     BeforeTransaction(HostPackages),
@@ -546,6 +554,10 @@ impl std::fmt::Display for Fact {
                 f,
                 "root's kubeconfig is the copy stackinstall wrote (sha256 {})",
                 &digest[..digest.len().min(16)]
+            ),
+            Self::ExportDirectory(identity) => write!(
+                f,
+                "the export directory is device:inode {identity} (verify, status and doctor compare it)"
             ),
             Self::BeforeTransaction(host) => write!(
                 f,

@@ -14,7 +14,7 @@
 //! (and the package only when it was new). The nfs-subdir-external-provisioner
 //! chart (StorageClass `nfs-client`) is cluster work, not this step's.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::services;
@@ -22,7 +22,7 @@ use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::action::Owner;
 use crate::context::{Context, kept_because};
 use crate::host::{self, Command, service};
-use crate::state::{Fingerprint, Object, Server};
+use crate::state::{Fact, Fingerprint, Object, Server};
 
 /// The nfs step.
 pub struct Nfs;
@@ -70,7 +70,7 @@ impl Step for Nfs {
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
-        host::fs::check_directory_path(&context.host.path(&context.config.nfs.path))?;
+        host::fs::check_shared_dir(&context.host.path(&context.config.nfs.path))?;
         let mut actions: Vec<Action> = directory_action(context).into_iter().collect();
         let path = context.host.path(EXPORTS);
         let current = host::fs::read_optional(&path)?.unwrap_or_default();
@@ -92,6 +92,15 @@ impl Step for Nfs {
         let present = block_lines(&current, &context.shown(&path))?.is_some();
         let record = context.claim_of(Object::ExportBlock, present);
         Action::record_first(&mut actions, record);
+        let directory = context.host.path(&context.config.nfs.path);
+        let identity = match host::fs::open_shared_dir(&directory) {
+            Ok(held) => Some(identity_of(&held)),
+            Err(error) if error.source.kind() == std::io::ErrorKind::NotFound => None,
+            Err(error) => return Err(error.into()),
+        };
+        let recorded = context.facts().nfs.export_directory.as_ref();
+        let record = identity.filter(|identity| Some(identity) != recorded);
+        Action::record_first(&mut actions, record.map(Fact::ExportDirectory));
         Ok(actions)
     }
 
@@ -101,13 +110,19 @@ impl Step for Nfs {
         let path = context.host.path(EXPORTS);
         let current = host::fs::read_optional(&path)?.unwrap_or_default();
         let wanted = with_block(&current, &export_line(context)?, &context.shown(&path))?;
-        let directory = context.host.path(&context.config.nfs.path);
-        if wanted != current || host::fs::mode_of(&directory).is_none() {
+        if let Some(problem) = directory_problem(
+            &context.host,
+            &context.config.nfs.path,
+            context.facts().nfs.export_directory.as_deref(),
+        ) {
             return Err(StepError::failed(
-                format!(
-                    "the export block in `{EXPORTS}` or the directory `{}` is not as the step left it",
-                    context.config.nfs.path
-                ),
+                problem,
+                "look at it (`ls -ld` of it and of each directory above it); once it is the directory you want exported, run `stackinstall install --redo nfs`",
+            ));
+        }
+        if wanted != current {
+            return Err(StepError::failed(
+                format!("the export block in `{EXPORTS}` is not as the step left it"),
                 "run `stackinstall install --redo nfs`",
             ));
         }
@@ -243,12 +258,7 @@ fn directory_action(context: &Context) -> Option<Action> {
         host::fs::mode_of(&directory),
         host::fs::owner_of(&directory),
     ) else {
-        return Some(Action::make_directory(
-            directory,
-            &shown,
-            DIRECTORY_MODE,
-            NOBODY,
-        ));
+        return Action::change(MakeDirectory { directory, shown });
     };
     if mode == DIRECTORY_MODE && (uid, gid) == NOBODY.ids {
         return None;
@@ -268,6 +278,67 @@ fn directory_action(context: &Context) -> Option<Action> {
             NOBODY.name
         )),
     })
+}
+
+/// Makes the export directory 0777 nobody:nogroup (its parents checked,
+/// see `host::fs::ensure_shared_dir`) and records its identity.
+struct MakeDirectory {
+    directory: PathBuf,
+    shown: PathBuf,
+}
+
+impl Change for MakeDirectory {
+    fn kind(&self) -> ActionKind {
+        ActionKind::File
+    }
+
+    fn lines(&self) -> Vec<String> {
+        vec![format!(
+            "make {} (owner {}, mode {DIRECTORY_MODE:04o}) and record its device:inode",
+            self.shown.display(),
+            NOBODY.name
+        )]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        let (held, created) =
+            host::fs::ensure_shared_dir(&self.directory, DIRECTORY_MODE, Some(NOBODY.ids))?;
+        context.record(&Fact::ExportDirectory(identity_of(&held)))?;
+        Ok(created)
+    }
+}
+
+/// A directory's `device:inode`.
+fn identity_of(held: &host::fs::Directory) -> String {
+    let (device, inode) = held.identity();
+    format!("{device}:{inode}")
+}
+
+/// What is wrong with the export directory at `path`: a directory on its
+/// way that others can write, a link in its place, or another directory
+/// than the `device:inode` the install `recorded`; `None` when it is fine.
+pub fn directory_problem(host: &host::Host, path: &str, recorded: Option<&str>) -> Option<String> {
+    let held = match host::fs::open_shared_dir(&host.path(path)) {
+        Ok(held) => held,
+        Err(error) => {
+            return Some(format!(
+                "the export directory `{path}` cannot be used: {error}"
+            ));
+        }
+    };
+    let (device, inode) = held.identity();
+    let found = format!("{device}:{inode}");
+    match recorded {
+        Some(recorded) if recorded != found => Some(format!(
+            "`{path}` is not the directory the export was made for (device:inode {found}, the install recorded {recorded}): it was replaced, and `/etc/exports` exports whatever is there now"
+        )),
+        _ => None,
+    }
+}
+
+/// The recorded identity of the export directory, for `doctor`.
+pub fn recorded_identity(state: &crate::state::State) -> Option<&str> {
+    state.facts.nfs.export_directory.as_deref()
 }
 
 /// Where the managed block of `exports` starts and ends (line indexes),

@@ -11,8 +11,8 @@
 //! `[storage] provisioner_in_chart` also when the chart's StorageClass
 //! exists. There is nothing to undo.
 
-mod claims;
-mod jobs;
+pub mod claims;
+pub mod jobs;
 mod report;
 
 use report::progress;
