@@ -249,6 +249,9 @@ impl Command {
     pub fn run_unchecked(&self) -> Result<Output, CommandError> {
         let command = self.to_string();
         tracing::info!(target: "command", "run: {command}");
+        super::killpoint::reached(|| {
+            super::killpoint::command_point(&self.program, &self.args, "before")
+        });
         let gate = starting_child();
         let started = self.expression().start();
         drop(gate);
@@ -277,6 +280,9 @@ impl Command {
                     code: output.status.code(),
                 };
                 log_output(&command, &output, self.log_stdout);
+                super::killpoint::reached(|| {
+                    super::killpoint::command_point(&self.program, &self.args, "after")
+                });
                 return Ok(output);
             }
             if INTERRUPTED.load(Ordering::SeqCst) {

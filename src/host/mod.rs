@@ -11,6 +11,7 @@ pub mod command;
 pub mod download;
 pub mod fs;
 pub mod installed;
+pub mod killpoint;
 pub mod kube;
 pub mod lock;
 pub mod log;
