@@ -1,17 +1,13 @@
 //! The application's steps (`registry`, `release`, `wait`) and `ecr-refresh`
 //! against fake `kubectl`, `helm` and `systemctl` that keep their state in
 //! `$STATE`, and moto's real ECR server for the token.
-#![allow(clippy::disallowed_methods)]
-
-mod common;
-#[path = "support/servers.rs"]
-mod servers;
 
 use std::os::unix::fs::PermissionsExt;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::{Call, World, stderr, stdout};
+
+use crate::support::{Action, Call, Rule, World, report, servers, stderr, stdout};
 
 const SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI-test-secret-access-key";
 const ACCESS_KEY_ID: &str = "AKIATESTSTACKINSTALL";
@@ -27,67 +23,6 @@ const MY_STEPS: [&str; 8] = [
     "wait",
 ];
 
-/// kubectl: objects in `$STATE/kube/KIND/NAMESPACE/NAME.json`; pods from
-/// `$STATE/pods.json`; Jobs and PVCs listed as they are stored.
-const KUBECTL: &str = r#"
-namespace=default; output=""
-args=("$@")
-for i in "${!args[@]}"; do
-  case "${args[$i]}" in
-    -n|--namespace) namespace="${args[$((i+1))]}" ;;
-    -o) output="${args[$((i+1))]}" ;;
-  esac
-done
-case "$1" in
-  apply)
-    kind=$(jq -r '.kind | ascii_downcase' <<<"$STDIN"); name=$(jq -r .metadata.name <<<"$STDIN")
-    namespace=$(jq -r '.metadata.namespace // "default"' <<<"$STDIN")
-    mkdir -p "$STATE/kube/$kind/$namespace"
-    printf %s "$STDIN" > "$STATE/kube/$kind/$namespace/$name.json"
-    echo "$kind/$name serverside-applied" ;;
-  get)
-    # KIND (pods, jobs or pvc): its objects as a JSON array, each with its kind.
-    items() {
-      case "$1" in
-        pods)
-          if [ -f "$STATE/pods-first.json" ]; then
-            jq '[.items[] | .kind = "Pod"]' "$STATE/pods-first.json"; rm "$STATE/pods-first.json"
-          elif [ -f "$STATE/pods.json" ]; then jq '[.items[] | .kind = "Pod"]' "$STATE/pods.json"
-          else echo '[]'; fi ;;
-        jobs|pvc)
-          folder="$STATE/kube/$([ "$1" = pvc ] && echo persistentvolumeclaim || echo job)/$namespace"
-          kind=$([ "$1" = pvc ] && echo PersistentVolumeClaim || echo Job)
-          if ls "$folder"/*.json >/dev/null 2>&1; then jq -s --arg k "$kind" 'map(.kind = $k)' "$folder"/*.json; else echo '[]'; fi ;;
-      esac
-    }
-    case "$2" in
-      pods|jobs|pvc|*,*)
-        IFS=, read -ra kinds <<<"$2"
-        for kind in "${kinds[@]}"; do items "$kind"; done | jq -s '{kind: "List", items: (add // [])}'
-        exit 0 ;;
-      */*)
-        for asked in "${@:2}"; do
-          case "$asked" in -*|*=*) continue ;; */*) ;; *) continue ;; esac
-          kind="${asked%%/*}"; scope="$namespace"
-          case "$kind" in storageclass|namespace) scope=default ;; esac
-          file="$STATE/kube/$kind/$scope/${asked#*/}.json"
-          [ -f "$file" ] && cat "$file"
-        done | jq -s '{kind: "List", items: .}'
-        exit 0 ;;
-    esac
-    file="$STATE/kube/$2/$namespace/$3.json"
-    [ -f "$file" ] || exit 0
-    case "$output" in
-      jsonpath=*)
-        for key in $(grep -o 'annotations\.[^}]*' <<<"$output" | sed 's/^annotations\.//'); do
-          printf '%s ' "$(jq -r --arg k "$key" '.metadata.annotations[$k] // ""' "$file")"
-        done ;;
-      *) cat "$file" ;;
-    esac ;;
-  delete) rm -f "$STATE/kube/$2/$namespace/$3.json" ;;
-esac
-"#;
-
 /// `install --only credentials --only release --redo release`, with `more`.
 fn redo_release(world: &World, more: &[&str]) -> assert_cmd::assert::Assert {
     let mut args = vec![
@@ -102,30 +37,16 @@ fn redo_release(world: &World, more: &[&str]) -> assert_cmd::assert::Assert {
     world.install(&args)
 }
 
-/// helm: each release's history in `$STATE/helm/`.
-const HELM: &str = include_str!("fakes/helm.sh");
-
-/// systemctl: enabled and active units as files in `$STATE/systemd/`.
-const SYSTEMCTL: &str = include_str!("fakes/systemctl.sh");
-
-/// The ECR endpoint of moto; fails loudly when the test servers are not set up.
-fn moto_endpoint() -> String {
-    let configured = std::env::var("STACKINSTALL_TEST_SERVICES").is_ok_and(|v| v == "1");
-    match std::env::var("STACKINSTALL_TEST_ECR_ENDPOINT") {
-        Ok(endpoint) if configured => endpoint,
-        _ => panic!(
-            "this test needs moto's ECR server: STACKINSTALL_TEST_SERVICES=1 and STACKINSTALL_TEST_ECR_ENDPOINT are not set; run tests/run-all.sh"
-        ),
-    }
-}
-
-/// A world with the fakes, AWS credentials in the environment, and moto.
+/// A world with a running cluster (the fake `kubectl` and `helm`), the
+/// fake `systemctl`, AWS credentials in the environment, and moto.
 fn world() -> World {
     let mut world = World::new();
-    world.fake("kubectl", KUBECTL);
-    world.fake("helm", HELM);
-    world.fake("systemctl", SYSTEMCTL);
-    world.set_env("STACKINSTALL_REGISTRY__ENDPOINT_URL", &moto_endpoint());
+    world.fakes(&["kubectl", "helm", "systemctl"]);
+    world.start_k3s();
+    world.set_env(
+        "STACKINSTALL_REGISTRY__ENDPOINT_URL",
+        &servers::setting("STACKINSTALL_TEST_ECR_ENDPOINT"),
+    );
     world.set_env("STACKINSTALL_CLUSTER__HOST_IP", HOST_IP);
     world.set_env("AWS_EC2_METADATA_DISABLED", "true");
     world.set_env(
@@ -157,25 +78,21 @@ fn with_keys(mut world: World) -> World {
     world
 }
 
-fn state(world: &World, path: &str) -> std::path::PathBuf {
-    world.record.join("state").join(path)
-}
-
 fn ready_pods(world: &World) {
-    let pods = serde_json::json!({ "items": [
+    world.set_pods(&serde_json::json!({ "items": [
         { "metadata": { "name": "sb-core-1" }, "status": { "phase": "Running", "conditions": [{ "type": "Ready", "status": "True" }] } },
         { "metadata": { "name": "sb-ui-1" }, "status": { "phase": "Running", "conditions": [{ "type": "Ready", "status": "True" }] } },
         { "metadata": { "name": "migrate-1" }, "status": { "phase": "Succeeded" } },
-    ]});
-    std::fs::create_dir_all(state(world, "")).unwrap();
-    std::fs::write(state(world, "pods.json"), pods.to_string()).unwrap();
+    ]}));
 }
 
 fn calls_of<'a>(calls: &'a [Call], program: &str, first_arg: &str) -> Vec<&'a Call> {
-    calls
-        .iter()
-        .filter(|c| c.program == program && c.args.first().is_some_and(|a| a == first_arg))
-        .collect()
+    calls.iter().filter(|c| c.is(program, first_arg)).collect()
+}
+
+/// The pull Secret as the fake cluster keeps it.
+fn pull_secret(world: &World) -> Option<serde_json::Value> {
+    world.object("secret", "sb-apps", "awscred")
 }
 
 /// The `.dockerconfigjson` of the pull Secret as kubectl got it on stdin.
@@ -205,10 +122,9 @@ fn registry_stores_the_moto_token_and_installs_the_renewal_timer() {
     assert_eq!(auths["auth"], token.as_str(), "the token moto returned");
     let decoded = String::from_utf8(BASE64.decode(&token).unwrap()).unwrap();
     assert_eq!(auths["password"], decoded.strip_prefix("AWS:").unwrap());
-    let env = &applies[0].env;
-    assert!(
-        env.iter()
-            .any(|(k, v)| k == "KUBECONFIG" && v == "/etc/rancher/k3s/k3s.yaml")
+    assert_eq!(
+        applies[0].env("KUBECONFIG"),
+        Some("/etc/rancher/k3s/k3s.yaml")
     );
 
     let service = world.read("/etc/systemd/system/stackinstall-ecr-refresh.service");
@@ -268,14 +184,12 @@ fn ecr_refresh_is_quiet_when_fresh_and_renews_a_missing_or_stale_secret() {
     assert_eq!(stderr(&quiet), "");
     assert!(calls_of(&world.calls(), "kubectl", "apply").is_empty());
 
-    let secret = state(&world, "kube/secret/sb-apps/awscred.json");
-    let mut manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&secret).unwrap()).unwrap();
+    let mut manifest = pull_secret(&world).unwrap();
     manifest["metadata"]["annotations"]["stackinstall/ecr-token-fetched-at"] =
         "2020-01-01T00:00:00Z".into();
     manifest["metadata"]["annotations"]["stackinstall/ecr-token-expires-at"] =
         "2020-01-01T12:00:00Z".into();
-    std::fs::write(&secret, manifest.to_string()).unwrap();
+    world.put_object(manifest);
     let renewed = world
         .command()
         .args(["ecr-refresh", "--config", &config])
@@ -288,9 +202,12 @@ fn ecr_refresh_is_quiet_when_fresh_and_renews_a_missing_or_stale_secret() {
     );
     assert_eq!(calls_of(&world.calls(), "kubectl", "apply").len(), 1);
 
-    std::fs::remove_file(&secret).unwrap();
+    world.delete_object("secret", "sb-apps", "awscred");
     world.command().args(["ecr-refresh"]).assert().success();
-    assert!(secret.exists(), "a missing Secret is created again");
+    assert!(
+        pull_secret(&world).is_some(),
+        "a missing Secret is created again"
+    );
 }
 
 #[test]
@@ -387,13 +304,13 @@ fn release_gets_credentials_in_a_private_values_file_and_runs_once() {
         "the values file is removed afterwards"
     );
     assert_eq!(
-        std::fs::read_to_string(state(&world, "helm/values-mode"))
+        std::fs::read_to_string(world.state("helm/values-mode"))
             .unwrap()
             .trim(),
         "600"
     );
     let values: serde_json::Value = serde_yaml_ng::from_str(
-        &std::fs::read_to_string(state(&world, "helm/values-seen.yaml")).unwrap(),
+        &std::fs::read_to_string(world.state("helm/values-seen.yaml")).unwrap(),
     )
     .unwrap();
     let [mysql, mongodb, rabbitmq] = <[String; 3]>::try_from(passwords(&world)).unwrap();
@@ -479,7 +396,7 @@ fn skip_db_gives_the_release_the_passwords_set_by_the_operator() {
     );
     assert_eq!(passwords(&world), given, "the file holds what was given");
     let values: serde_json::Value = serde_yaml_ng::from_str(
-        &std::fs::read_to_string(state(&world, "helm/values-seen.yaml")).unwrap(),
+        &std::fs::read_to_string(world.state("helm/values-seen.yaml")).unwrap(),
     )
     .unwrap();
     assert_eq!(values["mysql"]["password"], given[0]);
@@ -544,8 +461,8 @@ fn a_chart_that_does_not_match_its_pin_is_not_installed() {
     }
 
     let tampered = b"stackbill 1.2.0 with a privileged DaemonSet added\n";
-    std::fs::create_dir_all(state(&world, "registry")).unwrap();
-    std::fs::write(state(&world, "registry/stackbill-1.2.0.tgz"), tampered).unwrap();
+    std::fs::create_dir_all(world.state("registry")).unwrap();
+    std::fs::write(world.state("registry/stackbill-1.2.0.tgz"), tampered).unwrap();
     let failed = world
         .install(&["--only", "credentials", "--only", "release"])
         .code(1);
@@ -565,7 +482,7 @@ fn a_chart_that_does_not_match_its_pin_is_not_installed() {
         "Helm installed nothing"
     );
     assert!(
-        !state(&world, "helm/stackbill.json").exists(),
+        !world.state("helm/stackbill.json").exists(),
         "there is no release"
     );
     assert!(
@@ -576,11 +493,11 @@ fn a_chart_that_does_not_match_its_pin_is_not_installed() {
     );
 
     // The registry serves the pinned chart again: installed from the file.
-    std::fs::remove_file(state(&world, "registry/stackbill-1.2.0.tgz")).unwrap();
+    std::fs::remove_file(world.state("registry/stackbill-1.2.0.tgz")).unwrap();
     world
         .install(&["--only", "credentials", "--only", "release"])
         .success();
-    let seen = std::fs::read_to_string(state(&world, "helm/stackbill.chart-sha256")).unwrap();
+    let seen = std::fs::read_to_string(world.state("helm/stackbill.chart-sha256")).unwrap();
     assert_eq!(seen.trim(), file_digest, "Helm got the checked file");
     assert!(
         !world
@@ -595,7 +512,7 @@ fn a_chart_that_does_not_match_its_pin_is_not_installed() {
         .install(&["--only", "credentials", "--only", "release"])
         .success();
     assert_eq!(calls_of(&world.calls(), "helm", "upgrade").len(), 1);
-    common::report(
+    report(
         "chart pins: 1 tampered chart refused (reference, pin, file and manifest digests named; no release), 2 pin forms accepted (file SHA-256, OCI manifest digest)",
     );
 }
@@ -680,8 +597,14 @@ fn an_unpinned_chart_is_named_loudly_and_refused_with_require_pins() {
 #[test]
 fn a_failed_helm_run_still_removes_the_values_file() {
     let world = world();
-    std::fs::create_dir_all(state(&world, "")).unwrap();
-    std::fs::write(state(&world, "helm-fails"), "").unwrap();
+    world.rule(Rule::new(
+        "helm",
+        &["upgrade"],
+        Action::Fail {
+            code: 1,
+            stderr: "Error: INSTALLATION FAILED: chart not found\n".into(),
+        },
+    ));
     let failed = world
         .install(&["--only", "credentials", "--only", "release"])
         .code(1);
@@ -698,8 +621,8 @@ fn a_failed_helm_run_still_removes_the_values_file() {
 }
 
 fn seed_history(world: &World, revisions: serde_json::Value) {
-    std::fs::create_dir_all(state(world, "helm")).unwrap();
-    std::fs::write(state(world, "helm/stackbill.json"), revisions.to_string()).unwrap();
+    std::fs::create_dir_all(world.state("helm")).unwrap();
+    std::fs::write(world.state("helm/stackbill.json"), revisions.to_string()).unwrap();
 }
 
 fn helm_lines(world: &World) -> Vec<String> {
@@ -729,10 +652,9 @@ fn a_release_left_pending_install_is_uninstalled_and_installed_again() {
             "upgrade --install stackbill"
         ]
     );
-    let history: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(state(&world, "helm/stackbill.json")).unwrap(),
-    )
-    .unwrap();
+    let history: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(world.state("helm/stackbill.json")).unwrap())
+            .unwrap();
     assert_eq!(history[0]["status"], "deployed");
 }
 
@@ -773,8 +695,7 @@ fn stuck_pods(world: &World) {
         { "metadata": { "name": "sb-admin-0" }, "status": { "phase": "Pending", "conditions": [
             { "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes are available: 1 Insufficient memory." }] } },
     ]});
-    std::fs::create_dir_all(state(world, "")).unwrap();
-    std::fs::write(state(world, "pods.json"), pods.to_string()).unwrap();
+    world.set_pods(&pods);
 }
 
 #[test]
@@ -787,11 +708,11 @@ fn wait_times_out_naming_each_pod_that_is_not_ready_and_why() {
     let text = stderr(&failed);
     assert!(text.contains("1/4 pods ready"), "the live count:\n{text}");
     // The pod list (with the pods' environment) is not logged on each poll.
-    let log: String = world
-        .files(true)
-        .iter()
-        .filter(|(path, _)| path.starts_with("/var/log/stackinstall/"))
-        .map(|(_, bytes)| String::from_utf8_lossy(bytes).into_owned())
+    // The step's own lines: after the timeout, doctor's snapshot of the
+    // cluster (its own threads, outside the step) is logged as it is.
+    let log: String = (world.logs().lines())
+        .filter(|line| line.contains("step{id=\"wait\"}"))
+        .map(|line| format!("{line}\n"))
         .collect();
     let polls = log.matches("run: kubectl get pods").count();
     assert!(polls >= 2, "polled more than once:\n{log}");
@@ -799,7 +720,7 @@ fn wait_times_out_naming_each_pod_that_is_not_ready_and_why() {
         !log.contains("containerStatuses"),
         "pod JSON in the log:\n{log}"
     );
-    common::report(&format!("wait: {polls} polls, pod JSON logged 0 times"));
+    report(&format!("wait: {polls} polls, pod JSON logged 0 times"));
     let report: Vec<&str> = text
         .lines()
         .skip_while(|line| !line.starts_with("error:"))
@@ -812,7 +733,8 @@ fn wait_times_out_naming_each_pod_that_is_not_ready_and_why() {
 fn wait_is_done_when_every_pod_is_ready() {
     let world = world();
     ready_pods(&world);
-    std::fs::write(state(&world, "pods-first.json"), r#"{"items": []}"#).unwrap();
+    // The pods come up after the first look.
+    world.configure(|config| config.pods_hidden_listings = 1);
     let done = world.install(&["--only", "wait"]).success();
     assert!(
         stderr(&done).contains("2/2 pods ready"),
@@ -931,8 +853,8 @@ fn default_uninstall_removes_the_release_the_pull_secret_and_the_timer() {
     let world = with_keys(world());
     ready_pods(&world);
     world.install(&MY_STEPS).success();
-    assert!(state(&world, "helm/stackbill.json").exists());
-    assert!(state(&world, "kube/secret/sb-apps/awscred.json").exists());
+    assert!(world.state("helm/stackbill.json").exists());
+    assert!(pull_secret(&world).is_some());
     world.clear_calls();
 
     let removal = world
@@ -961,10 +883,10 @@ fn default_uninstall_removes_the_release_the_pull_secret_and_the_timer() {
         "{lines:#?}"
     );
     assert!(
-        !state(&world, "helm/stackbill.json").exists(),
+        !world.state("helm/stackbill.json").exists(),
         "the release is gone"
     );
-    assert!(!state(&world, "kube/secret/sb-apps/awscred.json").exists());
+    assert!(pull_secret(&world).is_none());
     for unit in ["service", "timer"] {
         let path = format!("/etc/systemd/system/stackinstall-ecr-refresh.{unit}");
         assert!(!world.path(&path).exists(), "{path} is removed");
@@ -1077,8 +999,7 @@ fn the_timer_runs_a_root_owned_copy_of_the_binary_installed_once() {
 fn ecr_refresh_leaves_everything_to_a_run_that_holds_the_lock() {
     let world = with_keys(world());
     world.install(&["--only", "registry"]).success();
-    let secret = state(&world, "kube/secret/sb-apps/awscred.json");
-    std::fs::remove_file(&secret).unwrap();
+    world.delete_object("secret", "sb-apps", "awscred");
     let files = world.files(true);
 
     // An install or uninstall holds the run lock.
@@ -1097,7 +1018,10 @@ fn ecr_refresh_leaves_everything_to_a_run_that_holds_the_lock() {
         stdout(&held)
     );
     assert!(world.calls().is_empty(), "{:?}", world.calls());
-    assert!(!secret.exists(), "the Secret was not brought back");
+    assert!(
+        pull_secret(&world).is_none(),
+        "the Secret was not brought back"
+    );
     let mut after = world.files(true);
     after.insert(
         "/var/lib/stackinstall/lock".into(),
@@ -1108,8 +1032,8 @@ fn ecr_refresh_leaves_everything_to_a_run_that_holds_the_lock() {
     // Once the lock is free, the missing Secret is renewed.
     drop(lock);
     world.command().args(["ecr-refresh"]).assert().success();
-    assert!(secret.exists());
-    common::report("ecr-refresh under a held lock: exit 0, 0 commands run, 0 files changed");
+    assert!(pull_secret(&world).is_some());
+    report("ecr-refresh under a held lock: exit 0, 0 commands run, 0 files changed");
 }
 
 #[test]

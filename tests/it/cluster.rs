@@ -2,17 +2,13 @@
 //! `kubectl`, `istioctl`, `helm`, `systemctl` and K3s install script on PATH
 //! that keep the cluster's objects in `$STATE`, with the release files
 //! served by a small HTTP server on 127.0.0.1 (SHA-256 sums and all).
-#![allow(clippy::disallowed_methods)]
-
-mod common;
-#[path = "support/cluster.rs"]
-mod support;
 
 use std::collections::BTreeMap;
 
-use common::{Call, DOMAIN, World, stderr, stdout};
 use serde_json::Value;
-use support::{K3S_BINARY, cluster_world};
+
+use crate::support::cluster::{self as support, K3S_BINARY, cluster_world};
+use crate::support::{Call, DOMAIN, World, error_report, outcomes, stderr, stdout};
 
 /// Calls that change the cluster or the host.
 fn mutating(calls: &[Call]) -> Vec<String> {
@@ -61,22 +57,6 @@ fn applied(calls: &[Call]) -> Vec<String> {
     objects
 }
 
-fn outcomes(assert: &assert_cmd::assert::Assert) -> BTreeMap<String, String> {
-    let report: Value =
-        serde_json::from_str(&stdout(assert)).unwrap_or_else(|e| panic!("{e}: {}", stdout(assert)));
-    report["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|step| {
-            (
-                step["id"].as_str().unwrap().to_string(),
-                step["result"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn install_sets_up_the_cluster_and_a_second_run_changes_nothing() {
     let (world, releases) = cluster_world();
@@ -90,22 +70,20 @@ fn install_sets_up_the_cluster_and_a_second_run_changes_nothing() {
         .iter()
         .find(|c| c.program == "k3s-install")
         .expect("the K3s install script ran");
-    let env: BTreeMap<_, _> = install.env.iter().cloned().collect();
-    assert_eq!(env["INSTALL_K3S_SKIP_DOWNLOAD"], "true");
-    assert_eq!(env["INSTALL_K3S_VERSION"], "v1.29.0+k3s1");
+    assert_eq!(install.env("INSTALL_K3S_SKIP_DOWNLOAD"), Some("true"));
+    assert_eq!(install.env("INSTALL_K3S_VERSION"), Some("v1.29.0+k3s1"));
     assert_eq!(
-        env["INSTALL_K3S_EXEC"],
-        "server --disable traefik --disable servicelb --write-kubeconfig-mode 0600"
+        install.env("INSTALL_K3S_EXEC"),
+        Some("server --disable traefik --disable servicelb --write-kubeconfig-mode 0600")
     );
     let istioctl = calls
         .iter()
         .find(|c| c.program == "istioctl" && c.args[0] == "install")
         .unwrap();
     assert_eq!(istioctl.args[..3], ["install", "-y", "-f"]);
-    assert!(
-        istioctl
-            .env
-            .contains(&("KUBECONFIG".into(), "/etc/rancher/k3s/k3s.yaml".into()))
+    assert_eq!(
+        istioctl.env("KUBECONFIG"),
+        Some("/etc/rancher/k3s/k3s.yaml")
     );
     assert_eq!(
         applied(&calls),
@@ -330,7 +308,7 @@ fn a_download_that_does_not_match_its_pin_is_refused() {
         !world.path("/usr/local/bin/helm").exists(),
         "nothing is installed from a file that fails its pin"
     );
-    common::report("pins: 1 download that did not match its pin refused");
+    crate::support::report("pins: 1 download that did not match its pin refused");
 }
 
 #[test]
@@ -354,7 +332,7 @@ fn unpinned_files_are_named_loudly_in_the_plan_and_the_run() {
         .filter(|line| line.contains("warning:") && line.contains("not pinned"))
         .count();
     assert_eq!(warnings, 2, "{run}");
-    common::report(&format!(
+    crate::support::report(&format!(
         "pins: {} unpinned files warned in the plan, {warnings} in the run",
         unpinned.len()
     ));
@@ -440,7 +418,7 @@ fn a_download_shows_bytes_rate_and_time_left_on_a_terminal_and_plain_lines_other
     assert!(plain.contains("      k3s: downloading k3s ..."), "{plain}");
     assert!(plain.contains("      k3s: downloaded k3s: "), "{plain}");
     assert!(!plain.contains(" left"), "{plain}");
-    common::report(&format!(
+    crate::support::report(&format!(
         "download progress on a terminal: `{}`",
         shown.trim()
     ));
@@ -473,8 +451,7 @@ fn another_k3s_version_is_reported_and_left_alone() {
 #[test]
 fn kubernetes_outside_istio_support_is_refused() {
     let (world, _releases) = cluster_world();
-    std::fs::create_dir_all(world.record.join("state")).unwrap();
-    std::fs::write(world.record.join("state/k8s-minor"), "30").unwrap();
+    world.configure(|config| config.kubernetes_minor = 30);
     let run = world.install(&[]).code(2);
     let error = stderr(&run);
     insta::assert_snapshot!("kubernetes_unsupported_error", error_report(&error));
@@ -512,39 +489,20 @@ fn skip_infra_fails_clearly_without_a_cluster_and_works_with_one() {
 
 /// A cluster that someone else installed: K3s running, istiod ready.
 fn install_cluster_by_hand(world: &World) {
-    let state = world.record.join("state");
-    std::fs::create_dir_all(state.join("kube/deployment/istio-system")).unwrap();
-    std::fs::write(state.join("k3s-running"), "").unwrap();
-    let istiod = r#"{"kind": "Deployment", "metadata": {"name": "istiod", "namespace": "istio-system"}, "status": {"readyReplicas": 1}}"#;
-    std::fs::write(
-        state.join("kube/deployment/istio-system/istiod.json"),
-        istiod,
-    )
-    .unwrap();
+    world.start_k3s();
+    world.put_object(serde_json::json!({ "kind": "Deployment",
+        "metadata": { "name": "istiod", "namespace": "istio-system" }, "status": { "readyReplicas": 1 } }));
 }
 
 #[test]
 fn skip_infra_without_istio_names_istio() {
     let (world, _releases) = cluster_world();
-    std::fs::create_dir_all(world.record.join("state")).unwrap();
-    std::fs::write(world.record.join("state/k3s-running"), "").unwrap();
+    world.start_k3s();
     let error = stderr(&world.install(&["--skip-infra"]).code(2));
     assert!(
         error.contains("--skip-infra was given, but Istio is not there"),
         "{error}"
     );
-}
-
-/// The error and its hints, without the progress lines and the log path.
-fn error_report(stderr: &str) -> String {
-    let start = stderr
-        .find("error:")
-        .unwrap_or_else(|| panic!("no error in: {stderr}"));
-    let lines: Vec<&str> = stderr[start..]
-        .lines()
-        .filter(|l| !l.starts_with("hint: the full log"))
-        .collect();
-    lines.join("\n")
 }
 
 // The rendered files: what `render` writes and what the steps apply.
@@ -759,7 +717,7 @@ fn http_redirects_to_the_https_node_port_and_lands_on_the_https_server() {
     let port = https["port"].as_u64().unwrap();
     hops.push(format!("https://{DOMAIN}:{target} -> Service port {port}"));
     hops.push(https_lands(&files, port));
-    common::report(&format!(
+    crate::support::report(&format!(
         "redirect followed, {} hops:\n  {}",
         hops.len(),
         hops.join("\n  ")
@@ -772,7 +730,7 @@ fn with_public_https_port_443_the_redirect_and_the_summary_use_it() {
     let (target, mut hops) = follow_http_request(&files);
     assert_eq!(target, 443, "a load balancer or port mapping serves 443");
     hops.push(https_lands(&files, 443));
-    common::report(&format!(
+    crate::support::report(&format!(
         "redirect followed (public port 443), {} hops:\n  {}",
         hops.len(),
         hops.join("\n  ")
@@ -868,27 +826,8 @@ fn namespace_has_injection_and_helm_ownership() {
 }
 
 // The `storage` step and what `wait` makes of PVCs and Jobs, in the fake
-// cluster (`tests/fakes/cluster.py` computes PVC phases, Job runs and pods).
-
-/// A fake cluster object, as the chart or someone else left it.
-fn put_object(world: &World, kind: &str, namespace: &str, object: Value) {
-    let name = object["metadata"]["name"].as_str().unwrap().to_string();
-    let dir = world.record.join("state/kube").join(kind).join(namespace);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join(format!("{name}.json")), object.to_string()).unwrap();
-}
-
-fn object(world: &World, kind: &str, namespace: &str, name: &str) -> Option<Value> {
-    let file = world
-        .record
-        .join("state/kube")
-        .join(kind)
-        .join(namespace)
-        .join(format!("{name}.json"));
-    std::fs::read_to_string(file)
-        .ok()
-        .map(|text| serde_json::from_str(&text).unwrap())
-}
+// cluster (`tests/fakes/src/programs/cluster.rs` computes PVC phases, Job
+// runs and pods).
 
 fn helm_upgrades(world: &World) -> Vec<Call> {
     world
@@ -926,13 +865,12 @@ fn installed_cluster_serving(host_ip: &str) -> (World, support::Releases) {
 
 /// The application's PVC on the profile's StorageClass and a pod mounting it.
 fn application_with_a_claim(world: &World) {
-    let claim = serde_json::json!({ "kind": "PersistentVolumeClaim", "metadata": { "name": "sb-data", "namespace": "sb-apps" },
-        "spec": { "storageClassName": "nfs-client" } });
-    put_object(world, "persistentvolumeclaim", "sb-apps", claim);
-    let pods = serde_json::json!({ "items": [{ "metadata": { "name": "sb-core-1" },
+    world.put_object(serde_json::json!({ "kind": "PersistentVolumeClaim",
+        "metadata": { "name": "sb-data", "namespace": "sb-apps" },
+        "spec": { "storageClassName": "nfs-client" } }));
+    world.set_pods(&serde_json::json!({ "items": [{ "metadata": { "name": "sb-core-1" },
         "spec": { "volumes": [{ "name": "data", "persistentVolumeClaim": { "claimName": "sb-data" } }] },
-        "status": { "phase": "Running", "conditions": [{ "type": "Ready", "status": "True" }] } }] });
-    std::fs::write(world.record.join("state/pods.json"), pods.to_string()).unwrap();
+        "status": { "phase": "Running", "conditions": [{ "type": "Ready", "status": "True" }] } }] }));
 }
 
 #[test]
@@ -954,12 +892,9 @@ fn storage_installs_the_pinned_provisioner_where_no_storage_class_is_and_then_ch
     ] {
         assert!(args.contains(&expected), "{expected} in {args}");
     }
-    let seen = std::fs::read_to_string(
-        world
-            .record
-            .join("state/helm/nfs-subdir-external-provisioner.chart-sha256"),
-    )
-    .unwrap();
+    let seen =
+        std::fs::read_to_string(world.state("helm/nfs-subdir-external-provisioner.chart-sha256"))
+            .unwrap();
     assert_eq!(
         seen.trim(),
         support::provisioner_chart_sha256(),
@@ -969,10 +904,11 @@ fn storage_installs_the_pinned_provisioner_where_no_storage_class_is_and_then_ch
         !chart.exists(),
         "the chart file is removed once Helm is done"
     );
-    let class = object(&world, "storageclass", "_", "nfs-client").expect("the StorageClass");
+    let class = world
+        .object("storageclass", "", "nfs-client")
+        .expect("the StorageClass");
     assert_eq!(class["parameters"]["archiveOnDelete"], "true");
-    let deployment = object(
-        &world,
+    let deployment = world.object(
         "deployment",
         "kube-system",
         "nfs-subdir-external-provisioner",
@@ -1013,7 +949,7 @@ fn a_tampered_provisioner_chart_is_refused_before_helm_runs() {
         assert!(text.contains(&expected), "{expected} in:\n{text}");
     }
     assert!(helm_upgrades(&world).is_empty(), "helm never saw the chart");
-    assert!(object(&world, "storageclass", "_", "nfs-client").is_none());
+    assert!(world.object("storageclass", "", "nfs-client").is_none());
     assert!(
         !world
             .path("/var/lib/stackinstall/downloads/nfs-subdir-external-provisioner-4.0.18.tgz")
@@ -1044,7 +980,7 @@ fn a_storage_class_someone_else_installed_is_left_as_it_is() {
     let world = installed_cluster("10.1.2.3");
     let theirs = serde_json::json!({ "kind": "StorageClass", "metadata": { "name": "nfs-client" },
         "provisioner": "example.com/their-nfs", "parameters": { "archiveOnDelete": "false" } });
-    put_object(&world, "storageclass", "_", theirs.clone());
+    world.put_object(theirs.clone());
     let plan = world.install(&["--only", "storage", "--plan"]).success();
     assert!(
         stdout(&plan).contains("StorageClass `nfs-client` is already in the cluster, not installed by stackinstall: left as it is"),
@@ -1054,7 +990,7 @@ fn a_storage_class_someone_else_installed_is_left_as_it_is() {
     world.install(&["--only", "storage"]).success();
     assert!(helm_upgrades(&world).is_empty());
     assert_eq!(
-        object(&world, "storageclass", "_", "nfs-client").unwrap(),
+        world.object("storageclass", "", "nfs-client").unwrap(),
         theirs
     );
 }
@@ -1076,7 +1012,7 @@ fn wait_names_the_missing_storage_class_of_a_pending_pvc_until_storage_provides_
     }
     world.install(&["--only", "storage"]).success();
     world.install(&["--only", "wait"]).success();
-    common::report(
+    crate::support::report(
         "pending PVC: the wait named StorageClass `nfs-client` as the cause; after `storage` the PVC bound and the wait passed",
     );
 }
@@ -1086,7 +1022,7 @@ fn job(world: &World, name: &str, code: u8, log: &str) {
     let job = serde_json::json!({ "kind": "Job", "metadata": { "name": name, "namespace": "sb-apps",
         "annotations": { "fake.stackinstall/exit-code": code.to_string(), "fake.stackinstall/log": log } },
         "spec": { "backoffLimit": 0, "template": { "spec": { "containers": [{ "name": name }] } } } });
-    put_object(world, "job", "sb-apps", job);
+    world.put_object(job);
 }
 
 #[test]
@@ -1123,14 +1059,12 @@ fn wait_judges_jobs_by_their_condition_and_names_a_failed_one_with_its_log() {
     );
 
     // Istio without native sidecars: the Job's pod never finishes.
-    std::fs::remove_file(world.record.join("state/kube/job/sb-apps/sb-seed.json")).unwrap();
-    let istiod = world
-        .record
-        .join("state/kube/deployment/istio-system/istiod.json");
-    let mut deployment: Value =
-        serde_json::from_str(&std::fs::read_to_string(&istiod).unwrap()).unwrap();
-    deployment["spec"]["template"]["spec"]["containers"][0]["env"] = serde_json::json!([]);
-    std::fs::write(&istiod, deployment.to_string()).unwrap();
+    world.delete_object("job", "sb-apps", "sb-seed");
+    let mut istiod = world
+        .object("deployment", "istio-system", "istiod")
+        .unwrap();
+    istiod["spec"]["template"]["spec"]["containers"][0]["env"] = serde_json::json!([]);
+    world.put_object(istiod);
     world.set_env("STACKINSTALL_WAIT__TIMEOUT_SECONDS", "1");
     let hangs = world.install(&["--only", "wait"]).code(1);
     let report = error_report(&stderr(&hangs));
@@ -1141,7 +1075,7 @@ fn wait_judges_jobs_by_their_condition_and_names_a_failed_one_with_its_log() {
     );
     world.install(&["--only", "istio"]).success();
     world.install(&["--only", "wait"]).success();
-    common::report(
+    crate::support::report(
         "jobs: 3 variants (succeeding, failing with its log, held open by a classic istio-proxy until istio put native sidecars back)",
     );
 }
@@ -1171,7 +1105,7 @@ fn with_the_provisioner_in_the_chart_storage_only_defers_and_wait_checks_the_cla
     // What the chart's own provisioner makes.
     let class = serde_json::json!({ "kind": "StorageClass", "metadata": { "name": "nfs-client" },
         "provisioner": "cluster.local/the-charts-nfs" });
-    put_object(&world, "storageclass", "_", class);
+    world.put_object(class);
     world.install(&["--only", "wait"]).success();
 }
 
@@ -1188,5 +1122,5 @@ fn an_install_script_left_by_a_killed_run_is_removed_by_the_next() {
         !world.path(leftover).exists(),
         "the leftover script is removed"
     );
-    common::report("k3s: 1 install script left by a killed run removed by the next run");
+    crate::support::report("k3s: 1 install script left by a killed run removed by the next run");
 }

@@ -6,23 +6,14 @@
 //! files under the root and the fake cluster equal those of an
 //! uninterrupted run (names, passwords and random keys aside).
 //!
-//! Kill points come from the uninterrupted run itself:
-//! - as the N-th fake command starts (it has no effect) or once it is done
-//!   (its effect is not recorded): `record/kill-at`, see `common::World::fake`;
-//! - inside the N-th atomic write of a file (half the temporary written,
-//!   written but not renamed, renamed but the directory not synced): the
-//!   debug build's `STACKINSTALL_TEST_CRASH_WRITE`, see `host::fs`;
-//! - a while after a step that runs no fake (the real database servers)
-//!   has started, by the test itself.
-#![allow(clippy::disallowed_methods)]
-
-#[path = "support/cluster.rs"]
-mod cluster;
-mod common;
-#[path = "support/full.rs"]
-mod full;
-#[path = "support/servers.rs"]
-mod servers;
+//! Kill points are the library's (`src/host/killpoint.rs`, debug builds):
+//! an uninterrupted run with `STACKINSTALL_TEST_KILL_TRACE` lists every
+//! point it reached by name (each program's start and end, each phase of
+//! each atomic write: half the temporary written, written but not renamed,
+//! renamed but the directory not synced; each named with its step), and a
+//! run with `STACKINSTALL_TEST_KILL_AT=NAME` dies at that point. Besides
+//! them, the test kills a run a while after a step that runs no program
+//! (the real database servers) has started.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -33,19 +24,17 @@ use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{DOMAIN, World, stderr, walk};
+use crate::support::{
+    DOMAIN, StepLine, World, full, outcomes, report, servers, started_steps, stderr, step_line,
+    walk,
+};
 
 /// Where the run was killed.
 #[derive(Debug, Clone)]
 enum Kill {
-    /// As the `nth` fake command of the run starts, or after it did its work.
-    Call { nth: usize, after: bool },
-    /// Inside the `nth` atomic write of the file named `file`.
-    Write {
-        file: String,
-        nth: usize,
-        phase: &'static str,
-    },
+    /// At the library's kill point of this name (the reference run's user
+    /// name in it replaced by `USER`).
+    At(String),
     /// `after_ms` after `step` started.
     During { step: &'static str, after_ms: u64 },
 }
@@ -53,11 +42,7 @@ enum Kill {
 impl fmt::Display for Kill {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Kill::Call { nth, after } => {
-                let when = if *after { "after" } else { "as" };
-                write!(f, "{when} fake call #{nth}")
-            }
-            Kill::Write { file, nth, phase } => write!(f, "write #{nth} of {file} ({phase})"),
+            Kill::At(name) => f.write_str(name),
             Kill::During { step, after_ms } => write!(f, "{after_ms} ms into {step}"),
         }
     }
@@ -78,15 +63,37 @@ impl Trial {
         Self { world, user }
     }
 
-    /// `install` with the world's flags, checked to succeed; its stderr.
-    fn install(&self) -> String {
-        let assert = self.world.install(&[]);
-        let text = stderr(&assert);
+    /// `install --output json` with the world's flags, checked to succeed;
+    /// each step's result.
+    fn install(&self) -> BTreeMap<String, String> {
+        let assert = self.world.install(&["--output", "json"]);
         assert!(
             assert.get_output().status.success(),
-            "install failed:\n{text}"
+            "install failed:\n{}",
+            stderr(&assert)
         );
-        text
+        outcomes(&assert)
+    }
+
+    /// Runs `stackinstall ARGS` uninterrupted; the kill points it reached,
+    /// in order, the trial's user name in them replaced by `USER`.
+    fn trace(&self, args: &[&str]) -> Vec<String> {
+        let trace = self.world.dir.path().join("kill-trace");
+        let _ = std::fs::remove_file(&trace);
+        let assert = self
+            .world
+            .command()
+            .env("STACKINSTALL_TEST_KILL_TRACE", &trace)
+            .args(args)
+            .assert();
+        assert!(
+            assert.get_output().status.success(),
+            "the traced run failed:\n{}",
+            stderr(&assert)
+        );
+        (read(&trace).lines())
+            .map(|name| name.replace(&self.user, "USER"))
+            .collect()
     }
 
     /// Runs `install` and kills it at `kill`; the steps running then, or
@@ -104,19 +111,11 @@ impl Trial {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
-        match kill {
-            Kill::Call { nth, after } => {
-                let when = if *after { "after" } else { "before" };
-                std::fs::write(self.world.record.join("kill-at"), format!("{nth} {when}\n"))
-                    .unwrap();
-            }
-            Kill::Write { file, nth, phase } => {
-                command.env(
-                    "STACKINSTALL_TEST_CRASH_WRITE",
-                    format!("{file}:{nth}:{phase}"),
-                );
-            }
-            Kill::During { .. } => {}
+        if let Kill::At(name) = kill {
+            command.env(
+                "STACKINSTALL_TEST_KILL_AT",
+                name.replace("USER", &self.user),
+            );
         }
         let mut child = command.spawn().unwrap();
         if let Kill::During { step, after_ms } = kill {
@@ -133,7 +132,6 @@ impl Trial {
             let _ = child.kill();
         }
         let status = child.wait().unwrap();
-        let _ = std::fs::remove_file(self.world.record.join("kill-at"));
         (status.signal() == Some(libc::SIGKILL)).then(|| running_steps(&read(&log)))
     }
 
@@ -204,11 +202,15 @@ impl Trial {
     fn snapshot(&self) -> BTreeMap<String, String> {
         let mut snapshot = BTreeMap::new();
         for (path, bytes) in self.world.files(false) {
-            let mode = std::fs::metadata(self.world.path(&path))
+            let mode = std::fs::symlink_metadata(self.world.path(&path))
                 .map(|m| m.permissions().mode() & 0o7777)
                 .unwrap();
             let text = String::from_utf8_lossy(&bytes);
             let shown = match path.as_str() {
+                // The installed copy of the binary (and the plugin's link to it).
+                _ if bytes.starts_with(b"\x7fELF") => {
+                    format!("<a program of {} bytes>", bytes.len())
+                }
                 "/var/lib/stackinstall/state.toml" => self.normalize(&checkpoints(&text)),
                 "/etc/stackinstall/credentials.toml" => {
                     let table = self.credentials().unwrap();
@@ -231,9 +233,6 @@ impl Trial {
         let state = self.world.record.join("state");
         for path in walk(&state) {
             let name = path.strip_prefix(&state).unwrap().display().to_string();
-            if name == "systemd/reloads" {
-                continue;
-            }
             let text = std::fs::read_to_string(&path).unwrap_or_default();
             let shown = if name.starts_with("kube/") {
                 self.normalize(&kube_object(&text))
@@ -291,25 +290,15 @@ fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 
-/// The steps a plain-output run started, in order.
-fn started_steps(output: &str) -> Vec<String> {
-    output
-        .lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix('[')?;
-            let (_, rest) = rest.split_once("] ")?;
-            rest.split_whitespace().next().map(String::from)
-        })
-        .collect()
-}
-
 /// The steps a killed run's output shows started and not finished; when
 /// none (the kill came between steps), the last one started, or `startup`.
 fn running_steps(output: &str) -> Vec<String> {
     let started = started_steps(output);
-    let finished: BTreeSet<String> = (output.lines())
-        .filter_map(common::finished_step)
-        .map(|(id, _)| id)
+    let finished: BTreeSet<String> = (output.lines().filter_map(step_line))
+        .filter_map(|line| match line {
+            StepLine::Finished { id, .. } => Some(id),
+            StepLine::Started(_) => None,
+        })
         .collect();
     let running: Vec<String> = (started.iter())
         .filter(|step| !finished.contains(*step))
@@ -322,75 +311,104 @@ fn running_steps(output: &str) -> Vec<String> {
     }
 }
 
-/// Each step's outcome in a run's output: `id -> changed|unchanged|...`.
-fn outcomes(output: &str) -> BTreeMap<String, String> {
-    output
-        .lines()
-        .filter_map(common::finished_step)
-        .map(|(id, result)| (id, result.to_string()))
-        .collect()
+/// A phase of an atomic write in a trace: the file, which write of it
+/// (counted over the run), the phase, and the point's name.
+struct WritePhase<'a> {
+    file: String,
+    nth: usize,
+    phase: String,
+    name: &'a String,
 }
 
-/// The atomic writes of a run, from its log: file name and how many times.
-fn writes(log: &str) -> Vec<(String, usize)> {
+/// The point names of the trace that are programs starting or ending, and
+/// the phases of atomic writes.
+fn classify(trace: &[String]) -> (Vec<&String>, Vec<WritePhase<'_>>) {
+    let mut commands = Vec::new();
+    let mut writes = Vec::new();
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    let mut order = Vec::new();
-    for line in log.lines() {
-        let Some((_, rest)) = line.split_once("wrote ") else {
-            continue;
-        };
-        let path = rest.split(" (mode").next().unwrap();
-        let name = Path::new(path)
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .to_string();
-        if !counts.contains_key(&name) {
-            order.push(name.clone());
+    for name in trace {
+        let point = name.rsplit_once(" #").map_or(name.as_str(), |(p, _)| p);
+        if point.contains(": run ") {
+            commands.push(name);
+        } else if let Some((_, write)) = point.split_once(": write ") {
+            let (file, phase) = write.rsplit_once(": ").unwrap();
+            if phase == "torn" {
+                *counts.entry(file.to_string()).or_default() += 1;
+            }
+            let nth = counts.get(file).copied().unwrap_or(1);
+            writes.push(WritePhase {
+                file: file.to_string(),
+                nth,
+                phase: phase.to_string(),
+                name,
+            });
         }
-        *counts.entry(name).or_default() += 1;
     }
-    order
-        .into_iter()
-        .map(|n| {
-            let c = counts[&n];
-            (n, c)
+    (commands, writes)
+}
+
+/// The programs of a run as kill points: every other one (in the order
+/// they started), as it starts and after it did its work, in turn.
+fn program_kills(commands: &[&String]) -> Vec<Kill> {
+    let starts: Vec<&String> = (commands.iter().copied())
+        .filter(|name| name.contains(": before #"))
+        .collect();
+    (starts.iter().enumerate())
+        .map(|(index, start)| (index + 1, start))
+        .filter(|(nth, _)| nth % 2 == 1)
+        .filter_map(|(nth, start)| match nth % 4 == 3 {
+            false => Some(Kill::At(start.to_string())),
+            true => {
+                let end = start.replacen(": before #", ": after #", 1);
+                commands.contains(&&end).then_some(Kill::At(end))
+            }
         })
         .collect()
 }
 
-/// The kill points, spread over the uninterrupted run's calls and writes.
-fn kill_points(calls: usize, writes: &[(String, usize)]) -> Vec<Kill> {
-    // Every other call, as it starts and after it, in turn.
-    let mut kills: Vec<Kill> = (1..=calls)
-        .step_by(2)
-        .map(|nth| Kill::Call {
-            nth,
-            after: nth % 4 == 3,
-        })
+/// The kill points, spread over the uninterrupted run's programs and
+/// writes, and the moments into the database steps.
+fn kill_points(trace: &[String]) -> Vec<Kill> {
+    let (commands, writes) = classify(trace);
+    let mut kills = program_kills(&commands);
+    let last: BTreeMap<&str, usize> = (writes.iter())
+        .map(|write| (write.file.as_str(), write.nth))
         .collect();
     const PHASES: [&str; 3] = ["torn", "unrenamed", "renamed"];
-    let mut phase = PHASES.iter().cycle();
-    for (file, count) in writes {
-        let occurrences: BTreeSet<usize> = match file.as_str() {
-            "credentials.toml" => {
-                kills.extend(PHASES.map(|phase| Kill::Write {
-                    file: file.clone(),
-                    nth: 1,
-                    phase,
-                }));
-                continue;
-            }
+    let mut cycle = PHASES.iter().cycle();
+    let mut chosen: BTreeMap<(String, usize), &str> = BTreeMap::new();
+    for WritePhase { file, nth, .. } in &writes {
+        let key = (file.clone(), *nth);
+        if chosen.contains_key(&key) {
+            continue;
+        }
+        let wanted = match file.as_str() {
+            // Every phase of the first write of the passwords.
+            "credentials.toml" => *nth == 1,
             // A checkpoint after nearly every step: the first, every fourth, the last.
-            "state.toml" => (1..=*count).filter(|n| n % 4 == 1 || n == count).collect(),
-            _ => [1].into(),
+            "state.toml" => nth % 4 == 1 || Some(nth) == last.get(file.as_str()),
+            _ => *nth == 1,
         };
-        for nth in occurrences {
-            kills.push(Kill::Write {
-                file: file.clone(),
-                nth,
-                phase: phase.next().unwrap(),
-            });
+        if wanted {
+            let phase = match file.as_str() {
+                "credentials.toml" => "every",
+                _ => cycle.next().unwrap(),
+            };
+            chosen.insert(key, phase);
+        }
+    }
+    for WritePhase {
+        file,
+        nth,
+        phase,
+        name,
+    } in &writes
+    {
+        match chosen.get(&(file.clone(), *nth)) {
+            Some(&wanted) if wanted == "every" || wanted == phase => {
+                kills.push(Kill::At(name.to_string()))
+            }
+            _ => {}
         }
     }
     for (step, after_ms) in [
@@ -407,20 +425,80 @@ fn kill_points(calls: usize, writes: &[(String, usize)]) -> Vec<Kill> {
     kills
 }
 
+/// What a kill point showed: the steps it landed in (`None`: never
+/// reached), whether the runs after it converged, and the servers left
+/// running an older configuration (see `stale_servers`).
+struct Landed {
+    steps: Option<Vec<String>>,
+    result: Result<(), String>,
+    stale: Vec<String>,
+}
+
 /// Kills a run at `kill`, runs again, and checks convergence against
-/// `reference`; returns the step the kill landed in, `None` if never reached.
-fn converge(
-    kill: &Kill,
-    reference: &BTreeMap<String, String>,
-) -> Result<Option<Vec<String>>, String> {
+/// `reference`.
+fn converge(kill: &Kill, reference: &BTreeMap<String, String>) -> Landed {
     let trial = Trial::new("crash");
     if matches!(kill, Kill::During { .. }) {
         // Fakes that take a little time, so the kill lands in the midst of work.
-        std::fs::write(trial.world.record.join("delay"), "0.02").unwrap();
+        trial.world.configure(|config| config.delay_seconds = 0.02);
     }
     let Some(steps) = trial.install_killed(kill) else {
-        return Ok(None);
+        return Landed {
+            steps: None,
+            result: Ok(()),
+            stale: Vec::new(),
+        };
     };
+    trial.world.configure(|config| config.delay_seconds = 0.0);
+    let result = rerun_converges(&trial, reference);
+    Landed {
+        steps: Some(steps),
+        result,
+        stale: stale_servers(&trial),
+    }
+}
+
+/// The configuration files of the host's servers whose last write came
+/// after the last time systemd (re)started the server: it still runs the
+/// configuration before (a kill between the write and the restart, and a
+/// re-run that finds the file in place). Reported, not yet asserted.
+fn stale_servers(trial: &Trial) -> Vec<String> {
+    let calls = trial.world.calls();
+    let last_start = |units: &[&str]| {
+        (calls.iter())
+            .filter(|call| call.program == "systemctl")
+            .filter(|call| ["restart", "start", "enable"].contains(&call.args[0].as_str()))
+            .filter(|call| call.args.iter().any(|arg| units.contains(&arg.as_str())))
+            .map(|call| call.at)
+            .max()
+    };
+    let mut stale = Vec::new();
+    for (file, units) in [
+        (
+            "/etc/mysql/mariadb.conf.d/stackbill.cnf",
+            &["mariadb", "mysql"][..],
+        ),
+        (
+            "/etc/mysql/mysql.conf.d/stackbill.cnf",
+            &["mysql", "mariadb"][..],
+        ),
+        ("/etc/mongod.conf", &["mongod"][..]),
+    ] {
+        let written = std::fs::metadata(trial.world.path(file))
+            .and_then(|metadata| metadata.modified())
+            .ok()
+            .and_then(|time| time.duration_since(std::time::UNIX_EPOCH).ok());
+        let Some(written) = written else { continue };
+        if last_start(units).is_none_or(|at| u128::from(at) < written.as_nanos()) {
+            stale.push(file.to_string());
+        }
+    }
+    stale
+}
+
+/// After a kill: a plain re-run succeeds without repairing a password, a
+/// third run changes nothing, and the result is the uninterrupted one.
+fn rerun_converges(trial: &Trial, reference: &BTreeMap<String, String>) -> Result<(), String> {
     let before = trial.credentials();
     let rerun = trial.world.install(&[]);
     let text = stderr(&rerun);
@@ -435,13 +513,11 @@ fn converge(
     if before.is_some() && trial.credentials() != before {
         return Err("the credentials changed after the kill".into());
     }
-    let third = trial.install();
-    let changed: Vec<_> = outcomes(&third)
-        .into_iter()
+    let changed: Vec<_> = (trial.install().into_iter())
         .filter(|(_, outcome)| outcome == "changed")
         .collect();
     if !changed.is_empty() {
-        return Err(format!("a third run still changed {changed:?}:\n{third}"));
+        return Err(format!("a third run still changed {changed:?}"));
     }
     let snapshot = trial.snapshot();
     if &snapshot != reference {
@@ -450,8 +526,7 @@ fn converge(
             differences(reference, &snapshot)
         ));
     }
-    mysql_login(&trial)?;
-    Ok(Some(steps))
+    mysql_login(trial)
 }
 
 /// Every key whose value differs between the two snapshots, with its lines.
@@ -505,43 +580,29 @@ fn difference(key: &str, reference: Option<&String>, found: Option<&String>) -> 
 fn mysql_login(trial: &Trial) -> Result<(), String> {
     let credentials = trial.credentials().unwrap();
     let password = credentials["mysql"]["password"].as_str().unwrap();
-    mysql_login_with(&trial.user, password)
+    servers::block_on(servers::mysql_login(&trial.user, password))
+        .map(|_| ())
         .map_err(|e| format!("MySQL login with the file's password: {e}"))
 }
 
-/// A TCP login to the test MariaDB as `user`.
-fn mysql_login_with(user: &str, password: &str) -> Result<(), sqlx::Error> {
-    use sqlx::{ConnectOptions, Connection};
-    let port: u16 = servers::setting("STACKINSTALL_TEST_MYSQL_PORT")
-        .parse()
-        .unwrap();
-    let options = sqlx::mysql::MySqlConnectOptions::new()
-        .host("127.0.0.1")
-        .port(port)
-        .username(user)
-        .password(password)
-        .disable_statement_logging();
-    servers::block_on(async {
-        sqlx::mysql::MySqlConnection::connect_with(&options)
-            .await
-            .map(|_| ())
-    })
+/// How many points of each class a trace holds: program starts and ends,
+/// write phases.
+fn census(trace: &[String]) -> String {
+    let (commands, writes) = classify(trace);
+    format!(
+        "{} points reached ({} program starts and ends, {} write phases)",
+        trace.len(),
+        commands.len(),
+        writes.len()
+    )
 }
 
 #[test]
 fn killed_anywhere_a_rerun_converges_to_the_uninterrupted_result() {
     let reference = Trial::new("reference");
-    reference.install();
-    let calls = reference.world.calls().len();
-    let log = reference
-        .world
-        .files(true)
-        .into_iter()
-        .find(|(path, _)| path.starts_with("/var/log/stackinstall/"))
-        .map(|(_, bytes)| String::from_utf8_lossy(&bytes).into_owned())
-        .expect("the run's log");
+    let trace = reference.trace(&["install", "--domain", DOMAIN, "--self-signed"]);
     let expected = reference.snapshot();
-    let mut kills = kill_points(calls, &writes(&log));
+    let mut kills = kill_points(&trace);
     // To look into one kind of kill point: only those whose name has this.
     if let Ok(filter) = std::env::var("STACKINSTALL_TEST_KILL_FILTER") {
         kills.retain(|kill| kill.to_string().contains(&filter));
@@ -549,27 +610,52 @@ fn killed_anywhere_a_rerun_converges_to_the_uninterrupted_result() {
 
     let results = in_parallel(kills, |kill| converge(kill, &expected));
 
-    let mut per_step: BTreeMap<String, usize> = BTreeMap::new();
+    // Per step: the kill points that landed while it ran, and how many converged.
+    let mut per_step: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut failures = Vec::new();
     let mut not_reached = Vec::new();
-    for (kill, result) in &results {
-        match result {
-            Ok(Some(steps)) => {
-                for step in steps {
-                    *per_step.entry(step.clone()).or_default() += 1;
-                }
-            }
-            Ok(None) => not_reached.push(kill.to_string()),
-            Err(why) => failures.push(format!("killed {kill}: {why}")),
+    let mut stale = Vec::new();
+    for (kill, landed) in &results {
+        let Landed {
+            steps,
+            result,
+            stale: files,
+        } = landed;
+        let Some(steps) = steps else {
+            not_reached.push(kill.to_string());
+            continue;
+        };
+        if !files.is_empty() {
+            stale.push(format!("{kill}: {}", files.join(", ")));
+        }
+        for step in steps {
+            let counts = per_step.entry(step.clone()).or_default();
+            counts.0 += 1;
+            counts.1 += usize::from(result.is_ok());
+        }
+        if let Err(why) = result {
+            failures.push(format!("killed {kill} (in {steps:?}): {why}"));
         }
     }
     let tried = results.len() - not_reached.len();
     let converged = tried - failures.len();
-    common::report(&format!(
+    report(&format!("uninterrupted install: {}", census(&trace)));
+    report(&format!(
         "kill points: {tried} tried, {converged} converged ({} never reached: {not_reached:?})",
         not_reached.len()
     ));
-    common::report(&format!("kill points per step: {per_step:?}"));
+    let shown: Vec<String> = (per_step.iter())
+        .map(|(step, (tried, converged))| format!("{step} {tried} tried/{converged} converged"))
+        .collect();
+    report(&format!("kill points per step: {}", shown.join(", ")));
+    report(&format!(
+        "servers left running the configuration before the kill (the file written, no restart since): {} kill points{}",
+        stale.len(),
+        stale
+            .iter()
+            .map(|line| format!("\n  {line}"))
+            .collect::<String>()
+    ));
     assert!(
         failures.is_empty(),
         "{} kill points did not converge:\n{}",
@@ -592,7 +678,7 @@ fn uninstall_all(trial: &Trial) -> String {
         .command()
         .args(["uninstall", "--all", "--yes"])
         .assert();
-    let output = common::stdout(&assert);
+    let output = crate::support::stdout(&assert);
     assert!(
         assert.get_output().status.success(),
         "uninstall failed:\n{output}\n{}",
@@ -611,16 +697,8 @@ fn uninstall_converges(kill: &Kill, reference: &BTreeMap<String, String>) -> Res
         .as_str()
         .unwrap()
         .to_string();
-    let before = trial.world.calls().len();
-    let Kill::Call { nth, after } = kill else {
-        unreachable!("uninstall kill points are fake calls")
-    };
-    let shifted = Kill::Call {
-        nth: before + nth,
-        after: *after,
-    };
     if trial
-        .killed(&["uninstall", "--all", "--yes"], &shifted)
+        .killed(&["uninstall", "--all", "--yes"], kill)
         .is_none()
     {
         return Ok(false);
@@ -639,7 +717,7 @@ fn uninstall_converges(kill: &Kill, reference: &BTreeMap<String, String>) -> Res
             differences(reference, &snapshot)
         ));
     }
-    if mysql_login_with(&trial.user, &password).is_ok() {
+    if servers::block_on(servers::mysql_login(&trial.user, &password)).is_ok() {
         return Err("the MySQL user survived the uninstall".into());
     }
     Ok(true)
@@ -649,17 +727,10 @@ fn uninstall_converges(kill: &Kill, reference: &BTreeMap<String, String>) -> Res
 fn an_uninstall_killed_anywhere_finishes_when_run_again() {
     let reference = Trial::new("unreference");
     reference.install();
-    let installed = reference.world.calls().len();
-    uninstall_all(&reference);
-    let calls = reference.world.calls().len() - installed;
+    let trace = reference.trace(&["uninstall", "--all", "--yes"]);
     let expected = reference.snapshot();
-    let kills: Vec<Kill> = (1..=calls)
-        .step_by(2)
-        .map(|nth| Kill::Call {
-            nth,
-            after: nth % 4 == 3,
-        })
-        .collect();
+    let (commands, _) = classify(&trace);
+    let kills = program_kills(&commands);
     let results = in_parallel(kills, |kill| uninstall_converges(kill, &expected));
     let mut failures = Vec::new();
     let mut reached = 0;
@@ -673,7 +744,8 @@ fn an_uninstall_killed_anywhere_finishes_when_run_again() {
             }
         }
     }
-    common::report(&format!(
+    report(&format!("uninterrupted uninstall: {}", census(&trace)));
+    report(&format!(
         "uninstall kill points: {reached} tried, {} finished when run again",
         reached - failures.len()
     ));

@@ -3,65 +3,45 @@
 //! packages reported installed and `systemctl`/`exportfs` faked. Every test
 //! uses its own user and database names, so tests can run side by side, and
 //! checks the result with its own client connections.
-#![allow(clippy::disallowed_methods)]
 
-mod common;
-#[path = "support/servers.rs"]
-mod servers;
+use std::collections::BTreeMap;
 
-use common::{World, stderr};
-use servers::{block_on, setting, unique};
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::mysql::MySqlConnection;
 
-const DEBIAN_12: &str =
-    "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\n";
+use crate::support::servers::{
+    amqp_login, block_on, drop_mysql_user, mysql_login as tcp_login, mysql_root as root,
+    rabbitmq_management as management, rabbitmqctl, sql, unique,
+};
+use crate::support::world::{CopyBack, Passthrough};
+use crate::support::{DOMAIN, World, os, outcomes, plan_lines, servers, stderr};
 
-/// A Debian world whose packages are all installed, with a recording
-/// `systemctl` that says every unit runs and an `apt-get` that must not run.
+/// A Debian world whose packages are all installed, whose units run (the
+/// fake `systemctl` records what is asked of it), where `apt-get` must not
+/// run, with the test MariaDB and RabbitMQ for `user`.
 fn world(user: &str) -> World {
     let mut world = World::new();
-    world.write("/etc/os-release", DEBIAN_12);
-    world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
-    world.fake(
-        "apt-get",
-        "echo 'apt-get must not run: the packages are installed' >&2; exit 1",
-    );
-    world.fake("systemctl", "exit 0");
-    world.set_env(
-        "STACKINSTALL_MYSQL__SOCKET",
-        &setting("STACKINSTALL_TEST_MYSQL_SOCKET"),
-    );
-    world.set_env(
-        "STACKINSTALL_MYSQL__PORT",
-        &setting("STACKINSTALL_TEST_MYSQL_PORT"),
-    );
-    world.set_env("STACKINSTALL_MYSQL__HOST", "127.0.0.1");
-    world.set_env("STACKINSTALL_MYSQL__USERNAME", user);
-    world.set_env(
-        "STACKINSTALL_MYSQL__DATABASES",
-        &format!(r#"["{user}_app", "{user}_conf"]"#),
-    );
-    world.set_env(
-        "STACKINSTALL_RABBITMQ__PORT",
-        &setting("STACKINSTALL_TEST_RABBITMQ_PORT"),
-    );
-    world.set_env(
-        "STACKINSTALL_RABBITMQ__MANAGEMENT_PORT",
-        &setting("STACKINSTALL_TEST_RABBITMQ_MANAGEMENT_PORT"),
-    );
-    world.set_env("STACKINSTALL_RABBITMQ__HOST", "127.0.0.1");
-    world.set_env("STACKINSTALL_RABBITMQ__USERNAME", user);
-    if let Ok(node) = std::env::var("RABBITMQ_NODENAME") {
-        world.set_env("RABBITMQ_NODENAME", &node);
-    }
-    // The test RabbitMQ runs with its management plugin on.
-    world.write("/etc/rabbitmq/enabled_plugins", "[rabbitmq_management].\n");
+    world.write("/etc/os-release", os::DEBIAN_12);
+    world.host_fakes();
+    servers::with_mysql(&mut world, user);
+    servers::with_rabbitmq(&mut world, user);
     world
 }
 
-fn run(world: &World, steps: &[&str], extra: &[&str]) -> String {
-    let mut args: Vec<&str> = vec!["--only", "credentials"];
+/// A run of `credentials` and `steps`: each step's result and the progress.
+struct Run {
+    outcomes: BTreeMap<String, String>,
+    stderr: String,
+}
+
+impl Run {
+    fn outcome(&self, step: &str) -> &str {
+        (self.outcomes.get(step))
+            .unwrap_or_else(|| panic!("no result for {step}:\n{}", self.stderr))
+    }
+}
+
+fn run(world: &World, steps: &[&str], extra: &[&str]) -> Run {
+    let mut args: Vec<&str> = vec!["--output", "json", "--only", "credentials"];
     for step in steps {
         args.extend(["--only", step]);
     }
@@ -72,7 +52,10 @@ fn run(world: &World, steps: &[&str], extra: &[&str]) -> String {
         assert.get_output().status.success(),
         "install failed:\n{text}"
     );
-    text
+    Run {
+        outcomes: outcomes(&assert),
+        stderr: text,
+    }
 }
 
 /// The password the credentials file holds for `service`.
@@ -85,43 +68,7 @@ fn password(world: &World, service: &str) -> String {
         .to_string()
 }
 
-fn outcome(output: &str, step: &str) -> String {
-    output
-        .lines()
-        .rev()
-        .filter_map(common::finished_step)
-        .find(|(id, _)| id == step)
-        .map(|(_, result)| result.to_string())
-        .unwrap_or_else(|| panic!("no finished line for {step}:\n{output}"))
-}
-
 // ------------------------------------------------------------------ MySQL --
-
-async fn root() -> MySqlConnection {
-    let options = MySqlConnectOptions::new()
-        .socket(setting("STACKINSTALL_TEST_MYSQL_SOCKET"))
-        .username("root");
-    MySqlConnection::connect_with(&options.disable_statement_logging())
-        .await
-        .expect("root logs in over the socket")
-}
-
-async fn tcp_login(user: &str, password: &str) -> Result<MySqlConnection, sqlx::Error> {
-    let port: u16 = setting("STACKINSTALL_TEST_MYSQL_PORT").parse().unwrap();
-    let options = MySqlConnectOptions::new()
-        .host("127.0.0.1")
-        .port(port)
-        .username(user)
-        .password(password);
-    MySqlConnection::connect_with(&options).await
-}
-
-async fn sql(connection: &mut MySqlConnection, statement: &str) {
-    sqlx::raw_sql(statement)
-        .execute(connection)
-        .await
-        .unwrap_or_else(|e| panic!("{statement}: {e}"));
-}
 
 async fn password_hash(connection: &mut MySqlConnection, user: &str) -> String {
     sqlx::query_scalar(
@@ -150,7 +97,7 @@ fn mysql_creates_databases_and_user_and_a_second_run_changes_nothing() {
     let bystander_hash = block_on(async { password_hash(&mut root().await, &bystander).await });
 
     let first = run(&world, &["mysql"], &[]);
-    assert_eq!(outcome(&first, "mysql"), "changed", "{first}");
+    assert_eq!(first.outcome("mysql"), "changed", "{}", first.stderr);
     let password = password(&world, "mysql");
     block_on(async {
         let mut login = tcp_login(&user, &password)
@@ -200,7 +147,7 @@ fn mysql_creates_databases_and_user_and_a_second_run_changes_nothing() {
 
     world.clear_calls();
     let second = run(&world, &["mysql"], &["--redo", "mysql"]);
-    assert_eq!(outcome(&second, "mysql"), "unchanged", "{second}");
+    assert_eq!(second.outcome("mysql"), "unchanged", "{}", second.stderr);
     assert_eq!(
         restarts(&world),
         0,
@@ -220,14 +167,8 @@ fn mysql_creates_databases_and_user_and_a_second_run_changes_nothing() {
         assert!(exists.is_some(), "the bystander database is untouched");
         sql(&mut root, &format!("DROP USER '{bystander}'@'%'")).await;
         sql(&mut root, &format!("DROP DATABASE `{bystander}`")).await;
-        drop_user(&mut root, &user).await;
+        drop_mysql_user(&mut root, &user).await;
     });
-}
-
-async fn drop_user(root: &mut MySqlConnection, user: &str) {
-    sql(root, &format!("DROP USER IF EXISTS '{user}'@'%'")).await;
-    sql(root, &format!("DROP DATABASE IF EXISTS `{user}_app`")).await;
-    sql(root, &format!("DROP DATABASE IF EXISTS `{user}_conf`")).await;
 }
 
 #[test]
@@ -248,20 +189,21 @@ fn mysql_password_changed_behind_our_back_is_set_back() {
         "the drift is real"
     );
 
-    let output = run(&world, &["mysql"], &[]);
+    let run = run(&world, &["mysql"], &[]);
+    let output = &run.stderr;
     assert!(
         output.contains(&format!(
             "the password of `{user}`@`%` was not the credentials file's"
         )),
         "{output}"
     );
-    assert_eq!(outcome(&output, "mysql"), "changed", "{output}");
+    assert_eq!(run.outcome("mysql"), "changed", "{output}");
     assert!(!output.contains(&password), "the password is never printed");
     block_on(async {
         tcp_login(&user, &password)
             .await
             .expect("the file's password works again");
-        drop_user(&mut root().await, &user).await;
+        drop_mysql_user(&mut root().await, &user).await;
     });
 }
 
@@ -274,7 +216,7 @@ fn mysql_plan_shows_the_statements_with_the_password_masked() {
         .args([
             "install",
             "--domain",
-            common::DOMAIN,
+            DOMAIN,
             "--self-signed",
             "--plan",
             "--output",
@@ -287,7 +229,7 @@ fn mysql_plan_shows_the_statements_with_the_password_masked() {
     let plan: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
     // The `packages` step installs the server (one apt transaction), then
     // `mysql` configures it.
-    let actions = common::plan_lines(&plan, &["packages", "mysql"]);
+    let actions = plan_lines(&plan, &["packages", "mysql"]);
     insta::with_settings!({ filters => vec![(user.as_str(), "[user]"), (r"MariaDB \S+ answers", "MariaDB [version] answers")] }, {
         insta::assert_snapshot!("mysql_plan", actions.join("\n"));
     });
@@ -302,40 +244,38 @@ fn mysql_plan_shows_the_statements_with_the_password_masked() {
 
 // --------------------------------------------------------------- RabbitMQ --
 
-/// Wraps the real `rabbitmqctl` in a recording fake, stdin passed on.
-fn record_rabbitmqctl(world: &World) {
-    let real = which("rabbitmqctl");
-    world.fake(
-        "rabbitmqctl",
-        &format!("printf %s \"$STDIN\" | {real} \"$@\""),
-    );
-}
-
-fn which(program: &str) -> String {
-    let output = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .unwrap();
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
-}
-
-fn management(path: &str, user: &str, password: &str) -> reqwest::blocking::Response {
-    let port = setting("STACKINSTALL_TEST_RABBITMQ_MANAGEMENT_PORT");
-    reqwest::blocking::Client::new()
-        .get(format!("http://127.0.0.1:{port}/api/{path}"))
-        .basic_auth(user, Some(password))
-        .send()
-        .unwrap()
-}
-
-fn amqp_login(user: &str, password: &str) -> Result<(), lapin::Error> {
-    let port = setting("STACKINSTALL_TEST_RABBITMQ_PORT");
-    let uri = format!("amqp://{user}:{password}@127.0.0.1:{port}/%2f");
-    block_on(async {
-        let connection =
-            lapin::Connection::connect(&uri, lapin::ConnectionProperties::default()).await?;
-        connection.close(200, "test").await
-    })
+/// Records the real `rabbitmqctl` and `rabbitmq-plugins`: the fakes pass
+/// each call on to the real program; what `rabbitmq-plugins enable` writes
+/// to the host's `enabled_plugins` is copied into the world's root.
+fn record_real_rabbitmq(world: &World) {
+    world.fakes(&["rabbitmqctl", "rabbitmq-plugins"]);
+    let real = |program: &str| {
+        let output = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {program}")])
+            .output()
+            .unwrap();
+        std::path::PathBuf::from(String::from_utf8(output.stdout).unwrap().trim())
+    };
+    world.configure(|config| {
+        config.passthrough.insert(
+            "rabbitmqctl".into(),
+            Passthrough {
+                program: real("rabbitmqctl"),
+                copy: None,
+            },
+        );
+        config.passthrough.insert(
+            "rabbitmq-plugins".into(),
+            Passthrough {
+                program: real("rabbitmq-plugins"),
+                copy: Some(CopyBack {
+                    after: "enable".into(),
+                    from: "/etc/rabbitmq/enabled_plugins".into(),
+                    to: "/etc/rabbitmq/enabled_plugins".into(),
+                }),
+            },
+        );
+    });
 }
 
 /// Whether `stored` is RabbitMQ's SHA-256 hash of `password`: base64 of a
@@ -355,37 +295,19 @@ fn sha256_hash_matches(stored: &str, password: &str) -> bool {
         == digest
 }
 
-fn rabbitmqctl(args: &[&str], stdin: &str) {
-    let mut child = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "rabbitmqctl {args:?}");
-}
-
 #[test]
 fn rabbitmq_user_logs_in_over_amqp_and_the_api_and_a_second_run_changes_nothing() {
     let user = unique("rb");
     let bystander = unique("rbby");
     let world = world(&user);
-    record_rabbitmqctl(&world);
-    record_rabbitmq_plugins(&world);
+    record_real_rabbitmq(&world);
     // As on a host whose running RabbitMQ never had the plugin enabled.
     std::fs::remove_file(world.path("/etc/rabbitmq/enabled_plugins")).unwrap();
     rabbitmqctl(&["add_user", &bystander], "BystanderPass1");
     rabbitmqctl(&["add_vhost", &bystander], "");
 
     let first = run(&world, &["rabbitmq"], &[]);
-    assert_eq!(outcome(&first, "rabbitmq"), "changed", "{first}");
+    assert_eq!(first.outcome("rabbitmq"), "changed", "{}", first.stderr);
     let password = password(&world, "rabbitmq");
     amqp_login(&user, &password).expect("AMQP login with the file's password");
     let me: serde_json::Value = management("whoami", &user, &password).json().unwrap();
@@ -437,7 +359,7 @@ fn rabbitmq_user_logs_in_over_amqp_and_the_api_and_a_second_run_changes_nothing(
 
     world.clear_calls();
     let second = run(&world, &["rabbitmq"], &["--redo", "rabbitmq"]);
-    assert_eq!(outcome(&second, "rabbitmq"), "unchanged", "{second}");
+    assert_eq!(second.outcome("rabbitmq"), "unchanged", "{}", second.stderr);
     let changing = ["import_definitions", "enable"];
     assert!(
         world
@@ -464,9 +386,9 @@ fn rabbitmq_user_logs_in_over_amqp_and_the_api_and_a_second_run_changes_nothing(
         "the bystander vhost is still there"
     );
     for args in [
-        vec!["delete_user", user.as_str()],
-        vec!["delete_user", bystander.as_str()],
-        vec!["delete_vhost", bystander.as_str()],
+        ["delete_user", user.as_str()],
+        ["delete_user", bystander.as_str()],
+        ["delete_vhost", bystander.as_str()],
     ] {
         rabbitmqctl(&args, "");
     }
@@ -481,7 +403,7 @@ fn rabbitmq_password_changed_behind_our_back_is_set_back() {
     let password = password(&world, "rabbitmq");
     assert!(amqp_login(&user, &password).is_err(), "the drift is real");
 
-    let output = run(&world, &["rabbitmq"], &[]);
+    let output = run(&world, &["rabbitmq"], &[]).stderr;
     assert!(
         output.contains(&format!(
             "the password of RabbitMQ user `{user}` was not the credentials file's"
@@ -492,21 +414,6 @@ fn rabbitmq_password_changed_behind_our_back_is_set_back() {
     rabbitmqctl(&["delete_user", &user], "");
 }
 
-/// Wraps the real `rabbitmq-plugins` in a recording fake; what `enable`
-/// writes to the host's `enabled_plugins` is copied into the world's root.
-fn record_rabbitmq_plugins(world: &World) {
-    let real = which("rabbitmq-plugins");
-    let file = world.path("/etc/rabbitmq/enabled_plugins");
-    world.fake(
-        "rabbitmq-plugins",
-        &format!(
-            "{real} \"$@\" || exit $?\n[ \"$1\" != enable ] || {{ mkdir -p {dir}; cp /etc/rabbitmq/enabled_plugins {file}; }}",
-            dir = file.parent().unwrap().display(),
-            file = file.display()
-        ),
-    );
-}
-
 /// A cold mysql + rabbitmq provisioning against the real servers: each
 /// `rabbitmqctl` or `rabbitmq-plugins` boots an Erlang VM (0.25 to 1.2 s),
 /// so the step runs at most two of them, and a plain re-run none.
@@ -514,8 +421,7 @@ fn record_rabbitmq_plugins(world: &World) {
 fn rabbitmq_cold_provisioning_runs_at_most_two_erlang_programs_and_a_rerun_none() {
     let user = unique("rc");
     let world = world(&user);
-    record_rabbitmqctl(&world);
-    record_rabbitmq_plugins(&world);
+    record_real_rabbitmq(&world);
     let erlang = |world: &World| {
         world
             .calls()
@@ -539,7 +445,12 @@ fn rabbitmq_cold_provisioning_runs_at_most_two_erlang_programs_and_a_rerun_none(
     let started = std::time::Instant::now();
     let again = run(&world, &["mysql", "rabbitmq"], &[]);
     let seconds = started.elapsed().as_secs_f64();
-    assert_eq!(outcome(&again, "rabbitmq"), "already-done", "{again}");
+    assert_eq!(
+        again.outcome("rabbitmq"),
+        "already-done",
+        "{}",
+        again.stderr
+    );
     let rerun = erlang(&world);
     eprintln!(
         "re-run: {seconds:.2} s, {} programs spawned, {} of them Erlang",
@@ -547,7 +458,7 @@ fn rabbitmq_cold_provisioning_runs_at_most_two_erlang_programs_and_a_rerun_none(
         rerun.len()
     );
     rabbitmqctl(&["delete_user", &user], "");
-    block_on(async { drop_user(&mut root().await, &user).await });
+    block_on(async { drop_mysql_user(&mut root().await, &user).await });
     assert!(cold.len() <= 2, "cold run: {cold:?}");
     assert!(rerun.is_empty(), "re-run: {rerun:?}");
 }
@@ -557,9 +468,8 @@ fn rabbitmq_cold_provisioning_runs_at_most_two_erlang_programs_and_a_rerun_none(
 fn nfs_world() -> World {
     let mut world = World::new();
     world.set_env("STACKINSTALL_CLUSTER__HOST_IP", "10.1.2.3");
-    world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
-    world.fake("systemctl", "exit 0");
-    world.fake_exportfs();
+    world.host_fakes();
+    world.fake("exportfs");
     world.write(
         "/etc/exports",
         "# /etc/exports: the access control list\n/srv/backup 192.168.1.0/24(ro,sync)\n",
@@ -589,7 +499,7 @@ fn nfs_exports_the_directory_keeping_foreign_lines_and_reexports_only_on_change(
 
     world.clear_calls();
     let second = run(&world, &["nfs"], &["--redo", "nfs"]);
-    assert_eq!(outcome(&second, "nfs"), "unchanged", "{second}");
+    assert_eq!(second.outcome("nfs"), "unchanged", "{}", second.stderr);
     assert_eq!(exportfs_ra(&world), 0, "nothing changed: no re-export");
 
     world.write(
@@ -598,7 +508,7 @@ fn nfs_exports_the_directory_keeping_foreign_lines_and_reexports_only_on_change(
     );
     world.set_env("STACKINSTALL_CLUSTER__POD_CIDR", "10.50.0.0/16");
     let third = run(&world, &["nfs"], &[]);
-    assert_eq!(outcome(&third, "nfs"), "changed", "{third}");
+    assert_eq!(third.outcome("nfs"), "changed", "{}", third.stderr);
     insta::assert_snapshot!("exports_changed_cidr", world.read("/etc/exports"));
     assert_eq!(
         exportfs_ra(&world),

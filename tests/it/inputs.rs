@@ -14,9 +14,6 @@
 //! the way out, the file is kept byte for byte, no password is made in its
 //! place, and `status` and `uninstall` either stop the same way or get on
 //! without touching it.
-#![allow(clippy::disallowed_methods)]
-
-mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -25,7 +22,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-use common::{DOMAIN, World, stderr, stdout};
+use crate::support::{DOMAIN, World, report, stderr, stdout};
 use stackinstall::certificate;
 use stackinstall::secret::PASSWORD_LENGTH;
 use time::{Duration, OffsetDateTime};
@@ -36,14 +33,6 @@ const LOCK: &str = "/var/lib/stackinstall/lock";
 
 /// The uid and gid of `nobody`: the run that is not root.
 const NOBODY: u32 = 65534;
-
-/// A world where the engine's own steps run (as in tests/install.rs): a
-/// real install there is quick and needs no fakes.
-fn engine_world() -> World {
-    let mut world = World::new();
-    world.set_env("STACKINSTALL_ONLY", "credentials,summary");
-    world
-}
 
 /// One bad input: how it is given, and what the refusal must say.
 struct BadInput {
@@ -733,7 +722,7 @@ fn every_bad_input_is_refused_with_its_name_and_changes_nothing() {
         stackinstall::host::system::is_root(),
         "these tests run as root, like the rest of the suite (tests/run-all.sh)"
     );
-    let world = engine_world();
+    let world = World::engine();
     // The run that is not root must reach the root's files to get as far
     // as asking who it is.
     fs::set_permissions(world.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
@@ -768,7 +757,7 @@ fn every_bad_input_is_refused_with_its_name_and_changes_nothing() {
         "a refused render writes nothing"
     );
     let rejected = inputs.len() - failures.len();
-    common::report(&format!(
+    report(&format!(
         "bad inputs: {} tried, {rejected} rejected cleanly",
         inputs.len()
     ));
@@ -864,7 +853,7 @@ struct DamagedCase {
 
 impl DamagedCase {
     fn new(file: &'static str, damage: Damage) -> Self {
-        let world = engine_world();
+        let world = World::engine();
         world.install(&[]).success();
         let valid = fs::read(world.path(file)).unwrap();
         assert!(valid.starts_with(b"# ") && valid.len() > 100, "{file}");
@@ -1036,7 +1025,7 @@ fn damaged_state_and_credentials_files_stop_the_run_and_are_kept() {
         }
     }
     let handled = cases - failures.len();
-    common::report(&format!("damaged files: {cases} cases, {handled} handled"));
+    report(&format!("damaged files: {cases} cases, {handled} handled"));
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert_eq!(cases, 10);
 }
@@ -1362,7 +1351,7 @@ fn bad_values() -> Vec<BadValue> {
 
 #[test]
 fn every_configuration_rule_refuses_a_bad_value_naming_source_key_and_rule() {
-    let world = engine_world();
+    let world = World::engine();
     let fixtures = Fixtures::new(&world);
     let values = bad_values();
     let inputs: Vec<BadInput> = values
@@ -1399,7 +1388,7 @@ fn every_configuration_rule_refuses_a_bad_value_naming_source_key_and_rule() {
         }
     }
     let rules: BTreeSet<&str> = values.iter().map(|bad| bad.says).collect();
-    common::report(&format!(
+    report(&format!(
         "bad configuration values: {} tried against {} rules, {} refused (exit 2, naming the file or variable, the key and the rule)",
         inputs.len(),
         rules.len(),

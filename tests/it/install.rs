@@ -1,23 +1,11 @@
 //! The engine seen from outside: plan, re-run, checkpoints, credentials,
 //! preflight failures, the lock. Each test is a world of its own.
-#![allow(clippy::disallowed_methods)]
-
-mod common;
 
 use std::fs;
 
-use common::{DOMAIN, World, stderr, stdout};
+use crate::support::{DOMAIN, World, finished_steps, stderr, stdout};
 use stackinstall::certificate;
 use time::{Duration, OffsetDateTime};
-
-/// A world where the engine's own steps run; the cluster, database and
-/// application steps have test files of their own with their fakes and
-/// servers.
-fn engine_world() -> World {
-    let mut world = World::new();
-    world.set_env("STACKINSTALL_ONLY", "credentials,summary");
-    world
-}
 
 /// Filters for what differs between machines and runs.
 fn filters() -> Vec<(&'static str, &'static str)> {
@@ -35,7 +23,7 @@ fn filters() -> Vec<(&'static str, &'static str)> {
 
 #[test]
 fn plan_lists_every_step_and_changes_nothing() {
-    let world = engine_world();
+    let world = World::engine();
     let before = world.files(true);
     let assert = world.install(&["--plan"]).success();
     assert_eq!(world.files(true), before, "a plan writes nothing");
@@ -47,7 +35,7 @@ fn plan_lists_every_step_and_changes_nothing() {
 
 #[test]
 fn plan_as_json_has_the_documented_shape() {
-    let world = engine_world();
+    let world = World::engine();
     let assert = world.install(&["--plan", "--output", "json"]).success();
     let plan: serde_json::Value = serde_json::from_str(&stdout(&assert)).expect("the plan is JSON");
     assert_eq!(plan["profile"], "stackbill-poc");
@@ -78,7 +66,7 @@ fn plan_as_json_has_the_documented_shape() {
 
 #[test]
 fn second_install_changes_nothing_and_says_so() {
-    let world = engine_world();
+    let world = World::engine();
     world.install(&[]).success();
     let credentials = world.read("/etc/stackinstall/credentials.toml");
     let files = world.files(false);
@@ -100,10 +88,9 @@ fn second_install_changes_nothing_and_says_so() {
     assert_eq!(world.calls().len(), calls, "no program was run");
     let progress = stderr(&again);
     assert!(
-        progress
-            .lines()
-            .filter_map(common::finished_step)
-            .all(|(_, result)| result != "changed"),
+        finished_steps(&progress)
+            .values()
+            .all(|result| result != "changed"),
         "{progress}"
     );
     assert!(
@@ -122,7 +109,7 @@ fn second_install_changes_nothing_and_says_so() {
 
 #[test]
 fn credentials_are_private_and_never_printed() {
-    let world = engine_world();
+    let world = World::engine();
     let assert = world.install(&[]).success();
     let text = world.read("/etc/stackinstall/credentials.toml");
     let table: toml::Table = toml::from_str(&text).unwrap();
@@ -168,7 +155,7 @@ fn credentials_are_private_and_never_printed() {
 
 #[test]
 fn legacy_credentials_are_imported() {
-    let world = engine_world();
+    let world = World::engine();
     world.write(
         "/root/stackbill-credentials.txt",
         "MYSQL:\n  Username: stackbill\n  Password: LegacyMysql123\nMONGODB:\n  Password: LegacyMongo456\n",
@@ -197,7 +184,7 @@ fn damaged_credentials_stop_the_install_and_are_kept() {
         "version = 9\n",
         "version = 1\n[mysql]\nusername = \"x\"\npassword = \"\"\n",
     ] {
-        let world = engine_world();
+        let world = World::engine();
         world.write("/etc/stackinstall/credentials.toml", damage);
         let assert = world.install(&[]).code(1);
         let message = stderr(&assert);
@@ -217,7 +204,7 @@ fn damaged_credentials_stop_the_install_and_are_kept() {
 
 #[test]
 fn checkpoints_follow_only_redo_and_from() {
-    let world = engine_world();
+    let world = World::engine();
     world.install(&["--only", "credentials"]).success();
     let state: toml::Table =
         toml::from_str(&world.read("/var/lib/stackinstall/state.toml")).unwrap();
@@ -285,7 +272,7 @@ fn checkpoints_follow_only_redo_and_from() {
 
 #[test]
 fn changed_inputs_rerun_the_step() {
-    let world = engine_world();
+    let world = World::engine();
     world.install(&[]).success();
     let mut world = world;
     world.set_env("STACKINSTALL_RABBITMQ__USERNAME", "other");
@@ -303,7 +290,7 @@ fn changed_inputs_rerun_the_step() {
 
 #[test]
 fn a_second_run_is_refused_while_the_lock_is_held() {
-    let world = engine_world();
+    let world = World::engine();
     let lock =
         stackinstall::host::lock::RunLock::acquire(&world.path("/var/lib/stackinstall/lock"))
             .unwrap();
@@ -339,7 +326,7 @@ fn preflight_failures_name_the_input_and_change_nothing() {
         .local_addr()
         .unwrap()
         .port();
-    let mut world = engine_world();
+    let mut world = World::engine();
     world.set_env("STACKINSTALL_ISTIO__HTTP_NODE_PORT", &port.to_string());
     let in_use = format!("port {port}, needed by the `istio` step, is already in use");
     let (good_certificate, good_key) = certificate::self_signed_for_a_year(DOMAIN);
@@ -441,7 +428,7 @@ fn cert_args((certificate, key): &(String, String)) -> Vec<String> {
 
 #[test]
 fn a_certificate_close_to_expiry_is_a_warning() {
-    let world = engine_world();
+    let world = World::engine();
     let now = OffsetDateTime::now_utc();
     let (certificate, key) =
         certificate::self_signed(DOMAIN, now - Duration::days(60), now + Duration::days(10));
@@ -462,7 +449,7 @@ fn a_certificate_close_to_expiry_is_a_warning() {
 
 #[test]
 fn self_signed_pair_is_made_once_and_reused() {
-    let world = engine_world();
+    let world = World::engine();
     world.install(&[]).success();
     let key = world.read("/etc/stackinstall/tls/tls.key");
     let certificate = world.read("/etc/stackinstall/tls/tls.crt");
@@ -483,7 +470,7 @@ fn self_signed_pair_is_made_once_and_reused() {
 
 #[test]
 fn configuration_errors_name_the_file_and_key() {
-    let world = engine_world();
+    let world = World::engine();
     let config = world.dir.path().join("site.toml");
     fs::write(&config, "[wait]\ntimeout_seconds = \"soon\"\n").unwrap();
     let assert = world
@@ -504,7 +491,7 @@ fn configuration_errors_name_the_file_and_key() {
 
 #[test]
 fn status_reports_checkpoints_and_health() {
-    let world = engine_world();
+    let world = World::engine();
     world.install(&[]).success();
     let assert = world
         .command()
@@ -544,7 +531,7 @@ fn status_reports_checkpoints_and_health() {
 
 #[test]
 fn render_writes_the_effective_configuration() {
-    let world = engine_world();
+    let world = World::engine();
     let out = world.dir.path().join("rendered");
     world
         .command()
@@ -559,7 +546,7 @@ fn render_writes_the_effective_configuration() {
 
 #[test]
 fn every_command_has_help() {
-    let world = engine_world();
+    let world = World::engine();
     for command in [
         vec!["--help"],
         vec!["install", "--help"],
@@ -594,7 +581,7 @@ fn every_command_has_help() {
 
 #[test]
 fn a_password_lost_from_the_file_is_not_silently_replaced() {
-    let world = engine_world();
+    let world = World::engine();
     world.install(&[]).success();
     // As after a full install: the mysql step was done with the file's password.
     let state = world.read("/var/lib/stackinstall/state.toml");

@@ -5,70 +5,50 @@
 //! through the test's admin account (`[mongodb] admin_username`) or as the
 //! user itself; the localhost exception, the apt repository and mongod
 //! itself are exercised in `vagrant/`. Every test uses its own user name.
-#![allow(clippy::disallowed_methods)]
-
-mod common;
-#[path = "support/servers.rs"]
-mod servers;
 
 use std::os::unix::fs::MetadataExt;
-use std::time::Duration;
 
-use common::{World, stderr};
-use mongodb::Client;
-use mongodb::bson::{Document, doc};
-use mongodb::options::{AuthMechanism, ClientOptions, Credential, ServerAddress};
-use servers::{block_on, setting, unique};
+use mongodb::bson::doc;
 
-const DEBIAN_12: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n";
-const ADMIN_PASSWORD_FILE: &str = "/etc/stackinstall/mongodb-admin-password";
+use crate::support::servers::{
+    block_on, mongodb_admin as admin, mongodb_client as client, setting, unique,
+};
+use crate::support::{DOMAIN, World, os, outcomes, plan_lines, report, servers, stderr};
 
-fn port() -> u16 {
-    setting("STACKINSTALL_TEST_MONGODB_PORT").parse().unwrap()
-}
-
-/// A Debian world whose packages are installed, with a recording
-/// `systemctl` that says mongod runs, an `apt-get` that must not run, a
-/// `mongodb` user that is the test's own, and the admin account configured.
+/// A Debian world whose packages are installed, whose units run (the fake
+/// `systemctl` records what is asked of it), where `apt-get` must not run,
+/// with the test SecantusDB for `user` through the admin account.
 fn world(user: &str) -> World {
     let mut world = World::new();
-    world.write("/etc/os-release", DEBIAN_12);
-    world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
-    world.fake(
-        "apt-get",
-        "echo 'apt-get must not run: the packages are installed' >&2; exit 1",
-    );
-    world.fake("systemctl", "exit 0");
-    world.mongodb_accounts(
-        ADMIN_PASSWORD_FILE,
-        &setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD"),
-    );
-    world.set_env("STACKINSTALL_MONGODB__PORT", &port().to_string());
-    world.set_env("STACKINSTALL_MONGODB__HOST", "127.0.0.1");
-    world.set_env("STACKINSTALL_MONGODB__USERNAME", user);
-    world.set_env(
-        "STACKINSTALL_MONGODB__ADMIN_USERNAME",
-        &setting("STACKINSTALL_TEST_MONGODB_ADMIN_USER"),
-    );
-    world.set_env(
-        "STACKINSTALL_MONGODB__ADMIN_PASSWORD_FILE",
-        ADMIN_PASSWORD_FILE,
-    );
+    world.write("/etc/os-release", os::DEBIAN_12);
+    world.host_fakes();
+    servers::with_mongodb(&mut world, user);
     world
 }
 
-/// Runs `credentials` and `mongodb`; returns stderr and whether it succeeded.
-fn try_run(world: &World, extra: &[&str]) -> (String, bool) {
-    let mut args = vec!["--only", "credentials", "--only", "mongodb"];
+/// Runs `credentials` and `mongodb`; returns stderr and, when it
+/// succeeded, the result of `mongodb` (`--output json`).
+fn try_run(world: &World, extra: &[&str]) -> (String, Option<String>) {
+    let mut args = vec![
+        "--output",
+        "json",
+        "--only",
+        "credentials",
+        "--only",
+        "mongodb",
+    ];
     args.extend(extra);
     let assert = world.install(&args);
-    (stderr(&assert), assert.get_output().status.success())
+    let result =
+        (assert.get_output().status.success()).then(|| outcomes(&assert)["mongodb"].clone());
+    (stderr(&assert), result)
 }
 
-fn run(world: &World, extra: &[&str]) -> String {
-    let (text, success) = try_run(world, extra);
-    assert!(success, "install failed:\n{text}");
-    text
+/// `try_run`, checked to succeed: stderr and the result of `mongodb`.
+fn run(world: &World, extra: &[&str]) -> (String, String) {
+    let (text, result) = try_run(world, extra);
+    let result = result.unwrap_or_else(|| panic!("install failed:\n{text}"));
+    (text, result)
 }
 
 fn password(world: &World) -> String {
@@ -78,46 +58,6 @@ fn password(world: &World) -> String {
         .as_str()
         .unwrap()
         .to_string()
-}
-
-fn outcome(output: &str) -> String {
-    output
-        .lines()
-        .rev()
-        .filter_map(common::finished_step)
-        .find(|(id, _)| id == "mongodb")
-        .map(|(_, result)| result.to_string())
-        .unwrap_or_else(|| panic!("no finished line for mongodb:\n{output}"))
-}
-
-fn client(login: Option<(&str, &str)>) -> Client {
-    let credential = login.map(|(user, password)| {
-        Credential::builder()
-            .username(user.to_string())
-            .password(password.to_string())
-            .source("admin".to_string())
-            .mechanism(AuthMechanism::ScramSha256)
-            .build()
-    });
-    let options = ClientOptions::builder()
-        .hosts(vec![ServerAddress::Tcp {
-            host: "127.0.0.1".into(),
-            port: Some(port()),
-        }])
-        .direct_connection(true)
-        .server_selection_timeout(Duration::from_secs(5))
-        .credential(credential)
-        .build();
-    Client::with_options(options).unwrap()
-}
-
-fn admin(command: Document) -> Result<Document, mongodb::error::Error> {
-    let user = setting("STACKINSTALL_TEST_MONGODB_ADMIN_USER");
-    let password = setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD");
-    block_on(async {
-        let client = client(Some((&user, &password)));
-        client.database("admin").run_command(command).await
-    })
 }
 
 /// Logs in as `user` with SCRAM-SHA-256 and asks for its own roles.
@@ -161,8 +101,8 @@ fn mongodb_creates_the_user_with_its_roles_and_a_second_run_changes_nothing() {
     let mut world = world(&user);
     admin(doc! { "createUser": &bystander, "pwd": "BystanderPass1", "roles": [{ "role": "read", "db": "admin" }] }).unwrap();
 
-    let first = run(&world, &[]);
-    assert_eq!(outcome(&first), "changed", "{first}");
+    let (first, result) = run(&world, &[]);
+    assert_eq!(result, "changed", "{first}");
     let password = password(&world);
     let roles = login(&user, &password).expect("SCRAM-SHA-256 login with the file's password");
     assert_eq!(roles, ["root@admin", "readWriteAnyDatabase@admin"]);
@@ -193,8 +133,8 @@ fn mongodb_creates_the_user_with_its_roles_and_a_second_run_changes_nothing() {
     );
 
     world.clear_calls();
-    let second = run(&world, &["--redo", "mongodb"]);
-    assert_eq!(outcome(&second), "unchanged", "{second}");
+    let (second, result) = run(&world, &["--redo", "mongodb"]);
+    assert_eq!(result, "unchanged", "{second}");
     assert_eq!(
         restarts(&world),
         0,
@@ -208,12 +148,8 @@ fn mongodb_creates_the_user_with_its_roles_and_a_second_run_changes_nothing() {
     );
 
     world.set_env("STACKINSTALL_MONGODB__ADMIN_USERNAME", "");
-    let third = run(&world, &["--redo", "mongodb"]);
-    assert_eq!(
-        outcome(&third),
-        "unchanged",
-        "the user administers itself: {third}"
-    );
+    let (third, result) = run(&world, &["--redo", "mongodb"]);
+    assert_eq!(result, "unchanged", "the user administers itself: {third}");
 
     let seen = admin(doc! { "usersInfo": { "user": &bystander, "db": "admin" } }).unwrap();
     let roles = seen.get_array("users").unwrap()[0]
@@ -247,9 +183,9 @@ fn mongodb_password_changed_behind_our_back_is_set_back() {
     assert!(login(&user, &password).is_err(), "the drift is real");
 
     world.set_env("STACKINSTALL_MONGODB__ADMIN_USERNAME", "");
-    let (refused, success) = try_run(&world, &[]);
+    let (refused, result) = try_run(&world, &[]);
     assert!(
-        !success,
+        result.is_none(),
         "without an account that logs in, nothing can repair it"
     );
     assert!(refused.contains("`[mongodb] admin_username`"), "{refused}");
@@ -258,14 +194,14 @@ fn mongodb_password_changed_behind_our_back_is_set_back() {
         "STACKINSTALL_MONGODB__ADMIN_USERNAME",
         &setting("STACKINSTALL_TEST_MONGODB_ADMIN_USER"),
     );
-    let output = run(&world, &[]);
+    let (output, result) = run(&world, &[]);
     assert!(
         output.contains(&format!(
             "the password of MongoDB user `{user}` was not the credentials file's"
         )),
         "{output}"
     );
-    assert_eq!(outcome(&output), "changed", "{output}");
+    assert_eq!(result, "changed", "{output}");
     assert!(!output.contains(&password), "the password is never printed");
     login(&user, &password).expect("the file's password works again");
     drop_user(&user);
@@ -274,7 +210,7 @@ fn mongodb_password_changed_behind_our_back_is_set_back() {
 fn plan(world: &World) -> assert_cmd::assert::Assert {
     world
         .command()
-        .args(["install", "--domain", common::DOMAIN, "--self-signed"])
+        .args(["install", "--domain", DOMAIN, "--self-signed"])
         .args(["--plan", "--output", "json", "--only", "mongodb"])
         .assert()
 }
@@ -283,16 +219,13 @@ fn plan(world: &World) -> assert_cmd::assert::Assert {
 fn mongodb_plan_adds_the_repository_and_masks_the_password() {
     let user = unique("mp");
     let world = world(&user);
-    world.write(
-        "/etc/os-release",
-        &format!("{}VERSION_CODENAME=jammy\n", common::UBUNTU_2204),
-    );
-    world.fake("dpkg-query", "exit 1");
+    world.write("/etc/os-release", os::UBUNTU_2204);
+    world.set_packages(&[]);
     let assert = plan(&world).success();
     let plan: serde_json::Value = serde_json::from_slice(&assert.get_output().stdout).unwrap();
     // The `packages` step installs the server (one apt transaction), then
     // `mongodb` configures it.
-    let actions = common::plan_lines(&plan, &["packages", "mongodb"]);
+    let actions = plan_lines(&plan, &["packages", "mongodb"]);
     insta::with_settings!({ filters => vec![(user.as_str(), "[user]")] }, {
         insta::assert_snapshot!("mongodb_plan", actions.join("\n"));
     });
@@ -309,19 +242,10 @@ fn mongodb_plan_adds_the_repository_and_masks_the_password() {
 
 /// The os-release of each release MongoDB's series are looked up for.
 const RELEASES: [(&str, &str); 4] = [
-    (
-        "focal",
-        "ID=ubuntu\nVERSION_ID=\"20.04\"\nVERSION_CODENAME=focal\nPRETTY_NAME=\"Ubuntu 20.04.6 LTS\"\n",
-    ),
-    (
-        "jammy",
-        "ID=ubuntu\nVERSION_ID=\"22.04\"\nVERSION_CODENAME=jammy\nPRETTY_NAME=\"Ubuntu 22.04.4 LTS\"\n",
-    ),
-    (
-        "noble",
-        "ID=ubuntu\nVERSION_ID=\"24.04\"\nVERSION_CODENAME=noble\nPRETTY_NAME=\"Ubuntu 24.04 LTS\"\n",
-    ),
-    ("bookworm", DEBIAN_12),
+    ("focal", os::UBUNTU_2004),
+    ("jammy", os::UBUNTU_2204),
+    ("noble", os::UBUNTU_2404),
+    ("bookworm", os::DEBIAN_12),
 ];
 
 /// The source list a plan would write, or the exit code and error.
@@ -353,7 +277,7 @@ fn mongodb_series_fits_the_host_unless_pinned_and_a_bad_pin_stops_in_preflight()
         for ((codename, os_release), wanted) in RELEASES.iter().zip(expected) {
             let mut world = world(&unique("ms"));
             world.write("/etc/os-release", os_release);
-            world.fake("dpkg-query", "exit 1");
+            world.set_packages(&[]);
             world.set_env("STACKINSTALL_MONGODB__VERSION", &format!("\"{pinned}\""));
             cases += 1;
             match (planned_series(&world), wanted) {
@@ -374,7 +298,7 @@ fn mongodb_series_fits_the_host_unless_pinned_and_a_bad_pin_stops_in_preflight()
             }
         }
     }
-    common::report(&format!(
+    report(&format!(
         "mongodb series: {cases} plans (4 releases x unpinned, 7.0, 8.0), {refused} refused with exit 2"
     ));
 }
@@ -383,7 +307,7 @@ fn mongodb_series_fits_the_host_unless_pinned_and_a_bad_pin_stops_in_preflight()
 fn a_pinned_series_without_packages_stops_the_install_before_apt_get() {
     let mut world = world(&unique("mn"));
     world.write("/etc/os-release", RELEASES[2].1);
-    world.fake("dpkg-query", "exit 1");
+    world.set_packages(&[]);
     world.set_env("STACKINSTALL_MONGODB__VERSION", "\"7.0\"");
     let assert = world
         .install(&["--only", "credentials", "--only", "mongodb"])

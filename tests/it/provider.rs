@@ -5,22 +5,14 @@
 //! `k3s` step in the full fake world (in place before K3s starts, a re-run
 //! changes nothing, a changed registry restarts K3s once, the plugin asked
 //! exactly as the kubelet would, uninstall removes the link and config).
-#![allow(clippy::disallowed_methods)]
-
-#[path = "support/cluster.rs"]
-mod cluster;
-mod common;
-#[path = "support/full.rs"]
-mod full;
-#[path = "support/servers.rs"]
-mod servers;
 
 use std::collections::BTreeSet;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::{Call, World, report, stderr, stdout};
 use serde_json::Value;
+
+use crate::support::{Call, World, full, report, servers, stderr, stdout};
 
 const SERVER: &str = "730335576030.dkr.ecr.ap-south-1.amazonaws.com";
 const API_VERSION: &str = "credentialprovider.kubelet.k8s.io/v1";
@@ -259,7 +251,7 @@ fn ask_as_kubelet(world: &World) -> Value {
 fn the_install_wires_the_provider_before_k3s_starts_and_uninstall_removes_it() {
     let world = wired_world();
     world.install(&[]).success();
-    let starts = std::fs::read_to_string(world.record.join("state/k3s-starts")).unwrap();
+    let starts = std::fs::read_to_string(world.state("k3s-starts")).unwrap();
     assert_eq!(
         starts, "provider in place\n",
         "K3s must find the provider when it starts"

@@ -4,45 +4,31 @@
 //! everything a full install (and `doctor --bundle`) shows or hands to other programs for secrets.
 //! The kill tests are in `crash.rs`, bad input and damaged files in
 //! `inputs.rs`.
-#![allow(clippy::disallowed_methods)]
-
-#[path = "support/cluster.rs"]
-mod cluster;
-mod common;
-#[path = "support/full.rs"]
-mod full;
-#[path = "support/servers.rs"]
-mod servers;
 
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::{DOMAIN, World, stderr, stdout, walk};
 
-/// `helm upgrade` of the application's release hangs while `$STATE/hang` exists: a shell that waits on a
-/// `sleep` child, as a real program with children of its own would. Their
-/// pids go to `$STATE/hung.pid` and `$STATE/sleep.pid`.
+use crate::support::{
+    Action, Call, DOMAIN, Rule, StepLine, World, bundle_entries, finished_steps, full, json,
+    report, servers, stderr, stdout, step_line, walk,
+};
+
+/// `helm upgrade` of the application's release hangs while the state file
+/// `hang` exists, as a program waiting on a child of its own (the fake's
+/// `Hang`: its pid and its `sleep` child's go to `hung/helm.pid` and
+/// `hung/helm.child.pid`).
 fn hanging_helm(world: &World) {
-    world.fake(
-        "helm",
-        &format!(
-            r#"if [ "$1" = upgrade ] && [ "$3" = stackbill ] && [ -f "$STATE/hang" ]; then
-  echo $$ > "$STATE/hung.pid"
-  sleep 3600 &
-  echo $! > "$STATE/sleep.pid"
-  wait
-fi
-{}"#,
-            include_str!("fakes/helm.sh")
-        ),
+    world.rule(
+        Rule::new("helm", &["upgrade", "--install", "stackbill"], Action::Hang).while_file("hang"),
     );
-    std::fs::write(world.record.join("state/hang"), "").unwrap();
+    world.touch_state("hang");
 }
 
 fn state_file(world: &World, name: &str) -> std::path::PathBuf {
-    world.record.join("state").join(name)
+    world.state(name)
 }
 
 /// Starts `install` in the background, with its stderr in a file.
@@ -76,6 +62,23 @@ fn wait_for(path: &std::path::Path, child: &mut Child) {
             started.elapsed() < Duration::from_secs(120),
             "never reached {}",
             path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until a fake call of `what` was recorded (the run got there).
+fn wait_for_call(world: &World, what: &str, child: &mut Child, wanted: impl Fn(&Call) -> bool) {
+    let started = Instant::now();
+    while !world.calls().iter().any(&wanted) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before {what}: {:#?}",
+            world.calls().iter().map(Call::line).collect::<Vec<_>>()
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "never reached {what}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -128,7 +131,7 @@ fn ctrl_c_stops_the_command_records_the_step_interrupted_and_a_rerun_resumes_the
     let world = full::quick_full_world(&servers::unique("sigint"));
     hanging_helm(&world);
     let (mut run, log) = spawn_install(&world, &[]);
-    wait_for(&state_file(&world, "sleep.pid"), &mut run);
+    wait_for(&state_file(&world, "hung/helm.child.pid"), &mut run);
 
     // Two runs at once: a second install and an uninstall stop at once, naming the holder.
     for args in [
@@ -151,8 +154,8 @@ fn ctrl_c_stops_the_command_records_the_step_interrupted_and_a_rerun_resumes_the
     }
 
     let (shell, sleep) = (
-        pid_in(&state_file(&world, "hung.pid")),
-        pid_in(&state_file(&world, "sleep.pid")),
+        pid_in(&state_file(&world, "hung/helm.pid")),
+        pid_in(&state_file(&world, "hung/helm.child.pid")),
     );
     // SAFETY: signalling the child this test started.
     unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
@@ -181,17 +184,21 @@ fn ctrl_c_stops_the_command_records_the_step_interrupted_and_a_rerun_resumes_the
     // The lock is free and a plain re-run starts at the interrupted step.
     std::fs::remove_file(state_file(&world, "hang")).unwrap();
     world.clear_calls();
-    let rerun = world.install(&[]).success();
+    let rerun = world.install(&["--output", "json"]).success();
     let text = stderr(&rerun);
-    let finished: Vec<(String, &str)> = text.lines().filter_map(common::finished_step).collect();
-    let release = finished.iter().position(|(id, _)| id == "release").unwrap();
+    let steps = json(&rerun)["steps"].as_array().unwrap().clone();
+    let result = |step: &serde_json::Value| step["result"].as_str().unwrap().to_string();
+    let release = steps
+        .iter()
+        .position(|step| step["id"] == "release")
+        .unwrap();
     assert!(
-        finished[..release]
+        steps[..release]
             .iter()
-            .all(|(_, result)| *result != "changed"),
+            .all(|step| result(step) != "changed"),
         "the steps before the interrupted one are not run again:\n{text}"
     );
-    assert_eq!(finished[release].1, "changed", "{text}");
+    assert_eq!(result(&steps[release]), "changed", "{text}");
     assert_eq!(checkpoint(&world, "release").as_deref(), Some("done"));
 }
 
@@ -200,12 +207,12 @@ fn a_lock_left_by_a_killed_run_is_taken_over() {
     let world = full::quick_full_world(&servers::unique("deadlock"));
     hanging_helm(&world);
     let (mut run, _log) = spawn_install(&world, &[]);
-    wait_for(&state_file(&world, "sleep.pid"), &mut run);
+    wait_for(&state_file(&world, "hung/helm.child.pid"), &mut run);
     let dead = run.id();
     run.kill().unwrap();
     run.wait().unwrap();
     // What the killed run started runs on in its own process group; end it.
-    for pid in ["hung.pid", "sleep.pid"] {
+    for pid in ["hung/helm.pid", "hung/helm.child.pid"] {
         // SAFETY: signalling processes this test's run started.
         unsafe { libc::kill(pid_in(&state_file(&world, pid)), libc::SIGKILL) };
     }
@@ -242,8 +249,8 @@ fn a_command_that_never_returns_is_stopped_at_its_timeout() {
     );
     assert!(message.contains("release"), "names the step:\n{message}");
     let (shell, sleep) = (
-        pid_in(&state_file(&world, "hung.pid")),
-        pid_in(&state_file(&world, "sleep.pid")),
+        pid_in(&state_file(&world, "hung/helm.pid")),
+        pid_in(&state_file(&world, "hung/helm.child.pid")),
     );
     assert!(
         !alive(shell) && !alive(sleep),
@@ -263,7 +270,7 @@ const SECRET_FILES: [&str; 5] = [
     "/root/.aws/credentials",
     "/etc/stackinstall/tls/tls.key",
     "/var/lib/mongodb/encryption",
-    full::ADMIN_PASSWORD_FILE,
+    servers::ADMIN_PASSWORD_FILE,
 ];
 
 /// Every secret of a full install, by name: the generated passwords, the
@@ -295,10 +302,7 @@ fn secrets_of(world: &World) -> Vec<(String, String)> {
         "MongoDB key file".into(),
         world.read("/var/lib/mongodb/encryption").trim().to_string(),
     ));
-    let pull: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(state_file(world, "kube/secret/sb-apps/awscred.json")).unwrap(),
-    )
-    .unwrap();
+    let pull = world.object("secret", "sb-apps", "awscred").unwrap();
     let docker = base64::engine::general_purpose::STANDARD
         .decode(pull["data"][".dockerconfigjson"].as_str().unwrap())
         .unwrap();
@@ -322,23 +326,6 @@ fn secrets_of(world: &World) -> Vec<(String, String)> {
         servers::setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD"),
     ));
     secrets
-}
-
-/// The entries of a `.tar.gz` support bundle: name and text.
-fn bundle_entries(path: &std::path::Path) -> Vec<(String, String)> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let entries = archive.entries().unwrap();
-    entries
-        .map(|entry| {
-            let mut entry = entry.unwrap();
-            let name = entry.path().unwrap().display().to_string();
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).unwrap();
-            (name, String::from_utf8_lossy(&bytes).into_owned())
-        })
-        .collect()
 }
 
 #[test]
@@ -387,22 +374,16 @@ fn no_secret_reaches_argv_environment_logs_output_plan_or_render() {
     let mut aws_in_children = Vec::new();
     for call in &calls {
         sources.push((format!("argv of `{}`", call.line()), call.line()));
-        // The whole environment each child started with (`env` in the fake).
-        sources.push((
-            format!("environment of `{}`", call.line()),
-            call.full_env.clone(),
-        ));
-        for line in call
-            .full_env
-            .lines()
-            .filter(|line| line.starts_with("AWS_"))
-        {
-            let name = line.split('=').next().unwrap_or(line);
+        // The whole environment each child started with, as the fake saw it.
+        let environment: String = (call.env.iter())
+            .map(|(name, value)| format!("{name}={value}\n"))
+            .collect();
+        sources.push((format!("environment of `{}`", call.line()), environment));
+        for name in call.env.keys().filter(|name| name.starts_with("AWS_")) {
             aws_in_children.push(format!("{name} in the environment of `{}`", call.line()));
         }
     }
-    // Doctor last: it runs kubectl in parallel, which the call log above
-    // does not keep apart. Its report and every file of its bundle.
+    // Doctor last: its report and every file of its bundle.
     let bundle = world.dir.path().join("support.tar.gz");
     let doctor = world
         .command()
@@ -438,14 +419,11 @@ fn no_secret_reaches_argv_environment_logs_output_plan_or_render() {
         .iter()
         .filter(|(s, _)| s.starts_with("file /var/log/"))
         .count();
-    common::report(&format!(
+    report(&format!(
         "secret scan: {} sources checked ({} fake calls' argv, {} child environments scanned in full, {logs} log files, {} support bundle entries), {} secrets looked for, {} leaks, {} AWS_* variables in children",
         sources.len(),
         calls.len(),
-        calls
-            .iter()
-            .filter(|call| !call.full_env.is_empty())
-            .count(),
+        calls.iter().filter(|call| !call.env.is_empty()).count(),
         sources
             .iter()
             .filter(|(s, _)| s.starts_with("bundle entry"))
@@ -461,7 +439,7 @@ fn no_secret_reaches_argv_environment_logs_output_plan_or_render() {
         aws_in_children.join("\n")
     );
     assert!(
-        calls.iter().all(|call| call.full_env.contains("PATH=")),
+        calls.iter().all(|call| call.env.contains_key("PATH")),
         "every fake recorded its full environment"
     );
     assert!(logs >= 3 && calls.len() > 50, "the scan saw too little");
@@ -534,13 +512,12 @@ fn the_binary_holds_no_aws_credential() {
 fn ctrl_c_during_a_database_connect_or_its_retries_stops_the_run() {
     use std::os::unix::net::UnixListener;
     for case in ["a socket that never answers", "a server that is not up yet"] {
+        // The server's packages are there, its unit does not run.
         let mut world = World::new();
-        world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
-        world.fake("apt-get", "echo 'apt-get must not run' >&2; exit 1");
-        world.fake(
-            "systemctl",
-            r#"[ "$1" = is-active ] && exit 3; touch "$STATE/systemctl-changed"; exit 0"#,
-        );
+        world.host_fakes();
+        for unit in ["mysql", "mariadb"] {
+            world.set_unit(unit, false, false);
+        }
         let socket = world.dir.path().join("mysqld.sock");
         let listener = match case {
             "a socket that never answers" => Some(UnixListener::bind(&socket).unwrap()),
@@ -553,7 +530,11 @@ fn ctrl_c_during_a_database_connect_or_its_retries_stops_the_run() {
             // The connection is taken and held open, silent.
             Some(listener) => Some(listener.accept().unwrap()),
             None => {
-                wait_for(&state_file(&world, "systemctl-changed"), &mut run);
+                // systemd is asked to start the server.
+                wait_for_call(&world, "a change by systemctl", &mut run, |call| {
+                    call.program == "systemctl"
+                        && !["is-active", "is-enabled"].contains(&call.args[0].as_str())
+                });
                 std::thread::sleep(Duration::from_millis(1500));
                 None
             }
@@ -582,18 +563,13 @@ fn ctrl_c_during_a_database_connect_or_its_retries_stops_the_run() {
 fn when_one_lane_fails_the_other_finishes_its_step_and_a_rerun_resumes_both() {
     let world = full::quick_full_world(&servers::unique("lanes"));
     // `istioctl install` fails while the flag file is there.
-    let istioctl = world.bin.join("istioctl");
-    let script = std::fs::read_to_string(&istioctl).unwrap();
-    let broken = script.replacen(
-        "mkdir -p \"$STATE\"\n",
-        "mkdir -p \"$STATE\"\ncase \"$*\" in install*) if [ -f \"$STATE/istio-broken\" ]; then echo 'Error: failed to install manifests' >&2; exit 1; fi ;; esac\n",
-        1,
-    );
-    assert_ne!(broken, script);
-    std::fs::write(&istioctl, broken).unwrap();
+    let failure = Action::Fail {
+        code: 1,
+        stderr: "Error: failed to install manifests\n".into(),
+    };
+    world.rule(Rule::new("istioctl", &["install"], failure).while_file("istio-broken"));
+    world.touch_state("istio-broken");
     let flag = state_file(&world, "istio-broken");
-    std::fs::create_dir_all(flag.parent().unwrap()).unwrap();
-    std::fs::write(&flag, "").unwrap();
 
     let failed = world.install(&["--jobs", "4"]).code(1);
     let text = stderr(&failed);
@@ -633,10 +609,9 @@ fn when_one_lane_fails_the_other_finishes_its_step_and_a_rerun_resumes_both() {
     std::fs::remove_file(&flag).unwrap();
     let rerun = world.install(&[]).success();
     let text = stderr(&rerun);
-    let finished: Vec<(String, &str)> = text.lines().filter_map(common::finished_step).collect();
-    for (id, result) in &finished {
+    for (id, result) in finished_steps(&text) {
         if finished_aside.contains(&id.as_str()) {
-            assert_eq!(*result, "already-done", "{id} ran again:\n{text}");
+            assert_eq!(result, "already-done", "{id} ran again:\n{text}");
         }
     }
     assert_eq!(checkpoint(&world, "istio").as_deref(), Some("done"));
@@ -647,23 +622,18 @@ fn when_one_lane_fails_the_other_finishes_its_step_and_a_rerun_resumes_both() {
 fn ctrl_c_stops_and_records_every_running_step_of_both_lanes() {
     let world = full::quick_full_world(&servers::unique("sigint2"));
     // K3s's install script (cluster lane) and MySQL's restart (host lane)
-    // hang while `$STATE/hang` exists.
-    for program in ["k3s-install", "systemctl"] {
-        let path = world.bin.join(program);
-        let script = std::fs::read_to_string(&path).unwrap();
-        let hanging = script.replacen(
-            "mkdir -p \"$STATE\"\n",
-            "mkdir -p \"$STATE\"\ncase \"$(basename \"$0\") $*\" in 'k3s-install'*|'systemctl restart mariadb'|'systemctl restart mysql') if [ -f \"$STATE/hang\" ]; then touch \"$STATE/$(basename \"$0\").hung\"; sleep 3600 & wait; fi ;; esac\n",
-            1,
-        );
-        assert_ne!(hanging, script, "{program} is a fake");
-        std::fs::write(&path, hanging).unwrap();
+    // hang while the state file `hang` exists.
+    for (program, args) in [
+        ("k3s-install", &[][..]),
+        ("systemctl", &["restart", "mariadb"][..]),
+        ("systemctl", &["restart", "mysql"][..]),
+    ] {
+        world.rule(Rule::new(program, args, Action::Hang).while_file("hang"));
     }
-    std::fs::create_dir_all(world.record.join("state")).unwrap();
-    std::fs::write(state_file(&world, "hang"), "").unwrap();
+    world.touch_state("hang");
     let (mut run, log) = spawn_install(&world, &[]);
-    wait_for(&state_file(&world, "k3s-install.hung"), &mut run);
-    wait_for(&state_file(&world, "systemctl.hung"), &mut run);
+    wait_for(&state_file(&world, "hung/k3s-install.child.pid"), &mut run);
+    wait_for(&state_file(&world, "hung/systemctl.child.pid"), &mut run);
 
     // SAFETY: signalling the child this test started.
     unsafe { libc::kill(run.id() as i32, libc::SIGINT) };
@@ -688,18 +658,12 @@ fn ctrl_c_stops_and_records_every_running_step_of_both_lanes() {
     }
 }
 
-/// The step id a plain step line names: `[ 7/18] mysql ... ...` as it
-/// starts, `✓ [ 7/18] mysql ...: done (0.1s)` as it ends.
-fn step_line_id(line: &str) -> Option<(String, bool)> {
-    let (ended, rest) = match line
-        .strip_prefix("✓ [")
-        .or_else(|| line.strip_prefix("✗ ["))
-    {
-        Some(rest) => (true, rest),
-        None => (false, line.strip_prefix('[')?),
-    };
-    let (_, rest) = rest.split_once("] ")?;
-    Some((rest.split_whitespace().next()?.to_string(), ended))
+/// The step id a plain step line names, and whether the step ended.
+fn step_id(line: &str) -> Option<(String, bool)> {
+    match step_line(line)? {
+        StepLine::Started(id) => Some((id, false)),
+        StepLine::Finished { id, .. } => Some((id, true)),
+    }
 }
 
 #[test]
@@ -710,7 +674,7 @@ fn plain_output_of_steps_side_by_side_carries_each_lines_step_id() {
     let mut running: Vec<String> = Vec::new();
     let (mut lane_lines, mut side_by_side, mut most) = (0, 0, 0);
     for line in text.lines() {
-        if let Some((id, ended)) = step_line_id(line) {
+        if let Some((id, ended)) = step_id(line) {
             if ended {
                 assert!(
                     running.contains(&id),
@@ -751,7 +715,7 @@ fn plain_output_of_steps_side_by_side_carries_each_lines_step_id() {
     let text = stderr(&sequential);
     let mut current: Option<String> = None;
     for line in text.lines() {
-        match step_line_id(line) {
+        match step_id(line) {
             Some((id, false)) => current = Some(id),
             Some((_, true)) => current = None,
             None if line.starts_with("      ") => assert!(

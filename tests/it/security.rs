@@ -5,22 +5,14 @@
 //! keeping their mode and owner; K3s's kubeconfig readable by root only.
 //! The installed binary the timer runs and `ecr-refresh` under the run lock
 //! are tested in `application.rs`, next to the other registry tests.
-#![allow(clippy::disallowed_methods)]
-
-#[path = "support/cluster.rs"]
-mod cluster;
-mod common;
-#[path = "support/full.rs"]
-mod full;
-#[path = "support/servers.rs"]
-mod servers;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::{DOMAIN, World, stderr, stdout};
+use crate::support::cluster;
+use crate::support::{DOMAIN, World, full, report, servers, stderr, stdout};
 
 // ------------------------------------------------ owner and mode (item 1) --
 
@@ -269,14 +261,11 @@ fn every_file_a_full_install_writes_has_the_owner_and_mode_of_its_table_entry() 
         .filter(|c| ["kubectl", "helm", "istioctl"].contains(&c.program.as_str()))
         .collect();
     for call in &cluster_calls {
-        if !call
-            .env
-            .contains(&("KUBECONFIG".into(), "/etc/rancher/k3s/k3s.yaml".into()))
-        {
+        if call.env("KUBECONFIG") != Some("/etc/rancher/k3s/k3s.yaml") {
             problems.push(format!("`{}` ran without KUBECONFIG", call.line()));
         }
     }
-    common::report(&format!(
+    report(&format!(
         "owner and mode: {} entries checked against the table ({files} files, {directories} directories, {secrets} holding secrets), {} cluster calls with KUBECONFIG, {} problems",
         files + directories,
         cluster_calls.len(),
@@ -399,7 +388,7 @@ fn an_operators_kubeconfig_is_kept_as_a_backup_before_the_copy_replaces_it() {
     assert_eq!(backups.len(), 2, "{backups:?}");
     assert!(backups.iter().any(|(_, text)| *text == edited));
     assert_eq!(world.read("/root/.kube/config"), renewed);
-    common::report(
+    report(
         "root's kubeconfig: 2 files not written by stackinstall kept as backups (0600), 1 older copy of ours replaced without one",
     );
 }
@@ -474,25 +463,8 @@ fn attack(
 
 fn mongodb_world(user: &str) -> World {
     let mut world = World::new();
-    world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
-    world.fake("apt-get", "echo 'apt-get must not run' >&2; exit 1");
-    world.fake("systemctl", "exit 0");
-    world.mongodb_accounts(
-        full::ADMIN_PASSWORD_FILE,
-        &servers::setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD"),
-    );
-    for (key, value) in [
-        ("PORT", servers::setting("STACKINSTALL_TEST_MONGODB_PORT")),
-        ("HOST", "127.0.0.1".into()),
-        ("USERNAME", user.into()),
-        (
-            "ADMIN_USERNAME",
-            servers::setting("STACKINSTALL_TEST_MONGODB_ADMIN_USER"),
-        ),
-        ("ADMIN_PASSWORD_FILE", full::ADMIN_PASSWORD_FILE.into()),
-    ] {
-        world.set_env(&format!("STACKINSTALL_MONGODB__{key}"), &value);
-    }
+    world.host_fakes();
+    servers::with_mongodb(&mut world, user);
     world
 }
 
@@ -562,7 +534,7 @@ fn links_planted_at_the_temporary_name_or_the_target_are_refused() {
         ));
     }
     let refused = attacks.iter().filter(|a| a.refused).count();
-    common::report(&format!(
+    report(&format!(
         "planted links: {} attacks tried, {refused} refused (link target unchanged, link named in the error)",
         attacks.len()
     ));
@@ -705,16 +677,15 @@ fn a_directory_link_planted_where_others_can_write_is_refused() {
         .assert()
         .success();
     assert!(victim.join("gateway.yaml").exists());
-    common::report(&format!(
+    report(&format!(
         "directory links: {refused} planted links refused (render --out twice, the NFS path), 1 link in a root-only directory followed"
     ));
 }
 
 fn nfs_world() -> World {
     let world = World::new();
-    world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
-    world.fake("systemctl", "exit 0");
-    world.fake_exportfs();
+    world.host_fakes();
+    world.fake("exportfs");
     world
 }
 
@@ -755,5 +726,5 @@ fn an_existing_nfs_directory_is_reported_and_left_alone_unless_the_profile_says(
         (fixed.mode() & 0o7777, fixed.uid(), fixed.gid()),
         (0o777, 65534, 65534)
     );
-    common::report("nfs: an existing directory reported and kept, then fixed on request");
+    report("nfs: an existing directory reported and kept, then fixed on request");
 }

@@ -3,13 +3,10 @@
 //! typed, the plan's summary ends with `Proceed? [Y/n]`, a no changes
 //! nothing (exit 2, as the README says), a yes runs the install. With
 //! `--yes` or `--output json` nothing is ever asked.
-#![allow(clippy::disallowed_methods)]
-
-mod common;
 
 use std::fs;
 
-use common::{DOMAIN, World, report};
+use crate::support::{DOMAIN, World, report};
 use rexpect::process::WaitStatus;
 use rexpect::session::PtySession;
 use stackinstall::certificate;
@@ -20,13 +17,6 @@ const TIMEOUT_MS: u64 = 60_000;
 
 /// The down arrow, as a terminal sends it.
 const DOWN: &str = "\x1b[B";
-
-/// A world where a real install is quick: the engine's own steps only.
-fn engine_world() -> World {
-    let mut world = World::new();
-    world.set_env("STACKINSTALL_ONLY", "credentials,summary");
-    world
-}
 
 /// The binary in a pseudo-terminal, with `args`.
 fn spawn(world: &World, args: &[&str]) -> PtySession {
@@ -70,7 +60,7 @@ fn pair(world: &World, name: &str, domain: &str) -> (String, String) {
 
 #[test]
 fn a_bad_domain_and_bad_files_are_asked_again_and_a_no_changes_nothing() {
-    let world = engine_world();
+    let world = World::engine();
     let (good_certificate, good_key) = pair(&world, "good", DOMAIN);
     let (other_certificate, other_key) = pair(&world, "other", "other.example.com");
     let missing = world.dir.path().join("missing.crt").display().to_string();
@@ -143,7 +133,7 @@ fn a_bad_domain_and_bad_files_are_asked_again_and_a_no_changes_nothing() {
 
 #[test]
 fn choosing_self_signed_and_proceeding_runs_the_install() {
-    let world = engine_world();
+    let world = World::engine();
     let mut session = spawn(&world, &["--domain", DOMAIN]);
     session
         .exp_string(&format!("TLS certificate for {DOMAIN}"))
@@ -171,7 +161,7 @@ fn choosing_self_signed_and_proceeding_runs_the_install() {
 
 #[test]
 fn nothing_is_asked_with_yes_or_json() {
-    let world = engine_world();
+    let world = World::engine();
     let before = world.files(true);
     let mut cases = 0;
     for args in [
@@ -235,7 +225,7 @@ fn credentials_set_asks_for_the_password_twice_on_a_terminal() {
 
 #[test]
 fn ctrl_c_at_a_question_exits_130_and_changes_nothing() {
-    let world = engine_world();
+    let world = World::engine();
     let before = world.files(true);
     let mut session = spawn(&world, &[]);
     session
@@ -290,7 +280,7 @@ fn a_key_in_the_environment_only_is_offered_as_roots_profile() {
 
 #[test]
 fn on_a_terminal_the_run_ends_with_a_table_of_each_steps_time() {
-    let world = engine_world();
+    let world = World::engine();
     let mut command = world.std_command();
     command
         .env_remove("NO_COLOR")

@@ -1,54 +1,34 @@
 //! `stackinstall uninstall`: install in the fake cluster world of
-//! `tests/cluster.rs`, uninstall with each scope, and check what the fakes
+//! `cluster.rs`, uninstall with each scope, and check what the fakes
 //! were asked to delete, which files remain under the root, and what the
 //! state file says; `--delete-db` against the real MariaDB and RabbitMQ.
-#![allow(clippy::disallowed_methods)]
-
-#[path = "support/cluster.rs"]
-mod cluster;
-mod common;
-#[path = "support/full.rs"]
-mod full;
-#[path = "support/servers.rs"]
-mod servers;
 
 use std::collections::BTreeSet;
 
-use common::{Call, World, stderr, stdout};
-use servers::{block_on, setting, unique};
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
-use sqlx::{ConnectOptions, Connection};
+use crate::support::servers::{
+    block_on, mongodb_admin, mongodb_user_exists, mysql_as_root as mysql_root, mysql_root as root,
+    rabbitmq_users, rabbitmq_vhosts, rabbitmqctl, unique,
+};
+use crate::support::{Action, Call, Rule, World, cluster, full, json, servers, stderr, stdout};
 
 const CLUSTER_STEPS: &str = "credentials,k3s,helm,istio,storage,namespace,tls,gateway";
 
-/// The cluster world, with a K3s install script that also writes K3s's
-/// uninstall script (as the real one does), and `iptables-save` and `ip`
-/// that show what K3s leaves behind.
+/// The cluster world, with `iptables-save` and `ip` that show what K3s
+/// leaves behind.
 fn world() -> World {
     let (mut world, _releases) = cluster::cluster_world();
-    let script = world.path("/usr/local/bin/k3s-uninstall.sh");
-    let record = world.record.join("k3s-uninstalled");
-    world.fake(
-        "k3s-install",
-        &format!(
-            r#"touch "$STATE/k3s-running"
-printf '#!/bin/sh\ntouch {record}\nrm -f "%s/k3s-running" {script}\nrm -rf {rancher}\n' "$STATE" > {script}
-chmod +x {script}
-{kubeconfig}"#,
-            record = record.display(),
-            script = script.display(),
-            rancher = world.path("/etc/rancher/k3s").display(),
-            kubeconfig = cluster::k3s_writes_kubeconfig(&world),
-        ),
-    );
-    world.fake(
-        "iptables-save",
-        "printf '*filter\\n:INPUT ACCEPT [0:0]\\n:KUBE-FORWARD - [0:0]\\n:CNI-HOSTPORT-DNAT - [0:0]\\nCOMMIT\\n'",
-    );
-    world.fake(
-        "ip",
-        "printf '1: lo: <LOOPBACK> mtu 65536\\n5: cni0: <BROADCAST> mtu 1450\\n'",
-    );
+    world.fakes(&["iptables-save", "ip"]);
+    world.configure(|config| {
+        config.iptables_chains = vec![
+            ":INPUT ACCEPT [0:0]".into(),
+            ":KUBE-FORWARD - [0:0]".into(),
+            ":CNI-HOSTPORT-DNAT - [0:0]".into(),
+        ];
+        config.ip_links = vec![
+            "1: lo: <LOOPBACK> mtu 65536".into(),
+            "5: cni0: <BROADCAST> mtu 1450".into(),
+        ];
+    });
     world.set_env("STACKINSTALL_ONLY", CLUSTER_STEPS);
     world.set_env("STACKINSTALL_CLUSTER__HOST_IP", "10.1.2.3");
     world
@@ -92,8 +72,19 @@ fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-fn object_exists(world: &World, relative: &str) -> bool {
-    world.record.join("state/kube").join(relative).exists()
+/// Whether the fake cluster has the object `KIND/NAMESPACE/NAME`.
+fn object_exists(world: &World, object: &str) -> bool {
+    let [kind, namespace, name] =
+        <[&str; 3]>::try_from(object.split('/').collect::<Vec<_>>()).expect("KIND/NAMESPACE/NAME");
+    world.object(kind, namespace, name).is_some()
+}
+
+/// Whether K3s's uninstall script ran.
+fn k3s_uninstalled(world: &World) -> bool {
+    world
+        .calls()
+        .iter()
+        .any(|call| call.program == "k3s-uninstall")
 }
 
 #[test]
@@ -115,11 +106,8 @@ fn default_scope_removes_the_gateway_and_tls_secrets_and_keeps_the_rest() {
         ],
         "{out}"
     );
-    assert!(!object_exists(
-        &world,
-        "gateway/sb-apps/stackbill-gateway.json"
-    ));
-    assert!(object_exists(&world, "namespace/_/sb-apps.json"));
+    assert!(!object_exists(&world, "gateway/sb-apps/stackbill-gateway"));
+    assert!(object_exists(&world, "namespace/-/sb-apps"));
     assert_eq!(
         checkpoints(&world),
         set(&[
@@ -132,7 +120,7 @@ fn default_scope_removes_the_gateway_and_tls_secrets_and_keeps_the_rest() {
         ])
     );
     assert!(
-        object_exists(&world, "storageclass/_/nfs-client.json"),
+        object_exists(&world, "storageclass/-/nfs-client"),
         "the provisioner goes only with --delete-infra"
     );
     assert_eq!(
@@ -166,7 +154,7 @@ fn default_scope_removes_the_gateway_and_tls_secrets_and_keeps_the_rest() {
 
     world.clear_calls();
     let again = world.install(&["--output", "json"]).success();
-    let report: serde_json::Value = serde_json::from_str(&stdout(&again)).unwrap();
+    let report = json(&again);
     let result = |id: &str| {
         report["steps"]
             .as_array()
@@ -204,7 +192,7 @@ fn without_a_terminal_and_without_yes_nothing_is_removed() {
         stdout(&run)
     );
     assert!(deletions(&world).is_empty());
-    assert!(!world.record.join("k3s-uninstalled").exists());
+    assert!(!k3s_uninstalled(&world));
     assert_eq!(world.read("/var/lib/stackinstall/state.toml"), before);
 }
 
@@ -248,18 +236,15 @@ fn plan_shows_what_would_go_and_changes_nothing() {
 fn delete_pvc_then_delete_namespace() {
     let world = world();
     world.install(&[]).success();
-    let kube = world.record.join("state/kube");
     for claim in ["data-mysql-0", "uploads"] {
-        let dir = kube.join("persistentvolumeclaim/sb-apps");
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{claim}.json")), "{}").unwrap();
+        world.put_object(serde_json::json!({ "kind": "PersistentVolumeClaim",
+            "metadata": { "name": claim, "namespace": "sb-apps" },
+            "spec": { "storageClassName": "nfs-client" } }));
     }
-    std::fs::create_dir_all(kube.join("storageclass/_")).unwrap();
-    std::fs::write(
-        kube.join("storageclass/_/nfs-client.json"),
-        r#"{"kind": "StorageClass", "metadata": {"name": "nfs-client"}, "parameters": {"archiveOnDelete": "true"}}"#,
-    )
-    .unwrap();
+    world.put_object(
+        serde_json::json!({ "kind": "StorageClass", "metadata": { "name": "nfs-client" },
+        "parameters": { "archiveOnDelete": "true" } }),
+    );
     world.clear_calls();
 
     let run = uninstall(&world, &["--delete-pvc", "--yes"]).success();
@@ -269,7 +254,7 @@ fn delete_pvc_then_delete_namespace() {
         assert!(deleted.contains(&line), "{line}: {deleted:?}");
     }
     assert!(stdout(&run).contains("archived-"), "{}", stdout(&run));
-    assert!(object_exists(&world, "namespace/_/sb-apps.json"));
+    assert!(object_exists(&world, "namespace/-/sb-apps"));
     assert!(checkpoints(&world).contains("namespace"));
 
     world.clear_calls();
@@ -285,7 +270,7 @@ fn delete_pvc_then_delete_namespace() {
         deletions(&world),
         ["kubectl delete namespace sb-apps --ignore-not-found"]
     );
-    assert!(!object_exists(&world, "namespace/_/sb-apps.json"));
+    assert!(!object_exists(&world, "namespace/-/sb-apps"));
     assert_eq!(
         checkpoints(&world),
         set(&["credentials", "k3s", "helm", "istio", "storage"])
@@ -309,7 +294,7 @@ fn all_removes_the_cluster_reports_leftovers_and_a_new_install_has_new_passwords
     assert!(
         deleted.contains(&"kubectl delete namespace istio-system --ignore-not-found".to_string())
     );
-    assert!(world.record.join("k3s-uninstalled").exists(), "{out}");
+    assert!(k3s_uninstalled(&world), "{out}");
     let position = |line: &str| deleted.iter().position(|d| d == line);
     let provisioner =
         position("helm uninstall nfs-subdir-external-provisioner -n kube-system --wait");
@@ -318,7 +303,7 @@ fn all_removes_the_cluster_reports_leftovers_and_a_new_install_has_new_passwords
         provisioner.is_some() && namespace < provisioner,
         "the provisioner goes after the namespace's PVCs: {deleted:?}"
     );
-    assert!(!object_exists(&world, "storageclass/_/nfs-client.json"));
+    assert!(!object_exists(&world, "storageclass/-/nfs-client"));
     for binary in ["helm", "istioctl"] {
         assert!(
             !world.path(&format!("/usr/local/bin/{binary}")).exists(),
@@ -345,14 +330,25 @@ fn all_removes_the_cluster_reports_leftovers_and_a_new_install_has_new_passwords
     world.install(&[]).success();
     let fresh = world.read("/etc/stackinstall/credentials.toml");
     assert_ne!(fresh, credentials, "new passwords after --delete-db");
-    assert!(world.record.join("state/k3s-running").exists());
+    assert!(world.k3s_running());
 }
 
 #[test]
 fn a_failed_removal_does_not_stop_the_others_and_a_rerun_finishes() {
     let world = world();
     world.install(&[]).success();
-    std::fs::write(world.record.join("state/fail-delete-secret"), "").unwrap();
+    world.rule(
+        Rule::new(
+            "kubectl",
+            &["delete", "secret"],
+            Action::Fail {
+                code: 1,
+                stderr: "Error from server (Forbidden): secrets \"stackbill-tls-secret\" is forbidden: User \"system:node:node1\" cannot delete resource \"secrets\"\n".into(),
+            },
+        )
+        .while_file("fail-delete-secret"),
+    );
+    world.touch_state("fail-delete-secret");
     world.clear_calls();
 
     let run = uninstall(&world, &["--yes"]).code(1);
@@ -367,17 +363,14 @@ fn a_failed_removal_does_not_stop_the_others_and_a_rerun_finishes() {
         "{}",
         stderr(&run)
     );
-    assert!(!object_exists(
-        &world,
-        "gateway/sb-apps/stackbill-gateway.json"
-    ));
+    assert!(!object_exists(&world, "gateway/sb-apps/stackbill-gateway"));
     let left = checkpoints(&world);
     assert!(
         left.contains("tls") && !left.contains("gateway"),
         "{left:?}"
     );
 
-    std::fs::remove_file(world.record.join("state/fail-delete-secret")).unwrap();
+    std::fs::remove_file(world.state("fail-delete-secret")).unwrap();
     world.clear_calls();
     uninstall(&world, &["--yes"]).success();
     assert_eq!(
@@ -396,94 +389,11 @@ fn a_failed_removal_does_not_stop_the_others_and_a_rerun_finishes() {
 /// reported installed (so the servers count as pre-existing).
 fn database_world(user: &str) -> World {
     let mut world = World::new();
-    world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
-    world.fake("apt-get", "echo 'apt-get must not run' >&2; exit 1");
-    world.fake("systemctl", "exit 0");
-    for (key, value) in [
-        ("MYSQL__SOCKET", setting("STACKINSTALL_TEST_MYSQL_SOCKET")),
-        ("MYSQL__PORT", setting("STACKINSTALL_TEST_MYSQL_PORT")),
-        ("MYSQL__HOST", "127.0.0.1".into()),
-        ("MYSQL__USERNAME", user.into()),
-        (
-            "MYSQL__DATABASES",
-            format!(r#"["{user}_app", "{user}_conf"]"#),
-        ),
-        ("RABBITMQ__PORT", setting("STACKINSTALL_TEST_RABBITMQ_PORT")),
-        (
-            "RABBITMQ__MANAGEMENT_PORT",
-            setting("STACKINSTALL_TEST_RABBITMQ_MANAGEMENT_PORT"),
-        ),
-        ("RABBITMQ__HOST", "127.0.0.1".into()),
-        ("RABBITMQ__USERNAME", user.into()),
-    ] {
-        world.set_env(&format!("STACKINSTALL_{key}"), &value);
-    }
-    if let Ok(node) = std::env::var("RABBITMQ_NODENAME") {
-        world.set_env("RABBITMQ_NODENAME", &node);
-    }
-    // The test RabbitMQ runs with its management plugin on.
-    world.write("/etc/rabbitmq/enabled_plugins", "[rabbitmq_management].\n");
+    world.host_fakes();
+    servers::with_mysql(&mut world, user);
+    servers::with_rabbitmq(&mut world, user);
     world.set_env("STACKINSTALL_ONLY", "credentials,mysql,rabbitmq");
     world
-}
-
-fn mysql_root(statements: &[String]) -> Vec<String> {
-    block_on(async {
-        let options = MySqlConnectOptions::new()
-            .socket(setting("STACKINSTALL_TEST_MYSQL_SOCKET"))
-            .username("root")
-            .disable_statement_logging();
-        let mut connection = MySqlConnection::connect_with(&options).await.unwrap();
-        for statement in statements {
-            sqlx::raw_sql(statement)
-                .execute(&mut connection)
-                .await
-                .unwrap();
-        }
-        let mut names: Vec<String> =
-            sqlx::query_scalar("SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA")
-                .fetch_all(&mut connection)
-                .await
-                .unwrap();
-        let users: Vec<String> =
-            sqlx::query_scalar("SELECT CAST(CONCAT('user:', User) AS CHAR) FROM mysql.user")
-                .fetch_all(&mut connection)
-                .await
-                .unwrap();
-        names.extend(users);
-        names
-    })
-}
-
-fn rabbitmq_users() -> Vec<String> {
-    let output = std::process::Command::new("rabbitmqctl")
-        .args(["list_users", "--formatter", "json", "--silent"])
-        .output()
-        .unwrap();
-    let users: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    users
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|user| user["user"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn rabbitmqctl(args: &[&str], stdin: &str) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    assert!(child.wait().unwrap().success(), "rabbitmqctl {args:?}");
 }
 
 #[test]
@@ -584,73 +494,12 @@ fn delete_db_drops_our_databases_and_users_and_leaves_bystanders() {
 
 // ------------------------------- only what the install made, on real servers --
 
-/// Runs `command` as MongoDB's admin account (SecantusDB).
-fn mongodb_admin(command: mongodb::bson::Document) -> mongodb::bson::Document {
-    use mongodb::options::{AuthMechanism, ClientOptions, Credential, ServerAddress};
-    let credential = Credential::builder()
-        .username(setting("STACKINSTALL_TEST_MONGODB_ADMIN_USER"))
-        .password(setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD"))
-        .source("admin".to_string())
-        .mechanism(AuthMechanism::ScramSha256)
-        .build();
-    let options = ClientOptions::builder()
-        .hosts(vec![ServerAddress::Tcp {
-            host: "127.0.0.1".into(),
-            port: Some(setting("STACKINSTALL_TEST_MONGODB_PORT").parse().unwrap()),
-        }])
-        .direct_connection(true)
-        .server_selection_timeout(std::time::Duration::from_secs(5))
-        .credential(credential)
-        .build();
-    block_on(async {
-        let client = mongodb::Client::with_options(options).unwrap();
-        client.database("admin").run_command(command).await.unwrap()
-    })
-}
-
-fn mongodb_user_exists(user: &str) -> bool {
-    let reply = mongodb_admin(mongodb::bson::doc! { "usersInfo": { "user": user, "db": "admin" } });
-    !reply.get_array("users").unwrap().is_empty()
-}
-
-fn rabbitmq_vhosts() -> Vec<String> {
-    let output = std::process::Command::new("rabbitmqctl")
-        .args(["list_vhosts", "--formatter", "json", "--silent"])
-        .output()
-        .unwrap();
-    let vhosts: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    vhosts
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|vhost| vhost["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// `database_world` with the `mongodb` step too (SecantusDB, through its
 /// admin account) and a vhost of its own.
 fn servers_world(user: &str) -> World {
     let mut world = database_world(user);
-    world.mongodb_accounts(
-        full::ADMIN_PASSWORD_FILE,
-        &setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD"),
-    );
-    for (key, value) in [
-        ("MONGODB__PORT", setting("STACKINSTALL_TEST_MONGODB_PORT")),
-        ("MONGODB__HOST", "127.0.0.1".into()),
-        ("MONGODB__USERNAME", user.into()),
-        (
-            "MONGODB__ADMIN_USERNAME",
-            setting("STACKINSTALL_TEST_MONGODB_ADMIN_USER"),
-        ),
-        (
-            "MONGODB__ADMIN_PASSWORD_FILE",
-            full::ADMIN_PASSWORD_FILE.into(),
-        ),
-        ("RABBITMQ__VHOST", format!("{user}_vhost")),
-    ] {
-        world.set_env(&format!("STACKINSTALL_{key}"), &value);
-    }
+    servers::with_mongodb(&mut world, user);
+    world.set_env("STACKINSTALL_RABBITMQ__VHOST", &format!("{user}_vhost"));
     world.set_env("STACKINSTALL_ONLY", "credentials,mysql,mongodb,rabbitmq");
     world
 }
@@ -673,7 +522,8 @@ fn delete_db_keeps_the_databases_users_and_vhost_that_were_there_before() {
     rabbitmqctl(&["add_user", &user], "OldScript1");
     mongodb_admin(mongodb::bson::doc! {
         "createUser": &user, "pwd": "OldScript1", "roles": [{ "role": "read", "db": "admin" }]
-    });
+    })
+    .unwrap();
     world.write("/etc/mongod.conf", "# the operator's own settings\n");
 
     let installed = world.install(&[]);
@@ -706,11 +556,7 @@ fn delete_db_keeps_the_databases_users_and_vhost_that_were_there_before() {
     assert!(!seen.contains(&ours), "our database is gone");
     assert!(seen.contains(&theirs) && seen.contains(&format!("user:{user}")));
     let rows: Vec<String> = block_on(async {
-        let options = MySqlConnectOptions::new()
-            .socket(setting("STACKINSTALL_TEST_MYSQL_SOCKET"))
-            .username("root")
-            .disable_statement_logging();
-        let mut connection = MySqlConnection::connect_with(&options).await.unwrap();
+        let mut connection = root().await;
         sqlx::query_scalar(&format!(
             "SELECT CAST(CONCAT(name, '=', value) AS CHAR) FROM `{theirs}`.`settings` ORDER BY name"
         ))
@@ -747,7 +593,7 @@ fn delete_db_keeps_the_databases_users_and_vhost_that_were_there_before() {
     ]);
     rabbitmqctl(&["delete_user", &user], "");
     rabbitmqctl(&["delete_vhost", &format!("{user}_vhost")], "");
-    mongodb_admin(mongodb::bson::doc! { "dropUser": &user });
+    mongodb_admin(mongodb::bson::doc! { "dropUser": &user }).unwrap();
 }
 
 #[test]
@@ -824,12 +670,11 @@ fn the_api_going_down_fails_only_the_cluster_removals_and_a_later_uninstall_fini
         "{}",
         stderr(&installed)
     );
-    let state = world.record.join("state");
     let scope = ["--delete-db", "--delete-namespace", "--yes"];
 
     // K3s is gone (its API refuses): each step that must look at the
     // cluster fails, and is listed; the databases' removals are done.
-    std::fs::remove_file(state.join("k3s-running")).unwrap();
+    world.stop_k3s();
     let down = uninstall(&world, &scope).code(1);
     let out = stdout(&down);
     let failed_down = failed_count(&out);
@@ -855,15 +700,20 @@ fn the_api_going_down_fails_only_the_cluster_removals_and_a_later_uninstall_fini
     assert!(!checkpoints(&world).contains("mysql"));
 
     // The API is back, and goes down again after the first `kubectl delete`.
-    std::fs::write(state.join("k3s-running"), "").unwrap();
-    std::fs::write(state.join("down-after-delete"), "").unwrap();
+    world.start_k3s();
+    world.rule(
+        Rule::new("kubectl", &["delete"], Action::StopK3sAfter)
+            .while_file("down-after-delete")
+            .once(),
+    );
+    world.touch_state("down-after-delete");
     let mid = uninstall(&world, &scope).code(1);
     let out = stdout(&mid);
     let failed_mid = failed_count(&out);
     assert!(failed_mid > 0, "{out}");
     assert!(out.contains("Removed ("), "{out}");
 
-    std::fs::write(state.join("k3s-running"), "").unwrap();
+    world.start_k3s();
     let finished = uninstall(&world, &scope);
     assert!(
         finished.get_output().status.success(),
@@ -885,22 +735,11 @@ fn the_api_going_down_fails_only_the_cluster_removals_and_a_later_uninstall_fini
 #[test]
 fn istio_that_was_there_before_is_kept_by_delete_infra() {
     let world = world();
-    let kube = world.record.join("state/kube");
-    for (dir, name, body) in [
-        (
-            "namespace/_",
-            "istio-system",
-            r#"{"kind": "Namespace", "metadata": {"name": "istio-system"}}"#,
-        ),
-        (
-            "deployment/istio-system",
-            "istiod",
-            r#"{"kind": "Deployment", "metadata": {"name": "istiod", "namespace": "istio-system"}, "status": {"readyReplicas": 1}}"#,
-        ),
-    ] {
-        std::fs::create_dir_all(kube.join(dir)).unwrap();
-        std::fs::write(kube.join(dir).join(format!("{name}.json")), body).unwrap();
-    }
+    world.put_object(
+        serde_json::json!({ "kind": "Namespace", "metadata": { "name": "istio-system" } }),
+    );
+    world.put_object(serde_json::json!({ "kind": "Deployment",
+        "metadata": { "name": "istiod", "namespace": "istio-system" }, "status": { "readyReplicas": 1 } }));
     world.install(&[]).success();
     world.clear_calls();
 
@@ -919,51 +758,33 @@ fn istio_that_was_there_before_is_kept_by_delete_infra() {
             .any(|line| line.contains("namespace istio-system")),
         "{deleted:?}"
     );
-    assert!(object_exists(&world, "deployment/istio-system/istiod.json"));
-    assert!(object_exists(&world, "namespace/_/istio-system.json"));
+    assert!(object_exists(&world, "deployment/istio-system/istiod"));
+    assert!(object_exists(&world, "namespace/-/istio-system"));
     assert!(
         out.contains("Istio's control plane (istio-system, istiod) (was there before the install)"),
         "{out}"
     );
     assert!(!world.path("/etc/stackinstall/istio-operator.yaml").exists());
-    assert!(
-        world.record.join("k3s-uninstalled").exists(),
-        "our K3s goes"
-    );
+    assert!(k3s_uninstalled(&world), "our K3s goes");
     println!("pre-existing objects tried and kept: 1 (Istio's control plane)");
 }
 
-/// A `dpkg-query` and `apt-get` that keep the installed packages as files
-/// under `$STATE/dpkg` (`apt-get install mariadb-server` brings its
-/// versioned packages along, as apt does); `installed` are there at first.
+/// dpkg's database holds `installed` at first, and `apt-get` changes it
+/// (`apt-get install mariadb-server` brings its versioned packages along,
+/// as apt does).
 fn fake_packages(world: &World, installed: &[&str]) {
-    let db = world.record.join("state/dpkg");
-    std::fs::create_dir_all(&db).unwrap();
-    for package in installed {
-        std::fs::write(db.join(package), "").unwrap();
-    }
-    world.fake(
-        "dpkg-query",
-        r#"db="$STATE/dpkg"; shift 2
-for p in "$@"; do
-  case "$p" in
-    *'*') for f in "$db/${p%\*}"*; do [ -e "$f" ] && printf '%s\tinstall ok installed\n' "$(basename "$f")"; done ;;
-    *) [ -e "$db/$p" ] && printf '%s\tinstall ok installed\n' "$p" || unknown=1 ;;
-  esac
-done; exit ${unknown:-0}"#,
-    );
-    world.fake(
-        "apt-get",
-        r#"db="$STATE/dpkg"; verb=""
-for a in "$@"; do
-  case "$a" in
-    install|purge|update) verb="$a" ;;
-    -*|*=*) ;;
-    *) [ "$verb" = install ] && touch "$db/$a" && [ "$a" = mariadb-server ] && touch "$db/mariadb-server-10.11" "$db/mariadb-server-core-10.11"
-       [ "$verb" = purge ] && rm -f "$db/$a" ;;
-  esac
-done; exit 0"#,
-    );
+    world.fakes(&["dpkg-query", "apt-get"]);
+    world.set_packages(installed);
+    world.configure(|config| {
+        config.apt_forbidden = false;
+        config.package_dependencies.insert(
+            "mariadb-server".into(),
+            vec![
+                "mariadb-server-10.11".into(),
+                "mariadb-server-core-10.11".into(),
+            ],
+        );
+    });
 }
 
 #[test]
@@ -993,13 +814,16 @@ fn a_server_the_install_put_there_is_stopped_and_its_versioned_packages_purged()
 "mongodb.preexisting" = "false""#,
         ),
     );
-    for package in [
-        "mongodb-org-server",
-        "mongodb-org-mongos",
-        "mongodb-org-database",
-    ] {
-        std::fs::write(world.record.join("state/dpkg").join(package), "").unwrap();
-    }
+    let mut packages = world.packages();
+    packages.extend(
+        [
+            "mongodb-org-server",
+            "mongodb-org-mongos",
+            "mongodb-org-database",
+        ]
+        .map(String::from),
+    );
+    world.set_packages(&packages.iter().map(String::as_str).collect::<Vec<_>>());
     world.clear_calls();
 
     let run = uninstall(&world, &["--delete-db", "--yes"]);
@@ -1026,9 +850,7 @@ fn a_server_the_install_put_there_is_stopped_and_its_versioned_packages_purged()
             "apt-get -o DPkg::Lock::Timeout=300 -q -y purge mariadb-server mariadb-server-10.11 mariadb-server-core-10.11",
         ]
     );
-    let left: Vec<_> = std::fs::read_dir(world.record.join("state/dpkg"))
-        .unwrap()
-        .collect();
+    let left = world.packages();
     assert!(left.is_empty(), "every package went: {left:?}");
     assert!(!mysql_root(&[]).contains(&format!("user:{user}")));
     assert!(!mongodb_user_exists(&user));
@@ -1038,10 +860,8 @@ fn a_server_the_install_put_there_is_stopped_and_its_versioned_packages_purged()
 #[test]
 fn an_export_block_without_its_end_marker_is_named_and_nothing_is_removed() {
     let mut world = World::new();
-    world.fake("dpkg-query", common::DPKG_ALL_INSTALLED);
-    world.fake("apt-get", "echo 'apt-get must not run' >&2; exit 1");
-    world.fake("systemctl", "exit 0");
-    world.fake_exportfs();
+    world.host_fakes();
+    world.fake("exportfs");
     world.set_env("STACKINSTALL_ONLY", "nfs");
     world.write("/etc/exports", "/srv/backup 192.168.1.0/24(ro)\n");
     let installed = world.install(&[]);
@@ -1085,8 +905,7 @@ fn a_full_install_installs_every_missing_package_in_one_apt_transaction() {
     // The package's install starts RabbitMQ: its plugin list is written
     // before, so the node boots with the management plugin.
     std::fs::remove_file(world.path("/etc/rabbitmq/enabled_plugins")).unwrap();
-    let plan = world.install(&["--plan", "--output", "json"]);
-    let plan: serde_json::Value = serde_json::from_slice(&plan.get_output().stdout).unwrap();
+    let plan = json(&world.install(&["--plan", "--output", "json"]));
     let packages = (plan["steps"].as_array().unwrap().iter())
         .find(|step| step["id"] == "packages")
         .expect("the plan has the packages step");

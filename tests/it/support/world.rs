@@ -1,47 +1,33 @@
-//! A temp-dir world per test: a root directory for `--root`, a `bin/` of
-//! fake programs first on PATH that record their argv and stdin, and the
-//! real binary run with assert_cmd.
-#![allow(dead_code, clippy::disallowed_methods)]
+//! A temp-dir world per test (rustup's `src/test/clitools.rs`, uv's test
+//! context): a root directory for `--root`, a `bin/` of fake programs first
+//! on PATH (links to the one fake binary of `tests/fakes/`), a `record/`
+//! where the fakes log every call and keep their state, and the real binary
+//! run with assert_cmd.
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::SystemTime;
 
-use base64::Engine;
+pub use stackinstall_fakes::config::{Action, Config, CopyBack, Passthrough, Rule};
+use stackinstall_fakes::programs::systemctl::{Unit, Units};
+pub use stackinstall_fakes::record::Call;
+use stackinstall_fakes::store::{Resource, Store};
 use tempfile::TempDir;
 
-/// The os-release of the world's host: a supported Ubuntu.
-pub const UBUNTU_2204: &str = "PRETTY_NAME=\"Ubuntu 22.04.4 LTS\"\nNAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nID=ubuntu\nID_LIKE=debian\n";
+/// The os-release files of the hosts the tests pretend to be.
+pub mod os {
+    pub const UBUNTU_2004: &str = "PRETTY_NAME=\"Ubuntu 20.04.6 LTS\"\nNAME=\"Ubuntu\"\nVERSION_ID=\"20.04\"\nVERSION_CODENAME=focal\nID=ubuntu\nID_LIKE=debian\n";
+    /// A supported Ubuntu: every world's host unless a test says otherwise.
+    pub const UBUNTU_2204: &str = "PRETTY_NAME=\"Ubuntu 22.04.4 LTS\"\nNAME=\"Ubuntu\"\nVERSION_ID=\"22.04\"\nVERSION_CODENAME=jammy\nID=ubuntu\nID_LIKE=debian\n";
+    pub const UBUNTU_2404: &str = "PRETTY_NAME=\"Ubuntu 24.04 LTS\"\nNAME=\"Ubuntu\"\nVERSION_ID=\"24.04\"\nVERSION_CODENAME=noble\nID=ubuntu\nID_LIKE=debian\n";
+    pub const DEBIAN_12: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\nID=debian\n";
+}
 
 /// The demo domain of the tests.
 pub const DOMAIN: &str = "demo.example.com";
-
-/// A `dpkg-query` that finds every package it is asked about installed.
-pub const DPKG_ALL_INSTALLED: &str = r#"for p in "$@"; do case "$p" in -*) ;; *) printf '%s\tinstall ok installed\n' "$p" ;; esac; done"#;
-
-/// One recorded call of a fake program.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Call {
-    pub program: String,
-    pub args: Vec<String>,
-    pub stdin: String,
-    /// The environment variables the fake saw whose names start with one of
-    /// the recorded prefixes (see `World::fake`).
-    pub env: Vec<(String, String)>,
-    /// Every environment variable the fake saw, as `env` printed them.
-    pub full_env: String,
-}
-
-impl Call {
-    /// `program arg arg ...`.
-    pub fn line(&self) -> String {
-        std::iter::once(self.program.clone())
-            .chain(self.args.iter().cloned())
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-}
 
 /// A test world.
 pub struct World {
@@ -59,7 +45,7 @@ impl World {
         let root = dir.path().join("root");
         let bin = dir.path().join("bin");
         let record = dir.path().join("record");
-        for path in [&root, &bin, &record] {
+        for path in [&root, &bin, &record, &record.join("state")] {
             fs::create_dir_all(path).unwrap();
         }
         let world = Self {
@@ -69,9 +55,150 @@ impl World {
             dir,
             env: Vec::new(),
         };
-        world.write("/etc/os-release", UBUNTU_2204);
+        world.write("/etc/os-release", os::UBUNTU_2204);
         fs::create_dir_all(world.root.join("root")).unwrap();
+        world.configure(|config| config.root = world.root.clone());
         world
+    }
+
+    /// A world for the engine alone: its own steps (`credentials`,
+    /// `summary`), no fakes.
+    pub fn engine() -> Self {
+        let mut world = Self::new();
+        world.set_env("STACKINSTALL_ONLY", "credentials,summary");
+        world
+    }
+
+    /// Puts the fake `program` on the world's PATH.
+    pub fn fake(&self, program: &str) {
+        assert!(
+            stackinstall_fakes::PROGRAMS.contains(&program),
+            "there is no fake `{program}`"
+        );
+        let link = self.bin.join(program);
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(fake_binary(), link).unwrap();
+    }
+
+    /// Puts the fakes `programs` on the world's PATH.
+    pub fn fakes(&self, programs: &[&str]) {
+        for program in programs {
+            self.fake(program);
+        }
+    }
+
+    /// A host whose server packages are installed and whose units run:
+    /// `dpkg-query` finds every package, `apt-get` must not run, every
+    /// systemd unit is there and active.
+    pub fn host_fakes(&self) {
+        self.fakes(&["dpkg-query", "apt-get", "systemctl"]);
+        self.configure(|config| {
+            config.all_packages_installed = true;
+            config.apt_forbidden = true;
+            config.units_present = true;
+        });
+    }
+
+    /// Changes the fakes' configuration.
+    pub fn configure(&self, change: impl FnOnce(&mut Config)) {
+        let mut config = Config::load(&self.record);
+        change(&mut config);
+        config.save(&self.record);
+    }
+
+    /// Adds a behaviour of a fake (see `Rule`).
+    pub fn rule(&self, rule: Rule) {
+        self.configure(|config| config.rules.push(rule));
+    }
+
+    /// `path` in the fakes' state directory.
+    pub fn state(&self, path: &str) -> PathBuf {
+        self.record.join("state").join(path)
+    }
+
+    /// Makes the state file `path` (a marker a rule waits on).
+    pub fn touch_state(&self, path: &str) {
+        let file = self.state(path);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        fs::write(file, "").unwrap();
+    }
+
+    /// The fake cluster's objects.
+    pub fn cluster(&self) -> Store {
+        Store::new(&self.record.join("state"))
+    }
+
+    /// Puts `object` into the fake cluster, as the chart or someone else
+    /// left it.
+    pub fn put_object(&self, object: serde_json::Value) {
+        self.cluster().put(&object).unwrap();
+    }
+
+    /// The object of the fake cluster, as stored.
+    pub fn object(&self, kind: &str, namespace: &str, name: &str) -> Option<serde_json::Value> {
+        let resource = Resource::named(kind).unwrap_or_else(|| panic!("no kind {kind}"));
+        self.cluster().get(resource, Some(namespace), name)
+    }
+
+    /// Removes an object from the fake cluster.
+    pub fn delete_object(&self, kind: &str, namespace: &str, name: &str) {
+        let resource = Resource::named(kind).unwrap_or_else(|| panic!("no kind {kind}"));
+        assert!(self.cluster().delete(resource, Some(namespace), name));
+    }
+
+    /// Whether K3s runs (its unit is active).
+    pub fn k3s_running(&self) -> bool {
+        let units = Units::load_from(&self.record.join("state"));
+        units.known("k3s").is_some_and(|unit| unit.active)
+    }
+
+    /// K3s runs (its unit active): the fake cluster answers.
+    pub fn start_k3s(&self) {
+        self.set_k3s(true);
+    }
+
+    /// The systemd unit `name` is there, enabled and active as given.
+    pub fn set_unit(&self, name: &str, enabled: bool, active: bool) {
+        let state = self.record.join("state");
+        let mut units = Units::load_from(&state);
+        units.put(name, Unit { enabled, active });
+        units.save_to(&state);
+    }
+
+    /// K3s stops: the fake cluster's API refuses every call.
+    pub fn stop_k3s(&self) {
+        self.set_k3s(false);
+    }
+
+    fn set_k3s(&self, active: bool) {
+        let state = self.record.join("state");
+        let mut units = Units::load_from(&state);
+        let enabled = units.known("k3s").is_some_and(|unit| unit.enabled);
+        units.put("k3s", Unit { enabled, active });
+        units.save_to(&state);
+    }
+
+    /// The application's pods (`{"items": [...]}`), what its Deployments
+    /// would run.
+    pub fn set_pods(&self, pods: &serde_json::Value) {
+        fs::write(self.state("pods.json"), pods.to_string()).unwrap();
+    }
+
+    /// dpkg's database holds exactly `installed` (which `apt-get`, where it
+    /// may run, changes).
+    pub fn set_packages(&self, installed: &[&str]) {
+        self.configure(|config| config.all_packages_installed = false);
+        let database = serde_json::json!({ "installed": installed });
+        fs::write(self.state("dpkg.json"), database.to_string()).unwrap();
+    }
+
+    /// The packages dpkg's database holds.
+    pub fn packages(&self) -> Vec<String> {
+        let text = fs::read_to_string(self.state("dpkg.json")).unwrap_or_default();
+        let database: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        (database["installed"].as_array().into_iter().flatten())
+            .filter_map(|name| name.as_str().map(String::from))
+            .collect()
     }
 
     /// `path` (absolute host path) inside the world's root.
@@ -91,63 +218,6 @@ impl World {
         fs::read_to_string(self.path(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
     }
 
-    /// Adds a fake program `name` that records its call and then runs the
-    /// bash `body` (with `$@` and the recorded stdin in `$STDIN`).
-    pub fn fake(&self, name: &str, body: &str) {
-        let script = format!(
-            r#"#!/bin/bash
-STDIN=""
-if [ ! -t 0 ]; then STDIN=$(cat; echo x); STDIN=${{STDIN%x}}; fi
-# Steps run side by side: one call's record is written whole (under a lock).
-exec 9>>"{record}/calls.lock"
-flock 9
-{{
-  printf 'CALL %s\n' "$(basename "$0")"
-  for a in "$@"; do printf 'ARG %s\n' "$(printf %s "$a" | base64 -w0)"; done
-  printf 'STDIN %s\n' "$(printf %s "$STDIN" | base64 -w0)"
-  env | grep -E '^(AWS_|KUBECONFIG|HELM_|STACKINSTALL_|DEBIAN_FRONTEND|INSTALL_K3S)' | while IFS= read -r line; do printf 'ENV %s\n' "$(printf %s "$line" | base64 -w0)"; done
-  printf 'FULLENV %s\n' "$(env | base64 -w0)"
-  printf 'END\n'
-}} >> "{record}/calls.log"
-flock -u 9
-exec 9>&-
-STATE="{record}/state"
-mkdir -p "$STATE"
-# A world that wants its fakes slow (something to interrupt) says how slow.
-if [ -f "{record}/delay" ]; then sleep "$(cat "{record}/delay")"; fi
-# The kill tests: `record/kill-at` holding "N before" or "N after" sends the
-# calling stackinstall SIGKILL as the N-th recorded call starts (the call
-# has no effect) or once it has done its work (its effect is not recorded).
-if [ -f "{record}/kill-at" ]; then
-  read -r kill_at kill_when < "{record}/kill-at"
-  if [ "$(grep -c '^END$' "{record}/calls.log")" = "$kill_at" ]; then
-    rm -f "{record}/kill-at"
-    if [ "$kill_when" = before ]; then kill -KILL "$PPID"; exit 1; fi
-    trap 'kill -KILL "$PPID"' EXIT
-  fi
-fi
-{body}
-"#,
-            record = self.record.display()
-        );
-        let path = self.bin.join(name);
-        fs::write(&path, script).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-    }
-
-    /// A fake `exportfs` whose `-v` lists the world's `/etc/exports` (the
-    /// kernel here has no NFS server: `exportfs` only keeps books).
-    pub fn fake_exportfs(&self) {
-        let exports = self.path("/etc/exports");
-        self.fake(
-            "exportfs",
-            &format!(
-                r#"[ "$1" = -v ] && grep -v '^#' {} ; exit 0"#,
-                exports.display()
-            ),
-        );
-    }
-
     /// A `mongodb` system user that is the test's own uid, and the MongoDB
     /// admin account's `password` in `file` (mode 0600) inside the root.
     pub fn mongodb_accounts(&self, file: &str, password: &str) {
@@ -165,54 +235,25 @@ fi
 
     /// Every call the fakes recorded, in order.
     pub fn calls(&self) -> Vec<Call> {
-        let text = fs::read_to_string(self.record.join("calls.log")).unwrap_or_default();
-        let decode = |s: &str| {
-            String::from_utf8(
-                base64::engine::general_purpose::STANDARD
-                    .decode(s.trim())
-                    .unwrap(),
-            )
-            .unwrap()
-        };
-        let mut calls = Vec::new();
-        let mut current: Option<Call> = None;
-        for line in text.lines() {
-            if let Some(program) = line.strip_prefix("CALL ") {
-                current = Some(Call {
-                    program: program.into(),
-                    args: vec![],
-                    stdin: String::new(),
-                    env: vec![],
-                    full_env: String::new(),
-                });
-            } else if let Some(arg) = line.strip_prefix("ARG ") {
-                current.as_mut().unwrap().args.push(decode(arg));
-            } else if let Some(stdin) = line.strip_prefix("STDIN ") {
-                current.as_mut().unwrap().stdin = decode(stdin);
-            } else if let Some(env) = line.strip_prefix("ENV ") {
-                let pair = decode(env);
-                let (key, value) = pair.split_once('=').unwrap();
-                current
-                    .as_mut()
-                    .unwrap()
-                    .env
-                    .push((key.into(), value.into()));
-            } else if let Some(env) = line.strip_prefix("FULLENV ") {
-                current.as_mut().unwrap().full_env = decode(env);
-            } else if line == "END" {
-                calls.extend(current.take());
-            }
-        }
-        calls
+        stackinstall_fakes::record::read(&self.record)
+    }
+
+    /// The recorded calls of `program`, as lines.
+    pub fn lines_of(&self, program: &str) -> Vec<String> {
+        (self.calls().iter())
+            .filter(|call| call.program == program)
+            .map(Call::line)
+            .collect()
     }
 
     /// Forgets the recorded calls.
     pub fn clear_calls(&self) {
-        let _ = fs::remove_file(self.record.join("calls.log"));
+        stackinstall_fakes::record::clear(&self.record);
     }
 
     /// Sets an environment variable for every run of the binary.
     pub fn set_env(&mut self, key: &str, value: &str) {
+        self.unset_env(key);
         self.env.push((key.into(), value.into()));
     }
 
@@ -243,7 +284,6 @@ fi
             .env("HOME", "/root")
             .env("NO_COLOR", "1")
             .env("STACKINSTALL_ROOT", &self.root)
-            .env("STACKINSTALL_TEST_RECORD", &self.record)
             .env("STACKINSTALL_REQUIREMENTS__CPUS", "1")
             .env("STACKINSTALL_REQUIREMENTS__MEMORY_MIB", "256")
             .env("STACKINSTALL_REQUIREMENTS__DISK_GIB", "0")
@@ -269,20 +309,31 @@ fi
     /// unless `with_logs`).
     pub fn files(&self, with_logs: bool) -> BTreeMap<String, Vec<u8>> {
         let mut files = BTreeMap::new();
-        collect(&self.root, &self.root, &mut files);
+        for path in walk(&self.root) {
+            let shown = format!("/{}", path.strip_prefix(&self.root).unwrap().display());
+            files.insert(shown, fs::read(&path).unwrap_or_default());
+        }
         if !with_logs {
             files.retain(|path, _| !path.starts_with("/var/log/stackinstall/"));
         }
         files
     }
+
+    /// The text of the run logs under `/var/log/stackinstall/`.
+    pub fn logs(&self) -> String {
+        (self.files(true).into_iter())
+            .filter(|(path, _)| path.starts_with("/var/log/stackinstall/"))
+            .map(|(_, bytes)| String::from_utf8_lossy(&bytes).into_owned())
+            .collect()
+    }
 }
 
-/// Every file below `dir`, sorted.
+/// Every file below `dir`, sorted (links not followed).
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
         let path = entry.path();
-        if path.is_dir() {
+        if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
             files.extend(walk(&path));
         } else {
             files.push(path);
@@ -292,83 +343,42 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            collect(root, &path, files);
-        } else {
-            let shown = format!("/{}", path.strip_prefix(root).unwrap().display());
-            files.insert(shown, fs::read(&path).unwrap_or_default());
+/// The fake programs' binary, `stackinstall-fake` in the target
+/// directory's `debug/`. `cargo build` makes it (the fakes are a member of
+/// the workspace); a test run that finds it missing or older than its
+/// sources builds it first.
+pub fn fake_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let exe = std::env::current_exe().expect("the test binary's path");
+        // target/PROFILE/deps/it-HASH (or target/PROFILE/examples/...).
+        let target = exe
+            .ancestors()
+            .nth(3)
+            .expect("the target directory")
+            .to_path_buf();
+        let binary = target.join("debug").join("stackinstall-fake");
+        let sources = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakes");
+        let built = fs::metadata(&binary).and_then(|m| m.modified()).ok();
+        if built.is_none_or(|built| newest(&sources) > built) {
+            let status = std::process::Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "-p", "stackinstall-fakes"])
+                .args(["--bin", "stackinstall-fake", "--target-dir"])
+                .arg(&target)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "cargo could not build the fakes");
         }
-    }
+        binary
+    })
 }
 
-/// Prints a test's figures so that they show when it passes too (the test
-/// harness captures `eprintln!`, not writes to the stderr handle).
-pub fn report(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
-
-/// The stdout of an assertion as text.
-pub fn stdout(assert: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&assert.get_output().stdout).into_owned()
-}
-
-/// The stderr of an assertion as text.
-pub fn stderr(assert: &assert_cmd::assert::Assert) -> String {
-    String::from_utf8_lossy(&assert.get_output().stderr).into_owned()
-}
-
-/// A finished step's line as its time in seconds and its id.
-pub fn finished_step_time(line: &str) -> Option<(f64, String)> {
-    let (id, _) = finished_step(line)?;
-    let seconds = line.rsplit_once(" (")?.1.strip_suffix("s)")?.parse().ok()?;
-    Some((seconds, id))
-}
-
-/// A finished step's line (`✓ [ 3/16] k3s  Install K3s: done (1.2s)`) as
-/// the step id and its result in the words of `--output json`: `changed`
-/// (`done`, `updated`), `unchanged` (`already in place`, `ok`),
-/// `already-done`, `failed` (also `interrupted`); `None` for other lines.
-pub fn finished_step(line: &str) -> Option<(String, &'static str)> {
-    let rest = line
-        .strip_prefix("✓ [")
-        .or_else(|| line.strip_prefix("✗ ["))?;
-    let (_, rest) = rest.split_once("] ")?;
-    let id = rest.split_whitespace().next()?.to_string();
-    let head = line.rsplit_once(" (")?.0;
-    let (_, words) = head.rsplit_once(": ")?;
-    let result = match words {
-        "done" | "updated" => "changed",
-        "already in place" | "ok" => "unchanged",
-        "already done" => "already-done",
-        "failed" | "interrupted" => "failed",
-        _ => return None,
-    };
-    Some((id, result))
-}
-
-/// The actions of the steps `ids` in a `--plan --output json` report, one
-/// line each: step id, kind, detail.
-pub fn plan_lines(plan: &serde_json::Value, ids: &[&str]) -> Vec<String> {
-    (plan["steps"].as_array().unwrap().iter())
-        .filter(|step| ids.iter().any(|id| step["id"] == *id))
-        .flat_map(|step| {
-            let id = step["id"].as_str().unwrap().to_string();
-            let actions = step["actions"].as_array().unwrap().clone();
-            actions.into_iter().map(move |action| {
-                format!(
-                    "{:<9} {:<9} {}",
-                    id,
-                    action["kind"].as_str().unwrap(),
-                    action["detail"].as_str().unwrap()
-                )
-            })
-        })
-        .collect()
+/// The newest modification time of the files below `dir`.
+fn newest(dir: &Path) -> SystemTime {
+    (walk(dir).iter())
+        .filter(|path| !path.components().any(|part| part.as_os_str() == "target"))
+        .filter_map(|path| fs::metadata(path).and_then(|m| m.modified()).ok())
+        .max()
+        .unwrap_or(SystemTime::UNIX_EPOCH)
 }
