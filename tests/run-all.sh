@@ -23,14 +23,17 @@
 #        STACKINSTALL_TEST_ECR_ENDPOINT
 #        STACKINSTALL_TEST_MONGODB_PORT, STACKINSTALL_TEST_MONGODB_ADMIN_USER,
 #        STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD
-#   4. runs `cargo build --locked --all-targets`, then
-#      `cargo test --locked --lib --bins --tests -- --test-threads=N "$@"`
-#      (benches are built, never run) and exits with cargo's status.
+#   4. runs `cargo build --locked --workspace --all-targets` (the binary, the
+#      fake programs of tests/fakes/, the one test binary tests/it/, the
+#      benches), then `cargo test --locked --workspace --lib --bins --tests
+#      -- --test-threads=N "$@"` (benches are built, never run) and exits
+#      with cargo's status.
 #   An EXIT trap stops exactly the servers this script started (by pid, or
 #   `rabbitmqctl stop` for a RabbitMQ node it started).
 #
 # Arguments are passed to the test binaries after `--`, e.g.
-#   tests/run-all.sh mysql --nocapture
+#   tests/run-all.sh databases::mysql --nocapture
+# Each phase's time is printed at the end.
 #
 # Environment switches:
 #   STACKINSTALL_TEST_CACHE=DIR        cache for the venv and logs
@@ -548,13 +551,13 @@ fi
 cd "$REPO_TOP"
 command -v cargo >/dev/null || die "cargo not found on PATH (nor in \$HOME/.cargo/bin)"
 
-section "cargo build --locked --all-targets"
+section "cargo build --locked --workspace --all-targets"
 cargo --version
-cargo build --locked --all-targets
+cargo build --locked --workspace --all-targets
 
-section "cargo test --locked --lib --bins --tests"
+section "cargo test --locked --workspace --lib --bins --tests"
 set +e
-cargo test --locked --lib --bins --tests -- --test-threads="$TEST_THREADS" "$@"
+cargo test --locked --workspace --lib --bins --tests -- --test-threads="$TEST_THREADS" "$@"
 test_rc=$?
 set -e
 finish_phase
