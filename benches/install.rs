@@ -1,5 +1,5 @@
 //! Times a first install in a timed fake world: the full world of the tests
-//! (`tests/support/full.rs`: the fake cluster, moto, the real MariaDB,
+//! (`tests/it/support/full.rs`: the fake cluster, moto, the real MariaDB,
 //! RabbitMQ and SecantusDB), where the fakes that stand for a real host's
 //! slow work sleep what that work takes, scaled down 100 times. Runs the
 //! install with `--jobs 1` and with the default, and prints for each
@@ -21,59 +21,48 @@
 //! - the pods coming up after the release: 60 s, 0.60 s (the first
 //!   `kubectl get pods`)
 //!
-//! Run with `cargo bench --bench install` (or, without a release build,
-//! `cargo test --bench install`), with the test servers of
-//! `tests/run-all.sh` up and `source /work/test-env.sh`-style settings.
+//! Run with `cargo bench --bench install`, with the test servers of
+//! `tests/run-all.sh` up and their settings in the environment (see the
+//! README). The bench profile keeps debug assertions on: the world's
+//! downloads come from 127.0.0.1 over http, which only such builds accept.
 #![allow(dead_code, clippy::disallowed_methods)]
 
-#[path = "../tests/support/cluster.rs"]
-mod cluster;
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/support/full.rs"]
-mod full;
-#[path = "../tests/support/servers.rs"]
-mod servers;
+#[path = "../tests/it/support/mod.rs"]
+mod support;
 
 use stackinstall::steps::StepId;
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use common::World;
+use support::{Action, Rule, World, full, servers};
 
-/// Per fake program, the `case "$*"` arms that make it as slow as the
-/// real host's work it stands for (seconds already divided by 100).
-const MODEL: [(&str, &str); 7] = [
-    ("k3s-install", "*) sleep 0.60 ;;"),
-    ("istioctl", "install*) sleep 0.90 ;;"),
-    ("helm", "upgrade*) sleep 1.20 ;;"),
-    (
-        "systemctl",
-        "'restart mariadb'|'restart mysql') sleep 0.40 ;; 'restart mongod') sleep 0.60 ;;",
-    ),
-    ("rabbitmqctl", "await_startup*) sleep 0.40 ;;"),
-    ("exportfs", "-ra) sleep 0.20 ;;"),
-    (
-        "kubectl",
-        r#"*pods*) [ -f "$STATE/pods-waited" ] || { touch "$STATE/pods-waited"; sleep 0.60; } ;;"#,
-    ),
+/// Per fake program and the arguments its call starts with (or holds), the
+/// seconds that make it as slow as the real host's work it stands for
+/// (already divided by 100).
+const MODEL: [(&str, &[&str], f64); 8] = [
+    ("k3s-install", &[], 0.60),
+    ("istioctl", &["install"], 0.90),
+    ("helm", &["upgrade"], 1.20),
+    ("systemctl", &["restart", "mariadb"], 0.40),
+    ("systemctl", &["restart", "mysql"], 0.40),
+    ("systemctl", &["restart", "mongod"], 0.60),
+    ("rabbitmqctl", &["await_startup"], 0.40),
+    ("exportfs", &["-ra"], 0.20),
 ];
 
 /// Makes the world's fakes slow as the model says: each sleeps before its
-/// own work.
+/// own work; the first listing of the pods takes as long as they take to
+/// come up after the release.
 fn slow_down(world: &World) {
-    for (program, arms) in MODEL {
-        let path = world.bin.join(program);
-        let script = std::fs::read_to_string(&path)
-            .unwrap_or_else(|_| panic!("the world has a fake `{program}`"));
-        let timed = script.replacen(
-            "mkdir -p \"$STATE\"\n",
-            &format!("mkdir -p \"$STATE\"\ncase \"$*\" in {arms} esac\n"),
-            1,
+    for (program, args, seconds) in MODEL {
+        assert!(
+            world.bin.join(program).exists(),
+            "`{program}` is a fake of the world"
         );
-        assert_ne!(timed, script, "`{program}` is a fake of the world");
-        std::fs::write(&path, timed).unwrap();
+        world.rule(Rule::new(program, args, Action::Sleep { seconds }));
     }
+    let pods = Rule::new("kubectl", &["get"], Action::Sleep { seconds: 0.60 });
+    world.rule(pods.args_contain("pods").once());
 }
 
 /// One first install with `jobs` (none: the default): its wall time and
@@ -90,7 +79,7 @@ fn install(jobs: Option<&str>) -> (f64, BTreeMap<String, f64>) {
     let output = world
         .command()
         .timeout(std::time::Duration::from_secs(600))
-        .args(["install", "--domain", common::DOMAIN, "--self-signed"])
+        .args(["install", "--domain", support::DOMAIN, "--self-signed"])
         .args(&args)
         .output()
         .expect("the binary runs");

@@ -1,23 +1,20 @@
 //! Times a no-op re-run: `install` in a world where every step it runs is
 //! done. First the engine alone (config, state, lock, log, fingerprints,
 //! verification) with the engine's own steps; then the full world of the
-//! tests (`tests/support/full.rs`: every step, the fake cluster answering
+//! tests (`tests/it/support/full.rs`: every step, the fake cluster answering
 //! at once, the real MariaDB, RabbitMQ, SecantusDB and moto of
 //! the environment file `tests/run-all.sh` writes), where it also counts
 //! the programs a re-run spawns, by program.
-//! Run with `cargo bench --bench rerun --profile dev` (the full world's
-//! downloads are served over http from 127.0.0.1, which only debug builds
-//! accept); prints the median and the spread.
+//! Run with `cargo bench --bench rerun` (the bench profile keeps debug
+//! assertions on: the full world's downloads are served over http from
+//! 127.0.0.1, which only such builds accept); prints the median and the
+//! spread.
 #![allow(clippy::disallowed_methods, dead_code)]
 
-#[path = "../tests/support/cluster.rs"]
-mod cluster;
-#[path = "../tests/common/mod.rs"]
-mod common;
-#[path = "../tests/support/full.rs"]
-mod full;
-#[path = "../tests/support/servers.rs"]
-mod servers;
+#[path = "../tests/it/support/mod.rs"]
+mod support;
+
+use support::{full, servers};
 
 use std::collections::BTreeMap;
 
@@ -61,7 +58,9 @@ fn spread(times: &mut [Duration]) -> (f64, f64, f64) {
 fn full_world() {
     if !cfg!(debug_assertions) {
         // Its downloads come from 127.0.0.1 over http: debug builds only.
-        println!("full world: needs a debug build: `cargo bench --bench rerun --profile dev`");
+        println!(
+            "full world: needs debug assertions (the bench profile has them; `--profile dev` too)"
+        );
         return;
     }
     let user = servers::unique("bench");
@@ -70,7 +69,7 @@ fn full_world() {
     assert!(
         first.get_output().status.success(),
         "{}",
-        common::stderr(&first)
+        support::stderr(&first)
     );
     let mut spawned = BTreeMap::new();
     let mut last = String::new();
@@ -81,7 +80,7 @@ fn full_world() {
             let output = world.install(&[]);
             let elapsed = started.elapsed();
             assert!(output.get_output().status.success());
-            last = common::stderr(&output);
+            last = support::stderr(&output);
             spawned.clear();
             for call in world.calls() {
                 *spawned.entry(call.program).or_insert(0) += 1;
@@ -95,10 +94,7 @@ fn full_world() {
         "full world no-op re-run over {FULL_RUNS} runs: median {median:.1} ms, min {min:.1} ms, max {max:.1} ms; {total} programs spawned per run: {spawned:?}"
     );
     // Where the last run's time went: each step's own time, slowest first.
-    let mut steps: Vec<(f64, String)> = (last.lines())
-        .filter_map(common::finished_step_time)
-        .collect();
-    steps.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let steps = support::step_times(&last);
     let slowest: Vec<String> = (steps.iter().take(6))
         .map(|(seconds, id)| format!("{id} {seconds:.1} s"))
         .collect();

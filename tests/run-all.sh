@@ -23,19 +23,21 @@
 #        STACKINSTALL_TEST_ECR_ENDPOINT
 #        STACKINSTALL_TEST_MONGODB_PORT, STACKINSTALL_TEST_MONGODB_ADMIN_USER,
 #        STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD
-#   4. runs `cargo build --locked --all-targets`, then
-#      `cargo test --locked --lib --bins --test ... -- --test-threads=N "$@"`
-#      for every test target but the box's (benches are built, never run);
-#   5. runs the box tests (`tests/box_host.rs`: a Debian 12 host with systemd
-#      as PID 1, tests/boxes/) as a phase of their own, timed apart: their
-#      root is built once per machine with debootstrap (about 4 to 11
-#      minutes on a cold cache) and cached in $STACKINSTALL_TEST_CACHE/box;
+#   4. runs `cargo build --locked --workspace --all-targets` (the binary, the
+#      fake programs of tests/fakes/, the one test binary tests/it/, the
+#      benches), then `cargo test --locked --workspace --lib --bins --tests
+#      -- --test-threads=N --skip boxes:: "$@"` (benches are built, never run);
+#   5. runs the box tests (`tests/it/boxes.rs`: a Debian 12 host with systemd
+#      as PID 1, harness in tests/it/boxes/) as a phase of their own, timed
+#      apart: their root is built once per machine with debootstrap (about 4
+#      to 11 minutes on a cold cache) and cached in $STACKINSTALL_TEST_CACHE/box;
 #      and exits non-zero when either cargo test failed.
 #   An EXIT trap stops exactly the servers this script started (by pid, or
 #   `rabbitmqctl stop` for a RabbitMQ node it started).
 #
 # Arguments are passed to the test binaries after `--`, e.g.
-#   tests/run-all.sh mysql --nocapture
+#   tests/run-all.sh databases::mysql --nocapture
+# Each phase's time is printed at the end.
 #
 # Environment switches:
 #   STACKINSTALL_TEST_CACHE=DIR        cache for the venv and logs
@@ -556,32 +558,21 @@ fi
 cd "$REPO_TOP"
 command -v cargo >/dev/null || die "cargo not found on PATH (nor in \$HOME/.cargo/bin)"
 
-section "cargo build --locked --all-targets"
+section "cargo build --locked --workspace --all-targets"
 cargo --version
-cargo build --locked --all-targets
+cargo build --locked --workspace --all-targets
 
-# Every test target but the box's, which runs in a phase of its own.
-# (tests/NAME.rs and tests/NAME/main.rs are cargo's test targets.)
-TEST_TARGETS=()
-for file in tests/*.rs tests/*/main.rs; do
-    [[ -f $file ]] || continue
-    name=$(basename "$file" .rs)
-    [[ $name == main ]] && name=$(basename "$(dirname "$file")")
-    [[ $name == box_host ]] && continue
-    TEST_TARGETS+=(--test "$name")
-done
-
-section "cargo test --locked --lib --bins (every test target but the box's)"
+section "cargo test --locked --workspace --lib --bins --tests (all but the box tests)"
 set +e
-cargo test --locked --lib --bins "${TEST_TARGETS[@]}" -- --test-threads="$TEST_THREADS" "$@"
+cargo test --locked --workspace --lib --bins --tests -- --test-threads="$TEST_THREADS" --skip boxes:: "$@"
 test_rc=$?
 set -e
 
 box_rc=0
 if [[ $RUN_BOX == 1 ]]; then
-    section "box tests: a Debian host with systemd as PID 1 (tests/box_host.rs)"
+    section "box tests: a Debian host with systemd as PID 1 (tests/it/boxes.rs)"
     set +e
-    cargo test --locked --test box_host -- --test-threads="$TEST_THREADS" "$@"
+    cargo test --locked --test it boxes:: -- --test-threads="$TEST_THREADS" "$@"
     box_rc=$?
     set -e
 else

@@ -263,6 +263,9 @@ impl Command {
     pub fn run_unchecked(&self) -> Result<Output, CommandError> {
         let command = self.to_string();
         tracing::info!(target: "command", "run: {command}");
+        super::killpoint::reached(|| {
+            super::killpoint::command_point(&self.program, &self.args, "before")
+        });
         if let Some(programs) = super::process::entered() {
             return self.run_in_process(&*programs, &command);
         }
@@ -294,6 +297,9 @@ impl Command {
                     code: output.status.code(),
                 };
                 log_output(&command, &output, self.log_stdout);
+                super::killpoint::reached(|| {
+                    super::killpoint::command_point(&self.program, &self.args, "after")
+                });
                 return Ok(output);
             }
             if INTERRUPTED.load(Ordering::SeqCst) {

@@ -284,21 +284,21 @@ pub fn write_atomic_owned(
     owner: Option<Owner>,
 ) -> Result<(), FileError> {
     let (head, tail) = contents.split_at(contents.len() / 2);
-    write_with(path, mode, owner, |file, crash| {
+    write_with(path, mode, owner, |file, points| {
         file.write_all(head)?;
-        crash::at(crash, crash::Phase::Torn, file);
+        points.reach("torn", file);
         file.write_all(tail)
     })
 }
 
 /// The atomic write of `write_atomic_owned`, the contents written by `fill`
-/// (which calls `crash::at(.., Torn, ..)` half way), in the directory held
-/// by handle from the check to the sync.
+/// (which reaches the `torn` point half way), in the directory held by
+/// handle from the check to the sync.
 fn write_with(
     path: &Path,
     mode: u32,
     owner: Option<Owner>,
-    fill: impl FnOnce(&mut fs::File, Option<crash::Phase>) -> io::Result<()>,
+    fill: impl FnOnce(&mut fs::File, &WritePoints) -> io::Result<()>,
 ) -> Result<(), FileError> {
     let write = || -> io::Result<()> {
         let (parent, name) = split(path)?;
@@ -318,14 +318,14 @@ fn write_in(
     name: &OsStr,
     mode: u32,
     owner: Option<Owner>,
-    fill: impl FnOnce(&mut fs::File, Option<crash::Phase>) -> io::Result<()>,
+    fill: impl FnOnce(&mut fs::File, &WritePoints) -> io::Result<()>,
 ) -> io::Result<()> {
     let path = directory.path().join(name);
     let temporary_name = temporary_path(&path)
         .file_name()
         .expect("a temporary name")
         .to_os_string();
-    let crash = crash::armed(&path);
+    let points = WritePoints::of(&path);
     refuse_link(directory, name, &path)?;
     remove_leftover(directory, &temporary_name, &temporary_path(&path))?;
     // Declared before the file, so dropped after it is closed.
@@ -349,11 +349,11 @@ fn write_in(
             std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
         }
         rustix::fs::fchmod(&file, Mode::from_raw_mode(mode))?;
-        fill(&mut file, crash)?;
+        fill(&mut file, &points)?;
         file.sync_all()?;
-        crash::at(crash, crash::Phase::Unrenamed, &file);
+        points.reach("unrenamed", &file);
         rustix::fs::renameat(directory.fd(), &temporary_name, directory.fd(), name)?;
-        crash::at(crash, crash::Phase::Renamed, &file);
+        points.reach("renamed", &file);
         directory.sync()
     };
     fill_and_rename().inspect_err(|_| {
@@ -402,55 +402,26 @@ pub fn temporary_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.stackinstall-tmp"))
 }
 
-/// Crash points for the kill tests (debug builds only): with
-/// `STACKINSTALL_TEST_CRASH_WRITE=NAME:N:PHASE`, the N-th atomic write of a
-/// file named NAME in this run sends this process SIGKILL at PHASE: `torn`
-/// (half the temporary file written), `unrenamed` (complete and synced, not
-/// renamed) or `renamed` (renamed, the directory not yet synced). Release
-/// builds read no such variable.
-mod crash {
-    use std::path::Path;
+/// The kill points of one atomic write of a file (see `killpoint`):
+/// `write NAME: torn` (half the temporary file written), `unrenamed`
+/// (complete and synced, not renamed) and `renamed` (renamed, the
+/// directory not yet synced). What is written is on disk when a test kills
+/// the run there.
+struct WritePoints(String);
 
-    #[derive(Clone, Copy, PartialEq, Eq)]
-    pub enum Phase {
-        Torn,
-        Unrenamed,
-        Renamed,
+impl WritePoints {
+    fn of(path: &Path) -> Self {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        Self(name.unwrap_or_default())
     }
 
-    /// The phase to die at during this write, if this is the chosen write.
-    #[cfg(debug_assertions)]
-    pub fn armed(path: &Path) -> Option<Phase> {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static WRITES: AtomicUsize = AtomicUsize::new(0);
-        let setting = std::env::var("STACKINSTALL_TEST_CRASH_WRITE").ok()?;
-        let mut fields = setting.split(':');
-        let (name, nth, phase) = (fields.next()?, fields.next()?, fields.next()?);
-        if path.file_name()?.to_str()? != name {
-            return None;
-        }
-        let count = WRITES.fetch_add(1, Ordering::SeqCst) + 1;
-        (nth.parse::<usize>().ok()? == count).then_some(match phase {
-            "torn" => Phase::Torn,
-            "unrenamed" => Phase::Unrenamed,
-            _ => Phase::Renamed,
-        })
-    }
-
-    #[cfg(not(debug_assertions))]
-    pub fn armed(_path: &Path) -> Option<Phase> {
-        None
-    }
-
-    /// Dies here when `armed` chose this phase (what is written is on disk).
-    pub fn at(armed: Option<Phase>, phase: Phase, file: &std::fs::File) {
-        if armed == Some(phase) {
-            let _ = file.sync_all();
-            // SAFETY: raising a signal in this process has no preconditions.
-            unsafe {
-                libc::raise(libc::SIGKILL);
-            }
-        }
+    fn reach(&self, phase: &str, file: &fs::File) {
+        super::killpoint::reached_then(
+            || format!("write {}: {phase}", self.0),
+            || {
+                let _ = file.sync_all();
+            },
+        );
     }
 }
 
@@ -501,9 +472,9 @@ pub fn ensure_file_in(
         return Ok(false);
     }
     let (head, tail) = contents.split_at(contents.len() / 2);
-    write_in(directory, name, mode, owner, |file, crash| {
+    write_in(directory, name, mode, owner, |file, points| {
         file.write_all(head)?;
-        crash::at(crash, crash::Phase::Torn, file);
+        points.reach("torn", file);
         file.write_all(tail)
     })
     .map_err(FileError::new("write", &path))?;
@@ -545,9 +516,9 @@ pub fn ensure_copy(
         return Ok(false);
     }
     let mut source_file = fs::File::open(source).map_err(FileError::new("read", source))?;
-    write_with(target, mode, Some(owner), |file, crash| {
+    write_with(target, mode, Some(owner), |file, points| {
         io::copy(&mut source_file, file)?;
-        crash::at(crash, crash::Phase::Torn, file);
+        points.reach("torn", file);
         Ok(())
     })?;
     Ok(true)

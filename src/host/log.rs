@@ -64,7 +64,11 @@ pub fn start(dir: &Path, command: &str) -> Result<PathBuf, FileError> {
         .with_writer(move || writer.clone())
         .with_ansi(false)
         .with_filter(filter);
-    let _ = tracing_subscriber::registry().with(layer).try_init();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    // Debug builds: the kill points know their step (see `killpoint`).
+    #[cfg(debug_assertions)]
+    let subscriber = subscriber.with(super::killpoint::StepNames::layer());
+    let _ = subscriber.try_init();
     Ok(path)
 }
 

@@ -12,6 +12,7 @@ pub mod directory;
 pub mod download;
 pub mod fs;
 pub mod installed;
+pub mod killpoint;
 pub mod kube;
 pub mod lock;
 pub mod log;

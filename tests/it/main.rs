@@ -1,0 +1,23 @@
+//! stackinstall's integration tests: one test binary, one module per area
+//! (uv's `crates/uv/tests/it/`), sharing one world builder and one set of
+//! fakes (`support`, `tests/fakes/`). `tests/run-all.sh` runs them with the
+//! test servers; README.md says what runs where.
+#![allow(clippy::disallowed_methods)]
+
+mod support;
+
+mod application;
+mod boxes;
+mod cli;
+mod cluster;
+mod crash;
+mod databases;
+mod doctor;
+mod inputs;
+mod install;
+mod mongodb;
+mod provider;
+mod reliability;
+mod security;
+mod terminal;
+mod uninstall;
