@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-pub use self::facts::{Fact, Facts, HostPackages, Object, Origin, Preexisting, Server};
+pub use self::facts::{Fact, Facts, HostPackages, Object, Origin, Preexisting, Reload, Server};
 use crate::host::lock::{LockError, RunLock};
 use crate::host::{self, FileError, Host};
 use crate::step_id::StepId;

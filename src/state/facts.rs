@@ -53,6 +53,29 @@ pub struct Facts {
     pub nfs: ServerFacts,
     #[serde(skip_serializing_if = "Transactions::is_empty")]
     pub packages: Transactions,
+    /// What a rewritten configuration file still waits for (a run killed
+    /// between the write and the restart left it): done by the next run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<Reload>,
+}
+
+/// What makes a server read its configuration file again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reload {
+    /// `systemctl restart UNIT` (or its start).
+    Restart(String),
+    /// `exportfs -ra`: the kernel's table from `/etc/exports`.
+    Reexport,
+}
+
+impl std::fmt::Display for Reload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Restart(unit) => write!(f, "`{unit}` reads its configuration again"),
+            Self::Reexport => f.write_str("the exports are read again (`exportfs -ra`)"),
+        }
+    }
 }
 
 /// What the `packages` step's apt transactions added to the host, found by
@@ -298,6 +321,12 @@ impl Facts {
             Fact::RootKubeconfig(digest) => {
                 self.k3s.root_kubeconfig_sha256 = Some(digest.clone());
             }
+            Fact::ReloadPending(reload) => {
+                if !self.pending.contains(reload) {
+                    self.pending.push(reload.clone());
+                }
+            }
+            Fact::Reloaded(reload) => self.pending.retain(|pending| pending != reload),
             Fact::ExportDirectory(identity) => {
                 self.nfs.export_directory = Some(identity.clone());
             }
@@ -512,6 +541,11 @@ pub enum Fact {
     Origin(Object, Origin),
     /// The SHA-256 of the kubeconfig copy just written as root's.
     RootKubeconfig(String),
+    /// A configuration file is about to be rewritten: until `Reloaded`,
+    /// its server must read it again (restarted, re-exported).
+    ReloadPending(Reload),
+    /// The server read its configuration again.
+    Reloaded(Reload),
     /// The export directory's `device:inode`, as it was made or found.
     ExportDirectory(String),
     /// The host just before an apt transaction (kept until compared; the
@@ -555,6 +589,8 @@ impl std::fmt::Display for Fact {
                 "root's kubeconfig is the copy stackinstall wrote (sha256 {})",
                 &digest[..digest.len().min(16)]
             ),
+            Self::ReloadPending(reload) => write!(f, "{reload} is pending until it is done"),
+            Self::Reloaded(reload) => write!(f, "{reload}: done"),
             Self::ExportDirectory(identity) => write!(
                 f,
                 "the export directory is device:inode {identity} (verify, status and doctor compare it)"

@@ -83,18 +83,18 @@ impl Step for Mongodb {
         let mut actions = Vec::new();
         let installed = services::installed(&[PACKAGE])?;
         let path = context.host.path(CONFIG_PATH);
-        let changed = !config_in_place(context)?;
-        if changed {
-            actions.extend(Action::change(WriteConfig {
-                shown: context.shown(&path),
-            }));
-        }
         if !key_file_ready(context) {
             actions.extend(Action::change(MakeKeyFile {
                 shown: context.shown(&key_file(context)),
             }));
         }
-        actions.extend(services::service_actions(&config.service, changed)?);
+        let write = match config_in_place(context)? {
+            true => None,
+            false => Action::change(WriteConfig {
+                shown: context.shown(&path),
+            }),
+        };
+        actions.extend(services::service_actions(context, &config.service, write)?);
         let changes = match installed && service::is_active(&config.service)? {
             true => planned_changes(context)?,
             false => vec![UserChange::Create],

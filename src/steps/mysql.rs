@@ -122,15 +122,12 @@ impl Step for Mysql {
         let path = config_path(context, flavour);
         let text = config_text(context, flavour)?;
         let changed = host::fs::read_optional(&path)?.as_deref() != Some(text.as_str());
-        if changed {
-            actions.push(Action::write(
-                path.clone(),
-                &context.shown(&path),
-                text.into_bytes(),
-                0o644,
-            ));
-        }
-        actions.extend(services::service_actions(&unit(context, flavour), changed)?);
+        let write = changed.then(|| {
+            let shown = context.shown(&path);
+            Action::write(path.clone(), &shown, text.into_bytes(), 0o644)
+        });
+        let unit = unit(context, flavour);
+        actions.extend(services::service_actions(context, &unit, write)?);
         if let Some(survey) = &survey {
             actions.push(Action::check(format!(
                 "{} {} answers on the socket",

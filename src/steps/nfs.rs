@@ -22,7 +22,7 @@ use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::action::Owner;
 use crate::context::{Context, kept_because};
 use crate::host::{self, Command, service};
-use crate::state::{Fact, Fingerprint, Object, Server};
+use crate::state::{Fact, Fingerprint, Object, Reload, Server};
 
 /// The nfs step.
 pub struct Nfs;
@@ -76,17 +76,22 @@ impl Step for Nfs {
         let current = host::fs::read_optional(&path)?.unwrap_or_default();
         let wanted = with_block(&current, &export_line(context)?, &context.shown(&path))?;
         let changed = wanted != current;
+        // A run killed between the write and `exportfs -ra` left the
+        // re-export to this one.
+        let pending = context.facts().pending.contains(&Reload::Reexport);
         if changed {
-            actions.push(Action::write(
-                path.clone(),
-                &context.shown(&path),
-                wanted.into_bytes(),
-                0o644,
-            ));
+            if !pending {
+                actions.push(Action::record(Fact::ReloadPending(Reload::Reexport)));
+            }
+            let shown = context.shown(&path);
+            actions.push(Action::write(path.clone(), &shown, wanted.into_bytes(), 0o644));
         }
         actions.extend(service_actions()?);
-        if changed {
-            actions.push(Action::run(exportfs(["-ra"])));
+        if changed || pending {
+            actions.extend(Action::change(services::Reread {
+                command: exportfs(["-ra"]),
+                reload: Reload::Reexport,
+            }));
         }
         // Whether the export block was there, written down before anything changes.
         let present = block_lines(&current, &context.shown(&path))?.is_some();

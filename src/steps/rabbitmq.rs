@@ -79,7 +79,7 @@ impl Step for Rabbitmq {
             // Before the start: the node boots with it.
             actions.push(plugins_file_action(context, plugins));
         }
-        actions.extend(services::service_actions(UNIT, false)?);
+        actions.extend(services::service_actions(context, UNIT, None)?);
         if !listed && running {
             let enable = rabbitmq_plugins(["enable", PLUGIN]);
             actions.push(Action::run_as(ActionKind::Service, enable));

@@ -7,7 +7,7 @@ use super::{Action, ActionKind, Change, StepError};
 pub use super::{ServerPackages, ServerRole};
 use crate::context::Context;
 use crate::host::{self, Command, packages, service};
-use crate::state::{Fact, HostPackages, Preexisting, Server};
+use crate::state::{Fact, HostPackages, Preexisting, Reload, Server};
 
 /// Whether every one of `packages` is installed.
 pub fn installed(packages: &[&str]) -> Result<bool, StepError> {
@@ -23,22 +23,62 @@ pub fn preexisting_action(context: &Context, server: Server, present: bool) -> O
 }
 
 /// What makes `unit` enabled (started at every boot) and active, running
-/// with its current configuration: `systemctl enable` when it is not
-/// enabled (a package may install a unit without enabling it, as
-/// mongodb-org does), then a restart when its configuration changed while
-/// it ran, or a start when it does not run.
-pub fn service_actions(unit: &str, config_changed: bool) -> Result<Vec<Action>, StepError> {
+/// with its current configuration file: the `write` of that file when it
+/// changes (first recorded as waiting for a restart, so that a run killed
+/// between the write and the restart leaves the restart to the next run),
+/// `systemctl enable` when it is not enabled (a package may install a unit
+/// without enabling it, as mongodb-org does), then a restart when its file
+/// changed (or a restart is still pending) while it ran, or a start when it
+/// does not run.
+pub fn service_actions(
+    context: &Context,
+    unit: &str,
+    write: Option<Action>,
+) -> Result<Vec<Action>, StepError> {
+    let reload = Reload::Restart(unit.to_string());
+    let pending = context.facts().pending.contains(&reload);
     let mut actions = Vec::new();
+    let changed = write.is_some();
+    if let Some(write) = write {
+        if !pending {
+            actions.push(Action::record(Fact::ReloadPending(reload.clone())));
+        }
+        actions.push(write);
+    }
     if !service::is_enabled(unit)? {
         actions.push(Action::run_as(ActionKind::Service, service::enable(unit)));
     }
     let active = service::is_active(unit)?;
-    if config_changed && active {
-        actions.push(Action::run_as(ActionKind::Service, service::restart(unit)));
-    } else if !active {
-        actions.push(Action::run_as(ActionKind::Service, service::start(unit)));
-    }
+    let command = match active {
+        true if changed || pending => service::restart(unit),
+        true => return Ok(actions),
+        false => service::start(unit),
+    };
+    actions.extend(Action::change(Reread { command, reload }));
     Ok(actions)
+}
+
+/// Runs what makes a server read its configuration again (a restart, a
+/// start, `exportfs -ra`), then records that it has.
+pub struct Reread {
+    pub command: Command,
+    pub reload: Reload,
+}
+
+impl Change for Reread {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Service
+    }
+
+    fn lines(&self) -> Vec<String> {
+        vec![self.command.to_string()]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        self.command.run()?;
+        context.record(&Fact::Reloaded(self.reload))?;
+        Ok(true)
+    }
 }
 
 /// Fails unless `unit` is enabled and active: what must hold for the

@@ -470,7 +470,7 @@ fn converge(kill: &Kill, reference: &BTreeMap<String, String>) -> Landed {
 /// after the last time the server was made to read it (systemd (re)started
 /// the server; `exportfs -r` for the NFS exports): it still serves the
 /// configuration from before (a kill between the write and the restart,
-/// and a re-run that finds the file in place). Reported, not yet asserted.
+/// and a re-run that finds the file in place): none may be.
 fn stale_servers(trial: &Trial) -> Vec<String> {
     let calls = trial.world.calls();
     let last = |program: &str, verbs: &[&str], units: &[&str]| {
@@ -669,6 +669,12 @@ fn killed_anywhere_a_rerun_converges_to_the_uninterrupted_result() {
             .map(|line| format!("\n  {line}"))
             .collect::<String>()
     ));
+    assert!(
+        stale.is_empty(),
+        "{} kill points left a server on the configuration from before its file was rewritten:\n{}",
+        stale.len(),
+        stale.join("\n")
+    );
     assert!(
         failures.is_empty(),
         "{} kill points did not converge:\n{}",
