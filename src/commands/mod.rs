@@ -75,12 +75,9 @@ impl Error {
         match self {
             Self::Engine(error) => error.hints(),
             Self::Step(error) => error.hint().into_iter().collect(),
-            Self::Config(crate::config::ConfigError::Invalid { .. })
-            | Self::Config(crate::config::ConfigError::Missing { .. }) => vec![
-                "`stackinstall render --domain D --out DIR` writes the effective configuration as a starting point".into(),
-            ],
+            Self::Config(error) => error.hint().into_iter().collect(),
             Self::Render(error) => vec![error.hint()],
-            Self::Config(_) | Self::Other(_) => Vec::new(),
+            Self::Other(_) => Vec::new(),
             Self::State(error) => error.hint().into_iter().collect(),
             Self::Credentials(error) => vec![error.hint()],
             Self::File(error) => error.hint().into_iter().collect(),

@@ -377,6 +377,8 @@ impl Facts {
                 *slot = None;
             }
         }
+        // The export is gone: the next install records its directory anew.
+        facts.export_directory = None;
     }
 
     /// Forgets what the apt transactions added, once uninstall purged it

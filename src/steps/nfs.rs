@@ -84,7 +84,12 @@ impl Step for Nfs {
                 actions.push(Action::record(Fact::ReloadPending(Reload::Reexport)));
             }
             let shown = context.shown(&path);
-            actions.push(Action::write(path.clone(), &shown, wanted.into_bytes(), 0o644));
+            actions.push(Action::write(
+                path.clone(),
+                &shown,
+                wanted.into_bytes(),
+                0o644,
+            ));
         }
         actions.extend(service_actions()?);
         if changed || pending {

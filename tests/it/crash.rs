@@ -270,9 +270,9 @@ fn checkpoints(text: &str) -> String {
         .collect();
     let mut facts = state.get("facts").cloned();
     // The export directory's device:inode differs from world to world.
-    if let Some(identity) = facts
-        .as_mut()
-        .and_then(|facts| facts.get_mut("nfs.directory"))
+    if let Some(identity) = (facts.as_mut())
+        .and_then(|facts| facts.get_mut("nfs"))
+        .and_then(|nfs| nfs.get_mut("export_directory"))
     {
         *identity = "<device:inode>".into();
     }
@@ -488,13 +488,13 @@ fn stale_servers(trial: &Trial) -> Vec<String> {
     for (file, read) in [
         (
             "/etc/mysql/mariadb.conf.d/stackbill.cnf",
-            restarted(&["mariadb", "mysql"]),
+            restarted(&["mariadb", "mysql", "mariadb.service", "mysql.service"]),
         ),
         (
             "/etc/mysql/mysql.conf.d/stackbill.cnf",
-            restarted(&["mysql", "mariadb"]),
+            restarted(&["mysql", "mariadb", "mysql.service", "mariadb.service"]),
         ),
-        ("/etc/mongod.conf", restarted(&["mongod"])),
+        ("/etc/mongod.conf", restarted(&["mongod", "mongod.service"])),
         ("/etc/exports", last("exportfs", &["-r"], &[])),
     ] {
         let written = std::fs::metadata(trial.world.path(file))

@@ -628,8 +628,8 @@ fn ctrl_c_stops_and_records_every_running_step_of_both_lanes() {
     // hang while the state file `hang` exists.
     for (program, args) in [
         ("k3s-install", &[][..]),
-        ("systemctl", &["restart", "mariadb"][..]),
-        ("systemctl", &["restart", "mysql"][..]),
+        ("systemctl", &["restart", "mariadb.service"][..]),
+        ("systemctl", &["restart", "mysql.service"][..]),
     ] {
         world.rule(Rule::new(program, args, Action::Hang).while_file("hang"));
     }
