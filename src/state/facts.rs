@@ -72,7 +72,7 @@ pub enum Reload {
 impl std::fmt::Display for Reload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Restart(unit) => write!(f, "`{unit}` reads its configuration again"),
+            Self::Restart(unit) => write!(f, "`{unit}` is restarted"),
             Self::Reexport => f.write_str("the exports are read again (`exportfs -ra`)"),
         }
     }
@@ -591,8 +591,11 @@ impl std::fmt::Display for Fact {
                 "root's kubeconfig is the copy stackinstall wrote (sha256 {})",
                 &digest[..digest.len().min(16)]
             ),
-            Self::ReloadPending(reload) => write!(f, "{reload} is pending until it is done"),
-            Self::Reloaded(reload) => write!(f, "{reload}: done"),
+            Self::ReloadPending(reload) => write!(
+                f,
+                "the configuration file is about to change until {reload} (a run killed in between leaves that to the next run)"
+            ),
+            Self::Reloaded(reload) => write!(f, "{reload}: the new configuration is read"),
             Self::ExportDirectory(identity) => write!(
                 f,
                 "the export directory is device:inode {identity} (verify, status and doctor compare it)"
