@@ -548,7 +548,12 @@ fn a_killed_test_process_takes_its_box_along() {
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "a_killed_test_process_takes_its_box_along",
+            // The full path: every test module shares the one `it` binary.
+            concat!(
+                module_path!(),
+                "::a_killed_test_process_takes_its_box_along"
+            )
+            .trim_start_matches("it::"),
             "--nocapture",
         ])
         .env("STACKINSTALL_TEST_BOX_CHILD", report.path())
@@ -561,6 +566,9 @@ fn a_killed_test_process_takes_its_box_along() {
         let text = std::fs::read_to_string(report.path()).unwrap_or_default();
         if !text.is_empty() {
             break text;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the child ended ({status}) before it booted its box");
         }
         assert!(
             std::time::Instant::now() < deadline,
