@@ -19,5 +19,6 @@ mod mongodb;
 mod provider;
 mod reliability;
 mod security;
+mod steps;
 mod terminal;
 mod uninstall;

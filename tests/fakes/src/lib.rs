@@ -31,6 +31,7 @@ pub mod programs;
 pub mod record;
 pub mod store;
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -60,6 +61,8 @@ pub struct Fake {
     pub program: String,
     pub args: Vec<String>,
     pub stdin: Vec<u8>,
+    /// The program's environment.
+    pub env: BTreeMap<String, String>,
     /// The world's record directory.
     pub record: PathBuf,
     /// Where the fakes keep their state: `record/state`.
@@ -137,36 +140,53 @@ pub fn main() -> i32 {
     if !std::io::stdin().is_terminal() {
         let _ = std::io::stdin().read_to_end(&mut stdin);
     }
-    let call = Call {
-        program: program.clone(),
+    let reply = call(&record, &program, args, stdin, std::env::vars().collect());
+    let _ = std::io::stdout().write_all(reply.stdout.as_bytes());
+    let _ = std::io::stderr().write_all(reply.stderr.as_bytes());
+    reply.code
+}
+
+/// One call of the fake `program` in the world whose record directory is
+/// `record`: recorded in its call log, then done. What the binary does for
+/// a program it was started as, and what a test's in-process host calls
+/// (no process at all; a `Hang` rule is not for those).
+pub fn call(
+    record: &Path,
+    program: &str,
+    args: Vec<String>,
+    stdin: Vec<u8>,
+    env: Vec<(String, String)>,
+) -> Reply {
+    let env: BTreeMap<String, String> = env.into_iter().collect();
+    let logged = Call {
+        program: program.to_string(),
         args: args.clone(),
         stdin: String::from_utf8_lossy(&stdin).into_owned(),
-        env: std::env::vars().collect(),
+        env: env.clone(),
         at: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |since| since.as_nanos() as u64),
     };
-    if let Err(error) = record::append(&record, &call) {
-        eprintln!(
-            "stackinstall-fake: cannot record in {}: {error}",
-            record.display()
+    if let Err(error) = record::append(record, &logged) {
+        return Reply::fail(
+            2,
+            format!(
+                "stackinstall-fake: cannot record in {}: {error}\n",
+                record.display()
+            ),
         );
-        return 2;
     }
-    let config = Config::load(&record);
     let fake = Fake {
-        program,
+        program: program.to_string(),
         args,
         stdin,
+        env,
         state: record.join("state"),
-        record,
-        config,
+        record: record.to_path_buf(),
+        config: Config::load(record),
     };
     let _ = std::fs::create_dir_all(&fake.state);
-    let reply = run(&fake);
-    let _ = std::io::stdout().write_all(reply.stdout.as_bytes());
-    let _ = std::io::stderr().write_all(reply.stderr.as_bytes());
-    reply.code
+    run(&fake)
 }
 
 /// The directory the program was started from: `argv[0]`'s own, or the

@@ -6,6 +6,7 @@
 
 pub mod cluster;
 pub mod full;
+pub mod in_process;
 pub mod output;
 pub mod servers;
 pub mod world;

@@ -275,28 +275,37 @@ impl World {
     /// tests that signal it while it runs).
     pub fn std_command(&self) -> std::process::Command {
         let mut command = std::process::Command::new(assert_cmd::cargo::cargo_bin("stackinstall"));
+        command.env_clear().envs(self.environment());
+        command
+    }
+
+    /// The whole environment the binary runs with in this world: the
+    /// world's fakes first on `PATH`, small requirements, the world's own
+    /// variables last (they win).
+    pub fn environment(&self) -> Vec<(String, String)> {
         let path = format!(
             "{}:{}",
             self.bin.display(),
             std::env::var("PATH").unwrap_or_default()
         );
-        command
-            .env_clear()
-            .env("PATH", path)
-            .env("HOME", "/root")
-            .env("NO_COLOR", "1")
-            .env("STACKINSTALL_ROOT", &self.root)
-            .env("STACKINSTALL_REQUIREMENTS__CPUS", "1")
-            .env("STACKINSTALL_REQUIREMENTS__MEMORY_MIB", "256")
-            .env("STACKINSTALL_REQUIREMENTS__DISK_GIB", "0")
-            .env(
+        let mut environment: Vec<(String, String)> = [
+            ("PATH", path.as_str()),
+            ("HOME", "/root"),
+            ("NO_COLOR", "1"),
+            ("STACKINSTALL_ROOT", &self.root.display().to_string()),
+            ("STACKINSTALL_REQUIREMENTS__CPUS", "1"),
+            ("STACKINSTALL_REQUIREMENTS__MEMORY_MIB", "256"),
+            ("STACKINSTALL_REQUIREMENTS__DISK_GIB", "0"),
+            (
                 "STACKINSTALL_MONGODB__SERVER_PROGRAMS",
                 r#"["mongod", "secantusd-py", "python3"]"#,
-            );
-        for (key, value) in &self.env {
-            command.env(key, value);
-        }
-        command
+            ),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+        environment.extend(self.env.iter().cloned());
+        environment
     }
 
     /// `install` with `args` after `--domain demo.example.com --self-signed`.

@@ -78,7 +78,7 @@ pub fn k3s_install(fake: &Fake) -> Reply {
     std::fs::create_dir_all(script.parent().unwrap()).unwrap();
     std::fs::write(&script, "#!/bin/sh\nexec k3s-uninstall \"$@\"\n").unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let exec = std::env::var("INSTALL_K3S_EXEC").unwrap_or_default();
+    let exec = (fake.env.get("INSTALL_K3S_EXEC")).map_or("", String::as_str);
     let words: Vec<&str> = exec.split_whitespace().collect();
     let mode = (words.windows(2))
         .find(|pair| pair[0] == "--write-kubeconfig-mode")
