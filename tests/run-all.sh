@@ -29,8 +29,9 @@
 #      -- --test-threads=N --skip boxes:: "$@"` (benches are built, never run);
 #   5. runs the box tests (`tests/it/boxes.rs`: a Debian 12 host with systemd
 #      as PID 1, harness in tests/it/boxes/) as a phase of their own, timed
-#      apart: their root is built once per machine with debootstrap (about 4
-#      to 11 minutes on a cold cache) and cached in $STACKINSTALL_TEST_CACHE/box;
+#      apart: their roots (Debian 12 and 13) are built once per machine with
+#      debootstrap (about 4 to 11 minutes on a cold cache), in the background
+#      while step 4 runs, and cached in $STACKINSTALL_TEST_CACHE/box;
 #      and exits non-zero when either cargo test failed.
 #   An EXIT trap stops exactly the servers this script started (by pid, or
 #   `rabbitmqctl stop` for a RabbitMQ node it started).
@@ -558,6 +559,48 @@ fi
 cd "$REPO_TOP"
 command -v cargo >/dev/null || die "cargo not found on PATH (nor in \$HOME/.cargo/bin)"
 
+# The box roots are built while cargo builds and the other tests run: most
+# of a cold build waits on downloads and dpkg, not on the CPU. The name of
+# a root is the harness's (tests/it/boxes/harness.rs, `root_tarball`): the
+# SHA-256 of box.sh's build part and the stand-in mongod. The harness takes
+# the same lock, so a box test waits for a root being built here, and
+# builds it itself should this have failed.
+PREBUILD_PID=""
+if [[ $RUN_BOX == 1 ]]; then
+    section "building the box roots in the background (Debian 12 and 13)"
+    BOX_CACHE=$CACHE/box
+    mkdir -p "$BOX_CACHE"
+    BOX_VERSION=$(python3 - "$REPO_TOP/tests/it/boxes" <<'PY'
+import hashlib, sys
+box = sys.argv[1]
+script = open(f"{box}/box.sh", "rb").read()
+marker = b"# ------------------------------------------------------------------- boot --"
+digest = hashlib.sha256(script.split(marker)[0])
+digest.update(open(f"{box}/mongod-standin.py", "rb").read())
+print(digest.hexdigest()[:12])
+PY
+)
+    (
+        for pair in "bookworm debian-12" "trixie debian-13"; do
+            read -r codename name <<<"$pair"
+            tarball=$BOX_CACHE/$name-$BOX_VERSION.tar
+            (
+                flock 9
+                if [[ -e $tarball ]]; then
+                    echo "box: $name root already built: $tarball"
+                else
+                    started=$SECONDS
+                    echo "box: building the $name root: $tarball"
+                    bash "$REPO_TOP/tests/it/boxes/box.sh" build "$codename" "$tarball" </dev/null
+                    echo "box: built the $name root in $((SECONDS - started)) s"
+                fi
+            ) 9>"$BOX_CACHE/build.lock"
+        done
+    ) >"$LOGDIR/box-prebuild.log" 2>&1 &
+    PREBUILD_PID=$!
+    info "pid $PREBUILD_PID, log $LOGDIR/box-prebuild.log"
+fi
+
 section "cargo build --locked --workspace --all-targets"
 cargo --version
 cargo build --locked --workspace --all-targets
@@ -572,6 +615,12 @@ box_rc=0
 if [[ $RUN_BOX == 1 ]]; then
     section "box tests: a Debian host with systemd as PID 1 (tests/it/boxes.rs)"
     set +e
+    if [[ -n $PREBUILD_PID ]]; then
+        wait "$PREBUILD_PID"
+        prebuild_rc=$?
+        info "the roots' background build ended with status $prebuild_rc ($LOGDIR/box-prebuild.log):"
+        sed 's/^/    /' "$LOGDIR/box-prebuild.log" | tail -20
+    fi
     cargo test --locked --test it boxes:: -- --test-threads="$TEST_THREADS" "$@"
     box_rc=$?
     set -e
