@@ -212,6 +212,12 @@ cleanup() {
         rm -f /usr/sbin/policy-rc.d
     fi
     finish_phase
+    # A root half built has mounts in its chroot: let the build end itself.
+    if [[ -n ${PREBUILD_PID:-} ]] && kill -0 "$PREBUILD_PID" 2>/dev/null; then
+        echo
+        echo "==> waiting for the box roots' background build (pid $PREBUILD_PID) to end"
+        wait "$PREBUILD_PID"
+    fi
     if [[ $KEEP_SERVICES == 1 ]]; then
         if [[ -n $STARTED_MARIADB_PID$STARTED_MOTO_PID$STARTED_SECANTUS_PID ]] || ((STARTED_RABBITMQ)); then
             echo
