@@ -60,6 +60,8 @@ fn decide_step(
     inclusion: &Inclusion,
     fingerprints: &mut BTreeMap<StepId, String>,
 ) -> Result<(Decision, String), EngineError> {
+    // Every step's look at a unit reads the stack's units together.
+    crate::steps::services::expect_stack_units(context);
     let fingerprint = fingerprint(context, id, fingerprints)
         .map_err(|error| EngineError::step(id, error, context))?;
     fingerprints.insert(id, fingerprint.clone());

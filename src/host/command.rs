@@ -261,6 +261,12 @@ impl Command {
 
     /// Runs the command and returns its output whatever its exit status.
     pub fn run_unchecked(&self) -> Result<Output, CommandError> {
+        let result = self.run_once();
+        super::service::ran(&self.program, &self.args);
+        result
+    }
+
+    fn run_once(&self) -> Result<Output, CommandError> {
         let command = self.to_string();
         tracing::info!(target: "command", "run: {command}");
         super::killpoint::reached(|| {

@@ -1,5 +1,7 @@
 //! systemd services and timers, through `systemctl` found on PATH.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use super::command::{Command, CommandError};
@@ -10,21 +12,155 @@ fn systemctl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
     Command::new("systemctl").args(args).timeout(TIMEOUT)
 }
 
-/// Whether `unit` is active (running).
-pub fn is_active(unit: &str) -> Result<bool, CommandError> {
-    Ok(systemctl(["is-active", "--quiet", unit])
-        .run_unchecked()?
-        .success())
+/// What systemd says of a unit: whether it starts at boot and whether it
+/// runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct UnitState {
+    enabled: bool,
+    active: bool,
 }
 
-/// Whether `unit` is enabled: started at boot. Only systemctl's word
-/// `enabled` counts: `is-enabled` also exits 0 for `alias` (a name such as
-/// `nfs-kernel-server.service` says nothing of its target), `static`,
-/// `indirect`, `generated` and `enabled-runtime` (gone after a reboot),
-/// systemctl(1) "is-enabled".
+/// The units' states as one `systemctl show` read them, shared by every
+/// step of the run: a no-op re-run asks systemd once, not twice a unit.
+/// Forgotten whenever a program that may change a unit has run.
+struct Snapshot {
+    /// Every unit asked about so far: the next read asks for them all.
+    asked: BTreeSet<String>,
+    known: Option<BTreeMap<String, UnitState>>,
+}
+
+static SNAPSHOT: Mutex<Snapshot> = Mutex::new(Snapshot {
+    asked: BTreeSet::new(),
+    known: None,
+});
+
+fn snapshot() -> std::sync::MutexGuard<'static, Snapshot> {
+    SNAPSHOT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Adds `units` to those the next read asks systemd about: the units a
+/// run will look at, read together by the first look at any of them.
+pub fn expect(units: impl IntoIterator<Item = String>) {
+    let mut snapshot = snapshot();
+    let before = snapshot.asked.len();
+    snapshot.asked.extend(units);
+    if snapshot.asked.len() != before {
+        snapshot.known = None;
+    }
+}
+
+/// The state of `unit`, from the run's snapshot (read when it has none or
+/// does not know the unit). The snapshot stays locked while it is read:
+/// steps side by side wait for one read rather than make their own, and a
+/// change that ends meanwhile forgets it only once it is stored.
+fn state(unit: &str) -> Result<UnitState, CommandError> {
+    // A test's host in this process (one of many): no snapshot to share.
+    if super::process::entered().is_some() {
+        let name = [unit.to_string()];
+        let read = read_states(&name)?.unwrap_or_default();
+        return Ok(read.get(unit).copied().unwrap_or_default());
+    }
+    let mut snapshot = snapshot();
+    if let Some(state) = snapshot.known.as_ref().and_then(|known| known.get(unit)) {
+        return Ok(*state);
+    }
+    snapshot.asked.insert(unit.to_string());
+    let names: Vec<String> = snapshot.asked.iter().cloned().collect();
+    let Some(read) = read_states(&names)? else {
+        return Ok(UnitState::default());
+    };
+    let state = read.get(unit).copied().unwrap_or_default();
+    snapshot.known = Some(read);
+    Ok(state)
+}
+
+/// One `systemctl show` of `names`: systemctl(1) "show" prints one block
+/// of `KEY=VALUE` lines per unit, in the order named, blocks separated by
+/// an empty line; a unit that is not there is `LoadState=not-found`,
+/// `ActiveState=inactive` and an empty `UnitFileState`.
+/// `None` when systemctl failed (no systemd running: as `is-active` and
+/// `is-enabled` would, that says no unit is active or enabled).
+fn read_states(names: &[String]) -> Result<Option<BTreeMap<String, UnitState>>, CommandError> {
+    let output = systemctl(["show", "--property=UnitFileState,ActiveState", "--"])
+        .args(names.iter().cloned())
+        .run_unchecked()?;
+    if !output.success() {
+        return Ok(None);
+    }
+    let blocks = output.stdout.split("\n\n");
+    Ok(Some(
+        names.iter().cloned().zip(blocks.map(parse_state)).collect(),
+    ))
+}
+
+fn parse_state(block: &str) -> UnitState {
+    let value = |key: &str| {
+        (block.lines())
+            .find_map(|line| line.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_default()
+    };
+    UnitState {
+        // Only `enabled` starts it at boot: `alias` (a name such as
+        // `nfs-kernel-server.service` says nothing of its target), `static`,
+        // `indirect`, `generated` and `enabled-runtime` (gone after a
+        // reboot) do not, systemctl(1) "is-enabled".
+        enabled: value("UnitFileState") == "enabled",
+        // What `is-active` counts as active (systemd's systemctl-is-active.c:
+        // `active`, `reloading`, `refreshing`).
+        active: matches!(value("ActiveState"), "active" | "reloading" | "refreshing"),
+    }
+}
+
+/// Forgets the units' states after `program` ran with `args`, unless it is
+/// one that cannot start, stop, enable or disable a unit: a `systemctl`
+/// read, or a program that works on the cluster, a package database read
+/// or the exports. Anything else (`apt-get`, whose packages' scripts start
+/// their services; K3s's install script; `systemctl restart`) may have.
+pub(super) fn ran(program: &str, args: &[String]) {
+    let systemctl_reads = [
+        "show",
+        "is-active",
+        "is-enabled",
+        "list-unit-files",
+        "list-sockets",
+        "list-timers",
+    ];
+    let leave_units_alone = [
+        "kubectl",
+        "helm",
+        "istioctl",
+        "dpkg-query",
+        "exportfs",
+        "rabbitmqctl",
+        "rabbitmq-plugins",
+        "tar",
+        // K3s's binary (`k3s --version`) and stackinstall's own (the
+        // credential provider) manage no unit.
+        "k3s",
+        "stackinstall",
+    ];
+    // A program a step installed runs by its path.
+    let program = program.rsplit('/').next().unwrap_or(program);
+    let read = match program {
+        "systemctl" => (args.first()).is_some_and(|verb| systemctl_reads.contains(&verb.as_str())),
+        program => leave_units_alone.contains(&program),
+    };
+    if read {
+        return;
+    }
+    snapshot().known = None;
+}
+
+/// Whether `unit` is active (running).
+pub fn is_active(unit: &str) -> Result<bool, CommandError> {
+    Ok(state(unit)?.active)
+}
+
+/// Whether `unit` is enabled: started at boot.
 pub fn is_enabled(unit: &str) -> Result<bool, CommandError> {
-    let output = systemctl(["is-enabled", unit]).run_unchecked()?;
-    Ok(output.stdout.trim() == "enabled")
+    Ok(state(unit)?.enabled)
 }
 
 /// Whether `unit`'s file is known to systemd (installed by a package).

@@ -23,7 +23,7 @@ fn mutating(calls: &[Call]) -> Vec<String> {
         "systemctl" => call
             .args
             .first()
-            .is_some_and(|a| a != "is-active" && a != "is-enabled"),
+            .is_some_and(|a| !["is-active", "is-enabled", "show"].contains(&a.as_str())),
         "helm" => call.args.first().is_some_and(|a| a != "version"),
         _ => true,
     };

@@ -209,7 +209,7 @@ fn mutating(calls: &[Call]) -> Vec<String> {
     calls
         .iter()
         .filter(|call| match call.program.as_str() {
-            "systemctl" => !matches!(call.args[0].as_str(), "is-active" | "is-enabled"),
+            "systemctl" => !matches!(call.args[0].as_str(), "is-active" | "is-enabled" | "show"),
             "k3s-install" => true,
             "kubectl" => call
                 .args

@@ -536,7 +536,7 @@ fn ctrl_c_during_a_database_connect_or_its_retries_stops_the_run() {
                 // systemd is asked to start the server.
                 wait_for_call(&world, "a change by systemctl", &mut run, |call| {
                     call.program == "systemctl"
-                        && !["is-active", "is-enabled"].contains(&call.args[0].as_str())
+                        && !["is-active", "is-enabled", "show"].contains(&call.args[0].as_str())
                 });
                 std::thread::sleep(Duration::from_millis(1500));
                 None
@@ -730,4 +730,47 @@ fn plain_output_of_steps_side_by_side_carries_each_lines_step_id() {
             None => {}
         }
     }
+}
+
+/// The `systemctl` calls of the world's log, as lines.
+fn systemctl_calls(world: &World) -> Vec<String> {
+    world.lines_of("systemctl")
+}
+
+#[test]
+fn a_rerun_reads_every_unit_in_one_systemctl_show_and_sees_a_unit_it_started() {
+    let world = full::quick_full_world(&servers::unique("units"));
+    world.install(&[]).success();
+
+    // A no-op re-run: every step's look at a unit shares one read.
+    world.clear_calls();
+    world.install(&[]).success();
+    let calls = systemctl_calls(&world);
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    assert!(calls[0].starts_with("systemctl show "), "{calls:#?}");
+    for unit in [
+        "k3s",
+        "mongod",
+        "nfs-server.service",
+        "rabbitmq-server.service",
+    ] {
+        assert!(calls[0].contains(unit), "{unit} is not read: {}", calls[0]);
+    }
+
+    // mongod stopped: the re-run starts it, reads the units again after
+    // the start (not the read from before it) and finds it running.
+    world.set_unit("mongod", true, false);
+    world.clear_calls();
+    world.install(&[]).success();
+    let calls = systemctl_calls(&world);
+    let start = (calls.iter())
+        .position(|call| call == "systemctl start mongod")
+        .unwrap_or_else(|| panic!("mongod is started: {calls:#?}"));
+    assert!(
+        calls[start + 1..]
+            .iter()
+            .any(|call| call.starts_with("systemctl show ")),
+        "the units are read again after the start: {calls:#?}"
+    );
+    println!("systemctl calls of a re-run that started mongod: {calls:#?}");
 }

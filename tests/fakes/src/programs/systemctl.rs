@@ -134,7 +134,7 @@ impl Units {
 }
 
 const SPEC: Spec = Spec {
-    values: &[&["--state"]],
+    values: &[&["--state"], &["-p", "--property"]],
     switches: &[
         &["-q", "--quiet"],
         &["--now"],
@@ -188,6 +188,60 @@ pub fn run(fake: &Fake) -> Reply {
         // systemctl(1) `list-sockets`: `LISTEN UNIT ACTIVATES`; the fake
         // world has no socket units.
         "list-sockets" => Reply::ok(),
+        // systemctl(1) `show [UNIT...]`: per unit, its properties as
+        // `KEY=VALUE` lines (`--property=A,B`: those alone), units in the
+        // order named, an empty line between two units. A unit that is not
+        // there has `ActiveState=inactive` and an empty `UnitFileState`
+        // (and `LoadState=not-found`). Without a unit it shows the manager,
+        // which this fake does not model.
+        "show" => {
+            if names.is_empty() {
+                return Reply::fail(1, "systemctl: this fake shows units only; name one\n");
+            }
+            let wanted: Vec<&str> = (parsed.values("-p").into_iter())
+                .flat_map(|keys| keys.split(','))
+                .filter(|key| !key.is_empty())
+                .collect();
+            let mut blocks = Vec::new();
+            for name in names {
+                let unit = units.get(fake, name);
+                let properties = [
+                    ("Id", unit_name(name)),
+                    (
+                        "LoadState",
+                        if unit.is_some() {
+                            "loaded"
+                        } else {
+                            "not-found"
+                        }
+                        .into(),
+                    ),
+                    (
+                        "ActiveState",
+                        match unit {
+                            Some(unit) if unit.active => "active",
+                            _ => "inactive",
+                        }
+                        .into(),
+                    ),
+                    (
+                        "UnitFileState",
+                        match unit {
+                            Some(unit) if unit.enabled => "enabled",
+                            Some(_) => "disabled",
+                            None => "",
+                        }
+                        .into(),
+                    ),
+                ];
+                let block: String = (properties.iter())
+                    .filter(|(key, _)| wanted.is_empty() || wanted.contains(key))
+                    .map(|(key, value)| format!("{key}={value}\n"))
+                    .collect();
+                blocks.push(block);
+            }
+            Reply::out(blocks.join("\n"))
+        }
         "is-active" => {
             let mut reply = Reply::ok();
             for name in names {
