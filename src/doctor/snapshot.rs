@@ -112,7 +112,11 @@ impl Snapshot {
 }
 
 fn list(resource: &str, limit: Duration) -> Result<Vec<Value>, String> {
-    let command = kube::kubectl(["get", resource, "--all-namespaces", "-o", "json"]).timeout(limit);
+    // Whole objects of every namespace (a pod's environment, a chart's
+    // values): read, never copied into the log.
+    let command = kube::kubectl(["get", resource, "--all-namespaces", "-o", "json"])
+        .timeout(limit)
+        .unlogged_stdout();
     let output = command.run().map_err(|error| error.to_string())?;
     let list: Value = serde_json::from_str(&output.stdout)
         .map_err(|error| format!("`{command}` printed something that is not JSON: {error}"))?;

@@ -806,6 +806,16 @@ fn a_wait_that_times_out_includes_doctors_findings() {
         text.contains("log: ERROR:    Application startup failed. Exiting."),
         "{text}"
     );
+    // The objects doctor read (whole pods: their environment, a chart's
+    // values) are not copied into the run's log.
+    let logs = world.path("/var/log/stackinstall");
+    for entry in std::fs::read_dir(&logs).unwrap().flatten() {
+        let log = std::fs::read_to_string(entry.path()).unwrap();
+        let copied: Vec<&str> = (log.lines())
+            .filter(|line| line.contains("stdout |") && line.contains("auth-service-6d9c7b8f5"))
+            .collect();
+        assert!(copied.is_empty(), "{}: {copied:#?}", entry.path().display());
+    }
 }
 
 #[test]
