@@ -63,7 +63,7 @@ pub fn run(root: &Path, args: StatusArgs) -> Result<()> {
         true,
         &super::home_dir(),
     )?;
-    crate::steps::services::expect_stack_units(&context);
+    crate::steps::expect_stack_units(&context);
     let statuses: Vec<StepStatus> = StepId::ALL
         .iter()
         .map(|id| {

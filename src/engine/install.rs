@@ -61,7 +61,7 @@ fn decide_step(
     fingerprints: &mut BTreeMap<StepId, String>,
 ) -> Result<(Decision, String), EngineError> {
     // Every step's look at a unit reads the stack's units together.
-    crate::steps::services::expect_stack_units(context);
+    crate::steps::expect_stack_units(context);
     let fingerprint = fingerprint(context, id, fingerprints)
         .map_err(|error| EngineError::step(id, error, context))?;
     fingerprints.insert(id, fingerprint.clone());

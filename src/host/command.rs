@@ -7,7 +7,7 @@
 use std::ffi::OsString;
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -99,20 +99,7 @@ enum Stdin {
     Secret(Secret),
 }
 
-/// What a command printed, and how it ended.
-#[derive(Debug, Clone)]
-pub struct Output {
-    pub stdout: String,
-    pub stderr: String,
-    pub code: Option<i32>,
-}
-
-impl Output {
-    /// Whether the program exited with status 0.
-    pub fn success(&self) -> bool {
-        self.code == Some(0)
-    }
-}
+pub use super::process::Output;
 
 /// A program that could not be run, failed or ran out of time.
 #[derive(Debug, thiserror::Error)]
@@ -262,7 +249,9 @@ impl Command {
     /// Runs the command and returns its output whatever its exit status.
     pub fn run_unchecked(&self) -> Result<Output, CommandError> {
         let result = self.run_once();
-        super::service::ran(&self.program, &self.args);
+        if may_change_units(&self.program, &self.args) {
+            UNIT_CHANGES.fetch_add(1, Ordering::SeqCst);
+        }
         result
     }
 
@@ -456,6 +445,52 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Whether `program` run with `args` may have started, stopped, enabled or
+/// disabled a systemd unit. Not a `systemctl` read, nor a program that
+/// works on the cluster, reads the package database or works on the
+/// exports; anything else may have (`apt-get`, whose packages' scripts
+/// start their services; K3s's install script; `systemctl restart`).
+fn may_change_units(program: &str, args: &[String]) -> bool {
+    let systemctl_reads = [
+        "show",
+        "is-active",
+        "is-enabled",
+        "list-unit-files",
+        "list-sockets",
+        "list-timers",
+    ];
+    let leave_units_alone = [
+        "kubectl",
+        "helm",
+        "istioctl",
+        "dpkg-query",
+        "exportfs",
+        "rabbitmqctl",
+        "rabbitmq-plugins",
+        "tar",
+        // K3s's binary (`k3s --version`) and stackinstall's own (the
+        // credential provider) manage no unit.
+        "k3s",
+        "stackinstall",
+    ];
+    // A program a step installed runs by its path.
+    let program = program.rsplit('/').next().unwrap_or(program);
+    let read = match program {
+        "systemctl" => (args.first()).is_some_and(|verb| systemctl_reads.contains(&verb.as_str())),
+        program => leave_units_alone.contains(&program),
+    };
+    !read
+}
+
+/// How many commands have run that may have changed a systemd unit: what
+/// `service` compares with the count at its last read of the units.
+static UNIT_CHANGES: AtomicU64 = AtomicU64::new(0);
+
+/// The count of commands run so far that may have changed a unit.
+pub fn unit_changes() -> u64 {
+    UNIT_CHANGES.load(Ordering::SeqCst)
+}
+
 /// Quotes an argument the way a shell would need it.
 fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
@@ -601,5 +636,42 @@ mod exec_gate_tests {
             busy, 0,
             "{busy} of 400 runs of a just-written program were refused as busy"
         );
+    }
+}
+
+#[cfg(test)]
+mod in_process_tests {
+    use super::super::process::{Invocation, Processes, Programs};
+    use super::*;
+    use std::sync::Arc;
+
+    struct Echo;
+
+    impl Programs for Echo {
+        fn run(&self, invocation: &Invocation) -> Option<Output> {
+            (invocation.program == "echo").then(|| Output {
+                stdout: format!("{}\n", invocation.args.join(" ")),
+                stderr: String::new(),
+                code: Some(0),
+            })
+        }
+    }
+
+    #[test]
+    fn an_entered_host_runs_its_programs_in_process() {
+        let processes = Processes::Test(Arc::new(Echo));
+        {
+            let _entered = processes.enter();
+            let output = Command::new("echo").args(["in", "process"]).run().unwrap();
+            assert_eq!(output.stdout, "in process\n");
+            let missing = Command::new("no-such-program").run().unwrap_err();
+            assert!(
+                missing.to_string().contains("was not found on PATH"),
+                "{missing}"
+            );
+        }
+        // Left: the machine's programs again.
+        let output = Command::new("true").run().unwrap();
+        assert_eq!(output.code, Some(0));
     }
 }

@@ -27,7 +27,21 @@ use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{AtFlags, Mode, OFlags, Stat};
 
-use super::fs::{Refused, refused};
+/// A path that is not the plain file it should be (a symbolic link, a
+/// hard link to another file, a directory): refused, never followed.
+#[derive(Debug, thiserror::Error)]
+#[error("`{}` is {what}; refusing to follow it", path.display())]
+pub struct Refused {
+    pub path: PathBuf,
+    pub what: &'static str,
+}
+
+pub(crate) fn refused(path: &Path, what: &'static str) -> io::Error {
+    io::Error::other(Refused {
+        path: path.to_path_buf(),
+        what,
+    })
+}
 
 /// The lowest uid and gid of an ordinary account (`UID_MIN`, `GID_MIN` of
 /// Debian's and Ubuntu's `/etc/login.defs`); below are system accounts.
@@ -405,7 +419,7 @@ fn walk(path: &Path, missing: Missing) -> io::Result<(Directory, bool)> {
     let mut directory = stack.pop().expect("the root stays");
     directory.path = absolute;
     if let Some(name) = directory.path.file_name() {
-        super::fs::pause_point(&name.to_string_lossy());
+        super::killpoint::pause_point(&name.to_string_lossy());
     }
     Ok((directory, made))
 }

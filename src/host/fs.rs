@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 
-pub use super::directory::{Directory, Exposed};
+use super::directory::refused;
+pub use super::directory::{Directory, Exposed, Refused};
+pub use super::killpoint::pause_point;
 
 /// A file operation that failed, with the path it was about.
 #[derive(Debug, thiserror::Error)]
@@ -54,22 +56,6 @@ impl FileError {
             refused.path.display()
         ))
     }
-}
-
-/// A path that is not the plain file it should be (a symbolic link, a
-/// hard link to another file, a directory): refused, never followed.
-#[derive(Debug, thiserror::Error)]
-#[error("`{}` is {what}; refusing to follow it", path.display())]
-pub struct Refused {
-    pub path: PathBuf,
-    pub what: &'static str,
-}
-
-pub(crate) fn refused(path: &Path, what: &'static str) -> io::Error {
-    io::Error::other(Refused {
-        path: path.to_path_buf(),
-        what,
-    })
 }
 
 /// Who owns a file: user id and group id.
@@ -791,31 +777,6 @@ pub fn remove_file(path: &Path) -> Result<bool, FileError> {
         Err(error) => Err(FileError::new("remove", path)(error)),
     }
 }
-
-/// Test hook (debug builds only): with `STACKINSTALL_TEST_PAUSE_AT=NAME`,
-/// the first time this process reaches the point `name` (a directory
-/// named NAME opened and checked, before anything is written in it; or a
-/// named point like `credentials-loaded`) it stops itself with SIGSTOP,
-/// so that a test can act at that moment (swap the directory as another
-/// user) and then let it go on with SIGCONT. Release builds read no such
-/// variable.
-#[cfg(debug_assertions)]
-pub fn pause_point(name: &str) {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static PAUSED: AtomicBool = AtomicBool::new(false);
-    if std::env::var("STACKINSTALL_TEST_PAUSE_AT").is_ok_and(|point| point == name)
-        && !PAUSED.swap(true, Ordering::SeqCst)
-    {
-        // SAFETY: raising a signal in this process has no preconditions.
-        unsafe {
-            libc::raise(libc::SIGSTOP);
-        }
-    }
-}
-
-/// Release builds have no pause points.
-#[cfg(not(debug_assertions))]
-pub fn pause_point(_name: &str) {}
 
 /// The permission bits of `path` (not of what a link there points to), if
 /// it exists.

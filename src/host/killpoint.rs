@@ -179,6 +179,31 @@ where
     }
 }
 
+/// Test hook (debug builds only): with `STACKINSTALL_TEST_PAUSE_AT=NAME`,
+/// the first time this process reaches the point `name` (a directory
+/// named NAME opened and checked, before anything is written in it; or a
+/// named point like `credentials-loaded`) it stops itself with SIGSTOP,
+/// so that a test can act at that moment (swap the directory as another
+/// user) and then let it go on with SIGCONT. Release builds read no such
+/// variable.
+#[cfg(debug_assertions)]
+pub fn pause_point(name: &str) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static PAUSED: AtomicBool = AtomicBool::new(false);
+    if std::env::var("STACKINSTALL_TEST_PAUSE_AT").is_ok_and(|point| point == name)
+        && !PAUSED.swap(true, Ordering::SeqCst)
+    {
+        // SAFETY: raising a signal in this process has no preconditions.
+        unsafe {
+            libc::raise(libc::SIGSTOP);
+        }
+    }
+}
+
+/// Release builds have no pause points.
+#[cfg(not(debug_assertions))]
+pub fn pause_point(_name: &str) {}
+
 #[cfg(test)]
 mod tests {
     use super::command_point;

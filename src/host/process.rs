@@ -9,7 +9,20 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use super::command::Output;
+/// What a command printed, and how it ended.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: Option<i32>,
+}
+
+impl Output {
+    /// Whether the program exited with status 0.
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
 
 /// A program run, as a test's programs receive it.
 #[derive(Debug)]
@@ -81,40 +94,4 @@ impl Processes {
 /// The test's programs this thread has entered, if any.
 pub(super) fn entered() -> Option<Arc<dyn Programs>> {
     ENTERED.with(|entered| entered.borrow().clone())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::host::Command;
-
-    struct Echo;
-
-    impl Programs for Echo {
-        fn run(&self, invocation: &Invocation) -> Option<Output> {
-            (invocation.program == "echo").then(|| Output {
-                stdout: format!("{}\n", invocation.args.join(" ")),
-                stderr: String::new(),
-                code: Some(0),
-            })
-        }
-    }
-
-    #[test]
-    fn an_entered_host_runs_its_programs_in_process() {
-        let processes = Processes::Test(Arc::new(Echo));
-        {
-            let _entered = processes.enter();
-            let output = Command::new("echo").args(["in", "process"]).run().unwrap();
-            assert_eq!(output.stdout, "in process\n");
-            let missing = Command::new("no-such-program").run().unwrap_err();
-            assert!(
-                missing.to_string().contains("was not found on PATH"),
-                "{missing}"
-            );
-        }
-        // Left: the machine's programs again.
-        let output = Command::new("true").run().unwrap();
-        assert_eq!(output.code, Some(0));
-    }
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use super::command::{Command, CommandError};
+use super::command::{Command, CommandError, unit_changes};
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -22,11 +22,13 @@ struct UnitState {
 
 /// The units' states as one `systemctl show` read them, shared by every
 /// step of the run: a no-op re-run asks systemd once, not twice a unit.
-/// Forgotten whenever a program that may change a unit has run.
+/// Stale once a program that may change a unit has run since
+/// (`command::unit_changes`).
 struct Snapshot {
     /// Every unit asked about so far: the next read asks for them all.
     asked: BTreeSet<String>,
-    known: Option<BTreeMap<String, UnitState>>,
+    /// What was read, and `command::unit_changes()` when it was.
+    known: Option<(BTreeMap<String, UnitState>, u64)>,
 }
 
 static SNAPSHOT: Mutex<Snapshot> = Mutex::new(Snapshot {
@@ -63,16 +65,21 @@ fn state(unit: &str) -> Result<UnitState, CommandError> {
         return Ok(read.get(unit).copied().unwrap_or_default());
     }
     let mut snapshot = snapshot();
-    if let Some(state) = snapshot.known.as_ref().and_then(|known| known.get(unit)) {
+    if let Some((known, changes)) = &snapshot.known
+        && *changes == unit_changes()
+        && let Some(state) = known.get(unit)
+    {
         return Ok(*state);
     }
     snapshot.asked.insert(unit.to_string());
     let names: Vec<String> = snapshot.asked.iter().cloned().collect();
+    // Counted before the read: a change that ends during it forgets it.
+    let changes = unit_changes();
     let Some(read) = read_states(&names)? else {
         return Ok(UnitState::default());
     };
     let state = read.get(unit).copied().unwrap_or_default();
-    snapshot.known = Some(read);
+    snapshot.known = Some((read, changes));
     Ok(state)
 }
 
@@ -111,46 +118,6 @@ fn parse_state(block: &str) -> UnitState {
         // `active`, `reloading`, `refreshing`).
         active: matches!(value("ActiveState"), "active" | "reloading" | "refreshing"),
     }
-}
-
-/// Forgets the units' states after `program` ran with `args`, unless it is
-/// one that cannot start, stop, enable or disable a unit: a `systemctl`
-/// read, or a program that works on the cluster, a package database read
-/// or the exports. Anything else (`apt-get`, whose packages' scripts start
-/// their services; K3s's install script; `systemctl restart`) may have.
-pub(super) fn ran(program: &str, args: &[String]) {
-    let systemctl_reads = [
-        "show",
-        "is-active",
-        "is-enabled",
-        "list-unit-files",
-        "list-sockets",
-        "list-timers",
-    ];
-    let leave_units_alone = [
-        "kubectl",
-        "helm",
-        "istioctl",
-        "dpkg-query",
-        "exportfs",
-        "rabbitmqctl",
-        "rabbitmq-plugins",
-        "tar",
-        // K3s's binary (`k3s --version`) and stackinstall's own (the
-        // credential provider) manage no unit.
-        "k3s",
-        "stackinstall",
-    ];
-    // A program a step installed runs by its path.
-    let program = program.rsplit('/').next().unwrap_or(program);
-    let read = match program {
-        "systemctl" => (args.first()).is_some_and(|verb| systemctl_reads.contains(&verb.as_str())),
-        program => leave_units_alone.contains(&program),
-    };
-    if read {
-        return;
-    }
-    snapshot().known = None;
 }
 
 /// Whether `unit` is active (running).

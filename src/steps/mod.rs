@@ -241,3 +241,17 @@ pub trait Step: Sync {
         Ok(Vec::new())
     }
 }
+
+/// Tells systemd's reader the units of the stack (the servers', K3s's and
+/// the renewal timer's), so that the run's first look at any of them reads
+/// them all in one `systemctl show`.
+pub fn expect_stack_units(context: &Context) {
+    crate::host::service::expect([
+        mysql::unit_for(context),
+        context.config.mongodb.service.clone(),
+        rabbitmq::UNIT.to_string(),
+        nfs::UNIT.to_string(),
+        "k3s".to_string(),
+        registry::TIMER.to_string(),
+    ]);
+}

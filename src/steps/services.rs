@@ -81,20 +81,6 @@ impl Change for Reread {
     }
 }
 
-/// Tells systemd's reader the units of the stack (the servers', K3s's and
-/// the renewal timer's), so that the run's first look at any of them reads
-/// them all in one `systemctl show`.
-pub fn expect_stack_units(context: &Context) {
-    service::expect([
-        super::mysql::unit_for(context),
-        context.config.mongodb.service.clone(),
-        super::rabbitmq::UNIT.to_string(),
-        super::nfs::UNIT.to_string(),
-        "k3s".to_string(),
-        super::registry::TIMER.to_string(),
-    ]);
-}
-
 /// Fails unless `unit` is enabled and active: what must hold for the
 /// server to be there after a reboot, checked by the step's verification
 /// (so by `status` too).

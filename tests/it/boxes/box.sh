@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# tests/boxes/box.sh: the Debian host in a box (issue 22), driven by
-# tests/boxes/mod.rs. Three commands:
+# tests/it/boxes/box.sh: the Debian host in a box (issue 22), driven by
+# tests/it/boxes.rs and tests/it/boxes/harness.rs. Three commands:
 #
 #   box.sh build RELEASE TARBALL   debootstrap RELEASE (bookworm, trixie) and
 #       make it a configured host: a machine-id before its first boot, a
