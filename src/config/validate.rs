@@ -131,7 +131,7 @@ const RULES: &[(&str, Check)] = &[
     ("downloads.helm", Text(https)),
     ("downloads.istio", Text(https)),
     ("downloads.mongodb_repository", Text(https_or_file)),
-    ("downloads.mongodb_key", Text(https_or_file)),
+    ("downloads.mongodb_key", Text(key_template)),
     ("downloads.timeout_seconds", Number),
     ("downloads.ready_timeout_seconds", Number),
     ("downloads.require_pins", Switch),
@@ -173,6 +173,7 @@ const ADDRESSES: &str = "must be IP addresses or host names separated by `,`, wi
 const HOST: &str = "must be an IP address or a host name";
 const HTTPS: &str = "must be an https:// URL";
 const HTTPS_OR_FILE: &str = "must be an https:// URL or a file:/// path";
+const KEY_TEMPLATE: &str = "must be an https:// URL or a file:/// path, with `{version}` where the series goes and no other `{...}`";
 const ENDPOINT: &str = "must be an http:// or https:// URL without spaces or quotes";
 const SHA256: &str = "must be a SHA-256: 64 hex digits";
 const FINGERPRINT: &str = "must be an OpenPGP fingerprint: 40 hex digits (spaces allowed)";
@@ -487,6 +488,15 @@ fn https_or_file(value: &str) -> Option<&'static str> {
         Some(path) => absolute(&path.replace("{version}", "v0")).map(|_| HTTPS_OR_FILE),
         None => https(value).map(|_| HTTPS_OR_FILE),
     }
+}
+
+/// [`https_or_file`] naming each series' key: `{version}` in it, and no
+/// other placeholder (a misspelt one would be fetched as it stands).
+fn key_template(value: &str) -> Option<&'static str> {
+    let rest = value.replace("{version}", "");
+    let valid =
+        value.contains("{version}") && !rest.contains(['{', '}']) && https_or_file(value).is_none();
+    (!valid).then_some(KEY_TEMPLATE)
 }
 
 fn sha256(value: &str) -> Option<&'static str> {
