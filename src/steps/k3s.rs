@@ -21,6 +21,7 @@
 pub mod credential_provider;
 mod kubeconfig;
 mod leftovers;
+pub mod version;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -308,10 +309,11 @@ fn not_ready(found: Option<(usize, usize)>) -> StepError {
     )
 }
 
-/// For `--skip-infra`: K3s must already be running with a Ready node.
+/// The pinned K3s can run this install; with `--skip-infra`, K3s must
+/// already be running with a Ready node instead.
 fn preflight(context: &Context) -> Result<Option<Action>, StepError> {
     if !context.config.install.skip_infra {
-        return Ok(None);
+        return version::check(&context.config.versions.k3s).map(Some);
     }
     match kube::nodes_ready() {
         Ok(Some((ready, total))) if ready == total => Ok(Some(Action::check(format!(

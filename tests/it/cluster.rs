@@ -479,6 +479,53 @@ fn kubernetes_outside_istio_support_is_refused() {
     );
 }
 
+/// An install of `k3s` (the pinned K3s) refused in preflight with `says`:
+/// exit 2, nothing downloaded, nothing changed; the plan refuses it too.
+fn refused_in_preflight(k3s: &str, says: &str) {
+    let (mut world, releases) = cluster_world();
+    world.set_env("STACKINSTALL_VERSIONS__K3S", k3s);
+    let run = world.install(&[]).code(2);
+    let error = stderr(&run);
+    assert!(error.contains(says), "{k3s}: {error}");
+    assert!(releases.requests().is_empty(), "{k3s}: nothing downloaded");
+    assert!(
+        mutating(&world.calls()).is_empty(),
+        "{k3s}: nothing changed"
+    );
+    assert!(!world.path("/usr/local/bin/k3s").exists());
+    let plan = world.install(&["--plan"]).code(2);
+    assert!(stderr(&plan).contains(says), "{k3s}: the plan says it too");
+}
+
+#[test]
+fn k3s_releases_whose_kubelet_crashes_with_the_credential_provider_are_refused_in_preflight() {
+    for k3s in ["v1.28.0+k3s1", "v1.28.4+k3s2"] {
+        refused_in_preflight(
+            k3s,
+            &format!(
+                "K3s {k3s} cannot run this install: its kubelet crashes once the image credential provider's files exist (k3s-io/k3s issue 8941"
+            ),
+        );
+    }
+}
+
+#[test]
+fn istio_support_is_checked_against_the_pinned_k3s_before_anything_changes() {
+    refused_in_preflight(
+        "v1.30.0+k3s1",
+        "Istio 1.20.3 does not support Kubernetes 1.30 (K3s v1.30.0+k3s1): it supports Kubernetes 1.25 to 1.29",
+    );
+    let (world, _releases) = cluster_world();
+    let plan = world.install(&["--plan"]).success();
+    let text = stdout(&plan);
+    for check in [
+        "K3s v1.29.0+k3s1 (Kubernetes 1.29) runs the kubelet's image credential provider",
+        "Kubernetes 1.29 (K3s v1.29.0+k3s1) is supported by Istio 1.20.3 (1.25 to 1.29)",
+    ] {
+        assert!(text.contains(check), "the plan shows `{check}`: {text}");
+    }
+}
+
 #[test]
 fn skip_infra_fails_clearly_without_a_cluster_and_works_with_one() {
     let (world, releases) = cluster_world();
