@@ -55,6 +55,8 @@ const TABLE: &[(&str, Holds, Owner, u32)] = &[
     ("/etc/rancher", Directory, Root, 0o755),
     ("/etc/rancher/k3s", Directory, Root, 0o755),
     ("/etc/rancher/k3s/k3s.yaml", Secret, Root, 0o600),
+    // K3s's configuration: networks, port, names; no token.
+    ("/etc/rancher/k3s/config.yaml", Public, Root, 0o644),
     ("/root/.kube", Directory, Root, 0o700),
     ("/root/.kube/config", Secret, Root, 0o600),
     ("/var/lib/mongodb", Directory, Root, 0o755),

@@ -11,10 +11,10 @@
 use std::path::{Path, PathBuf};
 
 use crate::context::Context;
+use crate::host;
 use crate::host::installed::{self, INSTALLED_BINARY};
-use crate::host::{self, service};
 use crate::provider::{self, BIN_DIR, KUBELET_CONFIG, PLUGIN};
-use crate::steps::{Action, ActionKind, StepError};
+use crate::steps::{Action, StepError};
 
 /// The plugin's path on the host (before `Host::path`).
 pub fn plugin_path() -> PathBuf {
@@ -58,15 +58,6 @@ pub fn actions(context: &Context) -> Result<Vec<Action>, StepError> {
         ));
     }
     Ok(actions)
-}
-
-/// The restart that makes a running K3s read a changed provider config;
-/// done once its node is Ready again.
-pub fn restart(context: &Context) -> [Action; 2] {
-    [
-        Action::run_as(ActionKind::Service, service::restart("k3s")),
-        super::wait_for_nodes(context),
-    ]
 }
 
 /// Fails when the provider is not (or no longer) as the step left it.

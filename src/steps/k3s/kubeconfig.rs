@@ -1,5 +1,5 @@
 //! K3s's kubeconfig holds cluster-admin credentials: K3s is started with
-//! `--write-kubeconfig-mode 0600` so only root reads
+//! `write-kubeconfig-mode: "0600"` (`config_file.rs`) so only root reads
 //! `/etc/rancher/k3s/k3s.yaml`, and root gets a copy as `/root/.kube/config`
 //! (0600, directory 0700) so `kubectl` and `helm` by hand work after the
 //! install, as they did after the bash installer. The tool's own `kubectl`
@@ -20,7 +20,7 @@ use crate::error::StepError;
 use crate::host::{self, kube};
 use crate::state::Fact;
 
-/// The mode K3s writes its kubeconfig with (its `--write-kubeconfig-mode`).
+/// The mode K3s writes its kubeconfig with (its `write-kubeconfig-mode`).
 pub const MODE: u32 = 0o600;
 /// root's own kubeconfig, which `kubectl` and `helm` read by default.
 pub const ROOT_KUBECONFIG: &str = "/root/.kube/config";
@@ -65,12 +65,14 @@ pub fn too_open(context: &Context) -> bool {
 }
 
 /// The copy for root, when it is missing or differs from K3s's file (or
-/// when a plan without root cannot read them to tell).
-pub fn copy_action(context: &Context) -> Result<Option<Action>, StepError> {
+/// when a plan without root cannot read them to tell), or when K3s
+/// `restarts` first (it writes its kubeconfig again as it starts).
+pub fn copy_action(context: &Context, restarts: bool) -> Result<Option<Action>, StepError> {
     let source = context.host.path(kube::KUBECONFIG);
     let target = context.host.path(ROOT_KUBECONFIG);
     let current = readable(&source)?;
-    if current.is_some()
+    if !restarts
+        && current.is_some()
         && current == readable(&target)?
         && host::fs::mode_of(&target) == Some(MODE)
     {
@@ -182,7 +184,7 @@ pub fn verify(context: &Context) -> Result<(), StepError> {
                 "`{}` is readable by other users (every local account gets cluster-admin)",
                 kube::KUBECONFIG
             ),
-            "run `stackinstall install --redo k3s` to start K3s with `--write-kubeconfig-mode 0600`",
+            "run `stackinstall install --redo k3s` to start K3s with `write-kubeconfig-mode` 0600",
         ));
     }
     Ok(())
