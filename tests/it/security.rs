@@ -310,6 +310,91 @@ fn a_kubeconfig_left_readable_by_an_earlier_install_is_made_0600() {
     );
 }
 
+/// The k3s step's state and health in `status --output json`, and its
+/// decision in `install --plan --output json`.
+fn k3s_in_status_and_plan(world: &World) -> (String, String, String) {
+    let status = world
+        .command()
+        .args(["status", "--output", "json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let step = (status["steps"].as_array().unwrap().iter())
+        .find(|step| step["id"] == "k3s")
+        .unwrap()
+        .clone();
+    let plan = world
+        .command()
+        .args(["install", "--domain", DOMAIN, "--self-signed", "--plan"])
+        .args(["--output", "json", "--only", "k3s"])
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let planned = (plan["steps"].as_array().unwrap().iter())
+        .find(|step| step["id"] == "k3s")
+        .unwrap()
+        .to_string();
+    (
+        step["state"].as_str().unwrap().to_string(),
+        step["health"].as_str().unwrap_or_default().to_string(),
+        planned,
+    )
+}
+
+#[test]
+fn plan_and_status_agree_on_a_kubeconfig_made_readable_after_the_install() {
+    let (world, _releases) = cluster::cluster_world();
+    world.install(&["--only", "k3s"]).success();
+    let (state, health, planned) = k3s_in_status_and_plan(&world);
+    assert_eq!((state.as_str(), health.as_str()), ("done", "ok"));
+    assert!(planned.contains("\"done\""), "{planned}");
+    let kubeconfig = world.path("/etc/rancher/k3s/k3s.yaml");
+    fs::set_permissions(&kubeconfig, fs::Permissions::from_mode(0o644)).unwrap();
+    let (_, health, planned) = k3s_in_status_and_plan(&world);
+    assert!(health.contains("is readable by other users"), "{health}");
+    assert!(
+        planned
+            .contains("done earlier, but `/etc/rancher/k3s/k3s.yaml` is readable by other users"),
+        "the plan says what status says: {planned}"
+    );
+    assert!(
+        planned.contains("install script"),
+        "and what the run will do: {planned}"
+    );
+}
+
+#[test]
+fn roots_kubeconfig_linked_to_k3s_file_is_accepted_and_kept() {
+    let (world, _releases) = cluster::cluster_world();
+    let link = world.path("/root/.kube/config");
+    fs::create_dir_all(link.parent().unwrap()).unwrap();
+    // The two forms of the layout: an absolute and a relative link.
+    for target in [
+        "/etc/rancher/k3s/k3s.yaml",
+        "../../etc/rancher/k3s/k3s.yaml",
+    ] {
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, &link).unwrap();
+        let run = world.install(&["--only", "k3s", "--redo", "k3s"]);
+        assert!(
+            run.get_output().status.success(),
+            "{target}: {}",
+            stderr(&run)
+        );
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new(target), "kept");
+        assert!(kubeconfig_backups(&world).is_empty(), "nothing to back up");
+    }
+    // A link elsewhere is still not followed.
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink("/etc/shadow", &link).unwrap();
+    let run = world.install(&["--only", "k3s", "--redo", "k3s"]).failure();
+    assert!(
+        stderr(&run).contains("refusing to follow it"),
+        "{}",
+        stderr(&run)
+    );
+}
+
 /// The backups of root's kubeconfig under `/root/.kube`, with their text.
 fn kubeconfig_backups(world: &World) -> Vec<(PathBuf, String)> {
     let mut backups: Vec<(PathBuf, String)> = fs::read_dir(world.path("/root/.kube"))
