@@ -310,6 +310,65 @@ fn a_kubeconfig_left_readable_by_an_earlier_install_is_made_0600() {
     );
 }
 
+#[test]
+fn no_file_a_full_install_writes_holds_the_root_it_was_written_under() {
+    let world = full::quick_full_world(&servers::unique("prefix"));
+    let before = entries(&world);
+    world.install(&[]).success();
+    let after = entries(&world);
+    let root = world
+        .root
+        .to_str()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let (mut files, mut links, mut leaks) = (0, 0, Vec::new());
+    for (path, metadata) in &after {
+        // The run's own log says where this run wrote, root included: a
+        // record for a person, read by no program on the host.
+        if before.get(path) == Some(metadata) || path.starts_with("/var/log/stackinstall/") {
+            continue;
+        }
+        let host_path = world.path(path);
+        let kind = metadata.0 & libc::S_IFMT;
+        let text = match kind {
+            libc::S_IFREG => {
+                files += 1;
+                fs::read(&host_path).unwrap()
+            }
+            libc::S_IFLNK => {
+                links += 1;
+                fs::read_link(&host_path)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
+            }
+            _ => continue,
+        };
+        if text
+            .windows(root.len())
+            .any(|window| window == root.as_bytes())
+        {
+            let lines: Vec<String> = String::from_utf8_lossy(&text)
+                .lines()
+                .filter(|line| line.contains(&root))
+                .take(5)
+                .map(str::to_string)
+                .collect();
+            leaks.push(format!("{path}: {lines:#?}"));
+        }
+    }
+    report(&format!(
+        "files a full install wrote under --root: {files} files and {links} links read, {} hold the root",
+        leaks.len()
+    ));
+    assert!(files > 20, "the install wrote its files: {files}");
+    assert!(
+        leaks.is_empty(),
+        "these hold `{root}`, a path only this run has: {leaks:?}"
+    );
+}
+
 /// The k3s step's state and health in `status --output json`, and its
 /// decision in `install --plan --output json`.
 fn k3s_in_status_and_plan(world: &World) -> (String, String, String) {
