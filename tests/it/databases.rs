@@ -412,6 +412,36 @@ fn rabbitmq_password_changed_behind_our_back_is_set_back() {
     rabbitmqctl(&["delete_user", &user], "");
 }
 
+#[test]
+fn rabbitmq_an_import_whose_tags_and_permissions_land_late_is_waited_for() {
+    let user = unique("rl");
+    let world = world(&user);
+    run(&world, &["rabbitmq"], &[]);
+    // Someone took the user's tags: it still logs in over AMQP.
+    rabbitmqctl(&["set_user_tags", &user], "");
+    let password = password(&world, "rabbitmq");
+    amqp_login(&user, &password).expect("the login alone says nothing of the tags");
+    // The import is applied after the command returns: the user (without
+    // its tags) now, its tags and permissions a second later.
+    servers::quick_rabbitmqctl(&world);
+    world.configure(|config| config.rabbitmq_import_lag_seconds = 1.0);
+    world.clear_calls();
+    let again = run(&world, &["rabbitmq"], &["--redo", "rabbitmq"]);
+    assert_eq!(again.outcome("rabbitmq"), "changed", "{}", again.stderr);
+    let imports = (world.lines_of("rabbitmqctl").iter())
+        .filter(|line| line.contains("import_definitions"))
+        .count();
+    assert_eq!(imports, 1, "the tags were imported again");
+    let me: serde_json::Value = management("whoami", &user, &password).json().unwrap();
+    assert!(me["tags"].to_string().contains("administrator"), "{me}");
+    let permissions: serde_json::Value =
+        management(&format!("permissions/%2F/{user}"), &user, &password)
+            .json()
+            .unwrap();
+    assert_eq!(permissions["configure"], ".*", "{permissions}");
+    rabbitmqctl(&["delete_user", &user], "");
+}
+
 /// A cold mysql + rabbitmq provisioning against the real servers: each
 /// `rabbitmqctl` or `rabbitmq-plugins` boots an Erlang VM (0.25 to 1.2 s),
 /// so the step runs at most two of them, and a plain re-run none.
