@@ -117,7 +117,6 @@ impl Step for Rabbitmq {
     /// calls starts an Erlang VM): AMQP login, then the management API,
     /// which answers only for a user with the right password and tag.
     fn verify(&self, context: &Context) -> Result<(), StepError> {
-        let config = &context.config.rabbitmq;
         services::check_running(context, UNIT)?;
         let password = password(context)?;
         amqp_login(context, &password)?;
