@@ -264,6 +264,11 @@ pub struct Mysql {
     /// The address the verification logs in at; unset: the host's own.
     #[serde(deserialize_with = "unset_if_empty")]
     pub host: Option<String>,
+    /// The authentication plugin of the application's user; unset: the
+    /// server's default (caching_sha2_password on MySQL 8,
+    /// mysql_native_password on MariaDB).
+    #[serde(deserialize_with = "unset_if_empty")]
+    pub auth_plugin: Option<String>,
 }
 
 impl Default for Mysql {
@@ -279,6 +284,7 @@ impl Default for Mysql {
             config_dir: None,
             service: None,
             host: None,
+            auth_plugin: None,
         }
     }
 }

@@ -93,6 +93,7 @@ const RULES: &[(&str, Check)] = &[
     ("mysql.config_dir", Text(absolute)),
     ("mysql.service", Text(unit)),
     ("mysql.host", Text(host)),
+    ("mysql.auth_plugin", Text(sql_name)),
     ("mongodb.version", Text(version)),
     ("mongodb.port", Port),
     ("mongodb.bind_ip", Text(addresses)),
