@@ -565,6 +565,8 @@ mod tests {
             .unwrap();
         let profile: Config = toml::from_str(text).unwrap();
         merge(&mut tree, serde_json::to_value(profile).unwrap());
+        // Empty in the profile by design (no extra names by default).
+        tree["cluster"]["tls_san"] = serde_json::json!(["api.example.com"]);
         tree
     }
 
