@@ -108,9 +108,17 @@ impl Default for Requirements {
 pub struct Cluster {
     /// The application's namespace.
     pub namespace: String,
-    /// The pod network, exported over NFS and allowed to reach the databases.
+    /// The pod network (K3s's `cluster-cidr`), exported over NFS and
+    /// allowed to reach the databases; fixed once K3s made the cluster.
     pub pod_cidr: String,
+    /// The Services' network (K3s's `service-cidr`); fixed once K3s made
+    /// the cluster.
+    pub service_cidr: String,
+    /// The Kubernetes API server's port (K3s's `https-listen-port`).
     pub api_port: u16,
+    /// Extra names and addresses the API server's certificate is valid
+    /// for (K3s's `tls-san`), beside the host's own.
+    pub tls_san: Vec<String>,
     /// The address pods reach the host's databases at; unset: the host's
     /// primary IPv4 address.
     #[serde(deserialize_with = "unset_if_empty")]
@@ -122,7 +130,9 @@ impl Default for Cluster {
         Self {
             namespace: String::new(),
             pod_cidr: "10.42.0.0/16".into(),
+            service_cidr: "10.43.0.0/16".into(),
             api_port: 6443,
+            tls_san: Vec::new(),
             host_ip: None,
         }
     }
@@ -254,6 +264,11 @@ pub struct Mysql {
     /// The address the verification logs in at; unset: the host's own.
     #[serde(deserialize_with = "unset_if_empty")]
     pub host: Option<String>,
+    /// The authentication plugin of the application's user; unset: the
+    /// server's default (caching_sha2_password on MySQL 8,
+    /// mysql_native_password on MariaDB).
+    #[serde(deserialize_with = "unset_if_empty")]
+    pub auth_plugin: Option<String>,
 }
 
 impl Default for Mysql {
@@ -269,6 +284,7 @@ impl Default for Mysql {
             config_dir: None,
             service: None,
             host: None,
+            auth_plugin: None,
         }
     }
 }

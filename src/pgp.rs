@@ -1,12 +1,21 @@
-//! The fingerprint of an ASCII-armoured OpenPGP public key (RFC 4880 v4:
-//! SHA-1 over the primary key packet), so a downloaded signing key can be
-//! checked against the fingerprint its publisher gives, without `gpg`.
+//! The one OpenPGP public key in an ASCII-armoured file (RFC 4880 v4), so
+//! a downloaded signing key can be checked against the fingerprint its
+//! publisher gives, without `gpg`: every armour block of the file is read,
+//! every packet in it walked, a file holding more than one primary key is
+//! refused, and the key is armoured again on its own (what apt is given is
+//! exactly the key whose fingerprint was checked, nothing appended).
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sha1::{Digest, Sha1};
 
-/// Why a key has no fingerprint.
+const BEGIN: &str = "-----BEGIN PGP PUBLIC KEY BLOCK-----";
+const END: &str = "-----END PGP PUBLIC KEY BLOCK-----";
+
+/// The OpenPGP packet tag of a primary public key (RFC 4880 5.5.1.1).
+const PUBLIC_KEY: u8 = 6;
+
+/// Why a file is not one usable public key.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
     #[error("it is not an ASCII-armoured PGP public key")]
@@ -15,13 +24,68 @@ pub enum KeyError {
     BadBase64,
     #[error("it does not start with a version 4 public key packet")]
     NoPublicKey,
+    #[error("its packets are cut short or use a length form keys do not use")]
+    BadPacket,
+    #[error("it holds {0} primary keys (fingerprints {1}), where one was expected")]
+    SeveralKeys(usize, String),
 }
 
-/// The v4 fingerprint (40 upper-case hex digits) of the primary key in the
-/// armoured `text`.
-pub fn fingerprint(text: &str) -> Result<String, KeyError> {
+/// One transferable public key: its primary key, user ids, subkeys and
+/// signatures, as packets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    /// The v4 fingerprint (40 upper-case hex digits) of the primary key.
+    pub fingerprint: String,
+    packets: Vec<u8>,
+}
+
+impl PublicKey {
+    /// The key alone, ASCII-armoured (RFC 4880 6.2), with its CRC-24.
+    pub fn armoured(&self) -> String {
+        let encoded = STANDARD.encode(&self.packets);
+        let mut text = format!("{BEGIN}\n\n");
+        for line in encoded.as_bytes().chunks(64) {
+            text.push_str(&String::from_utf8_lossy(line));
+            text.push('\n');
+        }
+        let crc = crc24(&self.packets).to_be_bytes();
+        text.push_str(&format!("={}\n{END}\n", STANDARD.encode(&crc[1..])));
+        text
+    }
+}
+
+/// The one public key in the armoured `text` (every armour block in it).
+pub fn single_key(text: &str) -> Result<PublicKey, KeyError> {
     let packets = dearmour(text)?;
-    let body = primary_key_packet(&packets).ok_or(KeyError::NoPublicKey)?;
+    let mut primaries = Vec::new();
+    let mut rest = packets.as_slice();
+    while !rest.is_empty() {
+        let (tag, body, length) = packet(rest).ok_or(KeyError::BadPacket)?;
+        if primaries.is_empty() && tag != PUBLIC_KEY {
+            return Err(KeyError::NoPublicKey);
+        }
+        if tag == PUBLIC_KEY {
+            primaries.push(fingerprint_of(body)?);
+        }
+        rest = &rest[length..];
+    }
+    match primaries.as_slice() {
+        [] => Err(KeyError::NoPublicKey),
+        [fingerprint] => Ok(PublicKey {
+            fingerprint: fingerprint.clone(),
+            packets,
+        }),
+        several => Err(KeyError::SeveralKeys(several.len(), several.join(", "))),
+    }
+}
+
+/// The v4 fingerprint of the one primary key in the armoured `text`.
+pub fn fingerprint(text: &str) -> Result<String, KeyError> {
+    single_key(text).map(|key| key.fingerprint)
+}
+
+/// SHA-1 over the primary key packet, as RFC 4880 12.2 gives it.
+fn fingerprint_of(body: &[u8]) -> Result<String, KeyError> {
     if body.first() != Some(&4) {
         return Err(KeyError::NoPublicKey);
     }
@@ -33,34 +97,42 @@ pub fn fingerprint(text: &str) -> Result<String, KeyError> {
     Ok(hex::encode_upper(hasher.finalize()))
 }
 
-/// The bytes inside the armour (headers and checksum left out).
+/// The bytes inside every armour block of `text` (headers and checksums
+/// left out), one after the other.
 fn dearmour(text: &str) -> Result<Vec<u8>, KeyError> {
-    let mut lines = text
-        .lines()
-        .map(str::trim)
-        .skip_while(|line| *line != "-----BEGIN PGP PUBLIC KEY BLOCK-----");
-    if lines.next().is_none() {
+    let mut lines = text.lines().map(str::trim).peekable();
+    let mut packets = Vec::new();
+    let mut blocks = 0;
+    while lines.any(|line| line == BEGIN) {
+        blocks += 1;
+        let mut body = String::new();
+        // Armour headers (`Version: ...`) end at the first empty line.
+        while lines.next_if(|line| line.contains(": ")).is_some() {}
+        for line in lines.by_ref() {
+            if line == END {
+                break;
+            }
+            if !line.is_empty() && !line.starts_with('=') {
+                body.push_str(line);
+            }
+        }
+        let decoded = STANDARD.decode(body).map_err(|_| KeyError::BadBase64)?;
+        packets.extend(decoded);
+    }
+    if blocks == 0 {
         return Err(KeyError::NotArmoured);
     }
-    // Armour headers (`Version: ...`) end at the first empty line.
-    let body: Vec<&str> = lines
-        .skip_while(|line| line.contains(": "))
-        .skip_while(|line| line.is_empty())
-        .take_while(|line| !line.starts_with('=') && !line.starts_with("-----"))
-        .collect();
-    STANDARD
-        .decode(body.concat())
-        .map_err(|_| KeyError::BadBase64)
+    Ok(packets)
 }
 
-/// The body of the first packet when it is a public key packet (tag 6).
-fn primary_key_packet(packets: &[u8]) -> Option<&[u8]> {
-    let header = *packets.first()?;
+/// The first packet of `bytes`: its tag, its body and its whole length.
+fn packet(bytes: &[u8]) -> Option<(u8, &[u8], usize)> {
+    let header = *bytes.first()?;
     if header & 0x80 == 0 {
         return None;
     }
     let (tag, length, start) = if header & 0x40 != 0 {
-        let (length, size) = new_length(packets.get(1..)?)?;
+        let (length, size) = new_length(bytes.get(1..)?)?;
         (header & 0x3f, length, 1 + size)
     } else {
         let size = match header & 0x03 {
@@ -69,19 +141,18 @@ fn primary_key_packet(packets: &[u8]) -> Option<&[u8]> {
             2 => 4,
             _ => return None,
         };
-        let length = packets
+        let length = bytes
             .get(1..1 + size)?
             .iter()
             .fold(0usize, |sum, byte| (sum << 8) | usize::from(*byte));
         ((header >> 2) & 0x0f, length, 1 + size)
     };
-    if tag != 6 {
-        return None;
-    }
-    packets.get(start..start + length)
+    let end = start.checked_add(length)?;
+    Some((tag, bytes.get(start..end)?, end))
 }
 
-/// A new-format packet length and how many bytes it took.
+/// A new-format packet length and how many bytes it took (partial
+/// lengths are for data packets, never for keys).
 fn new_length(bytes: &[u8]) -> Option<(usize, usize)> {
     let first = usize::from(*bytes.first()?);
     match first {
@@ -96,6 +167,21 @@ fn new_length(bytes: &[u8]) -> Option<(usize, usize)> {
         }
         _ => None,
     }
+}
+
+/// The armour's checksum (RFC 4880 6.1).
+fn crc24(bytes: &[u8]) -> u32 {
+    let mut crc: u32 = 0x00B7_04CE;
+    for byte in bytes {
+        crc ^= u32::from(*byte) << 16;
+        for _ in 0..8 {
+            crc <<= 1;
+            if crc & 0x0100_0000 != 0 {
+                crc ^= 0x0186_4CFB;
+            }
+        }
+    }
+    crc & 0x00FF_FFFF
 }
 
 /// `fingerprint` without spaces, upper-cased, for comparison.
@@ -114,6 +200,9 @@ mod tests {
     /// A throwaway key made with `gpg --quick-gen-key ... rsa2048`; gpg
     /// gave its fingerprint as 28BB7FC053F6C2A0AF6AF521F010861042996F61.
     const KEY: &str = include_str!("../tests/fixtures/test-signing-key.asc");
+    /// Another throwaway key (`gpg --quick-gen-key ... ed25519`); gpg gave
+    /// its fingerprint as 6EF3AC95B26EB356BAC5D63727118245C71BD54A.
+    const OTHER: &str = include_str!("../tests/fixtures/other-signing-key.asc");
 
     #[test]
     fn fingerprint_is_the_one_gpg_gives() {
@@ -130,8 +219,42 @@ mod tests {
     #[test]
     fn other_text_has_no_fingerprint() {
         assert_eq!(fingerprint("<html>"), Err(KeyError::NotArmoured));
-        let broken =
-            "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\n!!!\n-----END PGP PUBLIC KEY BLOCK-----\n";
-        assert_eq!(fingerprint(broken), Err(KeyError::BadBase64));
+        let broken = format!("{BEGIN}\n\n!!!\n{END}\n");
+        assert_eq!(fingerprint(&broken), Err(KeyError::BadBase64));
+    }
+
+    #[test]
+    fn a_second_key_appended_in_any_form_is_refused() {
+        let other = single_key(OTHER).unwrap();
+        assert_eq!(
+            other.fingerprint,
+            "6EF3AC95B26EB356BAC5D63727118245C71BD54A"
+        );
+        // A second armour block after the first, a second key inside the
+        // same block, and gpg's own `--armor --export` of the two keys.
+        let key = single_key(KEY).unwrap();
+        let mut both = key.clone();
+        both.packets.extend(&other.packets);
+        let exported = include_str!("../tests/fixtures/two-signing-keys.asc");
+        for text in [format!("{KEY}{OTHER}"), both.armoured(), exported.into()] {
+            match single_key(&text) {
+                Err(KeyError::SeveralKeys(2, fingerprints)) => {
+                    assert!(fingerprints.contains(&other.fingerprint), "{fingerprints}")
+                }
+                found => panic!("two keys accepted: {found:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_key_armoured_again_is_the_same_key() {
+        let key = single_key(KEY).unwrap();
+        let again = single_key(&key.armoured()).unwrap();
+        assert_eq!(again, key);
+        // The checksum lines gpg wrote for these files.
+        for (text, checksum) in [(KEY, "=P18U"), (OTHER, "=4vn3")] {
+            let armoured = single_key(text).unwrap().armoured();
+            assert!(armoured.contains(&format!("\n{checksum}\n")), "{armoured}");
+        }
     }
 }

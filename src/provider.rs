@@ -18,7 +18,6 @@ use time::{Duration, OffsetDateTime};
 
 use crate::config::Config;
 use crate::ecr::{TOKEN_VALIDITY, Token};
-use crate::host::Host;
 use crate::render::{self, RenderError};
 use crate::secret::Secret;
 
@@ -142,8 +141,9 @@ pub fn empty_response() -> String {
     .to_string()
 }
 
-/// How the kubelet runs the plugin: its arguments and environment (host
-/// paths under `host`'s root, the real paths on a real host).
+/// How the kubelet runs the plugin: its arguments and environment, with
+/// the paths they have on the host (never a `--root`: the file is read by
+/// the host's kubelet).
 pub struct Invocation {
     pub args: Vec<String>,
     pub env: BTreeMap<&'static str, String>,
@@ -151,17 +151,16 @@ pub struct Invocation {
 
 /// The plugin's invocation: the subcommand with the configuration
 /// `ecr-refresh` reads, and the home whose `.aws/` holds a profile.
-pub fn invocation(host: &Host, refresh_config: &str) -> Invocation {
-    let home = host.path(PLUGIN_HOME);
-    let aws = home.join(".aws");
+pub fn invocation(refresh_config: &str) -> Invocation {
+    let aws = Path::new(PLUGIN_HOME).join(".aws");
     Invocation {
         args: vec![
             SUBCOMMAND.to_string(),
             "--config".to_string(),
-            host.path(refresh_config).display().to_string(),
+            refresh_config.to_string(),
         ],
         env: BTreeMap::from([
-            ("HOME", home.display().to_string()),
+            ("HOME", PLUGIN_HOME.to_string()),
             (
                 "AWS_SHARED_CREDENTIALS_FILE",
                 aws.join("credentials").display().to_string(),
@@ -172,12 +171,8 @@ pub fn invocation(host: &Host, refresh_config: &str) -> Invocation {
 }
 
 /// The kubelet's `CredentialProviderConfig` for the profile's registry.
-pub fn kubelet_config(
-    config: &Config,
-    host: &Host,
-    refresh_config: &str,
-) -> Result<String, RenderError> {
-    let invocation = invocation(host, refresh_config);
+pub fn kubelet_config(config: &Config, refresh_config: &str) -> Result<String, RenderError> {
+    let invocation = invocation(refresh_config);
     render::template(
         "credential-provider.yaml",
         minijinja::context! {

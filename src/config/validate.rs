@@ -60,7 +60,9 @@ const RULES: &[(&str, Check)] = &[
     ("requirements.disk_gib", Exempt("compared with the host's")),
     ("cluster.namespace", Text(label)),
     ("cluster.pod_cidr", Text(cidr)),
+    ("cluster.service_cidr", Text(cidr)),
     ("cluster.api_port", Port),
+    ("cluster.tls_san", Text(host)),
     ("cluster.host_ip", Text(address)),
     ("istio.profile", Text(label)),
     ("istio.http_node_port", Port),
@@ -91,6 +93,7 @@ const RULES: &[(&str, Check)] = &[
     ("mysql.config_dir", Text(absolute)),
     ("mysql.service", Text(unit)),
     ("mysql.host", Text(host)),
+    ("mysql.auth_plugin", Text(sql_name)),
     ("mongodb.version", Text(version)),
     ("mongodb.port", Port),
     ("mongodb.bind_ip", Text(addresses)),
@@ -131,7 +134,7 @@ const RULES: &[(&str, Check)] = &[
     ("downloads.helm", Text(https)),
     ("downloads.istio", Text(https)),
     ("downloads.mongodb_repository", Text(https_or_file)),
-    ("downloads.mongodb_key", Text(https_or_file)),
+    ("downloads.mongodb_key", Text(key_template)),
     ("downloads.timeout_seconds", Number),
     ("downloads.ready_timeout_seconds", Number),
     ("downloads.require_pins", Switch),
@@ -173,6 +176,7 @@ const ADDRESSES: &str = "must be IP addresses or host names separated by `,`, wi
 const HOST: &str = "must be an IP address or a host name";
 const HTTPS: &str = "must be an https:// URL";
 const HTTPS_OR_FILE: &str = "must be an https:// URL or a file:/// path";
+const KEY_TEMPLATE: &str = "must be an https:// URL or a file:/// path, with `{version}` where the series goes and no other `{...}`";
 const ENDPOINT: &str = "must be an http:// or https:// URL without spaces or quotes";
 const SHA256: &str = "must be a SHA-256: 64 hex digits";
 const FINGERPRINT: &str = "must be an OpenPGP fingerprint: 40 hex digits (spaces allowed)";
@@ -489,6 +493,15 @@ fn https_or_file(value: &str) -> Option<&'static str> {
     }
 }
 
+/// [`https_or_file`] naming each series' key: `{version}` in it, and no
+/// other placeholder (a misspelt one would be fetched as it stands).
+fn key_template(value: &str) -> Option<&'static str> {
+    let rest = value.replace("{version}", "");
+    let valid =
+        value.contains("{version}") && !rest.contains(['{', '}']) && https_or_file(value).is_none();
+    (!valid).then_some(KEY_TEMPLATE)
+}
+
 fn sha256(value: &str) -> Option<&'static str> {
     let valid = value.len() == 64 && value.chars().all(|c| c.is_ascii_hexdigit());
     (!valid).then_some(SHA256)
@@ -552,6 +565,8 @@ mod tests {
             .unwrap();
         let profile: Config = toml::from_str(text).unwrap();
         merge(&mut tree, serde_json::to_value(profile).unwrap());
+        // Empty in the profile by design (no extra names by default).
+        tree["cluster"]["tls_san"] = serde_json::json!(["api.example.com"]);
         tree
     }
 

@@ -133,6 +133,7 @@ pub fn plan(context: &Context, inclusion: &Inclusion) -> Result<Plan, EngineErro
     let decisions = decide(context, inclusion)?;
     let mut planned = Vec::new();
     for (id, (decision, _)) in StepId::ALL.into_iter().zip(decisions) {
+        let decision = verified(context, id, decision);
         let (actions, note) = match &decision {
             Decision::ToDo(_) => match id.step().look(context) {
                 Ok(actions) => (actions, None),
@@ -161,6 +162,23 @@ pub fn plan(context: &Context, inclusion: &Inclusion) -> Result<Plan, EngineErro
         domain: context.config.install.domain.clone(),
         steps: planned,
     })
+}
+
+/// A step done before stays done in the plan only when its verification
+/// passes, as in a run (and in `status`): one that drifted is to do, with
+/// the reason the run gives.
+fn verified(context: &Context, id: StepId, decision: Decision) -> Decision {
+    let Decision::Done = decision else {
+        return decision;
+    };
+    match id.step().verify(context) {
+        Ok(()) => Decision::Done,
+        Err(drift) => {
+            let text = crate::secret::redact(&drift.to_string());
+            let first = text.lines().next().unwrap_or_default().to_string();
+            Decision::ToDo(format!("done earlier, but {first}"))
+        }
+    }
 }
 
 /// Why a step to do could not look at the host: the steps it needs that

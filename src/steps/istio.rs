@@ -1,6 +1,7 @@
 //! Istio: installs the pinned `istioctl` (from the Istio release tarball,
 //! checked against its published `.sha256`) to `/usr/local/bin/istioctl`,
-//! refuses a Kubernetes version outside the pinned Istio's support matrix,
+//! refuses a Kubernetes version outside the pinned Istio's support matrix
+//! (the pinned K3s's in preflight, the cluster's once it answers),
 //! writes the IstioOperator overlay rendered from `templates/` to
 //! `/etc/stackinstall/istio-operator.yaml` (profile, ingress gateway as a
 //! NodePort Service, native sidecars so that Jobs' pods finish) and runs
@@ -23,6 +24,7 @@ use crate::host::download::{self, ReleaseBinary};
 use crate::host::{Command, kube};
 use crate::render::{self, RenderError};
 use crate::state::{Fact, Fingerprint, Preexisting};
+use crate::steps::k3s::version as k3s_version;
 
 /// The Istio step.
 pub struct Istio;
@@ -228,17 +230,19 @@ fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
 
 /// Refuses a Kubernetes server outside the pinned Istio's support matrix.
 fn check_support(context: &Context) -> Result<Action, StepError> {
-    let istio = &context.config.versions.istio;
     let output = kube::kubectl(["version", "-o", "json"]).run()?;
     let version: Value = serde_json::from_str(&output.stdout).unwrap_or(Value::Null);
     let server = &version["serverVersion"];
     let minor: Option<u32> = server["minor"]
         .as_str()
         .and_then(|m| m.trim_end_matches('+').parse().ok());
-    let shown = server["gitVersion"]
-        .as_str()
-        .unwrap_or("unknown")
-        .to_string();
+    let shown = server["gitVersion"].as_str().unwrap_or("unknown");
+    supported(&context.config.versions.istio, minor, shown)
+}
+
+/// Whether the pinned `istio` supports Kubernetes 1.`minor` (`shown`):
+/// a check, or an input error naming the range it supports.
+fn supported(istio: &str, minor: Option<u32>, shown: &str) -> Result<Action, StepError> {
     let istio_minor: String = istio.split('.').take(2).collect::<Vec<_>>().join(".");
     let Some((_, low, high)) = SUPPORT_MATRIX
         .iter()
@@ -322,10 +326,15 @@ pub fn injects_native_sidecars(istiod: &Value) -> bool {
         })
 }
 
-/// For `--skip-infra`: istiod must already be there and ready.
+/// The pinned Istio supports the Kubernetes of the pinned K3s, before
+/// anything changes (the cluster's own version is checked again once it
+/// answers); with `--skip-infra`, istiod must already be there and ready.
 fn preflight(context: &Context) -> Result<Option<Action>, StepError> {
     if !context.config.install.skip_infra {
-        return Ok(None);
+        let k3s = &context.config.versions.k3s;
+        let minor = k3s_version::kubernetes(k3s).map(|(minor, _)| minor);
+        let shown = format!("1.{} (K3s {k3s})", minor.unwrap_or_default());
+        return supported(&context.config.versions.istio, minor, &shown).map(Some);
     }
     let skipped_but_missing = StepError::skipped_but_missing;
     match kube::get_json("deployment", "istiod", Some(NAMESPACE)) {

@@ -2,25 +2,32 @@
 //! without internet access to its installer: the `k3s` binary from the
 //! release, checked against the release's `sha256sum-<arch>.txt`, goes to
 //! `/usr/local/bin/k3s`, then the pinned install script runs with
-//! `INSTALL_K3S_SKIP_DOWNLOAD=true` and `--disable traefik --disable
-//! servicelb --write-kubeconfig-mode 0600` (only root reads
+//! `INSTALL_K3S_SKIP_DOWNLOAD=true`, K3s configured by
+//! `/etc/rancher/k3s/config.yaml` written from the profile's `[cluster]`
+//! (`config_file.rs`: its networks, API port and TLS SANs, Traefik and
+//! ServiceLB disabled, the kubeconfig 0600: only root reads
 //! `/etc/rancher/k3s/k3s.yaml`; root gets a copy as `/root/.kube/config`,
 //! see `kubeconfig.rs`). Done when `k3s --version` is the pinned one, the
 //! `k3s` service is active, every node is Ready and the kubeconfig is 0600
 //! (one left 0644 by an earlier install makes the script run again). A K3s
 //! of another version is reported, never replaced. Before it changes
 //! anything it records whether a Kubernetes was there (`k3s.preexisting`:
-//! the binary, the `k3s` service, or a listener on the API port 6443);
+//! the binary, the `k3s` service, or a listener on the API port);
 //! uninstall removes root's copy of the kubeconfig (when it still is K3s's)
 //! and runs the `k3s-uninstall.sh` the script wrote only when it was not.
 //!
 //! Before K3s starts, it also puts the kubelet's image credential provider
 //! in place (`credential_provider`): a K3s already running is restarted
-//! once when that changes.
+//! once when that or its configuration file changes (the plan says so; a
+//! run killed before the restart leaves it pending for the next run).
+//! Preflight refuses a pinned K3s that cannot run this install
+//! (`version.rs`) and a change of the networks K3s made its cluster with.
 
+mod config_file;
 pub mod credential_provider;
 mod kubeconfig;
 mod leftovers;
+pub mod version;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -29,7 +36,8 @@ use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::context::{Context, Origin, kept_because};
 use crate::host::download::{self, DOWNLOADS, ReleaseBinary};
 use crate::host::{self, Command, kube, service};
-use crate::state::{Fact, Fingerprint, Preexisting};
+use crate::state::{Fact, Fingerprint, Preexisting, Reload};
+use crate::steps::services::Reread;
 
 /// The K3s step.
 pub struct K3s;
@@ -40,11 +48,9 @@ pub const BINARY: &str = "/usr/local/bin/k3s";
 const UNINSTALL_SCRIPT: &str = "/usr/local/bin/k3s-uninstall.sh";
 /// The install script's name in the downloads directory, while it runs.
 const INSTALL_SCRIPT: &str = "k3s-install.sh";
-/// The server flags of this install.
-const SERVER_FLAGS: &str =
-    "server --disable traefik --disable servicelb --write-kubeconfig-mode 0600";
-/// The Kubernetes API server's port.
-const API_PORT: u16 = 6443;
+/// The install script's arguments: a server, configured by its file
+/// (`config_file`).
+const SERVER_FLAGS: &str = "server";
 
 /// What the engine knows of the step.
 pub const INFO: StepInfo = StepInfo {
@@ -64,6 +70,7 @@ impl Step for K3s {
         fingerprint
             .add("version", &context.config.versions.k3s)
             .add("flags", SERVER_FLAGS)
+            .add("config", config_file::render(&context.config))
             .add(
                 "credential_provider",
                 credential_provider::rendered_config(context)?,
@@ -87,7 +94,10 @@ impl Step for K3s {
             }));
             actions.push(wait_for_nodes(context));
         }
-        let copy = kubeconfig::copy_action(context)?;
+        let mut writes = credential_provider::actions(context)?;
+        writes.extend(config_file::action(context)?);
+        let (pending, reread) = restart_once(context, !writes.is_empty(), starts);
+        let copy = kubeconfig::copy_action(context, !starts && !reread.is_empty())?;
         if actions.is_empty() && kube::nodes_ready()?.is_none_or(|(ready, total)| ready < total) {
             actions.push(wait_for_nodes(context));
         }
@@ -102,12 +112,14 @@ impl Step for K3s {
             let shown = context.shown(&script);
             actions.push(Action::remove(script, &shown));
         }
-        actions.extend(copy);
-        let mut wiring = credential_provider::actions(context)?;
-        if !wiring.is_empty() && !starts {
-            wiring.extend(credential_provider::restart(context));
+        let mut wiring: Vec<Action> = pending.into_iter().collect();
+        wiring.extend(writes);
+        match starts {
+            false => wiring.extend(reread),
+            true => actions.extend(reread),
         }
         wiring.extend(actions);
+        wiring.extend(copy);
         // Whether a Kubernetes was there, written down before anything changes.
         let unrecorded =
             context.facts().k3s.preexisting.is_none() && !context.was_done(StepId::K3s);
@@ -140,6 +152,7 @@ impl Step for K3s {
             found => return Err(not_ready(found)),
         }
         kubeconfig::verify(context)?;
+        config_file::check(context)?;
         credential_provider::check(context)
     }
 
@@ -168,7 +181,7 @@ impl Step for K3s {
 fn kubernetes_present(context: &Context) -> Result<bool, StepError> {
     Ok(context.host.path(BINARY).exists()
         || service::is_active("k3s")?
-        || host::system::port_use(API_PORT) != host::system::PortUse::Free)
+        || host::system::port_use(context.config.cluster.api_port) != host::system::PortUse::Free)
 }
 
 /// The K3s release binary of this machine's architecture.
@@ -274,6 +287,31 @@ impl Change for RunInstallScript {
 }
 
 /// The wait for every node to be Ready, within the profile's limit.
+/// What makes K3s read its rewired files (`rewired`: the credential
+/// provider's or its configuration file changed): one restart, recorded as
+/// pending before the writes so that a run killed in between restarts it
+/// next time; when the install script (re)starts K3s anyway (`starts`),
+/// only the pending restart is cleared.
+/// Returns the record that goes before the writes and what comes after.
+fn restart_once(context: &Context, rewired: bool, starts: bool) -> (Option<Action>, Vec<Action>) {
+    let reload = Reload::Restart("k3s".into());
+    let pending = context.facts().pending.contains(&reload);
+    if starts {
+        let cleared = pending.then(|| Action::record(Fact::Reloaded(reload)));
+        return (None, cleared.into_iter().collect());
+    }
+    let record = (rewired && !pending).then(|| Action::record(Fact::ReloadPending(reload.clone())));
+    let mut actions = Vec::new();
+    if rewired || pending {
+        actions.extend(Action::change(Reread {
+            command: service::restart("k3s"),
+            reload,
+        }));
+        actions.push(wait_for_nodes(context));
+    }
+    (record, actions)
+}
+
 pub(crate) fn wait_for_nodes(context: &Context) -> Action {
     let limit = Duration::from_secs(context.config.downloads.ready_timeout_seconds);
     Action::wait_until("every node is Ready", limit, wait_until_ready)
@@ -308,10 +346,15 @@ fn not_ready(found: Option<(usize, usize)>) -> StepError {
     )
 }
 
-/// For `--skip-infra`: K3s must already be running with a Ready node.
+/// The pinned K3s can run this install; with `--skip-infra`, K3s must
+/// already be running with a Ready node instead.
 fn preflight(context: &Context) -> Result<Option<Action>, StepError> {
     if !context.config.install.skip_infra {
-        return Ok(None);
+        let mut check = version::check(&context.config.versions.k3s)?;
+        if let Some(networks) = config_file::check_networks(context)? {
+            check = Action::check(format!("{}; {networks}", check.detail()));
+        }
+        return Ok(Some(check));
     }
     match kube::nodes_ready() {
         Ok(Some((ready, total))) if ready == total => Ok(Some(Action::check(format!(

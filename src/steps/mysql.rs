@@ -72,15 +72,6 @@ impl Flavour {
             Self::Mariadb => "mariadb.service",
         }
     }
-
-    /// MariaDB rejects MySQL 8's `IDENTIFIED WITH mysql_native_password BY`;
-    /// its `IDENTIFIED BY` gives mysql_native_password.
-    fn identified_by(self) -> &'static str {
-        match self {
-            Self::Mysql => "IDENTIFIED WITH mysql_native_password BY",
-            Self::Mariadb => "IDENTIFIED BY",
-        }
-    }
 }
 
 /// What the engine knows of the step.
@@ -129,6 +120,7 @@ impl Step for Mysql {
         let unit = unit(context, flavour);
         actions.extend(services::service_actions(context, &unit, write)?);
         if let Some(survey) = &survey {
+            check_plugin(&context.config.mysql, survey)?;
             actions.push(Action::check(format!(
                 "{} {} answers on the socket",
                 survey.flavour.name(),
@@ -352,10 +344,12 @@ fn admin_options(context: &Context) -> MySqlConnectOptions {
 /// What the server holds, or `None` when it does not run yet (or, in a
 /// plan, cannot be looked into without root).
 fn survey_if_running(context: &Context) -> Result<Option<Survey>, StepError> {
-    let password = password(context).ok();
+    let login = password(context)
+        .ok()
+        .map(|password| user_options(context, &password));
     let attempt = context.block_on(async {
         let mut connection = MySqlConnection::connect_with(&admin_options(context)).await?;
-        sql::survey(&mut connection, &context.config.mysql, password.as_ref()).await
+        sql::survey(&mut connection, &context.config.mysql, login.as_ref()).await
     })?;
     match attempt {
         Ok(survey) => Ok(Some(survey)),
@@ -402,6 +396,7 @@ impl Change for Provision {
 
     fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
         let password = password(context)?;
+        let login = user_options(context, &password);
         let Self {
             statements,
             survey,
@@ -416,7 +411,7 @@ impl Change for Provision {
             let planned = match survey {
                 Some(survey) => (survey, Some(statements)),
                 None => (
-                    sql::survey(&mut connection, &config, Some(&password)).await?,
+                    sql::survey(&mut connection, &config, Some(&login)).await?,
                     None,
                 ),
             };
@@ -424,6 +419,7 @@ impl Change for Provision {
         })?;
         let (mut connection, (survey, planned)) =
             connected.map_err(|error| admin_error(context, &error))?;
+        check_plugin(&config, &survey)?;
         report_drift(context, &survey);
         for fact in claims(context, &survey) {
             context.record(&fact)?;
@@ -521,19 +517,42 @@ async fn connect_with_retries(
     }
 }
 
+/// Refuses a plugin the profile asks for that the server cannot give.
+fn check_plugin(config: &crate::config::Mysql, survey: &Survey) -> Result<(), StepError> {
+    let plugin = config.auth_plugin.as_deref();
+    match sql::plugin_refused(survey.flavour, &survey.version, plugin) {
+        None => Ok(()),
+        Some(why) => Err(StepError::input(
+            format!(
+                "`[mysql] auth_plugin` is `{}`: {why}",
+                plugin.unwrap_or_default()
+            ),
+            "leave `[mysql] auth_plugin` unset for the server's default (caching_sha2_password), or enable the plugin in the server's settings",
+        )),
+    }
+}
+
+/// How the application logs in: over TCP at the host's address, as the
+/// profile's user, with `password`.
+fn user_options(context: &Context, password: &Secret) -> MySqlConnectOptions {
+    let config = &context.config.mysql;
+    let address = services::login_address(config.host.as_deref());
+    MySqlConnectOptions::new()
+        .host(&address)
+        .port(config.port)
+        .username(&config.username)
+        .password(password.expose())
+        .ssl_mode(MySqlSslMode::Preferred)
+        .disable_statement_logging()
+}
+
 /// Logs in as the application will: over TCP at the host's address, with
 /// the credentials file's password, and sees every database.
 fn login_over_tcp(context: &Context) -> Result<(), StepError> {
     let config = &context.config.mysql;
     let address = services::login_address(config.host.as_deref());
     let password = password(context)?;
-    let options = MySqlConnectOptions::new()
-        .host(&address)
-        .port(config.port)
-        .username(&config.username)
-        .password(password.expose())
-        .ssl_mode(MySqlSslMode::Preferred)
-        .disable_statement_logging();
+    let options = user_options(context, &password);
     let seen: Result<Vec<String>, sqlx::Error> = context.block_on(async {
         let mut connection = MySqlConnection::connect_with(&options).await?;
         sqlx::query_scalar("SELECT CAST(SCHEMA_NAME AS CHAR) FROM information_schema.SCHEMATA")

@@ -117,23 +117,10 @@ impl Step for Rabbitmq {
     /// calls starts an Erlang VM): AMQP login, then the management API,
     /// which answers only for a user with the right password and tag.
     fn verify(&self, context: &Context) -> Result<(), StepError> {
-        let config = &context.config.rabbitmq;
         services::check_running(context, UNIT)?;
         let password = password(context)?;
         amqp_login(context, &password)?;
-        let (tags, full) = management_view(context, &password)?;
-        if config.tags.iter().any(|tag| !tags.contains(tag)) || !full {
-            return Err(StepError::failed(
-                format!(
-                    "RabbitMQ user `{}` lacks its tags ({}) or its `.* .* .*` permissions on `{}`",
-                    config.username,
-                    config.tags.join(", "),
-                    config.vhost
-                ),
-                "run `stackinstall install --redo rabbitmq`",
-            ));
-        }
-        Ok(())
+        user_complete(context, &password)
     }
 
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
@@ -408,7 +395,7 @@ impl Change for Provision {
         rabbitmqctl(["import_definitions", "--format", "json"])
             .stdin_secret(definitions::import(&wanted, &changes))
             .run()?;
-        await_login(context, &password)?;
+        await_import(context, &password)?;
         Ok(true)
     }
 }
@@ -445,17 +432,39 @@ fn listens(address: &str, port: u16) -> bool {
         .is_some_and(|socket| TcpStream::connect_timeout(&socket, Duration::from_secs(2)).is_ok())
 }
 
-/// Waits (up to 30 s) until the user logs in over AMQP: the server may
-/// apply an import after `import_definitions` returns.
-fn await_login(context: &Context, password: &Secret) -> Result<(), StepError> {
+/// Waits (up to 30 s) until the import has landed: the server applies it
+/// after `import_definitions` returns, so the user logs in over AMQP and
+/// the management API shows it its tags and `.* .* .*` permissions on the
+/// vhost (what `verify` then checks) only some time later.
+fn await_import(context: &Context, password: &Secret) -> Result<(), StepError> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match amqp_login(context, password) {
+        let landed = amqp_login(context, password).and_then(|()| user_complete(context, password));
+        match landed {
             Ok(()) => return Ok(()),
             Err(error) if Instant::now() > deadline => return Err(error),
             Err(_) => host::command::pause(Duration::from_millis(200))?,
         }
     }
+}
+
+/// Fails unless the management API shows the user its profile's tags and
+/// `.* .* .*` permissions on its vhost.
+fn user_complete(context: &Context, password: &Secret) -> Result<(), StepError> {
+    let config = &context.config.rabbitmq;
+    let (tags, full) = management_view(context, password)?;
+    if config.tags.iter().all(|tag| tags.contains(tag)) && full {
+        return Ok(());
+    }
+    Err(StepError::failed(
+        format!(
+            "RabbitMQ user `{}` lacks its tags ({}) or its `.* .* .*` permissions on `{}`",
+            config.username,
+            config.tags.join(", "),
+            config.vhost
+        ),
+        "run `stackinstall install --redo rabbitmq`",
+    ))
 }
 
 /// The user's tags and whether it has `.* .* .*` on the vhost, as the

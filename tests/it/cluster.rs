@@ -72,10 +72,15 @@ fn install_sets_up_the_cluster_and_a_second_run_changes_nothing() {
         .expect("the K3s install script ran");
     assert_eq!(install.env("INSTALL_K3S_SKIP_DOWNLOAD"), Some("true"));
     assert_eq!(install.env("INSTALL_K3S_VERSION"), Some("v1.29.0+k3s1"));
-    assert_eq!(
-        install.env("INSTALL_K3S_EXEC"),
-        Some("server --disable traefik --disable servicelb --write-kubeconfig-mode 0600")
-    );
+    // The flags are K3s's configuration file's (`/etc/rancher/k3s/config.yaml`).
+    assert_eq!(install.env("INSTALL_K3S_EXEC"), Some("server"));
+    let config = world.read("/etc/rancher/k3s/config.yaml");
+    for setting in [
+        "disable:\n  - traefik\n  - servicelb\n",
+        "write-kubeconfig-mode: \"0600\"",
+    ] {
+        assert!(config.contains(setting), "{config}");
+    }
     let istioctl = calls
         .iter()
         .find(|c| c.program == "istioctl" && c.args[0] == "install")
@@ -477,6 +482,53 @@ fn kubernetes_outside_istio_support_is_refused() {
             .iter()
             .any(|c| c.program == "istioctl" && c.args[0] == "install")
     );
+}
+
+/// An install of `k3s` (the pinned K3s) refused in preflight with `says`:
+/// exit 2, nothing downloaded, nothing changed; the plan refuses it too.
+fn refused_in_preflight(k3s: &str, says: &str) {
+    let (mut world, releases) = cluster_world();
+    world.set_env("STACKINSTALL_VERSIONS__K3S", k3s);
+    let run = world.install(&[]).code(2);
+    let error = stderr(&run);
+    assert!(error.contains(says), "{k3s}: {error}");
+    assert!(releases.requests().is_empty(), "{k3s}: nothing downloaded");
+    assert!(
+        mutating(&world.calls()).is_empty(),
+        "{k3s}: nothing changed"
+    );
+    assert!(!world.path("/usr/local/bin/k3s").exists());
+    let plan = world.install(&["--plan"]).code(2);
+    assert!(stderr(&plan).contains(says), "{k3s}: the plan says it too");
+}
+
+#[test]
+fn k3s_releases_whose_kubelet_crashes_with_the_credential_provider_are_refused_in_preflight() {
+    for k3s in ["v1.28.0+k3s1", "v1.28.4+k3s2"] {
+        refused_in_preflight(
+            k3s,
+            &format!(
+                "K3s {k3s} cannot run this install: its kubelet crashes once the image credential provider's files exist (k3s-io/k3s issue 8941"
+            ),
+        );
+    }
+}
+
+#[test]
+fn istio_support_is_checked_against_the_pinned_k3s_before_anything_changes() {
+    refused_in_preflight(
+        "v1.30.0+k3s1",
+        "Istio 1.20.3 does not support Kubernetes 1.30 (K3s v1.30.0+k3s1): it supports Kubernetes 1.25 to 1.29",
+    );
+    let (world, _releases) = cluster_world();
+    let plan = world.install(&["--plan"]).success();
+    let text = stdout(&plan);
+    for check in [
+        "K3s v1.29.0+k3s1 (Kubernetes 1.29) runs the kubelet's image credential provider",
+        "Kubernetes 1.29 (K3s v1.29.0+k3s1) is supported by Istio 1.20.3 (1.25 to 1.29)",
+    ] {
+        assert!(text.contains(check), "the plan shows `{check}`: {text}");
+    }
 }
 
 #[test]
@@ -1139,4 +1191,120 @@ fn an_install_script_left_by_a_killed_run_is_removed_by_the_next() {
         "the leftover script is removed"
     );
     crate::support::report("k3s: 1 install script left by a killed run removed by the next run");
+}
+
+// ----------------------------- K3s's configuration file (issue 23, item 3) --
+
+const K3S_CONFIG: &str = "/etc/rancher/k3s/config.yaml";
+
+/// The K3s world installed with `--only k3s`, calls cleared.
+fn k3s_installed() -> (World, support::Releases) {
+    let (world, releases) = cluster_world();
+    world.install(&["--only", "k3s"]).success();
+    world.clear_calls();
+    (world, releases)
+}
+
+/// K3s's configuration file, parsed.
+fn k3s_config(world: &World) -> serde_yaml_ng::Value {
+    serde_yaml_ng::from_str(&world.read(K3S_CONFIG)).unwrap()
+}
+
+fn k3s_restarts(world: &World) -> usize {
+    (world.lines_of("systemctl").iter())
+        .filter(|line| line.starts_with("systemctl restart k3s"))
+        .count()
+}
+
+#[test]
+fn every_cluster_setting_reaches_k3s_and_a_change_converges_with_one_restart() {
+    let (mut world, _releases) = k3s_installed();
+    let config = k3s_config(&world);
+    assert_eq!(config["cluster-cidr"], "10.42.0.0/16");
+    assert_eq!(config["service-cidr"], "10.43.0.0/16");
+    assert_eq!(config["https-listen-port"], 6443);
+    assert_eq!(config["write-kubeconfig-mode"], "0600");
+    let disabled: Vec<&str> = (config["disable"].as_sequence().unwrap().iter())
+        .filter_map(|value| value.as_str())
+        .collect();
+    assert_eq!(disabled, ["traefik", "servicelb"]);
+    assert_eq!(
+        std::fs::read_to_string(world.state("k3s-config")).unwrap(),
+        world.read(K3S_CONFIG),
+        "K3s started with the file"
+    );
+
+    world.set_env("STACKINSTALL_CLUSTER__API_PORT", "7443");
+    world.set_env(
+        "STACKINSTALL_CLUSTER__TLS_SAN",
+        "[\"api.example.com\", \"192.0.2.7\"]",
+    );
+    let plan = stdout(&world.install(&["--plan", "--only", "k3s"]).success());
+    assert!(plan.contains(&format!("write {K3S_CONFIG}")), "{plan}");
+    assert_eq!(
+        plan.matches("systemctl restart k3s").count(),
+        1,
+        "the plan announces one restart: {plan}"
+    );
+    assert!(
+        plan.contains("until `k3s` is restarted"),
+        "the restart is recorded as pending first: {plan}"
+    );
+    let run = world.install(&["--only", "k3s"]).success();
+    assert_eq!(k3s_restarts(&world), 1, "{}", stderr(&run));
+    let config = k3s_config(&world);
+    assert_eq!(config["https-listen-port"], 7443);
+    assert_eq!(
+        config["tls-san"],
+        serde_yaml_ng::from_str::<serde_yaml_ng::Value>("[api.example.com, 192.0.2.7]").unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(world.state("k3s-config")).unwrap(),
+        world.read(K3S_CONFIG),
+        "the restarted K3s read the new file"
+    );
+    for kubeconfig in ["/etc/rancher/k3s/k3s.yaml", "/root/.kube/config"] {
+        assert!(
+            world
+                .read(kubeconfig)
+                .contains("server: https://127.0.0.1:7443"),
+            "{kubeconfig} names the new port"
+        );
+    }
+    world.clear_calls();
+    let again = world
+        .install(&["--only", "k3s", "--output", "json"])
+        .success();
+    assert_eq!(outcomes(&again)["k3s"], "already-done");
+    assert_eq!(k3s_restarts(&world), 0, "a re-run restarts nothing");
+}
+
+#[test]
+fn a_change_of_the_cluster_networks_is_refused_before_anything_changes() {
+    let (mut world, releases) = k3s_installed();
+    let before = world.read(K3S_CONFIG);
+    let requests = releases.requests().len();
+    for (variable, says) in [
+        (
+            "STACKINSTALL_CLUSTER__POD_CIDR",
+            "`[cluster] pod_cidr` is 10.50.0.0/16, but the K3s on this host made its cluster with cluster-cidr 10.42.0.0/16: K3s cannot change a cluster's cluster-cidr once the cluster is made",
+        ),
+        (
+            "STACKINSTALL_CLUSTER__SERVICE_CIDR",
+            "`[cluster] service_cidr` is 10.50.0.0/16, but the K3s on this host made its cluster with service-cidr 10.43.0.0/16",
+        ),
+    ] {
+        world.set_env(variable, "10.50.0.0/16");
+        for args in [vec![], vec!["--plan"]] {
+            let run = world.install(&args).code(2);
+            let error = stderr(&run);
+            assert!(error.contains(says), "{error}");
+            assert!(error.contains("hint: set `[cluster]"), "{error}");
+        }
+        world.unset_env(variable);
+    }
+    assert_eq!(world.read(K3S_CONFIG), before);
+    assert!(mutating(&world.calls()).is_empty(), "nothing changed");
+    assert_eq!(k3s_restarts(&world), 0);
+    assert_eq!(releases.requests().len(), requests, "nothing downloaded");
 }

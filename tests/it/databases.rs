@@ -240,6 +240,100 @@ fn mysql_plan_shows_the_statements_with_the_password_masked() {
     );
 }
 
+/// The plugin of `user`@'%' as the server records it.
+fn plugin_of(user: &str) -> String {
+    block_on(async {
+        sqlx::query_scalar(
+            "SELECT CAST(plugin AS CHAR) FROM mysql.user WHERE User = ? AND Host = '%'",
+        )
+        .bind(user)
+        .fetch_one(&mut root().await)
+        .await
+        .unwrap()
+    })
+}
+
+#[test]
+fn mysql_user_gets_the_plugin_the_profile_asks_for_and_is_checked_by_logging_in() {
+    let user = unique("mp");
+    let mut world = world(&user);
+    world.set_env("STACKINSTALL_MYSQL__AUTH_PLUGIN", "mysql_native_password");
+    let first = run(&world, &["mysql"], &[]);
+    assert_eq!(first.outcome("mysql"), "changed", "{}", first.stderr);
+    assert_eq!(plugin_of(&user), "mysql_native_password");
+    let password = password(&world, "mysql");
+    block_on(async { tcp_login(&user, &password).await.expect("logs in over TCP") });
+    let again = run(&world, &["mysql"], &["--redo", "mysql"]);
+    assert_eq!(
+        again.outcome("mysql"),
+        "unchanged",
+        "the login says the password is current: {}",
+        again.stderr
+    );
+    block_on(async { drop_mysql_user(&mut root().await, &user).await });
+}
+
+/// The server's own reading of its option files: `my_print_defaults` (from
+/// the MariaDB packages that run the tests' server) reads a copy of the
+/// distribution's layout (`/etc/mysql/mariadb.cnf`: `!includedir
+/// /etc/mysql/conf.d/` then `!includedir /etc/mysql/mariadb.conf.d/`, each
+/// directory's `.cnf` files in sorted order) with the package's own
+/// `50-server.cnf` (`bind-address = 127.0.0.1`) beside the step's
+/// `stackbill.cnf`: the last `bind-address` is the step's, and so the one
+/// the server uses. MySQL's `mysql.conf.d/mysqld.cnf` sorts before
+/// `stackbill.cnf` too.
+#[test]
+fn mysql_settings_file_is_read_after_the_distributions_server_config() {
+    let user = unique("mo");
+    let world = world(&user);
+    run(&world, &["mysql"], &[]);
+    let layout = tempfile::tempdir().unwrap();
+    let (conf, server) = (
+        layout.path().join("conf.d"),
+        layout.path().join("mariadb.conf.d"),
+    );
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::create_dir_all(&server).unwrap();
+    let package_file = "/etc/mysql/mariadb.conf.d/50-server.cnf";
+    let package_text = std::fs::read_to_string(package_file)
+        .unwrap_or_else(|error| panic!("the MariaDB package's {package_file}: {error}"));
+    assert!(package_text.contains("bind-address            = 127.0.0.1"));
+    std::fs::write(server.join("50-server.cnf"), package_text).unwrap();
+    std::fs::write(
+        server.join("stackbill.cnf"),
+        world.read("/etc/mysql/mariadb.conf.d/stackbill.cnf"),
+    )
+    .unwrap();
+    let main = layout.path().join("my.cnf");
+    std::fs::write(
+        &main,
+        format!(
+            "[client-server]\nsocket = /run/mysqld/mysqld.sock\n!includedir {}/\n!includedir {}/\n",
+            conf.display(),
+            server.display()
+        ),
+    )
+    .unwrap();
+    let output = std::process::Command::new("my_print_defaults")
+        .arg(format!("--defaults-file={}", main.display()))
+        .arg("mysqld")
+        .output()
+        .expect("my_print_defaults, from the MariaDB packages the test server runs from");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let binds: Vec<&str> = (text.lines())
+        .filter(|line| line.starts_with("--bind-address="))
+        .collect();
+    assert_eq!(
+        binds,
+        ["--bind-address=127.0.0.1", "--bind-address=0.0.0.0"],
+        "the package's first, the step's last (the one that wins): {text}"
+    );
+    let mut names = ["mysqld.cnf", "stackbill.cnf"];
+    names.sort();
+    assert_eq!(names[1], "stackbill.cnf", "MySQL's own file sorts first");
+    block_on(async { drop_mysql_user(&mut root().await, &user).await });
+}
+
 // --------------------------------------------------------------- RabbitMQ --
 
 /// Records the real `rabbitmqctl` and `rabbitmq-plugins`: the fakes pass
@@ -409,6 +503,36 @@ fn rabbitmq_password_changed_behind_our_back_is_set_back() {
         "{output}"
     );
     amqp_login(&user, &password).expect("the file's password works again");
+    rabbitmqctl(&["delete_user", &user], "");
+}
+
+#[test]
+fn rabbitmq_an_import_whose_tags_and_permissions_land_late_is_waited_for() {
+    let user = unique("rl");
+    let world = world(&user);
+    run(&world, &["rabbitmq"], &[]);
+    // Someone took the user's tags: it still logs in over AMQP.
+    rabbitmqctl(&["set_user_tags", &user], "");
+    let password = password(&world, "rabbitmq");
+    amqp_login(&user, &password).expect("the login alone says nothing of the tags");
+    // The import is applied after the command returns: the user (without
+    // its tags) now, its tags and permissions a second later.
+    servers::quick_rabbitmqctl(&world);
+    world.configure(|config| config.rabbitmq_import_lag_seconds = 1.0);
+    world.clear_calls();
+    let again = run(&world, &["rabbitmq"], &["--redo", "rabbitmq"]);
+    assert_eq!(again.outcome("rabbitmq"), "changed", "{}", again.stderr);
+    let imports = (world.lines_of("rabbitmqctl").iter())
+        .filter(|line| line.contains("import_definitions"))
+        .count();
+    assert_eq!(imports, 1, "the tags were imported again");
+    let me: serde_json::Value = management("whoami", &user, &password).json().unwrap();
+    assert!(me["tags"].to_string().contains("administrator"), "{me}");
+    let permissions: serde_json::Value =
+        management(&format!("permissions/%2F/{user}"), &user, &password)
+            .json()
+            .unwrap();
+    assert_eq!(permissions["configure"], ".*", "{permissions}");
     rabbitmqctl(&["delete_user", &user], "");
 }
 

@@ -1360,6 +1360,20 @@ fn bad_values() -> Vec<BadValue> {
             "[downloads.pins.\"k3s/v1.29.0+k3s1/k3s\"]\nsha256 = \"abc\"\nsource = \"nowhere\"\n",
             "must be a SHA-256",
         ),
+        by_variable(
+            "MongoDB key: a misspelt placeholder",
+            "downloads.mongodb_key",
+            "STACKINSTALL_DOWNLOADS__MONGODB_KEY",
+            "https://www.mongodb.org/static/pgp/server-{verison}.asc",
+            "must be an https:// URL or a file:/// path, with `{version}` where the series goes",
+        ),
+        by_variable(
+            "MongoDB key: one URL for every series",
+            "downloads.mongodb_key",
+            "STACKINSTALL_DOWNLOADS__MONGODB_KEY",
+            "https://www.mongodb.org/static/pgp/server.asc",
+            "must be an https:// URL or a file:/// path, with `{version}` where the series goes",
+        ),
         by_file(
             "signing key: not a fingerprint",
             "mongodb.signing_keys.\"7.0\".fingerprint",

@@ -328,3 +328,108 @@ fn a_pinned_series_without_packages_stops_the_install_before_apt_get() {
         "nothing changed"
     );
 }
+
+/// The tests' signing key and its fingerprint (as gpg gives it).
+const KEY: &str = include_str!("../fixtures/test-signing-key.asc");
+const KEY_FINGERPRINT: &str = "28BB7FC053F6C2A0AF6AF521F010861042996F61";
+/// Another key (gpg's fingerprint 6EF3AC95B26EB356BAC5D63727118245C71BD54A).
+const OTHER_KEY: &str = include_str!("../fixtures/other-signing-key.asc");
+
+/// A Debian world in the default profile (no `[mongodb] version`)
+/// without mongodb-org, where `apt-get` may run, whose MongoDB signing
+/// key URL is the tests' download server serving `served` as the key of
+/// every series, and 7.0 pinned to the tests' key. Returns the world and
+/// the server's log of requests.
+fn key_world(user: &str, served: &str) -> (World, crate::support::cluster::Releases) {
+    let world = world(user);
+    world.fakes(&["dpkg-query", "apt-get"]);
+    world.set_packages(&[]);
+    world.configure(|config| config.apt_forbidden = false);
+    let releases = crate::support::cluster::Releases::default();
+    for series in ["7.0", "8.0"] {
+        releases.put(
+            &format!("/mongodb/server-{series}.asc"),
+            served.as_bytes().to_vec(),
+        );
+    }
+    let base = releases.serve();
+    let mut world = world;
+    world.set_env(
+        "STACKINSTALL_DOWNLOADS__MONGODB_KEY",
+        &format!("{base}/mongodb/server-{{version}}.asc"),
+    );
+    world.set_env(
+        "STACKINSTALL_MONGODB__SIGNING_KEYS",
+        &format!(
+            "{{ \"7.0\" = {{ fingerprint = \"{KEY_FINGERPRINT}\", source = \"the tests' key\" }} }}"
+        ),
+    );
+    (world, releases)
+}
+
+const KEYRING: &str = "/usr/share/keyrings/mongodb-server-7.0.asc";
+
+#[test]
+fn the_signing_key_the_plan_names_is_the_one_checked_and_written_alone() {
+    let user = unique("mk");
+    let (world, releases) = key_world(&user, KEY);
+    let planned = plan(&world).success();
+    let text = String::from_utf8_lossy(&planned.get_output().stdout).into_owned();
+    assert!(
+        text.contains(&format!(
+            "check its fingerprint is {KEY_FINGERPRINT} (from the tests' key)"
+        )),
+        "the plan names the pin of the series it resolved: {text}"
+    );
+    let (output, _) = run(&world, &[]);
+    assert!(!output.contains("NOT PINNED"), "{output}");
+    assert_eq!(releases.requests(), ["/mongodb/server-7.0.asc"]);
+    let written = world.read(KEYRING);
+    assert_eq!(
+        stackinstall::pgp::fingerprint(&written).unwrap(),
+        KEY_FINGERPRINT
+    );
+    assert!(
+        world
+            .lines_of("apt-get")
+            .iter()
+            .any(|l| l.contains("install")),
+        "mongodb-org was installed from the repository"
+    );
+    drop_user(&user);
+}
+
+/// `served` is refused: the error says `says`, nothing reaches apt.
+fn refused(served: &str, says: &str) {
+    let user = unique("mk");
+    let (world, _releases) = key_world(&user, served);
+    let (output, result) = try_run(&world, &[]);
+    assert_eq!(result, None, "the install stops: {output}");
+    assert!(output.contains(says), "{output}");
+    assert!(output.contains("it was not installed"), "{output}");
+    assert!(!world.path(KEYRING).exists(), "no keyring for apt");
+    assert!(
+        !world
+            .path("/etc/apt/sources.list.d/mongodb-org-7.0.list")
+            .exists()
+    );
+    assert!(world.lines_of("apt-get").is_empty(), "apt-get never ran");
+}
+
+#[test]
+fn a_signing_key_with_another_fingerprint_is_refused() {
+    refused(
+        OTHER_KEY,
+        &format!(
+            "has fingerprint 6EF3AC95B26EB356BAC5D63727118245C71BD54A, but the profile pins {KEY_FINGERPRINT}"
+        ),
+    );
+}
+
+#[test]
+fn the_right_signing_key_with_a_second_key_appended_is_refused() {
+    refused(
+        &format!("{KEY}{OTHER_KEY}"),
+        "holds 2 primary keys (fingerprints 28BB7FC053F6C2A0AF6AF521F010861042996F61, 6EF3AC95B26EB356BAC5D63727118245C71BD54A)",
+    );
+}

@@ -55,6 +55,8 @@ const TABLE: &[(&str, Holds, Owner, u32)] = &[
     ("/etc/rancher", Directory, Root, 0o755),
     ("/etc/rancher/k3s", Directory, Root, 0o755),
     ("/etc/rancher/k3s/k3s.yaml", Secret, Root, 0o600),
+    // K3s's configuration: networks, port, names; no token.
+    ("/etc/rancher/k3s/config.yaml", Public, Root, 0o644),
     ("/root/.kube", Directory, Root, 0o700),
     ("/root/.kube/config", Secret, Root, 0o600),
     ("/var/lib/mongodb", Directory, Root, 0o755),
@@ -305,6 +307,150 @@ fn a_kubeconfig_left_readable_by_an_earlier_install_is_made_0600() {
     assert_eq!(
         fs::metadata(copy.parent().unwrap()).unwrap().mode() & 0o7777,
         0o700
+    );
+}
+
+#[test]
+fn no_file_a_full_install_writes_holds_the_root_it_was_written_under() {
+    let world = full::quick_full_world(&servers::unique("prefix"));
+    let before = entries(&world);
+    world.install(&[]).success();
+    let after = entries(&world);
+    let root = world
+        .root
+        .to_str()
+        .unwrap()
+        .trim_end_matches('/')
+        .to_string();
+    let (mut files, mut links, mut leaks) = (0, 0, Vec::new());
+    for (path, metadata) in &after {
+        // The run's own log says where this run wrote, root included: a
+        // record for a person, read by no program on the host.
+        if before.get(path) == Some(metadata) || path.starts_with("/var/log/stackinstall/") {
+            continue;
+        }
+        let host_path = world.path(path);
+        let kind = metadata.0 & libc::S_IFMT;
+        let text = match kind {
+            libc::S_IFREG => {
+                files += 1;
+                fs::read(&host_path).unwrap()
+            }
+            libc::S_IFLNK => {
+                links += 1;
+                fs::read_link(&host_path)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
+            }
+            _ => continue,
+        };
+        if text
+            .windows(root.len())
+            .any(|window| window == root.as_bytes())
+        {
+            let lines: Vec<String> = String::from_utf8_lossy(&text)
+                .lines()
+                .filter(|line| line.contains(&root))
+                .take(5)
+                .map(str::to_string)
+                .collect();
+            leaks.push(format!("{path}: {lines:#?}"));
+        }
+    }
+    report(&format!(
+        "files a full install wrote under --root: {files} files and {links} links read, {} hold the root",
+        leaks.len()
+    ));
+    assert!(files > 20, "the install wrote its files: {files}");
+    assert!(
+        leaks.is_empty(),
+        "these hold `{root}`, a path only this run has: {leaks:?}"
+    );
+}
+
+/// The k3s step's state and health in `status --output json`, and its
+/// decision in `install --plan --output json`.
+fn k3s_in_status_and_plan(world: &World) -> (String, String, String) {
+    let status = world
+        .command()
+        .args(["status", "--output", "json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let step = (status["steps"].as_array().unwrap().iter())
+        .find(|step| step["id"] == "k3s")
+        .unwrap()
+        .clone();
+    let plan = world
+        .command()
+        .args(["install", "--domain", DOMAIN, "--self-signed", "--plan"])
+        .args(["--output", "json", "--only", "k3s"])
+        .output()
+        .unwrap();
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let planned = (plan["steps"].as_array().unwrap().iter())
+        .find(|step| step["id"] == "k3s")
+        .unwrap()
+        .to_string();
+    (
+        step["state"].as_str().unwrap().to_string(),
+        step["health"].as_str().unwrap_or_default().to_string(),
+        planned,
+    )
+}
+
+#[test]
+fn plan_and_status_agree_on_a_kubeconfig_made_readable_after_the_install() {
+    let (world, _releases) = cluster::cluster_world();
+    world.install(&["--only", "k3s"]).success();
+    let (state, health, planned) = k3s_in_status_and_plan(&world);
+    assert_eq!((state.as_str(), health.as_str()), ("done", "ok"));
+    assert!(planned.contains("\"done\""), "{planned}");
+    let kubeconfig = world.path("/etc/rancher/k3s/k3s.yaml");
+    fs::set_permissions(&kubeconfig, fs::Permissions::from_mode(0o644)).unwrap();
+    let (_, health, planned) = k3s_in_status_and_plan(&world);
+    assert!(health.contains("is readable by other users"), "{health}");
+    assert!(
+        planned
+            .contains("done earlier, but `/etc/rancher/k3s/k3s.yaml` is readable by other users"),
+        "the plan says what status says: {planned}"
+    );
+    assert!(
+        planned.contains("install script"),
+        "and what the run will do: {planned}"
+    );
+}
+
+#[test]
+fn roots_kubeconfig_linked_to_k3s_file_is_accepted_and_kept() {
+    let (world, _releases) = cluster::cluster_world();
+    let link = world.path("/root/.kube/config");
+    fs::create_dir_all(link.parent().unwrap()).unwrap();
+    // The two forms of the layout: an absolute and a relative link.
+    for target in [
+        "/etc/rancher/k3s/k3s.yaml",
+        "../../etc/rancher/k3s/k3s.yaml",
+    ] {
+        let _ = fs::remove_file(&link);
+        std::os::unix::fs::symlink(target, &link).unwrap();
+        let run = world.install(&["--only", "k3s", "--redo", "k3s"]);
+        assert!(
+            run.get_output().status.success(),
+            "{target}: {}",
+            stderr(&run)
+        );
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new(target), "kept");
+        assert!(kubeconfig_backups(&world).is_empty(), "nothing to back up");
+    }
+    // A link elsewhere is still not followed.
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink("/etc/shadow", &link).unwrap();
+    let run = world.install(&["--only", "k3s", "--redo", "k3s"]).failure();
+    assert!(
+        stderr(&run).contains("refusing to follow it"),
+        "{}",
+        stderr(&run)
     );
 }
 

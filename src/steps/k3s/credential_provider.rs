@@ -11,10 +11,10 @@
 use std::path::{Path, PathBuf};
 
 use crate::context::Context;
+use crate::host;
 use crate::host::installed::{self, INSTALLED_BINARY};
-use crate::host::{self, service};
 use crate::provider::{self, BIN_DIR, KUBELET_CONFIG, PLUGIN};
-use crate::steps::{Action, ActionKind, StepError};
+use crate::steps::{Action, StepError};
 
 /// The plugin's path on the host (before `Host::path`).
 pub fn plugin_path() -> PathBuf {
@@ -23,14 +23,12 @@ pub fn plugin_path() -> PathBuf {
 
 /// The config file the kubelet reads, as this install renders it.
 pub fn rendered_config(context: &Context) -> Result<String, StepError> {
-    provider::kubelet_config(&context.config, &context.host, provider::REFRESH_CONFIG).map_err(
-        |error| {
-            StepError::failed(
-                error.to_string(),
-                "this is a bug in stackinstall's templates; please report it",
-            )
-        },
-    )
+    provider::kubelet_config(&context.config, provider::REFRESH_CONFIG).map_err(|error| {
+        StepError::failed(
+            error.to_string(),
+            "this is a bug in stackinstall's templates; please report it",
+        )
+    })
 }
 
 /// What is left to do for the provider: the installed binary, the plugin
@@ -58,15 +56,6 @@ pub fn actions(context: &Context) -> Result<Vec<Action>, StepError> {
         ));
     }
     Ok(actions)
-}
-
-/// The restart that makes a running K3s read a changed provider config;
-/// done once its node is Ready again.
-pub fn restart(context: &Context) -> [Action; 2] {
-    [
-        Action::run_as(ActionKind::Service, service::restart("k3s")),
-        super::wait_for_nodes(context),
-    ]
 }
 
 /// Fails when the provider is not (or no longer) as the step left it.
@@ -159,14 +148,14 @@ pub fn ask_as_kubelet(context: &Context) -> Result<Option<String>, StepError> {
             .display()
             .to_string(),
     )
-    .args(&entry.args)
+    .args(entry.args.iter().map(|arg| under_root(context, arg)))
     .stdin_text(provider::request_for(&format!(
         "{server}/stackinstall-probe:latest"
     )))
     .unlogged_stdout()
     .timeout(std::time::Duration::from_secs(60));
     for variable in &entry.env {
-        command = command.env(&variable.name, &variable.value);
+        command = command.env(&variable.name, under_root(context, &variable.value));
     }
     let output = command.run()?;
     let response: Response = serde_json::from_str(&output.stdout).map_err(|_| {
@@ -190,6 +179,16 @@ pub fn ask_as_kubelet(context: &Context) -> Result<Option<String>, StepError> {
         ));
     }
     Ok(Some(response.cache_duration))
+}
+
+/// A host path of the kubelet's config as it is under `--root` (the
+/// kubelet of a host installed under a root sees that root as `/`); any
+/// other value as it is.
+fn under_root(context: &Context, value: &str) -> String {
+    match value.starts_with('/') {
+        true => context.host.path(value).display().to_string(),
+        false => value.to_string(),
+    }
 }
 
 /// The removals of the provider's link and config file (the `registry`

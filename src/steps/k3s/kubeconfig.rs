@@ -1,5 +1,5 @@
 //! K3s's kubeconfig holds cluster-admin credentials: K3s is started with
-//! `--write-kubeconfig-mode 0600` so only root reads
+//! `write-kubeconfig-mode: "0600"` (`config_file.rs`) so only root reads
 //! `/etc/rancher/k3s/k3s.yaml`, and root gets a copy as `/root/.kube/config`
 //! (0600, directory 0700) so `kubectl` and `helm` by hand work after the
 //! install, as they did after the bash installer. The tool's own `kubectl`
@@ -8,7 +8,8 @@
 //! A `/root/.kube/config` that differs from K3s's and that stackinstall did
 //! not write (the operator's config for another cluster) is never lost: it
 //! is kept as `/root/.kube/config.stackinstall-backup-TIME` (0600) before
-//! the copy replaces it, and the plan says so. The state records the
+//! the copy replaces it, and the plan says so. A `/root/.kube/config` that
+//! is a symbolic link to K3s's file is root's own choice and is kept. The state records the
 //! SHA-256 of the copy last written (`k3s.root_kubeconfig_sha256`), which
 //! is how a later run knows an older copy as its own.
 
@@ -20,7 +21,7 @@ use crate::error::StepError;
 use crate::host::{self, kube};
 use crate::state::Fact;
 
-/// The mode K3s writes its kubeconfig with (its `--write-kubeconfig-mode`).
+/// The mode K3s writes its kubeconfig with (its `write-kubeconfig-mode`).
 pub const MODE: u32 = 0o600;
 /// root's own kubeconfig, which `kubectl` and `helm` read by default.
 pub const ROOT_KUBECONFIG: &str = "/root/.kube/config";
@@ -65,12 +66,17 @@ pub fn too_open(context: &Context) -> bool {
 }
 
 /// The copy for root, when it is missing or differs from K3s's file (or
-/// when a plan without root cannot read them to tell).
-pub fn copy_action(context: &Context) -> Result<Option<Action>, StepError> {
+/// when a plan without root cannot read them to tell), or when K3s
+/// `restarts` first (it writes its kubeconfig again as it starts).
+pub fn copy_action(context: &Context, restarts: bool) -> Result<Option<Action>, StepError> {
+    if links_to_k3s(context)? {
+        return Ok(None);
+    }
     let source = context.host.path(kube::KUBECONFIG);
     let target = context.host.path(ROOT_KUBECONFIG);
     let current = readable(&source)?;
-    if current.is_some()
+    if !restarts
+        && current.is_some()
         && current == readable(&target)?
         && host::fs::mode_of(&target) == Some(MODE)
     {
@@ -121,9 +127,44 @@ fn readable(path: &std::path::Path) -> Result<Option<String>, StepError> {
     }
 }
 
+/// Whether root's kubeconfig is a symbolic link to K3s's own file (a
+/// layout K3s documents, docs.k3s.io "Cluster Access"): root reads the file
+/// this install manages, so the link is kept, neither followed nor
+/// replaced by a copy.
+fn links_to_k3s(context: &Context) -> Result<bool, StepError> {
+    let link = context.host.path(ROOT_KUBECONFIG);
+    let Some(target) = host::fs::link_target(&link)? else {
+        return Ok(false);
+    };
+    let parent = std::path::Path::new(ROOT_KUBECONFIG)
+        .parent()
+        .expect("the kubeconfig has a directory");
+    Ok(lexically_normal(&parent.join(target)) == std::path::Path::new(kube::KUBECONFIG))
+}
+
+/// `path` with `.` and `..` resolved without looking at the file system.
+fn lexically_normal(path: &std::path::Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut normal = std::path::PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                normal.pop();
+            }
+            Component::CurDir => {}
+            other => normal.push(other),
+        }
+    }
+    normal
+}
+
 /// Copies K3s's kubeconfig to root's, keeping someone else's file there
-/// as a backup first; returns whether it changed anything.
+/// as a backup first; returns whether it changed anything. A link to
+/// K3s's file is kept as it is.
 pub fn copy(context: &mut Context) -> Result<bool, StepError> {
+    if links_to_k3s(context)? {
+        return Ok(false);
+    }
     let source = context.host.path(kube::KUBECONFIG);
     let text = host::fs::read_own_optional(&source)?.ok_or_else(|| {
         StepError::failed(
@@ -162,6 +203,9 @@ fn back_up(context: &Context, target: &std::path::Path) -> Result<(), StepError>
 /// For uninstall: removes root's copy while it is still K3s's (a file
 /// root changed or replaced since is left alone).
 pub fn undo_action(context: &Context) -> Result<Option<Action>, StepError> {
+    if links_to_k3s(context)? {
+        return Ok(None);
+    }
     let target = context.host.path(ROOT_KUBECONFIG);
     let copy = host::fs::read_own_optional(&target)?;
     if copy.is_none() || copy != host::fs::read_own_optional(&context.host.path(kube::KUBECONFIG))?
@@ -182,7 +226,7 @@ pub fn verify(context: &Context) -> Result<(), StepError> {
                 "`{}` is readable by other users (every local account gets cluster-admin)",
                 kube::KUBECONFIG
             ),
-            "run `stackinstall install --redo k3s` to start K3s with `--write-kubeconfig-mode 0600`",
+            "run `stackinstall install --redo k3s` to start K3s with `write-kubeconfig-mode` 0600",
         ));
     }
     Ok(())

@@ -1,7 +1,9 @@
 //! MongoDB's own apt repository for the host's release: the signing key
 //! (ASCII-armoured, which apt reads from a `.asc` `signed-by` file, so no
 //! `gpg` is needed), checked against the fingerprint the profile pins for
-//! the series (`[mongodb.signing_keys]`), and one source list. Both are only
+//! the series (`[mongodb.signing_keys]`), refused when the file holds a
+//! second key, and written as that one key armoured again (nothing else
+//! the download held reaches apt), and one source list. Both are only
 //! added when mongodb-org is still to be installed. The series is the
 //! profile's `[mongodb] version`, or, when that is empty, the first of 7.0
 //! and 8.0 that MongoDB publishes packages of for the host's release.
@@ -203,8 +205,9 @@ pub fn actions(context: &Context) -> Result<Vec<Action>, StepError> {
     Ok(actions)
 }
 
-/// Downloads the series' signing key, checks its fingerprint against the
-/// profile's pin (the one the plan names), and writes it for apt.
+/// Downloads the series' signing key, checks that it is one key whose
+/// fingerprint is the profile's pin for the series the step resolved (the
+/// one the plan names), and writes that key alone for apt.
 struct AddSigningKey {
     series: String,
     url: String,
@@ -249,22 +252,29 @@ impl Change for AddSigningKey {
                 "check the host's network access to www.mongodb.org (a proxy or captive portal?), then run again",
             ));
         }
-        self.check_fingerprint(context, &key)?;
-        Ok(host::fs::ensure_file(&self.path, &key, 0o644)?)
+        let key = self.checked_key(context, &key)?;
+        Ok(host::fs::ensure_file(
+            &self.path,
+            key.armoured().as_bytes(),
+            0o644,
+        )?)
     }
 }
 
 impl AddSigningKey {
-    /// Refuses a key whose fingerprint is not the pinned one; warns when
-    /// the series has no pin (refuses with `[downloads] require_pins`).
-    fn check_fingerprint(&self, context: &Context, key: &[u8]) -> Result<(), StepError> {
+    /// The one key in the download, refused when its fingerprint is not
+    /// the pinned one or when the file holds another key beside it; warns
+    /// when the series has no pin (refuses with `[downloads]
+    /// require_pins`). What apt is given is this key alone.
+    fn checked_key(&self, context: &Context, key: &[u8]) -> Result<pgp::PublicKey, StepError> {
         let (url, series) = (&self.url, &self.series);
-        let found = pgp::fingerprint(&String::from_utf8_lossy(key)).map_err(|error| {
+        let key = pgp::single_key(&String::from_utf8_lossy(key)).map_err(|error| {
             StepError::failed(
-                format!("the signing key from `{url}` is unusable: {error}"),
-                "check the host's network access to www.mongodb.org, then run again",
+                format!("the signing key from `{url}` is unusable: {error}; it was not installed"),
+                "something between this host and www.mongodb.org serves another file than MongoDB's key: do not install from it; check the network, then run again",
             )
         })?;
+        let found = &key.fingerprint;
         let Some(pinned) = &self.pin else {
             if context.config.downloads.require_pins {
                 return Err(StepError::input(
@@ -279,10 +289,10 @@ impl AddSigningKey {
             context.ui.warn(&format!(
                 "MongoDB {series}'s signing key is NOT PINNED: its fingerprint {found} is trusted as served by `{url}`"
             ));
-            return Ok(());
+            return Ok(key);
         };
         let expected = pgp::normalize(&pinned.fingerprint);
-        if found != expected {
+        if *found != expected {
             return Err(StepError::failed(
                 format!(
                     "the signing key from `{url}` has fingerprint {found}, but the profile pins {expected} (from {}); it was not installed",
@@ -291,7 +301,7 @@ impl AddSigningKey {
                 "something between this host and www.mongodb.org serves another key: do not install from it; check the network, then run again",
             ));
         }
-        Ok(())
+        Ok(key)
     }
 }
 

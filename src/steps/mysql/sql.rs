@@ -1,7 +1,8 @@
 //! The SQL of the mysql step: what the server holds (read-only queries)
 //! and the statements that bring it to the profile, right for each flavour.
 
-use sqlx::mysql::MySqlConnection;
+use sqlx::Connection;
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 
 use super::Flavour;
 use crate::config::Mysql;
@@ -45,7 +46,7 @@ impl Statement {
     pub fn sql(&self, config: &Mysql, flavour: Flavour, password: Option<&Secret>) -> String {
         let shown = password.map_or(MASK.to_string(), |secret| escape(secret.expose()));
         let user = format!("'{}'@'%'", escape(&config.username));
-        let identified = format!("{} '{shown}'", flavour.identified_by());
+        let identified = identified(flavour, config.auth_plugin.as_deref(), &shown);
         match self {
             Self::CreateDatabase(name) => {
                 format!(
@@ -61,6 +62,43 @@ impl Statement {
             }
             Self::DropUser(name) => format!("DROP USER IF EXISTS '{}'@'%'", escape(name)),
         }
+    }
+}
+
+/// How the user is identified, for `flavour`: by the server's default
+/// plugin unless the profile names one. MySQL 8.0 and 8.4 (CREATE USER):
+/// `IDENTIFIED [WITH plugin] BY 'password'`; MariaDB 10.4 and later (which
+/// rejects `IDENTIFIED WITH plugin BY`): `IDENTIFIED BY 'password'`, or
+/// `IDENTIFIED VIA plugin USING PASSWORD('password')`.
+fn identified(flavour: Flavour, plugin: Option<&str>, password: &str) -> String {
+    match (flavour, plugin) {
+        (_, None) => format!("IDENTIFIED BY '{password}'"),
+        (Flavour::Mysql, Some(plugin)) => format!("IDENTIFIED WITH {plugin} BY '{password}'"),
+        (Flavour::Mariadb, Some(plugin)) => {
+            format!("IDENTIFIED VIA {plugin} USING PASSWORD('{password}')")
+        }
+    }
+}
+
+/// Why the server `version` (`SELECT VERSION()`) cannot give the user
+/// `plugin`, or `None`: MySQL 8.4 ships mysql_native_password disabled
+/// (enabled only with `mysql_native_password=ON`), MySQL 9.0 removed it.
+pub fn plugin_refused(flavour: Flavour, version: &str, plugin: Option<&str>) -> Option<String> {
+    let (Flavour::Mysql, Some("mysql_native_password")) = (flavour, plugin) else {
+        return None;
+    };
+    let mut numbers = version
+        .split(['.', '-'])
+        .map(|part| part.parse::<u32>().ok());
+    let (major, minor) = (numbers.next()??, numbers.next()??);
+    match (major, minor) {
+        (8, 4..) => Some(format!(
+            "MySQL {version} disables `mysql_native_password` unless the server runs with `mysql_native_password=ON`"
+        )),
+        (9.., _) => Some(format!(
+            "MySQL {version} no longer has `mysql_native_password`"
+        )),
+        _ => None,
     }
 }
 
@@ -100,10 +138,13 @@ fn escape(text: &str) -> String {
         .replace('\0', "\\0")
 }
 
+/// What the server holds; `login`: how the user logs in over TCP with the
+/// credentials file's password (whether that works is whether the password
+/// is current, whatever plugin the server gave the user).
 pub async fn survey(
     connection: &mut MySqlConnection,
     config: &Mysql,
-    password: Option<&Secret>,
+    login: Option<&MySqlConnectOptions>,
 ) -> Result<Survey, sqlx::Error> {
     let version: String = sqlx::query_scalar("SELECT CAST(VERSION() AS CHAR)")
         .fetch_one(&mut *connection)
@@ -118,21 +159,18 @@ pub async fn survey(
         .filter(|name| !existing.contains(name))
         .cloned()
         .collect();
-    let row: Option<(String, String)> = sqlx::query_as(
-        "SELECT CAST(plugin AS CHAR), CAST(authentication_string AS CHAR) FROM mysql.user WHERE User = ? AND Host = '%'",
+    let row: Option<String> = sqlx::query_scalar(
+        "SELECT CAST(plugin AS CHAR) FROM mysql.user WHERE User = ? AND Host = '%'",
     )
     .bind(&config.username)
     .fetch_optional(&mut *connection)
     .await?;
-    let user = match (row, password) {
+    let user = match (row, login) {
         (None, _) => User::Missing,
-        (Some((plugin, hash)), Some(password)) => {
-            let expected: String =
-                sqlx::query_scalar("SELECT CONCAT('*', UPPER(SHA1(UNHEX(SHA1(?)))))")
-                    .bind(password.expose())
-                    .fetch_one(&mut *connection)
-                    .await?;
-            match plugin == "mysql_native_password" && hash == expected {
+        (Some(plugin), Some(login)) => {
+            let asked = config.auth_plugin.as_deref();
+            let logs_in = logs_in(login).await?;
+            match logs_in && asked.is_none_or(|asked| asked == plugin) {
                 true => User::Current,
                 false => User::OtherPassword,
             }
@@ -147,6 +185,19 @@ pub async fn survey(
         user,
         grants_complete,
     })
+}
+
+/// Whether `login` succeeds; `false` when the server refuses the password
+/// (error 1045, access denied), an error for anything else.
+async fn logs_in(login: &MySqlConnectOptions) -> Result<bool, sqlx::Error> {
+    match MySqlConnection::connect_with(login).await {
+        Ok(connection) => {
+            let _ = connection.close().await;
+            Ok(true)
+        }
+        Err(sqlx::Error::Database(error)) if error.code().as_deref() == Some("28000") => Ok(false),
+        Err(error) => Err(error),
+    }
 }
 
 /// Whether the user holds, with grant option, every privilege root holds.
@@ -185,18 +236,95 @@ mod tests {
             .collect()
     }
 
+    /// (flavour, `SELECT VERSION()`, `[mysql] auth_plugin`, CREATE USER's
+    /// ending or the refusal's words)
+    type Case = (
+        Flavour,
+        &'static str,
+        Option<&'static str>,
+        Result<&'static str, &'static str>,
+    );
+
     #[test]
-    fn each_flavour_gets_its_own_create_user() {
-        let mysql = sql(Flavour::Mysql, None, None);
+    fn the_user_sql_of_each_flavour_version_and_plugin_is_the_table() {
+        const CREATE: &str = "CREATE USER 'stackbill'@'%' ";
+        let table: [Case; 9] = [
+            (
+                Flavour::Mysql,
+                "8.0.36-0ubuntu0.22.04.1",
+                None,
+                Ok("IDENTIFIED BY '********'"),
+            ),
+            (
+                Flavour::Mysql,
+                "8.4.0",
+                None,
+                Ok("IDENTIFIED BY '********'"),
+            ),
+            (
+                Flavour::Mysql,
+                "8.0.36-0ubuntu0.22.04.1",
+                Some("mysql_native_password"),
+                Ok("IDENTIFIED WITH mysql_native_password BY '********'"),
+            ),
+            (
+                Flavour::Mysql,
+                "8.4.0",
+                Some("mysql_native_password"),
+                Err("disables `mysql_native_password`"),
+            ),
+            (
+                Flavour::Mysql,
+                "9.1.0",
+                Some("mysql_native_password"),
+                Err("no longer has"),
+            ),
+            (
+                Flavour::Mysql,
+                "8.4.0",
+                Some("caching_sha2_password"),
+                Ok("IDENTIFIED WITH caching_sha2_password BY '********'"),
+            ),
+            (
+                Flavour::Mariadb,
+                "10.11.6-MariaDB-0+deb12u1",
+                None,
+                Ok("IDENTIFIED BY '********'"),
+            ),
+            (
+                Flavour::Mariadb,
+                "10.11.6-MariaDB-0+deb12u1",
+                Some("mysql_native_password"),
+                Ok("IDENTIFIED VIA mysql_native_password USING PASSWORD('********')"),
+            ),
+            (
+                Flavour::Mariadb,
+                "10.6.16-MariaDB-0ubuntu0.22.04.1",
+                Some("ed25519"),
+                Ok("IDENTIFIED VIA ed25519 USING PASSWORD('********')"),
+            ),
+        ];
+        for (flavour, version, plugin, expected) in table {
+            let config = Mysql {
+                auth_plugin: plugin.map(str::to_string),
+                ..config()
+            };
+            let refused = plugin_refused(flavour, version, plugin);
+            match expected {
+                Ok(ending) => {
+                    assert_eq!(refused, None, "{version} {plugin:?}");
+                    let create = Statement::CreateUser.sql(&config, flavour, None);
+                    assert_eq!(create, format!("{CREATE}{ending}"), "{version} {plugin:?}");
+                    let alter = Statement::SetPassword.sql(&config, flavour, None);
+                    assert!(alter.ends_with(ending), "{alter}");
+                }
+                Err(words) => {
+                    let why = refused.unwrap_or_else(|| panic!("{version} {plugin:?} accepted"));
+                    assert!(why.contains(words), "{why}");
+                }
+            }
+        }
         let mariadb = sql(Flavour::Mariadb, None, None);
-        assert_eq!(
-            mysql[2],
-            "CREATE USER 'stackbill'@'%' IDENTIFIED WITH mysql_native_password BY '********'"
-        );
-        assert_eq!(
-            mariadb[2],
-            "CREATE USER 'stackbill'@'%' IDENTIFIED BY '********'"
-        );
         assert_eq!(
             mariadb[3],
             "GRANT ALL PRIVILEGES ON *.* TO 'stackbill'@'%' WITH GRANT OPTION"

@@ -45,6 +45,10 @@ pub struct Config {
     /// real RabbitMQ on 127.0.0.1 at this port (as `guest`), instead of
     /// starting an Erlang VM per call.
     pub rabbitmq_management_port: Option<u16>,
+    /// `rabbitmqctl import_definitions` returns once the users and vhosts
+    /// are in, and the users' tags and the permissions land this many
+    /// seconds later (0: all at once).
+    pub rabbitmq_import_lag_seconds: f64,
     /// Programs recorded, then run for real.
     pub passthrough: BTreeMap<String, Passthrough>,
     /// `ip -o link`: the host's network links.
@@ -69,6 +73,7 @@ impl Default for Config {
             apt_forbidden: false,
             package_dependencies: BTreeMap::new(),
             rabbitmq_management_port: None,
+            rabbitmq_import_lag_seconds: 0.0,
             passthrough: BTreeMap::new(),
             ip_links: vec!["1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536".into()],
             iptables_chains: vec![":INPUT ACCEPT [0:0]".into()],

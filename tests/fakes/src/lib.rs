@@ -117,6 +117,9 @@ impl Fake {
 
 /// Runs the binary as the program it was started as; its exit code.
 pub fn main() -> i32 {
+    if let Some(code) = programs::rabbitmq::deferred_import() {
+        return code;
+    }
     let mut argv = std::env::args();
     let argv0 = argv.next().unwrap_or_default();
     let args: Vec<String> = argv.collect();

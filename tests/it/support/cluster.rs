@@ -24,7 +24,7 @@ pub struct Releases {
 
 impl Releases {
     /// Serves the files on 127.0.0.1; returns the base URL.
-    fn serve(&self) -> String {
+    pub fn serve(&self) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let this = self.clone();

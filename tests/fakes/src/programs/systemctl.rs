@@ -5,6 +5,8 @@
 //! world's `/etc/systemd/system/`, or, in a world whose servers run
 //! (`units_present`), when a package would bring it: not `k3s`, which only
 //! K3s's install script makes, nor stackinstall's own units. K3s's unit being active is what makes the fake cluster answer.
+//! Starting or restarting `k3s` is K3s starting (`host::k3s_starts`: it
+//! reads its configuration file and writes its kubeconfig again).
 //! Exit codes as systemctl(1) gives them: `is-active` 3 for a unit that is
 //! not active, `is-enabled` 1, `start`/`restart` 5 for a unit that is not
 //! there.
@@ -321,6 +323,25 @@ pub fn run(fake: &Fake) -> Reply {
                         ),
                     );
                 };
+                if unit_name(name) == "k3s.service"
+                    && verb != "stop"
+                    && let Err(error) = super::host::k3s_starts(fake)
+                {
+                    units.set(
+                        fake,
+                        name,
+                        Unit {
+                            active: false,
+                            ..unit
+                        },
+                    );
+                    return Reply::fail(
+                        1,
+                        format!(
+                            "Job for k3s.service failed because the control process exited with error code.\n(k3s: {error})\n"
+                        ),
+                    );
+                }
                 units.set(
                     fake,
                     name,
