@@ -8,6 +8,13 @@
 //! Exit codes as systemctl(1) gives them: `is-active` 3 for a unit that is
 //! not active, `is-enabled` 1, `start`/`restart` 5 for a unit that is not
 //! there.
+//!
+//! A mount unit written to `/etc/systemd/system/` starts as systemd starts
+//! one (systemd.mount(5)): its name must be its `Where=` escaped as
+//! `systemd-escape --path` does (else systemd refuses to load it, "Where=
+//! setting doesn't match unit name", and `start` says the unit "has a bad
+//! unit file setting"), and a bind mount's `What=` must exist (mount(8)
+//! fails, and so does the job). Nothing is mounted: the fake keeps books.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -133,6 +140,65 @@ impl Units {
     }
 }
 
+/// The path a mount unit's name stands for: systemd's unescaping of
+/// `systemd-escape --path` (`-` is `/`, `\xNN` the byte NN).
+fn mount_point(name: &str) -> Option<String> {
+    let stem = name.strip_suffix(".mount")?;
+    if stem == "-" {
+        return Some("/".into());
+    }
+    let mut bytes = Vec::new();
+    let mut rest = stem.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        match byte {
+            b'-' => {
+                bytes.push(b'/');
+                rest = tail;
+            }
+            b'\\' if tail.first() == Some(&b'x') && tail.len() >= 3 => {
+                let hex = std::str::from_utf8(&tail[1..3]).ok()?;
+                bytes.push(u8::from_str_radix(hex, 16).ok()?);
+                rest = &tail[3..];
+            }
+            byte => {
+                bytes.push(byte);
+                rest = tail;
+            }
+        }
+    }
+    Some(format!("/{}", String::from_utf8(bytes).ok()?))
+}
+
+/// Why starting the mount unit `name` fails as it would under systemd,
+/// `None` for another unit or one that starts.
+fn mount_refusal(fake: &Fake, name: &str) -> Option<Reply> {
+    let name = unit_name(name);
+    let point = mount_point(&name)?;
+    let text =
+        std::fs::read_to_string(fake.host_path(&format!("/etc/systemd/system/{name}"))).ok()?;
+    let setting = |key: &str| {
+        text.lines()
+            .find_map(|line| line.trim().strip_prefix(key)?.strip_prefix('='))
+            .map(str::trim)
+    };
+    if setting("Where") != Some(point.as_str()) {
+        return Some(Reply::fail(
+            1,
+            format!("Failed to start {name}: Unit {name} has a bad unit file setting.\n"),
+        ));
+    }
+    let what = setting("What").unwrap_or_default();
+    if !fake.host_path(what).exists() {
+        return Some(Reply::fail(
+            1,
+            format!(
+                "Job for {name} failed.\nSee \"systemctl status {name}\" and \"journalctl -xeu {name}\" for details.\n"
+            ),
+        ));
+    }
+    None
+}
+
 const SPEC: Spec = Spec {
     values: &[&["--state"]],
     switches: &[
@@ -243,6 +309,10 @@ pub fn run(fake: &Fake) -> Reply {
                         ),
                     );
                 };
+                if let Some(refused) = (now && enable).then(|| mount_refusal(fake, name)).flatten()
+                {
+                    return refused;
+                }
                 let active = if now { enable } else { unit.active };
                 units.set(
                     fake,
@@ -267,6 +337,12 @@ pub fn run(fake: &Fake) -> Reply {
                         ),
                     );
                 };
+                if let Some(refused) = (verb != "stop")
+                    .then(|| mount_refusal(fake, name))
+                    .flatten()
+                {
+                    return refused;
+                }
                 units.set(
                     fake,
                     name,
