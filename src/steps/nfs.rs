@@ -473,7 +473,7 @@ fn check_mount(context: &Context) -> Result<(), StepError> {
     if !(enabled && active) {
         return Err(StepError::failed(
             format!(
-                "`{unit}` is {}: the export is not bound `nosuid,nodev`",
+                "`{unit}` {}: the export is not bound `nosuid,nodev`",
                 services::unit_state(enabled, active)
             ),
             format!("{hint}; why it stopped: `journalctl -u {unit}`"),

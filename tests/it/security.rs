@@ -71,7 +71,8 @@ const TABLE: &[(&str, Holds, Owner, u32)] = &[
     ("/etc/mysql/mysql.conf.d", Directory, Root, 0o755),
     ("/etc/mysql/mysql.conf.d/stackbill.cnf", Public, Root, 0o644),
     ("/etc/exports", Public, Root, 0o644),
-    ("/data", Directory, Root, 0o755),
+    // Only root enters it: no local user reaches the volumes (issue 25).
+    ("/data", Directory, Root, 0o700),
     ("/data/stackbill", Directory, Nobody, 0o777),
     ("/etc/systemd", Directory, Root, 0o755),
     ("/etc/systemd/system", Directory, Root, 0o755),
@@ -87,6 +88,8 @@ const TABLE: &[(&str, Holds, Owner, u32)] = &[
         Root,
         0o644,
     ),
+    // The NFS export bound onto itself `nosuid,nodev` (issue 25).
+    ("/etc/systemd/system/data-stackbill.mount", Public, Root, 0o644),
     ("/usr", Directory, Root, 0o755),
     ("/usr/local", Directory, Root, 0o755),
     ("/usr/local/bin", Directory, Root, 0o755),
@@ -697,6 +700,8 @@ fn an_existing_nfs_directory_is_reported_and_left_alone_unless_the_profile_says(
     let mut world = nfs_world();
     let directory = world.path("/data/stackbill");
     fs::create_dir_all(&directory).unwrap();
+    // A parent only root enters, as the install wants it (issue 25).
+    fs::set_permissions(world.path("/data"), fs::Permissions::from_mode(0o700)).unwrap();
     fs::set_permissions(&directory, fs::Permissions::from_mode(0o750)).unwrap();
     let before = fs::metadata(&directory).unwrap();
     let (uid, gid) = (before.uid(), before.gid());

@@ -4,7 +4,8 @@
 //! A unit is there when the state knows it, when its unit file is in the
 //! world's `/etc/systemd/system/`, or, in a world whose servers run
 //! (`units_present`), when a package would bring it: not `k3s`, which only
-//! K3s's install script makes, nor stackinstall's own units. K3s's unit being active is what makes the fake cluster answer.
+//! K3s's install script makes, nor stackinstall's own units, nor a mount
+//! unit. K3s's unit being active is what makes the fake cluster answer.
 //! Exit codes as systemctl(1) gives them: `is-active` 3 for a unit that is
 //! not active, `is-enabled` 1, `start`/`restart` 5 for a unit that is not
 //! there.
@@ -96,7 +97,11 @@ impl Units {
         {
             return Some(Unit::default());
         }
-        let packaged = name != "k3s.service" && !name.starts_with("stackinstall-");
+        // A mount unit comes from an administrator's file (or fstab), never
+        // a package.
+        let packaged = name != "k3s.service"
+            && !name.starts_with("stackinstall-")
+            && !name.ends_with(".mount");
         (fake.config.units_present && packaged).then_some(Unit {
             enabled: true,
             active: true,
