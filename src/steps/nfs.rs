@@ -67,6 +67,7 @@ pub const INFO: StepInfo = StepInfo {
     }),
     needs: &[StepId::Preflight, StepId::Packages],
     rendered: Some(rendered),
+    preflight: Some(check_parent),
     ..StepInfo::database(StepId::Nfs, "NFS export for the cluster's volumes")
 };
 
@@ -357,6 +358,16 @@ fn parent_look(context: &Context) -> Result<(Option<Fact>, Option<Action>), Step
             ),
         )),
     }
+}
+
+/// For `preflight`, before any step changes anything: the export's parent
+/// is refused there when it was there before and others may enter it
+/// (nothing is shown when it is fine: `nfs` itself says what it changes).
+fn check_parent(context: &Context) -> Result<Option<Action>, StepError> {
+    if context.included.contains(&StepId::Nfs) {
+        parent_look(context)?;
+    }
+    Ok(None)
 }
 
 /// Whether a directory of `mode` owned by `uid` lets only root in.
