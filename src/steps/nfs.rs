@@ -94,6 +94,9 @@ impl Step for Nfs {
         let (parent_record, parent_action) = parent_look(context)?;
         let mut actions: Vec<Action> = parent_action.into_iter().collect();
         actions.extend(directory_action(context));
+        // The server first: where it cannot run (a container) that is what
+        // the step says, not a bind mount that cannot be made there either.
+        actions.extend(service_actions()?);
         let mount = mount_actions(context)?;
         let mounted = !mount.is_empty();
         actions.extend(mount);
@@ -116,7 +119,6 @@ impl Step for Nfs {
                 0o644,
             ));
         }
-        actions.extend(service_actions()?);
         // A new bind mount is exported only once the table is read again.
         if changed || pending || mounted {
             actions.extend(Action::change(services::Reread {
@@ -164,7 +166,6 @@ impl Step for Nfs {
                 "run `sudo stackinstall install --redo nfs` (it makes the parent root's alone again)",
             ));
         }
-        check_mount(context)?;
         if wanted != current {
             return Err(StepError::failed(
                 format!("the export block in `{EXPORTS}` is not as the step left it"),
@@ -174,6 +175,7 @@ impl Step for Nfs {
         // `exportfs` lists the exports from its table whether or not the
         // kernel's server runs: ask systemd for that.
         services::check_running(context, UNIT)?;
+        check_mount(context)?;
         let exported = exportfs(["-v"]).run()?.stdout;
         let path = &context.config.nfs.path;
         if !exported
