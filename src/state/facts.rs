@@ -585,6 +585,9 @@ impl std::fmt::Display for Fact {
                 packages.join(" "),
                 server.name()
             ),
+            Self::Origin(Object::ExportParent, Origin::Created) => f.write_str(
+                "the export directory's parent is made by the install: it is kept 0700 root:root, and uninstall keeps it with the data",
+            ),
             Self::Origin(object, Origin::Created) => {
                 write!(
                     f,
