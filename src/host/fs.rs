@@ -837,9 +837,12 @@ pub fn owner_of(path: &Path) -> Option<Owner> {
 /// directories: a set-gid directory only passes its group on), walked
 /// without following links nor leaving its file system, at most `limit`
 /// entries looked at; returns them and whether the walk stopped at the
-/// limit. An entry that cannot be read is skipped.
+/// limit. An entry below the top that cannot be read is skipped.
 pub fn set_id_files(directory: &Path, limit: usize) -> Result<(Vec<PathBuf>, bool), FileError> {
     let top = fs::symlink_metadata(directory).map_err(FileError::new("look at", directory))?;
+    // The top itself unreadable (doctor run without root): said, not
+    // taken for an empty export.
+    fs::read_dir(directory).map_err(FileError::new("list", directory))?;
     let mut found = Vec::new();
     let mut pending = vec![directory.to_path_buf()];
     let mut seen = 0;

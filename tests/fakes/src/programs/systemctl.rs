@@ -362,3 +362,22 @@ pub fn run(fake: &Fake) -> Reply {
         other => Reply::fail(1, format!("Unknown command verb '{other}'.\n")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::mount_point;
+
+    #[test]
+    fn a_mount_unit_name_stands_for_its_path_as_systemd_unescapes_it() {
+        // `systemd-escape --unescape --path` on Debian 12.
+        for (name, path) in [
+            ("data-stackbill.mount", "/data/stackbill"),
+            ("srv-nfs\\x2ddata.mount", "/srv/nfs-data"),
+            ("\\x2edot-a.mount", "/.dot/a"),
+            ("-.mount", "/"),
+        ] {
+            assert_eq!(mount_point(name).as_deref(), Some(path), "{name}");
+        }
+        assert_eq!(mount_point("data.service"), None);
+    }
+}
