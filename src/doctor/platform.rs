@@ -82,7 +82,25 @@ pub fn nfs(inputs: &Inputs) -> Checked {
         )),
     }
     set_id_files(inputs, &mut found);
+    if installed(inputs, StepId::Nfs) {
+        bind_mount(inputs, &mut found);
+    }
     Ok(found)
+}
+
+/// The export's mount unit (`nosuid,nodev`) is active.
+fn bind_mount(inputs: &Inputs, found: &mut Found) {
+    let unit = service::mount_unit(&inputs.config.nfs.path);
+    match service::is_active(&unit) {
+        Ok(true) => found.notes.push(format!("{unit}: active (the export is bound `nosuid,nodev`)")),
+        Ok(false) => found.findings.push(Finding::error(
+            "nfs-export-mount",
+            format!("`{unit}` is not active: the export is not bound `nosuid,nodev`, so a set-uid program a pod leaves there runs with its owner's rights on the host"),
+            format!("`sudo stackinstall install --redo nfs`; why it stopped: `journalctl -u {unit}`"),
+        )),
+        Err(CommandError::NotFound { .. }) => found.notes.push("no `systemctl` here: the export's bind mount was not checked".into()),
+        Err(error) => found.notes.push(format!("the export's bind mount was not checked: {error}")),
+    }
 }
 
 /// The commands that make the export's parent root's alone.

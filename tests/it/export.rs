@@ -2,9 +2,9 @@
 //! local user cannot reach a volume's files, the parent the install made
 //! stays root's alone (narrowed again, and reported, when widened), an
 //! existing wider parent is refused before anything changes, a set-uid
-//! file a pod left is found by `doctor`, the squash options are checked
-//! together, and uninstall removes the bind mount's unit but keeps the
-//! data. The export's clients (the node addresses, never the pod network)
+//! file a pod left is found by `doctor` (and a stopped bind mount), the
+//! squash options are checked together, and uninstall removes the bind
+//! mount's unit but keeps the data. The export's clients (the node addresses, never the pod network)
 //! are asserted in `databases.rs`; `doctor`'s finding of a pod network
 //! client in `doctor.rs`.
 
@@ -231,6 +231,19 @@ fn the_bind_mount_is_a_unit_the_install_starts_and_uninstall_removes_keeping_the
     assert!(
         mount_unit_state(&world).is_none_or(|state| state == (false, false)),
         "stopped and disabled"
+    );
+    // Stopped by hand instead: doctor says the export is not bound.
+    world.install(&["--only", "nfs"]).success();
+    assert!(doctor_nfs_findings(&world).is_empty());
+    let file = world.state("systemd.json");
+    let mut units: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&file).unwrap()).unwrap();
+    units["units"][UNIT]["active"] = false.into();
+    fs::write(&file, units.to_string()).unwrap();
+    let findings = doctor_nfs_findings(&world);
+    assert!(
+        findings.iter().any(|f| f.contains("nfs-export-mount")),
+        "doctor found {findings:?}"
     );
     assert_eq!(
         fs::read_to_string(data.join("orders.db")).unwrap(),
