@@ -401,6 +401,52 @@ pub struct Nfs {
     /// mode or owner than 0777 nobody:nogroup, is changed to them (by
     /// default it is left as it is and the plan says so).
     pub fix_permissions: bool,
+    /// What the server makes of the clients' root (and other) users.
+    pub squash: Squash,
+    /// The user and group squashed requests act as (`anonuid`,
+    /// `anongid` of exports(5)); `None`: the server's own (`nobody`).
+    pub anonuid: Option<u32>,
+    pub anongid: Option<u32>,
+}
+
+/// The squash option of the export, exports(5) "User ID Mapping".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Squash {
+    /// A client's root is root on the files (the seed's choice: the
+    /// application's containers may run as root).
+    #[default]
+    NoRootSquash,
+    /// A client's root acts as `anonuid`:`anongid`; other users keep their ids.
+    RootSquash,
+    /// Every client user acts as `anonuid`:`anongid`.
+    AllSquash,
+}
+
+impl Squash {
+    /// Its word in `/etc/exports`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Self::NoRootSquash => "no_root_squash",
+            Self::RootSquash => "root_squash",
+            Self::AllSquash => "all_squash",
+        }
+    }
+}
+
+impl Nfs {
+    /// The options of the export line: `export_options`, the squash word
+    /// and, when set, `anonuid=`/`anongid=`.
+    pub fn options(&self) -> String {
+        let mut options = format!("{},{}", self.export_options, self.squash.word());
+        if let Some(uid) = self.anonuid {
+            options.push_str(&format!(",anonuid={uid}"));
+        }
+        if let Some(gid) = self.anongid {
+            options.push_str(&format!(",anongid={gid}"));
+        }
+        options
+    }
 }
 
 impl Default for Nfs {
@@ -408,9 +454,12 @@ impl Default for Nfs {
         Self {
             path: String::new(),
             port: 2049,
-            export_options: "rw,sync,no_subtree_check,no_root_squash".into(),
+            export_options: "rw,sync,no_subtree_check".into(),
             storage_class: "nfs-client".into(),
             fix_permissions: false,
+            squash: Squash::NoRootSquash,
+            anonuid: None,
+            anongid: None,
         }
     }
 }

@@ -139,6 +139,7 @@ impl Layers {
         flags.apply(&mut config.install)?;
         config.check_complete(&|key: &[&str]| self.setter_of(flags, key))?;
         super::validate::check(&config, &|key: &[&str]| self.source_of(flags, key))?;
+        super::validate::check_squash(&config, &|key: &[&str]| self.source_of(flags, key))?;
         Ok(config)
     }
 

@@ -120,6 +120,9 @@ const RULES: &[(&str, Check)] = &[
     ("nfs.export_options", Text(export_options)),
     ("nfs.storage_class", Text(subdomain)),
     ("nfs.fix_permissions", Switch),
+    ("nfs.squash", Typed),
+    ("nfs.anonuid", Number),
+    ("nfs.anongid", Number),
     ("storage.provisioner_in_chart", Switch),
     ("storage.chart_url", Text(https)),
     ("storage.version", Text(version)),
@@ -189,6 +192,7 @@ const REGISTRY: &str =
 const REGION: &str = "must be an AWS region: lower-case letters, digits and `-`";
 const EXPORT_OPTIONS: &str =
     "must be NFS export options: letters, digits and `_ = , . : / @ -`, not starting with `-`";
+const SQUASH_OPTIONS: &str = "must not hold a squash option (`root_squash`, `no_root_squash`, `all_squash`, `no_all_squash`, `anonuid`, `anongid`): set `nfs.squash`, `nfs.anonuid` and `nfs.anongid` instead";
 const MONGODB_NAME: &str = "must be letters, digits, `_` and `-` only (a MongoDB role or database)";
 const SETTING_NAME: &str = "must be a [mysqld] setting name: letters, digits, `_` and `-`";
 const SETTING: &str = "must be text, a whole number or true/false";
@@ -527,7 +531,57 @@ fn unit(value: &str) -> Option<&'static str> {
 }
 
 fn export_options(value: &str) -> Option<&'static str> {
-    (!only(value, "_=,.:/@-")).then_some(EXPORT_OPTIONS)
+    if !only(value, "_=,.:/@-") {
+        return Some(EXPORT_OPTIONS);
+    }
+    let squash = [
+        "root_squash",
+        "no_root_squash",
+        "all_squash",
+        "no_all_squash",
+    ];
+    let name = |option: &str| option.split('=').next().unwrap_or_default().to_string();
+    value
+        .split(',')
+        .map(name)
+        .any(|option| {
+            squash.contains(&option.as_str()) || option == "anonuid" || option == "anongid"
+        })
+        .then_some(SQUASH_OPTIONS)
+}
+
+/// The squash of `[nfs]` and its ids together: `all_squash` needs both
+/// ids (every client's files belong to them); with `no_root_squash` no
+/// request is mapped, so an id there is a mistake, refused.
+pub fn check_squash(
+    config: &Config,
+    source_of: &dyn Fn(&[&str]) -> String,
+) -> Result<(), ConfigError> {
+    use super::Squash;
+    let nfs = &config.nfs;
+    let refused = |key: &str, value: String, rule: &str| ConfigError::Refused {
+        key: format!("nfs.{key}"),
+        value,
+        source_name: source_of(&["nfs", key]),
+        rule: rule.to_string(),
+    };
+    let ids = [("anonuid", nfs.anonuid), ("anongid", nfs.anongid)];
+    match nfs.squash {
+        Squash::AllSquash if ids.iter().any(|(_, id)| id.is_none()) => Err(refused(
+            "squash",
+            nfs.squash.word().into(),
+            "needs `nfs.anonuid` and `nfs.anongid`: the user and group every client's files then belong to",
+        )),
+        Squash::NoRootSquash => match ids.iter().find(|(_, id)| id.is_some()) {
+            Some((key, Some(id))) => Err(refused(
+                key,
+                id.to_string(),
+                "is used only with `nfs.squash` = \"root_squash\" or \"all_squash\" (with \"no_root_squash\" no request is mapped)",
+            )),
+            _ => Ok(()),
+        },
+        _ => Ok(()),
+    }
 }
 
 fn mongodb_name(value: &str) -> Option<&'static str> {

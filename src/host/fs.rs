@@ -568,17 +568,18 @@ pub fn check_directory_path(path: &Path) -> Result<(), FileError> {
 
 /// Makes `path` a directory handed to other accounts (the NFS export,
 /// `nobody`'s 0777): its parents are checked as for a write (see
-/// [`Directory`]), the directory itself is made with `mode` and `owner`
-/// on its handle, or opened when it is there (never through a link), and
-/// not judged. Returns it and whether it was made.
+/// [`Directory`]), a missing parent made with `parent_mode` (the ones above
+/// it 0755), the directory itself made with `mode` and `owner` on its
+/// handle, or opened when it is there (never through a link), and not
+/// judged. Returns it and whether it was made.
 pub fn ensure_shared_dir(
     path: &Path,
-    mode: u32,
-    owner: Option<Owner>,
+    parent_mode: u32,
+    (mode, owner): (u32, Option<Owner>),
 ) -> Result<(Directory, bool), FileError> {
     let make = || -> io::Result<(Directory, bool)> {
         let (parent, name) = split(path)?;
-        let (parent, _) = Directory::ensure(parent, 0o755)?;
+        let (parent, _) = Directory::ensure(parent, parent_mode)?;
         pause_point(&name.to_string_lossy());
         parent
             .ensure_child(name, mode, owner)
@@ -791,6 +792,42 @@ pub fn owner_of(path: &Path) -> Option<Owner> {
     fs::symlink_metadata(path)
         .ok()
         .map(|metadata| (metadata.uid(), metadata.gid()))
+}
+
+/// The files under `directory` with a set-uid or set-gid bit (not
+/// directories: a set-gid directory only passes its group on), walked
+/// without following links nor leaving its file system, at most `limit`
+/// entries looked at; returns them and whether the walk stopped at the
+/// limit. An entry below the top that cannot be read is skipped.
+pub fn set_id_files(directory: &Path, limit: usize) -> Result<(Vec<PathBuf>, bool), FileError> {
+    let top = fs::symlink_metadata(directory).map_err(FileError::new("look at", directory))?;
+    // The top itself unreadable (doctor run without root): said, not
+    // taken for an empty export.
+    fs::read_dir(directory).map_err(FileError::new("list", directory))?;
+    let mut found = Vec::new();
+    let mut pending = vec![directory.to_path_buf()];
+    let mut seen = 0;
+    while let Some(current) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > limit {
+                return Ok((found, true));
+            }
+            let Ok(metadata) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if metadata.is_dir() && metadata.dev() == top.dev() {
+                pending.push(entry.path());
+            } else if metadata.is_file() && metadata.mode() & 0o6000 != 0 {
+                found.push(entry.path());
+            }
+        }
+    }
+    found.sort();
+    Ok((found, false))
 }
 
 /// Whether `path` is there (a link counts, whatever it points to).

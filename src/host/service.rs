@@ -203,7 +203,50 @@ pub fn disable(units: &[String]) -> Command {
     systemctl(["disable"]).args(units.iter().cloned())
 }
 
+/// The name of the mount unit of the directory `path`, as
+/// `systemd-escape --path --suffix=mount` gives it (systemd.unit(5),
+/// "String Escaping for Inclusion in Unit Names"): the path without its
+/// outer and doubled `/`, each `/` then `-`, every character but ASCII
+/// letters, digits, `:`, `_` and a `.` that does not lead the name written
+/// `\xNN`.
+pub fn mount_unit(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').filter(|part| !part.is_empty()).collect();
+    if parts.is_empty() {
+        return "-.mount".into();
+    }
+    let mut name = String::new();
+    for (index, byte) in parts.join("/").bytes().enumerate() {
+        match byte {
+            b'/' => name.push('-'),
+            b'.' if index > 0 => name.push('.'),
+            b if b.is_ascii_alphanumeric() || b == b':' || b == b'_' => name.push(b as char),
+            b => name.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    name + ".mount"
+}
+
 /// The command that makes systemd read changed unit files.
 pub fn daemon_reload() -> Command {
     systemctl(["daemon-reload"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_unit_names_are_escaped_as_systemd_escape_does() {
+        // `systemd-escape --path --suffix=mount PATH` on Debian 12.
+        for (path, name) in [
+            ("/data/stackbill", "data-stackbill.mount"),
+            ("/srv//nfs-data/", "srv-nfs\\x2ddata.mount"),
+            ("/var/lib/.hidden/x.y", "var-lib-.hidden-x.y.mount"),
+            ("/.dot/a", "\\x2edot-a.mount"),
+            ("/a b", "a\\x20b.mount"),
+            ("/", "-.mount"),
+        ] {
+            assert_eq!(mount_unit(path), name, "{path}");
+        }
+    }
 }

@@ -186,6 +186,9 @@ pub struct ServerFacts {
     /// The export directory's `device:inode` (NFS): a path swapped after
     /// the install (a link to `/` in its place) is told by it.
     pub export_directory: Option<String>,
+    /// The export directory's parent (NFS): made by the install, it is
+    /// kept 0700 root:root; found, it is only checked.
+    pub export_parent: Option<Origin>,
 }
 
 impl ServerFacts {
@@ -265,6 +268,7 @@ impl Facts {
             Object::MongodbConfig => facts.config,
             Object::MongodbKeyFile => facts.key_file,
             Object::ExportBlock => facts.export_block,
+            Object::ExportParent => facts.export_parent,
         }
     }
 
@@ -288,6 +292,7 @@ impl Facts {
             Object::MongodbConfig => facts.config = origin,
             Object::MongodbKeyFile => facts.key_file = origin,
             Object::ExportBlock => facts.export_block = origin,
+            Object::ExportParent => facts.export_parent = origin,
         }
     }
 
@@ -372,6 +377,7 @@ impl Facts {
             &mut facts.config,
             &mut facts.key_file,
             &mut facts.export_block,
+            &mut facts.export_parent,
         ] {
             if *slot == Some(Origin::Created) {
                 *slot = None;
@@ -463,6 +469,8 @@ pub enum Object {
     MongodbKeyFile,
     /// The managed block of `/etc/exports`.
     ExportBlock,
+    /// The directory the export directory is in (`/data`).
+    ExportParent,
 }
 
 impl Object {
@@ -472,7 +480,7 @@ impl Object {
             Self::Database(_) | Self::MysqlUser(_) => Server::Mysql,
             Self::MongodbUser(_) | Self::MongodbConfig | Self::MongodbKeyFile => Server::Mongodb,
             Self::RabbitmqUser(_) | Self::Vhost(_) => Server::Rabbitmq,
-            Self::ExportBlock => Server::Nfs,
+            Self::ExportBlock | Self::ExportParent => Server::Nfs,
         }
     }
 
@@ -504,6 +512,7 @@ impl std::fmt::Display for Object {
             Self::MongodbConfig => f.write_str("`/etc/mongod.conf`"),
             Self::MongodbKeyFile => f.write_str("MongoDB's key file"),
             Self::ExportBlock => f.write_str("the export block in `/etc/exports`"),
+            Self::ExportParent => f.write_str("the export directory's parent"),
         }
     }
 }
@@ -575,6 +584,9 @@ impl std::fmt::Display for Fact {
                 "the install adds {} for {}: uninstall --delete-db purges them",
                 packages.join(" "),
                 server.name()
+            ),
+            Self::Origin(Object::ExportParent, Origin::Created) => f.write_str(
+                "the export directory's parent is made by the install: it is kept 0700 root:root, and uninstall keeps it with the data",
             ),
             Self::Origin(object, Origin::Created) => {
                 write!(

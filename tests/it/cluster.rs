@@ -615,6 +615,7 @@ fn render_writes_every_cluster_manifest() {
     assert_eq!(
         names,
         [
+            "data-stackbill.mount",
             "gateway.yaml",
             "istio-operator.yaml",
             "mariadb-stackbill.cnf",

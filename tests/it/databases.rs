@@ -611,6 +611,8 @@ fn nfs_exports_the_directory_keeping_foreign_lines_and_reexports_only_on_change(
     };
     run(&world, &["nfs"], &[]);
     insta::assert_snapshot!("exports_first", world.read("/etc/exports"));
+    // The host's address, and not the pod network `10.42.0.0/16` (issue 25).
+    assert_eq!(export_clients(&world.read("/etc/exports")), ["10.1.2.3"]);
     assert_eq!(exportfs_ra(&world), 1);
     let metadata = std::fs::metadata(world.path("/data/stackbill")).unwrap();
     use std::os::unix::fs::MetadataExt;
@@ -628,13 +630,35 @@ fn nfs_exports_the_directory_keeping_foreign_lines_and_reexports_only_on_change(
         "/etc/exports",
         &format!("{}/srv/other *(ro)\n", world.read("/etc/exports")),
     );
+    // The pod network is no client (issue 25): changing it changes nothing.
     world.set_env("STACKINSTALL_CLUSTER__POD_CIDR", "10.50.0.0/16");
+    world.set_env("STACKINSTALL_NFS__SQUASH", "all_squash");
+    world.set_env("STACKINSTALL_NFS__ANONUID", "1000");
+    world.set_env("STACKINSTALL_NFS__ANONGID", "1001");
     let third = run(&world, &["nfs"], &[]);
     assert_eq!(third.outcome("nfs"), "changed", "{}", third.stderr);
-    insta::assert_snapshot!("exports_changed_cidr", world.read("/etc/exports"));
+    insta::assert_snapshot!("exports_changed_squash", world.read("/etc/exports"));
     assert_eq!(
         exportfs_ra(&world),
         1,
         "the changed line is re-exported once"
     );
+    assert_eq!(
+        export_clients(&world.read("/etc/exports")),
+        ["10.1.2.3"],
+        "the clients are exactly the node addresses"
+    );
+}
+
+/// The clients of the managed block's export line.
+fn export_clients(exports: &str) -> Vec<String> {
+    let line = exports
+        .lines()
+        .skip_while(|line| !line.starts_with("# BEGIN stackinstall"))
+        .nth(1)
+        .unwrap();
+    line.split_whitespace()
+        .skip(1)
+        .map(|client| client.split('(').next().unwrap().to_string())
+        .collect()
 }

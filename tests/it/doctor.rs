@@ -837,7 +837,7 @@ fn nfs_export_registry_token_and_renewal_timer_are_named() {
     world.write("/var/lib/stackinstall/state.toml", &state);
     world.write(
         "/etc/exports",
-        "/data/stackbill 192.168.0.0/16(rw,sync,no_subtree_check,no_root_squash)\n",
+        "/data/stackbill 10.0.0.0/8(rw,sync,no_subtree_check,no_root_squash)\n",
     );
     let (report, code) = doctor(&world, &["--checks", "host"]);
     assert_eq!(code, 1, "{report:#}");
@@ -847,7 +847,7 @@ fn nfs_export_registry_token_and_renewal_timer_are_named() {
         nfs["what"]
             .as_str()
             .unwrap()
-            .contains("not to the pod network `10.42.0.0/16`"),
+            .contains("is exported to `10.0.0.0/8`, which the pod network `10.42.0.0/16` is in: any pod can mount every volume"),
         "{nfs:#}"
     );
     let registry = check(&report, "host.registry")["findings"]

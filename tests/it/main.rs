@@ -13,6 +13,7 @@ mod cluster;
 mod crash;
 mod databases;
 mod doctor;
+mod export;
 mod inputs;
 mod install;
 mod mongodb;

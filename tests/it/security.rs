@@ -73,7 +73,8 @@ const TABLE: &[(&str, Holds, Owner, u32)] = &[
     ("/etc/mysql/mysql.conf.d", Directory, Root, 0o755),
     ("/etc/mysql/mysql.conf.d/stackbill.cnf", Public, Root, 0o644),
     ("/etc/exports", Public, Root, 0o644),
-    ("/data", Directory, Root, 0o755),
+    // Only root enters it: no local user reaches the volumes (issue 25).
+    ("/data", Directory, Root, 0o700),
     ("/data/stackbill", Directory, Nobody, 0o777),
     ("/etc/systemd", Directory, Root, 0o755),
     ("/etc/systemd/system", Directory, Root, 0o755),
@@ -85,6 +86,13 @@ const TABLE: &[(&str, Holds, Owner, u32)] = &[
     ),
     (
         "/etc/systemd/system/stackinstall-ecr-refresh.timer",
+        Public,
+        Root,
+        0o644,
+    ),
+    // The NFS export bound onto itself `nosuid,nodev` (issue 25).
+    (
+        "/etc/systemd/system/data-stackbill.mount",
         Public,
         Root,
         0o644,
@@ -831,7 +839,7 @@ fn a_directory_link_planted_where_others_can_write_is_refused() {
     ));
 }
 
-fn nfs_world() -> World {
+pub(crate) fn nfs_world() -> World {
     let world = World::new();
     world.host_fakes();
     world.fake("exportfs");
@@ -843,6 +851,8 @@ fn an_existing_nfs_directory_is_reported_and_left_alone_unless_the_profile_says(
     let mut world = nfs_world();
     let directory = world.path("/data/stackbill");
     fs::create_dir_all(&directory).unwrap();
+    // A parent only root enters, as the install wants it (issue 25).
+    fs::set_permissions(world.path("/data"), fs::Permissions::from_mode(0o700)).unwrap();
     fs::set_permissions(&directory, fs::Permissions::from_mode(0o750)).unwrap();
     let before = fs::metadata(&directory).unwrap();
     let (uid, gid) = (before.uid(), before.gid());
@@ -883,7 +893,7 @@ fn an_existing_nfs_directory_is_reported_and_left_alone_unless_the_profile_says(
 /// Makes `path` and every directory above it traversable by others (0755
 /// at least, as `/` is): `tempdir()` makes them 0700, and an attack by
 /// `nobody` must not fail for that reason alone.
-fn traversable(path: &Path) {
+pub(crate) fn traversable(path: &Path) {
     for ancestor in path.ancestors() {
         let Ok(metadata) = fs::metadata(ancestor) else {
             continue;
@@ -897,7 +907,7 @@ fn traversable(path: &Path) {
 
 /// Runs `script` with `sh` as `nobody` (group `nogroup`, and `groups` as
 /// supplementary groups); returns whether it succeeded and its stderr.
-fn as_nobody(script: &str, groups: &[u32]) -> (bool, String) {
+pub(crate) fn as_nobody(script: &str, groups: &[u32]) -> (bool, String) {
     let mut command = std::process::Command::new("setpriv");
     command.args(["--reuid=nobody", "--regid=nogroup"]);
     match groups.is_empty() {
@@ -1108,7 +1118,7 @@ fn a_directory_swapped_by_another_user_between_check_and_write_is_not_followed()
 }
 
 /// The `host.nfs` findings of `doctor --checks host --output json`.
-fn doctor_nfs_findings(world: &World) -> Vec<String> {
+pub(crate) fn doctor_nfs_findings(world: &World) -> Vec<String> {
     let output = world
         .command()
         .args(["doctor", "--output", "json", "--checks", "host"])
@@ -1128,7 +1138,7 @@ fn doctor_nfs_findings(world: &World) -> Vec<String> {
 }
 
 /// The `nfs` step's health as `status --output json` shows it.
-fn status_nfs_health(world: &World) -> String {
+pub(crate) fn status_nfs_health(world: &World) -> String {
     let output = world
         .command()
         .args(["status", "--output", "json"])

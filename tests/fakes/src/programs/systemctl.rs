@@ -4,12 +4,20 @@
 //! A unit is there when the state knows it, when its unit file is in the
 //! world's `/etc/systemd/system/`, or, in a world whose servers run
 //! (`units_present`), when a package would bring it: not `k3s`, which only
-//! K3s's install script makes, nor stackinstall's own units. K3s's unit being active is what makes the fake cluster answer.
+//! K3s's install script makes, nor stackinstall's own units, nor a mount
+//! unit. K3s's unit being active is what makes the fake cluster answer.
 //! Starting or restarting `k3s` is K3s starting (`host::k3s_starts`: it
 //! reads its configuration file and writes its kubeconfig again).
 //! Exit codes as systemctl(1) gives them: `is-active` 3 for a unit that is
 //! not active, `is-enabled` 1, `start`/`restart` 5 for a unit that is not
 //! there.
+//!
+//! A mount unit written to `/etc/systemd/system/` starts as systemd starts
+//! one (systemd.mount(5)): its name must be its `Where=` escaped as
+//! `systemd-escape --path` does (else systemd refuses to load it, "Where=
+//! setting doesn't match unit name", and `start` says the unit "has a bad
+//! unit file setting"), and a bind mount's `What=` must exist (mount(8)
+//! fails, and so does the job). Nothing is mounted: the fake keeps books.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -91,7 +99,11 @@ impl Units {
         {
             return Some(Unit::default());
         }
-        let packaged = name != "k3s.service" && !name.starts_with("stackinstall-");
+        // A mount unit comes from an administrator's file (or fstab), never
+        // a package.
+        let packaged = name != "k3s.service"
+            && !name.starts_with("stackinstall-")
+            && !name.ends_with(".mount");
         (fake.config.units_present && packaged).then_some(Unit {
             enabled: true,
             active: true,
@@ -133,6 +145,65 @@ impl Units {
             );
         }
     }
+}
+
+/// The path a mount unit's name stands for: systemd's unescaping of
+/// `systemd-escape --path` (`-` is `/`, `\xNN` the byte NN).
+fn mount_point(name: &str) -> Option<String> {
+    let stem = name.strip_suffix(".mount")?;
+    if stem == "-" {
+        return Some("/".into());
+    }
+    let mut bytes = Vec::new();
+    let mut rest = stem.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        match byte {
+            b'-' => {
+                bytes.push(b'/');
+                rest = tail;
+            }
+            b'\\' if tail.first() == Some(&b'x') && tail.len() >= 3 => {
+                let hex = std::str::from_utf8(&tail[1..3]).ok()?;
+                bytes.push(u8::from_str_radix(hex, 16).ok()?);
+                rest = &tail[3..];
+            }
+            byte => {
+                bytes.push(byte);
+                rest = tail;
+            }
+        }
+    }
+    Some(format!("/{}", String::from_utf8(bytes).ok()?))
+}
+
+/// Why starting the mount unit `name` fails as it would under systemd,
+/// `None` for another unit or one that starts.
+fn mount_refusal(fake: &Fake, name: &str) -> Option<Reply> {
+    let name = unit_name(name);
+    let point = mount_point(&name)?;
+    let text =
+        std::fs::read_to_string(fake.host_path(&format!("/etc/systemd/system/{name}"))).ok()?;
+    let setting = |key: &str| {
+        text.lines()
+            .find_map(|line| line.trim().strip_prefix(key)?.strip_prefix('='))
+            .map(str::trim)
+    };
+    if setting("Where") != Some(point.as_str()) {
+        return Some(Reply::fail(
+            1,
+            format!("Failed to start {name}: Unit {name} has a bad unit file setting.\n"),
+        ));
+    }
+    let what = setting("What").unwrap_or_default();
+    if !fake.host_path(what).exists() {
+        return Some(Reply::fail(
+            1,
+            format!(
+                "Job for {name} failed.\nSee \"systemctl status {name}\" and \"journalctl -xeu {name}\" for details.\n"
+            ),
+        ));
+    }
+    None
 }
 
 const SPEC: Spec = Spec {
@@ -299,6 +370,10 @@ pub fn run(fake: &Fake) -> Reply {
                         ),
                     );
                 };
+                if let Some(refused) = (now && enable).then(|| mount_refusal(fake, name)).flatten()
+                {
+                    return refused;
+                }
                 let active = if now { enable } else { unit.active };
                 units.set(
                     fake,
@@ -323,6 +398,12 @@ pub fn run(fake: &Fake) -> Reply {
                         ),
                     );
                 };
+                if let Some(refused) = (verb != "stop")
+                    .then(|| mount_refusal(fake, name))
+                    .flatten()
+                {
+                    return refused;
+                }
                 if unit_name(name) == "k3s.service"
                     && verb != "stop"
                     && let Err(error) = super::host::k3s_starts(fake)
@@ -354,5 +435,24 @@ pub fn run(fake: &Fake) -> Reply {
             Reply::ok()
         }
         other => Reply::fail(1, format!("Unknown command verb '{other}'.\n")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mount_point;
+
+    #[test]
+    fn a_mount_unit_name_stands_for_its_path_as_systemd_unescapes_it() {
+        // `systemd-escape --unescape --path` on Debian 12.
+        for (name, path) in [
+            ("data-stackbill.mount", "/data/stackbill"),
+            ("srv-nfs\\x2ddata.mount", "/srv/nfs-data"),
+            ("\\x2edot-a.mount", "/.dot/a"),
+            ("-.mount", "/"),
+        ] {
+            assert_eq!(mount_point(name).as_deref(), Some(path), "{name}");
+        }
+        assert_eq!(mount_point("data.service"), None);
     }
 }
