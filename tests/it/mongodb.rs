@@ -389,6 +389,11 @@ fn the_signing_key_the_plan_names_is_the_one_checked_and_written_alone() {
         stackinstall::pgp::fingerprint(&written).unwrap(),
         KEY_FINGERPRINT
     );
+    assert_eq!(
+        written,
+        stackinstall::pgp::single_key(KEY).unwrap().armoured(),
+        "apt's keyring is the checked key armoured again, nothing else"
+    );
     assert!(
         world
             .lines_of("apt-get")
