@@ -26,7 +26,7 @@ mod exports;
 mod mount;
 mod parent;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use exports::block_lines;
