@@ -1,0 +1,110 @@
+//! The export directory bound onto itself `nosuid,nodev` by a mount unit
+//! (`/etc/systemd/system/data-stackbill.mount`, from
+//! `templates/nfs-export.mount`): a set-uid program a pod leaves in a
+//! volume runs without its owner's rights on the host. Written, enabled
+//! and started by the step; stopped and removed by uninstall, the data
+//! underneath kept.
+
+use std::path::PathBuf;
+
+use crate::config::Config;
+use crate::context::Context;
+use crate::host::{self, service};
+use crate::render::{self, RenderError};
+use crate::steps::{Action, ActionKind, StepError, services};
+
+const SYSTEMD_DIR: &str = "/etc/systemd/system";
+const TEMPLATE: &str = "nfs-export.mount";
+
+/// The mount unit of the export directory, rendered.
+fn mount_unit_text(config: &Config) -> Result<String, RenderError> {
+    render::template(TEMPLATE, minijinja::context! { path => config.nfs.path })
+}
+
+/// The mount unit for `render`.
+pub(super) fn rendered(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
+    Ok(vec![(
+        service::mount_unit(&config.nfs.path),
+        mount_unit_text(config)?,
+    )])
+}
+
+fn render_failed(error: RenderError) -> StepError {
+    StepError::failed(
+        error.to_string(),
+        "this is a bug in stackinstall's templates: please report it",
+    )
+}
+
+/// The mount unit's file (host path) and name.
+fn mount_unit_file(context: &Context) -> (PathBuf, String) {
+    let unit = service::mount_unit(&context.config.nfs.path);
+    (context.host.path(format!("{SYSTEMD_DIR}/{unit}")), unit)
+}
+
+/// The bind mount `nosuid,nodev`: its unit written when it differs,
+/// systemd told, the unit enabled and started (restarted when it was
+/// active with another file).
+pub(super) fn mount_actions(context: &Context) -> Result<Vec<Action>, StepError> {
+    let (path, unit) = mount_unit_file(context);
+    let wanted = mount_unit_text(&context.config).map_err(render_failed)?;
+    let written = host::fs::read_optional(&path)?.as_deref() != Some(wanted.as_str());
+    let mut actions = Vec::new();
+    if written {
+        let shown = context.shown(&path);
+        actions.push(Action::write(path, &shown, wanted.into_bytes(), 0o644));
+        actions.push(Action::run(service::daemon_reload()));
+    }
+    let (enabled, active) = (service::is_enabled(&unit)?, service::is_active(&unit)?);
+    if !enabled || !active {
+        actions.push(Action::run_as(
+            ActionKind::Service,
+            service::enable_now(&unit),
+        ));
+    } else if written {
+        actions.push(Action::run_as(ActionKind::Service, service::restart(&unit)));
+    }
+    Ok(actions)
+}
+
+/// The mount unit as written, enabled and active.
+pub(super) fn check_mount(context: &Context) -> Result<(), StepError> {
+    let (path, unit) = mount_unit_file(context);
+    let wanted = mount_unit_text(&context.config).map_err(render_failed)?;
+    let hint = "run `sudo stackinstall install --redo nfs`";
+    if host::fs::read_optional(&path)?.as_deref() != Some(wanted.as_str()) {
+        return Err(StepError::failed(
+            format!(
+                "the mount unit `{}` is not as the step wrote it: set-uid programs in the export may not be inert",
+                context.shown(&path).display()
+            ),
+            hint,
+        ));
+    }
+    let (enabled, active) = (service::is_enabled(&unit)?, service::is_active(&unit)?);
+    if !(enabled && active) {
+        return Err(StepError::failed(
+            format!(
+                "`{unit}` {}: the export is not bound `nosuid,nodev`",
+                services::unit_state(enabled, active)
+            ),
+            format!("{hint}; why it stopped: `journalctl -u {unit}`"),
+        ));
+    }
+    Ok(())
+}
+
+/// Unmounts the bind mount and removes its unit (the data underneath
+/// stays where it was).
+pub(super) fn mount_removal(context: &Context) -> Result<Vec<Action>, StepError> {
+    let (path, unit) = mount_unit_file(context);
+    if !host::fs::exists(&path) {
+        return Ok(Vec::new());
+    }
+    let shown = context.shown(&path);
+    Ok(vec![
+        Action::run_as(ActionKind::Service, service::disable_now(&unit)),
+        Action::remove(path, &shown),
+        Action::run(service::daemon_reload()),
+    ])
+}
