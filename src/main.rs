@@ -17,12 +17,12 @@ fn main() -> ExitCode {
     // Every command may hold passwords (the credentials file, a token, a
     // key on stdin): none may end up in a core file.
     if let Err(error) = stackinstall::host::system::forbid_core_dumps() {
-        eprintln!("error: cannot turn core dumps off: {error}");
+        stackinstall::errln!("error: cannot turn core dumps off: {error}");
         return ExitCode::from(exit::FAILED);
     }
     if std::env::args_os().len() == 1 && !stackinstall::ask::can_ask() {
         // Nothing asked and nobody to ask: the usage, on stderr, exit 2.
-        eprint!("{}", Cli::command().render_help());
+        stackinstall::err!("{}", Cli::command().render_help());
         return ExitCode::from(exit::USAGE);
     }
     let cli = Cli::parse_checked();
@@ -50,14 +50,14 @@ fn main() -> ExitCode {
 
 /// Prints `error: ...`, its causes and its hints (the log, how to resume).
 fn report(error: &Error) {
-    eprintln!("error: {}", redact(&error.to_string()));
+    stackinstall::errln!("error: {}", redact(&error.to_string()));
     let mut cause = std::error::Error::source(error);
     while let Some(error) = cause {
-        eprintln!("  caused by: {}", redact(&error.to_string()));
+        stackinstall::errln!("  caused by: {}", redact(&error.to_string()));
         cause = error.source();
     }
     for hint in error.hints() {
-        eprintln!("hint: {}", redact(&hint));
+        stackinstall::errln!("hint: {}", redact(&hint));
     }
 }
 

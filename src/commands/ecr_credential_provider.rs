@@ -35,7 +35,7 @@ pub fn run(args: EcrCredentialProviderArgs) -> Result<()> {
         let now = now();
         let cache = provider::cache_duration(token.expires_at, now);
         if cache.is_zero() {
-            eprintln!(
+            crate::errln!(
                 "warning: the ECR token for `{server}` is reported to expire at {:?}, not after now ({now}): the credentials are given but not cached; check the host clock",
                 token.expires_at
             );

@@ -87,7 +87,7 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
     }
     if json {
         let report = serde_json::json!({ "steps": outcomes, "log": context.log_path });
-        println!("{report:#}");
+        crate::outln!("{report:#}");
     }
     Ok(())
 }
@@ -107,7 +107,7 @@ fn check_aws_source(context: &Context, inclusion: &Inclusion, asking: bool) -> R
     }
     let profile = crate::ecr::profile_name(&context.config);
     if asking {
-        eprintln!(
+        crate::errln!(
             "The AWS key is in this shell's environment only: the kubelet (pulling images) and the renewal timer will not see it."
         );
         if ask::aws_profile(profile).map_err(no_answer)? {
@@ -157,7 +157,7 @@ fn ask_missing(install: &Install, flags: &mut Flags) -> Result<()> {
 /// Shows one line per step and asks `Proceed?`; a no changes nothing.
 fn confirm(context: &Context, inclusion: &Inclusion) -> Result<()> {
     let decisions = engine::decide(context, inclusion)?;
-    eprintln!(
+    crate::errln!(
         "Install for {} (profile {}):",
         context
             .config
@@ -169,7 +169,7 @@ fn confirm(context: &Context, inclusion: &Inclusion) -> Result<()> {
     );
     let rows = (StepId::ALL.iter().zip(&decisions))
         .map(|(id, (decision, _))| (id.name(), id.info().title, decision.to_string()));
-    eprint!("{}", crate::ui::step_table(rows, 3));
+    crate::err!("{}", crate::ui::step_table(rows, 3));
     if ask::proceed().map_err(no_answer)? {
         return Ok(());
     }
@@ -261,13 +261,13 @@ fn check_pins(context: &Context, inclusion: &Inclusion) -> Result<(), EngineErro
 
 fn print_plan(plan: &Plan, json: bool) {
     if json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(plan).expect("plans serialize")
         );
         return;
     }
-    println!(
+    crate::outln!(
         "Plan for {} (profile {}); nothing has been changed.\n",
         plan.domain.as_deref().unwrap_or("(no domain)"),
         plan.profile
@@ -275,14 +275,14 @@ fn print_plan(plan: &Plan, json: bool) {
     let rows = (plan.steps.iter()).map(|step| (step.id, step.title, step.decision.to_string()));
     let table = crate::ui::step_table(rows, 2);
     for (step, row) in plan.steps.iter().zip(table.lines()) {
-        println!("{row}");
+        crate::outln!("{row}");
         let actions = step.actions.iter();
-        print!(
+        crate::out!(
             "{}",
             crate::ui::action_lines(actions.map(|a| (a.kind.word(), a.detail.as_str())))
         );
         if let Some(note) = &step.note {
-            println!("      (cannot look until the steps before it have run: {note})");
+            crate::outln!("      (cannot look until the steps before it have run: {note})");
         }
     }
 }

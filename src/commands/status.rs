@@ -96,10 +96,10 @@ pub fn run(root: &Path, args: StatusArgs) -> Result<()> {
             "steps": statuses,
             "registry": registry,
         });
-        println!("{report:#}");
+        crate::outln!("{report:#}");
         return Ok(());
     }
-    println!(
+    crate::outln!(
         "State: {}\n",
         context.shown(context.state_file().path()).display()
     );
@@ -109,10 +109,10 @@ pub fn run(root: &Path, args: StatusArgs) -> Result<()> {
             .health
             .as_deref()
             .map_or(String::new(), |h| format!("  health: {h}"));
-        println!("{:<12} {:<12} {when}{health}", status.id, status.state);
+        crate::outln!("{:<12} {:<12} {when}{health}", status.id, status.state);
     }
     let unknown = "unknown (no stamped pull Secret)";
-    println!(
+    crate::outln!(
         "\nECR credentials: {}\nlast token fetched {}, expires {}\nkubelet credential provider: {}",
         registry.credential_source,
         registry.token_fetched_at.as_deref().unwrap_or(unknown),

@@ -296,6 +296,7 @@ impl AddSigningKey {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_macros)]
 mod tests {
     use super::*;
 

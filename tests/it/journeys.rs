@@ -1,0 +1,408 @@
+//! The operator's journey off the happy path (issue 24): one table of
+//! scenarios, each the command as an operator types it, the exit code it
+//! must end with, what it may change on disk, and what it prints, as an
+//! insta snapshot (the JSON where the command has one, the words where
+//! they are the point), filtered for paths and times. Each scenario runs
+//! the debug binary in a world of its own; the table prints `journeys: N
+//! scenarios, N as expected` and fails naming every scenario that was not.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::{World, output::report};
+
+/// What a scenario's command may change under the root (the run logs
+/// left out).
+#[derive(Debug, Clone, Copy)]
+enum Disk {
+    /// Nothing at all.
+    Unchanged,
+    /// Only paths starting with one of these, and each of them something.
+    Only(&'static [&'static str]),
+}
+
+/// Where the command's output goes, and which of it is the snapshot.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Shown {
+    /// Standard output (a JSON document, a plan, a report).
+    Stdout,
+    /// Standard error: the error and its hints, the progress lines.
+    Stderr,
+    /// Standard output goes into a pipe its reader closed before the first
+    /// line (`| head -1` at its quickest); the snapshot is standard error.
+    ClosedStdout,
+    /// Both go into that closed pipe (`2>&1 | head -1`); nothing is shown.
+    ClosedBoth,
+}
+
+/// One scenario of the table.
+struct Journey {
+    /// The snapshot's name.
+    name: &'static str,
+    /// The host before the command (a world, and the commands run before).
+    world: fn() -> World,
+    /// The command as typed; `stackinstall` and any `| head -1` are
+    /// decoration, the rest is split on spaces.
+    typed: &'static str,
+    shown: Shown,
+    exit: i32,
+    disk: Disk,
+    /// What the run's logs must hold.
+    logged: &'static [&'static str],
+}
+
+/// The engine's own world (`credentials` and `summary`), nothing run yet.
+fn engine_world() -> World {
+    World::engine()
+}
+
+/// The engine's world after one install.
+fn engine_installed() -> World {
+    let world = World::engine();
+    world.install(&[]).success();
+    world
+}
+
+/// The table.
+fn journeys() -> Vec<Journey> {
+    vec![
+        Journey {
+            name: "plan_of_a_fresh_host",
+            world: engine_world,
+            typed: "stackinstall install --domain demo.example.com --self-signed --plan --output json",
+            shown: Shown::Stdout,
+            exit: 0,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "unknown_step",
+            world: engine_world,
+            typed: "sudo stackinstall install --domain demo.example.com --self-signed --only mysq",
+            shown: Shown::Stderr,
+            exit: 2,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "status_after_an_install",
+            world: engine_installed,
+            typed: "stackinstall status --output json",
+            shown: Shown::Stdout,
+            exit: 0,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        // Item 4: a closed pipe is not a crash.
+        Journey {
+            name: "status_into_a_closed_pipe",
+            world: engine_installed,
+            typed: "stackinstall status | head -1",
+            shown: Shown::ClosedStdout,
+            exit: 0,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "status_json_into_a_closed_pipe",
+            world: engine_installed,
+            typed: "stackinstall status --output json | head -1",
+            shown: Shown::ClosedStdout,
+            exit: 0,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "credentials_into_a_closed_pipe",
+            world: engine_installed,
+            typed: "sudo stackinstall credentials | head -1",
+            shown: Shown::ClosedStdout,
+            exit: 0,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "plan_into_a_closed_pipe",
+            world: engine_world,
+            typed: "stackinstall install --domain demo.example.com --self-signed --plan | head -1",
+            shown: Shown::ClosedStdout,
+            exit: 0,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "install_into_a_closed_pipe",
+            world: engine_world,
+            typed: "sudo stackinstall install --domain demo.example.com --self-signed | head -1",
+            shown: Shown::ClosedStdout,
+            exit: 0,
+            disk: Disk::Only(&[
+                "/etc/stackinstall/credentials.toml",
+                "/var/lib/stackinstall/lock",
+                "/var/lib/stackinstall/state.toml",
+            ]),
+            logged: &["standard output is closed", "step summary: ok"],
+        },
+        Journey {
+            name: "install_and_its_progress_into_a_closed_pipe",
+            world: engine_world,
+            typed: "sudo stackinstall install --domain demo.example.com --self-signed --output json 2>&1 | head -1",
+            shown: Shown::ClosedBoth,
+            exit: 0,
+            disk: Disk::Only(&[
+                "/etc/stackinstall/credentials.toml",
+                "/var/lib/stackinstall/lock",
+                "/var/lib/stackinstall/state.toml",
+            ]),
+            logged: &["standard error is closed", "step summary: ok"],
+        },
+        Journey {
+            name: "uninstall_into_a_closed_pipe",
+            world: engine_installed,
+            typed: "sudo stackinstall uninstall --yes 2>&1 | head -1",
+            shown: Shown::ClosedBoth,
+            exit: 0,
+            disk: Disk::Only(&[
+                "/var/lib/stackinstall/lock",
+                "/var/lib/stackinstall/state.toml",
+            ]),
+            logged: &["standard error is closed"],
+        },
+        Journey {
+            name: "render_into_a_closed_pipe",
+            world: engine_world,
+            typed: "stackinstall render --domain demo.example.com --out $WORLD/rendered | head -1",
+            shown: Shown::ClosedStdout,
+            exit: 0,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+    ]
+}
+
+/// What one scenario did.
+struct Ran {
+    exit: Option<i32>,
+    stdout: String,
+    stderr: String,
+    changed: Vec<String>,
+}
+
+fn run(journey: &Journey, world: &World) -> Ran {
+    let words: Vec<String> = (journey.typed.split('|').next().unwrap().split_whitespace())
+        .skip_while(|word| ["sudo", "stackinstall"].contains(word))
+        .filter(|word| *word != "2>&1")
+        .map(|word| word.replace("$WORLD", &world.dir.path().display().to_string()))
+        .collect();
+    let before = world.files(false);
+    let mut command = world.std_command();
+    command.args(&words).stdin(Stdio::null());
+    let closed = || {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        writer
+    };
+    let read = |mut reader: std::io::PipeReader| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = reader.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = match journey.shown {
+        Shown::Stdout | Shown::Stderr => {
+            let (reader, writer) = std::io::pipe().unwrap();
+            command.stdout(writer);
+            Some(read(reader))
+        }
+        Shown::ClosedStdout | Shown::ClosedBoth => {
+            command.stdout(closed());
+            None
+        }
+    };
+    let stderr = match journey.shown {
+        Shown::ClosedBoth => {
+            command.stderr(closed());
+            None
+        }
+        _ => {
+            let (reader, writer) = std::io::pipe().unwrap();
+            command.stderr(writer);
+            Some(read(reader))
+        }
+    };
+    let mut child = command.spawn().unwrap();
+    drop(command);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(180) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let text = |reader: Option<std::thread::JoinHandle<String>>| {
+        reader
+            .map(|reader| reader.join().unwrap())
+            .unwrap_or_default()
+    };
+    Ran {
+        exit: status.and_then(|status| status.code()),
+        stdout: text(stdout),
+        stderr: text(stderr),
+        changed: changes(&before, &world.files(false)),
+    }
+}
+
+/// The paths added (`+`), changed (`~`) and removed (`-`) between two
+/// listings.
+fn changes(before: &BTreeMap<String, Vec<u8>>, after: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
+    let mut changed = Vec::new();
+    for (path, bytes) in after {
+        match before.get(path) {
+            None => changed.push(format!("+ {path}")),
+            Some(old) if old != bytes => changed.push(format!("~ {path}")),
+            Some(_) => {}
+        }
+    }
+    for path in before.keys().filter(|path| !after.contains_key(*path)) {
+        changed.push(format!("- {path}"));
+    }
+    changed.sort_by(|a, b| a[2..].cmp(&b[2..]));
+    changed
+}
+
+/// Filters for what differs between worlds, runs and machines.
+fn filters(world: &World) -> Vec<(String, String)> {
+    let world_dir = regex_escape(&world.dir.path().display().to_string());
+    [
+        (world_dir.as_str(), "[world]"),
+        (
+            r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})",
+            "[time]",
+        ),
+        (r"\d{8}-\d{6}(-\d+)?", "[stamp]"),
+        (r"\(\d+\.\d+s\)", "([seconds])"),
+        (r#""seconds": \d+(\.\d+)?"#, r#""seconds": [seconds]"#),
+        (r"\b\d+\.\d+\.\d+(-[0-9a-z.]+)?\+?[0-9a-z.]*\b", "[version]"),
+        (
+            r"resources: \d+ CPUs \(needs \d+\), \d+ MiB memory \(needs \d+\), \d+ GiB free disk \(needs \d+\)",
+            "resources: [RESOURCES]",
+        ),
+        (r"\d+ MiB memory", "[memory] MiB memory"),
+        (r"\d+ GiB free disk", "[disk] GiB free disk"),
+        (r"\d+ CPUs", "[cpus] CPUs"),
+        (
+            r"operating system .* is supported",
+            "operating system [OS] is supported",
+        ),
+    ]
+    .into_iter()
+    .map(|(pattern, replacement)| (pattern.to_string(), replacement.to_string()))
+    .collect()
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '.' | '+' | '*' | '?' | '(' | ')' | '[' | ']' | '{' | '}' | '|' | '^' | '$' | '\\' => {
+                format!("\\{c}")
+            }
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+/// Runs one scenario and checks it; `Err` says what was not as expected.
+fn check(journey: &Journey) -> Result<(), String> {
+    let world = (journey.world)();
+    let ran = run(journey, &world);
+    let mut wrong = Vec::new();
+    if ran.exit != Some(journey.exit) {
+        wrong.push(format!("exit {:?}, expected {}", ran.exit, journey.exit));
+    }
+    match journey.disk {
+        Disk::Unchanged if !ran.changed.is_empty() => {
+            wrong.push(format!("changed {:?}, expected nothing", ran.changed));
+        }
+        Disk::Only(prefixes) => {
+            let stray: Vec<&String> = (ran.changed.iter())
+                .filter(|line| !prefixes.iter().any(|prefix| line[2..].starts_with(prefix)))
+                .collect();
+            let untouched: Vec<&&str> = (prefixes.iter())
+                .filter(|prefix| {
+                    !ran.changed
+                        .iter()
+                        .any(|line| line[2..].starts_with(**prefix))
+                })
+                .collect();
+            if !stray.is_empty() || !untouched.is_empty() {
+                wrong.push(format!(
+                    "changed {stray:?} (not expected), left {untouched:?} (expected)"
+                ));
+            }
+        }
+        Disk::Unchanged => {}
+    }
+    let logs = world.logs();
+    for line in journey.logged {
+        if !logs.contains(line) {
+            wrong.push(format!("the log holds no `{line}`"));
+        }
+    }
+    let shown = match journey.shown {
+        Shown::Stdout => ran.stdout.clone(),
+        Shown::Stderr | Shown::ClosedStdout => ran.stderr.clone(),
+        Shown::ClosedBoth => String::new(),
+    };
+    let text = format!(
+        "$ {}\nexit: {}\nchanged:\n{}\n---\n{}",
+        journey.typed,
+        ran.exit
+            .map_or("signal".to_string(), |code| code.to_string()),
+        (ran.changed.iter())
+            .map(|line| format!("  {line}\n"))
+            .collect::<String>(),
+        shown
+    );
+    let filters = filters(&world);
+    let snapshot = std::panic::catch_unwind(|| {
+        let mut settings = insta::Settings::clone_current();
+        for (pattern, replacement) in &filters {
+            settings.add_filter(pattern, replacement.as_str());
+        }
+        settings.set_prepend_module_to_snapshot(false);
+        settings.set_snapshot_path("snapshots/journeys");
+        settings.bind(|| insta::assert_snapshot!(journey.name, text));
+    });
+    if snapshot.is_err() {
+        wrong.push("output differs from its snapshot".to_string());
+    }
+    match wrong.is_empty() {
+        true => Ok(()),
+        false => Err(format!(
+            "{}: {}\n  stderr: {}",
+            journey.name,
+            wrong.join("; "),
+            ran.stderr.trim_end().replace('\n', "\n          ")
+        )),
+    }
+}
+
+#[test]
+fn the_operators_journeys_end_as_expected() {
+    let table = journeys();
+    let failures: Vec<String> = table.iter().filter_map(|j| check(j).err()).collect();
+    report(&format!(
+        "journeys: {} scenarios, {} as expected",
+        table.len(),
+        table.len() - failures.len()
+    ));
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
