@@ -38,7 +38,7 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         install.skip_infra,
         install.skip_db,
     )?;
-    let inclusion = selection.resolve();
+    let inclusion = selection.resolve_checked()?;
     if asking {
         ask_missing(&install, &mut flags)?;
     }

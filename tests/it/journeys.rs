@@ -11,7 +11,9 @@ use std::io::Read;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{World, output::report};
+use stackinstall::steps::StepId;
+
+use crate::support::{World, cluster, json, output::report};
 
 /// What a scenario's command may change under the root (the run logs
 /// left out).
@@ -62,6 +64,14 @@ fn engine_world() -> World {
 fn engine_installed() -> World {
     let world = World::engine();
     world.install(&[]).success();
+    world
+}
+
+/// The fake cluster's world (no databases), nothing run yet, every step
+/// of the install asked for.
+fn cluster_world() -> World {
+    let (mut world, _releases) = cluster::cluster_world();
+    world.unset_env("STACKINSTALL_ONLY");
     world
 }
 
@@ -176,6 +186,25 @@ fn journeys() -> Vec<Journey> {
             typed: "stackinstall render --domain demo.example.com --out $WORLD/rendered | head -1",
             shown: Shown::ClosedStdout,
             exit: 0,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        // Item 5: step names mean what they say.
+        Journey {
+            name: "only_packages",
+            world: cluster_world,
+            typed: "sudo stackinstall install --domain demo.example.com --self-signed --only packages",
+            shown: Shown::Stderr,
+            exit: 2,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "redo_a_step_skip_infra_leaves_out",
+            world: cluster_world,
+            typed: "sudo stackinstall install --domain demo.example.com --self-signed --skip-infra --redo k3s",
+            shown: Shown::Stderr,
+            exit: 2,
             disk: Disk::Unchanged,
             logged: &[],
         },
@@ -405,4 +434,43 @@ fn the_operators_journeys_end_as_expected() {
         table.len() - failures.len()
     ));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Every step name `--only`, `--from` and `--redo` accept is part of the
+/// plan it gives (not `skipped`), or the plan is refused (exit 2) with the
+/// reason: never accepted to run nothing.
+#[test]
+fn every_step_named_runs_or_is_refused_with_the_reason() {
+    let world = cluster_world();
+    let (mut runs, mut refused) = (0, Vec::new());
+    for id in StepId::ALL {
+        for flag in ["--only", "--from", "--redo"] {
+            let assert = world
+                .command()
+                .args(["install", "--domain", "demo.example.com", "--self-signed"])
+                .args(["--plan", "--output", "json", flag, id.name()])
+                .assert();
+            let output = assert.get_output();
+            if output.status.code() == Some(2) {
+                let stderr = String::from_utf8_lossy(&output.stderr);
+                assert!(
+                    stderr.contains(&format!("`{flag} {id}`")) && stderr.contains("hint: "),
+                    "{flag} {id}: refused without the reason: {stderr}"
+                );
+                refused.push(format!("{flag} {id}"));
+                continue;
+            }
+            let plan = json(&assert.success());
+            let steps = plan["steps"].as_array().unwrap();
+            let step = steps.iter().find(|step| step["id"] == id.name()).unwrap();
+            assert_ne!(step["state"], "skipped", "{flag} {id}: {step}");
+            runs += 1;
+        }
+    }
+    assert_eq!(refused, ["--only packages"]);
+    report(&format!(
+        "step names: {runs} of {} run, refused with the reason: {}",
+        StepId::ALL.len() * 3,
+        refused.join(", ")
+    ));
 }
