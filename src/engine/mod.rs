@@ -192,7 +192,7 @@ pub enum EngineError {
         missing: Vec<StepId>,
         log: Option<PathBuf>,
     },
-    #[error("{}", left_out_message(*flag, *step, reason))]
+    #[error("{}", left_out_message(flag, *step, reason))]
     LeftOut {
         flag: &'static str,
         step: StepId,
