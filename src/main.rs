@@ -26,6 +26,7 @@ fn main() -> ExitCode {
         return ExitCode::from(exit::USAGE);
     }
     let cli = Cli::parse_checked();
+    let json = cli.wants_json();
     install_signal_handlers();
     let root = cli.root.clone();
     let result = match cli.command {
@@ -43,6 +44,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             report(&error);
+            if json && !stackinstall::print::stdout_used() {
+                stackinstall::outln!("{:#}", error_document(&error));
+            }
             ExitCode::from(error.exit_code())
         }
     }
@@ -59,6 +63,25 @@ fn report(error: &Error) {
     for hint in error.hints() {
         stackinstall::errln!("hint: {}", redact(&hint));
     }
+}
+
+/// The failure of a command whose result is JSON, as the one JSON
+/// document on standard output: the error, its causes, its hints and the
+/// exit code (the same words as on standard error).
+fn error_document(error: &Error) -> serde_json::Value {
+    let mut causes = Vec::new();
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        causes.push(redact(&error.to_string()));
+        cause = error.source();
+    }
+    let hints: Vec<String> = error.hints().iter().map(|hint| redact(hint)).collect();
+    serde_json::json!({
+        "error": redact(&error.to_string()),
+        "causes": causes,
+        "hints": hints,
+        "exit_code": error.exit_code(),
+    })
 }
 
 extern "C" fn on_signal(_signal: libc::c_int) {

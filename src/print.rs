@@ -11,6 +11,8 @@ use std::fmt::Arguments;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Set once anything was written (or tried) to standard output.
+static STDOUT_USED: AtomicBool = AtomicBool::new(false);
 /// Set once a write to standard output failed: later ones are not tried.
 static STDOUT_GONE: AtomicBool = AtomicBool::new(false);
 /// The same for standard error.
@@ -18,6 +20,7 @@ static STDERR_GONE: AtomicBool = AtomicBool::new(false);
 
 /// Writes `text` to standard output; a failure is noted, never a panic.
 pub fn stdout(text: Arguments<'_>) {
+    STDOUT_USED.store(true, Ordering::Relaxed);
     if STDOUT_GONE.load(Ordering::Relaxed) {
         return;
     }
@@ -35,6 +38,12 @@ pub fn stderr(text: Arguments<'_>) {
     if let Err(error) = std::io::stderr().lock().write_fmt(text) {
         gone(&STDERR_GONE, "standard error", &error);
     }
+}
+
+/// Whether anything was printed on standard output (a command's JSON
+/// result, say): a failure's JSON document is printed only when not.
+pub fn stdout_used() -> bool {
+    STDOUT_USED.load(Ordering::Relaxed)
 }
 
 /// Whether a write to standard output failed (its reader went away).

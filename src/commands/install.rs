@@ -56,8 +56,17 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
     context.explain_timeout = Some(crate::doctor::explain_timeout);
     if args.plan {
         let plan = engine::plan(&context, &inclusion)?;
-        print_plan(&plan, json);
-        return Ok(());
+        let stops = context.take_plan_stops();
+        print_plan(&plan, &stops, json);
+        return match stops.into_iter().next() {
+            // A plan of an install that would stop fails as the install would.
+            Some(error) => Err(EngineError::PlanStops {
+                step: StepId::Preflight,
+                error: Box::new(error),
+            }
+            .into()),
+            None => Ok(()),
+        };
     }
     check_inputs(&context)?;
     check_pins(&context, &inclusion)?;
@@ -259,12 +268,30 @@ fn check_pins(context: &Context, inclusion: &Inclusion) -> Result<(), EngineErro
     Ok(())
 }
 
-fn print_plan(plan: &Plan, json: bool) {
-    if json {
+/// Prints the plan; `stops` is what would stop the install (the JSON's
+/// `stops`, each with its error and hint; the text's error follows it).
+fn print_plan(plan: &Plan, stops: &[StepError], json: bool) {
+    if json && stops.is_empty() {
         crate::outln!(
             "{}",
             serde_json::to_string_pretty(plan).expect("plans serialize")
         );
+        return;
+    }
+    if json {
+        let stops: Vec<serde_json::Value> = (stops.iter())
+            .map(|error| {
+                serde_json::json!({
+                    "step": StepId::Preflight,
+                    "error": crate::secret::redact(&error.to_string()),
+                    "hint": error.hint(),
+                })
+            })
+            .collect();
+        let mut document = serde_json::to_value(plan).expect("plans serialize");
+        document["stops"] = stops.into();
+        document["exit_code"] = crate::error::exit::USAGE.into();
+        crate::outln!("{document:#}");
         return;
     }
     crate::outln!(

@@ -192,6 +192,12 @@ pub enum EngineError {
         missing: Vec<StepId>,
         log: Option<PathBuf>,
     },
+    #[error("the plan is shown, but step `{step}` ({}) would stop the install", step.info().title)]
+    PlanStops {
+        step: StepId,
+        #[source]
+        error: Box<StepError>,
+    },
     #[error("{}", left_out_message(flag, *step, reason))]
     LeftOut {
         flag: &'static str,
@@ -251,6 +257,7 @@ impl EngineError {
             }
             Self::State(error) => hints.extend(error.hint()),
             Self::LeftOut { step, reason, .. } => hints.push(Self::left_out_hint(*step, reason)),
+            Self::PlanStops { error, .. } => hints.extend(error.hint()),
             Self::UnknownStep { .. } => {}
         }
         hints
@@ -265,7 +272,9 @@ impl EngineError {
                 exit::USAGE
             }
             Self::Interrupted { .. } => exit::INTERRUPTED,
-            Self::StepFailed { error, .. } if error.is_input() => exit::USAGE,
+            Self::StepFailed { error, .. } | Self::PlanStops { error, .. } if error.is_input() => {
+                exit::USAGE
+            }
             Self::State(StateError::Lock(LockError::Held { .. })) => exit::LOCKED,
             _ => exit::FAILED,
         }

@@ -141,18 +141,20 @@ fn check_systemd(context: &Context) -> Result<Action, StepError> {
         "this host was not booted with systemd (`{}` does not exist)",
         shown.display()
     );
+    let error = StepError::input(
+        message.clone(),
+        "the servers and K3s run as systemd units, started at every boot: install on a host (a VM or a machine, or a container whose PID 1 is systemd) booted with systemd",
+    );
     if context.plan {
         context
             .ui
             .warn(&format!("{message}: the install will stop here"));
+        context.plan_stops_with(error);
         return Ok(Action::check(format!(
             "{message}: NOT BOOTED WITH SYSTEMD, the install will stop here"
         )));
     }
-    Err(StepError::input(
-        message,
-        "the servers and K3s run as systemd units, started at every boot: install on a host (a VM or a machine, or a container whose PID 1 is systemd) booted with systemd",
-    ))
+    Err(error)
 }
 
 fn check_resources(context: &Context) -> Result<Action, StepError> {
@@ -169,25 +171,27 @@ fn check_resources(context: &Context) -> Result<Action, StepError> {
         "{cpus} CPUs (needs {}), {memory} MiB memory (needs {}), {disk} GiB free disk (needs {})",
         needs.cpus, needs.memory_mib, needs.disk_gib
     );
-    if short.contains(&true) && context.plan {
+    if !short.contains(&true) {
+        return Ok(Action::check(format!("resources: {summary}")));
+    }
+    let error = StepError::input(
+        format!(
+            "the host is too small for profile `{}`: {summary}",
+            context.config.name
+        ),
+        "use a bigger machine, or lower `[requirements]` in a --config file if you know it is enough",
+    );
+    if context.plan {
         context.ui.warn(&format!(
             "the host is too small for profile `{}`: the install will stop here",
             context.config.name
         ));
+        context.plan_stops_with(error);
         return Ok(Action::check(format!(
             "resources: {summary}: TOO SMALL, the install will stop here"
         )));
     }
-    if short.contains(&true) {
-        return Err(StepError::input(
-            format!(
-                "the host is too small for profile `{}`: {summary}",
-                context.config.name
-            ),
-            "use a bigger machine, or lower `[requirements]` in a --config file if you know it is enough",
-        ));
-    }
-    Ok(Action::check(format!("resources: {summary}")))
+    Err(error)
 }
 
 /// A port the install needs, the step that serves it, and the programs

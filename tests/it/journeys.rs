@@ -75,6 +75,20 @@ fn cluster_world() -> World {
     world
 }
 
+/// The host too small for the profile.
+fn too_small() -> World {
+    let mut world = World::engine();
+    world.set_env("STACKINSTALL_REQUIREMENTS__MEMORY_MIB", "100000000");
+    world
+}
+
+/// The engine's world with a credentials file that is no TOML.
+fn damaged_credentials() -> World {
+    let world = World::engine();
+    world.write("/etc/stackinstall/credentials.toml", "this is [not toml\n");
+    world
+}
+
 /// The table.
 fn journeys() -> Vec<Journey> {
     vec![
@@ -208,6 +222,43 @@ fn journeys() -> Vec<Journey> {
             disk: Disk::Unchanged,
             logged: &[],
         },
+        // Item 10: machine-readable output is always there.
+        Journey {
+            name: "install_json_on_a_host_too_small",
+            world: too_small,
+            typed: "sudo stackinstall install --domain demo.example.com --self-signed --output json",
+            shown: Shown::Stdout,
+            exit: 2,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "install_json_with_damaged_credentials",
+            world: damaged_credentials,
+            typed: "sudo stackinstall install --domain demo.example.com --self-signed --output json",
+            shown: Shown::Stdout,
+            exit: 1,
+            disk: Disk::Only(&["/var/lib/stackinstall/"]),
+            logged: &[],
+        },
+        Journey {
+            name: "plan_on_a_host_too_small",
+            world: too_small,
+            typed: "stackinstall install --domain demo.example.com --self-signed --plan",
+            shown: Shown::Stderr,
+            exit: 2,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "plan_json_on_a_host_too_small",
+            world: too_small,
+            typed: "stackinstall install --domain demo.example.com --self-signed --plan --output json",
+            shown: Shown::Stdout,
+            exit: 2,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
     ]
 }
 
@@ -317,6 +368,7 @@ fn filters(world: &World) -> Vec<(String, String)> {
             "[time]",
         ),
         (r"\d{8}-\d{6}(-\d+)?", "[stamp]"),
+        (r"\d{8}T\d{6}Z(-\d+)?", "[stamp]"),
         (r"\(\d+\.\d+s\)", "([seconds])"),
         (r#""seconds": \d+(\.\d+)?"#, r#""seconds": [seconds]"#),
         (r"\b\d+\.\d+\.\d+(-[0-9a-z.]+)?\+?[0-9a-z.]*\b", "[version]"),
