@@ -32,6 +32,9 @@ enum Shown {
     Stdout,
     /// Standard error: the error and its hints, the progress lines.
     Stderr,
+    /// Standard error, the progress lines sorted (steps side by side print
+    /// in the order they get to it), the error report as printed.
+    StderrOfLanes,
     /// Standard output goes into a pipe its reader closed before the first
     /// line (`| head -1` at its quickest); the snapshot is standard error.
     ClosedStdout,
@@ -87,6 +90,58 @@ fn damaged_credentials() -> World {
     let world = World::engine();
     world.write("/etc/stackinstall/credentials.toml", "this is [not toml\n");
     world
+}
+
+/// The fake cluster's world whose Helm download is at `url` (`{base}`:
+/// the release server's address).
+fn helm_from(url: &str) -> World {
+    let mut world = cluster_world();
+    let base = (world.env.iter())
+        .find(|(key, _)| key == "STACKINSTALL_DOWNLOADS__HELM")
+        .map(|(_, value)| value.trim_end_matches("/helm").to_string())
+        .unwrap();
+    let url = match url.strip_prefix("https:") {
+        Some(rest) => format!("https:{}", rest.replace("{base}", &base[5..])),
+        None => url.replace("{base}", &base),
+    };
+    world.set_env("STACKINSTALL_DOWNLOADS__HELM", &url);
+    world
+}
+
+/// Helm's download from a port nobody listens on.
+fn helm_refused() -> World {
+    // Port 9 (discard) on 127.0.0.1: nothing here listens on it.
+    helm_from("http://127.0.0.1:9/helm")
+}
+
+/// Both K3s's and Helm's downloads from a port nobody listens on: two
+/// steps that run side by side fail.
+fn k3s_and_helm_refused() -> World {
+    let mut world = helm_refused();
+    world.set_env(
+        "STACKINSTALL_DOWNLOADS__K3S",
+        "http://127.0.0.1:9/k3s/{version}",
+    );
+    world
+}
+
+/// Helm's download over TLS from a server on 127.0.0.1 that answers in
+/// plain HTTP at once, as a web server on the wrong port would.
+fn helm_no_tls() -> World {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    helm_from(&format!("https://127.0.0.1:{port}/helm"))
+}
+
+/// Helm's download from a path the release server does not have.
+fn helm_missing() -> World {
+    helm_from("{base}/no-such-helm")
 }
 
 /// The table.
@@ -259,6 +314,51 @@ fn journeys() -> Vec<Journey> {
             disk: Disk::Unchanged,
             logged: &[],
         },
+        // Item 2: a download error names its root cause.
+        Journey {
+            name: "download_connection_refused",
+            world: helm_refused,
+            typed: "sudo stackinstall install --domain demo.example.com --self-signed --only helm",
+            shown: Shown::Stderr,
+            exit: 1,
+            disk: Disk::Only(&["/var/lib/stackinstall/"]),
+            logged: &["connection failed: "],
+        },
+        Journey {
+            name: "download_tls_failed",
+            world: helm_no_tls,
+            typed: "sudo stackinstall install --domain demo.example.com --self-signed --only helm",
+            shown: Shown::Stderr,
+            exit: 1,
+            disk: Disk::Only(&["/var/lib/stackinstall/"]),
+            logged: &["TLS failed: "],
+        },
+        Journey {
+            name: "download_not_found",
+            world: helm_missing,
+            typed: "sudo stackinstall install --domain demo.example.com --self-signed --only helm",
+            shown: Shown::Stderr,
+            exit: 1,
+            disk: Disk::Only(&["/var/lib/stackinstall/"]),
+            logged: &["HTTP status: the server answered 404 Not Found"],
+        },
+        // Item 2: every failure is reported, the first in list order resumed.
+        Journey {
+            name: "two_steps_fail_side_by_side",
+            world: k3s_and_helm_refused,
+            typed: "sudo stackinstall install --domain demo.example.com --self-signed --only k3s,helm",
+            shown: Shown::StderrOfLanes,
+            exit: 1,
+            disk: Disk::Only(&[
+                "/usr/local/bin/stackinstall",
+                "/var/lib/rancher/credentialprovider/",
+                "/var/lib/stackinstall/",
+            ]),
+            logged: &[
+                "cannot download `http://127.0.0.1:9/k3s/",
+                "cannot download `http://127.0.0.1:9/helm/",
+            ],
+        },
     ]
 }
 
@@ -292,7 +392,7 @@ fn run(journey: &Journey, world: &World) -> Ran {
         })
     };
     let stdout = match journey.shown {
-        Shown::Stdout | Shown::Stderr => {
+        Shown::Stdout | Shown::Stderr | Shown::StderrOfLanes => {
             let (reader, writer) = std::io::pipe().unwrap();
             command.stdout(writer);
             Some(read(reader))
@@ -371,6 +471,9 @@ fn filters(world: &World) -> Vec<(String, String)> {
         (r"\d{8}T\d{6}Z(-\d+)?", "[stamp]"),
         (r"\(\d+\.\d+s\)", "([seconds])"),
         (r#""seconds": \d+(\.\d+)?"#, r#""seconds": [seconds]"#),
+        (r"http://127\.0\.0\.1:\d{4,5}", "http://[release server]"),
+        (r"https://127\.0\.0\.1:\d{4,5}", "https://[release server]"),
+        (r"127\.0\.0\.1", "[loopback]"),
         (r"\b\d+\.\d+\.\d+(-[0-9a-z.]+)?\+?[0-9a-z.]*\b", "[version]"),
         (
             r"resources: \d+ CPUs \(needs \d+\), \d+ MiB memory \(needs \d+\), \d+ GiB free disk \(needs \d+\)",
@@ -440,6 +543,15 @@ fn check(journey: &Journey) -> Result<(), String> {
     let shown = match journey.shown {
         Shown::Stdout => ran.stdout.clone(),
         Shown::Stderr | Shown::ClosedStdout => ran.stderr.clone(),
+        Shown::StderrOfLanes => {
+            let (progress, report) = match ran.stderr.find("\nerror: ") {
+                Some(at) => ran.stderr.split_at(at + 1),
+                None => (ran.stderr.as_str(), ""),
+            };
+            let mut lines: Vec<&str> = progress.lines().collect();
+            lines.sort();
+            format!("{}\n{report}", lines.join("\n"))
+        }
         Shown::ClosedBoth => String::new(),
     };
     let text = format!(
