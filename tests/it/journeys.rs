@@ -32,6 +32,8 @@ enum Shown {
     Stdout,
     /// Standard error: the error and its hints, the progress lines.
     Stderr,
+    /// Standard output, then standard error.
+    Both,
     /// Standard error, the progress lines sorted (steps side by side print
     /// in the order they get to it), the error report as printed.
     StderrOfLanes,
@@ -122,6 +124,34 @@ fn k3s_and_helm_refused() -> World {
         "STACKINSTALL_DOWNLOADS__K3S",
         "http://127.0.0.1:9/k3s/{version}",
     );
+    world
+}
+
+/// `helm` failed on a refused download (`install --only helm`).
+fn helm_failed() -> World {
+    let world = helm_refused();
+    world.install(&["--only", "helm"]).code(1);
+    world
+}
+
+/// The cluster installed (`k3s`, `helm`, `istio`, `namespace`), then K3s
+/// stopped: its API refuses every call.
+fn cluster_down() -> World {
+    let world = cluster_world();
+    world
+        .install(&["--only", "k3s,helm,istio,namespace"])
+        .success();
+    world.stop_k3s();
+    world
+}
+
+/// The cluster installed, then the application's namespace deleted.
+fn namespace_gone() -> World {
+    let world = cluster_world();
+    world
+        .install(&["--only", "k3s,helm,istio,namespace"])
+        .success();
+    world.delete_object("Namespace", "", "sb-apps");
     world
 }
 
@@ -359,6 +389,53 @@ fn journeys() -> Vec<Journey> {
                 "cannot download `http://127.0.0.1:9/helm/",
             ],
         },
+        // Item 3: status never reports health it did not see.
+        Journey {
+            name: "status_of_a_host_with_nothing_installed",
+            world: engine_world,
+            typed: "stackinstall status",
+            shown: Shown::Both,
+            exit: 0,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "status_after_a_failed_step",
+            world: helm_failed,
+            typed: "stackinstall status",
+            shown: Shown::Both,
+            exit: 1,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "status_json_after_a_failed_step",
+            world: helm_failed,
+            typed: "stackinstall status --output json",
+            shown: Shown::Stdout,
+            exit: 1,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        // Item 3: doctor never reports health it did not see.
+        Journey {
+            name: "doctor_with_the_cluster_down",
+            world: cluster_down,
+            typed: "sudo stackinstall doctor --checks cluster,mesh",
+            shown: Shown::Stdout,
+            exit: 1,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "doctor_without_the_application_namespace",
+            world: namespace_gone,
+            typed: "sudo stackinstall doctor --checks mesh",
+            shown: Shown::Stdout,
+            exit: 1,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
     ]
 }
 
@@ -392,7 +469,7 @@ fn run(journey: &Journey, world: &World) -> Ran {
         })
     };
     let stdout = match journey.shown {
-        Shown::Stdout | Shown::Stderr | Shown::StderrOfLanes => {
+        Shown::Stdout | Shown::Stderr | Shown::StderrOfLanes | Shown::Both => {
             let (reader, writer) = std::io::pipe().unwrap();
             command.stdout(writer);
             Some(read(reader))
@@ -470,6 +547,7 @@ fn filters(world: &World) -> Vec<(String, String)> {
         (r"\d{8}-\d{6}(-\d+)?", "[stamp]"),
         (r"\d{8}T\d{6}Z(-\d+)?", "[stamp]"),
         (r"\(\d+\.\d+s\)", "([seconds])"),
+        (r"in \d+\.\d+s\n", "in [seconds]s\n"),
         (r#""seconds": \d+(\.\d+)?"#, r#""seconds": [seconds]"#),
         (r"http://127\.0\.0\.1:\d{4,5}", "http://[release server]"),
         (r"https://127\.0\.0\.1:\d{4,5}", "https://[release server]"),
@@ -543,6 +621,7 @@ fn check(journey: &Journey) -> Result<(), String> {
     let shown = match journey.shown {
         Shown::Stdout => ran.stdout.clone(),
         Shown::Stderr | Shown::ClosedStdout => ran.stderr.clone(),
+        Shown::Both => format!("{}--- stderr\n{}", ran.stdout, ran.stderr),
         Shown::StderrOfLanes => {
             let (progress, report) = match ran.stderr.find("\nerror: ") {
                 Some(at) => ran.stderr.split_at(at + 1),
