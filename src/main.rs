@@ -27,6 +27,8 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse_checked();
     let json = cli.wants_json();
+    // The kubelet logs its credential provider's stderr line by line.
+    let one_line = matches!(cli.command, Some(Command::EcrCredentialProvider(_)));
     install_signal_handlers();
     let root = cli.root.clone();
     let result = match cli.command {
@@ -42,6 +44,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if one_line => {
+            stackinstall::errln!("{}", one_line_report(&error));
+            ExitCode::from(error.exit_code())
+        }
         Err(error) => {
             report(&error);
             if json && !stackinstall::print::stdout_used() {
@@ -63,6 +69,20 @@ fn report(error: &Error) {
     for hint in error.hints() {
         stackinstall::errln!("hint: {}", redact(&hint));
     }
+}
+
+/// The error, its causes and its hints on one line (for the kubelet's log).
+fn one_line_report(error: &Error) -> String {
+    let mut line = format!("error: {}", error);
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        line.push_str(&format!(": {error}"));
+        cause = error.source();
+    }
+    for hint in error.hints() {
+        line.push_str(&format!(" (hint: {hint})"));
+    }
+    redact(&line.replace('\n', " "))
 }
 
 /// The failure of a command whose result is JSON, as the one JSON

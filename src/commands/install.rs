@@ -128,13 +128,7 @@ fn check_aws_source(context: &Context, inclusion: &Inclusion, asking: bool) -> R
             return Ok(());
         }
     }
-    Err(StepError::input(
-        "the AWS credentials come from this shell's environment only: neither the kubelet's image credential provider nor the renewal timer will see them, and pulls fail once the first token expires (12 hours)",
-        format!(
-            "give the host an instance role, or write the key as profile `{profile}` in `/root/.aws/credentials` (`sudo aws configure --profile {profile}`) and name it with --aws-profile; on a terminal the install offers to write it; `registry.refresh_hours = 0` in the profile installs without renewal"
-        ),
-    )
-    .into())
+    Err(crate::ecr::environment_only_error(profile).into())
 }
 
 /// Asks on the terminal for the domain and the certificate when neither

@@ -230,7 +230,7 @@ fn fetch_blocking(
 /// connection, TLS, a timeout) and in the words of the innermost error:
 /// reqwest's own message (`error sending request for url (...)`) names
 /// none of them.
-fn root_cause(error: &reqwest::Error) -> String {
+pub fn root_cause(error: &reqwest::Error) -> String {
     let mut chain: Vec<String> = Vec::new();
     let mut tls = false;
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);

@@ -155,6 +155,110 @@ fn namespace_gone() -> World {
     world
 }
 
+/// A fake EC2 instance metadata service on 127.0.0.1, modelled on IMDSv2
+/// as AWS documents it ("Use the Instance Metadata Service to access
+/// instance metadata", EC2 User Guide): `PUT /latest/api/token` with
+/// `X-aws-ec2-metadata-token-ttl-seconds` gives a session token; a `GET`
+/// without that token in `X-aws-ec2-metadata-token` is refused with 401;
+/// `GET /latest/meta-data/iam/security-credentials/` lists the instance's
+/// role, or answers 404 when it has none. Returns its URL.
+fn metadata_service(role: Option<&'static str>) -> String {
+    use std::io::{BufRead, BufReader, Write};
+    const TOKEN: &str = "fake-imds-session-token";
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            let mut headers = Vec::new();
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                headers.push(line.trim().to_ascii_lowercase());
+                line.clear();
+            }
+            let header = |name: &str| {
+                (headers.iter())
+                    .find_map(|h| h.strip_prefix(&format!("{name}: ")).map(str::to_string))
+            };
+            let mut words = request.split_whitespace();
+            let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+            let (status, body) = match (method, path) {
+                ("PUT", "/latest/api/token")
+                    if header("x-aws-ec2-metadata-token-ttl-seconds").is_some() =>
+                {
+                    ("200 OK", TOKEN.to_string())
+                }
+                ("PUT", _) => ("400 Bad Request", String::new()),
+                _ if header("x-aws-ec2-metadata-token").as_deref()
+                    != Some(&TOKEN.to_lowercase()) =>
+                {
+                    ("401 Unauthorized", String::new())
+                }
+                ("GET", "/latest/meta-data/iam/security-credentials/") => match role {
+                    Some(role) => ("200 OK", format!("{role}\n")),
+                    None => ("404 Not Found", String::new()),
+                },
+                _ => ("404 Not Found", String::new()),
+            };
+            let mut stream = &stream;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    url
+}
+
+/// A host with no AWS key, no profile, and no instance metadata service
+/// answering (the world's default endpoint, a closed port on 127.0.0.1).
+fn no_aws_credentials() -> World {
+    World::new()
+}
+
+/// A host with no key and no profile, on an instance whose role is
+/// `stackbill-node`.
+fn instance_role() -> World {
+    let mut world = World::new();
+    world.set_env(
+        "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+        &metadata_service(Some("stackbill-node")),
+    );
+    world
+}
+
+/// A host with no key and no profile, on an instance without a role.
+fn instance_without_role() -> World {
+    let mut world = World::new();
+    world.set_env("AWS_EC2_METADATA_SERVICE_ENDPOINT", &metadata_service(None));
+    world
+}
+
+/// A host whose only AWS key is in the shell's environment.
+fn aws_key_in_the_environment() -> World {
+    let mut world = World::new();
+    world.set_env("AWS_ACCESS_KEY_ID", "AKIAJOURNEYTEST");
+    world.set_env(
+        "AWS_SECRET_ACCESS_KEY",
+        "journey-secret-access-key-never-shown",
+    );
+    world
+}
+
+/// The kubelet's request for an image of the profile's registry in
+/// `request.json`, a key in the environment, and ECR's endpoint a port on
+/// 127.0.0.1 where nothing listens.
+fn provider_without_ecr() -> World {
+    let mut world = aws_key_in_the_environment();
+    world.set_env("STACKINSTALL_REGISTRY__ENDPOINT_URL", "http://127.0.0.1:9");
+    let request = r#"{"apiVersion": "credentialprovider.kubelet.k8s.io/v1", "kind": "CredentialProviderRequest", "image": "730335576030.dkr.ecr.ap-south-1.amazonaws.com/stackbill/core:1"}"#;
+    std::fs::write(world.dir.path().join("request.json"), request).unwrap();
+    world
+}
+
 /// Helm's download over TLS from a server on 127.0.0.1 that answers in
 /// plain HTTP at once, as a web server on the wrong port would.
 fn helm_no_tls() -> World {
@@ -436,6 +540,61 @@ fn journeys() -> Vec<Journey> {
             disk: Disk::Unchanged,
             logged: &[],
         },
+        // Item 1: missing AWS credentials are found before anything changes.
+        Journey {
+            name: "no_aws_credentials",
+            world: no_aws_credentials,
+            typed: "sudo stackinstall install --domain demo.example.com --self-signed --only registry",
+            shown: Shown::Stderr,
+            exit: 2,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "plan_without_aws_credentials",
+            world: no_aws_credentials,
+            typed: "stackinstall install --domain demo.example.com --self-signed --only registry --plan",
+            shown: Shown::Stderr,
+            exit: 2,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "plan_with_an_instance_role",
+            world: instance_role,
+            typed: "stackinstall install --domain demo.example.com --self-signed --only registry --plan",
+            shown: Shown::Stdout,
+            exit: 0,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "an_instance_without_a_role",
+            world: instance_without_role,
+            typed: "sudo stackinstall install --domain demo.example.com --self-signed --only registry",
+            shown: Shown::Stderr,
+            exit: 2,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "plan_with_the_aws_key_in_the_environment_only",
+            world: aws_key_in_the_environment,
+            typed: "stackinstall install --domain demo.example.com --self-signed --only registry --plan",
+            shown: Shown::Stderr,
+            exit: 2,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "credential_provider_error_is_one_line",
+            world: provider_without_ecr,
+            typed: "stackinstall ecr-credential-provider < request.json",
+            shown: Shown::Stderr,
+            exit: 1,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
     ]
 }
 
@@ -448,14 +607,22 @@ struct Ran {
 }
 
 fn run(journey: &Journey, world: &World) -> Ran {
-    let words: Vec<String> = (journey.typed.split('|').next().unwrap().split_whitespace())
+    let command_line = journey.typed.split('|').next().unwrap();
+    let (command_line, input) = match command_line.split_once(" < ") {
+        Some((line, file)) => (line, Some(world.dir.path().join(file.trim()))),
+        None => (command_line, None),
+    };
+    let words: Vec<String> = (command_line.split_whitespace())
         .skip_while(|word| ["sudo", "stackinstall"].contains(word))
         .filter(|word| *word != "2>&1")
         .map(|word| word.replace("$WORLD", &world.dir.path().display().to_string()))
         .collect();
     let before = world.files(false);
     let mut command = world.std_command();
-    command.args(&words).stdin(Stdio::null());
+    command.args(&words).stdin(match input {
+        Some(file) => Stdio::from(std::fs::File::open(file).unwrap()),
+        None => Stdio::null(),
+    });
     let closed = || {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
@@ -549,8 +716,8 @@ fn filters(world: &World) -> Vec<(String, String)> {
         (r"\(\d+\.\d+s\)", "([seconds])"),
         (r"in \d+\.\d+s\n", "in [seconds]s\n"),
         (r#""seconds": \d+(\.\d+)?"#, r#""seconds": [seconds]"#),
-        (r"http://127\.0\.0\.1:\d{4,5}", "http://[release server]"),
-        (r"https://127\.0\.0\.1:\d{4,5}", "https://[release server]"),
+        (r"http://127\.0\.0\.1:\d{4,5}", "http://[local server]"),
+        (r"https://127\.0\.0\.1:\d{4,5}", "https://[local server]"),
         (r"127\.0\.0\.1", "[loopback]"),
         (r"\b\d+\.\d+\.\d+(-[0-9a-z.]+)?\+?[0-9a-z.]*\b", "[version]"),
         (

@@ -285,6 +285,10 @@ impl World {
             .env("PATH", path)
             .env("HOME", "/root")
             .env("NO_COLOR", "1")
+            // The instance metadata service the install asks for an
+            // instance role: a port on 127.0.0.1 where nothing listens (a
+            // test never sends anything to 169.254.169.254).
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9")
             .env("STACKINSTALL_ROOT", &self.root)
             .env("STACKINSTALL_REQUIREMENTS__CPUS", "1")
             .env("STACKINSTALL_REQUIREMENTS__MEMORY_MIB", "256")
