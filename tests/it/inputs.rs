@@ -445,7 +445,7 @@ fn bad_inputs(fixtures: &Fixtures, taken: u16) -> Vec<BadInput> {
         BadInput::new(
             "certificate with a common name only",
             install_with(&no_names.0, &no_names.1),
-            "does not cover `demo.example.com`; it is for: no DNS names",
+            "has no subjectAltName, only the Common Name `demo.example.com`: modern clients ignore the CN",
         ),
         BadInput::new(
             "wildcard one level above the domain",

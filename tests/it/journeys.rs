@@ -259,6 +259,92 @@ fn provider_without_ecr() -> World {
     world
 }
 
+/// The engine's world with `/srv/tls.crt` and `/srv/tls.key` as given.
+fn with_pair(certificate: &str, key: &str) -> World {
+    let world = World::engine();
+    world.write("/srv/tls.crt", certificate);
+    world.write("/srv/tls.key", key);
+    world
+}
+
+/// A CA of its own and a leaf for the demo domain it signed: (CA PEM, leaf
+/// PEM, leaf key PEM).
+fn ca_and_leaf() -> (String, String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "Journey Test CA");
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["demo.example.com".to_string()]).unwrap();
+    let leaf_pem = leaf.signed_by(&leaf_key, &issuer).unwrap().pem();
+    (ca_pem, leaf_pem, leaf_key.serialize_pem())
+}
+
+/// A chain file with the CA's certificate first, the leaf second.
+fn chain_with_the_ca_first() -> World {
+    let (ca, leaf, key) = ca_and_leaf();
+    with_pair(&format!("{ca}{leaf}"), &key)
+}
+
+/// A key protected by a passphrase (`openssl pkcs8 -topk8 -v2 aes-256-cbc`).
+fn passphrase_key() -> World {
+    let (_, leaf, key) = ca_and_leaf();
+    let world = with_pair(&leaf, &key);
+    let plain = world.path("/srv/tls.key");
+    let output = std::process::Command::new("openssl")
+        .args([
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-passout",
+            "pass:journey",
+            "-in",
+        ])
+        .arg(&plain)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    std::fs::write(&plain, output.stdout).unwrap();
+    world
+}
+
+/// A certificate with the domain as its Common Name and no subjectAltName.
+fn common_name_only() -> World {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "demo.example.com");
+    let certificate = params.self_signed(&key).unwrap().pem();
+    with_pair(&certificate, &key.serialize_pem())
+}
+
+/// A valid pair for the demo domain whose key only root may read (0600),
+/// every directory above it open to others: a plan by another user.
+fn key_for_root_only() -> World {
+    use std::os::unix::fs::PermissionsExt;
+    let (_, leaf, key) = ca_and_leaf();
+    let world = with_pair(&leaf, &key);
+    let mode = |path: &std::path::Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    mode(&world.path("/srv/tls.key"), 0o600);
+    mode(&world.path("/srv/tls.crt"), 0o644);
+    for directory in crate::support::walk_directories(world.dir.path()) {
+        mode(&directory, 0o755);
+    }
+    mode(world.dir.path(), 0o755);
+    world
+}
+
 /// Helm's download over TLS from a server on 127.0.0.1 that answers in
 /// plain HTTP at once, as a web server on the wrong port would.
 fn helm_no_tls() -> World {
@@ -595,6 +681,43 @@ fn journeys() -> Vec<Journey> {
             disk: Disk::Unchanged,
             logged: &[],
         },
+        // Item 7: certificate errors name the real cause.
+        Journey {
+            name: "certificate_chain_with_the_ca_first",
+            world: chain_with_the_ca_first,
+            typed: "sudo stackinstall install --domain demo.example.com --ssl-cert $ROOT/srv/tls.crt --ssl-key $ROOT/srv/tls.key",
+            shown: Shown::Stderr,
+            exit: 2,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "certificate_key_with_a_passphrase",
+            world: passphrase_key,
+            typed: "sudo stackinstall install --domain demo.example.com --ssl-cert $ROOT/srv/tls.crt --ssl-key $ROOT/srv/tls.key",
+            shown: Shown::Stderr,
+            exit: 2,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "certificate_with_a_common_name_only",
+            world: common_name_only,
+            typed: "sudo stackinstall install --domain demo.example.com --ssl-cert $ROOT/srv/tls.crt --ssl-key $ROOT/srv/tls.key",
+            shown: Shown::Stderr,
+            exit: 2,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "plan_without_root_and_a_key_only_root_reads",
+            world: key_for_root_only,
+            typed: "nobody$ stackinstall install --domain demo.example.com --ssl-cert $ROOT/srv/tls.crt --ssl-key $ROOT/srv/tls.key --plan",
+            shown: Shown::Stderr,
+            exit: 0,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
     ]
 }
 
@@ -612,13 +735,23 @@ fn run(journey: &Journey, world: &World) -> Ran {
         Some((line, file)) => (line, Some(world.dir.path().join(file.trim()))),
         None => (command_line, None),
     };
+    let (command_line, as_nobody) = match command_line.strip_prefix("nobody$ ") {
+        Some(line) => (line, true),
+        None => (command_line, false),
+    };
     let words: Vec<String> = (command_line.split_whitespace())
         .skip_while(|word| ["sudo", "stackinstall"].contains(word))
         .filter(|word| *word != "2>&1")
         .map(|word| word.replace("$WORLD", &world.dir.path().display().to_string()))
+        .map(|word| word.replace("$ROOT", &world.root.display().to_string()))
         .collect();
     let before = world.files(false);
     let mut command = world.std_command();
+    if as_nobody {
+        use std::os::unix::process::CommandExt;
+        // `nobody`, uid and gid 65534.
+        command.uid(65534).gid(65534);
+    }
     command.args(&words).stdin(match input {
         Some(file) => Stdio::from(std::fs::File::open(file).unwrap()),
         None => Stdio::null(),
@@ -715,6 +848,11 @@ fn filters(world: &World) -> Vec<(String, String)> {
         (r"\d{8}T\d{6}Z(-\d+)?", "[stamp]"),
         (r"\(\d+\.\d+s\)", "([seconds])"),
         (r"in \d+\.\d+s\n", "in [seconds]s\n"),
+        // Which test servers run is the machine's, not the scenario's.
+        (
+            r"      warning: port \d+ is in use by a program only root can see: the install will check it\n",
+            "",
+        ),
         (r#""seconds": \d+(\.\d+)?"#, r#""seconds": [seconds]"#),
         (r"http://127\.0\.0\.1:\d{4,5}", "http://[local server]"),
         (r"https://127\.0\.0\.1:\d{4,5}", "https://[local server]"),

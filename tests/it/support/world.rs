@@ -349,6 +349,18 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Every directory below `dir` (links not followed).
+pub fn walk_directories(dir: &Path) -> Vec<PathBuf> {
+    let mut directories = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            directories.push(entry.path());
+            directories.extend(walk_directories(&entry.path()));
+        }
+    }
+    directories
+}
+
 /// The fake programs' binary, `stackinstall-fake` in the target
 /// directory's `debug/`. `cargo build` makes it (the fakes are a member of
 /// the workspace); a test run that finds it missing or older than its
