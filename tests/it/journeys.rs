@@ -718,6 +718,16 @@ fn journeys() -> Vec<Journey> {
             disk: Disk::Unchanged,
             logged: &[],
         },
+        // Item 12: kubectl's discovery warnings are not repeated.
+        Journey {
+            name: "status_with_the_cluster_down",
+            world: cluster_down,
+            typed: "stackinstall status",
+            shown: Shown::Both,
+            exit: 1,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
     ]
 }
 
