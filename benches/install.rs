@@ -25,7 +25,7 @@
 //! `tests/run-all.sh` up and their settings in the environment (see the
 //! README). The bench profile keeps debug assertions on: the world's
 //! downloads come from 127.0.0.1 over http, which only such builds accept.
-#![allow(dead_code, clippy::disallowed_methods)]
+#![allow(dead_code, clippy::disallowed_methods, clippy::disallowed_macros)]
 
 #[path = "../tests/it/support/mod.rs"]
 mod support;

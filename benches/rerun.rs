@@ -9,7 +9,7 @@
 //! assertions on: the full world's downloads are served over http from
 //! 127.0.0.1, which only such builds accept); prints the median and the
 //! spread.
-#![allow(clippy::disallowed_methods, dead_code)]
+#![allow(clippy::disallowed_methods, dead_code, clippy::disallowed_macros)]
 
 #[path = "../tests/it/support/mod.rs"]
 mod support;

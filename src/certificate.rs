@@ -32,6 +32,23 @@ pub enum CertificateError {
     KeyUnsupported(String),
     #[error("the key does not belong to the certificate")]
     KeyMismatch,
+    /// The file starts with a CA's certificate, not the server's own.
+    #[error(
+        "the first certificate in the file is a CA's (`{subject}`), not the server's own{}",
+        match position { Some(n) => format!("; the key belongs to certificate number {n} in the file"), None => String::new() }
+    )]
+    LeafNotFirst {
+        subject: String,
+        position: Option<usize>,
+    },
+    /// A key protected by a passphrase, which a server cannot ask for.
+    #[error("the key is encrypted with a passphrase (`{0}`)")]
+    KeyEncrypted(String),
+    /// Only a Common Name: no subjectAltName, which clients read instead.
+    #[error(
+        "the certificate has no subjectAltName, only the Common Name `{common_name}`: modern clients ignore the CN, so it covers no name, `{domain}` neither"
+    )]
+    NoSubjectAltName { domain: String, common_name: String },
     #[error("the certificate does not cover `{domain}`; it is for: {names}")]
     WrongDomain { domain: String, names: String },
     #[error("the certificate expired on {0}")]
@@ -51,8 +68,42 @@ pub fn check_pair(
     let leaf = leaf(certificate)?;
     let (_, parsed) = X509Certificate::from_der(leaf.as_ref())
         .map_err(|e| CertificateError::CertificateInvalid(e.to_string()))?;
-    check_key(&parsed, key)?;
+    match check_key(&parsed, key) {
+        Err(CertificateError::KeyMismatch) if parsed.is_ca() => {
+            return Err(CertificateError::LeafNotFirst {
+                subject: parsed.subject().to_string(),
+                position: key_owner(certificate, key),
+            });
+        }
+        result => result?,
+    }
     check_leaf(&parsed, domain, now)
+}
+
+/// The place (from 1) of the certificate in the file that `key` belongs to.
+fn key_owner(certificate: &[u8], key: &[u8]) -> Option<usize> {
+    (CertificateDer::pem_slice_iter(certificate).flatten())
+        .position(|der| {
+            X509Certificate::from_der(der.as_ref())
+                .is_ok_and(|(_, parsed)| check_key(&parsed, key).is_ok())
+        })
+        .map(|index| index + 1)
+}
+
+impl CertificateError {
+    /// How to fix it, for the key file `key`.
+    pub fn hint(&self, key: &std::path::Path) -> String {
+        match self {
+            Self::LeafNotFirst { .. } => "put the server's own certificate first, then the intermediates (`cat server.crt intermediate.crt > fullchain.crt`); the CA's own certificate is not needed".into(),
+            Self::KeyEncrypted(_) => {
+                let key = key.display();
+                format!("decrypt it into a file only root can read: `(umask 077; openssl pkey -in {key} -out {key}.plain)` (it asks for the passphrase), then pass `--ssl-key {key}.plain`")
+            }
+            Self::NoSubjectAltName { domain, .. } => format!("have the certificate issued again with the name in subjectAltName (`openssl req ... -addext \"subjectAltName=DNS:{domain}\"`), or use --self-signed for a test install"),
+            Self::KeyMismatch => "give the private key the certificate was issued for (`openssl x509 -noout -pubkey -in` the certificate and `openssl pkey -pubout -in` the key must print the same)".into(),
+            _ => "give a certificate for this domain (a full chain, leaf first) and its own private key, both PEM".into(),
+        }
+    }
 }
 
 /// Checks `certificate` alone (a PEM chain, leaf first): it parses, covers
@@ -81,6 +132,15 @@ fn check_leaf(
     now: OffsetDateTime,
 ) -> Result<CertificateInfo, CertificateError> {
     let names = dns_names(parsed);
+    if names.is_empty()
+        && let Some(common_name) = (parsed.subject().iter_common_name())
+            .find_map(|name| name.as_str().ok().map(String::from))
+    {
+        return Err(CertificateError::NoSubjectAltName {
+            domain: domain.into(),
+            common_name,
+        });
+    }
     if !names.iter().any(|name| covers(name, domain)) {
         return Err(CertificateError::WrongDomain {
             domain: domain.into(),
@@ -108,6 +168,13 @@ fn check_leaf(
 }
 
 fn check_key(certificate: &X509Certificate<'_>, key: &[u8]) -> Result<(), CertificateError> {
+    let text = String::from_utf8_lossy(key);
+    let encrypted = ["BEGIN ENCRYPTED PRIVATE KEY", "Proc-Type: 4,ENCRYPTED"]
+        .into_iter()
+        .find(|marker| text.contains(marker));
+    if let Some(marker) = encrypted {
+        return Err(CertificateError::KeyEncrypted(marker.to_string()));
+    }
     let key = PrivateKeyDer::from_pem_slice(key).map_err(|_| CertificateError::KeyNotPem)?;
     let signing_key = rustls::crypto::ring::sign::any_supported_type(&key)
         .map_err(|e| CertificateError::KeyUnsupported(e.to_string()))?;

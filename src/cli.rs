@@ -39,6 +39,19 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// Whether the command's result is JSON on standard output (`--output
+    /// json`): its failure is then a JSON document there too.
+    pub fn wants_json(&self) -> bool {
+        let output = match &self.command {
+            None => self.install.output,
+            Some(Command::Install(args)) => args.output,
+            Some(Command::Status(args)) => args.output,
+            Some(Command::Doctor(args)) => args.output,
+            Some(_) => Output::Text,
+        };
+        output == Output::Json
+    }
+
     /// Parses the command line; exits with the usage error (code 2) when
     /// an install flag comes before a command (`stackinstall --domain D
     /// status`). `--root` is global and goes anywhere.

@@ -127,6 +127,9 @@ pub struct Context {
     /// steps do not reach up to doctor); `None` keeps the error as it is.
     pub explain_timeout: Option<fn(StepError, &Context) -> StepError>,
     pub state: State,
+    /// What a plan found that would stop the install (a host too small):
+    /// the plan goes on to show every step, then fails with the first.
+    plan_stops: Arc<Mutex<Vec<StepError>>>,
     /// The state as every lane of the run changed it: what is saved.
     shared_state: Arc<Mutex<State>>,
     state_file: StateFile,
@@ -158,6 +161,7 @@ impl Context {
             redo: Vec::new(),
             included: Vec::new(),
             explain_timeout: None,
+            plan_stops: Arc::default(),
             state,
             state_file,
             credentials: OnceCell::new(),
@@ -207,6 +211,7 @@ impl Context {
             redo: self.redo.clone(),
             included: self.included.clone(),
             explain_timeout: self.explain_timeout,
+            plan_stops: Arc::clone(&self.plan_stops),
             state: self.state.clone(),
             shared_state: Arc::clone(&self.shared_state),
             state_file: self.state_file.clone(),
@@ -224,6 +229,23 @@ impl Context {
         if let Some(credentials) = fork.credentials.into_inner() {
             self.credentials = OnceCell::from(credentials);
         }
+    }
+
+    /// During a plan: notes that the install would stop with `error` (its
+    /// look goes on, so that the plan shows every step).
+    pub fn plan_stops_with(&self, error: StepError) {
+        let mut stops = self.plan_stops.lock().unwrap_or_else(|p| p.into_inner());
+        if !stops
+            .iter()
+            .any(|stop| stop.to_string() == error.to_string())
+        {
+            stops.push(error);
+        }
+    }
+
+    /// What the plan found that would stop the install, first first.
+    pub fn take_plan_stops(&self) -> Vec<StepError> {
+        std::mem::take(&mut *self.plan_stops.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The credentials file.

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::ProvideCredentials;
 use aws_credential_types::provider::error::CredentialsError;
-use aws_sdk_ecr::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ecr::error::ProvideErrorMetadata;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -34,6 +34,12 @@ pub const RENEWAL_SLACK: Duration = Duration::minutes(30);
 /// The Secret annotations that record when its token was fetched and expires.
 pub const FETCHED_AT: &str = "stackinstall/ecr-token-fetched-at";
 pub const EXPIRES_AT: &str = "stackinstall/ecr-token-expires-at";
+
+/// The ways to give the host AWS credentials that the kubelet's provider
+/// and the renewal timer see too (a key in the shell's environment alone is
+/// refused, so no `sudo -E`): every error without credentials says this.
+pub const NO_CREDENTIALS_HINT: &str = "give the host an instance role allowed `ecr:GetAuthorizationToken`, or put a key in \
+`/root/.aws/credentials` (`sudo aws configure`) and pass `--aws-profile NAME` if it is not the default";
 
 /// Where the AWS SDK looked for credentials, for the error that says so.
 pub const CREDENTIAL_SOURCES: &str = "the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`), \
@@ -239,7 +245,7 @@ async fn fetch_async(config: &Config) -> Result<Token, StepError> {
         .await
         .map_err(|error| match error {
             CredentialsError::CredentialsNotLoaded(_) => no_credentials("", config),
-            other => no_credentials(&DisplayErrorContext(&other).to_string(), config),
+            other => no_credentials(&chain(&other), config),
         })?;
     let mut builder = aws_sdk_ecr::config::Builder::from(&sdk_config);
     if let Some(endpoint) = &config.registry.endpoint_url {
@@ -250,13 +256,7 @@ async fn fetch_async(config: &Config) -> Result<Token, StepError> {
         .get_authorization_token()
         .send()
         .await
-        .map_err(|error| {
-            request_failed(
-                error.code(),
-                &DisplayErrorContext(&error).to_string(),
-                config,
-            )
-        })?;
+        .map_err(|error| request_failed(error.code(), &chain(&error), config))?;
     let data = output
         .authorization_data()
         .first()
@@ -283,6 +283,23 @@ fn token(authorization: &str, expires_at: Option<OffsetDateTime>) -> Option<Toke
     })
 }
 
+/// An error and its causes on one line, each said once (`dispatch failure:
+/// io error: Connection refused (os error 111)`): the SDK's
+/// `DisplayErrorContext` adds a `Debug` dump of the whole chain, which is
+/// no sentence for an operator (nor for the kubelet's log).
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = current {
+        let text = error.to_string().replace('\n', " ");
+        if !text.is_empty() && !parts.iter().any(|part| part.contains(&text)) {
+            parts.push(text);
+        }
+        current = error.source();
+    }
+    parts.join(": ")
+}
+
 fn no_credentials(detail: &str, config: &Config) -> StepError {
     let profile = config
         .install
@@ -296,9 +313,7 @@ fn no_credentials(detail: &str, config: &Config) -> StepError {
     };
     StepError::input(
         format!("no AWS credentials were found{profile}; tried {CREDENTIAL_SOURCES}{detail}"),
-        "give the host an instance role allowed `ecr:GetAuthorizationToken`, or put a key in `/root/.aws/credentials` \
-         (`aws configure`) and pass `--aws-profile NAME` if it is not the default, or export `AWS_ACCESS_KEY_ID` and \
-         `AWS_SECRET_ACCESS_KEY` for the run (`sudo -E`)",
+        NO_CREDENTIALS_HINT,
     )
 }
 
@@ -328,7 +343,9 @@ fn request_failed(code: Option<&str>, detail: &str, config: &Config) -> StepErro
                 "cannot get an ECR authorization token in `{region}`: {}",
                 detail.trim()
             ),
-            "check the network to AWS (`curl -sI https://api.ecr.{region}.amazonaws.com`), then run again",
+            format!(
+                "check the network to AWS (`curl -sI https://api.ecr.{region}.amazonaws.com`), then run again"
+            ),
         ),
     }
 }
@@ -372,6 +389,17 @@ impl std::fmt::Display for CredentialSource {
     }
 }
 
+/// Why a key in this shell's environment alone does not do (the install
+/// stops with it unless the operator has it written on a terminal).
+pub fn environment_only_error(profile: &str) -> StepError {
+    StepError::input(
+        "the AWS credentials come from this shell's environment only: neither the kubelet's image credential provider nor the renewal timer will see them, and pulls fail once the first token expires (12 hours)",
+        format!(
+            "give the host an instance role, or write the key as profile `{profile}` in `/root/.aws/credentials` (`sudo aws configure --profile {profile}`) and name it with --aws-profile; on a terminal the install offers to write it; `registry.refresh_hours = 0` in the profile installs without renewal"
+        ),
+    )
+}
+
 /// The profile the kubelet's provider and the timer read.
 pub fn profile_name(config: &Config) -> &str {
     config.install.aws_profile.as_deref().unwrap_or("default")
@@ -404,6 +432,63 @@ pub fn credential_source(
         (false, true) => CredentialSource::EnvironmentOnly,
         (false, false) => CredentialSource::InstanceRole(profile.into()),
     })
+}
+
+/// The instance role the EC2 instance metadata service names (IMDSv2, as
+/// the SDK asks it: a session token, then the role list), within a short
+/// time limit: `Err` says why there is none. The endpoint is the SDK's:
+/// `AWS_EC2_METADATA_SERVICE_ENDPOINT`, else `http://169.254.169.254`;
+/// `AWS_EC2_METADATA_DISABLED=true` turns it off.
+pub fn instance_role() -> Result<String, String> {
+    let disabled = std::env::var("AWS_EC2_METADATA_DISABLED")
+        .is_ok_and(|value| value.eq_ignore_ascii_case("true"));
+    if disabled {
+        return Err("not asked: `AWS_EC2_METADATA_DISABLED=true`".into());
+    }
+    let endpoint = std::env::var("AWS_EC2_METADATA_SERVICE_ENDPOINT")
+        .ok()
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| "http://169.254.169.254".into());
+    let endpoint = endpoint.trim_end_matches('/');
+    let client = reqwest::blocking::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(1))
+        .timeout(std::time::Duration::from_secs(2))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|error| error.to_string())?;
+    let failed = |error: reqwest::Error| {
+        let cause = crate::host::download::root_cause(&error);
+        format!("`{endpoint}` did not answer: {cause}")
+    };
+    let token = client
+        .put(format!("{endpoint}/latest/api/token"))
+        .header("X-aws-ec2-metadata-token-ttl-seconds", "60")
+        .send()
+        .map_err(failed)?;
+    if !token.status().is_success() {
+        return Err(format!(
+            "`{endpoint}` refused a session token ({})",
+            token.status()
+        ));
+    }
+    let token = token.text().map_err(failed)?;
+    let roles = client
+        .get(format!(
+            "{endpoint}/latest/meta-data/iam/security-credentials/"
+        ))
+        .header("X-aws-ec2-metadata-token", token.trim())
+        .send()
+        .map_err(failed)?;
+    if !roles.status().is_success() {
+        return Err(format!(
+            "the instance has no role (`{endpoint}` answered {})",
+            roles.status()
+        ));
+    }
+    let roles = roles.text().map_err(failed)?;
+    (roles.lines().map(str::trim).find(|role| !role.is_empty()))
+        .map(String::from)
+        .ok_or_else(|| "the instance has no role".to_string())
 }
 
 /// Root's shared credentials file, where the kubelet's provider and the

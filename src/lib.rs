@@ -1,6 +1,9 @@
 //! stackinstall: one binary that installs K3s, Helm and Istio, host
 //! databases and an application's Helm release, every step checkpointed.
 
+#[macro_use]
+pub mod print;
+
 pub mod action;
 pub mod ask;
 pub mod certificate;

@@ -17,15 +17,18 @@ fn main() -> ExitCode {
     // Every command may hold passwords (the credentials file, a token, a
     // key on stdin): none may end up in a core file.
     if let Err(error) = stackinstall::host::system::forbid_core_dumps() {
-        eprintln!("error: cannot turn core dumps off: {error}");
+        stackinstall::errln!("error: cannot turn core dumps off: {error}");
         return ExitCode::from(exit::FAILED);
     }
     if std::env::args_os().len() == 1 && !stackinstall::ask::can_ask() {
         // Nothing asked and nobody to ask: the usage, on stderr, exit 2.
-        eprint!("{}", Cli::command().render_help());
+        stackinstall::err!("{}", Cli::command().render_help());
         return ExitCode::from(exit::USAGE);
     }
     let cli = Cli::parse_checked();
+    let json = cli.wants_json();
+    // The kubelet logs its credential provider's stderr line by line.
+    let one_line = matches!(cli.command, Some(Command::EcrCredentialProvider(_)));
     install_signal_handlers();
     let root = cli.root.clone();
     let result = match cli.command {
@@ -41,8 +44,15 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if one_line => {
+            stackinstall::errln!("{}", one_line_report(&error));
+            ExitCode::from(error.exit_code())
+        }
         Err(error) => {
             report(&error);
+            if json && !stackinstall::print::stdout_used() {
+                stackinstall::outln!("{:#}", error_document(&error));
+            }
             ExitCode::from(error.exit_code())
         }
     }
@@ -50,15 +60,48 @@ fn main() -> ExitCode {
 
 /// Prints `error: ...`, its causes and its hints (the log, how to resume).
 fn report(error: &Error) {
-    eprintln!("error: {}", redact(&error.to_string()));
+    stackinstall::errln!("error: {}", redact(&error.to_string()));
     let mut cause = std::error::Error::source(error);
     while let Some(error) = cause {
-        eprintln!("  caused by: {}", redact(&error.to_string()));
+        stackinstall::errln!("  caused by: {}", redact(&error.to_string()));
         cause = error.source();
     }
     for hint in error.hints() {
-        eprintln!("hint: {}", redact(&hint));
+        stackinstall::errln!("hint: {}", redact(&hint));
     }
+}
+
+/// The error, its causes and its hints on one line (for the kubelet's log).
+fn one_line_report(error: &Error) -> String {
+    let mut line = format!("error: {}", error);
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        line.push_str(&format!(": {error}"));
+        cause = error.source();
+    }
+    for hint in error.hints() {
+        line.push_str(&format!(" (hint: {hint})"));
+    }
+    redact(&line.replace('\n', " "))
+}
+
+/// The failure of a command whose result is JSON, as the one JSON
+/// document on standard output: the error, its causes, its hints and the
+/// exit code (the same words as on standard error).
+fn error_document(error: &Error) -> serde_json::Value {
+    let mut causes = Vec::new();
+    let mut cause = std::error::Error::source(error);
+    while let Some(error) = cause {
+        causes.push(redact(&error.to_string()));
+        cause = error.source();
+    }
+    let hints: Vec<String> = error.hints().iter().map(|hint| redact(hint)).collect();
+    serde_json::json!({
+        "error": redact(&error.to_string()),
+        "causes": causes,
+        "hints": hints,
+        "exit_code": error.exit_code(),
+    })
 }
 
 extern "C" fn on_signal(_signal: libc::c_int) {

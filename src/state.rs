@@ -78,6 +78,10 @@ pub struct Checkpoint {
     pub tool_version: String,
     /// SHA-256 of the inputs the step depends on.
     pub fingerprint: String,
+    /// Why it failed or was interrupted (the error and its causes,
+    /// redacted): what `status` shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl State {
@@ -97,6 +101,17 @@ impl State {
 
     /// Records how `step` ended now.
     pub fn record(&mut self, step: StepId, status: Status, fingerprint: &str) {
+        self.record_ending(step, status, fingerprint, None);
+    }
+
+    /// Records how `step` ended, with why when it failed.
+    pub fn record_ending(
+        &mut self,
+        step: StepId,
+        status: Status,
+        fingerprint: &str,
+        reason: Option<String>,
+    ) {
         self.steps.insert(
             step,
             Checkpoint {
@@ -104,6 +119,7 @@ impl State {
                 finished_at: now_rfc3339(),
                 tool_version: env!("CARGO_PKG_VERSION").to_string(),
                 fingerprint: fingerprint.to_string(),
+                reason,
             },
         );
     }

@@ -132,8 +132,8 @@ impl Ui {
     /// Prints `line` on standard error above the live lines.
     fn show(&self, line: &str) {
         match self.mode {
-            Mode::Live => self.lines.suspend(|| eprintln!("{line}")),
-            Mode::Plain => eprintln!("{line}"),
+            Mode::Live => self.lines.suspend(|| crate::errln!("{line}")),
+            Mode::Plain => crate::errln!("{line}"),
         }
     }
 
@@ -191,7 +191,7 @@ impl Ui {
         tracing::info!("status: {text}");
         match &*self.current.borrow() {
             Some(bar) => bar.set_message(text),
-            None => eprintln!("{}", self.lane(&text)),
+            None => crate::errln!("{}", self.lane(&text)),
         }
     }
 
@@ -210,7 +210,7 @@ impl Ui {
                 );
                 bar.set_message(file.to_string());
             }
-            None => eprintln!("{}", self.lane(&format!("downloading {file} ..."))),
+            None => crate::errln!("{}", self.lane(&format!("downloading {file} ..."))),
         }
         Download {
             ui: self,
@@ -238,9 +238,9 @@ impl Ui {
         tracing::info!("message: {text}");
         let print = || {
             if self.json {
-                eprintln!("{text}");
+                crate::errln!("{text}");
             } else {
-                println!("{text}");
+                crate::outln!("{text}");
             }
         };
         match self.mode {

@@ -36,23 +36,23 @@ pub fn run(root: &Path, args: CredentialsArgs) -> Result<()> {
         )
         .into());
     };
-    println!(
+    crate::outln!(
         "Credentials file: {} (mode 0600, root only)",
         file.path().display()
     );
     for (service, account) in &credentials.accounts {
         if args.reveal {
-            println!(
+            crate::outln!(
                 "  {service:<10} user {:<12} password {}",
                 account.username,
                 account.password.expose()
             );
         } else {
-            println!("  {service:<10} user {:<12} password set", account.username);
+            crate::outln!("  {service:<10} user {:<12} password set", account.username);
         }
     }
     if !args.reveal {
-        println!("Add --reveal to print the passwords.");
+        crate::outln!("Add --reveal to print the passwords.");
     }
     Ok(())
 }
@@ -75,7 +75,7 @@ fn set_password(root: &Path, args: CredentialsSetArgs) -> Result<()> {
     };
     let file = CredentialsFile::new(&Host::new(root), &super::home_dir());
     let replaced = file.set(service, Account { username, password })?;
-    eprintln!(
+    crate::errln!(
         "the {service} password is in `{}`{}; `stackinstall install --skip-db` uses it",
         file.path().display(),
         if replaced {

@@ -43,7 +43,7 @@ pub fn run(root: &Path, args: DoctorArgs) -> Result<()> {
                 "no known secret to redact (no readable credentials file): only values of password, secret, token and key names and URL user-info were masked; read it before you send it"
             }
         };
-        eprintln!(
+        crate::errln!(
             "support bundle `{}`: {} files, {redacted}",
             path.display(),
             written.names.len()
@@ -51,8 +51,8 @@ pub fn run(root: &Path, args: DoctorArgs) -> Result<()> {
     }
     // Evidence quotes logs and messages: shown redacted of every password.
     match args.output {
-        Output::Json => println!("{}", redact(&report.json())),
-        Output::Text => print!("{}", redact(&report.text())),
+        Output::Json => crate::outln!("{}", redact(&report.json())),
+        Output::Text => crate::out!("{}", redact(&report.text())),
     }
     if report.errors > 0 {
         let findings = Findings {

@@ -35,9 +35,9 @@ pub fn run(args: EcrCredentialProviderArgs) -> Result<()> {
         let now = now();
         let cache = provider::cache_duration(token.expires_at, now);
         if cache.is_zero() {
-            eprintln!(
-                "warning: the ECR token for `{server}` is reported to expire at {:?}, not after now ({now}): the credentials are given but not cached; check the host clock",
-                token.expires_at
+            crate::errln!(
+                "warning: the ECR token for `{server}` is reported to expire at {}, not after now ({now}): the credentials are given but not cached; check the host clock",
+                (token.expires_at).map_or("an unknown time".to_string(), |at| at.to_string())
             );
         }
         provider::response(server, &token, cache)

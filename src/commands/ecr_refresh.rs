@@ -34,7 +34,7 @@ pub fn run(root: &Path, args: EcrRefreshArgs) -> Result<()> {
     let _lock = match context.state_file().lock() {
         Ok(lock) => lock,
         Err(StateError::Lock(LockError::Held { pid, path })) => {
-            println!(
+            crate::outln!(
                 "another stackinstall run (pid {pid}) holds the lock `{}`: nothing renewed; the next timer run renews the pull secret if it is still due",
                 path.display()
             );
@@ -48,7 +48,7 @@ pub fn run(root: &Path, args: EcrRefreshArgs) -> Result<()> {
                 .flatten()
                 .is_some_and(|stamp| !stamp.needs_renewal(OffsetDateTime::now_utc()));
             if fresh {
-                println!("{error}: nothing renewed; the pull secret is not due yet");
+                crate::outln!("{error}: nothing renewed; the pull secret is not due yet");
                 return Ok(());
             }
             return Err(StateError::Lock(error).into());
@@ -57,7 +57,7 @@ pub fn run(root: &Path, args: EcrRefreshArgs) -> Result<()> {
     };
     if let Some(stamp) = ecr::renew_if_due(&context, OffsetDateTime::now_utc())? {
         let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-        println!(
+        crate::outln!(
             "renewed the pull secret `{}` in `{}`; the token is valid until {}",
             context.config.registry.secret,
             context.config.cluster.namespace,

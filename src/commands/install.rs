@@ -38,7 +38,7 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         install.skip_infra,
         install.skip_db,
     )?;
-    let inclusion = selection.resolve();
+    let inclusion = selection.resolve_checked()?;
     if asking {
         ask_missing(&install, &mut flags)?;
     }
@@ -56,8 +56,17 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
     context.explain_timeout = Some(crate::doctor::explain_timeout);
     if args.plan {
         let plan = engine::plan(&context, &inclusion)?;
-        print_plan(&plan, json);
-        return Ok(());
+        let stops = context.take_plan_stops();
+        print_plan(&plan, &stops, json);
+        return match stops.into_iter().next() {
+            // A plan of an install that would stop fails as the install would.
+            Some(error) => Err(EngineError::PlanStops {
+                step: StepId::Preflight,
+                error: Box::new(error),
+            }
+            .into()),
+            None => Ok(()),
+        };
     }
     check_inputs(&context)?;
     check_pins(&context, &inclusion)?;
@@ -87,7 +96,7 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
     }
     if json {
         let report = serde_json::json!({ "steps": outcomes, "log": context.log_path });
-        println!("{report:#}");
+        crate::outln!("{report:#}");
     }
     Ok(())
 }
@@ -107,7 +116,7 @@ fn check_aws_source(context: &Context, inclusion: &Inclusion, asking: bool) -> R
     }
     let profile = crate::ecr::profile_name(&context.config);
     if asking {
-        eprintln!(
+        crate::errln!(
             "The AWS key is in this shell's environment only: the kubelet (pulling images) and the renewal timer will not see it."
         );
         if ask::aws_profile(profile).map_err(no_answer)? {
@@ -119,13 +128,7 @@ fn check_aws_source(context: &Context, inclusion: &Inclusion, asking: bool) -> R
             return Ok(());
         }
     }
-    Err(StepError::input(
-        "the AWS credentials come from this shell's environment only: neither the kubelet's image credential provider nor the renewal timer will see them, and pulls fail once the first token expires (12 hours)",
-        format!(
-            "give the host an instance role, or write the key as profile `{profile}` in `/root/.aws/credentials` (`sudo aws configure --profile {profile}`) and name it with --aws-profile; on a terminal the install offers to write it; `registry.refresh_hours = 0` in the profile installs without renewal"
-        ),
-    )
-    .into())
+    Err(crate::ecr::environment_only_error(profile).into())
 }
 
 /// Asks on the terminal for the domain and the certificate when neither
@@ -157,7 +160,7 @@ fn ask_missing(install: &Install, flags: &mut Flags) -> Result<()> {
 /// Shows one line per step and asks `Proceed?`; a no changes nothing.
 fn confirm(context: &Context, inclusion: &Inclusion) -> Result<()> {
     let decisions = engine::decide(context, inclusion)?;
-    eprintln!(
+    crate::errln!(
         "Install for {} (profile {}):",
         context
             .config
@@ -169,7 +172,7 @@ fn confirm(context: &Context, inclusion: &Inclusion) -> Result<()> {
     );
     let rows = (StepId::ALL.iter().zip(&decisions))
         .map(|(id, (decision, _))| (id.name(), id.info().title, decision.to_string()));
-    eprint!("{}", crate::ui::step_table(rows, 3));
+    crate::err!("{}", crate::ui::step_table(rows, 3));
     if ask::proceed().map_err(no_answer)? {
         return Ok(());
     }
@@ -259,15 +262,33 @@ fn check_pins(context: &Context, inclusion: &Inclusion) -> Result<(), EngineErro
     Ok(())
 }
 
-fn print_plan(plan: &Plan, json: bool) {
-    if json {
-        println!(
+/// Prints the plan; `stops` is what would stop the install (the JSON's
+/// `stops`, each with its error and hint; the text's error follows it).
+fn print_plan(plan: &Plan, stops: &[StepError], json: bool) {
+    if json && stops.is_empty() {
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(plan).expect("plans serialize")
         );
         return;
     }
-    println!(
+    if json {
+        let stops: Vec<serde_json::Value> = (stops.iter())
+            .map(|error| {
+                serde_json::json!({
+                    "step": StepId::Preflight,
+                    "error": crate::secret::redact(&error.to_string()),
+                    "hint": error.hint(),
+                })
+            })
+            .collect();
+        let mut document = serde_json::to_value(plan).expect("plans serialize");
+        document["stops"] = stops.into();
+        document["exit_code"] = crate::error::exit::USAGE.into();
+        crate::outln!("{document:#}");
+        return;
+    }
+    crate::outln!(
         "Plan for {} (profile {}); nothing has been changed.\n",
         plan.domain.as_deref().unwrap_or("(no domain)"),
         plan.profile
@@ -275,14 +296,14 @@ fn print_plan(plan: &Plan, json: bool) {
     let rows = (plan.steps.iter()).map(|step| (step.id, step.title, step.decision.to_string()));
     let table = crate::ui::step_table(rows, 2);
     for (step, row) in plan.steps.iter().zip(table.lines()) {
-        println!("{row}");
+        crate::outln!("{row}");
         let actions = step.actions.iter();
-        print!(
+        crate::out!(
             "{}",
             crate::ui::action_lines(actions.map(|a| (a.kind.word(), a.detail.as_str())))
         );
         if let Some(note) = &step.note {
-            println!("      (cannot look until the steps before it have run: {note})");
+            crate::outln!("      (cannot look until the steps before it have run: {note})");
         }
     }
 }

@@ -38,7 +38,7 @@ pub fn run(_root: &Path, args: RenderArgs) -> Result<()> {
             0o644,
             None,
         )?;
-        println!("{}", path.display());
+        crate::outln!("{}", path.display());
     }
     Ok(())
 }

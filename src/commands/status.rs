@@ -27,6 +27,27 @@ struct StepStatus {
     tool_version: Option<String>,
     /// `ok`, or what the live check found wrong; only for done steps.
     health: Option<String>,
+    /// Why it failed or was interrupted, as the run recorded it.
+    reason: Option<String>,
+}
+
+impl StepStatus {
+    /// What is wrong with the step: it failed or was interrupted, or its
+    /// result is not healthy.
+    fn trouble(&self) -> Option<String> {
+        match self.state.as_str() {
+            "failed" | "interrupted" => Some(format!(
+                "`{}` {}: {}",
+                self.id,
+                self.state,
+                (self.reason.as_deref())
+                    .unwrap_or("no reason recorded (a run before this version)")
+            )),
+            _ => (self.health.as_deref())
+                .filter(|health| *health != "ok")
+                .map(|health| format!("`{}` is done but not healthy: {health}", self.id)),
+        }
+    }
 }
 
 /// The registry's pulls, as `status` shows them.
@@ -87,33 +108,49 @@ pub fn run(root: &Path, args: StatusArgs) -> Result<()> {
                 finished_at: checkpoint.map(|c| c.finished_at.clone()),
                 tool_version: checkpoint.map(|c| c.tool_version.clone()),
                 health,
+                reason: checkpoint.and_then(|c| c.reason.clone()),
             }
         })
         .collect();
     let registry = registry_status(&context)?;
+    let installed = !context.state.steps.is_empty();
+    let troubles: Vec<String> = statuses.iter().filter_map(StepStatus::trouble).collect();
     if json {
         let report = serde_json::json!({
             "state_file": context.state_file().path(),
+            "installed": installed,
             "steps": statuses,
             "registry": registry,
         });
-        println!("{report:#}");
-        return Ok(());
+        crate::outln!("{report:#}");
+        return troubled(&troubles);
     }
-    println!(
+    crate::outln!(
         "State: {}\n",
         context.shown(context.state_file().path()).display()
     );
+    if !installed {
+        crate::outln!(
+            "Nothing is installed on this host: the state file has no step (`stackinstall install --plan` shows what an install would do).\n"
+        );
+    }
     for status in &statuses {
         let when = status.finished_at.as_deref().unwrap_or("");
         let health = status
             .health
             .as_deref()
             .map_or(String::new(), |h| format!("  health: {h}"));
-        println!("{:<12} {:<12} {when}{health}", status.id, status.state);
+        let reason = (status.reason.as_deref())
+            .filter(|_| status.state != "done")
+            .map_or(String::new(), |reason| format!("  reason: {reason}"));
+        crate::outln!(
+            "{:<12} {:<12} {when}{reason}{health}",
+            status.id,
+            status.state
+        );
     }
     let unknown = "unknown (no stamped pull Secret)";
-    println!(
+    crate::outln!(
         "\nECR credentials: {}\nlast token fetched {}, expires {}\nkubelet credential provider: {}",
         registry.credential_source,
         registry.token_fetched_at.as_deref().unwrap_or(unknown),
@@ -124,5 +161,22 @@ pub fn run(root: &Path, args: StatusArgs) -> Result<()> {
             "not wired"
         }
     );
-    Ok(())
+    troubled(&troubles)
+}
+
+/// Exit 1 when a step failed, was interrupted or is not healthy: `status`
+/// never reports health it did not see.
+fn troubled(troubles: &[String]) -> Result<()> {
+    let Some(first) = troubles.first() else {
+        return Ok(());
+    };
+    let more = match troubles.len() {
+        1 => String::new(),
+        n => format!(" (and {} more: {})", n - 1, troubles[1..].join("; ")),
+    };
+    Err(crate::error::StepError::failed(
+        format!("{first}{more}"),
+        "`stackinstall install` (the same command as before) resumes at the first failed step; `stackinstall doctor` looks further",
+    )
+    .into())
 }

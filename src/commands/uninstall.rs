@@ -123,19 +123,19 @@ fn confirm(args: &UninstallArgs) -> Result<(), StepError> {
 
 fn print_nothing(plan: &UndoPlan, json: bool) {
     if json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::json!({ "removed": [], "failed": [], "kept": plan.kept })
         );
         return;
     }
-    println!("Nothing to remove: no installed step is within this uninstall's scope.");
+    crate::outln!("Nothing to remove: no installed step is within this uninstall's scope.");
     print_kept(plan.kept.iter().map(|kept| (kept.id, kept.what.as_str())));
 }
 
 fn print_plan(plan: &UndoPlan, context: &Context, json: bool) {
     if json {
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&plan.to_json()).expect("plans serialize")
         );
@@ -143,9 +143,9 @@ fn print_plan(plan: &UndoPlan, context: &Context, json: bool) {
     }
     let scope = describe(&context.uninstall.unwrap_or_default());
     if plan.is_empty() {
-        println!("Uninstall ({scope}): nothing to remove.");
+        crate::outln!("Uninstall ({scope}): nothing to remove.");
     } else {
-        println!("Uninstall ({scope}) will remove, in this order:\n");
+        crate::outln!("Uninstall ({scope}) will remove, in this order:\n");
     }
     for step in plan
         .steps
@@ -156,13 +156,13 @@ fn print_plan(plan: &UndoPlan, context: &Context, json: bool) {
             true => "checkpoint removed: a later install redoes it",
             false => "checkpoint kept",
         };
-        println!(
+        crate::outln!(
             "  {:<12} {:<42} {checkpoint}",
             step.id.name(),
             step.id.info().title
         );
         if let Some(error) = &step.look_failed {
-            println!(
+            crate::outln!(
                 "      {:<10} could not look at what to remove (reported as failed, the other steps go on): {}",
                 "failed",
                 error.replace('\n', "\n        ")
@@ -170,23 +170,23 @@ fn print_plan(plan: &UndoPlan, context: &Context, json: bool) {
         }
         let changes = step.actions.iter().filter(|a| a.changes_host());
         let lines: Vec<_> = changes.flat_map(crate::engine::PlannedAction::of).collect();
-        print!(
+        crate::out!(
             "{}",
             crate::ui::action_lines(lines.iter().map(|l| (l.kind.word(), l.detail.as_str())))
         );
     }
     print_kept(plan.kept.iter().map(|kept| (kept.id, kept.what.as_str())));
-    println!();
+    crate::outln!();
 }
 
 fn print_kept<'a>(kept: impl Iterator<Item = (StepId, &'a str)>) {
     let mut first = true;
     for (id, what) in kept {
         if first {
-            println!("\nKept on purpose:");
+            crate::outln!("\nKept on purpose:");
             first = false;
         }
-        println!("  {:<12} {what}", id.name());
+        crate::outln!("  {:<12} {what}", id.name());
     }
 }
 
@@ -196,20 +196,20 @@ fn print_report(report: &UndoReport, context: &Context, json: bool) {
         let mut value = serde_json::to_value(report).expect("reports serialize");
         value["leftovers"] = serde_json::json!(leftovers);
         value["log"] = serde_json::json!(context.log_path);
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&value).expect("reports serialize")
         );
         return;
     }
-    println!("\nRemoved ({}):", report.removed.len());
+    crate::outln!("\nRemoved ({}):", report.removed.len());
     for removed in &report.removed {
-        println!("  {:<12} {}", removed.step.name(), removed.detail);
+        crate::outln!("  {:<12} {}", removed.step.name(), removed.detail);
     }
     if !report.failed.is_empty() {
-        println!("\nFailed ({}):", report.failed.len());
+        crate::outln!("\nFailed ({}):", report.failed.len());
         for failed in &report.failed {
-            println!(
+            crate::outln!(
                 "  {:<12} {}\n      {}",
                 failed.step.name(),
                 failed.detail,
@@ -219,12 +219,12 @@ fn print_report(report: &UndoReport, context: &Context, json: bool) {
     }
     print_kept(report.kept.iter().map(|kept| (kept.id, kept.what.as_str())));
     if !leftovers.is_empty() {
-        println!("\nLeft behind by K3s (remove by hand or reboot):");
+        crate::outln!("\nLeft behind by K3s (remove by hand or reboot):");
         for leftover in leftovers {
-            println!("  {leftover}");
+            crate::outln!("  {leftover}");
         }
     }
     if let Some(log) = &context.log_path {
-        println!("\nThe full log is `{}`.", log.display());
+        crate::outln!("\nThe full log is `{}`.", log.display());
     }
 }

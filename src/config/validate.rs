@@ -601,6 +601,7 @@ fn pin_key(value: &str) -> Option<&'static str> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_macros)]
 mod tests {
     use std::collections::BTreeSet;
 

@@ -175,8 +175,51 @@ pub fn diagnose(mut inputs: Inputs) -> report::Report {
     checks.retain(|check| inputs.wants(check.name));
     results.retain(|result| inputs.wants(result.check) || result.outcome != Outcome::Ok);
     results.extend(run_all(checks, limit));
+    for result in &mut results {
+        unseen_is_an_error(result, &inputs.installed_steps);
+    }
     let domain = inputs.domain.as_ref().map(Domain::to_string);
     report::Report::new(domain, results, started.elapsed())
+}
+
+/// The step whose work the check `check` looks at, for the checks that
+/// skip when it is not there.
+fn looks_at(check: &str) -> Option<crate::steps::StepId> {
+    use crate::steps::StepId;
+    match check {
+        "cluster.objects" => Some(StepId::K3s),
+        "mesh.gateway" | "mesh.routes" | "mesh.mtls" => Some(StepId::Istio),
+        "mesh.sidecars" => Some(StepId::Namespace),
+        _ => None,
+    }
+}
+
+/// Doctor never reports health it did not see: a check that could not
+/// look (skipped, timed out) at what a step of the state installed is an
+/// error finding, not a skip.
+fn unseen_is_an_error(result: &mut CheckResult, installed: &[crate::steps::StepId]) {
+    if !matches!(result.outcome, Outcome::Skipped | Outcome::TimedOut) {
+        return;
+    }
+    let Some(step) = looks_at(result.check).filter(|step| installed.contains(step)) else {
+        return;
+    };
+    let why = result.notes.join("; ");
+    let fix = match step {
+        crate::steps::StepId::K3s => "look at K3s: `systemctl status k3s`, `journalctl -u k3s -n 50`, `kubectl get nodes`; `sudo stackinstall install` puts back what is missing".to_string(),
+        _ => format!("`sudo stackinstall install --redo {step}` puts it back; `sudo stackinstall status` shows each step"),
+    };
+    let finding = Finding::error(
+        "installed-not-seen",
+        format!(
+            "the state records the `{step}` step, but `{}` could not look at its work: {why}",
+            result.check
+        ),
+        fix,
+    )
+    .with(format!("checkpoint `{step}` in the state file"));
+    result.outcome = Outcome::Findings;
+    result.findings.push(finding);
 }
 
 /// The cluster and mesh checks over one snapshot.

@@ -95,6 +95,7 @@ pub fn input_steps(step: StepId) -> Vec<StepId> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_macros)]
 mod tests {
     use super::*;
 

@@ -501,9 +501,9 @@ pub fn missing_prerequisites(context: &Context, id: StepId, selection: &Selectio
 }
 
 /// `error`, then each of its causes, on one line, redacted.
-fn causes(error: &EngineError) -> String {
+fn causes(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
-    let mut cause = std::error::Error::source(error);
+    let mut cause = error.source();
     while let Some(error) = cause {
         text.push_str(&format!(": {error}"));
         cause = error.source();
@@ -544,7 +544,10 @@ fn run_step(
                 Status::Failed
             };
             if !error.is_input() {
-                context.change_state(|state| state.record(id, status, fingerprint))?;
+                let reason = Some(causes(&error));
+                context.change_state(|state| {
+                    state.record_ending(id, status, fingerprint, reason.clone())
+                })?;
             }
             Err(EngineError::step(id, error, context))
         }

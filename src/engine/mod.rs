@@ -62,6 +62,27 @@ impl Selection {
         }
     }
 
+    /// The selection resolved, once every step it names is checked to be
+    /// part of the run: a named step that the run would leave out (`--only
+    /// packages` alone, `--redo k3s --skip-infra`) is refused with the
+    /// reason, never accepted to run nothing.
+    pub fn resolve_checked(&self) -> Result<Inclusion, EngineError> {
+        let inclusion = self.resolve();
+        let named = (self.only.iter().map(|id| ("--only", *id)))
+            .chain(self.from.map(|id| ("--from", id)))
+            .chain(self.redo.iter().map(|id| ("--redo", *id)));
+        for (flag, step) in named {
+            if let Some(reason) = inclusion.skip_reason(step) {
+                return Err(EngineError::LeftOut {
+                    flag,
+                    step,
+                    reason: reason.to_string(),
+                });
+            }
+        }
+        Ok(inclusion)
+    }
+
     fn own_reason(&self, id: StepId, decided: &[Option<String>]) -> Option<String> {
         let info = id.info();
         if info.group == Group::Infra && self.skip_infra {
@@ -171,8 +192,31 @@ pub enum EngineError {
         missing: Vec<StepId>,
         log: Option<PathBuf>,
     },
+    #[error("the plan is shown, but step `{step}` ({}) would stop the install", step.info().title)]
+    PlanStops {
+        step: StepId,
+        #[source]
+        error: Box<StepError>,
+    },
+    #[error("{}", left_out_message(flag, *step, reason))]
+    LeftOut {
+        flag: &'static str,
+        step: StepId,
+        reason: String,
+    },
     #[error(transparent)]
     State(#[from] StateError),
+}
+
+/// Why `flag step` names a step the run leaves out for `reason`.
+fn left_out_message(flag: &str, step: StepId, reason: &str) -> String {
+    match step.info().role {
+        crate::steps::Role::ServesDependents => format!(
+            "`{flag} {step}` would run nothing: `{step}` works for the steps that need it ({}), and none of them is part of this run ({reason})",
+            quoted(&graph::dependents(step).collect::<Vec<_>>())
+        ),
+        _ => format!("`{flag} {step}` names a step this run leaves out ({reason})"),
+    }
 }
 
 /// `a`, `b` and `c`, each in backticks.
@@ -212,6 +256,8 @@ impl EngineError {
                 hints.extend(log_hint(log, " (with the error the step ran into)"));
             }
             Self::State(error) => hints.extend(error.hint()),
+            Self::LeftOut { step, reason, .. } => hints.push(Self::left_out_hint(*step, reason)),
+            Self::PlanStops { error, .. } => hints.extend(error.hint()),
             Self::UnknownStep { .. } => {}
         }
         hints
@@ -222,11 +268,31 @@ impl EngineError {
         use crate::error::exit;
         use crate::host::lock::LockError;
         match self {
-            Self::UnknownStep { .. } | Self::MissingPrerequisite { .. } => exit::USAGE,
+            Self::UnknownStep { .. } | Self::MissingPrerequisite { .. } | Self::LeftOut { .. } => {
+                exit::USAGE
+            }
             Self::Interrupted { .. } => exit::INTERRUPTED,
-            Self::StepFailed { error, .. } if error.is_input() => exit::USAGE,
+            Self::StepFailed { error, .. } | Self::PlanStops { error, .. } if error.is_input() => {
+                exit::USAGE
+            }
             Self::State(StateError::Lock(LockError::Held { .. })) => exit::LOCKED,
             _ => exit::FAILED,
+        }
+    }
+
+    /// What the operator can do when the run leaves `step` out.
+    fn left_out_hint(step: StepId, reason: &str) -> String {
+        if step.info().role == crate::steps::Role::ServesDependents {
+            let first = graph::dependents(step).next().map_or("", StepId::name);
+            return format!(
+                "name a step it works for: `--only {step},{first}` (or `--only {first}`, which runs `{step}` for it)"
+            );
+        }
+        match reason {
+            "--skip-infra" | "--skip-db" => {
+                format!("drop {reason}, or leave `{step}` out of --only, --from and --redo")
+            }
+            _ => format!("add `{step}` to --only, or start --from at it or before it"),
         }
     }
 
@@ -258,6 +324,7 @@ impl EngineError {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_macros)]
 mod tests {
     use super::*;
 

@@ -242,7 +242,10 @@ impl Command {
         CommandError::Failed {
             command: self.to_string(),
             status,
-            stderr_tail: tail(&redact(&output.stderr), STDERR_TAIL_LINES),
+            stderr_tail: tail(
+                &without_discovery_noise(&redact(&output.stderr)),
+                STDERR_TAIL_LINES,
+            ),
         }
     }
 
@@ -439,6 +442,19 @@ fn log_output(command: &str, output: &Output, log_stdout: bool) {
     }
 }
 
+/// `text` without client-go's cached-discovery warnings (`memcache.go:
+/// couldn't get current server API group list`, logged by kubectl once per
+/// retry before its own message), when anything else is left: the line
+/// that follows them says the same once. They stay in the log.
+fn without_discovery_noise(text: &str) -> String {
+    let noise = |line: &&str| line.contains("memcache.go:") && line.contains("API group list");
+    let kept: Vec<&str> = text.lines().filter(|line| !noise(line)).collect();
+    if kept.iter().all(|line| line.trim().is_empty()) {
+        return text.to_string();
+    }
+    kept.join("\n")
+}
+
 /// The last `lines` lines of `text`.
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
@@ -533,6 +549,16 @@ mod tests {
             command.to_string(),
             r"kubectl apply -f - 'it'\''s' <(secret on stdin)"
         );
+    }
+
+    #[test]
+    fn discovery_warnings_give_way_to_the_message_after_them() {
+        let warning = "E1206 04:20:00.000000 42 memcache.go:265] couldn't get current server API group list: connection refused";
+        let refused = "The connection to the server 127.0.0.1:6443 was refused";
+        let text = format!("{warning}\n{warning}\n{refused}\n");
+        assert_eq!(without_discovery_noise(&text), refused);
+        // Alone, they are all there is to say.
+        assert_eq!(without_discovery_noise(warning), warning);
     }
 
     #[test]

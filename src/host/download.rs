@@ -198,14 +198,16 @@ fn fetch_blocking(
         .redirect(redirects)
         .user_agent(concat!("stackinstall/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|error| transfer(error.to_string()))?;
+        .map_err(|error| transfer(root_cause(&error)))?;
     let mut response = client
         .get(url)
         .send()
-        .map_err(|error| transfer(error.to_string()))?;
+        .map_err(|error| transfer(root_cause(&error)))?;
     let status = response.status();
     if !status.is_success() {
-        return Err(transfer(format!("the server answered {status}")));
+        return Err(transfer(format!(
+            "HTTP status: the server answered {status}"
+        )));
     }
     let total = response.content_length();
     let mut bytes = Vec::with_capacity(total.unwrap_or(0).min(1 << 30) as usize);
@@ -213,7 +215,7 @@ fn fetch_blocking(
     loop {
         let read = response
             .read(&mut chunk)
-            .map_err(|error| transfer(error.to_string()))?;
+            .map_err(|error| transfer(format!("connection lost while reading: {error}")))?;
         if read == 0 {
             break;
         }
@@ -222,6 +224,53 @@ fn fetch_blocking(
     }
     tracing::info!(target: "download", "got {} bytes from {url}", bytes.len());
     Ok(bytes)
+}
+
+/// What stopped a transfer, by its root cause (name resolution, the
+/// connection, TLS, a timeout) and in the words of the innermost error:
+/// reqwest's own message (`error sending request for url (...)`) names
+/// none of them.
+pub fn root_cause(error: &reqwest::Error) -> String {
+    let mut chain: Vec<String> = Vec::new();
+    let mut tls = false;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        tls |= current.downcast_ref::<rustls::Error>().is_some();
+        // An io::Error's source skips the error it wraps (a TLS error, say).
+        if let Some(inner) = (current.downcast_ref::<std::io::Error>()).and_then(|io| io.get_ref())
+        {
+            tls |= inner.downcast_ref::<rustls::Error>().is_some();
+            chain.push(inner.to_string());
+        }
+        chain.push(current.to_string());
+        source = current.source();
+    }
+    let innermost = chain.last().cloned().unwrap_or_default();
+    let said = |words: &str| (chain.iter()).any(|text| text.to_lowercase().contains(words));
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if tls
+        || [
+            "tls",
+            "handshake",
+            "certificate",
+            "received corrupt message",
+            "alert received",
+        ]
+        .iter()
+        .any(|words| said(words))
+    {
+        "TLS failed"
+    } else if said("dns error") || said("failed to lookup address") {
+        "name resolution failed"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_redirect() {
+        "redirect refused"
+    } else {
+        "transfer failed"
+    };
+    format!("{kind}: {innermost}")
 }
 
 /// The sum of `file` in a sums file (`<hex>  <name>` lines, or one bare hex).

@@ -371,6 +371,7 @@ mod tests {
     }
 }
 #[cfg(test)]
+#[allow(clippy::disallowed_macros)]
 mod set_string_tests {
     use super::set_string;
 

@@ -141,18 +141,20 @@ fn check_systemd(context: &Context) -> Result<Action, StepError> {
         "this host was not booted with systemd (`{}` does not exist)",
         shown.display()
     );
+    let error = StepError::input(
+        message.clone(),
+        "the servers and K3s run as systemd units, started at every boot: install on a host (a VM or a machine, or a container whose PID 1 is systemd) booted with systemd",
+    );
     if context.plan {
         context
             .ui
             .warn(&format!("{message}: the install will stop here"));
+        context.plan_stops_with(error);
         return Ok(Action::check(format!(
             "{message}: NOT BOOTED WITH SYSTEMD, the install will stop here"
         )));
     }
-    Err(StepError::input(
-        message,
-        "the servers and K3s run as systemd units, started at every boot: install on a host (a VM or a machine, or a container whose PID 1 is systemd) booted with systemd",
-    ))
+    Err(error)
 }
 
 fn check_resources(context: &Context) -> Result<Action, StepError> {
@@ -169,25 +171,27 @@ fn check_resources(context: &Context) -> Result<Action, StepError> {
         "{cpus} CPUs (needs {}), {memory} MiB memory (needs {}), {disk} GiB free disk (needs {})",
         needs.cpus, needs.memory_mib, needs.disk_gib
     );
-    if short.contains(&true) && context.plan {
+    if !short.contains(&true) {
+        return Ok(Action::check(format!("resources: {summary}")));
+    }
+    let error = StepError::input(
+        format!(
+            "the host is too small for profile `{}`: {summary}",
+            context.config.name
+        ),
+        "use a bigger machine, or lower `[requirements]` in a --config file if you know it is enough",
+    );
+    if context.plan {
         context.ui.warn(&format!(
             "the host is too small for profile `{}`: the install will stop here",
             context.config.name
         ));
+        context.plan_stops_with(error);
         return Ok(Action::check(format!(
             "resources: {summary}: TOO SMALL, the install will stop here"
         )));
     }
-    if short.contains(&true) {
-        return Err(StepError::input(
-            format!(
-                "the host is too small for profile `{}`: {summary}",
-                context.config.name
-            ),
-            "use a bigger machine, or lower `[requirements]` in a --config file if you know it is enough",
-        ));
-    }
-    Ok(Action::check(format!("resources: {summary}")))
+    Err(error)
 }
 
 /// A port the install needs, the step that serves it, and the programs
@@ -342,17 +346,29 @@ fn check_certificate(context: &Context, domain: &Domain) -> Result<Vec<Action>, 
         ));
     };
     let certificate = read_input(certificate_path, "--ssl-cert")?;
-    let key = read_input(key_path, "--ssl-key")?;
-    let info = certificate::check_pair(&certificate, &key, domain, OffsetDateTime::now_utc()).map_err(|error| {
-        StepError::input(
-            format!(
-                "--ssl-cert `{}` / --ssl-key `{}`: {error}",
-                certificate_path.display(),
-                key_path.display()
-            ),
-            "give a certificate for this domain (a full chain, leaf first) and its own private key, both PEM",
-        )
-    })?;
+    let key = match host::fs::read_bytes(key_path) {
+        // A plan needs no root: the key only root may read is the install's
+        // to check.
+        Err(error)
+            if context.plan
+                && !system::is_root()
+                && error.source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            return plan_without_the_key(context, &certificate, certificate_path, key_path, domain);
+        }
+        _ => read_input(key_path, "--ssl-key")?,
+    };
+    let info = certificate::check_pair(&certificate, &key, domain, OffsetDateTime::now_utc())
+        .map_err(|error| {
+            StepError::input(
+                format!(
+                    "--ssl-cert `{}` / --ssl-key `{}`: {error}",
+                    certificate_path.display(),
+                    key_path.display()
+                ),
+                error.hint(key_path),
+            )
+        })?;
     if info.days_left < EXPIRY_WARNING_DAYS {
         context.ui.warn(&format!(
             "the certificate `{}` expires in {} days ({}): renew it soon",
@@ -365,6 +381,34 @@ fn check_certificate(context: &Context, domain: &Domain) -> Result<Vec<Action>, 
         "certificate {} covers {domain}, matches its key, valid until {}",
         certificate_path.display(),
         info.not_after.date()
+    ))])
+}
+
+/// A plan run without root, whose key only root can read: the certificate
+/// checked alone, and the plan says the key was not.
+fn plan_without_the_key(
+    context: &Context,
+    certificate: &[u8],
+    certificate_path: &Path,
+    key_path: &Path,
+    domain: &Domain,
+) -> Result<Vec<Action>, StepError> {
+    let now = OffsetDateTime::now_utc();
+    let info = certificate::check_certificate(certificate, domain, now).map_err(|error| {
+        StepError::input(
+            format!("--ssl-cert `{}`: {error}", certificate_path.display()),
+            error.hint(key_path),
+        )
+    })?;
+    context.ui.note(&format!(
+        "--ssl-key `{}` is readable by root only: this plan without root skips the key check (the install, as root, makes it)",
+        key_path.display()
+    ));
+    Ok(vec![Action::check(format!(
+        "certificate {} covers {domain}, valid until {}; key {} not checked (root only; the install checks it)",
+        certificate_path.display(),
+        info.not_after.date(),
+        key_path.display()
     ))])
 }
 

@@ -73,6 +73,7 @@ pub fn renewal_files(config: &Config) -> Result<Vec<(String, String)>, RenderErr
 /// What the engine knows of the step.
 pub const INFO: StepInfo = StepInfo {
     rendered: Some(rendered),
+    preflight: Some(check_credentials),
     needs: &[StepId::Namespace],
     inputs_from: &[StepId::Namespace],
     ..StepInfo::new(
@@ -270,4 +271,82 @@ impl Change for Renew {
         tracing::info!("token stamp: {:?}", stamp.annotations());
         Ok(true)
     }
+}
+
+/// Preflight, whenever this step is part of the run: the AWS credentials
+/// the kubelet's provider and the renewal timer will use, asked of every
+/// source the SDK would ask (the environment, root's profile, the instance
+/// role within a short time), before anything changes. None: the install
+/// stops (exit 2) naming the sources tried and the ways to give one; a plan
+/// shows every step and then stops the same way.
+fn check_credentials(context: &Context) -> Result<Option<Action>, StepError> {
+    if !context.included.contains(&StepId::Registry) {
+        return Ok(None);
+    }
+    let found = match crate::ecr::credential_source(&context.config, &context.host)? {
+        // The install itself handles a key found in the environment only
+        // (it asks on a terminal, else stops; `refresh_hours = 0` takes it).
+        source @ crate::ecr::CredentialSource::Profile(_) => source.to_string(),
+        source @ crate::ecr::CredentialSource::EnvironmentOnly => {
+            // A plan without a terminal to ask on stops as the run would.
+            let stops = context.config.registry.refresh_hours != 0 && !crate::ask::can_ask();
+            if context.plan && stops {
+                let profile = crate::ecr::profile_name(&context.config);
+                context.plan_stops_with(crate::ecr::environment_only_error(profile));
+                format!("{source}: the install will stop here")
+            } else {
+                source.to_string()
+            }
+        }
+        crate::ecr::CredentialSource::InstanceRole(profile) => match named_files_hold(&profile) {
+            Some(file) => format!("profile `{profile}` in `{file}`"),
+            None => match crate::ecr::instance_role() {
+                Ok(role) => format!("the instance role `{role}`"),
+                Err(why) => {
+                    let error = StepError::input(
+                        format!(
+                            "no AWS credentials for the `registry` step: tried the environment (no `AWS_ACCESS_KEY_ID`), profile `{profile}` in `/root/.aws/credentials` and `/root/.aws/config` (not there), and the instance role from the EC2 instance metadata ({why})"
+                        ),
+                        crate::ecr::NO_CREDENTIALS_HINT,
+                    );
+                    if !context.plan {
+                        return Err(error);
+                    }
+                    context.ui.warn(
+                        "no AWS credentials for the `registry` step: the install will stop here",
+                    );
+                    context.plan_stops_with(error);
+                    "NONE FOUND, the install will stop here".to_string()
+                }
+            },
+        },
+    };
+    Ok(Some(Action::check(format!(
+        "AWS credentials for the ECR token: {found}"
+    ))))
+}
+
+/// The file named by `AWS_SHARED_CREDENTIALS_FILE` or `AWS_CONFIG_FILE`
+/// (which the SDK reads instead of root's `~/.aws` files) that holds
+/// `profile`, if one does.
+fn named_files_hold(profile: &str) -> Option<String> {
+    let headers = [
+        ("AWS_SHARED_CREDENTIALS_FILE", format!("[{profile}]")),
+        (
+            "AWS_CONFIG_FILE",
+            match profile {
+                "default" => "[default]".to_string(),
+                name => format!("[profile {name}]"),
+            },
+        ),
+    ];
+    headers.into_iter().find_map(|(variable, header)| {
+        let file = std::env::var(variable)
+            .ok()
+            .filter(|file| !file.is_empty())?;
+        let text = std::fs::read_to_string(&file).ok()?;
+        text.lines()
+            .any(|line| line.trim() == header)
+            .then_some(file)
+    })
 }

@@ -486,11 +486,12 @@ fn status_reports_checkpoints_and_health() {
     assert_eq!(credentials["state"], "done");
     assert_eq!(credentials["health"], "ok");
     fs::remove_file(world.path("/etc/stackinstall/credentials.toml")).unwrap();
+    // A done step that is not healthy is trouble: exit 1.
     let assert = world
         .command()
         .args(["status", "--output", "json"])
         .assert()
-        .success();
+        .code(1);
     let status: serde_json::Value = serde_json::from_str(&stdout(&assert)).unwrap();
     let credentials = status["steps"]
         .as_array()
@@ -588,8 +589,25 @@ fn a_password_lost_from_the_file_is_not_silently_replaced() {
         "left as it was"
     );
 
-    // Asked for on purpose: a new mysql password, the others kept.
-    world.install(&["--redo", "mysql"]).success();
+    // Asked for on purpose, but with `mysql` left out of the run (this
+    // world runs `credentials` and `summary` only): a new password in the
+    // file that MySQL would never be given is refused, the file kept.
+    let refused = stderr(&world.install(&["--redo", "mysql"]).code(2));
+    assert!(
+        refused.contains("`--redo mysql` names a step this run leaves out (not in --only)"),
+        "{refused}"
+    );
+    assert_eq!(world.read("/etc/stackinstall/credentials.toml"), cut);
+
+    // Asked for on purpose with `mysql` in the run: a new mysql password,
+    // the others kept (the credentials step runs first and stops the run
+    // at `mysql`, which has no server in this world).
+    world
+        .command()
+        .args(["install", "--domain", DOMAIN, "--self-signed"])
+        .args(["--only", "credentials,mysql", "--redo", "mysql"])
+        .assert()
+        .failure();
     let now: toml::Table =
         toml::from_str(&world.read("/etc/stackinstall/credentials.toml")).unwrap();
     assert!(

@@ -2,7 +2,7 @@
 //! (uv's `crates/uv/tests/it/`), sharing one world builder and one set of
 //! fakes (`support`, `tests/fakes/`). `tests/run-all.sh` runs them with the
 //! test servers; README.md says what runs where.
-#![allow(clippy::disallowed_methods)]
+#![allow(clippy::disallowed_methods, clippy::disallowed_macros)]
 
 mod support;
 
@@ -16,6 +16,7 @@ mod doctor;
 mod export;
 mod inputs;
 mod install;
+mod journeys;
 mod mongodb;
 mod provider;
 mod reliability;

@@ -306,6 +306,7 @@ impl AddSigningKey {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_macros)]
 mod tests {
     use super::*;
 

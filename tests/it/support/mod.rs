@@ -15,4 +15,4 @@ pub use output::{
     StepLine, bundle_entries, error_report, finished_steps, json, outcomes, plan_lines, report,
     started_steps, stderr, stdout, step_line, step_times,
 };
-pub use world::{Action, Call, Config, DOMAIN, Rule, World, os, walk};
+pub use world::{Action, Call, Config, DOMAIN, Rule, World, os, walk, walk_directories};

@@ -292,6 +292,10 @@ impl World {
             ("PATH", path.as_str()),
             ("HOME", "/root"),
             ("NO_COLOR", "1"),
+            // The instance metadata service the install asks for an
+            // instance role: a port on 127.0.0.1 where nothing listens (a
+            // test never sends anything to 169.254.169.254).
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9"),
             ("STACKINSTALL_ROOT", &self.root.display().to_string()),
             ("STACKINSTALL_REQUIREMENTS__CPUS", "1"),
             ("STACKINSTALL_REQUIREMENTS__MEMORY_MIB", "256"),
@@ -352,6 +356,18 @@ pub fn walk(dir: &Path) -> Vec<PathBuf> {
     }
     files.sort();
     files
+}
+
+/// Every directory below `dir` (links not followed).
+pub fn walk_directories(dir: &Path) -> Vec<PathBuf> {
+    let mut directories = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+            directories.push(entry.path());
+            directories.extend(walk_directories(&entry.path()));
+        }
+    }
+    directories
 }
 
 /// The fake programs' binary, `stackinstall-fake` in the target

@@ -19,6 +19,16 @@ use crate::{Fake, Reply};
 /// What kubectl prints when nothing listens on the API server's port.
 pub const REFUSED: &str = "The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?\n";
 
+/// What client-go's cached discovery (`k8s.io/client-go/discovery/cached/
+/// memory/memcache.go`) logs through klog before that, once per attempt,
+/// for the verbs that map resource names (get, apply, delete, describe,
+/// wait, rollout): kubectl 1.29 with the API server down prints five such
+/// lines, then `REFUSED`.
+fn discovery_warnings() -> String {
+    let line = "E1206 04:20:00.000000    4242 memcache.go:265] couldn't get current server API group list: Get \"https://127.0.0.1:6443/api?timeout=32s\": dial tcp 127.0.0.1:6443: connect: connection refused\n";
+    line.repeat(5)
+}
+
 const GLOBAL_VALUES: &[&[&str]] = &[
     &["-n", "--namespace"],
     &["--kubeconfig"],
@@ -101,7 +111,7 @@ pub fn run(fake: &Fake) -> Reply {
         return version(fake, &cluster, &parsed);
     }
     if !cluster.up() {
-        return Reply::fail(1, REFUSED);
+        return Reply::fail(1, format!("{}{REFUSED}", discovery_warnings()));
     }
     let namespace = parsed.value("-n").unwrap_or("default");
     match verb.as_str() {
