@@ -370,3 +370,48 @@ pub fn action_lines<'a>(actions: impl IntoIterator<Item = (&'a str, &'a str)>) -
         .map(|(kind, detail)| format!("      {kind:<10} {detail}\n"))
         .collect()
 }
+
+/// `at` as a date and how far it is from `now`, for a person:
+/// `2021-01-01 00:00:00 UTC, 2164 days ago`, `2026-12-06 16:20:00 UTC, in
+/// 11h40m` (never `OffsetDateTime`'s `2021-01-01 0:00:00.0 +00:00:00`).
+pub fn moment(at: time::OffsetDateTime, now: time::OffsetDateTime) -> String {
+    let at = at.to_offset(time::UtcOffset::UTC);
+    let shown = format!(
+        "{} {:02}:{:02}:{:02} UTC",
+        at.date(),
+        at.hour(),
+        at.minute(),
+        at.second()
+    );
+    let distance = (at - now).abs();
+    let span = match distance.whole_days() {
+        days if days >= 2 => format!("{days} days"),
+        _ => format!(
+            "{}h{:02}m",
+            distance.whole_hours(),
+            distance.whole_minutes() % 60
+        ),
+    };
+    match at < now {
+        true => format!("{shown}, {span} ago"),
+        false => format!("{shown}, in {span}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    #[test]
+    fn moments_read_as_dates() {
+        let now = datetime!(2026-12-06 04:20:00 UTC);
+        assert_eq!(
+            super::moment(datetime!(2021-01-01 00:00:00 UTC), now),
+            "2021-01-01 00:00:00 UTC, 2165 days ago"
+        );
+        assert_eq!(
+            super::moment(datetime!(2026-12-06 16:00:00 UTC), now),
+            "2026-12-06 16:00:00 UTC, in 11h40m"
+        );
+    }
+}

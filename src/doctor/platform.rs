@@ -297,8 +297,8 @@ pub fn registry(inputs: &Inputs) -> Checked {
         Ok(None) => found.findings.push(Finding::error("registry-token", format!("the pull Secret `{secret}` is missing or has no token stamp: images cannot be pulled"), refresh)),
         Ok(Some(stamp)) => {
             let now = OffsetDateTime::now_utc();
-            let age = (now - stamp.fetched_at).whole_minutes();
-            let evidence = format!("Secret {secret}: token fetched {} ({}h{:02}m ago), expires {}", stamp.fetched_at, age / 60, age % 60, stamp.expires_at);
+            let moment = |at| crate::ui::moment(at, now);
+            let evidence = format!("Secret {secret}: token fetched {}, expires {}", moment(stamp.fetched_at), moment(stamp.expires_at));
             found.notes.push(evidence.clone());
             if stamp.is_expired(now) {
                 found.findings.push(Finding::error("registry-token", format!("the ECR token in `{secret}` has expired: new pods cannot pull (`no basic auth credentials`)"), refresh).with(evidence));

@@ -55,11 +55,14 @@ pub fn certificate(inputs: &Inputs) -> Checked {
     let pem = host::fs::read_bytes(path).map_err(|error| error.to_string())?;
     let der = leaf(&pem).ok_or_else(|| format!("`{}` holds no PEM certificate", path.display()))?;
     let expiry = not_after(&der).ok_or_else(|| format!("`{}` cannot be parsed", path.display()))?;
-    let days_left = (expiry - OffsetDateTime::now_utc()).whole_days();
+    let now = OffsetDateTime::now_utc();
+    let days_left = (expiry - now).whole_days();
     let mut found = Found::default();
+    let verb = if expiry < now { "expired" } else { "expires" };
     let evidence = format!(
-        "`{}`: expires {expiry}, {days_left} days left, sha256 {}",
+        "`{}`: {verb} {}, sha256 {}",
         path.display(),
+        crate::ui::moment(expiry, now),
         fingerprint(&der)
     );
     let renew = "install a renewed certificate: `sudo stackinstall install --ssl-cert FILE --ssl-key FILE` (a self-signed one: `sudo stackinstall install --self-signed --redo tls`)";
@@ -103,7 +106,7 @@ pub fn certificate(inputs: &Inputs) -> Checked {
                             format!(
                                 "sha256 {}, expires {}",
                                 fingerprint(s),
-                                not_after(s).map_or("?".into(), |t| t.to_string())
+                                not_after(s).map_or("?".into(), |t| crate::ui::moment(t, now))
                             )
                         });
                 found.findings.push(

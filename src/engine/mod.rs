@@ -68,7 +68,15 @@ impl Selection {
     /// reason, never accepted to run nothing.
     pub fn resolve_checked(&self) -> Result<Inclusion, EngineError> {
         let inclusion = self.resolve();
-        let named = (self.only.iter().map(|id| ("--only", *id)))
+        // Of --only's steps, those a skip switch leaves out may go (the
+        // run says so) while others run; not all of them, nor a step that
+        // serves others and would have none to serve.
+        let left_out = |id: &StepId| !inclusion.includes(*id);
+        let only_runs_some = !self.only.iter().all(left_out);
+        let only = (self.only.iter())
+            .filter(|id| !only_runs_some || id.info().role == crate::steps::Role::ServesDependents)
+            .map(|id| ("--only", *id));
+        let named = only
             .chain(self.from.map(|id| ("--from", id)))
             .chain(self.redo.iter().map(|id| ("--redo", *id)));
         for (flag, step) in named {

@@ -964,8 +964,8 @@ impl DamagedCase {
     /// no credentials file anywhere else, no new password in any file.
     fn check_credentials(&self) -> Result<(), String> {
         let before = self.world.files(true);
-        // The step is not healthy (and failed, once the install ran): exit 1.
-        let (report, _) = self.run(&strings(&["status", "--output", "json"]), 1)?;
+        // Done, not healthy (shown, not counted): exit 0.
+        let (report, _) = self.run(&strings(&["status", "--output", "json"]), 0)?;
         let report: serde_json::Value = serde_json::from_str(&report).map_err(|e| e.to_string())?;
         let step = report["steps"]
             .as_array()
