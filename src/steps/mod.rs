@@ -242,9 +242,9 @@ pub trait Step: Sync {
     }
 }
 
-/// Tells systemd's reader the units of the stack (the servers', K3s's and
-/// the renewal timer's), so that the run's first look at any of them reads
-/// them all in one `systemctl show`.
+/// Tells systemd's reader the units of the stack (the servers', K3s's,
+/// the renewal timer's and the export's bind mount's), so that the run's
+/// first look at any of them reads them all in one `systemctl show`.
 pub fn expect_stack_units(context: &Context) {
     crate::host::service::expect([
         mysql::unit_for(context),
@@ -253,5 +253,6 @@ pub fn expect_stack_units(context: &Context) {
         nfs::UNIT.to_string(),
         "k3s".to_string(),
         registry::TIMER.to_string(),
+        crate::host::service::mount_unit(&context.config.nfs.path),
     ]);
 }

@@ -570,6 +570,7 @@ fn journeys() -> Vec<Journey> {
             shown: Shown::StderrOfLanes,
             exit: 1,
             disk: Disk::Only(&[
+                "/etc/rancher/k3s/config.yaml",
                 "/usr/local/bin/stackinstall",
                 "/var/lib/rancher/credentialprovider/",
                 "/var/lib/stackinstall/",
