@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod ask;
+pub mod backup;
 pub mod certificate;
 pub mod cli;
 pub mod commands;

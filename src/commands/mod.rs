@@ -1,5 +1,6 @@
 //! One file per subcommand.
 
+pub mod backup;
 pub mod credentials;
 pub mod doctor;
 pub mod ecr_credential_provider;

@@ -137,6 +137,8 @@ const RULES: &[(&str, Check)] = &[
     ("downloads.require_pins", Switch),
     ("downloads.pins.*.sha256", Text(sha256)),
     ("downloads.pins.*.source", Exempt("shown in the plan")),
+    ("backup.directory", Text(absolute)),
+    ("backup.key_file", Text(absolute)),
     ("install.domain", Typed),
     ("install.ssl_cert", Exempt("read by stackinstall itself")),
     ("install.ssl_key", Exempt("read by stackinstall itself")),

@@ -7,6 +7,7 @@
 mod support;
 
 mod application;
+mod backup;
 mod boxes;
 mod cli;
 mod cluster;

@@ -48,6 +48,10 @@ pub fn exportfs(fake: &Fake) -> Reply {
     )
 }
 
+/// The server token the fake K3s writes (one value: the worlds' files
+/// are compared with each other).
+pub const K3S_TOKEN: &str = "K10f4c3e1b2a5d6978877665544332211ffeeddccbbaa99887766554433221100::server:5e3c7a1d9b2f4e6a8c0d1f3b5a7e9c2d";
+
 /// K3s's install script, run with `INSTALL_K3S_SKIP_DOWNLOAD=true`: makes
 /// and starts the `k3s` unit, writes `k3s-uninstall.sh`, and K3s writes its
 /// kubeconfig `/etc/rancher/k3s/k3s.yaml` with the mode of
@@ -74,6 +78,23 @@ pub fn k3s_install(fake: &Fake) -> Reply {
             active: true,
         },
     );
+    // The server writes its token and, without `--cluster-init`, kine's
+    // SQLite datastore (k3s-io/k3s `pkg/cluster/bootstrap.go`,
+    // `pkg/cluster/managed.go`): a restart keeps both.
+    let server = fake.host_path("/var/lib/rancher/k3s/server");
+    std::fs::create_dir_all(server.join("db")).unwrap();
+    if !server.join("token").exists() {
+        std::fs::write(server.join("token"), format!("{K3S_TOKEN}\n")).unwrap();
+        std::fs::set_permissions(server.join("token"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+    }
+    if !server.join("db/state.db").exists() {
+        std::fs::write(
+            server.join("db/state.db"),
+            b"SQLite format 3\0 (the fake cluster's datastore)\n",
+        )
+        .unwrap();
+    }
     let script = fake.host_path("/usr/local/bin/k3s-uninstall.sh");
     std::fs::create_dir_all(script.parent().unwrap()).unwrap();
     std::fs::write(&script, "#!/bin/sh\nexec k3s-uninstall \"$@\"\n").unwrap();
@@ -100,6 +121,7 @@ pub fn k3s_install(fake: &Fake) -> Reply {
 pub fn k3s_uninstall(fake: &Fake) -> Reply {
     Units::load(fake).remove(fake, "k3s");
     let _ = std::fs::remove_dir_all(fake.host_path("/etc/rancher/k3s"));
+    let _ = std::fs::remove_dir_all(fake.host_path("/var/lib/rancher/k3s"));
     let _ = std::fs::remove_file(fake.host_path("/usr/local/bin/k3s-uninstall.sh"));
     Reply::ok()
 }
