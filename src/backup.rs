@@ -14,6 +14,7 @@
 //! file is pure: building, reading and checking the bytes.
 
 pub mod members;
+pub mod restore;
 
 use std::io::{Read, Write};
 

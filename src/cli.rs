@@ -89,6 +89,9 @@ pub enum Command {
     /// release values, K3s datastore and token and the databases, encrypted
     /// with age; `--verify FILE` checks one
     Backup(BackupArgs),
+    /// Put a backup back on this host (the same or a fresh one): files, K3s's
+    /// datastore and the databases, then converge with the install
+    Restore(RestoreArgs),
     /// The kubelet's image credential provider: a CredentialProviderRequest on
     /// stdin, a CredentialProviderResponse with an ECR token on stdout
     EcrCredentialProvider(EcrCredentialProviderArgs),
@@ -241,6 +244,20 @@ pub struct BackupArgs {
     /// Check the archive FILE against its manifest (decrypting it first); change nothing
     #[arg(long, value_name = "FILE")]
     pub verify: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The archive `stackinstall backup` wrote
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Do not ask for confirmation (needed without a terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 
     #[command(flatten)]
     pub config: ConfigArgs,

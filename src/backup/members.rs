@@ -62,6 +62,7 @@ pub fn collect(context: &Context) -> Result<(Vec<Entry>, Vec<LeftOut>), StepErro
             )
         })?);
     }
+    entries.push(config_entry(context, &entries)?);
     Ok((entries, left_out))
 }
 
@@ -83,18 +84,66 @@ fn own_files(context: &Context) -> Result<Vec<Entry>, StepError> {
             entries.push(Entry::new(name, what, bytes));
         }
     }
-    let config = toml::to_string(&context.config).map_err(|error| {
+    Ok(entries)
+}
+
+/// The effective configuration, with what the install was run for that
+/// only its flags said: the domain (the live Gateway's HTTPS host) and
+/// whether the certificate is the self-signed one.
+fn config_entry(context: &Context, entries: &[Entry]) -> Result<Entry, StepError> {
+    let mut config = context.config.clone();
+    if config.install.domain.is_none() {
+        config.install.domain =
+            gateway_domain(context).and_then(|domain| crate::config::Domain::parse(&domain).ok());
+    }
+    let certificate = (entries.iter()).find(|entry| entry.name == TLS_CERTIFICATE);
+    let self_signed = context
+        .host
+        .path(crate::context::SELF_SIGNED_DIR)
+        .join("tls.crt");
+    if let Some(certificate) = certificate
+        && host::backup::read_member(&self_signed)?.as_deref() == Some(&certificate.bytes[..])
+    {
+        config.install.self_signed = true;
+        config.install.ssl_cert = None;
+        config.install.ssl_key = None;
+    }
+    let text = toml::to_string(&config).map_err(|error| {
         StepError::failed(
             format!("cannot write the configuration as TOML: {error}"),
             "report this: the configuration type cannot be serialized",
         )
     })?;
-    entries.push(Entry::new(
+    Ok(Entry::new(
         CONFIG,
-        "the effective configuration",
-        config.into_bytes(),
-    ));
-    Ok(entries)
+        "the effective configuration (with the installed domain)",
+        text.into_bytes(),
+    ))
+}
+
+/// The host of the profile's Gateway's HTTPS server, when it is there.
+fn gateway_domain(context: &Context) -> Option<String> {
+    let config = &context.config;
+    let output = kube::kubectl([
+        "get",
+        "gateways.networking.istio.io",
+        &config.istio.gateway,
+        "-n",
+        &config.cluster.namespace,
+        "-o",
+        "json",
+    ])
+    .run()
+    .ok()?;
+    let gateway: serde_json::Value = serde_json::from_str(&output.stdout).ok()?;
+    (gateway["spec"]["servers"].as_array()?.iter())
+        .filter(|server| server["port"]["protocol"] == "HTTPS")
+        .flat_map(|server| server["hosts"].as_array().cloned().unwrap_or_default())
+        .filter_map(|host| {
+            host.as_str()
+                .map(|h| h.rsplit('/').next().unwrap_or(h).to_string())
+        })
+        .find(|host| !host.contains('*'))
 }
 
 /// The pair as the cluster holds it (the application namespace's Secret),

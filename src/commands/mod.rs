@@ -7,6 +7,7 @@ pub mod ecr_credential_provider;
 pub mod ecr_refresh;
 pub mod install;
 pub mod render;
+pub mod restore;
 pub mod status;
 pub mod uninstall;
 

@@ -149,3 +149,73 @@ pub enum BackupError {
     #[error("{0}")]
     Missing(String),
 }
+
+/// Writes a file the restore puts back (mode `mode`, atomically), its
+/// directory made root-only when `private` (`/etc/stackinstall`).
+pub fn restore_file(path: &Path, bytes: &[u8], mode: u32, private: bool) -> Result<(), FileError> {
+    if private && let Some(dir) = path.parent() {
+        ensure_private_dir(dir)?;
+    }
+    write_atomic(path, bytes, mode)
+}
+
+/// Puts K3s's SQLite datastore back, with K3s stopped (K3s's "Backup and
+/// Restore" for SQLite: replace `server/db`, with the token): a write-ahead
+/// log the archive does not hold is removed (it belongs to the database
+/// being replaced); K3s is started again.
+pub fn k3s_sqlite_restore(host: &Host, files: &[(String, Vec<u8>)]) -> Result<(), BackupError> {
+    service::stop("k3s").run()?;
+    let db = host.path(K3S_SERVER).join("db");
+    for name in K3S_SQLITE {
+        if !files.iter().any(|(file, _)| file == name) {
+            super::fs::remove_file(&db.join(name))?;
+        }
+    }
+    for (name, bytes) in files {
+        write_atomic(&db.join(name), bytes, 0o600)?;
+    }
+    service::start("k3s").run()?;
+    Ok(())
+}
+
+/// Restores K3s's etcd from `snapshot` with K3s's own cluster reset
+/// (`k3s server --cluster-reset --cluster-reset-restore-path=FILE`, the
+/// token from its file, never in argv), K3s stopped meanwhile; the
+/// snapshot is staged root-only in `work_dir` and removed.
+pub fn k3s_etcd_restore(host: &Host, work_dir: &Path, snapshot: &[u8]) -> Result<(), BackupError> {
+    ensure_private_dir(work_dir)?;
+    let staged = work_dir.join("restore-snapshot");
+    write_atomic(&staged, snapshot, 0o600)?;
+    service::stop("k3s").run()?;
+    let token = host.path(K3S_TOKEN).display().to_string();
+    let reset = Command::new("k3s")
+        .args([
+            "server".to_string(),
+            "--cluster-reset".into(),
+            format!("--cluster-reset-restore-path={}", staged.display()),
+            format!("--token-file={token}"),
+        ])
+        .timeout(DUMP_TIMEOUT)
+        .run();
+    super::fs::remove_file(&staged)?;
+    reset?;
+    service::start("k3s").run()?;
+    Ok(())
+}
+
+/// Replays a dump of `mysql_dump` as root through `socket` (`mariadb`
+/// where it is installed, else `mysql`); the dump goes on stdin.
+pub fn mysql_import(socket: &str, dump: &str) -> Result<(), BackupError> {
+    let import = |program: &str| {
+        Command::new(program)
+            .args([format!("--socket={socket}"), "--user=root".into()])
+            .stdin_text(dump)
+            .timeout(DUMP_TIMEOUT)
+            .run()
+    };
+    match import("mariadb") {
+        Err(CommandError::NotFound { .. }) => import("mysql")?,
+        other => other?,
+    };
+    Ok(())
+}

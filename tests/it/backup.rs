@@ -346,3 +346,256 @@ fn exit_code(mut session: rexpect::session::PtySession) -> (i32, String) {
         other => panic!("ended by {other:?}:\n{rest}"),
     }
 }
+
+/// The accounts' rows of `USER_app` as root.
+fn rows_of(user: &str) -> Vec<String> {
+    block_on(async {
+        use sqlx::Row;
+        let mut connection = servers::mysql_root().await;
+        let query = format!("SELECT name FROM `{user}_app`.accounts ORDER BY id");
+        match sqlx::query(&query).fetch_all(&mut connection).await {
+            Ok(rows) => rows.iter().map(|row| row.get::<String, _>(0)).collect(),
+            Err(_) => Vec::new(),
+        }
+    })
+}
+
+/// The notes of the documents in `USER_data.tickets`.
+fn notes_of(user: &str) -> Vec<String> {
+    let admin = setting("STACKINSTALL_TEST_MONGODB_ADMIN_USER");
+    let password = setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD");
+    block_on(async {
+        use futures_util_free::collect;
+        let client = servers::mongodb_client(Some((&admin, &password)));
+        let collection = client
+            .database(&format!("{user}_data"))
+            .collection::<mongodb::bson::Document>("tickets");
+        collect(collection.find(mongodb::bson::doc! {}).await.unwrap()).await
+    })
+}
+
+/// A cursor's documents' notes, without a stream combinator crate.
+mod futures_util_free {
+    pub async fn collect(mut cursor: mongodb::Cursor<mongodb::bson::Document>) -> Vec<String> {
+        let mut notes = Vec::new();
+        while cursor.advance().await.unwrap() {
+            let document = cursor.deserialize_current().unwrap();
+            notes.push(document.get_str("note").unwrap_or_default().to_string());
+        }
+        notes
+    }
+}
+
+/// The password of `service` in the world's credentials file.
+fn password_of(world: &World, service: &str) -> String {
+    let credentials: toml::Table =
+        toml::from_str(&world.read("/etc/stackinstall/credentials.toml")).unwrap();
+    credentials[service]["password"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_restore_onto_an_empty_root_brings_the_data_back_and_a_rerun_changes_nothing() {
+    let (world, user, key) = installed_world("restore");
+    let (archive, _, _) = take_backup(&world, "host.tar.gz.age", &[]);
+    // The host is lost, and its data with it.
+    mysql_as_root(&[
+        format!("DELETE FROM `{user}_app`.accounts"),
+        format!("DROP USER IF EXISTS '{user}'@'%'"),
+    ]);
+    block_on(async {
+        let admin = setting("STACKINSTALL_TEST_MONGODB_ADMIN_USER");
+        let password = setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD");
+        let client = servers::mongodb_client(Some((&admin, &password)));
+        client
+            .database(&format!("{user}_data"))
+            .drop()
+            .await
+            .unwrap();
+    });
+    servers::rabbitmqctl(&["delete_user", &user], "");
+    assert!(rows_of(&user).is_empty() && notes_of(&user).is_empty());
+
+    // A fresh root with the same servers' settings and the backup's key.
+    let mut fresh = quick_full_world(&user);
+    fresh.write(KEY_FILE, key.expose());
+    std::fs::set_permissions(fresh.path(KEY_FILE), std::fs::Permissions::from_mode(0o600)).unwrap();
+    fresh.set_env("STACKINSTALL_BACKUP__KEY_FILE", KEY_FILE);
+    let restore = fresh
+        .command()
+        .args(["restore", "--yes"])
+        .arg(&archive)
+        .assert();
+    let said = stderr(&restore);
+    assert!(restore.get_output().status.success(), "{said}");
+    assert_eq!(
+        fresh.read("/etc/stackinstall/credentials.toml"),
+        world.read("/etc/stackinstall/credentials.toml")
+    );
+    assert_eq!(
+        fresh.read("/etc/stackinstall/tls/tls.key"),
+        world.read("/etc/stackinstall/tls/tls.key")
+    );
+    assert_eq!(
+        fresh.read("/var/lib/rancher/k3s/server/db/state.db"),
+        world.read("/var/lib/rancher/k3s/server/db/state.db")
+    );
+    assert_eq!(rows_of(&user), vec![format!("row-of-{user}")]);
+    assert_eq!(notes_of(&user), vec![format!("document-of-{user}")]);
+    servers::amqp_login(&user, &password_of(&fresh, "rabbitmq")).expect("RabbitMQ login");
+    let mysql_password = password_of(&fresh, "mysql");
+    block_on(async {
+        use sqlx::Connection;
+        let options = sqlx::mysql::MySqlConnectOptions::new()
+            .host("127.0.0.1")
+            .port(setting("STACKINSTALL_TEST_MYSQL_PORT").parse().unwrap())
+            .username(&user)
+            .password(&mysql_password);
+        sqlx::mysql::MySqlConnection::connect_with(&options)
+            .await
+            .expect("MySQL login with the restored password");
+    });
+    assert!(fresh.k3s_running());
+
+    // A re-run with the restored configuration changes nothing.
+    let rerun = fresh
+        .command()
+        .args(["install", "--yes", "--output", "json", "--config"])
+        .arg(fresh.path("/etc/stackinstall/config.toml"))
+        .assert()
+        .success();
+    let outcomes = crate::support::outcomes(&rerun);
+    let changed: Vec<_> = (outcomes.iter())
+        .filter(|(_, result)| *result == "changed")
+        .collect();
+    assert!(changed.is_empty(), "the re-run changed {changed:?}");
+    report(&format!(
+        "restore: onto an empty root, the row, the document, the RabbitMQ and MySQL logins back; a re-run: {} steps, none changed",
+        outcomes.len()
+    ));
+}
+
+#[test]
+fn a_restore_is_refused_before_any_change_for_another_profile_a_newer_stackinstall_or_a_changed_member()
+ {
+    let world = World::engine();
+    world.install(&["--only", "credentials", "--yes"]).success();
+    let entries = vec![backup::Entry::new(
+        members::CREDENTIALS,
+        "the credentials file",
+        b"[mysql]\nusername = \"x\"\npassword = \"from-the-backup-0123456789\"\n".to_vec(),
+    )];
+    let good = backup::manifest_of("stackbill-poc", &entries, Vec::new());
+    let cases: Vec<(&str, backup::Manifest, Vec<backup::Entry>, i32, &str)> = vec![
+        (
+            "another profile",
+            backup::Manifest {
+                profile: "other-app".into(),
+                ..good.clone()
+            },
+            entries.clone(),
+            2,
+            "pass `--profile other-app`",
+        ),
+        (
+            "a newer stackinstall",
+            backup::Manifest {
+                stackinstall: "99.0.0".into(),
+                ..good.clone()
+            },
+            entries.clone(),
+            2,
+            "restore it with stackinstall 99.0.0 or newer",
+        ),
+        (
+            "a changed member",
+            good.clone(),
+            vec![backup::Entry::new(
+                members::CREDENTIALS,
+                "x",
+                b"[mysql]\npassword = \"mallory\"\n".to_vec(),
+            )],
+            1,
+            "member `stackinstall/credentials.toml` does not match the manifest",
+        ),
+    ];
+    for (case, manifest, entries, code, words) in cases {
+        let before = world.files(true);
+        let file = world.dir.path().join("refused.tar.gz");
+        std::fs::write(
+            &file,
+            backup::pack(&manifest, &entries, &Protection::None).unwrap(),
+        )
+        .unwrap();
+        let assert = world
+            .command()
+            .args(["restore", "--yes"])
+            .arg(&file)
+            .assert()
+            .code(code);
+        let said = stderr(&assert);
+        assert!(said.contains(words), "{case}: {said}");
+        assert_eq!(
+            world.files(true),
+            before,
+            "{case}: the restore changed files"
+        );
+    }
+    report(
+        "restore: another profile, a newer stackinstall and a changed member refused, no file changed",
+    );
+}
+
+#[test]
+fn an_etcd_datastore_is_snapshotted_by_k3s_and_reset_from_the_snapshot() {
+    let (world, _user, _key) = installed_world("etcd");
+    world.fake("k3s");
+    let etcd = "/var/lib/rancher/k3s/server/db/etcd/member/snap/db";
+    world.write(etcd, "etcd data at the backup\n");
+    world.clear_calls();
+    let (archive, _, _) = take_backup(&world, "etcd.tar.gz.age", &[]);
+    let systemctl = world.lines_of("systemctl");
+    assert!(
+        !systemctl.iter().any(|line| line.contains("stop k3s")),
+        "K3s is not stopped for an etcd snapshot: {systemctl:?}"
+    );
+    let k3s = world.lines_of("k3s");
+    assert!(
+        k3s.iter().any(|line| line.contains("etcd-snapshot save")),
+        "{k3s:?}"
+    );
+    let snapshots = world.path("/var/lib/stackinstall/backups/.work");
+    assert_eq!(
+        std::fs::read_dir(&snapshots).unwrap().count(),
+        0,
+        "the snapshot is removed"
+    );
+
+    world.write(etcd, "etcd data changed after the backup\n");
+    world.clear_calls();
+    let restore = world
+        .command()
+        .args(["restore", "--yes"])
+        .arg(&archive)
+        .assert();
+    assert!(
+        restore.get_output().status.success(),
+        "{}",
+        stderr(&restore)
+    );
+    assert_eq!(world.read(etcd), "etcd data at the backup\n");
+    let k3s = world.lines_of("k3s");
+    let reset = k3s
+        .iter()
+        .find(|line| line.contains("--cluster-reset"))
+        .expect("a cluster reset");
+    assert!(reset.contains("--token-file="), "{reset}");
+    let token = world.read("/var/lib/rancher/k3s/server/token");
+    assert!(!reset.contains(token.trim()), "the token is in argv");
+    assert!(world.k3s_running());
+    report(
+        "restore: etcd snapshot by `k3s etcd-snapshot save` (K3s not stopped), reset with `k3s server --cluster-reset` (token from its file)",
+    );
+}

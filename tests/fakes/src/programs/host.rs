@@ -172,3 +172,116 @@ pub fn iptables_save(fake: &Fake) -> Reply {
     text.push_str("COMMIT\n");
     Reply::out(text)
 }
+
+/// Where the fake's embedded etcd keeps its data (K3s:
+/// `server/db/etcd/member/snap/db`, bbolt): present only when K3s runs
+/// etcd, which the test sets up by writing it.
+const ETCD_DATA: &str = "/var/lib/rancher/k3s/server/db/etcd/member/snap/db";
+
+/// `k3s` (k3s-io/k3s `pkg/cli/cmds/etcd_snapshot.go`, `server.go`;
+/// docs.k3s.io "etcd-snapshot" and "Backup and Restore"):
+/// `etcd-snapshot save [--name NAME] [--dir DIR]` writes the etcd data as
+/// `DIR/NAME-NODE-TIMESTAMP` (`NAME` defaults to `on-demand`, `DIR` to
+/// `server/db/snapshots`), and fails as K3s does without etcd;
+/// `server --cluster-reset --cluster-reset-restore-path=FILE` (K3s
+/// stopped, the token from `--token` or `--token-file`) puts a snapshot
+/// back and exits, as K3s does once the reset is done.
+pub fn k3s(fake: &Fake) -> Reply {
+    const SPEC: Spec = Spec {
+        values: &[
+            &["--name"],
+            &["--dir", "--etcd-snapshot-dir"],
+            &["--cluster-reset-restore-path"],
+            &["--token-file"],
+            &["-t", "--token"],
+        ],
+        switches: &[&["--cluster-reset"]],
+    };
+    let parsed = match flags::parse(&fake.args, &SPEC) {
+        Ok(parsed) => parsed,
+        Err(Refused::Unknown(flag) | Refused::Shorthand(_, flag) | Refused::MissingValue(flag)) => {
+            return Reply::fail(
+                1,
+                format!(
+                    "Incorrect Usage: flag provided but not defined: -{}\n",
+                    flag.trim_start_matches('-')
+                ),
+            );
+        }
+    };
+    let words: Vec<&str> = parsed.positional.iter().map(String::as_str).collect();
+    let etcd = fake.host_path(ETCD_DATA);
+    match words.as_slice() {
+        ["etcd-snapshot", "save"] => {
+            let Ok(data) = std::fs::read(&etcd) else {
+                return Reply::fail(
+                    1,
+                    "time=\"2024-01-01T00:00:00Z\" level=fatal msg=\"etcd datastore disabled\"\n",
+                );
+            };
+            let name = parsed.value("--name").unwrap_or("on-demand");
+            let dir = parsed.value("--dir").map_or_else(
+                || fake.host_path("/var/lib/rancher/k3s/server/db/snapshots"),
+                std::path::PathBuf::from,
+            );
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs());
+            let _ = std::fs::create_dir_all(&dir);
+            let file = dir.join(format!("{name}-fakehost-{stamp}"));
+            std::fs::write(&file, data).unwrap();
+            Reply {
+                code: 0,
+                stdout: String::new(),
+                stderr: format!("level=info msg=\"Snapshot {} saved.\"\n", file.display()),
+            }
+        }
+        ["server"] if parsed.switch("--cluster-reset") => {
+            if Units::load(fake)
+                .get(fake, "k3s")
+                .is_some_and(|unit| unit.active)
+            {
+                return Reply::fail(
+                    1,
+                    "level=fatal msg=\"starting kubernetes: preparing server: init cluster datastore and https: listen tcp :6443: bind: address already in use\"\n",
+                );
+            }
+            let token = match (parsed.value("--token-file"), parsed.value("-t")) {
+                (Some(file), _) => std::fs::read_to_string(file).unwrap_or_default(),
+                (None, Some(token)) => token.to_string(),
+                (None, None) => String::new(),
+            };
+            if token.trim().is_empty() {
+                return Reply::fail(
+                    1,
+                    "level=fatal msg=\"starting kubernetes: preparing server: token is required when restoring a snapshot\"\n",
+                );
+            }
+            let Some(path) = parsed.value("--cluster-reset-restore-path") else {
+                return Reply::fail(
+                    1,
+                    "this fake resets a cluster from a snapshot only (--cluster-reset-restore-path)\n",
+                );
+            };
+            let Ok(snapshot) = std::fs::read(path) else {
+                return Reply::fail(
+                    1,
+                    format!(
+                        "level=fatal msg=\"starting kubernetes: preparing server: open {path}: no such file or directory\"\n"
+                    ),
+                );
+            };
+            std::fs::create_dir_all(etcd.parent().unwrap()).unwrap();
+            std::fs::write(&etcd, snapshot).unwrap();
+            Reply {
+                code: 0,
+                stdout: String::new(),
+                stderr: "level=info msg=\"Managed etcd cluster membership has been reset, restart without --cluster-reset flag now. Backup and delete ${datadir}/server/db on each peer etcd server and rejoin the nodes\"\n".into(),
+            }
+        }
+        _ => Reply::fail(
+            1,
+            format!("this fake does not know `k3s {}`\n", fake.args.join(" ")),
+        ),
+    }
+}
