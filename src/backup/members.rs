@@ -36,6 +36,18 @@ pub const WORK_DIR: &str = "/var/lib/stackinstall/backups/.work";
 
 /// Every member the host has, and what was left out and why.
 pub fn collect(context: &Context) -> Result<(Vec<Entry>, Vec<LeftOut>), StepError> {
+    if host::backup::recover_k3s(&context.host).map_err(|error| {
+        StepError::failed(
+            format!("cannot start K3s, which a killed backup left stopped: {error}"),
+            "look at `journalctl -u k3s`, then run `systemctl start k3s`",
+        )
+    })? {
+        context
+            .ui
+            .warn("K3s had been left stopped by a backup that was killed: started it again");
+    }
+    // Read while K3s runs (it is stopped for a moment below).
+    let domain = gateway_domain(context);
     let mut entries = own_files(context)?;
     let mut left_out = Vec::new();
     let parts: [(StepId, &str, Collector); 6] = [
@@ -62,7 +74,7 @@ pub fn collect(context: &Context) -> Result<(Vec<Entry>, Vec<LeftOut>), StepErro
             )
         })?);
     }
-    entries.push(config_entry(context, &entries)?);
+    entries.push(config_entry(context, &entries, domain)?);
     Ok((entries, left_out))
 }
 
@@ -90,11 +102,15 @@ fn own_files(context: &Context) -> Result<Vec<Entry>, StepError> {
 /// The effective configuration, with what the install was run for that
 /// only its flags said: the domain (the live Gateway's HTTPS host) and
 /// whether the certificate is the self-signed one.
-fn config_entry(context: &Context, entries: &[Entry]) -> Result<Entry, StepError> {
+fn config_entry(
+    context: &Context,
+    entries: &[Entry],
+    domain: Option<String>,
+) -> Result<Entry, StepError> {
     let mut config = context.config.clone();
     if config.install.domain.is_none() {
         config.install.domain =
-            gateway_domain(context).and_then(|domain| crate::config::Domain::parse(&domain).ok());
+            domain.and_then(|domain| crate::config::Domain::parse(&domain).ok());
     }
     let certificate = (entries.iter()).find(|entry| entry.name == TLS_CERTIFICATE);
     let self_signed = context

@@ -47,24 +47,51 @@ pub fn read_member(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
     Ok(Some(bytes))
 }
 
+/// Left while a backup has K3s stopped: a backup killed before it started
+/// K3s again leaves it, and the next backup starts K3s once its copy is
+/// taken (a K3s the operator stopped has no marker and stays stopped).
+pub const K3S_STOPPED_MARKER: &str = "/var/lib/stackinstall/backups/.work/k3s-stopped-by-backup";
+
+/// Starts a K3s that a killed backup left stopped (its marker is there);
+/// whether it did. K3s's unit is `Type=notify`: `systemctl start` returns
+/// once its API answers.
+pub fn recover_k3s(host: &Host) -> Result<bool, BackupError> {
+    let marker = host.path(K3S_STOPPED_MARKER);
+    if !super::fs::exists(&marker) {
+        return Ok(false);
+    }
+    if !service::is_active("k3s")? {
+        service::start("k3s").run()?;
+    }
+    super::fs::remove_file(&marker)?;
+    Ok(true)
+}
+
 /// A copy of K3s's SQLite datastore taken with K3s stopped, so that the
 /// database and its write-ahead log are one consistent state (K3s's
 /// "Backup and Restore" for SQLite: copy `server/db`; the unit's
 /// `KillMode=process` leaves the pods running meanwhile). K3s is started
 /// again whatever happened; each file with its name in `server/db`.
 pub fn k3s_sqlite_copy(host: &Host) -> Result<Vec<(String, Vec<u8>)>, BackupError> {
-    let was_active = service::is_active("k3s")?;
-    if was_active {
+    let marker = host.path(K3S_STOPPED_MARKER);
+    let active = service::is_active("k3s")?;
+    if active {
+        if let Some(dir) = marker.parent() {
+            ensure_private_dir(dir)?;
+        }
+        write_atomic(&marker, b"", 0o600)?;
         service::stop("k3s").run()?;
     }
+    let ours_to_start = active || super::fs::exists(&marker);
     let copied = (K3S_SQLITE.iter())
         .map(|name| {
             let path = host.path(K3S_SERVER).join("db").join(name);
             read_member(&path).map(|bytes| bytes.map(|bytes| (name.to_string(), bytes)))
         })
         .collect::<Result<Vec<_>, _>>();
-    if was_active {
+    if ours_to_start {
         service::start("k3s").run()?;
+        super::fs::remove_file(&marker)?;
     }
     Ok(copied?.into_iter().flatten().collect())
 }

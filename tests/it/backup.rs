@@ -599,3 +599,124 @@ fn an_etcd_datastore_is_snapshotted_by_k3s_and_reset_from_the_snapshot() {
         "restore: etcd snapshot by `k3s etcd-snapshot save` (K3s not stopped), reset with `k3s server --cluster-reset` (token from its file)",
     );
 }
+
+/// The kill points a run of `args` reaches, in order.
+fn trace_of(world: &World, args: &[&std::ffi::OsStr]) -> Vec<String> {
+    let trace = world.dir.path().join("kill-trace");
+    let _ = std::fs::remove_file(&trace);
+    let assert = world
+        .command()
+        .args(args)
+        .env("STACKINSTALL_TEST_KILL_TRACE", &trace)
+        .assert();
+    assert!(assert.get_output().status.success(), "{}", stderr(&assert));
+    std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// Runs `args` killed at `point`; whether it died there.
+fn killed_at(world: &World, args: &[&std::ffi::OsStr], point: &str) -> bool {
+    let output = world
+        .command()
+        .args(args)
+        .env("STACKINSTALL_TEST_KILL_AT", point)
+        .output()
+        .unwrap();
+    std::os::unix::process::ExitStatusExt::signal(&output.status) == Some(libc::SIGKILL)
+}
+
+#[test]
+fn a_backup_killed_anywhere_is_taken_by_the_next_run_with_k3s_running_again() {
+    let (world, _user, key) = installed_world("backupkill");
+    let out = world.dir.path().join("killed.tar.gz.age");
+    let args: [&std::ffi::OsStr; 3] = ["backup".as_ref(), "--out".as_ref(), out.as_os_str()];
+    let points = trace_of(&world, &args);
+    assert!(
+        points
+            .iter()
+            .any(|p| p.contains("run systemctl stop k3s: after")),
+        "{points:?}"
+    );
+    let mut k3s_left_stopped = 0;
+    for point in &points {
+        let _ = std::fs::remove_file(&out);
+        assert!(killed_at(&world, &args, point), "not killed at {point}");
+        if !world.k3s_running() {
+            k3s_left_stopped += 1;
+        }
+        let again = world.command().args(args).assert();
+        assert!(
+            again.get_output().status.success(),
+            "after {point}: {}",
+            stderr(&again)
+        );
+        assert!(
+            world.k3s_running(),
+            "K3s left stopped after a kill at {point}"
+        );
+        let archive = backup::unpack(
+            &std::fs::read(&out).unwrap(),
+            &Protection::KeyFile(key.clone()),
+        );
+        assert!(archive.is_ok(), "after {point}: {archive:?}");
+    }
+    assert!(
+        k3s_left_stopped > 0,
+        "no kill left K3s stopped: the test saw too little"
+    );
+    report(&format!(
+        "backup: killed at each of its {} points ({k3s_left_stopped} left K3s stopped); each next run wrote a good archive and K3s ran again",
+        points.len()
+    ));
+}
+
+#[test]
+fn a_restore_killed_anywhere_converges_when_run_again() {
+    let (world, user, key) = installed_world("restorekill");
+    let (archive, _, _) = take_backup(&world, "host.tar.gz.age", &[]);
+    let args: [&std::ffi::OsStr; 3] = ["restore".as_ref(), "--yes".as_ref(), archive.as_os_str()];
+    let points: Vec<String> = trace_of(&world, &args)
+        .into_iter()
+        .filter(|point| point.starts_with("-: "))
+        .collect();
+    assert!(
+        points.iter().any(|p| p.contains("run mariadb")),
+        "{points:?}"
+    );
+    for point in &points {
+        mysql_as_root(&[format!("DELETE FROM `{user}_app`.accounts")]);
+        assert!(killed_at(&world, &args, point), "not killed at {point}");
+        let again = world.command().args(args).assert();
+        assert!(
+            again.get_output().status.success(),
+            "after {point}: {}",
+            stderr(&again)
+        );
+        assert_eq!(
+            rows_of(&user),
+            vec![format!("row-of-{user}")],
+            "after {point}"
+        );
+        assert!(world.k3s_running(), "after {point}");
+        servers::amqp_login(&user, &password_of(&world, "rabbitmq")).expect("RabbitMQ login");
+    }
+    let rerun = world
+        .command()
+        .args(["install", "--yes", "--output", "json", "--config"])
+        .arg(world.path("/etc/stackinstall/config.toml"))
+        .assert()
+        .success();
+    let outcomes = crate::support::outcomes(&rerun);
+    let changed: Vec<_> = (outcomes.iter())
+        .filter(|(_, result)| *result == "changed")
+        .collect();
+    assert!(changed.is_empty(), "the re-run changed {changed:?}");
+    let _ = key;
+    report(&format!(
+        "restore: killed at each of its {} own points, run again: the row back, K3s running, RabbitMQ login; a final re-run changed nothing",
+        points.len()
+    ));
+}
