@@ -23,3 +23,4 @@ pub mod state;
 pub mod step_id;
 pub mod steps;
 pub mod ui;
+pub mod upgrade;

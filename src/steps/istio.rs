@@ -33,16 +33,6 @@ pub const BINARY: &str = "/usr/local/bin/istioctl";
 pub const OVERLAY: &str = "/etc/stackinstall/istio-operator.yaml";
 const NAMESPACE: &str = "istio-system";
 
-/// Kubernetes minor versions each Istio minor supports (istio.io "Supported
-/// Releases").
-const SUPPORT_MATRIX: [(&str, u32, u32); 5] = [
-    ("1.18", 24, 27),
-    ("1.19", 25, 28),
-    ("1.20", 25, 29),
-    ("1.21", 26, 29),
-    ("1.22", 27, 30),
-];
-
 /// What the engine knows of the step.
 pub const INFO: StepInfo = StepInfo {
     preflight: Some(preflight),
@@ -232,33 +222,38 @@ fn check_support(context: &Context) -> Result<Action, StepError> {
     let output = kube::kubectl(["version", "-o", "json"]).run()?;
     let version: Value = serde_json::from_str(&output.stdout).unwrap_or(Value::Null);
     let server = &version["serverVersion"];
-    let minor: Option<u32> = server["minor"]
+    let minor: Option<u64> = server["minor"]
         .as_str()
         .and_then(|m| m.trim_end_matches('+').parse().ok());
     let shown = server["gitVersion"]
         .as_str()
         .unwrap_or("unknown")
         .to_string();
-    let istio_minor: String = istio.split('.').take(2).collect::<Vec<_>>().join(".");
-    let Some((_, low, high)) = SUPPORT_MATRIX
-        .iter()
-        .find(|(release, ..)| *release == istio_minor)
-    else {
+    let Some((low, high)) = crate::upgrade::kubernetes_range(istio) else {
         return Err(StepError::input(
-            format!("Istio {istio} is not in stackinstall's support matrix (Istio 1.18 to 1.22)"),
+            format!(
+                "Istio {istio} is not in stackinstall's support matrix ({})",
+                crate::upgrade::known_istio()
+            ),
             "pin an Istio version stackinstall knows in `versions.istio`",
         ));
     };
     match minor {
-        Some(minor) if (*low..=*high).contains(&minor) => Ok(Action::check(format!(
+        Some(minor) if (low..=high).contains(&minor) => Ok(Action::check(format!(
             "Kubernetes {shown} is supported by Istio {istio} (1.{low} to 1.{high})"
         ))),
-        _ => Err(StepError::input(
-            format!(
-                "Istio {istio} does not support Kubernetes {shown}: it supports Kubernetes 1.{low} to 1.{high}"
-            ),
-            "pin a K3s in that range (`versions.k3s`) or an Istio that supports this Kubernetes (`versions.istio`)",
-        )),
+        _ => {
+            let kubernetes = format!("1.{}.0", minor.unwrap_or(0));
+            let hint = crate::upgrade::check_pair(istio, &kubernetes)
+                .err()
+                .map_or_else(String::new, |refusal| refusal.hint);
+            Err(StepError::input(
+                format!(
+                    "Istio {istio} does not support Kubernetes {shown}: it supports Kubernetes 1.{low} to 1.{high}"
+                ),
+                hint,
+            ))
+        }
     }
 }
 

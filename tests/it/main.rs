@@ -22,3 +22,4 @@ mod reliability;
 mod security;
 mod terminal;
 mod uninstall;
+mod upgrade;

@@ -1,0 +1,82 @@
+//! Upgrades of what the install put there (`src/upgrade.rs`): after a full
+//! install with the fake cluster and the real servers, a pinned K3s of
+//! another version is an upgrade when the move is one K3s makes (the plan
+//! says `upgrade K3s FROM → TO`), and refused before anything changes,
+//! naming the version to go through, when it skips a minor, goes down, or
+//! leaves the pinned Istio's Kubernetes range.
+
+use crate::support::full::quick_full_world;
+use crate::support::servers;
+use crate::support::{World, json, plan_lines, report, stderr};
+
+/// `install` with `versions` set from the environment.
+fn with_versions(
+    world: &World,
+    versions: &[(&str, &str)],
+    args: &[&str],
+) -> assert_cmd::assert::Assert {
+    let mut command = world.command();
+    command.args([
+        "install",
+        "--domain",
+        crate::support::DOMAIN,
+        "--self-signed",
+        "--yes",
+    ]);
+    command.args(args);
+    for (key, value) in versions {
+        command.env(format!("STACKINSTALL_VERSIONS__{key}"), value);
+    }
+    command.assert()
+}
+
+#[test]
+fn a_k3s_upgrade_is_planned_and_skips_downgrades_and_unsupported_pairs_are_refused_before_any_change()
+ {
+    let world = quick_full_world(&servers::unique("upgrade"));
+    world.install(&["--yes"]).success();
+
+    let plan = with_versions(
+        &world,
+        &[("K3S", "v1.29.5+k3s1")],
+        &["--plan", "--output", "json"],
+    )
+    .success();
+    let lines = plan_lines(&json(&plan), &["k3s"]).join("\n");
+    assert!(
+        lines.contains("upgrade K3s v1.29.0+k3s1 → v1.29.5+k3s1"),
+        "the plan does not say it is an upgrade:\n{lines}"
+    );
+
+    let refusals: [(&[(&str, &str)], &str); 3] = [
+        (
+            &[("K3S", "v1.31.0+k3s1")],
+            "pin the newest v1.30.x+k3s1 first",
+        ),
+        (&[("K3S", "v1.28.4+k3s1")], "that is a downgrade"),
+        (
+            &[("K3S", "v1.30.2+k3s1")],
+            "Istio 1.20.3 does not support Kubernetes 1.30",
+        ),
+    ];
+    for (versions, words) in refusals {
+        let before = world.files(false);
+        world.clear_calls();
+        let refused = with_versions(&world, versions, &[]).code(2);
+        let said = stderr(&refused);
+        assert!(said.contains(words), "{versions:?}: {said}");
+        assert_eq!(world.files(false), before, "{versions:?}: files changed");
+        let changing: Vec<String> = (world.calls().iter())
+            .map(|call| call.line())
+            .filter(|line| {
+                ["apply", "upgrade", "install", "restart", "delete"]
+                    .iter()
+                    .any(|verb| line.contains(verb))
+            })
+            .collect();
+        assert!(changing.is_empty(), "{versions:?}: {changing:?}");
+    }
+    report(
+        "upgrade: a K3s patch upgrade planned as such; a skipped minor, a downgrade and a Kubernetes outside Istio's range refused before any change, each naming the way through",
+    );
+}
