@@ -21,6 +21,9 @@ use std::io::{Read, Write};
 use age::secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use crate::config::Config;
+use crate::error::StepError;
+use crate::host::{self, Host};
 use crate::secret::Secret;
 use crate::state::sha256_hex;
 
@@ -139,6 +142,61 @@ impl Archive {
             .find(|entry| entry.name == name)
             .map(|entry| entry.bytes.as_slice())
     }
+}
+
+/// The text of `[backup] key_file`, which must be root's alone (mode 0600).
+pub fn key_file(host: &Host, config: &Config) -> Result<Option<Secret>, StepError> {
+    let Some(file) = &config.backup.key_file else {
+        return Ok(None);
+    };
+    let path = host.path(file);
+    let unusable = |why: String| {
+        StepError::input(
+            format!(
+                "the backup key file `{}` cannot be used: {why}",
+                path.display()
+            ),
+            "make it with `age-keygen -o FILE`, owned by root, mode 0600",
+        )
+    };
+    let text = match host::fs::read_root_only(&path) {
+        Ok(Some(text)) => text,
+        Ok(None) => return Err(unusable("it does not exist".into())),
+        Err(host::fs::RootOnlyError::Unsafe(why)) => return Err(unusable(why)),
+        Err(host::fs::RootOnlyError::File(error)) => return Err(unusable(error.to_string())),
+    };
+    if host::fs::mode_of(&path).is_some_and(|mode| mode & 0o077 != 0) {
+        return Err(unusable("others may read it (it must be mode 0600)".into()));
+    }
+    for line in text
+        .lines()
+        .filter(|line| line.starts_with("AGE-SECRET-KEY-"))
+    {
+        let _ = Secret::new(line.trim());
+    }
+    Ok(Some(Secret::new(text)))
+}
+
+/// Takes a backup of the host `context` works on and writes it at `path`
+/// (its directory made root-only when `private_dir`): the manifest and
+/// the archive's size.
+pub fn take(
+    context: &crate::context::Context,
+    path: &std::path::Path,
+    protection: &Protection,
+    private_dir: bool,
+) -> Result<(Manifest, usize), StepError> {
+    let (entries, left_out) = members::collect(context)?;
+    let manifest = manifest_of(&context.config.name, &entries, left_out);
+    let bytes = pack(&manifest, &entries, protection).map_err(|error| {
+        StepError::failed(
+            format!("cannot write the archive: {error}"),
+            "check the key file (`[backup] key_file`)",
+        )
+    })?;
+    crate::host::backup::write_archive(path, &bytes, private_dir)?;
+    tracing::info!("backup written: {} ({} bytes)", path.display(), bytes.len());
+    Ok((manifest, bytes.len()))
 }
 
 /// The manifest of `entries`.

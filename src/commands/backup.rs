@@ -8,12 +8,11 @@ use std::path::{Path, PathBuf};
 
 use super::Result;
 
-use crate::backup::{self, Archive, ArchiveError, Protection, members};
+use crate::backup::{self, Archive, ArchiveError, Protection};
 use crate::cli::BackupArgs;
 use crate::config::{Config, Flags};
 use crate::context::Context;
 use crate::host::{self, Host};
-use crate::secret::Secret;
 use crate::steps::StepError;
 use crate::ui::Ui;
 
@@ -51,13 +50,9 @@ pub fn run(root: &Path, args: BackupArgs) -> Result<()> {
         "backup",
     )?);
     tracing::info!("stackinstall {} backup", env!("CARGO_PKG_VERSION"));
-    let (entries, left_out) = members::collect(&context)?;
-    let manifest = backup::manifest_of(&context.config.name, &entries, left_out);
-    let bytes = backup::pack(&manifest, &entries, &protection).map_err(archive_error)?;
     let path = output_path(&context, &args, &protection);
-    host::backup::write_archive(&path, &bytes, args.out.is_none())?;
-    tracing::info!("backup written: {} ({} bytes)", path.display(), bytes.len());
-    print_written(&path, bytes.len(), &manifest, &protection);
+    let (manifest, size) = backup::take(&context, &path, &protection, args.out.is_none())?;
+    print_written(&path, size, &manifest, &protection);
     if let Some(log) = &context.log_path {
         println!("Log: {}", log.display());
     }
@@ -90,7 +85,7 @@ fn protection_for_writing(
     if unencrypted {
         return Ok(Protection::None);
     }
-    if let Some(key) = key_file(host, config)? {
+    if let Some(key) = backup::key_file(host, config)? {
         return Ok(Protection::KeyFile(key));
     }
     if !crate::ask::can_ask() {
@@ -107,39 +102,6 @@ fn protection_for_writing(
                 "run it again and type the passphrase twice",
             )
         })
-}
-
-/// The text of `[backup] key_file`, which must be root's alone (mode 0600).
-fn key_file(host: &Host, config: &Config) -> Result<Option<Secret>, StepError> {
-    let Some(file) = &config.backup.key_file else {
-        return Ok(None);
-    };
-    let path = host.path(file);
-    let unusable = |why: String| {
-        StepError::input(
-            format!(
-                "the backup key file `{}` cannot be used: {why}",
-                path.display()
-            ),
-            "make it with `age-keygen -o FILE`, owned by root, mode 0600",
-        )
-    };
-    let text = match host::fs::read_root_only(&path) {
-        Ok(Some(text)) => text,
-        Ok(None) => return Err(unusable("it does not exist".into())),
-        Err(host::fs::RootOnlyError::Unsafe(why)) => return Err(unusable(why)),
-        Err(host::fs::RootOnlyError::File(error)) => return Err(unusable(error.to_string())),
-    };
-    if host::fs::mode_of(&path).is_some_and(|mode| mode & 0o077 != 0) {
-        return Err(unusable("others may read it (it must be mode 0600)".into()));
-    }
-    for line in text
-        .lines()
-        .filter(|line| line.starts_with("AGE-SECRET-KEY-"))
-    {
-        let _ = Secret::new(line.trim());
-    }
-    Ok(Some(Secret::new(text)))
 }
 
 fn print_written(path: &Path, size: usize, manifest: &backup::Manifest, protection: &Protection) {
@@ -218,7 +180,7 @@ pub fn open(host: &Host, config: &Config, file: &Path) -> Result<Archive, StepEr
     })?;
     let protection = match backup::is_encrypted(&bytes) {
         false => Protection::None,
-        true if !backup::needs_passphrase(&bytes) => match key_file(host, config)? {
+        true if !backup::needs_passphrase(&bytes) => match backup::key_file(host, config)? {
             Some(key) => Protection::KeyFile(key),
             None => {
                 return Err(StepError::input(
@@ -252,12 +214,5 @@ fn refused(file: &Path, error: ArchiveError) -> StepError {
     StepError::failed(
         format!("the backup `{}` is refused: {error}", file.display()),
         "it was changed or damaged after it was written (or it is not a stackinstall backup): use another copy",
-    )
-}
-
-fn archive_error(error: ArchiveError) -> StepError {
-    StepError::failed(
-        format!("cannot write the archive: {error}"),
-        "check the key file (`[backup] key_file`)",
     )
 }

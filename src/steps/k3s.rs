@@ -76,6 +76,9 @@ impl Step for K3s {
         let installed = installed_version(context)?;
         let upgrade_from = installed.clone().filter(|found| found != version);
         let mut actions = Vec::new();
+        if let Some(from) = &upgrade_from {
+            actions.extend(Action::change(BackupFirst::new(context, from, version)));
+        }
         if installed.is_none() || upgrade_from.is_some() {
             actions.push(Action::install_release(release(context), BINARY));
         }
@@ -252,6 +255,75 @@ pub fn parse_version(output: &str) -> Option<String> {
         .lines()
         .find(|line| line.starts_with("k3s version "))?;
     line.split_whitespace().nth(2).map(str::to_string)
+}
+
+/// Before an upgrade: a backup of the host (`stackinstall backup`'s
+/// archive), encrypted to `[backup] key_file` when it is set, else
+/// root-only and unencrypted (said loudly): no one is there to type a
+/// passphrase in the middle of a run.
+struct BackupFirst {
+    path: PathBuf,
+    shown: String,
+    encrypted: bool,
+    upgrade: String,
+}
+
+impl BackupFirst {
+    fn new(context: &Context, from: &str, to: &str) -> Self {
+        let encrypted = context.config.backup.key_file.is_some();
+        let name = format!(
+            "backup-before-k3s-{to}-{}.tar.gz{}",
+            host::log::file_stamp(),
+            if encrypted { ".age" } else { "" }
+        );
+        let path = context
+            .host
+            .path(&context.config.backup.directory)
+            .join(name);
+        Self {
+            shown: context.shown(&path).display().to_string(),
+            path,
+            encrypted,
+            upgrade: format!("K3s {from} → {to}"),
+        }
+    }
+}
+
+impl Change for BackupFirst {
+    fn kind(&self) -> ActionKind {
+        ActionKind::File
+    }
+
+    fn lines(&self) -> Vec<String> {
+        vec![format!(
+            "back up the host to `{}` before the upgrade of {} ({})",
+            self.shown,
+            self.upgrade,
+            match self.encrypted {
+                true => "encrypted to `[backup] key_file`",
+                false => "NOT encrypted: no `[backup] key_file`; root's, mode 0600",
+            }
+        )]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        let protection = match crate::backup::key_file(&context.host, &context.config)? {
+            Some(key) => crate::backup::Protection::KeyFile(key),
+            None => crate::backup::Protection::None,
+        };
+        crate::backup::take(context, &self.path, &protection, true)?;
+        let message = format!(
+            "backup before the upgrade of {}: `{}`",
+            self.upgrade, self.shown
+        );
+        match self.encrypted {
+            true => context.ui.note(&message),
+            false => context.ui.warn(&format!(
+                "{message} is NOT ENCRYPTED (no `[backup] key_file`): it holds every password; root's, mode 0600"
+            )),
+        }
+        Ok(true)
+    }
 }
 
 /// Runs the pinned version's install script with the binary already in

@@ -80,3 +80,80 @@ fn a_k3s_upgrade_is_planned_and_skips_downgrades_and_unsupported_pairs_are_refus
         "upgrade: a K3s patch upgrade planned as such; a skipped minor, a downgrade and a Kubernetes outside Istio's range refused before any change, each naming the way through",
     );
 }
+
+#[test]
+fn a_k3s_upgrade_takes_a_backup_first_and_converges() {
+    let (mut world, releases) =
+        crate::support::full::full_world_and_releases(&servers::unique("upgradebackup"));
+    servers::quick_rabbitmqctl(&world);
+    world.install(&["--yes"]).success();
+    let key = crate::backup::with_key(&mut world);
+    let new = "v1.29.5+k3s1";
+    let binary =
+        format!("#!/bin/sh\necho 'k3s version {new} (4b8e5f8c)'\necho 'go version go1.21.9'\n");
+    let sums = format!(
+        "{}  k3s\n",
+        crate::support::cluster::sha256(binary.as_bytes())
+    );
+    releases.put(&format!("/k3s/{new}/k3s"), binary.into_bytes());
+    releases.put(
+        &format!("/k3s/{new}/sha256sum-amd64.txt"),
+        sums.into_bytes(),
+    );
+    releases.put(
+        &format!("/k3s-script/{new}/install.sh"),
+        b"#!/bin/sh\nexec k3s-install \"$@\"\n".to_vec(),
+    );
+    world.clear_calls();
+    let upgrade = with_versions(&world, &[("K3S", new)], &[]);
+    let said = stderr(&upgrade);
+    assert!(upgrade.get_output().status.success(), "{said}");
+    assert!(world.read("/usr/local/bin/k3s").contains(new));
+    assert!(
+        said.contains("backup before the upgrade of K3s v1.29.0+k3s1 → v1.29.5+k3s1"),
+        "{said}"
+    );
+
+    let backups = world.path("/var/lib/stackinstall/backups");
+    let archive = std::fs::read_dir(&backups)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.to_string_lossy()
+                .contains("backup-before-k3s-v1.29.5+k3s1")
+        })
+        .expect("the backup before the upgrade");
+    let bytes = std::fs::read(&archive).unwrap();
+    let unpacked =
+        stackinstall::backup::unpack(&bytes, &stackinstall::backup::Protection::KeyFile(key))
+            .expect("the backup decrypts and verifies");
+    assert!(
+        unpacked
+            .member(stackinstall::backup::members::K3S_TOKEN)
+            .is_some()
+    );
+    let lines: Vec<String> = world.calls().iter().map(|call| call.line()).collect();
+    let backup_at = lines
+        .iter()
+        .position(|line| line.contains("get values"))
+        .expect("the backup ran");
+    let upgrade_at = lines
+        .iter()
+        .position(|line| line.contains("k3s-install"))
+        .expect("the upgrade ran");
+    assert!(
+        backup_at < upgrade_at,
+        "the backup came after the upgrade: {lines:?}"
+    );
+
+    let rerun = with_versions(&world, &[("K3S", new)], &["--output", "json"]).success();
+    let outcomes = crate::support::outcomes(&rerun);
+    let changed: Vec<_> = (outcomes.iter())
+        .filter(|(_, result)| *result == "changed")
+        .collect();
+    assert!(changed.is_empty(), "the re-run changed {changed:?}");
+    report(
+        "upgrade: K3s v1.29.0 → v1.29.5 took an encrypted backup first (it verifies), upgraded in place, a re-run changed nothing",
+    );
+}
