@@ -157,3 +157,52 @@ fn a_k3s_upgrade_takes_a_backup_first_and_converges() {
         "upgrade: K3s v1.29.0 → v1.29.5 took an encrypted backup first (it verifies), upgraded in place, a re-run changed nothing",
     );
 }
+
+#[test]
+fn a_release_that_fails_its_wait_is_rolled_back_to_the_last_good_revision() {
+    let world = quick_full_world(&servers::unique("rollback"));
+    world.install(&["--yes"]).success();
+    let state = world.read("/var/lib/stackinstall/state.toml");
+    assert!(state.contains("good_revision = 1"), "{state}");
+
+    // Someone upgrades the release (Helm's history in the fake's state:
+    // revision 1 superseded by 2), and revision 2's pods never come Ready.
+    let history = world.state("helm/stackbill.json");
+    let mut revisions: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
+    assert_eq!(revisions.len(), 1, "{revisions:?}");
+    revisions[0]["status"] = serde_json::json!("superseded");
+    revisions.push(serde_json::json!({"revision": 2, "status": "deployed",
+        "description": "Upgrade complete", "chart": "stackbill-1.1.0"}));
+    std::fs::write(&history, serde_json::to_string(&revisions).unwrap()).unwrap();
+    world.set_pods(&serde_json::json!({"items": [
+        {"metadata": {"name": "sb-core-2"}, "status": {"phase": "Running",
+         "conditions": [{"type": "Ready", "status": "False"}]}}
+    ]}));
+    let mut command = world.command();
+    command
+        .args([
+            "install",
+            "--domain",
+            crate::support::DOMAIN,
+            "--self-signed",
+            "--yes",
+        ])
+        .args(["--redo", "wait"])
+        .env("STACKINSTALL_WAIT__TIMEOUT_SECONDS", "2")
+        .env("STACKINSTALL_WAIT__POLL_MILLISECONDS", "200");
+    let failed = command.assert().code(1);
+    let said = stderr(&failed);
+    assert!(
+        said.contains("rolled back to revision 1, the last one whose pods came Ready"),
+        "{said}"
+    );
+    let rollbacks: Vec<String> = (world.lines_of("helm").into_iter())
+        .filter(|line| line.contains("rollback"))
+        .collect();
+    assert_eq!(rollbacks.len(), 1, "{rollbacks:?}");
+    assert!(rollbacks[0].contains(" 1 "), "{rollbacks:?}");
+    report(
+        "upgrade: a release revision whose pods never came Ready rolled back to revision 1 (the last good one), and the run said so",
+    );
+}
