@@ -55,15 +55,30 @@ impl Step for Istio {
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let mut actions = Vec::new();
-        if installed_version(context)?.is_none() {
+        let pinned = &context.config.versions.istio;
+        let installed = installed_version(context)?;
+        let upgrade_from = installed.clone().filter(|found| found != pinned);
+        if let Some(from) = &upgrade_from {
+            actions.extend(Action::change(super::k3s::BackupFirst::new(
+                context,
+                &format!("Istio {from} → {pinned}"),
+                &format!("istio-{pinned}"),
+            )));
+        }
+        if installed.is_none() || upgrade_from.is_some() {
             actions.push(Action::install_release(release(context), BINARY));
         }
         actions.push(check_support(context)?);
+        if upgrade_from.is_some() {
+            // istio.io "Upgrade with istioctl": check the cluster first.
+            let precheck = kube::istioctl(["x", "precheck"]).timeout(Duration::from_secs(300));
+            actions.push(Action::run_as(ActionKind::Check, precheck));
+        }
         let overlay = overlay(&context.config)?;
         let overlay_path = context.host.path(OVERLAY);
         let same_overlay =
             crate::host::fs::read_optional(&overlay_path)?.as_deref() == Some(overlay.as_str());
-        if same_overlay && cluster_problem(context)?.is_none() {
+        if same_overlay && upgrade_from.is_none() && cluster_problem(context)?.is_none() {
             actions.push(Action::check(
                 "istiod is ready; the ingress gateway has the profile's NodePorts",
             ));
@@ -84,11 +99,23 @@ impl Step for Istio {
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
-        if installed_version(context)?.is_none() {
-            return Err(StepError::failed(
-                format!("`{BINARY}` is missing"),
-                "run `stackinstall install --redo istio`",
-            ));
+        match installed_version(context)? {
+            None => {
+                return Err(StepError::failed(
+                    format!("`{BINARY}` is missing"),
+                    "run `stackinstall install --redo istio`",
+                ));
+            }
+            Some(found) if found != context.config.versions.istio => {
+                return Err(StepError::failed(
+                    format!(
+                        "istioctl is still {found}, not {}",
+                        context.config.versions.istio
+                    ),
+                    "run `stackinstall install --redo istio`",
+                ));
+            }
+            Some(_) => {}
         }
         match cluster_problem(context)? {
             None => Ok(()),
@@ -185,7 +212,10 @@ pub fn downloads(context: &Context) -> Vec<ReleaseBinary> {
 }
 
 /// The installed istioctl's version; `None` when there is none. Another
-/// version than the pinned one is reported, not replaced.
+/// version than the pinned one is an upgrade when the install put
+/// istioctl there and the move is one Istio makes in place
+/// (`crate::upgrade`: one minor at most, never down); else reported, not
+/// replaced.
 fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
     let binary = context.host.path(BINARY);
     if !binary.exists() {
@@ -202,6 +232,12 @@ fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
         .unwrap_or("")
         .to_string();
     let pinned = &context.config.versions.istio;
+    if &found != pinned && context.facts().istio.istioctl_preexisting == Some(false) {
+        return match crate::upgrade::check_path(crate::upgrade::Component::Istio, &found, pinned) {
+            Ok(_) => Ok(Some(found)),
+            Err(refusal) => Err(StepError::input(refusal.message, refusal.hint)),
+        };
+    }
     if &found != pinned {
         return Err(StepError::input(
             format!(
@@ -320,7 +356,16 @@ pub fn injects_native_sidecars(istiod: &Value) -> bool {
 /// For `--skip-infra`: istiod must already be there and ready.
 fn preflight(context: &Context) -> Result<Option<Action>, StepError> {
     if !context.config.install.skip_infra {
-        return Ok(None);
+        // Before anything changes: an istioctl of another version is an
+        // upgrade Istio makes in place, or refused naming the way through.
+        let pinned = &context.config.versions.istio;
+        return Ok(installed_version(context)?
+            .filter(|found| found != pinned)
+            .map(|found| {
+                Action::check(format!(
+                    "Istio {found} → {pinned} is an upgrade stackinstall makes (one minor at most)"
+                ))
+            }));
     }
     let skipped_but_missing = StepError::skipped_but_missing;
     match kube::get_json("deployment", "istiod", Some(NAMESPACE)) {

@@ -77,7 +77,11 @@ impl Step for K3s {
         let upgrade_from = installed.clone().filter(|found| found != version);
         let mut actions = Vec::new();
         if let Some(from) = &upgrade_from {
-            actions.extend(Action::change(BackupFirst::new(context, from, version)));
+            actions.extend(Action::change(BackupFirst::new(
+                context,
+                &format!("K3s {from} → {version}"),
+                &format!("k3s-{version}"),
+            )));
         }
         if installed.is_none() || upgrade_from.is_some() {
             actions.push(Action::install_release(release(context), BINARY));
@@ -261,7 +265,7 @@ pub fn parse_version(output: &str) -> Option<String> {
 /// archive), encrypted to `[backup] key_file` when it is set, else
 /// root-only and unencrypted (said loudly): no one is there to type a
 /// passphrase in the middle of a run.
-struct BackupFirst {
+pub(crate) struct BackupFirst {
     path: PathBuf,
     shown: String,
     encrypted: bool,
@@ -269,10 +273,12 @@ struct BackupFirst {
 }
 
 impl BackupFirst {
-    fn new(context: &Context, from: &str, to: &str) -> Self {
+    /// The backup before `upgrade` (`K3s v1.29.0+k3s1 → v1.29.5+k3s1`),
+    /// its file named after `label`.
+    pub(crate) fn new(context: &Context, upgrade: &str, label: &str) -> Self {
         let encrypted = context.config.backup.key_file.is_some();
         let name = format!(
-            "backup-before-k3s-{to}-{}.tar.gz{}",
+            "backup-before-{label}-{}.tar.gz{}",
             host::log::file_stamp(),
             if encrypted { ".age" } else { "" }
         );
@@ -284,7 +290,7 @@ impl BackupFirst {
             shown: context.shown(&path).display().to_string(),
             path,
             encrypted,
-            upgrade: format!("K3s {from} → {to}"),
+            upgrade: upgrade.to_string(),
         }
     }
 }

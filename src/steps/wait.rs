@@ -213,7 +213,9 @@ impl Step for Wait {
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let pods = poll(&context.config)?;
         let good = context.facts().release.good_revision;
-        let current = deployed_revision(context)?;
+        // A cluster without Helm's release (`--only wait`) has nothing to
+        // roll back: the wait does not need it.
+        let current = deployed_revision(context).unwrap_or(None);
         if all_ready(&pods) {
             return Ok(match current.filter(|current| Some(*current) != good) {
                 Some(current) => vec![Action::record(Fact::GoodRevision(current))],

@@ -206,3 +206,62 @@ fn a_release_that_fails_its_wait_is_rolled_back_to_the_last_good_revision() {
         "upgrade: a release revision whose pods never came Ready rolled back to revision 1 (the last good one), and the run said so",
     );
 }
+
+#[test]
+fn an_istio_upgrade_of_one_minor_is_prechecked_backed_up_and_installed_and_two_are_refused() {
+    let (mut world, releases) =
+        crate::support::full::full_world_and_releases(&servers::unique("istioupgrade"));
+    servers::quick_rabbitmqctl(&world);
+    world.install(&["--yes"]).success();
+    crate::backup::with_key(&mut world);
+    let new = "1.21.0";
+    let istio = crate::support::cluster::tarball(
+        &format!("istio-{new}/bin/istioctl"),
+        &format!("#!/bin/sh\necho {new}\n"),
+    );
+    let file = format!("istio-{new}-linux-amd64.tar.gz");
+    releases.put(
+        &format!("/istio/{new}/{file}.sha256"),
+        format!("{}  {file}\n", crate::support::cluster::sha256(&istio)).into_bytes(),
+    );
+    releases.put(&format!("/istio/{new}/{file}"), istio);
+
+    let before = world.files(false);
+    let refused = with_versions(&world, &[("ISTIO", "1.22.1")], &[]).code(2);
+    let said = stderr(&refused);
+    assert!(said.contains("pin the newest 1.21.x first"), "{said}");
+    assert_eq!(
+        world.files(false),
+        before,
+        "a refused upgrade changed files"
+    );
+
+    world.clear_calls();
+    let upgrade = with_versions(&world, &[("ISTIO", new)], &[]);
+    let said = stderr(&upgrade);
+    assert!(upgrade.get_output().status.success(), "{said}");
+    assert!(
+        said.contains("backup before the upgrade of Istio 1.20.3 → 1.21.0"),
+        "{said}"
+    );
+    assert!(world.read("/usr/local/bin/istioctl").contains(new));
+    let istioctl = world.lines_of("istioctl");
+    let precheck = istioctl
+        .iter()
+        .position(|l| l.contains("x precheck"))
+        .expect("a precheck");
+    let install = istioctl
+        .iter()
+        .position(|l| l.contains("install -y"))
+        .expect("an install");
+    assert!(precheck < install, "{istioctl:?}");
+    let rerun = with_versions(&world, &[("ISTIO", new)], &["--output", "json"]).success();
+    let outcomes = crate::support::outcomes(&rerun);
+    let changed: Vec<_> = (outcomes.iter())
+        .filter(|(_, result)| *result == "changed")
+        .collect();
+    assert!(changed.is_empty(), "the re-run changed {changed:?}");
+    report(
+        "upgrade: Istio 1.20.3 → 1.22.1 refused naming 1.21.x; 1.20.3 → 1.21.0 backed up, prechecked (istioctl x precheck) and installed in place; a re-run changed nothing",
+    );
+}

@@ -358,6 +358,9 @@ impl Helm<'_> {
                 format!("Error: uninstall: Release not loaded: {release}: release: not found\n"),
             );
         }
+        // Helm keeps a release's values in its release records, which
+        // uninstall deletes (`pkg/action/uninstall.go`).
+        let _ = std::fs::remove_file(self.dir().join(format!("{release}.values.yaml")));
         let store = Cluster::new(self.fake).store;
         let file = self.dir().join(format!("{release}.objects"));
         let kept: Vec<Value> = std::fs::read_to_string(&file)

@@ -94,6 +94,11 @@ pub fn k3s_install(fake: &Fake) -> Reply {
             b"SQLite format 3\0 (the fake cluster's datastore)\n",
         )
         .unwrap();
+        let mode = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(server.join("db/state.db"), mode).unwrap();
+    }
+    for dir in [server.clone(), server.join("db")] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     }
     let script = fake.host_path("/usr/local/bin/k3s-uninstall.sh");
     std::fs::create_dir_all(script.parent().unwrap()).unwrap();
