@@ -305,6 +305,9 @@ pub struct Mongodb {
     pub host: Option<String>,
     /// The fingerprint of the apt signing key of each series (`"7.0"`).
     pub signing_keys: BTreeMap<String, SigningKey>,
+    /// The application's databases a backup takes and a restore puts
+    /// back; unset: every database but `admin`, `local` and `config`.
+    pub databases: Option<Vec<String>>,
 }
 
 /// The fingerprint an apt signing key must have, with where it is published.
@@ -332,6 +335,7 @@ impl Default for Mongodb {
             admin_password_file: None,
             host: None,
             signing_keys: BTreeMap::new(),
+            databases: None,
         }
     }
 }

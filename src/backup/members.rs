@@ -291,15 +291,20 @@ fn mysql(context: &Context) -> Result<Vec<Entry>, StepError> {
     )])
 }
 
-/// Every collection of every database but MongoDB's own, as mongodump
-/// keeps them: `mongodb/DB/COLLECTION.bson`, the documents' BSON one
-/// after another.
+/// Every collection of `[mongodb] databases` (unset: every database but
+/// MongoDB's own), as mongodump keeps them: `mongodb/DB/COLLECTION.bson`,
+/// the documents' BSON one after another.
 fn mongodb(context: &Context) -> Result<Vec<Entry>, StepError> {
     let client = crate::steps::mongodb::administrator_client(context)?;
+    let wanted = &context.config.mongodb.databases.clone().unwrap_or_default();
     let dump = async {
         let mut entries = Vec::new();
         for database_name in client.list_database_names().await? {
-            if MONGODB_SYSTEM.contains(&database_name.as_str()) {
+            let taken = match wanted.is_empty() {
+                true => !MONGODB_SYSTEM.contains(&database_name.as_str()),
+                false => wanted.contains(&database_name),
+            };
+            if !taken {
                 continue;
             }
             let database = client.database(&database_name);

@@ -185,8 +185,10 @@ pub fn restore_databases(context: &Context, archive: &Archive) -> Result<Vec<Str
             context.config.mysql.databases.join(", ")
         ));
     }
+    let wanted = &context.config.mongodb.databases.clone().unwrap_or_default();
     let collections: Vec<_> = (archive.entries.iter())
         .filter_map(|entry| Some((members::mongodb_collection(&entry.name)?, &entry.bytes)))
+        .filter(|((database, _), _)| wanted.is_empty() || wanted.contains(database))
         .collect();
     if !collections.is_empty() {
         restore_mongodb(context, &collections)?;

@@ -95,6 +95,7 @@ const RULES: &[(&str, Check)] = &[
     ("mongodb.port", Port),
     ("mongodb.bind_ip", Text(addresses)),
     ("mongodb.username", Text(argument)),
+    ("mongodb.databases", Text(sql_name)),
     ("mongodb.roles.role", Text(mongodb_name)),
     ("mongodb.roles.db", Text(mongodb_name)),
     ("mongodb.server_programs", Exempt(LISTENERS)),
