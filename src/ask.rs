@@ -121,3 +121,20 @@ pub fn password(service: &str) -> dialoguer::Result<Secret> {
         .interact()?;
     Ok(Secret::new(password))
 }
+
+/// Asks for a new backup passphrase, not echoed, twice.
+pub fn new_passphrase() -> dialoguer::Result<Secret> {
+    let passphrase = Password::new()
+        .with_prompt("Passphrase to encrypt the backup with")
+        .with_confirmation("The same again", "the two passphrases differ")
+        .interact()?;
+    Ok(Secret::new(passphrase))
+}
+
+/// Asks for a backup's passphrase, not echoed, once.
+pub fn passphrase() -> dialoguer::Result<Secret> {
+    let passphrase = Password::new()
+        .with_prompt("Passphrase of the backup")
+        .interact()?;
+    Ok(Secret::new(passphrase))
+}

@@ -98,6 +98,13 @@ pub enum Command {
     /// Look for the known failure classes on the installed host, read-only:
     /// host services, the cluster, the mesh, and an HTTPS request end to end
     Doctor(DoctorArgs),
+    /// Write one archive of the credentials, state, configuration, TLS pair,
+    /// release values, K3s datastore and token and the databases, encrypted
+    /// with age; `--verify FILE` checks one
+    Backup(BackupArgs),
+    /// Put a backup back on this host (the same or a fresh one): files, K3s's
+    /// datastore and the databases, then converge with the install
+    Restore(RestoreArgs),
     /// The kubelet's image credential provider: a CredentialProviderRequest on
     /// stdin, a CredentialProviderResponse with an ECR token on stdout
     EcrCredentialProvider(EcrCredentialProviderArgs),
@@ -232,6 +239,38 @@ pub struct UninstallArgs {
     /// Output format of the plan or the run's result
     #[arg(long, value_enum, default_value_t = Output::Text)]
     pub output: Output,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Write the archive to FILE [default: `[backup] directory`/backup-TIME.tar.gz.age]
+    #[arg(long, value_name = "FILE", conflicts_with = "verify")]
+    pub out: Option<PathBuf>,
+
+    /// Write it without encryption (root's, mode 0600): it holds every password in clear
+    #[arg(long, conflicts_with = "verify")]
+    pub unencrypted: bool,
+
+    /// Check the archive FILE against its manifest (decrypting it first); change nothing
+    #[arg(long, value_name = "FILE")]
+    pub verify: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The archive `stackinstall backup` wrote
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+
+    /// Do not ask for confirmation (needed without a terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 
     #[command(flatten)]
     pub config: ConfigArgs,

@@ -70,6 +70,7 @@ pub struct Config {
     pub storage: Storage,
     pub wait: Wait,
     pub downloads: Downloads,
+    pub backup: Backup,
     /// What this install is for: domain, certificate, what to skip.
     pub install: Install,
 }
@@ -320,6 +321,9 @@ pub struct Mongodb {
     pub host: Option<String>,
     /// The fingerprint of the apt signing key of each series (`"7.0"`).
     pub signing_keys: BTreeMap<String, SigningKey>,
+    /// The application's databases a backup takes and a restore puts
+    /// back; unset: every database but `admin`, `local` and `config`.
+    pub databases: Option<Vec<String>>,
 }
 
 /// The fingerprint an apt signing key must have, with where it is published.
@@ -347,6 +351,7 @@ impl Default for Mongodb {
             admin_password_file: None,
             host: None,
             signing_keys: BTreeMap::new(),
+            databases: None,
         }
     }
 }
@@ -546,6 +551,28 @@ pub struct Downloads {
     /// SHA-256 pins by `component/version/file` (`k3s/v1.29.0+k3s1/k3s`),
     /// each with the public source of its value.
     pub pins: BTreeMap<String, Pin>,
+}
+
+/// `stackinstall backup`: where archives go and what encrypts them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Backup {
+    /// Where an archive goes without `--out` (made root-only).
+    pub directory: String,
+    /// An age identity file (`age-keygen` writes one; mode 0600, root's):
+    /// archives are encrypted to its key and read with it, no passphrase
+    /// asked. Unset: a passphrase asked on a terminal.
+    #[serde(deserialize_with = "unset_if_empty")]
+    pub key_file: Option<String>,
+}
+
+impl Default for Backup {
+    fn default() -> Self {
+        Self {
+            directory: "/var/lib/stackinstall/backups".into(),
+            key_file: None,
+        }
+    }
 }
 
 impl Config {

@@ -6,6 +6,7 @@ pub mod print;
 
 pub mod action;
 pub mod ask;
+pub mod backup;
 pub mod certificate;
 pub mod cli;
 pub mod commands;
@@ -25,3 +26,4 @@ pub mod state;
 pub mod step_id;
 pub mod steps;
 pub mod ui;
+pub mod upgrade;

@@ -40,6 +40,8 @@ fn main() -> ExitCode {
         Some(Command::Credentials(args)) => commands::credentials::run(&root, args),
         Some(Command::EcrRefresh(args)) => commands::ecr_refresh::run(&root, args),
         Some(Command::Doctor(args)) => commands::doctor::run(&root, args),
+        Some(Command::Backup(args)) => commands::backup::run(&root, args),
+        Some(Command::Restore(args)) => commands::restore::run(&root, args),
         Some(Command::EcrCredentialProvider(args)) => commands::ecr_credential_provider::run(args),
     };
     match result {

@@ -1,11 +1,13 @@
 //! One file per subcommand.
 
+pub mod backup;
 pub mod credentials;
 pub mod doctor;
 pub mod ecr_credential_provider;
 pub mod ecr_refresh;
 pub mod install;
 pub mod render;
+pub mod restore;
 pub mod status;
 pub mod uninstall;
 

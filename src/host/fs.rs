@@ -94,7 +94,7 @@ fn read_from(file: fs::File) -> io::Result<Vec<u8>> {
 /// Opens a file of the tool's own for reading without following a link at
 /// its name or on its directory's path (see [`Directory`]): a link there,
 /// a hard link to another file, or anything but a regular file is refused.
-fn open_own(path: &Path) -> io::Result<fs::File> {
+pub(crate) fn open_own(path: &Path) -> io::Result<fs::File> {
     let (parent, name) = split(path)?;
     let file = Directory::open(parent)?.open_file(name)?;
     let metadata = file.metadata()?;

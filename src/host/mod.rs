@@ -7,6 +7,7 @@
 #![allow(clippy::disallowed_methods)]
 
 pub mod archive;
+pub mod backup;
 pub mod command;
 pub mod directory;
 pub mod download;

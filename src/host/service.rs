@@ -188,6 +188,11 @@ pub fn enable_now(unit: &str) -> Command {
     systemctl(["enable", "--now", unit])
 }
 
+/// The command that stops `unit` now.
+pub fn stop(unit: &str) -> Command {
+    systemctl(["stop", unit])
+}
+
 /// The command that restarts `unit`.
 pub fn restart(unit: &str) -> Command {
     systemctl(["restart", unit])

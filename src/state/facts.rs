@@ -53,6 +53,8 @@ pub struct Facts {
     pub nfs: ServerFacts,
     #[serde(skip_serializing_if = "Transactions::is_empty")]
     pub packages: Transactions,
+    #[serde(skip_serializing_if = "ReleaseFacts::is_empty")]
+    pub release: ReleaseFacts,
     /// What a rewritten configuration file still waits for (a run killed
     /// between the write and the restart left it): done by the next run.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -93,6 +95,22 @@ pub struct Transactions {
     /// The units their maintainer scripts enabled.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub enabled_units: Vec<String>,
+}
+
+/// The application's Helm release.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReleaseFacts {
+    /// The last revision whose pods all came Ready (`wait` passed): what a
+    /// revision that fails its wait is rolled back to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub good_revision: Option<u64>,
+}
+
+impl ReleaseFacts {
+    fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 impl Transactions {
@@ -335,6 +353,7 @@ impl Facts {
             Fact::ExportDirectory(identity) => {
                 self.nfs.export_directory = Some(identity.clone());
             }
+            Fact::GoodRevision(revision) => self.release.good_revision = Some(*revision),
             Fact::BeforeTransaction(host) => {
                 self.packages.before.get_or_insert_with(|| host.clone());
             }
@@ -365,6 +384,10 @@ impl Facts {
     /// that the next install looks at the host afresh; what was found stays
     /// recorded as found.
     pub fn forget_created(&mut self, step: StepId) {
+        if step == StepId::Release {
+            // The release and its history are gone with it.
+            self.release = ReleaseFacts::default();
+        }
         let Some(server) = Server::of(step) else {
             return;
         };
@@ -564,6 +587,8 @@ pub enum Fact {
     BeforeTransaction(HostPackages),
     /// The host after the transaction: what it added joins the lists.
     AfterTransaction(HostPackages),
+    /// The release's revision passed its wait.
+    GoodRevision(u64),
 }
 
 impl std::fmt::Display for Fact {
@@ -608,6 +633,10 @@ impl std::fmt::Display for Fact {
                 "the configuration file is about to change until {reload} (a run killed in between leaves that to the next run)"
             ),
             Self::Reloaded(reload) => write!(f, "{reload}: the new configuration is read"),
+            Self::GoodRevision(revision) => write!(
+                f,
+                "revision {revision} of the release passed its wait: a later one that fails is rolled back to it"
+            ),
             Self::ExportDirectory(identity) => write!(
                 f,
                 "the export directory is device:inode {identity} (verify, status and doctor compare it)"

@@ -35,16 +35,6 @@ pub const BINARY: &str = "/usr/local/bin/istioctl";
 pub const OVERLAY: &str = "/etc/stackinstall/istio-operator.yaml";
 const NAMESPACE: &str = "istio-system";
 
-/// Kubernetes minor versions each Istio minor supports (istio.io "Supported
-/// Releases").
-const SUPPORT_MATRIX: [(&str, u32, u32); 5] = [
-    ("1.18", 24, 27),
-    ("1.19", 25, 28),
-    ("1.20", 25, 29),
-    ("1.21", 26, 29),
-    ("1.22", 27, 30),
-];
-
 /// What the engine knows of the step.
 pub const INFO: StepInfo = StepInfo {
     preflight: Some(preflight),
@@ -67,15 +57,30 @@ impl Step for Istio {
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let mut actions = Vec::new();
-        if installed_version(context)?.is_none() {
+        let pinned = &context.config.versions.istio;
+        let installed = installed_version(context)?;
+        let upgrade_from = installed.clone().filter(|found| found != pinned);
+        if let Some(from) = &upgrade_from {
+            actions.extend(Action::change(super::k3s::BackupFirst::new(
+                context,
+                &format!("Istio {from} → {pinned}"),
+                &format!("istio-{pinned}"),
+            )));
+        }
+        if installed.is_none() || upgrade_from.is_some() {
             actions.push(Action::install_release(release(context), BINARY));
         }
         actions.push(check_support(context)?);
+        if upgrade_from.is_some() {
+            // istio.io "Upgrade with istioctl": check the cluster first.
+            let precheck = kube::istioctl(["x", "precheck"]).timeout(Duration::from_secs(300));
+            actions.push(Action::run_as(ActionKind::Check, precheck));
+        }
         let overlay = overlay(&context.config)?;
         let overlay_path = context.host.path(OVERLAY);
         let same_overlay =
             crate::host::fs::read_optional(&overlay_path)?.as_deref() == Some(overlay.as_str());
-        if same_overlay && cluster_problem(context)?.is_none() {
+        if same_overlay && upgrade_from.is_none() && cluster_problem(context)?.is_none() {
             actions.push(Action::check(
                 "istiod is ready; the ingress gateway has the profile's NodePorts",
             ));
@@ -96,11 +101,23 @@ impl Step for Istio {
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
-        if installed_version(context)?.is_none() {
-            return Err(StepError::failed(
-                format!("`{BINARY}` is missing"),
-                "run `stackinstall install --redo istio`",
-            ));
+        match installed_version(context)? {
+            None => {
+                return Err(StepError::failed(
+                    format!("`{BINARY}` is missing"),
+                    "run `stackinstall install --redo istio`",
+                ));
+            }
+            Some(found) if found != context.config.versions.istio => {
+                return Err(StepError::failed(
+                    format!(
+                        "istioctl is still {found}, not {}",
+                        context.config.versions.istio
+                    ),
+                    "run `stackinstall install --redo istio`",
+                ));
+            }
+            Some(_) => {}
         }
         match cluster_problem(context)? {
             None => Ok(()),
@@ -197,7 +214,10 @@ pub fn downloads(context: &Context) -> Vec<ReleaseBinary> {
 }
 
 /// The installed istioctl's version; `None` when there is none. Another
-/// version than the pinned one is reported, not replaced.
+/// version than the pinned one is an upgrade when the install put
+/// istioctl there and the move is one Istio makes in place
+/// (`crate::upgrade`: one minor at most, never down); else reported, not
+/// replaced.
 fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
     let binary = context.host.path(BINARY);
     if !binary.exists() {
@@ -214,6 +234,12 @@ fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
         .unwrap_or("")
         .to_string();
     let pinned = &context.config.versions.istio;
+    if &found != pinned && context.facts().istio.istioctl_preexisting == Some(false) {
+        return match crate::upgrade::check_path(crate::upgrade::Component::Istio, &found, pinned) {
+            Ok(_) => Ok(Some(found)),
+            Err(refusal) => Err(StepError::input(refusal.message, refusal.hint)),
+        };
+    }
     if &found != pinned {
         return Err(StepError::input(
             format!(
@@ -233,7 +259,7 @@ fn check_support(context: &Context) -> Result<Action, StepError> {
     let output = kube::kubectl(["version", "-o", "json"]).run()?;
     let version: Value = serde_json::from_str(&output.stdout).unwrap_or(Value::Null);
     let server = &version["serverVersion"];
-    let minor: Option<u32> = server["minor"]
+    let minor: Option<u64> = server["minor"]
         .as_str()
         .and_then(|m| m.trim_end_matches('+').parse().ok());
     let shown = server["gitVersion"].as_str().unwrap_or("unknown");
@@ -241,28 +267,34 @@ fn check_support(context: &Context) -> Result<Action, StepError> {
 }
 
 /// Whether the pinned `istio` supports Kubernetes 1.`minor` (`shown`):
-/// a check, or an input error naming the range it supports.
-fn supported(istio: &str, minor: Option<u32>, shown: &str) -> Result<Action, StepError> {
-    let istio_minor: String = istio.split('.').take(2).collect::<Vec<_>>().join(".");
-    let Some((_, low, high)) = SUPPORT_MATRIX
-        .iter()
-        .find(|(release, ..)| *release == istio_minor)
-    else {
+/// a check, or an input error naming the range it supports and the Istios
+/// that fit.
+fn supported(istio: &str, minor: Option<u64>, shown: &str) -> Result<Action, StepError> {
+    let Some((low, high)) = crate::upgrade::kubernetes_range(istio) else {
         return Err(StepError::input(
-            format!("Istio {istio} is not in stackinstall's support matrix (Istio 1.18 to 1.22)"),
+            format!(
+                "Istio {istio} is not in stackinstall's support matrix ({})",
+                crate::upgrade::known_istio()
+            ),
             "pin an Istio version stackinstall knows in `versions.istio`",
         ));
     };
     match minor {
-        Some(minor) if (*low..=*high).contains(&minor) => Ok(Action::check(format!(
+        Some(minor) if (low..=high).contains(&minor) => Ok(Action::check(format!(
             "Kubernetes {shown} is supported by Istio {istio} (1.{low} to 1.{high})"
         ))),
-        _ => Err(StepError::input(
-            format!(
-                "Istio {istio} does not support Kubernetes {shown}: it supports Kubernetes 1.{low} to 1.{high}"
-            ),
-            "pin a K3s in that range (`versions.k3s`) or an Istio that supports this Kubernetes (`versions.istio`)",
-        )),
+        _ => {
+            let kubernetes = format!("1.{}.0", minor.unwrap_or(0));
+            let hint = crate::upgrade::check_pair(istio, &kubernetes)
+                .err()
+                .map_or_else(String::new, |refusal| refusal.hint);
+            Err(StepError::input(
+                format!(
+                    "Istio {istio} does not support Kubernetes {shown}: it supports Kubernetes 1.{low} to 1.{high}"
+                ),
+                hint,
+            ))
+        }
     }
 }
 
@@ -332,9 +364,19 @@ pub fn injects_native_sidecars(istiod: &Value) -> bool {
 fn preflight(context: &Context) -> Result<Option<Action>, StepError> {
     if !context.config.install.skip_infra {
         let k3s = &context.config.versions.k3s;
-        let minor = k3s_version::kubernetes(k3s).map(|(minor, _)| minor);
+        let minor = k3s_version::kubernetes(k3s).map(|(minor, _)| u64::from(minor));
         let shown = format!("1.{} (K3s {k3s})", minor.unwrap_or_default());
-        return supported(&context.config.versions.istio, minor, &shown).map(Some);
+        let mut check = supported(&context.config.versions.istio, minor, &shown)?;
+        // An istioctl of another version is an upgrade Istio makes in
+        // place, or refused naming the way through (`installed_version`).
+        let pinned = &context.config.versions.istio;
+        if let Some(found) = installed_version(context)?.filter(|found| found != pinned) {
+            check = Action::check(format!(
+                "{}; Istio {found} → {pinned} is an upgrade stackinstall makes (one minor at most)",
+                check.detail()
+            ));
+        }
+        return Ok(Some(check));
     }
     let skipped_but_missing = StepError::skipped_but_missing;
     match kube::get_json("deployment", "istiod", Some(NAMESPACE)) {

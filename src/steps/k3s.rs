@@ -81,16 +81,27 @@ impl Step for K3s {
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let version = &context.config.versions.k3s;
         let installed = installed_version(context)?;
+        let upgrade_from = installed.clone().filter(|found| found != version);
         let mut actions = Vec::new();
-        if installed.is_none() {
+        if let Some(from) = &upgrade_from {
+            actions.extend(Action::change(BackupFirst::new(
+                context,
+                &format!("K3s {from} → {version}"),
+                &format!("k3s-{version}"),
+            )));
+        }
+        if installed.is_none() || upgrade_from.is_some() {
             actions.push(Action::install_release(release(context), BINARY));
         }
-        let starts =
-            installed.is_none() || !service::is_active("k3s")? || kubeconfig::too_open(context);
+        let starts = installed.is_none()
+            || upgrade_from.is_some()
+            || !service::is_active("k3s")?
+            || kubeconfig::too_open(context);
         if starts {
             actions.extend(Action::change(RunInstallScript {
                 script: install_script(context),
                 version: version.clone(),
+                upgrade_from,
             }));
             actions.push(wait_for_nodes(context));
         }
@@ -135,11 +146,20 @@ impl Step for K3s {
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
-        if installed_version(context)?.is_none() {
-            return Err(StepError::failed(
-                format!("`{BINARY}` is missing"),
-                "run `stackinstall install --redo k3s`",
-            ));
+        match installed_version(context)? {
+            None => {
+                return Err(StepError::failed(
+                    format!("`{BINARY}` is missing"),
+                    "run `stackinstall install --redo k3s`",
+                ));
+            }
+            Some(found) if found != context.config.versions.k3s => {
+                return Err(StepError::failed(
+                    format!("K3s is still {found}, not {}", context.config.versions.k3s),
+                    "run `stackinstall install --redo k3s`",
+                ));
+            }
+            Some(_) => {}
         }
         if !service::is_active("k3s")? {
             return Err(StepError::failed(
@@ -213,7 +233,9 @@ pub fn downloads(context: &Context) -> Vec<ReleaseBinary> {
 }
 
 /// The version of the installed K3s; `None` when there is none. Another
-/// version than the pinned one is an error: it is reported, not replaced.
+/// version than the pinned one is an upgrade when the install put K3s
+/// there and the move is one stackinstall makes (`crate::upgrade`: no
+/// skipped minor, no downgrade); else an error: reported, not replaced.
 fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
     let binary = context.host.path(BINARY);
     if !binary.exists() {
@@ -224,18 +246,24 @@ fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
         .run()?;
     let found = parse_version(&output.stdout).unwrap_or_default();
     let pinned = &context.config.versions.k3s;
-    if &found != pinned {
-        return Err(StepError::input(
-            format!(
-                "K3s `{found}` is already installed at `{BINARY}`, but profile `{}` pins `{pinned}`",
-                context.config.name
-            ),
-            format!(
-                "stackinstall does not replace another K3s: upgrade it to {pinned} yourself, or uninstall it (`{UNINSTALL_SCRIPT}`), or run with --skip-infra to use it as it is"
-            ),
-        ));
+    if &found == pinned {
+        return Ok(Some(found));
     }
-    Ok(Some(found))
+    if context.facts().k3s.preexisting == Some(false) {
+        return match crate::upgrade::check_path(crate::upgrade::Component::K3s, &found, pinned) {
+            Ok(_) => Ok(Some(found)),
+            Err(refusal) => Err(StepError::input(refusal.message, refusal.hint)),
+        };
+    }
+    Err(StepError::input(
+        format!(
+            "K3s `{found}` is already installed at `{BINARY}`, but profile `{}` pins `{pinned}`",
+            context.config.name
+        ),
+        format!(
+            "stackinstall does not replace a K3s it did not install: upgrade it to {pinned} yourself, or uninstall it (`{UNINSTALL_SCRIPT}`), or run with --skip-infra to use it as it is"
+        ),
+    ))
 }
 
 /// `k3s version v1.29.0+k3s1 (3190a5a7)` -> `v1.29.0+k3s1`.
@@ -246,12 +274,85 @@ pub fn parse_version(output: &str) -> Option<String> {
     line.split_whitespace().nth(2).map(str::to_string)
 }
 
+/// Before an upgrade: a backup of the host (`stackinstall backup`'s
+/// archive), encrypted to `[backup] key_file` when it is set, else
+/// root-only and unencrypted (said loudly): no one is there to type a
+/// passphrase in the middle of a run.
+pub(crate) struct BackupFirst {
+    path: PathBuf,
+    shown: String,
+    encrypted: bool,
+    upgrade: String,
+}
+
+impl BackupFirst {
+    /// The backup before `upgrade` (`K3s v1.29.0+k3s1 → v1.29.5+k3s1`),
+    /// its file named after `label`.
+    pub(crate) fn new(context: &Context, upgrade: &str, label: &str) -> Self {
+        let encrypted = context.config.backup.key_file.is_some();
+        let name = format!(
+            "backup-before-{label}-{}.tar.gz{}",
+            host::log::file_stamp(),
+            if encrypted { ".age" } else { "" }
+        );
+        let path = context
+            .host
+            .path(&context.config.backup.directory)
+            .join(name);
+        Self {
+            shown: context.shown(&path).display().to_string(),
+            path,
+            encrypted,
+            upgrade: upgrade.to_string(),
+        }
+    }
+}
+
+impl Change for BackupFirst {
+    fn kind(&self) -> ActionKind {
+        ActionKind::File
+    }
+
+    fn lines(&self) -> Vec<String> {
+        vec![format!(
+            "back up the host to `{}` before the upgrade of {} ({})",
+            self.shown,
+            self.upgrade,
+            match self.encrypted {
+                true => "encrypted to `[backup] key_file`",
+                false => "NOT encrypted: no `[backup] key_file`; root's, mode 0600",
+            }
+        )]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        let protection = match crate::backup::key_file(&context.host, &context.config)? {
+            Some(key) => crate::backup::Protection::KeyFile(key),
+            None => crate::backup::Protection::None,
+        };
+        crate::backup::take(context, &self.path, &protection, true)?;
+        let message = format!(
+            "backup before the upgrade of {}: `{}`",
+            self.upgrade, self.shown
+        );
+        match self.encrypted {
+            true => context.ui.note(&message),
+            false => context.ui.warn(&format!(
+                "{message} is NOT ENCRYPTED (no `[backup] key_file`): it holds every password; root's, mode 0600"
+            )),
+        }
+        Ok(true)
+    }
+}
+
 /// Runs the pinned version's install script with the binary already in
 /// place (`INSTALL_K3S_SKIP_DOWNLOAD`), starting K3s with this install's
 /// flags.
 struct RunInstallScript {
     script: ReleaseBinary,
     version: String,
+    /// The installed version, when this is an upgrade.
+    upgrade_from: Option<String>,
 }
 
 impl Change for RunInstallScript {
@@ -260,12 +361,16 @@ impl Change for RunInstallScript {
     }
 
     fn lines(&self) -> Vec<String> {
-        vec![format!(
+        let run = format!(
             "run the K3s {} install script ({}, {}) with INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_EXEC='{SERVER_FLAGS}'",
             self.version,
             self.script.url,
             self.script.check()
-        )]
+        );
+        match &self.upgrade_from {
+            Some(from) => vec![format!("upgrade K3s {from} → {}: {run}", self.version)],
+            None => vec![run],
+        }
     }
 
     fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
@@ -354,6 +459,9 @@ fn preflight(context: &Context) -> Result<Option<Action>, StepError> {
         if let Some(networks) = config_file::check_networks(context)? {
             check = Action::check(format!("{}; {networks}", check.detail()));
         }
+        if let Some(upgrade) = upgrade_check(context)? {
+            check = Action::check(format!("{}; {}", check.detail(), upgrade.detail()));
+        }
         return Ok(Some(check));
     }
     match kube::nodes_ready() {
@@ -366,6 +474,24 @@ fn preflight(context: &Context) -> Result<Option<Action>, StepError> {
         )),
         Err(error) => Err(StepError::skipped_but_missing("K3s", &error.to_string())),
     }
+}
+
+/// Before anything changes: a K3s of another version is an upgrade this
+/// install may make (one minor at most, never down, the pinned Istio
+/// supporting the new Kubernetes), or refused naming the way through.
+fn upgrade_check(context: &Context) -> Result<Option<Action>, StepError> {
+    let pinned = &context.config.versions.k3s;
+    let Some(found) = installed_version(context)? else {
+        return Ok(None);
+    };
+    if &found == pinned {
+        return Ok(None);
+    }
+    crate::upgrade::check_pair(&context.config.versions.istio, pinned)
+        .map_err(|refusal| StepError::input(refusal.message, refusal.hint))?;
+    Ok(Some(Action::check(format!(
+        "K3s {found} → {pinned} is an upgrade stackinstall makes (one minor at most, the pinned Istio supports it)"
+    ))))
 }
 
 #[cfg(test)]

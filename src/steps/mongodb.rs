@@ -388,3 +388,19 @@ fn make_key_file(context: &mut Context) -> Result<bool, StepError> {
         Some((uid, gid)),
     )?)
 }
+
+/// A client that may read every database (for a backup or a restore): the
+/// configured admin account, else the user itself (it has root).
+pub(crate) fn administrator_client(context: &Context) -> Result<mongodb::Client, StepError> {
+    let password = account::password(context)?;
+    match account::administrator(context, &password)? {
+        Some((client, _)) => Ok(client),
+        None => Err(StepError::failed(
+            format!(
+                "the MongoDB user `{}` cannot log in with the credentials file's password",
+                context.config.mongodb.username
+            ),
+            "run `stackinstall install --only mongodb` to set it back, or set `[mongodb] admin_username`",
+        )),
+    }
+}

@@ -235,7 +235,7 @@ fn encode(text: &str) -> String {
 }
 
 /// `rabbitmqctl`, told which node to manage when the operator set one.
-fn rabbitmqctl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
+pub(crate) fn rabbitmqctl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
     Command::new("rabbitmqctl")
         .inherit("RABBITMQ_NODENAME")
         .args(args)

@@ -22,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Action, Step, StepError, StepId, StepInfo};
+use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::config::Config;
 use crate::context::Context;
 use crate::host::kube;
-use crate::state::Fingerprint;
+use crate::state::{Fact, Fingerprint};
 
 /// The wait step.
 pub struct Wait;
@@ -212,8 +212,15 @@ impl Step for Wait {
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let pods = poll(&context.config)?;
+        let good = context.facts().release.good_revision;
+        // A cluster without Helm's release (`--only wait`) has nothing to
+        // roll back: the wait does not need it.
+        let current = deployed_revision(context).unwrap_or(None);
         if all_ready(&pods) {
-            return Ok(Vec::new());
+            return Ok(match current.filter(|current| Some(*current) != good) {
+                Some(current) => vec![Action::record(Fact::GoodRevision(current))],
+                None => Vec::new(),
+            });
         }
         let condition = format!(
             "the pods in `{}` are Ready and its Jobs Complete (now {})",
@@ -221,7 +228,17 @@ impl Step for Wait {
             progress(&pods, "ready")
         );
         let limit = Duration::from_secs(context.config.wait.timeout_seconds);
-        Ok(vec![Action::wait_until(condition, limit, wait_for_pods)])
+        Ok(Action::change(WaitOrRollBack {
+            wait: crate::action::WaitUntil {
+                condition,
+                limit,
+                wait: wait_for_pods,
+            },
+            current,
+            rollback: good.filter(|good| current.is_some_and(|current| current != *good)),
+        })
+        .into_iter()
+        .collect())
     }
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
@@ -266,6 +283,98 @@ fn wait_for_pods(context: &Context, timeout: Duration) -> Result<(), StepError> 
         });
     }
     Ok(())
+}
+
+/// The revision of the application's release Helm has deployed now.
+fn deployed_revision(context: &Context) -> Result<Option<u64>, StepError> {
+    let config = &context.config;
+    let revisions = kube::history(&config.chart.release, &config.cluster.namespace)?;
+    Ok((revisions.iter().rev())
+        .find(|revision| revision.status == "deployed")
+        .map(|revision| revision.revision))
+}
+
+/// The wait for the application; once it passes, the deployed revision is
+/// recorded as good; when it times out on a revision after a good one,
+/// the release is rolled back to that one (`helm rollback`) and the error
+/// says so.
+struct WaitOrRollBack {
+    wait: crate::action::WaitUntil,
+    current: Option<u64>,
+    rollback: Option<u64>,
+}
+
+impl Change for WaitOrRollBack {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Wait
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let mut lines = self.wait.lines();
+        if let (Some(good), Some(current)) = (self.rollback, self.current) {
+            lines.push(format!(
+                "if it times out, roll the release back from revision {current} to revision {good}, the last one whose pods came Ready"
+            ));
+        }
+        lines
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        match (self.wait.wait)(context, self.wait.limit) {
+            Ok(()) => {
+                if let Some(current) = self.current {
+                    context.record(&Fact::GoodRevision(current))?;
+                }
+                Ok(false)
+            }
+            Err(error) => match self.rollback {
+                None => Err(error),
+                Some(good) => Err(roll_back(context, good, error)),
+            },
+        }
+    }
+}
+
+/// Rolls the release back to `good` after `error`; the error then says so
+/// (or that the rollback failed too).
+fn roll_back(context: &Context, good: u64, error: StepError) -> StepError {
+    let config = &context.config;
+    let revision = good.to_string();
+    let rolled = kube::helm([
+        "rollback",
+        &config.chart.release,
+        &revision,
+        "--namespace",
+        &config.cluster.namespace,
+        "--wait",
+        "--timeout",
+        "10m0s",
+    ])
+    .timeout(Duration::from_secs(660))
+    .run();
+    let outcome = match rolled {
+        Ok(_) => {
+            context.ui.warn(&format!(
+                "the release `{}` did not come Ready: rolled back to revision {good}, the last one whose pods came Ready",
+                config.chart.release
+            ));
+            format!(
+                "the release was rolled back to revision {good}, the last one whose pods came Ready"
+            )
+        }
+        Err(rollback) => {
+            format!("rolling the release back to revision {good} failed too: {rollback}")
+        }
+    };
+    StepError::failed(
+        format!("{error}; {outcome}"),
+        error.hint().unwrap_or_else(|| {
+            format!(
+                "`helm history {} -n {}`",
+                config.chart.release, config.cluster.namespace
+            )
+        }),
+    )
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 mod support;
 
 mod application;
+mod backup;
 mod boxes;
 mod cli;
 mod cluster;
@@ -24,3 +25,4 @@ mod security;
 mod steps;
 mod terminal;
 mod uninstall;
+mod upgrade;

@@ -267,13 +267,17 @@ fn a_command_that_never_returns_is_stopped_at_its_timeout() {
 }
 
 /// Files whose job is to hold a secret (each must be 0600).
-const SECRET_FILES: [&str; 5] = [
+const SECRET_FILES: [&str; 7] = [
     "/etc/stackinstall/credentials.toml",
     // The operator's own AWS key, put there by the test as `aws configure` would.
     "/root/.aws/credentials",
     "/etc/stackinstall/tls/tls.key",
     "/var/lib/mongodb/encryption",
     servers::ADMIN_PASSWORD_FILE,
+    // K3s's own (the fake K3s writes it as K3s does, 0600).
+    "/var/lib/rancher/k3s/server/token",
+    // The backup's age key, made by the test as `age-keygen` would.
+    "/etc/stackinstall/backup.key",
 ];
 
 /// Every secret of a full install, by name: the generated passwords, the
@@ -328,12 +332,27 @@ fn secrets_of(world: &World) -> Vec<(String, String)> {
         "MongoDB admin password".into(),
         servers::setting("STACKINSTALL_TEST_MONGODB_ADMIN_PASSWORD"),
     ));
+    secrets.push((
+        "K3s token".into(),
+        world
+            .read("/var/lib/rancher/k3s/server/token")
+            .trim()
+            .to_string(),
+    ));
+    let backup_key = world.read("/etc/stackinstall/backup.key");
+    let key_line = backup_key
+        .lines()
+        .find(|line| line.starts_with("AGE-SECRET-KEY-"));
+    secrets.push(("backup key".into(), key_line.unwrap().to_string()));
     secrets
 }
 
 #[test]
 fn no_secret_reaches_argv_environment_logs_output_plan_or_render() {
-    let world = full::quick_full_world(&servers::unique("secrets"));
+    let mut world = full::quick_full_world(&servers::unique("secrets"));
+    crate::backup::with_key(&mut world);
+    let archive = world.dir.path().join("backup.tar.gz.age");
+    let plain_archive = world.dir.path().join("backup.tar.gz");
     let mut sources: Vec<(String, String)> = Vec::new();
     let mut run = |name: &str, args: &[&str]| {
         let assert = world.command().args(args).assert().success();
@@ -362,6 +381,22 @@ fn no_secret_reaches_argv_environment_logs_output_plan_or_render() {
     run("status", &["status"]);
     run("credentials", &["credentials"]);
     run("uninstall --plan", &["uninstall", "--all", "--plan"]);
+    // The backup's children (kubectl, helm, systemctl, rabbitmqctl, the
+    // dump) and its log; the archive itself holds the secrets, encrypted.
+    run("backup", &["backup", "--out", archive.to_str().unwrap()]);
+    run(
+        "backup --unencrypted",
+        &[
+            "backup",
+            "--unencrypted",
+            "--out",
+            plain_archive.to_str().unwrap(),
+        ],
+    );
+    run(
+        "backup --verify",
+        &["backup", "--verify", archive.to_str().unwrap()],
+    );
     let out = world.dir.path().join("rendered");
     run(
         "render",
@@ -446,6 +481,14 @@ fn no_secret_reaches_argv_environment_logs_output_plan_or_render() {
         "every fake recorded its full environment"
     );
     assert!(logs >= 3 && calls.len() > 50, "the scan saw too little");
+    assert!(
+        (sources.iter()).any(|(s, _)| s.starts_with("file /var/log/stackinstall/backup-")),
+        "the backup's log was scanned"
+    );
+    assert!(
+        (calls.iter()).any(|call| call.line().contains("get values")),
+        "the backup's children were scanned"
+    );
 
     // Files holding secrets are 0600, the directories holding them 0700.
     for path in SECRET_FILES {

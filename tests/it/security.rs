@@ -109,6 +109,18 @@ const TABLE: &[(&str, Holds, Owner, u32)] = &[
     ("/var", Directory, Root, 0o755),
     ("/var/lib", Directory, Root, 0o755),
     ("/var/lib/rancher", Directory, Root, 0o755),
+    // K3s's own (the fake K3s writes them as K3s does): its server
+    // directory and datastore root's alone, the token 0600.
+    ("/var/lib/rancher/k3s", Directory, Root, 0o755),
+    ("/var/lib/rancher/k3s/server", Directory, Root, 0o700),
+    ("/var/lib/rancher/k3s/server/token", Secret, Root, 0o600),
+    ("/var/lib/rancher/k3s/server/db", Directory, Root, 0o700),
+    (
+        "/var/lib/rancher/k3s/server/db/state.db",
+        Secret,
+        Root,
+        0o600,
+    ),
     (
         "/var/lib/rancher/credentialprovider",
         Directory,

@@ -16,7 +16,7 @@ use crate::steps::{StepError, services};
 /// The localhost exception only opens to a loopback connection.
 const ADMIN_ADDRESS: &str = "127.0.0.1";
 
-fn password(context: &Context) -> Result<Secret, StepError> {
+pub(super) fn password(context: &Context) -> Result<Secret, StepError> {
     let account = context.credentials()?.account(SERVICE).ok_or_else(|| {
         StepError::failed(
             "the credentials file has no password for `mongodb`",
@@ -39,7 +39,7 @@ fn server_error(context: &Context, doing: &str, error: &mongodb::error::Error) -
 /// A client that may manage users, and whether it is the user itself:
 /// the configured admin account, else the user (it has root), else `None`
 /// (only the localhost exception is left).
-fn administrator(
+pub(super) fn administrator(
     context: &Context,
     password: &Secret,
 ) -> Result<Option<(Client, bool)>, StepError> {

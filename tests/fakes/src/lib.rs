@@ -48,6 +48,7 @@ pub const PROGRAMS: &[&str] = &[
     "dpkg-query",
     "apt-get",
     "exportfs",
+    "k3s",
     "k3s-install",
     "k3s-uninstall",
     "rabbitmqctl",

@@ -94,7 +94,7 @@ pub fn sha256(bytes: &[u8]) -> String {
 
 /// A `.tar.gz` holding `member` (a path under one top directory) with
 /// `contents`, mode 0755.
-fn tarball(member: &str, contents: &str) -> Vec<u8> {
+pub fn tarball(member: &str, contents: &str) -> Vec<u8> {
     let mut archive = tar::Builder::new(flate2::write::GzEncoder::new(
         Vec::new(),
         flate2::Compression::fast(),

@@ -40,7 +40,12 @@ const CHART_OBJECTS: [(&str, &str); 2] = [
 /// runs every step; `user` names the world's database users and databases.
 /// Its `rabbitmqctl` is the real one.
 pub fn full_world(user: &str) -> World {
-    let (mut world, _releases) = cluster::cluster_world();
+    full_world_and_releases(user).0
+}
+
+/// `full_world` with its release server, to publish other versions on.
+pub fn full_world_and_releases(user: &str) -> (World, cluster::Releases) {
+    let (mut world, releases) = cluster::cluster_world();
     world.write("/etc/os-release", os::UBUNTU_2204);
     world.fakes(&["iptables-save", "ip", "dpkg-query", "apt-get", "exportfs"]);
     world.configure(|config| {
@@ -89,7 +94,7 @@ pub fn full_world(user: &str) -> World {
     }
     world.set_env("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID);
     world.set_env("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY);
-    world
+    (world, releases)
 }
 
 /// `full_world` with the quick `rabbitmqctl` (the management API, no

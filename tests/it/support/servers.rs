@@ -114,6 +114,8 @@ pub fn with_mongodb(world: &mut World, user: &str) {
             setting("STACKINSTALL_TEST_MONGODB_ADMIN_USER"),
         ),
         ("ADMIN_PASSWORD_FILE", ADMIN_PASSWORD_FILE.into()),
+        // The world's own application database (the server is shared).
+        ("DATABASES", format!(r#"["{user}_data"]"#)),
     ] {
         world.set_env(&format!("STACKINSTALL_MONGODB__{key}"), &value);
     }

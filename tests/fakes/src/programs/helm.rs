@@ -89,11 +89,12 @@ pub fn run(fake: &Fake) -> Reply {
             (None, false) => "version.BuildInfo{Version:\"v3.14.2\", GitCommit:\"c309b6f0ff63856811846ce18f3bdc93d2b4d54b\", GitTreeState:\"clean\", GoVersion:\"go1.21.7\"}\n".to_string(),
         }),
         ["pull", reference] => helm.pull(reference),
-        [verb, ..] if !["history", "upgrade", "rollback", "uninstall"].contains(verb) => {
+        [verb, ..] if !["history", "upgrade", "rollback", "uninstall", "get"].contains(verb) => {
             Reply::fail(1, format!("Error: unknown command \"{verb}\" for \"helm\"\n"))
         }
         _ if !Cluster::new(fake).up() => Reply::fail(1, UNREACHABLE),
         ["history", release] => helm.history(release),
+        ["get", "values", release] => helm.get_values(release),
         ["upgrade", release, chart] if parsed.switch("-i") => helm.upgrade(release, chart, lock),
         ["rollback", release, revision] => helm.rollback(release, revision),
         ["uninstall", release] => helm.uninstall(release),
@@ -150,6 +151,28 @@ impl Helm<'_> {
         }
     }
 
+    /// `helm get values RELEASE` (`cmd/helm/get_values.go`): the
+    /// user-supplied values of the release's last revision, as YAML with
+    /// `-o yaml`, under `USER-SUPPLIED VALUES:` in the default table
+    /// output; `null` when none were given.
+    fn get_values(&self, release: &str) -> Reply {
+        if self.history_of(release).is_none() {
+            return Reply::fail(1, "Error: release: not found\n");
+        }
+        let values = std::fs::read_to_string(self.dir().join(format!("{release}.values.yaml")))
+            .unwrap_or_else(|_| "null\n".into());
+        match self.parsed.value("-o") {
+            Some("yaml") => Reply::out(values),
+            None | Some("table") => Reply::out(format!("USER-SUPPLIED VALUES:\n{values}")),
+            Some(other) => Reply::fail(
+                1,
+                format!(
+                    "Error: invalid argument \"{other}\" for \"-o, --output\" flag: invalid format type\n"
+                ),
+            ),
+        }
+    }
+
     fn pull(&self, reference: &str) -> Reply {
         let name = reference.rsplit('/').next().unwrap_or(reference);
         let version = self.parsed.value("--version").unwrap_or("1.0.0");
@@ -202,6 +225,7 @@ impl Helm<'_> {
                 std::fs::write(self.dir().join("values-mode"), format!("{mode:o}\n")).unwrap();
             }
             let _ = std::fs::copy(values, self.dir().join("values-seen.yaml"));
+            let _ = std::fs::copy(values, self.dir().join(format!("{release}.values.yaml")));
         }
         if chart.starts_with('/') {
             let Ok(bytes) = std::fs::read(chart) else {
@@ -334,6 +358,9 @@ impl Helm<'_> {
                 format!("Error: uninstall: Release not loaded: {release}: release: not found\n"),
             );
         }
+        // Helm keeps a release's values in its release records, which
+        // uninstall deletes (`pkg/action/uninstall.go`).
+        let _ = std::fs::remove_file(self.dir().join(format!("{release}.values.yaml")));
         let store = Cluster::new(self.fake).store;
         let file = self.dir().join(format!("{release}.objects"));
         let kept: Vec<Value> = std::fs::read_to_string(&file)

@@ -48,6 +48,10 @@ pub fn exportfs(fake: &Fake) -> Reply {
     )
 }
 
+/// The server token the fake K3s writes (one value: the worlds' files
+/// are compared with each other).
+pub const K3S_TOKEN: &str = "K10f4c3e1b2a5d6978877665544332211ffeeddccbbaa99887766554433221100::server:5e3c7a1d9b2f4e6a8c0d1f3b5a7e9c2d";
+
 /// K3s's install script, run with `INSTALL_K3S_SKIP_DOWNLOAD=true`: makes
 /// and starts the `k3s` unit, writes `k3s-uninstall.sh`, and K3s starts
 /// (`k3s_starts`). `state/k3s-starts` gets a line saying whether the
@@ -75,6 +79,28 @@ pub fn k3s_install(fake: &Fake) -> Reply {
             active: true,
         },
     );
+    // The server writes its token and, without `--cluster-init`, kine's
+    // SQLite datastore (k3s-io/k3s `pkg/cluster/bootstrap.go`,
+    // `pkg/cluster/managed.go`): a restart keeps both.
+    let server = fake.host_path("/var/lib/rancher/k3s/server");
+    std::fs::create_dir_all(server.join("db")).unwrap();
+    if !server.join("token").exists() {
+        std::fs::write(server.join("token"), format!("{K3S_TOKEN}\n")).unwrap();
+        std::fs::set_permissions(server.join("token"), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
+    }
+    if !server.join("db/state.db").exists() {
+        std::fs::write(
+            server.join("db/state.db"),
+            b"SQLite format 3\0 (the fake cluster's datastore)\n",
+        )
+        .unwrap();
+        let mode = std::fs::Permissions::from_mode(0o600);
+        std::fs::set_permissions(server.join("db/state.db"), mode).unwrap();
+    }
+    for dir in [server.clone(), server.join("db")] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
     let script = fake.host_path("/usr/local/bin/k3s-uninstall.sh");
     std::fs::create_dir_all(script.parent().unwrap()).unwrap();
     std::fs::write(&script, "#!/bin/sh\nexec k3s-uninstall \"$@\"\n").unwrap();
@@ -149,6 +175,7 @@ pub fn k3s_starts(fake: &Fake) -> Result<(), String> {
 pub fn k3s_uninstall(fake: &Fake) -> Reply {
     Units::load(fake).remove(fake, "k3s");
     let _ = std::fs::remove_dir_all(fake.host_path("/etc/rancher/k3s"));
+    let _ = std::fs::remove_dir_all(fake.host_path("/var/lib/rancher/k3s"));
     let _ = std::fs::remove_file(fake.host_path("/usr/local/bin/k3s-uninstall.sh"));
     Reply::ok()
 }
@@ -198,4 +225,117 @@ pub fn iptables_save(fake: &Fake) -> Reply {
     }
     text.push_str("COMMIT\n");
     Reply::out(text)
+}
+
+/// Where the fake's embedded etcd keeps its data (K3s:
+/// `server/db/etcd/member/snap/db`, bbolt): present only when K3s runs
+/// etcd, which the test sets up by writing it.
+const ETCD_DATA: &str = "/var/lib/rancher/k3s/server/db/etcd/member/snap/db";
+
+/// `k3s` (k3s-io/k3s `pkg/cli/cmds/etcd_snapshot.go`, `server.go`;
+/// docs.k3s.io "etcd-snapshot" and "Backup and Restore"):
+/// `etcd-snapshot save [--name NAME] [--dir DIR]` writes the etcd data as
+/// `DIR/NAME-NODE-TIMESTAMP` (`NAME` defaults to `on-demand`, `DIR` to
+/// `server/db/snapshots`), and fails as K3s does without etcd;
+/// `server --cluster-reset --cluster-reset-restore-path=FILE` (K3s
+/// stopped, the token from `--token` or `--token-file`) puts a snapshot
+/// back and exits, as K3s does once the reset is done.
+pub fn k3s(fake: &Fake) -> Reply {
+    const SPEC: Spec = Spec {
+        values: &[
+            &["--name"],
+            &["--dir", "--etcd-snapshot-dir"],
+            &["--cluster-reset-restore-path"],
+            &["--token-file"],
+            &["-t", "--token"],
+        ],
+        switches: &[&["--cluster-reset"]],
+    };
+    let parsed = match flags::parse(&fake.args, &SPEC) {
+        Ok(parsed) => parsed,
+        Err(Refused::Unknown(flag) | Refused::Shorthand(_, flag) | Refused::MissingValue(flag)) => {
+            return Reply::fail(
+                1,
+                format!(
+                    "Incorrect Usage: flag provided but not defined: -{}\n",
+                    flag.trim_start_matches('-')
+                ),
+            );
+        }
+    };
+    let words: Vec<&str> = parsed.positional.iter().map(String::as_str).collect();
+    let etcd = fake.host_path(ETCD_DATA);
+    match words.as_slice() {
+        ["etcd-snapshot", "save"] => {
+            let Ok(data) = std::fs::read(&etcd) else {
+                return Reply::fail(
+                    1,
+                    "time=\"2024-01-01T00:00:00Z\" level=fatal msg=\"etcd datastore disabled\"\n",
+                );
+            };
+            let name = parsed.value("--name").unwrap_or("on-demand");
+            let dir = parsed.value("--dir").map_or_else(
+                || fake.host_path("/var/lib/rancher/k3s/server/db/snapshots"),
+                std::path::PathBuf::from,
+            );
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_secs());
+            let _ = std::fs::create_dir_all(&dir);
+            let file = dir.join(format!("{name}-fakehost-{stamp}"));
+            std::fs::write(&file, data).unwrap();
+            Reply {
+                code: 0,
+                stdout: String::new(),
+                stderr: format!("level=info msg=\"Snapshot {} saved.\"\n", file.display()),
+            }
+        }
+        ["server"] if parsed.switch("--cluster-reset") => {
+            if Units::load(fake)
+                .get(fake, "k3s")
+                .is_some_and(|unit| unit.active)
+            {
+                return Reply::fail(
+                    1,
+                    "level=fatal msg=\"starting kubernetes: preparing server: init cluster datastore and https: listen tcp :6443: bind: address already in use\"\n",
+                );
+            }
+            let token = match (parsed.value("--token-file"), parsed.value("-t")) {
+                (Some(file), _) => std::fs::read_to_string(file).unwrap_or_default(),
+                (None, Some(token)) => token.to_string(),
+                (None, None) => String::new(),
+            };
+            if token.trim().is_empty() {
+                return Reply::fail(
+                    1,
+                    "level=fatal msg=\"starting kubernetes: preparing server: token is required when restoring a snapshot\"\n",
+                );
+            }
+            let Some(path) = parsed.value("--cluster-reset-restore-path") else {
+                return Reply::fail(
+                    1,
+                    "this fake resets a cluster from a snapshot only (--cluster-reset-restore-path)\n",
+                );
+            };
+            let Ok(snapshot) = std::fs::read(path) else {
+                return Reply::fail(
+                    1,
+                    format!(
+                        "level=fatal msg=\"starting kubernetes: preparing server: open {path}: no such file or directory\"\n"
+                    ),
+                );
+            };
+            std::fs::create_dir_all(etcd.parent().unwrap()).unwrap();
+            std::fs::write(&etcd, snapshot).unwrap();
+            Reply {
+                code: 0,
+                stdout: String::new(),
+                stderr: "level=info msg=\"Managed etcd cluster membership has been reset, restart without --cluster-reset flag now. Backup and delete ${datadir}/server/db on each peer etcd server and rejoin the nodes\"\n".into(),
+            }
+        }
+        _ => Reply::fail(
+            1,
+            format!("this fake does not know `k3s {}`\n", fake.args.join(" ")),
+        ),
+    }
 }

@@ -4,8 +4,9 @@
 //! available, and its Service, type and ports from the overlay) in the fake
 //! cluster; `uninstall --purge -y`
 //! takes the Deployments and Services of `istio-system` away; `version`,
-//! `analyze` and `proxy-status` answer as for a healthy mesh. Cobra's
-//! messages for an unknown command or flag.
+//! `analyze`, `proxy-status` and `x precheck` (`istioctl/pkg/precheck`:
+//! its "safe to install or upgrade" line) answer as for a healthy mesh.
+//! Cobra's messages for an unknown command or flag.
 
 use serde_json::{Value, json};
 
@@ -55,7 +56,17 @@ pub fn run(fake: &Fake) -> Reply {
     if command == "version" {
         return Reply::out("1.20.3\n");
     }
-    if !["install", "uninstall", "analyze", "proxy-status"].contains(&command) {
+    let second = parsed.positional.get(1).map(String::as_str);
+    if command == "x" && second != Some("precheck") {
+        return Reply::fail(
+            1,
+            format!(
+                "Error: unknown command \"{}\" for \"istioctl experimental\"\n",
+                second.unwrap_or("")
+            ),
+        );
+    }
+    if !["install", "uninstall", "analyze", "proxy-status", "x"].contains(&command) {
         return Reply::fail(
             1,
             format!("Error: unknown command \"{command}\" for \"istioctl\"\n"),
@@ -83,6 +94,9 @@ pub fn run(fake: &Fake) -> Reply {
             Reply::out("✔ Uninstall complete\n")
         }
         "analyze" => Reply::out("✔ No validation issues found when analyzing all namespaces.\n"),
+        "x" => Reply::out(
+            "✔ No issues found when checking the cluster. Istio is safe to install or upgrade!\n  To get started, check out https://istio.io/latest/docs/setup/getting-started/\n",
+        ),
         _ => Reply::out(
             "NAME     CLUSTER     CDS     LDS     EDS     RDS     ECDS     ISTIOD     VERSION\n",
         ),

@@ -25,6 +25,7 @@ pub fn run(fake: &Fake) -> Reply {
         "dpkg-query" => packages::dpkg_query(fake),
         "apt-get" => packages::apt_get(fake),
         "exportfs" => host::exportfs(fake),
+        "k3s" => host::k3s(fake),
         "k3s-install" => host::k3s_install(fake),
         "k3s-uninstall" => host::k3s_uninstall(fake),
         "rabbitmqctl" => rabbitmq::run(fake),

@@ -1,0 +1,144 @@
+//! `stackinstall restore FILE`: on the same host or a fresh one, checks
+//! the archive (its manifest, its profile, the stackinstall that made it)
+//! before anything changes, puts the files back, installs what holds the
+//! data (K3s and the host's servers) with the install's own steps, puts
+//! K3s's datastore and the databases back, then converges with the whole
+//! install.
+
+use std::path::Path;
+
+use super::Result;
+
+use crate::backup::restore::{self, RESTORED_CONFIG};
+use crate::cli::{ConfigArgs, InstallArgs, Output, RestoreArgs};
+use crate::config::Flags;
+use crate::context::Context;
+use crate::host::{self, Host};
+use crate::steps::StepError;
+use crate::ui::Ui;
+
+/// The steps that make what the data goes into, run before it is put back.
+const HOLDERS: [&str; 6] = ["credentials", "k3s", "mysql", "mongodb", "rabbitmq", "nfs"];
+
+/// Runs `restore`.
+pub fn run(root: &Path, args: RestoreArgs) -> Result<()> {
+    if !host::system::is_root() {
+        return Err(
+            StepError::input("stackinstall restore must run as root", "run it with sudo").into(),
+        );
+    }
+    let host = Host::new(root);
+    let config = super::load_config(&args.config, Flags::default())?;
+    let archive = super::backup::open(&host, &config, &args.file)?;
+    restore::check(&archive, &config.name)?;
+    let restored = restore::restored_config(&archive)?;
+    confirm(&args, &archive)?;
+    {
+        let context = Context::new(
+            restored.clone(),
+            host.clone(),
+            Ui::detect(false),
+            false,
+            &super::home_dir(),
+        )?;
+        let _lock = context.state_file().lock()?;
+        let log = host::log::start(&host.path(super::install::LOG_DIR), "restore")?;
+        tracing::info!(
+            "stackinstall {} restore of {} (made by {} at {})",
+            env!("CARGO_PKG_VERSION"),
+            args.file.display(),
+            archive.manifest.stackinstall,
+            archive.manifest.created
+        );
+        for path in restore::put_files_back(&host, &archive, &restored)? {
+            eprintln!("restore: put back `{path}`");
+            tracing::info!("put back {path}");
+        }
+        eprintln!("restore: log {}", log.display());
+    }
+    eprintln!("restore: installing what holds the data (K3s and the host's servers)");
+    super::install::run(root, converge(root, &archive.manifest.profile, &HOLDERS))?;
+    {
+        let mut context = Context::new(
+            restored,
+            host.clone(),
+            Ui::detect(false),
+            false,
+            &super::home_dir(),
+        )?;
+        let _lock = context.state_file().lock()?;
+        context.reload_state()?;
+        if context.state.was_done(crate::step_id::StepId::K3s)
+            && restore::restore_k3s(&context, &archive)?
+        {
+            eprintln!("restore: K3s's datastore put back");
+        }
+        for what in restore::restore_databases(&context, &archive)? {
+            eprintln!("restore: put back {what}");
+            tracing::info!("put back {what}");
+        }
+    }
+    eprintln!("restore: converging with the install");
+    super::install::run(root, converge(root, &archive.manifest.profile, &[]))?;
+    eprintln!(
+        "restore: done; later installs: `stackinstall --config {RESTORED_CONFIG}` (the backup's configuration)"
+    );
+    Ok(())
+}
+
+/// The install's arguments for the restored configuration, `only` those
+/// steps (all when empty), without questions.
+fn converge(root: &Path, profile: &str, only: &[&str]) -> InstallArgs {
+    InstallArgs {
+        domain: None,
+        ssl_cert: None,
+        ssl_key: None,
+        self_signed: false,
+        config: ConfigArgs {
+            profile: Some(profile.to_string()),
+            config: Some(Host::new(root).path(RESTORED_CONFIG)),
+        },
+        skip_infra: false,
+        skip_db: false,
+        plan: false,
+        output: Output::Text,
+        only: only.iter().map(|step| step.to_string()).collect(),
+        from: None,
+        redo: Vec::new(),
+        yes: true,
+        aws_profile: None,
+        jobs: 4,
+    }
+}
+
+/// Asks on a terminal; without one, only `--yes` goes on.
+fn confirm(args: &RestoreArgs, archive: &crate::backup::Archive) -> Result<(), StepError> {
+    let manifest = &archive.manifest;
+    eprintln!(
+        "Restore `{}` (profile `{}`, made by stackinstall {} at {}): the credentials, the configuration, the TLS pair, K3s's datastore and the databases' contents on this host are replaced by the backup's.",
+        args.file.display(),
+        manifest.profile,
+        manifest.stackinstall,
+        manifest.created
+    );
+    if args.yes {
+        return Ok(());
+    }
+    if !crate::ask::can_ask() {
+        return Err(StepError::input(
+            "restore needs a confirmation, and there is no terminal to ask on: nothing was changed",
+            "run it again with --yes",
+        ));
+    }
+    match dialoguer::Confirm::new()
+        .with_prompt("Replace them?")
+        .default(false)
+        .interact()
+    {
+        Ok(true) => Ok(()),
+        _ => Err(StepError::input(
+            "not confirmed: nothing was changed",
+            "run it again and answer yes, or pass --yes",
+        )),
+    }
+}

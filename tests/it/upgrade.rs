@@ -1,0 +1,267 @@
+//! Upgrades of what the install put there (`src/upgrade.rs`): after a full
+//! install with the fake cluster and the real servers, a pinned K3s of
+//! another version is an upgrade when the move is one K3s makes (the plan
+//! says `upgrade K3s FROM → TO`), and refused before anything changes,
+//! naming the version to go through, when it skips a minor, goes down, or
+//! leaves the pinned Istio's Kubernetes range.
+
+use crate::support::full::quick_full_world;
+use crate::support::servers;
+use crate::support::{World, json, plan_lines, report, stderr};
+
+/// `install` with `versions` set from the environment.
+fn with_versions(
+    world: &World,
+    versions: &[(&str, &str)],
+    args: &[&str],
+) -> assert_cmd::assert::Assert {
+    let mut command = world.command();
+    command.args([
+        "install",
+        "--domain",
+        crate::support::DOMAIN,
+        "--self-signed",
+        "--yes",
+    ]);
+    command.args(args);
+    for (key, value) in versions {
+        command.env(format!("STACKINSTALL_VERSIONS__{key}"), value);
+    }
+    command.assert()
+}
+
+#[test]
+fn a_k3s_upgrade_is_planned_and_skips_downgrades_and_unsupported_pairs_are_refused_before_any_change()
+ {
+    let world = quick_full_world(&servers::unique("upgrade"));
+    world.install(&["--yes"]).success();
+
+    let plan = with_versions(
+        &world,
+        &[("K3S", "v1.29.5+k3s1")],
+        &["--plan", "--output", "json"],
+    )
+    .success();
+    let lines = plan_lines(&json(&plan), &["k3s"]).join("\n");
+    assert!(
+        lines.contains("upgrade K3s v1.29.0+k3s1 → v1.29.5+k3s1"),
+        "the plan does not say it is an upgrade:\n{lines}"
+    );
+
+    let refusals: [(&[(&str, &str)], &str); 3] = [
+        (
+            &[("K3S", "v1.31.0+k3s1")],
+            "pin the newest v1.30.x+k3s1 first",
+        ),
+        (&[("K3S", "v1.28.4+k3s1")], "that is a downgrade"),
+        (
+            &[("K3S", "v1.30.2+k3s1")],
+            "Istio 1.20.3 does not support Kubernetes 1.30",
+        ),
+    ];
+    for (versions, words) in refusals {
+        let before = world.files(false);
+        world.clear_calls();
+        let refused = with_versions(&world, versions, &[]).code(2);
+        let said = stderr(&refused);
+        assert!(said.contains(words), "{versions:?}: {said}");
+        assert_eq!(world.files(false), before, "{versions:?}: files changed");
+        let changing: Vec<String> = (world.calls().iter())
+            .map(|call| call.line())
+            .filter(|line| {
+                ["apply", "upgrade", "install", "restart", "delete"]
+                    .iter()
+                    .any(|verb| line.contains(verb))
+            })
+            .collect();
+        assert!(changing.is_empty(), "{versions:?}: {changing:?}");
+    }
+    report(
+        "upgrade: a K3s patch upgrade planned as such; a skipped minor, a downgrade and a Kubernetes outside Istio's range refused before any change, each naming the way through",
+    );
+}
+
+#[test]
+fn a_k3s_upgrade_takes_a_backup_first_and_converges() {
+    let (mut world, releases) =
+        crate::support::full::full_world_and_releases(&servers::unique("upgradebackup"));
+    servers::quick_rabbitmqctl(&world);
+    world.install(&["--yes"]).success();
+    let key = crate::backup::with_key(&mut world);
+    let new = "v1.29.5+k3s1";
+    let binary =
+        format!("#!/bin/sh\necho 'k3s version {new} (4b8e5f8c)'\necho 'go version go1.21.9'\n");
+    let sums = format!(
+        "{}  k3s\n",
+        crate::support::cluster::sha256(binary.as_bytes())
+    );
+    releases.put(&format!("/k3s/{new}/k3s"), binary.into_bytes());
+    releases.put(
+        &format!("/k3s/{new}/sha256sum-amd64.txt"),
+        sums.into_bytes(),
+    );
+    releases.put(
+        &format!("/k3s-script/{new}/install.sh"),
+        b"#!/bin/sh\nexec k3s-install \"$@\"\n".to_vec(),
+    );
+    world.clear_calls();
+    let upgrade = with_versions(&world, &[("K3S", new)], &[]);
+    let said = stderr(&upgrade);
+    assert!(upgrade.get_output().status.success(), "{said}");
+    assert!(world.read("/usr/local/bin/k3s").contains(new));
+    assert!(
+        said.contains("backup before the upgrade of K3s v1.29.0+k3s1 → v1.29.5+k3s1"),
+        "{said}"
+    );
+
+    let backups = world.path("/var/lib/stackinstall/backups");
+    let archive = std::fs::read_dir(&backups)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .find(|path| {
+            path.to_string_lossy()
+                .contains("backup-before-k3s-v1.29.5+k3s1")
+        })
+        .expect("the backup before the upgrade");
+    let bytes = std::fs::read(&archive).unwrap();
+    let unpacked =
+        stackinstall::backup::unpack(&bytes, &stackinstall::backup::Protection::KeyFile(key))
+            .expect("the backup decrypts and verifies");
+    assert!(
+        unpacked
+            .member(stackinstall::backup::members::K3S_TOKEN)
+            .is_some()
+    );
+    let lines: Vec<String> = world.calls().iter().map(|call| call.line()).collect();
+    let backup_at = lines
+        .iter()
+        .position(|line| line.contains("get values"))
+        .expect("the backup ran");
+    let upgrade_at = lines
+        .iter()
+        .position(|line| line.contains("k3s-install"))
+        .expect("the upgrade ran");
+    assert!(
+        backup_at < upgrade_at,
+        "the backup came after the upgrade: {lines:?}"
+    );
+
+    let rerun = with_versions(&world, &[("K3S", new)], &["--output", "json"]).success();
+    let outcomes = crate::support::outcomes(&rerun);
+    let changed: Vec<_> = (outcomes.iter())
+        .filter(|(_, result)| *result == "changed")
+        .collect();
+    assert!(changed.is_empty(), "the re-run changed {changed:?}");
+    report(
+        "upgrade: K3s v1.29.0 → v1.29.5 took an encrypted backup first (it verifies), upgraded in place, a re-run changed nothing",
+    );
+}
+
+#[test]
+fn a_release_that_fails_its_wait_is_rolled_back_to_the_last_good_revision() {
+    let world = quick_full_world(&servers::unique("rollback"));
+    world.install(&["--yes"]).success();
+    let state = world.read("/var/lib/stackinstall/state.toml");
+    assert!(state.contains("good_revision = 1"), "{state}");
+
+    // Someone upgrades the release (Helm's history in the fake's state:
+    // revision 1 superseded by 2), and revision 2's pods never come Ready.
+    let history = world.state("helm/stackbill.json");
+    let mut revisions: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(&history).unwrap()).unwrap();
+    assert_eq!(revisions.len(), 1, "{revisions:?}");
+    revisions[0]["status"] = serde_json::json!("superseded");
+    revisions.push(serde_json::json!({"revision": 2, "status": "deployed",
+        "description": "Upgrade complete", "chart": "stackbill-1.1.0"}));
+    std::fs::write(&history, serde_json::to_string(&revisions).unwrap()).unwrap();
+    world.set_pods(&serde_json::json!({"items": [
+        {"metadata": {"name": "sb-core-2"}, "status": {"phase": "Running",
+         "conditions": [{"type": "Ready", "status": "False"}]}}
+    ]}));
+    let mut command = world.command();
+    command
+        .args([
+            "install",
+            "--domain",
+            crate::support::DOMAIN,
+            "--self-signed",
+            "--yes",
+        ])
+        .args(["--redo", "wait"])
+        .env("STACKINSTALL_WAIT__TIMEOUT_SECONDS", "2")
+        .env("STACKINSTALL_WAIT__POLL_MILLISECONDS", "200");
+    let failed = command.assert().code(1);
+    let said = stderr(&failed);
+    assert!(
+        said.contains("rolled back to revision 1, the last one whose pods came Ready"),
+        "{said}"
+    );
+    let rollbacks: Vec<String> = (world.lines_of("helm").into_iter())
+        .filter(|line| line.contains("rollback"))
+        .collect();
+    assert_eq!(rollbacks.len(), 1, "{rollbacks:?}");
+    assert!(rollbacks[0].contains(" 1 "), "{rollbacks:?}");
+    report(
+        "upgrade: a release revision whose pods never came Ready rolled back to revision 1 (the last good one), and the run said so",
+    );
+}
+
+#[test]
+fn an_istio_upgrade_of_one_minor_is_prechecked_backed_up_and_installed_and_two_are_refused() {
+    let (mut world, releases) =
+        crate::support::full::full_world_and_releases(&servers::unique("istioupgrade"));
+    servers::quick_rabbitmqctl(&world);
+    world.install(&["--yes"]).success();
+    crate::backup::with_key(&mut world);
+    let new = "1.21.0";
+    let istio = crate::support::cluster::tarball(
+        &format!("istio-{new}/bin/istioctl"),
+        &format!("#!/bin/sh\necho {new}\n"),
+    );
+    let file = format!("istio-{new}-linux-amd64.tar.gz");
+    releases.put(
+        &format!("/istio/{new}/{file}.sha256"),
+        format!("{}  {file}\n", crate::support::cluster::sha256(&istio)).into_bytes(),
+    );
+    releases.put(&format!("/istio/{new}/{file}"), istio);
+
+    let before = world.files(false);
+    let refused = with_versions(&world, &[("ISTIO", "1.22.1")], &[]).code(2);
+    let said = stderr(&refused);
+    assert!(said.contains("pin the newest 1.21.x first"), "{said}");
+    assert_eq!(
+        world.files(false),
+        before,
+        "a refused upgrade changed files"
+    );
+
+    world.clear_calls();
+    let upgrade = with_versions(&world, &[("ISTIO", new)], &[]);
+    let said = stderr(&upgrade);
+    assert!(upgrade.get_output().status.success(), "{said}");
+    assert!(
+        said.contains("backup before the upgrade of Istio 1.20.3 → 1.21.0"),
+        "{said}"
+    );
+    assert!(world.read("/usr/local/bin/istioctl").contains(new));
+    let istioctl = world.lines_of("istioctl");
+    let precheck = istioctl
+        .iter()
+        .position(|l| l.contains("x precheck"))
+        .expect("a precheck");
+    let install = istioctl
+        .iter()
+        .position(|l| l.contains("install -y"))
+        .expect("an install");
+    assert!(precheck < install, "{istioctl:?}");
+    let rerun = with_versions(&world, &[("ISTIO", new)], &["--output", "json"]).success();
+    let outcomes = crate::support::outcomes(&rerun);
+    let changed: Vec<_> = (outcomes.iter())
+        .filter(|(_, result)| *result == "changed")
+        .collect();
+    assert!(changed.is_empty(), "the re-run changed {changed:?}");
+    report(
+        "upgrade: Istio 1.20.3 → 1.22.1 refused naming 1.21.x; 1.20.3 → 1.21.0 backed up, prechecked (istioctl x precheck) and installed in place; a re-run changed nothing",
+    );
+}
