@@ -54,7 +54,7 @@ pub fn run(root: &Path, args: BackupArgs) -> Result<()> {
     let (manifest, size) = backup::take(&context, &path, &protection, args.out.is_none())?;
     print_written(&path, size, &manifest, &protection);
     if let Some(log) = &context.log_path {
-        println!("Log: {}", log.display());
+        crate::outln!("Log: {}", log.display());
     }
     Ok(())
 }
@@ -105,7 +105,7 @@ fn protection_for_writing(
 }
 
 fn print_written(path: &Path, size: usize, manifest: &backup::Manifest, protection: &Protection) {
-    println!(
+    crate::outln!(
         "Backup written: {} ({} bytes, {} members, mode 0600)",
         path.display(),
         size,
@@ -113,28 +113,30 @@ fn print_written(path: &Path, size: usize, manifest: &backup::Manifest, protecti
     );
     match protection {
         Protection::Passphrase(_) => {
-            println!(
+            crate::outln!(
                 "Encrypted with age to the passphrase you typed: without it the backup cannot be read."
             )
         }
-        Protection::KeyFile(_) => println!(
+        Protection::KeyFile(_) => crate::outln!(
             "Encrypted with age to the key of `[backup] key_file`: keep a copy of that key away from this host."
         ),
-        Protection::None => eprintln!(
+        Protection::None => crate::errln!(
             "WARNING: the backup `{}` is NOT ENCRYPTED: it holds every password, the TLS key and the cluster token in clear. It is root's, mode 0600: keep it so, or encrypt it (`age -p`) before it leaves this host.",
             path.display()
         ),
     }
     for member in &manifest.members {
-        println!(
+        crate::outln!(
             "  {:<40} {:>10} bytes  {}",
-            member.name, member.size, member.what
+            member.name,
+            member.size,
+            member.what
         );
     }
     for left in &manifest.left_out {
-        println!("  left out: {} ({})", left.what, left.why);
+        crate::outln!("  left out: {} ({})", left.what, left.why);
     }
-    println!(
+    crate::outln!(
         "Check it with `stackinstall backup --verify {}`.",
         path.display()
     );
@@ -145,7 +147,7 @@ fn print_written(path: &Path, size: usize, manifest: &backup::Manifest, protecti
 fn verify(root: &Path, config: &Config, file: &Path) -> Result<()> {
     let archive = open(&Host::new(root), config, file)?;
     let manifest = &archive.manifest;
-    println!(
+    crate::outln!(
         "{}: a backup of profile `{}` made by stackinstall {} at {}{}",
         file.display(),
         manifest.profile,
@@ -158,12 +160,14 @@ fn verify(root: &Path, config: &Config, file: &Path) -> Result<()> {
         }
     );
     for member in &manifest.members {
-        println!(
+        crate::outln!(
             "  {:<40} {:>10} bytes  sha256 {}",
-            member.name, member.size, member.sha256
+            member.name,
+            member.size,
+            member.sha256
         );
     }
-    println!(
+    crate::outln!(
         "verified: all {} members match the manifest's SHA-256",
         manifest.members.len()
     );

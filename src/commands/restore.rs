@@ -51,12 +51,12 @@ pub fn run(root: &Path, args: RestoreArgs) -> Result<()> {
             archive.manifest.created
         );
         for path in restore::put_files_back(&host, &archive, &restored)? {
-            eprintln!("restore: put back `{path}`");
+            crate::errln!("restore: put back `{path}`");
             tracing::info!("put back {path}");
         }
-        eprintln!("restore: log {}", log.display());
+        crate::errln!("restore: log {}", log.display());
     }
-    eprintln!("restore: installing what holds the data (K3s and the host's servers)");
+    crate::errln!("restore: installing what holds the data (K3s and the host's servers)");
     super::install::run(root, converge(root, &archive.manifest.profile, &HOLDERS))?;
     {
         let mut context = Context::new(
@@ -71,16 +71,16 @@ pub fn run(root: &Path, args: RestoreArgs) -> Result<()> {
         if context.state.was_done(crate::step_id::StepId::K3s)
             && restore::restore_k3s(&context, &archive)?
         {
-            eprintln!("restore: K3s's datastore put back");
+            crate::errln!("restore: K3s's datastore put back");
         }
         for what in restore::restore_databases(&context, &archive)? {
-            eprintln!("restore: put back {what}");
+            crate::errln!("restore: put back {what}");
             tracing::info!("put back {what}");
         }
     }
-    eprintln!("restore: converging with the install");
+    crate::errln!("restore: converging with the install");
     super::install::run(root, converge(root, &archive.manifest.profile, &[]))?;
-    eprintln!(
+    crate::errln!(
         "restore: done; later installs: `stackinstall --config {RESTORED_CONFIG}` (the backup's configuration)"
     );
     Ok(())
@@ -114,7 +114,7 @@ fn converge(root: &Path, profile: &str, only: &[&str]) -> InstallArgs {
 /// Asks on a terminal; without one, only `--yes` goes on.
 fn confirm(args: &RestoreArgs, archive: &crate::backup::Archive) -> Result<(), StepError> {
     let manifest = &archive.manifest;
-    eprintln!(
+    crate::errln!(
         "Restore `{}` (profile `{}`, made by stackinstall {} at {}): the credentials, the configuration, the TLS pair, K3s's datastore and the databases' contents on this host are replaced by the backup's.",
         args.file.display(),
         manifest.profile,
