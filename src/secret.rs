@@ -194,9 +194,11 @@ fn mask_assignment(line: &str, value_is_secret: bool) -> String {
         };
         let separator = start + offset;
         let key_part = line[..separator].trim_end().trim_end_matches('"');
-        let key_start = key_part
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'))
-            .map_or(0, |i| i + 1);
+        // After the last character that cannot be part of a key (which
+        // may be wider than a byte: found by fuzzing, `credentials`).
+        let key_start = (key_part.char_indices().rev())
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.'))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let key = &key_part[key_start..];
         let secret = is_secret_name(key) || (value_is_secret && key == "value");
         // `://` is a URL, not an assignment.
@@ -265,6 +267,16 @@ fn mask_user_info(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `credentials` fuzz target: a key right after a
+    /// character wider than a byte cut that character in two (a panic
+    /// while redacting, whose input is any file or program output).
+    #[test]
+    fn a_key_after_a_wide_character_is_read_whole() {
+        let line = "[nontokenac\"sword = \u{7d3}5l:Dqp:/";
+        let _ = redact_by_name(line);
+        assert_eq!(redact_by_name("ޓpassword=hunter2"), "ޓpassword=********");
+    }
 
     #[test]
     fn secret_never_shows_itself() {
