@@ -132,7 +132,9 @@ pub fn check_path(component: Component, installed: &str, wanted: &str) -> Result
 /// Kubernetes minor versions each Istio minor supports: istio.io
 /// "Supported Releases" (docs/releases/supported-releases, the table
 /// "Support status of Istio releases", column "Supported Kubernetes
-/// Versions").
+/// Versions"; its data file is istio/istio.io
+/// `data/compatibility/supportStatus.yml`, `k8sVersions`, checked for 1.23
+/// to 1.26).
 const SUPPORT_MATRIX: [(u64, u64, u64); 9] = [
     (18, 24, 27),
     (19, 25, 28),
