@@ -229,7 +229,8 @@ pub fn pack(
         toml::to_string(manifest).map_err(|error| ArchiveError::Manifest(error.to_string()))?;
     let mut all = vec![(MANIFEST.to_string(), manifest_text.into_bytes())];
     all.extend((entries.iter()).map(|entry| (entry.name.clone(), entry.bytes.clone())));
-    let tar = tar_gz(&all).map_err(|error| ArchiveError::NotAnArchive(error.to_string()))?;
+    let tar = crate::host::archive::tar_gz(&all)
+        .map_err(|error| ArchiveError::NotAnArchive(error.to_string()))?;
     match protection {
         Protection::None => Ok(tar),
         Protection::Passphrase(passphrase) => {
@@ -390,26 +391,6 @@ fn decrypt(bytes: &[u8], identity: &dyn age::Identity) -> Result<Vec<u8>, Archiv
     Ok(plain)
 }
 
-fn tar_gz(entries: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
-    let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    let mut builder = tar::Builder::new(encoder);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_secs());
-    for (name, contents) in entries {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(contents.len() as u64);
-        header.set_mode(0o600);
-        header.set_mtime(now);
-        header.set_entry_type(tar::EntryType::Regular);
-        header.set_cksum();
-        builder.append_data(&mut header, name, contents.as_slice())?;
-    }
-    builder.into_inner()?.finish()
-}
-
-/// The regular files of a tar.gz with their bytes, in order; anything
-/// else (a link, a device, a name that leaves the archive) fails.
 fn untar_gz(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, ArchiveError> {
     let bad = |error: std::io::Error| ArchiveError::NotAnArchive(error.to_string());
     let decoder = flate2::read::GzDecoder::new(bytes).take(MAX_UNPACKED);

@@ -50,7 +50,8 @@ fn run(world: &World, steps: &[&str], extra: &[&str]) -> Run {
     let text = stderr(&assert);
     assert!(
         assert.get_output().status.success(),
-        "install failed:\n{text}"
+        "install failed:\n{text}\n{}",
+        crate::support::stdout(&assert)
     );
     Run {
         outcomes: outcomes(&assert),

@@ -53,7 +53,7 @@ fn a_k3s_upgrade_is_planned_and_skips_downgrades_and_unsupported_pairs_are_refus
             &[("K3S", "v1.31.0+k3s1")],
             "pin the newest v1.30.x+k3s1 first",
         ),
-        (&[("K3S", "v1.28.4+k3s1")], "that is a downgrade"),
+        (&[("K3S", "v1.28.5+k3s1")], "that is a downgrade"),
         (
             &[("K3S", "v1.30.2+k3s1")],
             "Istio 1.20.3 does not support Kubernetes 1.30",
