@@ -91,7 +91,15 @@ pub struct Command {
     stdin: Option<Stdin>,
     timeout: Duration,
     log_stdout: bool,
+    /// Exit statuses that say "not now" (a server still starting): the
+    /// command is run again, at most `RETRIES` more times.
+    retry_on: &'static [i32],
 }
+
+/// How many more times a command is run after a "not now" exit status,
+/// and how long after each.
+const RETRIES: u32 = 3;
+const RETRY_PAUSE: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 enum Stdin {
@@ -153,6 +161,7 @@ impl Command {
             stdin: None,
             timeout: DEFAULT_TIMEOUT,
             log_stdout: true,
+            retry_on: &[],
         }
     }
 
@@ -213,6 +222,15 @@ impl Command {
         self
     }
 
+    /// Runs the command again (after a pause, at most three more times)
+    /// while it exits with one of `statuses`: the program's own word for
+    /// "unavailable, try again" (sysexits' 69 and 75 for RabbitMQ's CLI).
+    /// Only for commands that may run twice.
+    pub fn retry_on(mut self, statuses: &'static [i32]) -> Self {
+        self.retry_on = statuses;
+        self
+    }
+
     /// The program's name.
     pub fn program(&self) -> &str {
         &self.program
@@ -251,7 +269,28 @@ impl Command {
 
     /// Runs the command and returns its output whatever its exit status.
     pub fn run_unchecked(&self) -> Result<Output, CommandError> {
-        let result = self.run_once();
+        let mut retries = 0;
+        let result = loop {
+            let result = self.run_once();
+            match &result {
+                Ok(output)
+                    if retries < RETRIES
+                        && output
+                            .code
+                            .is_some_and(|code| self.retry_on.contains(&code)) =>
+                {
+                    retries += 1;
+                    tracing::warn!(
+                        target: "command",
+                        "`{self}` said to try again (exit {:?}): again in {} s ({retries} of {RETRIES})",
+                        output.code,
+                        RETRY_PAUSE.as_secs()
+                    );
+                    std::thread::sleep(RETRY_PAUSE);
+                }
+                _ => break result,
+            }
+        };
         if may_change_units(&self.program, &self.args) {
             UNIT_CHANGES.fetch_add(1, Ordering::SeqCst);
         }

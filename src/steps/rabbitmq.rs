@@ -235,11 +235,22 @@ fn encode(text: &str) -> String {
 }
 
 /// `rabbitmqctl`, told which node to manage when the operator set one.
+/// The exit statuses of RabbitMQ's CLI tools that mean "the node cannot
+/// be reached now" (a node still booting, or too busy to answer in time):
+/// sysexits' `EX_UNAVAILABLE` 69 and `EX_TEMPFAIL` 75, as RabbitMQ's CLI
+/// uses them (rabbitmq-server `deps/rabbitmq_cli/lib/rabbitmq/cli/core/exit_codes.ex`).
+const NOT_NOW: &[i32] = &[69, 75];
+
+/// `rabbitmqctl` with `args`; run again while the node cannot be reached
+/// (an export is a read, an import of the same definitions makes nothing
+/// new; a delete that did its work before the CLI gave up fails the second
+/// time as any failure does, and a re-run finishes).
 pub(crate) fn rabbitmqctl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
     Command::new("rabbitmqctl")
         .inherit("RABBITMQ_NODENAME")
         .args(args)
         .timeout(Duration::from_secs(120))
+        .retry_on(NOT_NOW)
 }
 
 fn rabbitmq_plugins<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
@@ -247,6 +258,7 @@ fn rabbitmq_plugins<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
         .inherit("RABBITMQ_NODENAME")
         .args(args)
         .timeout(Duration::from_secs(120))
+        .retry_on(NOT_NOW)
 }
 
 fn password(context: &Context) -> Result<Secret, StepError> {

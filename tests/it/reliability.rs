@@ -817,3 +817,27 @@ fn a_rerun_reads_every_unit_in_one_systemctl_show_and_sees_a_unit_it_started() {
     );
     println!("systemctl calls of a re-run that started mongod: {calls:#?}");
 }
+
+/// RabbitMQ's CLI exits 69 (`EX_UNAVAILABLE`) when it cannot reach a node
+/// that is still booting or too busy to answer in time (rabbitmq-server
+/// `deps/rabbitmq_cli/lib/rabbitmq/cli/core/exit_codes.ex`): the step runs
+/// it again rather than failing the install.
+#[test]
+fn a_rabbitmqctl_that_cannot_reach_the_node_yet_is_run_again() {
+    let world = full::quick_full_world(&servers::unique("unavailable"));
+    let unavailable = Action::Fail {
+        code: 69,
+        stderr: "Error: unable to perform an operation on node 'rabbit@vm'. Please see diagnostics information and suggestions below.\n".into(),
+    };
+    world.rule(Rule::new("rabbitmqctl", &["export_definitions"], unavailable).once());
+    let installed = world.install(&[]);
+    assert!(
+        installed.get_output().status.success(),
+        "{}",
+        stderr(&installed)
+    );
+    let exports = (world.calls().iter())
+        .filter(|call| call.is("rabbitmqctl", "export_definitions"))
+        .count();
+    assert!(exports >= 2, "the export ran {exports} time(s)");
+}
