@@ -136,13 +136,16 @@ pub fn run(root: &Path, args: StatusArgs) -> Result<()> {
     }
     for status in &statuses {
         let when = status.finished_at.as_deref().unwrap_or("");
+        // One line a step: an error's stderr tail joined on.
         let health = status
             .health
             .as_deref()
-            .map_or(String::new(), |h| format!("  health: {h}"));
+            .map_or(String::new(), |h| format!("  health: {}", one_line(h)));
         let reason = (status.reason.as_deref())
             .filter(|_| status.state != "done")
-            .map_or(String::new(), |reason| format!("  reason: {reason}"));
+            .map_or(String::new(), |reason| {
+                format!("  reason: {}", one_line(reason))
+            });
         crate::outln!(
             "{:<12} {:<12} {when}{reason}{health}",
             status.id,
@@ -178,4 +181,12 @@ fn troubled(troubles: &[String]) -> Result<()> {
         "`stackinstall install` (the same command as before) resumes at the first failed step; `stackinstall doctor` looks further",
     )
     .into())
+}
+
+/// `text` on one line: its lines trimmed and joined by a space.
+fn one_line(text: &str) -> String {
+    (text.lines().map(str::trim))
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
