@@ -180,6 +180,20 @@ pub fn key_file(host: &Host, config: &Config) -> Result<Option<Secret>, StepErro
 /// Takes a backup of the host `context` works on and writes it at `path`
 /// (its directory made root-only when `private_dir`): the manifest and
 /// the archive's size.
+/// The backup taken before an upgrade (`Context::back_up`): encrypted to
+/// `[backup] key_file` when the profile names one, else root's 0600 file
+/// (nobody is there to type a passphrase mid-run).
+pub fn before_upgrade(
+    context: &crate::context::Context,
+    path: &std::path::Path,
+) -> Result<(), StepError> {
+    let protection = match key_file(&context.host, &context.config)? {
+        Some(key) => Protection::KeyFile(key),
+        None => Protection::None,
+    };
+    take(context, path, &protection, true).map(|_| ())
+}
+
 pub fn take(
     context: &crate::context::Context,
     path: &std::path::Path,

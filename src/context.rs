@@ -106,6 +106,9 @@ pub fn kept_because(origin: Option<Origin>, what: &str) -> Option<String> {
     }
 }
 
+/// Backs the host up to a file (`Context::back_up`).
+pub type BackUp = fn(&Context, &std::path::Path) -> Result<(), StepError>;
+
 /// Everything a step works with during one run.
 pub struct Context {
     pub config: Config,
@@ -126,6 +129,10 @@ pub struct Context {
     /// doctor's cluster and mesh findings, set by the install command (the
     /// steps do not reach up to doctor); `None` keeps the error as it is.
     pub explain_timeout: Option<fn(StepError, &Context) -> StepError>,
+    /// What backs the host up to a file before an upgrade, set by the
+    /// install command (the steps do not reach up to `backup`); `None`: this
+    /// command takes no backup, so it makes no upgrade.
+    pub back_up: Option<BackUp>,
     pub state: State,
     /// What a plan found that would stop the install (a host too small):
     /// the plan goes on to show every step, then fails with the first.
@@ -161,6 +168,7 @@ impl Context {
             redo: Vec::new(),
             included: Vec::new(),
             explain_timeout: None,
+            back_up: None,
             plan_stops: Arc::default(),
             state,
             state_file,
@@ -211,6 +219,7 @@ impl Context {
             redo: self.redo.clone(),
             included: self.included.clone(),
             explain_timeout: self.explain_timeout,
+            back_up: self.back_up,
             plan_stops: Arc::clone(&self.plan_stops),
             state: self.state.clone(),
             shared_state: Arc::clone(&self.shared_state),

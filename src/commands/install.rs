@@ -54,6 +54,7 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
     context.redo = selection.redo.clone();
     context.included = inclusion.included();
     context.explain_timeout = Some(crate::doctor::explain_timeout);
+    context.back_up = Some(crate::backup::before_upgrade);
     if args.plan {
         let plan = engine::plan(&context, &inclusion)?;
         let stops = context.take_plan_stops();

@@ -326,11 +326,16 @@ impl Change for BackupFirst {
     }
 
     fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
-        let protection = match crate::backup::key_file(&context.host, &context.config)? {
-            Some(key) => crate::backup::Protection::KeyFile(key),
-            None => crate::backup::Protection::None,
+        let Some(back_up) = context.back_up else {
+            return Err(StepError::failed(
+                format!(
+                    "{} needs a backup first, and this command takes none",
+                    self.upgrade
+                ),
+                "run `sudo stackinstall install`: it backs the host up, then upgrades",
+            ));
         };
-        crate::backup::take(context, &self.path, &protection, true)?;
+        back_up(context, &self.path)?;
         let message = format!(
             "backup before the upgrade of {}: `{}`",
             self.upgrade, self.shown
