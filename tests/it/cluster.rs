@@ -34,8 +34,8 @@ fn mutating(calls: &[Call]) -> Vec<String> {
         .collect()
 }
 
-/// The objects a `kubectl apply` call sent, as `Kind/name`.
-fn applied(calls: &[Call]) -> Vec<String> {
+/// The objects the `kubectl apply` calls sent, as `Kind/namespace/name`.
+pub(crate) fn applied(calls: &[Call]) -> Vec<String> {
     let mut objects = Vec::new();
     for call in calls
         .iter()

@@ -34,26 +34,7 @@ fn context_for(world: &World, plan: bool) -> Context {
 
 /// The `kubectl apply` calls' objects, as `Kind/namespace/name`.
 fn applied(world: &World) -> Vec<String> {
-    let mut objects = Vec::new();
-    for call in world
-        .calls()
-        .iter()
-        .filter(|call| call.is("kubectl", "apply"))
-    {
-        for document in serde_yaml_ng::Deserializer::from_str(&call.stdin) {
-            let object: serde_json::Value = serde::Deserialize::deserialize(document).unwrap();
-            if object.is_null() {
-                continue;
-            }
-            objects.push(format!(
-                "{}/{}/{}",
-                object["kind"].as_str().unwrap(),
-                object["metadata"]["namespace"].as_str().unwrap_or("-"),
-                object["metadata"]["name"].as_str().unwrap(),
-            ));
-        }
-    }
-    objects
+    crate::cluster::applied(&world.calls())
 }
 
 /// A running cluster with Istio: what the namespace, tls and gateway
