@@ -22,7 +22,7 @@ use time::{Duration, OffsetDateTime};
 use crate::config::Config;
 use crate::context::Context;
 use crate::error::StepError;
-use crate::host::{CommandError, kube};
+use crate::host::{CommandError, cluster, kube};
 use crate::secret::Secret;
 
 /// How long an ECR token is valid (AWS documents 12 hours).
@@ -32,8 +32,8 @@ pub const TOKEN_VALIDITY: Duration = Duration::hours(12);
 pub const RENEWAL_SLACK: Duration = Duration::minutes(30);
 
 /// The Secret annotations that record when its token was fetched and expires.
-pub const FETCHED_AT: &str = "stackinstall/ecr-token-fetched-at";
-pub const EXPIRES_AT: &str = "stackinstall/ecr-token-expires-at";
+pub const FETCHED_AT: &str = cluster::ECR_FETCHED_AT;
+pub const EXPIRES_AT: &str = cluster::ECR_EXPIRES_AT;
 
 /// The ways to give the host AWS credentials that the kubelet's provider
 /// and the renewal timer see too (a key in the shell's environment alone is
@@ -119,24 +119,13 @@ fn rfc3339(time: OffsetDateTime) -> String {
 }
 
 /// The stamp of the pull Secret: `None` when the Secret is missing or has no
-/// (readable) stamp. Reads only the two annotations, never the Secret's data.
+/// (readable) stamp. Reads only the two annotations (from the run's
+/// snapshot of the cluster), never the Secret's data.
 pub fn read_stamp(config: &Config) -> Result<Option<Stamp>, CommandError> {
-    let template = format!(
-        "jsonpath={{.metadata.annotations.{FETCHED_AT}}} {{.metadata.annotations.{EXPIRES_AT}}}"
-    );
-    let output = kube::kubectl([
-        "get",
-        "secret",
-        &config.registry.secret,
-        "-n",
-        &config.cluster.namespace,
-        "--ignore-not-found",
-        "-o",
-        &template,
-    ])
-    .run()?;
-    let mut fields = output.stdout.split_whitespace();
-    Ok(match (fields.next(), fields.next()) {
+    let snapshot = cluster::snapshot()?;
+    let annotation =
+        |key| snapshot.secret_annotation(&config.cluster.namespace, &config.registry.secret, key);
+    Ok(match (annotation(FETCHED_AT), annotation(EXPIRES_AT)) {
         (Some(fetched_at), Some(expires_at)) => Stamp::parse(fetched_at, expires_at),
         _ => None,
     })

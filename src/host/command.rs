@@ -294,6 +294,9 @@ impl Command {
         if may_change_units(&self.program, &self.args) {
             UNIT_CHANGES.fetch_add(1, Ordering::SeqCst);
         }
+        if may_change_cluster(&self.program, &self.args) {
+            CLUSTER_CHANGES.fetch_add(1, Ordering::SeqCst);
+        }
         result
     }
 
@@ -535,6 +538,45 @@ fn may_change_units(program: &str, args: &[String]) -> bool {
         program => leave_units_alone.contains(&program),
     };
     !read
+}
+
+/// Whether `program` run with `args` may have changed the cluster's
+/// objects. Not a read of `kubectl` (kubectl(1): `get`, `version`, `logs`,
+/// `describe`, `wait`, `rollout status`), `helm` (`history`, `list`, `get`,
+/// `status`, `version`, `show`, `pull`, `template`), `istioctl` (`version`,
+/// `x precheck`) or `systemctl`, nor a program that works on packages'
+/// lists, exports, RabbitMQ or archives; anything else may have (an apply,
+/// a Helm upgrade, K3s's install script, `systemctl restart k3s`).
+fn may_change_cluster(program: &str, args: &[String]) -> bool {
+    let program = program.rsplit('/').next().unwrap_or(program);
+    let verb = args.first().map_or("", String::as_str);
+    let second = args.get(1).map_or("", String::as_str);
+    let read = match program {
+        "kubectl" => {
+            matches!(verb, "get" | "version" | "logs" | "describe" | "wait")
+                || (verb, second) == ("rollout", "status")
+        }
+        "helm" => matches!(
+            verb,
+            "history" | "list" | "get" | "status" | "version" | "show" | "pull" | "template"
+        ),
+        "istioctl" => verb == "version" || (verb, second) == ("x", "precheck"),
+        "systemctl" => !may_change_units(program, args),
+        "dpkg-query" | "exportfs" | "rabbitmqctl" | "rabbitmq-plugins" | "tar" | "stackinstall" => {
+            true
+        }
+        _ => false,
+    };
+    !read
+}
+
+/// How many commands have run that may have changed the cluster: what
+/// `kube`'s snapshot compares with the count at its last read.
+static CLUSTER_CHANGES: AtomicU64 = AtomicU64::new(0);
+
+/// The count of commands run so far that may have changed the cluster.
+pub fn cluster_changes() -> u64 {
+    CLUSTER_CHANGES.load(Ordering::SeqCst)
 }
 
 /// How many commands have run that may have changed a systemd unit: what

@@ -70,40 +70,16 @@ pub fn get_json(
         })
 }
 
-/// Several objects of one namespace (cluster-scoped ones too) in one
-/// `kubectl get KIND/NAME ...`: each as JSON, or `None` when it does not
-/// exist, in the order asked.
-pub fn get_each<const N: usize>(
-    objects: [(&str, &str); N],
-    namespace: &str,
-) -> Result<[Option<serde_json::Value>; N], CommandError> {
-    let names = objects.map(|(kind, name)| format!("{kind}/{name}"));
-    let mut args: Vec<&str> = vec!["get"];
-    args.extend(names.iter().map(String::as_str));
-    args.extend(["-n", namespace, "-o", "json", "--ignore-not-found"]);
-    let command = kubectl(args);
-    let output = command.run()?;
-    let found = items(&command, &output.stdout)?;
-    Ok(objects.map(|(kind, name)| {
-        (found.iter())
-            .find(|object| {
-                object["metadata"]["name"] == name
-                    && object["kind"]
-                        .as_str()
-                        .is_some_and(|found| found.eq_ignore_ascii_case(kind))
-            })
-            .cloned()
-    }))
-}
-
 /// The objects of several kinds in `namespace`, in one `kubectl get
 /// KIND,KIND -o json`: per kind, as `(asked, kind)` (`("pvc",
 /// "PersistentVolumeClaim")`), a list `{"items": [...]}`. The output is not
-/// logged (pods hold their environment).
+/// logged (pods hold their environment). Read now (a wait polls it: the
+/// run's snapshot is older than this read, so it is forgotten).
 pub fn list_kinds<const N: usize>(
     kinds: [(&str, &str); N],
     namespace: &str,
 ) -> Result<[serde_json::Value; N], CommandError> {
+    super::cluster::forget();
     let asked = kinds.map(|(asked, _)| asked).join(",");
     let command = kubectl(["get", &asked, "-n", namespace, "-o", "json"]).unlogged_stdout();
     let output = command.run()?;
@@ -219,9 +195,22 @@ pub fn istioctl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
         .args(args)
 }
 
-/// How many nodes are Ready, of how many; `None` when the API does not
-/// answer or there is no node yet.
+/// How many nodes are Ready, of how many, in the run's snapshot of the
+/// cluster (`cluster::snapshot`); `None` when the API does not answer or
+/// there is no node yet.
+pub fn nodes_seen_ready() -> Result<Option<(usize, usize)>, CommandError> {
+    match super::cluster::snapshot() {
+        Ok(snapshot) => Ok(snapshot.nodes_ready()),
+        Err(CommandError::Failed { .. }) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// How many nodes are Ready, of how many, read now (a wait polls it: the
+/// run's snapshot is older than this read, so it is forgotten); `None`
+/// when the API does not answer or there is no node yet.
 pub fn nodes_ready() -> Result<Option<(usize, usize)>, CommandError> {
+    super::cluster::forget();
     let output = kubectl(["get", "nodes", "-o", "json"]).run_unchecked()?;
     if !output.success() {
         return Ok(None);
@@ -234,7 +223,7 @@ pub fn nodes_ready() -> Result<Option<(usize, usize)>, CommandError> {
     Ok((!nodes.is_empty()).then_some((ready, nodes.len())))
 }
 
-fn is_ready(node: &serde_json::Value) -> bool {
+pub(super) fn is_ready(node: &serde_json::Value) -> bool {
     node["status"]["conditions"]
         .as_array()
         .is_some_and(|conditions| {

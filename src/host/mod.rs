@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod backup;
+pub mod cluster;
 pub mod command;
 pub mod directory;
 pub mod download;

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::{Action, Step, StepError, StepId, StepInfo};
 use crate::config::Config;
 use crate::context::Context;
-use crate::host::{self, kube};
+use crate::host::{self, cluster, kube};
 use crate::render::{self, RenderError};
 use crate::state::{Fingerprint, sha256_hex};
 
@@ -112,7 +112,9 @@ fn with_live(context: &Context) -> Result<Vec<(String, Value, Option<Value>)>, S
     let asked = identities
         .each_ref()
         .map(|(kind, name, _)| (kind.as_str(), name.as_str()));
-    let live = kube::get_each(asked, &context.config.cluster.namespace)?;
+    let snapshot = cluster::snapshot()?;
+    let namespace = &context.config.cluster.namespace;
+    let live = asked.map(|(kind, name)| snapshot.object(kind, Some(namespace), name).cloned());
     Ok((manifests.into_iter().zip(live))
         .map(|((manifest, object), live)| (manifest, object, live))
         .collect())

@@ -21,7 +21,7 @@ use super::{Action, ActionKind, Step, StepError, StepId, StepInfo};
 use crate::config::Config;
 use crate::context::{Context, Origin, kept_because};
 use crate::host::download::{self, ReleaseBinary};
-use crate::host::{Command, kube};
+use crate::host::{Command, cluster, kube};
 use crate::render::{self, RenderError};
 use crate::state::{Fact, Fingerprint, Preexisting};
 use crate::steps::k3s::version as k3s_version;
@@ -169,8 +169,9 @@ fn record_first(context: &Context, actions: &mut Vec<Action>) -> Result<(), Step
         records.push(Fact::Preexisting(Preexisting::Istioctl, present));
     }
     if facts.control_plane_preexisting.is_none() && !context.was_done(StepId::Istio) {
-        let present = kube::get_json("namespace", NAMESPACE, None)?.is_some()
-            || kube::get_json("deployment", "istiod", Some(NAMESPACE))?.is_some();
+        let snapshot = cluster::snapshot()?;
+        let present = snapshot.object("namespace", None, NAMESPACE).is_some()
+            || (snapshot.object("deployment", Some(NAMESPACE), "istiod")).is_some();
         records.push(Fact::Preexisting(Preexisting::IstioControlPlane, present));
     }
     actions.splice(0..0, records.into_iter().map(Action::record));
@@ -304,14 +305,16 @@ fn cluster_problem(context: &Context) -> Result<Option<String>, StepError> {
         ("deployment", "istiod"),
         ("service", "istio-ingressgateway"),
     ];
-    let [istiod, service] = kube::get_each(objects, NAMESPACE)?;
+    let snapshot = cluster::snapshot()?;
+    let [istiod, service] =
+        objects.map(|(kind, name)| snapshot.object(kind, Some(NAMESPACE), name));
     let Some(istiod) = istiod else {
         return Ok(Some("istiod is not installed".into()));
     };
     if istiod["status"]["readyReplicas"].as_u64().unwrap_or(0) == 0 {
         return Ok(Some("istiod is not ready".into()));
     }
-    if !injects_native_sidecars(&istiod) {
+    if !injects_native_sidecars(istiod) {
         return Ok(Some(
             "istiod does not inject native sidecars (`ENABLE_NATIVE_SIDECARS=true`): a Job's pod would never finish".into(),
         ));
@@ -379,7 +382,12 @@ fn preflight(context: &Context) -> Result<Option<Action>, StepError> {
         return Ok(Some(check));
     }
     let skipped_but_missing = StepError::skipped_but_missing;
-    match kube::get_json("deployment", "istiod", Some(NAMESPACE)) {
+    let istiod = cluster::snapshot().map(|snapshot| {
+        snapshot
+            .object("deployment", Some(NAMESPACE), "istiod")
+            .cloned()
+    });
+    match istiod {
         Ok(Some(istiod)) if istiod["status"]["readyReplicas"].as_u64().unwrap_or(0) > 0 => {
             Ok(Some(Action::check("--skip-infra: istiod is ready")))
         }

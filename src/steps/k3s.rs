@@ -109,7 +109,9 @@ impl Step for K3s {
         writes.extend(config_file::action(context)?);
         let (pending, reread) = restart_once(context, !writes.is_empty(), starts);
         let copy = kubeconfig::copy_action(context, !starts && !reread.is_empty())?;
-        if actions.is_empty() && kube::nodes_ready()?.is_none_or(|(ready, total)| ready < total) {
+        if actions.is_empty()
+            && kube::nodes_seen_ready()?.is_none_or(|(ready, total)| ready < total)
+        {
             actions.push(wait_for_nodes(context));
         }
         if actions.is_empty() {
@@ -167,7 +169,7 @@ impl Step for K3s {
                 "look at `journalctl -u k3s`, then run `systemctl start k3s`",
             ));
         }
-        match kube::nodes_ready()? {
+        match kube::nodes_seen_ready()? {
             Some((ready, total)) if ready == total => {}
             found => return Err(not_ready(found)),
         }
@@ -469,7 +471,7 @@ fn preflight(context: &Context) -> Result<Option<Action>, StepError> {
         }
         return Ok(Some(check));
     }
-    match kube::nodes_ready() {
+    match kube::nodes_seen_ready() {
         Ok(Some((ready, total))) if ready == total => Ok(Some(Action::check(format!(
             "--skip-infra: Kubernetes answers, {ready}/{total} nodes Ready"
         )))),

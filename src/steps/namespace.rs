@@ -11,7 +11,7 @@
 use super::{Action, Step, StepError, StepId, StepInfo};
 use crate::config::Config;
 use crate::context::Context;
-use crate::host::kube;
+use crate::host::{cluster, kube};
 use crate::render::{self, RenderError};
 use crate::state::Fingerprint;
 
@@ -123,7 +123,8 @@ fn archive_note(context: &Context) -> Result<String, StepError> {
 /// What is missing from the live namespace, or `None` when it is as wanted.
 fn problem(context: &Context) -> Result<Option<String>, StepError> {
     let name = &context.config.cluster.namespace;
-    let Some(live) = kube::get_json("namespace", name, None)? else {
+    let snapshot = cluster::snapshot()?;
+    let Some(live) = snapshot.object("namespace", None, name) else {
         return Ok(Some(format!("namespace `{name}` does not exist")));
     };
     let manifest = manifest(&context.config)?;
@@ -137,7 +138,7 @@ fn problem(context: &Context) -> Result<Option<String>, StepError> {
         "labels": wanted[0]["metadata"]["labels"],
         "annotations": wanted[0]["metadata"]["annotations"],
     }});
-    if kube::has_fields(&live, &metadata) {
+    if kube::has_fields(live, &metadata) {
         Ok(None)
     } else {
         Ok(Some(format!(

@@ -25,7 +25,7 @@ use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::context::Context;
 use crate::host::download::{self, DOWNLOADS, ReleaseBinary};
 use crate::host::kube::{self, history, recovery};
-use crate::host::{self};
+use crate::host::{self, cluster};
 use crate::state::Fingerprint;
 
 /// The storage step.
@@ -62,7 +62,7 @@ impl Step for Storage {
         }
         let revisions = history(&storage.release, &storage.namespace)?;
         let ours = !revisions.is_empty();
-        if !ours && kube::get_json("storageclass", class, None)?.is_some() {
+        if !ours && (cluster::snapshot()?.object("storageclass", None, class)).is_some() {
             return Ok(vec![Action::check(format!(
                 "StorageClass `{class}` is already in the cluster, not installed by stackinstall: left as it is"
             ))]);
@@ -269,7 +269,11 @@ fn problem(context: &Context) -> Result<Option<String>, StepError> {
         ("storageclass", class.as_str()),
         ("deployment", storage.release.as_str()),
     ];
-    let [class_found, deployment] = kube::get_each(objects, &storage.namespace)?;
+    let snapshot = cluster::snapshot()?;
+    let [class_found, deployment] = objects.map(|(kind, name)| {
+        let namespace = (kind != "storageclass").then_some(storage.namespace.as_str());
+        snapshot.object(kind, namespace, name)
+    });
     if class_found.is_none() {
         return Ok(Some(format!("there is no StorageClass `{class}`")));
     }
@@ -291,7 +295,7 @@ fn problem(context: &Context) -> Result<Option<String>, StepError> {
 /// StorageClass must exist.
 pub fn check_chart_class(context: &Context) -> Result<(), StepError> {
     let class = &context.config.nfs.storage_class;
-    if kube::get_json("storageclass", class, None)?.is_some() {
+    if (cluster::snapshot()?.object("storageclass", None, class)).is_some() {
         return Ok(());
     }
     Err(StepError::failed(

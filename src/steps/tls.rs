@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::certificate::{self, EXPIRY_WARNING_DAYS};
 use crate::context::Context;
-use crate::host::{self, kube};
+use crate::host::{self, cluster, kube};
 use crate::secret::Secret;
 use crate::state::{Fingerprint, sha256_hex};
 
@@ -31,7 +31,7 @@ use crate::state::{Fingerprint, sha256_hex};
 pub struct Tls;
 
 /// The annotation holding the SHA-256 of the certificate and key.
-const ANNOTATION: &str = "stackinstall.io/tls-sha256";
+const ANNOTATION: &str = cluster::TLS_SHA256;
 
 /// What the engine knows of the step.
 pub const INFO: StepInfo = StepInfo {
@@ -170,11 +170,8 @@ pub fn pair_hash(certificate: &str, key: &Secret) -> String {
 
 /// The pair hash the live Secret carries; `None` when it has none.
 fn live_hash(name: &str, namespace: &str) -> Result<Option<String>, StepError> {
-    let path = format!(
-        "{{.metadata.annotations.{}}}",
-        ANNOTATION.replace('.', "\\.")
-    );
-    Ok(kube::get_field("secret", name, namespace, &path)?)
+    let snapshot = cluster::snapshot()?;
+    Ok((snapshot.secret_annotation(namespace, name, ANNOTATION)).map(str::to_string))
 }
 
 /// With `--self-signed`, the pair to make when the one kept is missing,

@@ -25,7 +25,7 @@ use serde_json::Value;
 use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::config::Config;
 use crate::context::Context;
-use crate::host::kube;
+use crate::host::{cluster, kube};
 use crate::state::{Fact, Fingerprint};
 
 /// The wait step.
@@ -142,7 +142,8 @@ fn log_tail(namespace: &str, pod: &str) -> String {
     crate::secret::redact(text.trim_end())
 }
 
-/// The pods, Jobs and PVCs now, in one `kubectl get`.
+/// The pods, Jobs and PVCs now, in one `kubectl get` (the wait's poll:
+/// the cluster changes by itself meanwhile).
 fn poll(config: &Config) -> Result<Vec<PodState>, StepError> {
     let namespace = &config.cluster.namespace;
     let kinds = [
@@ -150,13 +151,31 @@ fn poll(config: &Config) -> Result<Vec<PodState>, StepError> {
         ("jobs", "Job"),
         ("pvc", "PersistentVolumeClaim"),
     ];
-    let [pods, job_list, claim_list] = kube::list_kinds(kinds, namespace)?;
+    let [pods, jobs, claims] = kube::list_kinds(kinds, namespace)?;
+    let class_exists = |class: &str| Ok(kube::get_json("storageclass", class, None)?.is_some());
+    states(namespace, [pods, jobs, claims], class_exists)
+}
+
+/// The pods, Jobs and PVCs as the run's snapshot of the cluster has them
+/// (a look or a verify).
+fn seen(config: &Config) -> Result<Vec<PodState>, StepError> {
+    let namespace = &config.cluster.namespace;
+    let snapshot = cluster::snapshot()?;
+    let lists = ["Pod", "Job", "PersistentVolumeClaim"].map(|kind| snapshot.list(kind, namespace));
+    let class_exists = |class: &str| Ok(snapshot.object("storageclass", None, class).is_some());
+    states(namespace, lists, class_exists)
+}
+
+fn states(
+    namespace: &str,
+    [pods, jobs, claims]: [Value; 3],
+    class_exists: impl Fn(&str) -> Result<bool, StepError>,
+) -> Result<Vec<PodState>, StepError> {
     let mut states = pod_states(&pods);
-    states.extend(jobs::job_states(&job_list, &pods, |pod| {
+    states.extend(jobs::job_states(&jobs, &pods, |pod| {
         log_tail(namespace, pod)
     }));
-    let class_exists = |class: &str| Ok(kube::get_json("storageclass", class, None)?.is_some());
-    states.extend(claims::claim_states(&claim_list, class_exists)?);
+    states.extend(claims::claim_states(&claims, class_exists)?);
     Ok(states)
 }
 
@@ -211,6 +230,7 @@ impl Step for Wait {
     }
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
+        // The wait's first poll: the pods now, not as an earlier step saw them.
         let pods = poll(&context.config)?;
         let good = context.facts().release.good_revision;
         // A cluster without Helm's release (`--only wait`) has nothing to
@@ -245,7 +265,7 @@ impl Step for Wait {
         if context.config.storage.provisioner_in_chart {
             super::storage::check_chart_class(context)?;
         }
-        let pods = poll(&context.config)?;
+        let pods = seen(&context.config)?;
         if all_ready(&pods) {
             return Ok(());
         }

@@ -841,3 +841,68 @@ fn a_rabbitmqctl_that_cannot_reach_the_node_yet_is_run_again() {
         .count();
     assert!(exports >= 2, "the export ran {exports} time(s)");
 }
+
+/// The programs a no-op re-run of the full world spawns, by program.
+fn spawned(world: &World) -> std::collections::BTreeMap<String, usize> {
+    let mut spawned = std::collections::BTreeMap::new();
+    for call in world.calls() {
+        *spawned.entry(call.program).or_insert(0) += 1;
+    }
+    spawned
+}
+
+/// Issue 20's target: a no-op re-run spawns at most 5 programs. Every
+/// step's look and verify at the cluster shares one `kubectl get` of every
+/// kind in every namespace (`host::cluster`), which lists Secrets by name
+/// and stackinstall's annotations, never their data; once something
+/// changed the cluster, the next look reads it again.
+#[test]
+fn a_rerun_reads_the_cluster_once_and_spawns_five_programs_at_most() {
+    let world = full::quick_full_world(&servers::unique("reads"));
+    world.install(&[]).success();
+
+    world.clear_calls();
+    world.install(&[]).success();
+    let spawned = spawned(&world);
+    let total: usize = spawned.values().sum();
+    assert!(total <= 5, "{total} programs: {spawned:?}");
+    assert_eq!(spawned.get("kubectl"), Some(&1), "{spawned:?}");
+    let reads = world.lines_of("kubectl");
+    assert!(reads[0].starts_with("kubectl get ") && reads[0].contains("secrets"));
+    // Secrets are printed by their own part of the template, which asks
+    // for fields of their metadata only; the whole object (`{@}`) is
+    // printed for the other kinds alone.
+    let (others, secrets) = (reads[0].split_once(r#"[?(@.kind=="Secret")]"#))
+        .unwrap_or_else(|| panic!("Secrets are read apart: {}", reads[0]));
+    assert!(others.contains(r#"[?(@.kind!="Secret")]"#), "{}", reads[0]);
+    let fields: Vec<&str> = secrets.split('{').skip(1).collect();
+    assert!(
+        fields.iter().all(|field| {
+            field.starts_with(".metadata.") || field.starts_with('"') || field.starts_with("end")
+        }),
+        "a Secret's data is never read: {secrets}"
+    );
+    println!("a no-op re-run spawns {total} programs: {spawned:?}");
+
+    // The Gateway deleted: the re-run applies it, then reads the cluster
+    // again (the apply made the first read stale) and verifies it there.
+    let namespace = "sb-apps";
+    world.delete_object("Gateway", namespace, "stackbill-gateway");
+    world.clear_calls();
+    world.install(&[]).success();
+    let kubectl = world.lines_of("kubectl");
+    let apply = (kubectl.iter())
+        .position(|call| call.starts_with("kubectl apply"))
+        .unwrap_or_else(|| panic!("the Gateway is applied again: {kubectl:#?}"));
+    assert!(
+        kubectl[apply + 1..]
+            .iter()
+            .any(|call| call.starts_with("kubectl get ")),
+        "the cluster is read again after the apply: {kubectl:#?}"
+    );
+    assert!(
+        world
+            .object("Gateway", namespace, "stackbill-gateway")
+            .is_some()
+    );
+}

@@ -108,6 +108,10 @@ const TABLE: &[(&str, Holds, Owner, u32)] = &[
     ("/usr/local/bin/k3s-uninstall.sh", Public, Root, 0o755),
     ("/var", Directory, Root, 0o755),
     ("/var/lib", Directory, Root, 0o755),
+    // `exportfs -ra`'s table of what is exported (exportfs(8), FILES),
+    // written by nfs-utils, mode as the package makes it.
+    ("/var/lib/nfs", Directory, Root, 0o755),
+    ("/var/lib/nfs/etab", Public, Root, 0o644),
     ("/var/lib/rancher", Directory, Root, 0o755),
     // K3s's own (the fake K3s writes them as K3s does): its server
     // directory and datastore root's alone, the token 0600.

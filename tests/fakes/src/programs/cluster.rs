@@ -30,6 +30,10 @@ pub const LOG: &str = "fake.stackinstall/log";
 /// The application's pods.
 pub const PODS: &str = "pods.json";
 
+/// The namespace of the application's pods that name none, when every
+/// namespace is listed: the profile's (`[cluster] namespace`).
+pub const APPLICATION_NAMESPACE: &str = "sb-apps";
+
 /// The cluster of the world `fake` runs in.
 pub struct Cluster<'a> {
     fake: &'a Fake,
@@ -192,7 +196,7 @@ impl<'a> Cluster<'a> {
     fn pods(&self, stored: Vec<Value>, namespace: Option<&str>) -> Vec<Value> {
         let mut pods = stored;
         if !self.pods_hidden() {
-            pods.extend(self.application_pods(namespace.unwrap_or("default")));
+            pods.extend(self.application_pods(namespace));
         }
         let jobs = self.store.list(resource("Job"), namespace);
         pods.extend(jobs.into_iter().filter_map(|job| self.job_run(job).1));
@@ -214,13 +218,27 @@ impl<'a> Cluster<'a> {
         seen < hidden
     }
 
-    fn application_pods(&self, namespace: &str) -> Vec<Value> {
+    /// The application's pods (`state/pods.json`), in the namespace a pod
+    /// names, else the one listed (else, listing every namespace, the
+    /// application's: [`APPLICATION_NAMESPACE`]).
+    fn application_pods(&self, listed_in: Option<&str>) -> Vec<Value> {
         let text = std::fs::read_to_string(self.fake.state.join(PODS)).unwrap_or_default();
         let listed: Value = serde_json::from_str(&text).unwrap_or(json!({ "items": [] }));
         let items = listed["items"].as_array().cloned().unwrap_or_default();
         items
             .into_iter()
-            .map(|mut pod| {
+            .filter_map(|pod| {
+                let own = pod["metadata"]["namespace"].as_str().map(str::to_string);
+                let namespace = match (own, listed_in) {
+                    (Some(own), Some(asked)) if own != asked => return None,
+                    (Some(own), _) => own,
+                    (None, Some(asked)) => asked.to_string(),
+                    (None, None) => APPLICATION_NAMESPACE.to_string(),
+                };
+                Some((pod, namespace))
+            })
+            .map(|(mut pod, namespace)| {
+                let namespace = namespace.as_str();
                 pod["kind"] = json!("Pod");
                 pod["metadata"]["namespace"] = json!(namespace);
                 let unbound = (pod["spec"]["volumes"].as_array().into_iter().flatten())

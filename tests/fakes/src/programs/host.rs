@@ -8,11 +8,14 @@ use super::systemctl::{Unit, Units};
 use crate::flags::{self, Refused, Spec};
 use crate::{Fake, Reply};
 
-/// `exportfs -ra` (re-export; the kernel here has no NFS server, so it
-/// only keeps books) and `exportfs -v` (the export table: the world's
-/// `/etc/exports` without its comments).
+/// `exportfs -ra` (re-export: the table `/var/lib/nfs/etab` made again
+/// from `/etc/exports`, one line per path and client, exportfs(8) FILES;
+/// the kernel here has no NFS server, so it only keeps books) and
+/// `exportfs -v` (the table as it is).
 pub fn exportfs(fake: &Fake) -> Reply {
+    let etab = fake.host_path("/var/lib/nfs/etab");
     let mut listed = false;
+    let mut reexport = false;
     for arg in &fake.args {
         let Some(letters) = arg.strip_prefix('-') else {
             return Reply::fail(
@@ -22,7 +25,8 @@ pub fn exportfs(fake: &Fake) -> Reply {
         };
         for letter in letters.chars() {
             match letter {
-                'r' | 'a' | 'f' | 's' => {}
+                'r' => reexport = true,
+                'a' | 'f' | 's' => {}
                 'v' => listed = true,
                 other => {
                     return Reply::fail(
@@ -35,17 +39,23 @@ pub fn exportfs(fake: &Fake) -> Reply {
             }
         }
     }
+    if reexport {
+        let exports = std::fs::read_to_string(fake.host_path("/etc/exports")).unwrap_or_default();
+        let mut table = String::new();
+        for line in exports.lines().filter(|line| !line.starts_with('#')) {
+            let mut words = line.split_whitespace();
+            let Some(path) = words.next() else { continue };
+            for client in words {
+                table.push_str(&format!("{path}\t{client}\n"));
+            }
+        }
+        std::fs::create_dir_all(etab.parent().unwrap()).unwrap();
+        std::fs::write(&etab, table).unwrap();
+    }
     if !listed {
         return Reply::ok();
     }
-    let exports = std::fs::read_to_string(fake.host_path("/etc/exports")).unwrap_or_default();
-    Reply::out(
-        exports
-            .lines()
-            .filter(|line| !line.starts_with('#'))
-            .map(|line| format!("{line}\n"))
-            .collect::<String>(),
-    )
+    Reply::out(std::fs::read_to_string(&etab).unwrap_or_default())
 }
 
 /// The server token the fake K3s writes (one value: the worlds' files

@@ -324,14 +324,20 @@ fn print(found: Vec<(Resource, Value)>, single: bool, output: &str) -> Reply {
         );
     }
     if let Some(template) = output.strip_prefix("jsonpath=") {
-        let mut text = String::new();
-        for (_, object) in &found {
-            match jsonpath(object, template) {
-                Ok(value) => text.push_str(&value),
-                Err(error) => return Reply::fail(1, error),
-            }
-        }
-        return Reply::out(text);
+        // One object is the template's root; several are a List's items
+        // (kubectl's `get` prints a List through a non-table printer).
+        let root = match single {
+            true => found
+                .into_iter()
+                .next()
+                .map(|(_, o)| o)
+                .unwrap_or(Value::Null),
+            false => list(found.into_iter().map(|(_, o)| o).collect()),
+        };
+        return match super::jsonpath::render(&root, template) {
+            Ok(text) => Reply::out(text),
+            Err(error) => Reply::fail(1, error),
+        };
     }
     if !output.is_empty() && output != "wide" {
         return Reply::fail(
@@ -350,48 +356,6 @@ fn print(found: Vec<(Resource, Value)>, single: bool, output: &str) -> Reply {
 
 fn name_of(object: &Value) -> &str {
     object["metadata"]["name"].as_str().unwrap_or("")
-}
-
-/// `template` with each `{.a.b}` replaced by the object's value there
-/// (`\.` for a dot inside a key), empty when it is missing.
-pub fn jsonpath(object: &Value, template: &str) -> Result<String, String> {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find('{') {
-        out.push_str(&rest[..start]);
-        let Some(end) = rest[start..].find('}') else {
-            return Err(format!(
-                "error: error parsing jsonpath {template}, unclosed action\n"
-            ));
-        };
-        let expression = &rest[start + 1..start + end];
-        let path = expression.strip_prefix('.').ok_or_else(|| {
-            format!("error: error parsing jsonpath {template}, unrecognized character in action\n")
-        })?;
-        let mut value = object;
-        let mut parts = Vec::new();
-        let mut part = String::new();
-        let mut chars = path.chars().peekable();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' if chars.peek() == Some(&'.') => part.push(chars.next().unwrap()),
-                '.' => parts.push(std::mem::take(&mut part)),
-                c => part.push(c),
-            }
-        }
-        parts.push(part);
-        for part in &parts {
-            value = &value[part.as_str()];
-        }
-        match value {
-            Value::Null => {}
-            Value::String(text) => out.push_str(text),
-            other => out.push_str(&other.to_string()),
-        }
-        rest = &rest[start + end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 fn apply(fake: &Fake, cluster: &Cluster, parsed: &Parsed, namespace: &str) -> Reply {

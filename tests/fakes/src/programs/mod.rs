@@ -4,6 +4,7 @@ pub mod cluster;
 pub mod helm;
 pub mod host;
 pub mod istioctl;
+pub mod jsonpath;
 pub mod kubectl;
 pub mod packages;
 pub mod rabbitmq;
