@@ -259,7 +259,10 @@ pub fn history(release: &str, namespace: &str) -> Result<Vec<Revision>, CommandE
     .timeout(Duration::from_secs(60));
     let output = command.run_unchecked()?;
     if !output.success() {
-        if output.stderr.contains("not found") {
+        // Helm says "not found" only in words: whether the release is
+        // there at all comes from `helm list`, which prints JSON.
+        // (When that fails too, the history's own error says why.)
+        if let Ok(false) = release_exists(release, namespace) {
             return Ok(Vec::new());
         }
         return Err(command.failure(&output));
@@ -272,6 +275,42 @@ pub fn history(release: &str, namespace: &str) -> Result<Vec<Revision>, CommandE
         })?;
     revisions.sort_by_key(|revision| revision.revision);
     Ok(revisions)
+}
+
+/// Whether Helm has release `release` in `namespace`, in any status
+/// (`helm list --all --filter '^NAME$' -o json`: an empty list when not).
+fn release_exists(release: &str, namespace: &str) -> Result<bool, CommandError> {
+    let filter = format!("^{}$", regex_escaped(release));
+    let command = helm([
+        "list",
+        "--all",
+        "--namespace",
+        namespace,
+        "--filter",
+        &filter,
+        "--output",
+        "json",
+    ])
+    .timeout(Duration::from_secs(60));
+    let output = command.run()?;
+    let listed: Vec<serde_json::Value> =
+        serde_json::from_str(&output.stdout).map_err(|error| CommandError::Failed {
+            command: command.to_string(),
+            status: format!("output that is not its JSON ({error})"),
+            stderr_tail: String::new(),
+        })?;
+    Ok(listed.iter().any(|entry| entry["name"] == release))
+}
+
+/// `name` with the characters a regular expression gives a meaning to
+/// escaped (a release name is lowercase letters, digits, `-` and `.`).
+fn regex_escaped(name: &str) -> String {
+    name.chars()
+        .flat_map(|c| match c.is_ascii_alphanumeric() || c == '-' {
+            true => vec![c],
+            false => vec!['\\', c],
+        })
+        .collect()
 }
 
 /// What brings Helm release `release` in `namespace`, stuck `pending-*`,

@@ -863,7 +863,8 @@ fn plan_shows_the_application_actions_and_changes_nothing() {
         .calls()
         .iter()
         .filter(|c| {
-            !["get", "history", "is-enabled", "is-active", "show"].contains(&c.args[0].as_str())
+            !["get", "history", "list", "is-enabled", "is-active", "show"]
+                .contains(&c.args[0].as_str())
         })
         .map(Call::line)
         .collect();

@@ -1,4 +1,4 @@
-//! `helm` 3.14 (helm/helm `cmd/helm/{upgrade,pull,history,rollback,
+//! `helm` 3.14 (helm/helm `cmd/helm/{upgrade,pull,history,list,rollback,
 //! uninstall,version}.go`): each release's history in
 //! `state/helm/RELEASE.json`, the objects it made in `RELEASE.objects`.
 //!
@@ -45,6 +45,7 @@ const SPEC: Spec = Spec {
         &["-o", "--output"],
         &["--template"],
         &["--kubeconfig"],
+        &["--filter"],
     ],
     switches: &[
         &["-i", "--install"],
@@ -53,6 +54,7 @@ const SPEC: Spec = Spec {
         &["--create-namespace"],
         &["--short"],
         &["--keep-history"],
+        &["-a", "--all"],
     ],
 };
 
@@ -89,11 +91,12 @@ pub fn run(fake: &Fake) -> Reply {
             (None, false) => "version.BuildInfo{Version:\"v3.14.2\", GitCommit:\"c309b6f0ff63856811846ce18f3bdc93d2b4d54b\", GitTreeState:\"clean\", GoVersion:\"go1.21.7\"}\n".to_string(),
         }),
         ["pull", reference] => helm.pull(reference),
-        [verb, ..] if !["history", "upgrade", "rollback", "uninstall", "get"].contains(verb) => {
+        [verb, ..] if !["history", "list", "upgrade", "rollback", "uninstall", "get"].contains(verb) => {
             Reply::fail(1, format!("Error: unknown command \"{verb}\" for \"helm\"\n"))
         }
         _ if !Cluster::new(fake).up() => Reply::fail(1, UNREACHABLE),
         ["history", release] => helm.history(release),
+        ["list"] => helm.list(),
         ["get", "values", release] => helm.get_values(release),
         ["upgrade", release, chart] if parsed.switch("-i") => helm.upgrade(release, chart, lock),
         ["rollback", release, revision] => helm.rollback(release, revision),
@@ -149,6 +152,45 @@ impl Helm<'_> {
             Some(history) => Reply::out(format!("{}\n", Value::Array(history))),
             None => Reply::fail(1, "Error: release: not found\n"),
         }
+    }
+
+    /// `helm list [--all] [--filter REGEX] -o json` (`cmd/helm/list.go`):
+    /// the releases as a JSON list of `name`, `namespace`, `revision` (a
+    /// string), `status` and `chart`; without `--all`, only deployed and
+    /// failed ones. The filter here is an anchored name (`^NAME$`) or a
+    /// plain substring, which is what stackinstall passes.
+    fn list(&self) -> Reply {
+        if self.parsed.value("-o") != Some("json") {
+            return Reply::fail(1, "Error: this fake prints `helm list` as JSON only\n");
+        }
+        let filter = self.parsed.value("--filter").unwrap_or("");
+        let matches = |name: &str| match filter.strip_prefix('^').and_then(|f| f.strip_suffix('$'))
+        {
+            Some(exact) => name == exact.replace("\\.", "."),
+            None => name.contains(filter),
+        };
+        let Ok(entries) = std::fs::read_dir(self.dir()) else {
+            return Reply::out("[]\n");
+        };
+        let mut releases = Vec::new();
+        for entry in entries.flatten() {
+            let file = entry.file_name().to_string_lossy().to_string();
+            let Some(name) = file.strip_suffix(".json") else {
+                continue;
+            };
+            let Some(latest) = self.history_of(name).and_then(|h| h.last().cloned()) else {
+                continue;
+            };
+            let status = latest["status"].as_str().unwrap_or_default().to_string();
+            let shown =
+                self.parsed.switch("-a") || matches!(status.as_str(), "deployed" | "failed");
+            if matches(name) && shown {
+                releases.push(json!({ "name": name, "namespace": self.namespace(),
+                    "revision": latest["revision"].to_string(), "status": status,
+                    "chart": latest["chart"] }));
+            }
+        }
+        Reply::out(format!("{}\n", Value::Array(releases)))
     }
 
     /// `helm get values RELEASE` (`cmd/helm/get_values.go`): the
