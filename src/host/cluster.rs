@@ -73,8 +73,18 @@ pub fn snapshot() -> Result<Arc<Snapshot>, CommandError> {
     Ok(snapshot)
 }
 
-/// Forgets the snapshot: a wait is reading what changes by itself, so the
-/// next look reads the cluster again.
+/// How many nodes are Ready, of how many, in the run's snapshot; `None`
+/// when the API does not answer or there is no node yet.
+pub fn nodes_ready() -> Result<Option<(usize, usize)>, CommandError> {
+    match snapshot() {
+        Ok(snapshot) => Ok(snapshot.nodes_ready()),
+        Err(CommandError::Failed { .. }) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Forgets the snapshot: a wait that polls reads what changes by itself,
+/// so after it the next look reads the cluster again.
 pub fn forget() {
     *LAST
         .lock()

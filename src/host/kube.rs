@@ -73,13 +73,11 @@ pub fn get_json(
 /// The objects of several kinds in `namespace`, in one `kubectl get
 /// KIND,KIND -o json`: per kind, as `(asked, kind)` (`("pvc",
 /// "PersistentVolumeClaim")`), a list `{"items": [...]}`. The output is not
-/// logged (pods hold their environment). Read now (a wait polls it: the
-/// run's snapshot is older than this read, so it is forgotten).
+/// logged (pods hold their environment). Read now (a wait polls it).
 pub fn list_kinds<const N: usize>(
     kinds: [(&str, &str); N],
     namespace: &str,
 ) -> Result<[serde_json::Value; N], CommandError> {
-    super::cluster::forget();
     let asked = kinds.map(|(asked, _)| asked).join(",");
     let command = kubectl(["get", &asked, "-n", namespace, "-o", "json"]).unlogged_stdout();
     let output = command.run()?;
@@ -195,22 +193,10 @@ pub fn istioctl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
         .args(args)
 }
 
-/// How many nodes are Ready, of how many, in the run's snapshot of the
-/// cluster (`cluster::snapshot`); `None` when the API does not answer or
-/// there is no node yet.
-pub fn nodes_seen_ready() -> Result<Option<(usize, usize)>, CommandError> {
-    match super::cluster::snapshot() {
-        Ok(snapshot) => Ok(snapshot.nodes_ready()),
-        Err(CommandError::Failed { .. }) => Ok(None),
-        Err(error) => Err(error),
-    }
-}
-
-/// How many nodes are Ready, of how many, read now (a wait polls it: the
-/// run's snapshot is older than this read, so it is forgotten); `None`
-/// when the API does not answer or there is no node yet.
+/// How many nodes are Ready, of how many, read now (a wait polls it;
+/// `cluster::nodes_ready` reads the run's snapshot); `None` when the API
+/// does not answer or there is no node yet.
 pub fn nodes_ready() -> Result<Option<(usize, usize)>, CommandError> {
-    super::cluster::forget();
     let output = kubectl(["get", "nodes", "-o", "json"]).run_unchecked()?;
     if !output.success() {
         return Ok(None);

@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::context::{Context, Origin, kept_because};
 use crate::host::download::{self, DOWNLOADS, ReleaseBinary};
-use crate::host::{self, Command, kube, service};
+use crate::host::{self, Command, cluster, kube, service};
 use crate::state::{Fact, Fingerprint, Preexisting, Reload};
 use crate::steps::services::Reread;
 
@@ -109,8 +109,7 @@ impl Step for K3s {
         writes.extend(config_file::action(context)?);
         let (pending, reread) = restart_once(context, !writes.is_empty(), starts);
         let copy = kubeconfig::copy_action(context, !starts && !reread.is_empty())?;
-        if actions.is_empty()
-            && kube::nodes_seen_ready()?.is_none_or(|(ready, total)| ready < total)
+        if actions.is_empty() && cluster::nodes_ready()?.is_none_or(|(ready, total)| ready < total)
         {
             actions.push(wait_for_nodes(context));
         }
@@ -169,7 +168,7 @@ impl Step for K3s {
                 "look at `journalctl -u k3s`, then run `systemctl start k3s`",
             ));
         }
-        match kube::nodes_seen_ready()? {
+        match cluster::nodes_ready()? {
             Some((ready, total)) if ready == total => {}
             found => return Err(not_ready(found)),
         }
@@ -432,6 +431,9 @@ pub(crate) fn wait_for_nodes(context: &Context) -> Action {
 fn wait_until_ready(context: &Context, limit: Duration) -> Result<(), StepError> {
     let deadline = Instant::now() + limit;
     loop {
+        // The nodes now (they change by itself): the run's snapshot is
+        // older than this read.
+        cluster::forget();
         let found = kube::nodes_ready()?;
         match found {
             Some((ready, total)) if ready == total => return Ok(()),
@@ -471,7 +473,7 @@ fn preflight(context: &Context) -> Result<Option<Action>, StepError> {
         }
         return Ok(Some(check));
     }
-    match kube::nodes_seen_ready() {
+    match cluster::nodes_ready() {
         Ok(Some((ready, total))) if ready == total => Ok(Some(Action::check(format!(
             "--skip-infra: Kubernetes answers, {ready}/{total} nodes Ready"
         )))),

@@ -151,6 +151,8 @@ fn poll(config: &Config) -> Result<Vec<PodState>, StepError> {
         ("jobs", "Job"),
         ("pvc", "PersistentVolumeClaim"),
     ];
+    // The run's snapshot is older than this read.
+    cluster::forget();
     let [pods, jobs, claims] = kube::list_kinds(kinds, namespace)?;
     let class_exists = |class: &str| Ok(kube::get_json("storageclass", class, None)?.is_some());
     states(namespace, [pods, jobs, claims], class_exists)
