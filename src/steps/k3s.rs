@@ -29,12 +29,13 @@ mod kubeconfig;
 mod leftovers;
 pub mod version;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::context::{Context, Origin, kept_because};
 use crate::host::download::{self, DOWNLOADS, ReleaseBinary};
+use crate::host::installed::INSTALLED_BINARY;
 use crate::host::{self, Command, kube, service};
 use crate::state::{Fact, Fingerprint, Preexisting, Reload};
 use crate::steps::services::Reread;
@@ -191,6 +192,21 @@ impl Step for K3s {
             actions.push(Action::run(
                 Command::new(script.display().to_string()).timeout(Duration::from_secs(600)),
             ));
+        } else {
+            // K3s never installed (its download failed, say): what the step
+            // wrote before it, which K3s's script would have removed.
+            let path = Path::new(config_file::PATH);
+            actions.push(Action::remove(context.host.path(path), path));
+        }
+        // The credential provider's link and config, when `registry` (whose
+        // undo removes them) never ran.
+        if !context.state.steps.contains_key(&StepId::Registry) {
+            actions.extend(credential_provider::removals(context));
+            if host::fs::exists(&context.host.path(INSTALLED_BINARY)) {
+                actions.push(Action::check(format!(
+                    "{INSTALLED_BINARY}, the installed stackinstall: remove it by hand when you no longer need it"
+                )));
+            }
         }
         Ok(actions)
     }

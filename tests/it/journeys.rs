@@ -134,6 +134,14 @@ fn helm_failed() -> World {
     world
 }
 
+/// `k3s` and `helm` failed side by side on refused downloads, after
+/// `k3s` wrote its configuration and the credential provider's.
+fn k3s_and_helm_failed() -> World {
+    let world = k3s_and_helm_refused();
+    world.install(&["--only", "k3s,helm"]).code(1);
+    world
+}
+
 /// The cluster installed (`k3s`, `helm`, `istio`, `namespace`), then K3s
 /// stopped: its API refuses every call.
 fn cluster_down() -> World {
@@ -362,6 +370,19 @@ fn helm_no_tls() -> World {
 /// Helm's download from a path the release server does not have.
 fn helm_missing() -> World {
     helm_from("{base}/no-such-helm")
+}
+
+/// The old installer's passwords file, every service in it, as it wrote
+/// them (`MYSQL:` then `  Username:`/`  Password:` lines).
+const OLD_INSTALLER_FILE: &str = "MYSQL:\n  Username: stackbill\n  Password: OldMysqlPassword1\nMONGODB:\n  Username: stackbill\n  Password: OldMongoPassword1\nRABBITMQ:\n  Username: stackbill\n  Password: OldRabbitPassword1\n";
+
+/// An install with `--skip-db` over the old installer's databases: their
+/// passwords imported from its `stackbill-credentials.txt`, which stays.
+fn skip_db_over_the_old_installer() -> World {
+    let world = World::engine();
+    world.write("/root/stackbill-credentials.txt", OLD_INSTALLER_FILE);
+    world.install(&["--skip-db"]).success();
+    world
 }
 
 /// The table.
@@ -715,6 +736,38 @@ fn journeys() -> Vec<Journey> {
             world: key_for_root_only,
             typed: "nobody$ stackinstall install --domain demo.example.com --ssl-cert $ROOT/srv/tls.crt --ssl-key $ROOT/srv/tls.key --plan",
             shown: Shown::Stderr,
+            exit: 0,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        // Item 11: uninstall never deletes a password it cannot give back.
+        Journey {
+            name: "uninstall_delete_db_after_skip_db",
+            world: skip_db_over_the_old_installer,
+            typed: "sudo stackinstall uninstall --delete-db --yes",
+            shown: Shown::Stdout,
+            exit: 0,
+            disk: Disk::Only(&["/var/lib/stackinstall/"]),
+            logged: &[],
+        },
+        Journey {
+            name: "uninstall_after_two_failed_downloads",
+            world: k3s_and_helm_failed,
+            typed: "sudo stackinstall uninstall --all --yes",
+            shown: Shown::Stdout,
+            exit: 0,
+            disk: Disk::Only(&[
+                "/etc/rancher/k3s/config.yaml",
+                "/var/lib/rancher/credentialprovider/",
+                "/var/lib/stackinstall/",
+            ]),
+            logged: &[],
+        },
+        Journey {
+            name: "uninstall_plan_after_two_failed_downloads",
+            world: k3s_and_helm_failed,
+            typed: "stackinstall uninstall --all --plan",
+            shown: Shown::Stdout,
             exit: 0,
             disk: Disk::Unchanged,
             logged: &[],
