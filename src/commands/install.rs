@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
-use super::Result;
+use super::{Error, Result};
 
 use crate::ask::{self, CertificateChoice};
 use crate::cli::{InstallArgs, Output};
@@ -13,6 +13,8 @@ use crate::engine::install::{self as engine, Plan};
 use crate::engine::{EngineError, Inclusion, Selection};
 use crate::host::command::INTERRUPTED;
 use crate::host::{self, Host};
+use crate::resume;
+use crate::state::StateFile;
 use crate::steps::{self, StepError, StepId};
 use crate::ui::Ui;
 
@@ -39,11 +41,20 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         install.skip_db,
     )?;
     let inclusion = selection.resolve_checked()?;
-    if asking {
-        ask_missing(&install, &mut flags)?;
-    }
-    let config = layers.into_config(&flags)?;
     let host = Host::new(root);
+    // On a terminal the lock is taken before the first question: another
+    // install or an uninstall must not run while this one waits for an
+    // answer (without one it comes after the checks of the inputs, so that
+    // a bad input leaves the host as it was).
+    let early_lock = match asking && !args.plan {
+        true => Some(StateFile::new(&host).lock()?),
+        false => None,
+    };
+    if asking {
+        ask_missing(&install, &mut flags, &host)?;
+    }
+    let command_line = resume::command_line(&args, &flags);
+    let config = layers.into_config(&flags)?;
     let mut context = Context::new(
         config,
         host,
@@ -73,10 +84,17 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
     check_pins(&context, &inclusion)?;
     check_aws_source(&context, &inclusion, asking)?;
     if asking {
-        confirm(&context, &inclusion)?;
+        confirm(&context, &inclusion, &command_line)?;
     }
-    let _lock = context.state_file().lock()?;
+    let _lock = match early_lock {
+        Some(lock) => lock,
+        None => context.state_file().lock()?,
+    };
     context.reload_state()?;
+    let inputs = resume::Inputs::of(&flags);
+    if asking && !inputs.is_empty() {
+        inputs.save(&context.host)?;
+    }
     // Loaded now so that every password is redacted from the log from the
     // first line on; a damaged file is the credentials step's to report.
     let _ = context.credentials();
@@ -87,7 +105,16 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         context.config.name,
         context.config.install.domain.as_deref().unwrap_or("(none)")
     );
-    let outcomes = engine::run(&mut context, &inclusion, args.jobs.into())?;
+    let outcomes = match engine::run(&mut context, &inclusion, args.jobs.into()) {
+        Ok(outcomes) => outcomes,
+        Err(error) if asking => {
+            return Err(Error::Asked(super::Asked {
+                error,
+                command_line,
+            }));
+        }
+        Err(error) => return Err(error.into()),
+    };
     if context.ui.is_live() {
         let rows: Vec<(&str, &str, f64)> = (outcomes.iter())
             .filter(|outcome| outcome.result != engine::StepResult::Skipped)
@@ -135,7 +162,18 @@ fn check_aws_source(context: &Context, inclusion: &Inclusion, asking: bool) -> R
 /// Asks on the terminal for the domain and the certificate when neither
 /// the flags nor the layers give them; the answers go into `flags`, the
 /// last layer, before the configuration is checked.
-fn ask_missing(install: &Install, flags: &mut Flags) -> Result<()> {
+fn ask_missing(install: &Install, flags: &mut Flags, host: &Host) -> Result<()> {
+    let nothing_given = install.domain.is_none()
+        && !install.self_signed
+        && install.ssl_cert.is_none()
+        && install.ssl_key.is_none();
+    let last = resume::Inputs::load(host).filter(|last| !last.is_empty());
+    if let Some(last) = last.filter(|_| nothing_given)
+        && ask::same_inputs(&last.flags()).map_err(no_answer)?
+    {
+        last.fill(flags);
+        return Ok(());
+    }
     let domain = match &install.domain {
         Some(domain) => domain.clone(),
         None => {
@@ -159,7 +197,7 @@ fn ask_missing(install: &Install, flags: &mut Flags) -> Result<()> {
 }
 
 /// Shows one line per step and asks `Proceed?`; a no changes nothing.
-fn confirm(context: &Context, inclusion: &Inclusion) -> Result<()> {
+fn confirm(context: &Context, inclusion: &Inclusion, command_line: &str) -> Result<()> {
     let decisions = engine::decide(context, inclusion)?;
     crate::errln!(
         "Install for {} (profile {}):",
@@ -174,6 +212,7 @@ fn confirm(context: &Context, inclusion: &Inclusion) -> Result<()> {
     let rows = (StepId::ALL.iter().zip(&decisions))
         .map(|(id, (decision, _))| (id.name(), id.info().title, decision.to_string()));
     crate::err!("{}", crate::ui::step_table(rows, 3));
+    crate::errln!("The same install without these questions: `{command_line} --yes`");
     if ask::proceed().map_err(no_answer)? {
         return Ok(());
     }
