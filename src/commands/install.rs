@@ -302,6 +302,25 @@ fn check_pins(context: &Context, inclusion: &Inclusion) -> Result<(), EngineErro
     Ok(())
 }
 
+/// The routes the gateway will serve, and who set them.
+fn print_routes(served: &engine::ServedRoutes) {
+    let from = match &served.replaced_by {
+        Some(setter) => format!("{setter}, which replaces the profile's routes"),
+        None => "the profile".to_string(),
+    };
+    crate::outln!("Routes served at {} (from {from}):", served.base);
+    crate::outln!("  {:<12} redirects to {}", "/", served.home);
+    for route in &served.routes {
+        crate::outln!(
+            "  {:<12} Service {}, port {}",
+            route.prefix,
+            route.service,
+            route.port
+        );
+    }
+    crate::outln!();
+}
+
 /// Prints the plan; `stops` is what would stop the install (the JSON's
 /// `stops`, each with its error and hint; the text's error follows it).
 fn print_plan(plan: &Plan, stops: &[StepError], json: bool) {
@@ -333,6 +352,9 @@ fn print_plan(plan: &Plan, stops: &[StepError], json: bool) {
         plan.domain.as_deref().unwrap_or("(no domain)"),
         plan.profile
     );
+    if let Some(served) = &plan.routes {
+        print_routes(served);
+    }
     let rows = (plan.steps.iter()).map(|step| (step.id, step.title, step.decision.to_string()));
     let table = crate::ui::step_table(rows, 2);
     for (step, row) in plan.steps.iter().zip(table.lines()) {

@@ -37,6 +37,7 @@ use crate::context::{Context, Origin, kept_because};
 use crate::host::download::{self, DOWNLOADS, ReleaseBinary};
 use crate::host::installed::INSTALLED_BINARY;
 use crate::host::{self, Command, kube, service};
+use crate::render::RenderError;
 use crate::state::{Fact, Fingerprint, Preexisting, Reload};
 use crate::steps::services::Reread;
 
@@ -58,6 +59,7 @@ pub const INFO: StepInfo = StepInfo {
     preflight: Some(preflight),
     downloads: Some(downloads),
     leftovers: Some(leftovers::leftovers),
+    rendered: Some(rendered),
     needs: &[StepId::Preflight],
     ..StepInfo::infra(StepId::K3s, "Install K3s")
 };
@@ -210,6 +212,18 @@ impl Step for K3s {
         }
         Ok(actions)
     }
+}
+
+/// K3s's configuration file and the kubelet's credential provider's, for
+/// `render`.
+fn rendered(config: &crate::config::Config) -> Result<Vec<(String, String)>, RenderError> {
+    Ok(vec![
+        ("k3s-config.yaml".into(), config_file::render(config)),
+        (
+            "credential-provider-config.yaml".into(),
+            crate::provider::kubelet_config(config, crate::provider::REFRESH_CONFIG)?,
+        ),
+    ])
 }
 
 /// Whether a K3s or another Kubernetes is on the host already: its binary,
