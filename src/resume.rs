@@ -122,6 +122,9 @@ pub fn command_line(args: &InstallArgs, flags: &Flags) -> String {
             flag(name, None);
         }
     }
+    if let Some(kubeconfig) = &args.kubeconfig {
+        flag("kubeconfig", Some(kubeconfig.display().to_string()));
+    }
     if let Some(profile) = &flags.aws_profile {
         flag("aws-profile", Some(profile.clone()));
     }

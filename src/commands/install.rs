@@ -1,6 +1,6 @@
 //! `stackinstall install`: the plan, or the run.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use super::{Error, Result};
@@ -66,6 +66,7 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
     context.included = inclusion.included();
     context.explain_timeout = Some(crate::doctor::explain_timeout);
     context.back_up = Some(crate::backup::before_upgrade);
+    let kubeconfig = choose_kubeconfig(&args, &context)?;
     if args.plan {
         let plan = engine::plan(&context, &inclusion)?;
         let stops = context.take_plan_stops();
@@ -91,6 +92,9 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         None => context.state_file().lock()?,
     };
     context.reload_state()?;
+    if context.facts().kubeconfig != kubeconfig {
+        context.record(&crate::state::Fact::Kubeconfig(kubeconfig))?;
+    }
     let inputs = resume::Inputs::of(&flags);
     if asking && !inputs.is_empty() {
         inputs.save(&context.host)?;
@@ -157,6 +161,59 @@ fn check_aws_source(context: &Context, inclusion: &Inclusion, asking: bool) -> R
         }
     }
     Err(crate::ecr::environment_only_error(profile).into())
+}
+
+/// The kubeconfig of this install's cluster, said and put in use:
+/// `--kubeconfig`, else `KUBECONFIG`, else the one an earlier install
+/// recorded, else K3s's (`None`). Only `--skip-infra` installs into a
+/// cluster of the operator's; without it the cluster is the K3s this
+/// installs.
+fn choose_kubeconfig(args: &InstallArgs, context: &Context) -> Result<Option<PathBuf>, StepError> {
+    let skip_infra = context.config.install.skip_infra;
+    if !skip_infra {
+        if args.kubeconfig.is_some() {
+            return Err(StepError::input(
+                "--kubeconfig is for --skip-infra: without it the cluster is the K3s this installs, reached with its own kubeconfig",
+                "add --skip-infra to install into the cluster of that kubeconfig, or leave --kubeconfig out",
+            ));
+        }
+        host::kube::use_kubeconfig(None);
+        return Ok(None);
+    }
+    let environment = std::env::var_os("KUBECONFIG").filter(|value| !value.is_empty());
+    let (chosen, source) = match (&args.kubeconfig, environment) {
+        (Some(path), _) => (Some(path.clone()), "--kubeconfig"),
+        (None, Some(value)) => (Some(PathBuf::from(value)), "KUBECONFIG"),
+        (None, None) => match &context.facts().kubeconfig {
+            Some(recorded) => (Some(recorded.clone()), "recorded by an earlier install"),
+            None => (
+                None,
+                "K3s's: no --kubeconfig, and KUBECONFIG is not set (sudo drops it unless kept: `sudo --preserve-env=KUBECONFIG`, or pass --kubeconfig FILE)",
+            ),
+        },
+    };
+    let chosen = chosen.map(|path| match path.is_absolute() {
+        true => path,
+        false => std::env::current_dir().unwrap_or_default().join(path),
+    });
+    if let Some(path) = &chosen
+        && !path.to_string_lossy().contains(':')
+        && !path.is_file()
+    {
+        return Err(StepError::input(
+            format!(
+                "the kubeconfig `{}` ({source}) is not a file",
+                path.display()
+            ),
+            "pass the kubeconfig of the cluster to install into with --kubeconfig FILE",
+        ));
+    }
+    host::kube::use_kubeconfig(chosen.as_deref());
+    context.ui.note(&format!(
+        "--skip-infra: the cluster is reached with the kubeconfig `{}` ({source})",
+        host::kube::kubeconfig().display()
+    ));
+    Ok(chosen)
 }
 
 /// Asks on the terminal for the domain and the certificate when neither

@@ -6,6 +6,7 @@
 //! an uninstall forgets what it removed.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +56,11 @@ pub struct Facts {
     pub packages: Transactions,
     #[serde(skip_serializing_if = "ReleaseFacts::is_empty")]
     pub release: ReleaseFacts,
+    /// The kubeconfig of the operator's cluster the install used
+    /// (`--skip-infra --kubeconfig FILE`, or `KUBECONFIG`): what `status`,
+    /// `doctor`, `uninstall` and the renewal timer use. Unset: K3s's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<PathBuf>,
     /// What a rewritten configuration file still waits for (a run killed
     /// between the write and the restart left it): done by the next run.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -353,6 +359,7 @@ impl Facts {
             Fact::RootKubeconfig(digest) => {
                 self.k3s.root_kubeconfig_sha256 = Some(digest.clone());
             }
+            Fact::Kubeconfig(path) => self.kubeconfig.clone_from(path),
             Fact::ReloadPending(reload) => {
                 if !self.pending.contains(reload) {
                     self.pending.push(reload.clone());
@@ -598,6 +605,9 @@ pub enum Fact {
     Origin(Object, Origin),
     /// The SHA-256 of the kubeconfig copy just written as root's.
     RootKubeconfig(String),
+    /// The kubeconfig this install uses (`None`: K3s's); the last one
+    /// given is kept.
+    Kubeconfig(Option<PathBuf>),
     /// A configuration file is about to be rewritten: until `Reloaded`,
     /// its server must read it again (restarted, re-exported).
     ReloadPending(Reload),
@@ -651,6 +661,12 @@ impl std::fmt::Display for Fact {
                 "root's kubeconfig is the copy stackinstall wrote (sha256 {})",
                 &digest[..digest.len().min(16)]
             ),
+            Self::Kubeconfig(Some(path)) => write!(
+                f,
+                "the cluster is reached with the kubeconfig `{}`: status, doctor, uninstall and the renewal timer use it",
+                path.display()
+            ),
+            Self::Kubeconfig(None) => f.write_str("the cluster is reached with K3s's kubeconfig"),
             Self::ReloadPending(reload) => write!(
                 f,
                 "the configuration file is about to change until {reload} (a run killed in between leaves that to the next run)"

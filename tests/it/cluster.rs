@@ -1343,3 +1343,95 @@ fn a_change_of_the_cluster_networks_is_refused_before_anything_changes() {
     assert_eq!(k3s_restarts(&world), 0);
     assert_eq!(releases.requests().len(), requests, "nothing downloaded");
 }
+
+/// Issue 24 item 6: `--skip-infra` installs into the operator's cluster
+/// with its kubeconfig (`--kubeconfig`, else `KUBECONFIG`), says which,
+/// records it, and `status`, `doctor` and `uninstall` after it use the
+/// recorded one; children no longer always get K3s's.
+#[test]
+fn skip_infra_uses_the_operators_kubeconfig_and_records_it() {
+    let (world, _releases) = cluster_world();
+    install_cluster_by_hand(&world);
+    let kubeconfig = world.dir.path().join("operators-cluster.yaml");
+    std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\n").unwrap();
+    let shown = kubeconfig.display().to_string();
+    let cluster_calls = |world: &World| -> Vec<Call> {
+        (world.calls().into_iter())
+            .filter(|call| ["kubectl", "helm", "istioctl"].contains(&call.program.as_str()))
+            .collect()
+    };
+    let wrong = |calls: &[Call]| -> Vec<String> {
+        (calls.iter())
+            .filter(|call| call.env.get("KUBECONFIG") != Some(&shown))
+            .map(|call| format!("{} ({:?})", call.line(), call.env.get("KUBECONFIG")))
+            .collect()
+    };
+
+    let refused = world.install(&["--kubeconfig", &shown]).code(2);
+    assert!(
+        stderr(&refused).contains("--kubeconfig is for --skip-infra"),
+        "{}",
+        stderr(&refused)
+    );
+    world.clear_calls();
+    let plan = world
+        .command()
+        .env("KUBECONFIG", &shown)
+        .args([
+            "install",
+            "--domain",
+            DOMAIN,
+            "--self-signed",
+            "--skip-infra",
+            "--plan",
+        ])
+        .assert()
+        .success();
+    assert!(
+        stderr(&plan).contains(&format!("the kubeconfig `{shown}` (KUBECONFIG)")),
+        "{}",
+        stderr(&plan)
+    );
+    assert!(
+        wrong(&cluster_calls(&world)).is_empty(),
+        "{:?}",
+        wrong(&cluster_calls(&world))
+    );
+
+    world.clear_calls();
+    let run = world
+        .install(&["--skip-infra", "--kubeconfig", &shown])
+        .success();
+    assert!(
+        stderr(&run).contains(&format!("the kubeconfig `{shown}` (--kubeconfig)")),
+        "{}",
+        stderr(&run)
+    );
+    let mut checked = cluster_calls(&world).len();
+    assert!(
+        wrong(&cluster_calls(&world)).is_empty(),
+        "{:?}",
+        wrong(&cluster_calls(&world))
+    );
+    assert!(
+        world
+            .read("/var/lib/stackinstall/state.toml")
+            .contains(&format!("kubeconfig = \"{shown}\"")),
+        "recorded"
+    );
+    for args in [
+        &["status"][..],
+        &["doctor", "--output", "json"],
+        &["uninstall", "--all", "--yes"],
+    ] {
+        world.clear_calls();
+        let _ = world.command().args(args).assert();
+        let calls = cluster_calls(&world);
+        assert!(!calls.is_empty(), "{args:?} reads the cluster");
+        assert!(wrong(&calls).is_empty(), "{args:?}: {:?}", wrong(&calls));
+        checked += calls.len();
+    }
+    crate::support::report(&format!(
+        "kubeconfig: --skip-infra with the operator's kubeconfig: plan (KUBECONFIG), install (--kubeconfig), status, doctor and uninstall (recorded): {checked} cluster calls, all with it"
+    ));
+}
