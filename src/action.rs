@@ -290,6 +290,12 @@ impl Action {
         !matches!(self.operation, Operation::Nothing)
     }
 
+    /// Whether it removes a file that is not there (nor a link of that
+    /// name): an uninstall neither shows nor reports it.
+    pub fn removes_nothing(&self) -> bool {
+        matches!(&self.operation, Operation::Remove(path) if !host::fs::exists(path))
+    }
+
     /// Carries it out; returns whether it changed anything.
     pub fn perform(self, context: &mut Context) -> Result<bool, StepError> {
         match self.operation {

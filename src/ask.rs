@@ -94,6 +94,16 @@ fn read(typed: &str) -> Result<Vec<u8>, String> {
         .map_err(|error| format!("`{}` cannot be read: {}", path.display(), error.source))
 }
 
+/// Offers the last install's inputs (`flags`, as typed) for this one.
+pub fn same_inputs(flags: &str) -> dialoguer::Result<bool> {
+    Confirm::new()
+        .with_prompt(format!(
+            "The last install was given `{flags}`. The same again?"
+        ))
+        .default(true)
+        .interact()
+}
+
 /// Asks `Proceed? [Y/n]`.
 pub fn proceed() -> dialoguer::Result<bool> {
     Confirm::new()

@@ -159,6 +159,13 @@ pub struct InstallArgs {
     #[arg(long)]
     pub skip_infra: bool,
 
+    /// With --skip-infra: the kubeconfig of the cluster to install into
+    /// (else `KUBECONFIG`, which sudo drops unless kept, else K3s's);
+    /// recorded, so that status, doctor, uninstall and the renewal timer
+    /// use it too
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+
     /// Skip MySQL, MongoDB, RabbitMQ and NFS (their passwords must be in the credentials file)
     #[arg(long)]
     pub skip_db: bool,

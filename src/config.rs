@@ -62,6 +62,10 @@ pub struct Config {
     pub istio: Istio,
     pub chart: Chart,
     pub routes: Vec<Route>,
+    /// What set the routes when it is not the profile (a `--config` file
+    /// whose `[[routes]]` replaced the profile's): the plan says so.
+    #[serde(skip)]
+    pub routes_replaced_by: Option<String>,
     pub registry: Registry,
     pub mysql: Mysql,
     pub mongodb: Mongodb,
@@ -153,6 +157,9 @@ pub struct Istio {
     pub gateway: String,
     pub virtual_service: String,
     pub tls_secret: String,
+    /// Where `/` redirects to: the application's home route (one of the
+    /// routes serves it).
+    pub home: String,
 }
 
 impl Default for Istio {
@@ -165,6 +172,7 @@ impl Default for Istio {
             gateway: String::new(),
             virtual_service: String::new(),
             tls_secret: String::new(),
+            home: "/portal".into(),
         }
     }
 }

@@ -156,6 +156,7 @@ impl Context {
     ) -> Result<Self, StateError> {
         let state_file = StateFile::new(&host);
         let state = state_file.load()?;
+        crate::host::kube::use_kubeconfig(state.facts.kubeconfig.as_deref());
         Ok(Self {
             shared_state: Arc::new(Mutex::new(state.clone())),
             credentials_file: CredentialsFile::new(&host, home),

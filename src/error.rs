@@ -65,7 +65,7 @@ impl StepError {
             format!("--skip-infra was given, but {component} is not there: {why}"),
             format!(
                 "install {component} first (run without --skip-infra to let stackinstall do it), or check KUBECONFIG `{}`",
-                crate::host::kube::KUBECONFIG
+                crate::host::kube::kubeconfig().display()
             ),
         )
     }

@@ -21,6 +21,7 @@ pub mod host;
 pub mod pgp;
 pub mod provider;
 pub mod render;
+pub mod resume;
 pub mod secret;
 pub mod state;
 pub mod step_id;

@@ -81,10 +81,11 @@ pub fn inputs(config: Config, host: Host, args: &DoctorArgs) -> Result<Inputs, S
                 "there is no credentials file yet (the `credentials` step has not run)".to_string()
             })
         });
-    let installed_steps = StateFile::new(&host)
-        .load()
-        .map(|state| state.steps.into_keys().collect())
-        .unwrap_or_default();
+    let state = StateFile::new(&host).load().ok();
+    let recorded = state.as_ref().and_then(|s| s.facts.kubeconfig.clone());
+    crate::host::kube::use_kubeconfig(recorded.as_deref());
+    let installed_steps =
+        (state.map(|state| state.steps.into_keys().collect())).unwrap_or_default();
     let certificate = certificate(&config, &host, args.ssl_cert.clone());
     Ok(Inputs {
         config,

@@ -1,9 +1,9 @@
 //! `stackinstall install`: the plan, or the run.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-use super::Result;
+use super::{Error, Result};
 
 use crate::ask::{self, CertificateChoice};
 use crate::cli::{InstallArgs, Output};
@@ -13,6 +13,8 @@ use crate::engine::install::{self as engine, Plan};
 use crate::engine::{EngineError, Inclusion, Selection};
 use crate::host::command::INTERRUPTED;
 use crate::host::{self, Host};
+use crate::resume;
+use crate::state::StateFile;
 use crate::steps::{self, StepError, StepId};
 use crate::ui::Ui;
 
@@ -39,11 +41,20 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         install.skip_db,
     )?;
     let inclusion = selection.resolve_checked()?;
-    if asking {
-        ask_missing(&install, &mut flags)?;
-    }
-    let config = layers.into_config(&flags)?;
     let host = Host::new(root);
+    // On a terminal the lock is taken before the first question: another
+    // install or an uninstall must not run while this one waits for an
+    // answer (without one it comes after the checks of the inputs, so that
+    // a bad input leaves the host as it was).
+    let early_lock = match asking && !args.plan {
+        true => Some(StateFile::new(&host).lock()?),
+        false => None,
+    };
+    if asking {
+        ask_missing(&install, &mut flags, &host)?;
+    }
+    let command_line = resume::command_line(&args, &flags);
+    let config = layers.into_config(&flags)?;
     let mut context = Context::new(
         config,
         host,
@@ -55,6 +66,7 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
     context.included = inclusion.included();
     context.explain_timeout = Some(crate::doctor::explain_timeout);
     context.back_up = Some(crate::backup::before_upgrade);
+    let kubeconfig = choose_kubeconfig(&args, &context)?;
     if args.plan {
         let plan = engine::plan(&context, &inclusion)?;
         let stops = context.take_plan_stops();
@@ -73,10 +85,20 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
     check_pins(&context, &inclusion)?;
     check_aws_source(&context, &inclusion, asking)?;
     if asking {
-        confirm(&context, &inclusion)?;
+        confirm(&context, &inclusion, &command_line)?;
     }
-    let _lock = context.state_file().lock()?;
+    let _lock = match early_lock {
+        Some(lock) => lock,
+        None => context.state_file().lock()?,
+    };
     context.reload_state()?;
+    if context.facts().kubeconfig != kubeconfig {
+        context.record(&crate::state::Fact::Kubeconfig(kubeconfig))?;
+    }
+    let inputs = resume::Inputs::of(&flags);
+    if asking && !inputs.is_empty() {
+        inputs.save(&context.host)?;
+    }
     // Loaded now so that every password is redacted from the log from the
     // first line on; a damaged file is the credentials step's to report.
     let _ = context.credentials();
@@ -87,7 +109,16 @@ pub fn run(root: &Path, args: InstallArgs) -> Result<()> {
         context.config.name,
         context.config.install.domain.as_deref().unwrap_or("(none)")
     );
-    let outcomes = engine::run(&mut context, &inclusion, args.jobs.into())?;
+    let outcomes = match engine::run(&mut context, &inclusion, args.jobs.into()) {
+        Ok(outcomes) => outcomes,
+        Err(error) if asking => {
+            return Err(Error::Asked(super::Asked {
+                error,
+                command_line,
+            }));
+        }
+        Err(error) => return Err(error.into()),
+    };
     if context.ui.is_live() {
         let rows: Vec<(&str, &str, f64)> = (outcomes.iter())
             .filter(|outcome| outcome.result != engine::StepResult::Skipped)
@@ -132,10 +163,74 @@ fn check_aws_source(context: &Context, inclusion: &Inclusion, asking: bool) -> R
     Err(crate::ecr::environment_only_error(profile).into())
 }
 
+/// The kubeconfig of this install's cluster, said and put in use:
+/// `--kubeconfig`, else `KUBECONFIG`, else the one an earlier install
+/// recorded, else K3s's (`None`). Only `--skip-infra` installs into a
+/// cluster of the operator's; without it the cluster is the K3s this
+/// installs.
+fn choose_kubeconfig(args: &InstallArgs, context: &Context) -> Result<Option<PathBuf>, StepError> {
+    let skip_infra = context.config.install.skip_infra;
+    if !skip_infra {
+        if args.kubeconfig.is_some() {
+            return Err(StepError::input(
+                "--kubeconfig is for --skip-infra: without it the cluster is the K3s this installs, reached with its own kubeconfig",
+                "add --skip-infra to install into the cluster of that kubeconfig, or leave --kubeconfig out",
+            ));
+        }
+        host::kube::use_kubeconfig(None);
+        return Ok(None);
+    }
+    let environment = std::env::var_os("KUBECONFIG").filter(|value| !value.is_empty());
+    let (chosen, source) = match (&args.kubeconfig, environment) {
+        (Some(path), _) => (Some(path.clone()), "--kubeconfig"),
+        (None, Some(value)) => (Some(PathBuf::from(value)), "KUBECONFIG"),
+        (None, None) => match &context.facts().kubeconfig {
+            Some(recorded) => (Some(recorded.clone()), "recorded by an earlier install"),
+            None => (
+                None,
+                "K3s's: no --kubeconfig, and KUBECONFIG is not set (sudo drops it unless kept: `sudo --preserve-env=KUBECONFIG`, or pass --kubeconfig FILE)",
+            ),
+        },
+    };
+    let chosen = chosen.map(|path| match path.is_absolute() {
+        true => path,
+        false => std::env::current_dir().unwrap_or_default().join(path),
+    });
+    if let Some(path) = &chosen
+        && !path.to_string_lossy().contains(':')
+        && !path.is_file()
+    {
+        return Err(StepError::input(
+            format!(
+                "the kubeconfig `{}` ({source}) is not a file",
+                path.display()
+            ),
+            "pass the kubeconfig of the cluster to install into with --kubeconfig FILE",
+        ));
+    }
+    host::kube::use_kubeconfig(chosen.as_deref());
+    context.ui.note(&format!(
+        "--skip-infra: the cluster is reached with the kubeconfig `{}` ({source})",
+        host::kube::kubeconfig().display()
+    ));
+    Ok(chosen)
+}
+
 /// Asks on the terminal for the domain and the certificate when neither
 /// the flags nor the layers give them; the answers go into `flags`, the
 /// last layer, before the configuration is checked.
-fn ask_missing(install: &Install, flags: &mut Flags) -> Result<()> {
+fn ask_missing(install: &Install, flags: &mut Flags, host: &Host) -> Result<()> {
+    let nothing_given = install.domain.is_none()
+        && !install.self_signed
+        && install.ssl_cert.is_none()
+        && install.ssl_key.is_none();
+    let last = resume::Inputs::load(host).filter(|last| !last.is_empty());
+    if let Some(last) = last.filter(|_| nothing_given)
+        && ask::same_inputs(&last.flags()).map_err(no_answer)?
+    {
+        last.fill(flags);
+        return Ok(());
+    }
     let domain = match &install.domain {
         Some(domain) => domain.clone(),
         None => {
@@ -159,7 +254,7 @@ fn ask_missing(install: &Install, flags: &mut Flags) -> Result<()> {
 }
 
 /// Shows one line per step and asks `Proceed?`; a no changes nothing.
-fn confirm(context: &Context, inclusion: &Inclusion) -> Result<()> {
+fn confirm(context: &Context, inclusion: &Inclusion, command_line: &str) -> Result<()> {
     let decisions = engine::decide(context, inclusion)?;
     crate::errln!(
         "Install for {} (profile {}):",
@@ -174,6 +269,7 @@ fn confirm(context: &Context, inclusion: &Inclusion) -> Result<()> {
     let rows = (StepId::ALL.iter().zip(&decisions))
         .map(|(id, (decision, _))| (id.name(), id.info().title, decision.to_string()));
     crate::err!("{}", crate::ui::step_table(rows, 3));
+    crate::errln!("The same install without these questions: `{command_line} --yes`");
     if ask::proceed().map_err(no_answer)? {
         return Ok(());
     }
@@ -263,6 +359,25 @@ fn check_pins(context: &Context, inclusion: &Inclusion) -> Result<(), EngineErro
     Ok(())
 }
 
+/// The routes the gateway will serve, and who set them.
+fn print_routes(served: &engine::ServedRoutes) {
+    let from = match &served.replaced_by {
+        Some(setter) => format!("{setter}, which replaces the profile's routes"),
+        None => "the profile".to_string(),
+    };
+    crate::outln!("Routes served at {} (from {from}):", served.base);
+    crate::outln!("  {:<12} redirects to {}", "/", served.home);
+    for route in &served.routes {
+        crate::outln!(
+            "  {:<12} Service {}, port {}",
+            route.prefix,
+            route.service,
+            route.port
+        );
+    }
+    crate::outln!();
+}
+
 /// Prints the plan; `stops` is what would stop the install (the JSON's
 /// `stops`, each with its error and hint; the text's error follows it).
 fn print_plan(plan: &Plan, stops: &[StepError], json: bool) {
@@ -294,6 +409,9 @@ fn print_plan(plan: &Plan, stops: &[StepError], json: bool) {
         plan.domain.as_deref().unwrap_or("(no domain)"),
         plan.profile
     );
+    if let Some(served) = &plan.routes {
+        print_routes(served);
+    }
     let rows = (plan.steps.iter()).map(|step| (step.id, step.title, step.decision.to_string()));
     let table = crate::ui::step_table(rows, 2);
     for (step, row) in plan.steps.iter().zip(table.lines()) {

@@ -69,6 +69,31 @@ pub enum Error {
     Render(#[from] crate::render::RenderError),
     #[error(transparent)]
     Other(#[from] anyhow::Error),
+    /// The install failed after its inputs were asked for: the hint to
+    /// resume names the command line with the answers (never a secret),
+    /// not the bare command, which would ask again.
+    #[error(transparent)]
+    Asked(Asked),
+}
+
+/// An install's failure after its inputs were answered on a terminal,
+/// with the command line that gives them: shown as the failure itself.
+#[derive(Debug)]
+pub struct Asked {
+    pub error: crate::engine::EngineError,
+    pub command_line: String,
+}
+
+impl std::fmt::Display for Asked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for Asked {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.source()
+    }
 }
 
 impl Error {
@@ -76,6 +101,7 @@ impl Error {
     pub fn hints(&self) -> Vec<String> {
         match self {
             Self::Engine(error) => error.hints(),
+            Self::Asked(asked) => asked.error.hints_resuming(Some(&asked.command_line)),
             Self::Step(error) => error.hint().into_iter().collect(),
             Self::Config(error) => error.hint().into_iter().collect(),
             Self::Render(error) => vec![error.hint()],
@@ -99,7 +125,7 @@ impl Error {
         let interrupted =
             crate::host::command::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst);
         match self {
-            Self::Engine(error) => error.exit_code(),
+            Self::Engine(error) | Self::Asked(Asked { error, .. }) => error.exit_code(),
             Self::State(error) if locked(error) => crate::error::exit::LOCKED,
             Self::Config(_) => crate::error::exit::USAGE,
             Self::Step(error) if error.is_input() => crate::error::exit::USAGE,

@@ -99,6 +99,7 @@ fn converge(root: &Path, profile: &str, only: &[&str]) -> InstallArgs {
             config: Some(Host::new(root).path(RESTORED_CONFIG)),
         },
         skip_infra: false,
+        kubeconfig: None,
         skip_db: false,
         plan: false,
         output: Output::Text,

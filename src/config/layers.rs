@@ -140,6 +140,10 @@ impl Layers {
         config.check_complete(&|key: &[&str]| self.setter_of(flags, key))?;
         super::validate::check(&config, &|key: &[&str]| self.source_of(flags, key))?;
         super::validate::check_squash(&config, &|key: &[&str]| self.source_of(flags, key))?;
+        super::validate::check_home(&config, &|key: &[&str]| self.source_of(flags, key))?;
+        config.routes_replaced_by = (self.last_setter(&["routes"]))
+            .filter(|setter| **setter != self.layers[0].name)
+            .cloned();
         Ok(config)
     }
 

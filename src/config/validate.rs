@@ -71,6 +71,7 @@ const RULES: &[(&str, Check)] = &[
     ("istio.gateway", Text(subdomain)),
     ("istio.virtual_service", Text(subdomain)),
     ("istio.tls_secret", Text(subdomain)),
+    ("istio.home", Text(prefix)),
     ("chart.release", Text(release)),
     ("chart.reference", Text(argument)),
     ("chart.version", Text(version)),
@@ -556,6 +557,34 @@ fn export_options(value: &str) -> Option<&'static str> {
 /// The squash of `[nfs]` and its ids together: `all_squash` needs both
 /// ids (every client's files belong to them); with `no_root_squash` no
 /// request is mapped, so an id there is a mistake, refused.
+/// `istio.home`, where `/` redirects to, must be a path one of the routes
+/// serves: a redirect to nothing would answer 404.
+pub fn check_home(
+    config: &Config,
+    source_of: &dyn Fn(&[&str]) -> String,
+) -> Result<(), ConfigError> {
+    let home = &config.istio.home;
+    if config
+        .routes
+        .iter()
+        .any(|route| home.starts_with(&route.prefix))
+    {
+        return Ok(());
+    }
+    let prefixes: Vec<&str> = (config.routes.iter())
+        .map(|route| route.prefix.as_str())
+        .collect();
+    Err(ConfigError::Refused {
+        key: "istio.home".into(),
+        value: home.clone(),
+        source_name: source_of(&["istio", "home"]),
+        rule: format!(
+            "is where `/` redirects to, so one of the routes must serve it (their prefixes: {}): set `[istio] home` to one of them, in the file that sets the routes",
+            prefixes.join(", ")
+        ),
+    })
+}
+
 pub fn check_squash(
     config: &Config,
     source_of: &dyn Fn(&[&str]) -> String,

@@ -125,7 +125,35 @@ pub struct PlannedStep {
 pub struct Plan {
     pub profile: String,
     pub domain: Option<crate::config::Domain>,
+    /// What the application answers at, when the run includes `gateway`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routes: Option<ServedRoutes>,
     pub steps: Vec<PlannedStep>,
+}
+
+/// The routes the gateway serves: `/` redirected to the home route, then
+/// each prefix to its Service's port; and who set them.
+#[derive(Debug, Serialize)]
+pub struct ServedRoutes {
+    /// `https://DOMAIN:PORT`.
+    pub base: String,
+    pub home: String,
+    pub routes: Vec<crate::config::Route>,
+    /// What replaced the profile's routes (a `--config` file), if anything.
+    pub replaced_by: Option<String>,
+}
+
+impl ServedRoutes {
+    /// The routes of `config`.
+    pub fn of(config: &crate::config::Config) -> Self {
+        let domain = (config.install.domain.as_ref()).map_or("DOMAIN".into(), |d| d.to_string());
+        Self {
+            base: format!("https://{domain}:{}", config.istio.https_port_for_clients()),
+            home: config.istio.home.clone(),
+            routes: config.routes.clone(),
+            replaced_by: config.routes_replaced_by.clone(),
+        }
+    }
 }
 
 /// Looks at every step that is to do, changing nothing.
@@ -160,6 +188,7 @@ pub fn plan(context: &Context, inclusion: &Inclusion) -> Result<Plan, EngineErro
     Ok(Plan {
         profile: context.config.name.clone(),
         domain: context.config.install.domain.clone(),
+        routes: (inclusion.includes(StepId::Gateway)).then(|| ServedRoutes::of(&context.config)),
         steps: planned,
     })
 }

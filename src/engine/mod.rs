@@ -240,6 +240,16 @@ impl EngineError {
     /// What the operator can try next: the step's own hint, the log, how
     /// to resume.
     pub fn hints(&self) -> Vec<String> {
+        self.hints_resuming(None)
+    }
+
+    /// The hints, the way to resume being `command_line` when the inputs
+    /// were answered on a terminal (else "the same command").
+    pub fn hints_resuming(&self, command_line: Option<&str>) -> Vec<String> {
+        let again = match command_line {
+            Some(line) => format!("run `{line}`"),
+            None => "run the same command again".to_string(),
+        };
         let log_hint = |log: &Option<PathBuf>, note: &str| {
             log.as_ref()
                 .map(|log| format!("the full log is `{}`{note}", log.display()))
@@ -251,13 +261,13 @@ impl EngineError {
                 hints.extend(log_hint(log, ""));
                 if error.is_resumable() {
                     hints.push(format!(
-                        "run the same command again to resume at `{step}`: finished steps are skipped"
+                        "{again} to resume at `{step}`: finished steps are skipped"
                     ));
                 }
             }
             Self::Interrupted { step, log } => {
                 hints.extend(log_hint(log, ""));
-                hints.push(format!("run the same command again to resume at `{step}`"));
+                hints.push(format!("{again} to resume at `{step}`"));
             }
             Self::MissingPrerequisite { step, missing, log } => {
                 hints.push(Self::prerequisite_hint(*step, missing));

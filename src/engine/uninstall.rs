@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use serde::Serialize;
 
 use super::{EngineError, PlannedAction};
+use crate::action::ActionKind;
 use crate::context::Context;
 use crate::host::command::INTERRUPTED;
 use crate::step_id::StepId;
@@ -110,8 +111,8 @@ pub fn plan_undo(context: &Context) -> Result<UndoPlan, EngineError> {
                 (Vec::new(), Some(text))
             }
         };
-        let (notes, actions): (Vec<_>, Vec<_>) = actions
-            .into_iter()
+        let (notes, actions): (Vec<_>, Vec<_>) = (actions.into_iter())
+            .filter(|action| !action.removes_nothing())
             .partition(|action| !action.changes_host());
         plan.kept.extend(notes.into_iter().map(|note| Kept {
             id,
@@ -179,6 +180,7 @@ pub fn undo(context: &mut Context, plan: UndoPlan) -> Result<UndoReport, EngineE
         let id = planned.id;
         let line = (context.ui).start_step(index + 1, total, id.name(), id.info().title);
         let mut failures = 0;
+        let runs_program = (planned.actions.iter()).any(|a| a.kind() == ActionKind::Command);
         if let Some(error) = planned.look_failed {
             failures += 1;
             tracing::warn!("uninstall {id}: could not look: {error}");
@@ -225,7 +227,7 @@ pub fn undo(context: &mut Context, plan: UndoPlan) -> Result<UndoReport, EngineE
                     .forget_created(id)
                     .map_err(|error| EngineError::step(id, error, context))?;
                 report.forgotten.push(id);
-                if let Some(leftovers) = id.info().leftovers {
+                if let Some(leftovers) = id.info().leftovers.filter(|_| runs_program) {
                     report.leftovers.extend(leftovers(context));
                 }
                 Ending::Removed

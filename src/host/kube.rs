@@ -1,6 +1,10 @@
-//! Kubernetes through `kubectl` (and `helm`) found on PATH, always with the
-//! kubeconfig K3s writes. Manifests go on stdin, never in argv.
+//! Kubernetes through `kubectl` (and `helm`) found on PATH, with the
+//! kubeconfig K3s writes, or the operator's cluster's (`--skip-infra
+//! --kubeconfig FILE`, recorded by the install and used by every command
+//! after it: [`use_kubeconfig`]). Manifests go on stdin, never in argv.
 
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 use std::time::Duration;
 
 use super::command::{Command, CommandError};
@@ -8,12 +12,32 @@ use super::command::{Command, CommandError};
 /// Where K3s writes its kubeconfig (mode 0600: the tool runs as root).
 pub const KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
 
+/// The kubeconfig children get when it is not K3s's.
+static IN_USE: RwLock<Option<PathBuf>> = RwLock::new(None);
+
+/// Makes every `kubectl`, `helm` and `istioctl` of this process use the
+/// kubeconfig `path` (`None`: K3s's).
+pub fn use_kubeconfig(path: Option<&Path>) {
+    let mut in_use = IN_USE
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    *in_use = path.map(Path::to_path_buf);
+}
+
+/// The kubeconfig children get: the one in use, else K3s's.
+pub fn kubeconfig() -> PathBuf {
+    let in_use = IN_USE
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    in_use.clone().unwrap_or_else(|| PathBuf::from(KUBECONFIG))
+}
+
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A `kubectl` command with the cluster's kubeconfig.
 pub fn kubectl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
     Command::new("kubectl")
-        .env("KUBECONFIG", KUBECONFIG)
+        .env("KUBECONFIG", kubeconfig().display().to_string())
         .args(args)
         .timeout(TIMEOUT)
 }
@@ -21,7 +45,7 @@ pub fn kubectl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
 /// A `helm` command with the cluster's kubeconfig.
 pub fn helm<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
     Command::new("helm")
-        .env("KUBECONFIG", KUBECONFIG)
+        .env("KUBECONFIG", kubeconfig().display().to_string())
         .args(args)
         .timeout(Duration::from_secs(900))
 }
@@ -189,7 +213,7 @@ pub fn manifest_objects(manifest: &str) -> Result<Vec<serde_json::Value>, serde_
 /// An `istioctl` command with the cluster's kubeconfig.
 pub fn istioctl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
     Command::new("istioctl")
-        .env("KUBECONFIG", KUBECONFIG)
+        .env("KUBECONFIG", kubeconfig().display().to_string())
         .args(args)
 }
 

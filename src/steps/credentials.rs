@@ -5,7 +5,10 @@
 //!
 //! Done when the file holds a password for every service and reads back
 //! intact. A damaged or unreadable file stops the install: it is never
-//! replaced. Uninstall removes it only with `--delete-db`.
+//! replaced. Uninstall removes it only with `--delete-db`, and only when no
+//! user it keeps logs in with one of its passwords (the state records which
+//! passwords were generated and which given); it never removes the bash
+//! installer's file.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,7 +18,7 @@ use crate::context::{Context, Origin};
 use crate::credentials::CredentialsFile;
 use crate::host;
 use crate::secret::Secret;
-use crate::state::{Fingerprint, Server};
+use crate::state::{Fact, Fingerprint, Object, Server};
 
 /// The credentials step.
 pub struct CredentialsStep;
@@ -56,21 +59,26 @@ impl Step for CredentialsStep {
             })
             .collect();
         if missing.is_empty() {
-            return Ok(Vec::new());
+            return Ok(given_before(context, wanted.keys())
+                .into_iter()
+                .map(Action::record)
+                .collect());
         }
         if existing.is_some() {
             refuse_lost_passwords(context, &missing)?;
         }
         let legacy = file.load_legacy()?;
         let imported = context.shown(file.legacy_path());
-        let passwords = (missing.into_iter())
-            .map(|service| match legacy.contains_key(service) {
-                true => (service.clone(), Some(imported.clone())),
-                false => (service.clone(), None),
+        let passwords = (missing.iter())
+            .map(|service| match legacy.contains_key(*service) {
+                true => ((*service).clone(), Some(imported.clone())),
+                false => ((*service).clone(), None),
             })
             .collect();
+        let present = wanted.keys().filter(|service| !missing.contains(service));
         let write = WritePasswords {
             shown: context.shown(file.path()),
+            given: given_before(context, present),
             passwords,
         };
         Ok(Action::change(write).into_iter().collect())
@@ -110,34 +118,68 @@ impl Step for CredentialsStep {
         Ok(())
     }
 
-    /// Removes the credentials file (and the bash installer's, which a
-    /// later install would import), so that the next install generates new
-    /// passwords.
-    /// Removes the file (and the bash installer's), unless a user the
-    /// uninstall keeps still logs in with one of its passwords: one that
-    /// was there before the install (its password was set to ours), or one
-    /// an older state does not attribute.
+    /// Removes the credentials file, unless a database user the uninstall
+    /// keeps still logs in with one of its passwords: one its step found
+    /// there, one an older state does not attribute, or one of a server
+    /// the install never set up (`--skip-db`) whose password was given
+    /// rather than generated. The bash installer's file is never removed:
+    /// the passwords in it are that installer's, not ours to take back.
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let file = context.credentials_file();
+        let mut actions = Vec::new();
+        if file.legacy_path().exists() {
+            actions.push(Action::check(format!(
+                "`{}`: the bash installer's passwords, never removed by stackinstall",
+                context.shown(file.legacy_path()).display()
+            )));
+        }
+        if !file.path().exists() {
+            return Ok(actions);
+        }
         let users_kept = users_kept(context);
-        if !users_kept.is_empty() && file.path().exists() {
-            return Ok(vec![Action::check(format!(
+        if !users_kept.is_empty() {
+            actions.push(Action::check(format!(
                 "`{}`: it holds the passwords of kept users ({})",
                 context.shown(file.path()).display(),
                 users_kept.join(", ")
-            ))]);
+            )));
+            return Ok(actions);
         }
-        Ok([file.path(), file.legacy_path()]
-            .into_iter()
-            .filter(|path| path.exists())
-            .filter_map(|path| {
-                Action::change(RemoveWhenUnneeded {
-                    path: path.to_path_buf(),
-                    shown: context.shown(path),
-                })
-            })
-            .collect())
+        actions.extend(Action::change(RemoveWhenUnneeded {
+            path: file.path().to_path_buf(),
+            shown: context.shown(file.path()),
+        }));
+        Ok(actions)
     }
+}
+
+/// The facts of passwords about to be written: generated ones made by the
+/// install, imported ones given.
+fn origins(passwords: &[(String, Option<PathBuf>)]) -> Vec<Fact> {
+    (passwords.iter())
+        .filter_map(|(service, source)| {
+            let server = StepId::parse(service).and_then(Server::of)?;
+            let origin = match source {
+                Some(_) => Origin::Found,
+                None => Origin::Created,
+            };
+            Some(Fact::Origin(Object::Password(server), origin))
+        })
+        .collect()
+}
+
+/// The facts of `services`' passwords found in the credentials file on the
+/// step's first run (given with `credentials set`); none once the step was
+/// done (a file an older stackinstall wrote: not attributed).
+fn given_before<'a>(context: &Context, services: impl Iterator<Item = &'a String>) -> Vec<Fact> {
+    if context.was_done(StepId::Credentials) {
+        return Vec::new();
+    }
+    (services.filter_map(|service| StepId::parse(service).and_then(Server::of)))
+        .map(Object::Password)
+        .filter(|object| context.origin(object).is_none())
+        .map(|object| Fact::Origin(object, Origin::Found))
+        .collect()
 }
 
 /// Writes the passwords that are missing, generated or imported from the
@@ -148,6 +190,9 @@ struct WritePasswords {
     /// Each service that has no password yet, with the bash installer's
     /// file when its password comes from there.
     passwords: Vec<(String, Option<PathBuf>)>,
+    /// The facts of the passwords in the file already, given before the
+    /// first install (`credentials set`).
+    given: Vec<Fact>,
 }
 
 impl Change for WritePasswords {
@@ -174,6 +219,11 @@ impl Change for WritePasswords {
         let legacy: BTreeMap<String, Secret> = file.load_legacy()?;
         let wanted = context.config.service_usernames();
         let (credentials, added) = CredentialsFile::complete(file.load()?, &wanted, &legacy);
+        // Who made each password is written down before the file, so that
+        // a run killed in between still knows which ones were given.
+        for fact in self.given.iter().chain(&origins(&self.passwords)) {
+            context.record(fact)?;
+        }
         if added {
             file.save(&credentials)?;
         }
@@ -262,16 +312,24 @@ fn check_existing_passwords(context: &Context) -> Result<Option<Action>, StepErr
 }
 
 /// The services whose user an uninstall keeps: recorded as found, or, on
-/// a step done by a stackinstall that recorded no origin, not recorded.
+/// a step done by a stackinstall that recorded no origin, not recorded; or
+/// whose step never ran here and whose password was not generated by the
+/// install (`--skip-db` over databases set up by others).
 fn users_kept(context: &Context) -> Vec<String> {
     let mut kept = Vec::new();
     for id in StepId::ALL {
         let Some(server) = Server::of(id).filter(|_| id.info().undo_logs_in) else {
             continue;
         };
-        let users = &context.facts().server(server).users;
-        let unattributed = context.state.steps.contains_key(&id) && users.is_empty();
-        if unattributed || users.values().any(|origin| *origin == Origin::Found) {
+        let facts = context.facts().server(server);
+        let kept_user = match context.state.steps.contains_key(&id) {
+            // Unattributed, or found there.
+            true => facts.users.is_empty() || facts.users.values().any(|o| *o == Origin::Found),
+            // Never set up here: a given password (or one an older state
+            // does not attribute) is what a server set up by others uses.
+            false => facts.password != Some(Origin::Created),
+        };
+        if kept_user {
             kept.push(id.name().to_string());
         }
     }

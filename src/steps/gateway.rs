@@ -176,7 +176,8 @@ pub fn gateway_manifest(
 }
 
 /// The VirtualService: plain HTTP redirected to HTTPS at the port clients
-/// reach it at, then the profile's prefixes routed to the Services' ports.
+/// reach it at, `/` to the home route, then the profile's prefixes routed
+/// to the Services' ports.
 pub fn virtual_service_manifest(config: &Config) -> Result<String, RenderError> {
     render::template(
         "virtual-service.yaml",
@@ -186,6 +187,7 @@ pub fn virtual_service_manifest(config: &Config) -> Result<String, RenderError> 
             gateway => config.istio.gateway,
             domain => config.install.domain,
             routes => config.routes,
+            home => config.istio.home,
             https_port => config.istio.https_port_for_clients(),
         },
     )

@@ -29,13 +29,15 @@ mod kubeconfig;
 mod leftovers;
 pub mod version;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::context::{Context, Origin, kept_because};
 use crate::host::download::{self, DOWNLOADS, ReleaseBinary};
+use crate::host::installed::INSTALLED_BINARY;
 use crate::host::{self, Command, cluster, kube, service};
+use crate::render::RenderError;
 use crate::state::{Fact, Fingerprint, Preexisting, Reload};
 use crate::steps::services::Reread;
 
@@ -57,6 +59,7 @@ pub const INFO: StepInfo = StepInfo {
     preflight: Some(preflight),
     downloads: Some(downloads),
     leftovers: Some(leftovers::leftovers),
+    rendered: Some(rendered),
     needs: &[StepId::Preflight],
     ..StepInfo::infra(StepId::K3s, "Install K3s")
 };
@@ -192,9 +195,36 @@ impl Step for K3s {
             actions.push(Action::run(
                 Command::new(script.display().to_string()).timeout(Duration::from_secs(600)),
             ));
+        } else {
+            // K3s never installed (its download failed, say): what the step
+            // wrote before it, which K3s's script would have removed.
+            let path = Path::new(config_file::PATH);
+            actions.push(Action::remove(context.host.path(path), path));
+        }
+        // The credential provider's link and config, when `registry` (whose
+        // undo removes them) never ran.
+        if !context.state.steps.contains_key(&StepId::Registry) {
+            actions.extend(credential_provider::removals(context));
+            if host::fs::exists(&context.host.path(INSTALLED_BINARY)) {
+                actions.push(Action::check(format!(
+                    "{INSTALLED_BINARY}, the installed stackinstall: remove it by hand when you no longer need it"
+                )));
+            }
         }
         Ok(actions)
     }
+}
+
+/// K3s's configuration file and the kubelet's credential provider's, for
+/// `render`.
+fn rendered(config: &crate::config::Config) -> Result<Vec<(String, String)>, RenderError> {
+    Ok(vec![
+        ("k3s-config.yaml".into(), config_file::render(config)),
+        (
+            "credential-provider-config.yaml".into(),
+            crate::provider::kubelet_config(config, crate::provider::REFRESH_CONFIG)?,
+        ),
+    ])
 }
 
 /// Whether a K3s or another Kubernetes is on the host already: its binary,

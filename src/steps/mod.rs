@@ -160,7 +160,9 @@ pub struct StepInfo {
     /// (the PVCs of a namespace kept without `--delete-namespace`).
     pub undo_kept: Option<Look<Vec<Action>>>,
     /// What the step's undo could not remove and the operator should know
-    /// of (what K3s's own uninstall leaves behind), once its work is gone.
+    /// of (what K3s's own uninstall leaves behind), once its work is gone;
+    /// asked only when the undo ran a program (that uninstall): a step
+    /// whose program was never installed leaves none of it.
     pub leftovers: Option<fn(&Context) -> Vec<String>>,
 }
 

@@ -26,7 +26,7 @@ mod exports;
 mod mount;
 mod parent;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use exports::block_lines;
@@ -68,7 +68,7 @@ pub const INFO: StepInfo = StepInfo {
         before_install: super::nothing_before_install,
     }),
     needs: &[StepId::Preflight, StepId::Packages],
-    rendered: Some(rendered),
+    rendered: Some(rendered_files),
     preflight: Some(check_parent),
     ..StepInfo::database(StepId::Nfs, "NFS export for the cluster's volumes")
 };
@@ -301,13 +301,31 @@ pub fn node_addresses(context: &Context) -> Result<Vec<String>, StepError> {
 /// The export line of the profile: `/data/stackbill NODE(rw,...,SQUASH)`
 /// for each node address.
 fn export_line(context: &Context) -> Result<String, StepError> {
-    let config = &context.config;
+    Ok(export_line_to(&context.config, &node_addresses(context)?))
+}
+
+/// The export line of the profile to `addresses`.
+fn export_line_to(config: &crate::config::Config, addresses: &[String]) -> String {
     let options = config.nfs.options();
-    let clients: Vec<String> = node_addresses(context)?
-        .iter()
+    let clients: Vec<String> = (addresses.iter())
         .map(|address| format!("{address}({options})"))
         .collect();
-    Ok(format!("{} {}", config.nfs.path, clients.join(" ")))
+    format!("{} {}", config.nfs.path, clients.join(" "))
+}
+
+/// The mount unit, and the managed block of `/etc/exports` as a file
+/// without one gets it (the node's address `HOST_IP` when it is not
+/// found), for `render`.
+fn rendered_files(
+    config: &crate::config::Config,
+) -> Result<Vec<(String, String)>, crate::render::RenderError> {
+    let mut files = rendered(config)?;
+    let address = config.host_ip().unwrap_or_else(|| "HOST_IP".into());
+    let line = export_line_to(config, &[address]);
+    let block = with_block("", &line, Path::new("/etc/exports"))
+        .expect("an empty file has no broken block");
+    files.push(("exports".into(), block));
+    Ok(files)
 }
 
 /// What the export directory needs: made when missing; when it is there

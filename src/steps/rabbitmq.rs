@@ -54,6 +54,7 @@ pub const INFO: StepInfo = StepInfo {
     needs: &[StepId::Credentials, StepId::Packages],
     inputs_from: &[StepId::Credentials],
     undo_logs_in: true,
+    rendered: Some(rendered),
     ..StepInfo::database(StepId::Rabbitmq, "RabbitMQ server and user")
 };
 
@@ -311,15 +312,30 @@ fn enabled_plugins(context: &Context) -> Result<Vec<String>, StepError> {
 /// Writes `enabled_plugins` as `plugins` and the management plugin, for a
 /// server that starts after it (what `rabbitmq-plugins enable --offline`
 /// writes, without an Erlang VM).
-fn plugins_file_action(context: &Context, mut plugins: Vec<String>) -> Action {
-    plugins.push(PLUGIN.to_string());
-    let contents = format!("[{}].\n", plugins.join(","));
+fn plugins_file_action(context: &Context, plugins: Vec<String>) -> Action {
+    let contents = plugins_file(plugins);
     Action::write(
         context.host.path(PLUGINS_FILE),
         Path::new(PLUGINS_FILE),
         contents.into_bytes(),
         0o644,
     )
+}
+
+/// `enabled_plugins` listing `plugins` and the management plugin.
+fn plugins_file(mut plugins: Vec<String>) -> String {
+    plugins.push(PLUGIN.to_string());
+    format!("[{}].\n", plugins.join(","))
+}
+
+/// `enabled_plugins` as a host without plugins gets it, for `render`.
+fn rendered(
+    _config: &crate::config::Config,
+) -> Result<Vec<(String, String)>, crate::render::RenderError> {
+    Ok(vec![(
+        "rabbitmq-enabled_plugins".into(),
+        plugins_file(Vec::new()),
+    )])
 }
 
 /// What the running server has of the user: the management API as the

@@ -186,17 +186,14 @@ impl Step for Registry {
     }
 }
 
-/// The renewal's service and timer (its configuration is
-/// `stackinstall.toml`, which `render` writes anyway).
+/// The renewal's service and timer, and the configuration it runs with
+/// (`ecr-refresh.toml`), for `render`.
 fn rendered(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
-    let units = renewal_files(config)?
-        .into_iter()
-        .filter_map(|(path, contents)| {
-            let name = path.rsplit('/').next().unwrap_or(&path).to_string();
-            let unit = name.ends_with(".service") || name.ends_with(".timer");
-            unit.then_some((name, contents))
-        });
-    Ok(units.collect())
+    let files = renewal_files(config)?.into_iter().map(|(path, contents)| {
+        let name = path.rsplit('/').next().unwrap_or(&path).to_string();
+        (name, contents)
+    });
+    Ok(files.collect())
 }
 
 /// Writes of the unit files that differ, then reload and enable as needed.

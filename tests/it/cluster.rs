@@ -615,13 +615,18 @@ fn render_writes_every_cluster_manifest() {
     assert_eq!(
         names,
         [
+            "credential-provider-config.yaml",
             "data-stackbill.mount",
+            "ecr-refresh.toml",
+            "exports",
             "gateway.yaml",
             "istio-operator.yaml",
+            "k3s-config.yaml",
             "mariadb-stackbill.cnf",
             "mongodb.conf",
             "mysql-stackbill.cnf",
             "namespace.yaml",
+            "rabbitmq-enabled_plugins",
             "release-values.yaml",
             "stackinstall-ecr-refresh.service",
             "stackinstall-ecr-refresh.timer",
@@ -677,6 +682,9 @@ fn first_rule<'a>(service: &'a Value, port: u64, path: &str) -> &'a Value {
             && condition["uri"]["prefix"]
                 .as_str()
                 .is_none_or(|prefix| path.starts_with(prefix))
+            && condition["uri"]["exact"]
+                .as_str()
+                .is_none_or(|exact| path == exact)
     };
     service["spec"]["http"]
         .as_array()
@@ -823,6 +831,32 @@ fn with_public_https_port_443_the_redirect_and_the_summary_use_it() {
     }
 }
 
+/// Issue 24 item 8: `https://DOMAIN:31882/`, the README's URL, redirects
+/// to the profile's home route, which a route serves; any other path is
+/// not redirected.
+#[test]
+fn the_root_path_redirects_to_the_home_route() {
+    let service = yaml(&render(DOMAIN)["virtual-service.yaml"]);
+    let root = first_rule(&service, 443, "/");
+    assert_eq!(root["name"], "home-redirect");
+    let home = root["redirect"]["uri"].as_str().unwrap();
+    assert_eq!(home, "/portal", "the profile's `[istio] home`");
+    assert!(
+        root["redirect"]["authority"].is_null() && root["redirect"]["port"].is_null(),
+        "the same host and port"
+    );
+    let landed = first_rule(&service, 443, home);
+    assert_eq!(
+        landed["route"][0]["destination"]["host"],
+        "sb-ui.sb-apps.svc.cluster.local"
+    );
+    let other = first_rule(&service, 443, "/admin/x");
+    assert!(other["redirect"].is_null(), "{other}");
+    crate::support::report(&format!(
+        "routes: https://{DOMAIN}:31882/ -> {home} -> sb-ui:80; /admin/x routed, not redirected"
+    ));
+}
+
 #[test]
 fn virtual_service_routes_to_service_ports_without_subsets() {
     let service = yaml(&render(DOMAIN)["virtual-service.yaml"]);
@@ -837,11 +871,11 @@ fn virtual_service_routes_to_service_ports_without_subsets() {
         ("/api", "sb-kong", 8000),
         ("/core", "sb-core", 8080),
     ];
-    let routes = &service["spec"]["http"].as_array().unwrap()[1..];
+    let routes = &service["spec"]["http"].as_array().unwrap()[2..];
     assert_eq!(
         routes.len(),
         expected.len(),
-        "the redirect, then the routes"
+        "the redirects (HTTP, then `/`), then the routes"
     );
     for (route, (prefix, name, port)) in routes.iter().zip(expected) {
         assert_eq!(route["match"][0]["uri"]["prefix"], prefix);
@@ -1308,4 +1342,96 @@ fn a_change_of_the_cluster_networks_is_refused_before_anything_changes() {
     assert!(mutating(&world.calls()).is_empty(), "nothing changed");
     assert_eq!(k3s_restarts(&world), 0);
     assert_eq!(releases.requests().len(), requests, "nothing downloaded");
+}
+
+/// Issue 24 item 6: `--skip-infra` installs into the operator's cluster
+/// with its kubeconfig (`--kubeconfig`, else `KUBECONFIG`), says which,
+/// records it, and `status`, `doctor` and `uninstall` after it use the
+/// recorded one; children no longer always get K3s's.
+#[test]
+fn skip_infra_uses_the_operators_kubeconfig_and_records_it() {
+    let (world, _releases) = cluster_world();
+    install_cluster_by_hand(&world);
+    let kubeconfig = world.dir.path().join("operators-cluster.yaml");
+    std::fs::write(&kubeconfig, "apiVersion: v1\nkind: Config\n").unwrap();
+    let shown = kubeconfig.display().to_string();
+    let cluster_calls = |world: &World| -> Vec<Call> {
+        (world.calls().into_iter())
+            .filter(|call| ["kubectl", "helm", "istioctl"].contains(&call.program.as_str()))
+            .collect()
+    };
+    let wrong = |calls: &[Call]| -> Vec<String> {
+        (calls.iter())
+            .filter(|call| call.env.get("KUBECONFIG") != Some(&shown))
+            .map(|call| format!("{} ({:?})", call.line(), call.env.get("KUBECONFIG")))
+            .collect()
+    };
+
+    let refused = world.install(&["--kubeconfig", &shown]).code(2);
+    assert!(
+        stderr(&refused).contains("--kubeconfig is for --skip-infra"),
+        "{}",
+        stderr(&refused)
+    );
+    world.clear_calls();
+    let plan = world
+        .command()
+        .env("KUBECONFIG", &shown)
+        .args([
+            "install",
+            "--domain",
+            DOMAIN,
+            "--self-signed",
+            "--skip-infra",
+            "--plan",
+        ])
+        .assert()
+        .success();
+    assert!(
+        stderr(&plan).contains(&format!("the kubeconfig `{shown}` (KUBECONFIG)")),
+        "{}",
+        stderr(&plan)
+    );
+    assert!(
+        wrong(&cluster_calls(&world)).is_empty(),
+        "{:?}",
+        wrong(&cluster_calls(&world))
+    );
+
+    world.clear_calls();
+    let run = world
+        .install(&["--skip-infra", "--kubeconfig", &shown])
+        .success();
+    assert!(
+        stderr(&run).contains(&format!("the kubeconfig `{shown}` (--kubeconfig)")),
+        "{}",
+        stderr(&run)
+    );
+    let mut checked = cluster_calls(&world).len();
+    assert!(
+        wrong(&cluster_calls(&world)).is_empty(),
+        "{:?}",
+        wrong(&cluster_calls(&world))
+    );
+    assert!(
+        world
+            .read("/var/lib/stackinstall/state.toml")
+            .contains(&format!("kubeconfig = \"{shown}\"")),
+        "recorded"
+    );
+    for args in [
+        &["status"][..],
+        &["doctor", "--output", "json"],
+        &["uninstall", "--all", "--yes"],
+    ] {
+        world.clear_calls();
+        let _ = world.command().args(args).assert();
+        let calls = cluster_calls(&world);
+        assert!(!calls.is_empty(), "{args:?} reads the cluster");
+        assert!(wrong(&calls).is_empty(), "{args:?}: {:?}", wrong(&calls));
+        checked += calls.len();
+    }
+    crate::support::report(&format!(
+        "kubeconfig: --skip-infra with the operator's kubeconfig: plan (KUBECONFIG), install (--kubeconfig), status, doctor and uninstall (recorded): {checked} cluster calls, all with it"
+    ));
 }

@@ -363,7 +363,7 @@ fn installed(served: Option<(&str, &str)>, routes: &[&str]) -> (Installed, Strin
     world.write("/etc/stackinstall/tls/tls.crt", &certificate);
     let config = dir.path().join("doctor.toml");
     let mut text = format!(
-        "[istio]\nhttps_node_port = {}\ntls_secret = \"restaurant-tls\"\n[cluster]\nnamespace = \"{NAMESPACE}\"\n",
+        "[istio]\nhttps_node_port = {}\ntls_secret = \"restaurant-tls\"\nhome = \"/api/v1/restaurants\"\n[cluster]\nnamespace = \"{NAMESPACE}\"\n",
         gateway.port
     );
     for (prefix, service) in ROUTES.iter().zip(["restaurant-service", "auth-service"]) {

@@ -1180,6 +1180,13 @@ fn bad_values() -> Vec<BadValue> {
             "must be a URL path starting with `/`",
         ),
         by_file(
+            "home route: no /",
+            "istio.home",
+            "portal",
+            "[istio]\nhome = \"portal\"\n",
+            "must be a URL path starting with `/`",
+        ),
+        by_file(
             "route service: not a label",
             "routes.service",
             "SB_UI",

@@ -134,6 +134,14 @@ fn helm_failed() -> World {
     world
 }
 
+/// `k3s` and `helm` failed side by side on refused downloads, after
+/// `k3s` wrote its configuration and the credential provider's.
+fn k3s_and_helm_failed() -> World {
+    let world = k3s_and_helm_refused();
+    world.install(&["--only", "k3s,helm"]).code(1);
+    world
+}
+
 /// The cluster installed (`k3s`, `helm`, `istio`, `namespace`), then K3s
 /// stopped: its API refuses every call.
 fn cluster_down() -> World {
@@ -362,6 +370,33 @@ fn helm_no_tls() -> World {
 /// Helm's download from a path the release server does not have.
 fn helm_missing() -> World {
     helm_from("{base}/no-such-helm")
+}
+
+/// The old installer's passwords file, every service in it, as it wrote
+/// them (`MYSQL:` then `  Username:`/`  Password:` lines).
+const OLD_INSTALLER_FILE: &str = "MYSQL:\n  Username: stackbill\n  Password: OldMysqlPassword1\nMONGODB:\n  Username: stackbill\n  Password: OldMongoPassword1\nRABBITMQ:\n  Username: stackbill\n  Password: OldRabbitPassword1\n";
+
+/// An install with `--skip-db` over the old installer's databases: their
+/// passwords imported from its `stackbill-credentials.txt`, which stays.
+fn skip_db_over_the_old_installer() -> World {
+    let world = World::engine();
+    world.write("/root/stackbill-credentials.txt", OLD_INSTALLER_FILE);
+    world.install(&["--skip-db"]).success();
+    world
+}
+
+/// The fake cluster's world with `routes.toml`, a `--config` file whose
+/// `[[routes]]` and home route are an application's own.
+fn routes_of_a_config() -> World {
+    let world = cluster_world();
+    let config = "[istio]\nhome = \"/shop/\"\n\n[[routes]]\nprefix = \"/shop\"\nservice = \"shop-ui\"\nport = 80\n\n[[routes]]\nprefix = \"/api\"\nservice = \"shop-api\"\nport = 8080\n";
+    std::fs::write(world.dir.path().join("routes.toml"), config).unwrap();
+    std::fs::write(
+        world.dir.path().join("unserved-home.toml"),
+        "[istio]\nhome = \"/nowhere\"\n",
+    )
+    .unwrap();
+    world
 }
 
 /// The table.
@@ -719,6 +754,66 @@ fn journeys() -> Vec<Journey> {
             disk: Disk::Unchanged,
             logged: &[],
         },
+        // Item 8: the routes served are what the plan says.
+        Journey {
+            name: "plan_lists_the_routes_of_the_profile",
+            world: routes_of_a_config,
+            typed: "stackinstall install --domain demo.example.com --self-signed --only gateway --plan",
+            shown: Shown::Stdout,
+            exit: 0,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "plan_lists_the_routes_a_config_replaced",
+            world: routes_of_a_config,
+            typed: "stackinstall install --domain demo.example.com --self-signed --only gateway --plan --config $WORLD/routes.toml",
+            shown: Shown::Stdout,
+            exit: 0,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "home_route_no_route_serves",
+            world: routes_of_a_config,
+            typed: "stackinstall install --domain demo.example.com --self-signed --only gateway --plan --config $WORLD/unserved-home.toml",
+            shown: Shown::Stderr,
+            exit: 2,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        // Item 11: uninstall never deletes a password it cannot give back.
+        Journey {
+            name: "uninstall_delete_db_after_skip_db",
+            world: skip_db_over_the_old_installer,
+            typed: "sudo stackinstall uninstall --delete-db --yes",
+            shown: Shown::Stdout,
+            exit: 0,
+            disk: Disk::Only(&["/var/lib/stackinstall/"]),
+            logged: &[],
+        },
+        Journey {
+            name: "uninstall_after_two_failed_downloads",
+            world: k3s_and_helm_failed,
+            typed: "sudo stackinstall uninstall --all --yes",
+            shown: Shown::Stdout,
+            exit: 0,
+            disk: Disk::Only(&[
+                "/etc/rancher/k3s/config.yaml",
+                "/var/lib/rancher/credentialprovider/",
+                "/var/lib/stackinstall/",
+            ]),
+            logged: &[],
+        },
+        Journey {
+            name: "uninstall_plan_after_two_failed_downloads",
+            world: k3s_and_helm_failed,
+            typed: "stackinstall uninstall --all --plan",
+            shown: Shown::Stdout,
+            exit: 0,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
         // Item 12: kubectl's discovery warnings are not repeated.
         Journey {
             name: "status_with_the_cluster_down",
@@ -1037,5 +1132,137 @@ fn every_step_named_runs_or_is_refused_with_the_reason() {
         "step names: {runs} of {} run, refused with the reason: {}",
         StepId::ALL.len() * 3,
         refused.join(", ")
+    ));
+}
+
+/// Item 12: `render` writes every file a full install writes on the host
+/// (each found in it: a block such as `/etc/exports`' is part of the
+/// file), so that a file a later change adds to the install is one
+/// `render` must write too, or one this list says why not.
+#[test]
+fn render_writes_every_file_a_full_install_writes() {
+    use crate::support::{full, servers};
+    // Each host file the install writes, and the file `render` writes of it.
+    const RENDERED: &[(&str, &str)] = &[
+        ("/etc/exports", "exports"),
+        ("/etc/mongod.conf", "mongodb.conf"),
+        (
+            "/etc/mysql/mariadb.conf.d/stackbill.cnf",
+            "mariadb-stackbill.cnf",
+        ),
+        (
+            "/etc/mysql/mysql.conf.d/stackbill.cnf",
+            "mysql-stackbill.cnf",
+        ),
+        ("/etc/rabbitmq/enabled_plugins", "rabbitmq-enabled_plugins"),
+        ("/etc/rancher/k3s/config.yaml", "k3s-config.yaml"),
+        ("/etc/stackinstall/ecr-refresh.toml", "ecr-refresh.toml"),
+        (
+            "/etc/stackinstall/istio-operator.yaml",
+            "istio-operator.yaml",
+        ),
+        (
+            "/etc/systemd/system/data-stackbill.mount",
+            "data-stackbill.mount",
+        ),
+        (
+            "/etc/systemd/system/stackinstall-ecr-refresh.service",
+            "stackinstall-ecr-refresh.service",
+        ),
+        (
+            "/etc/systemd/system/stackinstall-ecr-refresh.timer",
+            "stackinstall-ecr-refresh.timer",
+        ),
+        (
+            "/var/lib/rancher/credentialprovider/config.yaml",
+            "credential-provider-config.yaml",
+        ),
+    ];
+    // What the install writes that `render` does not, and why.
+    const NOT_RENDERED: &[(&str, &str)] = &[
+        (
+            "/etc/rancher/k3s/k3s.yaml",
+            "K3s's kubeconfig: K3s writes it, with the cluster's keys",
+        ),
+        (
+            "/root/.kube/config",
+            "root's copy of K3s's kubeconfig: the cluster's keys",
+        ),
+        (
+            "/etc/stackinstall/credentials.toml",
+            "the generated passwords",
+        ),
+        (
+            "/etc/stackinstall/tls/",
+            "the self-signed pair: a private key, made by the install",
+        ),
+        (
+            "/usr/local/bin/",
+            "programs: the downloads, and this stackinstall",
+        ),
+        (
+            "/var/lib/mongodb/encryption",
+            "MongoDB's key file: a secret",
+        ),
+        (
+            "/var/lib/rancher/credentialprovider/bin/stackinstall",
+            "a link to the installed stackinstall",
+        ),
+        ("/var/lib/rancher/k3s/", "K3s's own data"),
+        (
+            "/var/lib/stackinstall/",
+            "the state, the run lock, the downloads",
+        ),
+    ];
+    let world = full::quick_full_world(&servers::unique("render"));
+    let before = world.files(false);
+    world.install(&[]).success();
+    let written: Vec<String> = changes(&before, &world.files(false))
+        .into_iter()
+        .filter(|line| !line.starts_with("- "))
+        .map(|line| line[2..].to_string())
+        .collect();
+    let out = world.dir.path().join("rendered");
+    // The same inputs as the install (`render` takes no --self-signed).
+    world
+        .command()
+        .env("STACKINSTALL_INSTALL__SELF_SIGNED", "true")
+        .args(["render", "--domain", crate::support::DOMAIN, "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let mut missing = Vec::new();
+    for path in &written {
+        if NOT_RENDERED
+            .iter()
+            .any(|(prefix, _)| path.starts_with(prefix))
+        {
+            continue;
+        }
+        let Some((_, name)) = RENDERED.iter().find(|(p, _)| p == path) else {
+            missing.push(format!("{path}: neither rendered nor said why not"));
+            continue;
+        };
+        let rendered = std::fs::read_to_string(out.join(name)).unwrap_or_default();
+        let installed = world.read(path);
+        if rendered.is_empty() || !installed.contains(rendered.trim_end()) {
+            missing.push(format!(
+                "{path}: `render`'s {name} is not what it holds:\n{rendered}\n--- installed:\n{installed}"
+            ));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+    let rendered = written.len()
+        - (written.iter())
+            .filter(|path| {
+                NOT_RENDERED
+                    .iter()
+                    .any(|(prefix, _)| path.starts_with(prefix))
+            })
+            .count();
+    report(&format!(
+        "render: {} files a full install writes, {rendered} of them as `render` writes them, the others secrets, programs or state ({} reasons)",
+        written.len(),
+        NOT_RENDERED.len()
     ));
 }

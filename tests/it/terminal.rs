@@ -40,6 +40,15 @@ fn exit_code(mut session: PtySession) -> (i32, String) {
     }
 }
 
+/// `files` without the run lock's file, which an install on a terminal
+/// makes before its first question.
+fn without_lock(
+    mut files: std::collections::BTreeMap<String, Vec<u8>>,
+) -> std::collections::BTreeMap<String, Vec<u8>> {
+    files.remove("/var/lib/stackinstall/lock");
+    files
+}
+
 /// Writes a pair for `domain` under the world's dir; returns the paths.
 fn pair(world: &World, name: &str, domain: &str) -> (String, String) {
     let now = OffsetDateTime::now_utc();
@@ -122,9 +131,9 @@ fn a_bad_domain_and_bad_files_are_asked_again_and_a_no_changes_nothing() {
         "{rest}"
     );
     assert_eq!(
-        world.files(true),
+        without_lock(world.files(true)),
         before,
-        "a no changes nothing under the root"
+        "a no changes nothing under the root but the run lock's file"
     );
     report(&format!(
         "terminal: {refused} wrong answers asked again (1 domain, 3 certificates, 2 keys), then declined: exit {code}, root unchanged"
@@ -237,7 +246,7 @@ fn ctrl_c_at_a_question_exits_130_and_changes_nothing() {
         rest.contains("interrupted while asking: nothing was changed"),
         "{rest}"
     );
-    assert_eq!(world.files(true), before);
+    assert_eq!(without_lock(world.files(true)), before);
     report("terminal: Ctrl-C at the domain question: exit 130, root unchanged");
 }
 
@@ -323,4 +332,88 @@ fn a_key_with_a_line_break_is_never_written_for_root() {
     assert_eq!(code, 2, "{rest}");
     assert!(rest.contains("holds a control character"), "{rest}");
     report("terminal: an AWS key with a line break refused, root's AWS file unchanged");
+}
+
+/// Issue 24 item 9: the run lock is taken before the first question, so
+/// that nothing else runs while an install waits for its answer.
+#[test]
+fn while_an_install_waits_at_proceed_no_other_run_starts() {
+    let world = World::engine();
+    let mut session = spawn(&world, &["--domain", DOMAIN, "--self-signed"]);
+    session.exp_string("Proceed? [Y/n]").unwrap();
+    let mut refused = Vec::new();
+    for args in [
+        &["install", "--domain", DOMAIN, "--self-signed", "--yes"][..],
+        &["uninstall", "--all", "--yes"],
+    ] {
+        let assert = world.command().args(args).assert().code(3);
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).into_owned();
+        assert!(
+            stderr.contains("another stackinstall run (pid"),
+            "{args:?}: {stderr}"
+        );
+        refused.push(args[0]);
+    }
+    assert!(
+        !world.path("/etc/stackinstall/credentials.toml").exists(),
+        "the second install ran nothing"
+    );
+    press(&mut session, "n");
+    let (code, rest) = exit_code(session);
+    assert_eq!(code, 2, "{rest}");
+    report(&format!(
+        "terminal: while an install waited at Proceed?, {} refused with exit 3 ({})",
+        refused.len(),
+        refused.join(", ")
+    ));
+}
+
+/// Issue 24 item 9: the answers are given back as a command line before
+/// `Proceed?` and in the failure's hint, and a bare re-run on a terminal
+/// offers the last run's inputs.
+#[test]
+fn an_answered_install_that_fails_can_be_resumed() {
+    let (mut world, _releases) = crate::support::cluster::cluster_world();
+    world.set_env("STACKINSTALL_ONLY", "helm");
+    // Port 9 (discard) on 127.0.0.1: nothing listens there.
+    world.set_env("STACKINSTALL_DOWNLOADS__HELM", "http://127.0.0.1:9/helm");
+    let line = format!("sudo stackinstall install --domain {DOMAIN} --self-signed --only helm");
+    let mut session = spawn(&world, &[]);
+    session
+        .exp_string("Domain the application is reached at")
+        .unwrap();
+    session.send_line(DOMAIN).unwrap();
+    session.exp_string("TLS certificate for").unwrap();
+    press(&mut session, DOWN);
+    press(&mut session, "\r");
+    session
+        .exp_string(&format!(
+            "The same install without these questions: `{line} --yes`"
+        ))
+        .unwrap();
+    session.exp_string("Proceed? [Y/n]").unwrap();
+    press(&mut session, "y");
+    let (code, rest) = exit_code(session);
+    assert_eq!(code, 1, "{rest}");
+    let hint = format!("hint: run `{line}` to resume at `helm`");
+    assert!(rest.contains(&hint), "{rest}");
+    assert!(!rest.contains("run the same command again"), "{rest}");
+
+    let mut session = spawn(&world, &[]);
+    session
+        .exp_string(&format!(
+            "The last install was given `--domain {DOMAIN} --self-signed`. The same again?"
+        ))
+        .unwrap();
+    press(&mut session, "y");
+    session
+        .exp_string(&format!("Install for {DOMAIN}"))
+        .unwrap();
+    session.exp_string("Proceed? [Y/n]").unwrap();
+    press(&mut session, "n");
+    let (code, rest) = exit_code(session);
+    assert_eq!(code, 2, "{rest}");
+    report(&format!(
+        "terminal: a failed answered install says `{hint}`; a bare re-run offered the last inputs"
+    ));
 }
