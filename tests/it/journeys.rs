@@ -1205,6 +1205,10 @@ fn render_writes_every_file_a_full_install_writes() {
             "MongoDB's key file: a secret",
         ),
         (
+            "/var/lib/nfs/etab",
+            "written by `exportfs -ra` (nfs-utils), not by stackinstall",
+        ),
+        (
             "/var/lib/rancher/credentialprovider/bin/stackinstall",
             "a link to the installed stackinstall",
         ),
