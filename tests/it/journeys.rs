@@ -134,6 +134,28 @@ fn helm_failed() -> World {
     world
 }
 
+/// An install with `--skip-db` over databases set up by others, each
+/// password put in with `credentials set` first.
+fn skip_db_with_passwords_set() -> World {
+    let world = World::engine();
+    for service in ["mysql", "mongodb", "rabbitmq"] {
+        world
+            .command()
+            .args(["credentials", "set", service])
+            .write_stdin(format!("Existing-{service}-Pass1\n"))
+            .assert()
+            .success();
+    }
+    world.install(&["--skip-db"]).success();
+    let state = world.read("/var/lib/stackinstall/state.toml");
+    assert_eq!(
+        state.matches("password = \"found\"").count(),
+        3,
+        "each password recorded as given: {state}"
+    );
+    world
+}
+
 /// `k3s` and `helm` failed side by side on refused downloads, after
 /// `k3s` wrote its configuration and the credential provider's.
 fn k3s_and_helm_failed() -> World {
@@ -786,6 +808,15 @@ fn journeys() -> Vec<Journey> {
         Journey {
             name: "uninstall_delete_db_after_skip_db",
             world: skip_db_over_the_old_installer,
+            typed: "sudo stackinstall uninstall --delete-db --yes",
+            shown: Shown::Stdout,
+            exit: 0,
+            disk: Disk::Only(&["/var/lib/stackinstall/"]),
+            logged: &[],
+        },
+        Journey {
+            name: "uninstall_delete_db_after_skip_db_with_passwords_set",
+            world: skip_db_with_passwords_set,
             typed: "sudo stackinstall uninstall --delete-db --yes",
             shown: Shown::Stdout,
             exit: 0,
