@@ -6,14 +6,14 @@
 //! from the same data its `apply` uses. A check is the only action that
 //! changes nothing, and nothing that changes anything is shown as one.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::Serialize;
 
 use crate::context::Context;
 use crate::error::StepError;
 use crate::host::download::ReleaseBinary;
-use crate::host::{self, Command};
+use crate::host::{self, Command, HostPath};
 
 /// What sort of change an action is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -164,34 +164,38 @@ impl Action {
         Self::new(ActionKind::Command, detail, Operation::Run(command))
     }
 
-    /// Writes `contents` to the host file `path` (shown as `shown_path`).
-    pub fn write(path: PathBuf, shown_path: &Path, contents: Vec<u8>, mode: u32) -> Self {
-        let detail = format!("write {} (mode {mode:04o})", shown_path.display());
+    /// Writes `contents` to the host file `path`.
+    pub fn write(path: HostPath, contents: Vec<u8>, mode: u32) -> Self {
+        let detail = format!("write {} (mode {mode:04o})", path.shown().display());
         let operation = Operation::Write {
-            path,
+            path: path.into_reached(),
             contents,
             mode,
         };
         Self::new(ActionKind::File, detail, operation)
     }
 
-    /// Removes the host file `path` (shown as `shown_path`).
-    pub fn remove(path: PathBuf, shown_path: &Path) -> Self {
-        let detail = format!("remove {}", shown_path.display());
-        Self::new(ActionKind::File, detail, Operation::Remove(path))
+    /// Removes the host file `path`.
+    pub fn remove(path: HostPath) -> Self {
+        let detail = format!("remove {}", path.shown().display());
+        Self::new(
+            ActionKind::File,
+            detail,
+            Operation::Remove(path.into_reached()),
+        )
     }
 
-    /// Copies the running stackinstall to the host path `path` (shown as
-    /// `shown_path`), root:root 0755, for units that run it as root.
-    pub fn install_running_binary(path: PathBuf, shown_path: &Path) -> Self {
+    /// Copies the running stackinstall to the host path `path`, root:root
+    /// 0755, for units that run it as root.
+    pub fn install_running_binary(path: HostPath) -> Self {
         let detail = format!(
             "install this stackinstall as {} (root:root, mode 0755): what the units run",
-            shown_path.display()
+            path.shown().display()
         );
         Self::new(
             ActionKind::File,
             detail,
-            Operation::InstallRunningBinary(path),
+            Operation::InstallRunningBinary(path.into_reached()),
         )
     }
 
@@ -211,14 +215,15 @@ impl Action {
         )
     }
 
-    /// Makes the directory `path` (shown as `shown`) with `mode` and
-    /// `owner`, when it is missing.
-    pub fn make_directory(path: PathBuf, shown: &Path, mode: u32, owner: Owner) -> Self {
+    /// Makes the directory `path` with `mode` and `owner`, when it is
+    /// missing.
+    pub fn make_directory(path: HostPath, mode: u32, owner: Owner) -> Self {
         let detail = format!(
             "make {} (owner {}, mode {mode:04o})",
-            shown.display(),
+            path.shown().display(),
             owner.name
         );
+        let path = path.into_reached();
         Self::new(
             ActionKind::File,
             detail,
@@ -226,20 +231,20 @@ impl Action {
         )
     }
 
-    /// Gives `path` (shown as `shown`, now with `found`) `mode` and `owner`;
-    /// `why` says what asks for it.
+    /// Gives `path` (now with `found`) `mode` and `owner`; `why` says what
+    /// asks for it.
     pub fn set_mode_and_owner(
-        path: PathBuf,
-        shown: &Path,
+        path: HostPath,
         found: &str,
         (mode, owner): (u32, Owner),
         why: &str,
     ) -> Self {
         let detail = format!(
             "change {} from {found} to owner {}, mode {mode:04o} ({why})",
-            shown.display(),
+            path.shown().display(),
             owner.name
         );
+        let path = path.into_reached();
         Self::new(
             ActionKind::File,
             detail,
@@ -247,10 +252,10 @@ impl Action {
         )
     }
 
-    /// Makes the host path `link` (shown as `shown_link`) a symbolic link
-    /// to `target`.
-    pub fn symlink(link: PathBuf, shown_link: &Path, target: PathBuf) -> Self {
-        let detail = format!("link {} -> {}", shown_link.display(), target.display());
+    /// Makes the host path `link` a symbolic link to `target`.
+    pub fn symlink(link: HostPath, target: PathBuf) -> Self {
+        let detail = format!("link {} -> {}", link.shown().display(), target.display());
+        let link = link.into_reached();
         Self::new(
             ActionKind::File,
             detail,

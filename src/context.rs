@@ -439,9 +439,6 @@ impl Context {
 
     /// `path` as the operator knows it: without the `--root` prefix.
     pub fn shown(&self, path: &Path) -> PathBuf {
-        match path.strip_prefix(self.host.root()) {
-            Ok(relative) if !self.host.is_real_root() => Path::new("/").join(relative),
-            _ => path.to_path_buf(),
-        }
+        self.host.reached(path).shown().to_path_buf()
     }
 }

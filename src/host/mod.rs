@@ -77,8 +77,55 @@ impl Host {
         self.root.join(relative)
     }
 
+    /// The absolute host path `path` as both: where this process reaches
+    /// it (under the root) and how the operator knows it.
+    pub fn locate(&self, path: impl AsRef<Path>) -> HostPath {
+        HostPath {
+            reached: self.path(&path),
+            shown: path.as_ref().to_path_buf(),
+        }
+    }
+
+    /// A path this process reached (under the root), with the path the
+    /// operator knows (without the root); one outside the root is shown as
+    /// it is.
+    pub fn reached(&self, reached: impl Into<PathBuf>) -> HostPath {
+        let reached = reached.into();
+        let shown = match reached.strip_prefix(&self.root) {
+            Ok(relative) if !self.is_real_root() => Path::new("/").join(relative),
+            _ => reached.clone(),
+        };
+        HostPath { reached, shown }
+    }
+
     /// Whether the tool is working on the real machine (root `/`).
     pub fn is_real_root(&self) -> bool {
         self.root == Path::new("/")
+    }
+}
+
+/// A path of the host as both this process reaches it (under `--root`) and
+/// the operator knows it (rustup's `InstallPrefix`): an action works on the
+/// first and shows the second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPath {
+    reached: PathBuf,
+    shown: PathBuf,
+}
+
+impl HostPath {
+    /// Where this process reaches it.
+    pub fn reached(&self) -> &Path {
+        &self.reached
+    }
+
+    /// The path as the operator knows it.
+    pub fn shown(&self) -> &Path {
+        &self.shown
+    }
+
+    /// Where this process reaches it, owned.
+    pub fn into_reached(self) -> PathBuf {
+        self.reached
     }
 }

@@ -71,7 +71,7 @@ impl Step for Helm {
             return Ok(vec![Action::check(kept)]);
         }
         let path = context.host.path(BINARY);
-        Ok(vec![Action::remove(path.clone(), &context.shown(&path))])
+        Ok(vec![Action::remove(context.host.reached(path.clone()))])
     }
 }
 

@@ -87,8 +87,7 @@ impl Step for Istio {
             return Ok(actions);
         }
         actions.push(Action::write(
-            overlay_path,
-            &context.shown(&context.host.path(OVERLAY)),
+            context.host.reached(overlay_path),
             overlay.into_bytes(),
             0o644,
         ));
@@ -146,11 +145,11 @@ impl Step for Istio {
             ],
         };
         if overlay.exists() {
-            actions.push(Action::remove(overlay.clone(), &context.shown(&overlay)));
+            actions.push(Action::remove(context.host.reached(overlay.clone())));
         }
         if facts.istioctl_preexisting == Some(false) {
             let binary = context.host.path(BINARY);
-            actions.push(Action::remove(binary.clone(), &context.shown(&binary)));
+            actions.push(Action::remove(context.host.reached(binary.clone())));
         }
         Ok(actions)
     }

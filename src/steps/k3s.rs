@@ -124,8 +124,7 @@ impl Step for K3s {
         // A run killed between the install script and its removal left it.
         let script = context.host.path(DOWNLOADS).join(INSTALL_SCRIPT);
         if !starts && script.exists() {
-            let shown = context.shown(&script);
-            actions.push(Action::remove(script, &shown));
+            actions.push(Action::remove(context.host.reached(script)));
         }
         let mut wiring: Vec<Action> = pending.into_iter().collect();
         wiring.extend(writes);
@@ -199,7 +198,7 @@ impl Step for K3s {
             // K3s never installed (its download failed, say): what the step
             // wrote before it, which K3s's script would have removed.
             let path = Path::new(config_file::PATH);
-            actions.push(Action::remove(context.host.path(path), path));
+            actions.push(Action::remove(context.host.locate(path)));
         }
         // The credential provider's link and config, when `registry` (whose
         // undo removes them) never ran.

@@ -149,7 +149,9 @@ impl Step for Mongodb {
             &format!("`{}`", shown.display()),
         ) {
             Some(kept) if key_file.exists() => actions.push(Action::check(kept)),
-            None if key_file.exists() => actions.push(Action::remove(key_file, &shown)),
+            None if key_file.exists() => {
+                actions.push(Action::remove(context.host.reached(key_file)))
+            }
             _ => {}
         }
         let unit = context.config.mongodb.service.clone();
@@ -296,14 +298,16 @@ fn config_removal(context: &Context) -> Result<Vec<Action>, StepError> {
     let backup = context.host.path(CONFIG_BACKUP);
     let what = format!("`{}`", shown.display());
     match context.origin(&Object::MongodbConfig) {
-        Some(Origin::Created) if path.exists() => Ok(vec![Action::remove(path, &shown)]),
+        Some(Origin::Created) if path.exists() => {
+            Ok(vec![Action::remove(context.host.reached(path))])
+        }
         Some(Origin::Created) => Ok(Vec::new()),
         Some(Origin::Found) => match host::fs::read_optional(&backup)? {
             Some(original) => {
                 let mode = host::fs::mode_of(&backup).unwrap_or(0o644);
-                let restore = Action::write(path, &shown, original.into_bytes(), mode);
-                let shown_backup = context.shown(&backup);
-                Ok(vec![restore, Action::remove(backup, &shown_backup)])
+                let restore =
+                    Action::write(context.host.reached(path), original.into_bytes(), mode);
+                Ok(vec![restore, Action::remove(context.host.reached(backup))])
             }
             None => Ok(vec![Action::check(format!(
                 "{what} (was there before the install)"

@@ -113,10 +113,8 @@ impl Step for Mysql {
         let path = config_path(context, flavour);
         let text = config_text(context, flavour)?;
         let changed = host::fs::read_optional(&path)?.as_deref() != Some(text.as_str());
-        let write = changed.then(|| {
-            let shown = context.shown(&path);
-            Action::write(path.clone(), &shown, text.into_bytes(), 0o644)
-        });
+        let write = changed
+            .then(|| Action::write(context.host.reached(path.clone()), text.into_bytes(), 0o644));
         let unit = unit(context, flavour);
         actions.extend(services::service_actions(context, &unit, write)?);
         if let Some(survey) = &survey {
@@ -166,7 +164,7 @@ impl Step for Mysql {
         for flavour in [Flavour::Mysql, Flavour::Mariadb] {
             let path = config_path(context, flavour);
             if path.exists() {
-                actions.push(Action::remove(path.clone(), &context.shown(&path)));
+                actions.push(Action::remove(context.host.reached(path.clone())));
                 if !new {
                     let restart = service::restart(&unit(context, flavour));
                     actions.push(Action::run_as(ActionKind::Service, restart));

@@ -107,10 +107,8 @@ impl Step for Nfs {
             if !pending {
                 actions.push(Action::record(Fact::ReloadPending(Reload::Reexport)));
             }
-            let shown = context.shown(&path);
             actions.push(Action::write(
-                path.clone(),
-                &shown,
+                context.host.reached(path.clone()),
                 wanted.into_bytes(),
                 0o644,
             ));
@@ -210,8 +208,7 @@ impl Step for Nfs {
             actions.push(Action::check(kept));
         } else if without != current {
             actions.push(Action::write(
-                path.clone(),
-                &context.shown(&path),
+                context.host.reached(path.clone()),
                 without.into_bytes(),
                 0o644,
             ));
@@ -354,8 +351,7 @@ fn directory_action(context: &Context) -> Option<Action> {
     let found = format!("mode {mode:04o}, owner {uid}:{gid}");
     Some(match context.config.nfs.fix_permissions {
         true => Action::set_mode_and_owner(
-            directory,
-            &shown,
+            context.host.reached(directory),
             &found,
             (DIRECTORY_MODE, NOBODY),
             "[nfs] fix_permissions = true",

@@ -18,7 +18,6 @@
 //! uninstall, which deletes the user and vhost the install created.
 
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lapin::uri::{AMQPAuthority, AMQPUri, AMQPUserInfo};
@@ -315,8 +314,7 @@ fn enabled_plugins(context: &Context) -> Result<Vec<String>, StepError> {
 fn plugins_file_action(context: &Context, plugins: Vec<String>) -> Action {
     let contents = plugins_file(plugins);
     Action::write(
-        context.host.path(PLUGINS_FILE),
-        Path::new(PLUGINS_FILE),
+        context.host.locate(PLUGINS_FILE),
         contents.into_bytes(),
         0o644,
     )

@@ -22,8 +22,6 @@
 //! the unit files and the credential provider's link and config (K3s starts
 //! without it from then on); the installed binary is kept.
 
-use std::path::PathBuf;
-
 use time::OffsetDateTime;
 
 use super::k3s::credential_provider;
@@ -173,7 +171,7 @@ impl Step for Registry {
         ])));
         for (path, _) in files {
             let host_path = context.host.path(&path);
-            actions.push(Action::remove(host_path, &PathBuf::from(path)));
+            actions.push(Action::remove(context.host.reached(host_path)));
         }
         actions.push(Action::run(service::daemon_reload()));
         actions.extend(credential_provider::removals(context));
@@ -209,15 +207,13 @@ fn unit_actions(context: &Context) -> Result<Vec<Action>, StepError> {
     let binary = context.host.path(INSTALLED_BINARY);
     let binary_changed = !installed::is_current(&binary)?;
     if binary_changed {
-        let shown = context.shown(&binary);
-        actions.push(Action::install_running_binary(binary, &shown));
+        actions.push(Action::install_running_binary(context.host.reached(binary)));
     }
     for (path, contents) in files {
         let host_path = context.host.path(&path);
         if host::fs::read_optional(&host_path)?.as_deref() != Some(contents.as_str()) {
             actions.push(Action::write(
-                host_path,
-                &PathBuf::from(path),
+                context.host.reached(host_path),
                 contents.into_bytes(),
                 0o644,
             ));

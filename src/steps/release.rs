@@ -243,10 +243,7 @@ impl Step for Release {
         let mut actions: Vec<Action> = [chart::file(context), values_path(context)]
             .into_iter()
             .filter(|leftover| host::fs::exists(leftover))
-            .map(|leftover| {
-                let shown = context.shown(&leftover);
-                Action::remove(leftover, &shown)
-            })
+            .map(|leftover| Action::remove(context.host.reached(leftover)))
             .collect();
         let marker = marker(context)?;
         let current = revisions

@@ -70,7 +70,7 @@ impl Step for Storage {
         // A chart file left by a run killed while Helm had it goes.
         let chart = chart_path(context);
         let mut actions: Vec<Action> = host::fs::mode_of(&chart)
-            .map(|_| Action::remove(chart.clone(), &context.shown(&chart)))
+            .map(|_| Action::remove(context.host.reached(chart.clone())))
             .into_iter()
             .collect();
         let marker = marker(context)?;

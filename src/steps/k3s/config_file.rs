@@ -8,8 +8,6 @@
 //! the step does once. The networks cannot change once K3s made the
 //! cluster: preflight refuses such a change before anything changes.
 
-use std::path::Path;
-
 use crate::config::Config;
 use crate::context::Context;
 use crate::host;
@@ -61,8 +59,7 @@ pub fn action(context: &Context) -> Result<Option<Action>, StepError> {
         return Ok(None);
     }
     Ok(Some(Action::write(
-        path,
-        Path::new(PATH),
+        context.host.reached(path),
         text.into_bytes(),
         0o644,
     )))

@@ -37,20 +37,18 @@ pub fn actions(context: &Context) -> Result<Vec<Action>, StepError> {
     let mut actions = Vec::new();
     let binary = context.host.path(INSTALLED_BINARY);
     if !installed::is_current(&binary)? {
-        let shown = context.shown(&binary);
-        actions.push(Action::install_running_binary(binary, &shown));
+        actions.push(Action::install_running_binary(context.host.reached(binary)));
     }
     let link = context.host.path(plugin_path());
     let target = provider::link_target(INSTALLED_BINARY);
     if host::fs::link_target(&link)?.as_deref() != Some(target.as_path()) {
-        actions.push(Action::symlink(link, &plugin_path(), target));
+        actions.push(Action::symlink(context.host.reached(link), target));
     }
     let config = rendered_config(context)?;
     let config_path = context.host.path(KUBELET_CONFIG);
     if host::fs::read_optional(&config_path)?.as_deref() != Some(config.as_str()) {
         actions.push(Action::write(
-            config_path,
-            Path::new(KUBELET_CONFIG),
+            context.host.reached(config_path),
             config.into_bytes(),
             0o644,
         ));
@@ -196,6 +194,6 @@ fn under_root(context: &Context, value: &str) -> String {
 pub fn removals(context: &Context) -> Vec<Action> {
     [plugin_path(), PathBuf::from(KUBELET_CONFIG)]
         .into_iter()
-        .map(|path| Action::remove(context.host.path(&path), &path))
+        .map(|path| Action::remove(context.host.locate(&path)))
         .collect()
 }

@@ -212,10 +212,7 @@ pub fn undo_action(context: &Context) -> Result<Option<Action>, StepError> {
     {
         return Ok(None);
     }
-    Ok(Some(Action::remove(
-        target,
-        std::path::Path::new(ROOT_KUBECONFIG),
-    )))
+    Ok(Some(Action::remove(context.host.reached(target))))
 }
 
 /// Fails when K3s's kubeconfig is readable by others than root.

@@ -168,7 +168,7 @@ pub fn removals(context: &Context) -> Vec<Action> {
         for path in [list_path(version), key_path(version)] {
             let file = context.host.path(&path);
             if file.exists() {
-                actions.push(Action::remove(file.clone(), &context.shown(&file)));
+                actions.push(Action::remove(context.host.reached(file.clone())));
             }
         }
     }
@@ -196,8 +196,7 @@ pub fn actions(context: &Context) -> Result<Vec<Action>, StepError> {
     let list = context.host.path(list_path(version));
     if host::fs::read_optional(&list)?.as_deref() != Some(text.as_str()) {
         actions.push(Action::write(
-            list.clone(),
-            &context.shown(&list),
+            context.host.reached(list.clone()),
             text.into_bytes(),
             0o644,
         ));

@@ -51,8 +51,11 @@ pub(super) fn mount_actions(context: &Context) -> Result<Vec<Action>, StepError>
     let written = host::fs::read_optional(&path)?.as_deref() != Some(wanted.as_str());
     let mut actions = Vec::new();
     if written {
-        let shown = context.shown(&path);
-        actions.push(Action::write(path, &shown, wanted.into_bytes(), 0o644));
+        actions.push(Action::write(
+            context.host.reached(path),
+            wanted.into_bytes(),
+            0o644,
+        ));
         actions.push(Action::run(service::daemon_reload()));
     }
     let (enabled, active) = (service::is_enabled(&unit)?, service::is_active(&unit)?);
@@ -101,10 +104,9 @@ pub(super) fn mount_removal(context: &Context) -> Result<Vec<Action>, StepError>
     if !host::fs::exists(&path) {
         return Ok(Vec::new());
     }
-    let shown = context.shown(&path);
     Ok(vec![
         Action::run_as(ActionKind::Service, service::disable_now(&unit)),
-        Action::remove(path, &shown),
+        Action::remove(context.host.reached(path)),
         Action::run(service::daemon_reload()),
     ])
 }

@@ -53,8 +53,7 @@ pub(super) fn parent_look(context: &Context) -> Result<(Option<Fact>, Option<Act
     if made && (mode, (uid, gid)) != (PARENT_MODE, ROOT.ids) {
         let now = format!("mode {mode:04o}, owner {uid}:{gid}");
         let action = Action::set_mode_and_owner(
-            host_parent,
-            &shown,
+            context.host.reached(host_parent),
             &now,
             (PARENT_MODE, ROOT),
             "the install made it: only root enters it",
