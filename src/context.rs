@@ -133,6 +133,9 @@ pub struct Context {
     /// install command (the steps do not reach up to `backup`); `None`: this
     /// command takes no backup, so it makes no upgrade.
     pub back_up: Option<BackUp>,
+    /// On a host joining a cluster (`stackinstall join`): what the K3s step
+    /// makes of it (agent or server, the cluster's flags).
+    pub join: Option<crate::join::Joining>,
     pub state: State,
     /// What a plan found that would stop the install (a host too small):
     /// the plan goes on to show every step, then fails with the first.
@@ -169,6 +172,7 @@ impl Context {
             included: Vec::new(),
             explain_timeout: None,
             back_up: None,
+            join: None,
             plan_stops: Arc::default(),
             state,
             state_file,
@@ -220,6 +224,7 @@ impl Context {
             included: self.included.clone(),
             explain_timeout: self.explain_timeout,
             back_up: self.back_up,
+            join: self.join.clone(),
             plan_stops: Arc::clone(&self.plan_stops),
             state: self.state.clone(),
             shared_state: Arc::clone(&self.shared_state),

@@ -24,6 +24,10 @@ pub struct Selection {
     pub redo: Vec<StepId>,
     pub skip_infra: bool,
     pub skip_db: bool,
+    /// A joined node's run (`stackinstall join`): the node profile, K3s
+    /// alone (as agent or server, with the credential provider and the NFS
+    /// client); `join` checks its own inputs before it.
+    pub node: bool,
 }
 
 impl Selection {
@@ -44,7 +48,16 @@ impl Selection {
             redo: ids(redo)?,
             skip_infra,
             skip_db,
+            node: false,
         })
+    }
+
+    /// The node profile of `stackinstall join`.
+    pub fn node() -> Self {
+        Self {
+            node: true,
+            ..Self::default()
+        }
     }
 
     /// Why each step is left out (`None`: it is part of the run), in
@@ -93,6 +106,9 @@ impl Selection {
 
     fn own_reason(&self, id: StepId, decided: &[Option<String>]) -> Option<String> {
         let info = id.info();
+        if self.node {
+            return (id != StepId::K3s).then(|| "not on a joined node".into());
+        }
         if info.group == Group::Infra && self.skip_infra {
             return Some("--skip-infra".into());
         }

@@ -37,7 +37,7 @@ const GLOBAL_VALUES: &[&[&str]] = &[
 ];
 
 const VERBS: &[&str] = &[
-    "get", "apply", "delete", "logs", "describe", "rollout", "wait", "version",
+    "get", "apply", "delete", "logs", "describe", "rollout", "wait", "version", "cordon", "drain",
 ];
 
 pub fn run(fake: &Fake) -> Reply {
@@ -88,6 +88,15 @@ pub fn run(fake: &Fake) -> Reply {
             vec![&["-A", "--all-namespaces"]],
         ),
         "rollout" => (vec![&["--timeout"]], vec![&["-w", "--watch"]]),
+        "cordon" => (vec![], vec![]),
+        "drain" => (
+            vec![&["--timeout"], &["--grace-period"]],
+            vec![
+                &["--ignore-daemonsets"],
+                &["--delete-emptydir-data"],
+                &["--force"],
+            ],
+        ),
         "wait" => (vec![&["--for"], &["--timeout"]], vec![&["--all"]]),
         _ => (vec![&["-o", "--output"]], vec![&["--client"]]),
     };
@@ -121,6 +130,7 @@ pub fn run(fake: &Fake) -> Reply {
         "logs" => logs(&cluster, &parsed, &words, namespace),
         "describe" => describe(fake, &cluster, &words, namespace),
         "rollout" => rollout(&cluster, &words, namespace),
+        "cordon" | "drain" => cordon(&cluster, verb, &words),
         _ => wait(&cluster, &parsed, &words, namespace),
     }
 }
@@ -474,6 +484,15 @@ fn delete(cluster: &Cluster, parsed: &Parsed, words: &[&str], namespace: &str) -
     let mut reply = Reply::ok();
     for (resource, name) in objects {
         let scope = scope(resource, namespace);
+        if resource.kind == "Node"
+            && let Err(error) = super::members::may_delete(&cluster.store, &name)
+        {
+            reply.stderr.push_str(&format!(
+                "Error from server (InternalError): nodes \"{name}\": {error}\n"
+            ));
+            reply.code = 1;
+            continue;
+        }
         if cluster.store.delete(resource, scope, &name) {
             if resource.kind == "Namespace" {
                 cluster.store.delete_namespaced(&name);
@@ -670,4 +689,31 @@ fn version(fake: &Fake, cluster: &Cluster, parsed: &Parsed) -> Reply {
         ),
         false => format!("Client Version: v1.29.0+k3s1\nServer Version: v1.{minor}.0+k3s1\n"),
     })
+}
+
+/// `kubectl cordon NODE` (marks it unschedulable) and `kubectl drain NODE`
+/// (cordons it, then evicts its pods: the fake's pods run on no node, so
+/// there is nothing to evict; `pkg/drain`), refused for a node that is
+/// not there.
+fn cordon(cluster: &Cluster, verb: &str, words: &[&str]) -> Reply {
+    let [name] = words else {
+        return Reply::fail(1, format!("error: USAGE: {verb} NODE [flags]\n"));
+    };
+    let nodes = Resource::of_kind("Node").unwrap();
+    let Some(mut node) = cluster.store.get(nodes, None, name) else {
+        return Reply::fail(1, not_found(nodes, name));
+    };
+    let already = node["spec"]["unschedulable"] == true;
+    node["spec"]["unschedulable"] = json!(true);
+    if let Err(error) = cluster.store.put(&node) {
+        return Reply::fail(1, format!("error: {error}\n"));
+    }
+    let mut text = match already {
+        true => format!("node/{name} already cordoned\n"),
+        false => format!("node/{name} cordoned\n"),
+    };
+    if verb == "drain" {
+        text.push_str(&format!("node/{name} drained\n"));
+    }
+    Reply::out(text)
 }

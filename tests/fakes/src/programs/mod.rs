@@ -5,6 +5,7 @@ pub mod helm;
 pub mod host;
 pub mod istioctl;
 pub mod kubectl;
+pub mod members;
 pub mod packages;
 pub mod rabbitmq;
 pub mod systemctl;

@@ -404,7 +404,7 @@ pub fn run(fake: &Fake) -> Reply {
                 {
                     return refused;
                 }
-                if unit_name(name) == "k3s.service"
+                if ["k3s.service", "k3s-agent.service"].contains(&unit_name(name).as_str())
                     && verb != "stop"
                     && let Err(error) = super::host::k3s_starts(fake)
                 {
