@@ -6,6 +6,8 @@ pub mod doctor;
 pub mod ecr_credential_provider;
 pub mod ecr_refresh;
 pub mod install;
+pub mod join;
+pub mod nodes;
 pub mod render;
 pub mod restore;
 pub mod status;

@@ -43,9 +43,19 @@ use super::systemctl::Units;
 use crate::Fake;
 use crate::store::{Resource, Store};
 
+/// The fake cluster's CA bundle, as a server sends it at `/cacerts`.
+pub const CA_PEM: &str =
+    "-----BEGIN CERTIFICATE-----\nZmFrZSBrM3MgY2x1c3RlciBDQQ==\n-----END CERTIFICATE-----\n";
+
 /// The hash of the fake cluster's CA (`sha256` of its PEM bundle), the
 /// part of every secure token after `K10`.
-pub const CA_HASH: &str = "4f2a9c0d1e8b7a6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c";
+pub fn ca_hash() -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(CA_PEM.as_bytes())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
 /// The server token's password part: one value for every fake cluster.
 const SERVER_PASSWORD: &str = "5e3c7a1d9b2f4e6a8c0d1f3b5a7e9c2d";
 /// The annotation of a Node naming its host's state directory (where its
@@ -58,7 +68,7 @@ pub const CONTROL_PLANE_LABEL: &str = "node-role.kubernetes.io/control-plane";
 
 /// The cluster's server token.
 pub fn server_token() -> String {
-    format!("K10{CA_HASH}::server:{SERVER_PASSWORD}")
+    format!("K10{}::server:{SERVER_PASSWORD}", ca_hash())
 }
 
 /// Where the cluster's shared state is: the world's `cluster_state`, or
@@ -220,7 +230,7 @@ fn check_token(fake: &Fake, token: &str, agent: bool) -> Result<(), String> {
     else {
         return Err("failed to parse token: token is not in the secure format".into());
     };
-    if hash != CA_HASH {
+    if hash != ca_hash() {
         return Err(
             "failed to get CA certs: token CA hash does not match the Cluster CA certificate hash"
                 .into(),
@@ -279,7 +289,7 @@ pub fn create_token(fake: &Fake, ttl: Option<&str>) -> Result<String, String> {
             "usage-bootstrap-authentication": "true" },
     });
     Store::new(&cluster_dir(fake)).put(&object)?;
-    Ok(format!("K10{CA_HASH}::{id}.{secret}"))
+    Ok(format!("K10{}::{id}.{secret}", ca_hash()))
 }
 
 /// Go's durations as `k3s token create --ttl` takes them: `90m`, `1h30m`,

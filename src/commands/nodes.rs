@@ -1,0 +1,227 @@
+//! `stackinstall nodes`: the cluster's nodes with their role, K3s version,
+//! readiness and etcd membership; `nodes remove NAME`: cordon, drain and
+//! delete a node (K3s removes a deleted server's etcd member itself,
+//! k3s-io/k3s `pkg/etcd/member_controller.go`), refused before anything
+//! changes when the etcd members left would have no quorum, or when it is
+//! the last server. The node's own K3s is uninstalled on that host
+//! (`stackinstall uninstall --delete-infra` there, or K3s's
+//! `k3s-agent-uninstall.sh`); the first host's databases and export are
+//! never touched.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::Result;
+use crate::cli::{NodesAction, NodesArgs, Output};
+use crate::host::kube;
+use crate::steps::StepError;
+
+/// The control plane role label.
+const CONTROL_PLANE: &str = "node-role.kubernetes.io/control-plane";
+/// The etcd role label: the node is an etcd member.
+const ETCD: &str = "node-role.kubernetes.io/etcd";
+
+/// One node as `nodes` shows it.
+#[derive(Debug, Serialize)]
+pub struct Node {
+    pub name: String,
+    pub role: &'static str,
+    pub version: String,
+    pub ready: bool,
+    pub etcd_member: bool,
+    pub address: String,
+}
+
+impl Node {
+    fn of(object: &serde_json::Value) -> Self {
+        let labels = &object["metadata"]["labels"];
+        let ready = (object["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten())
+        .any(|condition| condition["type"] == "Ready" && condition["status"] == "True");
+        let address = (object["status"]["addresses"]
+            .as_array()
+            .into_iter()
+            .flatten())
+        .find(|address| address["type"] == "InternalIP")
+        .and_then(|address| address["address"].as_str())
+        .unwrap_or("")
+        .to_string();
+        Self {
+            name: object["metadata"]["name"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            role: if labels[CONTROL_PLANE] == "true" {
+                "server"
+            } else {
+                "agent"
+            },
+            version: (object["status"]["nodeInfo"]["kubeletVersion"].as_str())
+                .unwrap_or("")
+                .to_string(),
+            ready,
+            etcd_member: labels[ETCD] == "true",
+            address,
+        }
+    }
+}
+
+/// The cluster's nodes.
+pub fn list() -> Result<Vec<Node>, StepError> {
+    Ok(super::join::nodes()?.iter().map(Node::of).collect())
+}
+
+/// Runs `nodes`.
+pub fn run(_root: &Path, args: NodesArgs) -> Result<()> {
+    if let Some(NodesAction::Remove { name }) = &args.action {
+        crate::steps::preflight::check_root()?;
+        return remove(name);
+    }
+    let nodes = list()?;
+    if args.output == Output::Json {
+        crate::outln!("{}", serde_json::json!({ "nodes": nodes }));
+        return Ok(());
+    }
+    crate::outln!(
+        "{:<20} {:<7} {:<16} {:<6} {:<5} ADDRESS",
+        "NAME",
+        "ROLE",
+        "VERSION",
+        "READY",
+        "ETCD"
+    );
+    for node in &nodes {
+        crate::outln!(
+            "{:<20} {:<7} {:<16} {:<6} {:<5} {}",
+            node.name,
+            node.role,
+            node.version,
+            if node.ready { "yes" } else { "no" },
+            if node.etcd_member { "yes" } else { "no" },
+            node.address
+        );
+    }
+    let versions: std::collections::BTreeSet<&str> =
+        nodes.iter().map(|node| node.version.as_str()).collect();
+    if versions.len() > 1 {
+        crate::outln!(
+            "warning: the nodes run different K3s versions ({}): upgrade them to one",
+            versions.into_iter().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let members = nodes.iter().filter(|node| node.etcd_member).count();
+    if members > 0 && members % 2 == 0 {
+        crate::outln!(
+            "warning: {members} etcd members: an even number tolerates no more failures than {}",
+            members - 1
+        );
+    }
+    Ok(())
+}
+
+/// Why removing `name` from `nodes` is refused, before anything changes:
+/// the last server, or an etcd member whose removal leaves the started
+/// members short of a quorum of the smaller cluster.
+pub fn removal_refused(nodes: &[Node], name: &str) -> Option<StepError> {
+    let node = nodes.iter().find(|node| node.name == name)?;
+    let servers = nodes.iter().filter(|node| node.role == "server").count();
+    if node.role == "server" && servers == 1 {
+        return Some(StepError::input(
+            format!("`{name}` is the cluster's last server: without it there is no cluster"),
+            "uninstall the whole cluster with `sudo stackinstall uninstall --all` on it instead",
+        ));
+    }
+    if !node.etcd_member {
+        return None;
+    }
+    let members = nodes.iter().filter(|node| node.etcd_member).count();
+    let left = members - 1;
+    let ready_left = (nodes.iter())
+        .filter(|other| other.etcd_member && other.ready && other.name != name)
+        .count();
+    if ready_left < left / 2 + 1 {
+        return Some(StepError::input(
+            format!(
+                "removing `{name}` would leave {ready_left} started etcd member(s) of {left}: no quorum, the cluster would stop"
+            ),
+            "bring the other servers back (`stackinstall nodes` shows which are not Ready), then run again",
+        ));
+    }
+    None
+}
+
+/// `nodes remove NAME`.
+fn remove(name: &str) -> Result<()> {
+    let nodes = list()?;
+    if !nodes.iter().any(|node| node.name == name) {
+        return Err(StepError::input(
+            format!("the cluster has no node `{name}`"),
+            "`stackinstall nodes` lists them",
+        )
+        .into());
+    }
+    if let Some(refused) = removal_refused(&nodes, name) {
+        return Err(refused.into());
+    }
+    let steps: [Vec<&str>; 3] = [
+        vec!["cordon", name],
+        vec![
+            "drain",
+            name,
+            "--ignore-daemonsets",
+            "--delete-emptydir-data",
+            "--timeout",
+            "300s",
+        ],
+        vec!["delete", "node", name, "--ignore-not-found"],
+    ];
+    for args in steps {
+        kube::kubectl(args)
+            .timeout(Duration::from_secs(360))
+            .run()
+            .map_err(StepError::from)?;
+    }
+    crate::outln!(
+        "Node `{name}` is out of the cluster. On that host, remove K3s with `sudo stackinstall uninstall --delete-infra` (or K3s's own uninstall script)."
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, server: bool, ready: bool) -> Node {
+        Node {
+            name: name.into(),
+            role: if server { "server" } else { "agent" },
+            version: "v1.29.0+k3s1".into(),
+            ready,
+            etcd_member: server,
+            address: String::new(),
+        }
+    }
+
+    #[test]
+    fn quorum_decides_a_removal() {
+        let three = [
+            node("a", true, true),
+            node("b", true, true),
+            node("c", true, true),
+        ];
+        assert!(removal_refused(&three, "c").is_none());
+        let one_down = [
+            node("a", true, true),
+            node("b", true, false),
+            node("c", true, true),
+        ];
+        assert!(removal_refused(&one_down, "c").is_some());
+        assert!(removal_refused(&[node("a", true, true)], "a").is_some());
+        let with_agent = [node("a", true, true), node("w", false, false)];
+        assert!(removal_refused(&with_agent, "w").is_none());
+    }
+}
