@@ -117,6 +117,37 @@ pub enum Command {
     /// The cluster's nodes: role, K3s version, readiness, etcd membership;
     /// `nodes remove NAME` takes one out
     Nodes(NodesArgs),
+    /// On a joined node: leave the cluster (cordon, drain, delete the node and
+    /// its etcd member, then K3s's own uninstall here)
+    Leave(LeaveArgs),
+    /// High availability: `ha enable` moves the first server's datastore from
+    /// SQLite to embedded etcd (after a backup), so that servers can join
+    Ha(HaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LeaveArgs {
+    /// On an agent: go ahead, the node was removed on a server (`nodes remove NAME`)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HaArgs {
+    #[command(subcommand)]
+    pub action: HaAction,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HaAction {
+    /// Move the datastore from SQLite to embedded etcd (K3s v1.22.2 or later)
+    Enable,
 }
 
 #[derive(Debug, Args)]

@@ -136,6 +136,9 @@ pub struct Context {
     /// On a host joining a cluster (`stackinstall join`): what the K3s step
     /// makes of it (agent or server, the cluster's flags).
     pub join: Option<crate::join::Joining>,
+    /// `stackinstall ha enable`: K3s restarts with `cluster-init`, moving
+    /// its datastore from SQLite to embedded etcd (after a backup).
+    pub cluster_init: bool,
     pub state: State,
     /// What a plan found that would stop the install (a host too small):
     /// the plan goes on to show every step, then fails with the first.
@@ -173,6 +176,7 @@ impl Context {
             explain_timeout: None,
             back_up: None,
             join: None,
+            cluster_init: false,
             plan_stops: Arc::default(),
             state,
             state_file,
@@ -225,6 +229,7 @@ impl Context {
             explain_timeout: self.explain_timeout,
             back_up: self.back_up,
             join: self.join.clone(),
+            cluster_init: self.cluster_init,
             plan_stops: Arc::clone(&self.plan_stops),
             state: self.state.clone(),
             shared_state: Arc::clone(&self.shared_state),

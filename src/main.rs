@@ -46,6 +46,8 @@ fn main() -> ExitCode {
         Some(Command::JoinCommand(args)) => commands::join::run_command(&root, args),
         Some(Command::Join(args)) => commands::join::run(&root, args),
         Some(Command::Nodes(args)) => commands::nodes::run(&root, args),
+        Some(Command::Leave(args)) => commands::nodes::leave(&root, args),
+        Some(Command::Ha(args)) => commands::ha::run(&root, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,6 +5,7 @@ pub mod credentials;
 pub mod doctor;
 pub mod ecr_credential_provider;
 pub mod ecr_refresh;
+pub mod ha;
 pub mod install;
 pub mod join;
 pub mod nodes;

@@ -14,9 +14,11 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::Result;
-use crate::cli::{NodesAction, NodesArgs, Output};
-use crate::host::kube;
+use crate::cli::{LeaveArgs, NodesAction, NodesArgs, Output};
+use crate::context::Context;
+use crate::host::{self, Command, Host, kube};
 use crate::steps::StepError;
+use crate::steps::k3s::config_file;
 
 /// The control plane role label.
 const CONTROL_PLANE: &str = "node-role.kubernetes.io/control-plane";
@@ -167,6 +169,15 @@ fn remove(name: &str) -> Result<()> {
     if let Some(refused) = removal_refused(&nodes, name) {
         return Err(refused.into());
     }
+    take_out(name)?;
+    crate::outln!(
+        "Node `{name}` is out of the cluster. On that host, run `sudo stackinstall leave --yes` (K3s's own uninstall; it keeps nothing of the cluster)."
+    );
+    Ok(())
+}
+
+/// Cordons, drains and deletes the node `name`.
+fn take_out(name: &str) -> Result<(), StepError> {
     let steps: [Vec<&str>; 3] = [
         vec!["cordon", name],
         vec![
@@ -185,8 +196,79 @@ fn remove(name: &str) -> Result<()> {
             .run()
             .map_err(StepError::from)?;
     }
+    Ok(())
+}
+
+/// K3s's uninstall scripts (install.sh writes the agent's or the
+/// server's).
+const UNINSTALL_SCRIPTS: [&str; 2] = [
+    "/usr/local/bin/k3s-agent-uninstall.sh",
+    "/usr/local/bin/k3s-uninstall.sh",
+];
+
+/// Runs `leave` on a joined node: a server takes itself out (cordon,
+/// drain, delete: its etcd member goes with its Node), refused when the
+/// members left would lose quorum; an agent, which has no right to delete
+/// Nodes, goes once a server took it out (`nodes remove NAME`, then
+/// `leave --yes`). Then K3s's own uninstall script, and the join token.
+/// A re-run after a kill picks up where it stopped.
+pub fn leave(root: &Path, args: LeaveArgs) -> Result<()> {
+    crate::steps::preflight::check_root()?;
+    let config = super::load_config(&args.config, crate::config::Flags::default())?;
+    let context = Context::new(
+        config,
+        Host::new(root),
+        crate::ui::Ui::detect(false),
+        false,
+        &super::home_dir(),
+    )?;
+    let k3s_config = host::fs::read_optional(&context.host.path(config_file::PATH))?;
+    let joined = k3s_config
+        .as_deref()
+        .is_some_and(|text| text.lines().any(|line| line.starts_with("server:")));
+    let script = (UNINSTALL_SCRIPTS.iter())
+        .map(|script| context.host.path(script))
+        .find(|script| script.exists());
+    if !joined {
+        return match script {
+            Some(_) => Err(StepError::input(
+                "this host did not join a cluster: it is the cluster's first server",
+                "remove the whole cluster with `sudo stackinstall uninstall --all`",
+            )
+            .into()),
+            None => {
+                crate::outln!("K3s is not on this host: nothing to leave.");
+                Ok(())
+            }
+        };
+    }
+    let name = super::join::node_name(&context);
+    let agent = context.host.path(UNINSTALL_SCRIPTS[0]).exists();
+    if agent && !args.yes {
+        return Err(StepError::input(
+            format!("an agent cannot take its own Node `{name}` out of the cluster (it has no right to)"),
+            format!("run `sudo stackinstall nodes remove {name}` on a server first (cordon, drain, delete), then `sudo stackinstall leave --yes` here"),
+        )
+        .into());
+    }
+    if !agent && kube::cluster_answers() {
+        let nodes = list()?;
+        if nodes.iter().any(|node| node.name == name) {
+            if let Some(refused) = removal_refused(&nodes, &name) {
+                return Err(refused.into());
+            }
+            take_out(&name)?;
+        }
+    }
+    if let Some(script) = script {
+        Command::new(script.display().to_string())
+            .timeout(Duration::from_secs(600))
+            .run()
+            .map_err(StepError::from)?;
+    }
+    host::fs::remove_file(&context.host.path(crate::join::TOKEN_FILE))?;
     crate::outln!(
-        "Node `{name}` is out of the cluster. On that host, remove K3s with `sudo stackinstall uninstall --delete-infra` (or K3s's own uninstall script)."
+        "This host left the cluster: K3s is uninstalled here (the first host's databases and export are untouched)."
     );
     Ok(())
 }

@@ -627,6 +627,7 @@ mod tests {
         merge(&mut tree, serde_json::to_value(profile).unwrap());
         // Empty in the profile by design (no extra names by default).
         tree["cluster"]["tls_san"] = serde_json::json!(["api.example.com"]);
+        tree["nfs"]["node_addresses"] = serde_json::json!(["192.0.2.11"]);
         tree
     }
 

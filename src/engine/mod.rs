@@ -24,10 +24,11 @@ pub struct Selection {
     pub redo: Vec<StepId>,
     pub skip_infra: bool,
     pub skip_db: bool,
-    /// A joined node's run (`stackinstall join`): the node profile, K3s
-    /// alone (as agent or server, with the credential provider and the NFS
-    /// client); `join` checks its own inputs before it.
-    pub node: bool,
+    /// A run of K3s alone, for this reason of the others': a joined
+    /// node's (`stackinstall join`: the node profile, K3s as agent or
+    /// server with the credential provider and the NFS client; `join`
+    /// checks its own inputs before it), or `ha enable`'s.
+    pub k3s_alone: Option<&'static str>,
 }
 
 impl Selection {
@@ -48,14 +49,22 @@ impl Selection {
             redo: ids(redo)?,
             skip_infra,
             skip_db,
-            node: false,
+            k3s_alone: None,
         })
     }
 
     /// The node profile of `stackinstall join`.
     pub fn node() -> Self {
         Self {
-            node: true,
+            k3s_alone: Some("not on a joined node"),
+            ..Self::default()
+        }
+    }
+
+    /// The run of `stackinstall ha enable`: K3s alone.
+    pub fn ha() -> Self {
+        Self {
+            k3s_alone: Some("not part of `ha enable`"),
             ..Self::default()
         }
     }
@@ -106,8 +115,8 @@ impl Selection {
 
     fn own_reason(&self, id: StepId, decided: &[Option<String>]) -> Option<String> {
         let info = id.info();
-        if self.node {
-            return (id != StepId::K3s).then(|| "not on a joined node".into());
+        if let Some(reason) = self.k3s_alone {
+            return (id != StepId::K3s).then(|| reason.into());
         }
         if info.group == Group::Infra && self.skip_infra {
             return Some("--skip-infra".into());

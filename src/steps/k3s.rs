@@ -124,6 +124,7 @@ impl Step for K3s {
             actions.push(Action::install_release(release(context), BINARY));
         }
         let agent = is_agent(context);
+        let upgrading = upgrade_from.is_some();
         let starts = installed.is_none()
             || upgrade_from.is_some()
             || !service::is_active(unit(context))?
@@ -138,6 +139,16 @@ impl Step for K3s {
             actions.extend((!agent).then(|| wait_for_nodes(context)));
         }
         let mut writes = node_packages(context)?;
+        let to_etcd = context.cluster_init
+            && installed.is_some()
+            && !host::fs::exists(&context.host.path(host::backup::K3S_ETCD));
+        if to_etcd && !upgrading {
+            writes.extend(Action::change(BackupFirst::new(
+                context,
+                "the move of K3s's datastore from SQLite to embedded etcd",
+                "ha-enable",
+            )));
+        }
         writes.extend(credential_provider::actions(context)?);
         writes.extend(config_file::action(context)?);
         let (pending, reread) = restart_once(context, !writes.is_empty(), starts);

@@ -53,11 +53,10 @@ impl Cluster {
 fn first_host(clients: &[&str], cluster_init: bool) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let (first, releases) = host(dir.path(), "first", FIRST);
-    if cluster_init {
-        // A cluster whose datastore is etcd already (as after `ha enable`).
-        std::fs::write(dir.path().join("datastore"), "etcd").unwrap();
-    }
     first.install(&[]).success();
+    if cluster_init {
+        first.command().args(["ha", "enable"]).assert().success();
+    }
     let line: Vec<String> = clients
         .iter()
         .map(|client| format!("{client}(rw,sync,no_subtree_check,no_root_squash)"))
@@ -370,4 +369,245 @@ fn removing_a_node_keeps_quorum_and_never_the_last_server() {
     );
     assert!(error.contains("last server"), "{error}");
     let _ = DOMAIN;
+}
+
+#[test]
+fn ha_enable_backs_up_then_moves_sqlite_to_etcd_and_servers_may_join() {
+    let cluster = first_host(&[FIRST, "192.0.2.21"], false);
+    let first = &cluster.first;
+    let assert = first.command().args(["ha", "enable"]).assert().success();
+    let output = stdout(&assert) + &stderr(&assert);
+    let config = first.read("/etc/rancher/k3s/config.yaml");
+    assert!(config.contains("cluster-init: true"), "{config}");
+    assert!(first.path("/var/lib/rancher/k3s/server/db/etcd").exists());
+    let backups: Vec<String> = std::fs::read_dir(first.path("/var/lib/stackinstall/backups"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        backups
+            .iter()
+            .any(|name| name.starts_with("backup-before-ha-enable-")),
+        "the backup before the move: {backups:?}\n{output}"
+    );
+    let node = node_object(&cluster, "first").unwrap();
+    assert_eq!(
+        node["metadata"]["labels"]["node-role.kubernetes.io/etcd"],
+        "true"
+    );
+    // Once is enough; an install afterwards keeps the file as it is.
+    let again = stdout(&first.command().args(["ha", "enable"]).assert().success());
+    assert!(
+        again.contains("already keeps its data in embedded etcd"),
+        "{again}"
+    );
+    first.clear_calls();
+    first.install(&[]).success();
+    assert!(
+        first
+            .lines_of("systemctl")
+            .iter()
+            .all(|l| !l.contains("restart k3s"))
+    );
+    let (file, _) = join_command(&cluster, "server");
+    let (server, _r) = host(&cluster.path(), "server2", "192.0.2.21");
+    join(&server, &cluster, "server", &file).success();
+}
+
+/// Three servers of one etcd cluster, each its own world.
+fn three_servers() -> (Cluster, World, World, Vec<Releases>) {
+    let cluster = first_host(&[FIRST, "192.0.2.21", "192.0.2.22"], true);
+    let (file, _) = join_command(&cluster, "server");
+    let (two, r2) = host(&cluster.path(), "server2", "192.0.2.21");
+    join(&two, &cluster, "server", &file).success();
+    let (three, r3) = host(&cluster.path(), "server3", "192.0.2.22");
+    join(&three, &cluster, "server", &file).success();
+    (cluster, two, three, vec![r2, r3])
+}
+
+#[test]
+fn a_server_leaves_with_quorum_and_is_refused_without() {
+    let (cluster, two, three, _releases) = three_servers();
+    three.stop_k3s();
+    let error = stderr(&two.command().args(["leave"]).assert().code(2));
+    assert!(error.contains("no quorum"), "{error}");
+    assert!(
+        two.path("/usr/local/bin/k3s-uninstall.sh").exists(),
+        "nothing changed"
+    );
+    three.start_k3s();
+    let output = stdout(&three.command().args(["leave"]).assert().success());
+    assert!(output.contains("left the cluster"), "{output}");
+    assert!(node_object(&cluster, "server3").is_none());
+    assert!(!three.path("/usr/local/bin/k3s-uninstall.sh").exists());
+    assert!(!three.path("/etc/stackinstall/k3s-join-token").exists());
+    // The first host is untouched: its K3s runs, its export is there.
+    assert!(cluster.first.k3s_running());
+    assert!(cluster.first.path("/etc/exports").exists());
+    let error = stderr(&cluster.first.command().args(["leave"]).assert().code(2));
+    assert!(error.contains("did not join a cluster"), "{error}");
+}
+
+#[test]
+fn an_agent_leaves_once_a_server_took_its_node_out() {
+    let cluster = first_host(&[FIRST, "192.0.2.11"], false);
+    let (file, _) = join_command(&cluster, "agent");
+    let (node, _r) = host(&cluster.path(), "worker1", "192.0.2.11");
+    join(&node, &cluster, "agent", &file).success();
+    let error = stderr(&node.command().args(["leave"]).assert().code(2));
+    assert!(error.contains("nodes remove worker1"), "{error}");
+    cluster
+        .first
+        .command()
+        .args(["nodes", "remove", "worker1"])
+        .assert()
+        .success();
+    assert!(node_object(&cluster, "worker1").is_none());
+    node.command().args(["leave", "--yes"]).assert().success();
+    assert!(!node.path("/usr/local/bin/k3s-agent-uninstall.sh").exists());
+    assert!(!node.path("/etc/rancher/k3s/config.yaml").exists());
+}
+
+/// The kill points a run of `args` in `world` reaches, in order.
+fn trace_of(world: &World, args: &[String]) -> Vec<String> {
+    let trace = world.dir.path().join("kill-trace");
+    let _ = std::fs::remove_file(&trace);
+    let assert = world
+        .command()
+        .args(args)
+        .env("STACKINSTALL_TEST_KILL_TRACE", &trace)
+        .assert();
+    assert!(assert.get_output().status.success(), "{}", stderr(&assert));
+    std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+fn killed_at(world: &World, args: &[String], point: &str) -> bool {
+    let output = world
+        .command()
+        .args(args)
+        .env("STACKINSTALL_TEST_KILL_AT", point)
+        .output()
+        .unwrap();
+    std::os::unix::process::ExitStatusExt::signal(&output.status) == Some(libc::SIGKILL)
+}
+
+#[test]
+fn a_join_killed_anywhere_converges_on_the_next_run() {
+    let cluster = first_host(&[FIRST, "192.0.2.11"], false);
+    let (file, _) = join_command(&cluster, "agent");
+    let args: Vec<String> = [
+        "join",
+        "--server",
+        &cluster.url,
+        "--role",
+        "agent",
+        "--token-file",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([file.display().to_string()])
+    .collect();
+    let (reference, _r) = host(&cluster.path(), "reference", "192.0.2.11");
+    let points = trace_of(&reference, &args);
+    assert!(points.len() >= 10, "{points:?}");
+    for (index, point) in points.iter().enumerate() {
+        let name = format!("killed{index}");
+        let (node, _r) = host(&cluster.path(), &name, "192.0.2.11");
+        assert!(killed_at(&node, &args, point), "not killed at {point}");
+        let again = node.command().args(&args).assert();
+        assert!(
+            again.get_output().status.success(),
+            "after {point}: {}",
+            stderr(&again)
+        );
+        let config = node.read("/etc/rancher/k3s/config.yaml");
+        assert!(config.contains("token-file"), "after {point}: {config}");
+        let worker =
+            node_object(&cluster, &name).unwrap_or_else(|| panic!("no node after {point}"));
+        assert_eq!(
+            worker["status"]["nodeInfo"]["kubeletVersion"],
+            "v1.29.0+k3s1"
+        );
+        node.clear_calls();
+        node.command().args(&args).assert().success();
+        assert!(
+            node.lines_of("k3s-install").is_empty(),
+            "a third run after {point} changed K3s"
+        );
+        assert!(
+            node.lines_of("apt-get").is_empty(),
+            "a third run after {point} ran apt"
+        );
+    }
+    crate::support::report(&format!(
+        "join: killed at each of its {} kill points, every re-run converged",
+        points.len()
+    ));
+}
+
+#[test]
+fn a_leave_killed_anywhere_converges_on_the_next_run() {
+    let (cluster, two, three, _releases) = three_servers();
+    let args = vec!["leave".to_string()];
+    let points = trace_of(&three, &args);
+    assert!(
+        points.iter().any(|p| p.contains("kubectl delete node")),
+        "{points:?}"
+    );
+    for point in &points {
+        // server3 back in the cluster, as before its leave.
+        let (file, _) = join_command(&cluster, "server");
+        let _ = std::fs::remove_dir_all(three.path("/var/lib/stackinstall"));
+        join(&three, &cluster, "server", &file).success();
+        assert!(killed_at(&three, &args, point), "not killed at {point}");
+        three.command().args(&args).assert().success();
+        assert!(node_object(&cluster, "server3").is_none(), "after {point}");
+        assert!(
+            !three.path("/usr/local/bin/k3s-uninstall.sh").exists(),
+            "after {point}"
+        );
+    }
+    assert!(node_object(&cluster, "server2").is_some() && two.k3s_running());
+    crate::support::report(&format!(
+        "leave: killed at each of its {} kill points, every re-run converged",
+        points.len()
+    ));
+}
+
+#[test]
+fn doctor_names_an_etcd_without_quorum_and_nodes_of_two_versions() {
+    let (cluster, two, three, _releases) = three_servers();
+    two.stop_k3s();
+    three.stop_k3s();
+    let assert = cluster
+        .first
+        .command()
+        .args(["doctor", "--checks", "cluster", "--output", "json"])
+        .assert();
+    let report = stdout(&assert);
+    assert!(report.contains("etcd-no-quorum"), "{report}");
+    assert!(report.contains("1 of 3 etcd members are Ready"), "{report}");
+    two.start_k3s();
+    three.start_k3s();
+    let store = stackinstall_fakes::store::Store::new(&cluster.path());
+    let mut node = node_object(&cluster, "server3").unwrap();
+    node["status"]["nodeInfo"]["kubeletVersion"] = serde_json::json!("v1.28.5+k3s1");
+    store.put(&node).unwrap();
+    let report = stdout(
+        &cluster
+            .first
+            .command()
+            .args(["doctor", "--checks", "cluster", "--output", "json"])
+            .assert(),
+    );
+    assert!(report.contains("node-version-skew"), "{report}");
+    assert!(!report.contains("etcd-no-quorum"), "{report}");
 }

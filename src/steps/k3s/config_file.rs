@@ -61,7 +61,11 @@ pub fn render(config: &Config) -> String {
 /// the flags every server shares as the cluster has them.
 pub fn render_for(context: &Context) -> Result<String, StepError> {
     let Some(join) = &context.join else {
-        return Ok(render(&context.config));
+        let mut text = render(&context.config);
+        if has_etcd(context) {
+            text.push_str("# The datastore is embedded etcd (`stackinstall ha enable`).\ncluster-init: true\n");
+        }
+        return Ok(text);
     };
     let cluster = &context.config.cluster;
     let mut text = format!(
@@ -101,6 +105,12 @@ pub fn render_for(context: &Context) -> Result<String, StepError> {
         super::kubeconfig::MODE
     ));
     Ok(text)
+}
+
+/// Whether K3s keeps (or is to keep, `ha enable`) its data in embedded
+/// etcd rather than SQLite.
+pub fn has_etcd(context: &Context) -> bool {
+    context.cluster_init || host::fs::exists(&context.host.path(host::backup::K3S_ETCD))
 }
 
 /// The flags every server shares, as the K3s of this host runs with them
