@@ -32,6 +32,18 @@ pub const TOKEN_FILE: &str = "/etc/stackinstall/k3s-join-token";
 pub fn join_file_path(role: Role) -> String {
     format!("/etc/stackinstall/join-{}.toml", role.word())
 }
+/// The Lease in `kube-system` a server holds while it joins: servers join
+/// one at a time (etcd adds one learner member at a time).
+pub const LOCK_LEASE: &str = "stackinstall-server-join";
+/// The ServiceAccount whose token may take the lock.
+pub const LOCK_ACCOUNT: &str = "stackinstall-joiner";
+/// The kubeconfig `join` takes the lock with (the registration address, the
+/// cluster's CA and the lock token), root's 0600, removed after the join.
+pub const LOCK_KUBECONFIG: &str = "/etc/stackinstall/join-lock.kubeconfig";
+/// How long a lock is held without its holder finishing before another
+/// server may take it (a join killed midway).
+pub const LOCK_SECONDS: u64 = 900;
+
 /// The clocks of a node and its server may differ by this much (etcd and
 /// the certificates K3s issues are time-bound).
 pub const CLOCK_SKEW: Duration = Duration::from_secs(60);
@@ -94,6 +106,10 @@ pub struct JoinFile {
     pub export_clients: Vec<String>,
     /// The export's path on the first host.
     pub export_path: String,
+    /// For a server: a ServiceAccount token that may take the join lock
+    /// (the Lease [`LOCK_LEASE`]) before this host's K3s runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_token: Option<String>,
 }
 
 impl JoinFile {
@@ -106,6 +122,9 @@ impl JoinFile {
             )
         })?;
         let _ = Secret::new(file.token.clone());
+        if let Some(token) = &file.lock_token {
+            let _ = Secret::new(token.clone());
+        }
         Ok(file)
     }
 
@@ -185,8 +204,8 @@ pub fn export_clients(exports: &str, path: &str) -> Vec<String> {
 
 /// The live checks against the server: its `/cacerts` answers, hashes to
 /// the token's CA hash, and its clock is within [`CLOCK_SKEW`] of this
-/// host's. A description of what was checked.
-pub fn check_server(file: &JoinFile) -> Result<String, StepError> {
+/// host's. A description of what was checked, and the CA the server sent.
+pub fn check_server(file: &JoinFile) -> Result<(String, Vec<u8>), StepError> {
     let url = format!("{}/cacerts", file.server.trim_end_matches('/'));
     let answer = crate::host::download::fetch_with_date(&url, Duration::from_secs(10))
         .map_err(|error| {
@@ -208,7 +227,10 @@ pub fn check_server(file: &JoinFile) -> Result<String, StepError> {
         ));
     }
     let Some(date) = answer.date else {
-        return Ok("the API answers and its CA is the token's (it sent no Date)".into());
+        return Ok((
+            "the API answers and its CA is the token's (it sent no Date)".into(),
+            answer.body,
+        ));
     };
     let now = time::OffsetDateTime::now_utc();
     let skew = (now - date).unsigned_abs();
@@ -222,11 +244,38 @@ pub fn check_server(file: &JoinFile) -> Result<String, StepError> {
             "set both hosts to synchronize with NTP (`timedatectl set-ntp true`), then run again",
         ));
     }
-    Ok(format!(
-        "the API at {} answers, its CA is the token's, clocks within {} s",
-        file.server,
-        skew.as_secs()
+    Ok((
+        format!(
+            "the API at {} answers, its CA is the token's, clocks within {} s",
+            file.server,
+            skew.as_secs()
+        ),
+        answer.body,
     ))
+}
+
+/// The lock's kubeconfig: the server, its CA, the lock token.
+pub fn lock_kubeconfig(server: &str, ca: &[u8], token: &str) -> String {
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: cluster\n  cluster:\n    server: \"{server}\"\n    certificate-authority-data: {ca}\nusers:\n- name: joiner\n  user:\n    token: \"{token}\"\ncontexts:\n- name: join\n  context:\n    cluster: cluster\n    user: joiner\ncurrent-context: join\n"
+    )
+}
+
+/// The Lease of the join lock, held by `holder` from `now` (RFC 3339).
+pub fn lock_lease(holder: &str, now: &str) -> String {
+    format!(
+        "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata:\n  name: {LOCK_LEASE}\n  namespace: kube-system\nspec:\n  holderIdentity: \"{holder}\"\n  leaseDurationSeconds: {LOCK_SECONDS}\n  acquireTime: \"{now}\"\n  renewTime: \"{now}\"\n"
+    )
+}
+
+/// The RBAC of the lock: a ServiceAccount that may read, take and let go
+/// of Leases in `kube-system` (nothing else).
+pub fn lock_rbac() -> String {
+    format!(
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {LOCK_ACCOUNT}\n  namespace: kube-system\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {LOCK_ACCOUNT}\n  namespace: kube-system\nrules:\n- apiGroups: [\"coordination.k8s.io\"]\n  resources: [\"leases\"]\n  verbs: [\"get\", \"create\", \"delete\"]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {LOCK_ACCOUNT}\n  namespace: kube-system\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: {LOCK_ACCOUNT}\nsubjects:\n- kind: ServiceAccount\n  name: {LOCK_ACCOUNT}\n  namespace: kube-system\n"
+    )
 }
 
 #[cfg(test)]

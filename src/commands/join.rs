@@ -56,6 +56,10 @@ pub fn run_command(root: &Path, args: JoinCommandArgs) -> Result<()> {
         Role::Agent => bootstrap_token(&args.ttl)?,
         Role::Server => server_token(&context)?,
     };
+    let lock_token = match args.role {
+        Role::Agent => None,
+        Role::Server => Some(lock_token(&args.ttl)?),
+    };
     let file = JoinFile {
         server: registration_address(&context)?,
         role: args.role,
@@ -69,6 +73,7 @@ pub fn run_command(root: &Path, args: JoinCommandArgs) -> Result<()> {
             &context.config.nfs.path,
         ),
         export_path: context.config.nfs.path.clone(),
+        lock_token: lock_token.map(|token| token.expose().to_string()),
     };
     let path = context.host.path(join::join_file_path(args.role));
     if let Some(parent) = path.parent() {
@@ -122,6 +127,24 @@ fn bootstrap_token(ttl: &str) -> Result<Secret, StepError> {
         ));
     }
     Ok(Secret::new(token))
+}
+
+/// A token of the join lock's ServiceAccount (made here, with its Role),
+/// valid for `ttl`; kept out of the log.
+fn lock_token(ttl: &str) -> Result<Secret, StepError> {
+    kube::apply(&join::lock_rbac()).run()?;
+    let output = kube::kubectl([
+        "create",
+        "token",
+        join::LOCK_ACCOUNT,
+        "-n",
+        "kube-system",
+        "--duration",
+        ttl,
+    ])
+    .unlogged_stdout()
+    .run()?;
+    Ok(Secret::new(output.stdout.trim().to_string()))
 }
 
 /// The cluster's server token (K3s's file, root's).
@@ -225,7 +248,7 @@ pub fn run(root: &Path, args: JoinArgs) -> Result<()> {
         server: args.server.clone(),
         flags: file.flags.clone(),
     });
-    let checked = check_before_joining(&context, &file, &args.server)?;
+    let (checked, ca) = check_before_joining(&context, &file, &args.server)?;
     for line in &checked {
         context.ui.note(line);
     }
@@ -246,9 +269,23 @@ pub fn run(root: &Path, args: JoinArgs) -> Result<()> {
         host::fs::ensure_dir(parent, 0o700)?;
     }
     host::fs::ensure_file(&token_path, format!("{}\n", file.token).as_bytes(), 0o600)?;
+    let locked = match &file.lock_token {
+        Some(lock_token) if args.role == Role::Server => {
+            let kubeconfig = join::lock_kubeconfig(&args.server, &ca, lock_token);
+            let path = context.host.path(join::LOCK_KUBECONFIG);
+            host::fs::write_atomic(&path, kubeconfig.as_bytes(), 0o600)?;
+            take_lock(&context)?;
+            true
+        }
+        _ => false,
+    };
     let inclusion = Selection::node().resolve();
     context.included = inclusion.included();
-    engine::run(&mut context, &inclusion, 1)?;
+    let result = engine::run(&mut context, &inclusion, 1);
+    if locked {
+        release_lock(&context)?;
+    }
+    result?;
     crate::outln!(
         "This host joined {} as a {}; `stackinstall nodes` on a server lists it.",
         args.server,
@@ -286,7 +323,11 @@ fn read_join_file(args: &JoinArgs) -> Result<JoinFile> {
 
 /// Everything `join` checks before it changes anything, each a line
 /// saying what held; the first that fails is the error.
-fn check_before_joining(context: &Context, file: &JoinFile, server: &str) -> Result<Vec<String>> {
+fn check_before_joining(
+    context: &Context,
+    file: &JoinFile,
+    server: &str,
+) -> Result<(Vec<String>, Vec<u8>)> {
     let mut checked = vec![
         preflight::check_system(context)?.detail(),
         preflight::check_systemd(context)?.detail(),
@@ -304,8 +345,103 @@ fn check_before_joining(context: &Context, file: &JoinFile, server: &str) -> Res
         server: server.to_string(),
         ..file.clone()
     };
-    checked.push(join::check_server(&live)?);
-    Ok(checked)
+    let (line, ca) = join::check_server(&live)?;
+    checked.push(line);
+    Ok((checked, ca))
+}
+
+/// `kubectl` with the join lock's kubeconfig.
+fn lock_kubectl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
+    Command::new("kubectl")
+        .env("KUBECONFIG", join::LOCK_KUBECONFIG)
+        .args(args)
+        .timeout(Duration::from_secs(60))
+}
+
+/// Takes the join lock: creates the Lease (a create is refused while it
+/// exists, so one server holds it), or waits while another server holds
+/// it, or takes over one its holder left expired (a join killed midway)
+/// or that this host held (its own earlier, killed run).
+fn take_lock(context: &Context) -> Result<(), StepError> {
+    let me = node_name(context);
+    let deadline = std::time::Instant::now() + Duration::from_secs(join::LOCK_SECONDS + 60);
+    loop {
+        let now = time::OffsetDateTime::now_utc();
+        let stamp = now
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let created = lock_kubectl(["create", "-f", "-"])
+            .stdin_text(join::lock_lease(&me, &stamp))
+            .run_unchecked()?;
+        if created.success() {
+            return Ok(());
+        }
+        if !created.stderr.contains("AlreadyExists") {
+            return Err(lock_kubectl(["create", "-f", "-"]).failure(&created).into());
+        }
+        let lease = lock_kubectl([
+            "get",
+            "lease",
+            join::LOCK_LEASE,
+            "-n",
+            "kube-system",
+            "-o",
+            "json",
+        ])
+        .run_unchecked()?;
+        let lease: serde_json::Value = serde_json::from_str(&lease.stdout).unwrap_or_default();
+        let holder = lease["spec"]["holderIdentity"].as_str().unwrap_or("");
+        if holder == me {
+            return Ok(());
+        }
+        let renewed = (lease["spec"]["renewTime"].as_str())
+            .and_then(|text| {
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or(now);
+        let seconds = lease["spec"]["leaseDurationSeconds"].as_i64().unwrap_or(0);
+        if lease.is_null() || renewed + time::Duration::seconds(seconds) < now {
+            lock_kubectl([
+                "delete",
+                "lease",
+                join::LOCK_LEASE,
+                "-n",
+                "kube-system",
+                "--ignore-not-found",
+            ])
+            .run()?;
+            continue;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(StepError::failed(
+                format!("server `{holder}` has been joining for longer than the lock lasts"),
+                format!(
+                    "look at that host (`journalctl -u k3s`); `kubectl -n kube-system delete lease {}` on a server lets the next one go",
+                    join::LOCK_LEASE
+                ),
+            ));
+        }
+        context.ui.status(&format!(
+            "server `{holder}` is joining the cluster: servers join one at a time, waiting"
+        ));
+        host::command::pause(Duration::from_secs(2))?;
+    }
+}
+
+/// Lets go of the join lock and removes its kubeconfig (it holds a token).
+fn release_lock(context: &Context) -> Result<(), StepError> {
+    lock_kubectl([
+        "delete",
+        "lease",
+        join::LOCK_LEASE,
+        "-n",
+        "kube-system",
+        "--ignore-not-found",
+    ])
+    .run()?;
+    host::fs::remove_file(&context.host.path(join::LOCK_KUBECONFIG))?;
+    Ok(())
 }
 
 /// The ports K3s needs here free (or K3s's own, on a re-run).

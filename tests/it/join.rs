@@ -611,3 +611,98 @@ fn doctor_names_an_etcd_without_quorum_and_nodes_of_two_versions() {
     assert!(report.contains("node-version-skew"), "{report}");
     assert!(!report.contains("etcd-no-quorum"), "{report}");
 }
+
+#[test]
+fn two_servers_joining_at_once_go_one_after_the_other() {
+    let cluster = first_host(&[FIRST, "192.0.2.21", "192.0.2.22"], true);
+    let (file, _) = join_command(&cluster, "server");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("lock_token"),
+        "a server's join file can take the lock"
+    );
+    // Another server is joining: it holds the Lease.
+    let store = stackinstall_fakes::store::Store::new(&cluster.path());
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    store
+        .put(&serde_json::json!({
+            "kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
+            "metadata": { "name": "stackinstall-server-join", "namespace": "kube-system" },
+            "spec": { "holderIdentity": "server3", "leaseDurationSeconds": 900,
+                "acquireTime": now, "renewTime": now },
+        }))
+        .unwrap();
+    let (second, _r) = host(&cluster.path(), "server2", "192.0.2.21");
+    let mut child = second
+        .std_command()
+        .args([
+            "join",
+            "--server",
+            &cluster.url,
+            "--role",
+            "server",
+            "--token-file",
+        ])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // It tries the lock, finds it held, and keeps waiting: three refused
+    // creates, and K3s's install script not run meanwhile.
+    let refused = || {
+        second
+            .calls()
+            .iter()
+            .filter(|call| {
+                call.program == "kubectl" && call.args.first().is_some_and(|a| a == "create")
+            })
+            .count()
+    };
+    let started = std::time::Instant::now();
+    while refused() < 3 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the second join ended while the lock was held"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "the join never tried the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        second.lines_of("k3s-install").is_empty(),
+        "joined while another server held the lock"
+    );
+    // The other server is done: it lets go; the second goes on.
+    let leases = stackinstall_fakes::store::Resource::of_kind("Lease").unwrap();
+    store.delete(leases, Some("kube-system"), "stackinstall-server-join");
+    assert!(child.wait().unwrap().success());
+    assert!(node_object(&cluster, "server2").is_some());
+    assert!(
+        store
+            .get(leases, Some("kube-system"), "stackinstall-server-join")
+            .is_none(),
+        "the lock is let go"
+    );
+    assert!(
+        !second
+            .path("/etc/stackinstall/join-lock.kubeconfig")
+            .exists(),
+        "the lock's token is removed"
+    );
+    let lock_token = toml::from_str::<toml::Table>(&text).unwrap()["lock_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for call in second.calls() {
+        assert!(!call.line().contains(&lock_token), "the lock token in argv");
+    }
+    assert!(
+        !second.logs().contains(&lock_token),
+        "the lock token in a log"
+    );
+}

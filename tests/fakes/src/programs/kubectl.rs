@@ -38,6 +38,7 @@ const GLOBAL_VALUES: &[&[&str]] = &[
 
 const VERBS: &[&str] = &[
     "get", "apply", "delete", "logs", "describe", "rollout", "wait", "version", "cordon", "drain",
+    "create",
 ];
 
 pub fn run(fake: &Fake) -> Reply {
@@ -89,6 +90,7 @@ pub fn run(fake: &Fake) -> Reply {
         ),
         "rollout" => (vec![&["--timeout"]], vec![&["-w", "--watch"]]),
         "cordon" => (vec![], vec![]),
+        "create" => (vec![&["-f", "--filename"], &["--duration"]], vec![]),
         "drain" => (
             vec![&["--timeout"], &["--grace-period"]],
             vec![
@@ -119,8 +121,13 @@ pub fn run(fake: &Fake) -> Reply {
     if verb == "version" {
         return version(fake, &cluster, &parsed);
     }
-    if !cluster.up() {
-        return Reply::fail(1, format!("{}{REFUSED}", discovery_warnings()));
+    match super::members::remote_access(fake) {
+        Some(Err(refused)) => return Reply::fail(1, refused),
+        Some(Ok(())) => {}
+        None if !cluster.up() => {
+            return Reply::fail(1, format!("{}{REFUSED}", discovery_warnings()));
+        }
+        None => {}
     }
     let namespace = parsed.value("-n").unwrap_or("default");
     match verb.as_str() {
@@ -131,6 +138,7 @@ pub fn run(fake: &Fake) -> Reply {
         "describe" => describe(fake, &cluster, &words, namespace),
         "rollout" => rollout(&cluster, &words, namespace),
         "cordon" | "drain" => cordon(&cluster, verb, &words),
+        "create" => create(fake, &cluster, &parsed, &words, namespace),
         _ => wait(&cluster, &parsed, &words, namespace),
     }
 }
@@ -716,4 +724,68 @@ fn cordon(cluster: &Cluster, verb: &str, words: &[&str]) -> Reply {
         text.push_str(&format!("node/{name} drained\n"));
     }
     Reply::out(text)
+}
+
+/// `kubectl create -f -` (one object from stdin, refused when it exists:
+/// `AlreadyExists`, the API's answer to a create, which makes a create a
+/// lock) and `kubectl create token SA [--duration D]` (a ServiceAccount
+/// token, `kubectl create token`, Kubernetes 1.24+'s TokenRequest).
+fn create(
+    fake: &Fake,
+    cluster: &Cluster,
+    parsed: &Parsed,
+    words: &[&str],
+    namespace: &str,
+) -> Reply {
+    if let ["token", account] = words {
+        if cluster
+            .store
+            .get(
+                Resource::of_kind("ServiceAccount").unwrap(),
+                Some(namespace),
+                account,
+            )
+            .is_none()
+        {
+            return Reply::fail(
+                1,
+                format!("error: failed to create token: serviceaccounts \"{account}\" not found\n"),
+            );
+        }
+        let token = super::members::issue_account_token(fake, namespace, account);
+        return Reply::out(format!("{token}\n"));
+    }
+    if parsed.value("-f") != Some("-") {
+        return Reply::fail(1, "error: this fake creates from stdin only (-f -)\n");
+    }
+    let object: Value = match serde_yaml_ng::from_str(&fake.stdin_text()) {
+        Ok(object) => object,
+        Err(error) => return Reply::fail(1, format!("error: error parsing STDIN: {error}\n")),
+    };
+    let kind = object["kind"].as_str().unwrap_or("");
+    let Some(resource) = Resource::of_kind(kind) else {
+        return Reply::fail(1, format!("error: no matches for kind \"{kind}\"\n"));
+    };
+    let mut object = object;
+    if resource.namespaced && object["metadata"]["namespace"].is_null() {
+        object["metadata"]["namespace"] = json!(namespace);
+    }
+    let name = name_of(&object).to_string();
+    if cluster
+        .store
+        .get(resource, object["metadata"]["namespace"].as_str(), &name)
+        .is_some()
+    {
+        return Reply::fail(
+            1,
+            format!(
+                "Error from server (AlreadyExists): error when creating \"STDIN\": {} \"{name}\" already exists\n",
+                resource.plural_qualified()
+            ),
+        );
+    }
+    if let Err(error) = cluster.store.put(&object) {
+        return Reply::fail(1, format!("error: {error}\n"));
+    }
+    Reply::out(format!("{}/{name} created\n", resource.qualified()))
 }

@@ -390,3 +390,52 @@ pub fn may_delete(store: &Store, name: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// The kubeconfig a joining server's `join` uses before its own K3s runs:
+/// the cluster's address and a ServiceAccount token (`kubectl create
+/// token`), for the join lock only.
+pub const LOCK_KUBECONFIG: &str = "/etc/stackinstall/join-lock.kubeconfig";
+
+/// A ServiceAccount token for `namespace/account`, kept in the cluster.
+pub fn issue_account_token(fake: &Fake, namespace: &str, account: &str) -> String {
+    let file = cluster_dir(fake).join("account-tokens.json");
+    let mut tokens: std::collections::BTreeMap<String, String> = std::fs::read(&file)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    let token = format!(
+        "eyJhbGciOiJSUzI1NiJ9.{namespace}-{account}-{:x}",
+        now() ^ u64::from(std::process::id())
+    );
+    tokens.insert(
+        token.clone(),
+        format!("system:serviceaccount:{namespace}:{account}"),
+    );
+    std::fs::write(&file, serde_json::to_string(&tokens).unwrap()).unwrap();
+    token
+}
+
+/// A call with `KUBECONFIG` naming the join lock's kubeconfig: `None` for
+/// any other call (the host's own K3s answers it), else whether the API
+/// (some server of the shared cluster) accepts its token (the API's
+/// `Unauthorized` for a token it did not issue).
+pub fn remote_access(fake: &Fake) -> Option<Result<(), String>> {
+    if fake.env.get("KUBECONFIG").map(String::as_str) != Some(LOCK_KUBECONFIG) {
+        return None;
+    }
+    let text = std::fs::read_to_string(fake.host_path(LOCK_KUBECONFIG)).unwrap_or_default();
+    let token = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("token:"))
+        .map(|token| token.trim().trim_matches('"').to_string())
+        .unwrap_or_default();
+    let tokens: std::collections::BTreeMap<String, String> =
+        std::fs::read(cluster_dir(fake).join("account-tokens.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+    Some(match tokens.contains_key(&token) {
+        true => Ok(()),
+        false => Err("error: You must be logged in to the server (Unauthorized)\n".into()),
+    })
+}
