@@ -178,6 +178,10 @@ pub struct JoinArgs {
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
 
+    /// Make the checks and print the node profile's actions; change nothing
+    #[arg(long)]
+    pub plan: bool,
+
     /// The AWS shared-config profile the kubelet's provider uses
     #[arg(long, value_name = "NAME")]
     pub aws_profile: Option<String>,

@@ -102,6 +102,11 @@ pub struct JoinFile {
     pub flags: ClusterFlags,
     /// The names of the cluster's nodes when the file was made.
     pub nodes: Vec<String>,
+    /// Their addresses (InternalIP) by name: a host that comes back under
+    /// another name at the address of a node still listed would leave a
+    /// stale etcd member beside its new one.
+    #[serde(default)]
+    pub node_addresses: std::collections::BTreeMap<String, String>,
     /// The clients the NFS export serves (addresses or networks).
     pub export_clients: Vec<String>,
     /// The export's path on the first host.

@@ -68,6 +68,7 @@ pub fn run_command(root: &Path, args: JoinCommandArgs) -> Result<()> {
         api_port: context.config.cluster.api_port,
         flags: config_file::cluster_flags(&context)?,
         nodes: node_names()?,
+        node_addresses: node_addresses()?,
         export_clients: join::export_clients(
             &host::fs::read_optional(&context.host.path("/etc/exports"))?.unwrap_or_default(),
             &context.config.nfs.path,
@@ -206,6 +207,14 @@ fn node_names() -> Result<Vec<String>, StepError> {
         .collect())
 }
 
+fn node_addresses() -> Result<std::collections::BTreeMap<String, String>, StepError> {
+    Ok(super::nodes::list()?
+        .into_iter()
+        .filter(|node| !node.address.is_empty())
+        .map(|node| (node.name, node.address))
+        .collect())
+}
+
 /// The servers (control plane nodes) of the cluster.
 pub fn server_count() -> Result<usize, StepError> {
     Ok(nodes()?
@@ -218,7 +227,9 @@ pub fn server_count() -> Result<usize, StepError> {
 
 /// Runs `join`.
 pub fn run(root: &Path, args: JoinArgs) -> Result<()> {
-    preflight::check_root()?;
+    if !args.plan {
+        preflight::check_root()?;
+    }
     let file = read_join_file(&args)?;
     if file.role != args.role {
         return Err(StepError::input(
@@ -240,7 +251,7 @@ pub fn run(root: &Path, args: JoinArgs) -> Result<()> {
         config,
         Host::new(root),
         Ui::detect(false),
-        false,
+        args.plan,
         &super::home_dir(),
     )?;
     context.join = Some(Joining {
@@ -251,6 +262,13 @@ pub fn run(root: &Path, args: JoinArgs) -> Result<()> {
     let (checked, ca) = check_before_joining(&context, &file, &args.server)?;
     for line in &checked {
         context.ui.note(line);
+    }
+    if args.plan {
+        let inclusion = Selection::node().resolve();
+        context.included = inclusion.included();
+        let plan = engine::plan(&context, &inclusion)?;
+        super::install::print_plan(&plan, &context.take_plan_stops(), false);
+        return Ok(());
     }
     let _lock = context.state_file().lock()?;
     context.reload_state()?;
@@ -542,6 +560,19 @@ fn check_node_name(context: &Context, file: &JoinFile) -> Result<String, StepErr
         return Err(StepError::input(
             format!("the cluster already has a node named `{name}`"),
             "give this host another hostname (`hostnamectl set-hostname NAME`), or remove the old node first (`sudo stackinstall nodes remove NAME` on a server)",
+        ));
+    }
+    let address = context.host_ip()?;
+    let stale = (file.node_addresses.iter())
+        .find(|(other, at)| **at == address && **other != name && !already);
+    if let Some((other, _)) = stale {
+        return Err(StepError::input(
+            format!(
+                "the cluster still has node `{other}` at this host's address {address}: a host replaced under another name would leave its old etcd member beside the new one"
+            ),
+            format!(
+                "remove the old node first: `sudo stackinstall nodes remove {other}` on a server, then a new join file"
+            ),
         ));
     }
     Ok(format!("node name `{name}` is free in the cluster"))

@@ -706,3 +706,53 @@ fn two_servers_joining_at_once_go_one_after_the_other() {
         "the lock token in a log"
     );
 }
+
+#[test]
+fn join_plan_shows_the_node_profile_and_changes_nothing() {
+    let cluster = first_host(&[FIRST, "192.0.2.11"], false);
+    let (file, _) = join_command(&cluster, "agent");
+    let token = token_of(&file);
+    let (node, _r) = host(&cluster.path(), "worker1", "192.0.2.11");
+    node.set_packages(&[]);
+    let assert = node
+        .command()
+        .args([
+            "join",
+            "--plan",
+            "--server",
+            &cluster.url,
+            "--role",
+            "agent",
+            "--token-file",
+        ])
+        .arg(&file)
+        .assert()
+        .success();
+    let plan = stdout(&assert);
+    assert!(plan.contains("INSTALL_K3S_EXEC='agent'"), "{plan}");
+    assert!(plan.contains("/etc/rancher/k3s/config.yaml"), "{plan}");
+    assert!(plan.contains("nfs-common"), "{plan}");
+    assert!(plan.contains("not on a joined node"), "{plan}");
+    assert!(!node.path("/etc/rancher/k3s/config.yaml").exists());
+    assert!(!node.path("/etc/stackinstall/k3s-join-token").exists());
+    assert!(node.lines_of("k3s-install").is_empty() && node.lines_of("apt-get").is_empty());
+    assert_no_token(&[&node], &token, &[plan, stderr(&assert)]);
+}
+
+#[test]
+fn a_host_replaced_under_another_name_at_the_same_address_is_told_to_remove_the_old_node() {
+    let cluster = first_host(&[FIRST, "192.0.2.21"], true);
+    let (file, _) = join_command(&cluster, "server");
+    let (old, _r) = host(&cluster.path(), "server2", "192.0.2.21");
+    join(&old, &cluster, "server", &file).success();
+    old.stop_k3s();
+    let (file, _) = join_command(&cluster, "server");
+    let (new, _r2) = host(&cluster.path(), "server2b", "192.0.2.21");
+    let error = stderr(&join(&new, &cluster, "server", &file).code(2));
+    assert!(
+        error.contains("still has node `server2` at this host's address"),
+        "{error}"
+    );
+    assert!(error.contains("nodes remove server2"), "{error}");
+    assert!(new.lines_of("k3s-install").is_empty());
+}
