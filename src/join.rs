@@ -44,6 +44,14 @@ pub const LOCK_KUBECONFIG: &str = "/etc/stackinstall/join-lock.kubeconfig";
 /// server may take it (a join killed midway).
 pub const LOCK_SECONDS: u64 = 900;
 
+/// The labels a joined node's kubelet registers with (`node-label` in its
+/// K3s config file): the join put the credential provider and the NFS
+/// client in place before K3s started, and checks both.
+pub const NODE_LABELS: [&str; 2] = [
+    "stackinstall.io/credential-provider=true",
+    "stackinstall.io/nfs-client=true",
+];
+
 /// The clocks of a node and its server may differ by this much (etcd and
 /// the certificates K3s issues are time-bound).
 pub const CLOCK_SKEW: Duration = Duration::from_secs(60);

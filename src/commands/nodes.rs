@@ -34,6 +34,12 @@ pub struct Node {
     pub ready: bool,
     pub etcd_member: bool,
     pub address: String,
+    /// Whether `join` wired the kubelet's ECR credential provider (its
+    /// label); `None` for a node that did not join through stackinstall
+    /// (the first host: `stackinstall status` there).
+    pub credential_provider: Option<bool>,
+    /// Whether `join` installed the NFS client (its label).
+    pub nfs_client: Option<bool>,
 }
 
 impl Node {
@@ -68,6 +74,12 @@ impl Node {
             ready,
             etcd_member: labels[ETCD] == "true",
             address,
+            credential_provider: labels["stackinstall.io/credential-provider"]
+                .as_str()
+                .map(|value| value == "true"),
+            nfs_client: labels["stackinstall.io/nfs-client"]
+                .as_str()
+                .map(|value| value == "true"),
         }
     }
 }
@@ -89,22 +101,33 @@ pub fn run(_root: &Path, args: NodesArgs) -> Result<()> {
         return Ok(());
     }
     crate::outln!(
-        "{:<20} {:<7} {:<16} {:<6} {:<5} ADDRESS",
+        "{:<20} {:<7} {:<16} {:<6} {:<5} {:<9} {:<4} ADDRESS",
         "NAME",
         "ROLE",
         "VERSION",
         "READY",
-        "ETCD"
+        "ETCD",
+        "PROVIDER",
+        "NFS"
     );
+    let word = |flag: bool| if flag { "yes" } else { "no" };
+    let known = |flag: Option<bool>| flag.map_or("-", word);
     for node in &nodes {
         crate::outln!(
-            "{:<20} {:<7} {:<16} {:<6} {:<5} {}",
+            "{:<20} {:<7} {:<16} {:<6} {:<5} {:<9} {:<4} {}",
             node.name,
             node.role,
             node.version,
-            if node.ready { "yes" } else { "no" },
-            if node.etcd_member { "yes" } else { "no" },
+            word(node.ready),
+            word(node.etcd_member),
+            known(node.credential_provider),
+            known(node.nfs_client),
             node.address
+        );
+    }
+    if nodes.iter().any(|node| node.credential_provider.is_none()) {
+        crate::outln!(
+            "(-: a node that did not join with `stackinstall join`; on the first host `stackinstall status` shows its provider and export)"
         );
     }
     let versions: std::collections::BTreeSet<&str> =
@@ -285,6 +308,8 @@ mod tests {
             ready,
             etcd_member: server,
             address: String::new(),
+            credential_provider: None,
+            nfs_client: None,
         }
     }
 

@@ -197,11 +197,24 @@ fn an_agent_joins_with_a_bootstrap_token_kept_off_every_command_line() {
     // `nodes` on the first host lists both, Ready.
     let listed = cluster.first.command().args(["nodes"]).assert().success();
     let table = stdout(&listed);
-    assert!(
-        table
-            .lines()
-            .any(|l| l.starts_with("worker1") && l.contains("agent") && l.contains(" yes ")),
-        "{table}"
+    let worker_line = table
+        .lines()
+        .find(|l| l.starts_with("worker1"))
+        .unwrap_or_default();
+    let columns: Vec<&str> = worker_line.split_whitespace().collect();
+    assert_eq!(
+        columns,
+        [
+            "worker1",
+            "agent",
+            "v1.29.0+k3s1",
+            "yes",
+            "no",
+            "yes",
+            "yes",
+            "192.0.2.11"
+        ],
+        "name, role, version, Ready, etcd, provider, NFS client, address:\n{table}"
     );
     assert!(
         table

@@ -76,6 +76,10 @@ pub fn render_for(context: &Context) -> Result<String, StepError> {
         crate::join::TOKEN_FILE,
         context.host_ip()?
     );
+    text.push_str("node-label:\n");
+    for label in crate::join::NODE_LABELS {
+        text.push_str(&format!("  - \"{label}\"\n"));
+    }
     if join.role == crate::join::Role::Agent {
         return Ok(text);
     }

@@ -130,7 +130,8 @@ pub fn k3s_install(fake: &Fake) -> Reply {
 /// The server flags a K3s configuration file may set here (docs.k3s.io
 /// "Configuration File": a key is a `k3s server` flag without `--`; K3s
 /// refuses one it does not define, as its CLI refuses the flag).
-const K3S_CONFIG_KEYS: [&str; 13] = [
+const K3S_CONFIG_KEYS: [&str; 14] = [
+    "node-label",
     "cluster-cidr",
     "service-cidr",
     "https-listen-port",
@@ -147,7 +148,7 @@ const K3S_CONFIG_KEYS: [&str; 13] = [
 ];
 
 /// The keys `k3s agent` defines of those (an agent refuses the server's).
-const K3S_AGENT_KEYS: [&str; 4] = ["server", "token-file", "node-ip", "node-name"];
+const K3S_AGENT_KEYS: [&str; 5] = ["server", "token-file", "node-ip", "node-name", "node-label"];
 
 /// K3s starting (its install script, or `systemctl start`/`restart k3s`):
 /// it reads `/etc/rancher/k3s/config.yaml` (the flags in `INSTALL_K3S_EXEC`

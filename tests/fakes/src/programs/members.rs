@@ -27,7 +27,8 @@
 //! - an existing SQLite server restarted with `cluster-init` moves its data
 //!   into a new embedded etcd (docs.k3s.io "Converting from SQLite to
 //!   embedded etcd", K3s v1.22.2 and later);
-//! - each K3s registers its Node (labels `node-role.kubernetes.io/
+//! - each K3s registers its Node (with the `node-label`s of its config
+//!   file, and labels `node-role.kubernetes.io/
 //!   control-plane`, `master` and, with etcd, `etcd`: `pkg/node`,
 //!   `pkg/etcd/etcd.go` `setNodeLabelsAndAnnotations`), Ready while its
 //!   host's unit runs (`k3s` for a server, `k3s-agent` for an agent); an
@@ -327,6 +328,16 @@ fn register(fake: &Fake, agent: bool, version: &str, config: &serde_yaml_ng::Val
     let address = (config.get("node-ip").and_then(|value| value.as_str()))
         .map_or_else(|| fake.config.node_address.clone(), str::to_string);
     let mut labels = json!({ "kubernetes.io/hostname": name });
+    // `node-label` (`--node-label`): labels the kubelet registers with.
+    for label in (config.get("node-label").and_then(|l| l.as_sequence()))
+        .into_iter()
+        .flatten()
+        .filter_map(|label| label.as_str())
+    {
+        if let Some((key, value)) = label.split_once('=') {
+            labels[key] = json!(value);
+        }
+    }
     if !agent {
         labels[CONTROL_PLANE_LABEL] = json!("true");
         labels["node-role.kubernetes.io/master"] = json!("true");
