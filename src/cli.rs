@@ -108,6 +108,109 @@ pub enum Command {
     /// The kubelet's image credential provider: a CredentialProviderRequest on
     /// stdin, a CredentialProviderResponse with an ECR token on stdout
     EcrCredentialProvider(EcrCredentialProviderArgs),
+    /// On a server: write a join file (the token, root's, 0600) and print the
+    /// command that joins a new host to this cluster
+    JoinCommand(JoinCommandArgs),
+    /// On a new host: check everything, then join the cluster as an agent or
+    /// a server (K3s, the kubelet's credential provider, the NFS client)
+    Join(JoinArgs),
+    /// The cluster's nodes: role, K3s version, readiness, etcd membership;
+    /// `nodes remove NAME` takes one out
+    Nodes(NodesArgs),
+    /// On a joined node: leave the cluster (cordon, drain, delete the node and
+    /// its etcd member, then K3s's own uninstall here)
+    Leave(LeaveArgs),
+    /// High availability: `ha enable` moves the first server's datastore from
+    /// SQLite to embedded etcd (after a backup), so that servers can join
+    Ha(HaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LeaveArgs {
+    /// On an agent: go ahead, the node was removed on a server (`nodes remove NAME`)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HaArgs {
+    #[command(subcommand)]
+    pub action: HaAction,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HaAction {
+    /// Move the datastore from SQLite to embedded etcd (K3s v1.22.2 or later)
+    Enable,
+}
+
+#[derive(Debug, Args)]
+pub struct JoinCommandArgs {
+    /// What the new host will be
+    #[arg(long, value_enum, default_value_t = crate::join::Role::Agent)]
+    pub role: crate::join::Role,
+
+    /// How long an agent's bootstrap token is valid (`k3s token create --ttl`)
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub ttl: String,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The cluster's registration address, as `join-command` printed it
+    #[arg(long, value_name = "URL")]
+    pub server: String,
+
+    /// What this host becomes
+    #[arg(long, value_enum)]
+    pub role: crate::join::Role,
+
+    /// The join file `join-command` wrote (`-` or none: standard input)
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// Make the checks and print the node profile's actions; change nothing
+    #[arg(long)]
+    pub plan: bool,
+
+    /// The AWS shared-config profile the kubelet's provider uses
+    #[arg(long, value_name = "NAME")]
+    pub aws_profile: Option<String>,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    #[command(subcommand)]
+    pub action: Option<NodesAction>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodesAction {
+    /// Cordon, drain and delete the node (its etcd member with it); refused
+    /// when the servers left would lose quorum
+    Remove {
+        /// The node's name
+        name: String,
+    },
 }
 
 /// Where the configuration comes from.

@@ -128,6 +128,11 @@ pub struct Cluster {
     /// primary IPv4 address.
     #[serde(deserialize_with = "unset_if_empty")]
     pub host_ip: Option<String>,
+    /// The fixed address nodes register at (a load balancer, DNS name or
+    /// virtual IP in front of the servers); unset: this host's address.
+    /// Added to the API certificate's names.
+    #[serde(deserialize_with = "unset_if_empty")]
+    pub server_address: Option<String>,
 }
 
 impl Default for Cluster {
@@ -139,6 +144,7 @@ impl Default for Cluster {
             api_port: 6443,
             tls_san: Vec::new(),
             host_ip: None,
+            server_address: None,
         }
     }
 }
@@ -420,6 +426,10 @@ pub struct Nfs {
     /// `anongid` of exports(5)); `None`: the server's own (`nobody`).
     pub anonuid: Option<u32>,
     pub anongid: Option<u32>,
+    /// The addresses of the other nodes (joined with `stackinstall join`)
+    /// the export serves beside this host's: each kubelet mounts from its
+    /// node's address.
+    pub node_addresses: Vec<String>,
 }
 
 /// The squash option of the export, exports(5) "User ID Mapping".
@@ -473,6 +483,7 @@ impl Default for Nfs {
             squash: Squash::NoRootSquash,
             anonuid: None,
             anongid: None,
+            node_addresses: Vec::new(),
         }
     }
 }

@@ -133,6 +133,12 @@ pub struct Context {
     /// install command (the steps do not reach up to `backup`); `None`: this
     /// command takes no backup, so it makes no upgrade.
     pub back_up: Option<BackUp>,
+    /// On a host joining a cluster (`stackinstall join`): what the K3s step
+    /// makes of it (agent or server, the cluster's flags).
+    pub join: Option<crate::join::Joining>,
+    /// `stackinstall ha enable`: K3s restarts with `cluster-init`, moving
+    /// its datastore from SQLite to embedded etcd (after a backup).
+    pub cluster_init: bool,
     pub state: State,
     /// What a plan found that would stop the install (a host too small):
     /// the plan goes on to show every step, then fails with the first.
@@ -170,6 +176,8 @@ impl Context {
             included: Vec::new(),
             explain_timeout: None,
             back_up: None,
+            join: None,
+            cluster_init: false,
             plan_stops: Arc::default(),
             state,
             state_file,
@@ -221,6 +229,8 @@ impl Context {
             included: self.included.clone(),
             explain_timeout: self.explain_timeout,
             back_up: self.back_up,
+            join: self.join.clone(),
+            cluster_init: self.cluster_init,
             plan_stops: Arc::clone(&self.plan_stops),
             state: self.state.clone(),
             shared_state: Arc::clone(&self.shared_state),

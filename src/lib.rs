@@ -18,6 +18,7 @@ pub mod ecr;
 pub mod engine;
 pub mod error;
 pub mod host;
+pub mod join;
 pub mod pgp;
 pub mod provider;
 pub mod render;

@@ -43,6 +43,11 @@ fn main() -> ExitCode {
         Some(Command::Backup(args)) => commands::backup::run(&root, args),
         Some(Command::Restore(args)) => commands::restore::run(&root, args),
         Some(Command::EcrCredentialProvider(args)) => commands::ecr_credential_provider::run(args),
+        Some(Command::JoinCommand(args)) => commands::join::run_command(&root, args),
+        Some(Command::Join(args)) => commands::join::run(&root, args),
+        Some(Command::Nodes(args)) => commands::nodes::run(&root, args),
+        Some(Command::Leave(args)) => commands::nodes::leave(&root, args),
+        Some(Command::Ha(args)) => commands::ha::run(&root, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

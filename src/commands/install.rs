@@ -380,7 +380,7 @@ fn print_routes(served: &engine::ServedRoutes) {
 
 /// Prints the plan; `stops` is what would stop the install (the JSON's
 /// `stops`, each with its error and hint; the text's error follows it).
-fn print_plan(plan: &Plan, stops: &[StepError], json: bool) {
+pub(crate) fn print_plan(plan: &Plan, stops: &[StepError], json: bool) {
     if json && stops.is_empty() {
         crate::outln!(
             "{}",

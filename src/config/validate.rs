@@ -64,6 +64,7 @@ const RULES: &[(&str, Check)] = &[
     ("cluster.api_port", Port),
     ("cluster.tls_san", Text(host)),
     ("cluster.host_ip", Text(address)),
+    ("cluster.server_address", Text(host)),
     ("istio.profile", Text(label)),
     ("istio.http_node_port", Port),
     ("istio.https_node_port", Port),
@@ -125,6 +126,7 @@ const RULES: &[(&str, Check)] = &[
     ("nfs.squash", Typed),
     ("nfs.anonuid", Number),
     ("nfs.anongid", Number),
+    ("nfs.node_addresses", Text(address)),
     ("storage.provisioner_in_chart", Switch),
     ("storage.chart_url", Text(https)),
     ("storage.version", Text(version)),
@@ -654,6 +656,7 @@ mod tests {
         merge(&mut tree, serde_json::to_value(profile).unwrap());
         // Empty in the profile by design (no extra names by default).
         tree["cluster"]["tls_san"] = serde_json::json!(["api.example.com"]);
+        tree["nfs"]["node_addresses"] = serde_json::json!(["192.0.2.11"]);
         tree
     }
 

@@ -59,7 +59,69 @@ fn nodes(scoped: &Scoped) -> Checked {
             ))
         })
         .collect::<Vec<_>>();
+    let mut findings = findings;
+    findings.extend(members(nodes));
     Ok(findings.into())
+}
+
+/// The nodes together: one K3s version (no skew), and an etcd cluster
+/// with a quorum of started members and an odd number of them.
+fn members(nodes: &[Value]) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let version = |node: &Value| {
+        node["status"]["nodeInfo"]["kubeletVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    let versions: std::collections::BTreeSet<String> = nodes
+        .iter()
+        .map(version)
+        .filter(|v| !v.is_empty())
+        .collect();
+    if versions.len() > 1 {
+        let each: Vec<String> = (nodes.iter())
+            .map(|node| format!("{} {}", name(node), version(node)))
+            .collect();
+        findings.push(
+            Finding::warning(
+                "node-version-skew",
+                format!(
+                    "the nodes run {} K3s versions",
+                    versions.len()
+                ),
+                "upgrade every node to the profile's `versions.k3s` (`sudo stackinstall install` on the servers first, then on each agent `sudo stackinstall join` with the new version)",
+            )
+            .with(each.join(", ")),
+        );
+    }
+    let etcd: Vec<&Value> = (nodes.iter())
+        .filter(|node| node["metadata"]["labels"]["node-role.kubernetes.io/etcd"] == "true")
+        .collect();
+    let started = (etcd.iter())
+        .filter(|node| condition(node, "Ready").is_some_and(|ready| ready["status"] == "True"))
+        .count();
+    if !etcd.is_empty() && started < etcd.len() / 2 + 1 {
+        findings.push(Finding::error(
+            "etcd-no-quorum",
+            format!(
+                "{started} of {} etcd members are Ready: no quorum, the API cannot change anything",
+                etcd.len()
+            ),
+            "bring the servers that are not Ready back (`journalctl -u k3s` on each); `stackinstall nodes` lists them",
+        ));
+    } else if etcd.len() > 1 && etcd.len().is_multiple_of(2) {
+        findings.push(Finding::warning(
+            "etcd-even-members",
+            format!(
+                "{} etcd members: an even number tolerates no more failures than {}",
+                etcd.len(),
+                etcd.len() - 1
+            ),
+            "join one more server (`sudo stackinstall join-command --role server`) or remove one (`stackinstall nodes remove NAME`)",
+        ));
+    }
+    findings
 }
 
 fn istio(scoped: &Scoped) -> Checked {

@@ -24,6 +24,11 @@ pub struct Selection {
     pub redo: Vec<StepId>,
     pub skip_infra: bool,
     pub skip_db: bool,
+    /// A run of K3s alone, for this reason of the others': a joined
+    /// node's (`stackinstall join`: the node profile, K3s as agent or
+    /// server with the credential provider and the NFS client; `join`
+    /// checks its own inputs before it), or `ha enable`'s.
+    pub k3s_alone: Option<&'static str>,
 }
 
 impl Selection {
@@ -44,7 +49,24 @@ impl Selection {
             redo: ids(redo)?,
             skip_infra,
             skip_db,
+            k3s_alone: None,
         })
+    }
+
+    /// The node profile of `stackinstall join`.
+    pub fn node() -> Self {
+        Self {
+            k3s_alone: Some("not on a joined node"),
+            ..Self::default()
+        }
+    }
+
+    /// The run of `stackinstall ha enable`: K3s alone.
+    pub fn ha() -> Self {
+        Self {
+            k3s_alone: Some("not part of `ha enable`"),
+            ..Self::default()
+        }
     }
 
     /// Why each step is left out (`None`: it is part of the run), in
@@ -93,6 +115,9 @@ impl Selection {
 
     fn own_reason(&self, id: StepId, decided: &[Option<String>]) -> Option<String> {
         let info = id.info();
+        if let Some(reason) = self.k3s_alone {
+            return (id != StepId::K3s).then(|| reason.into());
+        }
         if info.group == Group::Infra && self.skip_infra {
             return Some("--skip-infra".into());
         }

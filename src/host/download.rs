@@ -116,6 +116,44 @@ pub fn allowed_url(url: &str) -> bool {
     }
 }
 
+/// A server's answer with the time it says it is (its `Date`).
+pub struct DatedAnswer {
+    pub body: Vec<u8>,
+    pub date: Option<time::OffsetDateTime>,
+}
+
+/// `GET url` of a K3s server that this host does not trust yet: its
+/// certificate is not checked here, the caller compares what it sent with
+/// the hash it was given (what K3s's own agent does with `/cacerts`).
+pub fn fetch_with_date(url: &str, timeout: Duration) -> Result<DatedAnswer, String> {
+    if !allowed_url(url) {
+        return Err(format!("`{url}` is not an https:// address"));
+    }
+    let client = reqwest::blocking::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(timeout)
+        .build()
+        .map_err(|error| error.to_string())?;
+    let response = client.get(url).send().map_err(|error| error.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("`{url}` answered {}", response.status()));
+    }
+    let date = (response.headers().get(reqwest::header::DATE))
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| {
+            let format = time::macros::format_description!(
+                "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+            );
+            time::PrimitiveDateTime::parse(text, format).ok()
+        })
+        .map(time::PrimitiveDateTime::assume_utc);
+    let body = response
+        .bytes()
+        .map_err(|error| error.to_string())?
+        .to_vec();
+    Ok(DatedAnswer { body, date })
+}
+
 /// How a download is going: bytes so far and the total when known.
 pub type Progress<'a> = &'a dyn Fn(u64, Option<u64>);
 

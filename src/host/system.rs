@@ -101,6 +101,21 @@ pub fn port_uses(ports: &[u16]) -> BTreeMap<u16, PortUse> {
     uses
 }
 
+/// Whether a UDP socket is bound to `port` (flannel's VXLAN on 8472, for
+/// one): read from the kernel's socket tables.
+pub fn udp_port_bound(port: u16) -> bool {
+    ["/proc/net/udp", "/proc/net/udp6"].iter().any(|table| {
+        let text = fs::read_to_string(table).unwrap_or_default();
+        text.lines().skip(1).any(|line| {
+            line.split_whitespace()
+                .nth(1)
+                .and_then(|local| local.rsplit_once(':'))
+                .and_then(|(_, hex)| u16::from_str_radix(hex, 16).ok())
+                == Some(port)
+        })
+    })
+}
+
 /// `socket:[INODE]` of every listening TCP socket on one of `ports`.
 fn listening_inodes(ports: &[u16]) -> BTreeMap<String, u16> {
     const LISTEN: &str = "0A";

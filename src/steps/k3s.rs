@@ -23,7 +23,7 @@
 //! Preflight refuses a pinned K3s that cannot run this install
 //! (`version.rs`) and a change of the networks K3s made its cluster with.
 
-mod config_file;
+pub mod config_file;
 pub mod credential_provider;
 mod kubeconfig;
 mod leftovers;
@@ -53,6 +53,36 @@ const INSTALL_SCRIPT: &str = "k3s-install.sh";
 /// The install script's arguments: a server, configured by its file
 /// (`config_file`).
 const SERVER_FLAGS: &str = "server";
+/// The script K3s's installer writes for an agent's uninstall.
+const AGENT_UNINSTALL_SCRIPT: &str = "/usr/local/bin/k3s-agent-uninstall.sh";
+/// The package a node needs to mount the NFS export's volumes (the
+/// kubelet runs `mount.nfs`): on the first host the NFS server's package
+/// brings it along.
+pub const NFS_CLIENT: &str = "nfs-common";
+
+/// The install script's `INSTALL_K3S_EXEC`: `agent` on a host joining as
+/// one, else `server` (configured by its file either way).
+fn exec(context: &Context) -> &'static str {
+    match &context.join {
+        Some(join) if join.role == crate::join::Role::Agent => "agent",
+        _ => SERVER_FLAGS,
+    }
+}
+
+/// K3s's unit on this host: `k3s-agent` on an agent (install.sh names it
+/// so), else `k3s`.
+pub fn unit(context: &Context) -> &'static str {
+    match &context.join {
+        Some(join) => join.role.unit(),
+        None => "k3s",
+    }
+}
+
+/// Whether this host joins as an agent: no API server of its own, no
+/// kubeconfig; its K3s is done when its unit runs.
+fn is_agent(context: &Context) -> bool {
+    exec(context) == "agent"
+}
 
 /// What the engine knows of the step.
 pub const INFO: StepInfo = StepInfo {
@@ -72,8 +102,8 @@ impl Step for K3s {
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
         fingerprint
             .add("version", &context.config.versions.k3s)
-            .add("flags", SERVER_FLAGS)
-            .add("config", config_file::render(&context.config))
+            .add("flags", exec(context))
+            .add("config", config_file::render_for(context)?)
             .add(
                 "credential_provider",
                 credential_provider::rendered_config(context)?,
@@ -96,23 +126,42 @@ impl Step for K3s {
         if installed.is_none() || upgrade_from.is_some() {
             actions.push(Action::install_release(release(context), BINARY));
         }
+        let agent = is_agent(context);
+        let upgrading = upgrade_from.is_some();
         let starts = installed.is_none()
             || upgrade_from.is_some()
-            || !service::is_active("k3s")?
-            || kubeconfig::too_open(context);
+            || !service::is_active(unit(context))?
+            || (!agent && kubeconfig::too_open(context));
         if starts {
             actions.extend(Action::change(RunInstallScript {
                 script: install_script(context),
                 version: version.clone(),
+                exec: exec(context),
                 upgrade_from,
             }));
-            actions.push(wait_for_nodes(context));
+            actions.extend((!agent).then(|| wait_for_nodes(context)));
         }
-        let mut writes = credential_provider::actions(context)?;
+        let mut writes = node_packages(context)?;
+        let to_etcd = context.cluster_init
+            && installed.is_some()
+            && !host::fs::exists(&context.host.path(host::backup::K3S_ETCD));
+        if to_etcd && !upgrading {
+            writes.extend(Action::change(BackupFirst::new(
+                context,
+                "the move of K3s's datastore from SQLite to embedded etcd",
+                "ha-enable",
+            )));
+        }
+        writes.extend(credential_provider::actions(context)?);
         writes.extend(config_file::action(context)?);
         let (pending, reread) = restart_once(context, !writes.is_empty(), starts);
-        let copy = kubeconfig::copy_action(context, !starts && !reread.is_empty())?;
-        if actions.is_empty() && cluster::nodes_ready()?.is_none_or(|(ready, total)| ready < total)
+        let copy = match agent {
+            true => None,
+            false => kubeconfig::copy_action(context, !starts && !reread.is_empty())?,
+        };
+        if actions.is_empty()
+            && !agent
+            && cluster::nodes_ready()?.is_none_or(|(ready, total)| ready < total)
         {
             actions.push(wait_for_nodes(context));
         }
@@ -164,11 +213,16 @@ impl Step for K3s {
             }
             Some(_) => {}
         }
-        if !service::is_active("k3s")? {
+        let unit = unit(context);
+        if !service::is_active(unit)? {
             return Err(StepError::failed(
-                "the `k3s` service is not active",
-                "look at `journalctl -u k3s`, then run `systemctl start k3s`",
+                format!("the `{unit}` service is not active"),
+                format!("look at `journalctl -u {unit}`, then run `systemctl start {unit}`"),
             ));
+        }
+        if is_agent(context) {
+            config_file::check(context)?;
+            return credential_provider::check(context);
         }
         match cluster::nodes_ready()? {
             Some((ready, total)) if ready == total => {}
@@ -189,7 +243,11 @@ impl Step for K3s {
             return Ok(vec![Action::check(kept)]);
         }
         let mut actions: Vec<Action> = kubeconfig::undo_action(context)?.into_iter().collect();
-        let script = context.host.path(UNINSTALL_SCRIPT);
+        let agent_script = context.host.path(AGENT_UNINSTALL_SCRIPT);
+        let script = match agent_script.exists() {
+            true => agent_script,
+            false => context.host.path(UNINSTALL_SCRIPT),
+        };
         if script.exists() {
             actions.push(Action::run(
                 Command::new(script.display().to_string()).timeout(Duration::from_secs(600)),
@@ -224,6 +282,19 @@ fn rendered(config: &crate::config::Config) -> Result<Vec<(String, String)>, Ren
             crate::provider::kubelet_config(config, crate::provider::REFRESH_CONFIG)?,
         ),
     ])
+}
+
+/// On a joining host: the NFS client package, when it is missing (the
+/// kubelet mounts the export's volumes on every node).
+fn node_packages(context: &Context) -> Result<Vec<Action>, StepError> {
+    if context.join.is_none() {
+        return Ok(Vec::new());
+    }
+    let missing = host::packages::missing(&[NFS_CLIENT])?;
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(vec![Action::run(host::packages::install_command(&missing))])
 }
 
 /// Whether a K3s or another Kubernetes is on the host already: its binary,
@@ -386,6 +457,8 @@ impl Change for BackupFirst {
 struct RunInstallScript {
     script: ReleaseBinary,
     version: String,
+    /// `server` or `agent`.
+    exec: &'static str,
     /// The installed version, when this is an upgrade.
     upgrade_from: Option<String>,
 }
@@ -397,10 +470,11 @@ impl Change for RunInstallScript {
 
     fn lines(&self) -> Vec<String> {
         let run = format!(
-            "run the K3s {} install script ({}, {}) with INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_EXEC='{SERVER_FLAGS}'",
+            "run the K3s {} install script ({}, {}) with INSTALL_K3S_SKIP_DOWNLOAD=true INSTALL_K3S_EXEC='{}'",
             self.version,
             self.script.url,
-            self.script.check()
+            self.script.check(),
+            self.exec
         );
         match &self.upgrade_from {
             Some(from) => vec![format!("upgrade K3s {from} → {}: {run}", self.version)],
@@ -417,7 +491,7 @@ impl Change for RunInstallScript {
             .arg(script.display().to_string())
             .env("INSTALL_K3S_SKIP_DOWNLOAD", "true")
             .env("INSTALL_K3S_VERSION", &self.version)
-            .env("INSTALL_K3S_EXEC", SERVER_FLAGS)
+            .env("INSTALL_K3S_EXEC", self.exec)
             .timeout(Duration::from_secs(600))
             .run();
         host::fs::remove_file(&script)?;
@@ -434,7 +508,7 @@ impl Change for RunInstallScript {
 /// only the pending restart is cleared.
 /// Returns the record that goes before the writes and what comes after.
 fn restart_once(context: &Context, rewired: bool, starts: bool) -> (Option<Action>, Vec<Action>) {
-    let reload = Reload::Restart("k3s".into());
+    let reload = Reload::Restart(unit(context).into());
     let pending = context.facts().pending.contains(&reload);
     if starts {
         let cleared = pending.then(|| Action::record(Fact::Reloaded(reload)));
@@ -444,10 +518,10 @@ fn restart_once(context: &Context, rewired: bool, starts: bool) -> (Option<Actio
     let mut actions = Vec::new();
     if rewired || pending {
         actions.extend(Action::change(Reread {
-            command: service::restart("k3s"),
+            command: service::restart(unit(context)),
             reload,
         }));
-        actions.push(wait_for_nodes(context));
+        actions.extend((!is_agent(context)).then(|| wait_for_nodes(context)));
     }
     (record, actions)
 }

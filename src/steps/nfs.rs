@@ -289,10 +289,16 @@ fn exportfs<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
 /// kubelet mounts a pod's NFS volume (the provisioner's, and every PVC's)
 /// from its node's network namespace, never from the pod network, so a
 /// node's address is all a volume needs; a pod network client would let
-/// any pod mount every volume. One node (this host) today; a joined node
-/// adds its address here.
+/// any pod mount every volume. This host, and the joined nodes of
+/// `[nfs] node_addresses`.
 pub fn node_addresses(context: &Context) -> Result<Vec<String>, StepError> {
-    Ok(vec![context.host_ip()?])
+    let mut addresses = vec![context.host_ip()?];
+    for address in &context.config.nfs.node_addresses {
+        if !addresses.contains(address) {
+            addresses.push(address.clone());
+        }
+    }
+    Ok(addresses)
 }
 
 /// The export line of the profile: `/data/stackbill NODE(rw,...,SQUASH)`

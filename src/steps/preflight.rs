@@ -95,7 +95,7 @@ pub fn check_root() -> Result<(), StepError> {
     ))
 }
 
-fn check_system(context: &Context) -> Result<Action, StepError> {
+pub(crate) fn check_system(context: &Context) -> Result<Action, StepError> {
     let path = context.host.path("/etc/os-release");
     let fields = system::os_release(&path).ok_or_else(|| {
         StepError::input(
@@ -128,7 +128,7 @@ fn check_system(context: &Context) -> Result<Action, StepError> {
 /// when `/run/systemd/system` exists. Every server and K3s run as its
 /// units: on a host without it nothing would start them, or start them
 /// again after a reboot. A plan says so and goes on.
-fn check_systemd(context: &Context) -> Result<Action, StepError> {
+pub(crate) fn check_systemd(context: &Context) -> Result<Action, StepError> {
     let path = context.host.path("/run/systemd/system");
     let shown = context.shown(&path);
     if path.is_dir() {
@@ -157,7 +157,7 @@ fn check_systemd(context: &Context) -> Result<Action, StepError> {
     Err(error)
 }
 
-fn check_resources(context: &Context) -> Result<Action, StepError> {
+pub(crate) fn check_resources(context: &Context) -> Result<Action, StepError> {
     let needs = &context.config.requirements;
     let cpus = system::cpu_count();
     let memory = system::memory_mib().unwrap_or(0);

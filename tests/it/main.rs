@@ -17,6 +17,7 @@ mod doctor;
 mod export;
 mod inputs;
 mod install;
+mod join;
 mod journeys;
 mod mongodb;
 mod provider;

@@ -33,9 +33,12 @@ pub fn render(config: &Config) -> String {
         "# Written by stackinstall from the profile's [cluster]; K3s reads it at\n# every start. cluster-cidr and service-cidr cannot change once the\n# cluster is made.\ncluster-cidr: \"{}\"\nservice-cidr: \"{}\"\nhttps-listen-port: {}\n",
         cluster.pod_cidr, cluster.service_cidr, cluster.api_port
     );
-    if !cluster.tls_san.is_empty() {
+    let sans: Vec<&String> = (cluster.tls_san.iter())
+        .chain(cluster.server_address.as_ref())
+        .collect();
+    if !sans.is_empty() {
         text.push_str("tls-san:\n");
-        for name in &cluster.tls_san {
+        for name in sans {
             text.push_str(&format!("  - \"{name}\"\n"));
         }
     }
@@ -50,10 +53,103 @@ pub fn render(config: &Config) -> String {
     text
 }
 
+/// The file of this host: the profile's, or on a host joining a cluster
+/// (`stackinstall join`) the joining one: the registration address, the
+/// token's file (never the token), this host's address, and for a server
+/// the flags every server shares as the cluster has them.
+pub fn render_for(context: &Context) -> Result<String, StepError> {
+    let Some(join) = &context.join else {
+        let mut text = render(&context.config);
+        if has_etcd(context) {
+            text.push_str("# The datastore is embedded etcd (`stackinstall ha enable`).\ncluster-init: true\n");
+        }
+        return Ok(text);
+    };
+    let cluster = &context.config.cluster;
+    let mut text = format!(
+        "# Written by `stackinstall join` (a {} of {}); K3s reads it at every start.\nserver: \"{}\"\ntoken-file: \"{}\"\nnode-ip: \"{}\"\n",
+        join.role.word(),
+        join.server,
+        join.server,
+        crate::join::TOKEN_FILE,
+        context.host_ip()?
+    );
+    text.push_str("node-label:\n");
+    for label in crate::join::NODE_LABELS {
+        text.push_str(&format!("  - \"{label}\"\n"));
+    }
+    if join.role == crate::join::Role::Agent {
+        return Ok(text);
+    }
+    let flags = &join.flags;
+    text.push_str(&format!(
+        "cluster-cidr: \"{}\"\nservice-cidr: \"{}\"\ncluster-dns: \"{}\"\nhttps-listen-port: {}\n",
+        flags.cluster_cidr, flags.service_cidr, flags.cluster_dns, cluster.api_port
+    ));
+    let sans: Vec<&String> = (cluster.tls_san.iter())
+        .chain(cluster.server_address.as_ref())
+        .collect();
+    if !sans.is_empty() {
+        text.push_str("tls-san:\n");
+        for name in sans {
+            text.push_str(&format!("  - \"{name}\"\n"));
+        }
+    }
+    text.push_str("disable:\n");
+    for component in &flags.disable {
+        text.push_str(&format!("  - {component}\n"));
+    }
+    if flags.secrets_encryption {
+        text.push_str("secrets-encryption: true\n");
+    }
+    text.push_str(&format!(
+        "write-kubeconfig-mode: \"{:04o}\"\n",
+        super::kubeconfig::MODE
+    ));
+    Ok(text)
+}
+
+/// Whether K3s keeps (or is to keep, `ha enable`) its data in embedded
+/// etcd rather than SQLite.
+pub fn has_etcd(context: &Context) -> bool {
+    context.cluster_init || host::fs::exists(&context.host.path(host::backup::K3S_ETCD))
+}
+
+/// The flags every server shares, as the K3s of this host runs with them
+/// (its file, and K3s's defaults for what it does not set): what a joining
+/// server must use.
+pub fn cluster_flags(context: &Context) -> Result<crate::join::ClusterFlags, StepError> {
+    let text = host::fs::read_optional(&context.host.path(PATH))?.unwrap_or_default();
+    let file: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap_or_default();
+    let text_of = |key: &str, default: &str| {
+        (file.get(key).and_then(serde_yaml_ng::Value::as_str))
+            .unwrap_or(default)
+            .to_string()
+    };
+    let mut disable: Vec<String> = (file.get("disable").and_then(|d| d.as_sequence()))
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    disable.sort();
+    Ok(crate::join::ClusterFlags {
+        cluster_cidr: text_of("cluster-cidr", K3S_DEFAULTS[0].1),
+        service_cidr: text_of("service-cidr", K3S_DEFAULTS[1].1),
+        cluster_dns: text_of("cluster-dns", "10.43.0.10"),
+        disable,
+        secrets_encryption: (file.get("secrets-encryption"))
+            .and_then(serde_yaml_ng::Value::as_bool)
+            .unwrap_or(false),
+    })
+}
+
 /// The write of the file, when it differs from the profile's (0644: it
 /// holds no secret, and a plan without root reads it).
 pub fn action(context: &Context) -> Result<Option<Action>, StepError> {
-    let text = render(&context.config);
+    let text = render_for(context)?;
     let path = context.host.path(PATH);
     if host::fs::read_optional(&path)?.as_deref() == Some(text.as_str()) {
         return Ok(None);

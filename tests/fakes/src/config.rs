@@ -60,6 +60,14 @@ pub struct Config {
     /// How many listings of pods see none yet (pods that come up after a
     /// while).
     pub pods_hidden_listings: u32,
+    /// The directory of a cluster several worlds (hosts) share: its
+    /// objects, tokens and datastore (`programs::members`). `None`: the
+    /// world's own state directory, a cluster of one host.
+    pub cluster_state: Option<PathBuf>,
+    /// This host's node name (its hostname, as K3s registers it).
+    pub node_name: String,
+    /// This host's address, as its Node's InternalIP.
+    pub node_address: String,
 }
 
 impl Default for Config {
@@ -79,6 +87,9 @@ impl Default for Config {
             iptables_chains: vec![":INPUT ACCEPT [0:0]".into()],
             kubernetes_minor: 29,
             pods_hidden_listings: 0,
+            cluster_state: None,
+            node_name: "node1".into(),
+            node_address: "192.0.2.10".into(),
         }
     }
 }

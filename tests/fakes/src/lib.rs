@@ -277,9 +277,19 @@ fn hang(fake: &Fake) -> ! {
     std::process::exit(1)
 }
 
+/// The world's state lock, and the shared cluster's when there is one.
+pub type StateLock = (std::fs::File, Option<std::fs::File>);
+
 /// Holds the world's state lock: one fake call changes the state at a time.
-pub fn lock_state(fake: &Fake) -> Option<std::fs::File> {
+pub fn lock_state(fake: &Fake) -> Option<StateLock> {
     let file = std::fs::File::create(fake.record.join("state.lock")).ok()?;
     file.lock().ok()?;
-    Some(file)
+    // Worlds sharing a cluster change it one call at a time too.
+    let shared = fake.config.cluster_state.as_ref().and_then(|dir| {
+        let _ = std::fs::create_dir_all(dir);
+        let file = std::fs::File::create(dir.join("cluster.lock")).ok()?;
+        file.lock().ok()?;
+        Some(file)
+    });
+    Some((file, shared))
 }

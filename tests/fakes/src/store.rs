@@ -82,6 +82,15 @@ pub const RESOURCES: &[Resource] = &[
         "networking.istio.io",
         true,
     ),
+    resource("Lease", "leases", &[], "coordination.k8s.io", true),
+    resource("Role", "roles", &[], "rbac.authorization.k8s.io", true),
+    resource(
+        "RoleBinding",
+        "rolebindings",
+        &[],
+        "rbac.authorization.k8s.io",
+        true,
+    ),
     resource(
         "PeerAuthentication",
         "peerauthentications",

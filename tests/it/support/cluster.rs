@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -20,6 +20,17 @@ pub struct Releases {
     requests: Arc<Mutex<Vec<String>>>,
     /// Serve bodies in small paced pieces, as a slow network would.
     slow: Arc<AtomicBool>,
+    /// How far the server's clock (its `Date`) is off the test's.
+    clock_offset_seconds: Arc<AtomicI64>,
+}
+
+/// An HTTP date (RFC 9110 `IMF-fixdate`), `offset` seconds from now.
+fn http_date(offset: i64) -> String {
+    let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(offset);
+    let format = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    at.format(format).unwrap()
 }
 
 impl Releases {
@@ -47,8 +58,9 @@ impl Releases {
                 let mut stream = &stream;
                 let head = match &body {
                     Some(body) => format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nDate: {}\r\nConnection: close\r\n\r\n",
+                        body.len(),
+                        http_date(this.clock_offset_seconds.load(Ordering::SeqCst))
                     ),
                     None => {
                         "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -68,6 +80,11 @@ impl Releases {
             }
         });
         base
+    }
+
+    /// Sets how far the server's clock is off (its `Date` header).
+    pub fn set_clock_offset(&self, seconds: i64) {
+        self.clock_offset_seconds.store(seconds, Ordering::SeqCst);
     }
 
     pub fn put(&self, path: &str, bytes: Vec<u8>) {

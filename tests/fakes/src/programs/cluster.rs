@@ -13,7 +13,8 @@
 //! - the application's pods (`state/pods.json`, what its Deployments
 //!   would run, in whatever namespace is asked) are Pending, unschedulable,
 //!   while a PVC they mount is not Bound, as the scheduler leaves them;
-//! - without Node objects, there is one Ready node `node1`.
+//! - without Node objects, there is one Ready node `node1`; a Node a K3s
+//!   registered is Ready while its host's K3s runs (`members.rs`).
 //!
 //! The API answers while K3s's unit is active.
 
@@ -48,7 +49,7 @@ impl<'a> Cluster<'a> {
     pub fn new(fake: &'a Fake) -> Self {
         Self {
             fake,
-            store: Store::new(&fake.state),
+            store: Store::new(&super::members::cluster_dir(fake)),
         }
     }
 
@@ -66,6 +67,10 @@ impl<'a> Cluster<'a> {
             "Job" => stored.into_iter().map(|job| self.job_run(job).0).collect(),
             "Pod" => self.pods(stored, namespace),
             "Node" if stored.is_empty() => vec![node()],
+            "Node" => stored
+                .into_iter()
+                .map(super::members::with_readiness)
+                .collect(),
             _ => stored,
         }
     }

@@ -249,7 +249,7 @@ impl Helm<'_> {
         }
     }
 
-    fn upgrade(&self, release: &str, chart: &str, lock: Option<std::fs::File>) -> Reply {
+    fn upgrade(&self, release: &str, chart: &str, lock: Option<crate::StateLock>) -> Reply {
         let pending = |history: &Option<Vec<Value>>| {
             (history.as_ref().and_then(|h| h.last()))
                 .is_some_and(|last| last["status"].as_str().unwrap_or("").starts_with("pending"))

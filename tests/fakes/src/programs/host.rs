@@ -58,9 +58,15 @@ pub fn exportfs(fake: &Fake) -> Reply {
     Reply::out(std::fs::read_to_string(&etab).unwrap_or_default())
 }
 
-/// The server token the fake K3s writes (one value: the worlds' files
-/// are compared with each other).
-pub const K3S_TOKEN: &str = "K10f4c3e1b2a5d6978877665544332211ffeeddccbbaa99887766554433221100::server:5e3c7a1d9b2f4e6a8c0d1f3b5a7e9c2d";
+/// Whether the install script makes an agent: `INSTALL_K3S_EXEC` starts
+/// with `agent`, or `K3S_URL` is set without `server` (install.sh
+/// `setup_env`: `CMD_K3S`), whose unit is `k3s-agent` and whose uninstall
+/// script is `k3s-agent-uninstall.sh`.
+fn installs_agent(fake: &Fake) -> bool {
+    let exec = fake.env.get("INSTALL_K3S_EXEC").map_or("", String::as_str);
+    exec.split_whitespace().next() == Some("agent")
+        || (fake.env.contains_key("K3S_URL") && !exec.starts_with("server"))
+}
 
 /// K3s's install script, run with `INSTALL_K3S_SKIP_DOWNLOAD=true`: makes
 /// and starts the `k3s` unit, writes `k3s-uninstall.sh`, and K3s starts
@@ -78,24 +84,41 @@ pub fn k3s_install(fake: &Fake) -> Reply {
     let starts = fake.state.join("k3s-starts");
     let before = std::fs::read_to_string(&starts).unwrap_or_default();
     std::fs::write(&starts, before + line).unwrap();
+    let agent = installs_agent(fake);
+    if let Some(version) = fake.env.get("INSTALL_K3S_VERSION") {
+        std::fs::write(fake.state.join("k3s-version"), version).unwrap();
+    }
+    let unit = if agent { "k3s-agent" } else { "k3s" };
+    std::fs::write(fake.state.join("k3s-unit"), unit).unwrap();
     if let Err(error) = k3s_starts(fake) {
-        return Reply::fail(1, format!("[ERROR]  k3s: {error}\n"));
+        return Reply::fail(
+            1,
+            format!("[ERROR]  Job for {unit}.service failed: k3s: {error}\n"),
+        );
     }
     Units::load(fake).set(
         fake,
-        "k3s",
+        unit,
         Unit {
             enabled: true,
             active: true,
         },
     );
+    let script = fake.host_path(&format!("/usr/local/bin/{unit}-uninstall.sh"));
+    std::fs::create_dir_all(script.parent().unwrap()).unwrap();
+    std::fs::write(&script, "#!/bin/sh\nexec k3s-uninstall \"$@\"\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if agent {
+        return Reply::out("[INFO]  systemd: Starting k3s-agent\n");
+    }
     // The server writes its token and, without `--cluster-init`, kine's
     // SQLite datastore (k3s-io/k3s `pkg/cluster/bootstrap.go`,
     // `pkg/cluster/managed.go`): a restart keeps both.
     let server = fake.host_path("/var/lib/rancher/k3s/server");
     std::fs::create_dir_all(server.join("db")).unwrap();
     if !server.join("token").exists() {
-        std::fs::write(server.join("token"), format!("{K3S_TOKEN}\n")).unwrap();
+        let token = super::members::server_token();
+        std::fs::write(server.join("token"), format!("{token}\n")).unwrap();
         std::fs::set_permissions(server.join("token"), std::fs::Permissions::from_mode(0o600))
             .unwrap();
     }
@@ -111,24 +134,31 @@ pub fn k3s_install(fake: &Fake) -> Reply {
     for dir in [server.clone(), server.join("db")] {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     }
-    let script = fake.host_path("/usr/local/bin/k3s-uninstall.sh");
-    std::fs::create_dir_all(script.parent().unwrap()).unwrap();
-    std::fs::write(&script, "#!/bin/sh\nexec k3s-uninstall \"$@\"\n").unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     Reply::out("[INFO]  systemd: Starting k3s\n")
 }
 
 /// The server flags a K3s configuration file may set here (docs.k3s.io
 /// "Configuration File": a key is a `k3s server` flag without `--`; K3s
 /// refuses one it does not define, as its CLI refuses the flag).
-const K3S_CONFIG_KEYS: [&str; 6] = [
+const K3S_CONFIG_KEYS: [&str; 14] = [
+    "node-label",
     "cluster-cidr",
     "service-cidr",
     "https-listen-port",
     "tls-san",
     "disable",
     "write-kubeconfig-mode",
+    "cluster-init",
+    "cluster-dns",
+    "secrets-encryption",
+    "server",
+    "token-file",
+    "node-ip",
+    "node-name",
 ];
+
+/// The keys `k3s agent` defines of those (an agent refuses the server's).
+const K3S_AGENT_KEYS: [&str; 5] = ["server", "token-file", "node-ip", "node-name", "node-label"];
 
 /// K3s starting (its install script, or `systemctl start`/`restart k3s`):
 /// it reads `/etc/rancher/k3s/config.yaml` (the flags in `INSTALL_K3S_EXEC`
@@ -144,13 +174,27 @@ pub fn k3s_starts(fake: &Fake) -> Result<(), String> {
         true => serde_yaml_ng::Value::Null,
         false => serde_yaml_ng::from_str(&text).map_err(|e| format!("config.yaml: {e}"))?,
     };
+    let agent =
+        std::fs::read_to_string(fake.state.join("k3s-unit")).is_ok_and(|u| u == "k3s-agent");
+    let keys: &[&str] = if agent {
+        &K3S_AGENT_KEYS
+    } else {
+        &K3S_CONFIG_KEYS
+    };
     if let Some(map) = config.as_mapping() {
         for key in map.keys() {
             let key = key.as_str().unwrap_or_default();
-            if !K3S_CONFIG_KEYS.contains(&key) {
+            if !keys.contains(&key) {
                 return Err(format!("flag provided but not defined: -{key}"));
             }
         }
+    }
+    let version = std::fs::read_to_string(fake.state.join("k3s-version"))
+        .unwrap_or_else(|_| "v1.29.0+k3s1".into());
+    super::members::start(fake, &config, agent, &version)?;
+    if agent {
+        std::fs::write(fake.state.join("k3s-config"), text).unwrap();
+        return Ok(());
     }
     let exec = (fake.env.get("INSTALL_K3S_EXEC")).map_or("", String::as_str);
     let words: Vec<&str> = exec.split_whitespace().collect();
@@ -184,6 +228,9 @@ pub fn k3s_starts(fake: &Fake) -> Result<(), String> {
 /// `/etc/rancher/k3s` and itself.
 pub fn k3s_uninstall(fake: &Fake) -> Reply {
     Units::load(fake).remove(fake, "k3s");
+    Units::load(fake).remove(fake, "k3s-agent");
+    let _ = std::fs::remove_file(fake.host_path("/usr/local/bin/k3s-agent-uninstall.sh"));
+    let _ = std::fs::remove_dir_all(fake.host_path("/var/lib/rancher/k3s/agent"));
     let _ = std::fs::remove_dir_all(fake.host_path("/etc/rancher/k3s"));
     let _ = std::fs::remove_dir_all(fake.host_path("/var/lib/rancher/k3s"));
     let _ = std::fs::remove_file(fake.host_path("/usr/local/bin/k3s-uninstall.sh"));
@@ -258,6 +305,8 @@ pub fn k3s(fake: &Fake) -> Reply {
             &["--cluster-reset-restore-path"],
             &["--token-file"],
             &["-t", "--token"],
+            &["--ttl"],
+            &["--description"],
         ],
         switches: &[&["--cluster-reset"]],
     };
@@ -276,6 +325,18 @@ pub fn k3s(fake: &Fake) -> Reply {
     let words: Vec<&str> = parsed.positional.iter().map(String::as_str).collect();
     let etcd = fake.host_path(ETCD_DATA);
     match words.as_slice() {
+        ["token", "create"] => {
+            if !Units::load(fake).active(fake, "k3s") {
+                return Reply::fail(
+                    1,
+                    "level=fatal msg=\"failed to get token: Get \\\"https://127.0.0.1:6443/...\\\": connection refused\"\n",
+                );
+            }
+            match super::members::create_token(fake, parsed.value("--ttl")) {
+                Ok(token) => Reply::out(format!("{token}\n")),
+                Err(error) => Reply::fail(1, format!("level=fatal msg=\"{error}\"\n")),
+            }
+        }
         ["etcd-snapshot", "save"] => {
             let Ok(data) = std::fs::read(&etcd) else {
                 return Reply::fail(

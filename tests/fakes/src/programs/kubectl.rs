@@ -37,7 +37,8 @@ const GLOBAL_VALUES: &[&[&str]] = &[
 ];
 
 const VERBS: &[&str] = &[
-    "get", "apply", "delete", "logs", "describe", "rollout", "wait", "version",
+    "get", "apply", "delete", "logs", "describe", "rollout", "wait", "version", "cordon", "drain",
+    "create",
 ];
 
 pub fn run(fake: &Fake) -> Reply {
@@ -88,6 +89,16 @@ pub fn run(fake: &Fake) -> Reply {
             vec![&["-A", "--all-namespaces"]],
         ),
         "rollout" => (vec![&["--timeout"]], vec![&["-w", "--watch"]]),
+        "cordon" => (vec![], vec![]),
+        "create" => (vec![&["-f", "--filename"], &["--duration"]], vec![]),
+        "drain" => (
+            vec![&["--timeout"], &["--grace-period"]],
+            vec![
+                &["--ignore-daemonsets"],
+                &["--delete-emptydir-data"],
+                &["--force"],
+            ],
+        ),
         "wait" => (vec![&["--for"], &["--timeout"]], vec![&["--all"]]),
         _ => (vec![&["-o", "--output"]], vec![&["--client"]]),
     };
@@ -110,8 +121,13 @@ pub fn run(fake: &Fake) -> Reply {
     if verb == "version" {
         return version(fake, &cluster, &parsed);
     }
-    if !cluster.up() {
-        return Reply::fail(1, format!("{}{REFUSED}", discovery_warnings()));
+    match super::members::remote_access(fake) {
+        Some(Err(refused)) => return Reply::fail(1, refused),
+        Some(Ok(())) => {}
+        None if !cluster.up() => {
+            return Reply::fail(1, format!("{}{REFUSED}", discovery_warnings()));
+        }
+        None => {}
     }
     let namespace = parsed.value("-n").unwrap_or("default");
     match verb.as_str() {
@@ -121,6 +137,8 @@ pub fn run(fake: &Fake) -> Reply {
         "logs" => logs(&cluster, &parsed, &words, namespace),
         "describe" => describe(fake, &cluster, &words, namespace),
         "rollout" => rollout(&cluster, &words, namespace),
+        "cordon" | "drain" => cordon(&cluster, verb, &words),
+        "create" => create(fake, &cluster, &parsed, &words, namespace),
         _ => wait(&cluster, &parsed, &words, namespace),
     }
 }
@@ -438,6 +456,15 @@ fn delete(cluster: &Cluster, parsed: &Parsed, words: &[&str], namespace: &str) -
     let mut reply = Reply::ok();
     for (resource, name) in objects {
         let scope = scope(resource, namespace);
+        if resource.kind == "Node"
+            && let Err(error) = super::members::may_delete(&cluster.store, &name)
+        {
+            reply.stderr.push_str(&format!(
+                "Error from server (InternalError): nodes \"{name}\": {error}\n"
+            ));
+            reply.code = 1;
+            continue;
+        }
         if cluster.store.delete(resource, scope, &name) {
             if resource.kind == "Namespace" {
                 cluster.store.delete_namespaced(&name);
@@ -634,4 +661,95 @@ fn version(fake: &Fake, cluster: &Cluster, parsed: &Parsed) -> Reply {
         ),
         false => format!("Client Version: v1.29.0+k3s1\nServer Version: v1.{minor}.0+k3s1\n"),
     })
+}
+
+/// `kubectl cordon NODE` (marks it unschedulable) and `kubectl drain NODE`
+/// (cordons it, then evicts its pods: the fake's pods run on no node, so
+/// there is nothing to evict; `pkg/drain`), refused for a node that is
+/// not there.
+fn cordon(cluster: &Cluster, verb: &str, words: &[&str]) -> Reply {
+    let [name] = words else {
+        return Reply::fail(1, format!("error: USAGE: {verb} NODE [flags]\n"));
+    };
+    let nodes = Resource::of_kind("Node").unwrap();
+    let Some(mut node) = cluster.store.get(nodes, None, name) else {
+        return Reply::fail(1, not_found(nodes, name));
+    };
+    let already = node["spec"]["unschedulable"] == true;
+    node["spec"]["unschedulable"] = json!(true);
+    if let Err(error) = cluster.store.put(&node) {
+        return Reply::fail(1, format!("error: {error}\n"));
+    }
+    let mut text = match already {
+        true => format!("node/{name} already cordoned\n"),
+        false => format!("node/{name} cordoned\n"),
+    };
+    if verb == "drain" {
+        text.push_str(&format!("node/{name} drained\n"));
+    }
+    Reply::out(text)
+}
+
+/// `kubectl create -f -` (one object from stdin, refused when it exists:
+/// `AlreadyExists`, the API's answer to a create, which makes a create a
+/// lock) and `kubectl create token SA [--duration D]` (a ServiceAccount
+/// token, `kubectl create token`, Kubernetes 1.24+'s TokenRequest).
+fn create(
+    fake: &Fake,
+    cluster: &Cluster,
+    parsed: &Parsed,
+    words: &[&str],
+    namespace: &str,
+) -> Reply {
+    if let ["token", account] = words {
+        if cluster
+            .store
+            .get(
+                Resource::of_kind("ServiceAccount").unwrap(),
+                Some(namespace),
+                account,
+            )
+            .is_none()
+        {
+            return Reply::fail(
+                1,
+                format!("error: failed to create token: serviceaccounts \"{account}\" not found\n"),
+            );
+        }
+        let token = super::members::issue_account_token(fake, namespace, account);
+        return Reply::out(format!("{token}\n"));
+    }
+    if parsed.value("-f") != Some("-") {
+        return Reply::fail(1, "error: this fake creates from stdin only (-f -)\n");
+    }
+    let object: Value = match serde_yaml_ng::from_str(&fake.stdin_text()) {
+        Ok(object) => object,
+        Err(error) => return Reply::fail(1, format!("error: error parsing STDIN: {error}\n")),
+    };
+    let kind = object["kind"].as_str().unwrap_or("");
+    let Some(resource) = Resource::of_kind(kind) else {
+        return Reply::fail(1, format!("error: no matches for kind \"{kind}\"\n"));
+    };
+    let mut object = object;
+    if resource.namespaced && object["metadata"]["namespace"].is_null() {
+        object["metadata"]["namespace"] = json!(namespace);
+    }
+    let name = name_of(&object).to_string();
+    if cluster
+        .store
+        .get(resource, object["metadata"]["namespace"].as_str(), &name)
+        .is_some()
+    {
+        return Reply::fail(
+            1,
+            format!(
+                "Error from server (AlreadyExists): error when creating \"STDIN\": {} \"{name}\" already exists\n",
+                resource.plural_qualified()
+            ),
+        );
+    }
+    if let Err(error) = cluster.store.put(&object) {
+        return Reply::fail(1, format!("error: {error}\n"));
+    }
+    Reply::out(format!("{}/{name} created\n", resource.qualified()))
 }

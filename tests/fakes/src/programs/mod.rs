@@ -6,6 +6,7 @@ pub mod host;
 pub mod istioctl;
 pub mod jsonpath;
 pub mod kubectl;
+pub mod members;
 pub mod packages;
 pub mod rabbitmq;
 pub mod systemctl;

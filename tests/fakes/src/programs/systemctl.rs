@@ -3,8 +3,8 @@
 //!
 //! A unit is there when the state knows it, when its unit file is in the
 //! world's `/etc/systemd/system/`, or, in a world whose servers run
-//! (`units_present`), when a package would bring it: not `k3s`, which only
-//! K3s's install script makes, nor stackinstall's own units, nor a mount
+//! (`units_present`), when a package would bring it: not `k3s` or
+//! `k3s-agent`, which only K3s's install script makes, nor stackinstall's own units, nor a mount
 //! unit. K3s's unit being active is what makes the fake cluster answer.
 //! Starting or restarting `k3s` is K3s starting (`host::k3s_starts`: it
 //! reads its configuration file and writes its kubeconfig again).
@@ -102,6 +102,7 @@ impl Units {
         // A mount unit comes from an administrator's file (or fstab), never
         // a package.
         let packaged = name != "k3s.service"
+            && name != "k3s-agent.service"
             && !name.starts_with("stackinstall-")
             && !name.ends_with(".mount");
         (fake.config.units_present && packaged).then_some(Unit {
@@ -404,7 +405,7 @@ pub fn run(fake: &Fake) -> Reply {
                 {
                     return refused;
                 }
-                if unit_name(name) == "k3s.service"
+                if ["k3s.service", "k3s-agent.service"].contains(&unit_name(name).as_str())
                     && verb != "stop"
                     && let Err(error) = super::host::k3s_starts(fake)
                 {

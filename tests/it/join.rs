@@ -1,0 +1,771 @@
+//! More hosts in one cluster: several worlds (each its own `--root`, units
+//! and packages) sharing one fake cluster (`Config::cluster_state`: its
+//! nodes, tokens, datastore and etcd members; `tests/fakes/src/programs/
+//! members.rs`). The first host installs K3s; `join-command` there writes
+//! the join file; `join` on another world reads it. The registration
+//! address is the first host's release server on 127.0.0.1, which serves
+//! the cluster's CA at `/cacerts` and its clock in `Date`, as a K3s server
+//! does.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use stackinstall_fakes::programs::members;
+
+use crate::support::cluster::{Releases, cluster_world};
+use crate::support::output::{stderr, stdout};
+use crate::support::world::{DOMAIN, World};
+
+/// The first host's address, and the workers'.
+const FIRST: &str = "192.0.2.10";
+
+/// A host of the shared cluster `cluster`: a cluster world with K3s's
+/// fakes, the `k3s` program, apt and dpkg, named `name` at `address`.
+fn host(cluster: &Path, name: &str, address: &str) -> (World, Releases) {
+    let (mut world, releases) = cluster_world();
+    world.fakes(&["k3s", "dpkg-query", "apt-get"]);
+    world.configure(|config| {
+        config.cluster_state = Some(cluster.to_path_buf());
+        config.node_name = name.into();
+        config.node_address = address.into();
+    });
+    world.write("/etc/hostname", &format!("{name}\n"));
+    world.set_env("STACKINSTALL_CLUSTER__HOST_IP", address);
+    world.set_env("STACKINSTALL_ONLY", "k3s");
+    (world, releases)
+}
+
+/// The first host, K3s installed, its export serving `clients`; the
+/// registration URL its release server answers at (with `/cacerts`).
+struct Cluster {
+    dir: tempfile::TempDir,
+    first: World,
+    url: String,
+    releases: Releases,
+}
+
+impl Cluster {
+    fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+}
+
+fn first_host(clients: &[&str], cluster_init: bool) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, releases) = host(dir.path(), "first", FIRST);
+    first.install(&[]).success();
+    if cluster_init {
+        first.command().args(["ha", "enable"]).assert().success();
+    }
+    let line: Vec<String> = clients
+        .iter()
+        .map(|client| format!("{client}(rw,sync,no_subtree_check,no_root_squash)"))
+        .collect();
+    first.write(
+        "/etc/exports",
+        &format!("/data/stackbill {}\n", line.join(" ")),
+    );
+    releases.put("/cacerts", members::CA_PEM.as_bytes().to_vec());
+    let url = releases.serve();
+    Cluster {
+        dir,
+        first,
+        url,
+        releases,
+    }
+}
+
+/// `join-command --role ROLE` on the first host; the join file's path.
+fn join_command(cluster: &Cluster, role: &str) -> (PathBuf, String) {
+    let assert = cluster
+        .first
+        .command()
+        .args(["join-command", "--role", role])
+        .assert()
+        .success();
+    let path = cluster
+        .first
+        .path(&format!("/etc/stackinstall/join-{role}.toml"));
+    (path, stdout(&assert) + &stderr(&assert))
+}
+
+fn join(node: &World, cluster: &Cluster, role: &str, file: &Path) -> assert_cmd::assert::Assert {
+    node.command()
+        .args([
+            "join",
+            "--server",
+            &cluster.url,
+            "--role",
+            role,
+            "--token-file",
+        ])
+        .arg(file)
+        .assert()
+}
+
+fn node_object(cluster: &Cluster, name: &str) -> Option<serde_json::Value> {
+    let store = stackinstall_fakes::store::Store::new(&cluster.path());
+    let nodes = stackinstall_fakes::store::Resource::of_kind("Node").unwrap();
+    store.get(nodes, None, name)
+}
+
+fn token_of(file: &Path) -> String {
+    let text = std::fs::read_to_string(file).unwrap();
+    let table: toml::Table = toml::from_str(&text).unwrap();
+    table["token"].as_str().unwrap().to_string()
+}
+
+/// Every place a token must never be: each call's argv and environment,
+/// the logs and what the commands printed.
+fn assert_no_token(worlds: &[&World], token: &str, printed: &[String]) {
+    let secret = token.split("::").nth(1).unwrap();
+    for world in worlds {
+        for call in world.calls() {
+            assert!(
+                !call.line().contains(secret),
+                "token in argv: {}",
+                call.line()
+            );
+            for (name, value) in &call.env {
+                assert!(
+                    !value.contains(secret),
+                    "token in the environment ({name}) of `{}`",
+                    call.line()
+                );
+            }
+        }
+        assert!(!world.logs().contains(secret), "token in a log");
+    }
+    for text in printed {
+        assert!(!text.contains(secret), "token printed: {text}");
+    }
+}
+
+#[test]
+fn an_agent_joins_with_a_bootstrap_token_kept_off_every_command_line() {
+    let cluster = first_host(&[FIRST, "192.0.2.11"], false);
+    let (file, printed) = join_command(&cluster, "agent");
+    assert!(printed.contains("stackinstall join --server https://192.0.2.10:6443 --role agent --token-file /etc/stackinstall/join-agent.toml"), "{printed}");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let token = token_of(&file);
+    assert!(
+        token.contains('.'),
+        "an agent gets a bootstrap token, not the server token: {token}"
+    );
+    let (node, _node_releases) = host(&cluster.path(), "worker1", "192.0.2.11");
+    node.set_packages(&[]);
+    let assert = join(&node, &cluster, "agent", &file).success();
+    let output = stdout(&assert) + &stderr(&assert);
+    assert!(output.contains("joined"), "{output}");
+    // K3s as an agent, configured by its file with the token by file.
+    let config = node.read("/etc/rancher/k3s/config.yaml");
+    assert!(
+        config.contains(&format!("server: \"{}\"", cluster.url)),
+        "{config}"
+    );
+    assert!(
+        config.contains("token-file: \"/etc/stackinstall/k3s-join-token\""),
+        "{config}"
+    );
+    assert!(
+        !config.contains("cluster-cidr"),
+        "an agent takes no server flags: {config}"
+    );
+    let token_file = node.path("/etc/stackinstall/k3s-join-token");
+    assert_eq!(
+        std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(
+        node.packages().contains(&"nfs-common".to_string()),
+        "{:?}",
+        node.packages()
+    );
+    let starts = std::fs::read_to_string(node.state("k3s-starts")).unwrap();
+    assert_eq!(
+        starts, "provider in place\n",
+        "the provider is wired before K3s starts"
+    );
+    let worker = node_object(&cluster, "worker1").expect("the agent's Node");
+    assert_eq!(
+        worker["status"]["nodeInfo"]["kubeletVersion"],
+        "v1.29.0+k3s1"
+    );
+    // `nodes` on the first host lists both, Ready.
+    let listed = cluster.first.command().args(["nodes"]).assert().success();
+    let table = stdout(&listed);
+    let worker_line = table
+        .lines()
+        .find(|l| l.starts_with("worker1"))
+        .unwrap_or_default();
+    let columns: Vec<&str> = worker_line.split_whitespace().collect();
+    assert_eq!(
+        columns,
+        [
+            "worker1",
+            "agent",
+            "v1.29.0+k3s1",
+            "yes",
+            "no",
+            "yes",
+            "yes",
+            "192.0.2.11"
+        ],
+        "name, role, version, Ready, etcd, provider, NFS client, address:\n{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("first") && l.contains("server")),
+        "{table}"
+    );
+    // A second run converges: nothing left to do.
+    node.clear_calls();
+    join(&node, &cluster, "agent", &file).success();
+    assert!(
+        node.lines_of("k3s-install").is_empty(),
+        "the second join ran the install script again"
+    );
+    assert_no_token(&[&cluster.first, &node], &token, &[printed, output, table]);
+}
+
+#[test]
+fn a_node_whose_address_the_export_does_not_serve_is_refused_before_any_change() {
+    let cluster = first_host(&[FIRST], false);
+    let (file, _) = join_command(&cluster, "agent");
+    let (node, _releases) = host(&cluster.path(), "worker2", "192.0.2.12");
+    let assert = join(&node, &cluster, "agent", &file).code(2);
+    let error = stderr(&assert);
+    assert!(
+        error.contains("does not") || error.contains("serves 192.0.2.10 only"),
+        "{error}"
+    );
+    assert!(
+        error.contains("`[nfs] node_addresses`") && error.contains("install --redo nfs"),
+        "{error}"
+    );
+    assert!(!node.path("/etc/rancher/k3s/config.yaml").exists());
+    assert!(!node.path("/etc/stackinstall/k3s-join-token").exists());
+    assert!(node.lines_of("k3s-install").is_empty());
+}
+
+#[test]
+fn a_node_pinning_another_k3s_is_refused_as_version_skew() {
+    let cluster = first_host(&[FIRST, "192.0.2.11"], false);
+    let (file, _) = join_command(&cluster, "agent");
+    let (mut node, _releases) = host(&cluster.path(), "worker1", "192.0.2.11");
+    node.set_env("STACKINSTALL_VERSIONS__K3S", "v1.29.5+k3s1");
+    let error = stderr(&join(&node, &cluster, "agent", &file).code(2));
+    assert!(
+        error.contains("pins K3s v1.29.5+k3s1, the cluster runs v1.29.0+k3s1"),
+        "{error}"
+    );
+    assert!(node.lines_of("k3s-install").is_empty());
+}
+
+#[test]
+fn a_taken_node_name_and_a_clock_off_by_minutes_are_refused() {
+    let cluster = first_host(&[FIRST, "192.0.2.11"], false);
+    let (file, _) = join_command(&cluster, "agent");
+    let (node, _releases) = host(&cluster.path(), "first", "192.0.2.11");
+    let error = stderr(&join(&node, &cluster, "agent", &file).code(2));
+    assert!(
+        error.contains("already has a node named `first`"),
+        "{error}"
+    );
+    let (node, _releases) = host(&cluster.path(), "worker1", "192.0.2.11");
+    cluster.releases.set_clock_offset(300);
+    let error = stderr(&join(&node, &cluster, "agent", &file).code(2));
+    assert!(
+        error.contains("clock is 300 s off") || error.contains("s off the server's"),
+        "{error}"
+    );
+    assert!(node.lines_of("k3s-install").is_empty());
+}
+
+#[test]
+fn a_server_joins_an_etcd_cluster_with_its_flags_and_a_mismatch_is_refused() {
+    let cluster = first_host(&[FIRST, "192.0.2.21", "192.0.2.22"], true);
+    // SQLite clusters get no server join file; this one has etcd.
+    let (file, _) = join_command(&cluster, "server");
+    let token = token_of(&file);
+    assert!(
+        token.contains("::server:"),
+        "a server joins with the server token"
+    );
+    let (mut odd, _r) = host(&cluster.path(), "server2", "192.0.2.21");
+    odd.set_env("STACKINSTALL_CLUSTER__POD_CIDR", "10.50.0.0/16");
+    let error = stderr(&join(&odd, &cluster, "server", &file).code(2));
+    assert!(error.contains("`[cluster] pod_cidr` is 10.50.0.0/16 here, but the cluster's servers run with cluster-cidr 10.42.0.0/16"), "{error}");
+    assert!(odd.lines_of("k3s-install").is_empty());
+    let (server, _r2) = host(&cluster.path(), "server2", "192.0.2.21");
+    let output = stderr(&join(&server, &cluster, "server", &file).success());
+    let config = server.read("/etc/rancher/k3s/config.yaml");
+    assert!(
+        config.contains("cluster-cidr: \"10.42.0.0/16\"") && config.contains("  - traefik"),
+        "{config}"
+    );
+    let joined = node_object(&cluster, "server2").expect("the server's Node");
+    assert_eq!(
+        joined["metadata"]["labels"]["node-role.kubernetes.io/etcd"],
+        "true"
+    );
+    let table = stdout(&cluster.first.command().args(["nodes"]).assert().success());
+    assert!(
+        table.contains("warning: 2 etcd members"),
+        "two servers are flagged: {table}"
+    );
+    assert_no_token(&[&cluster.first, &server], &token, &[output, table]);
+}
+
+#[test]
+fn a_server_join_file_needs_etcd_first() {
+    let cluster = first_host(&[FIRST], false);
+    let assert = cluster
+        .first
+        .command()
+        .args(["join-command", "--role", "server"])
+        .assert()
+        .code(2);
+    assert!(
+        stderr(&assert).contains("stackinstall ha enable"),
+        "{}",
+        stderr(&assert)
+    );
+}
+
+#[test]
+fn removing_a_node_keeps_quorum_and_never_the_last_server() {
+    let cluster = first_host(&[FIRST, "192.0.2.21", "192.0.2.22", "192.0.2.11"], true);
+    let (file, _) = join_command(&cluster, "server");
+    let (two, _r2) = host(&cluster.path(), "server2", "192.0.2.21");
+    join(&two, &cluster, "server", &file).success();
+    let (three, _r3) = host(&cluster.path(), "server3", "192.0.2.22");
+    join(&three, &cluster, "server", &file).success();
+    // server3 down: removing server2 would leave 1 started member of 2.
+    three.stop_k3s();
+    let error = stderr(
+        &cluster
+            .first
+            .command()
+            .args(["nodes", "remove", "server2"])
+            .assert()
+            .code(2),
+    );
+    assert!(error.contains("no quorum"), "{error}");
+    assert!(node_object(&cluster, "server2").is_some());
+    // With all three up, server3 goes (its etcd member with its Node).
+    three.start_k3s();
+    cluster
+        .first
+        .command()
+        .args(["nodes", "remove", "server3"])
+        .assert()
+        .success();
+    assert!(node_object(&cluster, "server3").is_none());
+    cluster
+        .first
+        .command()
+        .args(["nodes", "remove", "server2"])
+        .assert()
+        .success();
+    let error = stderr(
+        &cluster
+            .first
+            .command()
+            .args(["nodes", "remove", "first"])
+            .assert()
+            .code(2),
+    );
+    assert!(error.contains("last server"), "{error}");
+    let _ = DOMAIN;
+}
+
+#[test]
+fn ha_enable_backs_up_then_moves_sqlite_to_etcd_and_servers_may_join() {
+    let cluster = first_host(&[FIRST, "192.0.2.21"], false);
+    let first = &cluster.first;
+    let assert = first.command().args(["ha", "enable"]).assert().success();
+    let output = stdout(&assert) + &stderr(&assert);
+    let config = first.read("/etc/rancher/k3s/config.yaml");
+    assert!(config.contains("cluster-init: true"), "{config}");
+    assert!(first.path("/var/lib/rancher/k3s/server/db/etcd").exists());
+    let backups: Vec<String> = std::fs::read_dir(first.path("/var/lib/stackinstall/backups"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        backups
+            .iter()
+            .any(|name| name.starts_with("backup-before-ha-enable-")),
+        "the backup before the move: {backups:?}\n{output}"
+    );
+    let node = node_object(&cluster, "first").unwrap();
+    assert_eq!(
+        node["metadata"]["labels"]["node-role.kubernetes.io/etcd"],
+        "true"
+    );
+    // Once is enough; an install afterwards keeps the file as it is.
+    let again = stdout(&first.command().args(["ha", "enable"]).assert().success());
+    assert!(
+        again.contains("already keeps its data in embedded etcd"),
+        "{again}"
+    );
+    first.clear_calls();
+    first.install(&[]).success();
+    assert!(
+        first
+            .lines_of("systemctl")
+            .iter()
+            .all(|l| !l.contains("restart k3s"))
+    );
+    let (file, _) = join_command(&cluster, "server");
+    let (server, _r) = host(&cluster.path(), "server2", "192.0.2.21");
+    join(&server, &cluster, "server", &file).success();
+}
+
+/// Three servers of one etcd cluster, each its own world.
+fn three_servers() -> (Cluster, World, World, Vec<Releases>) {
+    let cluster = first_host(&[FIRST, "192.0.2.21", "192.0.2.22"], true);
+    let (file, _) = join_command(&cluster, "server");
+    let (two, r2) = host(&cluster.path(), "server2", "192.0.2.21");
+    join(&two, &cluster, "server", &file).success();
+    let (three, r3) = host(&cluster.path(), "server3", "192.0.2.22");
+    join(&three, &cluster, "server", &file).success();
+    (cluster, two, three, vec![r2, r3])
+}
+
+#[test]
+fn a_server_leaves_with_quorum_and_is_refused_without() {
+    let (cluster, two, three, _releases) = three_servers();
+    three.stop_k3s();
+    let error = stderr(&two.command().args(["leave"]).assert().code(2));
+    assert!(error.contains("no quorum"), "{error}");
+    assert!(
+        two.path("/usr/local/bin/k3s-uninstall.sh").exists(),
+        "nothing changed"
+    );
+    three.start_k3s();
+    let output = stdout(&three.command().args(["leave"]).assert().success());
+    assert!(output.contains("left the cluster"), "{output}");
+    assert!(node_object(&cluster, "server3").is_none());
+    assert!(!three.path("/usr/local/bin/k3s-uninstall.sh").exists());
+    assert!(!three.path("/etc/stackinstall/k3s-join-token").exists());
+    // The first host is untouched: its K3s runs, its export is there.
+    assert!(cluster.first.k3s_running());
+    assert!(cluster.first.path("/etc/exports").exists());
+    let error = stderr(&cluster.first.command().args(["leave"]).assert().code(2));
+    assert!(error.contains("did not join a cluster"), "{error}");
+}
+
+#[test]
+fn an_agent_leaves_once_a_server_took_its_node_out() {
+    let cluster = first_host(&[FIRST, "192.0.2.11"], false);
+    let (file, _) = join_command(&cluster, "agent");
+    let (node, _r) = host(&cluster.path(), "worker1", "192.0.2.11");
+    join(&node, &cluster, "agent", &file).success();
+    let error = stderr(&node.command().args(["leave"]).assert().code(2));
+    assert!(error.contains("nodes remove worker1"), "{error}");
+    cluster
+        .first
+        .command()
+        .args(["nodes", "remove", "worker1"])
+        .assert()
+        .success();
+    assert!(node_object(&cluster, "worker1").is_none());
+    node.command().args(["leave", "--yes"]).assert().success();
+    assert!(!node.path("/usr/local/bin/k3s-agent-uninstall.sh").exists());
+    assert!(!node.path("/etc/rancher/k3s/config.yaml").exists());
+}
+
+/// The kill points a run of `args` in `world` reaches, in order.
+fn trace_of(world: &World, args: &[String]) -> Vec<String> {
+    let trace = world.dir.path().join("kill-trace");
+    let _ = std::fs::remove_file(&trace);
+    let assert = world
+        .command()
+        .args(args)
+        .env("STACKINSTALL_TEST_KILL_TRACE", &trace)
+        .assert();
+    assert!(assert.get_output().status.success(), "{}", stderr(&assert));
+    std::fs::read_to_string(&trace)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+fn killed_at(world: &World, args: &[String], point: &str) -> bool {
+    let output = world
+        .command()
+        .args(args)
+        .env("STACKINSTALL_TEST_KILL_AT", point)
+        .output()
+        .unwrap();
+    std::os::unix::process::ExitStatusExt::signal(&output.status) == Some(libc::SIGKILL)
+}
+
+#[test]
+fn a_join_killed_anywhere_converges_on_the_next_run() {
+    let cluster = first_host(&[FIRST, "192.0.2.11"], false);
+    let (file, _) = join_command(&cluster, "agent");
+    let args: Vec<String> = [
+        "join",
+        "--server",
+        &cluster.url,
+        "--role",
+        "agent",
+        "--token-file",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([file.display().to_string()])
+    .collect();
+    let (reference, _r) = host(&cluster.path(), "reference", "192.0.2.11");
+    let points = trace_of(&reference, &args);
+    assert!(points.len() >= 10, "{points:?}");
+    for (index, point) in points.iter().enumerate() {
+        let name = format!("killed{index}");
+        let (node, _r) = host(&cluster.path(), &name, "192.0.2.11");
+        assert!(killed_at(&node, &args, point), "not killed at {point}");
+        let again = node.command().args(&args).assert();
+        assert!(
+            again.get_output().status.success(),
+            "after {point}: {}",
+            stderr(&again)
+        );
+        let config = node.read("/etc/rancher/k3s/config.yaml");
+        assert!(config.contains("token-file"), "after {point}: {config}");
+        let worker =
+            node_object(&cluster, &name).unwrap_or_else(|| panic!("no node after {point}"));
+        assert_eq!(
+            worker["status"]["nodeInfo"]["kubeletVersion"],
+            "v1.29.0+k3s1"
+        );
+        node.clear_calls();
+        node.command().args(&args).assert().success();
+        assert!(
+            node.lines_of("k3s-install").is_empty(),
+            "a third run after {point} changed K3s"
+        );
+        assert!(
+            node.lines_of("apt-get").is_empty(),
+            "a third run after {point} ran apt"
+        );
+    }
+    crate::support::report(&format!(
+        "join: killed at each of its {} kill points, every re-run converged",
+        points.len()
+    ));
+}
+
+#[test]
+fn a_leave_killed_anywhere_converges_on_the_next_run() {
+    let (cluster, two, three, _releases) = three_servers();
+    let args = vec!["leave".to_string()];
+    let points = trace_of(&three, &args);
+    assert!(
+        points.iter().any(|p| p.contains("kubectl delete node")),
+        "{points:?}"
+    );
+    for point in &points {
+        // server3 back in the cluster, as before its leave.
+        let (file, _) = join_command(&cluster, "server");
+        let _ = std::fs::remove_dir_all(three.path("/var/lib/stackinstall"));
+        join(&three, &cluster, "server", &file).success();
+        assert!(killed_at(&three, &args, point), "not killed at {point}");
+        three.command().args(&args).assert().success();
+        assert!(node_object(&cluster, "server3").is_none(), "after {point}");
+        assert!(
+            !three.path("/usr/local/bin/k3s-uninstall.sh").exists(),
+            "after {point}"
+        );
+    }
+    assert!(node_object(&cluster, "server2").is_some() && two.k3s_running());
+    crate::support::report(&format!(
+        "leave: killed at each of its {} kill points, every re-run converged",
+        points.len()
+    ));
+}
+
+#[test]
+fn doctor_names_an_etcd_without_quorum_and_nodes_of_two_versions() {
+    let (cluster, two, three, _releases) = three_servers();
+    two.stop_k3s();
+    three.stop_k3s();
+    let assert = cluster
+        .first
+        .command()
+        .args(["doctor", "--checks", "cluster", "--output", "json"])
+        .assert();
+    let report = stdout(&assert);
+    assert!(report.contains("etcd-no-quorum"), "{report}");
+    assert!(report.contains("1 of 3 etcd members are Ready"), "{report}");
+    two.start_k3s();
+    three.start_k3s();
+    let store = stackinstall_fakes::store::Store::new(&cluster.path());
+    let mut node = node_object(&cluster, "server3").unwrap();
+    node["status"]["nodeInfo"]["kubeletVersion"] = serde_json::json!("v1.28.5+k3s1");
+    store.put(&node).unwrap();
+    let report = stdout(
+        &cluster
+            .first
+            .command()
+            .args(["doctor", "--checks", "cluster", "--output", "json"])
+            .assert(),
+    );
+    assert!(report.contains("node-version-skew"), "{report}");
+    assert!(!report.contains("etcd-no-quorum"), "{report}");
+}
+
+#[test]
+fn two_servers_joining_at_once_go_one_after_the_other() {
+    let cluster = first_host(&[FIRST, "192.0.2.21", "192.0.2.22"], true);
+    let (file, _) = join_command(&cluster, "server");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains("lock_token"),
+        "a server's join file can take the lock"
+    );
+    // Another server is joining: it holds the Lease.
+    let store = stackinstall_fakes::store::Store::new(&cluster.path());
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    store
+        .put(&serde_json::json!({
+            "kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
+            "metadata": { "name": "stackinstall-server-join", "namespace": "kube-system" },
+            "spec": { "holderIdentity": "server3", "leaseDurationSeconds": 900,
+                "acquireTime": now, "renewTime": now },
+        }))
+        .unwrap();
+    let (second, _r) = host(&cluster.path(), "server2", "192.0.2.21");
+    let mut child = second
+        .std_command()
+        .args([
+            "join",
+            "--server",
+            &cluster.url,
+            "--role",
+            "server",
+            "--token-file",
+        ])
+        .arg(&file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // It tries the lock, finds it held, and keeps waiting: three refused
+    // creates, and K3s's install script not run meanwhile.
+    let refused = || {
+        second
+            .calls()
+            .iter()
+            .filter(|call| {
+                call.program == "kubectl" && call.args.first().is_some_and(|a| a == "create")
+            })
+            .count()
+    };
+    let started = std::time::Instant::now();
+    while refused() < 3 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the second join ended while the lock was held"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(120),
+            "the join never tried the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        second.lines_of("k3s-install").is_empty(),
+        "joined while another server held the lock"
+    );
+    // The other server is done: it lets go; the second goes on.
+    let leases = stackinstall_fakes::store::Resource::of_kind("Lease").unwrap();
+    store.delete(leases, Some("kube-system"), "stackinstall-server-join");
+    assert!(child.wait().unwrap().success());
+    assert!(node_object(&cluster, "server2").is_some());
+    assert!(
+        store
+            .get(leases, Some("kube-system"), "stackinstall-server-join")
+            .is_none(),
+        "the lock is let go"
+    );
+    assert!(
+        !second
+            .path("/etc/stackinstall/join-lock.kubeconfig")
+            .exists(),
+        "the lock's token is removed"
+    );
+    let lock_token = toml::from_str::<toml::Table>(&text).unwrap()["lock_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for call in second.calls() {
+        assert!(!call.line().contains(&lock_token), "the lock token in argv");
+    }
+    assert!(
+        !second.logs().contains(&lock_token),
+        "the lock token in a log"
+    );
+}
+
+#[test]
+fn join_plan_shows_the_node_profile_and_changes_nothing() {
+    let cluster = first_host(&[FIRST, "192.0.2.11"], false);
+    let (file, _) = join_command(&cluster, "agent");
+    let token = token_of(&file);
+    let (node, _r) = host(&cluster.path(), "worker1", "192.0.2.11");
+    node.set_packages(&[]);
+    let assert = node
+        .command()
+        .args([
+            "join",
+            "--plan",
+            "--server",
+            &cluster.url,
+            "--role",
+            "agent",
+            "--token-file",
+        ])
+        .arg(&file)
+        .assert()
+        .success();
+    let plan = stdout(&assert);
+    assert!(plan.contains("INSTALL_K3S_EXEC='agent'"), "{plan}");
+    assert!(plan.contains("/etc/rancher/k3s/config.yaml"), "{plan}");
+    assert!(plan.contains("nfs-common"), "{plan}");
+    assert!(plan.contains("not on a joined node"), "{plan}");
+    assert!(!node.path("/etc/rancher/k3s/config.yaml").exists());
+    assert!(!node.path("/etc/stackinstall/k3s-join-token").exists());
+    assert!(node.lines_of("k3s-install").is_empty() && node.lines_of("apt-get").is_empty());
+    assert_no_token(&[&node], &token, &[plan, stderr(&assert)]);
+}
+
+#[test]
+fn a_host_replaced_under_another_name_at_the_same_address_is_told_to_remove_the_old_node() {
+    let cluster = first_host(&[FIRST, "192.0.2.21"], true);
+    let (file, _) = join_command(&cluster, "server");
+    let (old, _r) = host(&cluster.path(), "server2", "192.0.2.21");
+    join(&old, &cluster, "server", &file).success();
+    old.stop_k3s();
+    let (file, _) = join_command(&cluster, "server");
+    let (new, _r2) = host(&cluster.path(), "server2b", "192.0.2.21");
+    let error = stderr(&join(&new, &cluster, "server", &file).code(2));
+    assert!(
+        error.contains("still has node `server2` at this host's address"),
+        "{error}"
+    );
+    assert!(error.contains("nodes remove server2"), "{error}");
+    assert!(new.lines_of("k3s-install").is_empty());
+}
