@@ -22,7 +22,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
+use std::path::Path;
+
 use crate::error::StepError;
+use crate::host::{self, kube};
 use crate::secret::Secret;
 
 /// Where the node keeps the token K3s reads (`token-file` in its
@@ -289,6 +292,36 @@ pub fn lock_rbac() -> String {
     format!(
         "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {LOCK_ACCOUNT}\n  namespace: kube-system\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {LOCK_ACCOUNT}\n  namespace: kube-system\nrules:\n- apiGroups: [\"coordination.k8s.io\"]\n  resources: [\"leases\"]\n  verbs: [\"get\", \"create\", \"delete\"]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {LOCK_ACCOUNT}\n  namespace: kube-system\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: {LOCK_ACCOUNT}\nsubjects:\n- kind: ServiceAccount\n  name: {LOCK_ACCOUNT}\n  namespace: kube-system\n"
     )
+}
+
+/// The cluster's nodes, as the API lists them.
+pub fn nodes() -> Result<Vec<serde_json::Value>, StepError> {
+    let output = kube::kubectl(["get", "nodes", "-o", "json"])
+        .unlogged_stdout()
+        .run()?;
+    let list: serde_json::Value = serde_json::from_str(&output.stdout).map_err(|error| {
+        StepError::failed(
+            format!("`kubectl get nodes -o json` printed no list: {error}"),
+            "run `kubectl get nodes` to see what the API answers",
+        )
+    })?;
+    Ok(list["items"].as_array().cloned().unwrap_or_default())
+}
+
+/// The node name K3s registers: the host's name.
+pub fn node_name(host: &host::Host) -> String {
+    host::fs::read_optional(&host.path("/etc/hostname"))
+        .ok()
+        .flatten()
+        .map(|text| text.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .or_else(|| {
+            host::fs::read_optional(Path::new("/proc/sys/kernel/hostname"))
+                .ok()
+                .flatten()
+                .map(|text| text.trim().to_string())
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

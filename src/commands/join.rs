@@ -186,22 +186,8 @@ fn running_version(context: &Context) -> Result<String, StepError> {
     })
 }
 
-/// The cluster's nodes, as the API lists them.
-pub fn nodes() -> Result<Vec<serde_json::Value>, StepError> {
-    let output = kube::kubectl(["get", "nodes", "-o", "json"])
-        .unlogged_stdout()
-        .run()?;
-    let list: serde_json::Value = serde_json::from_str(&output.stdout).map_err(|error| {
-        StepError::failed(
-            format!("`kubectl get nodes -o json` printed no list: {error}"),
-            "run `kubectl get nodes` to see what the API answers",
-        )
-    })?;
-    Ok(list["items"].as_array().cloned().unwrap_or_default())
-}
-
 fn node_names() -> Result<Vec<String>, StepError> {
-    Ok(nodes()?
+    Ok(join::nodes()?
         .iter()
         .filter_map(|node| node["metadata"]["name"].as_str().map(str::to_string))
         .collect())
@@ -217,7 +203,7 @@ fn node_addresses() -> Result<std::collections::BTreeMap<String, String>, StepEr
 
 /// The servers (control plane nodes) of the cluster.
 pub fn server_count() -> Result<usize, StepError> {
-    Ok(nodes()?
+    Ok(join::nodes()?
         .iter()
         .filter(|node| {
             node["metadata"]["labels"]["node-role.kubernetes.io/control-plane"] == "true"
@@ -381,7 +367,7 @@ fn lock_kubectl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
 /// it, or takes over one its holder left expired (a join killed midway)
 /// or that this host held (its own earlier, killed run).
 fn take_lock(context: &Context) -> Result<(), StepError> {
-    let me = node_name(context);
+    let me = join::node_name(&context.host);
     let deadline = std::time::Instant::now() + Duration::from_secs(join::LOCK_SECONDS + 60);
     loop {
         let now = time::OffsetDateTime::now_utc();
@@ -554,7 +540,7 @@ fn check_flags(context: &Context, file: &JoinFile) -> Result<String, StepError> 
 
 /// This host's node name (its hostname, as K3s registers it) is free.
 fn check_node_name(context: &Context, file: &JoinFile) -> Result<String, StepError> {
-    let name = node_name(context);
+    let name = join::node_name(&context.host);
     let already = service::is_active(file.role.unit())?;
     if file.nodes.contains(&name) && !already {
         return Err(StepError::input(
@@ -576,22 +562,6 @@ fn check_node_name(context: &Context, file: &JoinFile) -> Result<String, StepErr
         ));
     }
     Ok(format!("node name `{name}` is free in the cluster"))
-}
-
-/// The node name K3s registers: the host's name.
-pub fn node_name(context: &Context) -> String {
-    host::fs::read_optional(&context.host.path("/etc/hostname"))
-        .ok()
-        .flatten()
-        .map(|text| text.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .or_else(|| {
-            host::fs::read_optional(Path::new("/proc/sys/kernel/hostname"))
-                .ok()
-                .flatten()
-                .map(|text| text.trim().to_string())
-        })
-        .unwrap_or_default()
 }
 
 /// The first host's NFS export serves this host's address.

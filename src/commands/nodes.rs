@@ -86,7 +86,7 @@ impl Node {
 
 /// The cluster's nodes.
 pub fn list() -> Result<Vec<Node>, StepError> {
-    Ok(super::join::nodes()?.iter().map(Node::of).collect())
+    Ok(crate::join::nodes()?.iter().map(Node::of).collect())
 }
 
 /// Runs `nodes`.
@@ -265,7 +265,7 @@ pub fn leave(root: &Path, args: LeaveArgs) -> Result<()> {
             }
         };
     }
-    let name = super::join::node_name(&context);
+    let name = crate::join::node_name(&context.host);
     let agent = context.host.path(UNINSTALL_SCRIPTS[0]).exists();
     if agent && !args.yes {
         return Err(StepError::input(
