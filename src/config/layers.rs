@@ -140,6 +140,7 @@ impl Layers {
         config.check_complete(&|key: &[&str]| self.setter_of(flags, key))?;
         super::validate::check(&config, &|key: &[&str]| self.source_of(flags, key))?;
         super::validate::check_squash(&config, &|key: &[&str]| self.source_of(flags, key))?;
+        super::validate::check_schedule(&config, &|key: &[&str]| self.source_of(flags, key))?;
         Ok(config)
     }
 

@@ -21,6 +21,7 @@ mod journeys;
 mod mongodb;
 mod provider;
 mod reliability;
+mod scheduled_backups;
 mod security;
 mod steps;
 mod terminal;
