@@ -356,3 +356,56 @@ fn a_helm_of_another_version_that_was_there_before_the_install_stays_refused() {
         "upgrade: a Helm v3.15.4 that was on the host before the install is refused, not replaced",
     );
 }
+
+/// A Ready node of the fake cluster at the K3s `version`.
+fn node(name: &str, server: bool, version: &str) -> serde_json::Value {
+    let labels = match server {
+        true => serde_json::json!({"node-role.kubernetes.io/control-plane": "true",
+            "node-role.kubernetes.io/master": "true"}),
+        false => serde_json::json!({}),
+    };
+    serde_json::json!({"kind": "Node", "apiVersion": "v1",
+        "metadata": {"name": name, "labels": labels},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                   "nodeInfo": {"kubeletVersion": version}}})
+}
+
+#[test]
+fn a_k3s_upgrade_is_refused_while_other_nodes_run_an_older_k3s_naming_servers_then_agents() {
+    let (world, _releases) = crate::support::cluster::cluster_world();
+    world.install(&["--yes"]).success();
+    let (old, new) = ("v1.29.0+k3s1", "v1.29.5+k3s1");
+    world.put_object(node("node1", true, old));
+    world.put_object(node("server-2", true, old));
+    world.put_object(node("agent-1", false, old));
+
+    let before = world.files(false);
+    let refused = with_versions(&world, &[("K3S", new)], &[]).code(2);
+    let said = stderr(&refused);
+    assert!(
+        said.contains("3 nodes of this cluster run an older K3s"),
+        "{said}"
+    );
+    assert!(
+        said.contains("the servers one at a time (node1, server-2), then the agents (agent-1)"),
+        "{said}"
+    );
+    assert_eq!(
+        world.files(false),
+        before,
+        "a refused upgrade changed files"
+    );
+
+    // The other nodes upgraded by hand in that order: this one may follow.
+    world.put_object(node("server-2", true, new));
+    world.put_object(node("agent-1", false, new));
+    let plan = with_versions(&world, &[("K3S", new)], &["--plan", "--output", "json"]).success();
+    let lines = plan_lines(&json(&plan), &["k3s"]).join("\n");
+    assert!(
+        lines.contains("upgrade K3s v1.29.0+k3s1 → v1.29.5+k3s1"),
+        "{lines}"
+    );
+    report(
+        "upgrade: a K3s upgrade refused while two other nodes ran the older K3s (servers one at a time, then agents, named); planned once they ran the new one",
+    );
+}
