@@ -40,6 +40,7 @@ const SYSTEMD_DIR: &str = "/etc/systemd/system";
 /// What the engine knows of the step.
 pub const INFO: StepInfo = StepInfo {
     rendered: Some(rendered),
+    preflight: Some(preflight),
     needs: &[StepId::Wait],
     ..StepInfo::new(StepId::Backups, "Schedule backups")
 };
@@ -210,6 +211,39 @@ fn removals(context: &Context) -> Result<Vec<Action>, StepError> {
     }
     actions.push(Action::run(service::daemon_reload()));
     Ok(actions)
+}
+
+/// Before anything changes, with a schedule: the key file the timer's
+/// backups are encrypted to is there and root's alone (a scheduled backup
+/// that cannot run would fail every night, unseen).
+fn preflight(context: &Context) -> Result<Option<Action>, StepError> {
+    let backup = &context.config.backup;
+    let (Some(schedule), Some(key_file)) = (&backup.schedule, &backup.key_file) else {
+        return Ok(None);
+    };
+    if !context.included.contains(&StepId::Backups) {
+        return Ok(None);
+    }
+    let hint = format!(
+        "make it with `age-keygen -o {key_file}` and `chmod 600 {key_file}` (root's), or unset `[backup] schedule`"
+    );
+    match host::fs::mode_of(&context.host.path(key_file)) {
+        None => Err(StepError::input(
+            format!(
+                "`[backup] key_file` `{key_file}` does not exist: the scheduled backups (`{schedule}`) could not be encrypted"
+            ),
+            hint,
+        )),
+        Some(mode) if mode & 0o077 != 0 => Err(StepError::input(
+            format!(
+                "`[backup] key_file` `{key_file}` is mode {mode:04o}: others may read the key of every backup (it must be 0600)"
+            ),
+            hint,
+        )),
+        Some(_) => Ok(Some(Action::check(format!(
+            "scheduled backups at `{schedule}` are encrypted to `{key_file}` (root's, mode 0600)"
+        )))),
+    }
 }
 
 /// The service and the timer, for review (`stackinstall render`).

@@ -5,8 +5,9 @@
 //! the service runs it) keeping the newest `keep` of its own archives and
 //! touching nothing else (a link planted under an archive's name is not
 //! followed nor counted); the schedule removed from the configuration, or
-//! an uninstall, taking the timer away; a schedule without a key file, or
-//! that is no calendar event, refused before anything changes.
+//! an uninstall, taking the timer away; a schedule without a key file (or
+//! with one that is missing), or that is no calendar event, refused before
+//! anything changes.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -53,6 +54,11 @@ fn a_schedule_installs_a_timer_whose_backups_keep_the_newest_and_nothing_else_is
             "STACKINSTALL_BACKUP__SCHEDULE",
             "every day at 2",
             "must be a systemd calendar event",
+        ),
+        (
+            "STACKINSTALL_BACKUP__KEY_FILE",
+            "/etc/stackinstall/no-such.key",
+            "`[backup] key_file` `/etc/stackinstall/no-such.key` does not exist",
         ),
     ] {
         let mut command = world.command();
@@ -219,6 +225,6 @@ fn a_schedule_installs_a_timer_whose_backups_keep_the_newest_and_nothing_else_is
     assert!(!timer_state(&world).1);
     assert!(backups.join(&new).exists(), "uninstall removed an archive");
     report(
-        "scheduled backups: a schedule without a key file and one that is no calendar event refused before any change; `Mon..Fri 02:30` keep 2 wrote the timer, service and 0600 config (re-run: nothing); the scheduled backup kept the newest 2 of its own archives, left a manual backup, a note and a planted link (and its target) alone, and decrypts; the schedule removed (and an uninstall) took the timer away, archives kept",
+        "scheduled backups: a schedule without a key file, with a missing one, and one that is no calendar event refused before any change; `Mon..Fri 02:30` keep 2 wrote the timer, service and 0600 config (re-run: nothing); the scheduled backup kept the newest 2 of its own archives, left a manual backup, a note and a planted link (and its target) alone, and decrypts; the schedule removed (and an uninstall) took the timer away, archives kept",
     );
 }
