@@ -33,6 +33,35 @@ pub const MANIFEST: &str = "manifest.toml";
 /// The archive format this stackinstall writes and reads.
 pub const FORMAT: u32 = 1;
 
+/// How a scheduled backup's file name starts: the only archives pruning
+/// (`[backup] keep`) ever removes, never one taken by hand or before an
+/// upgrade.
+pub const SCHEDULED_PREFIX: &str = "scheduled-backup-";
+/// How it ends: a scheduled backup is always encrypted to the key file.
+pub const SCHEDULED_SUFFIX: &str = ".tar.gz.age";
+
+/// The file name of a scheduled backup taken at `stamp`
+/// (`host::log::file_stamp`, `20261206T020000Z`: names sort by time).
+pub fn scheduled_name(stamp: &str) -> String {
+    format!("{SCHEDULED_PREFIX}{stamp}{SCHEDULED_SUFFIX}")
+}
+
+/// Whether `name` is exactly a name [`scheduled_name`] gives.
+pub fn is_scheduled_name(name: &str) -> bool {
+    let Some(stamp) =
+        (name.strip_prefix(SCHEDULED_PREFIX)).and_then(|rest| rest.strip_suffix(SCHEDULED_SUFFIX))
+    else {
+        return false;
+    };
+    let bytes = stamp.as_bytes();
+    bytes.len() == 16
+        && bytes.iter().enumerate().all(|(at, byte)| match at {
+            8 => *byte == b'T',
+            15 => *byte == b'Z',
+            _ => byte.is_ascii_digit(),
+        })
+}
+
 /// The first bytes of an age file.
 const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
 
@@ -437,6 +466,24 @@ pub fn safe_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_names_a_scheduled_backup_gets_are_its_own() {
+        let name = scheduled_name("20261206T020000Z");
+        assert_eq!(name, "scheduled-backup-20261206T020000Z.tar.gz.age");
+        assert!(is_scheduled_name(&name));
+        for other in [
+            "backup-20261206T020000Z.tar.gz.age",
+            "backup-before-k3s-v1.29.5+k3s1-20261206T020000Z.tar.gz.age",
+            "scheduled-backup-20261206T020000Z.tar.gz",
+            "scheduled-backup-20261206T020000Z.tar.gz.age.tmp",
+            "scheduled-backup-2026120XT020000Z.tar.gz.age",
+            "scheduled-backup-../../etc.tar.gz.age",
+            "notes.txt",
+        ] {
+            assert!(!is_scheduled_name(other), "{other}");
+        }
+    }
 
     fn entries() -> Vec<Entry> {
         vec![

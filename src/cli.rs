@@ -368,6 +368,11 @@ pub struct BackupArgs {
     #[arg(long, value_name = "FILE")]
     pub verify: Option<PathBuf>,
 
+    /// What the backup timer runs: encrypted to `[backup] key_file` (required), written as
+    /// `[backup] directory`/scheduled-backup-TIME.tar.gz.age, keeping the newest `[backup] keep`
+    #[arg(long, conflicts_with_all = ["out", "unencrypted", "verify"])]
+    pub scheduled: bool,
+
     #[command(flatten)]
     pub config: ConfigArgs,
 }

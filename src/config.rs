@@ -20,6 +20,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::host::download::Pin;
 
+mod calendar;
 mod domain;
 mod layers;
 mod validate;
@@ -583,6 +584,15 @@ pub struct Backup {
     /// asked. Unset: a passphrase asked on a terminal.
     #[serde(deserialize_with = "unset_if_empty")]
     pub key_file: Option<String>,
+    /// When to back up on a schedule: a systemd calendar event
+    /// (`OnCalendar=`, systemd.time(7): `daily`, `Mon..Fri 02:30`); the
+    /// `backups` step installs a timer running `stackinstall backup
+    /// --scheduled`. Unset: no scheduled backups.
+    #[serde(deserialize_with = "unset_if_empty")]
+    pub schedule: Option<String>,
+    /// How many scheduled backups to keep: older ones are removed after
+    /// each scheduled backup (only `scheduled-backup-TIME.tar.gz.age`).
+    pub keep: u64,
 }
 
 impl Default for Backup {
@@ -590,6 +600,8 @@ impl Default for Backup {
         Self {
             directory: "/var/lib/stackinstall/backups".into(),
             key_file: None,
+            schedule: None,
+            keep: 7,
         }
     }
 }

@@ -26,12 +26,13 @@ pub enum StepId {
     Release,
     Gateway,
     Wait,
+    Backups,
     Summary,
 }
 
 impl StepId {
     /// Every step, in install order.
-    pub const ALL: [StepId; 18] = [
+    pub const ALL: [StepId; 19] = [
         Self::Preflight,
         Self::Credentials,
         Self::K3s,
@@ -49,6 +50,7 @@ impl StepId {
         Self::Release,
         Self::Gateway,
         Self::Wait,
+        Self::Backups,
         Self::Summary,
     ];
     /// Its place in the install order, from 0.
@@ -76,6 +78,7 @@ impl StepId {
             Self::Release => "release",
             Self::Gateway => "gateway",
             Self::Wait => "wait",
+            Self::Backups => "backups",
             Self::Summary => "summary",
         }
     }

@@ -129,6 +129,91 @@ pub fn check_path(component: Component, installed: &str, wanted: &str) -> Result
     }
 }
 
+/// A node of the cluster, as `kubectl get nodes -o json` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    pub name: String,
+    /// Its kubelet's version (`status.nodeInfo.kubeletVersion`: K3s's own,
+    /// `v1.29.0+k3s1`); `None` when the node does not say.
+    pub version: Option<String>,
+    /// A server (K3s labels them `node-role.kubernetes.io/control-plane`),
+    /// else an agent.
+    pub server: bool,
+}
+
+/// The nodes of a `kubectl get nodes -o json` list.
+pub fn nodes_of(list: &serde_json::Value) -> Vec<Node> {
+    let items = list["items"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    (items.iter())
+        .map(|node| {
+            let labels = &node["metadata"]["labels"];
+            Node {
+                name: node["metadata"]["name"].as_str().unwrap_or("?").to_string(),
+                version: (node["status"]["nodeInfo"]["kubeletVersion"].as_str())
+                    .map(str::to_string),
+                server: ["control-plane", "master"].iter().any(|role| {
+                    labels[format!("node-role.kubernetes.io/{role}")].as_str() == Some("true")
+                }),
+            }
+        })
+        .collect()
+}
+
+/// Refuses an upgrade of this host's K3s to `wanted` while another node
+/// runs an older K3s: stackinstall upgrades the node it runs on, and K3s's
+/// order (docs.k3s.io "Upgrades": servers first, one at a time, then the
+/// agents) is the operator's to follow across nodes until `join` (issue
+/// 26) can. One older node is this one (its K3s is the one upgraded).
+pub fn check_nodes(nodes: &[Node], wanted: &str) -> Result<(), Refusal> {
+    let Some(target) = Version::parse(wanted) else {
+        return Ok(());
+    };
+    let older: Vec<&Node> = (nodes.iter())
+        .filter(|node| {
+            node.version.as_deref().is_some_and(|version| {
+                Version::parse(version)
+                    .is_some_and(|found| found < target || (found == target && version < wanted))
+            })
+        })
+        .collect();
+    if older.len() <= 1 {
+        return Ok(());
+    }
+    let named = |server: bool| -> Vec<String> {
+        (older.iter())
+            .filter(|node| node.server == server)
+            .map(|node| node.name.clone())
+            .collect()
+    };
+    let (servers, agents) = (named(true), named(false));
+    let shown: Vec<String> = (older.iter())
+        .map(|node| {
+            let role = if node.server { "server" } else { "agent" };
+            format!(
+                "{} ({role}, {})",
+                node.name,
+                node.version.as_deref().unwrap_or("?")
+            )
+        })
+        .collect();
+    let list = |names: &[String]| match names.is_empty() {
+        true => "none".to_string(),
+        false => names.join(", "),
+    };
+    Err(Refusal {
+        message: format!(
+            "K3s {wanted}: {} nodes of this cluster run an older K3s ({}), and stackinstall upgrades only the node it runs on",
+            older.len(),
+            shown.join(", ")
+        ),
+        hint: format!(
+            "upgrade the nodes to {wanted} in K3s's order (docs.k3s.io \"Upgrades\"): the servers one at a time ({}), then the agents ({}); then run the install again",
+            list(&servers),
+            list(&agents)
+        ),
+    })
+}
+
 /// Kubernetes minor versions each Istio minor supports: istio.io
 /// "Supported Releases" (docs/releases/supported-releases, the table
 /// "Support status of Istio releases", column "Supported Kubernetes
@@ -263,6 +348,44 @@ mod tests {
         assert!(
             unknown.message.contains("Istio 1.18 to 1.26"),
             "{unknown:?}"
+        );
+    }
+
+    #[test]
+    fn other_nodes_on_an_older_k3s_refuse_the_upgrade_naming_servers_then_agents() {
+        let list = serde_json::json!({"items": [
+            {"metadata": {"name": "node1", "labels": {"node-role.kubernetes.io/control-plane": "true"}},
+             "status": {"nodeInfo": {"kubeletVersion": "v1.29.0+k3s1"}}},
+            {"metadata": {"name": "server-2", "labels": {"node-role.kubernetes.io/master": "true"}},
+             "status": {"nodeInfo": {"kubeletVersion": "v1.29.0+k3s1"}}},
+            {"metadata": {"name": "agent-1", "labels": {}},
+             "status": {"nodeInfo": {"kubeletVersion": "v1.29.0+k3s1"}}},
+        ]});
+        let nodes = nodes_of(&list);
+        let refusal = check_nodes(&nodes, "v1.29.5+k3s1").unwrap_err();
+        assert!(
+            refusal
+                .hint
+                .contains("the servers one at a time (node1, server-2), then the agents (agent-1)"),
+            "{refusal:?}"
+        );
+        assert!(refusal.message.contains("3 nodes"), "{refusal:?}");
+        // The others done by hand first: only this one is left.
+        let mut done = nodes.clone();
+        for node in &mut done[1..] {
+            node.version = Some("v1.29.5+k3s1".into());
+        }
+        assert_eq!(check_nodes(&done, "v1.29.5+k3s1"), Ok(()));
+        assert_eq!(check_nodes(&nodes[..1], "v1.29.5+k3s1"), Ok(()));
+        // The fake cluster's node says no version: nothing to compare.
+        assert_eq!(
+            check_nodes(
+                &nodes_of(
+                    &serde_json::json!({"items": [{"metadata": {"name": "a"}}, {"metadata": {"name": "b"}}]})
+                ),
+                "v1.29.5+k3s1"
+            ),
+            Ok(())
         );
     }
 

@@ -31,7 +31,10 @@ pub fn run(root: &Path, args: BackupArgs) -> Result<()> {
     }
     let host = Host::new(root);
     // Asked before anything is read: K3s is not stopped while a person types.
-    let protection = protection_for_writing(&host, &config, args.unencrypted)?;
+    let protection = match args.scheduled {
+        true => scheduled_protection(&host, &config)?,
+        false => protection_for_writing(&host, &config, args.unencrypted)?,
+    };
     let mut context = Context::new(config, host, Ui::detect(false), false, &super::home_dir())?;
     let _lock = context.state_file().lock()?;
     context.reload_state()?;
@@ -53,6 +56,9 @@ pub fn run(root: &Path, args: BackupArgs) -> Result<()> {
     let path = output_path(&context, &args, &protection);
     let (manifest, size) = backup::take(&context, &path, &protection, args.out.is_none())?;
     print_written(&path, size, &manifest, &protection);
+    if args.scheduled {
+        prune(&context)?;
+    }
     if let Some(log) = &context.log_path {
         crate::outln!("Log: {}", log.display());
     }
@@ -60,19 +66,45 @@ pub fn run(root: &Path, args: BackupArgs) -> Result<()> {
 }
 
 /// `[backup] directory`/`backup-TIME.tar.gz.age` (`.tar.gz` unencrypted),
-/// or `--out`.
+/// or `--out`; `scheduled-backup-TIME.tar.gz.age` for `--scheduled`.
 fn output_path(context: &Context, args: &BackupArgs, protection: &Protection) -> PathBuf {
     if let Some(out) = &args.out {
         return out.clone();
+    }
+    let directory = context.host.path(&context.config.backup.directory);
+    if args.scheduled {
+        return directory.join(backup::scheduled_name(&host::log::file_stamp()));
     }
     let extension = match protection {
         Protection::None => "tar.gz",
         _ => "tar.gz.age",
     };
-    context
-        .host
-        .path(&context.config.backup.directory)
-        .join(format!("backup-{}.{extension}", host::log::file_stamp()))
+    directory.join(format!("backup-{}.{extension}", host::log::file_stamp()))
+}
+
+/// A scheduled backup's key: `[backup] key_file`'s, never a passphrase
+/// (nobody is there to type it) nor nothing.
+fn scheduled_protection(host: &Host, config: &Config) -> Result<Protection, StepError> {
+    match backup::key_file(host, config)? {
+        Some(key) => Ok(Protection::KeyFile(key)),
+        None => Err(StepError::input(
+            "a scheduled backup is encrypted to `[backup] key_file`, and none is set: nothing was written",
+            "make a key with `age-keygen -o /etc/stackinstall/backup.key` (chmod 600), set `[backup] key_file` to it and run `sudo stackinstall install` again",
+        )),
+    }
+}
+
+/// Keeps the newest `[backup] keep` scheduled backups of `[backup]
+/// directory` and removes the older ones (only scheduled backups' names).
+fn prune(context: &Context) -> Result<(), StepError> {
+    let directory = context.host.path(&context.config.backup.directory);
+    let keep = usize::try_from(context.config.backup.keep).unwrap_or(usize::MAX);
+    let removed = host::backup::prune(&directory, keep, backup::is_scheduled_name)?;
+    for name in &removed {
+        tracing::info!("removed the older scheduled backup {name}");
+        crate::outln!("Removed the older scheduled backup {name} (keeping the newest {keep})");
+    }
+    Ok(())
 }
 
 /// The key file's key, else a passphrase asked twice on a terminal;

@@ -141,6 +141,7 @@ impl Layers {
         super::validate::check(&config, &|key: &[&str]| self.source_of(flags, key))?;
         super::validate::check_squash(&config, &|key: &[&str]| self.source_of(flags, key))?;
         super::validate::check_home(&config, &|key: &[&str]| self.source_of(flags, key))?;
+        super::validate::check_schedule(&config, &|key: &[&str]| self.source_of(flags, key))?;
         config.routes_replaced_by = (self.last_setter(&["routes"]))
             .filter(|setter| **setter != self.layers[0].name)
             .cloned();

@@ -28,6 +28,8 @@ enum Check {
     Port,
     /// A whole number up to `max`; the text says the bound.
     AtMost(u64, &'static str),
+    /// A whole number from `min` to `max`; the text says the bounds.
+    Within(u64, u64, &'static str),
     /// A whole number: it reaches programs as digits only.
     Number,
     /// `true` or `false`.
@@ -40,7 +42,7 @@ enum Check {
     Exempt(#[allow(dead_code, reason = "read by the reader and the coverage test")] &'static str),
 }
 
-use Check::{AtMost, Exempt, Number, Port, Setting, Switch, Text, Typed};
+use Check::{AtMost, Exempt, Number, Port, Setting, Switch, Text, Typed, Within};
 
 /// The rule of every leaf key; `*` stands for any key of a map.
 const RULES: &[(&str, Check)] = &[
@@ -149,6 +151,8 @@ const RULES: &[(&str, Check)] = &[
     ("downloads.pins.*.source", Exempt("shown in the plan")),
     ("backup.directory", Text(absolute)),
     ("backup.key_file", Text(absolute)),
+    ("backup.schedule", Text(calendar)),
+    ("backup.keep", Within(1, 1000, KEEP)),
     ("install.domain", Typed),
     ("install.ssl_cert", Exempt("read by stackinstall itself")),
     ("install.ssl_key", Exempt("read by stackinstall itself")),
@@ -190,6 +194,8 @@ const ENDPOINT: &str = "must be an http:// or https:// URL without spaces or quo
 const SHA256: &str = "must be a SHA-256: 64 hex digits";
 const FINGERPRINT: &str = "must be an OpenPGP fingerprint: 40 hex digits (spaces allowed)";
 const CONTROL: &str = "must not hold a newline or other control character";
+const KEEP: &str = "must be from 1 to 1000 (the scheduled backups kept)";
+const CALENDAR: &str = "must be a systemd calendar event (systemd.time(7), as `OnCalendar=` takes it): `daily`, `weekly`, `Mon..Fri 02:30`, `*-*-* 03:00:00 UTC`; `systemd-analyze calendar 'EXPRESSION'` shows when it runs";
 const REFRESH: &str = "must be from 0 (no renewal) to 11 hours (an ECR token lasts 12)";
 const PACKAGE: &str = "must be a Debian package name: lower-case letters, digits, `+`, `-` and `.`, starting with a letter or digit";
 const UNIT: &str = "must be a systemd unit name: letters, digits, `:`, `_`, `.`, `@` and `-`, not starting with `-`";
@@ -357,8 +363,12 @@ fn check_value(check: Check, value: &Value) -> Result<(), &'static str> {
             Some(found) if found <= max => Ok(()),
             _ => Err(rule),
         },
+        (Within(min, max, rule), Value::Number(number)) => match number.as_u64() {
+            Some(found) if (min..=max).contains(&found) => Ok(()),
+            _ => Err(rule),
+        },
         (Number, Value::Number(number)) if number.is_u64() => Ok(()),
-        (Port | AtMost(..) | Number, _) => Err(NUMBER),
+        (Port | AtMost(..) | Within(..) | Number, _) => Err(NUMBER),
     }
 }
 
@@ -412,6 +422,10 @@ fn only(value: &str, allowed: &str) -> bool {
         && value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || allowed.contains(c))
+}
+
+fn calendar(value: &str) -> Option<&'static str> {
+    (!super::calendar::is_calendar_event(value)).then_some(CALENDAR)
 }
 
 fn prefix(value: &str) -> Option<&'static str> {
@@ -614,6 +628,24 @@ pub fn check_squash(
             )),
             _ => Ok(()),
         },
+        _ => Ok(()),
+    }
+}
+
+/// A schedule of backups needs `[backup] key_file`: nobody is there to
+/// type a passphrase when the timer runs.
+pub fn check_schedule(
+    config: &Config,
+    source_of: &dyn Fn(&[&str]) -> String,
+) -> Result<(), ConfigError> {
+    let backup = &config.backup;
+    match (&backup.schedule, &backup.key_file) {
+        (Some(schedule), None) => Err(ConfigError::Refused {
+            key: "backup.schedule".into(),
+            value: schedule.clone(),
+            source_name: source_of(&["backup", "schedule"]),
+            rule: "needs `backup.key_file` (an age key: `age-keygen -o /etc/stackinstall/backup.key`, root's, mode 0600): nobody is there to type a passphrase when the timer runs, and a scheduled backup is never written unencrypted".into(),
+        }),
         _ => Ok(()),
     }
 }

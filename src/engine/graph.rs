@@ -110,8 +110,15 @@ mod tests {
     #[test]
     fn the_step_with_the_longest_chain_after_it_starts_first() {
         // k3s -> istio -> namespace -> registry|tls -> release -> gateway
-        // -> wait -> summary
-        assert_eq!((chain(StepId::Wait), chain(StepId::Summary)), (1, 0));
+        // -> wait -> backups -> summary
+        assert_eq!(
+            (
+                chain(StepId::Wait),
+                chain(StepId::Backups),
+                chain(StepId::Summary)
+            ),
+            (2, 1, 0)
+        );
         assert!(chain(StepId::K3s) > chain(StepId::Istio));
         assert!(chain(StepId::Istio) > chain(StepId::Mysql));
         assert!(chain(StepId::Packages) > chain(StepId::Mysql));

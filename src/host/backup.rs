@@ -166,6 +166,40 @@ pub fn write_archive(path: &Path, bytes: &[u8], private_dir: bool) -> Result<(),
     write_atomic(path, bytes, 0o600)
 }
 
+/// Keeps the newest `keep` of the archives in `dir` whose names `ours`
+/// accepts (names that sort by time) and removes the older ones; returns
+/// the names removed. The directory is held open, walked without
+/// following a link and root's alone (`ensure_private_held_dir`); an entry
+/// that is not a plain file (a link planted under one of our names, a
+/// directory) is neither counted nor touched, and nothing else is.
+pub fn prune(dir: &Path, keep: usize, ours: fn(&str) -> bool) -> Result<Vec<String>, FileError> {
+    let (directory, _) = super::fs::ensure_private_held_dir(dir)?;
+    let mut archives = Vec::new();
+    for name in directory.names().map_err(FileError::new("list", dir))? {
+        let Some(text) = name.to_str().filter(|text| ours(text)) else {
+            continue;
+        };
+        let path = dir.join(text);
+        let stat = (directory.entry(&name)).map_err(FileError::new("look at", &path))?;
+        let plain_file = stat.is_some_and(|stat| {
+            rustix::fs::FileType::from_raw_mode(stat.st_mode) == rustix::fs::FileType::RegularFile
+        });
+        if plain_file {
+            archives.push(text.to_string());
+        }
+    }
+    archives.sort();
+    let old = archives.len().saturating_sub(keep);
+    let removed: Vec<String> = archives.into_iter().take(old).collect();
+    for name in &removed {
+        let path = dir.join(name);
+        (directory.remove_entry(std::ffi::OsStr::new(name)))
+            .map_err(FileError::new("remove", &path))?;
+    }
+    directory.sync().map_err(FileError::new("sync", dir))?;
+    Ok(removed)
+}
+
 /// Why a member could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {

@@ -204,6 +204,12 @@ impl Directory {
         Ok(names)
     }
 
+    /// Removes the entry `name` (one part, no `/`) that is not a
+    /// directory: a link is removed itself, never followed.
+    pub fn remove_entry(&self, name: &OsStr) -> io::Result<()> {
+        rustix::fs::unlinkat(&self.fd, name, AtFlags::empty()).map_err(Into::into)
+    }
+
     /// Flushes its entries to disk.
     pub fn sync(&self) -> io::Result<()> {
         rustix::fs::fsync(&self.fd).map_err(Into::into)

@@ -2,12 +2,15 @@
 //! binary releases: `helm-<version>-linux-<arch>.tar.gz` from get.helm.sh,
 //! checked against its published `.sha256sum`, its `helm` binary unpacked to
 //! `/usr/local/bin/helm`. Done when `helm version` there is the pinned one.
-//! Another version is reported, never replaced. Uninstall removes the binary
-//! unless Helm was there before us.
+//! Another version is an upgrade when this install put Helm there and the
+//! move is one `crate::upgrade` allows (never down, never a new major; the
+//! plan says `upgrade Helm A → B`, preflight refuses the rest before
+//! anything changes); a Helm that was on the host before is reported, never
+//! replaced. Uninstall removes the binary unless Helm was there before us.
 
 use std::time::Duration;
 
-use super::{Action, Step, StepError, StepId, StepInfo};
+use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::context::{Context, Origin, kept_because};
 use crate::host::download::{self, ReleaseBinary};
 use crate::host::{Command, kube};
@@ -39,12 +42,21 @@ impl Step for Helm {
 
     fn look(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let version = &context.config.versions.helm;
-        if installed_version(context)?.is_some() {
-            return Ok(vec![Action::check(format!(
-                "Helm {version} is installed at {BINARY}"
-            ))]);
-        }
-        let mut actions = vec![Action::install_release(release(context), BINARY)];
+        let mut actions = match installed_version(context)? {
+            Some(found) if &found == version => {
+                return Ok(vec![Action::check(format!(
+                    "Helm {version} is installed at {BINARY}"
+                ))]);
+            }
+            Some(from) => Action::change(Upgrade {
+                from,
+                to: version.clone(),
+                release: release(context),
+            })
+            .into_iter()
+            .collect(),
+            None => vec![Action::install_release(release(context), BINARY)],
+        };
         let unrecorded = context.facts().helm.preexisting.is_none();
         let record = Fact::Preexisting(Preexisting::Helm, false);
         Action::record_first(&mut actions, unrecorded.then_some(record));
@@ -53,6 +65,13 @@ impl Step for Helm {
 
     fn verify(&self, context: &Context) -> Result<(), StepError> {
         match installed_version(context)? {
+            Some(found) if found != context.config.versions.helm => Err(StepError::failed(
+                format!(
+                    "Helm is still {found}, not {}",
+                    context.config.versions.helm
+                ),
+                "run `stackinstall install --redo helm`",
+            )),
             Some(_) => Ok(()),
             None => Err(StepError::failed(
                 format!("`{BINARY}` is missing"),
@@ -96,8 +115,40 @@ pub fn downloads(context: &Context) -> Vec<ReleaseBinary> {
     vec![release(context)]
 }
 
+/// An upgrade of the Helm this install put there: the pinned release's
+/// binary in place of the old one.
+struct Upgrade {
+    from: String,
+    to: String,
+    release: ReleaseBinary,
+}
+
+impl Change for Upgrade {
+    fn kind(&self) -> ActionKind {
+        ActionKind::File
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let release = &self.release;
+        vec![format!(
+            "upgrade Helm {} → {}: download {} ({}), install {BINARY} (mode 0755)",
+            self.from,
+            self.to,
+            release.url,
+            release.check()
+        )]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        context.install_release(&self.release, BINARY)?;
+        Ok(true)
+    }
+}
+
 /// The installed Helm's version; `None` when there is none. Another
-/// version than the pinned one is reported, not replaced.
+/// version than the pinned one is an upgrade when the install put Helm
+/// there and the move is one `crate::upgrade` allows; else an error:
+/// reported, not replaced.
 fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
     let binary = context.host.path(BINARY);
     if !binary.exists() {
@@ -108,6 +159,12 @@ fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
         .run()?;
     let found = output.stdout.trim().to_string();
     let pinned = &context.config.versions.helm;
+    if &found != pinned && context.facts().helm.preexisting == Some(false) {
+        return match crate::upgrade::check_path(crate::upgrade::Component::Helm, &found, pinned) {
+            Ok(_) => Ok(Some(found)),
+            Err(refusal) => Err(StepError::input(refusal.message, refusal.hint)),
+        };
+    }
     if &found != pinned {
         return Err(StepError::input(
             format!(
@@ -122,10 +179,19 @@ fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
     Ok(Some(found))
 }
 
-/// For `--skip-infra`: `helm` must answer on PATH.
+/// Before anything changes, a Helm of another version is an upgrade this
+/// install makes, or refused naming the way through; for `--skip-infra`,
+/// `helm` must answer on PATH instead.
 fn preflight(context: &Context) -> Result<Option<Action>, StepError> {
     if !context.config.install.skip_infra {
-        return Ok(None);
+        let pinned = &context.config.versions.helm;
+        return Ok(installed_version(context)?
+            .filter(|found| found != pinned)
+            .map(|found| {
+                Action::check(format!(
+                    "Helm {found} → {pinned} is an upgrade stackinstall makes (never down, same major)"
+                ))
+            }));
     }
     let command =
         kube::helm(["version", "--template", "{{.Version}}"]).timeout(Duration::from_secs(30));

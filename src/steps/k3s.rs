@@ -601,8 +601,15 @@ fn upgrade_check(context: &Context) -> Result<Option<Action>, StepError> {
     }
     crate::upgrade::check_pair(&context.config.versions.istio, pinned)
         .map_err(|refusal| StepError::input(refusal.message, refusal.hint))?;
+    let nodes = kube::kubectl(["get", "nodes", "-o", "json"]).run_unchecked()?;
+    if nodes.success()
+        && let Ok(list) = serde_json::from_str(&nodes.stdout)
+    {
+        crate::upgrade::check_nodes(&crate::upgrade::nodes_of(&list), pinned)
+            .map_err(|refusal| StepError::input(refusal.message, refusal.hint))?;
+    }
     Ok(Some(Action::check(format!(
-        "K3s {found} → {pinned} is an upgrade stackinstall makes (one minor at most, the pinned Istio supports it)"
+        "K3s {found} → {pinned} is an upgrade stackinstall makes (one minor at most, the pinned Istio supports it, no other node on an older K3s)"
     ))))
 }
 

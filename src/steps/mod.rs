@@ -4,6 +4,7 @@
 //! (its actions, which are also its plan), applies those actions, verifies
 //! the result, and knows how to reverse itself for uninstall.
 
+pub mod backups;
 pub mod credentials;
 pub mod gateway;
 pub mod helm;
@@ -55,6 +56,7 @@ impl StepId {
             Self::Release => &release::Release,
             Self::Gateway => &gateway::Gateway,
             Self::Wait => &wait::Wait,
+            Self::Backups => &backups::Backups,
             Self::Summary => &summary::Summary,
         }
     }
@@ -245,7 +247,7 @@ pub trait Step: Sync {
 }
 
 /// Tells systemd's reader the units of the stack (the servers', K3s's,
-/// the renewal timer's and the export's bind mount's), so that the run's
+/// the renewal and backup timers' and the export's bind mount's), so that the run's
 /// first look at any of them reads them all in one `systemctl show`.
 pub fn expect_stack_units(context: &Context) {
     crate::host::service::expect([
@@ -255,6 +257,7 @@ pub fn expect_stack_units(context: &Context) {
         nfs::UNIT.to_string(),
         "k3s".to_string(),
         registry::TIMER.to_string(),
+        backups::TIMER.to_string(),
         crate::host::service::mount_unit(&context.config.nfs.path),
     ]);
 }

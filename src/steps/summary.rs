@@ -10,7 +10,7 @@ pub struct Summary;
 
 /// What the engine knows of the step.
 pub const INFO: StepInfo = StepInfo {
-    needs: &[StepId::Wait],
+    needs: &[StepId::Wait, StepId::Backups],
     role: super::Role::EveryRun,
     ..StepInfo::new(StepId::Summary, "Show where everything is")
 };

@@ -252,29 +252,29 @@ fn skipped_steps_share_one_line_and_results_read_as_words() {
     let world = World::engine();
     let first = stderr(&world.install(&[]).success());
     assert!(
-        first.contains("✓ [ 2/18] credentials  Load or generate the service passwords: done ("),
+        first.contains("✓ [ 2/19] credentials  Load or generate the service passwords: done ("),
         "{first}"
     );
     assert!(
-        first.contains("✓ [ 1/18] preflight    Check the host and the inputs: ok ("),
+        first.contains("✓ [ 1/19] preflight    Check the host and the inputs: ok ("),
         "{first}"
     );
     let skipped: Vec<&str> = first.lines().filter(|l| l.contains("skipped")).collect();
     assert_eq!(
         skipped,
         [
-            "- skipped (not in --only): k3s, helm, istio, packages, mysql, mongodb, rabbitmq, nfs, storage, namespace, registry, tls, release, gateway, wait [15 steps]"
+            "- skipped (not in --only): k3s, helm, istio, packages, mysql, mongodb, rabbitmq, nfs, storage, namespace, registry, tls, release, gateway, wait, backups [16 steps]"
         ],
         "{first}"
     );
     assert!(
-        first.contains("✓ [18/18] summary      Show where everything is: ok ("),
+        first.contains("✓ [19/19] summary      Show where everything is: ok ("),
         "{first}"
     );
 
     let again = stderr(&world.install(&["--redo", "credentials"]).success());
     assert!(
-        again.contains("✓ [ 1/18] preflight    Check the host and the inputs: ok ("),
+        again.contains("✓ [ 1/19] preflight    Check the host and the inputs: ok ("),
         "{again}"
     );
     assert!(
@@ -289,7 +289,7 @@ fn skipped_steps_share_one_line_and_results_read_as_words() {
         .iter()
         .map(|step| step["result"].as_str().unwrap())
         .collect();
-    assert_eq!(results.iter().filter(|r| **r == "skipped").count(), 15);
+    assert_eq!(results.iter().filter(|r| **r == "skipped").count(), 16);
     assert_eq!(results[1], "already-done");
     assert_eq!(results[0], "unchanged");
 }
@@ -311,7 +311,7 @@ fn a_step_without_its_prerequisites_names_them() {
         "{message}"
     );
     assert!(!message.contains("connection to the server"), "{message}");
-    assert!(message.contains("✗ [14/18] tls"), "{message}");
+    assert!(message.contains("✗ [14/19] tls"), "{message}");
     let plan = stdout(&world.install(&["--plan"]).success());
     assert!(
         plan.contains("(cannot look until the steps before it have run: it needs `k3s`, `istio` and `namespace` first)"),

@@ -59,7 +59,10 @@ impl Trial {
         let user = servers::unique(label);
         // Steps side by side, as on a real host (`--jobs` 4): a kill point
         // counts for every step running when it is reached.
-        let world = full::quick_full_world(&user);
+        let mut world = full::quick_full_world(&user);
+        // Scheduled backups too, so that the `backups` step has work.
+        crate::backup::with_key(&mut world);
+        world.set_env("STACKINSTALL_BACKUP__SCHEDULE", "daily");
         Self { world, user }
     }
 
@@ -225,7 +228,8 @@ impl Trial {
                 "/var/lib/stackinstall/lock"
                 | "/etc/stackinstall/tls/tls.crt"
                 | "/etc/stackinstall/tls/tls.key"
-                | "/var/lib/mongodb/encryption" => "<random>".into(),
+                | "/var/lib/mongodb/encryption"
+                | "/etc/stackinstall/backup.key" => "<random>".into(),
                 _ => self.normalize(&text),
             };
             snapshot.insert(format!("file {path}"), format!("{mode:o} {shown}"));

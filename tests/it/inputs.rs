@@ -1524,6 +1524,34 @@ fn bad_values() -> Vec<BadValue> {
             "0",
             "must be a port from 1 to 65535",
         ),
+        by_file(
+            "backup schedule: not a calendar event",
+            "backup.schedule",
+            "every night",
+            "[backup]\nkey_file = \"/etc/stackinstall/backup.key\"\nschedule = \"every night\"\n",
+            "must be a systemd calendar event",
+        ),
+        by_file(
+            "backup schedule: a second line for the timer",
+            "backup.schedule",
+            "daily\nExecStartPre=/bin/sh",
+            "[backup]\nkey_file = \"/etc/stackinstall/backup.key\"\nschedule = \"daily\\nExecStartPre=/bin/sh\"\n",
+            CONTROL,
+        ),
+        by_file(
+            "backup schedule: nobody to type a passphrase",
+            "backup.schedule",
+            "daily",
+            "[backup]\nschedule = \"daily\"\n",
+            "needs `backup.key_file`",
+        ),
+        by_variable(
+            "backups kept: none",
+            "backup.keep",
+            "STACKINSTALL_BACKUP__KEEP",
+            "0",
+            "must be from 1 to 1000",
+        ),
     ]
 }
 

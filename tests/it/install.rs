@@ -95,7 +95,7 @@ fn second_install_changes_nothing_and_says_so() {
     );
     assert!(
         progress.contains(
-            "✓ [ 2/18] credentials  Load or generate the service passwords: already done ("
+            "✓ [ 2/19] credentials  Load or generate the service passwords: already done ("
         ),
         "{progress}"
     );

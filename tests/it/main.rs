@@ -22,6 +22,7 @@ mod journeys;
 mod mongodb;
 mod provider;
 mod reliability;
+mod scheduled_backups;
 mod security;
 mod steps;
 mod terminal;

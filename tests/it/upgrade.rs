@@ -265,3 +265,147 @@ fn an_istio_upgrade_of_one_minor_is_prechecked_backed_up_and_installed_and_two_a
         "upgrade: Istio 1.20.3 → 1.22.1 refused naming 1.21.x; 1.20.3 → 1.21.0 backed up, prechecked (istioctl x precheck) and installed in place; a re-run changed nothing",
     );
 }
+
+/// A Helm release archive of `version` on the world's release server.
+fn publish_helm(releases: &crate::support::cluster::Releases, version: &str) {
+    let helm = crate::support::cluster::tarball(
+        "linux-amd64/helm",
+        &format!("#!/bin/sh\nprintf {version}\n"),
+    );
+    let file = format!("helm-{version}-linux-amd64.tar.gz");
+    releases.put(
+        &format!("/helm/{file}.sha256sum"),
+        format!("{}  {file}\n", crate::support::cluster::sha256(&helm)).into_bytes(),
+    );
+    releases.put(&format!("/helm/{file}"), helm);
+}
+
+#[test]
+fn a_helm_the_install_put_there_is_upgraded_in_place_and_a_downgrade_or_new_major_is_refused() {
+    let (world, releases) = crate::support::cluster::cluster_world();
+    world.install(&["--yes"]).success();
+    let new = "v3.15.4";
+    publish_helm(&releases, new);
+
+    let plan = with_versions(&world, &[("HELM", new)], &["--plan", "--output", "json"]).success();
+    let lines = plan_lines(&json(&plan), &["helm"]).join("\n");
+    assert!(
+        lines.contains("upgrade Helm v3.14.2 → v3.15.4: download"),
+        "the plan does not say it is an upgrade:\n{lines}"
+    );
+
+    for (version, words) in [
+        ("v3.13.3", "that is a downgrade"),
+        (
+            "v4.0.0",
+            "stackinstall upgrades Helm within major version 3 only",
+        ),
+    ] {
+        publish_helm(&releases, version);
+        let before = world.files(false);
+        world.clear_calls();
+        let refused = with_versions(&world, &[("HELM", version)], &[]).code(2);
+        let said = stderr(&refused);
+        assert!(said.contains(words), "{version}: {said}");
+        assert_eq!(world.files(false), before, "{version}: files changed");
+        let changing: Vec<String> = (world.calls().iter())
+            .map(|call| call.line())
+            .filter(|line| {
+                ["apply", "upgrade", "install", "restart", "delete"]
+                    .iter()
+                    .any(|verb| line.contains(verb))
+            })
+            .collect();
+        assert!(changing.is_empty(), "{version}: {changing:?}");
+    }
+
+    let upgrade = with_versions(&world, &[("HELM", new)], &["--output", "json"]);
+    let said = stderr(&upgrade);
+    assert!(upgrade.get_output().status.success(), "{said}");
+    assert!(world.read("/usr/local/bin/helm").contains(new));
+    let outcomes = crate::support::outcomes(&upgrade);
+    assert_eq!(outcomes.get("helm").map(String::as_str), Some("changed"));
+    let rerun = with_versions(&world, &[("HELM", new)], &["--output", "json"]).success();
+    let changed: Vec<_> = (crate::support::outcomes(&rerun).into_iter())
+        .filter(|(_, result)| result == "changed")
+        .collect();
+    assert!(changed.is_empty(), "the re-run changed {changed:?}");
+    report(
+        "upgrade: Helm v3.14.2 → v3.15.4 planned as `upgrade Helm` and installed in place (a re-run changed nothing); v3.13.3 (down) and v4.0.0 (new major) refused before any change",
+    );
+}
+
+#[test]
+fn a_helm_of_another_version_that_was_there_before_the_install_stays_refused() {
+    let (world, releases) = crate::support::cluster::cluster_world();
+    publish_helm(&releases, "v3.15.4");
+    world.write("/usr/local/bin/helm", "#!/bin/sh\nprintf v3.15.4\n");
+    let executable = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(world.path("/usr/local/bin/helm"), executable).unwrap();
+    let refused = world.install(&["--yes"]).code(2);
+    let said = stderr(&refused);
+    assert!(
+        said.contains("stackinstall does not replace another Helm"),
+        "{said}"
+    );
+    assert_eq!(
+        world.read("/usr/local/bin/helm"),
+        "#!/bin/sh\nprintf v3.15.4\n"
+    );
+    report(
+        "upgrade: a Helm v3.15.4 that was on the host before the install is refused, not replaced",
+    );
+}
+
+/// A Ready node of the fake cluster at the K3s `version`.
+fn node(name: &str, server: bool, version: &str) -> serde_json::Value {
+    let labels = match server {
+        true => serde_json::json!({"node-role.kubernetes.io/control-plane": "true",
+            "node-role.kubernetes.io/master": "true"}),
+        false => serde_json::json!({}),
+    };
+    serde_json::json!({"kind": "Node", "apiVersion": "v1",
+        "metadata": {"name": name, "labels": labels},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                   "nodeInfo": {"kubeletVersion": version}}})
+}
+
+#[test]
+fn a_k3s_upgrade_is_refused_while_other_nodes_run_an_older_k3s_naming_servers_then_agents() {
+    let (world, _releases) = crate::support::cluster::cluster_world();
+    world.install(&["--yes"]).success();
+    let (old, new) = ("v1.29.0+k3s1", "v1.29.5+k3s1");
+    world.put_object(node("node1", true, old));
+    world.put_object(node("server-2", true, old));
+    world.put_object(node("agent-1", false, old));
+
+    let before = world.files(false);
+    let refused = with_versions(&world, &[("K3S", new)], &[]).code(2);
+    let said = stderr(&refused);
+    assert!(
+        said.contains("3 nodes of this cluster run an older K3s"),
+        "{said}"
+    );
+    assert!(
+        said.contains("the servers one at a time (node1, server-2), then the agents (agent-1)"),
+        "{said}"
+    );
+    assert_eq!(
+        world.files(false),
+        before,
+        "a refused upgrade changed files"
+    );
+
+    // The other nodes upgraded by hand in that order: this one may follow.
+    world.put_object(node("server-2", true, new));
+    world.put_object(node("agent-1", false, new));
+    let plan = with_versions(&world, &[("K3S", new)], &["--plan", "--output", "json"]).success();
+    let lines = plan_lines(&json(&plan), &["k3s"]).join("\n");
+    assert!(
+        lines.contains("upgrade K3s v1.29.0+k3s1 → v1.29.5+k3s1"),
+        "{lines}"
+    );
+    report(
+        "upgrade: a K3s upgrade refused while two other nodes ran the older K3s (servers one at a time, then agents, named); planned once they ran the new one",
+    );
+}
