@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::context::{Context, Origin, kept_because};
 use crate::host::download::{self, ReleaseBinary};
-use crate::host::{Command, kube};
+use crate::host::{self, kube};
 use crate::state::{Fact, Fingerprint, Preexisting};
 
 /// The Helm step.
@@ -154,10 +154,9 @@ fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
     if !binary.exists() {
         return Ok(None);
     }
-    let output = Command::new(binary.display().to_string())
-        .args(["version", "--template", "{{.Version}}"])
-        .run()?;
-    let found = output.stdout.trim().to_string();
+    let printed =
+        host::installed::version_output(&binary, &["version", "--template", "{{.Version}}"])?;
+    let found = printed.trim().to_string();
     let pinned = &context.config.versions.helm;
     if &found != pinned && context.facts().helm.preexisting == Some(false) {
         return match crate::upgrade::check_path(crate::upgrade::Component::Helm, &found, pinned) {

@@ -21,7 +21,7 @@ use super::{Action, ActionKind, Step, StepError, StepId, StepInfo};
 use crate::config::Config;
 use crate::context::{Context, Origin, kept_because};
 use crate::host::download::{self, ReleaseBinary};
-use crate::host::{Command, cluster, kube};
+use crate::host::{self, Command, cluster, kube};
 use crate::render::{self, RenderError};
 use crate::state::{Fact, Fingerprint, Preexisting};
 use crate::steps::k3s::version as k3s_version;
@@ -223,11 +223,8 @@ fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
     if !binary.exists() {
         return Ok(None);
     }
-    let output = Command::new(binary.display().to_string())
-        .args(["version", "--remote=false"])
-        .run()?;
-    let found = output
-        .stdout
+    let printed = host::installed::version_output(&binary, &["version", "--remote=false"])?;
+    let found = printed
         .lines()
         .next()
         .and_then(|l| l.split_whitespace().last())

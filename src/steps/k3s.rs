@@ -342,10 +342,8 @@ fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
     if !binary.exists() {
         return Ok(None);
     }
-    let output = Command::new(binary.display().to_string())
-        .arg("--version")
-        .run()?;
-    let found = parse_version(&output.stdout).unwrap_or_default();
+    let printed = host::installed::version_output(&binary, &["--version"])?;
+    let found = parse_version(&printed).unwrap_or_default();
     let pinned = &context.config.versions.k3s;
     if &found == pinned {
         return Ok(Some(found));

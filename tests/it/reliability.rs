@@ -883,6 +883,30 @@ fn a_rerun_reads_the_cluster_once_and_spawns_five_programs_at_most() {
         "a Secret's data is never read: {secrets}"
     );
     println!("a no-op re-run spawns {total} programs: {spawned:?}");
+    // The run's own log names every command it ran, the binaries a step
+    // installed (not fakes) among them.
+    let log = std::fs::read_dir(world.path("/var/log/stackinstall"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.to_string_lossy().contains("install-"))
+        .max_by_key(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok())
+        .expect("the re-run's log");
+    let ran: Vec<String> = (std::fs::read_to_string(&log).unwrap().lines())
+        .filter_map(|line| {
+            line.split_once("run: ")
+                .map(|(_, command)| command.to_string())
+        })
+        .collect();
+    println!("commands of the re-run's log: {ran:#?}");
+    // Each binary's version is read once a run (preflight and the step's
+    // look share it), no command runs twice.
+    let mut seen = std::collections::BTreeSet::new();
+    let twice: Vec<&String> = ran
+        .iter()
+        .filter(|command| !seen.insert(*command))
+        .collect();
+    assert!(twice.is_empty(), "run twice: {twice:#?}");
 
     // The Gateway deleted: the re-run applies it, then reads the cluster
     // again (the apply made the first read stale) and verifies it there.
