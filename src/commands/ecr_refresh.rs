@@ -13,24 +13,14 @@ use super::Result;
 use time::OffsetDateTime;
 
 use crate::cli::EcrRefreshArgs;
-use crate::context::Context;
 use crate::ecr;
-use crate::host::Host;
 use crate::host::lock::LockError;
 use crate::state::StateError;
-use crate::ui::Ui;
 
 /// Runs `ecr-refresh`.
 pub fn run(root: &Path, args: EcrRefreshArgs) -> Result<()> {
     let flags = super::aws_profile_flags(args.aws_profile.as_ref());
-    let config = super::load_config(&args.config, flags)?;
-    let context = Context::new(
-        config,
-        Host::new(root),
-        Ui::detect(false),
-        false,
-        &super::home_dir(),
-    )?;
+    let context = super::command_context(root, &args.config, flags, false, false)?;
     let _lock = match context.state_file().lock() {
         Ok(lock) => lock,
         Err(StateError::Lock(LockError::Held { pid, path })) => {

@@ -15,10 +15,9 @@ use crate::config::Flags;
 use crate::context::Context;
 use crate::engine::Selection;
 use crate::engine::install as engine;
-use crate::host::{self, Command, Host, service};
+use crate::host::{self, Command, service};
 use crate::steps::k3s::{self, config_file};
 use crate::steps::{StepError, preflight};
-use crate::ui::Ui;
 
 /// The first K3s that converts SQLite to etcd on a `cluster-init` restart.
 const FIRST_CONVERTING: (u32, u32, u32) = (1, 22, 2);
@@ -27,14 +26,7 @@ const FIRST_CONVERTING: (u32, u32, u32) = (1, 22, 2);
 pub fn run(root: &Path, args: HaArgs) -> Result<()> {
     let HaAction::Enable = args.action;
     preflight::check_root()?;
-    let config = super::load_config(&args.config, Flags::default())?;
-    let mut context = Context::new(
-        config,
-        Host::new(root),
-        Ui::detect(false),
-        false,
-        &super::home_dir(),
-    )?;
+    let mut context = super::command_context(root, &args.config, Flags::default(), false, false)?;
     if !service::is_active("k3s").map_err(StepError::from)? {
         return Err(StepError::input(
             "K3s does not run as a server on this host: `ha enable` runs on the first server",

@@ -14,12 +14,11 @@ use crate::config::Flags;
 use crate::context::Context;
 use crate::engine::Selection;
 use crate::engine::install as engine;
-use crate::host::{self, Command, Host, kube, service};
+use crate::host::{self, Command, kube, service};
 use crate::join::{self, JoinFile, Joining, Role};
 use crate::secret::Secret;
 use crate::steps::k3s::{self, config_file};
 use crate::steps::{StepError, preflight};
-use crate::ui::Ui;
 
 /// Where K3s keeps its embedded etcd: there only on a cluster with one.
 const ETCD_DIR: &str = "/var/lib/rancher/k3s/server/db/etcd";
@@ -29,14 +28,7 @@ const SERVER_TOKEN: &str = "/var/lib/rancher/k3s/server/token";
 /// Runs `join-command`.
 pub fn run_command(root: &Path, args: JoinCommandArgs) -> Result<()> {
     preflight::check_root()?;
-    let config = super::load_config(&args.config, Flags::default())?;
-    let context = Context::new(
-        config,
-        Host::new(root),
-        Ui::detect(false),
-        false,
-        &super::home_dir(),
-    )?;
+    let context = super::command_context(root, &args.config, Flags::default(), false, false)?;
     if !service::is_active("k3s").map_err(StepError::from)? || !kube::cluster_answers() {
         return Err(StepError::input(
             "K3s does not run as a server on this host: `join-command` runs on a server of the cluster",
@@ -232,14 +224,7 @@ pub fn run(root: &Path, args: JoinArgs) -> Result<()> {
         .into());
     }
     let flags = super::aws_profile_flags(args.aws_profile.as_ref());
-    let config = super::load_config(&args.config, flags)?;
-    let mut context = Context::new(
-        config,
-        Host::new(root),
-        Ui::detect(false),
-        args.plan,
-        &super::home_dir(),
-    )?;
+    let mut context = super::command_context(root, &args.config, flags, false, args.plan)?;
     context.join = Some(Joining {
         role: args.role,
         server: args.server.clone(),
@@ -406,15 +391,7 @@ fn take_lock(context: &Context) -> Result<(), StepError> {
             .unwrap_or(now);
         let seconds = lease["spec"]["leaseDurationSeconds"].as_i64().unwrap_or(0);
         if lease.is_null() || renewed + time::Duration::seconds(seconds) < now {
-            lock_kubectl([
-                "delete",
-                "lease",
-                join::LOCK_LEASE,
-                "-n",
-                "kube-system",
-                "--ignore-not-found",
-            ])
-            .run()?;
+            delete_lease()?;
             continue;
         }
         if std::time::Instant::now() >= deadline {
@@ -433,8 +410,8 @@ fn take_lock(context: &Context) -> Result<(), StepError> {
     }
 }
 
-/// Lets go of the join lock and removes its kubeconfig (it holds a token).
-fn release_lock(context: &Context) -> Result<(), StepError> {
+/// Deletes the join lock's Lease (expired, or let go).
+fn delete_lease() -> Result<(), StepError> {
     lock_kubectl([
         "delete",
         "lease",
@@ -444,6 +421,12 @@ fn release_lock(context: &Context) -> Result<(), StepError> {
         "--ignore-not-found",
     ])
     .run()?;
+    Ok(())
+}
+
+/// Lets go of the join lock and removes its kubeconfig (it holds a token).
+fn release_lock(context: &Context) -> Result<(), StepError> {
+    delete_lease()?;
     host::fs::remove_file(&context.host.path(join::LOCK_KUBECONFIG))?;
     Ok(())
 }

@@ -46,6 +46,28 @@ pub fn aws_profile_flags(profile: Option<&String>) -> Flags {
     }
 }
 
+/// A command's context on the host at `root`: the configuration of `args`
+/// and `flags`, the output for `json` or for a person, and `plan` when the
+/// command only looks.
+pub fn command_context(
+    root: &std::path::Path,
+    args: &ConfigArgs,
+    flags: Flags,
+    json: bool,
+    plan: bool,
+) -> Result<crate::context::Context> {
+    let config = load_config(args, flags)?;
+    let host = crate::host::Host::new(root);
+    let ui = crate::ui::Ui::detect(json);
+    Ok(crate::context::Context::new(
+        config,
+        host,
+        ui,
+        plan,
+        &home_dir(),
+    )?)
+}
+
 /// The invoking user's home, where the bash installer kept its credentials.
 pub fn home_dir() -> PathBuf {
     std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from)

@@ -15,8 +15,7 @@ use serde::Serialize;
 
 use super::Result;
 use crate::cli::{LeaveArgs, NodesAction, NodesArgs, Output};
-use crate::context::Context;
-use crate::host::{self, Command, Host, kube};
+use crate::host::{self, Command, kube};
 use crate::steps::StepError;
 use crate::steps::k3s::config_file;
 
@@ -237,14 +236,7 @@ const UNINSTALL_SCRIPTS: [&str; 2] = [
 /// A re-run after a kill picks up where it stopped.
 pub fn leave(root: &Path, args: LeaveArgs) -> Result<()> {
     crate::steps::preflight::check_root()?;
-    let config = super::load_config(&args.config, crate::config::Flags::default())?;
-    let context = Context::new(
-        config,
-        Host::new(root),
-        crate::ui::Ui::detect(false),
-        false,
-        &super::home_dir(),
-    )?;
+    let context = super::command_context(root, &args.config, Default::default(), false, false)?;
     let k3s_config = host::fs::read_optional(&context.host.path(config_file::PATH))?;
     let joined = k3s_config
         .as_deref()

@@ -12,10 +12,8 @@ use serde::Serialize;
 use crate::cli::{Output, StatusArgs};
 use crate::config::Flags;
 use crate::context::Context;
-use crate::host::Host;
 use crate::state::Status;
 use crate::steps::StepId;
-use crate::ui::Ui;
 
 #[derive(Debug, Serialize)]
 struct StepStatus {
@@ -75,15 +73,8 @@ fn registry_status(context: &Context) -> Result<RegistryStatus> {
 
 /// Runs `status`.
 pub fn run(root: &Path, args: StatusArgs) -> Result<()> {
-    let config = super::load_config(&args.config, Flags::default())?;
     let json = args.output == Output::Json;
-    let context = Context::new(
-        config,
-        Host::new(root),
-        Ui::detect(json),
-        true,
-        &super::home_dir(),
-    )?;
+    let context = super::command_context(root, &args.config, Flags::default(), json, true)?;
     crate::steps::expect_stack_units(&context);
     let statuses: Vec<StepStatus> = StepId::ALL
         .iter()

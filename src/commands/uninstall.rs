@@ -12,21 +12,14 @@ use crate::cli::{Output, UninstallArgs};
 use crate::config::Flags;
 use crate::context::{Context, Scope};
 use crate::engine::uninstall::{self as engine, UndoPlan, UndoReport};
-use crate::host::{self, Host};
+use crate::host::{self};
 use crate::steps::{StepError, StepId};
-use crate::ui::Ui;
 
 /// Runs `uninstall`.
 pub fn run(root: &Path, args: UninstallArgs) -> Result<()> {
-    let config = super::load_config(&args.config, Flags::default())?;
     let json = args.output == Output::Json;
-    let mut context = Context::new(
-        config,
-        Host::new(root),
-        Ui::detect(json),
-        args.plan,
-        &super::home_dir(),
-    )?;
+    let mut context =
+        super::command_context(root, &args.config, Flags::default(), json, args.plan)?;
     context.uninstall = Some(scope(&args));
     if args.plan {
         let plan = engine::plan_undo(&context)?;
