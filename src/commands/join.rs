@@ -472,7 +472,7 @@ fn check_version(context: &Context, file: &JoinFile) -> Result<String, StepError
                 file.k3s_version
             ),
             format!(
-                "set `versions.k3s = \"{}\"` in a --config file here (or upgrade the cluster first with `stackinstall install` on its servers)",
+                "set `versions.k3s = \"{}\"` in a --config file here (a cluster of one node is upgraded by `stackinstall install` on it; several nodes in K3s's order, servers one at a time then agents: docs.k3s.io \"Upgrades\")",
                 file.k3s_version
             ),
         ));
