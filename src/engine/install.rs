@@ -308,7 +308,13 @@ pub fn run(
                 let mut fork = context.fork();
                 let sender = sender.clone();
                 scope.spawn(move || {
-                    let result = execute(&mut fork, id, decision, &fingerprint);
+                    // A step that panics (a bug) still reports: the loop
+                    // below waits for every running step's report, and
+                    // would wait for ever for one that never came.
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        execute(&mut fork, id, decision, &fingerprint)
+                    }))
+                    .unwrap_or_else(|panic| Err(panicked(id, panic.as_ref())));
                     let _ = sender.send((id, fork, result));
                 });
                 running += 1;
@@ -411,6 +417,21 @@ impl Board {
                 self.failures.push((id, error));
             }
         }
+    }
+}
+
+/// The failure of step `id` that panicked with `panic`.
+fn panicked(id: StepId, panic: &(dyn std::any::Any + Send)) -> EngineError {
+    let message = (panic.downcast_ref::<&str>().map(|text| text.to_string()))
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    EngineError::StepFailed {
+        step: id,
+        error: Box::new(StepError::failed(
+            format!("the step stopped on a bug in stackinstall (a panic: {message})"),
+            "run the same command again (finished steps are skipped); if it happens again, report it with the run's log",
+        )),
+        log: None,
     }
 }
 

@@ -12,7 +12,9 @@
 //! With `STACKINSTALL_TEST_KILL_TRACE=FILE` every point reached is appended
 //! to FILE, one name a line; with `STACKINSTALL_TEST_KILL_AT=NAME` the
 //! process sends itself SIGKILL at the point NAME. The crash tests list the
-//! points from an uninterrupted run's trace, then kill a run at each.
+//! points from an uninterrupted run's trace, then kill a run at each. With
+//! `STACKINSTALL_TEST_PANIC_AT=NAME` the thread that reaches NAME panics
+//! (a bug, as the engine must survive one in a step).
 //! Release builds read neither variable and reach no point.
 
 /// Reaches the point `point` (its name without step and occurrence).
@@ -46,6 +48,9 @@ pub fn reached_then(point: impl FnOnce() -> String, before_kill: impl FnOnce()) 
         }
         name
     };
+    if settings.panic_at.as_deref() == Some(name.as_str()) {
+        panic!("STACKINSTALL_TEST_PANIC_AT={name}");
+    }
     if settings.kill_at.as_deref() == Some(name.as_str()) {
         before_kill();
         // SAFETY: raising a signal in this process has no preconditions.
@@ -62,6 +67,7 @@ pub fn reached_then(_point: impl FnOnce() -> String, _before_kill: impl FnOnce()
 #[cfg(debug_assertions)]
 struct Settings {
     kill_at: Option<String>,
+    panic_at: Option<String>,
     trace: Option<std::path::PathBuf>,
     seen: std::sync::Mutex<std::collections::HashMap<String, usize>>,
 }
@@ -72,9 +78,11 @@ fn settings() -> Option<&'static Settings> {
     SETTINGS
         .get_or_init(|| {
             let kill_at = std::env::var("STACKINSTALL_TEST_KILL_AT").ok();
+            let panic_at = std::env::var("STACKINSTALL_TEST_PANIC_AT").ok();
             let trace = std::env::var_os("STACKINSTALL_TEST_KILL_TRACE").map(Into::into);
-            (kill_at.is_some() || trace.is_some()).then(|| Settings {
+            (kill_at.is_some() || panic_at.is_some() || trace.is_some()).then(|| Settings {
                 kill_at,
+                panic_at,
                 trace,
                 seen: Default::default(),
             })

@@ -930,3 +930,34 @@ fn a_rerun_reads_the_cluster_once_and_spawns_five_programs_at_most() {
             .is_some()
     );
 }
+
+/// A step that panics (a bug) while others run side by side: the run ends
+/// with the step named as failed and the rest of the run's report, rather
+/// than waiting for ever for its report; a re-run finishes the install.
+/// Before the fix the engine waited on its channel while it still held a
+/// sender (the test's timeout ended it).
+#[test]
+fn a_step_that_panics_beside_others_fails_the_run_which_a_rerun_finishes() {
+    let world = full::quick_full_world(&servers::unique("panics"));
+    let point = "namespace: run kubectl apply -f: before #1";
+    let failed = world
+        .command()
+        .args(["install", "--domain", "demo.example.com", "--self-signed"])
+        .env("STACKINSTALL_TEST_PANIC_AT", point)
+        .timeout(Duration::from_secs(120))
+        .assert()
+        .code(1);
+    let text = stderr(&failed);
+    assert!(
+        text.contains("step `namespace`") && text.contains("a bug in stackinstall"),
+        "{text}"
+    );
+    let status = world
+        .command()
+        .args(["status", "--output", "json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    println!("status after the panic: {status}");
+    world.install(&[]).success();
+}
