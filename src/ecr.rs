@@ -361,6 +361,9 @@ pub enum CredentialSource {
     EnvironmentOnly,
     /// No profile and no key: the instance role, if the host has one.
     InstanceRole(String),
+    /// Root's `~/.aws` cannot be read: this run has no root (a plan), and
+    /// the install, as root, looks.
+    NotReadable,
 }
 
 impl std::fmt::Display for CredentialSource {
@@ -373,6 +376,9 @@ impl std::fmt::Display for CredentialSource {
             Self::InstanceRole(profile) => write!(
                 f,
                 "no profile `{profile}` in `/root/.aws`: the instance role, if the host has one"
+            ),
+            Self::NotReadable => f.write_str(
+                "not checked: `/root/.aws` is root's alone and this run has no root (the install, as root, checks it)",
             ),
         }
     }
@@ -411,10 +417,22 @@ pub fn credential_source(
         "default" => "[default]".to_string(),
         name => format!("[profile {name}]"),
     };
-    let in_profile = section(
-        crate::host::fs::read_optional(&credentials)?,
-        &format!("[{profile}]"),
-    ) || section(crate::host::fs::read_optional(&shared)?, &config_header);
+    // Without root, root's files may be out of reach: say so rather than
+    // stop (a plan needs no root).
+    let read = |path: &std::path::Path| match crate::host::fs::read_optional(path) {
+        Err(error)
+            if error.source.kind() == std::io::ErrorKind::PermissionDenied
+                && !crate::host::system::is_root() =>
+        {
+            Ok(None)
+        }
+        other => other.map(Some),
+    };
+    let (Some(credentials_text), Some(shared_text)) = (read(&credentials)?, read(&shared)?) else {
+        return Ok(CredentialSource::NotReadable);
+    };
+    let in_profile =
+        section(credentials_text, &format!("[{profile}]")) || section(shared_text, &config_header);
     let environment = std::env::var_os("AWS_ACCESS_KEY_ID").is_some_and(|value| !value.is_empty());
     Ok(match (in_profile, environment) {
         (true, _) => CredentialSource::Profile(profile.into()),

@@ -291,6 +291,7 @@ fn check_credentials(context: &Context) -> Result<Option<Action>, StepError> {
                 source.to_string()
             }
         }
+        source @ crate::ecr::CredentialSource::NotReadable => source.to_string(),
         crate::ecr::CredentialSource::InstanceRole(profile) => match named_files_hold(&profile) {
             Some(file) => format!("profile `{profile}` in `{file}`"),
             None => match crate::ecr::instance_role() {

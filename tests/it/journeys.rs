@@ -375,6 +375,26 @@ fn key_for_root_only() -> World {
     world
 }
 
+/// As `key_for_root_only`, with an AWS profile in root's home, which only
+/// root can enter (`/root` is 0700 on Ubuntu).
+fn aws_profile_for_root_only() -> World {
+    use std::os::unix::fs::PermissionsExt;
+    let mut world = key_for_root_only();
+    // The registry's check of the credential source runs with its step.
+    world.set_env("STACKINSTALL_ONLY", "credentials,registry,summary");
+    world.write(
+        "/root/.aws/credentials",
+        "[default]\naws_access_key_id = AKIAJOURNEY\naws_secret_access_key = journey-secret\n",
+    );
+    let mode = |path: &std::path::Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    mode(&world.path("/root/.aws/credentials"), 0o600);
+    mode(&world.path("/root/.aws"), 0o700);
+    mode(&world.path("/root"), 0o700);
+    world
+}
+
 /// Helm's download over TLS from a server on 127.0.0.1 that answers in
 /// plain HTTP at once, as a web server on the wrong port would.
 fn helm_no_tls() -> World {
@@ -770,6 +790,15 @@ fn journeys() -> Vec<Journey> {
         Journey {
             name: "plan_without_root_and_a_key_only_root_reads",
             world: key_for_root_only,
+            typed: "nobody$ stackinstall install --domain demo.example.com --ssl-cert $ROOT/srv/tls.crt --ssl-key $ROOT/srv/tls.key --plan",
+            shown: Shown::Stderr,
+            exit: 0,
+            disk: Disk::Unchanged,
+            logged: &[],
+        },
+        Journey {
+            name: "plan_without_root_and_aws_credentials_only_root_reads",
+            world: aws_profile_for_root_only,
             typed: "nobody$ stackinstall install --domain demo.example.com --ssl-cert $ROOT/srv/tls.crt --ssl-key $ROOT/srv/tls.key --plan",
             shown: Shown::Stderr,
             exit: 0,
