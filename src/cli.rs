@@ -83,8 +83,9 @@ impl Cli {
 pub enum Command {
     /// Install the platform and the application, or show the plan
     Install(InstallArgs),
-    /// Remove what the install made, in reverse: by default the release and its
-    /// cluster objects only; the --delete-* switches go further
+    /// Remove what the install made, in reverse: by default the release, its
+    /// cluster objects, the timers and the credential provider's files; the
+    /// --delete-* switches go further
     Uninstall(UninstallArgs),
     /// Show every step's checkpoint and the live health of what it installed
     Status(StatusArgs),
@@ -330,7 +331,8 @@ pub struct UninstallArgs {
     #[arg(long)]
     pub delete_db: bool,
 
-    /// Also remove Istio, Helm and K3s (with K3s's uninstall script)
+    /// Also remove the NFS provisioner's release, Istio, Helm and K3s (with
+    /// K3s's uninstall script)
     #[arg(long)]
     pub delete_infra: bool,
 

@@ -108,7 +108,7 @@ pub fn run(root: &Path, args: StatusArgs) -> Result<()> {
     let troubles: Vec<String> = statuses.iter().filter_map(StepStatus::trouble).collect();
     if json {
         let report = serde_json::json!({
-            "state_file": context.state_file().path(),
+            "state_file": context.shown(context.state_file().path()),
             "installed": installed,
             "steps": statuses,
             "registry": registry,
