@@ -33,24 +33,37 @@ pub fn render(config: &Config) -> String {
         "# Written by stackinstall from the profile's [cluster]; K3s reads it at\n# every start. cluster-cidr and service-cidr cannot change once the\n# cluster is made.\ncluster-cidr: \"{}\"\nservice-cidr: \"{}\"\nhttps-listen-port: {}\n",
         cluster.pod_cidr, cluster.service_cidr, cluster.api_port
     );
-    let sans: Vec<&String> = (cluster.tls_san.iter())
+    push_sans(&mut text, cluster);
+    push_list(&mut text, "disable", &DISABLED);
+    push_kubeconfig_mode(&mut text);
+    text
+}
+
+/// The API certificate's extra names: the profile's and the fixed
+/// registration address; nothing when there are none.
+fn push_sans(text: &mut String, cluster: &crate::config::Cluster) {
+    let sans: Vec<String> = (cluster.tls_san.iter())
         .chain(cluster.server_address.as_ref())
+        .map(|name| format!("\"{name}\""))
         .collect();
     if !sans.is_empty() {
-        text.push_str("tls-san:\n");
-        for name in sans {
-            text.push_str(&format!("  - \"{name}\"\n"));
-        }
+        push_list(text, "tls-san", &sans);
     }
-    text.push_str("disable:\n");
-    for component in DISABLED {
-        text.push_str(&format!("  - {component}\n"));
+}
+
+/// `key:` and one `  - item` line per item.
+fn push_list(text: &mut String, key: &str, items: &[impl std::fmt::Display]) {
+    text.push_str(&format!("{key}:\n"));
+    for item in items {
+        text.push_str(&format!("  - {item}\n"));
     }
+}
+
+fn push_kubeconfig_mode(text: &mut String) {
     text.push_str(&format!(
         "write-kubeconfig-mode: \"{:04o}\"\n",
         super::kubeconfig::MODE
     ));
-    text
 }
 
 /// The file of this host: the profile's, or on a host joining a cluster
@@ -74,10 +87,8 @@ pub fn render_for(context: &Context) -> Result<String, StepError> {
         crate::join::TOKEN_FILE,
         context.host_ip()?
     );
-    text.push_str("node-label:\n");
-    for label in crate::join::NODE_LABELS {
-        text.push_str(&format!("  - \"{label}\"\n"));
-    }
+    let labels = crate::join::NODE_LABELS.map(|label| format!("\"{label}\""));
+    push_list(&mut text, "node-label", &labels);
     if join.role == crate::join::Role::Agent {
         return Ok(text);
     }
@@ -86,26 +97,12 @@ pub fn render_for(context: &Context) -> Result<String, StepError> {
         "cluster-cidr: \"{}\"\nservice-cidr: \"{}\"\ncluster-dns: \"{}\"\nhttps-listen-port: {}\n",
         flags.cluster_cidr, flags.service_cidr, flags.cluster_dns, cluster.api_port
     ));
-    let sans: Vec<&String> = (cluster.tls_san.iter())
-        .chain(cluster.server_address.as_ref())
-        .collect();
-    if !sans.is_empty() {
-        text.push_str("tls-san:\n");
-        for name in sans {
-            text.push_str(&format!("  - \"{name}\"\n"));
-        }
-    }
-    text.push_str("disable:\n");
-    for component in &flags.disable {
-        text.push_str(&format!("  - {component}\n"));
-    }
+    push_sans(&mut text, cluster);
+    push_list(&mut text, "disable", &flags.disable);
     if flags.secrets_encryption {
         text.push_str("secrets-encryption: true\n");
     }
-    text.push_str(&format!(
-        "write-kubeconfig-mode: \"{:04o}\"\n",
-        super::kubeconfig::MODE
-    ));
+    push_kubeconfig_mode(&mut text);
     Ok(text)
 }
 

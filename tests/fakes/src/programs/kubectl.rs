@@ -318,19 +318,20 @@ fn get(cluster: &Cluster, parsed: &Parsed, words: &[&str], namespace: &str) -> R
     print(found, single, output)
 }
 
+/// What a non-table printer prints: one object, or several as a List's
+/// items (kubectl's `get`).
+fn root(found: &[(Resource, Value)], single: bool) -> Value {
+    match single {
+        true => found.first().map(|(_, o)| o.clone()).unwrap_or(Value::Null),
+        false => list(found.iter().map(|(_, o)| o.clone()).collect()),
+    }
+}
+
 fn print(found: Vec<(Resource, Value)>, single: bool, output: &str) -> Reply {
     if output == "json" {
-        let value = match single {
-            true => found
-                .into_iter()
-                .next()
-                .map(|(_, o)| o)
-                .unwrap_or(Value::Null),
-            false => list(found.into_iter().map(|(_, o)| o).collect()),
-        };
         return Reply::out(format!(
             "{}\n",
-            serde_json::to_string_pretty(&value).unwrap()
+            serde_json::to_string_pretty(&root(&found, single)).unwrap()
         ));
     }
     if output == "name" {
@@ -342,17 +343,7 @@ fn print(found: Vec<(Resource, Value)>, single: bool, output: &str) -> Reply {
         );
     }
     if let Some(template) = output.strip_prefix("jsonpath=") {
-        // One object is the template's root; several are a List's items
-        // (kubectl's `get` prints a List through a non-table printer).
-        let root = match single {
-            true => found
-                .into_iter()
-                .next()
-                .map(|(_, o)| o)
-                .unwrap_or(Value::Null),
-            false => list(found.into_iter().map(|(_, o)| o).collect()),
-        };
-        return match super::jsonpath::render(&root, template) {
+        return match super::jsonpath::render(&root(&found, single), template) {
             Ok(text) => Reply::out(text),
             Err(error) => Reply::fail(1, error),
         };
