@@ -237,7 +237,7 @@ pub fn take(
             "check the key file (`[backup] key_file`)",
         )
     })?;
-    crate::host::backup::write_archive(path, &bytes, private_dir)?;
+    crate::host::backup::write_file(path, &bytes, 0o600, private_dir)?;
     tracing::info!("backup written: {} ({} bytes)", path.display(), bytes.len());
     Ok((manifest, bytes.len()))
 }

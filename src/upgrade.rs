@@ -73,6 +73,13 @@ pub struct Refusal {
     pub hint: String,
 }
 
+/// A refused move is an input error of the step that asked, with its hint.
+impl From<Refusal> for crate::error::StepError {
+    fn from(refusal: Refusal) -> Self {
+        Self::input(refusal.message, refusal.hint)
+    }
+}
+
 /// Whether `component` may go from `installed` to `wanted` in place.
 pub fn check_path(component: Component, installed: &str, wanted: &str) -> Result<Move, Refusal> {
     let name = component.name();

@@ -96,7 +96,7 @@ pub fn put_files_back(
 ) -> Result<Vec<String>, StepError> {
     let mut done = Vec::new();
     let mut put = |path: &str, bytes: &[u8], mode: u32, private: bool| -> Result<(), StepError> {
-        host::backup::restore_file(&host.path(path), bytes, mode, private)?;
+        host::backup::write_file(&host.path(path), bytes, mode, private)?;
         done.push(path.to_string());
         Ok(())
     };
@@ -131,7 +131,7 @@ pub fn put_files_back(
     if let Some(bytes) = archive.member(members::STATE)
         && !host::fs::exists(&state)
     {
-        host::backup::restore_file(&state, bytes, 0o600, false)?;
+        host::backup::write_file(&state, bytes, 0o600, false)?;
         done.push(state.display().to_string());
     }
     Ok(done)

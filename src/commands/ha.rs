@@ -15,12 +15,17 @@ use crate::config::Flags;
 use crate::context::Context;
 use crate::engine::Selection;
 use crate::engine::install as engine;
-use crate::host::{self, Command, service};
+use crate::host::{self, service};
 use crate::steps::k3s::{self, config_file};
 use crate::steps::{StepError, preflight};
+use crate::upgrade::Version;
 
 /// The first K3s that converts SQLite to etcd on a `cluster-init` restart.
-const FIRST_CONVERTING: (u32, u32, u32) = (1, 22, 2);
+const FIRST_CONVERTING: Version = Version {
+    major: 1,
+    minor: 22,
+    patch: 2,
+};
 
 /// Runs `ha`.
 pub fn run(root: &Path, args: HaArgs) -> Result<()> {
@@ -67,20 +72,8 @@ pub fn run(root: &Path, args: HaArgs) -> Result<()> {
 
 /// K3s v1.22.2 or later: older ones cannot convert SQLite to etcd.
 fn check_version(context: &Context) -> Result<(), StepError> {
-    let binary = context.host.path(k3s::BINARY);
-    let output = Command::new(binary.display().to_string())
-        .arg("--version")
-        .run()?;
-    let version = k3s::parse_version(&output.stdout).unwrap_or_default();
-    let numbers: Vec<u32> = (version.trim_start_matches('v').split(['.', '+', '-']))
-        .take(3)
-        .filter_map(|part| part.parse().ok())
-        .collect();
-    let found = match numbers.as_slice() {
-        [major, minor, patch] => (*major, *minor, *patch),
-        _ => (0, 0, 0),
-    };
-    if found < FIRST_CONVERTING {
+    let version = k3s::running_version(context)?.unwrap_or_default();
+    if Version::parse(&version) < Some(FIRST_CONVERTING) {
         return Err(StepError::input(
             format!(
                 "K3s {version} cannot move its datastore from SQLite to etcd (v1.22.2 and later can)"

@@ -20,10 +20,8 @@ use crate::secret::Secret;
 use crate::steps::k3s::{self, config_file};
 use crate::steps::{StepError, preflight};
 
-/// Where K3s keeps its embedded etcd: there only on a cluster with one.
-const ETCD_DIR: &str = "/var/lib/rancher/k3s/server/db/etcd";
 /// Where the server's token is.
-const SERVER_TOKEN: &str = "/var/lib/rancher/k3s/server/token";
+const SERVER_TOKEN: &str = host::backup::K3S_TOKEN;
 
 /// Runs `join-command`.
 pub fn run_command(root: &Path, args: JoinCommandArgs) -> Result<()> {
@@ -36,7 +34,7 @@ pub fn run_command(root: &Path, args: JoinCommandArgs) -> Result<()> {
         )
         .into());
     }
-    let etcd = context.host.path(ETCD_DIR).exists();
+    let etcd = config_file::has_etcd(&context);
     if args.role == Role::Server && !etcd {
         return Err(StepError::input(
             "this cluster keeps its data in SQLite: a second server needs embedded etcd",
@@ -166,11 +164,7 @@ fn registration_address(context: &Context) -> Result<String, StepError> {
 
 /// The version of the K3s running here.
 fn running_version(context: &Context) -> Result<String, StepError> {
-    let binary = context.host.path(k3s::BINARY);
-    let output = Command::new(binary.display().to_string())
-        .arg("--version")
-        .run()?;
-    k3s::parse_version(&output.stdout).ok_or_else(|| {
+    k3s::running_version(context)?.ok_or_else(|| {
         StepError::failed(
             format!("`{} --version` printed no version", k3s::BINARY),
             "reinstall K3s with `stackinstall install --redo k3s`",

@@ -224,8 +224,8 @@ fn take_out(name: &str) -> Result<(), StepError> {
 /// K3s's uninstall scripts (install.sh writes the agent's or the
 /// server's).
 const UNINSTALL_SCRIPTS: [&str; 2] = [
-    "/usr/local/bin/k3s-agent-uninstall.sh",
-    "/usr/local/bin/k3s-uninstall.sh",
+    crate::steps::k3s::AGENT_UNINSTALL_SCRIPT,
+    crate::steps::k3s::UNINSTALL_SCRIPT,
 ];
 
 /// Runs `leave` on a joined node: a server takes itself out (cordon,

@@ -157,15 +157,6 @@ fn dump_args(socket: &str, databases: &[String]) -> Vec<String> {
     args
 }
 
-/// Writes the archive at `path`, mode 0600, atomically (its directory
-/// made root-only when it is the default one).
-pub fn write_archive(path: &Path, bytes: &[u8], private_dir: bool) -> Result<(), FileError> {
-    if private_dir && let Some(dir) = path.parent() {
-        ensure_private_dir(dir)?;
-    }
-    write_atomic(path, bytes, 0o600)
-}
-
 /// Keeps the newest `keep` of the archives in `dir` whose names `ours`
 /// accepts (names that sort by time) and removes the older ones; returns
 /// the names removed. The directory is held open, walked without
@@ -211,9 +202,10 @@ pub enum BackupError {
     Missing(String),
 }
 
-/// Writes a file the restore puts back (mode `mode`, atomically), its
-/// directory made root-only when `private` (`/etc/stackinstall`).
-pub fn restore_file(path: &Path, bytes: &[u8], mode: u32, private: bool) -> Result<(), FileError> {
+/// Writes `bytes` at `path` (mode `mode`, atomically), its directory made
+/// root-only when `private`: an archive in the default directory, a file
+/// the restore puts back in `/etc/stackinstall`.
+pub fn write_file(path: &Path, bytes: &[u8], mode: u32, private: bool) -> Result<(), FileError> {
     if private && let Some(dir) = path.parent() {
         ensure_private_dir(dir)?;
     }

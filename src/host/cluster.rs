@@ -144,12 +144,7 @@ impl Snapshot {
 
     /// How many nodes are Ready, of how many; `None` when there is none.
     pub fn nodes_ready(&self) -> Option<(usize, usize)> {
-        let nodes = self.all("Node");
-        let ready = nodes
-            .iter()
-            .filter(|node| super::kube::is_ready(node))
-            .count();
-        (!nodes.is_empty()).then_some((ready, nodes.len()))
+        super::kube::ready_of(self.all("Node").into_iter())
     }
 
     /// One of [`SECRET_ANNOTATIONS`] of Secret `name` in `namespace`;

@@ -503,6 +503,23 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// Programs that change neither a unit nor the cluster: they read the
+/// package database, work on the exports, RabbitMQ or an archive, or are
+/// stackinstall's own (the credential provider).
+const CHANGE_NEITHER: [&str; 6] = [
+    "dpkg-query",
+    "exportfs",
+    "rabbitmqctl",
+    "rabbitmq-plugins",
+    "tar",
+    "stackinstall",
+];
+
+/// The program's name: a program a step installed runs by its path.
+fn program_name(program: &str) -> &str {
+    program.rsplit('/').next().unwrap_or(program)
+}
+
 /// Whether `program` run with `args` may have started, stopped, enabled or
 /// disabled a systemd unit. Not a `systemctl` read, nor a program that
 /// works on the cluster, reads the package database or works on the
@@ -517,25 +534,12 @@ fn may_change_units(program: &str, args: &[String]) -> bool {
         "list-sockets",
         "list-timers",
     ];
-    let leave_units_alone = [
-        "kubectl",
-        "helm",
-        "istioctl",
-        "dpkg-query",
-        "exportfs",
-        "rabbitmqctl",
-        "rabbitmq-plugins",
-        "tar",
-        // K3s's binary (`k3s --version`) and stackinstall's own (the
-        // credential provider) manage no unit.
-        "k3s",
-        "stackinstall",
-    ];
-    // A program a step installed runs by its path.
-    let program = program.rsplit('/').next().unwrap_or(program);
-    let read = match program {
+    // The cluster's programs, and K3s's binary (`k3s --version`), manage
+    // no unit.
+    let leave_units_alone = ["kubectl", "helm", "istioctl", "k3s"];
+    let read = match program_name(program) {
         "systemctl" => (args.first()).is_some_and(|verb| systemctl_reads.contains(&verb.as_str())),
-        program => leave_units_alone.contains(&program),
+        program => leave_units_alone.contains(&program) || CHANGE_NEITHER.contains(&program),
     };
     !read
 }
@@ -548,7 +552,7 @@ fn may_change_units(program: &str, args: &[String]) -> bool {
 /// lists, exports, RabbitMQ or archives; anything else may have (an apply,
 /// a Helm upgrade, K3s's install script, `systemctl restart k3s`).
 fn may_change_cluster(program: &str, args: &[String]) -> bool {
-    let program = program.rsplit('/').next().unwrap_or(program);
+    let program = program_name(program);
     let verb = args.first().map_or("", String::as_str);
     let second = args.get(1).map_or("", String::as_str);
     let read = match program {
@@ -562,10 +566,7 @@ fn may_change_cluster(program: &str, args: &[String]) -> bool {
         ),
         "istioctl" => verb == "version" || (verb, second) == ("x", "precheck"),
         "systemctl" => !may_change_units(program, args),
-        "dpkg-query" | "exportfs" | "rabbitmqctl" | "rabbitmq-plugins" | "tar" | "stackinstall" => {
-            true
-        }
-        _ => false,
+        program => CHANGE_NEITHER.contains(&program),
     };
     !read
 }

@@ -228,12 +228,23 @@ pub fn nodes_ready() -> Result<Option<(usize, usize)>, CommandError> {
     let Ok(list) = serde_json::from_str::<serde_json::Value>(&output.stdout) else {
         return Ok(None);
     };
-    let nodes = list["items"].as_array().cloned().unwrap_or_default();
-    let ready = nodes.iter().filter(|node| is_ready(node)).count();
-    Ok((!nodes.is_empty()).then_some((ready, nodes.len())))
+    let nodes = list["items"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    Ok(ready_of(nodes.iter()))
 }
 
-pub(super) fn is_ready(node: &serde_json::Value) -> bool {
+/// How many of `nodes` are Ready, of how many; `None` when there is none.
+pub(super) fn ready_of<'a>(
+    nodes: impl ExactSizeIterator<Item = &'a serde_json::Value> + Clone,
+) -> Option<(usize, usize)> {
+    let total = nodes.len();
+    let ready = nodes.filter(|node| is_ready(node)).count();
+    (total > 0).then_some((ready, total))
+}
+
+fn is_ready(node: &serde_json::Value) -> bool {
     node["status"]["conditions"]
         .as_array()
         .is_some_and(|conditions| {

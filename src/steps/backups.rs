@@ -90,7 +90,7 @@ impl Step for Backups {
     }
 
     fn inputs(&self, context: &Context, fingerprint: &mut Fingerprint) -> Result<(), StepError> {
-        for (path, contents) in schedule_files(&context.config).map_err(render_failed)? {
+        for (path, contents) in schedule_files(&context.config).map_err(super::template_bug)? {
             fingerprint.add(&path, contents);
         }
         Ok(())
@@ -112,7 +112,7 @@ impl Step for Backups {
         if binary_changed {
             actions.push(Action::install_running_binary(context.host.reached(binary)));
         }
-        let files = schedule_files(&context.config).map_err(render_failed)?;
+        let files = schedule_files(&context.config).map_err(super::template_bug)?;
         for (path, contents) in files {
             let file = context.host.locate(&path);
             if host::fs::read_optional(file.reached())?.as_deref() != Some(contents.as_str()) {
@@ -250,11 +250,4 @@ fn rendered(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
             (name, contents)
         });
     Ok(units.collect())
-}
-
-fn render_failed(error: RenderError) -> StepError {
-    StepError::failed(
-        error.to_string(),
-        "this is a bug in stackinstall's templates; please report it",
-    )
 }

@@ -234,7 +234,7 @@ fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
     if &found != pinned && context.facts().istio.istioctl_preexisting == Some(false) {
         return match crate::upgrade::check_path(crate::upgrade::Component::Istio, &found, pinned) {
             Ok(_) => Ok(Some(found)),
-            Err(refusal) => Err(StepError::input(refusal.message, refusal.hint)),
+            Err(refusal) => Err(refusal.into()),
         };
     }
     if &found != pinned {

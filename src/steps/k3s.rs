@@ -47,14 +47,14 @@ pub struct K3s;
 /// Where K3s's binary goes (the install script's default `BIN_DIR`).
 pub const BINARY: &str = "/usr/local/bin/k3s";
 /// The script K3s's installer writes for uninstall.
-const UNINSTALL_SCRIPT: &str = "/usr/local/bin/k3s-uninstall.sh";
+pub const UNINSTALL_SCRIPT: &str = "/usr/local/bin/k3s-uninstall.sh";
 /// The install script's name in the downloads directory, while it runs.
 const INSTALL_SCRIPT: &str = "k3s-install.sh";
 /// The install script's arguments: a server, configured by its file
 /// (`config_file`).
 const SERVER_FLAGS: &str = "server";
 /// The script K3s's installer writes for an agent's uninstall.
-const AGENT_UNINSTALL_SCRIPT: &str = "/usr/local/bin/k3s-agent-uninstall.sh";
+pub const AGENT_UNINSTALL_SCRIPT: &str = "/usr/local/bin/k3s-agent-uninstall.sh";
 /// The package a node needs to mount the NFS export's volumes (the
 /// kubelet runs `mount.nfs`): on the first host the NFS server's package
 /// brings it along.
@@ -342,8 +342,7 @@ fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
     if !binary.exists() {
         return Ok(None);
     }
-    let printed = host::installed::version_output(&binary, &["--version"])?;
-    let found = parse_version(&printed).unwrap_or_default();
+    let found = running_version(context)?.unwrap_or_default();
     let pinned = &context.config.versions.k3s;
     if &found == pinned {
         return Ok(Some(found));
@@ -351,7 +350,7 @@ fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
     if context.facts().k3s.preexisting == Some(false) {
         return match crate::upgrade::check_path(crate::upgrade::Component::K3s, &found, pinned) {
             Ok(_) => Ok(Some(found)),
-            Err(refusal) => Err(StepError::input(refusal.message, refusal.hint)),
+            Err(refusal) => Err(refusal.into()),
         };
     }
     Err(StepError::input(
@@ -366,6 +365,13 @@ fn installed_version(context: &Context) -> Result<Option<String>, StepError> {
 }
 
 /// `k3s version v1.29.0+k3s1 (3190a5a7)` -> `v1.29.0+k3s1`.
+/// The version the installed K3s names (`k3s --version`, read once a run);
+/// `None` when it names none.
+pub fn running_version(context: &Context) -> Result<Option<String>, StepError> {
+    let printed = host::installed::version_output(&context.host.path(BINARY), &["--version"])?;
+    Ok(parse_version(&printed))
+}
+
 pub fn parse_version(output: &str) -> Option<String> {
     let line = output
         .lines()
@@ -597,14 +603,12 @@ fn upgrade_check(context: &Context) -> Result<Option<Action>, StepError> {
     if &found == pinned {
         return Ok(None);
     }
-    crate::upgrade::check_pair(&context.config.versions.istio, pinned)
-        .map_err(|refusal| StepError::input(refusal.message, refusal.hint))?;
+    crate::upgrade::check_pair(&context.config.versions.istio, pinned)?;
     let nodes = kube::kubectl(["get", "nodes", "-o", "json"]).run_unchecked()?;
     if nodes.success()
         && let Ok(list) = serde_json::from_str(&nodes.stdout)
     {
-        crate::upgrade::check_nodes(&crate::upgrade::nodes_of(&list), pinned)
-            .map_err(|refusal| StepError::input(refusal.message, refusal.hint))?;
+        crate::upgrade::check_nodes(&crate::upgrade::nodes_of(&list), pinned)?;
     }
     Ok(Some(Action::check(format!(
         "K3s {found} → {pinned} is an upgrade stackinstall makes (one minor at most, the pinned Istio supports it, no other node on an older K3s)"

@@ -261,3 +261,12 @@ pub fn expect_stack_units(context: &Context) {
         crate::host::service::mount_unit(&context.config.nfs.path),
     ]);
 }
+
+/// A template that does not render with values the configuration already
+/// checked: a bug of stackinstall's, not the operator's.
+pub(crate) fn template_bug(error: crate::render::RenderError) -> StepError {
+    StepError::failed(
+        error.to_string(),
+        "this is a bug in stackinstall's templates; please report it",
+    )
+}

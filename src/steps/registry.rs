@@ -154,7 +154,7 @@ impl Step for Registry {
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let config = &context.config;
         let mut actions = Vec::new();
-        let files = renewal_files(config).map_err(render_failed)?;
+        let files = renewal_files(config).map_err(super::template_bug)?;
         if files
             .iter()
             .any(|(path, _)| path.ends_with(TIMER) && context.host.path(path).exists())
@@ -196,7 +196,7 @@ fn rendered(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
 
 /// Writes of the unit files that differ, then reload and enable as needed.
 fn unit_actions(context: &Context) -> Result<Vec<Action>, StepError> {
-    let mut files = renewal_files(&context.config).map_err(render_failed)?;
+    let mut files = renewal_files(&context.config).map_err(super::template_bug)?;
     let renewal = context.config.registry.refresh_hours > 0;
     if !renewal {
         // `refresh_hours = 0`: no timer; the configuration file stays (the
@@ -227,13 +227,6 @@ fn unit_actions(context: &Context) -> Result<Vec<Action>, StepError> {
         actions.push(Action::run(service::enable_now(TIMER)));
     }
     Ok(actions)
-}
-
-fn render_failed(error: RenderError) -> StepError {
-    StepError::failed(
-        error.to_string(),
-        "this is a bug in stackinstall's templates; please report it",
-    )
 }
 
 /// Fetches a token and applies the pull Secret; the timer renews it later.

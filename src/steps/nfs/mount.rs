@@ -29,13 +29,6 @@ pub(super) fn rendered(config: &Config) -> Result<Vec<(String, String)>, RenderE
     )])
 }
 
-fn render_failed(error: RenderError) -> StepError {
-    StepError::failed(
-        error.to_string(),
-        "this is a bug in stackinstall's templates: please report it",
-    )
-}
-
 /// The mount unit's file (host path) and name.
 fn mount_unit_file(context: &Context) -> (PathBuf, String) {
     let unit = service::mount_unit(&context.config.nfs.path);
@@ -47,7 +40,7 @@ fn mount_unit_file(context: &Context) -> (PathBuf, String) {
 /// active with another file).
 pub(super) fn mount_actions(context: &Context) -> Result<Vec<Action>, StepError> {
     let (path, unit) = mount_unit_file(context);
-    let wanted = mount_unit_text(&context.config).map_err(render_failed)?;
+    let wanted = mount_unit_text(&context.config).map_err(crate::steps::template_bug)?;
     let written = host::fs::read_optional(&path)?.as_deref() != Some(wanted.as_str());
     let mut actions = Vec::new();
     if written {
@@ -73,7 +66,7 @@ pub(super) fn mount_actions(context: &Context) -> Result<Vec<Action>, StepError>
 /// The mount unit as written, enabled and active.
 pub(super) fn check_mount(context: &Context) -> Result<(), StepError> {
     let (path, unit) = mount_unit_file(context);
-    let wanted = mount_unit_text(&context.config).map_err(render_failed)?;
+    let wanted = mount_unit_text(&context.config).map_err(crate::steps::template_bug)?;
     let hint = "run `sudo stackinstall install --redo nfs`";
     if host::fs::read_optional(&path)?.as_deref() != Some(wanted.as_str()) {
         return Err(StepError::failed(
