@@ -206,9 +206,6 @@ pub fn key_file(host: &Host, config: &Config) -> Result<Option<Secret>, StepErro
     Ok(Some(Secret::new(text)))
 }
 
-/// Takes a backup of the host `context` works on and writes it at `path`
-/// (its directory made root-only when `private_dir`): the manifest and
-/// the archive's size.
 /// The backup taken before an upgrade (`Context::back_up`): encrypted to
 /// `[backup] key_file` when the profile names one, else root's 0600 file
 /// (nobody is there to type a passphrase mid-run).
@@ -223,6 +220,9 @@ pub fn before_upgrade(
     take(context, path, &protection, true).map(|_| ())
 }
 
+/// Takes a backup of the host `context` works on and writes it at `path`
+/// (its directory made root-only when `private_dir`): the manifest and
+/// the archive's size.
 pub fn take(
     context: &crate::context::Context,
     path: &std::path::Path,

@@ -570,9 +570,6 @@ fn export_options(value: &str) -> Option<&'static str> {
         .then_some(SQUASH_OPTIONS)
 }
 
-/// The squash of `[nfs]` and its ids together: `all_squash` needs both
-/// ids (every client's files belong to them); with `no_root_squash` no
-/// request is mapped, so an id there is a mistake, refused.
 /// `istio.home`, where `/` redirects to, must be a path one of the routes
 /// serves: a redirect to nothing would answer 404.
 pub fn check_home(
@@ -601,6 +598,9 @@ pub fn check_home(
     })
 }
 
+/// The squash of `[nfs]` and its ids together: `all_squash` needs both
+/// ids (every client's files belong to them); with `no_root_squash` no
+/// request is mapped, so an id there is a mistake, refused.
 pub fn check_squash(
     config: &Config,
     source_of: &dyn Fn(&[&str]) -> String,
