@@ -27,11 +27,22 @@ fn port(name: &str) -> u16 {
         .unwrap_or_else(|_| panic!("{name} is not a port"))
 }
 
-/// A name (user, database) no other test or test run uses.
+/// A name (user, database) no other test or test run uses. MariaDB's and
+/// RabbitMQ's data outlive a run on a machine that keeps them, so the name
+/// holds the process, a salt of its start (a pid comes back) and a count,
+/// apart (`si{pid}{count}` read `si12345` for pid 1234, count 5 and pid
+/// 123, count 45, and a later run found an earlier run's user there).
 pub fn unique(label: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    static SALT: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let salt = SALT.get_or_init(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        now.subsec_nanos() & 0xffff
+    });
     format!(
-        "si{}{}_{label}",
+        "si{}_{salt:04x}_{}_{label}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst)
     )
