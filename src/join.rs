@@ -25,7 +25,7 @@ use sha2::Digest;
 use std::path::Path;
 
 use crate::error::StepError;
-use crate::host::{self, kube};
+use crate::host;
 use crate::secret::Secret;
 
 /// Where the node keeps the token K3s reads (`token-file` in its
@@ -292,20 +292,6 @@ pub fn lock_rbac() -> String {
     format!(
         "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {LOCK_ACCOUNT}\n  namespace: kube-system\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {LOCK_ACCOUNT}\n  namespace: kube-system\nrules:\n- apiGroups: [\"coordination.k8s.io\"]\n  resources: [\"leases\"]\n  verbs: [\"get\", \"create\", \"delete\"]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {LOCK_ACCOUNT}\n  namespace: kube-system\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: {LOCK_ACCOUNT}\nsubjects:\n- kind: ServiceAccount\n  name: {LOCK_ACCOUNT}\n  namespace: kube-system\n"
     )
-}
-
-/// The cluster's nodes, as the API lists them.
-pub fn nodes() -> Result<Vec<serde_json::Value>, StepError> {
-    let output = kube::kubectl(["get", "nodes", "-o", "json"])
-        .unlogged_stdout()
-        .run()?;
-    let list: serde_json::Value = serde_json::from_str(&output.stdout).map_err(|error| {
-        StepError::failed(
-            format!("`kubectl get nodes -o json` printed no list: {error}"),
-            "run `kubectl get nodes` to see what the API answers",
-        )
-    })?;
-    Ok(list["items"].as_array().cloned().unwrap_or_default())
 }
 
 /// The node name K3s registers: the host's name.

@@ -19,6 +19,7 @@ pub mod engine;
 pub mod error;
 pub mod host;
 pub mod join;
+pub mod node;
 pub mod pgp;
 pub mod provider;
 pub mod render;

@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use crate::node::{Etcd, Node};
+
 /// A program whose version stackinstall pins and may upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Component {
@@ -136,87 +138,120 @@ pub fn check_path(component: Component, installed: &str, wanted: &str) -> Result
     }
 }
 
-/// A node of the cluster, as `kubectl get nodes -o json` lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
-    pub name: String,
-    /// Its kubelet's version (`status.nodeInfo.kubeletVersion`: K3s's own,
-    /// `v1.29.0+k3s1`); `None` when the node does not say.
-    pub version: Option<String>,
-    /// A server (K3s labels them `node-role.kubernetes.io/control-plane`),
-    /// else an agent.
-    pub server: bool,
-}
-
-/// The nodes of a `kubectl get nodes -o json` list.
-pub fn nodes_of(list: &serde_json::Value) -> Vec<Node> {
-    let items = list["items"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    (items.iter())
-        .map(|node| {
-            let labels = &node["metadata"]["labels"];
-            Node {
-                name: node["metadata"]["name"].as_str().unwrap_or("?").to_string(),
-                version: (node["status"]["nodeInfo"]["kubeletVersion"].as_str())
-                    .map(str::to_string),
-                server: ["control-plane", "master"].iter().any(|role| {
-                    labels[format!("node-role.kubernetes.io/{role}")].as_str() == Some("true")
-                }),
-            }
-        })
-        .collect()
-}
-
-/// Refuses an upgrade of this host's K3s to `wanted` while another node
-/// runs an older K3s: stackinstall upgrades the node it runs on, and K3s's
-/// order (docs.k3s.io "Upgrades": servers first, one at a time, then the
-/// agents) is the operator's to follow across nodes until `join` (issue
-/// 26) can. One older node is this one (its K3s is the one upgraded).
-pub fn check_nodes(nodes: &[Node], wanted: &str) -> Result<(), Refusal> {
-    let Some(target) = Version::parse(wanted) else {
-        return Ok(());
-    };
-    let older: Vec<&Node> = (nodes.iter())
-        .filter(|node| {
-            node.version.as_deref().is_some_and(|version| {
-                Version::parse(version)
-                    .is_some_and(|found| found < target || (found == target && version < wanted))
-            })
-        })
-        .collect();
-    if older.len() <= 1 {
-        return Ok(());
+/// Whether `version` is older than `than` (a K3s build counts:
+/// `v1.29.0+k3s1` is older than `v1.29.0+k3s2`).
+pub fn is_older(version: &str, than: &str) -> bool {
+    match (Version::parse(version), Version::parse(than)) {
+        (Some(found), Some(target)) => found < target || (found == target && version < than),
+        _ => false,
     }
-    let named = |server: bool| -> Vec<String> {
-        (older.iter())
-            .filter(|node| node.server == server)
-            .map(|node| node.name.clone())
+}
+
+/// Whether the server `this` (on K3s `found`) may move to `wanted` now, in
+/// K3s's order across nodes (docs.k3s.io "Upgrades": "upgrade the server
+/// nodes one at a time, then the agents"): every other etcd member Ready,
+/// since this server's restart takes its member away for a while and the
+/// others must keep a quorum; and no node behind `found`, where an
+/// earlier upgrade was left half done (the skew would grow past one
+/// minor). Other nodes on `found` are fine: they follow (`order`).
+pub fn check_nodes(nodes: &[Node], this: &str, found: &str, wanted: &str) -> Result<(), Refusal> {
+    let others = || nodes.iter().filter(|node| node.name != this);
+    let down: Vec<String> = others()
+        .filter(|node| node.etcd_member && !node.ready)
+        .map(|node| node.name.clone())
+        .collect();
+    if !down.is_empty() {
+        let etcd = Etcd::of(nodes, Some(this));
+        return Err(Refusal {
+            message: format!(
+                "K3s {found} → {wanted} restarts this server's etcd member, and {} of the cluster's {} etcd members {} not Ready ({}): etcd's quorum must be healthy first",
+                down.len(),
+                etcd.members,
+                if down.len() == 1 { "is" } else { "are" },
+                down.join(", ")
+            ),
+            hint: "bring them back first (`stackinstall nodes` lists them; `journalctl -u k3s` on each), then run again".into(),
+        });
+    }
+    let behind: Vec<String> = others()
+        .filter(|node| is_older(&node.version, found))
+        .map(Node::described)
+        .collect();
+    if !behind.is_empty() {
+        return Err(Refusal {
+            message: format!(
+                "K3s {wanted}: {} still run{} a K3s older than this server's {found}: the last upgrade is not finished",
+                behind.join(", "),
+                if behind.len() == 1 { "s" } else { "" }
+            ),
+            hint: format!(
+                "bring every node to {found} first, servers one at a time then agents: on each, `sudo stackinstall join` with a new join file (`sudo stackinstall join-command --role server|agent` here); then run again"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// What follows this server's move to `wanted`, in K3s's order: the other
+/// servers one at a time, then the agents, each still on an older K3s;
+/// empty when this is the last node.
+pub fn order(nodes: &[Node], this: &str, wanted: &str) -> Option<String> {
+    let behind = |server: bool| -> Vec<&str> {
+        (nodes.iter())
+            .filter(|node| node.name != this && node.is_server() == server)
+            .filter(|node| is_older(&node.version, wanted))
+            .map(|node| node.name.as_str())
             .collect()
     };
-    let (servers, agents) = (named(true), named(false));
-    let shown: Vec<String> = (older.iter())
-        .map(|node| {
-            let role = if node.server { "server" } else { "agent" };
-            format!(
-                "{} ({role}, {})",
-                node.name,
-                node.version.as_deref().unwrap_or("?")
-            )
+    let (servers, agents) = (behind(true), behind(false));
+    let mut next = Vec::new();
+    if !servers.is_empty() {
+        next.push(format!(
+            "the other servers one at a time ({})",
+            servers.join(", ")
+        ));
+    }
+    if !agents.is_empty() {
+        next.push(format!("the agents ({})", agents.join(", ")));
+    }
+    (!next.is_empty()).then(|| {
+        format!(
+            "then {}: on each `sudo stackinstall join` with a new join file (`sudo stackinstall join-command --role server|agent` on this server) and `versions.k3s = \"{wanted}\"`",
+            next.join(", then ")
+        )
+    })
+}
+
+/// An agent follows the servers: refused while the servers run different
+/// K3s versions (an upgrade of the servers is under way), naming those
+/// still behind.
+pub fn check_agents_follow(nodes: &[Node]) -> Result<(), Refusal> {
+    let servers: Vec<&Node> = nodes.iter().filter(|node| node.is_server()).collect();
+    let Some(newest) = (servers.iter())
+        .map(|node| node.version.as_str())
+        .filter(|version| Version::parse(version).is_some())
+        .reduce(|newest, version| match is_older(newest, version) {
+            true => version,
+            false => newest,
         })
-        .collect();
-    let list = |names: &[String]| match names.is_empty() {
-        true => "none".to_string(),
-        false => names.join(", "),
+    else {
+        return Ok(());
     };
+    let behind: Vec<String> = (servers.iter())
+        .filter(|node| is_older(&node.version, newest))
+        .map(|node| node.described())
+        .collect();
+    if behind.is_empty() {
+        return Ok(());
+    }
     Err(Refusal {
         message: format!(
-            "K3s {wanted}: {} nodes of this cluster run an older K3s ({}), and stackinstall upgrades only the node it runs on",
-            older.len(),
-            shown.join(", ")
+            "the servers are being upgraded to K3s {newest}, and {} {} not there yet: agents follow once every server is",
+            behind.join(", "),
+            if behind.len() == 1 { "is" } else { "are" }
         ),
         hint: format!(
-            "upgrade the nodes to {wanted} in K3s's order (docs.k3s.io \"Upgrades\"): the servers one at a time ({}), then the agents ({}); then run the install again",
-            list(&servers),
-            list(&agents)
+            "finish the servers first, one at a time (`sudo stackinstall join` on each with a file from `sudo stackinstall join-command --role server`), then make the agent's file; docs.k3s.io \"Upgrades\": servers first, then agents"
         ),
     })
 }
@@ -358,42 +393,97 @@ mod tests {
         );
     }
 
+    fn node(name: &str, server: bool, version: &str, ready: bool) -> Node {
+        Node {
+            name: name.into(),
+            role: match server {
+                true => crate::join::Role::Server,
+                false => crate::join::Role::Agent,
+            },
+            version: version.into(),
+            ready,
+            etcd_member: server,
+            address: String::new(),
+            credential_provider: None,
+            nfs_client: None,
+        }
+    }
+
     #[test]
-    fn other_nodes_on_an_older_k3s_refuse_the_upgrade_naming_servers_then_agents() {
-        let list = serde_json::json!({"items": [
-            {"metadata": {"name": "node1", "labels": {"node-role.kubernetes.io/control-plane": "true"}},
-             "status": {"nodeInfo": {"kubeletVersion": "v1.29.0+k3s1"}}},
-            {"metadata": {"name": "server-2", "labels": {"node-role.kubernetes.io/master": "true"}},
-             "status": {"nodeInfo": {"kubeletVersion": "v1.29.0+k3s1"}}},
-            {"metadata": {"name": "agent-1", "labels": {}},
-             "status": {"nodeInfo": {"kubeletVersion": "v1.29.0+k3s1"}}},
-        ]});
-        let nodes = nodes_of(&list);
-        let refusal = check_nodes(&nodes, "v1.29.5+k3s1").unwrap_err();
+    fn servers_go_one_at_a_time_with_a_quorum_then_the_agents() {
+        let (old, new) = ("v1.29.0+k3s1", "v1.29.5+k3s1");
+        let cluster = [
+            node("first", true, old, true),
+            node("server-2", true, old, true),
+            node("server-3", true, old, true),
+            node("agent-1", false, old, true),
+        ];
+        assert_eq!(check_nodes(&cluster, "first", old, new), Ok(()));
+        let then = order(&cluster, "first", new).unwrap();
+        assert!(
+            then.contains("then the other servers one at a time (server-2, server-3), then the agents (agent-1)"),
+            "{then}"
+        );
+        // The first server done: the second goes, then the third.
+        let mut rolling = cluster.clone();
+        rolling[0].version = new.into();
+        assert_eq!(check_nodes(&rolling, "server-2", old, new), Ok(()));
+        rolling[1].version = new.into();
+        rolling[2].version = new.into();
+        assert_eq!(
+            order(&rolling, "server-3", new).unwrap(),
+            format!(
+                "then the agents (agent-1): on each `sudo stackinstall join` with a new join file (`sudo stackinstall join-command --role server|agent` on this server) and `versions.k3s = \"{new}\"`"
+            )
+        );
+        rolling[3].version = new.into();
+        assert_eq!(order(&rolling, "first", new), None);
+
+        // Another member not Ready: its quorum would not survive this restart.
+        let mut down = cluster.clone();
+        down[2].ready = false;
+        let refusal = check_nodes(&down, "first", old, new).unwrap_err();
         assert!(
             refusal
-                .hint
-                .contains("the servers one at a time (node1, server-2), then the agents (agent-1)"),
+                .message
+                .contains("1 of the cluster's 3 etcd members is not Ready (server-3)"),
             "{refusal:?}"
         );
-        assert!(refusal.message.contains("3 nodes"), "{refusal:?}");
-        // The others done by hand first: only this one is left.
-        let mut done = nodes.clone();
-        for node in &mut done[1..] {
-            node.version = Some("v1.29.5+k3s1".into());
-        }
-        assert_eq!(check_nodes(&done, "v1.29.5+k3s1"), Ok(()));
-        assert_eq!(check_nodes(&nodes[..1], "v1.29.5+k3s1"), Ok(()));
-        // The fake cluster's node says no version: nothing to compare.
-        assert_eq!(
-            check_nodes(
-                &nodes_of(
-                    &serde_json::json!({"items": [{"metadata": {"name": "a"}}, {"metadata": {"name": "b"}}]})
-                ),
-                "v1.29.5+k3s1"
-            ),
-            Ok(())
+        // An agent not Ready does not stop a server.
+        let mut agent_down = cluster.clone();
+        agent_down[3].ready = false;
+        assert_eq!(check_nodes(&agent_down, "first", old, new), Ok(()));
+        // A node left behind by the last upgrade: finish that one first.
+        let mut behind = cluster.clone();
+        behind[3].version = "v1.28.9+k3s1".into();
+        let refusal = check_nodes(&behind, "first", old, new).unwrap_err();
+        assert!(
+            refusal.message.contains("agent-1 (agent, v1.28.9+k3s1) still runs a K3s older than this server's v1.29.0+k3s1"),
+            "{refusal:?}"
         );
+        // The fake cluster's nodes that say no version: nothing behind.
+        let unknown = [node("a", true, "", true), node("b", false, "", true)];
+        assert_eq!(check_nodes(&unknown, "a", old, new), Ok(()));
+        assert_eq!(order(&unknown, "a", new), None);
+    }
+
+    #[test]
+    fn agents_wait_until_every_server_runs_the_new_k3s() {
+        let (old, new) = ("v1.29.0+k3s1", "v1.29.5+k3s1");
+        let mut cluster = [
+            node("first", true, new, true),
+            node("server-2", true, old, true),
+            node("agent-1", false, old, true),
+        ];
+        let refusal = check_agents_follow(&cluster).unwrap_err();
+        assert!(
+            refusal.message.contains(
+                "upgraded to K3s v1.29.5+k3s1, and server-2 (server, v1.29.0+k3s1) is not there yet"
+            ),
+            "{refusal:?}"
+        );
+        cluster[1].version = new.into();
+        assert_eq!(check_agents_follow(&cluster), Ok(()));
     }
 
     #[test]

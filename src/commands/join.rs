@@ -16,6 +16,7 @@ use crate::engine::Selection;
 use crate::engine::install as engine;
 use crate::host::{self, Command, kube, service};
 use crate::join::{self, JoinFile, Joining, Role};
+use crate::node;
 use crate::secret::Secret;
 use crate::steps::k3s::{self, config_file};
 use crate::steps::{StepError, preflight};
@@ -42,6 +43,10 @@ pub fn run_command(root: &Path, args: JoinCommandArgs) -> Result<()> {
         )
         .into());
     }
+    let nodes = node::list()?;
+    if args.role == Role::Agent {
+        crate::upgrade::check_agents_follow(&nodes).map_err(StepError::from)?;
+    }
     let token = match args.role {
         Role::Agent => bootstrap_token(&args.ttl)?,
         Role::Server => server_token(&context)?,
@@ -57,8 +62,11 @@ pub fn run_command(root: &Path, args: JoinCommandArgs) -> Result<()> {
         k3s_version: running_version(&context)?,
         api_port: context.config.cluster.api_port,
         flags: config_file::cluster_flags(&context)?,
-        nodes: node_names()?,
-        node_addresses: node_addresses()?,
+        nodes: nodes.iter().map(|node| node.name.clone()).collect(),
+        node_addresses: (nodes.iter())
+            .filter(|node| !node.address.is_empty())
+            .map(|node| (node.name.clone(), node.address.clone()))
+            .collect(),
         export_clients: join::export_clients(
             &host::fs::read_optional(&context.host.path("/etc/exports"))?.unwrap_or_default(),
             &context.config.nfs.path,
@@ -85,7 +93,7 @@ pub fn run_command(root: &Path, args: JoinCommandArgs) -> Result<()> {
         file.k3s_version
     );
     if args.role == Role::Server {
-        let servers = server_count()? + 1;
+        let servers = nodes.iter().filter(|node| node.is_server()).count() + 1;
         if servers % 2 == 0 {
             context.ui.warn(&format!(
                 "with this server the cluster has {servers}: an even number of etcd members tolerates no more failures than one fewer; join one more"
@@ -172,31 +180,6 @@ fn running_version(context: &Context) -> Result<String, StepError> {
     })
 }
 
-fn node_names() -> Result<Vec<String>, StepError> {
-    Ok(join::nodes()?
-        .iter()
-        .filter_map(|node| node["metadata"]["name"].as_str().map(str::to_string))
-        .collect())
-}
-
-fn node_addresses() -> Result<std::collections::BTreeMap<String, String>, StepError> {
-    Ok(super::nodes::list()?
-        .into_iter()
-        .filter(|node| !node.address.is_empty())
-        .map(|node| (node.name, node.address))
-        .collect())
-}
-
-/// The servers (control plane nodes) of the cluster.
-pub fn server_count() -> Result<usize, StepError> {
-    Ok(join::nodes()?
-        .iter()
-        .filter(|node| {
-            node["metadata"]["labels"]["node-role.kubernetes.io/control-plane"] == "true"
-        })
-        .count())
-}
-
 /// Runs `join`.
 pub fn run(root: &Path, args: JoinArgs) -> Result<()> {
     if !args.plan {
@@ -219,6 +202,9 @@ pub fn run(root: &Path, args: JoinArgs) -> Result<()> {
     }
     let flags = super::aws_profile_flags(args.aws_profile.as_ref());
     let mut context = super::command_context(root, &args.config, flags, false, args.plan)?;
+    // A joined server's K3s upgrade backs it up first, as the install's
+    // does (an agent holds no data of the cluster and takes none).
+    context.back_up = Some(crate::backup::before_upgrade);
     context.join = Some(Joining {
         role: args.role,
         server: args.server.clone(),
@@ -318,6 +304,7 @@ fn check_before_joining(
     ];
     checked.push(check_ports(context, file.role)?);
     checked.push(check_version(context, file)?);
+    checked.extend(k3s::upgrade_check(context)?.map(|check| check.detail()));
     if file.role == Role::Server {
         checked.push(check_flags(context, file)?);
     }

@@ -11,82 +11,12 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
-
 use super::Result;
 use crate::cli::{LeaveArgs, NodesAction, NodesArgs, Output};
 use crate::host::{self, Command, kube};
+use crate::node::{self, Etcd, Node};
 use crate::steps::StepError;
 use crate::steps::k3s::config_file;
-
-/// The control plane role label.
-const CONTROL_PLANE: &str = "node-role.kubernetes.io/control-plane";
-/// The etcd role label: the node is an etcd member.
-const ETCD: &str = "node-role.kubernetes.io/etcd";
-
-/// One node as `nodes` shows it.
-#[derive(Debug, Serialize)]
-pub struct Node {
-    pub name: String,
-    pub role: &'static str,
-    pub version: String,
-    pub ready: bool,
-    pub etcd_member: bool,
-    pub address: String,
-    /// Whether `join` wired the kubelet's ECR credential provider (its
-    /// label); `None` for a node that did not join through stackinstall
-    /// (the first host: `stackinstall status` there).
-    pub credential_provider: Option<bool>,
-    /// Whether `join` installed the NFS client (its label).
-    pub nfs_client: Option<bool>,
-}
-
-impl Node {
-    fn of(object: &serde_json::Value) -> Self {
-        let labels = &object["metadata"]["labels"];
-        let ready = (object["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten())
-        .any(|condition| condition["type"] == "Ready" && condition["status"] == "True");
-        let address = (object["status"]["addresses"]
-            .as_array()
-            .into_iter()
-            .flatten())
-        .find(|address| address["type"] == "InternalIP")
-        .and_then(|address| address["address"].as_str())
-        .unwrap_or("")
-        .to_string();
-        Self {
-            name: object["metadata"]["name"]
-                .as_str()
-                .unwrap_or("")
-                .to_string(),
-            role: if labels[CONTROL_PLANE] == "true" {
-                "server"
-            } else {
-                "agent"
-            },
-            version: (object["status"]["nodeInfo"]["kubeletVersion"].as_str())
-                .unwrap_or("")
-                .to_string(),
-            ready,
-            etcd_member: labels[ETCD] == "true",
-            address,
-            credential_provider: labels["stackinstall.io/credential-provider"]
-                .as_str()
-                .map(|value| value == "true"),
-            nfs_client: labels["stackinstall.io/nfs-client"]
-                .as_str()
-                .map(|value| value == "true"),
-        }
-    }
-}
-
-/// The cluster's nodes.
-pub fn list() -> Result<Vec<Node>, StepError> {
-    Ok(crate::join::nodes()?.iter().map(Node::of).collect())
-}
 
 /// Runs `nodes`.
 pub fn run(_root: &Path, args: NodesArgs) -> Result<()> {
@@ -94,7 +24,7 @@ pub fn run(_root: &Path, args: NodesArgs) -> Result<()> {
         crate::steps::preflight::check_root()?;
         return remove(name);
     }
-    let nodes = list()?;
+    let nodes = node::list()?;
     if args.output == Output::Json {
         crate::outln!("{}", serde_json::json!({ "nodes": nodes }));
         return Ok(());
@@ -115,7 +45,7 @@ pub fn run(_root: &Path, args: NodesArgs) -> Result<()> {
         crate::outln!(
             "{:<20} {:<7} {:<16} {:<6} {:<5} {:<9} {:<4} {}",
             node.name,
-            node.role,
+            node.role.word(),
             node.version,
             word(node.ready),
             word(node.etcd_member),
@@ -129,19 +59,18 @@ pub fn run(_root: &Path, args: NodesArgs) -> Result<()> {
             "(-: a node that did not join with `stackinstall join`; on the first host `stackinstall status` shows its provider and export)"
         );
     }
-    let versions: std::collections::BTreeSet<&str> =
-        nodes.iter().map(|node| node.version.as_str()).collect();
-    if versions.len() > 1 {
+    if let Some(versions) = node::skew(&nodes) {
         crate::outln!(
             "warning: the nodes run different K3s versions ({}): upgrade them to one",
             versions.into_iter().collect::<Vec<_>>().join(", ")
         );
     }
-    let members = nodes.iter().filter(|node| node.etcd_member).count();
-    if members > 0 && members % 2 == 0 {
+    let etcd = Etcd::of(&nodes, None);
+    if etcd.is_even() {
         crate::outln!(
-            "warning: {members} etcd members: an even number tolerates no more failures than {}",
-            members - 1
+            "warning: {} etcd members: an even number tolerates no more failures than {}",
+            etcd.members,
+            etcd.members - 1
         );
     }
     Ok(())
@@ -152,8 +81,8 @@ pub fn run(_root: &Path, args: NodesArgs) -> Result<()> {
 /// members short of a quorum of the smaller cluster.
 pub fn removal_refused(nodes: &[Node], name: &str) -> Option<StepError> {
     let node = nodes.iter().find(|node| node.name == name)?;
-    let servers = nodes.iter().filter(|node| node.role == "server").count();
-    if node.role == "server" && servers == 1 {
+    let servers = nodes.iter().filter(|node| node.is_server()).count();
+    if node.is_server() && servers == 1 {
         return Some(StepError::input(
             format!("`{name}` is the cluster's last server: without it there is no cluster"),
             "uninstall the whole cluster with `sudo stackinstall uninstall --all` on it instead",
@@ -162,12 +91,9 @@ pub fn removal_refused(nodes: &[Node], name: &str) -> Option<StepError> {
     if !node.etcd_member {
         return None;
     }
-    let members = nodes.iter().filter(|node| node.etcd_member).count();
-    let left = members - 1;
-    let ready_left = (nodes.iter())
-        .filter(|other| other.etcd_member && other.ready && other.name != name)
-        .count();
-    if ready_left < left / 2 + 1 {
+    let etcd = Etcd::of(nodes, Some(name));
+    let (left, ready_left) = (etcd.members - 1, etcd.ready);
+    if ready_left < Etcd::quorum(left) {
         return Some(StepError::input(
             format!(
                 "removing `{name}` would leave {ready_left} started etcd member(s) of {left}: no quorum, the cluster would stop"
@@ -180,7 +106,7 @@ pub fn removal_refused(nodes: &[Node], name: &str) -> Option<StepError> {
 
 /// `nodes remove NAME`.
 fn remove(name: &str) -> Result<()> {
-    let nodes = list()?;
+    let nodes = node::list()?;
     if !nodes.iter().any(|node| node.name == name) {
         return Err(StepError::input(
             format!("the cluster has no node `{name}`"),
@@ -267,7 +193,7 @@ pub fn leave(root: &Path, args: LeaveArgs) -> Result<()> {
         .into());
     }
     if !agent && kube::cluster_answers() {
-        let nodes = list()?;
+        let nodes = node::list()?;
         if nodes.iter().any(|node| node.name == name) {
             if let Some(refused) = removal_refused(&nodes, &name) {
                 return Err(refused.into());
@@ -295,7 +221,11 @@ mod tests {
     fn node(name: &str, server: bool, ready: bool) -> Node {
         Node {
             name: name.into(),
-            role: if server { "server" } else { "agent" },
+            role: if server {
+                crate::join::Role::Server
+            } else {
+                crate::join::Role::Agent
+            },
             version: "v1.29.0+k3s1".into(),
             ready,
             etcd_member: server,

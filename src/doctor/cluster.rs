@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use super::snapshot::{Scoped, name};
 use super::{Check, Checked, Finding};
+use crate::node::{self, Etcd, Node};
 
 /// The cluster checks.
 pub fn checks(scoped: &Arc<Scoped>) -> Vec<Check> {
@@ -67,56 +68,38 @@ fn nodes(scoped: &Scoped) -> Checked {
 /// The nodes together: one K3s version (no skew), and an etcd cluster
 /// with a quorum of started members and an odd number of them.
 fn members(nodes: &[Value]) -> Vec<Finding> {
+    let nodes: Vec<Node> = nodes.iter().map(Node::of).collect();
     let mut findings = Vec::new();
-    let version = |node: &Value| {
-        node["status"]["nodeInfo"]["kubeletVersion"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
-    };
-    let versions: std::collections::BTreeSet<String> = nodes
-        .iter()
-        .map(version)
-        .filter(|v| !v.is_empty())
-        .collect();
-    if versions.len() > 1 {
+    if let Some(versions) = node::skew(&nodes) {
         let each: Vec<String> = (nodes.iter())
-            .map(|node| format!("{} {}", name(node), version(node)))
+            .map(|node| format!("{} {}", node.name, node.version))
             .collect();
         findings.push(
             Finding::warning(
                 "node-version-skew",
-                format!(
-                    "the nodes run {} K3s versions",
-                    versions.len()
-                ),
-                "upgrade every node to the profile's `versions.k3s` (`sudo stackinstall install` on the servers first, then on each agent `sudo stackinstall join` with the new version)",
+                format!("the nodes run {} K3s versions", versions.len()),
+                "upgrade every node to the profile's `versions.k3s`: `sudo stackinstall install` on the first server, then the other servers one at a time, then the agents, each with `sudo stackinstall join` and a new join file",
             )
             .with(each.join(", ")),
         );
     }
-    let etcd: Vec<&Value> = (nodes.iter())
-        .filter(|node| node["metadata"]["labels"]["node-role.kubernetes.io/etcd"] == "true")
-        .collect();
-    let started = (etcd.iter())
-        .filter(|node| condition(node, "Ready").is_some_and(|ready| ready["status"] == "True"))
-        .count();
-    if !etcd.is_empty() && started < etcd.len() / 2 + 1 {
+    let etcd = Etcd::of(&nodes, None);
+    if !etcd.has_quorum() {
         findings.push(Finding::error(
             "etcd-no-quorum",
             format!(
-                "{started} of {} etcd members are Ready: no quorum, the API cannot change anything",
-                etcd.len()
+                "{} of {} etcd members are Ready: no quorum, the API cannot change anything",
+                etcd.ready, etcd.members
             ),
             "bring the servers that are not Ready back (`journalctl -u k3s` on each); `stackinstall nodes` lists them",
         ));
-    } else if etcd.len() > 1 && etcd.len().is_multiple_of(2) {
+    } else if etcd.is_even() {
         findings.push(Finding::warning(
             "etcd-even-members",
             format!(
                 "{} etcd members: an even number tolerates no more failures than {}",
-                etcd.len(),
-                etcd.len() - 1
+                etcd.members,
+                etcd.members - 1
             ),
             "join one more server (`sudo stackinstall join-command --role server`) or remove one (`stackinstall nodes remove NAME`)",
         ));

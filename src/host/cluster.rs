@@ -83,6 +83,16 @@ pub fn nodes_ready() -> Result<Option<(usize, usize)>, CommandError> {
     }
 }
 
+/// The cluster's Nodes in the run's snapshot, as a list `{"items": [...]}`;
+/// `None` when the API does not answer.
+pub fn node_list() -> Result<Option<Value>, CommandError> {
+    match snapshot() {
+        Ok(snapshot) => Ok(Some(json!({ "items": snapshot.all("Node") }))),
+        Err(CommandError::Failed { .. }) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 /// Forgets the snapshot: a wait that polls reads what changes by itself,
 /// so after it the next look reads the cluster again.
 pub fn forget() {

@@ -116,7 +116,10 @@ impl Step for K3s {
         let installed = installed_version(context)?;
         let upgrade_from = installed.clone().filter(|found| found != version);
         let mut actions = Vec::new();
-        if let Some(from) = &upgrade_from {
+        let agent = is_agent(context);
+        // An agent holds none of the cluster's data: the servers' backups,
+        // each taken before its own upgrade, hold it.
+        if let Some(from) = upgrade_from.as_ref().filter(|_| !agent) {
             actions.extend(Action::change(BackupFirst::new(
                 context,
                 &format!("K3s {from} → {version}"),
@@ -126,18 +129,22 @@ impl Step for K3s {
         if installed.is_none() || upgrade_from.is_some() {
             actions.push(Action::install_release(release(context), BINARY));
         }
-        let agent = is_agent(context);
         let upgrading = upgrade_from.is_some();
         let starts = installed.is_none()
             || upgrade_from.is_some()
             || !service::is_active(unit(context))?
             || (!agent && kubeconfig::too_open(context));
         if starts {
+            let then = match upgrading {
+                true => then_on_other_nodes(context)?,
+                false => None,
+            };
             actions.extend(Action::change(RunInstallScript {
                 script: install_script(context),
                 version: version.clone(),
                 exec: exec(context),
                 upgrade_from,
+                then,
             }));
             actions.extend((!agent).then(|| wait_for_nodes(context)));
         }
@@ -465,6 +472,8 @@ struct RunInstallScript {
     exec: &'static str,
     /// The installed version, when this is an upgrade.
     upgrade_from: Option<String>,
+    /// What the other nodes do after this one's upgrade (K3s's order).
+    then: Option<String>,
 }
 
 impl Change for RunInstallScript {
@@ -481,7 +490,14 @@ impl Change for RunInstallScript {
             self.exec
         );
         match &self.upgrade_from {
-            Some(from) => vec![format!("upgrade K3s {from} → {}: {run}", self.version)],
+            Some(from) => (Some(format!("upgrade K3s {from} → {}: {run}", self.version))
+                .into_iter())
+            .chain(
+                self.then
+                    .iter()
+                    .map(|then| format!("{then} (this server first)")),
+            )
+            .collect(),
             None => vec![run],
         }
     }
@@ -500,6 +516,12 @@ impl Change for RunInstallScript {
             .run();
         host::fs::remove_file(&script)?;
         result?;
+        if let (Some(from), Some(then)) = (&self.upgrade_from, &self.then) {
+            context.ui.note(&format!(
+                "K3s {from} → {} done on this server; {then}",
+                self.version
+            ));
+        }
         Ok(true)
     }
 }
@@ -593,9 +615,13 @@ fn preflight(context: &Context) -> Result<Option<Action>, StepError> {
 }
 
 /// Before anything changes: a K3s of another version is an upgrade this
-/// install may make (one minor at most, never down, the pinned Istio
-/// supporting the new Kubernetes), or refused naming the way through.
-fn upgrade_check(context: &Context) -> Result<Option<Action>, StepError> {
+/// run may make (one minor at most, never down, the pinned Istio
+/// supporting the new Kubernetes; with other nodes, K3s's order: every
+/// other etcd member Ready and no node behind), or refused naming the way
+/// through. On a joined node the first server checked Istio's range when
+/// it moved, and an agent cannot read the cluster (`join-command` checked
+/// the servers for it).
+pub(crate) fn upgrade_check(context: &Context) -> Result<Option<Action>, StepError> {
     let pinned = &context.config.versions.k3s;
     let Some(found) = installed_version(context)? else {
         return Ok(None);
@@ -603,16 +629,50 @@ fn upgrade_check(context: &Context) -> Result<Option<Action>, StepError> {
     if &found == pinned {
         return Ok(None);
     }
-    crate::upgrade::check_pair(&context.config.versions.istio, pinned)?;
-    let nodes = kube::kubectl(["get", "nodes", "-o", "json"]).run_unchecked()?;
-    if nodes.success()
-        && let Ok(list) = serde_json::from_str(&nodes.stdout)
-    {
-        crate::upgrade::check_nodes(&crate::upgrade::nodes_of(&list), pinned)?;
+    let mut checked = vec!["one minor at most".to_string()];
+    if context.join.is_none() {
+        crate::upgrade::check_pair(&context.config.versions.istio, pinned)?;
+        checked.push(format!(
+            "Istio {} supports its Kubernetes",
+            context.config.versions.istio
+        ));
+    }
+    if !is_agent(context) {
+        match crate::node::in_snapshot()? {
+            Some(nodes) => {
+                let this = crate::join::node_name(&context.host);
+                crate::upgrade::check_nodes(&nodes, &this, &found, pinned)?;
+                checked.push(format!(
+                    "of {} node(s), every other etcd member Ready and none behind {found}",
+                    nodes.len()
+                ));
+                checked.extend(crate::upgrade::order(&nodes, &this, pinned));
+            }
+            None => checked
+                .push("the other nodes not read: the Kubernetes API does not answer".to_string()),
+        }
     }
     Ok(Some(Action::check(format!(
-        "K3s {found} → {pinned} is an upgrade stackinstall makes (one minor at most, the pinned Istio supports it, no other node on an older K3s)"
+        "K3s {found} → {pinned} is an upgrade stackinstall makes ({})",
+        checked.join("; ")
     ))))
+}
+
+/// What follows this server's upgrade to the pinned K3s on the other
+/// nodes (`upgrade::order`), when the cluster answers.
+fn then_on_other_nodes(context: &Context) -> Result<Option<String>, StepError> {
+    if is_agent(context) {
+        return Ok(None);
+    }
+    let Some(nodes) = crate::node::in_snapshot()? else {
+        return Ok(None);
+    };
+    let this = crate::join::node_name(&context.host);
+    Ok(crate::upgrade::order(
+        &nodes,
+        &this,
+        &context.config.versions.k3s,
+    ))
 }
 
 #[cfg(test)]

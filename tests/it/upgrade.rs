@@ -81,6 +81,27 @@ fn a_k3s_upgrade_is_planned_and_skips_downgrades_and_unsupported_pairs_are_refus
     );
 }
 
+/// K3s `version` on the release server: its binary (which prints the
+/// version, as `k3s --version` does), the release's checksums and the
+/// install script.
+pub fn publish_k3s(releases: &crate::support::cluster::Releases, version: &str) {
+    let binary =
+        format!("#!/bin/sh\necho 'k3s version {version} (4b8e5f8c)'\necho 'go version go1.21.9'\n");
+    let sums = format!(
+        "{}  k3s\n",
+        crate::support::cluster::sha256(binary.as_bytes())
+    );
+    releases.put(&format!("/k3s/{version}/k3s"), binary.into_bytes());
+    releases.put(
+        &format!("/k3s/{version}/sha256sum-amd64.txt"),
+        sums.into_bytes(),
+    );
+    releases.put(
+        &format!("/k3s-script/{version}/install.sh"),
+        b"#!/bin/sh\nexec k3s-install \"$@\"\n".to_vec(),
+    );
+}
+
 #[test]
 fn a_k3s_upgrade_takes_a_backup_first_and_converges() {
     let (mut world, releases) =
@@ -89,21 +110,7 @@ fn a_k3s_upgrade_takes_a_backup_first_and_converges() {
     world.install(&["--yes"]).success();
     let key = crate::backup::with_key(&mut world);
     let new = "v1.29.5+k3s1";
-    let binary =
-        format!("#!/bin/sh\necho 'k3s version {new} (4b8e5f8c)'\necho 'go version go1.21.9'\n");
-    let sums = format!(
-        "{}  k3s\n",
-        crate::support::cluster::sha256(binary.as_bytes())
-    );
-    releases.put(&format!("/k3s/{new}/k3s"), binary.into_bytes());
-    releases.put(
-        &format!("/k3s/{new}/sha256sum-amd64.txt"),
-        sums.into_bytes(),
-    );
-    releases.put(
-        &format!("/k3s-script/{new}/install.sh"),
-        b"#!/bin/sh\nexec k3s-install \"$@\"\n".to_vec(),
-    );
+    publish_k3s(&releases, new);
     world.clear_calls();
     let upgrade = with_versions(&world, &[("K3S", new)], &[]);
     let said = stderr(&upgrade);
@@ -357,55 +364,75 @@ fn a_helm_of_another_version_that_was_there_before_the_install_stays_refused() {
     );
 }
 
-/// A Ready node of the fake cluster at the K3s `version`.
-fn node(name: &str, server: bool, version: &str) -> serde_json::Value {
+/// A node of the fake cluster at the K3s `version`; a server is an etcd
+/// member.
+fn node(name: &str, server: bool, version: &str, ready: bool) -> serde_json::Value {
     let labels = match server {
         true => serde_json::json!({"node-role.kubernetes.io/control-plane": "true",
-            "node-role.kubernetes.io/master": "true"}),
+            "node-role.kubernetes.io/master": "true", "node-role.kubernetes.io/etcd": "true"}),
         false => serde_json::json!({}),
     };
+    let ready = if ready { "True" } else { "Unknown" };
     serde_json::json!({"kind": "Node", "apiVersion": "v1",
         "metadata": {"name": name, "labels": labels},
-        "status": {"conditions": [{"type": "Ready", "status": "True"}],
+        "status": {"conditions": [{"type": "Ready", "status": ready}],
                    "nodeInfo": {"kubeletVersion": version}}})
 }
 
 #[test]
-fn a_k3s_upgrade_is_refused_while_other_nodes_run_an_older_k3s_naming_servers_then_agents() {
+fn a_k3s_upgrade_of_the_first_server_waits_for_quorum_and_stragglers_and_names_the_order() {
     let (world, _releases) = crate::support::cluster::cluster_world();
+    world.write("/etc/hostname", "node1\n");
     world.install(&["--yes"]).success();
     let (old, new) = ("v1.29.0+k3s1", "v1.29.5+k3s1");
-    world.put_object(node("node1", true, old));
-    world.put_object(node("server-2", true, old));
-    world.put_object(node("agent-1", false, old));
+    world.put_object(node("node1", true, old, true));
+    world.put_object(node("server-2", true, old, false));
+    world.put_object(node("agent-1", false, old, true));
+    let refusals = [
+        (
+            "1 of the cluster's 2 etcd members is not Ready (server-2): etcd's quorum must be healthy first",
+            node("server-2", true, old, true),
+        ),
+        (
+            "agent-1 (agent, v1.28.9+k3s1) still runs a K3s older than this server's v1.29.0+k3s1",
+            node("agent-1", false, "v1.28.9+k3s1", true),
+        ),
+    ];
+    for (index, (words, mended)) in refusals.into_iter().enumerate() {
+        if index == 1 {
+            world.put_object(node("agent-1", false, "v1.28.9+k3s1", true));
+        }
+        let before = world.files(false);
+        let refused = with_versions(&world, &[("K3S", new)], &[]).code(2);
+        let said = stderr(&refused);
+        assert!(said.contains(words), "{said}");
+        assert_eq!(
+            world.files(false),
+            before,
+            "a refused upgrade changed files"
+        );
+        world.put_object(mended);
+    }
+    world.put_object(node("agent-1", false, old, true));
 
-    let before = world.files(false);
-    let refused = with_versions(&world, &[("K3S", new)], &[]).code(2);
-    let said = stderr(&refused);
-    assert!(
-        said.contains("3 nodes of this cluster run an older K3s"),
-        "{said}"
-    );
-    assert!(
-        said.contains("the servers one at a time (node1, server-2), then the agents (agent-1)"),
-        "{said}"
-    );
-    assert_eq!(
-        world.files(false),
-        before,
-        "a refused upgrade changed files"
-    );
-
-    // The other nodes upgraded by hand in that order: this one may follow.
-    world.put_object(node("server-2", true, new));
-    world.put_object(node("agent-1", false, new));
+    // Every member Ready, no node behind: this server goes first, and the
+    // plan names who follows, in K3s's order.
     let plan = with_versions(&world, &[("K3S", new)], &["--plan", "--output", "json"]).success();
     let lines = plan_lines(&json(&plan), &["k3s"]).join("\n");
     assert!(
         lines.contains("upgrade K3s v1.29.0+k3s1 → v1.29.5+k3s1"),
         "{lines}"
     );
+    assert!(
+        lines.contains("then the other servers one at a time (server-2), then the agents (agent-1): on each `sudo stackinstall join` with a new join file"),
+        "{lines}"
+    );
+    let checks = plan_lines(&json(&plan), &["preflight"]).join("\n");
+    assert!(
+        checks.contains("of 3 node(s), every other etcd member Ready and none behind v1.29.0+k3s1"),
+        "{checks}"
+    );
     report(
-        "upgrade: a K3s upgrade refused while two other nodes ran the older K3s (servers one at a time, then agents, named); planned once they ran the new one",
+        "upgrade: the first server's K3s upgrade refused while another etcd member was not Ready and while an agent was a version behind; then planned, naming the other servers one at a time, then the agents",
     );
 }
