@@ -250,9 +250,7 @@ pub fn check_agents_follow(nodes: &[Node]) -> Result<(), Refusal> {
             behind.join(", "),
             if behind.len() == 1 { "is" } else { "are" }
         ),
-        hint: format!(
-            "finish the servers first, one at a time (`sudo stackinstall join` on each with a file from `sudo stackinstall join-command --role server`), then make the agent's file; docs.k3s.io \"Upgrades\": servers first, then agents"
-        ),
+        hint: "finish the servers first, one at a time (`sudo stackinstall join` on each with a file from `sudo stackinstall join-command --role server`), then make the agent's file; docs.k3s.io \"Upgrades\": servers first, then agents".into(),
     })
 }
 
