@@ -769,3 +769,176 @@ fn a_host_replaced_under_another_name_at_the_same_address_is_told_to_remove_the_
     assert!(error.contains("nodes remove server2"), "{error}");
     assert!(new.lines_of("k3s-install").is_empty());
 }
+
+/// The Node `name`'s kubelet version in the shared cluster.
+fn version_of(cluster: &Cluster, name: &str) -> String {
+    let node = node_object(cluster, name).unwrap_or_else(|| panic!("no node {name}"));
+    node["status"]["nodeInfo"]["kubeletVersion"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The backups a host took before an upgrade.
+fn backups_before_upgrade(world: &World) -> Vec<String> {
+    std::fs::read_dir(world.path("/var/lib/stackinstall/backups"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .filter(|name| name.starts_with("backup-before-k3s-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_cluster_is_upgraded_servers_one_at_a_time_then_the_agents() {
+    let (old, new) = ("v1.29.0+k3s1", "v1.29.5+k3s1");
+    let cluster = first_host(&[FIRST, "192.0.2.21", "192.0.2.31"], true);
+    let (file, _) = join_command(&cluster, "server");
+    let (mut two, two_releases) = host(&cluster.path(), "server2", "192.0.2.21");
+    join(&two, &cluster, "server", &file).success();
+    let (file, _) = join_command(&cluster, "agent");
+    let (mut agent, agent_releases) = host(&cluster.path(), "worker1", "192.0.2.31");
+    agent.set_packages(&[]);
+    join(&agent, &cluster, "agent", &file).success();
+    for releases in [&cluster.releases, &two_releases, &agent_releases] {
+        crate::upgrade::publish_k3s(releases, new);
+    }
+    let upgrade_first = || {
+        cluster
+            .first
+            .command()
+            .args(["install", "--domain", DOMAIN, "--self-signed", "--yes"])
+            .env("STACKINSTALL_VERSIONS__K3S", new)
+            .assert()
+    };
+    let unpacked = |world: &World| {
+        let name = &backups_before_upgrade(world)[0];
+        let bytes = std::fs::read(world.path(&format!("/var/lib/stackinstall/backups/{name}")));
+        stackinstall::backup::unpack(&bytes.unwrap(), &stackinstall::backup::Protection::None)
+            .expect("the backup verifies")
+    };
+
+    // The second server down: the first's upgrade would leave one etcd
+    // member of two started. Refused before anything changes.
+    two.stop_k3s();
+    let before = cluster.first.files(false);
+    let refused = stderr(&upgrade_first().code(2));
+    assert!(
+        refused.contains("1 of the cluster's 2 etcd members is not Ready (server2)"),
+        "{refused}"
+    );
+    assert_eq!(
+        cluster.first.files(false),
+        before,
+        "a refused upgrade changed files"
+    );
+    two.start_k3s();
+
+    // The first server goes first, backed up, and names who follows.
+    let upgraded = upgrade_first().success();
+    let said = stderr(&upgraded);
+    assert!(
+        said.contains("then the other servers one at a time (server2), then the agents (worker1)"),
+        "{said}"
+    );
+    assert_eq!(version_of(&cluster, "first"), new);
+    assert_eq!(version_of(&cluster, "server2"), old);
+    assert_eq!(backups_before_upgrade(&cluster.first).len(), 1);
+    let members = unpacked(&cluster.first);
+    assert!(
+        (members.member(stackinstall::backup::members::K3S_ETCD_SNAPSHOT)).is_some(),
+        "the first server's backup holds the etcd snapshot"
+    );
+
+    // An agent's file waits for every server.
+    let refused = cluster
+        .first
+        .command()
+        .args(["join-command", "--role", "agent"])
+        .assert()
+        .code(2);
+    let said = stderr(&refused);
+    assert!(
+        said.contains("and server2 (server, v1.29.0+k3s1) is not there yet"),
+        "{said}"
+    );
+
+    // The second server joins again with the cluster's new version: backed
+    // up first (its etcd snapshot and token), then upgraded in place.
+    let (file, _) = join_command(&cluster, "server");
+    two.set_env("STACKINSTALL_VERSIONS__K3S", new);
+    let rejoined = join(&two, &cluster, "server", &file);
+    let said = stderr(&rejoined);
+    assert!(rejoined.get_output().status.success(), "{said}");
+    assert!(
+        said.contains("backup before the upgrade of K3s v1.29.0+k3s1 → v1.29.5+k3s1"),
+        "{said}"
+    );
+    assert!(said.contains("then the agents (worker1)"), "{said}");
+    assert_eq!(version_of(&cluster, "server2"), new);
+    assert!(two.read("/usr/local/bin/k3s").contains(new));
+    assert_eq!(backups_before_upgrade(&two).len(), 1);
+    let members = unpacked(&two);
+    for member in [
+        stackinstall::backup::members::K3S_ETCD_SNAPSHOT,
+        stackinstall::backup::members::K3S_TOKEN,
+    ] {
+        assert!(
+            members.member(member).is_some(),
+            "{member} not in the backup"
+        );
+    }
+    let lease = cluster
+        .first
+        .object("Lease", "kube-system", "stackinstall-server-join");
+    assert!(lease.is_none(), "the join lock was let go: {lease:?}");
+
+    // Then the agent: no backup (it holds none of the cluster's data).
+    let (file, _) = join_command(&cluster, "agent");
+    agent.set_env("STACKINSTALL_VERSIONS__K3S", new);
+    let rejoined = join(&agent, &cluster, "agent", &file);
+    let said = stderr(&rejoined);
+    assert!(rejoined.get_output().status.success(), "{said}");
+    assert!(!said.contains("backup before"), "{said}");
+    assert_eq!(version_of(&cluster, "worker1"), new);
+    assert!(backups_before_upgrade(&agent).is_empty());
+
+    let listed = stdout(&cluster.first.command().args(["nodes"]).assert().success());
+    assert!(!listed.contains("different K3s versions"), "{listed}");
+    // Every node on the new K3s: a re-run of each changes nothing.
+    let again = cluster
+        .first
+        .command()
+        .args([
+            "install",
+            "--domain",
+            DOMAIN,
+            "--self-signed",
+            "--yes",
+            "--output",
+            "json",
+        ])
+        .env("STACKINSTALL_VERSIONS__K3S", new)
+        .assert()
+        .success();
+    let changed: Vec<_> = (crate::support::outcomes(&again).into_iter())
+        .filter(|(_, result)| result == "changed")
+        .collect();
+    assert!(changed.is_empty(), "the re-run changed {changed:?}");
+    for node in [&two, &agent] {
+        let role = if std::ptr::eq(node, &two) {
+            "server"
+        } else {
+            "agent"
+        };
+        let (file, _) = join_command(&cluster, role);
+        let said = stderr(&join(node, &cluster, role, &file).success());
+        assert!(!said.contains("upgrade K3s"), "{said}");
+    }
+    crate::support::report(
+        "join: a cluster of two servers and an agent upgraded in K3s's order: the first server refused while the second was down, then backed up and upgraded naming who follows; the agent's join file refused until every server ran the new K3s; the second server backed up and upgraded by `join`; the agent upgraded without a backup",
+    );
+}
