@@ -126,6 +126,11 @@ pub struct JoinFile {
     /// (the Lease [`LOCK_LEASE`]) before this host's K3s runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock_token: Option<String>,
+    /// The stamp of the last restore of the cluster's etcd on the server
+    /// that made the file: a server that held the cluster's data before
+    /// it joins again with its datastore set aside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<String>,
 }
 
 impl JoinFile {
@@ -168,6 +173,8 @@ pub struct Joining {
     pub role: Role,
     pub server: String,
     pub flags: ClusterFlags,
+    /// The cluster's last restore (the join file's `restored`).
+    pub restored: Option<String>,
 }
 
 /// Whether the address `address` is one of `clients` (an address, or a
@@ -292,6 +299,13 @@ pub fn lock_rbac() -> String {
     format!(
         "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {LOCK_ACCOUNT}\n  namespace: kube-system\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {LOCK_ACCOUNT}\n  namespace: kube-system\nrules:\n- apiGroups: [\"coordination.k8s.io\"]\n  resources: [\"leases\"]\n  verbs: [\"get\", \"create\", \"delete\"]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {LOCK_ACCOUNT}\n  namespace: kube-system\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: Role\n  name: {LOCK_ACCOUNT}\nsubjects:\n- kind: ServiceAccount\n  name: {LOCK_ACCOUNT}\n  namespace: kube-system\n"
     )
+}
+
+/// Whether this host joined a cluster (its K3s config names a `server:`
+/// to register with), rather than being its first server.
+pub fn is_joined(host: &host::Host) -> Result<bool, StepError> {
+    let config = host::fs::read_optional(&host.path(crate::steps::k3s::config_file::PATH))?;
+    Ok(config.is_some_and(|text| text.lines().any(|line| line.starts_with("server:"))))
 }
 
 /// The node name K3s registers: the host's name.

@@ -73,6 +73,7 @@ pub fn run_command(root: &Path, args: JoinCommandArgs) -> Result<()> {
         ),
         export_path: context.config.nfs.path.clone(),
         lock_token: lock_token.map(|token| token.expose().to_string()),
+        restored: context.facts().k3s.restored.clone(),
     };
     let path = context.host.path(join::join_file_path(args.role));
     if let Some(parent) = path.parent() {
@@ -209,6 +210,7 @@ pub fn run(root: &Path, args: JoinArgs) -> Result<()> {
         role: args.role,
         server: args.server.clone(),
         flags: file.flags.clone(),
+        restored: file.restored.clone(),
     });
     let (checked, ca) = check_before_joining(&context, &file, &args.server)?;
     for line in &checked {

@@ -16,7 +16,6 @@ use crate::cli::{LeaveArgs, NodesAction, NodesArgs, Output};
 use crate::host::{self, Command, kube};
 use crate::node::{self, Etcd, Node};
 use crate::steps::StepError;
-use crate::steps::k3s::config_file;
 
 /// Runs `nodes`.
 pub fn run(_root: &Path, args: NodesArgs) -> Result<()> {
@@ -163,10 +162,7 @@ const UNINSTALL_SCRIPTS: [&str; 2] = [
 pub fn leave(root: &Path, args: LeaveArgs) -> Result<()> {
     crate::steps::preflight::check_root()?;
     let context = super::command_context(root, &args.config, Default::default(), false, false)?;
-    let k3s_config = host::fs::read_optional(&context.host.path(config_file::PATH))?;
-    let joined = k3s_config
-        .as_deref()
-        .is_some_and(|text| text.lines().any(|line| line.starts_with("server:")));
+    let joined = crate::join::is_joined(&context.host)?;
     let script = (UNINSTALL_SCRIPTS.iter())
         .map(|script| context.host.path(script))
         .find(|script| script.exists());

@@ -14,6 +14,8 @@ use crate::cli::{ConfigArgs, InstallArgs, Output, RestoreArgs};
 use crate::config::Flags;
 use crate::context::Context;
 use crate::host::{self, Host};
+use crate::state::Fact;
+use crate::step_id::StepId;
 use crate::steps::StepError;
 use crate::ui::Ui;
 
@@ -28,13 +30,20 @@ pub fn run(root: &Path, args: RestoreArgs) -> Result<()> {
         );
     }
     let host = Host::new(root);
+    if crate::join::is_joined(&host)? {
+        return Err(StepError::input(
+            "this host joined a cluster: a restore is made on the cluster's first server, and the other servers join it again",
+            "run `sudo stackinstall restore FILE` on the first server; then here `sudo stackinstall join` with a new join file from it (`sudo stackinstall join-command --role server`)",
+        )
+        .into());
+    }
     let config = super::load_config(&args.config, Flags::default())?;
     let archive = super::backup::open(&host, &config, &args.file)?;
     restore::check(&archive, &config.name)?;
     let restored = restore::restored_config(&archive)?;
     confirm(&args, &archive)?;
-    {
-        let context = Context::new(
+    let installed: Vec<&str> = {
+        let mut context = Context::new(
             restored.clone(),
             host.clone(),
             Ui::detect(false),
@@ -55,9 +64,25 @@ pub fn run(root: &Path, args: RestoreArgs) -> Result<()> {
             tracing::info!("put back {path}");
         }
         crate::errln!("restore: log {}", log.display());
-    }
-    crate::errln!("restore: installing what holds the data (K3s and the host's servers)");
-    super::install::run(root, converge(root, &archive.manifest.profile, &HOLDERS))?;
+        // The steps the host had installed (its state, or the archive's on a
+        // host without one): the restore brings back those, not more (an
+        // install made with --skip-db gets no databases from its restore).
+        context.reload_state()?;
+        (StepId::ALL.iter())
+            .filter(|step| context.state.was_done(**step))
+            .map(|step| step.name())
+            .collect()
+    };
+    let holders: Vec<&str> = (HOLDERS.iter())
+        .filter(|step| installed.is_empty() || installed.contains(step))
+        .copied()
+        .collect();
+    crate::errln!(
+        "restore: installing what holds the data ({})",
+        holders.join(", ")
+    );
+    let mut rejoin = Vec::new();
+    super::install::run(root, converge(root, &archive.manifest.profile, &holders))?;
     {
         let mut context = Context::new(
             restored,
@@ -68,10 +93,19 @@ pub fn run(root: &Path, args: RestoreArgs) -> Result<()> {
         )?;
         let _lock = context.state_file().lock()?;
         context.reload_state()?;
-        if context.state.was_done(crate::step_id::StepId::K3s)
-            && restore::restore_k3s(&context, &archive)?
-        {
+        if context.state.was_done(StepId::K3s) && restore::restore_k3s(&context, &archive)? {
             crate::errln!("restore: K3s's datastore put back");
+            if archive
+                .member(crate::backup::members::K3S_ETCD_SNAPSHOT)
+                .is_some()
+            {
+                let awaiting = other_servers(&context)?;
+                context.record(&Fact::DatastoreRestored {
+                    stamp: host::log::file_stamp(),
+                    awaiting: awaiting.clone(),
+                })?;
+                rejoin = awaiting;
+            }
         }
         for what in restore::restore_databases(&context, &archive)? {
             crate::errln!("restore: put back {what}");
@@ -79,11 +113,36 @@ pub fn run(root: &Path, args: RestoreArgs) -> Result<()> {
         }
     }
     crate::errln!("restore: converging with the install");
-    super::install::run(root, converge(root, &archive.manifest.profile, &[]))?;
+    super::install::run(root, converge(root, &archive.manifest.profile, &installed))?;
     crate::errln!(
         "restore: done; later installs: `stackinstall --config {RESTORED_CONFIG}` (the backup's configuration)"
     );
+    if !rejoin.is_empty() {
+        crate::errln!(
+            "restore: the cluster's etcd now has this server as its only member; the other servers ({}) must join it again: make a join file here (`sudo stackinstall join-command --role server`) and run `sudo stackinstall join` with it on each, one at a time (it sets their old datastore aside, then K3s joins the restored cluster); a server whose host is gone: `sudo stackinstall nodes remove NAME` here. Agents reconnect by themselves.",
+            rejoin.join(", ")
+        );
+    }
     Ok(())
+}
+
+/// The etcd members of the restored cluster other than this server: their
+/// data is of the cluster before the reset. The API answers once K3s has
+/// started again; it is asked for a minute at most.
+fn other_servers(context: &Context) -> Result<Vec<String>, StepError> {
+    let this = crate::join::node_name(&context.host);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let nodes = loop {
+        match crate::node::list() {
+            Ok(nodes) => break nodes,
+            Err(error) if std::time::Instant::now() >= deadline => return Err(error),
+            Err(_) => host::command::pause(std::time::Duration::from_secs(2))?,
+        }
+    };
+    Ok((nodes.into_iter())
+        .filter(|node| node.etcd_member && node.name != this)
+        .map(|node| node.name)
+        .collect())
 }
 
 /// The install's arguments for the restored configuration, `only` those

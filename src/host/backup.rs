@@ -67,6 +67,30 @@ pub fn recover_k3s(host: &Host) -> Result<bool, BackupError> {
     Ok(true)
 }
 
+/// Where a server's datastore goes aside before it joins a restored
+/// cluster again (`stamp`: the restore's).
+pub fn datastore_aside(host: &Host, stamp: &str) -> PathBuf {
+    host.path(K3S_SERVER)
+        .join(format!("db.before-rejoin-{stamp}"))
+}
+
+/// Stops K3s and moves its datastore `server/db` aside (one rename: a run
+/// killed before it finds `db` still there, one killed after finds the
+/// aside directory): after another server's restore of the cluster
+/// (`--cluster-reset`), a server's own etcd data is a cluster that no
+/// longer exists, and K3s joins the restored one only with an empty
+/// datastore (its log at the reset: "Backup and delete ${datadir}/
+/// server/db on each peer etcd server and rejoin the nodes"). Nothing is
+/// deleted.
+pub fn set_datastore_aside(host: &Host, stamp: &str) -> Result<(), BackupError> {
+    service::stop("k3s").run()?;
+    let db = host.path(K3S_SERVER).join("db");
+    if super::fs::exists(&db) {
+        super::fs::rename(&db, &datastore_aside(host, stamp))?;
+    }
+    Ok(())
+}
+
 /// A copy of K3s's SQLite datastore taken with K3s stopped, so that the
 /// database and its write-ahead log are one consistent state (K3s's
 /// "Backup and Restore" for SQLite: copy `server/db`; the unit's

@@ -75,9 +75,9 @@ pub fn snapshot() -> Result<Arc<Snapshot>, CommandError> {
 
 /// How many nodes are Ready, of how many, in the run's snapshot; `None`
 /// when the API does not answer or there is no node yet.
-pub fn nodes_ready() -> Result<Option<(usize, usize)>, CommandError> {
+pub fn nodes_ready(awaited: &[String]) -> Result<Option<(usize, usize)>, CommandError> {
     match snapshot() {
-        Ok(snapshot) => Ok(snapshot.nodes_ready()),
+        Ok(snapshot) => Ok(snapshot.nodes_ready(awaited)),
         Err(CommandError::Failed { .. }) => Ok(None),
         Err(error) => Err(error),
     }
@@ -153,8 +153,8 @@ impl Snapshot {
     }
 
     /// How many nodes are Ready, of how many; `None` when there is none.
-    pub fn nodes_ready(&self) -> Option<(usize, usize)> {
-        super::kube::ready_of(self.all("Node").into_iter())
+    pub fn nodes_ready(&self, awaited: &[String]) -> Option<(usize, usize)> {
+        super::kube::ready_of(self.all("Node").into_iter(), awaited)
     }
 
     /// One of [`SECRET_ANNOTATIONS`] of Secret `name` in `namespace`;
@@ -279,7 +279,7 @@ mod tests {
         let node = r#"object	{"kind":"Node","metadata":{"name":"vm"},"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#;
         let secret = "secret\tsb-apps\tawscred\t\t2026-01-01T00:00:00Z\t2026-01-01T12:00:00Z";
         let snapshot = Snapshot::of(vec![parse_line(node).unwrap(), parse_line(secret).unwrap()]);
-        assert_eq!(snapshot.nodes_ready(), Some((1, 1)));
+        assert_eq!(snapshot.nodes_ready(&[]), Some((1, 1)));
         assert_eq!(
             snapshot.secret_annotation("sb-apps", "awscred", ECR_EXPIRES_AT),
             Some("2026-01-01T12:00:00Z")

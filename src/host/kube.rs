@@ -218,9 +218,10 @@ pub fn istioctl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
 }
 
 /// How many nodes are Ready, of how many, read now (a wait polls it;
-/// `cluster::nodes_ready` reads the run's snapshot); `None` when the API
-/// does not answer or there is no node yet.
-pub fn nodes_ready() -> Result<Option<(usize, usize)>, CommandError> {
+/// `cluster::nodes_ready` reads the run's snapshot), leaving out the
+/// `awaited` nodes while they are not Ready (servers to join again after
+/// a restore); `None` when the API does not answer or there is no node.
+pub fn nodes_ready(awaited: &[String]) -> Result<Option<(usize, usize)>, CommandError> {
     let output = kubectl(["get", "nodes", "-o", "json"]).run_unchecked()?;
     if !output.success() {
         return Ok(None);
@@ -232,16 +233,26 @@ pub fn nodes_ready() -> Result<Option<(usize, usize)>, CommandError> {
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default();
-    Ok(ready_of(nodes.iter()))
+    Ok(ready_of(nodes.iter(), awaited))
 }
 
-/// How many of `nodes` are Ready, of how many; `None` when there is none.
+/// How many of `nodes` are Ready, of how many, the `awaited` ones left out
+/// while they are not Ready; `None` when there is none.
 pub(super) fn ready_of<'a>(
-    nodes: impl ExactSizeIterator<Item = &'a serde_json::Value> + Clone,
+    nodes: impl Iterator<Item = &'a serde_json::Value>,
+    awaited: &[String],
 ) -> Option<(usize, usize)> {
-    let total = nodes.len();
-    let ready = nodes.filter(|node| is_ready(node)).count();
-    (total > 0).then_some((ready, total))
+    let counted: Vec<bool> = nodes
+        .map(|node| (node, is_ready(node)))
+        .filter(|(node, ready)| {
+            *ready
+                || !(node["metadata"]["name"].as_str())
+                    .is_some_and(|name| awaited.iter().any(|awaited| awaited == name))
+        })
+        .map(|(_, ready)| ready)
+        .collect();
+    let ready = counted.iter().filter(|ready| **ready).count();
+    (!counted.is_empty()).then_some((ready, counted.len()))
 }
 
 fn is_ready(node: &serde_json::Value) -> bool {

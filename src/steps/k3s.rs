@@ -130,8 +130,10 @@ impl Step for K3s {
             actions.push(Action::install_release(release(context), BINARY));
         }
         let upgrading = upgrade_from.is_some();
+        let aside = set_aside(context);
         let starts = installed.is_none()
             || upgrade_from.is_some()
+            || aside.is_some()
             || !service::is_active(unit(context))?
             || (!agent && kubeconfig::too_open(context));
         if starts {
@@ -139,6 +141,7 @@ impl Step for K3s {
                 true => then_on_other_nodes(context)?,
                 false => None,
             };
+            actions.extend(aside.and_then(Action::change));
             actions.extend(Action::change(RunInstallScript {
                 script: install_script(context),
                 version: version.clone(),
@@ -168,7 +171,7 @@ impl Step for K3s {
         };
         if actions.is_empty()
             && !agent
-            && cluster::nodes_ready()?.is_none_or(|(ready, total)| ready < total)
+            && cluster::nodes_ready(awaited(context))?.is_none_or(|(ready, total)| ready < total)
         {
             actions.push(wait_for_nodes(context));
         }
@@ -176,6 +179,11 @@ impl Step for K3s {
             actions.push(Action::check(format!(
                 "K3s {version} is installed and its node is Ready"
             )));
+        }
+        // The servers awaited since a restore are back (or gone): wait for
+        // every node again.
+        if rejoined(context)? {
+            actions.push(Action::record(Fact::Rejoined));
         }
         // A run killed between the install script and its removal left it.
         let script = context.host.path(DOWNLOADS).join(INSTALL_SCRIPT);
@@ -231,9 +239,18 @@ impl Step for K3s {
             config_file::check(context)?;
             return credential_provider::check(context);
         }
-        match cluster::nodes_ready()? {
+        match cluster::nodes_ready(awaited(context))? {
             Some((ready, total)) if ready == total => {}
             found => return Err(not_ready(found)),
+        }
+        if rejoined(context)? {
+            return Err(StepError::failed(
+                format!(
+                    "the servers awaited since the restore ({}) are back",
+                    awaited(context).join(", ")
+                ),
+                "run the install again: it waits for every node again",
+            ));
         }
         kubeconfig::verify(context)?;
         config_file::check(context)?;
@@ -462,6 +479,59 @@ impl Change for BackupFirst {
     }
 }
 
+/// On a server joining a cluster restored since it last held its data
+/// (the join file names the restore): K3s stopped and its datastore set
+/// aside, so that it starts empty and joins the restored cluster. `None`
+/// when the datastore holds no etcd (a new server) or was set aside for
+/// that restore already.
+struct SetAside {
+    stamp: String,
+    db: String,
+    aside: String,
+}
+
+fn set_aside(context: &Context) -> Option<SetAside> {
+    let join = context.join.as_ref()?;
+    let stamp = join.restored.as_ref()?;
+    let aside = host::backup::datastore_aside(&context.host, stamp);
+    let etcd = context.host.path(host::backup::K3S_ETCD);
+    if join.role != crate::join::Role::Server || !etcd.exists() || aside.exists() {
+        return None;
+    }
+    Some(SetAside {
+        stamp: stamp.clone(),
+        db: context.shown(etcd.parent()?).display().to_string(),
+        aside: context.shown(&aside).display().to_string(),
+    })
+}
+
+impl Change for SetAside {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Command
+    }
+
+    fn lines(&self) -> Vec<String> {
+        vec![format!(
+            "stop K3s and move its datastore `{}` aside to `{}`: it holds the cluster as it was before the first server's restore ({}); K3s starts empty and joins the restored cluster",
+            self.db, self.aside, self.stamp
+        )]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        host::backup::set_datastore_aside(&context.host, &self.stamp).map_err(|error| {
+            StepError::failed(
+                format!("cannot set K3s's datastore aside: {error}"),
+                "look at `systemctl status k3s`, then run the same `stackinstall join` again",
+            )
+        })?;
+        context.ui.note(&format!(
+            "K3s's datastore from before the restore is kept at `{}`: remove it once the cluster is healthy",
+            self.aside
+        ));
+        Ok(true)
+    }
+}
+
 /// Runs the pinned version's install script with the binary already in
 /// place (`INSTALL_K3S_SKIP_DOWNLOAD`), starting K3s with this install's
 /// flags.
@@ -552,6 +622,19 @@ fn restart_once(context: &Context, rewired: bool, starts: bool) -> (Option<Actio
     (record, actions)
 }
 
+/// The servers to join again after a restore: their Nodes are not waited
+/// for while they are not Ready (`stackinstall restore` names them).
+fn awaited(context: &Context) -> &[String] {
+    &context.facts().k3s.awaiting_rejoin
+}
+
+/// Whether every server awaited since a restore is back (Ready, or no
+/// longer a node): the wait counts every node again.
+fn rejoined(context: &Context) -> Result<bool, StepError> {
+    Ok(!awaited(context).is_empty()
+        && cluster::nodes_ready(&[])? == cluster::nodes_ready(awaited(context))?)
+}
+
 pub(crate) fn wait_for_nodes(context: &Context) -> Action {
     let limit = Duration::from_secs(context.config.downloads.ready_timeout_seconds);
     Action::wait_until("every node is Ready", limit, wait_until_ready)
@@ -563,7 +646,7 @@ fn wait_until_ready(context: &Context, limit: Duration) -> Result<(), StepError>
         // The nodes now (they change by itself): the run's snapshot is
         // older than this read.
         cluster::forget();
-        let found = kube::nodes_ready()?;
+        let found = kube::nodes_ready(awaited(context))?;
         match found {
             Some((ready, total)) if ready == total => return Ok(()),
             Some((ready, total)) => context.ui.status(&format!("nodes Ready: {ready}/{total}")),
@@ -602,7 +685,7 @@ fn preflight(context: &Context) -> Result<Option<Action>, StepError> {
         }
         return Ok(Some(check));
     }
-    match cluster::nodes_ready() {
+    match cluster::nodes_ready(awaited(context)) {
         Ok(Some((ready, total))) if ready == total => Ok(Some(Action::check(format!(
             "--skip-infra: Kubernetes answers, {ready}/{total} nodes Ready"
         )))),

@@ -942,3 +942,125 @@ fn a_cluster_is_upgraded_servers_one_at_a_time_then_the_agents() {
         "join: a cluster of two servers and an agent upgraded in K3s's order: the first server refused while the second was down, then backed up and upgraded naming who follows; the agent's join file refused until every server ran the new K3s; the second server backed up and upgraded by `join`; the agent upgraded without a backup",
     );
 }
+
+#[test]
+fn a_restore_is_made_on_the_first_server_and_the_other_servers_join_again() {
+    let cluster = first_host(&[FIRST, "192.0.2.21"], true);
+    let (file, _) = join_command(&cluster, "server");
+    let (two, _two_releases) = host(&cluster.path(), "server2", "192.0.2.21");
+    join(&two, &cluster, "server", &file).success();
+    let archive = cluster.first.dir.path().join("cluster.tar.gz");
+    let backed_up = cluster
+        .first
+        .command()
+        .args(["backup", "--unencrypted", "--out"])
+        .arg(&archive)
+        .assert();
+    assert!(
+        backed_up.get_output().status.success(),
+        "{}",
+        stderr(&backed_up)
+    );
+
+    // Not on a server that joined: the restore is the first server's.
+    let before = two.files(false);
+    let refused = stderr(
+        &two.command()
+            .args(["restore", "--yes"])
+            .arg(&archive)
+            .assert()
+            .code(2),
+    );
+    assert!(
+        refused.contains("a restore is made on the cluster's first server"),
+        "{refused}"
+    );
+    assert_eq!(two.files(false), before, "a refused restore changed files");
+
+    // A cluster of K3s alone: no Gateway for the backup to take the domain
+    // from, so the restore's converge is told it.
+    let restored = cluster
+        .first
+        .command()
+        .args(["restore", "--yes"])
+        .arg(&archive)
+        .env("STACKINSTALL_INSTALL__DOMAIN", DOMAIN)
+        .env("STACKINSTALL_INSTALL__SELF_SIGNED", "true")
+        .assert();
+    let said = stderr(&restored);
+    assert!(restored.get_output().status.success(), "{said}");
+    assert!(
+        said.contains("the other servers (server2) must join it again"),
+        "{said}"
+    );
+    // The second server's etcd is of the cluster before the reset: it
+    // stays out (not Ready) and its K3s cannot start as it is.
+    let node = node_object(&cluster, "server2").unwrap();
+    let listed = stdout(
+        &cluster
+            .first
+            .command()
+            .args(["nodes", "--output", "json"])
+            .assert()
+            .success(),
+    );
+    let nodes: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    let second = (nodes["nodes"].as_array().unwrap().iter())
+        .find(|node| node["name"] == "server2")
+        .unwrap_or_else(|| panic!("{listed}; {node}"));
+    assert_eq!(second["ready"], false, "{listed}");
+
+    // It joins again with a new file: its old datastore set aside, K3s
+    // started empty, Ready in the restored cluster.
+    let (file, _) = join_command(&cluster, "server");
+    let plan = stdout(
+        &two.command()
+            .args([
+                "join",
+                "--plan",
+                "--server",
+                &cluster.url,
+                "--role",
+                "server",
+                "--token-file",
+            ])
+            .arg(&file)
+            .assert()
+            .success(),
+    );
+    assert!(plan.contains("move its datastore"), "{plan}");
+    let rejoined = join(&two, &cluster, "server", &file);
+    let said = stderr(&rejoined);
+    assert!(rejoined.get_output().status.success(), "{said}");
+    let aside: Vec<String> = std::fs::read_dir(two.path("/var/lib/rancher/k3s/server"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("db.before-rejoin-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "the old datastore is kept aside: {aside:?}");
+    let listed = stdout(
+        &cluster
+            .first
+            .command()
+            .args(["nodes", "--output", "json"])
+            .assert()
+            .success(),
+    );
+    let nodes: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert!(
+        (nodes["nodes"].as_array().unwrap().iter()).all(|node| node["ready"] == true),
+        "{listed}"
+    );
+    // A second run of the same join sets nothing aside again.
+    let again = stderr(&join(&two, &cluster, "server", &file).success());
+    assert!(!again.contains("aside"), "{again}");
+    // The first server waits for every node again.
+    let rerun = cluster.first.install(&["--yes"]).success();
+    let said = stderr(&rerun);
+    let state = cluster.first.read("/var/lib/stackinstall/state.toml");
+    assert!(!state.contains("awaiting_rejoin"), "{state}\n{said}");
+    crate::support::report(
+        "join: a restore refused on a joined server; made on the first server (cluster reset), naming the other server to join again, which was not Ready until its `join` set its old datastore aside and it joined the restored cluster",
+    );
+}

@@ -165,6 +165,11 @@ impl Store {
         }
     }
 
+    /// The state directory the store is in (the cluster's).
+    pub fn state_dir(&self) -> &Path {
+        self.dir.parent().unwrap_or(&self.dir)
+    }
+
     fn path(&self, resource: Resource, namespace: Option<&str>, name: &str) -> PathBuf {
         let scope = match resource.namespaced {
             true => namespace.unwrap_or("default"),

@@ -69,7 +69,7 @@ impl<'a> Cluster<'a> {
             "Node" if stored.is_empty() => vec![node()],
             "Node" => stored
                 .into_iter()
-                .map(super::members::with_readiness)
+                .map(|node| super::members::with_readiness(node, self.store.state_dir()))
                 .collect(),
             _ => stored,
         }

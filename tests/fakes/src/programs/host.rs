@@ -398,6 +398,7 @@ pub fn k3s(fake: &Fake) -> Reply {
             };
             std::fs::create_dir_all(etcd.parent().unwrap()).unwrap();
             std::fs::write(&etcd, snapshot).unwrap();
+            super::members::reset(fake);
             Reply {
                 code: 0,
                 stdout: String::new(),

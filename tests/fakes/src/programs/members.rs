@@ -34,7 +34,17 @@
 //!   host's unit runs (`k3s` for a server, `k3s-agent` for an agent); an
 //!   etcd member is a server Node with the `etcd` label, and deleting the
 //!   Node removes its member (`pkg/etcd/member_controller.go`), refused
-//!   here as etcd refuses a removal that leaves no quorum.
+//!   here as etcd refuses a removal that leaves no quorum;
+//! - a cluster reset (`k3s server --cluster-reset`, docs.k3s.io
+//!   "etcd-snapshot") makes a new etcd cluster of one member from a
+//!   snapshot: every other server's etcd data names the old cluster, and
+//!   etcd refuses a peer of another cluster ("request cluster ID
+//!   mismatch"), so such a server is not Ready and fails to start until
+//!   its `server/db` is deleted and it joins again (K3s's log at the
+//!   reset: "Backup and delete ${datadir}/server/db on each peer etcd
+//!   server and rejoin the nodes"). Here the cluster's etcd is a
+//!   generation number in the cluster directory, and each server's
+//!   `server/db/etcd` keeps the generation it belongs to.
 
 use std::path::PathBuf;
 
@@ -62,6 +72,38 @@ const SERVER_PASSWORD: &str = "5e3c7a1d9b2f4e6a8c0d1f3b5a7e9c2d";
 /// The annotation of a Node naming its host's state directory (where its
 /// units are), which makes it Ready while that host's K3s runs.
 pub const HOST_STATE: &str = "fake.stackinstall/host-state";
+/// The annotation of a Node naming its host's root (where its etcd data
+/// is).
+pub const HOST_ROOT: &str = "fake.stackinstall/host-root";
+/// The etcd cluster a server's etcd data belongs to (under its root).
+const MEMBER_OF: &str = "/var/lib/rancher/k3s/server/db/etcd/fake-cluster-generation";
+
+/// The cluster's etcd generation: a new one at each cluster reset.
+fn generation(cluster: &std::path::Path) -> u64 {
+    std::fs::read_to_string(cluster.join("etcd-generation"))
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(1)
+}
+
+/// The etcd cluster a host's data belongs to; `None` without etcd data.
+fn member_of(root: &std::path::Path) -> Option<u64> {
+    let path = root.join(MEMBER_OF.trim_start_matches('/'));
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// A cluster reset on this host: a new etcd cluster of which this
+/// server's data is the only member.
+pub fn reset(fake: &Fake) {
+    let dir = cluster_dir(fake);
+    std::fs::create_dir_all(&dir).unwrap();
+    let next = generation(&dir) + 1;
+    std::fs::write(dir.join("etcd-generation"), next.to_string()).unwrap();
+    let marker = fake.host_path(MEMBER_OF);
+    std::fs::create_dir_all(marker.parent().unwrap()).unwrap();
+    std::fs::write(marker, next.to_string()).unwrap();
+}
+
 /// The etcd role label.
 pub const ETCD_LABEL: &str = "node-role.kubernetes.io/etcd";
 /// The control plane role label.
@@ -175,6 +217,10 @@ pub fn start(
             let token = read_token(fake, config)?;
             check_token(fake, &token, agent)?;
             if !agent {
+                let mine = member_of(&fake.host_path("/"));
+                if mine.is_some_and(|mine| mine != generation(&dir)) {
+                    return Err("starting kubernetes: preparing server: start managed database: etcdserver: request cluster ID mismatch (this server's etcd data is from before a cluster reset: delete server/db and join again)".into());
+                }
                 if datastore(fake).as_deref() != Some("etcd") {
                     return Err("starting kubernetes: preparing server: failed to join cluster: the server's datastore is not embedded etcd; start the first server with --cluster-init".into());
                 }
@@ -195,6 +241,10 @@ pub fn start(
         if !data.exists() {
             std::fs::create_dir_all(data.parent().unwrap()).unwrap();
             std::fs::write(&data, b"bbolt (the fake cluster's etcd)\n").unwrap();
+        }
+        let marker = fake.host_path(MEMBER_OF);
+        if !marker.exists() {
+            std::fs::write(marker, generation(&dir).to_string()).unwrap();
         }
     }
     Ok(())
@@ -348,7 +398,8 @@ fn register(fake: &Fake, agent: bool, version: &str, config: &serde_yaml_ng::Val
     let node = json!({
         "kind": "Node", "apiVersion": "v1",
         "metadata": { "name": name, "labels": labels,
-            "annotations": { HOST_STATE: fake.state.display().to_string() } },
+            "annotations": { HOST_STATE: fake.state.display().to_string(),
+                HOST_ROOT: fake.host_path("/").display().to_string() } },
         "status": {
             "nodeInfo": { "kubeletVersion": version },
             "addresses": [{ "type": "InternalIP", "address": address }],
@@ -358,8 +409,9 @@ fn register(fake: &Fake, agent: bool, version: &str, config: &serde_yaml_ng::Val
 }
 
 /// Every stored Node with its Ready condition: Ready while its host's K3s
-/// unit runs.
-pub fn with_readiness(mut node: Value) -> Value {
+/// unit runs and, for a server with etcd data, that data is of the
+/// cluster's etcd (`cluster`: the cluster's directory).
+pub fn with_readiness(mut node: Value, cluster: &std::path::Path) -> Value {
     if node["status"].get("conditions").is_some() {
         return node;
     }
@@ -370,6 +422,11 @@ pub fn with_readiness(mut node: Value) -> Value {
     let running = ["k3s", "k3s-agent"]
         .iter()
         .any(|unit| units.known(unit).is_some_and(|unit| unit.active));
+    let root = node["metadata"]["annotations"][HOST_ROOT].as_str();
+    let running = running
+        && root
+            .and_then(|root| member_of(std::path::Path::new(root)))
+            .is_none_or(|member| member == generation(cluster));
     let status = if running { "True" } else { "Unknown" };
     node["status"]["conditions"] = json!([{ "type": "Ready", "status": status }]);
     node
@@ -390,7 +447,8 @@ pub fn may_delete(store: &Store, name: &str) -> Result<(), String> {
     let healthy = (members.iter())
         .filter(|node| node["metadata"]["name"] != name)
         .filter(|node| {
-            with_readiness((**node).clone())["status"]["conditions"][0]["status"] == "True"
+            with_readiness((**node).clone(), store.state_dir())["status"]["conditions"][0]["status"]
+                == "True"
         })
         .count();
     // etcd's strict reconfiguration check (`isReadyToRemoveVotingMember`):
