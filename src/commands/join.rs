@@ -245,7 +245,7 @@ pub fn run(root: &Path, args: JoinArgs) -> Result<()> {
             let kubeconfig = join::lock_kubeconfig(&args.server, &ca, lock_token);
             let path = context.host.path(join::LOCK_KUBECONFIG);
             host::fs::write_atomic(&path, kubeconfig.as_bytes(), 0o600)?;
-            take_lock(&context)?;
+            join::take_lock(&context, join::LockAccess::Joining)?;
             true
         }
         _ => false,
@@ -254,7 +254,7 @@ pub fn run(root: &Path, args: JoinArgs) -> Result<()> {
     context.included = inclusion.included();
     let result = engine::run(&mut context, &inclusion, 1);
     if locked {
-        release_lock(&context)?;
+        join::release_lock(&context, join::LockAccess::Joining)?;
     }
     result?;
     crate::outln!(
@@ -320,98 +320,6 @@ fn check_before_joining(
     let (line, ca) = join::check_server(&live)?;
     checked.push(line);
     Ok((checked, ca))
-}
-
-/// `kubectl` with the join lock's kubeconfig.
-fn lock_kubectl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
-    Command::new("kubectl")
-        .env("KUBECONFIG", join::LOCK_KUBECONFIG)
-        .args(args)
-        .timeout(Duration::from_secs(60))
-}
-
-/// Takes the join lock: creates the Lease (a create is refused while it
-/// exists, so one server holds it), or waits while another server holds
-/// it, or takes over one its holder left expired (a join killed midway)
-/// or that this host held (its own earlier, killed run).
-fn take_lock(context: &Context) -> Result<(), StepError> {
-    let me = join::node_name(&context.host);
-    let deadline = std::time::Instant::now() + Duration::from_secs(join::LOCK_SECONDS + 60);
-    loop {
-        let now = time::OffsetDateTime::now_utc();
-        let stamp = now
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        let created = lock_kubectl(["create", "-f", "-"])
-            .stdin_text(join::lock_lease(&me, &stamp))
-            .run_unchecked()?;
-        if created.success() {
-            return Ok(());
-        }
-        if !created.stderr.contains("AlreadyExists") {
-            return Err(lock_kubectl(["create", "-f", "-"]).failure(&created).into());
-        }
-        let lease = lock_kubectl([
-            "get",
-            "lease",
-            join::LOCK_LEASE,
-            "-n",
-            "kube-system",
-            "-o",
-            "json",
-        ])
-        .run_unchecked()?;
-        let lease: serde_json::Value = serde_json::from_str(&lease.stdout).unwrap_or_default();
-        let holder = lease["spec"]["holderIdentity"].as_str().unwrap_or("");
-        if holder == me {
-            return Ok(());
-        }
-        let renewed = (lease["spec"]["renewTime"].as_str())
-            .and_then(|text| {
-                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or(now);
-        let seconds = lease["spec"]["leaseDurationSeconds"].as_i64().unwrap_or(0);
-        if lease.is_null() || renewed + time::Duration::seconds(seconds) < now {
-            delete_lease()?;
-            continue;
-        }
-        if std::time::Instant::now() >= deadline {
-            return Err(StepError::failed(
-                format!("server `{holder}` has been joining for longer than the lock lasts"),
-                format!(
-                    "look at that host (`journalctl -u k3s`); `kubectl -n kube-system delete lease {}` on a server lets the next one go",
-                    join::LOCK_LEASE
-                ),
-            ));
-        }
-        context.ui.status(&format!(
-            "server `{holder}` is joining the cluster: servers join one at a time, waiting"
-        ));
-        host::command::pause(Duration::from_secs(2))?;
-    }
-}
-
-/// Deletes the join lock's Lease (expired, or let go).
-fn delete_lease() -> Result<(), StepError> {
-    lock_kubectl([
-        "delete",
-        "lease",
-        join::LOCK_LEASE,
-        "-n",
-        "kube-system",
-        "--ignore-not-found",
-    ])
-    .run()?;
-    Ok(())
-}
-
-/// Lets go of the join lock and removes its kubeconfig (it holds a token).
-fn release_lock(context: &Context) -> Result<(), StepError> {
-    delete_lease()?;
-    host::fs::remove_file(&context.host.path(join::LOCK_KUBECONFIG))?;
-    Ok(())
 }
 
 /// The ports K3s needs here free (or K3s's own, on a re-run).

@@ -126,10 +126,17 @@ impl Step for K3s {
                 &format!("k3s-{version}"),
             )));
         }
-        if installed.is_none() || upgrade_from.is_some() {
+        let upgrading = upgrade_from.is_some();
+        // Servers change their K3s one at a time: the first server takes
+        // the lock a joining server takes (a joined server's `join` holds
+        // it already).
+        let lock = upgrading && !agent && context.join.is_none() && has_other_servers(context)?;
+        if lock {
+            actions.extend(Action::change(ServerLock { take: true }));
+        }
+        if installed.is_none() || upgrading {
             actions.push(Action::install_release(release(context), BINARY));
         }
-        let upgrading = upgrade_from.is_some();
         let aside = set_aside(context);
         let starts = installed.is_none()
             || upgrade_from.is_some()
@@ -150,6 +157,9 @@ impl Step for K3s {
                 then,
             }));
             actions.extend((!agent).then(|| wait_for_nodes(context)));
+        }
+        if lock {
+            actions.extend(Action::change(ServerLock { take: false }));
         }
         let mut writes = node_packages(context)?;
         let to_etcd = context.cluster_init
@@ -739,6 +749,44 @@ pub(crate) fn upgrade_check(context: &Context) -> Result<Option<Action>, StepErr
         "K3s {found} → {pinned} is an upgrade stackinstall makes ({})",
         checked.join("; ")
     ))))
+}
+
+/// Whether the cluster has servers other than this one.
+fn has_other_servers(context: &Context) -> Result<bool, StepError> {
+    let this = crate::join::node_name(&context.host);
+    Ok(crate::node::in_snapshot()?
+        .is_some_and(|nodes| (nodes.iter()).any(|node| node.is_server() && node.name != this)))
+}
+
+/// The servers' lock (`crate::join::take_lock`), taken before this
+/// server's K3s changes and let go once every node is Ready again.
+struct ServerLock {
+    take: bool,
+}
+
+impl Change for ServerLock {
+    fn kind(&self) -> ActionKind {
+        ActionKind::Command
+    }
+
+    fn lines(&self) -> Vec<String> {
+        let lease = format!("the Lease `kube-system/{}`", crate::join::LOCK_LEASE);
+        vec![match self.take {
+            true => format!(
+                "take the servers' lock ({lease}): one server changes its K3s at a time, waiting while another holds it"
+            ),
+            false => format!("let go of the servers' lock ({lease})"),
+        }]
+    }
+
+    fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
+        let access = crate::join::LockAccess::Member;
+        match self.take {
+            true => crate::join::take_lock(context, access)?,
+            false => crate::join::release_lock(context, access)?,
+        }
+        Ok(true)
+    }
 }
 
 /// What follows this server's upgrade to the pinned K3s on the other

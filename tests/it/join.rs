@@ -837,8 +837,45 @@ fn a_cluster_is_upgraded_servers_one_at_a_time_then_the_agents() {
     );
     two.start_k3s();
 
-    // The first server goes first, backed up, and names who follows.
+    // The first server goes first, backed up, and names who follows. It
+    // takes the servers' lock: another server held it (its join killed,
+    // the Lease left to expire), so it waits for the Lease to expire.
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let store = stackinstall_fakes::store::Store::new(&cluster.path());
+    let leases = stackinstall_fakes::store::Resource::of_kind("Lease").unwrap();
+    store
+        .put(&serde_json::json!({
+            "kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
+            "metadata": { "name": "stackinstall-server-join", "namespace": "kube-system" },
+            "spec": { "holderIdentity": "server3", "leaseDurationSeconds": 2,
+                "acquireTime": now, "renewTime": now },
+        }))
+        .unwrap();
+    cluster.first.clear_calls();
     let upgraded = upgrade_first().success();
+    let kubectl = cluster.first.lines_of("kubectl");
+    let at = |words: &str| {
+        (kubectl.iter())
+            .position(|line| line.contains(words))
+            .unwrap_or_else(|| panic!("no `{words}` in {kubectl:#?}"))
+    };
+    assert!(at("get lease stackinstall-server-join") < at("delete lease stackinstall-server-join"));
+    let installed = (cluster.first.calls().iter())
+        .position(|call| call.line().contains("k3s-install"))
+        .expect("the install script ran");
+    let taken = (cluster.first.calls().iter())
+        .rposition(|call| call.line().contains("create -f -"))
+        .expect("the Lease was created");
+    assert!(taken < installed, "the lock is taken before K3s changes");
+    assert!(
+        cluster
+            .first
+            .object("Lease", "kube-system", "stackinstall-server-join")
+            .is_none(),
+        "the lock is let go"
+    );
     let said = stderr(&upgraded);
     assert!(
         said.contains("then the other servers one at a time (server2), then the agents (worker1)"),
