@@ -870,10 +870,7 @@ fn a_cluster_is_upgraded_servers_one_at_a_time_then_the_agents() {
         .expect("the Lease was created");
     assert!(taken < installed, "the lock is taken before K3s changes");
     assert!(
-        cluster
-            .first
-            .object("Lease", "kube-system", "stackinstall-server-join")
-            .is_none(),
+        (store.get(leases, Some("kube-system"), "stackinstall-server-join")).is_none(),
         "the lock is let go"
     );
     let said = stderr(&upgraded);
@@ -928,9 +925,7 @@ fn a_cluster_is_upgraded_servers_one_at_a_time_then_the_agents() {
             "{member} not in the backup"
         );
     }
-    let lease = cluster
-        .first
-        .object("Lease", "kube-system", "stackinstall-server-join");
+    let lease = store.get(leases, Some("kube-system"), "stackinstall-server-join");
     assert!(lease.is_none(), "the join lock was let go: {lease:?}");
 
     // Then the agent: no backup (it holds none of the cluster's data).
@@ -1100,4 +1095,100 @@ fn a_restore_is_made_on_the_first_server_and_the_other_servers_join_again() {
     crate::support::report(
         "join: a restore refused on a joined server; made on the first server (cluster reset), naming the other server to join again, which was not Ready until its `join` set its old datastore aside and it joined the restored cluster",
     );
+}
+
+#[test]
+fn a_rejoin_after_a_restore_killed_anywhere_converges_and_sets_the_datastore_aside_once() {
+    let cluster = first_host(&[FIRST, "192.0.2.21"], true);
+    let archive = cluster.first.dir.path().join("cluster.tar.gz");
+    (cluster.first.command())
+        .args(["backup", "--unencrypted", "--out"])
+        .arg(&archive)
+        .assert()
+        .success();
+    (cluster.first.command())
+        .args(["restore", "--yes"])
+        .arg(&archive)
+        .env("STACKINSTALL_INSTALL__DOMAIN", DOMAIN)
+        .env("STACKINSTALL_INSTALL__SELF_SIGNED", "true")
+        .assert()
+        .success();
+    let (file, _) = join_command(&cluster, "server");
+    let args: Vec<String> = [
+        "join",
+        "--server",
+        &cluster.url,
+        "--role",
+        "server",
+        "--token-file",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain([file.display().to_string()])
+    .collect();
+    // A server that held the cluster's data before the restore: joined,
+    // then its etcd data made the old cluster's (the fake's generation).
+    let stale_server = |name: &str| {
+        let (node, releases) = host(&cluster.path(), name, "192.0.2.21");
+        node.command().args(&args).assert().success();
+        node.write(members::MEMBER_OF, "0\n");
+        (node, releases)
+    };
+    let aside = |node: &World| -> usize {
+        std::fs::read_dir(node.path("/var/lib/rancher/k3s/server"))
+            .unwrap()
+            .flatten()
+            .filter(|entry| {
+                entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("db.before-rejoin-")
+            })
+            .count()
+    };
+    let (reference, _r) = stale_server("reference");
+    let points = trace_of(&reference, &args);
+    assert_eq!(aside(&reference), 1);
+    let set_aside = (points.iter())
+        .position(|point| point.contains("rename"))
+        .unwrap_or_else(|| panic!("no rename among {points:#?}"));
+    assert!(set_aside > 0, "{points:?}");
+    // Every trial's host stays up: a joining server waits for every node.
+    let mut hosts = Vec::new();
+    for (index, point) in points.iter().enumerate() {
+        let name = format!("killed{index}");
+        let (node, releases) = stale_server(&name);
+        assert!(killed_at(&node, &args, point), "not killed at {point}");
+        let again = node.command().args(&args).assert();
+        assert!(
+            again.get_output().status.success(),
+            "after {point}: {}",
+            stderr(&again)
+        );
+        assert_eq!(
+            aside(&node),
+            1,
+            "after {point}: the datastore set aside once"
+        );
+        let ready = node_object(&cluster, &name).map(|node| {
+            stackinstall_fakes::programs::members::with_readiness(node, &cluster.path())
+        });
+        assert_eq!(
+            ready
+                .as_ref()
+                .map(|node| node["status"]["conditions"][0]["status"].clone()),
+            Some(serde_json::json!("True")),
+            "after {point}: {ready:?}"
+        );
+        let third = stderr(&node.command().args(&args).assert().success());
+        assert!(
+            !third.contains("aside"),
+            "a third run after {point} set aside again: {third}"
+        );
+        hosts.push((node, releases));
+    }
+    crate::support::report(&format!(
+        "join: a server's rejoin after a restore killed at each of its {} kill points converged on the next run: its old datastore set aside exactly once, the server Ready in the restored cluster",
+        points.len()
+    ));
 }

@@ -76,7 +76,7 @@ pub const HOST_STATE: &str = "fake.stackinstall/host-state";
 /// is).
 pub const HOST_ROOT: &str = "fake.stackinstall/host-root";
 /// The etcd cluster a server's etcd data belongs to (under its root).
-const MEMBER_OF: &str = "/var/lib/rancher/k3s/server/db/etcd/fake-cluster-generation";
+pub const MEMBER_OF: &str = "/var/lib/rancher/k3s/server/db/etcd/fake-cluster-generation";
 
 /// The cluster's etcd generation: a new one at each cluster reset.
 fn generation(cluster: &std::path::Path) -> u64 {
