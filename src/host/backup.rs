@@ -32,8 +32,14 @@ const MAX_MEMBER: u64 = 4 * 1024 * 1024 * 1024;
 /// How long a dump or a snapshot may take.
 const DUMP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
-/// The bytes of `path`, never through a link; `None` when it is missing.
+/// The bytes of `path`, never through a link; `None` when it is missing;
+/// an error for a file larger than a member may be (never a silently cut
+/// copy, whose digest the manifest would then vouch for).
 pub fn read_member(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
+    read_at_most(path, MAX_MEMBER)
+}
+
+fn read_at_most(path: &Path, limit: u64) -> Result<Option<Vec<u8>>, FileError> {
     use std::io::Read;
     let file = match super::fs::open_own(path) {
         Ok(file) => file,
@@ -41,9 +47,18 @@ pub fn read_member(path: &Path) -> Result<Option<Vec<u8>>, FileError> {
         Err(error) => return Err(FileError::new("read", path)(error)),
     };
     let mut bytes = Vec::new();
-    file.take(MAX_MEMBER)
+    file.take(limit + 1)
         .read_to_end(&mut bytes)
         .map_err(FileError::new("read", path))?;
+    if bytes.len() as u64 > limit {
+        return Err(FileError::new("read", path)(std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!(
+                "it is larger than {} MiB, the most a backup holds of one file",
+                limit / (1024 * 1024)
+            ),
+        )));
+    }
     Ok(Some(bytes))
 }
 
@@ -295,4 +310,23 @@ pub fn mysql_import(socket: &str, dump: &str) -> Result<(), BackupError> {
         other => other?,
     };
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A member over the limit is an error, never a cut copy.
+    #[test]
+    fn a_file_over_the_limit_is_refused_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("member");
+        std::fs::write(&path, vec![7u8; 3 * 1024 * 1024 + 1]).unwrap();
+        let limit = 3 * 1024 * 1024;
+        let error = read_at_most(&path, limit).unwrap_err().to_string();
+        assert!(error.contains("larger than 3 MiB"), "{error}");
+        std::fs::write(&path, vec![7u8; 3 * 1024 * 1024]).unwrap();
+        assert_eq!(read_at_most(&path, limit).unwrap().unwrap().len() as u64, limit);
+        assert_eq!(read_at_most(&dir.path().join("absent"), limit).unwrap(), None);
+    }
 }
