@@ -152,14 +152,7 @@ fn gateway_domain(context: &Context) -> Option<String> {
     .run()
     .ok()?;
     let gateway: serde_json::Value = serde_json::from_str(&output.stdout).ok()?;
-    (gateway["spec"]["servers"].as_array()?.iter())
-        .filter(|server| server["port"]["protocol"] == "HTTPS")
-        .flat_map(|server| server["hosts"].as_array().cloned().unwrap_or_default())
-        .filter_map(|host| {
-            host.as_str()
-                .map(|h| h.rsplit('/').next().unwrap_or(h).to_string())
-        })
-        .find(|host| !host.contains('*'))
+    crate::steps::gateway::https_host(&gateway)
 }
 
 /// The pair as the cluster holds it (the application namespace's Secret),

@@ -36,19 +36,7 @@ pub fn gateway_domain(snapshot: &Snapshot, config: &Config) -> Option<String> {
     gateways.sort_by_key(|gateway| name(gateway) != config.istio.gateway);
     gateways
         .iter()
-        .flat_map(|gateway| {
-            gateway["spec"]["servers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-        })
-        .filter(|server| server["port"]["protocol"] == "HTTPS")
-        .flat_map(|server| server["hosts"].as_array().cloned().unwrap_or_default())
-        .filter_map(|host| {
-            host.as_str()
-                .map(|h| h.rsplit('/').next().unwrap_or(h).to_string())
-        })
-        .find(|host| !host.contains('*'))
+        .find_map(|gateway| crate::steps::gateway::https_host(gateway))
 }
 
 fn gateway(scoped: &Scoped) -> Checked {

@@ -326,7 +326,13 @@ mod tests {
         let error = read_at_most(&path, limit).unwrap_err().to_string();
         assert!(error.contains("larger than 3 MiB"), "{error}");
         std::fs::write(&path, vec![7u8; 3 * 1024 * 1024]).unwrap();
-        assert_eq!(read_at_most(&path, limit).unwrap().unwrap().len() as u64, limit);
-        assert_eq!(read_at_most(&dir.path().join("absent"), limit).unwrap(), None);
+        assert_eq!(
+            read_at_most(&path, limit).unwrap().unwrap().len() as u64,
+            limit
+        );
+        assert_eq!(
+            read_at_most(&dir.path().join("absent"), limit).unwrap(),
+            None
+        );
     }
 }

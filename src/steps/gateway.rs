@@ -192,3 +192,17 @@ pub fn virtual_service_manifest(config: &Config) -> Result<String, RenderError> 
         },
     )
 }
+
+/// The domain a Gateway object serves over HTTPS: its first HTTPS
+/// server's first host that is not a wildcard, without the
+/// `namespace/` prefix Istio allows.
+pub fn https_host(gateway: &serde_json::Value) -> Option<String> {
+    let servers = gateway["spec"]["servers"].as_array()?;
+    (servers.iter())
+        .filter(|server| server["port"]["protocol"] == "HTTPS")
+        .flat_map(|server| server["hosts"].as_array().into_iter().flatten())
+        .filter_map(|host| host.as_str())
+        .map(|host| host.rsplit('/').next().unwrap_or(host))
+        .find(|host| !host.contains('*'))
+        .map(str::to_string)
+}
