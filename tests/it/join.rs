@@ -89,18 +89,24 @@ fn join_command(cluster: &Cluster, role: &str) -> (PathBuf, String) {
     (path, stdout(&assert) + &stderr(&assert))
 }
 
+/// `join --server URL --role ROLE --token-file FILE` for `cluster`.
+fn join_args(cluster: &Cluster, role: &str, file: &Path) -> Vec<String> {
+    [
+        "join",
+        "--server",
+        &cluster.url,
+        "--role",
+        role,
+        "--token-file",
+    ]
+    .iter()
+    .map(|arg| arg.to_string())
+    .chain([file.display().to_string()])
+    .collect()
+}
+
 fn join(node: &World, cluster: &Cluster, role: &str, file: &Path) -> assert_cmd::assert::Assert {
-    node.command()
-        .args([
-            "join",
-            "--server",
-            &cluster.url,
-            "--role",
-            role,
-            "--token-file",
-        ])
-        .arg(file)
-        .assert()
+    node.command().args(join_args(cluster, role, file)).assert()
 }
 
 fn node_object(cluster: &Cluster, name: &str) -> Option<serde_json::Value> {
@@ -516,18 +522,7 @@ fn killed_at(world: &World, args: &[String], point: &str) -> bool {
 fn a_join_killed_anywhere_converges_on_the_next_run() {
     let cluster = first_host(&[FIRST, "192.0.2.11"], false);
     let (file, _) = join_command(&cluster, "agent");
-    let args: Vec<String> = [
-        "join",
-        "--server",
-        &cluster.url,
-        "--role",
-        "agent",
-        "--token-file",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([file.display().to_string()])
-    .collect();
+    let args = join_args(&cluster, "agent", &file);
     let (reference, _r) = host(&cluster.path(), "reference", "192.0.2.11");
     let points = trace_of(&reference, &args);
     assert!(points.len() >= 10, "{points:?}");
@@ -650,15 +645,7 @@ fn two_servers_joining_at_once_go_one_after_the_other() {
     let (second, _r) = host(&cluster.path(), "server2", "192.0.2.21");
     let mut child = second
         .std_command()
-        .args([
-            "join",
-            "--server",
-            &cluster.url,
-            "--role",
-            "server",
-            "--token-file",
-        ])
-        .arg(&file)
+        .args(join_args(&cluster, "server", &file))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -729,16 +716,8 @@ fn join_plan_shows_the_node_profile_and_changes_nothing() {
     node.set_packages(&[]);
     let assert = node
         .command()
-        .args([
-            "join",
-            "--plan",
-            "--server",
-            &cluster.url,
-            "--role",
-            "agent",
-            "--token-file",
-        ])
-        .arg(&file)
+        .args(join_args(&cluster, "agent", &file))
+        .arg("--plan")
         .assert()
         .success();
     let plan = stdout(&assert);
@@ -975,16 +954,10 @@ fn a_cluster_is_upgraded_servers_one_at_a_time_then_the_agents() {
     );
 }
 
-#[test]
-fn a_restore_is_made_on_the_first_server_and_the_other_servers_join_again() {
-    let cluster = first_host(&[FIRST, "192.0.2.21"], true);
-    let (file, _) = join_command(&cluster, "server");
-    let (two, _two_releases) = host(&cluster.path(), "server2", "192.0.2.21");
-    join(&two, &cluster, "server", &file).success();
+/// `backup --unencrypted` on the first host; the archive's path.
+fn back_up_first(cluster: &Cluster) -> PathBuf {
     let archive = cluster.first.dir.path().join("cluster.tar.gz");
-    let backed_up = cluster
-        .first
-        .command()
+    let backed_up = (cluster.first.command())
         .args(["backup", "--unencrypted", "--out"])
         .arg(&archive)
         .assert();
@@ -993,6 +966,28 @@ fn a_restore_is_made_on_the_first_server_and_the_other_servers_join_again() {
         "{}",
         stderr(&backed_up)
     );
+    archive
+}
+
+/// `restore --yes ARCHIVE` on the first host. A cluster of K3s alone has
+/// no Gateway for the backup to take the domain from: the restore's
+/// converge is told it.
+fn restore_first(cluster: &Cluster, archive: &Path) -> assert_cmd::assert::Assert {
+    (cluster.first.command())
+        .args(["restore", "--yes"])
+        .arg(archive)
+        .env("STACKINSTALL_INSTALL__DOMAIN", DOMAIN)
+        .env("STACKINSTALL_INSTALL__SELF_SIGNED", "true")
+        .assert()
+}
+
+#[test]
+fn a_restore_is_made_on_the_first_server_and_the_other_servers_join_again() {
+    let cluster = first_host(&[FIRST, "192.0.2.21"], true);
+    let (file, _) = join_command(&cluster, "server");
+    let (two, _two_releases) = host(&cluster.path(), "server2", "192.0.2.21");
+    join(&two, &cluster, "server", &file).success();
+    let archive = back_up_first(&cluster);
 
     // Not on a server that joined: the restore is the first server's.
     let before = two.files(false);
@@ -1009,16 +1004,7 @@ fn a_restore_is_made_on_the_first_server_and_the_other_servers_join_again() {
     );
     assert_eq!(two.files(false), before, "a refused restore changed files");
 
-    // A cluster of K3s alone: no Gateway for the backup to take the domain
-    // from, so the restore's converge is told it.
-    let restored = cluster
-        .first
-        .command()
-        .args(["restore", "--yes"])
-        .arg(&archive)
-        .env("STACKINSTALL_INSTALL__DOMAIN", DOMAIN)
-        .env("STACKINSTALL_INSTALL__SELF_SIGNED", "true")
-        .assert();
+    let restored = restore_first(&cluster, &archive);
     let said = stderr(&restored);
     assert!(restored.get_output().status.success(), "{said}");
     assert!(
@@ -1047,16 +1033,8 @@ fn a_restore_is_made_on_the_first_server_and_the_other_servers_join_again() {
     let (file, _) = join_command(&cluster, "server");
     let plan = stdout(
         &two.command()
-            .args([
-                "join",
-                "--plan",
-                "--server",
-                &cluster.url,
-                "--role",
-                "server",
-                "--token-file",
-            ])
-            .arg(&file)
+            .args(join_args(&cluster, "server", &file))
+            .arg("--plan")
             .assert()
             .success(),
     );
@@ -1100,32 +1078,10 @@ fn a_restore_is_made_on_the_first_server_and_the_other_servers_join_again() {
 #[test]
 fn a_rejoin_after_a_restore_killed_anywhere_converges_and_sets_the_datastore_aside_once() {
     let cluster = first_host(&[FIRST, "192.0.2.21"], true);
-    let archive = cluster.first.dir.path().join("cluster.tar.gz");
-    (cluster.first.command())
-        .args(["backup", "--unencrypted", "--out"])
-        .arg(&archive)
-        .assert()
-        .success();
-    (cluster.first.command())
-        .args(["restore", "--yes"])
-        .arg(&archive)
-        .env("STACKINSTALL_INSTALL__DOMAIN", DOMAIN)
-        .env("STACKINSTALL_INSTALL__SELF_SIGNED", "true")
-        .assert()
-        .success();
+    let archive = back_up_first(&cluster);
+    restore_first(&cluster, &archive).success();
     let (file, _) = join_command(&cluster, "server");
-    let args: Vec<String> = [
-        "join",
-        "--server",
-        &cluster.url,
-        "--role",
-        "server",
-        "--token-file",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([file.display().to_string()])
-    .collect();
+    let args = join_args(&cluster, "server", &file);
     // A server that held the cluster's data before the restore: joined,
     // then its etcd data made the old cluster's (the fake's generation).
     let stale_server = |name: &str| {
