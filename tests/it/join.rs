@@ -954,6 +954,35 @@ fn a_cluster_is_upgraded_servers_one_at_a_time_then_the_agents() {
     );
 }
 
+/// `nodes --output json` on the first host: the nodes, and the text.
+fn listed_nodes(cluster: &Cluster) -> (Vec<serde_json::Value>, String) {
+    let listed = stdout(
+        &(cluster.first.command())
+            .args(["nodes", "--output", "json"])
+            .assert()
+            .success(),
+    );
+    let nodes: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    (
+        nodes["nodes"].as_array().cloned().unwrap_or_default(),
+        listed,
+    )
+}
+
+/// How many datastores a server set aside to join a restored cluster.
+fn datastores_set_aside(node: &World) -> usize {
+    std::fs::read_dir(node.path("/var/lib/rancher/k3s/server"))
+        .unwrap()
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("db.before-rejoin-")
+        })
+        .count()
+}
+
 /// `backup --unencrypted` on the first host; the archive's path.
 fn back_up_first(cluster: &Cluster) -> PathBuf {
     let archive = cluster.first.dir.path().join("cluster.tar.gz");
@@ -1014,16 +1043,8 @@ fn a_restore_is_made_on_the_first_server_and_the_other_servers_join_again() {
     // The second server's etcd is of the cluster before the reset: it
     // stays out (not Ready) and its K3s cannot start as it is.
     let node = node_object(&cluster, "server2").unwrap();
-    let listed = stdout(
-        &cluster
-            .first
-            .command()
-            .args(["nodes", "--output", "json"])
-            .assert()
-            .success(),
-    );
-    let nodes: serde_json::Value = serde_json::from_str(&listed).unwrap();
-    let second = (nodes["nodes"].as_array().unwrap().iter())
+    let (nodes, listed) = listed_nodes(&cluster);
+    let second = (nodes.iter())
         .find(|node| node["name"] == "server2")
         .unwrap_or_else(|| panic!("{listed}; {node}"));
     assert_eq!(second["ready"], false, "{listed}");
@@ -1042,26 +1063,10 @@ fn a_restore_is_made_on_the_first_server_and_the_other_servers_join_again() {
     let rejoined = join(&two, &cluster, "server", &file);
     let said = stderr(&rejoined);
     assert!(rejoined.get_output().status.success(), "{said}");
-    let aside: Vec<String> = std::fs::read_dir(two.path("/var/lib/rancher/k3s/server"))
-        .unwrap()
-        .flatten()
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("db.before-rejoin-"))
-        .collect();
-    assert_eq!(aside.len(), 1, "the old datastore is kept aside: {aside:?}");
-    let listed = stdout(
-        &cluster
-            .first
-            .command()
-            .args(["nodes", "--output", "json"])
-            .assert()
-            .success(),
-    );
-    let nodes: serde_json::Value = serde_json::from_str(&listed).unwrap();
-    assert!(
-        (nodes["nodes"].as_array().unwrap().iter()).all(|node| node["ready"] == true),
-        "{listed}"
-    );
+    let aside = datastores_set_aside(&two);
+    assert_eq!(aside, 1, "the old datastore is kept aside");
+    let (nodes, listed) = listed_nodes(&cluster);
+    assert!(nodes.iter().all(|node| node["ready"] == true), "{listed}");
     // A second run of the same join sets nothing aside again.
     let again = stderr(&join(&two, &cluster, "server", &file).success());
     assert!(!again.contains("aside"), "{again}");
@@ -1090,21 +1095,9 @@ fn a_rejoin_after_a_restore_killed_anywhere_converges_and_sets_the_datastore_asi
         node.write(members::MEMBER_OF, "0\n");
         (node, releases)
     };
-    let aside = |node: &World| -> usize {
-        std::fs::read_dir(node.path("/var/lib/rancher/k3s/server"))
-            .unwrap()
-            .flatten()
-            .filter(|entry| {
-                entry
-                    .file_name()
-                    .to_string_lossy()
-                    .starts_with("db.before-rejoin-")
-            })
-            .count()
-    };
     let (reference, _r) = stale_server("reference");
     let points = trace_of(&reference, &args);
-    assert_eq!(aside(&reference), 1);
+    assert_eq!(datastores_set_aside(&reference), 1);
     let set_aside = (points.iter())
         .position(|point| point.contains("rename"))
         .unwrap_or_else(|| panic!("no rename among {points:#?}"));
@@ -1122,7 +1115,7 @@ fn a_rejoin_after_a_restore_killed_anywhere_converges_and_sets_the_datastore_asi
             stderr(&again)
         );
         assert_eq!(
-            aside(&node),
+            datastores_set_aside(&node),
             1,
             "after {point}: the datastore set aside once"
         );
