@@ -630,18 +630,7 @@ fn two_servers_joining_at_once_go_one_after_the_other() {
         "a server's join file can take the lock"
     );
     // Another server is joining: it holds the Lease.
-    let store = stackinstall_fakes::store::Store::new(&cluster.path());
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    store
-        .put(&serde_json::json!({
-            "kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
-            "metadata": { "name": "stackinstall-server-join", "namespace": "kube-system" },
-            "spec": { "holderIdentity": "server3", "leaseDurationSeconds": 900,
-                "acquireTime": now, "renewTime": now },
-        }))
-        .unwrap();
+    let store = hold_lease(&cluster, "server3", 900);
     let (second, _r) = host(&cluster.path(), "server2", "192.0.2.21");
     let mut child = second
         .std_command()
@@ -819,19 +808,8 @@ fn a_cluster_is_upgraded_servers_one_at_a_time_then_the_agents() {
     // The first server goes first, backed up, and names who follows. It
     // takes the servers' lock: another server held it (its join killed,
     // the Lease left to expire), so it waits for the Lease to expire.
-    let now = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap();
-    let store = stackinstall_fakes::store::Store::new(&cluster.path());
+    let store = hold_lease(&cluster, "server3", 2);
     let leases = stackinstall_fakes::store::Resource::of_kind("Lease").unwrap();
-    store
-        .put(&serde_json::json!({
-            "kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
-            "metadata": { "name": "stackinstall-server-join", "namespace": "kube-system" },
-            "spec": { "holderIdentity": "server3", "leaseDurationSeconds": 2,
-                "acquireTime": now, "renewTime": now },
-        }))
-        .unwrap();
     cluster.first.clear_calls();
     let upgraded = upgrade_first().success();
     let kubectl = cluster.first.lines_of("kubectl");
@@ -952,6 +930,24 @@ fn a_cluster_is_upgraded_servers_one_at_a_time_then_the_agents() {
     crate::support::report(
         "join: a cluster of two servers and an agent upgraded in K3s's order: the first server refused while the second was down, then backed up and upgraded naming who follows; the agent's join file refused until every server ran the new K3s; the second server backed up and upgraded by `join`; the agent upgraded without a backup",
     );
+}
+
+/// The servers' Lease held by `holder` from now, for `seconds`, in the
+/// shared cluster; the cluster's store.
+fn hold_lease(cluster: &Cluster, holder: &str, seconds: u64) -> stackinstall_fakes::store::Store {
+    let store = stackinstall_fakes::store::Store::new(&cluster.path());
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    store
+        .put(&serde_json::json!({
+            "kind": "Lease", "apiVersion": "coordination.k8s.io/v1",
+            "metadata": { "name": "stackinstall-server-join", "namespace": "kube-system" },
+            "spec": { "holderIdentity": holder, "leaseDurationSeconds": seconds,
+                "acquireTime": now, "renewTime": now },
+        }))
+        .unwrap();
+    store
 }
 
 /// `nodes --output json` on the first host: the nodes, and the text.
