@@ -143,6 +143,8 @@ pub struct Context {
     /// What a plan found that would stop the install (a host too small):
     /// the plan goes on to show every step, then fails with the first.
     plan_stops: Arc<Mutex<Vec<StepError>>>,
+    /// Lines for the run's summary (`tell_summary`), shared by the forks.
+    for_summary: Arc<Mutex<Vec<String>>>,
     /// The state as every lane of the run changed it: what is saved.
     shared_state: Arc<Mutex<State>>,
     state_file: StateFile,
@@ -179,6 +181,7 @@ impl Context {
             join: None,
             cluster_init: false,
             plan_stops: Arc::default(),
+            for_summary: Arc::default(),
             state,
             state_file,
             credentials: OnceCell::new(),
@@ -232,6 +235,7 @@ impl Context {
             join: self.join.clone(),
             cluster_init: self.cluster_init,
             plan_stops: Arc::clone(&self.plan_stops),
+            for_summary: Arc::clone(&self.for_summary),
             state: self.state.clone(),
             shared_state: Arc::clone(&self.shared_state),
             state_file: self.state_file.clone(),
@@ -261,6 +265,22 @@ impl Context {
         {
             stops.push(error);
         }
+    }
+
+    /// Keeps `line` for the run's summary (a backup taken before an
+    /// upgrade, what the other nodes do next): what the operator must not
+    /// miss in the scroll of a long run.
+    pub fn tell_summary(&self, line: String) {
+        (self.for_summary.lock())
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
+    }
+
+    /// The lines kept for the summary, in the order they came.
+    pub fn summary_lines(&self) -> Vec<String> {
+        (self.for_summary.lock())
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// What the plan found that would stop the install, first first.

@@ -479,6 +479,16 @@ impl Change for BackupFirst {
             "backup before the upgrade of {}: `{}`",
             self.upgrade, self.shown
         );
+        context.tell_summary(match self.encrypted {
+            true => format!(
+                "Backup before the upgrade of {}: {}",
+                self.upgrade, self.shown
+            ),
+            false => format!(
+                "Backup before the upgrade of {}: {} (NOT encrypted)",
+                self.upgrade, self.shown
+            ),
+        });
         match self.encrypted {
             true => context.ui.note(&message),
             false => context.ui.warn(&format!(
@@ -597,10 +607,9 @@ impl Change for RunInstallScript {
         host::fs::remove_file(&script)?;
         result?;
         if let (Some(from), Some(then)) = (&self.upgrade_from, &self.then) {
-            context.ui.note(&format!(
-                "K3s {from} → {} done on this server; {then}",
-                self.version
-            ));
+            let done = format!("K3s {from} → {} done on this server; {then}", self.version);
+            context.ui.note(&done);
+            context.tell_summary(done);
         }
         Ok(true)
     }

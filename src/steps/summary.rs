@@ -73,6 +73,7 @@ pub fn summary_text(context: &Context) -> String {
     if let Some(log) = &context.log_path {
         lines.push(format!("Log: {}", log.display()));
     }
+    lines.extend(context.summary_lines());
     lines.push("Next: `stackinstall status` to see each step and its health;".into());
     lines.push(format!(
         "      `kubectl get pods -n {}` to see the application.",

@@ -120,6 +120,14 @@ fn a_k3s_upgrade_takes_a_backup_first_and_converges() {
         said.contains("backup before the upgrade of K3s v1.29.0+k3s1 → v1.29.5+k3s1"),
         "{said}"
     );
+    // The summary at the end repeats where the backup is.
+    let summary = crate::support::stdout(&upgrade);
+    assert!(
+        summary.contains(
+            "Backup before the upgrade of K3s v1.29.0+k3s1 → v1.29.5+k3s1: /var/lib/stackinstall/backups/backup-before-k3s-v1.29.5+k3s1-"
+        ),
+        "{summary}"
+    );
 
     let backups = world.path("/var/lib/stackinstall/backups");
     let archive = std::fs::read_dir(&backups)
