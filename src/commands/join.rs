@@ -245,7 +245,7 @@ pub fn run(root: &Path, args: JoinArgs) -> Result<()> {
             let kubeconfig = join::lock_kubeconfig(&args.server, &ca, lock_token);
             let path = context.host.path(join::LOCK_KUBECONFIG);
             host::fs::write_atomic(&path, kubeconfig.as_bytes(), 0o600)?;
-            join::take_lock(&context, join::LockAccess::Joining)?;
+            k3s::lock::take_lock(&context, k3s::lock::LockAccess::Joining)?;
             true
         }
         _ => false,
@@ -254,7 +254,7 @@ pub fn run(root: &Path, args: JoinArgs) -> Result<()> {
     context.included = inclusion.included();
     let result = engine::run(&mut context, &inclusion, 1);
     if locked {
-        join::release_lock(&context, join::LockAccess::Joining)?;
+        k3s::lock::release_lock(&context, k3s::lock::LockAccess::Joining)?;
     }
     result?;
     crate::outln!(

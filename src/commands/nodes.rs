@@ -162,7 +162,7 @@ const UNINSTALL_SCRIPTS: [&str; 2] = [
 pub fn leave(root: &Path, args: LeaveArgs) -> Result<()> {
     crate::steps::preflight::check_root()?;
     let context = super::command_context(root, &args.config, Default::default(), false, false)?;
-    let joined = crate::join::is_joined(&context.host)?;
+    let joined = crate::steps::k3s::config_file::is_joined(&context.host)?;
     let script = (UNINSTALL_SCRIPTS.iter())
         .map(|script| context.host.path(script))
         .find(|script| script.exists());

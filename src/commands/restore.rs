@@ -30,7 +30,7 @@ pub fn run(root: &Path, args: RestoreArgs) -> Result<()> {
         );
     }
     let host = Host::new(root);
-    if crate::join::is_joined(&host)? {
+    if crate::steps::k3s::config_file::is_joined(&host)? {
         return Err(StepError::input(
             "this host joined a cluster: a restore is made on the cluster's first server, and the other servers join it again",
             "run `sudo stackinstall restore FILE` on the first server; then here `sudo stackinstall join` with a new join file from it (`sudo stackinstall join-command --role server`)",

@@ -27,6 +27,7 @@ pub mod config_file;
 pub mod credential_provider;
 mod kubeconfig;
 mod leftovers;
+pub mod lock;
 pub mod version;
 
 use std::path::{Path, PathBuf};
@@ -789,10 +790,10 @@ impl Change for ServerLock {
     }
 
     fn apply(self: Box<Self>, context: &mut Context) -> Result<bool, StepError> {
-        let access = crate::join::LockAccess::Member;
+        let access = lock::LockAccess::Member;
         match self.take {
-            true => crate::join::take_lock(context, access)?,
-            false => crate::join::release_lock(context, access)?,
+            true => lock::take_lock(context, access)?,
+            false => lock::release_lock(context, access)?,
         }
         Ok(true)
     }

@@ -212,6 +212,13 @@ pub fn check_networks(context: &Context) -> Result<Option<String>, StepError> {
     )))
 }
 
+/// Whether this host joined a cluster (its K3s config names a `server:`
+/// to register with), rather than being its first server.
+pub fn is_joined(host: &crate::host::Host) -> Result<bool, StepError> {
+    let config = crate::host::fs::read_optional(&host.path(PATH))?;
+    Ok(config.is_some_and(|text| text.lines().any(|line| line.starts_with("server:"))))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
