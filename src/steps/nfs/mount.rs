@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::host::{self, service};
 use crate::render::{self, RenderError};
+use crate::state::{Fact, Reload};
 use crate::steps::{Action, ActionKind, StepError, services};
 
 const SYSTEMD_DIR: &str = "/etc/systemd/system";
@@ -35,31 +36,39 @@ fn mount_unit_file(context: &Context) -> (PathBuf, String) {
     (context.host.path(format!("{SYSTEMD_DIR}/{unit}")), unit)
 }
 
-/// The bind mount `nosuid,nodev`: its unit written when it differs,
+/// The bind mount `nosuid,nodev`: its unit written when it differs
+/// (first recorded as waiting for a restart, as `services::service_actions`
+/// does: a run killed between the write and the restart leaves the old
+/// options mounted, and the next run finds the file already right),
 /// systemd told, the unit enabled and started (restarted when it was
-/// active with another file).
+/// active with another file, or a restart is still pending).
 pub(super) fn mount_actions(context: &Context) -> Result<Vec<Action>, StepError> {
     let (path, unit) = mount_unit_file(context);
     let wanted = mount_unit_text(&context.config).map_err(crate::steps::template_bug)?;
     let written = host::fs::read_optional(&path)?.as_deref() != Some(wanted.as_str());
+    let reload = Reload::Restart(unit.clone());
+    let pending = context.facts().pending.contains(&reload);
     let mut actions = Vec::new();
     if written {
+        if !pending {
+            actions.push(Action::record(Fact::ReloadPending(reload.clone())));
+        }
         actions.push(Action::write(
             context.host.reached(path),
             wanted.into_bytes(),
             0o644,
         ));
+    }
+    if written || pending {
         actions.push(Action::run(service::daemon_reload()));
     }
     let (enabled, active) = (service::is_enabled(&unit)?, service::is_active(&unit)?);
-    if !enabled || !active {
-        actions.push(Action::run_as(
-            ActionKind::Service,
-            service::enable_now(&unit),
-        ));
-    } else if written {
-        actions.push(Action::run_as(ActionKind::Service, service::restart(&unit)));
-    }
+    let command = match (enabled && active, written || pending) {
+        (false, _) => service::enable_now(&unit),
+        (true, true) => service::restart(&unit),
+        (true, false) => return Ok(actions),
+    };
+    actions.extend(Action::change(services::Reread { command, reload }));
     Ok(actions)
 }
 
@@ -68,6 +77,18 @@ pub(super) fn check_mount(context: &Context) -> Result<(), StepError> {
     let (path, unit) = mount_unit_file(context);
     let wanted = mount_unit_text(&context.config).map_err(crate::steps::template_bug)?;
     let hint = "run `sudo stackinstall install --redo nfs`";
+    if context
+        .facts()
+        .pending
+        .contains(&Reload::Restart(unit.clone()))
+    {
+        return Err(StepError::failed(
+            format!(
+                "`{unit}` was rewritten but not restarted since (a run stopped in between): the export may still be bound with the former options"
+            ),
+            hint,
+        ));
+    }
     if host::fs::read_optional(&path)?.as_deref() != Some(wanted.as_str()) {
         return Err(StepError::failed(
             format!(
