@@ -19,6 +19,7 @@
 use super::{Action, Step, StepError, StepId, StepInfo};
 use crate::config::Config;
 use crate::context::Context;
+use crate::host::backup::KeyFileError;
 use crate::host::{self, service};
 use crate::render::RenderError;
 use crate::state::Fingerprint;
@@ -156,22 +157,23 @@ fn preflight(context: &Context) -> Result<Option<Action>, StepError> {
         return Ok(None);
     }
     let hint = format!(
-        "make it with `age-keygen -o {key_file}` and `chmod 600 {key_file}` (root's), or unset `[backup] schedule`"
+        "make it with `age-keygen -o {key_file}`, then `chown root:root {key_file}` and `chmod 600 {key_file}`; or unset `[backup] schedule`"
     );
-    match host::fs::mode_of(&context.host.path(key_file)) {
-        None => Err(StepError::input(
+    match host::backup::check_key_file(&context.host.path(key_file)) {
+        Err(KeyFileError::Missing) => Err(StepError::input(
             format!(
                 "`[backup] key_file` `{key_file}` does not exist: the scheduled backups (`{schedule}`) could not be encrypted"
             ),
             hint,
         )),
-        Some(mode) if mode & 0o077 != 0 => Err(StepError::input(
+        // In the words `stackinstall backup` refuses it with.
+        Err(why) => Err(StepError::input(
             format!(
-                "`[backup] key_file` `{key_file}` is mode {mode:04o}: others may read the key of every backup (it must be 0600)"
+                "`[backup] key_file` `{key_file}` cannot be used: {why}: the scheduled backups (`{schedule}`) would fail"
             ),
             hint,
         )),
-        Some(_) => Ok(Some(Action::check(format!(
+        Ok(()) => Ok(Some(Action::check(format!(
             "scheduled backups at `{schedule}` are encrypted to `{key_file}` (root's, mode 0600)"
         )))),
     }
