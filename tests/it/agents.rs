@@ -3,31 +3,14 @@
 //! volumes with) is no change K3s reads, so installing it never restarts
 //! K3s; only the credential provider's files and K3s's configuration file
 //! do. The cluster is set up as `join.rs` sets it up (two worlds sharing
-//! one fake cluster, the first host's release server on 127.0.0.1 as the
-//! registration address).
-
-use std::path::Path;
+//! one fake cluster, `support::cluster::cluster_host`, the first host's
+//! release server on 127.0.0.1 as the registration address).
 
 use stackinstall_fakes::programs::members;
 
-use crate::support::cluster::{Releases, cluster_world};
+use crate::support::cluster::cluster_host as host;
 use crate::support::output::stderr;
 use crate::support::world::World;
-
-/// A host of the shared cluster `cluster`, named `name` at `address`.
-fn host(cluster: &Path, name: &str, address: &str) -> (World, Releases) {
-    let (mut world, releases) = cluster_world();
-    world.fakes(&["k3s", "dpkg-query", "apt-get"]);
-    world.configure(|config| {
-        config.cluster_state = Some(cluster.to_path_buf());
-        config.node_name = name.into();
-        config.node_address = address.into();
-    });
-    world.write("/etc/hostname", &format!("{name}\n"));
-    world.set_env("STACKINSTALL_CLUSTER__HOST_IP", address);
-    world.set_env("STACKINSTALL_ONLY", "k3s");
-    (world, releases)
-}
 
 /// The lines of `systemctl restart` of the agent's K3s in `world`'s calls.
 fn agent_restarts(world: &World) -> Vec<String> {
