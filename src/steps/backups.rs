@@ -118,6 +118,7 @@ impl Step for Backups {
                 )),
             };
         }
+        services::check_restarted(context, TIMER)?;
         if !service::is_enabled(TIMER)? || !service::is_active(TIMER)? {
             return Err(StepError::failed(
                 format!("the backup timer `{TIMER}` is not enabled and running"),

@@ -137,6 +137,7 @@ impl Step for Registry {
             // provider may have no credentials to ask with.
             return Ok(());
         }
+        services::check_restarted(context, TIMER)?;
         if !service::is_enabled(TIMER)? || !service::is_active(TIMER)? {
             return Err(StepError::failed(
                 format!("the renewal timer `{TIMER}` is not enabled and running"),

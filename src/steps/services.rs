@@ -258,10 +258,28 @@ impl Change for Reread {
     }
 }
 
+/// Fails while a restart of `unit` is pending in the state: a run stopped
+/// between the write of its files and the restart left it running with
+/// the former ones. The files are right by then, so a verification that
+/// reads only them would call the step done and no run would restart it.
+pub fn check_restarted(context: &Context, unit: &str) -> Result<(), StepError> {
+    let reload = Reload::Restart(unit.to_string());
+    if !context.facts().pending.contains(&reload) {
+        return Ok(());
+    }
+    Err(StepError::failed(
+        format!(
+            "`{unit}` was not restarted since its files were rewritten (a run stopped in between): it still runs with the former ones"
+        ),
+        "run stackinstall again (`install`, or `join` on a joined node): it restarts it",
+    ))
+}
+
 /// Fails unless `unit` is enabled and active: what must hold for the
 /// server to be there after a reboot, checked by the step's verification
 /// (so by `status` too).
 pub fn check_running(context: &Context, unit: &str) -> Result<(), StepError> {
+    check_restarted(context, unit)?;
     let enabled = service::is_enabled(unit)?;
     let active = service::is_active(unit)?;
     if enabled && active {

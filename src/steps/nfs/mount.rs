@@ -9,7 +9,6 @@ use crate::config::Config;
 use crate::context::Context;
 use crate::host::{self, service};
 use crate::render::{self, RenderError};
-use crate::state::Reload;
 use crate::steps::services::{self, UnitFile};
 use crate::steps::{Action, StepError};
 
@@ -56,18 +55,7 @@ pub(super) fn check_mount(context: &Context) -> Result<(), StepError> {
     let path = context.host.path(path);
     let wanted = mount_unit_text(&context.config).map_err(crate::steps::template_bug)?;
     let hint = "run `sudo stackinstall install --redo nfs`";
-    if context
-        .facts()
-        .pending
-        .contains(&Reload::Restart(unit.clone()))
-    {
-        return Err(StepError::failed(
-            format!(
-                "`{unit}` was rewritten but not restarted since (a run stopped in between): the export may still be bound with the former options"
-            ),
-            hint,
-        ));
-    }
+    services::check_restarted(context, &unit)?;
     if host::fs::read_optional(&path)?.as_deref() != Some(wanted.as_str()) {
         return Err(StepError::failed(
             format!(
