@@ -1316,7 +1316,7 @@ fn every_cluster_setting_reaches_k3s_and_a_change_converges_with_one_restart() {
 
 #[test]
 fn a_config_file_rewritten_by_a_killed_run_restarts_k3s_on_the_next() {
-    let (mut world, _releases) = k3s_installed();
+    let (world, _releases) = k3s_installed();
     let wanted = world.read(K3S_CONFIG);
     // Changed by hand, and K3s restarted with it: the step's verification
     // finds the file is not the profile's, so the next run rewrites it.
@@ -1325,14 +1325,7 @@ fn a_config_file_rewritten_by_a_killed_run_restarts_k3s_on_the_next() {
     world.write(K3S_CONFIG, &edited);
     std::fs::write(world.state("k3s-config"), &edited).unwrap();
     let point = "k3s: write config.yaml: renamed #1";
-    world.set_env("STACKINSTALL_TEST_KILL_AT", point);
-    let killed = world.install(&["--only", "k3s"]);
-    world.unset_env("STACKINSTALL_TEST_KILL_AT");
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&killed.get_output().status),
-        Some(libc::SIGKILL),
-        "not killed at {point}"
-    );
+    world.install_killed_at(point, &["--only", "k3s"]);
     assert_eq!(
         world.read(K3S_CONFIG),
         wanted,

@@ -259,7 +259,7 @@ fn the_bind_mount_is_a_unit_the_install_starts_and_uninstall_removes_keeping_the
 
 #[test]
 fn a_mount_unit_rewritten_by_a_killed_run_is_remounted_by_the_next() {
-    let mut world = nfs_world();
+    let world = nfs_world();
     world.install(&["--only", "nfs"]).success();
     let path = format!("/etc/systemd/system/{UNIT}");
     let wanted = world.read(&path);
@@ -270,14 +270,7 @@ fn a_mount_unit_rewritten_by_a_killed_run_is_remounted_by_the_next() {
         &wanted.replace("Options=bind,nosuid,nodev", "Options=bind"),
     );
     let point = format!("nfs: write {UNIT}: renamed #1");
-    world.set_env("STACKINSTALL_TEST_KILL_AT", &point);
-    let killed = world.install(&["--only", "nfs"]);
-    world.unset_env("STACKINSTALL_TEST_KILL_AT");
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&killed.get_output().status),
-        Some(libc::SIGKILL),
-        "not killed at {point}"
-    );
+    world.install_killed_at(&point, &["--only", "nfs"]);
     assert_eq!(world.read(&path), wanted, "the killed run wrote the unit");
     let restarts = |world: &World| {
         (world.lines_of("systemctl").iter())
