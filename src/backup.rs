@@ -179,7 +179,7 @@ pub fn key_file(host: &Host, config: &Config) -> Result<Option<Secret>, StepErro
         return Ok(None);
     };
     let path = host.path(file);
-    let unusable = |why: String| {
+    let text = host::backup::read_key_file(&path).map_err(|why| {
         StepError::input(
             format!(
                 "the backup key file `{}` cannot be used: {why}",
@@ -187,16 +187,7 @@ pub fn key_file(host: &Host, config: &Config) -> Result<Option<Secret>, StepErro
             ),
             "make it with `age-keygen -o FILE`, owned by root, mode 0600",
         )
-    };
-    let text = match host::fs::read_root_only(&path) {
-        Ok(Some(text)) => text,
-        Ok(None) => return Err(unusable("it does not exist".into())),
-        Err(host::fs::RootOnlyError::Unsafe(why)) => return Err(unusable(why)),
-        Err(host::fs::RootOnlyError::File(error)) => return Err(unusable(error.to_string())),
-    };
-    if host::fs::mode_of(&path).is_some_and(|mode| mode & 0o077 != 0) {
-        return Err(unusable("others may read it (it must be mode 0600)".into()));
-    }
+    })?;
     for line in text
         .lines()
         .filter(|line| line.starts_with("AGE-SECRET-KEY-"))

@@ -32,6 +32,62 @@ const MAX_MEMBER: u64 = 4 * 1024 * 1024 * 1024;
 /// How long a dump or a snapshot may take.
 const DUMP_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
+/// Why the backup key file (`[backup] key_file`) cannot be used; each
+/// reads after "cannot be used: ".
+#[derive(Debug, thiserror::Error)]
+pub enum KeyFileError {
+    #[error("it does not exist")]
+    Missing,
+    #[error("{0}")]
+    Unusable(String),
+}
+
+/// Whether the backup key file at `path` may be used, without reading it
+/// (a plan without root may look): a regular file, not a link, owned by
+/// root, that no other account may read or write (mode 0600). `backup`
+/// and the `backups` step's preflight both ask this, so a key the
+/// scheduled backup would refuse is refused before the install too.
+pub fn check_key_file(path: &Path) -> Result<(), KeyFileError> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = match std::fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Err(KeyFileError::Missing);
+        }
+        Err(error) => return Err(KeyFileError::Unusable(error.to_string())),
+    };
+    let mode = metadata.mode() & 0o7777;
+    let why = if metadata.file_type().is_symlink() {
+        "it is a symbolic link".to_string()
+    } else if !metadata.is_file() {
+        "it is not a regular file".to_string()
+    } else if metadata.uid() != 0 {
+        format!("it belongs to uid {}, not root", metadata.uid())
+    } else if mode & 0o022 != 0 {
+        format!("group or others may write it (mode {mode:04o})")
+    } else if mode & 0o077 != 0 {
+        "others may read it (it must be mode 0600)".to_string()
+    } else {
+        return Ok(());
+    };
+    Err(KeyFileError::Unusable(why))
+}
+
+/// The text of the backup key file at `path`, when `check_key_file`
+/// passes, read as `fs::read_root_only` reads (never through a link, nor a
+/// hard link, and root's).
+pub fn read_key_file(path: &Path) -> Result<String, KeyFileError> {
+    check_key_file(path)?;
+    match super::fs::read_root_only(path) {
+        Ok(Some(text)) => Ok(text),
+        Ok(None) => Err(KeyFileError::Missing),
+        Err(super::fs::RootOnlyError::Unsafe(why)) => Err(KeyFileError::Unusable(why)),
+        Err(super::fs::RootOnlyError::File(error)) => {
+            Err(KeyFileError::Unusable(error.to_string()))
+        }
+    }
+}
+
 /// The bytes of `path`, never through a link; `None` when it is missing;
 /// an error for a file larger than a member may be (never a silently cut
 /// copy, whose digest the manifest would then vouch for).

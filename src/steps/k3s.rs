@@ -162,18 +162,20 @@ impl Step for K3s {
         if lock {
             actions.extend(Action::change(ServerLock { take: false }));
         }
-        let mut writes = node_packages(context)?;
+        // What goes before the writes but is no change K3s reads: the NFS
+        // client package, the backup before the move to etcd.
+        let mut prepare = node_packages(context)?;
         let to_etcd = context.cluster_init
             && installed.is_some()
             && !host::fs::exists(&context.host.path(host::backup::K3S_ETCD));
         if to_etcd && !upgrading {
-            writes.extend(Action::change(BackupFirst::new(
+            prepare.extend(Action::change(BackupFirst::new(
                 context,
                 "the move of K3s's datastore from SQLite to embedded etcd",
                 "ha-enable",
             )));
         }
-        writes.extend(credential_provider::actions(context)?);
+        let mut writes = credential_provider::actions(context)?;
         writes.extend(config_file::action(context)?);
         let (pending, reread) = restart_once(context, !writes.is_empty(), starts);
         let copy = match agent {
@@ -201,7 +203,8 @@ impl Step for K3s {
         if !starts && script.exists() {
             actions.push(Action::remove(context.host.reached(script)));
         }
-        let mut wiring: Vec<Action> = pending.into_iter().collect();
+        let mut wiring = prepare;
+        wiring.extend(pending);
         wiring.extend(writes);
         match starts {
             false => wiring.extend(reread),

@@ -214,7 +214,7 @@ impl Step for Nfs {
             ));
             actions.push(Action::run(exportfs(["-ra"])));
         }
-        actions.extend(mount_removal(context)?);
+        actions.extend(mount_removal(context));
         let directory = context.host.path(&context.config.nfs.path);
         actions.push(Action::check(format!(
             "{} and the volume data in it (and its parent): remove them by hand once you are sure",

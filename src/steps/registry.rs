@@ -16,23 +16,26 @@
 //!
 //! Done when the Secret carries a stamp (annotations) saying its token is
 //! not yet half way to expiry, the unit files are as rendered with the
-//! timer enabled and active, and the credential provider (when K3s is ours)
-//! answers with a token. Uninstall stops and disables the timer first (so a
-//! renewal cannot bring the Secret back), then deletes the Secret, removes
-//! the unit files and the credential provider's link and config (K3s starts
-//! without it from then on); the installed binary is kept.
+//! timer enabled and active (a timer whose files changed is restarted once
+//! systemd reloaded them, pending in the state until it is), and the
+//! credential provider (when K3s is ours) answers with a token. Uninstall
+//! stops and disables the timer first (so a renewal cannot bring the Secret
+//! back) and removes its files, then deletes the Secret and removes the
+//! credential provider's link and config (K3s starts without it from then
+//! on); the installed binary is kept.
 
 use time::OffsetDateTime;
 
 use super::k3s::credential_provider;
+use super::services::{self, OwnTimer, UnitFile};
 use super::{Action, ActionKind, Change, Step, StepError, StepId, StepInfo};
 use crate::config::Config;
 use crate::context::Context;
 use crate::ecr;
-use crate::host::installed::{self, INSTALLED_BINARY};
+use crate::host::installed::INSTALLED_BINARY;
 use crate::host::{self, kube, service};
 use crate::provider;
-use crate::render::{self, RenderError};
+use crate::render::RenderError;
 use crate::state::Fingerprint;
 
 /// The registry step.
@@ -41,31 +44,24 @@ pub struct Registry;
 /// The systemd timer that renews the pull Secret.
 pub const TIMER: &str = "stackinstall-ecr-refresh.timer";
 
-const SYSTEMD_DIR: &str = "/etc/systemd/system";
+/// The timer, its service and the configuration they run with (which the
+/// kubelet's credential provider reads too).
+const OWN_TIMER: OwnTimer = OwnTimer {
+    unit: TIMER,
+    runs: "stackinstall ecr-refresh",
+    config_file: provider::REFRESH_CONFIG,
+    config_mode: 0o644,
+};
 
-/// The renewal's files, as (absolute host path, contents): the service, the
-/// timer and the configuration they run the installed binary with.
-pub fn renewal_files(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
+/// The renewal's files: the service, the timer and the configuration they
+/// run the installed binary with.
+fn renewal_files(config: &Config) -> Result<Vec<UnitFile>, RenderError> {
     let values = minijinja::context! {
         secret => config.registry.secret,
         namespace => config.cluster.namespace,
         hours => config.registry.refresh_hours,
-        binary => INSTALLED_BINARY,
-        config_file => provider::REFRESH_CONFIG,
     };
-    let effective = toml::to_string(config).expect("the configuration serializes");
-    let mut files = Vec::new();
-    for name in ["stackinstall-ecr-refresh.service", TIMER] {
-        files.push((
-            format!("{SYSTEMD_DIR}/{name}"),
-            render::template(name, &values)?,
-        ));
-    }
-    files.push((
-        provider::REFRESH_CONFIG.to_string(),
-        format!("# Written by stackinstall: the configuration `stackinstall ecr-refresh` runs with.\n{effective}"),
-    ));
-    Ok(files)
+    OWN_TIMER.files(config, values)
 }
 
 /// What the engine knows of the step.
@@ -141,6 +137,7 @@ impl Step for Registry {
             // provider may have no credentials to ask with.
             return Ok(());
         }
+        services::check_restarted(context, TIMER)?;
         if !service::is_enabled(TIMER)? || !service::is_active(TIMER)? {
             return Err(StepError::failed(
                 format!("the renewal timer `{TIMER}` is not enabled and running"),
@@ -153,14 +150,9 @@ impl Step for Registry {
 
     fn undo(&self, context: &Context) -> Result<Vec<Action>, StepError> {
         let config = &context.config;
-        let mut actions = Vec::new();
-        let files = renewal_files(config).map_err(super::template_bug)?;
-        if files
-            .iter()
-            .any(|(path, _)| path.ends_with(TIMER) && context.host.path(path).exists())
-        {
-            actions.push(Action::run(service::disable_now(TIMER)));
-        }
+        // The timer stopped first, so that a renewal cannot bring the
+        // Secret back.
+        let mut actions = services::own_unit_removals(context, TIMER, &OWN_TIMER.paths());
         actions.push(Action::run(kube::kubectl([
             "delete",
             "secret",
@@ -169,11 +161,6 @@ impl Step for Registry {
             &config.cluster.namespace,
             "--ignore-not-found",
         ])));
-        for (path, _) in files {
-            let host_path = context.host.path(&path);
-            actions.push(Action::remove(context.host.reached(host_path)));
-        }
-        actions.push(Action::run(service::daemon_reload()));
         actions.extend(credential_provider::removals(context));
         if host::fs::exists(&context.host.path(INSTALLED_BINARY)) {
             actions.push(Action::check(format!(
@@ -187,44 +174,24 @@ impl Step for Registry {
 /// The renewal's service and timer, and the configuration it runs with
 /// (`ecr-refresh.toml`), for `render`.
 fn rendered(config: &Config) -> Result<Vec<(String, String)>, RenderError> {
-    let files = renewal_files(config)?.into_iter().map(|(path, contents)| {
-        let name = path.rsplit('/').next().unwrap_or(&path).to_string();
-        (name, contents)
-    });
-    Ok(files.collect())
+    Ok(services::by_file_name(renewal_files(config)?))
 }
 
-/// Writes of the unit files that differ, then reload and enable as needed.
+/// The installed binary and the renewal's files, then the timer enabled
+/// and running with them (`services::own_unit_actions`); with
+/// `refresh_hours = 0` no timer, and the configuration file alone (the
+/// credential provider reads it).
 fn unit_actions(context: &Context) -> Result<Vec<Action>, StepError> {
-    let mut files = renewal_files(&context.config).map_err(super::template_bug)?;
-    let renewal = context.config.registry.refresh_hours > 0;
-    if !renewal {
-        // `refresh_hours = 0`: no timer; the configuration file stays (the
-        // credential provider reads it).
-        files.retain(|(path, _)| !path.starts_with(SYSTEMD_DIR));
+    let files = renewal_files(&context.config).map_err(super::template_bug)?;
+    let mut actions: Vec<Action> = services::installed_binary_action(context)?
+        .into_iter()
+        .collect();
+    if context.config.registry.refresh_hours > 0 {
+        actions.extend(services::own_unit_actions(context, TIMER, files)?);
+        return Ok(actions);
     }
-    let mut actions = Vec::new();
-    let binary = context.host.path(INSTALLED_BINARY);
-    let binary_changed = !installed::is_current(&binary)?;
-    if binary_changed {
-        actions.push(Action::install_running_binary(context.host.reached(binary)));
-    }
-    for (path, contents) in files {
-        let host_path = context.host.path(&path);
-        if host::fs::read_optional(&host_path)?.as_deref() != Some(contents.as_str()) {
-            actions.push(Action::write(
-                context.host.reached(host_path),
-                contents.into_bytes(),
-                0o644,
-            ));
-        }
-    }
-    let written = actions.len() > usize::from(binary_changed);
-    if written && renewal {
-        actions.push(Action::run(service::daemon_reload()));
-    }
-    if renewal && (written || !service::is_enabled(TIMER)? || !service::is_active(TIMER)?) {
-        actions.push(Action::run(service::enable_now(TIMER)));
+    for file in (files.into_iter()).filter(|file| !services::is_unit_file(&file.path)) {
+        actions.extend(file.write_action(context)?);
     }
     Ok(actions)
 }

@@ -1,13 +1,20 @@
 //! What the host server steps (`mysql`, `mongodb`, `rabbitmq`, `nfs`) share:
 //! the packages they need (installed by the `packages` step, in one apt
 //! transaction), recording whether the server was on the host before the
-//! first install, and starting or restarting its unit.
+//! first install, and starting or restarting its unit; and what the steps
+//! that write a unit of their own (the `registry` and `backups` timers, the
+//! export's mount unit) share: writing it, restarting it once, removing it.
 
 use super::{Action, ActionKind, Change, StepError};
 pub use super::{ServerPackages, ServerRole};
+use crate::config::Config;
 use crate::context::Context;
+use crate::host::installed::{self, INSTALLED_BINARY};
 use crate::host::{self, Command, packages, service};
+use crate::render::{self, RenderError};
 use crate::state::{Fact, HostPackages, Preexisting, Reload, Server};
+
+const SYSTEMD_DIR: &str = "/etc/systemd/system";
 
 /// Whether every one of `packages` is installed.
 pub fn installed(packages: &[&str]) -> Result<bool, StepError> {
@@ -35,16 +42,8 @@ pub fn service_actions(
     unit: &str,
     write: Option<Action>,
 ) -> Result<Vec<Action>, StepError> {
-    let reload = Reload::Restart(unit.to_string());
-    let pending = context.facts().pending.contains(&reload);
-    let mut actions = Vec::new();
     let changed = write.is_some();
-    if let Some(write) = write {
-        if !pending {
-            actions.push(Action::record(Fact::ReloadPending(reload.clone())));
-        }
-        actions.push(write);
-    }
+    let (reload, pending, mut actions) = restart_after(context, unit, write.into_iter().collect());
     if !service::is_enabled(unit)? {
         actions.push(Action::run_as(ActionKind::Service, service::enable(unit)));
     }
@@ -56,6 +55,184 @@ pub fn service_actions(
     };
     actions.extend(Action::change(Reread { command, reload }));
     Ok(actions)
+}
+
+/// `writes` of the files `unit` reads, led by the record that its restart
+/// is waiting (when there are writes and it was not already), so that a
+/// run killed between the writes and the restart leaves the restart to the
+/// next run, which finds the files right; with that restart and whether it
+/// was still pending from an earlier run.
+fn restart_after(
+    context: &Context,
+    unit: &str,
+    writes: Vec<Action>,
+) -> (Reload, bool, Vec<Action>) {
+    let reload = Reload::Restart(unit.to_string());
+    let pending = context.facts().pending.contains(&reload);
+    let record = (!writes.is_empty() && !pending)
+        .then(|| Action::record(Fact::ReloadPending(reload.clone())));
+    let actions = record.into_iter().chain(writes).collect();
+    (reload, pending, actions)
+}
+
+/// The installed copy of the running stackinstall, what stackinstall's own
+/// units run (`/usr/local/bin/stackinstall`): its install, when it is not
+/// that copy yet.
+pub fn installed_binary_action(context: &Context) -> Result<Option<Action>, StepError> {
+    let binary = context.host.path(INSTALLED_BINARY);
+    Ok((!installed::is_current(&binary)?)
+        .then(|| Action::install_running_binary(context.host.reached(binary))))
+}
+
+/// One file of a unit stackinstall writes itself (a timer, its service,
+/// the configuration they run with, a mount unit): its absolute path on
+/// the host, its contents and its mode.
+pub struct UnitFile {
+    pub path: String,
+    pub contents: String,
+    pub mode: u32,
+}
+
+impl UnitFile {
+    /// Its write, when the file on the host differs.
+    pub fn write_action(self, context: &Context) -> Result<Option<Action>, StepError> {
+        let path = context.host.locate(&self.path);
+        let current = host::fs::read_optional(path.reached())?;
+        Ok((current.as_deref() != Some(self.contents.as_str()))
+            .then(|| Action::write(path, self.contents.into_bytes(), self.mode)))
+    }
+}
+
+/// A systemd timer that runs the installed stackinstall (`binary` in its
+/// templates) with a configuration file of its own.
+pub struct OwnTimer {
+    /// The timer's unit; its service has the same name, `.service`.
+    pub unit: &'static str,
+    /// What the service runs, as the configuration file's comment says it
+    /// (`stackinstall ecr-refresh`).
+    pub runs: &'static str,
+    /// The effective configuration the service runs with (`config_file`
+    /// in its templates), and that file's mode.
+    pub config_file: &'static str,
+    pub config_mode: u32,
+}
+
+impl OwnTimer {
+    /// Its files' paths: the service, the timer, the configuration.
+    pub fn paths(&self) -> [String; 3] {
+        [
+            format!("{SYSTEMD_DIR}/{}", self.unit.replace(".timer", ".service")),
+            format!("{SYSTEMD_DIR}/{}", self.unit),
+            self.config_file.to_string(),
+        ]
+    }
+
+    /// The service and the timer, rendered from their templates with
+    /// `values` (and `binary`, `config_file`), then the configuration file
+    /// holding `config`.
+    pub fn files(
+        &self,
+        config: &Config,
+        values: minijinja::Value,
+    ) -> Result<Vec<UnitFile>, RenderError> {
+        let values = minijinja::context! {
+            binary => INSTALLED_BINARY,
+            config_file => self.config_file,
+            ..values
+        };
+        let [service, timer, _] = self.paths();
+        let mut files = Vec::new();
+        for path in [service, timer] {
+            let name = path.rsplit('/').next().unwrap_or(&path);
+            files.push(UnitFile {
+                contents: render::template(name, &values)?,
+                path,
+                mode: 0o644,
+            });
+        }
+        let effective = toml::to_string(config).expect("the configuration serializes");
+        files.push(UnitFile {
+            path: self.config_file.to_string(),
+            contents: format!(
+                "# Written by stackinstall: the configuration `{}` runs with.\n{effective}",
+                self.runs
+            ),
+            mode: self.config_mode,
+        });
+        Ok(files)
+    }
+}
+
+/// Whether `path` is a unit file (in `/etc/systemd/system`).
+pub fn is_unit_file(path: &str) -> bool {
+    path.starts_with(SYSTEMD_DIR)
+}
+
+/// `files` as `render` shows them: by file name.
+pub fn by_file_name(files: Vec<UnitFile>) -> Vec<(String, String)> {
+    (files.into_iter())
+        .map(|file| {
+            let name = file.path.rsplit('/').next().unwrap_or(&file.path);
+            (name.to_string(), file.contents)
+        })
+        .collect()
+}
+
+/// What makes `unit`, whose `files` stackinstall writes itself, run with
+/// them: the writes of those that differ (first recorded as waiting for a
+/// restart, so that a run killed between the writes and the restart leaves
+/// it to the next run, which finds the files right), systemd told, then
+/// `systemctl enable --now` when the unit is not enabled and active (it
+/// reads them as it starts), else a restart when a file changed (or a
+/// restart is still pending): a timer keeps its former schedule, a mount
+/// its former options, until then.
+pub fn own_unit_actions(
+    context: &Context,
+    unit: &str,
+    files: Vec<UnitFile>,
+) -> Result<Vec<Action>, StepError> {
+    let mut writes = Vec::new();
+    for file in files {
+        writes.extend(file.write_action(context)?);
+    }
+    let written = !writes.is_empty();
+    let (reload, pending, mut actions) = restart_after(context, unit, writes);
+    if written || pending {
+        actions.push(Action::run(service::daemon_reload()));
+    }
+    let running = service::is_enabled(unit)? && service::is_active(unit)?;
+    let command = match (running, written || pending) {
+        (false, _) => service::enable_now(unit),
+        (true, true) => service::restart(unit),
+        (true, false) => return Ok(actions),
+    };
+    actions.extend(Action::change(Reread { command, reload }));
+    Ok(actions)
+}
+
+/// The reverse of `own_unit_actions`: `unit` stopped and disabled when its
+/// file (one of `paths`, absolute on the host) is there, those of `paths`
+/// that are there removed, and systemd told; nothing when none is there.
+pub fn own_unit_removals(context: &Context, unit: &str, paths: &[String]) -> Vec<Action> {
+    let present: Vec<&String> = (paths.iter())
+        .filter(|path| host::fs::exists(&context.host.path(path)))
+        .collect();
+    if present.is_empty() {
+        return Vec::new();
+    }
+    let mut actions = Vec::new();
+    let unit_file = format!("/{unit}");
+    if present.iter().any(|path| path.ends_with(&unit_file)) {
+        actions.push(Action::run_as(
+            ActionKind::Service,
+            service::disable_now(unit),
+        ));
+    }
+    for path in present {
+        actions.push(Action::remove(context.host.locate(path)));
+    }
+    actions.push(Action::run(service::daemon_reload()));
+    actions
 }
 
 /// Runs what makes a server read its configuration again (a restart, a
@@ -81,10 +258,28 @@ impl Change for Reread {
     }
 }
 
+/// Fails while a restart of `unit` is pending in the state: a run stopped
+/// between the write of its files and the restart left it running with
+/// the former ones. The files are right by then, so a verification that
+/// reads only them would call the step done and no run would restart it.
+pub fn check_restarted(context: &Context, unit: &str) -> Result<(), StepError> {
+    let reload = Reload::Restart(unit.to_string());
+    if !context.facts().pending.contains(&reload) {
+        return Ok(());
+    }
+    Err(StepError::failed(
+        format!(
+            "`{unit}` was not restarted since its files were rewritten (a run stopped in between): it still runs with the former ones"
+        ),
+        "run stackinstall again (`install`, or `join` on a joined node): it restarts it",
+    ))
+}
+
 /// Fails unless `unit` is enabled and active: what must hold for the
 /// server to be there after a reboot, checked by the step's verification
 /// (so by `status` too).
 pub fn check_running(context: &Context, unit: &str) -> Result<(), StepError> {
+    check_restarted(context, unit)?;
     let enabled = service::is_enabled(unit)?;
     let active = service::is_active(unit)?;
     if enabled && active {

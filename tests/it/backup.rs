@@ -245,6 +245,13 @@ fn a_backup_holds_every_member_with_its_data_and_verifies() {
 fn without_a_key_file_or_a_terminal_nothing_is_written() {
     let world = World::engine();
     world.install(&["--only", "credentials", "--yes"]).success();
+    let said = refused_backup(&world);
+    assert!(said.contains("nothing was written"), "{said}");
+    assert!(said.contains("[backup] key_file"), "{said}");
+}
+
+/// `backup --out FILE` refused (exit 2), no file written: what it said.
+pub fn refused_backup(world: &World) -> String {
     let out = world.dir.path().join("never.tar.gz.age");
     let assert = world
         .command()
@@ -252,10 +259,8 @@ fn without_a_key_file_or_a_terminal_nothing_is_written() {
         .arg(&out)
         .assert()
         .code(2);
-    let said = stderr(&assert);
-    assert!(said.contains("nothing was written"), "{said}");
-    assert!(said.contains("[backup] key_file"), "{said}");
     assert!(!out.exists());
+    stderr(&assert)
 }
 
 #[test]
@@ -264,19 +269,11 @@ fn a_key_file_others_may_read_is_refused() {
     world.install(&["--only", "credentials", "--yes"]).success();
     with_key(&mut world);
     std::fs::set_permissions(world.path(KEY_FILE), std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = world.dir.path().join("never.tar.gz.age");
-    let assert = world
-        .command()
-        .args(["backup", "--out"])
-        .arg(&out)
-        .assert()
-        .code(2);
-    let said = stderr(&assert);
+    let said = refused_backup(&world);
     assert!(
         said.contains("cannot be used: others may read it"),
         "{said}"
     );
-    assert!(!out.exists());
 }
 
 #[test]

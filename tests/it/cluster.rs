@@ -1315,6 +1315,41 @@ fn every_cluster_setting_reaches_k3s_and_a_change_converges_with_one_restart() {
 }
 
 #[test]
+fn a_config_file_rewritten_by_a_killed_run_restarts_k3s_on_the_next() {
+    let (world, _releases) = k3s_installed();
+    let wanted = world.read(K3S_CONFIG);
+    // Changed by hand, and K3s restarted with it: the step's verification
+    // finds the file is not the profile's, so the next run rewrites it.
+    let edited = wanted.replace("https-listen-port: 6443", "https-listen-port: 7443");
+    assert_ne!(edited, wanted, "{wanted}");
+    world.write(K3S_CONFIG, &edited);
+    std::fs::write(world.state("k3s-config"), &edited).unwrap();
+    let point = "k3s: write config.yaml: renamed #1";
+    world.install_killed_at(point, &["--only", "k3s"]);
+    assert_eq!(
+        world.read(K3S_CONFIG),
+        wanted,
+        "the killed run wrote the file"
+    );
+    assert_eq!(k3s_restarts(&world), 0, "killed before the restart");
+
+    // The file is right, but K3s still runs with the hand-made one.
+    let rerun = world.install(&["--only", "k3s"]).success();
+    assert_eq!(k3s_restarts(&world), 1, "{}", stderr(&rerun));
+    assert_eq!(
+        std::fs::read_to_string(world.state("k3s-config")).unwrap(),
+        wanted,
+        "K3s started with the profile's file"
+    );
+    world.clear_calls();
+    world.install(&["--only", "k3s"]).success();
+    assert_eq!(k3s_restarts(&world), 0, "the third run restarted it again");
+    crate::support::report(&format!(
+        "k3s: a run killed at `{point}` after a hand edit; the next run restarted K3s once, the one after that not again"
+    ));
+}
+
+#[test]
 fn a_change_of_the_cluster_networks_is_refused_before_anything_changes() {
     let (mut world, releases) = k3s_installed();
     let before = world.read(K3S_CONFIG);

@@ -472,9 +472,10 @@ fn converge(kill: &Kill, reference: &BTreeMap<String, String>) -> Landed {
 
 /// The configuration files of the host's servers whose last write came
 /// after the last time the server was made to read it (systemd (re)started
-/// the server; `exportfs -r` for the NFS exports): it still serves the
-/// configuration from before (a kill between the write and the restart,
-/// and a re-run that finds the file in place): none may be.
+/// the server, or the export's bind mount; `exportfs -r` for the NFS
+/// exports): it still serves the configuration from before (a kill
+/// between the write and the restart, and a re-run that finds the file in
+/// place): none may be.
 fn stale_servers(trial: &Trial) -> Vec<String> {
     let calls = trial.world.calls();
     let last = |program: &str, verbs: &[&str], units: &[&str]| {
@@ -499,6 +500,10 @@ fn stale_servers(trial: &Trial) -> Vec<String> {
             restarted(&["mysql", "mariadb", "mysql.service", "mariadb.service"]),
         ),
         ("/etc/mongod.conf", restarted(&["mongod", "mongod.service"])),
+        (
+            "/etc/systemd/system/data-stackbill.mount",
+            restarted(&["data-stackbill.mount"]),
+        ),
         ("/etc/exports", last("exportfs", &["-r"], &[])),
     ] {
         let written = std::fs::metadata(trial.world.path(file))

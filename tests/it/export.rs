@@ -3,8 +3,9 @@
 //! stays root's alone (narrowed again, and reported, when widened), an
 //! existing wider parent is refused before anything changes, a set-uid
 //! file a pod left is found by `doctor` (and a stopped bind mount), the
-//! squash options are checked together, and uninstall removes the bind
-//! mount's unit but keeps the data. The export's clients (the node addresses, never the pod network)
+//! squash options are checked together, a mount unit rewritten by a run
+//! killed before its restart is restarted by the next run, and uninstall
+//! removes the bind mount's unit but keeps the data. The export's clients (the node addresses, never the pod network)
 //! are asserted in `databases.rs`; `doctor`'s finding of a pod network
 //! client in `doctor.rs`.
 
@@ -254,6 +255,47 @@ fn the_bind_mount_is_a_unit_the_install_starts_and_uninstall_removes_keeping_the
     report(
         "export: the mount unit started before the export, removed by uninstall --delete-db; the volume's data kept",
     );
+}
+
+#[test]
+fn a_mount_unit_rewritten_by_a_killed_run_is_remounted_by_the_next() {
+    let world = nfs_world();
+    world.install(&["--only", "nfs"]).success();
+    let path = format!("/etc/systemd/system/{UNIT}");
+    let wanted = world.read(&path);
+    // The unit as it was mounted before: without `nosuid,nodev` (an older
+    // unit, or one edited by hand), so the step rewrites it.
+    world.write(
+        &path,
+        &wanted.replace("Options=bind,nosuid,nodev", "Options=bind"),
+    );
+    let point = format!("nfs: write {UNIT}: renamed #1");
+    world.install_killed_at(&point, &["--only", "nfs"]);
+    assert_eq!(world.read(&path), wanted, "the killed run wrote the unit");
+    let restarts = |world: &World| {
+        (world.lines_of("systemctl").iter())
+            .filter(|line| *line == &format!("systemctl restart {UNIT}"))
+            .count()
+    };
+    assert_eq!(restarts(&world), 0, "killed before the restart");
+    let state = world.read("/var/lib/stackinstall/state.toml");
+    assert!(
+        state.contains(UNIT),
+        "the restart recorded as pending: {state}"
+    );
+
+    // The file is right now, but the bind mount still has the old options
+    // until the unit is restarted: the next run does it, once.
+    let rerun = world.install(&["--only", "nfs"]).success();
+    assert_eq!(restarts(&world), 1, "{}", stderr(&rerun));
+    let state = world.read("/var/lib/stackinstall/state.toml");
+    assert!(!state.contains(UNIT), "nothing left pending: {state}");
+    world.clear_calls();
+    world.install(&["--only", "nfs"]).success();
+    assert_eq!(restarts(&world), 0, "the third run restarted it again");
+    report(&format!(
+        "export: a run killed at `{point}` left the mount unit written; the next run restarted it once, the one after that not again"
+    ));
 }
 
 #[test]

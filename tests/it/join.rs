@@ -12,28 +12,12 @@ use std::path::{Path, PathBuf};
 
 use stackinstall_fakes::programs::members;
 
-use crate::support::cluster::{Releases, cluster_world};
+use crate::support::cluster::{Releases, cluster_host as host};
 use crate::support::output::{stderr, stdout};
 use crate::support::world::{DOMAIN, World};
 
 /// The first host's address, and the workers'.
 const FIRST: &str = "192.0.2.10";
-
-/// A host of the shared cluster `cluster`: a cluster world with K3s's
-/// fakes, the `k3s` program, apt and dpkg, named `name` at `address`.
-fn host(cluster: &Path, name: &str, address: &str) -> (World, Releases) {
-    let (mut world, releases) = cluster_world();
-    world.fakes(&["k3s", "dpkg-query", "apt-get"]);
-    world.configure(|config| {
-        config.cluster_state = Some(cluster.to_path_buf());
-        config.node_name = name.into();
-        config.node_address = address.into();
-    });
-    world.write("/etc/hostname", &format!("{name}\n"));
-    world.set_env("STACKINSTALL_CLUSTER__HOST_IP", address);
-    world.set_env("STACKINSTALL_ONLY", "k3s");
-    (world, releases)
-}
 
 /// The first host, K3s installed, its export serving `clients`; the
 /// registration URL its release server answers at (with `/cacerts`).

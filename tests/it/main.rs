@@ -6,6 +6,7 @@
 
 mod support;
 
+mod agents;
 mod application;
 mod backup;
 mod boxes;

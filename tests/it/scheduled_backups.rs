@@ -7,13 +7,16 @@
 //! followed nor counted); the schedule removed from the configuration, or
 //! an uninstall, taking the timer away; a schedule without a key file (or
 //! with one that is missing), or that is no calendar event, refused before
-//! anything changes.
+//! anything changes; a key file `backup` refuses (another account's)
+//! refused by the install's preflight in the same words.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 
 use crate::backup::installed_world;
 use crate::support::{World, outcomes, report, stderr, stdout};
+
+const KEY_FILE: &str = "/etc/stackinstall/backup.key";
 
 const TIMER: &str = "/etc/systemd/system/stackinstall-backup.timer";
 const SERVICE: &str = "/etc/systemd/system/stackinstall-backup.service";
@@ -226,5 +229,44 @@ fn a_schedule_installs_a_timer_whose_backups_keep_the_newest_and_nothing_else_is
     assert!(backups.join(&new).exists(), "uninstall removed an archive");
     report(
         "scheduled backups: a schedule without a key file, with a missing one, and one that is no calendar event refused before any change; `Mon..Fri 02:30` keep 2 wrote the timer, service and 0600 config (re-run: nothing); the scheduled backup kept the newest 2 of its own archives, left a manual backup, a note and a planted link (and its target) alone, and decrypts; the schedule removed (and an uninstall) took the timer away, archives kept",
+    );
+}
+
+#[test]
+fn a_key_file_backup_refuses_is_refused_by_the_installs_preflight_in_the_same_words() {
+    let mut world = World::engine();
+    world.install(&["--only", "credentials", "--yes"]).success();
+    crate::backup::with_key(&mut world);
+    // Root's mode 0600, but another account's file: it could swap the key.
+    let key = world.path(KEY_FILE);
+    std::os::unix::fs::chown(&key, Some(65534), Some(65534)).unwrap();
+    let words = "cannot be used: it belongs to uid 65534, not root";
+
+    let said = crate::backup::refused_backup(&world);
+    assert!(said.contains(words), "{said}");
+
+    world.set_env("STACKINSTALL_BACKUP__SCHEDULE", "daily");
+    let before = world.files(false);
+    for args in [&["--only", "backups", "--plan"][..], &["--only", "backups"]] {
+        let refused = world.install(args).code(2);
+        let said = stderr(&refused);
+        assert!(
+            said.contains(&format!("`[backup] key_file` `{KEY_FILE}` {words}")),
+            "{args:?}: {said}"
+        );
+        assert!(said.contains("chown root:root"), "{args:?}: {said}");
+    }
+    assert_eq!(world.files(false), before, "nothing changed");
+
+    // Root's again: the install goes on.
+    std::os::unix::fs::chown(&key, Some(0), Some(0)).unwrap();
+    let plan = world.install(&["--only", "backups", "--plan"]).success();
+    assert!(
+        stdout(&plan).contains(&format!("are encrypted to `{KEY_FILE}`")),
+        "{}",
+        stdout(&plan)
+    );
+    report(
+        "scheduled backups: a key file of uid 65534 (mode 0600) refused by `backup` and by the install's preflight (plan and run) in the same words, nothing changed; root's again, accepted",
     );
 }

@@ -159,8 +159,9 @@ pub fn action(context: &Context) -> Result<Option<Action>, StepError> {
 }
 
 /// Fails when the file is not the profile's (K3s would start with other
-/// settings).
+/// settings), or K3s was not restarted since it was rewritten.
 pub fn check(context: &Context) -> Result<(), StepError> {
+    crate::steps::services::check_restarted(context, super::unit(context))?;
     match action(context)? {
         None => Ok(()),
         Some(_) => Err(StepError::failed(

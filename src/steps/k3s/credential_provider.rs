@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::context::Context;
 use crate::host;
-use crate::host::installed::{self, INSTALLED_BINARY};
+use crate::host::installed::INSTALLED_BINARY;
 use crate::provider::{self, BIN_DIR, KUBELET_CONFIG, PLUGIN};
 use crate::steps::{Action, StepError};
 
@@ -34,11 +34,9 @@ pub fn rendered_config(context: &Context) -> Result<String, StepError> {
 /// What is left to do for the provider: the installed binary, the plugin
 /// link, the config file, each only when it differs.
 pub fn actions(context: &Context) -> Result<Vec<Action>, StepError> {
-    let mut actions = Vec::new();
-    let binary = context.host.path(INSTALLED_BINARY);
-    if !installed::is_current(&binary)? {
-        actions.push(Action::install_running_binary(context.host.reached(binary)));
-    }
+    let mut actions: Vec<Action> = crate::steps::services::installed_binary_action(context)?
+        .into_iter()
+        .collect();
     let link = context.host.path(plugin_path());
     let target = provider::link_target(INSTALLED_BINARY);
     if host::fs::link_target(&link)?.as_deref() != Some(target.as_path()) {

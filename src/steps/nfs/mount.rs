@@ -5,13 +5,12 @@
 //! and started by the step; stopped and removed by uninstall, the data
 //! underneath kept.
 
-use std::path::PathBuf;
-
 use crate::config::Config;
 use crate::context::Context;
 use crate::host::{self, service};
 use crate::render::{self, RenderError};
-use crate::steps::{Action, ActionKind, StepError, services};
+use crate::steps::services::{self, UnitFile};
+use crate::steps::{Action, StepError};
 
 const SYSTEMD_DIR: &str = "/etc/systemd/system";
 const TEMPLATE: &str = "nfs-export.mount";
@@ -29,45 +28,34 @@ pub(super) fn rendered(config: &Config) -> Result<Vec<(String, String)>, RenderE
     )])
 }
 
-/// The mount unit's file (host path) and name.
-fn mount_unit_file(context: &Context) -> (PathBuf, String) {
+/// The mount unit's file (absolute path on the host) and name.
+fn mount_unit_file(context: &Context) -> (String, String) {
     let unit = service::mount_unit(&context.config.nfs.path);
-    (context.host.path(format!("{SYSTEMD_DIR}/{unit}")), unit)
+    (format!("{SYSTEMD_DIR}/{unit}"), unit)
 }
 
 /// The bind mount `nosuid,nodev`: its unit written when it differs,
-/// systemd told, the unit enabled and started (restarted when it was
-/// active with another file).
+/// systemd told, the unit enabled and started, or restarted when it was
+/// active with another file (`services::own_unit_actions`: a run killed
+/// between the write and the restart leaves the restart to the next run).
 pub(super) fn mount_actions(context: &Context) -> Result<Vec<Action>, StepError> {
     let (path, unit) = mount_unit_file(context);
-    let wanted = mount_unit_text(&context.config).map_err(crate::steps::template_bug)?;
-    let written = host::fs::read_optional(&path)?.as_deref() != Some(wanted.as_str());
-    let mut actions = Vec::new();
-    if written {
-        actions.push(Action::write(
-            context.host.reached(path),
-            wanted.into_bytes(),
-            0o644,
-        ));
-        actions.push(Action::run(service::daemon_reload()));
-    }
-    let (enabled, active) = (service::is_enabled(&unit)?, service::is_active(&unit)?);
-    if !enabled || !active {
-        actions.push(Action::run_as(
-            ActionKind::Service,
-            service::enable_now(&unit),
-        ));
-    } else if written {
-        actions.push(Action::run_as(ActionKind::Service, service::restart(&unit)));
-    }
-    Ok(actions)
+    let contents = mount_unit_text(&context.config).map_err(crate::steps::template_bug)?;
+    let file = UnitFile {
+        path,
+        contents,
+        mode: 0o644,
+    };
+    services::own_unit_actions(context, &unit, vec![file])
 }
 
 /// The mount unit as written, enabled and active.
 pub(super) fn check_mount(context: &Context) -> Result<(), StepError> {
     let (path, unit) = mount_unit_file(context);
+    let path = context.host.path(path);
     let wanted = mount_unit_text(&context.config).map_err(crate::steps::template_bug)?;
     let hint = "run `sudo stackinstall install --redo nfs`";
+    services::check_restarted(context, &unit)?;
     if host::fs::read_optional(&path)?.as_deref() != Some(wanted.as_str()) {
         return Err(StepError::failed(
             format!(
@@ -92,14 +80,7 @@ pub(super) fn check_mount(context: &Context) -> Result<(), StepError> {
 
 /// Unmounts the bind mount and removes its unit (the data underneath
 /// stays where it was).
-pub(super) fn mount_removal(context: &Context) -> Result<Vec<Action>, StepError> {
+pub(super) fn mount_removal(context: &Context) -> Vec<Action> {
     let (path, unit) = mount_unit_file(context);
-    if !host::fs::exists(&path) {
-        return Ok(Vec::new());
-    }
-    Ok(vec![
-        Action::run_as(ActionKind::Service, service::disable_now(&unit)),
-        Action::remove(context.host.reached(path)),
-        Action::run(service::daemon_reload()),
-    ])
+    services::own_unit_removals(context, &unit, &[path])
 }

@@ -230,3 +230,21 @@ pub fn cluster_world() -> (World, Releases) {
     world.set_env("STACKINSTALL_ONLY", "k3s,helm,istio,namespace,tls,gateway");
     (world, releases)
 }
+
+/// A host of a cluster several worlds share (its state in `cluster`:
+/// `Config::cluster_state`): a cluster world with K3s's fakes, the `k3s`
+/// program, apt and dpkg, named `name` at `address`, running the `k3s`
+/// step only (what `join` runs).
+pub fn cluster_host(cluster: &std::path::Path, name: &str, address: &str) -> (World, Releases) {
+    let (mut world, releases) = cluster_world();
+    world.fakes(&["k3s", "dpkg-query", "apt-get"]);
+    world.configure(|config| {
+        config.cluster_state = Some(cluster.to_path_buf());
+        config.node_name = name.into();
+        config.node_address = address.into();
+    });
+    world.write("/etc/hostname", &format!("{name}\n"));
+    world.set_env("STACKINSTALL_CLUSTER__HOST_IP", address);
+    world.set_env("STACKINSTALL_ONLY", "k3s");
+    (world, releases)
+}

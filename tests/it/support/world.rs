@@ -320,6 +320,20 @@ impl World {
             .assert()
     }
 
+    /// `install` with `args`, killed at the kill point `point` (see
+    /// `src/host/killpoint.rs`); fails the test unless it died there.
+    pub fn install_killed_at(&self, point: &str, args: &[&str]) {
+        let output = self
+            .command()
+            .args(["install", "--domain", DOMAIN, "--self-signed"])
+            .args(args)
+            .env("STACKINSTALL_TEST_KILL_AT", point)
+            .output()
+            .unwrap();
+        let signal = std::os::unix::process::ExitStatusExt::signal(&output.status);
+        assert_eq!(signal, Some(libc::SIGKILL), "not killed at {point}");
+    }
+
     /// Every file under the root with its bytes (the log directory left out
     /// unless `with_logs`).
     pub fn files(&self, with_logs: bool) -> BTreeMap<String, Vec<u8>> {
