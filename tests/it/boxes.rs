@@ -478,8 +478,9 @@ fn stackinstall_killed_during_the_real_apt_install_converges() {
     let rerun = install(&host, LANE);
     assert!(
         rerun.success(),
-        "apt still ran: {apt_left}\n{}",
-        rerun.text()
+        "apt still ran: {apt_left}\n{}\nmongod's journal:\n{}",
+        rerun.text(),
+        host.sh("journalctl -u mongod --no-pager -n 40").text()
     );
     assert_servers_run(&host);
     assert_every_step_already_done(&install(&host, LANE));

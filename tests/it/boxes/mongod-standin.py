@@ -106,8 +106,18 @@ def main():
         if child.poll() is not None:
             sys.exit(child.returncode)
         open(marker, "w").close()
+        print("stand-in: the first user exists; restarting with --auth on %s" % s["bind"],
+              file=sys.stderr, flush=True)
         child.send_signal(signal.SIGTERM)
-        child.wait(30)
+        try:
+            child.wait(30)
+        except subprocess.TimeoutExpired:
+            # A SecantusDB slow to stop must not end this wrapper (the
+            # unit would stop with nothing listening): stop it for good.
+            print("stand-in: SecantusDB did not stop in 30 s; killing it", file=sys.stderr,
+                  flush=True)
+            child.kill()
+            child.wait()
     child = start(s, s["bind"], auth=s["auth"])
     sys.exit(child.wait())
 
