@@ -391,7 +391,7 @@ impl Action {
 /// Waits until a condition holds, at most `limit`; changes nothing, and
 /// fails naming what is not there when the time is up.
 pub struct WaitUntil {
-    /// What is waited for, in words (`every node is Ready`).
+    /// What is waited for, in words (`this host's node is Ready`).
     pub condition: String,
     pub limit: std::time::Duration,
     /// The wait itself: polls, shows progress, fails at the limit.

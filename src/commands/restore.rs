@@ -99,12 +99,8 @@ pub fn run(root: &Path, args: RestoreArgs) -> Result<()> {
                 .member(crate::backup::members::K3S_ETCD_SNAPSHOT)
                 .is_some()
             {
-                let awaiting = other_servers(&context)?;
-                context.record(&Fact::DatastoreRestored {
-                    stamp: host::log::file_stamp(),
-                    awaiting: awaiting.clone(),
-                })?;
-                rejoin = awaiting;
+                context.record(&Fact::DatastoreRestored(host::log::file_stamp()))?;
+                rejoin = other_servers(&context)?;
             }
         }
         for what in restore::restore_databases(&context, &archive)? {

@@ -73,11 +73,12 @@ pub fn snapshot() -> Result<Arc<Snapshot>, CommandError> {
     Ok(snapshot)
 }
 
-/// How many nodes are Ready, of how many, in the run's snapshot; `None`
-/// when the API does not answer or there is no node yet.
-pub fn nodes_ready(awaited: &[String]) -> Result<Option<(usize, usize)>, CommandError> {
+/// How many nodes are Ready, of how many, in the run's snapshot: of the
+/// node `this` when the cluster has it (this host's), else of every node;
+/// `None` when the API does not answer or there is no node yet.
+pub fn nodes_ready(this: &str) -> Result<Option<(usize, usize)>, CommandError> {
     match snapshot() {
-        Ok(snapshot) => Ok(snapshot.nodes_ready(awaited)),
+        Ok(snapshot) => Ok(snapshot.nodes_ready(this)),
         Err(CommandError::Failed { .. }) => Ok(None),
         Err(error) => Err(error),
     }
@@ -152,9 +153,10 @@ impl Snapshot {
         json!({ "items": items })
     }
 
-    /// How many nodes are Ready, of how many; `None` when there is none.
-    pub fn nodes_ready(&self, awaited: &[String]) -> Option<(usize, usize)> {
-        super::kube::ready_of(self.all("Node").into_iter(), awaited)
+    /// How many nodes are Ready, of how many (`this` alone when it is one);
+    /// `None` when there is none.
+    pub fn nodes_ready(&self, this: &str) -> Option<(usize, usize)> {
+        super::kube::ready_of(self.all("Node").into_iter(), this)
     }
 
     /// One of [`SECRET_ANNOTATIONS`] of Secret `name` in `namespace`;
@@ -279,7 +281,7 @@ mod tests {
         let node = r#"object	{"kind":"Node","metadata":{"name":"vm"},"status":{"conditions":[{"type":"Ready","status":"True"}]}}"#;
         let secret = "secret\tsb-apps\tawscred\t\t2026-01-01T00:00:00Z\t2026-01-01T12:00:00Z";
         let snapshot = Snapshot::of(vec![parse_line(node).unwrap(), parse_line(secret).unwrap()]);
-        assert_eq!(snapshot.nodes_ready(&[]), Some((1, 1)));
+        assert_eq!(snapshot.nodes_ready(""), Some((1, 1)));
         assert_eq!(
             snapshot.secret_annotation("sb-apps", "awscred", ECR_EXPIRES_AT),
             Some("2026-01-01T12:00:00Z")

@@ -218,10 +218,10 @@ pub fn istioctl<'a>(args: impl IntoIterator<Item = &'a str>) -> Command {
 }
 
 /// How many nodes are Ready, of how many, read now (a wait polls it;
-/// `cluster::nodes_ready` reads the run's snapshot), leaving out the
-/// `awaited` nodes while they are not Ready (servers to join again after
-/// a restore); `None` when the API does not answer or there is no node.
-pub fn nodes_ready(awaited: &[String]) -> Result<Option<(usize, usize)>, CommandError> {
+/// `cluster::nodes_ready` reads the run's snapshot): of the node `this`
+/// when the cluster has it (this host's), else of every node; `None` when
+/// the API does not answer or there is no node.
+pub fn nodes_ready(this: &str) -> Result<Option<(usize, usize)>, CommandError> {
     let output = kubectl(["get", "nodes", "-o", "json"]).run_unchecked()?;
     if !output.success() {
         return Ok(None);
@@ -233,24 +233,20 @@ pub fn nodes_ready(awaited: &[String]) -> Result<Option<(usize, usize)>, Command
         .as_array()
         .map(Vec::as_slice)
         .unwrap_or_default();
-    Ok(ready_of(nodes.iter(), awaited))
+    Ok(ready_of(nodes.iter(), this))
 }
 
-/// How many of `nodes` are Ready, of how many, the `awaited` ones left out
-/// while they are not Ready; `None` when there is none.
+/// How many of `nodes` are Ready, of how many: `this` alone when it is one
+/// of them, else all; `None` when there is none.
 pub(super) fn ready_of<'a>(
-    nodes: impl Iterator<Item = &'a serde_json::Value>,
-    awaited: &[String],
+    nodes: impl Iterator<Item = &'a serde_json::Value> + Clone,
+    this: &str,
 ) -> Option<(usize, usize)> {
-    let counted: Vec<bool> = nodes
-        .map(|node| (node, is_ready(node)))
-        .filter(|(node, ready)| {
-            *ready
-                || !(node["metadata"]["name"].as_str())
-                    .is_some_and(|name| awaited.iter().any(|awaited| awaited == name))
-        })
-        .map(|(_, ready)| ready)
-        .collect();
+    let mine = nodes.clone().find(|node| node["metadata"]["name"] == this);
+    let counted: Vec<bool> = match mine {
+        Some(node) => vec![is_ready(node)],
+        None => nodes.map(is_ready).collect(),
+    };
     let ready = counted.iter().filter(|ready| **ready).count();
     (!counted.is_empty()).then_some((ready, counted.len()))
 }

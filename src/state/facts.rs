@@ -166,10 +166,6 @@ pub struct K3sFacts {
     /// stamp: a server that held the cluster's data before it joins again
     /// with a fresh datastore (the join file carries the stamp).
     pub restored: Option<String>,
-    /// The other servers that must join again after that restore: while
-    /// they are not Ready, this server's wait for its nodes leaves them out.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub awaiting_rejoin: Vec<String>,
 }
 
 impl K3sFacts {
@@ -378,11 +374,7 @@ impl Facts {
                 self.nfs.export_directory = Some(identity.clone());
             }
             Fact::GoodRevision(revision) => self.release.good_revision = Some(*revision),
-            Fact::DatastoreRestored { stamp, awaiting } => {
-                self.k3s.restored = Some(stamp.clone());
-                self.k3s.awaiting_rejoin.clone_from(awaiting);
-            }
-            Fact::Rejoined => self.k3s.awaiting_rejoin.clear(),
+            Fact::DatastoreRestored(stamp) => self.k3s.restored = Some(stamp.clone()),
             Fact::BeforeTransaction(host) => {
                 self.packages.before.get_or_insert_with(|| host.clone());
             }
@@ -635,14 +627,9 @@ pub enum Fact {
     AfterTransaction(HostPackages),
     /// The release's revision passed its wait.
     GoodRevision(u64),
-    /// K3s's etcd was restored here (the stamp), and these other servers
-    /// must join again.
-    DatastoreRestored {
-        stamp: String,
-        awaiting: Vec<String>,
-    },
-    /// The servers awaited after a restore are back (Ready or gone).
-    Rejoined,
+    /// K3s's etcd was restored here (the restore's stamp): the other
+    /// servers join again.
+    DatastoreRestored(String),
 }
 
 impl std::fmt::Display for Fact {
@@ -697,15 +684,10 @@ impl std::fmt::Display for Fact {
                 f,
                 "revision {revision} of the release passed its wait: a later one that fails is rolled back to it"
             ),
-            Self::DatastoreRestored { stamp, awaiting } => match awaiting.is_empty() {
-                true => write!(f, "K3s's etcd was restored here ({stamp})"),
-                false => write!(
-                    f,
-                    "K3s's etcd was restored here ({stamp}): until they join again, the wait for the nodes leaves out {}",
-                    awaiting.join(", ")
-                ),
-            },
-            Self::Rejoined => f.write_str("the servers awaited after the restore are back"),
+            Self::DatastoreRestored(stamp) => write!(
+                f,
+                "K3s's etcd was restored here ({stamp}): the other servers join again, their datastore set aside"
+            ),
             Self::ExportDirectory(identity) => write!(
                 f,
                 "the export directory is device:inode {identity} (verify, status and doctor compare it)"

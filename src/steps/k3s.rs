@@ -8,7 +8,8 @@
 //! ServiceLB disabled, the kubeconfig 0600: only root reads
 //! `/etc/rancher/k3s/k3s.yaml`; root gets a copy as `/root/.kube/config`,
 //! see `kubeconfig.rs`). Done when `k3s --version` is the pinned one, the
-//! `k3s` service is active, every node is Ready and the kubeconfig is 0600
+//! `k3s` service is active, this host's node is Ready (another node that
+//! is not is said, not waited for) and the kubeconfig is 0600
 //! (one left 0644 by an earlier install makes the script run again). A K3s
 //! of another version is reported, never replaced. Before it changes
 //! anything it records whether a Kubernetes was there (`k3s.preexisting`:
@@ -184,19 +185,15 @@ impl Step for K3s {
         };
         if actions.is_empty()
             && !agent
-            && cluster::nodes_ready(awaited(context))?.is_none_or(|(ready, total)| ready < total)
+            && cluster::nodes_ready(&this_node(context))?.is_none_or(|(ready, total)| ready < total)
         {
             actions.push(wait_for_nodes(context));
         }
         if actions.is_empty() {
             actions.push(Action::check(format!(
-                "K3s {version} is installed and its node is Ready"
+                "K3s {version} is installed and its node is Ready{}",
+                others_not_ready(context)?
             )));
-        }
-        // The servers awaited since a restore are back (or gone): wait for
-        // every node again.
-        if rejoined(context)? {
-            actions.push(Action::record(Fact::Rejoined));
         }
         // A run killed between the install script and its removal left it.
         let script = context.host.path(DOWNLOADS).join(INSTALL_SCRIPT);
@@ -253,18 +250,9 @@ impl Step for K3s {
             config_file::check(context)?;
             return credential_provider::check(context);
         }
-        match cluster::nodes_ready(awaited(context))? {
+        match cluster::nodes_ready(&this_node(context))? {
             Some((ready, total)) if ready == total => {}
             found => return Err(not_ready(found)),
-        }
-        if rejoined(context)? {
-            return Err(StepError::failed(
-                format!(
-                    "the servers awaited since the restore ({}) are back",
-                    awaited(context).join(", ")
-                ),
-                "run the install again: it waits for every node again",
-            ));
         }
         kubeconfig::verify(context)?;
         config_file::check(context)?;
@@ -619,7 +607,7 @@ impl Change for RunInstallScript {
     }
 }
 
-/// The wait for every node to be Ready, within the profile's limit.
+/// The wait for this host's node to be Ready, within the profile's limit.
 /// What makes K3s read its rewired files (`rewired`: the credential
 /// provider's or its configuration file changed): one restart, recorded as
 /// pending before the writes so that a run killed in between restarts it
@@ -645,22 +633,33 @@ fn restart_once(context: &Context, rewired: bool, starts: bool) -> (Option<Actio
     (record, actions)
 }
 
-/// The servers to join again after a restore: their Nodes are not waited
-/// for while they are not Ready (`stackinstall restore` names them).
-fn awaited(context: &Context) -> &[String] {
-    &context.facts().k3s.awaiting_rejoin
+/// This host's node name: K3s's steps wait for this node (another node
+/// down is `nodes`' and doctor's to report, and must not stop this
+/// host's install); every node when the cluster has none of this name.
+fn this_node(context: &Context) -> String {
+    crate::join::node_name(&context.host)
 }
 
-/// Whether every server awaited since a restore is back (Ready, or no
-/// longer a node): the wait counts every node again.
-fn rejoined(context: &Context) -> Result<bool, StepError> {
-    Ok(!awaited(context).is_empty()
-        && cluster::nodes_ready(&[])? == cluster::nodes_ready(awaited(context))?)
+/// `; not Ready: NAME, ...` for the cluster's other nodes that are not
+/// Ready (said, not waited for), else nothing.
+fn others_not_ready(context: &Context) -> Result<String, StepError> {
+    let this = this_node(context);
+    let down: Vec<String> = (crate::node::in_snapshot()?.unwrap_or_default().into_iter())
+        .filter(|node| !node.ready && node.name != this)
+        .map(|node| node.name)
+        .collect();
+    Ok(match down.is_empty() {
+        true => String::new(),
+        false => format!(
+            "; other nodes not Ready: {} (`stackinstall nodes`, `stackinstall doctor`)",
+            down.join(", ")
+        ),
+    })
 }
 
 pub(crate) fn wait_for_nodes(context: &Context) -> Action {
     let limit = Duration::from_secs(context.config.downloads.ready_timeout_seconds);
-    Action::wait_until("every node is Ready", limit, wait_until_ready)
+    Action::wait_until("this host's node is Ready", limit, wait_until_ready)
 }
 
 fn wait_until_ready(context: &Context, limit: Duration) -> Result<(), StepError> {
@@ -669,7 +668,7 @@ fn wait_until_ready(context: &Context, limit: Duration) -> Result<(), StepError>
         // The nodes now (they change by itself): the run's snapshot is
         // older than this read.
         cluster::forget();
-        let found = kube::nodes_ready(awaited(context))?;
+        let found = kube::nodes_ready(&this_node(context))?;
         match found {
             Some((ready, total)) if ready == total => return Ok(()),
             Some((ready, total)) => context.ui.status(&format!("nodes Ready: {ready}/{total}")),
@@ -708,7 +707,7 @@ fn preflight(context: &Context) -> Result<Option<Action>, StepError> {
         }
         return Ok(Some(check));
     }
-    match cluster::nodes_ready(awaited(context)) {
+    match cluster::nodes_ready(&this_node(context)) {
         Ok(Some((ready, total))) if ready == total => Ok(Some(Action::check(format!(
             "--skip-infra: Kubernetes answers, {ready}/{total} nodes Ready"
         )))),
@@ -772,7 +771,7 @@ fn has_other_servers(context: &Context) -> Result<bool, StepError> {
 }
 
 /// The servers' lock (`crate::join::take_lock`), taken before this
-/// server's K3s changes and let go once every node is Ready again.
+/// server's K3s changes and let go once its node is Ready again.
 struct ServerLock {
     take: bool,
 }

@@ -1050,11 +1050,6 @@ fn a_restore_is_made_on_the_first_server_and_the_other_servers_join_again() {
     // A second run of the same join sets nothing aside again.
     let again = stderr(&join(&two, &cluster, "server", &file).success());
     assert!(!again.contains("aside"), "{again}");
-    // The first server waits for every node again.
-    let rerun = cluster.first.install(&["--yes"]).success();
-    let said = stderr(&rerun);
-    let state = cluster.first.read("/var/lib/stackinstall/state.toml");
-    assert!(!state.contains("awaiting_rejoin"), "{state}\n{said}");
     crate::support::report(
         "join: a restore refused on a joined server; made on the first server (cluster reset), naming the other server to join again, which was not Ready until its `join` set its old datastore aside and it joined the restored cluster",
     );
@@ -1120,4 +1115,33 @@ fn a_rejoin_after_a_restore_killed_anywhere_converges_and_sets_the_datastore_asi
         "join: a server's rejoin after a restore killed at each of its {} kill points converged on the next run: its old datastore set aside exactly once, the server Ready in the restored cluster",
         points.len()
     ));
+}
+
+#[test]
+fn a_node_down_does_not_stop_the_first_servers_install_which_names_it() {
+    let cluster = first_host(&[FIRST, "192.0.2.11"], false);
+    let (file, _) = join_command(&cluster, "agent");
+    let (agent, _r) = host(&cluster.path(), "worker1", "192.0.2.11");
+    agent.set_packages(&[]);
+    join(&agent, &cluster, "agent", &file).success();
+    agent.set_unit("k3s-agent", true, false);
+    // K3s here is done and its node Ready: the agent down stops nothing.
+    let rerun = cluster.first.install(&["--yes"]);
+    assert!(rerun.get_output().status.success(), "{}", stderr(&rerun));
+    // The step looked at again says which node is down, and waits for none.
+    let plan = cluster
+        .first
+        .install(&["--plan", "--redo", "k3s"])
+        .success();
+    let said = stdout(&plan);
+    assert!(
+        said.contains(
+            "K3s v1.29.0+k3s1 is installed and its node is Ready; other nodes not Ready: worker1"
+        ),
+        "{said}"
+    );
+    assert!(!said.contains("wait until"), "{said}");
+    crate::support::report(
+        "join: an agent down: the first server's re-run succeeds (its own node is Ready), and the k3s step names the agent not Ready rather than waiting for it",
+    );
 }
