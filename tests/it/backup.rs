@@ -597,40 +597,12 @@ fn an_etcd_datastore_is_snapshotted_by_k3s_and_reset_from_the_snapshot() {
     );
 }
 
-/// The kill points a run of `args` reaches, in order.
-fn trace_of(world: &World, args: &[&std::ffi::OsStr]) -> Vec<String> {
-    let trace = world.dir.path().join("kill-trace");
-    let _ = std::fs::remove_file(&trace);
-    let assert = world
-        .command()
-        .args(args)
-        .env("STACKINSTALL_TEST_KILL_TRACE", &trace)
-        .assert();
-    assert!(assert.get_output().status.success(), "{}", stderr(&assert));
-    std::fs::read_to_string(&trace)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
-/// Runs `args` killed at `point`; whether it died there.
-fn killed_at(world: &World, args: &[&std::ffi::OsStr], point: &str) -> bool {
-    let output = world
-        .command()
-        .args(args)
-        .env("STACKINSTALL_TEST_KILL_AT", point)
-        .output()
-        .unwrap();
-    std::os::unix::process::ExitStatusExt::signal(&output.status) == Some(libc::SIGKILL)
-}
-
 #[test]
 fn a_backup_killed_anywhere_is_taken_by_the_next_run_with_k3s_running_again() {
     let (world, _user, key) = installed_world("backupkill");
     let out = world.dir.path().join("killed.tar.gz.age");
     let args: [&std::ffi::OsStr; 3] = ["backup".as_ref(), "--out".as_ref(), out.as_os_str()];
-    let points = trace_of(&world, &args);
+    let points = world.kill_trace(&args);
     assert!(
         points
             .iter()
@@ -640,7 +612,7 @@ fn a_backup_killed_anywhere_is_taken_by_the_next_run_with_k3s_running_again() {
     let mut k3s_left_stopped = 0;
     for point in &points {
         let _ = std::fs::remove_file(&out);
-        assert!(killed_at(&world, &args, point), "not killed at {point}");
+        assert!(world.killed_at(&args, point), "not killed at {point}");
         if !world.k3s_running() {
             k3s_left_stopped += 1;
         }
@@ -675,7 +647,8 @@ fn a_restore_killed_anywhere_converges_when_run_again() {
     let (world, user, key) = installed_world("restorekill");
     let (archive, _, _) = take_backup(&world, "host.tar.gz.age", &[]);
     let args: [&std::ffi::OsStr; 3] = ["restore".as_ref(), "--yes".as_ref(), archive.as_os_str()];
-    let points: Vec<String> = trace_of(&world, &args)
+    let points: Vec<String> = world
+        .kill_trace(&args)
         .into_iter()
         .filter(|point| point.starts_with("-: "))
         .collect();
@@ -685,7 +658,7 @@ fn a_restore_killed_anywhere_converges_when_run_again() {
     );
     for point in &points {
         mysql_as_root(&[format!("DELETE FROM `{user}_app`.accounts")]);
-        assert!(killed_at(&world, &args, point), "not killed at {point}");
+        assert!(world.killed_at(&args, point), "not killed at {point}");
         let again = world.command().args(args).assert();
         assert!(
             again.get_output().status.success(),

@@ -32,6 +32,11 @@ impl Cluster {
     fn path(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
+
+    /// `stackinstall ARGS` on the first host.
+    fn on_first(&self, args: &[&str]) -> assert_cmd::assert::Assert {
+        self.first.command().args(args).assert()
+    }
 }
 
 fn first_host(clients: &[&str], cluster_init: bool) -> Cluster {
@@ -62,10 +67,7 @@ fn first_host(clients: &[&str], cluster_init: bool) -> Cluster {
 /// `join-command --role ROLE` on the first host; the join file's path.
 fn join_command(cluster: &Cluster, role: &str) -> (PathBuf, String) {
     let assert = cluster
-        .first
-        .command()
-        .args(["join-command", "--role", role])
-        .assert()
+        .on_first(&["join-command", "--role", role])
         .success();
     let path = cluster
         .first
@@ -185,7 +187,7 @@ fn an_agent_joins_with_a_bootstrap_token_kept_off_every_command_line() {
         "v1.29.0+k3s1"
     );
     // `nodes` on the first host lists both, Ready.
-    let listed = cluster.first.command().args(["nodes"]).assert().success();
+    let listed = cluster.on_first(&["nodes"]).success();
     let table = stdout(&listed);
     let worker_line = table
         .lines()
@@ -303,7 +305,7 @@ fn a_server_joins_an_etcd_cluster_with_its_flags_and_a_mismatch_is_refused() {
         joined["metadata"]["labels"]["node-role.kubernetes.io/etcd"],
         "true"
     );
-    let table = stdout(&cluster.first.command().args(["nodes"]).assert().success());
+    let table = stdout(&cluster.on_first(&["nodes"]).success());
     assert!(
         table.contains("warning: 2 etcd members"),
         "two servers are flagged: {table}"
@@ -315,10 +317,7 @@ fn a_server_joins_an_etcd_cluster_with_its_flags_and_a_mismatch_is_refused() {
 fn a_server_join_file_needs_etcd_first() {
     let cluster = first_host(&[FIRST], false);
     let assert = cluster
-        .first
-        .command()
-        .args(["join-command", "--role", "server"])
-        .assert()
+        .on_first(&["join-command", "--role", "server"])
         .code(2);
     assert!(
         stderr(&assert).contains("stackinstall ha enable"),
@@ -337,39 +336,15 @@ fn removing_a_node_keeps_quorum_and_never_the_last_server() {
     join(&three, &cluster, "server", &file).success();
     // server3 down: removing server2 would leave 1 started member of 2.
     three.stop_k3s();
-    let error = stderr(
-        &cluster
-            .first
-            .command()
-            .args(["nodes", "remove", "server2"])
-            .assert()
-            .code(2),
-    );
+    let error = stderr(&cluster.on_first(&["nodes", "remove", "server2"]).code(2));
     assert!(error.contains("no quorum"), "{error}");
     assert!(node_object(&cluster, "server2").is_some());
     // With all three up, server3 goes (its etcd member with its Node).
     three.start_k3s();
-    cluster
-        .first
-        .command()
-        .args(["nodes", "remove", "server3"])
-        .assert()
-        .success();
+    cluster.on_first(&["nodes", "remove", "server3"]).success();
     assert!(node_object(&cluster, "server3").is_none());
-    cluster
-        .first
-        .command()
-        .args(["nodes", "remove", "server2"])
-        .assert()
-        .success();
-    let error = stderr(
-        &cluster
-            .first
-            .command()
-            .args(["nodes", "remove", "first"])
-            .assert()
-            .code(2),
-    );
+    cluster.on_first(&["nodes", "remove", "server2"]).success();
+    let error = stderr(&cluster.on_first(&["nodes", "remove", "first"]).code(2));
     assert!(error.contains("last server"), "{error}");
     let _ = DOMAIN;
 }
@@ -451,7 +426,7 @@ fn a_server_leaves_with_quorum_and_is_refused_without() {
     // The first host is untouched: its K3s runs, its export is there.
     assert!(cluster.first.k3s_running());
     assert!(cluster.first.path("/etc/exports").exists());
-    let error = stderr(&cluster.first.command().args(["leave"]).assert().code(2));
+    let error = stderr(&cluster.on_first(&["leave"]).code(2));
     assert!(error.contains("did not join a cluster"), "{error}");
 }
 
@@ -463,43 +438,11 @@ fn an_agent_leaves_once_a_server_took_its_node_out() {
     join(&node, &cluster, "agent", &file).success();
     let error = stderr(&node.command().args(["leave"]).assert().code(2));
     assert!(error.contains("nodes remove worker1"), "{error}");
-    cluster
-        .first
-        .command()
-        .args(["nodes", "remove", "worker1"])
-        .assert()
-        .success();
+    cluster.on_first(&["nodes", "remove", "worker1"]).success();
     assert!(node_object(&cluster, "worker1").is_none());
     node.command().args(["leave", "--yes"]).assert().success();
     assert!(!node.path("/usr/local/bin/k3s-agent-uninstall.sh").exists());
     assert!(!node.path("/etc/rancher/k3s/config.yaml").exists());
-}
-
-/// The kill points a run of `args` in `world` reaches, in order.
-fn trace_of(world: &World, args: &[String]) -> Vec<String> {
-    let trace = world.dir.path().join("kill-trace");
-    let _ = std::fs::remove_file(&trace);
-    let assert = world
-        .command()
-        .args(args)
-        .env("STACKINSTALL_TEST_KILL_TRACE", &trace)
-        .assert();
-    assert!(assert.get_output().status.success(), "{}", stderr(&assert));
-    std::fs::read_to_string(&trace)
-        .unwrap()
-        .lines()
-        .map(String::from)
-        .collect()
-}
-
-fn killed_at(world: &World, args: &[String], point: &str) -> bool {
-    let output = world
-        .command()
-        .args(args)
-        .env("STACKINSTALL_TEST_KILL_AT", point)
-        .output()
-        .unwrap();
-    std::os::unix::process::ExitStatusExt::signal(&output.status) == Some(libc::SIGKILL)
 }
 
 #[test]
@@ -508,12 +451,12 @@ fn a_join_killed_anywhere_converges_on_the_next_run() {
     let (file, _) = join_command(&cluster, "agent");
     let args = join_args(&cluster, "agent", &file);
     let (reference, _r) = host(&cluster.path(), "reference", "192.0.2.11");
-    let points = trace_of(&reference, &args);
+    let points = reference.kill_trace(&args);
     assert!(points.len() >= 10, "{points:?}");
     for (index, point) in points.iter().enumerate() {
         let name = format!("killed{index}");
         let (node, _r) = host(&cluster.path(), &name, "192.0.2.11");
-        assert!(killed_at(&node, &args, point), "not killed at {point}");
+        assert!(node.killed_at(&args, point), "not killed at {point}");
         let again = node.command().args(&args).assert();
         assert!(
             again.get_output().status.success(),
@@ -549,7 +492,7 @@ fn a_join_killed_anywhere_converges_on_the_next_run() {
 fn a_leave_killed_anywhere_converges_on_the_next_run() {
     let (cluster, two, three, _releases) = three_servers();
     let args = vec!["leave".to_string()];
-    let points = trace_of(&three, &args);
+    let points = three.kill_trace(&args);
     assert!(
         points.iter().any(|p| p.contains("kubectl delete node")),
         "{points:?}"
@@ -559,7 +502,7 @@ fn a_leave_killed_anywhere_converges_on_the_next_run() {
         let (file, _) = join_command(&cluster, "server");
         let _ = std::fs::remove_dir_all(three.path("/var/lib/stackinstall"));
         join(&three, &cluster, "server", &file).success();
-        assert!(killed_at(&three, &args, point), "not killed at {point}");
+        assert!(three.killed_at(&args, point), "not killed at {point}");
         three.command().args(&args).assert().success();
         assert!(node_object(&cluster, "server3").is_none(), "after {point}");
         assert!(
@@ -579,11 +522,7 @@ fn doctor_names_an_etcd_without_quorum_and_nodes_of_two_versions() {
     let (cluster, two, three, _releases) = three_servers();
     two.stop_k3s();
     three.stop_k3s();
-    let assert = cluster
-        .first
-        .command()
-        .args(["doctor", "--checks", "cluster", "--output", "json"])
-        .assert();
+    let assert = cluster.on_first(&["doctor", "--checks", "cluster", "--output", "json"]);
     let report = stdout(&assert);
     assert!(report.contains("etcd-no-quorum"), "{report}");
     assert!(report.contains("1 of 3 etcd members are Ready"), "{report}");
@@ -593,13 +532,7 @@ fn doctor_names_an_etcd_without_quorum_and_nodes_of_two_versions() {
     let mut node = node_object(&cluster, "server3").unwrap();
     node["status"]["nodeInfo"]["kubeletVersion"] = serde_json::json!("v1.28.5+k3s1");
     store.put(&node).unwrap();
-    let report = stdout(
-        &cluster
-            .first
-            .command()
-            .args(["doctor", "--checks", "cluster", "--output", "json"])
-            .assert(),
-    );
+    let report = stdout(&cluster.on_first(&["doctor", "--checks", "cluster", "--output", "json"]));
     assert!(report.contains("node-version-skew"), "{report}");
     assert!(!report.contains("etcd-no-quorum"), "{report}");
 }
@@ -830,10 +763,7 @@ fn a_cluster_is_upgraded_servers_one_at_a_time_then_the_agents() {
 
     // An agent's file waits for every server.
     let refused = cluster
-        .first
-        .command()
-        .args(["join-command", "--role", "agent"])
-        .assert()
+        .on_first(&["join-command", "--role", "agent"])
         .code(2);
     let said = stderr(&refused);
     assert!(
@@ -879,7 +809,7 @@ fn a_cluster_is_upgraded_servers_one_at_a_time_then_the_agents() {
     assert_eq!(version_of(&cluster, "worker1"), new);
     assert!(backups_before_upgrade(&agent).is_empty());
 
-    let listed = stdout(&cluster.first.command().args(["nodes"]).assert().success());
+    let listed = stdout(&cluster.on_first(&["nodes"]).success());
     assert!(!listed.contains("different K3s versions"), "{listed}");
     // Every node on the new K3s: a re-run of each changes nothing.
     let again = cluster
@@ -936,12 +866,7 @@ fn hold_lease(cluster: &Cluster, holder: &str, seconds: u64) -> stackinstall_fak
 
 /// `nodes --output json` on the first host: the nodes, and the text.
 fn listed_nodes(cluster: &Cluster) -> (Vec<serde_json::Value>, String) {
-    let listed = stdout(
-        &(cluster.first.command())
-            .args(["nodes", "--output", "json"])
-            .assert()
-            .success(),
-    );
+    let listed = stdout(&cluster.on_first(&["nodes", "--output", "json"]).success());
     let nodes: serde_json::Value = serde_json::from_str(&listed).unwrap();
     (
         nodes["nodes"].as_array().cloned().unwrap_or_default(),
@@ -1071,7 +996,7 @@ fn a_rejoin_after_a_restore_killed_anywhere_converges_and_sets_the_datastore_asi
         (node, releases)
     };
     let (reference, _r) = stale_server("reference");
-    let points = trace_of(&reference, &args);
+    let points = reference.kill_trace(&args);
     assert_eq!(datastores_set_aside(&reference), 1);
     let set_aside = (points.iter())
         .position(|point| point.contains("rename"))
@@ -1082,7 +1007,7 @@ fn a_rejoin_after_a_restore_killed_anywhere_converges_and_sets_the_datastore_asi
     for (index, point) in points.iter().enumerate() {
         let name = format!("killed{index}");
         let (node, releases) = stale_server(&name);
-        assert!(killed_at(&node, &args, point), "not killed at {point}");
+        assert!(node.killed_at(&args, point), "not killed at {point}");
         let again = node.command().args(&args).assert();
         assert!(
             again.get_output().status.success(),

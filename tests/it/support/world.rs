@@ -323,15 +323,42 @@ impl World {
     /// `install` with `args`, killed at the kill point `point` (see
     /// `src/host/killpoint.rs`); fails the test unless it died there.
     pub fn install_killed_at(&self, point: &str, args: &[&str]) {
+        let install = ["install", "--domain", DOMAIN, "--self-signed"];
+        let args: Vec<&str> = install.iter().chain(args).copied().collect();
+        assert!(self.killed_at(&args, point), "not killed at {point}");
+    }
+
+    /// The kill points a run of `args` reaches, in order (the run must
+    /// succeed).
+    pub fn kill_trace<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Vec<String> {
+        let trace = self.dir.path().join("kill-trace");
+        let _ = fs::remove_file(&trace);
+        let assert = self
+            .command()
+            .args(args)
+            .env("STACKINSTALL_TEST_KILL_TRACE", &trace)
+            .assert();
+        assert!(
+            assert.get_output().status.success(),
+            "{}",
+            String::from_utf8_lossy(&assert.get_output().stderr)
+        );
+        fs::read_to_string(&trace)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    /// Runs `args` killed at `point`; whether it died there.
+    pub fn killed_at<S: AsRef<std::ffi::OsStr>>(&self, args: &[S], point: &str) -> bool {
         let output = self
             .command()
-            .args(["install", "--domain", DOMAIN, "--self-signed"])
             .args(args)
             .env("STACKINSTALL_TEST_KILL_AT", point)
             .output()
             .unwrap();
-        let signal = std::os::unix::process::ExitStatusExt::signal(&output.status);
-        assert_eq!(signal, Some(libc::SIGKILL), "not killed at {point}");
+        std::os::unix::process::ExitStatusExt::signal(&output.status) == Some(libc::SIGKILL)
     }
 
     /// Every file under the root with its bytes (the log directory left out
