@@ -74,6 +74,21 @@ impl Node {
         }
     }
 
+    /// A node for the tests: a server is an etcd member.
+    #[cfg(test)]
+    pub fn for_tests(name: &str, server: bool, version: &str, ready: bool) -> Self {
+        Self {
+            name: name.into(),
+            role: if server { Role::Server } else { Role::Agent },
+            version: version.into(),
+            ready,
+            etcd_member: server,
+            address: String::new(),
+            credential_provider: None,
+            nfs_client: None,
+        }
+    }
+
     /// A server (a control plane), else an agent.
     pub fn is_server(&self) -> bool {
         self.role == Role::Server
@@ -208,16 +223,7 @@ mod tests {
 
     #[test]
     fn quorum_counts_ready_members_leaving_one_out() {
-        let member = |name: &str, ready: bool| Node {
-            name: name.into(),
-            role: Role::Server,
-            version: String::new(),
-            ready,
-            etcd_member: true,
-            address: String::new(),
-            credential_provider: None,
-            nfs_client: None,
-        };
+        let member = |name: &str, ready: bool| Node::for_tests(name, true, "", ready);
         let three = [member("a", true), member("b", true), member("c", false)];
         assert_eq!(
             Etcd::of(&three, None),

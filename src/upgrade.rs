@@ -94,7 +94,7 @@ pub fn check_path(component: Component, installed: &str, wanted: &str) -> Result
     if installed == wanted || (from == to && component != Component::K3s) {
         return Ok(Move::Same);
     }
-    if to < from || (from == to && installed > wanted) {
+    if is_older(wanted, installed) {
         return Err(Refusal {
             message: format!(
                 "{name} {installed} is installed and the profile pins {wanted}: that is a downgrade, which stackinstall refuses"
@@ -392,19 +392,7 @@ mod tests {
     }
 
     fn node(name: &str, server: bool, version: &str, ready: bool) -> Node {
-        Node {
-            name: name.into(),
-            role: match server {
-                true => crate::join::Role::Server,
-                false => crate::join::Role::Agent,
-            },
-            version: version.into(),
-            ready,
-            etcd_member: server,
-            address: String::new(),
-            credential_provider: None,
-            nfs_client: None,
-        }
+        Node::for_tests(name, server, version, ready)
     }
 
     #[test]

@@ -215,20 +215,7 @@ mod tests {
     use super::*;
 
     fn node(name: &str, server: bool, ready: bool) -> Node {
-        Node {
-            name: name.into(),
-            role: if server {
-                crate::join::Role::Server
-            } else {
-                crate::join::Role::Agent
-            },
-            version: "v1.29.0+k3s1".into(),
-            ready,
-            etcd_member: server,
-            address: String::new(),
-            credential_provider: None,
-            nfs_client: None,
-        }
+        Node::for_tests(name, server, "v1.29.0+k3s1", ready)
     }
 
     #[test]

@@ -745,7 +745,7 @@ pub(crate) fn upgrade_check(context: &Context) -> Result<Option<Action>, StepErr
     if !is_agent(context) {
         match crate::node::in_snapshot()? {
             Some(nodes) => {
-                let this = crate::join::node_name(&context.host);
+                let this = this_node(context);
                 crate::upgrade::check_nodes(&nodes, &this, &found, pinned)?;
                 checked.push(format!(
                     "of {} node(s), every other etcd member Ready and none behind {found}",
@@ -765,7 +765,7 @@ pub(crate) fn upgrade_check(context: &Context) -> Result<Option<Action>, StepErr
 
 /// Whether the cluster has servers other than this one.
 fn has_other_servers(context: &Context) -> Result<bool, StepError> {
-    let this = crate::join::node_name(&context.host);
+    let this = this_node(context);
     Ok(crate::node::in_snapshot()?
         .is_some_and(|nodes| (nodes.iter()).any(|node| node.is_server() && node.name != this)))
 }
@@ -810,7 +810,7 @@ fn then_on_other_nodes(context: &Context) -> Result<Option<String>, StepError> {
     let Some(nodes) = crate::node::in_snapshot()? else {
         return Ok(None);
     };
-    let this = crate::join::node_name(&context.host);
+    let this = this_node(context);
     Ok(crate::upgrade::order(
         &nodes,
         &this,
